@@ -1,0 +1,49 @@
+"""All CardioVLM configuration in one typed place.
+
+Every value can be set by an environment variable ``CARDIOVLM_<FIELD>`` (e.g.
+``CARDIOVLM_MAX_ZIP_BYTES=1073741824``) or a ``.env`` file in the working folder. Library code takes
+a ``Settings`` argument or calls :func:`get_settings`; nothing else reads the environment.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CARDIOVLM_", env_file=".env", extra="ignore")
+
+    # --- study ingest ---
+    max_zip_bytes: int = Field(2 * 1024**3, description="largest total uncompressed size of an uploaded zip")
+    max_zip_members: int = Field(20_000, description="largest number of files in an uploaded zip")
+    patient_hash_salt: str = Field(
+        "cardiovlm-default-salt", description="salt for the patient-ID hash; set a secret one per site")
+    uneven_spacing_tolerance_mm: float = Field(
+        0.05, description="slice-gap deviation above which a series is resampled to an even grid")
+
+    # --- data locations ---
+    data_dir: Path = Field(Path.home() / ".cardiovlm", description="user data: report store, sessions")
+    demo_cases_dir: Path = Field(PACKAGE_ROOT / "tools" / "demo_cases", description="bundled demo studies")
+    checkpoint_dir: Path = Field(PACKAGE_ROOT / "vlm" / "checkpoint", description="shipped VLM checkpoint")
+
+    # --- quantification conventions ---
+    stent_landing_zone_mm: float = Field(2.5, description="healthy vessel required beyond each lesion end")
+    stent_lengths_mm: tuple[float, ...] = Field(
+        (8, 12, 15, 18, 20, 23, 24, 26, 28, 30, 33, 38), description="stent catalogue lengths")
+    calcium_mass_calibration: float = Field(
+        0.001, description="mg/(mm^3*HU) factor for the mass score; set from a calcium calibration phantom")
+
+    # --- language models ---
+    llm: str = Field("default", description="'default' (embedded), 'openai:MODEL@URL' or 'gguf:PATH'")
+    openai_api_key: str = Field("not-needed", description="API key for an OpenAI-compatible endpoint")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

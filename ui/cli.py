@@ -1,0 +1,61 @@
+"""The ``cardiovlm`` command line: thin subcommands that parse, call the library, and print.
+
+Each subcommand lives next to the code it drives, in a module exposing ``register(subparsers)``
+(adds its parser and sets ``func``). Modules are listed here once; they import heavy libraries only
+inside their ``func``, so ``cardiovlm --help`` stays fast. Library errors that carry a user message
+(``ValueError`` subclasses) become one line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+# Keep third-party telemetry off before anything imports gradio, chromadb or TotalSegmentator.
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+os.environ.setdefault("TOTALSEG_DISABLE_USAGE_STATS", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+SUBCOMMAND_MODULES = (
+    "training.phantoms.cli",  # phantoms
+    "tools.ingest_cli",  # ingest
+    "ui.demo_cli",  # demo
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cardiovlm",
+        description="CardioVLM: anatomically aware assistant for coronary CT (research use only, "
+        "not for clinical use).",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module_name in SUBCOMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as err:
+            if err.name and module_name.startswith(err.name):
+                continue  # a subcommand still being written; the others keep working
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = args.func(args)
+    except ValueError as err:  # our typed errors all derive from ValueError and carry the message
+        print(f"cardiovlm {args.command}: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
