@@ -42,6 +42,16 @@ class StudyContext:
     clinical: cf.ClinicalContext | None = None
     case: cf.Case | None = None
     extra_masks: dict[str, np.ndarray] = field(default_factory=dict)  # masks produced this session
+    output_dir: Path | None = None  # where this session's tools write files (masks, reports)
+
+    def outputs(self) -> Path:
+        """This session's output folder, created on first use (a temporary one if none was set)."""
+        if self.output_dir is None:
+            import tempfile
+
+            self.output_dir = Path(tempfile.mkdtemp(prefix="cardiovlm-session-"))
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        return self.output_dir
 
     def as_config(self) -> RunnableConfig:
         return {"configurable": {CONFIG_KEY: self}}
