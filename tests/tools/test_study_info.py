@@ -1,0 +1,23 @@
+"""The study_info tool describes the session's study, or says that none is loaded."""
+
+import numpy as np
+import pytest
+
+from tools.context import StudyContext
+from tools.study import Study
+from tools.study_info import study_info_tool
+
+
+def test_describes_the_loaded_study():
+    study = Study(hu=np.zeros((8, 6, 4), np.int16), spacing=(0.5, 0.5, 1.0), affine=np.eye(4), modality="CT",
+                  warnings=["slices resampled to an even 1.0 mm grid"])
+    out = study_info_tool.invoke({}, config=StudyContext(study=study).as_config())
+    assert out["summary"]["shape"] == [8, 6, 4]
+    assert out["summary"]["spacing_mm"] == [0.5, 0.5, 1.0]
+    assert out["summary"]["warnings"] == ["slices resampled to an even 1.0 mm grid"]
+    assert out["labels_source"] is None and not out["has_calcium_scoring_series"]
+
+
+def test_without_a_study_it_says_to_load_one():
+    with pytest.raises(ValueError, match="no study is loaded"):
+        study_info_tool.invoke({})
