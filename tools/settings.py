@@ -32,6 +32,14 @@ class Settings(BaseSettings):
     demo_cases_dir: Path = Field(PACKAGE_ROOT / "tools" / "demo_cases", description="bundled demo studies")
     checkpoint_dir: Path = Field(PACKAGE_ROOT / "vlm" / "checkpoint", description="shipped VLM checkpoint")
 
+    # --- report store (chromadb) ---
+    reports_dir: Path | None = Field(
+        None, description="embedded report store folder; None means <data_dir>/reports")
+    reports_collection: str = Field("cardiovlm_reports", description="chromadb collection holding the reports")
+    chroma_host: str | None = Field(
+        None, description="Chroma server host; when set, the report store uses chromadb.HttpClient")
+    chroma_port: int = Field(8000, description="Chroma server port (with chroma_host)")
+
     # --- quantification conventions ---
     stent_landing_zone_mm: float = Field(2.5, description="healthy vessel required beyond each lesion end")
     stent_lengths_mm: tuple[float, ...] = Field(
