@@ -26,6 +26,9 @@ class Settings(BaseSettings):
         "cardiovlm-default-salt", description="salt for the patient-ID hash; set a secret one per site")
     uneven_spacing_tolerance_mm: float = Field(
         0.05, description="slice-gap deviation above which a series is resampled to an even grid")
+    max_slice_gap_ratio: float = Field(
+        2.0, description="largest slice gap, as a multiple of the median gap, that is still resampled; "
+        "beyond it (slices missing) the series is refused")
 
     # --- data locations ---
     data_dir: Path = Field(Path.home() / ".cardiovlm", description="user data: report store, sessions")
