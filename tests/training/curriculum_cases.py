@@ -1,0 +1,38 @@
+"""Small case folders written with tools.case_format, for the curriculum tests (no images needed)."""
+
+from pathlib import Path
+
+from tools.anatomy import CORONARY_SEGMENTS, label_table
+from tools.case_format import (
+    FINDINGS_FILE, LABEL_TABLE_FILE, LANDMARKS_FILE, MANIFEST_FILE, REPORT_FILE, CaseManifest, Finding,
+    Findings, GridInfo, SegmentSummary, write_json,
+)
+
+REPORT = """Right dominant coronary system. Agatston score 310.
+Left main: normal.
+LAD: Partially calcified plaque in the proximal LAD over 14 mm with moderate (50-69%) stenosis.
+Circumflex: No plaque. RCA: Patent 3.0 x 18 mm stent in the mid RCA without in-stent restenosis.
+IMPRESSION: CAD-RADS 3/P3/S."""
+
+FINDINGS = [
+    Finding(id="f1", segment="pLAD", kind="mixed_plaque", stenosis_percent=60, length_mm=14, start_mm=3,
+            calcium_peak_hu=650, calcium_diameter_mm=2.0),
+    Finding(id="f2", segment="mRCA", kind="stent", stenosis_percent=0, length_mm=18, start_mm=5,
+            stent_diameter_mm=3.0),
+]
+
+
+def write_case(root: Path, case_id: str = "case_0001", *, findings: bool = True) -> Path:
+    folder = root / case_id
+    folder.mkdir(parents=True)
+    grid = GridInfo(shape=(32, 32, 24), spacing_mm=(1.0, 1.0, 1.0), origin_mm=(0.0, 0.0, 0.0))
+    write_json(folder / MANIFEST_FILE, CaseManifest(case_id=case_id, seed=1, dominance="right" if findings else None,
+                                                    source="phantom" if findings else "real", ccta=grid))
+    write_json(folder / LABEL_TABLE_FILE, {str(k): v for k, v in label_table().items()})
+    write_json(folder / LANDMARKS_FILE, {"left_coronary_ostium": [1.0, 2.0, 3.0], "crux": [4.0, 5.0, 6.0]})
+    (folder / REPORT_FILE).write_text(REPORT)
+    if findings:
+        absent = {"L-PDA", "L-PLB"}
+        segments = [SegmentSummary(segment=s.code, present=s.code not in absent) for s in CORONARY_SEGMENTS]
+        write_json(folder / FINDINGS_FILE, Findings(findings=FINDINGS, segments=segments, cad_rads="3/P3/S"))
+    return folder

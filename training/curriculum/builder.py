@@ -1,0 +1,376 @@
+"""Hierarchical instruction curriculum from cases (patent [0028]-[0031]).
+
+Stage 1, anatomy -> descriptors: segment a named structure or artery, locate a landmark.
+Stage 2, anatomy -> anatomy: most anterior chamber, which vessel a segment arises from
+(``tools.anatomy.SEGMENT_PARENT``), segment membership, dominance.
+Stage 3, anatomy -> findings: segment calcifications, plaques, occlusions and stents on named
+segments; yes/no presence per artery; multiple choice with distractors; lesion length, stenosis,
+stent coverage and CAD-RADS. Negatives ask for what is absent and teach "not present".
+
+The report is read by the chosen language model (:mod:`training.curriculum.llm`) through the
+``extract_findings`` template; a stage-3 instruction cites the report span that states it. Targets
+of phantom cases come from their ground truth (``findings.json``); quantitative targets are the
+ground-truth lesion lengths, as the quantification tools are not used here yet (provenance says so).
+Real cases without ground truth get stage-3 instructions from the report alone.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, Field
+
+from tools.anatomy import (
+    ARTERIES, ARTERY_NAMES, CORONARY_SEGMENTS, HEART_CHAMBERS, LANDMARKS, SEGMENT_PARENT, SEGMENTS_BY_CODE,
+    STRUCTURES_BY_NAME, segments_of_artery,
+)
+from tools.case_format import Case, Finding
+
+from training.curriculum.findings import ReportFindings, SegmentFinding
+from training.curriculum.schema import (
+    CURRICULUM_VERSION, InstructionRecord, MaskTarget, Provenance, Target,
+)
+from training.curriculum.templates import format_choices
+
+PHRASINGS_FILE = Path(__file__).with_name("phrasings.yaml")
+
+# The left coronary artery as a whole: the left main and the arteries it gives off.
+LEFT_CORONARY = ("LM", "LAD", "LCx")
+LEFT_CORONARY_NAME = "left coronary artery"
+
+# What each finding kind is called in an instruction, and which labels make its mask.
+FINDING_WORDS = {
+    "calcified_plaque": "calcification", "noncalcified_plaque": "non-calcified plaque",
+    "mixed_plaque": "plaque", "occlusion": "occlusion", "stent": "stent",
+}
+FINDING_MASK_LABELS = {
+    "calcified_plaque": ["calcified_plaque"], "noncalcified_plaque": ["noncalcified_plaque"],
+    "mixed_plaque": ["calcified_plaque", "noncalcified_plaque"],
+    "occlusion": ["calcified_plaque", "noncalcified_plaque"], "stent": ["stent"],
+}
+PRESENCE_QUESTIONS = ("calcification", "plaque", "stent")
+# Anterior-to-posterior order of the chambers (anatomical fact; the RV lies behind the sternum).
+CHAMBERS_FRONT_TO_BACK = ("rv_blood", "ra_blood", "lv_blood", "la_blood")
+DOMINANCE_CHOICES = ["right", "left", "codominant"]
+
+
+class Phrasing(BaseModel):
+    id: str
+    text: str
+    held_out: bool = False
+
+
+@lru_cache(maxsize=2)
+def load_phrasings(path: Path = PHRASINGS_FILE) -> dict[str, list[Phrasing]]:
+    """Intent -> its phrasings; every intent must keep at least one phrasing for training."""
+    data = yaml.safe_load(Path(path).read_text())["intents"]
+    intents = {k: [Phrasing(**p) for p in v] for k, v in data.items()}
+    for intent, phrasings in intents.items():
+        if all(p.held_out for p in phrasings):
+            raise ValueError(f"intent {intent!r} has only held-out phrasings")
+    return intents
+
+
+def _labels(*names: str) -> list[int]:
+    return [STRUCTURES_BY_NAME[n].label_id for n in names]
+
+
+@dataclass
+class _Builder:
+    """Collects the records of one case; ``rng`` picks phrasings and distractors."""
+
+    case_id: str
+    rng: random.Random
+    records: list[InstructionRecord] = field(default_factory=list)
+
+    def add(self, intent: str, stage: int, task: str, target: Target, provenance: Provenance,
+            negative: bool = False, **slots) -> None:
+        phrasing = self.rng.choice(load_phrasings()[intent])
+        if "choices" in slots:
+            slots["choices"] = format_choices(slots["choices"])
+        self.records.append(InstructionRecord(
+            id=f"{self.case_id}-{len(self.records):04d}", study_id=self.case_id, stage=stage, task=task,
+            intent=intent, instruction=phrasing.text.format(**slots), target=target, provenance=provenance,
+            phrasing_id=f"{intent}.{phrasing.id}", held_out_phrasing=phrasing.held_out, negative=negative))
+
+    def choice(self, intent: str, stage: int, answer: str, pool: list[str], provenance: Provenance,
+               n: int = 4, **slots) -> None:
+        """A multiple-choice question: the answer plus up to n-1 distractors, shuffled."""
+        distractors = [p for p in dict.fromkeys(pool) if p != answer]
+        options = self.rng.sample(distractors, min(n - 1, len(distractors))) + [answer]
+        self.rng.shuffle(options)
+        self.add(intent, stage, "choice", Target(answer=answer, choices=options), provenance,
+                 choices=options, **slots)
+
+
+_ANATOMY = Provenance(source="anatomy", text="tools.anatomy registry")
+
+
+def _present_segments(case: Case) -> list[str]:
+    if case.findings and case.findings.segments:
+        return [s.segment for s in case.findings.segments if s.present]
+    if case.has("label_table.json"):
+        table = case.label_table()
+        return [s.code for s in CORONARY_SEGMENTS if s.label_id in table]
+    return [s.code for s in CORONARY_SEGMENTS]
+
+
+def _stage1(b: _Builder, case: Case, segments: list[str]) -> None:
+    structures = ("aorta", "aortic_root", "pulmonary_artery", "lv_myocardium", *HEART_CHAMBERS)
+    if case.has("label_table.json"):
+        present = set(case.label_table().values())
+        structures = tuple(s for s in structures if s in present)
+    for name in structures:
+        s = STRUCTURES_BY_NAME[name]
+        b.add("segment_structure", 1, "segment", Target(mask=MaskTarget(label_ids=[s.label_id])), _ANATOMY,
+              name=s.display, short=(s.synonyms[-1] if s.synonyms else s.display))
+    for code in segments:
+        seg = SEGMENTS_BY_CODE[code]
+        b.add("segment_structure", 1, "segment", Target(mask=MaskTarget(label_ids=[seg.label_id])), _ANATOMY,
+              name=seg.name, short=seg.code)
+    for artery in ARTERIES:
+        ids = [s.label_id for s in segments_of_artery(artery) if s.code in segments]
+        if ids:
+            b.add("segment_artery", 1, "segment", Target(mask=MaskTarget(label_ids=ids)), _ANATOMY,
+                  name=ARTERY_NAMES[artery], short=artery)
+    landmarks = case.landmarks() if case.has("landmarks.json") else {}
+    for key in (k for k in LANDMARKS if k in landmarks):
+        b.add("locate_landmark", 1, "landmark", Target(landmark=key), _ANATOMY,
+              name=LANDMARKS[key], short=key.replace("_", " "))
+
+
+def _stage2(b: _Builder, case: Case, segments: list[str], report: ReportFindings) -> None:
+    chambers = [STRUCTURES_BY_NAME[c].display for c in CHAMBERS_FRONT_TO_BACK]
+    b.choice("anterior_chamber", 2, chambers[0], chambers, _ANATOMY)
+    vessel_names = [SEGMENTS_BY_CODE[c].name for c in segments] + [STRUCTURES_BY_NAME["aortic_root"].display]
+    for code in segments:
+        parent = SEGMENT_PARENT[code]
+        seg = SEGMENTS_BY_CODE[code]
+        answer = SEGMENTS_BY_CODE[parent].name if parent else STRUCTURES_BY_NAME["aortic_root"].display
+        b.choice("vessel_origin", 2, answer, [v for v in vessel_names if v != seg.name], _ANATOMY,
+                 name=seg.name, short=code)
+        if parent and parent in segments:
+            b.add("segment_parent", 2, "segment",
+                  Target(mask=MaskTarget(label_ids=[SEGMENTS_BY_CODE[parent].label_id])), _ANATOMY,
+                  name=seg.name, short=code)
+        # Membership: once with the right artery, once with another one (a "no").
+        other = b.rng.choice([a for a in ARTERIES if a != seg.artery])
+        for artery in (seg.artery, other):
+            b.add("segment_membership", 2, "yes_no", Target(answer="yes" if artery == seg.artery else "no"),
+                  _ANATOMY, name=seg.name, short=code, other=ARTERY_NAMES[artery])
+    dominance = case.manifest.dominance or report.dominance
+    if dominance:
+        source = (Provenance(source="ground_truth", text="case.json dominance") if case.manifest.dominance
+                  else Provenance(source="report", text=f"dominance: {report.dominance}"))
+        b.choice("dominance", 2, dominance, DOMINANCE_CHOICES, source, n=3)
+
+
+def _report_provenance(report: ReportFindings, segment: str, ground_truth: str) -> Provenance:
+    """The report passage stating a finding on ``segment``, else the ground truth."""
+    hits = report.for_segment(segment) or report.for_artery(SEGMENTS_BY_CODE[segment].artery)
+    if hits:
+        return Provenance(source="report", report_span=hits[0].span, text=hits[0].text.strip())
+    return Provenance(source="ground_truth", text=ground_truth)
+
+
+def _finding_kinds_by_artery(findings: list[Finding]) -> dict[str, set[str]]:
+    """Artery -> presence words ("calcification", "plaque", "stent") true for it."""
+    out: dict[str, set[str]] = {a: set() for a in ARTERIES}
+    for f in findings:
+        artery = SEGMENTS_BY_CODE[f.segment].artery
+        if f.kind == "stent":
+            out[artery].add("stent")
+        else:
+            out[artery].add("plaque")
+        if f.has_calcium or f.kind in ("calcified_plaque", "mixed_plaque"):
+            out[artery].add("calcification")
+    return out
+
+
+def _stage3_ground_truth(b: _Builder, case: Case, segments: list[str], report: ReportFindings,
+                         stent_lengths: tuple[float, ...], landing_zone_mm: float) -> None:
+    findings = case.findings.findings  # type: ignore[union-attr]
+    for f in findings:
+        seg = SEGMENTS_BY_CODE[f.segment]
+        prov = _report_provenance(report, f.segment, f"findings.json {f.id}")
+        mask = MaskTarget(label_ids=_labels(*FINDING_MASK_LABELS[f.kind]), near_segments=[f.segment])
+        b.add("segment_finding", 3, "segment", Target(mask=mask), prov,
+              finding=FINDING_WORDS[f.kind], name=seg.name, short=seg.code)
+        measured = Provenance(source="ground_truth", report_span=prov.report_span,
+                              text=f"findings.json {f.id}; measured on phantom ground truth, not by a tool")
+        if f.kind != "stent":
+            b.add("lesion_length", 3, "measure", Target(value=round(f.length_mm, 1), unit="mm"), measured,
+                  name=seg.name, short=seg.code)
+            b.add("stenosis_degree", 3, "measure", Target(value=round(f.stenosis_percent), unit="%"), measured,
+                  name=seg.name, short=seg.code)
+            stent = b.rng.choice(stent_lengths)
+            fits = f.length_mm + 2 * landing_zone_mm <= stent
+            b.add("stent_coverage", 3, "yes_no", Target(answer="yes" if fits else "no"), Provenance(
+                source="ground_truth", report_span=prov.report_span,
+                text=f"lesion {f.length_mm:.1f} mm + 2 x {landing_zone_mm:g} mm landing zone vs {stent:g} mm stent"),
+                name=seg.name, short=seg.code, stent_mm=f"{stent:g}")
+    # The patent's "segment the artery with a calcification" and its multiple-choice twin.
+    by_kind = {"calcification": sorted({f.segment for f in findings if f.has_calcium
+                                        or f.kind in ("calcified_plaque", "mixed_plaque")}),
+               "stent": sorted({f.segment for f in findings if f.kind == "stent"})}
+    for word, diseased in by_kind.items():
+        if diseased:
+            b.add("segment_diseased_artery", 3, "segment", Target(mask=MaskTarget(
+                label_ids=[SEGMENTS_BY_CODE[s].label_id for s in diseased])),
+                Provenance(source="ground_truth", text="findings.json"), finding=word)
+            healthy = [SEGMENTS_BY_CODE[s].name for s in segments if s not in diseased]
+            if healthy:
+                b.choice("finding_choice", 3, SEGMENTS_BY_CODE[b.rng.choice(diseased)].name, healthy,
+                         Provenance(source="ground_truth", text="findings.json"),
+                         finding="calcified" if word == "calcification" else "stented")
+    # Yes/no per artery and the left coronary artery as a whole; "no" answers are negatives.
+    present = _finding_kinds_by_artery(findings)
+    groups = {ARTERY_NAMES[a]: (a,) for a in ARTERIES} | {LEFT_CORONARY_NAME: LEFT_CORONARY}
+    for name, arteries in groups.items():
+        for word in PRESENCE_QUESTIONS:
+            yes = any(word in present[a] for a in arteries)
+            b.add("presence", 3, "yes_no", Target(answer="yes" if yes else "no"),
+                  Provenance(source="ground_truth", text="findings.json"), negative=not yes,
+                  finding=word, name=name, short="LCA" if len(arteries) > 1 else arteries[0])
+    # Negatives: ask to segment what is not there.
+    for artery in ARTERIES:
+        for kind, word in (("stent", "stent"), ("calcified_plaque", "calcification")):
+            if word not in present[artery]:
+                b.add("segment_finding", 3, "segment", Target(answer="not present"),
+                      Provenance(source="ground_truth", text=f"findings.json: no {word} in the {artery}"),
+                      negative=True, finding=word, name=ARTERY_NAMES[artery], short=artery)
+    cad = case.findings.cad_rads.split("/")[0]  # type: ignore[union-attr]
+    b.choice("cad_rads", 3, cad, ["0", "1", "2", "3", "4A", "4B", "5"],
+             Provenance(source="ground_truth", text=f"findings.json cad_rads {case.findings.cad_rads}"))
+
+
+def _report_kind(f: SegmentFinding) -> str | None:
+    if f.stent:
+        return "stent"
+    if f.occluded:
+        return "occlusion"
+    return {"calcified": "calcified_plaque", "noncalcified": "noncalcified_plaque",
+            "mixed": "mixed_plaque"}.get(f.plaque_type or "")
+
+
+def _stage3_report_only(b: _Builder, report: ReportFindings) -> None:
+    """Real studies without ground truth: what the report asserts, with its spans."""
+    for f in report.positive():
+        kind = _report_kind(f)
+        if f.segment is None or kind is None or f.uncertain:
+            continue  # an artery alone cannot place a mask; hedged findings are not taught
+        seg = SEGMENTS_BY_CODE[f.segment]
+        prov = Provenance(source="report", report_span=f.span, text=f.text.strip())
+        b.add("segment_finding", 3, "segment", Target(mask=MaskTarget(
+            label_ids=_labels(*FINDING_MASK_LABELS[kind]), near_segments=[f.segment])), prov,
+            finding=FINDING_WORDS[kind], name=seg.name, short=seg.code)
+        if f.lesion_length_mm is not None:
+            b.add("lesion_length", 3, "measure", Target(value=f.lesion_length_mm, unit="mm"), prov,
+                  name=seg.name, short=seg.code)
+        if f.stenosis_percent is not None:
+            b.add("stenosis_degree", 3, "measure", Target(value=f.stenosis_percent, unit="%"), prov,
+                  name=seg.name, short=seg.code)
+    for f in report.findings:
+        if f.negated and not f.uncertain:
+            name = SEGMENTS_BY_CODE[f.segment].name if f.segment else ARTERY_NAMES[f.artery]
+            b.add("presence", 3, "yes_no", Target(answer="no"),
+                  Provenance(source="report", report_span=f.span, text=f.text.strip()), negative=True,
+                  finding="plaque", name=name, short=f.segment or f.artery)
+
+
+def build_case_instructions(case: Case, report: ReportFindings, *, rng: random.Random,
+                            stent_lengths: tuple[float, ...] = (8, 12, 15, 18, 20, 23, 24, 26, 28, 30, 33, 38),
+                            landing_zone_mm: float = 2.5) -> list[InstructionRecord]:
+    """All instructions of one case, stages 1 to 3, given the findings read from its report."""
+    b = _Builder(case.manifest.case_id, rng)
+    segments = _present_segments(case)
+    _stage1(b, case, segments)
+    _stage2(b, case, segments, report)
+    if case.findings is not None:
+        _stage3_ground_truth(b, case, segments, report, stent_lengths, landing_zone_mm)
+    else:
+        _stage3_report_only(b, report)
+    return b.records
+
+
+class CurriculumHeader(BaseModel):
+    """First line of a curriculum JSONL file."""
+
+    curriculum_version: str = CURRICULUM_VERSION
+    llm: str
+    seed: int
+    studies: int
+    records: int
+    counts: dict[str, int] = Field(description="records per 'stage<N>/<task>'")
+    distinct_phrasings: int
+    held_out_records: int
+
+
+def summarise(records: list[InstructionRecord]) -> dict:
+    """Counts per stage and task, distinct phrasings, held-out records."""
+    counts = Counter(f"stage{r.stage}/{r.task}" for r in records)
+    return {"counts": dict(sorted(counts.items())), "distinct_phrasings": len({r.phrasing_id for r in records}),
+            "held_out_records": sum(r.held_out_phrasing for r in records)}
+
+
+def write_curriculum(records: list[InstructionRecord], path: str | Path, *, llm: str, seed: int) -> CurriculumHeader:
+    """Write the header line then one record per line."""
+    header = CurriculumHeader(llm=llm, seed=seed, studies=len({r.study_id for r in records}),
+                              records=len(records), **summarise(records))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as out:
+        out.write(json.dumps({"header": header.model_dump()}) + "\n")
+        for r in records:
+            out.write(r.model_dump_json() + "\n")
+    return header
+
+
+def read_curriculum(path: str | Path) -> tuple[CurriculumHeader, list[InstructionRecord]]:
+    """Read a curriculum file; refuses another curriculum version.
+
+    Raises:
+        ValueError: not a curriculum file, or written by another curriculum version.
+    """
+    lines = Path(path).read_text().splitlines()
+    if not lines or "header" not in json.loads(lines[0]):
+        raise ValueError(f"{path} is not a CardioVLM curriculum file (no header line)")
+    header = CurriculumHeader(**json.loads(lines[0])["header"])
+    if header.curriculum_version != CURRICULUM_VERSION:
+        raise ValueError(f"{path} has curriculum version {header.curriculum_version}; "
+                         f"this code reads version {CURRICULUM_VERSION}: rebuild it with `cardiovlm curriculum`")
+    return header, [InstructionRecord.model_validate_json(line) for line in lines[1:] if line.strip()]
+
+
+def build_curriculum(cases: list[Case], *, llm: str = "default", seed: int = 0,
+                     progress: bool = False) -> list[InstructionRecord]:
+    """Instructions of every case; each report is read once by the ``llm`` backend.
+
+    Raises:
+        ValueError: no cases, or an unknown LLM spec.
+    """
+    from tools.settings import get_settings
+    from training.curriculum.llm import extract_findings, make_chat_model
+
+    if not cases:
+        raise ValueError("no cases to build a curriculum from")
+    settings = get_settings()
+    model = make_chat_model(llm)
+    records: list[InstructionRecord] = []
+    iterator = cases
+    if progress:
+        from tqdm import tqdm
+        iterator = tqdm(cases, desc="curriculum", unit="study")
+    for case in iterator:
+        report = extract_findings(model, case.report) if case.report else ReportFindings()
+        rng = random.Random(f"{seed}:{case.manifest.case_id}")  # per case: stable under reordering
+        records += build_case_instructions(case, report, rng=rng, stent_lengths=settings.stent_lengths_mm,
+                                           landing_zone_mm=settings.stent_landing_zone_mm)
+    return records
+
