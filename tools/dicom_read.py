@@ -97,16 +97,22 @@ class FolderScan:
     non_image: dict[str, int] = field(default_factory=dict)  # kind -> count (SR, SEG, ...)
 
 
-def _non_image_kind(ds: pydicom.Dataset) -> str | None:
-    """A short name for DICOM objects that carry no image slice (SR, SEG, DICOMDIR, ...), else None."""
-    sop = str(ds.get("SOPClassUID", "") or getattr(ds.get("file_meta", None), "MediaStorageSOPClassUID", ""))
-    name = getattr(pydicom.uid.UID(sop), "name", "") if sop else ""
+def _classify(ds: pydicom.Dataset) -> str | None:
+    """None for an image slice; "damaged" for a header cut short; else a short name of the object
+    kind that carries no image slice (structured report, segmentation, DICOMDIR, ...)."""
+    sop = str(ds.get("SOPClassUID", "") or "")
+    if not sop:
+        meta_sop = str(getattr(ds.get("file_meta", None), "MediaStorageSOPClassUID", "") or "")
+        if meta_sop == "1.2.840.10008.1.3.10":
+            return "DICOMDIR"
+        return "damaged"  # a header truncated before the dataset proper: no SOP class at all
+    name = getattr(pydicom.uid.UID(sop), "name", "") or ""
     if sop in _NON_IMAGE_NAMES:
         return _NON_IMAGE_NAMES[sop]
-    if "SR" in str(ds.get("Modality", "")) or "Structured Report" in name or name.endswith("SR"):
+    if str(ds.get("Modality", "")) == "SR" or name.endswith("SR Storage"):
         return "structured report"
     if "Rows" not in ds or "Columns" not in ds:
-        return name or "non-image object"
+        return "damaged" if "Image Storage" in name else (name or "non-image object")
     return None
 
 
@@ -130,7 +136,10 @@ def scan_folder(folder: Path) -> FolderScan:
         except Exception:  # truncated or malformed header: pydicom raises several types
             scan.unreadable.append(path.name)
             continue
-        kind = _non_image_kind(ds)
+        kind = _classify(ds)
+        if kind == "damaged":
+            scan.unreadable.append(path.name)
+            continue
         if kind:
             scan.non_image[kind] = scan.non_image.get(kind, 0) + 1
             continue

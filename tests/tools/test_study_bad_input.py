@@ -1,0 +1,259 @@
+"""Every kind of bad input gives its typed error (or a stated repair), never a crash."""
+
+from __future__ import annotations
+
+import os
+import stat
+import struct
+import tempfile
+import zipfile
+
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+from pydicom.dataset import Dataset, FileMetaDataset
+
+from tools.dicom_write import write_ct_series
+from tools.safe_zip import check_zip
+from tools.settings import Settings
+from tools.study import (
+    CorruptDicomError,
+    EmptyFolderError,
+    GantryTiltError,
+    InconsistentSeriesError,
+    InvalidNiftiError,
+    MissingPositionError,
+    NoDicomImagesError,
+    NonImageObjectsOnlyError,
+    StudyError,
+    UnevenSpacingError,
+    UnsafeZipError,
+    ZipTooLargeError,
+    load_study,
+)
+
+SHAPE = (32, 24, 16)
+
+
+def write(folder, shape=SHAPE, **kwargs) -> tuple[list, np.ndarray]:
+    hu = np.random.default_rng(0).integers(-1000, 1000, shape).astype(np.int16)
+    kwargs.setdefault("series_description", "CCTA")
+    kwargs.setdefault("uid_seed", "bad")
+    return write_ct_series(hu, np.diag([0.5, 0.5, 1.0, 1.0]), folder, **kwargs), hu
+
+
+def edit(path, **changes):
+    ds = pydicom.dcmread(path)
+    for keyword, value in changes.items():
+        if value is None:
+            delattr(ds, keyword)
+        else:
+            setattr(ds, keyword, value)
+    ds.save_as(path)
+
+
+def test_all_errors_are_value_errors_for_the_cli():
+    assert issubclass(StudyError, ValueError)
+
+
+def test_empty_folder(tmp_path):
+    with pytest.raises(EmptyFolderError, match="empty"):
+        load_study(tmp_path)
+
+
+def test_folder_without_dicom(tmp_path):
+    (tmp_path / "readme.txt").write_text("hello")
+    with pytest.raises(NoDicomImagesError, match="none of the 1 files is a DICOM image"):
+        load_study(tmp_path)
+
+
+def test_non_dicom_files_are_skipped_and_counted(tmp_path):
+    _, hu = write(tmp_path)
+    (tmp_path / "notes.txt").write_text("export log")
+    (tmp_path / "thumb.jpg").write_bytes(b"\xff\xd8\xff\xe0" + bytes(100))
+    study = load_study(tmp_path)
+    np.testing.assert_array_equal(study.hu, hu)
+    assert any("2 non-DICOM file(s) were skipped" in w for w in study.warnings)
+
+
+def test_truncated_last_slice_is_left_out_with_a_warning(tmp_path):
+    paths, hu = write(tmp_path)
+    os.truncate(paths[-1], os.path.getsize(paths[-1]) - 400)
+    study = load_study(tmp_path)
+    np.testing.assert_array_equal(study.hu, hu[:, :, :-1])
+    assert any("damaged slice" in w for w in study.warnings)
+
+
+def test_truncated_header_is_counted_as_damaged(tmp_path):
+    paths, hu = write(tmp_path)
+    os.truncate(paths[0], 200)
+    study = load_study(tmp_path)
+    np.testing.assert_array_equal(study.hu, hu[:, :, 1:])
+    assert any("1 damaged DICOM file(s) were skipped" in w for w in study.warnings)
+
+
+def test_series_that_cannot_be_built_from_damaged_files(tmp_path):
+    paths, _ = write(tmp_path, shape=(32, 24, 3))
+    for path in paths[1:]:
+        os.truncate(path, os.path.getsize(path) - 400)
+    with pytest.raises(CorruptDicomError, match="damaged or truncated"):
+        load_study(tmp_path)
+
+
+def _non_image(path, sop_class, modality):
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = sop_class
+    ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
+    ds.Modality = modality
+    ds.SeriesInstanceUID = pydicom.uid.generate_uid()
+    if modality == "SEG":
+        ds.Rows, ds.Columns = 32, 24
+    ds.save_as(path, enforce_file_format=True)
+
+
+def test_only_sr_and_seg_objects(tmp_path):
+    _non_image(tmp_path / "report.dcm", "1.2.840.10008.5.1.4.1.1.88.11", "SR")
+    _non_image(tmp_path / "seg.dcm", "1.2.840.10008.5.1.4.1.1.66.4", "SEG")
+    with pytest.raises(NonImageObjectsOnlyError, match="structured report.*segmentation|segmentation.*structured"):
+        load_study(tmp_path)
+
+
+def test_non_ct_modality_is_loaded_but_flagged(tmp_path):
+    _, hu = write(tmp_path, modality="MR")
+    study = load_study(tmp_path)
+    np.testing.assert_array_equal(study.hu, hu)
+    assert study.modality == "MR" and not study.hu_calibrated
+    assert any("not Hounsfield units" in w for w in study.warnings)
+
+
+def test_one_missing_slice_is_resampled_and_said(tmp_path):
+    paths, hu = write(tmp_path)
+    paths[7].unlink()  # a 2 mm gap in a 1 mm series
+    study = load_study(tmp_path)
+    assert study.shape == SHAPE and study.spacing[2] == pytest.approx(1.0)
+    expected = np.rint((hu[:, :, 6].astype(float) + hu[:, :, 8]) / 2)
+    np.testing.assert_array_equal(study.hu[:, :, 7], expected)
+    np.testing.assert_array_equal(study.hu[:, :, 8], hu[:, :, 8])
+    assert any("resampled linearly" in w for w in study.warnings)
+
+
+def test_jittered_positions_are_resampled(tmp_path):
+    paths, _ = write(tmp_path)
+    edit(paths[5], ImagePositionPatient=[0, 0, 5.3])
+    study = load_study(tmp_path)
+    assert study.shape == SHAPE and any("uneven" in w for w in study.warnings)
+
+
+def test_large_gap_is_refused(tmp_path):
+    paths, _ = write(tmp_path)
+    for path in paths[6:9]:
+        path.unlink()  # a 4 mm gap in a 1 mm series
+    with pytest.raises(UnevenSpacingError, match="slices are missing"):
+        load_study(tmp_path)
+
+
+def test_gantry_tilt_is_refused(tmp_path):
+    paths, _ = write(tmp_path)
+    for k, path in enumerate(paths):  # each slice shifted along y: a 17 degree tilt
+        edit(path, ImagePositionPatient=[0, 0.3 * k, float(k)])
+    with pytest.raises(GantryTiltError, match="gantry tilt of about 16.7 degrees"):
+        load_study(tmp_path)
+
+
+def test_missing_image_position(tmp_path):
+    paths, _ = write(tmp_path)
+    edit(paths[3], ImagePositionPatient=None)
+    with pytest.raises(MissingPositionError, match="ImagePositionPatient"):
+        load_study(tmp_path)
+
+
+def test_inconsistent_rows_and_columns(tmp_path):
+    write(tmp_path / "a", series_uid="1.2.3.4", shape=(32, 24, 4))
+    write(tmp_path / "b", series_uid="1.2.3.4", shape=(30, 24, 4))
+    with pytest.raises(InconsistentSeriesError, match="mixes image sizes"):
+        load_study(tmp_path)
+
+
+def _zip_with(tmp_path, name, info: zipfile.ZipInfo | None = None):
+    archive = tmp_path / name
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("ok/readme.txt", "fine")
+        zf.writestr(info or name, b"payload")
+    return archive
+
+
+@pytest.mark.parametrize("entry", ["../escape.dcm", "/etc/escape.dcm", "a/../../escape.dcm", "C:/escape.dcm"])
+def test_zip_path_traversal_is_refused_before_extracting(tmp_path, monkeypatch, entry):
+    archive = tmp_path / "evil.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("ok/readme.txt", "fine")
+        zf.writestr(entry, b"payload")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    with pytest.raises(UnsafeZipError, match="refused"):
+        load_study(archive)
+    assert not list(scratch.iterdir())  # nothing extracted, temporary folder removed
+    assert not list(tmp_path.rglob("escape.dcm"))
+
+
+def test_zip_symlink_is_refused(tmp_path):
+    link = zipfile.ZipInfo("series/link.dcm")
+    link.external_attr = (stat.S_IFLNK | 0o777) << 16
+    archive = _zip_with(tmp_path, "link.zip", link)
+    with pytest.raises(UnsafeZipError, match="symbolic link"):
+        load_study(archive)
+
+
+def test_zip_over_the_size_limit_is_refused_from_its_directory(tmp_path):
+    archive = tmp_path / "big.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("zeros.bin", bytes(200_000))  # compresses to a few hundred bytes
+    assert archive.stat().st_size < 2_000
+    with pytest.raises(ZipTooLargeError, match="more than the limit"):
+        load_study(archive, settings=Settings(max_zip_bytes=100_000))
+    with pytest.raises(ZipTooLargeError, match="2 files, more than the limit of 1"):
+        check_zip(_zip_with(tmp_path, "many.zip"), max_bytes=10**6, max_members=1)
+
+
+def test_zip_with_lying_size_headers_is_stopped_while_extracting(tmp_path, monkeypatch):
+    archive = tmp_path / "liar.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("zeros.bin", bytes(200_000))
+    data = bytearray(archive.read_bytes())
+    local, central = data.find(b"PK\x03\x04"), data.find(b"PK\x01\x02")
+    struct.pack_into("<I", data, local + 22, 1_000)  # declare 1 kB uncompressed instead of 200 kB
+    struct.pack_into("<I", data, central + 24, 1_000)
+    archive.write_bytes(bytes(data))
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    with pytest.raises(UnsafeZipError):
+        load_study(archive, settings=Settings(max_zip_bytes=50_000))
+    assert not list(scratch.iterdir())
+
+
+def test_corrupt_zip(tmp_path):
+    (tmp_path / "broken.zip").write_bytes(b"PK\x03\x04 this is not a zip")
+    with pytest.raises(UnsafeZipError, match="not a readable zip"):
+        load_study(tmp_path / "broken.zip")
+
+
+def test_nifti_with_nans(tmp_path):
+    data = np.zeros((8, 8, 4), np.float32)
+    data[2, 3, 1] = np.nan
+    nib.save(nib.Nifti1Image(data, np.eye(4)), tmp_path / "nan.nii.gz")
+    with pytest.raises(InvalidNiftiError, match="1 voxels are NaN"):
+        load_study(tmp_path / "nan.nii.gz")
+
+
+def test_truncated_nifti(tmp_path):
+    nib.save(nib.Nifti1Image(np.zeros((16, 16, 8), np.int16), np.eye(4)), tmp_path / "x.nii")
+    os.truncate(tmp_path / "x.nii", 400)
+    with pytest.raises(InvalidNiftiError, match="not a readable NIfTI"):
+        load_study(tmp_path / "x.nii")
