@@ -24,6 +24,7 @@ SUBCOMMAND_MODULES = (
     "training.phantoms.cli",  # phantoms
     "tools.ingest_cli",  # ingest
     "ui.demo_cli",  # demo
+    "training.train_cli",  # train
 )
 
 
