@@ -25,6 +25,7 @@ SUBCOMMAND_MODULES = (
     "tools.ingest_cli",  # ingest
     "ui.demo_cli",  # demo
     "training.train_cli",  # train
+    "tools.reports_cli",  # reports
 )
 
 
