@@ -36,3 +36,26 @@ def write_case(root: Path, case_id: str = "case_0001", *, findings: bool = True)
         segments = [SegmentSummary(segment=s.code, present=s.code not in absent) for s in CORONARY_SEGMENTS]
         write_json(folder / FINDINGS_FILE, Findings(findings=FINDINGS, segments=segments, cad_rads="3/P3/S"))
     return folder
+
+
+def write_images(folder: Path) -> None:
+    """A 32x32x24 CCTA and label map: a left ventricle, a pLAD with a calcification, an mRCA with a stent."""
+    import numpy as np
+
+    from tools.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
+    from tools.case_format import CCTA_NIFTI, LABELS_NIFTI
+    from tools.nifti_io import write_nifti
+
+    labels = np.zeros((32, 32, 24), dtype=np.uint8)
+    labels[8:20, 8:20, 6:18] = STRUCTURES_BY_NAME["lv_blood"].label_id
+    labels[22:24, 4:28, 12] = SEGMENTS_BY_CODE["pLAD"].label_id
+    labels[24, 10:13, 12] = STRUCTURES_BY_NAME["calcified_plaque"].label_id
+    labels[4:6, 4:28, 4] = SEGMENTS_BY_CODE["mRCA"].label_id
+    labels[6, 8:14, 4] = STRUCTURES_BY_NAME["stent"].label_id
+    labels[30, 30, 22] = STRUCTURES_BY_NAME["calcified_plaque"].label_id  # far from the pLAD: excluded
+    hu = np.full(labels.shape, -90, dtype=np.int16)
+    hu[labels > 0] = 300
+    hu[labels == STRUCTURES_BY_NAME["calcified_plaque"].label_id] = 800
+    affine = np.diag([0.8, 0.8, 1.0, 1.0])
+    write_nifti(hu, affine, folder / CCTA_NIFTI)
+    write_nifti(labels, affine, folder / LABELS_NIFTI)
