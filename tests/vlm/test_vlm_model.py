@@ -1,0 +1,179 @@
+"""CardioVLM network shapes, study-space geometry, the embedding cache and checkpoints."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import vlm
+from tools.study import Study
+from vlm import CardioVLM, CardioVLMConfig, CheckpointError, ConfigError, VLMOutput
+
+torch.set_num_threads(1)
+
+
+def tiny(**overrides) -> CardioVLMConfig:
+    return CardioVLMConfig.tiny(**{"input_shape": (16, 16, 16), **overrides})
+
+
+def block_study(shape=(40, 28, 22), block=(slice(10, 20), slice(5, 12), slice(8, 14))) -> Study:
+    """A study unlike the model grid: anisotropic spacing, an axis flipped and a rotation, an offset."""
+    hu = np.full(shape, -100, dtype=np.int16)
+    hu[block] = 700
+    spacing = (0.6, 0.8, 1.5)
+    rotation = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, -1.0]])
+    affine = np.eye(4)
+    affine[:3, :3] = rotation @ np.diag(spacing)
+    affine[:3, 3] = (-30.0, 12.5, 140.0)
+    return Study(hu=hu, spacing=spacing, affine=affine)
+
+
+@pytest.mark.parametrize("input_shape,blocks_down,tokens", [((16, 16, 16), (1, 1, 1), 64),
+                                                             ((32, 16, 24), (1, 1), 16 * 8 * 12)])
+def test_forward_shapes(input_shape, blocks_down, tokens):
+    config = CardioVLMConfig.tiny(input_shape=input_shape, blocks_down=blocks_down)
+    model = CardioVLM(config)
+    image = torch.rand(3, 1, *input_shape)
+    image_tokens, features = model.encode_image(image)
+    assert image_tokens.shape == (3, tokens, config.width)
+    assert features.shape == (3, config.feature_channels, *input_shape)
+    out = model(image, ["segment the aorta", "is there a stent in the LAD?", "which artery is calcified?"],
+                [[], [], ["left main", "right coronary artery", "circumflex"]])
+    assert out.mask_logits.shape == (3, 1, *input_shape)
+    assert out.landmark.shape == (3, 3) and bool(((out.landmark >= 0) & (out.landmark <= 1)).all())
+    assert out.answer_logits.shape == (3, 3)
+    assert out.choice_logits.shape == (3, 3)
+    assert torch.isinf(out.choice_logits[0]).all() and torch.isfinite(out.choice_logits[2]).all()
+    assert out.value.shape == (3,)
+
+
+def test_bad_configs_and_inputs_are_refused_with_the_field_named():
+    with pytest.raises(ConfigError, match="divisible by 4"):
+        CardioVLMConfig.tiny(input_shape=(18, 16, 16))
+    with pytest.raises(ConfigError, match="fusion_heads"):
+        CardioVLMConfig.tiny(width=30, fusion_heads=4)
+    with pytest.raises(ConfigError, match="unknown model config field"):
+        CardioVLMConfig.from_dict({"widht": 64})
+    model = CardioVLM(tiny())
+    with pytest.raises(ValueError, match="differs from the model input shape"):
+        model(torch.rand(1, 1, 8, 8, 8), ["segment the aorta"])
+    with pytest.raises(ValueError, match="instruction is empty"):
+        model.run(block_study(), "  ")
+
+
+class _IntensityModel(CardioVLM):
+    """A CardioVLM whose 'features' are the preprocessed image itself and whose mask is 'bright voxels':
+    isolates the preprocessing and the return to study space from learning."""
+
+    def encode_image(self, image):
+        return torch.zeros(image.shape[0], 64, self.config.width), image
+
+    def decode(self, tokens, features, instructions, choices=None):
+        bright = features[:, 0] > 0.5
+        weights = bright.flatten(1).float()
+        landmark = (weights @ self.voxel_fractions) / weights.sum(1, keepdim=True)
+        return VLMOutput(mask_logits=(features - 0.5) * 40, landmark_logits=weights, landmark=landmark,
+                         landmark_spread=torch.zeros(len(instructions)),
+                         answer_logits=torch.tensor([[2.0, 0.0, 0.0]]), choice_logits=None, value=torch.zeros(1))
+
+
+def test_mask_and_landmark_land_in_study_space():
+    study = block_study()
+    result = _IntensityModel(tiny(input_shape=(32, 32, 32))).run(study, "segment the bright block")
+    assert result.mask.shape == study.shape
+    truth = study.hu > 300
+    dice = 2 * (result.mask & truth).sum() / (result.mask.sum() + truth.sum())
+    assert dice > 0.9
+    centre_index = np.array([(10 + 19) / 2, (5 + 11) / 2, (8 + 13) / 2])
+    expected_mm = study.index_to_mm(centre_index)[0]
+    # Within one study voxel's diagonal (1.8 mm) of the block centre, in patient LPS mm.
+    assert np.linalg.norm(np.array(result.landmark_mm) - expected_mm) < 1.8
+    assert result.answer == "yes"
+
+
+def test_image_encoder_runs_once_for_two_questions_on_one_study(monkeypatch):
+    model = CardioVLM(tiny(cache_entries=1))
+    calls = []
+    forward = model.image_encoder.forward
+    monkeypatch.setattr(model.image_encoder, "forward", lambda image: calls.append(1) or forward(image))
+    study = block_study()
+    first = model.run(study, "segment the left ventricle")
+    model.run(study, "is there a calcified plaque in the LAD?")
+    assert len(calls) == 1
+    other = block_study(block=(slice(0, 5), slice(0, 5), slice(0, 5)))
+    model.run(other, "segment the left ventricle")
+    assert len(calls) == 2
+    again = model.run(study, "segment the left ventricle")  # evicted: cache holds one study
+    assert len(calls) == 3
+    np.testing.assert_array_equal(first.mask, again.mask)
+
+
+def test_multiple_choice_returns_one_of_the_options():
+    model = CardioVLM(tiny())
+    options = ["left main", "left anterior descending artery", "right coronary artery"]
+    result = model.run(block_study(), "which artery has the calcification?", choices=options)
+    assert set(result.choice_probabilities) == set(options)
+    assert abs(sum(result.choice_probabilities.values()) - 1) < 1e-5
+    assert result.answer in options + ["not present"]
+    with pytest.raises(ValueError, match="choices"):
+        model.run(block_study(), "which artery?", choices=[])
+
+
+def test_checkpoint_round_trip_gives_identical_outputs(tmp_path):
+    torch.manual_seed(3)
+    model = CardioVLM(tiny()).eval()
+    model.save(tmp_path / "ckpt")
+    loaded = vlm.load(tmp_path / "ckpt", device="cpu")
+    assert loaded.config == model.config
+    study = block_study()
+    for instruction, choices in (("segment the aorta", None), ("which vessel?", ["LAD", "RCA"])):
+        a, b = model.run(study, instruction, choices), loaded.run(study, instruction, choices)
+        np.testing.assert_array_equal(a.mask, b.mask)
+        assert a.answer_probabilities == b.answer_probabilities
+        assert a.choice_probabilities == b.choice_probabilities
+        assert a.landmark_mm == b.landmark_mm
+
+
+def test_minilm_checkpoint_leaves_out_the_frozen_text_model(tmp_path):
+    model = CardioVLM(tiny(text_encoder="minilm")).eval()
+    model.save(tmp_path / "ckpt")
+    size = (tmp_path / "ckpt" / "model.safetensors").stat().st_size
+    assert size < 5_000_000  # MiniLM alone is ~90 MB; it is loaded from its package instead
+    loaded = vlm.load(tmp_path / "ckpt", device="cpu")
+    image = torch.rand(1, 1, 16, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(model(image, ["segment the aorta"]).answer_logits,
+                                   loaded(image, ["segment the aorta"]).answer_logits, rtol=0, atol=0)
+
+
+def test_missing_or_corrupt_checkpoint_gives_a_clear_error(tmp_path):
+    with pytest.raises(CheckpointError, match=f"{tmp_path / 'nowhere'} does not exist"):
+        vlm.load(tmp_path / "nowhere")
+    folder = tmp_path / "ckpt"
+    CardioVLM(tiny()).save(folder)
+    weights = (folder / "model.safetensors").read_bytes()
+    (folder / "model.safetensors").write_bytes(weights[: len(weights) // 2])
+    with pytest.raises(CheckpointError, match="model.safetensors is not a readable safetensors file"):
+        vlm.load(folder)
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="has no model.safetensors"):
+        vlm.load(folder)
+    (folder / "config.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="config.json is not valid JSON"):
+        vlm.load(folder)
+    (folder / "config.json").unlink()
+    with pytest.raises(CheckpointError, match="has no config.json"):
+        vlm.load(folder)
+
+
+def test_weights_that_do_not_fit_the_config_are_named(tmp_path):
+    folder = tmp_path / "ckpt"
+    CardioVLM(tiny()).save(folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["model"]["width"] = 64
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="does not match its config.json .*wrong shape"):
+        vlm.load(folder)
