@@ -274,31 +274,39 @@ def build_study(series: SeriesInfo, *, settings: Settings, warnings: list[str]) 
 
 
 def _read_pixels(series: SeriesInfo, order: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    """(columns, rows, N) rescaled volume: int16 when every slope/intercept keeps integers, else float32."""
+    """(columns, rows, N) rescaled volume and the names of unreadable slices.
+
+    int16 when every slope/intercept is integral and the HU fit int16 (the usual CT case, written
+    straight into the output so memory stays at one volume), else float32. Slices are filled as
+    contiguous (N, rows, columns) planes and returned as the transposed view, which is
+    Fortran-contiguous: no second copy of the volume is made.
+    """
     first = series.headers[order[0]]
-    shape = (int(first.Columns), int(first.Rows), len(order))
-    slopes = np.array([float(series.headers[i].get("RescaleSlope", 1) or 1) for i in order])
-    intercepts = np.array([float(series.headers[i].get("RescaleIntercept", 0) or 0) for i in order])
-    integral = bool(np.all(slopes == np.round(slopes)) and np.all(intercepts == np.round(intercepts)))
-    out = np.empty(shape, np.int32 if integral else np.float32)
+    planes = (len(order), int(first.Rows), int(first.Columns))
+    slopes = [float(series.headers[i].get("RescaleSlope", 1) or 1) for i in order]
+    intercepts = [float(series.headers[i].get("RescaleIntercept", 0) or 0) for i in order]
+    integral = all(v == round(v) for v in slopes + intercepts)
+    out = np.zeros(planes, np.int16 if integral else np.float32)
     skipped = []
     for n, i in enumerate(order):
         try:
             pixels = pydicom.dcmread(series.paths[i]).pixel_array
-            if pixels.shape != shape[1::-1]:
+            if pixels.shape != planes[1:]:
                 raise ValueError(f"pixel data of shape {pixels.shape}")
         except Exception:  # truncated pixel data raises ValueError/OSError/EOFError depending on where
             skipped.append(series.paths[i].name)
             continue
-        if integral:
-            out[:, :, n] = pixels.T.astype(np.int32) * int(slopes[n]) + int(intercepts[n])
+        slope, intercept = slopes[n], intercepts[n]
+        if out.dtype != np.int16:
+            out[n] = pixels * np.float32(slope) + np.float32(intercept)
+        elif pixels.dtype == np.int16 and slope == 1 and intercept == 0:
+            out[n] = pixels
         else:
-            out[:, :, n] = pixels.T * np.float32(slopes[n]) + np.float32(intercepts[n])
-    if integral and out.size and out.min() >= -32768 and out.max() <= 32767:
-        out = out.astype(np.int16)
-    elif integral:
-        out = out.astype(np.float32)
-    return out, skipped
+            hu = pixels.astype(np.int32) * int(slope) + int(intercept)
+            if hu.min() < -32768 or hu.max() > 32767:
+                out = out.astype(np.float32)  # rare: values beyond int16, kept exact in float32
+            out[n] = hu
+    return out.transpose(2, 1, 0), skipped
 
 
 def _resample_along_k(stack: np.ndarray, depth: np.ndarray, spacing: float, n: int) -> np.ndarray:
