@@ -26,6 +26,7 @@ SUBCOMMAND_MODULES = (
     "ui.demo_cli",  # demo
     "training.train_cli",  # train
     "tools.reports_cli",  # reports
+    "training.curriculum.cli",  # curriculum
 )
 
 
