@@ -34,6 +34,7 @@ from tools.study import (
     NonImageObjectsOnlyError,
     NotAVolumeError,
     Study,
+    UndecodableCompressionError,
     UnevenSpacingError,
     hash_patient_id,
     reorient_to_lps,
@@ -214,6 +215,8 @@ def _geometry(series: SeriesInfo) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
 def build_study(series: SeriesInfo, *, settings: Settings, warnings: list[str]) -> Study:
     """Stack ``series`` into a rescaled LPS volume; appends what was fixed or skipped to ``warnings``."""
     order, positions, rows, pixel_spacing = _geometry(series)
+    if "PixelSpacing" not in series.first:
+        warnings.append("the slices carry no PixelSpacing: 1 mm pixels were assumed, so distances are unreliable")
     normal = np.cross(rows[0], rows[1])
     depth = positions @ normal
 
@@ -229,7 +232,9 @@ def build_study(series: SeriesInfo, *, settings: Settings, warnings: list[str]) 
     step = positions[-1] - positions[0]
     cos = abs(step @ normal) / np.linalg.norm(step)
     tilt_deg = float(np.degrees(np.arccos(min(1.0, cos))))
-    if tilt_deg > _TILT_TOLERANCE_DEG or abs(float(series.first.get("GantryDetectorTilt", 0) or 0)) > _TILT_TOLERANCE_DEG:
+    # Judged from the geometry, not the GantryDetectorTilt tag: a scanner that already wrote the
+    # tilt into ImageOrientationPatient gives an orthogonal (oblique) stack, which loads correctly.
+    if tilt_deg > _TILT_TOLERANCE_DEG:
         raise GantryTiltError(
             f"{series.label()} was acquired with a gantry tilt of about {tilt_deg:.1f} degrees; tilted "
             "series are not corrected here: reconstruct it without tilt or supply an axial series")
@@ -287,14 +292,19 @@ def _read_pixels(series: SeriesInfo, order: np.ndarray) -> tuple[np.ndarray, lis
     intercepts = [float(series.headers[i].get("RescaleIntercept", 0) or 0) for i in order]
     integral = all(v == round(v) for v in slopes + intercepts)
     out = np.zeros(planes, np.int16 if integral else np.float32)
-    skipped = []
+    skipped, undecodable = [], set()
     for n, i in enumerate(order):
+        ds = None
         try:
-            pixels = pydicom.dcmread(series.paths[i]).pixel_array
+            ds = pydicom.dcmread(series.paths[i])
+            pixels = ds.pixel_array
             if pixels.shape != planes[1:]:
                 raise ValueError(f"pixel data of shape {pixels.shape}")
         except Exception:  # truncated pixel data raises ValueError/OSError/EOFError depending on where
             skipped.append(series.paths[i].name)
+            syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+            if syntax is not None and syntax.is_compressed:
+                undecodable.add(f"{syntax.name} ({syntax})")
             continue
         slope, intercept = slopes[n], intercepts[n]
         if out.dtype != np.int16:
@@ -306,6 +316,11 @@ def _read_pixels(series: SeriesInfo, order: np.ndarray) -> tuple[np.ndarray, lis
             if hu.min() < -32768 or hu.max() > 32767:
                 out = out.astype(np.float32)  # rare: values beyond int16, kept exact in float32
             out[n] = hu
+    if undecodable and len(skipped) == len(order):
+        raise UndecodableCompressionError(
+            f"{series.label()} is stored compressed as {', '.join(sorted(undecodable))}, which this "
+            "installation cannot decode; export the series uncompressed or install a decoder "
+            "(pylibjpeg, gdcm)")
     return out.transpose(2, 1, 0), skipped
 
 

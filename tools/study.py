@@ -5,6 +5,8 @@ towards the patient's Left, j towards Posterior and k towards Superior (DICOM LP
 maps a voxel index ``(i, j, k, 1)`` to patient LPS millimetres; for an axial, untilted series it is
 diagonal in its 3x3 part with ``spacing`` on the diagonal. Loaders reorient every input to this
 convention, so ``hu[:, :, k]`` is always an axial slice seen with the patient's left along i.
+Memory order is not part of the convention: DICOM loads return a Fortran-ordered array (slices are
+filled in place without a second copy); call ``np.ascontiguousarray`` where C order matters.
 """
 
 from __future__ import annotations
@@ -48,6 +50,10 @@ class NonImageObjectsOnlyError(NoDicomImagesError):
 
 class CorruptDicomError(StudyError):
     """Too many files of the chosen series are truncated or unreadable to build a volume."""
+
+
+class UndecodableCompressionError(StudyError):
+    """Every slice uses a compressed transfer syntax that no installed decoder can read."""
 
 
 class MissingPositionError(StudyError):

@@ -27,6 +27,7 @@ from tools.study import (
     NoDicomImagesError,
     NonImageObjectsOnlyError,
     StudyError,
+    UndecodableCompressionError,
     UnevenSpacingError,
     UnsafeZipError,
     ZipTooLargeError,
@@ -257,3 +258,38 @@ def test_truncated_nifti(tmp_path):
     os.truncate(tmp_path / "x.nii", 400)
     with pytest.raises(InvalidNiftiError, match="not a readable NIfTI"):
         load_study(tmp_path / "x.nii")
+
+
+def test_rle_compressed_series_loads(tmp_path):
+    paths, hu = write(tmp_path, shape=(32, 24, 4))
+    for path in paths:
+        ds = pydicom.dcmread(path)
+        ds.compress(pydicom.uid.RLELossless)
+        ds.save_as(path)
+    np.testing.assert_array_equal(load_study(tmp_path).hu, hu)
+
+
+def test_undecodable_compression_is_named(tmp_path):
+    paths, _ = write(tmp_path, shape=(32, 24, 4))
+    for path in paths:  # JPEG 2000 frames no decoder can read (as when no J2K decoder is installed)
+        ds = pydicom.dcmread(path)
+        ds.file_meta.TransferSyntaxUID = pydicom.uid.JPEG2000Lossless
+        ds.PixelData = pydicom.encaps.encapsulate([b"\xff\x4f" + bytes(98)])
+        ds.save_as(path)
+    with pytest.raises(UndecodableCompressionError, match="JPEG 2000"):
+        load_study(tmp_path)
+
+
+def test_oblique_orthogonal_stack_is_not_mistaken_for_tilt(tmp_path):
+    """A scanner that wrote a 10 degree tilt into the orientation gives an orthogonal stack: loaded."""
+    t = np.radians(10)
+    affine = np.eye(4)
+    affine[:3, :3] = np.column_stack([[0.5, 0, 0], [0, 0.5 * np.cos(t), -0.5 * np.sin(t)],
+                                      [0, np.sin(t), np.cos(t)]])
+    hu = np.random.default_rng(0).integers(-1000, 1000, SHAPE).astype(np.int16)
+    paths = write_ct_series(hu, affine, tmp_path, series_description="tilt-corrected")
+    for path in paths:
+        edit(path, GantryDetectorTilt=10)
+    study = load_study(tmp_path)
+    np.testing.assert_array_equal(study.hu, hu)
+    np.testing.assert_allclose(study.affine, affine, atol=1e-6)
