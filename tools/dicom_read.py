@@ -206,6 +206,7 @@ def _geometry(series: SeriesInfo) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
     if np.abs(spacings - spacings[0]).max() > 1e-4:
         raise InconsistentSeriesError(f"{series.label()} mixes pixel spacings; it cannot be stacked")
     rows = iops[0].reshape(2, 3)
+    rows = rows / np.linalg.norm(rows, axis=1, keepdims=True)  # some writers round the cosines
     normal = np.cross(rows[0], rows[1])
     positions = np.array([[float(v) for v in h.ImagePositionPatient] for h in series.headers])
     order = np.argsort(positions @ normal, kind="stable")
@@ -241,12 +242,12 @@ def build_study(series: SeriesInfo, *, settings: Settings, warnings: list[str]) 
 
     stack, skipped = _read_pixels(series, order)
     if skipped:
-        good = np.array([series.paths[i].name not in skipped for i in order])
+        good = np.array([series.paths[i] not in skipped for i in order])
         if good.sum() < 2:
             raise CorruptDicomError(
                 f"{len(skipped)} of {len(order)} slices of {series.label()} are damaged or truncated; "
                 "the series cannot be built")
-        warnings.append(f"{len(skipped)} damaged slice(s) were left out (e.g. {skipped[0]})")
+        warnings.append(f"{len(skipped)} damaged slice(s) were left out (e.g. {skipped[0].name})")
         stack, depth, positions = stack[:, :, good], depth[good], positions[good]
 
     gaps = np.diff(depth)
@@ -278,8 +279,8 @@ def build_study(series: SeriesInfo, *, settings: Settings, warnings: list[str]) 
     return Study(hu=hu, spacing=tuple(float(s) for s in np.linalg.norm(affine[:3, :3], axis=0)), affine=affine)
 
 
-def _read_pixels(series: SeriesInfo, order: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    """(columns, rows, N) rescaled volume and the names of unreadable slices.
+def _read_pixels(series: SeriesInfo, order: np.ndarray) -> tuple[np.ndarray, list[Path]]:
+    """(columns, rows, N) rescaled volume and the paths of unreadable slices (left as zeros).
 
     int16 when every slope/intercept is integral and the HU fit int16 (the usual CT case, written
     straight into the output so memory stays at one volume), else float32. Slices are filled as
@@ -301,7 +302,7 @@ def _read_pixels(series: SeriesInfo, order: np.ndarray) -> tuple[np.ndarray, lis
             if pixels.shape != planes[1:]:
                 raise ValueError(f"pixel data of shape {pixels.shape}")
         except Exception:  # truncated pixel data raises ValueError/OSError/EOFError depending on where
-            skipped.append(series.paths[i].name)
+            skipped.append(series.paths[i])
             syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
             if syntax is not None and syntax.is_compressed:
                 undecodable.add(f"{syntax.name} ({syntax})")

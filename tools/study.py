@@ -249,6 +249,9 @@ def _load_zip(path: Path, settings: Settings) -> Study:
 
     with tempfile.TemporaryDirectory(prefix="cardiovlm-zip-") as tmp:
         extract_zip(path, Path(tmp), max_bytes=settings.max_zip_bytes, max_members=settings.max_zip_members)
-        study = read_dicom_folder(Path(tmp), settings=settings)
+        try:
+            study = read_dicom_folder(Path(tmp), settings=settings)
+        except EmptyFolderError:
+            raise EmptyFolderError(f"{path.name}: the zip holds no files, no DICOM series to load") from None
     study.source = str(path)
     return study

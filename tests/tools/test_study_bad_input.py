@@ -293,3 +293,20 @@ def test_oblique_orthogonal_stack_is_not_mistaken_for_tilt(tmp_path):
     study = load_study(tmp_path)
     np.testing.assert_array_equal(study.hu, hu)
     np.testing.assert_allclose(study.affine, affine, atol=1e-6)
+
+
+def test_empty_zip(tmp_path):
+    with zipfile.ZipFile(tmp_path / "empty.zip", "w") as zf:
+        zf.mkdir("DICOM")
+    with pytest.raises(EmptyFolderError, match="empty.zip: the zip holds no files"):
+        load_study(tmp_path / "empty.zip")
+
+
+def test_duplicate_slices_are_ignored_with_a_warning(tmp_path):
+    paths, hu = write(tmp_path)
+    ds = pydicom.dcmread(paths[4])
+    ds.SOPInstanceUID = pydicom.uid.generate_uid()
+    ds.save_as(tmp_path / "zz_repeat.dcm")
+    study = load_study(tmp_path)
+    np.testing.assert_array_equal(study.hu, hu)
+    assert any("1 slice(s) at duplicate positions were ignored" in w for w in study.warnings)
