@@ -1,0 +1,167 @@
+"""Risk context from established scores: MESA 10-year CHD risk with CAC, CAC-DRS, plaque burden, troponin.
+
+:func:`mesa_chd_risk` implements the MESA 10-year hard CHD risk score with CAC (McClelland et al.,
+JACC 2015;66:1643-53) from its published coefficients and baseline survival:
+``risk = 1 - 0.99833 ** exp(sum)``. :func:`risk_context` gathers what is established for a patient
+and states each score's limits; it never turns a CT and a troponin into a 1-year MACE probability,
+because no validated model does that. The ``risk_context`` tool reads the session's clinical
+context and measures the calcium score when none is given.
+"""
+
+from __future__ import annotations
+
+import math
+
+from langchain_core.runnables import RunnableConfig
+from langchain_core.tools import tool
+from pydantic import BaseModel, Field
+
+from tools.cadrads import cac_drs, plaque_burden_from_cac
+from tools.case_format import ClinicalContext
+from tools.context import context_from_config
+from tools.troponin import TroponinInterpretation, interpret_troponin
+
+MESA_BASELINE_SURVIVAL = 0.99833
+MESA_AGE_RANGE = (45, 85)  # derivation cohort 45-84 years; the published calculator accepts 45-85
+# McClelland et al., JACC 2015: coefficients of the model with CAC (white race is the reference).
+MESA_COEFFICIENTS = {
+    "age": 0.0172, "male": 0.4079, "chinese": -0.3475, "african_american": 0.0353, "hispanic": -0.0222,
+    "diabetes": 0.3892, "smoker": 0.3717, "total_cholesterol": 0.0043, "hdl": -0.0114,
+    "lipid_lowering": 0.1206, "systolic_bp": 0.0066, "bp_medication": 0.2278, "family_history": 0.3239,
+    "ln_cac_plus_1": 0.2743,
+}
+NO_MACE_MODEL = ("MESA predicts 10-year hard CHD events, not 1-year MACE; no validated model turns a CT and a "
+                 "troponin into a 1-year MACE probability, so none is given")
+
+
+class RiskError(ValueError):
+    """A risk score cannot be computed on these inputs; the message says why."""
+
+
+class MesaOutOfRangeError(RiskError):
+    """The patient is outside the ages the MESA score was derived for."""
+
+
+class MesaRisk(BaseModel):
+    ten_year_chd_risk: float = Field(description="10-year hard CHD event risk, fraction 0-1")
+    ten_year_chd_risk_percent: float
+    linear_predictor: float = Field(description="the sum of coefficient x input")
+    inputs: dict = Field(description="the values used, with units")
+    source: str = "McClelland et al., JACC 2015;66:1643-53 (MESA risk score with CAC)"
+    limits: str = ("10-year hard CHD events (MI, CHD death, resuscitated arrest, revascularisation) in people "
+                   "without known CHD, aged 45-85; not a short-term or MACE prediction")
+
+
+def mesa_chd_risk(clinical: ClinicalContext, agatston: float) -> MesaRisk:
+    """MESA 10-year hard CHD risk with coronary artery calcium.
+
+    Args:
+        clinical: age (years), sex, race (one of the four MESA groups), systolic BP (mmHg), total and
+            HDL cholesterol (mg/dL), smoker, diabetes, BP and lipid-lowering treatment, family history.
+        agatston: Agatston score of a non-contrast calcium-scoring CT (>= 0).
+
+    Raises:
+        MesaOutOfRangeError: age outside 45-85 (the score is refused, not extrapolated).
+        RiskError: a negative or non-finite calcium score.
+    """
+    lo, hi = MESA_AGE_RANGE
+    if not lo <= clinical.age <= hi:
+        raise MesaOutOfRangeError(
+            f"the MESA risk score is validated for ages {lo}-{hi}; this patient is {clinical.age}, so it is "
+            "not computed")
+    if not math.isfinite(agatston) or agatston < 0:
+        raise RiskError(f"the Agatston score must be >= 0, got {agatston}")
+    c = MESA_COEFFICIENTS
+    total = (c["age"] * clinical.age + c["male"] * (clinical.sex == "male")
+             + c.get(clinical.race, 0.0)  # white is the reference group
+             + c["diabetes"] * clinical.diabetes + c["smoker"] * clinical.smoker
+             + c["total_cholesterol"] * clinical.total_cholesterol_mg_dl + c["hdl"] * clinical.hdl_cholesterol_mg_dl
+             + c["lipid_lowering"] * clinical.lipid_lowering + c["systolic_bp"] * clinical.systolic_bp_mmhg
+             + c["bp_medication"] * clinical.hypertension_treatment
+             + c["family_history"] * clinical.family_history_mi + c["ln_cac_plus_1"] * math.log(agatston + 1))
+    risk = 1 - MESA_BASELINE_SURVIVAL ** math.exp(total)
+    inputs = {
+        "age_years": clinical.age, "sex": clinical.sex, "race": clinical.race, "diabetes": clinical.diabetes,
+        "current_smoker": clinical.smoker, "total_cholesterol_mg_dl": clinical.total_cholesterol_mg_dl,
+        "hdl_cholesterol_mg_dl": clinical.hdl_cholesterol_mg_dl, "lipid_lowering": clinical.lipid_lowering,
+        "systolic_bp_mmhg": clinical.systolic_bp_mmhg, "bp_medication": clinical.hypertension_treatment,
+        "family_history_mi": clinical.family_history_mi, "agatston": agatston}
+    return MesaRisk(ten_year_chd_risk=risk, ten_year_chd_risk_percent=round(100 * risk, 1),
+                    linear_predictor=total, inputs=inputs)
+
+
+class RiskContext(BaseModel):
+    """What established scores say about this patient, each with its inputs and limits."""
+
+    scores_used: list[str] = Field(description="the established scores that were computed")
+    agatston: float | None = Field(description="Agatston score used, or null when none was available")
+    agatston_source: str | None = Field(description="where the Agatston score came from")
+    cac_drs: str | None = None
+    plaque_burden: str | None = Field(None, description="CAD-RADS 2.0 plaque burden from the calcium score")
+    mesa: MesaRisk | None = None
+    troponin: TroponinInterpretation | None = None
+    not_computed: list[str] = Field(default_factory=list, description="scores left out, and why")
+    limits: list[str] = Field(description="what these numbers do not say; quote them with the numbers")
+
+
+def risk_context(clinical: ClinicalContext | None, agatston: float | None, *,
+                 agatston_source: str | None = None) -> RiskContext:
+    """Established risk pieces for a patient; never a 1-year MACE probability.
+
+    Args:
+        clinical: risk factors and labs (troponin value, unit, assay), or None when unknown.
+        agatston: Agatston score from a non-contrast scan, or None when none was measured.
+        agatston_source: where the score came from, stated in the result.
+    """
+    used, missing = [], []
+    drs = burden = mesa = trop = None
+    if agatston is not None:
+        drs = cac_drs(agatston).category
+        burden = plaque_burden_from_cac(agatston)
+        used += ["CAC-DRS (Hecht et al., JCCT 2018)", "CAD-RADS 2.0 plaque burden from CAC"]
+    else:
+        missing.append("CAC-DRS and plaque burden: no Agatston score (needs a non-contrast calcium-scoring CT)")
+    if clinical is None:
+        missing.append("MESA 10-year CHD risk and troponin: no clinical context (risk factors, labs) is known")
+    else:
+        if agatston is None:
+            missing.append("MESA 10-year CHD risk: needs an Agatston score")
+        else:
+            try:
+                mesa = mesa_chd_risk(clinical, agatston)
+                used.append("MESA 10-year CHD risk with CAC (McClelland et al., JACC 2015)")
+            except MesaOutOfRangeError as err:
+                missing.append(str(err))
+        if clinical.troponin_value is not None and clinical.troponin_unit:
+            trop = interpret_troponin(clinical.troponin_value, clinical.troponin_unit, clinical.sex,
+                                      clinical.troponin_assay)
+            used.append(f"hs-cTnI vs the sex-specific 99th-percentile URL ({trop.assay})")
+        else:
+            missing.append("troponin: no result in the clinical context")
+    limits = [NO_MACE_MODEL,
+              "CAC-DRS and plaque burden grade calcified plaque burden; they are not stenosis or event probabilities",
+              "a troponin above the 99th percentile indicates myocardial injury, not its cause or a future risk"]
+    return RiskContext(scores_used=used, agatston=agatston, agatston_source=agatston_source if agatston is not None
+                       else None, cac_drs=drs, plaque_burden=burden, mesa=mesa, troponin=trop,
+                       not_computed=missing, limits=limits)
+
+
+class RiskContextInput(BaseModel):
+    agatston: float | None = Field(
+        None, ge=0, description="Agatston calcium score to use (e.g. quoted from a report); omit to measure it "
+        "on the session's non-contrast calcium-scoring series")
+
+
+@tool("risk_context", args_schema=RiskContextInput)
+def risk_context_tool(agatston: float | None = None, *, config: RunnableConfig) -> dict:
+    """Established risk scores for the loaded patient: MESA 10-year hard CHD risk with CAC, CAC-DRS,
+    CAD-RADS plaque burden, and high-sensitivity troponin I against the sex-specific 99th-percentile
+    limit, each with its inputs and limits. Use for questions about cardiac risk or MACE; it never
+    gives a 1-year MACE probability because no validated model provides one."""
+    ctx = context_from_config(config)
+    source = "given" if agatston is not None else None
+    if agatston is None and ctx.cac is not None:
+        from tools.calcium import score_context
+
+        agatston, source = score_context(ctx).agatston, "measured on the calcium-scoring series"
+    return risk_context(ctx.clinical, agatston, agatston_source=source).model_dump()
