@@ -58,6 +58,8 @@ PRESENCE_QUESTIONS = ("calcification", "plaque", "stent")
 # Anterior-to-posterior order of the chambers (anatomical fact; the RV lies behind the sternum).
 CHAMBERS_FRONT_TO_BACK = ("rv_blood", "ra_blood", "lv_blood", "la_blood")
 DOMINANCE_CHOICES = ["right", "left", "codominant"]
+# Share of instructions worded with a held-out phrasing (kept out of training, used for evaluation).
+HELD_OUT_RATE = 0.1
 
 
 class Phrasing(BaseModel):
@@ -91,7 +93,9 @@ class _Builder:
 
     def add(self, intent: str, stage: int, task: str, target: Target, provenance: Provenance,
             negative: bool = False, **slots) -> None:
-        phrasing = self.rng.choice(load_phrasings()[intent])
+        phrasings = load_phrasings()[intent]
+        held_out = self.rng.random() < HELD_OUT_RATE and any(p.held_out for p in phrasings)
+        phrasing = self.rng.choice([p for p in phrasings if p.held_out == held_out])
         if "choices" in slots:
             slots["choices"] = format_choices(slots["choices"])
         self.records.append(InstructionRecord(
