@@ -24,6 +24,7 @@ SUBCOMMAND_MODULES = (
     "training.phantoms.cli",  # phantoms
     "tools.ingest_cli",  # ingest
     "ui.demo_cli",  # demo
+    "tools.quantify_cli",  # calcium, measure, stent
     "training.train_cli",  # train
     "tools.reports_cli",  # reports
     "training.curriculum.cli",  # curriculum
