@@ -128,3 +128,43 @@ def test_tool_uses_the_calcium_scoring_series_of_the_session():
     assert out["kind"] == "agatston" and out["agatston"] == pytest.approx(24)
     assert [l["artery"] for l in out["lesions"]] == ["RCA"]
     assert out["lesions"][0]["centroid_mm"] == pytest.approx((33.5 * PIXEL, 11.5 * PIXEL, 9.0))
+
+
+def _case_with_calcium_series(root, *, with_labels=True):
+    """A case folder with a contrast CCTA, a 3 mm calcium-scoring series and their label maps."""
+    from tools import case_format as cf
+    from tools.nifti_io import write_nifti
+
+    hu, labels, spacing = grid()
+    hu[12:16, 15:19, 2] = 420  # LAD, 4 mm^2 x 4
+    affine = np.diag([*spacing, 1.0])
+    case = root / "case_cac"
+    case.mkdir()
+    files = [cf.CCTA_NIFTI, cf.CAC_NIFTI]
+    write_nifti(hu, affine, case / cf.CCTA_NIFTI)
+    write_nifti(hu, affine, case / cf.CAC_NIFTI)
+    if with_labels:
+        write_nifti(labels, affine, case / cf.LABELS_NIFTI)
+        write_nifti(labels, affine, case / cf.CAC_LABELS_NIFTI)
+        files += [cf.LABELS_NIFTI, cf.CAC_LABELS_NIFTI]
+    info = cf.GridInfo(shape=hu.shape, spacing_mm=spacing, origin_mm=(0.0, 0.0, 0.0))
+    cf.write_json(case / cf.MANIFEST_FILE, cf.CaseManifest(case_id="case_cac", ccta=info, cac=info, files=files))
+    return case
+
+
+def test_cli_scores_a_case_folder(tmp_path, capsys):
+    import json
+
+    from ui.cli import main
+
+    assert main(["calcium", str(_case_with_calcium_series(tmp_path)), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["kind"] == "agatston" and out["agatston"] == pytest.approx(16)
+    assert out["per_artery"]["LAD"]["agatston"] == pytest.approx(16) and out["cac_drs"] == "A1/N1"
+
+
+def test_cli_without_labels_exits_2_with_the_reason(tmp_path, capsys):
+    from ui.cli import main
+
+    assert main(["calcium", str(_case_with_calcium_series(tmp_path, with_labels=False))]) == 2
+    assert "no coronary artery labels" in capsys.readouterr().err
