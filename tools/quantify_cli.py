@@ -54,4 +54,62 @@ def _run_calcium(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------ lesion and stent
 def _register_lesion_commands(subparsers: argparse._SubParsersAction) -> None:
-    """``measure`` and ``stent`` (stenosis and stent coverage) are registered here by their owner."""
+    """``measure`` (stenosis along a vessel) and ``stent`` (stent coverage of its worst lesion)."""
+    parser = subparsers.add_parser(
+        "measure", help="lesion and stenosis along a coronary artery or segment, CAD-RADS 2.0",
+        description="Measure the most severe lesion of a coronary artery or segment of a case folder: percent "
+        "diameter stenosis, lesion start, end and length (mm), minimal lumen and reference diameters, CAD-RADS "
+        "2.0 category. Needs coronary labels (a case folder's label map). Exit code 2 with a one-line message "
+        "when it cannot measure.")
+    parser.add_argument("path", help="case folder (or study with its labels)")
+    parser.add_argument("--segment", required=True, help="artery ('LAD') or segment ('pLAD', 'proximal RCA')")
+    parser.add_argument("--json", action="store_true", help="print the full result as JSON")
+    parser.set_defaults(func=_run_measure)
+
+    parser = subparsers.add_parser(
+        "stent", help="will a stent of a given length cover the lesion of a segment?",
+        description="Check whether a stent covers the lesion of a segment (or an artery's worst lesion) from "
+        "normal vessel to normal vessel with a healthy landing zone at each end (default from settings, a "
+        "convention, not a guideline); margins, shortest catalogue length, suggested diameter, ostium and "
+        "bifurcation flags.")
+    parser.add_argument("path", help="case folder (or study with its labels)")
+    parser.add_argument("--segment", required=True, help="segment with the lesion ('pLAD') or artery ('LAD')")
+    parser.add_argument("--length", type=float, required=True, help="stent length in mm")
+    parser.add_argument("--diameter", type=float, default=None, help="stent diameter in mm (optional)")
+    parser.add_argument("--landing-zone", type=float, default=None, help="healthy margin per end in mm")
+    parser.add_argument("--json", action="store_true", help="print the full result as JSON")
+    parser.set_defaults(func=_run_stent)
+
+
+def _run_measure(args: argparse.Namespace) -> int:
+    from tools.context import load_context
+    from tools.stenosis import measure_lesion
+
+    result = measure_lesion(load_context(args.path), args.segment)
+    if args.json:
+        print(result.model_dump_json(indent=1))
+        return 0
+    print(result.message)
+    les = result.lesion
+    if les is not None:
+        print(f"lesion {les.start_mm:.1f}-{les.end_mm:.1f} mm along the {result.vessel} centerline "
+              f"(segments {', '.join(les.segments)}), MLD at {les.mld_position_mm:.1f} mm, "
+              f"minimal lumen area {les.minimal_lumen_area_mm2:.2f} mm^2")
+    m = result.measurement
+    print(f"centerline: {m.centerline_source}; masks: {result.labels_source}")
+    return 0
+
+
+def _run_stent(args: argparse.Namespace) -> int:
+    from tools.context import load_context
+    from tools.stent import stent_coverage
+
+    plan = stent_coverage(load_context(args.path), args.segment, args.length, stent_diameter_mm=args.diameter,
+                          landing_zone_mm=args.landing_zone)
+    if args.json:
+        print(plan.model_dump_json(indent=1))
+        return 0
+    print(plan.message)
+    for reason in plan.reasons:
+        print(f"reason: {reason}")
+    return 0

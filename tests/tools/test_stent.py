@@ -140,3 +140,34 @@ def test_no_lesion_on_that_segment_is_an_answer():
 def test_session_bad_input(vessel, modality, match):
     with pytest.raises(StenosisError, match=match):
         stent_coverage(tube_context(modality=modality), vessel, 20.0)
+
+
+def _case_folder(root, ctx: StudyContext):
+    from tools import case_format as cf
+    from tools.nifti_io import write_nifti
+
+    case = root / "case_tube"
+    case.mkdir()
+    write_nifti(ctx.study.hu, ctx.study.affine, case / cf.CCTA_NIFTI)
+    write_nifti(ctx.labels, ctx.study.affine, case / cf.LABELS_NIFTI)
+    info = cf.GridInfo(shape=ctx.labels.shape, spacing_mm=(VOXEL,) * 3, origin_mm=(0.0, 0.0, 0.0))
+    cf.write_json(case / cf.MANIFEST_FILE, cf.CaseManifest(case_id="case_tube", ccta=info,
+                                                           files=[cf.CCTA_NIFTI, cf.LABELS_NIFTI]))
+    return case
+
+
+def test_cli_measure_and_stent_on_a_case_folder(tmp_path, capsys):
+    import json
+
+    from ui.cli import main
+
+    case = str(_case_folder(tmp_path, tube_context(percent=75.0)))
+    assert main(["measure", case, "--segment", "pLAD", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["lesion"]["category"] == "4A" and out["lesion"]["length_mm"] == pytest.approx(8.0, abs=0.6)
+    assert main(["stent", case, "--segment", "pLAD", "--length", "8"]) == 0
+    assert "does not cover" in capsys.readouterr().out
+    assert main(["stent", case, "--segment", "pLAD", "--length", "20", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["covers"] is True
+    assert main(["measure", case, "--segment", "proximal LAB"]) == 2
+    assert "not a coronary artery or segment" in capsys.readouterr().err
