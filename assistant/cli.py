@@ -1,0 +1,48 @@
+"""``cardiovlm ask STUDY "question"``: a grounded answer in the terminal, or as JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("ask", help="ask a clinical question about a study")
+    parser.add_argument("study", help="CardioVLM case folder, DICOM folder, DICOM zip or NIfTI file")
+    parser.add_argument("question", help='e.g. "Will a 20 mm stent fully cover the proximal LAD lesion?"')
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--llm", default=None, help="default | openai:MODEL@URL (default: settings)")
+    parser.add_argument("--session", default=None, help="file keeping the conversation for follow-ups")
+    parser.add_argument("--out", default=None, help="folder for mask files (default: a temporary folder)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from assistant.backends import chat_model
+    from assistant.session import Session
+
+    session = Session(model=chat_model(args.llm), backend=args.llm or "default",
+                      output_dir=Path(args.out) if args.out else None)
+    if args.session:
+        session.restore(args.session)
+    if session.study_path != str(args.study):
+        session.load_study(args.study)
+    answer = session.ask(args.question)
+    if args.session:
+        session.save(args.session)
+    if args.json:
+        print(json.dumps(answer.model_dump(), indent=1))
+        return 0
+    print(answer.answer)
+    for f in answer.findings:
+        print(f"  - {f.name}: {f.value} {f.unit}  [{f.tool}]")
+    for c in answer.citations:
+        print(f"  cited report {c.report_id} ({c.date or 'no date'}): {c.snippet}")
+    for m in answer.masks:
+        print(f"  mask {m.name}: {m.path}")
+    print("  trace: " + " -> ".join(f"{t.name}({json.dumps(t.args)}){'' if t.ok else ' FAILED'}"
+                                    for t in answer.tool_calls) if answer.tool_calls else "  trace: no tool used")
+    print(f"  ({answer.disclaimer})")
+    return 0

@@ -1,0 +1,60 @@
+"""The LangGraph loop: the chat model plans tool calls, the tools run, the model writes the answer.
+
+The same graph serves every chat-model backend (the embedded clinical planner, an OpenAI-compatible
+endpoint). Tools read the session's study from the ``RunnableConfig`` (see ``tools.context``), so
+the graph itself holds no study and two sessions never share one. The number of model steps is
+bounded; tool failures come back to the model as error messages instead of stopping the session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.runnables import RunnableConfig
+from langchain_core.tools import BaseTool
+from langgraph.errors import GraphRecursionError
+from langgraph.graph import START, MessagesState, StateGraph
+from langgraph.prebuilt import ToolNode, tools_condition
+
+MAX_MODEL_STEPS = 6  # plan -> tools -> (re-plan -> tools) ... -> answer
+
+
+def _tool_error_message(err: Exception) -> str:
+    # Our library errors are ValueErrors whose text is written for a clinician: pass it on as is.
+    if isinstance(err, ValueError):
+        return f"error: {err}"
+    return f"error: the tool failed unexpectedly ({type(err).__name__}: {err})"
+
+
+def build_graph(model: BaseChatModel, tools: Sequence[BaseTool]):
+    """Compile the plan / act / answer graph for one chat model and tool set."""
+    bound = model.bind_tools(list(tools))
+
+    def agent(state: MessagesState, config: RunnableConfig) -> dict:
+        return {"messages": [bound.invoke(state["messages"], config)]}
+
+    graph = StateGraph(MessagesState)
+    graph.add_node("agent", agent)
+    graph.add_node("tools", ToolNode(list(tools), handle_tool_errors=_tool_error_message))
+    graph.add_edge(START, "agent")
+    graph.add_conditional_edges("agent", tools_condition)
+    graph.add_edge("tools", "agent")
+    return graph.compile()
+
+
+def run_turn(graph, messages: list[BaseMessage], config: RunnableConfig) -> Iterator[BaseMessage]:
+    """Run one question through the graph, yielding each new message as it is produced.
+
+    ``messages`` is the session history ending with the new question. When the step bound is hit,
+    a final AI message says so instead of raising.
+    """
+    config = {**config, "recursion_limit": 2 * MAX_MODEL_STEPS + 1}
+    try:
+        for update in graph.stream({"messages": messages}, config, stream_mode="updates"):
+            for node_update in update.values():
+                yield from node_update.get("messages", [])
+    except GraphRecursionError:
+        yield AIMessage(content=f"I stopped after {MAX_MODEL_STEPS} planning steps without a final answer; "
+                                "please ask a more specific question.")

@@ -1,0 +1,90 @@
+"""One clinician's conversation: the study it belongs to, the history, and asking a question.
+
+A ``Session`` owns its :class:`~tools.context.StudyContext`; tools receive it through the run
+config of that session only, so two sessions never see each other's study or history. A session
+can be saved to a small JSON file (the study path and the message history) and resumed, which is
+how ``cardiovlm ask --session FILE`` keeps follow-ups across calls.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import BaseMessage, HumanMessage, messages_from_dict, messages_to_dict
+
+from assistant.answer import GroundedAnswer
+from assistant.evidence import assemble_answer
+from assistant.graph import build_graph, run_turn
+from assistant.registry import available_tools
+from tools.context import StudyContext, load_context
+
+MAX_HISTORY_MESSAGES = 60  # older turns are dropped: follow-ups only need the recent ones
+
+
+@dataclass
+class Session:
+    model: BaseChatModel
+    backend: str = "default"
+    context: StudyContext | None = None
+    study_path: str | None = None
+    history: list[BaseMessage] = field(default_factory=list)
+    output_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        self.tools = available_tools()
+        self.graph = build_graph(self.model, self.tools)
+
+    def load_study(self, path: str | Path) -> StudyContext:
+        """Load a study into this session; on failure the previous study and history stay as they were."""
+        context = load_context(path)  # raises StudyError with a clinician-readable message
+        context.output_dir = self.output_dir
+        self.context, self.study_path, self.history = context, str(path), []
+        return context
+
+    def ask_stream(self, question: str) -> Iterator[BaseMessage | GroundedAnswer]:
+        """Yield each planning and tool message as it happens, then the grounded answer."""
+        human = HumanMessage(content=question)
+        config = self.context.as_config() if self.context else {"configurable": {}}
+        new: list[BaseMessage] = []
+        previous = list(self.history)
+        for message in run_turn(self.graph, [*previous, human], config):
+            new.append(message)
+            yield message
+        self.history = [*previous, human, *new][-MAX_HISTORY_MESSAGES:]
+        _drop_leading_orphans(self.history)
+        yield assemble_answer([*previous, human], new, context=self.context,
+                              backend=self.backend)
+
+    def ask(self, question: str) -> GroundedAnswer:
+        *_, answer = self.ask_stream(question)
+        return answer
+
+    # --- persistence for the CLI ---
+    def save(self, path: str | Path) -> None:
+        state = {"study_path": self.study_path, "history": messages_to_dict(self.history)}
+        Path(path).write_text(json.dumps(state))
+
+    def restore(self, path: str | Path) -> None:
+        """Resume a saved session: reload its study and history (a missing file starts afresh)."""
+        path = Path(path)
+        if not path.exists():
+            return
+        try:
+            state = json.loads(path.read_text())
+            history = messages_from_dict(state.get("history", []))
+        except (ValueError, KeyError, TypeError) as err:
+            raise ValueError(f"the session file {path} is not a CardioVLM session ({err})") from err
+        if state.get("study_path"):
+            self.load_study(state["study_path"])
+        self.history = history
+
+
+def _drop_leading_orphans(history: list[BaseMessage]) -> None:
+    """Trimming can cut a turn in half: drop messages before the first question."""
+    while history and not isinstance(history[0], HumanMessage):
+        history.pop(0)
+
