@@ -28,6 +28,7 @@ SUBCOMMAND_MODULES = (
     "training.train_cli",  # train
     "tools.reports_cli",  # reports
     "training.curriculum.cli",  # curriculum
+    "assistant.cli",  # ask
 )
 
 
