@@ -59,3 +59,20 @@ def write_images(folder: Path) -> None:
     affine = np.diag([0.8, 0.8, 1.0, 1.0])
     write_nifti(hu, affine, folder / CCTA_NIFTI)
     write_nifti(labels, affine, folder / LABELS_NIFTI)
+
+
+def write_tube_labels(folder: Path) -> None:
+    """A straight pLAD lumen (radius 1.6 mm) narrowed to half its diameter over 8 mm by calcified plaque."""
+    import numpy as np
+
+    from tools.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
+    from tools.case_format import LABELS_NIFTI
+    from tools.nifti_io import write_nifti
+
+    shape = (40, 40, 80)
+    i, j, k = np.indices(shape)
+    radius = np.hypot(i - 20, j - 20) * 0.5
+    labels = np.zeros(shape, dtype=np.uint8)
+    labels[radius <= 1.6] = SEGMENTS_BY_CODE["pLAD"].label_id
+    labels[(k >= 30) & (k < 46) & (radius > 0.8) & (radius <= 1.6)] = STRUCTURES_BY_NAME["calcified_plaque"].label_id
+    write_nifti(labels, np.diag([0.5, 0.5, 0.5, 1.0]), folder / LABELS_NIFTI)

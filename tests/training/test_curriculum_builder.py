@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from curriculum_cases import REPORT, write_case  # noqa: E402
+from curriculum_cases import REPORT, write_case, write_tube_labels  # noqa: E402
 
 from tools.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME, SEGMENT_PARENT  # noqa: E402
 from tools.case_format import iter_cases, load_case  # noqa: E402
@@ -122,3 +122,16 @@ def test_builds_are_reproducible(tmp_path):
     cases = iter_cases(tmp_path)
     assert build_curriculum(cases, seed=5) == build_curriculum(cases, seed=5)
     assert build_curriculum(cases, seed=5) != build_curriculum(cases, seed=6)
+
+
+def test_quantitative_targets_are_measured_by_the_stenosis_tool_on_label_maps(tmp_path):
+    write_tube_labels(write_case(tmp_path))
+    records = build_curriculum(iter_cases(tmp_path), seed=1)
+    length = next(r for r in records if r.intent == "lesion_length")
+    degree = next(r for r in records if r.intent == "stenosis_degree")
+    assert length.provenance.source == degree.provenance.source == "measurement"
+    assert "tools.stenosis" in length.provenance.text
+    # 8 mm of plaque halving a 3.2 mm lumen: the tool's values, not findings.json's 14 mm / 60 %.
+    assert abs(length.target.value - 8.0) < 1.0 and 45 <= degree.target.value <= 60
+    unmeasured = build_curriculum(iter_cases(tmp_path), seed=1, measure=False)
+    assert next(r for r in unmeasured if r.intent == "lesion_length").provenance.source == "ground_truth"

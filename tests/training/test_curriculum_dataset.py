@@ -23,7 +23,7 @@ def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
     write_images(write_case(root))
     path = root / "curriculum.jsonl"
-    write_curriculum(build_curriculum(iter_cases(root), seed=1), path, llm="default", seed=1)
+    write_curriculum(build_curriculum(iter_cases(root), seed=1, measure=False), path, llm="default", seed=1)
     return root, path
 
 

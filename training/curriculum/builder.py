@@ -9,9 +9,11 @@ stent coverage and CAD-RADS. Negatives ask for what is absent and teach "not pre
 
 The report is read by the chosen language model (:mod:`training.curriculum.llm`) through the
 ``extract_findings`` template; a stage-3 instruction cites the report span that states it. Targets
-of phantom cases come from their ground truth (``findings.json``); quantitative targets are the
-ground-truth lesion lengths, as the quantification tools are not used here yet (provenance says so).
-Real cases without ground truth get stage-3 instructions from the report alone.
+of phantom cases come from their ground truth (``findings.json``). Quantitative targets (lesion
+length, stenosis, stent coverage) are measured by ``tools.stenosis.measure_study`` on the
+ground-truth label map when the case has one (provenance "measurement"); without a label map, or
+when the tool finds no lesion on the finding's segment, they are the ground-truth values and the
+provenance says so. Real cases without ground truth get stage-3 instructions from the report alone.
 """
 
 from __future__ import annotations
@@ -197,8 +199,50 @@ def _finding_kinds_by_artery(findings: list[Finding]) -> dict[str, set[str]]:
     return out
 
 
+@dataclass
+class _Measured:
+    length_mm: float
+    stenosis_percent: float
+    provenance: Provenance
+
+
+def measure_findings(case: Case) -> dict[str, _Measured]:
+    """Finding id -> lesion length and stenosis measured on the case's ground-truth label map.
+
+    Findings the stenosis tool cannot match (no lesion on that segment, a stent) are left out;
+    a case without a label map or coronary labels gives an empty dict.
+    """
+    from tools.case_format import CENTERLINES_FILE, LABELS_NIFTI
+    from tools.stenosis import StenosisError, measure_study
+    from tools.study import load_nifti
+
+    if case.findings is None or not case.has(LABELS_NIFTI):
+        return {}
+    labels = load_nifti(case.path(LABELS_NIFTI), labels=True)
+    centerlines = case.centerlines() if case.has(CENTERLINES_FILE) else None
+    try:
+        study = measure_study(labels.hu, labels.affine, centerlines=centerlines)
+    except StenosisError:
+        return {}
+    lesions = [lesion for vessel in study.vessels for lesion in vessel.lesions if not lesion.in_stent]
+    out: dict[str, _Measured] = {}
+    for f in case.findings.findings:
+        if f.kind == "stent":
+            continue
+        on_segment = [lesion for lesion in lesions if f.segment in lesion.segments]
+        if not on_segment:
+            continue
+        # The lesion starting nearest the finding's start on that segment.
+        lesion = min(on_segment, key=lambda x: abs(x.start_in_segment_mm - f.start_mm))
+        out[f.id] = _Measured(lesion.length_mm, lesion.stenosis_percent, Provenance(
+            source="measurement", text=f"tools.stenosis.measure_study on {LABELS_NIFTI}: lesion "
+            f"{lesion.segment} {lesion.length_mm:.1f} mm, {lesion.stenosis_percent:.0f}%"))
+    return out
+
+
 def _stage3_ground_truth(b: _Builder, case: Case, segments: list[str], report: ReportFindings,
-                         stent_lengths: tuple[float, ...], landing_zone_mm: float) -> None:
+                         stent_lengths: tuple[float, ...], landing_zone_mm: float,
+                         measured: dict[str, _Measured]) -> None:
     findings = case.findings.findings  # type: ignore[union-attr]
     for f in findings:
         seg = SEGMENTS_BY_CODE[f.segment]
@@ -206,18 +250,20 @@ def _stage3_ground_truth(b: _Builder, case: Case, segments: list[str], report: R
         mask = MaskTarget(label_ids=_labels(*FINDING_MASK_LABELS[f.kind]), near_segments=[f.segment])
         b.add("segment_finding", 3, "segment", Target(mask=mask), prov,
               finding=FINDING_WORDS[f.kind], name=seg.name, short=seg.code)
-        measured = Provenance(source="ground_truth", report_span=prov.report_span,
-                              text=f"findings.json {f.id}; measured on phantom ground truth, not by a tool")
         if f.kind != "stent":
-            b.add("lesion_length", 3, "measure", Target(value=round(f.length_mm, 1), unit="mm"), measured,
+            m = measured.get(f.id) or _Measured(f.length_mm, f.stenosis_percent, Provenance(
+                source="ground_truth", text=f"findings.json {f.id} (not measured by a tool: no label map "
+                "or no lesion found on this segment)"))
+            m.provenance.report_span = prov.report_span
+            b.add("lesion_length", 3, "measure", Target(value=round(m.length_mm, 1), unit="mm"), m.provenance,
                   name=seg.name, short=seg.code)
-            b.add("stenosis_degree", 3, "measure", Target(value=round(f.stenosis_percent), unit="%"), measured,
+            b.add("stenosis_degree", 3, "measure", Target(value=round(m.stenosis_percent), unit="%"), m.provenance,
                   name=seg.name, short=seg.code)
             stent = b.rng.choice(stent_lengths)
-            fits = f.length_mm + 2 * landing_zone_mm <= stent
+            fits = m.length_mm + 2 * landing_zone_mm <= stent
             b.add("stent_coverage", 3, "yes_no", Target(answer="yes" if fits else "no"), Provenance(
-                source="ground_truth", report_span=prov.report_span,
-                text=f"lesion {f.length_mm:.1f} mm + 2 x {landing_zone_mm:g} mm landing zone vs {stent:g} mm stent"),
+                source=m.provenance.source, report_span=prov.report_span,
+                text=f"lesion {m.length_mm:.1f} mm + 2 x {landing_zone_mm:g} mm landing zone vs {stent:g} mm stent"),
                 name=seg.name, short=seg.code, stent_mm=f"{stent:g}")
     # The patent's "segment the artery with a calcification" and its multiple-choice twin.
     by_kind = {"calcification": sorted({f.segment for f in findings if f.has_calcium
@@ -290,14 +336,19 @@ def _stage3_report_only(b: _Builder, report: ReportFindings) -> None:
 
 def build_case_instructions(case: Case, report: ReportFindings, *, rng: random.Random,
                             stent_lengths: tuple[float, ...] = (8, 12, 15, 18, 20, 23, 24, 26, 28, 30, 33, 38),
-                            landing_zone_mm: float = 2.5) -> list[InstructionRecord]:
-    """All instructions of one case, stages 1 to 3, given the findings read from its report."""
+                            landing_zone_mm: float = 2.5, measure: bool = False) -> list[InstructionRecord]:
+    """All instructions of one case, stages 1 to 3, given the findings read from its report.
+
+    Args:
+        measure: measure lesions on the ground-truth label map with ``tools.stenosis`` (slower).
+    """
     b = _Builder(case.manifest.case_id, rng)
     segments = _present_segments(case)
     _stage1(b, case, segments)
     _stage2(b, case, segments, report)
     if case.findings is not None:
-        _stage3_ground_truth(b, case, segments, report, stent_lengths, landing_zone_mm)
+        measured = measure_findings(case) if measure else {}
+        _stage3_ground_truth(b, case, segments, report, stent_lengths, landing_zone_mm, measured)
     else:
         _stage3_report_only(b, report)
     return b.records
@@ -352,9 +403,12 @@ def read_curriculum(path: str | Path) -> tuple[CurriculumHeader, list[Instructio
     return header, [InstructionRecord.model_validate_json(line) for line in lines[1:] if line.strip()]
 
 
-def build_curriculum(cases: list[Case], *, llm: str = "default", seed: int = 0,
+def build_curriculum(cases: list[Case], *, llm: str = "default", seed: int = 0, measure: bool = True,
                      progress: bool = False) -> list[InstructionRecord]:
     """Instructions of every case; each report is read once by the ``llm`` backend.
+
+    Args:
+        measure: quantitative targets measured by the stenosis tool on ground-truth label maps.
 
     Raises:
         ValueError: no cases, or an unknown LLM spec.
@@ -375,6 +429,6 @@ def build_curriculum(cases: list[Case], *, llm: str = "default", seed: int = 0,
         report = extract_findings(model, case.report) if case.report else ReportFindings()
         rng = random.Random(f"{seed}:{case.manifest.case_id}")  # per case: stable under reordering
         records += build_case_instructions(case, report, rng=rng, stent_lengths=settings.stent_lengths_mm,
-                                           landing_zone_mm=settings.stent_landing_zone_mm)
+                                           landing_zone_mm=settings.stent_landing_zone_mm, measure=measure)
     return records
 

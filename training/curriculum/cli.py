@@ -1,6 +1,6 @@
 """``cardiovlm curriculum``: build the instruction curriculum of a folder of cases.
 
-    cardiovlm curriculum --data DIR --out FILE [--llm default|openai:MODEL@URL] [--seed S]
+    cardiovlm curriculum --data DIR --out FILE [--llm default|openai:MODEL@URL] [--seed S] [--no-measure]
     cardiovlm curriculum --manifest studies.jsonl --data DIR --out FILE [--pseudo-labels]
 
 With ``--manifest`` the real studies it lists are first imported as case folders into DIR
@@ -23,6 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--manifest", metavar="JSONL", help="import the real studies of this manifest into DIR first")
     parser.add_argument("--pseudo-labels", action="store_true",
                         help="with --manifest: label unlabelled studies with TotalSegmentator")
+    parser.add_argument("--no-measure", action="store_true",
+                        help="take lesion lengths from findings.json instead of measuring label maps (faster)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=_run)
 
@@ -42,7 +44,8 @@ def _run(args: argparse.Namespace) -> int:
     cases = iter_cases(args.data)
     if not cases:
         raise ValueError(f"no case folders under {args.data}")
-    records = build_curriculum(cases, llm=llm, seed=args.seed, progress=not args.no_progress)
+    records = build_curriculum(cases, llm=llm, seed=args.seed, measure=not args.no_measure,
+                               progress=not args.no_progress)
     header = write_curriculum(records, args.out, llm=llm, seed=args.seed)
     print(format_summary(header.model_dump()))
     print(f"wrote {args.out}")
