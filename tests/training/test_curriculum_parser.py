@@ -100,3 +100,24 @@ def test_lesion_length_in_mm():
 def test_bad_input():
     with pytest.raises(ValueError, match="report must be text"):
         parse_report(None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("text, key, expected", [
+    ("LCx: minimal luminal irregularities (<25%).", "LCx", ("1", 1, 24)),
+    ("Severe (>= 70%) stenosis of D1.", "D1", ("4A", 70, 99)),
+])
+def test_bounds(text, key, expected):
+    x = _by(parse_report(text), key)
+    assert (x.stenosis_category, x.stenosis_low, x.stenosis_high) == expected
+
+
+def test_segment_words_refer_to_the_heading_artery():
+    f = parse_report("LAD: mixed plaque in the proximal segment with moderate stenosis.\n"
+                     "RCA: dominant. Calcified plaque in the mid portion, >70% stenosis.")
+    assert _by(f, "pLAD").stenosis_category == "3" and _by(f, "mRCA").plaque_type == "calcified"
+
+
+def test_stent_described_twice_is_one_finding():
+    f = parse_report("Status post PCI of the mid LAD with a patent 3.5 x 28 mm stent.")
+    (x,) = f.findings
+    assert (x.segment, x.stent, x.stent_length_mm, x.stent_diameter_mm) == ("mLAD", True, 28, 3.5)

@@ -47,6 +47,7 @@ _UNCERTAIN = {"possible", "possibly", "probable", "probably", "likely", "suspect
 _BREAKERS = {"but", "however", "although", "with", "causing", "resulting", "which", "while", "whereas"}
 
 _RANGE = re.compile(r"(\d+(?:\.\d+)?)\s*%?\s*(?:-|–|to)\s*(\d+(?:\.\d+)?)\s*%")
+_BOUND = re.compile(r"(<=|>=|≤|≥|<|>|less than|more than|greater than|under|below|over|up to)\s*(\d+(?:\.\d+)?)\s*%", re.I)
 _PERCENT = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)\s*%")
 _STENT_DIMS = re.compile(r"(\d+(?:\.\d+)?)\s*(?:mm)?\s*[x×]\s*(\d+(?:\.\d+)?)\s*mm", re.I)
 _MM = re.compile(r"(\d+(?:\.\d+)?)\s*mm\b", re.I)
@@ -111,11 +112,26 @@ def _serial_mentions(sentence: str, offset: int) -> list[_Mention]:
     return out
 
 
-def _mentions(tokens: list[tuple[str, int, int]]) -> list[tuple[int, int, _Mention]]:
-    """Longest anatomy phrase at each token, as (first token, last token + 1, mention)."""
+_POSITION_WORDS = {"proximal", "mid", "middle", "distal"}
+_PART_WORDS = {"segment", "portion", "part", "third", "aspect", "course"}
+
+
+def _mentions(tokens: list[tuple[str, int, int]], context_artery: str | None = None) -> list[tuple[int, int, _Mention]]:
+    """Longest anatomy phrase at each token, as (first token, last token + 1, mention).
+
+    "the proximal segment" names a segment of the artery last mentioned (``context_artery`` carries
+    it over from the previous sentence, e.g. a "LAD:" heading).
+    """
     found = []
     i = 0
     while i < len(tokens):
+        if (tokens[i][0] in _POSITION_WORDS and i + 1 < len(tokens) and tokens[i + 1][0] in _PART_WORDS
+                and context_artery):
+            hit = SYNONYM_INDEX.get(f"{tokens[i][0]} {context_artery.lower()}")
+            if hit and hit[0] == "segment":
+                found.append((i, i + 2, _Mention(hit[1], context_artery, tokens[i][1], tokens[i + 1][2])))
+                i += 2
+                continue
         for n in range(min(_MAX_WORDS, len(tokens) - i), 0, -1):
             words = [t[0] for t in tokens[i:i + n]]
             if any(w in ";,:()" for w in words):
@@ -123,6 +139,7 @@ def _mentions(tokens: list[tuple[str, int, int]]) -> list[tuple[int, int, _Menti
             hit = SYNONYM_INDEX.get(" ".join(words))
             if hit and hit[0] in ("segment", "artery"):
                 segment, artery = _artery_of(*hit)
+                context_artery = artery
                 found.append((i, i + n, _Mention(segment, artery, tokens[i][1], tokens[i + n - 1][2])))
                 i += n
                 break
@@ -131,9 +148,10 @@ def _mentions(tokens: list[tuple[str, int, int]]) -> list[tuple[int, int, _Menti
     return found
 
 
-def _chunks(tokens: list[tuple[str, int, int]], sentence_span: tuple[int, int]) -> list[_Chunk]:
+def _chunks(tokens: list[tuple[str, int, int]], sentence_span: tuple[int, int],
+            context_artery: str | None = None) -> list[_Chunk]:
     """Group anatomy mentions and finding nouns of one sentence into findings."""
-    mentions = _mentions(tokens)
+    mentions = _mentions(tokens, context_artery)
     by_start = {m[0]: m for m in mentions}
     chunks = [_Chunk(*sentence_span)]
     i = 0
@@ -164,7 +182,9 @@ def _chunks(tokens: list[tuple[str, int, int]], sentence_span: tuple[int, int]) 
         elif word in _FINDING_NOUNS:
             kind = _FINDING_NOUNS[word]
             has_finding = any(k in ("plaque", "stent", "occlusion") for k, _, _ in current.nouns)
-            if current.mentions and has_finding and kind in ("plaque", "stent") and not _negated(tokens, i):
+            mention_follows = any(first > i for first in by_start)
+            if (current.mentions and has_finding and kind in ("plaque", "stent") and mention_follows
+                    and not _negated(tokens, i)):
                 start = _phrase_start(tokens, i)
                 current.end = start
                 chunks.append(_Chunk(start, sentence_span[1]))
@@ -271,7 +291,14 @@ def _finding(report: str, chunk: _Chunk, mention: _Mention, noun_negated: dict[i
         pct_text = ""  # a stent's percentages would be something else (e.g. overlap)
     rng = _RANGE.search(pct_text)
     pct = _PERCENT.search(pct_text)
-    if rng:
+    bound = _BOUND.search(pct_text)
+    if bound and not rng:
+        value = float(bound.group(2))
+        below = bound.group(1).lower() in ("<", "less than", "under", "below", "up to", "<=", "≤")
+        low, high = (1.0, value - 1 if value > 1 else value) if below else (value, 99.0 if value < 100 else 100.0)
+        f["stenosis_low"], f["stenosis_high"] = low, high
+        f["stenosis_grade"] = grade_of_percent(low if not below else high)
+    elif rng:
         low, high = float(rng.group(1)), float(rng.group(2))
         f["stenosis_low"], f["stenosis_high"] = low, high
         f["stenosis_grade"] = grade_of_percent(low)
@@ -330,10 +357,14 @@ def parse_report(report: str) -> ReportFindings:
     if not isinstance(report, str):
         raise ValueError(f"report must be text, got {type(report).__name__}")
     findings: list[SegmentFinding] = []
+    context_artery: str | None = None
     for start, end in _sentences(report):
         sentence = report[start:end]
         tokens = _tokens(sentence, start)
-        for chunk in _chunks(tokens, (start, end)):
+        chunks = _chunks(tokens, (start, end), context_artery)
+        if chunks:
+            context_artery = chunks[-1].mentions[-1].artery
+        for chunk in chunks:
             # Negation of each noun is decided on sentence tokens, bounded by the chunk start.
             lo = next((k for k, t in enumerate(tokens) if t[1] >= chunk.start), 0)
             noun_negated = {pos: _negated(tokens, pos, lo) for _, pos, _ in chunk.nouns}
