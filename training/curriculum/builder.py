@@ -135,7 +135,7 @@ def _stage1(b: _Builder, case: Case, segments: list[str]) -> None:
     for name in structures:
         s = STRUCTURES_BY_NAME[name]
         b.add("segment_structure", 1, "segment", Target(mask=MaskTarget(label_ids=[s.label_id])), _ANATOMY,
-              name=s.display, short=(s.synonyms[-1] if s.synonyms else s.display))
+              name=s.display, short=min(s.synonyms or (s.display,), key=len))
     for code in segments:
         seg = SEGMENTS_BY_CODE[code]
         b.add("segment_structure", 1, "segment", Target(mask=MaskTarget(label_ids=[seg.label_id])), _ANATOMY,
