@@ -46,10 +46,6 @@ AGATSTON_SLICE_MM = 3.0
 ROI_EXTRA_MARGIN_MM = 10.0
 CONTRAST_LABEL = "contrast CCTA calcium volume, not an Agatston score"
 
-# 8-connectivity in the i-j plane and nothing along k: Agatston lesions are per slice.
-_IN_SLICE = np.zeros((3, 3, 3), dtype=bool)
-_IN_SLICE[:, :, 1] = ndimage.generate_binary_structure(2, 2)
-
 
 class CalciumError(StudyError):
     """Calcium cannot be scored on this input; the message says why and what to do."""
@@ -78,7 +74,8 @@ class CalciumLesion(BaseModel):
     mass_mg: float | None = Field(description="calibrated mass (null on a contrast CCTA)")
     peak_hu: float
     centroid_mm: tuple[float, float, float] = Field(description="patient LPS position, mm")
-    distance_to_coronary_mm: float = Field(description="closest distance to a coronary lumen label")
+    distance_to_coronary_mm: float | None = Field(
+        description="closest distance to a coronary lumen label; null when farther than the search window")
     location: str = Field(description="the labelled structure it lies in, or the nearest segment")
     excluded_reason: str | None = Field(None, description="why it does not count, when excluded")
 
@@ -109,9 +106,33 @@ class CalciumScore(BaseModel):
     warnings: list[str] = Field(default_factory=list)
 
 
+def coronary_mask(labels: np.ndarray) -> np.ndarray:
+    """(I, J, K) bool: voxels with a coronary segment lumen label (ids from ``tools.anatomy``)."""
+    lo, hi = min(CORONARY_LABELS), max(CORONARY_LABELS)
+    if CORONARY_LABELS == tuple(range(lo, hi + 1)):  # a contiguous id range: two compares, not isin
+        return (labels >= lo) & (labels <= hi)
+    return np.isin(labels, CORONARY_LABELS)
+
+
+def label_in_slice(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """Connected components of ``mask`` within each axial slice: 8-connectivity in i-j, none along k.
+
+    cc3d labels in 3D only, so the slices are interleaved with empty ones: 26-connectivity then
+    links exactly the 8-neighbours of a slice and never two slices.
+
+    Returns:
+        ``(labels, n)``: (I, J, K) uint32 component ids 1..n, 0 outside ``mask``.
+    """
+    spaced = np.zeros(mask.shape[:2] + (2 * mask.shape[2],), dtype=bool)
+    spaced[:, :, ::2] = mask
+    labels, n = cc3d.connected_components(spaced, connectivity=26, return_N=True)
+    return np.ascontiguousarray(labels[:, :, ::2]), int(n)
+
+
 # --------------------------------------------------------------------------------------------- checks
 def _check_inputs(hu: np.ndarray, spacing, labels: np.ndarray | None, *, modality: str,
-                  hu_calibrated: bool) -> tuple[float, float, float]:
+                  hu_calibrated: bool) -> tuple[tuple[float, float, float], np.ndarray]:
+    """Validated spacing and the (I, J, K) coronary mask, or a CalciumError saying what is wrong."""
     if modality.upper() != "CT" or not hu_calibrated:
         raise NotHounsfieldError(
             f"calcium scoring needs a CT in Hounsfield units; this study is {modality}"
@@ -121,7 +142,8 @@ def _check_inputs(hu: np.ndarray, spacing, labels: np.ndarray | None, *, modalit
     spacing = tuple(float(s) for s in spacing)
     if len(spacing) != 3 or min(spacing) <= 0:
         raise CalciumError(f"voxel spacing must be three positive mm values, got {spacing}")
-    if labels is None or not np.isin(labels, CORONARY_LABELS).any():
+    coronary = coronary_mask(labels) if labels is not None and labels.shape == hu.shape else None
+    if labels is None or (coronary is not None and not coronary.any()):
         raise NoCoronaryLabelsError(
             "no coronary artery labels are available for this series, so calcium cannot be assigned to "
             "the LM, LAD, LCx and RCA: segment the coronaries first (trained VLM or TotalSegmentator "
@@ -130,14 +152,13 @@ def _check_inputs(hu: np.ndarray, spacing, labels: np.ndarray | None, *, modalit
     if labels.shape != hu.shape:
         raise CalciumError(f"label map shape {labels.shape} differs from the image shape {hu.shape}: "
                            "the labels must be on the grid of the scored series")
-    return spacing  # type: ignore[return-value]
+    return spacing, coronary  # type: ignore[return-value]
 
 
-def _roi(labels: np.ndarray, spacing, margin_mm: float) -> tuple[slice, slice, slice]:
-    """Bounding box of the coronary labels grown by ``margin_mm``, clipped to the volume."""
-    coronary = np.isin(labels, CORONARY_LABELS)
+def _roi(coronary: np.ndarray, spacing, margin_mm: float) -> tuple[slice, slice, slice]:
+    """Bounding box of the coronary mask grown by ``margin_mm``, clipped to the volume."""
     box = []
-    for axis, (n, s) in enumerate(zip(labels.shape, spacing)):
+    for axis, (n, s) in enumerate(zip(coronary.shape, spacing)):
         other = tuple(a for a in range(3) if a != axis)
         idx = np.flatnonzero(coronary.any(axis=other))
         pad = int(np.ceil(margin_mm / s))
@@ -146,54 +167,65 @@ def _roi(labels: np.ndarray, spacing, margin_mm: float) -> tuple[slice, slice, s
 
 
 # ---------------------------------------------------------------------------------------- assignment
-def _assign_lesions(lesion_labels: np.ndarray, n: int, labels: np.ndarray, spacing, max_distance_mm: float):
-    """For each 3D lesion 1..n: (segment label id or None, distance mm, location, exclusion reason).
+def _assign_lesions(coords: np.ndarray, lab: np.ndarray, n: int, labels: np.ndarray, coronary: np.ndarray,
+                    spacing, max_distance_mm: float) -> dict[int, tuple]:
+    """For each 3D lesion 1..n: (segment label id or None, distance mm or None, location, exclusion reason).
 
-    Distances come from one Euclidean distance transform of the non-coronary voxels (with the index
-    of the nearest coronary voxel); a lesion takes the segment of the coronary voxel closest to it.
+    Args:
+        coords: (V, 3) voxel indices of all lesion voxels; lab: (V,) their lesion ids 1..n.
+        labels, coronary: (I, J, K) label map and its coronary mask.
+
+    Each lesion is looked at in its own box (its bounding box grown by ``max_distance_mm`` + 1 mm):
+    a Euclidean distance transform of the box's non-coronary voxels gives the distance from every
+    lesion voxel to the nearest coronary voxel and that voxel's index; the lesion takes the segment
+    of the coronary voxel closest to it. Per-lesion boxes keep this cheap on a 512 x 512 x 300
+    series; a lesion with no coronary voxel in its box is farther than the window (distance null).
     """
     if n == 0:
         return {}
-    coronary = np.isin(labels, CORONARY_LABELS)
-    dist, nearest = ndimage.distance_transform_edt(~coronary, sampling=spacing, return_indices=True)
-    flat = lesion_labels.ravel()
-    vox = np.flatnonzero(flat)
-    lab = flat[vox]
-    d = dist.ravel()[vox]
-    # Closest voxel of each lesion: sort by (lesion, distance) and take the first of each lesion.
-    order = np.lexsort((d, lab))
-    first = order[np.r_[True, lab[order][1:] != lab[order][:-1]]]
+    window_mm = max_distance_mm + 1.0
+    pad = np.array([int(np.ceil(window_mm / s)) for s in spacing])
+    order = np.argsort(lab, kind="stable")
+    groups = np.split(coords[order], np.cumsum(np.bincount(lab, minlength=n + 1)[1:])[:-1])
     out = {}
-    structure_labels = labels.ravel()[vox]
-    for v in first:
-        lesion = int(lab[v])
-        nearest_idx = tuple(int(a.ravel()[vox[v]]) for a in nearest)
-        seg_id = int(labels[nearest_idx])
-        in_lesion = structure_labels[lab == lesion]
-        ids, counts = np.unique(in_lesion, return_counts=True)
+    for lesion, pts in enumerate(groups, start=1):
+        lo = np.maximum(pts.min(0) - pad, 0)
+        hi = np.minimum(pts.max(0) + pad + 1, labels.shape)
+        box = tuple(slice(a, b) for a, b in zip(lo, hi))
+        ids, counts = np.unique(labels[tuple(pts.T)], return_counts=True)
         dominant = int(ids[np.argmax(counts)])
-        distance = float(d[v])
-        seg_code = SEGMENTS_BY_LABEL[seg_id].code
+        box_coronary = coronary[box]
+        seg_id, distance = None, None
+        if box_coronary.any():
+            dist, nearest = ndimage.distance_transform_edt(~box_coronary, sampling=spacing, return_indices=True)
+            local = tuple((pts - lo).T)
+            closest = int(np.argmin(dist[local]))
+            distance = float(dist[local][closest])
+            at = tuple(int(a[local][closest]) for a in nearest)
+            seg_id = int(labels[box][at])
+        location = label_name(dominant) if dominant else "unlabelled tissue"
         if dominant in STRUCTURES_BY_LABEL and STRUCTURES_BY_LABEL[dominant].name not in (
                 "calcified_plaque", "noncalcified_plaque", "stent", "epicardial_fat", "lv_myocardium"):
             # Mostly inside a labelled non-coronary structure: valve, aortic wall, chamber or bone.
             name = STRUCTURES_BY_LABEL[dominant].display
             out[lesion] = (None, distance, name, f"lies in the {name}, not in a coronary artery")
-        elif distance > max_distance_mm:
-            out[lesion] = (None, distance, label_name(dominant) if dominant else "unlabelled tissue",
-                           f"{distance:.1f} mm from the nearest coronary segment ({seg_code}), beyond the "
-                           f"{max_distance_mm:g} mm assignment limit")
+        elif distance is None or distance > max_distance_mm:
+            how_far = (f"more than {window_mm:g} mm from every coronary segment" if distance is None else
+                       f"{distance:.1f} mm from the nearest coronary segment ({SEGMENTS_BY_LABEL[seg_id].code})")
+            out[lesion] = (None, distance, location, f"{how_far}, beyond the {max_distance_mm:g} mm assignment limit")
         else:
-            out[lesion] = (seg_id, distance, seg_code, None)
+            out[lesion] = (seg_id, distance, SEGMENTS_BY_LABEL[seg_id].code, None)
     return out
 
 
-def _build_result(*, kind, label, lesion_labels, n, hu, labels, spacing, affine, max_distance_mm,
+def _build_result(*, kind, label, vox, lab, n, labels, coronary, spacing, affine, max_distance_mm,
                   lesion_agatston, lesion_volume, lesion_mass, lesion_peak, slice_spacing, method,
                   labels_source, warnings) -> CalciumScore:
-    assignment = _assign_lesions(lesion_labels, n, labels, spacing, max_distance_mm)
-    centroids = ndimage.center_of_mass(np.ones(lesion_labels.shape, np.uint8), lesion_labels,
-                                       np.arange(1, n + 1)) if n else []
+    """Assign lesions (flat voxel indices ``vox`` into ``labels``' grid, lesion ids ``lab``) and total them."""
+    coords = np.stack(np.unravel_index(vox, labels.shape), axis=1)
+    assignment = _assign_lesions(coords, lab, n, labels, coronary, spacing, max_distance_mm)
+    counts = np.maximum(np.bincount(lab, minlength=n + 1)[1:], 1)
+    centroids = np.stack([np.bincount(lab, weights=c, minlength=n + 1)[1:] for c in coords.T], 1) / counts[:, None]
     affine = np.eye(4) if affine is None else np.asarray(affine, dtype=np.float64)
     lesions, excluded = [], []
     per_artery = {a: ArteryCalcium(agatston=0.0 if kind == "agatston" else None, volume_mm3=0.0,
@@ -208,7 +240,8 @@ def _build_result(*, kind, label, lesion_labels, n, hu, labels, spacing, affine,
             volume_mm3=round(float(lesion_volume[i]), 3),
             mass_mg=None if lesion_mass is None else round(float(lesion_mass[i]), 3),
             peak_hu=float(lesion_peak[i]), centroid_mm=tuple(round(float(c), 2) for c in xyz),
-            distance_to_coronary_mm=round(distance, 2), location=location, excluded_reason=reason)
+            distance_to_coronary_mm=None if distance is None else round(distance, 2), location=location,
+            excluded_reason=reason)
         if seg is None:
             excluded.append(lesion)
             continue
@@ -263,17 +296,17 @@ def agatston_score(hu: np.ndarray, spacing, labels: np.ndarray | None, *, affine
         result = agatston_score(study.hu, study.spacing, labels, affine=study.affine)
         print(result.agatston, result.cac_drs)
     """
-    spacing = _check_inputs(hu, spacing, labels, modality=modality, hu_calibrated=hu_calibrated)
-    roi = _roi(labels, spacing, max_distance_mm + ROI_EXTRA_MARGIN_MM)
-    sub, sub_labels = hu[roi], labels[roi]
+    spacing, coronary = _check_inputs(hu, spacing, labels, modality=modality, hu_calibrated=hu_calibrated)
+    roi = _roi(coronary, spacing, max_distance_mm + ROI_EXTRA_MARGIN_MM)
+    sub, sub_labels, coronary = hu[roi], labels[roi], coronary[roi]
     pixel_area = spacing[0] * spacing[1]
     voxel_volume = pixel_area * spacing[2]
     slice_factor = spacing[2] / AGATSTON_SLICE_MM
 
     # In-slice lesions: area and peak-HU weight of each, from bincounts over the candidate voxels.
     candidates = sub >= AGATSTON_THRESHOLD_HU
-    lesions2d, n2d = ndimage.label(candidates, structure=_IN_SLICE)
-    vox = np.flatnonzero(lesions2d)
+    lesions2d, n2d = label_in_slice(candidates)
+    vox = np.flatnonzero(candidates)
     lab2d = lesions2d.ravel()[vox]
     values = sub.ravel()[vox].astype(np.float64)
     area = np.bincount(lab2d, minlength=n2d + 1) * pixel_area
@@ -312,7 +345,7 @@ def agatston_score(hu: np.ndarray, spacing, labels: np.ndarray | None, *, affine
         warnings.append(f"slices are {spacing[2]:g} mm, thicker than the 3 mm Agatston protocol")
     return _build_result(
         kind="agatston", label="Agatston calcium score (non-contrast calcium-scoring series)",
-        lesion_labels=lesions3d, n=n, hu=sub, labels=sub_labels, spacing=spacing,
+        vox=vox[keep], lab=lab3d, n=n, labels=sub_labels, coronary=coronary, spacing=spacing,
         affine=_shift_affine(affine, roi), max_distance_mm=max_distance_mm, lesion_agatston=lesion_agatston,
         lesion_volume=lesion_volume, lesion_mass=lesion_mass, lesion_peak=lesion_peak,
         slice_spacing=spacing[2], method=method, labels_source=labels_source, warnings=warnings)
@@ -346,10 +379,9 @@ def contrast_calcium_volume(hu: np.ndarray, spacing, labels: np.ndarray | None, 
         min_sd_hu: floor on the lumen SD (a noiseless or tiny lumen would otherwise give no margin).
         min_volume_mm3: smallest lesion counted.
     """
-    spacing = _check_inputs(hu, spacing, labels, modality=modality, hu_calibrated=hu_calibrated)
-    roi = _roi(labels, spacing, max_distance_mm + ROI_EXTRA_MARGIN_MM)
-    sub, sub_labels = hu[roi].astype(np.float32), labels[roi]
-    coronary = np.isin(sub_labels, CORONARY_LABELS)
+    spacing, coronary = _check_inputs(hu, spacing, labels, modality=modality, hu_calibrated=hu_calibrated)
+    roi = _roi(coronary, spacing, max_distance_mm + ROI_EXTRA_MARGIN_MM)
+    sub, sub_labels, coronary = hu[roi].astype(np.float32), labels[roi], coronary[roi]
     dist, nearest = ndimage.distance_transform_edt(~coronary, sampling=spacing, return_indices=True)
     nearest_seg = sub_labels[tuple(nearest)]
 
@@ -380,8 +412,8 @@ def contrast_calcium_volume(hu: np.ndarray, spacing, labels: np.ndarray | None, 
               f"{min_sd_hu:g} HU, and >= 130 HU; per segment: {', '.join(lines)} HU); 26-connected lesions "
               f">= {min_volume_mm3:g} mm^3; volume only, Agatston is defined on non-contrast scans")
     return _build_result(
-        kind="contrast_volume", label=CONTRAST_LABEL, lesion_labels=lesions3d, n=n, hu=sub, labels=sub_labels,
-        spacing=spacing, affine=_shift_affine(affine, roi), max_distance_mm=max_distance_mm,
+        kind="contrast_volume", label=CONTRAST_LABEL, vox=vox, lab=lab, n=n, labels=sub_labels,
+        coronary=coronary, spacing=spacing, affine=_shift_affine(affine, roi), max_distance_mm=max_distance_mm,
         lesion_agatston=None, lesion_volume=lesion_volume, lesion_mass=None, lesion_peak=lesion_peak,
         slice_spacing=spacing[2], method=method, labels_source=labels_source,
         warnings=["no non-contrast calcium-scoring series: calcium volume on the contrast CCTA instead"])

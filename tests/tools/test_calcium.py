@@ -82,14 +82,16 @@ def test_per_artery_assignment_and_listed_exclusions():
     hu[12:16, 15:19, 2] = 420  # LAD: 4 mm^2 x 4
     hu[32:36, 10:14, 3] = 250  # RCA: 4 mm^2 x 2
     hu[21:25, 21:25, 2] = 600  # inside the aortic root (valve calcification)
-    hu[44:48, 36:40, 2] = 600  # 6 mm from the pRCA lumen: too far
+    hu[44:48, 36:40, 2] = 600  # 6.5 mm from the pRCA lumen: too far, beyond the search window
+    hu[39:42, 20:24, 4] = 600  # 4 mm from the pRCA lumen: too far, distance reported
     out = agatston_score(hu, spacing, labels, max_distance_mm=3.0)
     assert out.agatston == pytest.approx(16 + 8)
     assert {a: v.agatston for a, v in out.per_artery.items()} == {"LM": 0, "LAD": 16, "LCx": 0, "RCA": 8}
     assert out.cac_drs == "A1/N2"
-    reasons = sorted(l.excluded_reason for l in out.excluded)
-    assert len(reasons) == 2
-    assert "aortic root" in reasons[1] and "beyond the 3 mm assignment limit" in reasons[0]
+    assert sorted((l.location, l.excluded_reason) for l in out.excluded) == [
+        ("aortic root", "lies in the aortic root, not in a coronary artery"),
+        ("unlabelled tissue", "4.0 mm from the nearest coronary segment (pRCA), beyond the 3 mm assignment limit"),
+        ("unlabelled tissue", "more than 4 mm from every coronary segment, beyond the 3 mm assignment limit")]
     assert all(l.artery is None for l in out.excluded)
 
 
