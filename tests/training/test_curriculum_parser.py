@@ -115,6 +115,9 @@ def test_segment_words_refer_to_the_heading_artery():
     f = parse_report("LAD: mixed plaque in the proximal segment with moderate stenosis.\n"
                      "RCA: dominant. Calcified plaque in the mid portion, >70% stenosis.")
     assert _by(f, "pLAD").stenosis_category == "3" and _by(f, "mRCA").plaque_type == "calcified"
+    g = parse_report("RCA: proximal and mid segments with mild calcified plaque; distal segment normal.")
+    assert _by(g, "pRCA").stenosis_category == _by(g, "mRCA").stenosis_category == "2"
+    assert _by(g, "dRCA").negated
 
 
 def test_stent_described_twice_is_one_finding():

@@ -113,7 +113,7 @@ def _serial_mentions(sentence: str, offset: int) -> list[_Mention]:
 
 
 _POSITION_WORDS = {"proximal", "mid", "middle", "distal"}
-_PART_WORDS = {"segment", "portion", "part", "third", "aspect", "course"}
+_PART_WORDS = {"segment", "segments", "portion", "portions", "part", "parts", "third", "thirds", "aspect", "course"}
 
 
 def _mentions(tokens: list[tuple[str, int, int]], context_artery: str | None = None) -> list[tuple[int, int, _Mention]]:
@@ -125,13 +125,21 @@ def _mentions(tokens: list[tuple[str, int, int]], context_artery: str | None = N
     found = []
     i = 0
     while i < len(tokens):
-        if (tokens[i][0] in _POSITION_WORDS and i + 1 < len(tokens) and tokens[i + 1][0] in _PART_WORDS
-                and context_artery):
-            hit = SYNONYM_INDEX.get(f"{tokens[i][0]} {context_artery.lower()}")
-            if hit and hit[0] == "segment":
-                found.append((i, i + 2, _Mention(hit[1], context_artery, tokens[i][1], tokens[i + 1][2])))
-                i += 2
-                continue
+        if tokens[i][0] in _POSITION_WORDS and context_artery:
+            # "the proximal segment", "proximal and mid segments"
+            words, j = [tokens[i][0]], i + 1
+            while j + 1 < len(tokens) and tokens[j][0] in ("and", ",", "to", "through") \
+                    and tokens[j + 1][0] in _POSITION_WORDS:
+                words.append(tokens[j + 1][0])
+                j += 2
+            if j < len(tokens) and tokens[j][0] in _PART_WORDS:
+                hits = [SYNONYM_INDEX.get(f"{w} {context_artery.lower()}") for w in words]
+                codes = [h[1] for h in hits if h and h[0] == "segment"]
+                for code in dict.fromkeys(codes):
+                    found.append((i, j + 1, _Mention(code, context_artery, tokens[i][1], tokens[j][2])))
+                if codes:
+                    i = j + 1
+                    continue
         for n in range(min(_MAX_WORDS, len(tokens) - i), 0, -1):
             words = [t[0] for t in tokens[i:i + n]]
             if any(w in ";,:()" for w in words):
@@ -152,28 +160,30 @@ def _chunks(tokens: list[tuple[str, int, int]], sentence_span: tuple[int, int],
             context_artery: str | None = None) -> list[_Chunk]:
     """Group anatomy mentions and finding nouns of one sentence into findings."""
     mentions = _mentions(tokens, context_artery)
-    by_start = {m[0]: m for m in mentions}
+    by_start: dict[int, list[tuple[int, int, _Mention]]] = {}
+    for m in mentions:
+        by_start.setdefault(m[0], []).append(m)  # "proximal and mid segments" gives two at one token
     chunks = [_Chunk(*sentence_span)]
     i = 0
     while i < len(tokens):
         word = tokens[i][0]
         current = chunks[-1]
         if i in by_start:
-            first, last, mention = by_start[i]
-            mention.header = last < len(tokens) and tokens[last][0] == ":"
-            if current.mentions and all(m.header and m.artery == mention.artery for m in current.mentions):
+            group = by_start[i]
+            last = group[0][1]
+            header = last < len(tokens) and tokens[last][0] == ":"
+            for _, _, mention in group:
+                mention.header = header
+            if current.mentions and all(m.header and m.artery == group[0][2].artery for m in current.mentions):
                 current.mentions.clear()  # "LAD: plaque in the pLAD" is about the pLAD
-                current.mentions.append(mention)
-                i = last
-                continue
             # A new anatomy after a completed finding (finding + anatomy + finding ... anatomy) starts over,
             # unless it is a list continuation ("in the LAD and LCx").
-            if current.mentions and current.nouns and current.nouns[-1][1] > _last_mention_token(current, tokens):
+            elif current.mentions and current.nouns and current.nouns[-1][1] > _last_mention_token(current, tokens):
                 if not _is_list_continuation(tokens, i):
                     chunks.append(_Chunk(tokens[i][1], sentence_span[1]))
                     current.end = tokens[i][1]
                     current = chunks[-1]
-            current.mentions.append(mention)
+            current.mentions.extend(m for _, _, m in group)
             i = last
             continue
         if word == ";" and (current.mentions or current.nouns):
