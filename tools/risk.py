@@ -11,6 +11,7 @@ context and measures the calcium score when none is given.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import tool
@@ -105,18 +106,19 @@ class RiskContext(BaseModel):
 
 
 def risk_context(clinical: ClinicalContext | None, agatston: float | None, *,
-                 agatston_source: str | None = None) -> RiskContext:
+                 agatston_source: str | None = None, per_artery: Mapping[str, float] | None = None) -> RiskContext:
     """Established risk pieces for a patient; never a 1-year MACE probability.
 
     Args:
         clinical: risk factors and labs (troponin value, unit, assay), or None when unknown.
         agatston: Agatston score from a non-contrast scan, or None when none was measured.
         agatston_source: where the score came from, stated in the result.
+        per_artery: artery -> Agatston score when measured, for the CAC-DRS vessel count (N1-N4).
     """
     used, missing = [], []
     drs = burden = mesa = trop = None
     if agatston is not None:
-        drs = cac_drs(agatston).category
+        drs = cac_drs(agatston, per_artery).text
         burden = plaque_burden_from_cac(agatston)
         used += ["CAC-DRS (Hecht et al., JCCT 2018)", "CAD-RADS 2.0 plaque burden from CAC"]
     else:
@@ -159,9 +161,11 @@ def risk_context_tool(agatston: float | None = None, *, config: RunnableConfig) 
     limit, each with its inputs and limits. Use for questions about cardiac risk or MACE; it never
     gives a 1-year MACE probability because no validated model provides one."""
     ctx = context_from_config(config)
-    source = "given" if agatston is not None else None
+    source, per_artery = ("given" if agatston is not None else None), None
     if agatston is None and ctx.cac is not None:
         from tools.calcium import score_context
 
-        agatston, source = score_context(ctx).agatston, "measured on the calcium-scoring series"
-    return risk_context(ctx.clinical, agatston, agatston_source=source).model_dump()
+        measured = score_context(ctx)
+        agatston, source = measured.agatston, "measured on the calcium-scoring series"
+        per_artery = {artery: a.agatston for artery, a in measured.per_artery.items()}
+    return risk_context(ctx.clinical, agatston, agatston_source=source, per_artery=per_artery).model_dump()

@@ -89,3 +89,19 @@ def test_tool_reads_the_session_clinical_context():
     out = risk_context_tool.invoke({"agatston": 100}, config=ctx.as_config())
     assert out["mesa"]["ten_year_chd_risk"] == pytest.approx(0.09427, abs=1e-5)
     assert out["agatston_source"] == "given" and out["troponin"]["above_url"] is False
+
+
+def test_tool_measures_calcium_when_no_score_is_given():
+    from tools.anatomy import SEGMENTS_BY_CODE
+
+    hu = np.full((40, 40, 6), 40, np.int16)
+    labels = np.zeros(hu.shape, np.uint8)
+    labels[10:12, 5:35] = SEGMENTS_BY_CODE["pLAD"].label_id
+    labels[30:32, 5:35] = SEGMENTS_BY_CODE["pRCA"].label_id
+    hu[12:22, 10:20, 2:4] = 450  # LAD: 25 mm^2 x 4 on two 3 mm slices = 200
+    hu[32:36, 10:14, 3] = 250  # RCA: 4 mm^2 x 2 = 8
+    cac = Study(hu=hu, spacing=(0.5, 0.5, 3.0), affine=np.eye(4))
+    ctx = StudyContext(study=cac, cac=cac, cac_labels=labels, clinical=patient())
+    out = risk_context_tool.invoke({}, config=ctx.as_config())
+    assert out["agatston"] == pytest.approx(208) and out["agatston_source"].startswith("measured")
+    assert out["cac_drs"] == "A2/N2" and out["plaque_burden"] == "P2"
