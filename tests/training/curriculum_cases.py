@@ -66,7 +66,7 @@ def write_tube_labels(folder: Path) -> None:
     import numpy as np
 
     from tools.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
-    from tools.case_format import LABELS_NIFTI
+    from tools.case_format import CCTA_NIFTI, LABELS_NIFTI
     from tools.nifti_io import write_nifti
 
     shape = (40, 40, 80)
@@ -76,3 +76,6 @@ def write_tube_labels(folder: Path) -> None:
     labels[radius <= 1.6] = SEGMENTS_BY_CODE["pLAD"].label_id
     labels[(k >= 30) & (k < 46) & (radius > 0.8) & (radius <= 1.6)] = STRUCTURES_BY_NAME["calcified_plaque"].label_id
     write_nifti(labels, np.diag([0.5, 0.5, 0.5, 1.0]), folder / LABELS_NIFTI)
+    hu = np.where(labels == SEGMENTS_BY_CODE["pLAD"].label_id, 350, -80).astype(np.int16)
+    hu[labels == STRUCTURES_BY_NAME["calcified_plaque"].label_id] = 900
+    write_nifti(hu, np.diag([0.5, 0.5, 0.5, 1.0]), folder / CCTA_NIFTI)

@@ -133,5 +133,11 @@ def test_quantitative_targets_are_measured_by_the_stenosis_tool_on_label_maps(tm
     assert "tools.stenosis" in length.provenance.text
     # 8 mm of plaque halving a 3.2 mm lumen: the tool's values, not findings.json's 14 mm / 60 %.
     assert abs(length.target.value - 8.0) < 1.0 and 45 <= degree.target.value <= 60
+    most = next(r for r in records if r.intent == "segment_most_calcified")
+    assert most.provenance.source == "measurement" and "tools.calcium" in most.provenance.text
+    assert most.target.mask.label_ids == [SEGMENTS_BY_CODE[s].label_id for s in ("pLAD", "mLAD", "dLAD", "D1", "D2")]
     unmeasured = build_curriculum(iter_cases(tmp_path), seed=1, measure=False)
     assert next(r for r in unmeasured if r.intent == "lesion_length").provenance.source == "ground_truth"
+    # Without measuring, the ground-truth calcium (only on the pLAD) still names the LAD.
+    fallback = next(r for r in unmeasured if r.intent == "segment_most_calcified")
+    assert fallback.provenance.source == "ground_truth" and fallback.target.mask == most.target.mask

@@ -19,6 +19,7 @@ provenance says so. Real cases without ground truth get stage-3 instructions fro
 from __future__ import annotations
 
 import json
+import math
 import random
 from collections import Counter
 from dataclasses import dataclass, field
@@ -240,10 +241,43 @@ def measure_findings(case: Case) -> dict[str, _Measured]:
     return out
 
 
+def calcium_by_artery(case: Case, *, measure: bool) -> tuple[dict[str, float], Provenance]:
+    """Calcium volume (mm^3) per artery: measured by ``tools.calcium.contrast_calcium_volume`` on the
+    CCTA and its ground-truth label map when ``measure`` and both exist, else a sphere-volume
+    estimate from the ground-truth calcium diameters."""
+    from tools.case_format import CCTA_NIFTI, LABELS_NIFTI
+
+    if measure and case.has(CCTA_NIFTI) and case.has(LABELS_NIFTI):
+        from tools.calcium import CalciumError, contrast_calcium_volume
+        from tools.study import load_nifti
+
+        image = load_nifti(case.path(CCTA_NIFTI))
+        labels = load_nifti(case.path(LABELS_NIFTI), labels=True)
+        try:
+            score = contrast_calcium_volume(image.hu, image.spacing, labels.hu, affine=image.affine)
+        except CalciumError:
+            score = None
+        if score is not None:
+            volumes = {a: c.volume_mm3 for a, c in score.per_artery.items()}
+            text = ", ".join(f"{a} {v:.1f} mm3" for a, v in volumes.items())
+            return volumes, Provenance(source="measurement", text=f"tools.calcium.contrast_calcium_volume: {text}")
+    volumes = {a: 0.0 for a in ARTERIES}
+    for f in case.findings.findings if case.findings else []:
+        if f.calcium_diameter_mm:
+            volumes[SEGMENTS_BY_CODE[f.segment].artery] += math.pi / 6 * f.calcium_diameter_mm ** 3
+    return volumes, Provenance(source="ground_truth", text="findings.json calcium diameters (sphere volumes)")
+
+
 def _stage3_ground_truth(b: _Builder, case: Case, segments: list[str], report: ReportFindings,
                          stent_lengths: tuple[float, ...], landing_zone_mm: float,
-                         measured: dict[str, _Measured]) -> None:
+                         measured: dict[str, _Measured], calcium: tuple[dict[str, float], Provenance]) -> None:
     findings = case.findings.findings  # type: ignore[union-attr]
+    volumes, calcium_provenance = calcium
+    ranked = sorted(volumes.items(), key=lambda kv: -kv[1])
+    if ranked and ranked[0][1] > 0 and (len(ranked) == 1 or ranked[0][1] > ranked[1][1]):
+        # The patent's "segment the most calcified artery": only when one artery clearly leads.
+        ids = [s.label_id for s in segments_of_artery(ranked[0][0]) if s.code in segments]
+        b.add("segment_most_calcified", 3, "segment", Target(mask=MaskTarget(label_ids=ids)), calcium_provenance)
     for f in findings:
         seg = SEGMENTS_BY_CODE[f.segment]
         prov = _report_provenance(report, f.segment, f"findings.json {f.id}")
@@ -348,7 +382,8 @@ def build_case_instructions(case: Case, report: ReportFindings, *, rng: random.R
     _stage2(b, case, segments, report)
     if case.findings is not None:
         measured = measure_findings(case) if measure else {}
-        _stage3_ground_truth(b, case, segments, report, stent_lengths, landing_zone_mm, measured)
+        _stage3_ground_truth(b, case, segments, report, stent_lengths, landing_zone_mm, measured,
+                             calcium_by_artery(case, measure=measure))
     else:
         _stage3_report_only(b, report)
     return b.records
