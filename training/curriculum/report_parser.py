@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from tools.anatomy import SEGMENTS_BY_CODE, SYNONYM_INDEX, MAIN_VESSEL_PATHS
 
-from training.curriculum.findings import GRADE_RANGES, ReportFindings, SegmentFinding, grade_of_percent
+from training.curriculum.findings import ReportFindings, SegmentFinding, grade_of_percent
 
 _TOKEN = re.compile(r"[A-Za-z0-9]+(?:[-/][A-Za-z0-9]+)*(?:\.\d+)?%?|[;,:()]")
 _MAX_WORDS = max(len(p.split()) for p in SYNONYM_INDEX)
@@ -319,7 +319,7 @@ def _finding(report: str, chunk: _Chunk, mention: _Mention, noun_negated: dict[i
     else:
         for k, w in enumerate(words):
             if w in _GRADE_WORDS and not _negated(toks, k):
-                # "mild plaque" is burden, not stenosis, unless no stenosis word says otherwise
+                # Reports write "mild plaque" for "plaque with mild stenosis" too: read it as the grade.
                 f["stenosis_grade"] = _GRADE_WORDS[w]
                 break
         if "stenosis_grade" not in f and stenosis_negated:
@@ -402,4 +402,4 @@ def parse_report(report: str) -> ReportFindings:
     return result
 
 
-__all__ = ["parse_report", "GRADE_RANGES"]
+__all__ = ["parse_report"]
