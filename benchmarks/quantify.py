@@ -29,7 +29,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from tools.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
+from tools.anatomy import CORONARY_LABELS, SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
 
 TARGET_S = 1.0
 
@@ -104,8 +104,28 @@ def describe_agatston(result) -> str:
             f"{len(result.excluded)} excluded, CAC-DRS {result.cac_drs}")
 
 
+def contrast_series():
+    """The same anatomy as a contrast CCTA: opacified lumen at 350 HU (SD 15 HU)."""
+    hu, labels, spacing = calcium_series()
+    lumen = (labels >= min(CORONARY_LABELS)) & (labels <= max(CORONARY_LABELS))
+    hu[lumen] = np.random.default_rng(1).normal(350, 15, int(lumen.sum()))
+    return hu, labels, spacing
+
+
+def run_contrast(inputs):
+    from tools.calcium import contrast_calcium_volume
+
+    hu, labels, spacing = inputs
+    return contrast_calcium_volume(hu, spacing, labels)
+
+
+def describe_contrast(result) -> str:
+    return f"calcium volume {result.volume_mm3:.0f} mm^3, {len(result.lesions)} coronary lesions"
+
+
 CASES: list[BenchCase] = [
     BenchCase("Agatston, 512x512x300 non-contrast", calcium_series, run_agatston, describe_agatston),
+    BenchCase("contrast calcium volume, 512x512x300", contrast_series, run_contrast, describe_contrast),
 ]
 
 

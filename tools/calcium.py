@@ -33,6 +33,7 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import tool
 from pydantic import BaseModel, Field
 from scipy import ndimage
+from scipy.spatial import cKDTree
 
 from tools.anatomy import (ARTERIES, CORONARY_LABELS, SEGMENTS_BY_LABEL, STRUCTURES_BY_LABEL,
                            label_name, resolve_structure_or_segment)
@@ -381,32 +382,53 @@ def contrast_calcium_volume(hu: np.ndarray, spacing, labels: np.ndarray | None, 
     """
     spacing, coronary = _check_inputs(hu, spacing, labels, modality=modality, hu_calibrated=hu_calibrated)
     roi = _roi(coronary, spacing, max_distance_mm + ROI_EXTRA_MARGIN_MM)
-    sub, sub_labels, coronary = hu[roi].astype(np.float32), labels[roi], coronary[roi]
-    dist, nearest = ndimage.distance_transform_edt(~coronary, sampling=spacing, return_indices=True)
-    nearest_seg = sub_labels[tuple(nearest)]
+    sub, sub_labels, coronary = hu[roi], labels[roi], coronary[roi]
+    flat_hu, flat_labels = sub.ravel(), sub_labels.ravel()
 
-    thresholds = np.full(int(max(CORONARY_LABELS)) + 1, np.inf, dtype=np.float32)
+    # Local lumen attenuation per segment, robust to a few calcium voxels inside the lumen label.
+    lumen_idx = np.flatnonzero(coronary)
+    lumen_seg, lumen_hu = flat_labels[lumen_idx], flat_hu[lumen_idx].astype(np.float64)
+    thresholds = np.full(int(max(CORONARY_LABELS)) + 1, np.inf)
     lines = []
-    for seg_id in np.unique(sub_labels[coronary]):
-        lumen = sub[sub_labels == seg_id]
+    for seg_id in np.unique(lumen_seg):
+        lumen = lumen_hu[lumen_seg == seg_id]
         median = float(np.median(lumen))
         sd = max(1.4826 * float(np.median(np.abs(lumen - median))), min_sd_hu)
         thresholds[seg_id] = max(median + k_sd * sd, AGATSTON_THRESHOLD_HU)
         lines.append(f"{SEGMENTS_BY_LABEL[int(seg_id)].code} {median:.0f}+{k_sd:g}x{sd:.0f}")
-    calcium = (dist <= max_distance_mm) & (sub > thresholds[nearest_seg])
-    lesions3d, n = cc3d.connected_components(calcium, connectivity=26, return_N=True)
+
+    # Only voxels above the lowest segment threshold can be calcium: find their nearest coronary
+    # voxel with a k-d tree of the lumen surface (mm), up to max_distance_mm, instead of a distance
+    # transform of the whole region.
+    cand = np.flatnonzero(flat_hu > thresholds[np.isfinite(thresholds)].min())
+    seg_of = np.zeros(len(cand), dtype=np.int64)  # 0: no coronary segment within reach
+    inside = coronary.ravel()[cand]
+    seg_of[inside] = flat_labels[cand[inside]]
+    surface = np.argwhere(coronary & ~ndimage.binary_erosion(coronary))
+    outside = np.flatnonzero(~inside)
+    if len(outside):
+        points = np.stack(np.unravel_index(cand[outside], sub.shape), axis=1) * spacing
+        distance, nearest = cKDTree(surface * spacing).query(points, distance_upper_bound=max_distance_mm)
+        near = np.isfinite(distance)
+        seg_of[outside[near]] = sub_labels[tuple(surface[nearest[near]].T)]
+    is_calcium = (seg_of > 0) & (flat_hu[cand] > thresholds[seg_of])
+    vox_all = cand[is_calcium]
+
+    calcium = np.zeros(sub.shape, dtype=bool)
+    calcium.ravel()[vox_all] = True
+    lesions3d, n_all = cc3d.connected_components(calcium, connectivity=26, return_N=True)
+    lab_all = lesions3d.ravel()[vox_all]
     voxel_volume = float(np.prod(spacing))
-    counts = np.bincount(lesions3d.ravel(), minlength=n + 1)
-    small = np.flatnonzero(counts * voxel_volume < min_volume_mm3 - 1e-9)
-    small = small[small > 0]
-    if len(small):  # drop lesions under the minimum volume (noise specks) and renumber the others
-        lesions3d = np.where(np.isin(lesions3d, small), 0, lesions3d)
-        lesions3d, n = cc3d.connected_components(lesions3d > 0, connectivity=26, return_N=True)
-    vox = np.flatnonzero(lesions3d)
-    lab = lesions3d.ravel()[vox]
+    # Drop lesions under the minimum volume (noise specks); dropping whole components keeps the
+    # others' connectivity, so the survivors are only renumbered 1..n.
+    big = np.bincount(lab_all, minlength=n_all + 1) * voxel_volume >= min_volume_mm3 - 1e-9
+    keep = big[lab_all]
+    vox = vox_all[keep]
+    kept_ids, lab = np.unique(lab_all[keep], return_inverse=True)
+    lab, n = lab.astype(np.int64) + 1, len(kept_ids)
     lesion_volume = np.bincount(lab, minlength=n + 1) * voxel_volume
     lesion_peak = np.zeros(n + 1)
-    np.maximum.at(lesion_peak, lab, sub.ravel()[vox])
+    np.maximum.at(lesion_peak, lab, flat_hu[vox].astype(np.float64))
     method = (f"contrast CCTA: calcium = voxels within {max_distance_mm:g} mm of the coronary lumen above the "
               f"local lumen attenuation of their nearest segment (median + {k_sd:g} x robust SD, SD >= "
               f"{min_sd_hu:g} HU, and >= 130 HU; per segment: {', '.join(lines)} HU); 26-connected lesions "
