@@ -1,0 +1,66 @@
+"""Serving the app: loopback by default, authentication required anywhere else.
+
+Users come from a file of ``user:password`` lines or from ``CARDIOVLM_UI_USERS`` (``user:pw,user2:pw2``).
+Binding a non-loopback address without users is refused unless ``insecure`` is set explicitly.
+Analytics are off and no share link is ever created.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+
+LOOPBACK_NAMES = {"localhost"}
+
+
+class InsecureBindError(ValueError):
+    """A non-loopback address was asked for without authentication."""
+
+
+def is_loopback(host: str) -> bool:
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def read_users(path: str | Path | None = None) -> list[tuple[str, str]]:
+    """(user, password) pairs from a file and/or CARDIOVLM_UI_USERS; blank lines and # comments skipped."""
+    lines: list[str] = []
+    if path:
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"the users file {path} does not exist")
+        lines += path.read_text().splitlines()
+    lines += [u for u in os.environ.get("CARDIOVLM_UI_USERS", "").split(",") if u.strip()]
+    users = []
+    for line in lines:
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        user, sep, password = line.partition(":")
+        if not sep or not user or not password:
+            raise ValueError("each user must be written 'name:password'")
+        users.append((user, password))
+    return users
+
+
+def launch(host: str = "127.0.0.1", port: int = 7860, *, users_file: str | None = None, insecure: bool = False,
+           max_upload_mb: int = 2048, concurrency: int = 2, queue_size: int = 32, block: bool = True):
+    """Build and start the app; returns (app, url) when ``block`` is False."""
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    users = read_users(users_file)
+    if not is_loopback(host) and not users and not insecure:
+        raise InsecureBindError(f"refusing to serve on {host} without authentication: give --users FILE (or "
+                                "CARDIOVLM_UI_USERS), or --insecure if this network is trusted")
+    from ui.app import build_app
+
+    app = build_app(max_upload_mb=max_upload_mb)
+    app.queue(default_concurrency_limit=concurrency, max_size=queue_size)
+    _, url, _ = app.launch(server_name=host, server_port=port, auth=users or None, share=False,
+                           max_file_size=f"{max_upload_mb}mb", prevent_thread_lock=not block, show_error=False,
+                           quiet=not block)
+    return app, url
