@@ -105,7 +105,8 @@ def path_from_centerlines(centerlines: cf.Centerlines, segments: Sequence[str],
 
 
 def path_from_mask(labels: np.ndarray, affine: np.ndarray, segments: Sequence[str],
-                   step_mm: float = DEFAULT_STEP_MM, smooth_mm: float = 1.0) -> VesselPath:
+                   step_mm: float = DEFAULT_STEP_MM, smooth_mm: float = 1.0,
+                   boxes: LabelBoxes | None = None) -> VesselPath:
     """Centerline of the lumen of ``segments`` (proximal to distal) by TEASAR skeletonisation.
 
     Args:
@@ -113,6 +114,7 @@ def path_from_mask(labels: np.ndarray, affine: np.ndarray, segments: Sequence[st
         affine: (4, 4) voxel index -> LPS mm (axis-aligned grids; the 3x3 part's column norms are
             taken as the voxel spacing).
         segments: SCCT codes along the vessel, proximal first.
+        boxes: :func:`label_boxes` of ``labels`` when already computed.
 
     The proximal end is the skeleton end nearest to the parent segment's lumen (or to the aortic
     root and aorta for an ostial segment such as LM or pRCA); the path follows the longest route
@@ -122,14 +124,14 @@ def path_from_mask(labels: np.ndarray, affine: np.ndarray, segments: Sequence[st
     import kimimaro
 
     ids = [SEGMENTS_BY_CODE[c].label_id for c in segments]
-    present = [i for i in ids if np.any(labels == i)]
+    boxes = label_boxes(labels) if boxes is None else boxes
+    present = [i for i in ids if boxes.get(i) is not None]
     if not present:
         raise CenterlineError(f"the label map has no lumen for {', '.join(segments)}")
     spacing = np.linalg.norm(affine[:3, :3], axis=0)
-    mask = np.isin(labels, present)
-    lo = np.maximum(np.argwhere(mask).min(0) - 2, 0)
-    hi = np.argwhere(mask).max(0) + 3
-    crop = mask[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]].astype(np.uint8)
+    lo = np.maximum(np.min([boxes[i][0] for i in present], axis=0) - 2, 0)
+    hi = np.minimum(np.max([boxes[i][1] for i in present], axis=0) + 2, labels.shape)
+    crop = np.isin(labels[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]], present).astype(np.uint8)
     skels = kimimaro.skeletonize(crop, anisotropy=tuple(spacing), dust_threshold=0, progress=False,
                                  fix_branching=True, fix_borders=True, parallel=1)
     if 1 not in skels or len(skels[1].vertices) < 2:
@@ -138,10 +140,10 @@ def path_from_mask(labels: np.ndarray, affine: np.ndarray, segments: Sequence[st
     verts_idx = skel.vertices / spacing + lo  # kimimaro vertices are in physical units of the crop
     verts_mm = verts_idx @ affine[:3, :3].T + affine[:3, 3]
 
-    anchor = _proximal_anchor(labels, affine, segments[0])
-    order = _chain_longest_paths(verts_mm, skel.edges, anchor)
-    raw, radius = verts_mm[order], skel.radius[order]
-    raw = _trim_ends(raw, radius)
+    anchor = _proximal_anchor(labels, affine, segments[0], boxes)
+    # Each piece loses its blunt ends, so that bridges across an occlusion run along the vessel axis.
+    pieces = _chain_longest_paths(verts_mm, skel.edges, anchor)
+    raw = np.concatenate([_trim_ends(verts_mm[p], skel.radius[p]) for p in pieces])
     points, arc = resample_polyline(raw, step_mm)
     points = smooth_polyline(points, smooth_mm, step_mm)
     points, arc = resample_polyline(points, step_mm)
@@ -149,13 +151,14 @@ def path_from_mask(labels: np.ndarray, affine: np.ndarray, segments: Sequence[st
 
 
 def vessel_path(labels: np.ndarray | None, affine: np.ndarray, segments: Sequence[str],
-                centerlines: cf.Centerlines | None = None, step_mm: float = DEFAULT_STEP_MM) -> VesselPath:
+                centerlines: cf.Centerlines | None = None, step_mm: float = DEFAULT_STEP_MM,
+                boxes: LabelBoxes | None = None) -> VesselPath:
     """The phantom centerline when ``centerlines`` covers the segments, else one traced from ``labels``."""
     if centerlines is not None and any(centerlines.segments.get(c) for c in segments):
         return path_from_centerlines(centerlines, segments, step_mm)
     if labels is None:
         raise CenterlineError("no label map and no centerlines: the vessel cannot be traced")
-    return path_from_mask(labels, affine, segments, step_mm)
+    return path_from_mask(labels, affine, segments, step_mm, boxes=boxes)
 
 
 def _trim_ends(points: np.ndarray, radius: np.ndarray) -> np.ndarray:
@@ -169,20 +172,37 @@ def _trim_ends(points: np.ndarray, radius: np.ndarray) -> np.ndarray:
     return points[keep] if keep.sum() >= 2 else points
 
 
-def _proximal_anchor(labels: np.ndarray, affine: np.ndarray, first: str) -> np.ndarray | None:
+LabelBoxes = dict[int, tuple[np.ndarray, np.ndarray]]
+
+
+def label_boxes(labels: np.ndarray) -> LabelBoxes:
+    """Label id -> (lo, hi) voxel index bounds (hi exclusive) of every label present, in one pass.
+
+    Computed once per label map and passed on, so that nothing scans a full-size study twice.
+    """
+    boxes = {}
+    for n, sl in enumerate(ndimage.find_objects(labels), start=1):
+        if sl is not None:
+            boxes[n] = (np.array([s.start for s in sl]), np.array([s.stop for s in sl]))
+    return boxes
+
+
+def _proximal_anchor(labels: np.ndarray, affine: np.ndarray, first: str, boxes: LabelBoxes) -> np.ndarray | None:
     """LPS mm centroid of where the vessel starts: its parent's lumen, else the aortic root/aorta."""
     parent = SEGMENT_PARENT.get(first)
     candidates = ([SEGMENTS_BY_CODE[parent].label_id] if parent else []) + [
         STRUCTURES_BY_NAME["aortic_root"].label_id, STRUCTURES_BY_NAME["aorta"].label_id]
     for lid in candidates:
-        idx = np.argwhere(labels == lid)
-        if len(idx):
+        if lid in boxes:
+            lo, hi = boxes[lid]
+            idx = np.argwhere(labels[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] == lid) + lo
             return idx.mean(0) @ affine[:3, :3].T + affine[:3, 3]
     return None
 
 
-def _chain_longest_paths(verts: np.ndarray, edges: np.ndarray, anchor: np.ndarray | None) -> np.ndarray:
-    """Vertex indices of the longest route from the proximal end, through every sizeable piece."""
+def _chain_longest_paths(verts: np.ndarray, edges: np.ndarray, anchor: np.ndarray | None) -> list[np.ndarray]:
+    """Vertex indices of the longest route from the proximal end, one array per sizeable skeleton
+    piece (pieces beyond an occlusion follow in distal order)."""
     n = len(verts)
     w = np.linalg.norm(verts[edges[:, 0]] - verts[edges[:, 1]], axis=1) + 1e-6
     graph = coo_matrix((np.r_[w, w], (np.r_[edges[:, 0], edges[:, 1]], np.r_[edges[:, 1], edges[:, 0]])),
@@ -194,7 +214,7 @@ def _chain_longest_paths(verts: np.ndarray, edges: np.ndarray, anchor: np.ndarra
     else:
         start = int(ends[np.argmin(np.linalg.norm(verts[ends] - anchor, axis=1))]) if len(ends) else 0
     visited = np.zeros(n, bool)
-    order: list[int] = []
+    pieces: list[np.ndarray] = []
     while True:
         dist, pred = dijkstra(graph, indices=start, return_predecessors=True)
         reach = np.isfinite(dist)
@@ -202,7 +222,7 @@ def _chain_longest_paths(verts: np.ndarray, edges: np.ndarray, anchor: np.ndarra
         route = [far]
         while route[-1] != start:
             route.append(int(pred[route[-1]]))
-        order.extend(route[::-1])
+        pieces.append(np.asarray(route[::-1]))
         visited |= reach
         # Next piece (beyond an occlusion): the nearest unvisited skeleton end, if the piece is sizeable.
         rest = np.flatnonzero(~visited & (degree <= 1))
@@ -216,7 +236,7 @@ def _chain_longest_paths(verts: np.ndarray, edges: np.ndarray, anchor: np.ndarra
             start = nxt
         elif not np.any(~visited & (degree <= 1)):
             break
-    return np.asarray(order)
+    return pieces
 
 
 def _segments_along(labels: np.ndarray, affine: np.ndarray, points: np.ndarray,
@@ -224,12 +244,11 @@ def _segments_along(labels: np.ndarray, affine: np.ndarray, points: np.ndarray,
     """Segment code per point: the nearest lumen voxel of one of ``segments`` (carried over gaps)."""
     ids = np.array([SEGMENTS_BY_CODE[c].label_id for c in segments])
     ijk = (points - affine[:3, 3]) @ np.linalg.inv(affine[:3, :3]).T
-    lumen = np.isin(labels, ids)
     # Index of the nearest lumen voxel, looked up in a crop around the path (memory stays small).
     lo = np.maximum(np.floor(ijk.min(0)).astype(int) - 4, 0)
     hi = np.minimum(np.ceil(ijk.max(0)).astype(int) + 5, labels.shape)
     sub = (slice(lo[0], hi[0]), slice(lo[1], hi[1]), slice(lo[2], hi[2]))
-    _, nearest = ndimage.distance_transform_edt(~lumen[sub], return_indices=True)
+    _, nearest = ndimage.distance_transform_edt(~np.isin(labels[sub], ids), return_indices=True)
     v = np.clip(np.rint(ijk).astype(int) - lo, 0, np.array(hi) - lo - 1)
     near = nearest[:, v[:, 0], v[:, 1], v[:, 2]].T + lo
     found = labels[near[:, 0], near[:, 1], near[:, 2]]

@@ -29,7 +29,7 @@ from tools import case_format as cf
 from tools.anatomy import (ARTERIES, CORONARY_LABELS, MAIN_VESSEL_PATHS, SEGMENTS_BY_CODE,
                            STRUCTURES_BY_NAME, resolve_structure_or_segment)
 from tools.cadrads import CadRads, cad_rads, stenosis_category
-from tools.centerline import VesselPath, resample_polyline, vessel_path
+from tools.centerline import LabelBoxes, VesselPath, label_boxes, resample_polyline, vessel_path
 
 PLAQUE_LABELS = (STRUCTURES_BY_NAME["calcified_plaque"].label_id, STRUCTURES_BY_NAME["noncalcified_plaque"].label_id)
 STENT_LABEL = STRUCTURES_BY_NAME["stent"].label_id
@@ -139,11 +139,13 @@ def lumen_profile(labels: np.ndarray, affine: np.ndarray, path: VesselPath,
     if not lumen.any():
         return np.zeros(len(ijk_path)), np.zeros(len(ijk_path), bool), np.zeros(len(ijk_path), bool)
 
-    # Plane half-width from the largest lumen radius near the path (distance transform, mm).
-    edt = ndimage.distance_transform_edt(lumen > 0, sampling=spacing)
-    at = np.clip(np.rint(ijk_path - lo).astype(int), 0, np.array(sub.shape) - 1)
-    r_max = max(float(edt[at[:, 0], at[:, 1], at[:, 2]].max()), 1.0)
-    half = 2.0 * r_max + 1.0
+    # Largest lumen radius near the path: distance from the path to the lumen boundary (mm).
+    from scipy.spatial import cKDTree
+
+    boundary = np.argwhere((lumen > 0) & ~ndimage.binary_erosion(lumen > 0)) * spacing
+    depth, _ = cKDTree(boundary).query((ijk_path - lo) * spacing)
+    r_max = max(float(depth.max()), 1.0)
+    half = r_max + 1.0  # the lumen, and plaque up to 1 mm beyond the widest lumen
     g = np.arange(-half, half + plane_step_mm / 2, plane_step_mm)
     uu, vv = np.meshgrid(g, g, indexing="ij")
     rr = np.hypot(uu, vv)
@@ -160,21 +162,21 @@ def lumen_profile(labels: np.ndarray, affine: np.ndarray, path: VesselPath,
     inside = inside.reshape(len(t), *uu.shape) >= 0.5
     found = ndimage.map_coordinates(sub, coords, order=0, mode="constant", cval=0).reshape(inside.shape)
 
-    area = np.zeros(len(t))
-    plaque = np.zeros(len(t), bool)
-    stent = np.zeros(len(t), bool)
-    pixel = plane_step_mm ** 2
-    for n in range(len(t)):
-        comps, count = ndimage.label(inside[n])
-        if count:
-            # The lumen region nearest the centerline; beyond r_max it is another vessel.
-            dist = ndimage.minimum(rr, comps, index=np.arange(1, count + 1))
-            best = int(np.argmin(dist))
-            if dist[best] <= r_max:
-                area[n] = np.count_nonzero(comps == best + 1) * pixel
-        near = rr <= r_max + 1.0
-        plaque[n] = np.isin(found[n][near], PLAQUE_LABELS).any()
-        stent[n] = np.any(found[n][near] == STENT_LABEL)
+    # Connected lumen regions within each plane (no connectivity across planes), all planes at once.
+    in_plane = np.zeros((3, 3, 3), bool)
+    in_plane[1] = ndimage.generate_binary_structure(2, 1)
+    comps, count = ndimage.label(inside, structure=in_plane)
+    # The region nearest the centerline is the vessel (beyond r_max it is another vessel): the
+    # first lumen pixel met walking outwards from the centre, the same ring order for every plane.
+    ring = np.argsort(rr.ravel(), kind="stable")
+    ring = ring[rr.ravel()[ring] <= r_max]
+    walk = comps.reshape(len(t), -1)[:, ring]
+    hit = walk[np.arange(len(t)), np.argmax(walk > 0, axis=1)]
+    size = np.bincount(comps.ravel(), minlength=count + 1)
+    area = np.where(hit > 0, size[hit], 0) * plane_step_mm ** 2
+    near = found[:, rr <= r_max + 1.0]
+    plaque = np.isin(near, PLAQUE_LABELS).any(axis=1)
+    stent = (near == STENT_LABEL).any(axis=1)
     return area, plaque, stent
 
 
@@ -209,7 +211,7 @@ def reference_diameter(arc_mm: np.ndarray, diameter_mm: np.ndarray, diseased: np
 
 def measure_vessel(labels: np.ndarray, affine: np.ndarray, segments: Sequence[str], *,
                    vessel: str | None = None, centerlines: cf.Centerlines | None = None,
-                   config: StenosisConfig | None = None) -> VesselMeasurement:
+                   config: StenosisConfig | None = None, boxes: LabelBoxes | None = None) -> VesselMeasurement:
     """Measure lumen, reference, stenosis and lesions along the path through ``segments``.
 
     Args:
@@ -218,6 +220,7 @@ def measure_vessel(labels: np.ndarray, affine: np.ndarray, segments: Sequence[st
         segments: SCCT codes proximal to distal, e.g. ``MAIN_VESSEL_PATHS["LAD"]``.
         vessel: name reported (defaults to the joined segment codes).
         centerlines: the phantom's centerlines, used when they cover the segments.
+        boxes: :func:`tools.centerline.label_boxes` of ``labels`` when already computed.
 
     Example::
 
@@ -225,7 +228,7 @@ def measure_vessel(labels: np.ndarray, affine: np.ndarray, segments: Sequence[st
         print(m.worst_lesion().stenosis_percent)
     """
     config = config or StenosisConfig()
-    path = vessel_path(labels, affine, segments, centerlines)
+    path = vessel_path(labels, affine, segments, centerlines, boxes=boxes)
     points, arc = resample_polyline(path.points_mm, config.step_mm)
     near = np.clip(np.searchsorted(path.arc_mm, arc), 0, len(path.arc_mm) - 1)
     path = VesselPath(points, arc, path.segments[near], path.source)
@@ -334,10 +337,10 @@ class StudyStenosis(BaseModel):
     labels_source: str | None = None
 
 
-def vessels_present(labels: np.ndarray) -> dict[str, tuple[str, ...]]:
+def vessels_present(labels: np.ndarray, ids: set[int] | None = None) -> dict[str, tuple[str, ...]]:
     """Vessel name -> its path segments, for the main vessels and side branches with lumen labels."""
-    present = {SEGMENTS_BY_CODE[c].code for c in SEGMENTS_BY_CODE
-               if SEGMENTS_BY_CODE[c].label_id in set(np.unique(labels).tolist())}
+    ids = set(label_boxes(labels)) if ids is None else ids
+    present = {code for code, seg in SEGMENTS_BY_CODE.items() if seg.label_id in ids}
     out = {name: tuple(s for s in segs if s in present) for name, segs in MAIN_VESSEL_PATHS.items()}
     on_main = {s for segs in MAIN_VESSEL_PATHS.values() for s in segs}
     out.update({code: (code,) for code in sorted(present - on_main, key=lambda c: SEGMENTS_BY_CODE[c].number)})
@@ -352,17 +355,18 @@ def measure_study(labels: np.ndarray, affine: np.ndarray, *, centerlines: cf.Cen
     Args:
         vessels: names from :func:`vessels_present` (e.g. ``["LAD", "LCx", "RCA"]``); default all.
     """
-    available = vessels_present(labels)
+    boxes = label_boxes(labels)
+    available = vessels_present(labels, set(boxes))
     if not available:
         raise StenosisError("the label map has no coronary artery labels: segment the coronaries first")
     names = list(vessels) if vessels is not None else list(available)
-    measured = [measure_vessel(labels, affine, available[n], vessel=n, centerlines=centerlines, config=config)
-                for n in names if n in available]
+    measured = [measure_vessel(labels, affine, available[n], vessel=n, centerlines=centerlines, config=config,
+                               boxes=boxes) for n in names if n in available]
     seg_max: dict[str, float] = {}
     for m in measured:
         for seg, value in m.segment_max_stenosis.items():
             seg_max[seg] = max(seg_max.get(seg, 0.0), value)
-    stent = bool(np.any(labels == STENT_LABEL))
+    stent = STENT_LABEL in boxes
     return StudyStenosis(vessels=measured, segment_max_stenosis=seg_max, cad_rads=cad_rads(seg_max, stent=stent),
                          stent_present=stent, labels_source=labels_source)
 
