@@ -1,0 +1,271 @@
+"""Write synthetic CCTA cases (images, labels and ground truth) in the ``tools.case_format`` layout.
+
+Example::
+
+    from training.phantoms import FindingRequest, generate_case
+    case = generate_case(Path("out"), seed=3, findings=[FindingRequest("pLAD", "noncalcified_plaque",
+                         stenosis_percent=70, length_mm=14)], with_dicom=False)
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tools import case_format as cf
+from tools.anatomy import CORONARY_SEGMENTS, label_table
+from tools.cadrads import cad_rads
+from tools.nifti_io import write_nifti
+from training.phantoms.geometry import Anatomy, sample_anatomy
+from training.phantoms.lesions import Calcification, FindingRequest, apply_findings, sample_requests
+from training.phantoms.raster import Contrast, Grid, form_image, rasterise
+
+GENERATOR_VERSION = "1.0"
+
+
+@dataclass(frozen=True)
+class SizePreset:
+    spacing_mm: tuple[float, float, float]  # CCTA voxel size (i, j, k)
+    fov_mm: tuple[float, float, float]  # heart-centred field of view
+    cac_inplane_mm: float  # in-plane pixel of the 3 mm calcium-scoring series
+
+
+SIZES: dict[str, SizePreset] = {
+    # tests: a couple of million voxels, a few seconds
+    "small": SizePreset((1.0, 1.0, 1.0), (170.0, 170.0, 120.0), 1.0),
+    # clinical in-plane resolution on a reconstruction-sized FOV
+    "demo": SizePreset((0.65, 0.65, 1.0), (195.0, 195.0, 130.0), 0.65),
+}
+
+
+class PhantomError(ValueError):
+    """The phantom cannot be written as asked."""
+
+
+def _contrast(rng: np.random.Generator) -> Contrast:
+    left = float(rng.uniform(280, 520))
+    right = left * float(rng.choice([rng.uniform(0.55, 0.85), rng.uniform(0.9, 1.05)]))  # late or even RV filling
+    return Contrast(blood_left=left, blood_right=right, myocardium=float(rng.uniform(100, 120)),
+                    fat=float(rng.uniform(-105, -90)), lung=float(rng.uniform(-900, -850)),
+                    muscle=float(rng.uniform(40, 60)), cortical=float(rng.uniform(750, 1100)),
+                    cancellous=float(rng.uniform(200, 300)), plaque=float(rng.uniform(40, 90)))
+
+
+def _extracoronary(anat: Anatomy, rng: np.random.Generator) -> tuple[list[Calcification], list[str]]:
+    """Aortic valve / mitral annulus calcium in about a fifth of cases."""
+    calcs, where = [], []
+    root_c, axis, root_r = anat.aortic_root
+    if rng.random() < 0.2:
+        annulus = root_c - 0.6 * root_r * axis
+        perp = np.cross(axis, anat.heart.e1)
+        perp /= np.linalg.norm(perp)
+        for ang in rng.uniform(0, 2 * np.pi, 2):
+            p = annulus + 0.7 * root_r * (np.cos(ang) * perp + np.sin(ang) * np.cross(axis, perp))
+            calcs.append(Calcification(p, float(rng.uniform(1.5, 3)), float(rng.uniform(400, 1000))))
+        where.append("aortic valve")
+    if rng.random() < 0.1:
+        h = anat.heart
+        p = h.surface(0.0, 110.0, -anat.lv_wall_mm)
+        calcs.append(Calcification(p, float(rng.uniform(2, 3.5)), float(rng.uniform(400, 1000))))
+        where.append("mitral annulus")
+    return calcs, where
+
+
+def _summaries(anat: Anatomy, findings: list[cf.Finding]) -> list[cf.SegmentSummary]:
+    out = []
+    for seg in CORONARY_SEGMENTS:
+        mine = [f for f in findings if f.segment == seg.code]
+        plaques = [f for f in mine if f.kind != "stent"]
+        kinds = {f.kind for f in plaques}
+        if not plaques:
+            ptype = "none"
+        elif kinds == {"calcified_plaque"}:
+            ptype = "calcified"
+        elif kinds & {"mixed_plaque"} or ("calcified_plaque" in kinds and len(kinds) > 1):
+            ptype = "mixed"
+        else:
+            ptype = "noncalcified"
+        out.append(cf.SegmentSummary(
+            segment=seg.code, present=seg.code in anat.vessels,
+            max_stenosis_percent=max((f.stenosis_percent for f in mine), default=0.0),
+            lesion_length_mm=round(sum(f.length_mm for f in plaques), 1), plaque_type=ptype,
+            calcium=any(f.has_calcium for f in mine), stent=any(f.kind == "stent" for f in mine),
+            occluded=any(f.kind == "occlusion" for f in mine)))
+    return out
+
+
+def _cadrads_text(findings: list[cf.Finding]) -> str:
+    stenoses: dict[str, float] = {}
+    for f in findings:
+        if f.kind == "stent" and not f.in_stent_restenosis:
+            continue
+        stenoses[f.segment] = max(stenoses.get(f.segment, 0.0), f.stenosis_percent)
+    return cad_rads(stenoses, stent=any(f.kind == "stent" for f in findings)).text
+
+
+def build(seed: int, *, findings: list[FindingRequest] | None = None, dominance: str | None = None):
+    """Geometry and ground truth for one seed (no voxels yet): (anatomy, lumens, calcs, extra, findings, where, rng)."""
+    rng = np.random.default_rng(seed)
+    anat = sample_anatomy(rng, dominance)
+    requests = sample_requests(rng, anat) if findings is None else list(findings)
+    lumens, calcs, gt = apply_findings(anat, requests)
+    extra, where = _extracoronary(anat, rng)
+    return anat, lumens, calcs, extra, gt, where, rng
+
+
+def _cac_series(anat, lumens, calcs, extra, grid: Grid, contrast: Contrast, rng) -> tuple[np.ndarray, np.ndarray, Grid]:
+    """Non-contrast 3 mm series: rasterised on 1 mm sub-slices, HU averaged over each 3 mm slab."""
+    fine = Grid(grid.shape[:2] + (int(grid.shape[2] * grid.spacing[2] // 3) * 3,), grid.spacing[:2] + (1.0,),
+                grid.origin[:2] + (grid.origin[2] + 0.5 * (grid.shape[2] - 1) * grid.spacing[2]
+                                   - 0.5 * (int(grid.shape[2] * grid.spacing[2] // 3) * 3 - 1),))
+    lab, parts = rasterise(anat, lumens, calcs, fine, extra)
+    plain = Contrast(blood_left=40.0, blood_right=40.0, myocardium=40.0, fat=contrast.fat, lung=contrast.lung,
+                     muscle=contrast.muscle, cortical=contrast.cortical, cancellous=contrast.cancellous,
+                     liver=55.0, plaque=35.0, stent=contrast.stent)
+    hu = form_image(lab, parts, fine, plain, noise_sd=0.0, rng=rng).astype(np.float32)
+    n = fine.shape[2] // 3
+    slab = hu.reshape(*fine.shape[:2], n, 3).mean(axis=3)
+    cac_grid = Grid(fine.shape[:2] + (n,), fine.spacing[:2] + (3.0,), fine.origin[:2] + (fine.origin[2] + 1.0,))
+    noise = rng.standard_normal(cac_grid.shape, dtype=np.float32) * float(rng.uniform(12, 20))
+    cac = np.clip(np.rint(slab + noise), -1024, 3071).astype(np.int16)
+    labs = lab.reshape(*fine.shape[:2], n, 3)
+    cac_lab = labs[..., 1].copy()
+    calcium = (labs == 40).any(axis=3)  # a calcification anywhere in the slab labels it
+    cac_lab[calcium] = 40
+    return cac, cac_lab, cac_grid
+
+
+def generate_case(out_dir: Path, *, seed: int, size: str = "small", findings: list[FindingRequest] | None = None,
+                  dominance: str | None = None, with_cac: bool = True, with_dicom: bool = True,
+                  preview: bool = False, case_id: str | None = None) -> Path:
+    """Generate one phantom case folder under ``out_dir`` and return its path.
+
+    Args:
+        out_dir: parent folder (created).
+        seed: every random choice derives from it; the same seed gives byte-identical arrays and JSON.
+        size: "small" (1 mm voxels, a few seconds) or "demo" (0.65 mm in-plane, 1 mm slices, clinical resolution).
+        findings: exactly these findings; None draws 0-3 from the seed (healthy cases included).
+        dominance: "right" or "left"; drawn from the seed when None.
+        with_cac: also write the paired non-contrast 3 mm calcium-scoring series.
+        with_dicom: also write DICOM series (needs ``tools.dicom_write``).
+        preview: render axial, coronal and MIP PNGs into ``preview/``.
+        case_id: folder name; ``phantom_<seed>`` by default.
+
+    Raises:
+        PhantomError: unknown size. PhantomFindingError: a finding cannot be placed.
+    """
+    if size not in SIZES:
+        raise PhantomError(f"unknown phantom size {size!r}; choose one of {', '.join(SIZES)}")
+    preset = SIZES[size]
+    anat, lumens, calcs, extra, gt, where, rng = build(seed, findings=findings, dominance=dominance)
+    contrast = _contrast(rng)
+    noise_sd = float(rng.uniform(15, 30))
+    centre = anat.heart.base + 0.3 * anat.heart.length * anat.heart.u
+    grid = Grid.centred(np.round(centre, 1), preset.fov_mm, preset.spacing_mm)
+    lab, parts = rasterise(anat, lumens, calcs, grid, extra)
+    hu = form_image(lab, parts, grid, contrast, noise_sd, rng)
+
+    case_id = case_id or f"phantom_{seed:06d}"
+    root = Path(out_dir) / case_id
+    root.mkdir(parents=True, exist_ok=True)
+    files = [cf.CCTA_NIFTI, cf.LABELS_NIFTI, cf.LABEL_TABLE_FILE]
+    write_nifti(hu, grid.affine, root / cf.CCTA_NIFTI)
+    write_nifti(lab, grid.affine, root / cf.LABELS_NIFTI)
+    cf.write_json(root / cf.LABEL_TABLE_FILE, {str(k): v for k, v in label_table().items()})
+    cac_info = None
+    if with_cac:
+        cac, cac_lab, cac_grid = _cac_series(anat, lumens, calcs, extra, grid, contrast, rng)
+        write_nifti(cac, cac_grid.affine, root / cf.CAC_NIFTI)
+        write_nifti(cac_lab, cac_grid.affine, root / cf.CAC_LABELS_NIFTI)
+        files += [cf.CAC_NIFTI, cf.CAC_LABELS_NIFTI]
+        cac_info = cf.GridInfo(shape=cac_grid.shape, spacing_mm=cac_grid.spacing, origin_mm=cac_grid.origin)
+    if with_dicom:
+        try:
+            from tools.dicom_write import write_ct_series
+        except ImportError as err:
+            raise PhantomError("DICOM output needs tools.dicom_write, which is not installed; "
+                               "use with_dicom=False (--no-dicom)") from err
+        from pydicom.uid import generate_uid
+
+        # one study, two series: the study UID is shared, every other UID derives from the series' seed
+        study_uid = generate_uid(entropy_srcs=[case_id, str(seed), "study"])
+        write_ct_series(hu, grid.affine, root / cf.CCTA_DICOM_DIR, series_description="CCTA phantom",
+                        contrast="Iohexol", study_uid=study_uid, uid_seed=f"{case_id}-{seed}-ccta",
+                        patient_id=case_id, convolution_kernel="B26f")
+        files.append(cf.CCTA_DICOM_DIR)
+        if with_cac:
+            write_ct_series(cac, cac_grid.affine, root / cf.CAC_DICOM_DIR, series_description="Calcium score 3 mm",
+                            study_uid=study_uid, uid_seed=f"{case_id}-{seed}-cac", series_number=2,
+                            patient_id=case_id, slice_thickness=3.0)
+            files.append(cf.CAC_DICOM_DIR)
+
+    centerlines = cf.Centerlines(segments={
+        code: [cf.CenterlinePoint(xyz=tuple(round(float(c), 3) for c in p), radius_mm=round(float(r), 3))
+               for p, r in zip(v.points, v.radius)] for code, v in anat.vessels.items()})
+    cf.write_json(root / cf.CENTERLINES_FILE, centerlines)
+    landmarks = {k: [round(float(c), 2) for c in v] for k, v in anat.landmarks.items()}
+    for f in gt:
+        pts = anat.vessels[f.segment].points
+        step = np.linalg.norm(np.diff(pts, axis=0), axis=1).mean()
+        landmarks[f"{f.id}_start"] = [round(float(c), 2) for c in pts[min(int(f.start_mm / step), len(pts) - 1)]]
+        landmarks[f"{f.id}_end"] = [round(float(c), 2) for c in pts[min(int(f.end_mm / step), len(pts) - 1)]]
+    cf.write_json(root / cf.LANDMARKS_FILE, landmarks)
+    result = cf.Findings(findings=gt, segments=_summaries(anat, gt), cad_rads=_cadrads_text(gt),
+                         extracoronary_calcium=where)
+    cf.write_json(root / cf.FINDINGS_FILE, result)
+    files += [cf.CENTERLINES_FILE, cf.LANDMARKS_FILE, cf.FINDINGS_FILE]
+    files += _clinical_and_report(root, result, anat.dominance, np.random.default_rng([seed, 1]))
+    if preview:
+        from training.phantoms.preview import write_previews
+        write_previews(hu, lab, grid, root / cf.PREVIEW_DIR)
+        files.append(cf.PREVIEW_DIR)
+    manifest = cf.CaseManifest(
+        case_id=case_id, generator_version=GENERATOR_VERSION, seed=seed, size=size, dominance=anat.dominance,
+        ccta=cf.GridInfo(shape=grid.shape, spacing_mm=grid.spacing, origin_mm=grid.origin), cac=cac_info,
+        contrast_blood_hu=round(contrast.blood_left, 1), noise_sd_hu=round(noise_sd, 1), files=files)
+    cf.write_json(root / cf.MANIFEST_FILE, manifest)
+    return root
+
+
+def _clinical_and_report(root: Path, findings: cf.Findings, dominance: str, rng: np.random.Generator) -> list[str]:
+    """clinical.json and report.txt, once the teammates' modules are on main (skipped until then)."""
+    try:
+        from training.phantoms.clinical import sample_clinical
+        from training.phantoms.report import write_report
+    except ImportError:
+        return []
+    clinical = sample_clinical(rng, findings)
+    cf.write_json(root / cf.CLINICAL_FILE, clinical)
+    (root / cf.REPORT_FILE).write_text(write_report(findings, clinical, dominance=dominance, rng=rng))
+    return [cf.CLINICAL_FILE, cf.REPORT_FILE]
+
+
+def case_seed(seed: int, index: int) -> int:
+    """Seed of case ``index`` of a dataset drawn with ``seed`` (stable across runs and machines)."""
+    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+
+
+def generate_dataset(out_dir: Path, n: int, seed: int, size: str = "small", progress: bool = True,
+                     **case_kwargs) -> list[Path]:
+    """``n`` cases named ``phantom_<i>`` with seeds derived from ``seed``; returns their folders."""
+    if n < 1:
+        raise PhantomError(f"number of cases must be at least 1, got {n}")
+    from tqdm import tqdm
+
+    paths = []
+    for i in tqdm(range(n), desc="phantoms", unit="case", disable=not progress):
+        paths.append(generate_case(Path(out_dir), seed=case_seed(seed, i), size=size,
+                                   case_id=f"phantom_{i:05d}", **case_kwargs))
+    return paths
+
+
+def timed_case(out_dir: Path, **kwargs) -> tuple[Path, float]:
+    t0 = time.perf_counter()
+    path = generate_case(out_dir, **kwargs)
+    return path, time.perf_counter() - t0
+
+
+__all__ = ["FindingRequest", "generate_case", "generate_dataset", "SIZES", "PhantomError", "build", "case_seed"]

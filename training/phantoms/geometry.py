@@ -1,0 +1,290 @@
+"""The geometric model of a phantom: thorax, heart and coronary tree in patient LPS millimetres.
+
+Nothing here knows about voxels. :func:`sample_anatomy` draws one anatomy from a random generator;
+:mod:`training.phantoms.raster` turns it into label maps and HU at any spacing.
+
+Heart frame: ``u`` is the ventricular long axis (base -> apex, pointing anterior-left-inferior),
+``e1`` the anterior direction perpendicular to it and ``e2`` the leftward one. A point on the
+epicardial surface is addressed by ``(s, phi)``: ``s`` in [0, 1] from the AV plane to the apex and
+``phi`` the angle around ``u`` in degrees (0 anterior, 90 lateral/left, 180 posterior-inferior,
+270 right). The anterior and posterior interventricular grooves lie at ``phi_ant`` and
+``phi_post``; the AV groove is the ring ``s = 0``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.interpolate import CubicSpline
+
+from tools.anatomy import SEGMENT_PARENT
+
+CENTERLINE_STEP_MM = 0.25  # centerline sampling; well under any voxel size we rasterise at
+
+
+def _unit(v) -> np.ndarray:
+    v = np.asarray(v, dtype=np.float64)
+    return v / np.linalg.norm(v)
+
+
+@dataclass
+class HeartFrame:
+    """Ventricular half-ellipsoid and its frame (all mm, LPS)."""
+
+    base: np.ndarray  # (3,) centre of the AV plane
+    u: np.ndarray  # (3,) long axis, base -> apex
+    e1: np.ndarray  # (3,) anterior, perpendicular to u
+    e2: np.ndarray  # (3,) leftward, perpendicular to u and e1
+    length: float  # base -> apex distance of the epicardial surface
+    radius: float  # epicardial radius at the base
+    phi_ant: float  # angle of the anterior interventricular groove (degrees)
+    phi_post: float  # angle of the posterior interventricular groove (degrees)
+
+    def direction(self, phi_deg) -> np.ndarray:
+        phi = np.deg2rad(phi_deg)
+        return np.cos(phi)[..., None] * self.e1 + np.sin(phi)[..., None] * self.e2
+
+    def surface(self, s, phi_deg, offset=0.0) -> np.ndarray:
+        """Points ``offset`` mm outside the epicardial surface; ``s < 0`` continues as a cylinder."""
+        s = np.asarray(s, dtype=np.float64)
+        rad = self.radius * np.sqrt(np.clip(1.0 - np.clip(s, 0, None) ** 2, 0.0, 1.0))
+        return (self.base + (s * self.length)[..., None] * self.u
+                + (rad + offset)[..., None] * self.direction(np.asarray(phi_deg, dtype=np.float64)))
+
+    def local(self, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Frame coordinates (along u, along e1, along e2) of (..., 3) points."""
+        d = pts - self.base
+        return d @ self.u, d @ self.e1, d @ self.e2
+
+
+@dataclass
+class Tube:
+    """A straight vessel (aorta, pulmonary trunk): capsule from ``start`` to ``end``."""
+
+    start: np.ndarray
+    end: np.ndarray
+    radius: float
+
+
+@dataclass
+class Vessel:
+    """One coronary segment: centerline samples proximal -> distal, every CENTERLINE_STEP_MM."""
+
+    code: str
+    points: np.ndarray  # (N, 3) LPS mm
+    radius: np.ndarray  # (N,) healthy lumen radius, mm
+
+    @property
+    def length_mm(self) -> float:
+        return float(np.linalg.norm(np.diff(self.points, axis=0), axis=1).sum())
+
+
+@dataclass
+class Anatomy:
+    """One sampled patient: everything the rasteriser needs, in mm."""
+
+    dominance: str
+    heart: HeartFrame
+    lv_shift: float  # LV centre offset from the ventricular axis towards phi_lv, mm
+    phi_lv: float
+    lv_outer: tuple[float, float]  # (length, radius) of the LV epicardium
+    lv_wall_mm: float
+    rv_wall_mm: float
+    la: tuple[np.ndarray, float]  # centre, radius
+    ra: tuple[np.ndarray, float]
+    aortic_root: tuple[np.ndarray, np.ndarray, float]  # centre, axis (towards the ascending aorta), radius
+    sinuses: list[tuple[np.ndarray, float]]
+    aorta: list[Tube]
+    pulmonary: Tube
+    body_centre: np.ndarray  # (2,) x, y of the body ellipse
+    body_axes: tuple[float, float]  # semi-axes along x (left) and y (posterior)
+    fat_mm: float  # subcutaneous fat thickness
+    muscle_mm: float
+    spine_centre: np.ndarray  # (2,) x, y of the vertebral bodies
+    spine_radius: float
+    sternum: tuple[np.ndarray, tuple[float, float]]  # (x, y) centre, (half width, half depth)
+    liver_centre: np.ndarray
+    liver_axes: tuple[float, float, float]
+    vessels: dict[str, Vessel] = field(default_factory=dict)
+    landmarks: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def segment_codes(self) -> list[str]:
+        return list(self.vessels)
+
+
+def _spline(ctrl: np.ndarray, step: float = CENTERLINE_STEP_MM) -> np.ndarray:
+    """Points every ``step`` mm along a C2 spline through the control points (chord-length knots)."""
+    chord = np.r_[0.0, np.cumsum(np.linalg.norm(np.diff(ctrl, axis=0), axis=1))]
+    spline = CubicSpline(chord, ctrl, bc_type="natural")
+    dense_t = np.linspace(0.0, chord[-1], max(int(chord[-1] / (step / 8)), 8))
+    dense = spline(dense_t)
+    arc = np.r_[0.0, np.cumsum(np.linalg.norm(np.diff(dense, axis=0), axis=1))]
+    t = np.interp(np.arange(0.0, arc[-1], step), arc, dense_t)
+    return spline(np.r_[t, dense_t[-1]])
+
+
+def _taper(n: int, r0: float, r1: float) -> np.ndarray:
+    return r0 * (r1 / r0) ** np.linspace(0.0, 1.0, n)
+
+
+def _split(points: np.ndarray, radius: np.ndarray, at: list[np.ndarray], codes: list[str]) -> dict[str, Vessel]:
+    """Cut one vessel path at the centerline points closest to ``at`` into consecutive segments."""
+    cuts = [0] + [int(np.argmin(np.linalg.norm(points - p, axis=1))) for p in at] + [len(points) - 1]
+    return {code: Vessel(code, points[a:b + 1], radius[a:b + 1]) for code, a, b in zip(codes, cuts[:-1], cuts[1:])}
+
+
+def _path(heart: HeartFrame, ctrl_sphi: list[tuple[float, float]], offset: float, rng, jitter_deg: float,
+          start: np.ndarray | None = None) -> np.ndarray:
+    """Spline through surface control points ``(s, phi)``, each angle jittered for tortuosity."""
+    s = np.array([c[0] for c in ctrl_sphi])
+    phi = np.array([c[1] for c in ctrl_sphi]) + rng.normal(0.0, jitter_deg, len(ctrl_sphi))
+    ctrl = heart.surface(s, phi, offset)
+    if start is not None:
+        ctrl = np.vstack([start, ctrl[1:]])
+    return _spline(ctrl)
+
+
+def sample_anatomy(rng: np.random.Generator, dominance: str | None = None, ramus: bool | None = None) -> Anatomy:
+    """Draw one thorax with heart and coronary tree.
+
+    Args:
+        rng: the case's random generator (all variation comes from it).
+        dominance: "right" or "left"; drawn (about 88 % right) when None.
+        ramus: whether a ramus intermedius exists; drawn (about 20 %) when None.
+    """
+    if dominance is None:
+        dominance = "right" if rng.random() < 0.88 else "left"
+    if dominance not in ("right", "left"):
+        raise ValueError(f"dominance must be 'right' or 'left', got {dominance!r}")
+    if ramus is None:
+        ramus = bool(rng.random() < 0.2)
+
+    scale = rng.uniform(0.9, 1.1)  # heart size
+    az, el = np.deg2rad(rng.uniform(40, 55)), np.deg2rad(rng.uniform(30, 42))
+    # long axis: azimuth from the anterior direction towards the left, elevation towards the feet
+    u = _unit([np.sin(az) * np.cos(el), -np.cos(az) * np.cos(el), -np.sin(el)])
+    e1 = _unit(np.array([0.0, -1.0, 0.0]) - (-u[1]) * u)
+    e2 = np.array([1.0, 0.0, 0.0])
+    e2 = _unit(e2 - (e2 @ u) * u - (e2 @ e1) * e1)
+    length, radius = 74.0 * scale, 42.0 * scale
+    base = -0.4 * length * u + rng.normal(0.0, 2.0, 3)  # heart roughly centred on the origin
+    heart = HeartFrame(base, u, e1, e2, length, radius, phi_ant=rng.uniform(35, 45), phi_post=rng.uniform(195, 210))
+    phi_lv = 0.5 * (heart.phi_ant + heart.phi_post)
+    lv_len, lv_rad = 0.97 * length, 0.74 * radius
+
+    la_c = base - 20 * scale * u - 16 * scale * e1 + 4 * e2
+    ra_c = base - 16 * scale * u - 4 * scale * e1 - 30 * scale * e2
+    root_c = base - 13 * scale * u + 6 * scale * e1 - 8 * scale * e2
+    root_r = 14.0 * scale
+    asc_dir = _unit([-0.2, -0.15, 1.0])
+    root_axis = _unit(asc_dir - 0.6 * u)
+    # three sinuses of Valsalva: left (towards the LM), right (anterior), non-coronary (posterior)
+    left_dir = _unit(heart.direction(heart.phi_ant + 25) - (heart.direction(heart.phi_ant + 25) @ root_axis) * root_axis)
+    right_dir = _unit(heart.direction(345.0) - (heart.direction(345.0) @ root_axis) * root_axis)
+    non_dir = _unit(-(left_dir + right_dir))
+    sinuses = [(root_c + 0.55 * root_r * d, 0.62 * root_r) for d in (left_dir, right_dir, non_dir)]
+    asc_start = root_c + 10 * root_axis
+    aorta = [Tube(root_c, asc_start, 0.9 * root_r),
+             Tube(asc_start, asc_start + 90 * asc_dir, rng.uniform(14, 17)),
+             Tube(np.array([-2.0, 62.0, -120.0]), np.array([-2.0, 62.0, 120.0]), rng.uniform(11, 13))]
+    pa_start = heart.surface(-0.08, 20.0, -14.0)
+    pulmonary = Tube(pa_start, pa_start + 55 * _unit([0.35, 0.55, 1.0]), rng.uniform(12, 14))
+
+    anatomy = Anatomy(
+        dominance=dominance, heart=heart, lv_shift=0.3 * radius, phi_lv=phi_lv, lv_outer=(lv_len, lv_rad),
+        lv_wall_mm=rng.uniform(9, 12), rv_wall_mm=3.0,
+        la=(la_c, 21 * scale), ra=(ra_c, 23 * scale), aortic_root=(root_c, root_axis, root_r), sinuses=sinuses,
+        aorta=aorta, pulmonary=pulmonary,
+        body_centre=np.array([-25.0, 20.0]) + rng.normal(0, 3, 2),
+        body_axes=(rng.uniform(150, 175), rng.uniform(105, 125)),
+        fat_mm=rng.uniform(6, 25), muscle_mm=rng.uniform(8, 14),
+        spine_centre=np.array([-25.0, 88.0]) + rng.normal(0, 2, 2), spine_radius=rng.uniform(16, 19),
+        sternum=(np.array([-22.0, -72.0]), (14.0, 6.0)),
+        liver_centre=np.array([-70.0, 25.0, -150.0]), liver_axes=(110.0, 95.0, 95.0),
+    )
+    anatomy.sternum = (np.array([anatomy.body_centre[0] + 3, anatomy.body_centre[1] - anatomy.body_axes[1]
+                                 + anatomy.fat_mm + anatomy.muscle_mm + 6]), (14.0, 6.0))
+    _add_coronaries(anatomy, rng, ramus)
+    return anatomy
+
+
+def _add_coronaries(anat: Anatomy, rng: np.random.Generator, ramus: bool) -> None:
+    """SCCT segments as splines on the epicardium, split at the SCCT landmarks."""
+    h = anat.heart
+    off = 2.0  # centerline sits in the epicardial fat, ~2 mm outside the myocardium
+    jit = 3.0
+    root_c, root_axis, root_r = anat.aortic_root
+    k = rng.uniform(0.9, 1.1)  # calibre of this patient's tree
+    left_dom = anat.dominance == "left"
+
+    # left main: from the left sinus to the bifurcation at the top of the anterior groove
+    l_ost = anat.sinuses[0][0] + anat.sinuses[0][1] * _unit(anat.sinuses[0][0] - root_c)
+    bif = h.surface(-0.04, h.phi_ant + 12, off)
+    lm = _spline(np.vstack([l_ost, 0.5 * (l_ost + bif) + 2 * h.e2, bif]))
+    vessels = {"LM": Vessel("LM", lm, _taper(len(lm), 2.3 * k, 2.1 * k))}
+
+    # LAD: anterior interventricular groove to (and slightly round) the apex
+    s_d1, s_d2 = rng.uniform(0.3, 0.38), rng.uniform(0.55, 0.62)
+    lad = _path(h, [(-0.04, h.phi_ant + 12), (0.12, h.phi_ant + 2), (s_d1, h.phi_ant), (0.5, h.phi_ant),
+                    (s_d2, h.phi_ant), (0.8, h.phi_ant), (0.97, h.phi_ant - 10), (1.0, h.phi_ant + 90)],
+                off, rng, 2.0, start=bif)
+    r_lad = _taper(len(lad), 1.9 * k, 0.8 * k)
+    d1_o, d2_o = h.surface(s_d1, h.phi_ant, off), h.surface(s_d2, h.phi_ant, off)
+    vessels |= _split(lad, r_lad, [d1_o, d2_o], ["pLAD", "mLAD", "dLAD"])
+    for code, s0, o in (("D1", s_d1, d1_o), ("D2", s_d2, d2_o)):
+        path = _path(h, [(s0, h.phi_ant), (s0 + 0.1, h.phi_ant + 22), (s0 + 0.25, h.phi_ant + 40),
+                         (min(s0 + 0.38, 0.95), h.phi_ant + 50)], off, rng, jit, start=vessels[
+                             "pLAD" if code == "D1" else "mLAD"].points[-1])
+        vessels[code] = Vessel(code, path, _taper(len(path), 1.3 * k, 0.75))
+
+    # LCx: left AV groove, round the obtuse margin; to the crux in left dominance
+    phi_om1, phi_om2 = rng.uniform(95, 110), rng.uniform(135, 150)
+    end_phi = h.phi_post if left_dom else rng.uniform(160, 175)
+    lcx = _path(h, [(-0.04, h.phi_ant + 12), (0.0, h.phi_ant + 40), (0.0, phi_om1), (0.0, 0.5 * (phi_om1 + phi_om2)),
+                    (0.0, phi_om2), (0.02, end_phi)], off + 1, rng, 1.5, start=bif)
+    r_lcx = _taper(len(lcx), 1.8 * k, (1.1 if left_dom else 0.8) * k)
+    om1_o = lcx[int(np.argmin(np.linalg.norm(lcx - h.surface(0.0, phi_om1, off + 1), axis=1)))]
+    om2_o = lcx[int(np.argmin(np.linalg.norm(lcx - h.surface(0.0, phi_om2, off + 1), axis=1)))]
+    vessels |= _split(lcx, r_lcx, [om1_o], ["pCx", "dLCx"])
+    for code, phi0, o in (("OM1", phi_om1, om1_o), ("OM2", phi_om2, om2_o)):
+        path = _path(h, [(0.0, phi0), (0.2, phi0 + 6), (0.45, phi0 + 12), (0.7, phi0 + 14)], off, rng, jit, start=o)
+        vessels[code] = Vessel(code, path, _taper(len(path), 1.3 * k, 0.75))
+    if ramus:
+        path = _path(h, [(-0.04, h.phi_ant + 12), (0.15, h.phi_ant + 45), (0.35, h.phi_ant + 55), (0.55, h.phi_ant + 60)],
+                     off, rng, jit, start=bif)
+        vessels["RI"] = Vessel("RI", path, _taper(len(path), 1.4 * k, 0.75))
+
+    # RCA: right sinus, right AV groove, acute margin, crux (right dominance)
+    r_ost = anat.sinuses[1][0] + anat.sinuses[1][1] * _unit(anat.sinuses[1][0] - root_c)
+    crux_phi = h.phi_post
+    end = crux_phi if not left_dom else 245.0
+    rca = _path(h, [(-0.1, 350), (-0.03, 330), (0.0, 300), (0.0, 270), (0.0, 240), (0.0, end)], off + 1, rng, 1.5,
+                start=r_ost)
+    r_rca = _taper(len(rca), (2.0 if not left_dom else 1.5) * k, (1.1 if not left_dom else 0.8) * k)
+    acute = h.surface(0.0, 270, off + 1)
+    half = rca[int(np.argmin(np.linalg.norm(rca - acute, axis=1))) // 2]
+    vessels |= _split(rca, r_rca, [half, acute], ["pRCA", "mRCA", "dRCA"])
+
+    crux_parent = "dLCx" if left_dom else "dRCA"
+    crux = vessels[crux_parent].points[-1]
+    side = "L" if left_dom else "R"
+    pda = _path(h, [(0.0, crux_phi), (0.2, crux_phi + 2), (0.45, crux_phi), (0.7, crux_phi - 3)], off, rng, 2.0,
+                start=crux)
+    vessels[f"{side}-PDA"] = Vessel(f"{side}-PDA", pda, _taper(len(pda), 1.3 * k, 0.75))
+    plb_dir = -1 if left_dom else -1  # the posterolateral branch runs onto the LV's inferolateral wall
+    plb = _path(h, [(0.0, crux_phi), (0.03, crux_phi + plb_dir * 15), (0.2, crux_phi + plb_dir * 30),
+                    (0.45, crux_phi + plb_dir * 38)], off, rng, jit, start=crux)
+    vessels[f"{side}-PLB"] = Vessel(f"{side}-PLB", plb, _taper(len(plb), 1.2 * k, 0.75))
+
+    for code in vessels:
+        assert code in SEGMENT_PARENT, code  # registry keys only (internal invariant)
+    anat.vessels = vessels
+    apex = h.base + h.length * h.u
+    anat.landmarks = {
+        "left_coronary_ostium": l_ost, "right_coronary_ostium": r_ost,
+        "aortic_annulus_centre": root_c + 0.6 * root_r * (-root_axis),
+        "lm_bifurcation": bif, "crux": crux, "lv_apex": apex,
+        "d1_origin": vessels["D1"].points[0], "om1_origin": vessels["OM1"].points[0],
+        "pda_origin": vessels[f"{side}-PDA"].points[0],
+    }

@@ -1,0 +1,268 @@
+"""Rasterise a phantom (geometry + findings) into a label map and HU images at any voxel spacing.
+
+Labels are decided at voxel centres in a fixed order (body, lungs, bone, heart, great vessels,
+coronaries, findings: later ones win). HU images take per-tissue attenuation from the literature
+(``shared/REFERENCE.md``), the coronary lumen gets analytic partial volume from its signed distance,
+then a Gaussian point-spread blur and spatially correlated noise are applied.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+from scipy.spatial import cKDTree
+
+from tools.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
+from training.phantoms.geometry import Anatomy, Tube
+from training.phantoms.lesions import Calcification, SegmentLumen
+
+LABEL = {name: s.label_id for name, s in STRUCTURES_BY_NAME.items()}
+PSF_SIGMA_MM = 0.5  # scanner point-spread function, Gaussian sigma
+NOISE_CORRELATION_MM = 0.6  # noise grain
+
+
+@dataclass(frozen=True)
+class Grid:
+    """An axial voxel grid: ``shape`` along (i left, j posterior, k superior), voxel (0,0,0) at ``origin``."""
+
+    shape: tuple[int, int, int]
+    spacing: tuple[float, float, float]
+    origin: tuple[float, float, float]
+
+    @classmethod
+    def centred(cls, centre, fov_mm: tuple[float, float, float], spacing: tuple[float, float, float]) -> "Grid":
+        shape = tuple(int(round(f / s)) for f, s in zip(fov_mm, spacing))
+        origin = tuple(float(c - (n - 1) * s / 2) for c, n, s in zip(centre, shape, spacing))
+        return cls(shape, tuple(float(s) for s in spacing), origin)
+
+    @property
+    def affine(self) -> np.ndarray:
+        affine = np.diag([*self.spacing, 1.0])
+        affine[:3, 3] = self.origin
+        return affine
+
+    def axes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Broadcastable LPS coordinates (I,1,1), (1,J,1), (1,1,K) in mm (float32)."""
+        return tuple(
+            (o + s * np.arange(n, dtype=np.float32)).reshape([-1 if a == b else 1 for b in range(3)])
+            for a, (o, s, n) in enumerate(zip(self.origin, self.spacing, self.shape)))
+
+
+@dataclass(frozen=True)
+class Contrast:
+    """Attenuation (HU) of every tissue in one acquisition."""
+
+    blood_left: float  # LV, LA, aorta, coronary lumen
+    blood_right: float  # RA, RV, pulmonary trunk (often less opacified)
+    myocardium: float = 110.0
+    fat: float = -100.0
+    lung: float = -870.0
+    muscle: float = 50.0
+    cortical: float = 900.0
+    cancellous: float = 250.0
+    liver: float = 90.0
+    plaque: float = 60.0  # non-calcified plaque: 30-130 HU
+    stent: float = 2200.0  # metal before blur; blooming brings it to ~800-1500 HU
+    air: float = -1000.0
+
+
+def _capsule_dist(x, y, z, tube: Tube) -> np.ndarray:
+    a, d = tube.start.astype(np.float32), (tube.end - tube.start).astype(np.float32)
+    t = ((x - a[0]) * d[0] + (y - a[1]) * d[1] + (z - a[2]) * d[2]) / float(d @ d)
+    t = np.clip(t, 0, 1)
+    return np.sqrt((x - a[0] - t * d[0]) ** 2 + (y - a[1] - t * d[1]) ** 2 + (z - a[2] - t * d[2]) ** 2)
+
+
+def _ball(x, y, z, c, r) -> np.ndarray:
+    return (x - c[0]) ** 2 + (y - c[1]) ** 2 + (z - c[2]) ** 2 <= r * r
+
+
+def _tissues(anat: Anatomy, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
+    """Label map of everything but the coronaries, and a bone-cortex mask (HU differs, label does not)."""
+    x, y, z = grid.axes()
+    lab = np.zeros(grid.shape, np.uint8)
+    bx, by = anat.body_centre
+    ax_, ay = anat.body_axes
+    ell = lambda dx, dy: ((x - bx) / (ax_ - dx)) ** 2 + ((y - by) / (ay - dx)) ** 2 <= 1  # noqa: E731
+    body, below_fat, cavity = ell(0, 0), ell(anat.fat_mm, 0), ell(anat.fat_mm + anat.muscle_mm, 0)
+    shape2 = np.broadcast_shapes(body.shape, (1, 1, grid.shape[2]))
+    lab[np.broadcast_to(body, shape2)] = LABEL["subcutaneous_fat"]
+    lab[np.broadcast_to(below_fat, shape2)] = LABEL["soft_tissue"]
+    cavity = np.broadcast_to(cavity, grid.shape)
+    lab[cavity & (x >= bx)] = LABEL["lung_left"]
+    lab[cavity & (x < bx)] = LABEL["lung_right"]
+
+    h = anat.heart
+    dx, dy, dz = x - h.base[0], y - h.base[1], z - h.base[2]
+    su = dx * h.u[0] + dy * h.u[1] + dz * h.u[2]
+    q1 = dx * h.e1[0] + dy * h.e1[1] + dz * h.e1[2]
+    q2 = dx * h.e2[0] + dy * h.e2[1] + dz * h.e2[2]
+    rr = q1 ** 2 + q2 ** 2
+    half = lambda a, b, grow=0.0: (su >= -grow) & ((su / (a + grow)) ** 2 + rr / (b + grow) ** 2 <= 1)  # noqa: E731
+
+    # mediastinum: pericardial fat around the heart and a central strip (oesophagus, vessels in fat)
+    strip = (np.abs(x - bx) < 22) & (y > by - ay + 10) & (y < anat.spine_centre[1])
+    fat_zone = half(h.length, h.radius, 7.0) | strip
+    for c, r in (anat.la, anat.ra):
+        fat_zone |= _ball(x, y, z, c, r + 6)
+    lab[fat_zone & cavity] = LABEL["epicardial_fat"]
+    # great vessels
+    for tube in anat.aorta[1:]:
+        lab[_capsule_dist(x, y, z, tube) <= tube.radius] = LABEL["aorta"]
+    lab[_capsule_dist(x, y, z, anat.pulmonary) <= anat.pulmonary.radius] = LABEL["pulmonary_artery"]
+    # atria, with a thin wall
+    for (c, r), name in ((anat.la, "la_blood"), (anat.ra, "ra_blood")):
+        lab[_ball(x, y, z, c, r + 2)] = LABEL["cardiac_wall"]
+        lab[_ball(x, y, z, c, r)] = LABEL[name]
+    # ventricles: RV fills the epicardial half-ellipsoid outside the LV; septum belongs to the LV
+    lab[half(h.length, h.radius)] = LABEL["cardiac_wall"]
+    lab[half(h.length - anat.rv_wall_mm, h.radius - anat.rv_wall_mm) & (su > 3)] = LABEL["rv_blood"]
+    lv_dir = h.direction(anat.phi_lv)
+    shift = anat.lv_shift
+    q1l, q2l = q1 - shift * float(lv_dir @ h.e1), q2 - shift * float(lv_dir @ h.e2)
+    rrl = q1l ** 2 + q2l ** 2
+    lv_len, lv_rad = anat.lv_outer
+    lv_outer = (su >= 0) & ((su / lv_len) ** 2 + rrl / lv_rad ** 2 <= 1)
+    w = anat.lv_wall_mm
+    lv_inner = (su >= 4) & (((su - 4) / (lv_len - w - 4)) ** 2 + rrl / (lv_rad - w) ** 2 <= 1)
+    lab[lv_outer] = LABEL["lv_myocardium"]
+    lab[lv_inner] = LABEL["lv_blood"]
+    # aortic root with its three sinuses, and the ascending aorta leaving it
+    root_c, _, root_r = anat.aortic_root
+    root = _capsule_dist(x, y, z, anat.aorta[0]) <= anat.aorta[0].radius
+    for c, r in anat.sinuses:
+        root |= _ball(x, y, z, c, r)
+    lab[root] = LABEL["aortic_root"]
+    # bones: vertebral bodies with discs, sternum; spinal canal behind as soft tissue
+    sx, sy = anat.spine_centre
+    d_spine = np.sqrt((x - sx) ** 2 + (y - sy) ** 2)
+    vb = np.broadcast_to(d_spine <= anat.spine_radius, grid.shape)
+    disc = np.broadcast_to(np.abs(((z + 300) % 27.0) - 13.5) > 11.5, grid.shape)  # ~5 mm discs every 27 mm
+    lab[vb] = LABEL["spine"]
+    canal = np.broadcast_to(np.sqrt((x - sx) ** 2 + (y - sy - anat.spine_radius - 9) ** 2) <= 8, grid.shape)
+    lab[canal] = LABEL["soft_tissue"]
+    (stx, sty), (hw, hd) = anat.sternum
+    sternum = np.broadcast_to(((x - stx) / hw) ** 2 + ((y - sty) / hd) ** 2 <= 1, grid.shape)
+    lab[sternum] = LABEL["sternum"]
+    cortex = np.broadcast_to(d_spine >= anat.spine_radius - 1.8, grid.shape) & vb
+    cortex |= sternum & ~np.broadcast_to(((x - stx) / (hw - 1.5)) ** 2 + ((y - sty) / (hd - 1.5)) ** 2 <= 1,
+                                         grid.shape)
+    cortex &= ~disc
+    lab[vb & disc] = LABEL["soft_tissue"]
+    # liver dome under the right hemidiaphragm (lowest slices only)
+    lc, (la_, lb, lc_) = anat.liver_centre, anat.liver_axes
+    liver = ((x - lc[0]) / la_) ** 2 + ((y - lc[1]) / lb) ** 2 + ((z - lc[2]) / lc_) ** 2 <= 1
+    lab[liver & cavity & ~half(h.length, h.radius, 7.0)] = LABEL["liver"]
+    return lab, cortex
+
+
+def _coronaries(anat: Anatomy, lumens: dict[str, SegmentLumen], calcs: list[Calcification], grid: Grid,
+                lab: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Paint coronary lumen, plaque, calcium and stent labels into ``lab`` (in place).
+
+    Returns flat voxel indices of the vessel band, the lumen occupancy (0..1) there, the calcium HU
+    per band voxel (0 where none) and the stent mask per band voxel.
+    """
+    codes = list(anat.vessels)
+    pts = np.concatenate([anat.vessels[c].points for c in codes])
+    seg_of = np.concatenate([np.full(len(anat.vessels[c].points), i) for i, c in enumerate(codes)])
+    cat = lambda attr: np.concatenate([getattr(lumens[c], attr) for c in codes])  # noqa: E731
+    lumen_r, outer_r, shift, normal, stent, stent_r = (cat(a) for a in (
+        "lumen_radius", "outer_radius", "lumen_shift", "normal", "stent", "stent_radius"))
+    sp = np.asarray(grid.spacing)
+    # candidate voxels: within max radius + margin of any centerline point
+    reach = float(outer_r.max()) + 4.5 + 2 * sp.max()
+    lo = np.floor((pts.min(0) - reach - np.asarray(grid.origin)) / sp).astype(int).clip(0, np.array(grid.shape) - 1)
+    hi = np.ceil((pts.max(0) + reach - np.asarray(grid.origin)) / sp).astype(int).clip(0, np.array(grid.shape) - 1)
+    seed = np.zeros(tuple(hi - lo + 1), bool)
+    idx = np.round((pts - np.asarray(grid.origin)) / sp).astype(int) - lo
+    ok = np.all((idx >= 0) & (idx < seed.shape), axis=1)
+    seed[tuple(idx[ok].T)] = True
+    near = ndimage.distance_transform_edt(~seed, sampling=sp) <= reach - sp.max()
+    band = np.argwhere(near) + lo
+    xyz = np.asarray(grid.origin) + band * sp
+    dist, nn = cKDTree(pts).query(xyz)
+    # the tube of groove fat around every artery
+    flat = np.ravel_multi_index(band.T, grid.shape)
+    labf = lab.reshape(-1)
+    fat_ok = np.isin(labf[flat], [LABEL["epicardial_fat"], LABEL["lung_left"], LABEL["lung_right"],
+                                  LABEL["cardiac_wall"], LABEL["soft_tissue"]])
+    labf[flat[(dist <= outer_r[nn] + 3.0) & fat_ok]] = LABEL["epicardial_fat"]
+    # lumen: signed distance to the (shifted) lumen circle -> linear occupancy over one voxel
+    centre = pts[nn] + (shift[nn])[:, None] * normal[nn]
+    d_lumen = np.linalg.norm(xyz - centre, axis=1)
+    h = float(np.mean(sp))
+    occ = np.clip(0.5 - (d_lumen - lumen_r[nn]) / h, 0.0, 1.0)
+    occ[lumen_r[nn] <= 0] = 0.0
+    in_wall = dist <= outer_r[nn]
+    plaque = in_wall & (d_lumen > lumen_r[nn]) & (outer_r[nn] > anat_radius(anat, codes, seg_of, nn) + 1e-3)
+    labf[flat[plaque]] = LABEL["noncalcified_plaque"]
+    seg_labels = np.array([SEGMENTS_BY_CODE[c].label_id for c in codes])
+    lumen_mask = d_lumen <= lumen_r[nn]
+    labf[flat[lumen_mask]] = seg_labels[seg_of[nn[lumen_mask]]]
+    # stent struts: a thin metal shell, at least ~0.7 voxel thick so it survives rasterisation
+    shell = max(0.35, 0.35 * h)
+    struts = stent[nn] & (np.abs(dist - stent_r[nn]) <= shell)
+    labf[flat[struts]] = LABEL["stent"]
+    # calcium nodules: dome-shaped HU profile, peak at the centre
+    ca_hu = np.zeros(len(flat), np.float32)
+    for c in calcs:
+        r = np.linalg.norm(xyz - c.centre, axis=1)
+        inside = (r <= c.radius + 0.5 * h) & ~lumen_mask
+        value = 130 + (c.peak_hu - 130) * np.clip(1 - (r / (c.radius + 0.5 * h)) ** 2, 0, 1) ** 0.5
+        ca_hu = np.where(inside, np.maximum(ca_hu, value), ca_hu)
+    labf[flat[ca_hu >= 130]] = LABEL["calcified_plaque"]
+    return flat, occ, ca_hu, struts
+
+
+def anat_radius(anat: Anatomy, codes, seg_of, nn) -> np.ndarray:
+    """Healthy lumen radius at each band voxel's nearest centerline point."""
+    return np.concatenate([anat.vessels[c].radius for c in codes])[nn]
+
+
+def rasterise(anat: Anatomy, lumens: dict[str, SegmentLumen], calcs: list[Calcification], grid: Grid,
+              extra_calcium: list[Calcification] = ()) -> tuple[np.ndarray, dict]:
+    """The label map (uint8, ``grid.shape``) and what image formation needs (band, occupancy...)."""
+    lab, cortex = _tissues(anat, grid)
+    flat, occ, ca_hu, struts = _coronaries(anat, lumens, calcs, grid, lab)
+    x, y, z = grid.axes()
+    extra = np.zeros(grid.shape, np.float32)
+    for c in extra_calcium:  # valve / annulus calcium: label 43
+        r = np.sqrt((x - c.centre[0]) ** 2 + (y - c.centre[1]) ** 2 + (z - c.centre[2]) ** 2)
+        value = np.where(r <= c.radius, c.peak_hu * np.sqrt(np.clip(1 - (r / c.radius) ** 2, 0, 1)) + 130, 0)
+        extra = np.maximum(extra, value)
+    lab[extra >= 130] = STRUCTURES_BY_NAME["extracoronary_calcification"].label_id
+    return lab, {"cortex": cortex, "band": flat, "occ": occ, "ca_hu": ca_hu, "struts": struts, "extra_ca": extra}
+
+
+def form_image(lab: np.ndarray, parts: dict, grid: Grid, contrast: Contrast, noise_sd: float,
+               rng: np.random.Generator) -> np.ndarray:
+    """HU image (int16) from a label map: tissue HU, lumen partial volume, PSF blur, correlated noise."""
+    c = contrast
+    lut = np.full(256, c.air, np.float32)
+    for name, hu in (("soft_tissue", c.muscle), ("subcutaneous_fat", c.fat), ("lung_left", c.lung),
+                     ("lung_right", c.lung), ("spine", c.cancellous), ("sternum", c.cancellous),
+                     ("epicardial_fat", c.fat), ("liver", c.liver), ("lv_blood", c.blood_left),
+                     ("rv_blood", c.blood_right), ("la_blood", c.blood_left), ("ra_blood", c.blood_right),
+                     ("lv_myocardium", c.myocardium), ("aorta", c.blood_left), ("aortic_root", c.blood_left),
+                     ("pulmonary_artery", c.blood_right), ("cardiac_wall", c.myocardium),
+                     ("noncalcified_plaque", c.plaque), ("calcified_plaque", c.plaque), ("stent", c.stent),
+                     ("extracoronary_calcification", c.myocardium)):
+        lut[LABEL[name]] = hu
+    for seg in SEGMENTS_BY_CODE.values():
+        lut[seg.label_id] = c.fat  # lumen HU is mixed in below from the analytic occupancy
+    hu = lut[lab]
+    hu[parts["cortex"]] = c.cortical
+    huf = hu.reshape(-1)
+    band, occ = parts["band"], parts["occ"]
+    huf[band] = huf[band] * (1 - occ) + 0.97 * c.blood_left * occ
+    huf[band] = np.maximum(huf[band], parts["ca_hu"])
+    huf[band[parts["struts"]]] = c.stent
+    hu = np.where(parts["extra_ca"] >= 130, np.maximum(hu, parts["extra_ca"]), hu)
+    sp = np.asarray(grid.spacing)
+    hu = ndimage.gaussian_filter(hu, PSF_SIGMA_MM / sp, mode="nearest")
+    noise = ndimage.gaussian_filter(rng.standard_normal(grid.shape, dtype=np.float32), NOISE_CORRELATION_MM / sp)
+    noise *= noise_sd / max(float(noise.std()), 1e-6)
+    return np.clip(np.rint(hu + noise), -1024, 3071).astype(np.int16)
