@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import Literal
 
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import tool
@@ -152,10 +153,15 @@ class RiskContextInput(BaseModel):
     agatston: float | None = Field(
         None, ge=0, description="Agatston calcium score to use (e.g. quoted from a report); omit to measure it "
         "on the session's non-contrast calcium-scoring series")
+    troponin_value: float | None = Field(
+        None, ge=0, description="hs-cTnI result given in the question (e.g. 40); replaces the one in the clinical "
+        "context; needs troponin_unit")
+    troponin_unit: Literal["pg/mL", "ng/L", "ng/mL"] | None = Field(None, description="unit of troponin_value")
 
 
 @tool("risk_context", args_schema=RiskContextInput)
-def risk_context_tool(agatston: float | None = None, *, config: RunnableConfig) -> dict:
+def risk_context_tool(agatston: float | None = None, troponin_value: float | None = None,
+                      troponin_unit: str | None = None, *, config: RunnableConfig) -> dict:
     """Established risk scores for the loaded patient: MESA 10-year hard CHD risk with CAC, CAC-DRS,
     CAD-RADS plaque burden, and high-sensitivity troponin I against the sex-specific 99th-percentile
     limit, each with its inputs and limits. Use for questions about cardiac risk or MACE; it never
@@ -168,4 +174,14 @@ def risk_context_tool(agatston: float | None = None, *, config: RunnableConfig) 
         measured = score_context(ctx)
         agatston, source = measured.agatston, "measured on the calcium-scoring series"
         per_artery = {artery: a.agatston for artery, a in measured.per_artery.items()}
-    return risk_context(ctx.clinical, agatston, agatston_source=source, per_artery=per_artery).model_dump()
+    clinical = ctx.clinical
+    if troponin_value is not None:  # a result given in the question replaces the stored one
+        if not troponin_unit:
+            raise RiskError("a troponin value needs its unit (ng/L, pg/mL or ng/mL)")
+        if clinical is not None:
+            clinical = clinical.model_copy(update={"troponin_value": troponin_value, "troponin_unit": troponin_unit})
+    result = risk_context(clinical, agatston, agatston_source=source, per_artery=per_artery)
+    if troponin_value is not None and clinical is None:
+        result.not_computed.append(f"troponin {troponin_value:g} {troponin_unit}: the patient's sex is unknown and "
+                                   "the 99th-percentile limits are sex-specific")
+    return result.model_dump()
