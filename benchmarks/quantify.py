@@ -8,6 +8,9 @@ go there too).
   (noise SD 20 HU), a spine and sternum of bone (700 HU) outside the heart, the LAD, LCx and RCA as
   labelled tubes across a 120 mm heart region, 36 calcified lesions on them (130-900 HU), and an
   aortic valve calcification inside a labelled aortic root (excluded).
+* Stenosis: LM, LAD, LCx and RCA as curved tapering tubes (radius 2.0 -> 1.2 mm) on a 512 x 512 x 300
+  label map (0.4 x 0.4 x 0.5 mm), one 10 mm plaque narrowing per main vessel (LAD 70 %, LCx 50 %,
+  RCA 40 %); all three vessels measured, with the phantom centerlines and with skeleton centerlines.
 
 Time is the best of ``--repeat`` runs (``time.perf_counter``). Peak memory is measured in a separate
 run with ``tracemalloc`` (NumPy allocations included; not the resident set size), since tracing
@@ -126,6 +129,80 @@ def describe_contrast(result) -> str:
 CASES: list[BenchCase] = [
     BenchCase("Agatston, 512x512x300 non-contrast", calcium_series, run_agatston, describe_agatston),
     BenchCase("contrast calcium volume, 512x512x300", contrast_series, run_contrast, describe_contrast),
+]
+
+
+# ------------------------------------------------------------------------------ stenosis (tools.stenosis)
+def coronary_tree(shape=(512, 512, 300), spacing=(0.4, 0.4, 0.5)):
+    """(labels uint8, affine, centerlines): LM -> LAD, LCx and RCA as curved tubes on a demo-size grid.
+
+    Healthy radius tapers from 2.0 (LM) to 1.2 mm; each main vessel carries one smooth plaque
+    narrowing (LAD 70 %, LCx 50 %, RCA 40 %), with non-calcified plaque labelled around it.
+    """
+    from scipy.spatial import cKDTree
+
+    from tools import case_format as cf
+
+    labels = np.zeros(shape, np.uint8)
+    affine = np.diag([*spacing, 1.0])
+    ostium_l, ostium_r = np.array([120.0, 100.0, 100.0]), np.array([80.0, 90.0, 100.0])
+    t = np.linspace(0, 1, 2001)
+    lm = ostium_l + np.outer(t, [8.0, -3.0, -2.0])
+    curves = {  # segment codes -> axis points (mm), proximal first
+        ("LM",): lm,
+        ("pLAD", "mLAD", "dLAD"): lm[-1] + np.stack([30 * t, -25 * np.sin(1.5 * t) - 5 * t, -80 * t], 1),
+        ("pCx", "dLCx"): lm[-1] + np.stack([10 * np.sin(2 * t), 45 * t, -50 * t], 1),
+        ("pRCA", "mRCA", "dRCA"): ostium_r + np.stack([-30 * np.sin(2 * t), 20 * t, -90 * t], 1),
+    }
+    lesions = {"pLAD": (0.3, 70.0), "pCx": (0.35, 50.0), "pRCA": (0.5, 40.0)}
+    plaque = STRUCTURES_BY_NAME["noncalcified_plaque"].label_id
+    segments: dict[str, list] = {}
+    for codes, axis in curves.items():
+        arc = np.r_[0, np.cumsum(np.linalg.norm(np.diff(axis, axis=0), axis=1))]
+        u = arc / arc[-1]
+        r0 = (2.0 if codes == ("LM",) else 1.8) - 0.6 * u
+        pos, pct = lesions.get(codes[0], (0.0, 0.0))
+        width = 10.0 / arc[-1]  # 10 mm lesions
+        bump = np.where(np.abs(u - pos) < width / 2, (1 + np.cos(2 * np.pi * (u - pos) / width)) / 2, 0.0)
+        r = r0 * (1 - pct / 100 * bump)
+        seg_of = np.minimum((u * len(codes)).astype(int), len(codes) - 1)
+        ijk = axis / spacing
+        lo = np.maximum(np.floor(ijk.min(0) - 8 / np.array(spacing)).astype(int), 0)
+        hi = np.minimum(np.ceil(ijk.max(0) + 8 / np.array(spacing)).astype(int), shape)
+        grid = np.stack(np.meshgrid(*[np.arange(a, b) for a, b in zip(lo, hi)], indexing="ij"), -1)
+        dist, near = cKDTree(axis).query(grid.reshape(-1, 3) * spacing, distance_upper_bound=6.0)
+        dist, near = dist.reshape(grid.shape[:3]), np.minimum(near, len(axis) - 1).reshape(grid.shape[:3])
+        sub = labels[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+        ids = np.array([SEGMENTS_BY_CODE[c].label_id for c in codes])[seg_of[near]]
+        sub[(dist < r0[near] + 0.5) & (bump[near] > 0) & (sub == 0)] = plaque
+        lumen = dist < r[near]
+        sub[lumen] = ids[lumen]
+        for n, code in enumerate(codes):
+            keep = (seg_of == n) & (np.arange(len(t)) % 5 == 0)  # 0.25 mm steps or less
+            segments[code] = [cf.CenterlinePoint(xyz=tuple(p), radius_mm=float(rr))
+                              for p, rr in zip(axis[keep], r0[keep])]
+    return labels, affine, cf.Centerlines(segments=segments)
+
+
+def run_stenosis(inputs, use_centerlines: bool):
+    from tools.stenosis import measure_study
+
+    labels, affine, centerlines = inputs
+    return measure_study(labels, affine, centerlines=centerlines if use_centerlines else None,
+                         vessels=["LAD", "LCx", "RCA"])
+
+
+def describe_stenosis(result) -> str:
+    worst = {v.vessel: v.worst_lesion() for v in result.vessels}
+    return ", ".join(f"{k} {w.stenosis_percent:.0f}%/{w.length_mm:.1f} mm" if w else f"{k} none"
+                     for k, w in worst.items()) + f"; CAD-RADS {result.cad_rads.text}"
+
+
+CASES += [
+    BenchCase("stenosis LAD+LCx+RCA, 512x512x300, phantom centerlines", coronary_tree,
+              lambda inputs: run_stenosis(inputs, use_centerlines=True), describe_stenosis),
+    BenchCase("stenosis LAD+LCx+RCA, 512x512x300, skeleton centerlines", coronary_tree,
+              lambda inputs: run_stenosis(inputs, use_centerlines=False), describe_stenosis),
 ]
 
 
