@@ -7,46 +7,173 @@ appears in the trace). Readers only copy values that are in the result.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 from assistant.answer import AnswerFinding, Citation, MaskFile
 from assistant.evidence import ToolOutcome
 from assistant.question import ParsedQuestion
 
 
-def _f(name: str, value, unit: str, tool: str) -> AnswerFinding:
+# Decimals shown per unit: stenosis in whole percent as reports give it, lengths to 0.1 mm.
+DIGITS_BY_UNIT = {"%": 0, "AU": 1, "mm^3": 1, "mg": 1, "mm": 1, "ng/L": 1, "ratio": 2, "": 2}
+
+
+def _f(name: str, value, unit: str, tool: str, digits: int | None = None) -> AnswerFinding:
+    return AnswerFinding(name=name, value=rounded(value, DIGITS_BY_UNIT.get(unit, 1) if digits is None else digits),
+                         unit=unit, tool=tool)
+
+
+def rounded(value, digits: int = 1):
+    """The one rounding of numbers shown to a clinician, so answer text and findings agree."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return value
+    return round(float(value), digits)
+
+
+def show(finding: AnswerFinding) -> str:
+    """A finding as the answer text writes it: '70%', '12.5 mm', '245.3 AU', 'A2/N2'."""
+    value = finding.value
     if isinstance(value, float):
-        value = round(value, 1)
-    return AnswerFinding(name=name, value=value, unit=unit, tool=tool)
+        value = f"{value:.6f}".rstrip("0").rstrip(".")
+    if not finding.unit or finding.unit == "ratio":
+        return str(value)
+    unit = {"mm^3": "mm³"}.get(finding.unit, finding.unit)
+    return f"{value}{finding.unit}" if finding.unit == "%" else f"{value} {unit}"
 
 
 def _calcium(result: dict) -> list[AnswerFinding]:
     tool = "calcium_score"
     out = []
     if result.get("agatston") is not None:
-        out.append(_f("Agatston score", float(result["agatston"]), "", tool))
+        out.append(_f("Agatston score", result["agatston"], "AU", tool))
     out.append(_f("calcium volume" if result.get("kind") == "agatston" else "calcium volume (contrast CCTA)",
-                  float(result["volume_mm3"]), "mm^3", tool))
+                  result["volume_mm3"], "mm^3", tool))
     if result.get("mass_mg") is not None:
-        out.append(_f("calcium mass", float(result["mass_mg"]), "mg", tool))
+        out.append(_f("calcium mass", result["mass_mg"], "mg", tool))
     if result.get("cac_drs"):
         out.append(_f("CAC-DRS", result["cac_drs"], "", tool))
+    if result.get("plaque_burden"):
+        out.append(_f("plaque burden", result["plaque_burden"], "", tool))
     for artery, value in (result.get("per_artery") or {}).items():
         if value.get("agatston") is not None:
-            out.append(_f(f"{artery} Agatston score", float(value["agatston"]), "", tool))
-        elif value.get("volume_mm3"):
-            out.append(_f(f"{artery} calcium volume", float(value["volume_mm3"]), "mm^3", tool))
+            out.append(_f(f"{artery} Agatston score", value["agatston"], "AU", tool))
+        else:
+            out.append(_f(f"{artery} calcium volume", value["volume_mm3"], "mm^3", tool))
+    if result.get("excluded"):
+        out.append(_f("calcifications not counted", len(result["excluded"]), "lesions", tool))
     return out
 
 
 def _segmentation(result: dict) -> list[AnswerFinding]:
     if not result.get("present"):
         return [_f(f"{result['target']} present", "no", "", "segment_anatomy")]
-    return [_f(f"{result['target']} volume", float(result["volume_mm3"]), "mm^3", "segment_anatomy")]
+    return [_f(f"{result['target']} volume", result["volume_mm3"], "mm^3", "segment_anatomy")]
+
+
+def lesion_findings(where: str, lesion: dict, tool: str) -> list[AnswerFinding]:
+    """The numbers of one measured lesion, named after where it lies."""
+    return [
+        _f(f"{where} diameter stenosis", lesion["stenosis_percent"], "%", tool),
+        _f(f"{where} CAD-RADS", lesion["category"], "", tool),
+        _f(f"{where} lesion length", lesion["length_mm"], "mm", tool),
+        _f(f"{where} minimal lumen diameter", lesion["minimal_lumen_diameter_mm"], "mm", tool),
+        _f(f"{where} reference diameter", lesion["reference_diameter_mm"], "mm", tool),
+    ]
+
+
+def _measure(result: dict) -> list[AnswerFinding]:
+    where = result.get("segment") or result["vessel"]
+    lesion = result.get("lesion")
+    if lesion is None:
+        return [_f(f"{where} lesion", "none found", "", "measure_lesion")]
+    return lesion_findings(where, lesion, "measure_lesion")
+
+
+def _stent(result: dict) -> list[AnswerFinding]:
+    tool = "stent_coverage"
+    out = [_f("stent length", result["stent_length_mm"], "mm", tool),
+           _f("stent coverage", result["status"].replace("_", " "), "", tool)]
+    for key, name, unit in (("lesion_length_mm", "lesion length", "mm"),
+                            ("required_length_mm", "required stent length", "mm"),
+                            ("landing_zone_mm", "landing zone per end", "mm"),
+                            ("margin_proximal_mm", "proximal margin", "mm"),
+                            ("margin_distal_mm", "distal margin", "mm"),
+                            ("shortest_catalogue_length_mm", "shortest covering catalogue length", "mm"),
+                            ("suggested_diameter_mm", "suggested stent diameter", "mm2"),
+                            ("diameter_to_reference", "stent / reference diameter", "ratio")):
+        if result.get(key) is not None:
+            # stent diameters come in 0.25 mm steps: two decimals
+            out.append(_f(name, result[key], "mm", tool, digits=2) if unit == "mm2" else _f(name, result[key], unit, tool))
+    lesion = result.get("lesion")
+    if lesion:
+        out.append(_f("lesion diameter stenosis", lesion["stenosis_percent"], "%", tool))
+        out.append(_f("reference diameter", lesion["reference_diameter_mm"], "mm", tool))
+    return out
+
+
+def _risk(result: dict) -> list[AnswerFinding]:
+    tool = "risk_context"
+    out = []
+    if result.get("agatston") is not None:
+        out.append(_f("Agatston score", result["agatston"], "AU", tool))
+    if result.get("cac_drs"):
+        out.append(_f("CAC-DRS", result["cac_drs"], "", tool))
+    if result.get("plaque_burden"):
+        out.append(_f("plaque burden", result["plaque_burden"], "", tool))
+    mesa = result.get("mesa")
+    if mesa:
+        out.append(_f("MESA 10-year hard CHD risk", mesa["ten_year_chd_risk_percent"], "%", tool, digits=1))
+        inputs = mesa.get("inputs") or {}
+        for key, name, unit in (("age_years", "age", "years"), ("systolic_bp_mmhg", "systolic BP", "mmHg"),
+                                ("total_cholesterol_mg_dl", "total cholesterol", "mg/dL"),
+                                ("hdl_cholesterol_mg_dl", "HDL cholesterol", "mg/dL")):
+            if inputs.get(key) is not None:
+                out.append(_f(name, inputs[key], unit, tool, digits=0))
+    trop = result.get("troponin")
+    if trop:
+        out.append(_f("hs-cTnI", trop["value_ng_l"], "ng/L", tool))
+        out.append(_f(f"hs-cTnI 99th-percentile URL ({trop['sex']})", trop["url_ng_l"], "ng/L", tool))
+        out.append(_f("hs-cTnI / URL", trop["times_url"], "ratio", tool))
+    return out
+
+
+def _study_info(result: dict) -> list[AnswerFinding]:
+    tool = "study_info"
+    summary = result.get("summary") or {}
+    out = [_f("modality", summary.get("modality", "unknown"), "", tool)]
+    if summary.get("shape"):
+        out.append(_f("matrix", " x ".join(str(n) for n in summary["shape"]), "voxels", tool))
+    if summary.get("spacing_mm"):
+        out.append(_f("voxel spacing", " x ".join(f"{s:g}" for s in summary["spacing_mm"]), "mm", tool))
+    return out
+
+
+def _vlm(tool: str, result: dict) -> list[AnswerFinding]:
+    out = []
+    if result.get("answer") is not None and tool == "vlm_ask":
+        out.append(_f("VLM answer", result["answer"], "", tool))
+        out.append(_f("VLM answer confidence", result["answer_confidence"], "", tool))
+    if tool == "vlm_segment":
+        out.append(_f(f"{result['target']} volume (VLM)", result["volume_mm3"], "mm^3", tool))
+        out.append(_f("VLM mask confidence", result["mask_confidence"], "", tool))
+    if tool == "vlm_locate":
+        out.append(_f(f"{result['target']} position (VLM)",
+                      ", ".join(f"{v:.1f}" for v in result["landmark_mm"]), "mm (LPS)", tool))
+        out.append(_f("VLM landmark confidence", result["landmark_confidence"], "", tool))
+    return out
 
 
 FINDING_READERS: dict[str, Callable[[dict], list[AnswerFinding]]] = {
     "calcium_score": _calcium,
     "segment_anatomy": _segmentation,
+    "measure_lesion": _measure,
+    "stent_coverage": _stent,
+    "risk_context": _risk,
+    "study_info": _study_info,
+    "vlm_segment": partial(_vlm, "vlm_segment"),
+    "vlm_locate": partial(_vlm, "vlm_locate"),
+    "vlm_ask": partial(_vlm, "vlm_ask"),
+    "totalsegmentator_anatomy": _segmentation,
 }
 
 

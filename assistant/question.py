@@ -22,6 +22,9 @@ Intent = Literal[
 FindingWord = Literal["calcification", "plaque", "stent", "occlusion", "stenosis", "lesion"]
 
 
+YES_NO_INTENTS = ("stent_coverage", "presence", "risk", "stenosis", "calcium_score")
+
+
 class ParsedQuestion(BaseModel):
     text: str
     intent: Intent
@@ -45,7 +48,8 @@ _LENGTH_X_DIAMETER = re.compile(_NUMBER + r"\s*(?:mm)?\s*[x×]\s*" + _NUMBER + r
 _DIAMETER = re.compile(_NUMBER + r"\s*mm\s*(?:diameter|wide)|diameter\s*(?:of\s*)?" + _NUMBER + r"\s*mm", re.I)
 _TROPONIN = re.compile(r"(?:hs-?)?(?:c?tn-?i|troponin(?:[- ]?i)?)\s*(?:of|was|is|=|:|at)?\s*" + _NUMBER
                        + r"\s*(pg/ml|ng/l|ng/ml)", re.I)
-_YES_NO_START = re.compile(r"^\s*(is|are|does|do|will|would|can|could|should|has|have|was|were|did|any)\b", re.I)
+_YES_NO_START = re.compile(r"^\s*(is|are|does|do|will|would|can|could|should|has|have|was|were|did|any)\b"
+                           r"(?!\s+(you|u)\b)", re.I)  # "can you segment ..." is a request, not a yes/no question
 
 _INTENT_PATTERNS: list[tuple[Intent, re.Pattern]] = [
     ("stent_coverage", re.compile(r"\bstent\b.*\b(cover|long enough|enough|fit|land|suffic)|"
@@ -152,7 +156,7 @@ def parse_question(text: str, previous: ParsedQuestion | None = None) -> ParsedQ
         text=clean, intent=intent, segment=segment, artery=artery, structure=structure, finding=finding,
         stent_length_mm=stent_length, stent_diameter_mm=stent_diameter, troponin_value=troponin_value,
         troponin_unit=troponin_unit, superlative=superlative,
-        is_yes_no=bool(_YES_NO_START.match(clean)) and intent in ("stent_coverage", "presence", "risk"),
+        is_yes_no=bool(_YES_NO_START.match(clean)) and intent in YES_NO_INTENTS,
     )
     return _resolve_follow_up(parsed, previous)
 
@@ -162,7 +166,11 @@ def _resolve_follow_up(q: ParsedQuestion, previous: ParsedQuestion | None) -> Pa
     if previous is None or previous.intent == "unknown":
         return q
     short = len(q.text.split()) <= 8
-    looks_follow_up = bool(_FOLLOW_UP.search(q.text)) or (short and q.intent == "unknown")
+    # A short question with no intent of its own is a follow-up only when it brings something the
+    # previous one can use (anatomy, a finding, a number): "banana rocket?" stays unknown.
+    brings = any((q.segment, q.artery, q.structure, q.finding, q.stent_length_mm, q.stent_diameter_mm,
+                  q.troponin_value))
+    looks_follow_up = bool(_FOLLOW_UP.search(q.text)) or (short and q.intent == "unknown" and brings)
     if not looks_follow_up:
         return q
     update: dict = {"follow_up": True}

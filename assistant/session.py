@@ -33,6 +33,7 @@ class Session:
     study_path: str | None = None
     history: list[BaseMessage] = field(default_factory=list)
     output_dir: Path | None = None
+    report_store: object | None = None  # a tools.report_store.ReportStore; None: the settings' store
 
     def __post_init__(self) -> None:
         self.tools = available_tools()
@@ -41,14 +42,28 @@ class Session:
     def load_study(self, path: str | Path) -> StudyContext:
         """Load a study into this session; on failure the previous study and history stay as they were."""
         context = load_context(path)  # raises StudyError with a clinician-readable message
-        context.output_dir = self.output_dir
-        self.context, self.study_path, self.history = context, str(path), []
+        return self.use_context(context, study_path=str(path))
+
+    def use_context(self, context: StudyContext, *, study_path: str | None = None) -> StudyContext:
+        """Make an already loaded study this session's study; the conversation starts afresh."""
+        if context.output_dir is None:
+            context.output_dir = self.output_dir
+        self.context, self.study_path, self.history = context, study_path, []
         return context
+
+    def config(self) -> dict:
+        """The run config of this session's turns: its study and report store, nobody else's."""
+        configurable: dict = dict(self.context.as_config()["configurable"]) if self.context else {}
+        if self.report_store is not None:
+            from tools.report_store import STORE_CONFIG_KEY
+
+            configurable[STORE_CONFIG_KEY] = self.report_store
+        return {"configurable": configurable}
 
     def ask_stream(self, question: str) -> Iterator[BaseMessage | GroundedAnswer]:
         """Yield each planning and tool message as it happens, then the grounded answer."""
         human = HumanMessage(content=question)
-        config = self.context.as_config() if self.context else {"configurable": {}}
+        config = self.config()
         new: list[BaseMessage] = []
         previous = list(self.history)
         for message in run_turn(self.graph, [*previous, human], config):

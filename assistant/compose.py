@@ -1,0 +1,410 @@
+"""The embedded planner's final answer: clinical text written from this turn's tool results only.
+
+Every number in the text is rendered from an :class:`~assistant.answer.AnswerFinding` produced by
+:mod:`assistant.findings` (same value, same rounding, same unit), or quoted from a tool's own
+message, so the text never holds a number that no tool returned. Refusals and uncertainty are
+stated: a tool's failure message is passed on, a missing input is named, and a MACE question is
+answered with the established scores and their limits, never with an invented probability.
+Yes/no answers start with the verdict of :mod:`assistant.verdicts`, so text and verdict agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from assistant.evidence import ToolOutcome
+from assistant.findings import findings_of, show
+from assistant.question import ParsedQuestion
+from tools.anatomy import ARTERIES
+
+CAPABILITIES = (
+    "I can answer questions about the loaded coronary CT study, for example: "
+    "\"What is the calcium score?\", \"How severe is the stenosis in the proximal LAD?\", "
+    "\"Will a 20 mm stent cover the pLAD lesion?\", \"Is there a stent in the RCA?\", "
+    "\"Segment the most calcified artery\", \"What is his cardiac risk with a troponin I of 40 ng/L?\", "
+    "\"Show prior reports with LAD stenosis\" and \"Which study is loaded?\". "
+    "Follow-ups such as \"and the RCA?\" or \"what about a 24 mm one?\" refer to the previous question."
+)
+
+
+def _ok(done: list[ToolOutcome], name: str) -> list[ToolOutcome]:
+    return [o for o in done if o.name == name and o.ok and o.result is not None]
+
+
+def _failed(done: list[ToolOutcome], name: str | None = None) -> list[ToolOutcome]:
+    return [o for o in done if not o.ok and (name is None or o.name == name)]
+
+
+def _facts(outcome: ToolOutcome) -> dict[str, str]:
+    """Finding name -> rendered value with unit, for one successful tool call."""
+    return {f.name: show(f) for f in findings_of(outcome.name, outcome.result or {})}
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def _where(name: str) -> str:
+    return f"the {name}"
+
+
+def _failure_notes(done: list[ToolOutcome], explained: set[int] | None = None) -> list[str]:
+    """One sentence per failed tool call not already explained in the answer."""
+    notes, seen = [], set()
+    for i, o in enumerate(done):
+        if o.ok or (explained and i in explained) or o.error in seen:
+            continue
+        seen.add(o.error)
+        notes.append(_sentence(f"{o.name} could not answer: {o.error}"))
+    return notes
+
+
+def _lead(verdict: str | None) -> str:
+    return {"yes": "Yes. ", "no": "No. ", "unknown": "Undetermined. "}.get(verdict or "", "")
+
+
+def _source_note(results: list[dict]) -> str:
+    sources = sorted({r.get("labels_source") for r in results if r.get("labels_source")})
+    return f" Masks used: {', '.join(sources)}." if sources else ""
+
+
+# ------------------------------------------------------------------------------------- per intent
+def _study_info(q: ParsedQuestion, done: list[ToolOutcome]) -> str:
+    info = _ok(done, "study_info")
+    if not info:
+        return "I could not read the study. " + " ".join(_failure_notes(done))
+    r, facts = info[-1].result, _facts(info[-1])
+    summary = r.get("summary") or {}
+    parts = [f"The loaded study is {facts['modality']}"]
+    if "matrix" in facts:
+        parts.append(f"{facts['matrix']}")
+    if "voxel spacing" in facts:
+        parts.append(f"voxel spacing {facts['voxel spacing']}")
+    text = ", ".join(parts) + "."
+    if summary.get("series_choice"):
+        text += f" Series: {summary['series_choice']}."
+    text += (" A non-contrast calcium-scoring series is loaded." if r["has_calcium_scoring_series"]
+             else " No non-contrast calcium-scoring series is loaded (no Agatston score possible).")
+    text += (f" Masks: {r['labels_source']}." if r.get("labels_source")
+             else " No segmentation is available for this study.")
+    text += " Clinical context (risk factors, labs) is known." if r["has_clinical_context"] else \
+        " No clinical context (risk factors, labs) is known."
+    for warning in summary.get("warnings") or []:
+        text += f" Warning: {_sentence(warning)}"
+    return text
+
+
+def _calcium(q: ParsedQuestion, done: list[ToolOutcome], verdict: str | None) -> str:
+    scored = _ok(done, "calcium_score")
+    if not scored:
+        return "I could not measure coronary calcium: " + " ".join(o.error for o in _failed(done)) \
+            if _failed(done) else "No calcium score was measured."
+    outcome = scored[-1]
+    r, facts = outcome.result, _facts(outcome)
+    per_artery = r.get("per_artery") or {}
+    if r["kind"] == "agatston":
+        if q.artery:
+            key = f"{q.artery} Agatston score"
+            value = facts.get(key, "0 AU")
+            text = (f"{_lead(verdict)}The {q.artery} has an Agatston score of {value} "
+                    f"(total coronary Agatston score {facts['Agatston score']}")
+            text += f", CAC-DRS {facts['CAC-DRS']})." if "CAC-DRS" in facts else ")."
+        else:
+            text = (f"{_lead(verdict)}Coronary calcium on the non-contrast calcium-scoring series: "
+                    f"Agatston score {facts['Agatston score']}, volume {facts['calcium volume']}")
+            if "calcium mass" in facts:
+                text += f", mass {facts['calcium mass']}"
+            text += "."
+            if "CAC-DRS" in facts:
+                text += f" CAC-DRS {facts['CAC-DRS']}"
+                text += f", CAD-RADS plaque burden {facts['plaque burden']}." if "plaque burden" in facts else "."
+            scored_arteries = [a for a in ARTERIES if (per_artery.get(a) or {}).get("agatston")]
+            if scored_arteries:
+                text += " Per artery: " + ", ".join(
+                    f"{a} {facts[f'{a} Agatston score']}" for a in scored_arteries) + "."
+    else:
+        target = q.artery
+        if target:
+            value = facts.get(f"{target} calcium volume", "0 mm³")
+            text = f"{_lead(verdict)}Calcium volume on the {target}: {value}."
+        else:
+            text = f"{_lead(verdict)}Coronary calcium volume on the contrast CCTA: {facts['calcium volume (contrast CCTA)']}."
+            with_calcium = [a for a in ARTERIES if (per_artery.get(a) or {}).get("volume_mm3")]
+            if with_calcium:
+                text += " Per artery: " + ", ".join(f"{a} {facts[f'{a} calcium volume']}" for a in with_calcium) + "."
+        text += (" This study has no non-contrast calcium-scoring series, so no Agatston score, CAC-DRS or "
+                 "MESA risk can be given; a contrast CCTA calcium volume is not an Agatston score.")
+    excluded = r.get("excluded") or []
+    if excluded:
+        places = sorted({e["location"] for e in excluded})
+        text += (f" Not counted as coronary calcium: {facts['calcifications not counted']} "
+                 f"({', '.join(places)}).")
+    return text + _source_note([r]) + "".join(" " + n for n in _failure_notes(done))
+
+
+def _lesion_line(outcome: ToolOutcome) -> str:
+    r, facts = outcome.result, _facts(outcome)
+    where = r.get("segment") or r["vessel"]
+    lesion = r.get("lesion")
+    if lesion is None:
+        threshold = r["measurement"]["lesion_threshold_percent"]
+        return f"no lesion was found on the {where} (threshold {threshold:g}% diameter stenosis or plaque)"
+    text = (f"the {where} has a {facts[f'{where} diameter stenosis']} diameter stenosis "
+            f"(CAD-RADS {facts[f'{where} CAD-RADS']})" + (f" in the {lesion['segment']}" if lesion["segment"] != where else "")
+            + f", {facts[f'{where} lesion length']} long, minimal lumen diameter "
+            f"{facts[f'{where} minimal lumen diameter']} vs reference {facts[f'{where} reference diameter']}")
+    if lesion["occluded"]:
+        text += "; the vessel is occluded"
+    if lesion["in_stent"]:
+        text += "; the narrowing lies inside a stent (in-stent restenosis)"
+    return text
+
+
+def _stent_presence_line(done: list[ToolOutcome]) -> str | None:
+    masks = [o for o in _ok(done, "segment_anatomy") if o.result["target"].startswith("stent")]
+    if not masks:
+        return None
+    r = masks[-1].result
+    on = r["target"].removeprefix("stent").lstrip("_")
+    if not r["present"]:
+        return f"No stent is present {'on the ' + on if on else 'in this study'}."
+    return f"A stent is present{' on the ' + on if on else ''} ({_facts(masks[-1])[r['target'] + ' volume']} of stent voxels)."
+
+
+def _stenosis(q: ParsedQuestion, done: list[ToolOutcome], verdict: str | None) -> str:
+    measured = _ok(done, "measure_lesion")
+    stent_line = _stent_presence_line(done) if q.finding == "stent" else None
+    if not measured:
+        if stent_line:
+            return f"{_lead(verdict)}{stent_line}"
+        return _could_not(done, "measure the stenosis")
+    lines = [_lesion_line(o) for o in measured]
+    with_lesion = [o for o in measured if o.result.get("lesion")]
+    if len(measured) == 1:
+        text = _lead(verdict) + _sentence(lines[0][0].upper() + lines[0][1:])
+    else:
+        worst = max(with_lesion, key=lambda o: o.result["lesion"]["stenosis_percent"], default=None)
+        head = (f"The most severe narrowing is on the {worst.result['vessel']}. " if worst is not None
+                else "No lesion was found on the measured vessels. ")
+        text = _lead(verdict) + head + " ".join(_sentence(line[0].upper() + line[1:]) for line in lines)
+    if stent_line:
+        text = stent_line + " " + text
+    return text + _source_note([o.result for o in measured]) + "".join(" " + n for n in _failure_notes(done))
+
+
+def _stent(q: ParsedQuestion, done: list[ToolOutcome], verdict: str | None) -> str:
+    plans = _ok(done, "stent_coverage")
+    if not plans:
+        measured = _ok(done, "measure_lesion")
+        if measured and not any(o.result.get("lesion") for o in measured):
+            names = ", ".join(o.result["vessel"] for o in measured)
+            return f"No lesion was found on the {names}: there is nothing for a stent to cover."
+        return _could_not(done, "check the stent")
+    outcome = plans[-1]
+    r, facts = outcome.result, _facts(outcome)
+    where = outcome.args.get("vessel", "vessel")
+    if r["status"] == "no_lesion":
+        return _sentence(f"Undetermined. No lesion was found on the {where}: there is nothing for a stent to cover")
+    lesion = r.get("lesion") or {}
+    at = f"the {lesion.get('segment', where)} lesion"
+    if q.stent_length_mm is None:
+        text = (f"For {at} ({facts['lesion length']} long, {facts['lesion diameter stenosis']} diameter stenosis), "
+                f"the stent must cover {facts['required stent length']} (lesion plus "
+                f"{facts['landing zone per end']} of healthy landing zone at each end). ")
+        text += (f"The shortest catalogue length that covers it is {facts['shortest covering catalogue length']}"
+                 if "shortest covering catalogue length" in facts else "No catalogue length covers it")
+        text += f"; suggested diameter {facts['suggested stent diameter']} (reference {facts['reference diameter']})."
+    else:
+        covers = "covers" if r["covers"] else "does not cover"
+        text = (f"{_lead(verdict)}A {facts['stent length']} stent {covers} {at} "
+                f"({facts['lesion length']} long, {facts['lesion diameter stenosis']} diameter stenosis) with "
+                f"{facts['landing zone per end']} landing zones: best-centred margins {facts['proximal margin']} "
+                f"proximal and {facts['distal margin']} distal; it needs {facts['required stent length']}.")
+        for reason in r.get("reasons") or []:
+            text += " " + _sentence(reason[0].upper() + reason[1:])
+        text += (f" Shortest catalogue length that covers: {facts['shortest covering catalogue length']}"
+                 if "shortest covering catalogue length" in facts else " No catalogue length covers it")
+        text += f"; suggested diameter {facts['suggested stent diameter']} (reference {facts['reference diameter']})."
+    if r["status"] == "no_stent_needed":
+        text = (f"No stent is needed by CT criteria: the stenosis is {facts['lesion diameter stenosis']} "
+                "(below 50%, non-obstructive). Geometry for reference: " + text)
+    if r.get("ostial"):
+        text += " The lesion involves an ostium."
+    if r.get("bifurcation"):
+        text += f" It touches a bifurcation ({', '.join(r['bifurcation'])})."
+    if len(_ok(done, "measure_lesion")) > 1 and not (q.segment or q.artery):
+        text += f" (No vessel was named: the most severe lesion, on the {where}, was used.)"
+    return text + "".join(" " + n for n in _failure_notes(done))
+
+
+def _presence(q: ParsedQuestion, done: list[ToolOutcome], verdict: str | None) -> str:
+    where = q.segment or q.artery
+    masks = _ok(done, "segment_anatomy")
+    if q.finding in ("calcification", "plaque", "stent") and masks:
+        if q.finding == "stent":
+            return _lead(verdict) + (_stent_presence_line(done) or "") + _source_note([o.result for o in masks])
+        present = [o for o in masks if o.result["present"]]
+        place = f"on the {where}" if where else "in the coronary arteries"
+        if not present:
+            kind = "calcified or non-calcified plaque" if q.finding == "plaque" else "coronary calcification"
+            return f"{_lead(verdict)}No {kind} was found {place}." + _source_note([o.result for o in masks])
+        parts = []
+        for o in present:
+            label = "calcified plaque" if o.result["target"].startswith("calcified") else "non-calcified plaque"
+            parts.append(f"{label} ({_facts(o)[o.result['target'] + ' volume']})")
+        return (f"{_lead(verdict)}Found {place}: " + ", ".join(parts) + "."
+                + _source_note([o.result for o in masks]))
+    if _ok(done, "vlm_ask"):
+        return _vlm_answer(done, verdict)
+    if _ok(done, "measure_lesion"):
+        return _stenosis(q, done, verdict)
+    return _could_not(done, "tell")
+
+
+def _segment(q: ParsedQuestion, done: list[ToolOutcome]) -> str:
+    masks = _ok(done, "segment_anatomy") + _ok(done, "vlm_segment")
+    prefix = ""
+    if q.superlative == "most_calcified":
+        scored = _ok(done, "calcium_score")
+        if scored and not _ok(done, "segment_anatomy"):
+            return "There is no coronary calcium in this study, so no artery is the most calcified." \
+                if not _failed(done) else _could_not(done, "find the most calcified artery")
+        if scored:
+            artery = masks[-1].result["target"]
+            facts = _facts(scored[-1])
+            value = facts.get(f"{artery} Agatston score") or facts.get(f"{artery} calcium volume")
+            prefix = f"The most calcified artery is the {artery} ({value}). "
+    if q.superlative == "most_stenosed":
+        from assistant.planner import worst_lesion
+
+        worst = worst_lesion(done)
+        if worst is None:
+            return "No lesion was found on the measured vessels, so none is the most stenosed." \
+                if _ok(done, "measure_lesion") else _could_not(done, "find the most stenosed vessel")
+        prefix = f"The most stenosed segment is the {worst['segment']} ({worst['stenosis_percent']:.0f}% diameter stenosis). "
+    if not masks:
+        if q.intent == "segment" and not (q.segment or q.artery or q.structure or q.finding or q.superlative):
+            return "Which structure should I segment? For example: the LAD, the proximal RCA, the aorta, " \
+                   "the left ventricle, calcification or a stent."
+        return prefix + _could_not(done, "segment it")
+    parts = []
+    for o in masks:
+        r, facts = o.result, _facts(o)
+        if o.name == "vlm_segment":
+            parts.append(f"The VLM segmented the {r['target']}: {facts[r['target'] + ' volume (VLM)']} "
+                         f"(mask confidence {facts['VLM mask confidence']}).")
+        elif not r["present"]:
+            name = r["target"].replace("_", " on the ", 1) if "_" in r["target"] and r["target"].split("_")[-1] in (
+                *ARTERIES,) else r["target"].replace("_", " ")
+            parts.append(f"There is no {name} in this study's label map ({r['labels_source']}).")
+        else:
+            parts.append(f"Segmented the {r['target'].replace('_', ' ')}: {facts[r['target'] + ' volume']} "
+                         f"(masks: {r['labels_source']}); mask file: {r['mask_path']}.")
+    return prefix + " ".join(parts) + "".join(" " + n for n in _failure_notes(done))
+
+
+def _risk(q: ParsedQuestion, done: list[ToolOutcome], verdict: str | None) -> str:
+    risk = _ok(done, "risk_context")
+    if not risk:
+        return _could_not(done, "gather the risk context")
+    r, facts = risk[-1].result, _facts(risk[-1])
+    text = _lead(verdict) if verdict in ("yes", "no") else ""
+    text += ("No validated model turns this CT and a troponin into a probability of a major adverse cardiac "
+             "event (MACE), so I do not give one. The established pieces are: ")
+    pieces = []
+    if "Agatston score" in facts:
+        piece = f"Agatston score {facts['Agatston score']} ({r.get('agatston_source') or 'source not stated'})"
+        if "CAC-DRS" in facts:
+            piece += f", CAC-DRS {facts['CAC-DRS']}"
+        if "plaque burden" in facts:
+            piece += f", CAD-RADS plaque burden {facts['plaque burden']}"
+        pieces.append(piece)
+    mesa = r.get("mesa")
+    if mesa:
+        inputs = mesa["inputs"]
+        flags = [name for key, name in (("diabetes", "diabetes"), ("current_smoker", "current smoker"),
+                                        ("lipid_lowering", "lipid-lowering treatment"),
+                                        ("bp_medication", "BP treatment"),
+                                        ("family_history_mi", "family history of MI")) if inputs.get(key)]
+        pieces.append(
+            f"MESA 10-year hard CHD risk {facts['MESA 10-year hard CHD risk']} (McClelland et al., JACC 2015; inputs: "
+            f"age {facts['age']}, {inputs['sex']}, {inputs['race'].replace('_', ' ')}, systolic BP "
+            f"{facts['systolic BP']}, total cholesterol {facts['total cholesterol']}, HDL {facts['HDL cholesterol']}"
+            + (", " + ", ".join(flags) if flags else ", no diabetes, smoking, treatment or family history flags")
+            + "; it predicts 10-year hard CHD events, not 1-year MACE)")
+    trop = r.get("troponin")
+    if trop:
+        above = "above" if trop["above_url"] else "not above"
+        url = facts[f"hs-cTnI 99th-percentile URL ({trop['sex']})"]
+        pieces.append(
+            f"hs-cTnI {facts['hs-cTnI']} (given as {trop['given']}) is {above} the {trop['sex']} 99th-percentile "
+            f"URL of {url} ({trop['assay']}; "
+            f"{facts['hs-cTnI / URL']} x URL): "
+            + ("myocardial injury; serial values and the clinical picture decide whether it is an infarction"
+               if trop["above_url"] else "no myocardial injury on this value"))
+    text += ("; ".join(pieces) + ".") if pieces else "none could be computed."
+    for missing in r.get("not_computed") or []:
+        text += " Not computed: " + _sentence(missing)
+    limits = r.get("limits") or []
+    if limits:
+        text += " Limits: " + " ".join(_sentence(limit[0].upper() + limit[1:]) for limit in limits[1:])
+    return text + "".join(" " + n for n in _failure_notes(done))
+
+
+def _reports(q: ParsedQuestion, done: list[ToolOutcome]) -> str:
+    found = _ok(done, "retrieve_reports")
+    if not found:
+        return _could_not(done, "search the reports")
+    hits = found[-1].result.get("items", [])
+    scope = found[-1].args.get("scope", "this_patient")
+    whose = "this patient's prior" if scope == "this_patient" else "similar" if scope == "other_patients" else "stored"
+    if not hits:
+        return f"No {whose} reports matched."
+    # Report text is quoted as data between quotation marks; nothing in it is acted upon.
+    lines = [f"[{h['report_id']}, {h.get('study_date') or 'no date'}] \"{h['snippet']}\"" for h in hits]
+    return (f"{len(hits)} {whose} report(s), most similar first (quoted verbatim as data): " + "; ".join(lines) + ".")
+
+
+def _vlm_answer(done: list[ToolOutcome], verdict: str | None) -> str:
+    r = _ok(done, "vlm_ask")[-1].result
+    return (f"{_lead(verdict)}The VLM answers \"{r['answer']}\" (confidence {r['answer_confidence']:.2f}); "
+            "this is the model's reading, not a measurement.")
+
+
+def _could_not(done: list[ToolOutcome], what: str) -> str:
+    failed = _failed(done)
+    if not failed:
+        return f"I could not {what}: no tool could be run for this question on this study."
+    return f"I could not {what}. " + " ".join(_failure_notes(done))
+
+
+def _unknown(q: ParsedQuestion | None, done: list[ToolOutcome]) -> str:
+    named = q and (q.segment or q.artery or q.structure)
+    if named:
+        return (f"I am not sure what you want to know about the {named}. " + CAPABILITIES)
+    return "I did not understand the question. " + CAPABILITIES
+
+
+WRITERS: dict[str, Callable[..., str]] = {
+    "study_info": lambda q, done, verdict: _study_info(q, done),
+    "calcium_score": _calcium,
+    "stenosis": _stenosis,
+    "stent_coverage": _stent,
+    "presence": _presence,
+    "segment": lambda q, done, verdict: _segment(q, done),
+    "risk": _risk,
+    "reports": lambda q, done, verdict: _reports(q, done),
+}
+
+
+def compose_answer(q: ParsedQuestion | None, done: list[ToolOutcome]) -> str:
+    """The final answer for question ``q`` from this turn's tool outcomes (see the module docstring)."""
+    if q is None or q.intent not in WRITERS:
+        return _unknown(q, done)
+    verdict = None
+    if q.is_yes_no:
+        from assistant.findings import verdict_for
+
+        verdict = verdict_for(q, done)
+    return WRITERS[q.intent](q, done, verdict).strip()

@@ -1,0 +1,126 @@
+"""Yes / no verdicts decided from tool results, never from the wording of an answer.
+
+One rule per intent. A rule reads the structured results of this turn's tools and returns "yes",
+"no" or "unknown" (the tools did not run, failed, or do not decide the question). Because the
+verdict never looks at the answer text, it is the same whichever chat model wrote that text, and a
+benchmark can score it without parsing prose.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from assistant.evidence import ToolOutcome
+from assistant.question import ParsedQuestion
+
+Verdict = str  # "yes" | "no" | "unknown"
+
+# "Is there a significant / obstructive stenosis": CT calls >= 50 % obstructive (CAD-RADS >= 3);
+# "severe" is >= 70 % (CAD-RADS 4A). Without a qualifier a stenosis is >= 25 % (CAD-RADS >= 2):
+# plaque narrowing the lumen by 1-24 % is "minimal" and reported as plaque, not as a stenosis.
+ANY_STENOSIS_PERCENT = 25.0
+OBSTRUCTIVE_PERCENT = 50.0
+SEVERE_PERCENT = 70.0
+_SEVERE = re.compile(r"\b(severe|critical|tight|high[- ]grade)\b", re.I)
+_OBSTRUCTIVE = re.compile(r"\b(significant|obstructive|flow[- ]limiting|haemodynamic|hemodynamic|relevant)\b", re.I)
+_CALCIUM_THRESHOLD = re.compile(r"\b(?:above|over|greater than|more than|exceed(?:s|ing)?|>)\s*(\d+(?:\.\d+)?)", re.I)
+_CALCIUM_ZERO = re.compile(r"\b(zero|0)\b", re.I)
+_TROPONIN_HIGH = re.compile(r"\b(elevated|high|raised|above|abnormal|positive|increased)\b", re.I)
+
+
+def _ok(done: list[ToolOutcome], name: str) -> list[ToolOutcome]:
+    return [o for o in done if o.name == name and o.ok and o.result is not None]
+
+
+def stenosis_threshold(text: str) -> float:
+    """The diameter stenosis (%) a yes/no question asks about."""
+    if _SEVERE.search(text):
+        return SEVERE_PERCENT
+    if _OBSTRUCTIVE.search(text):
+        return OBSTRUCTIVE_PERCENT
+    return ANY_STENOSIS_PERCENT
+
+
+def _stent_coverage(q: ParsedQuestion, done: list[ToolOutcome]) -> Verdict:
+    plans = _ok(done, "stent_coverage")
+    if not plans or q.stent_length_mm is None:
+        return "unknown"
+    plan = plans[-1].result
+    if plan["status"] == "no_lesion":
+        return "unknown"  # nothing to cover: the answer says so
+    return "yes" if plan["covers"] else "no"
+
+
+def _lesion_verdict(q: ParsedQuestion, done: list[ToolOutcome]) -> Verdict:
+    measured = _ok(done, "measure_lesion")
+    if not measured:
+        return "unknown"
+    lesions = [o.result["lesion"] for o in measured if o.result.get("lesion")]
+    if q.finding == "occlusion":
+        return "yes" if any(les["occluded"] for les in lesions) else "no"
+    threshold = stenosis_threshold(q.text)
+    return "yes" if any(les["stenosis_percent"] >= threshold for les in lesions) else "no"
+
+
+def _finding_verdict(q: ParsedQuestion, done: list[ToolOutcome]) -> Verdict:
+    masks = _ok(done, "segment_anatomy")
+    if masks:
+        return "yes" if any(o.result["present"] for o in masks) else "no"
+    if _ok(done, "vlm_ask"):
+        answer = _ok(done, "vlm_ask")[-1].result["answer"]
+        return "yes" if answer == "yes" else "no" if answer in ("no", "not present") else "unknown"
+    return _lesion_verdict(q, done)
+
+
+def _presence(q: ParsedQuestion, done: list[ToolOutcome]) -> Verdict:
+    if q.finding in ("calcification", "plaque", "stent"):
+        return _finding_verdict(q, done)
+    return _lesion_verdict(q, done)
+
+
+def _stenosis(q: ParsedQuestion, done: list[ToolOutcome]) -> Verdict:
+    if q.finding == "stent" and _ok(done, "segment_anatomy") and not _ok(done, "measure_lesion"):
+        return _finding_verdict(q, done)
+    return _lesion_verdict(q, done)
+
+
+def _calcium(q: ParsedQuestion, done: list[ToolOutcome]) -> Verdict:
+    scored = _ok(done, "calcium_score")
+    if not scored:
+        return "unknown"
+    result = scored[-1].result
+    if q.artery:
+        per = (result.get("per_artery") or {}).get(q.artery)
+        value = None if per is None else (per["agatston"] if per.get("agatston") is not None else per["volume_mm3"])
+        value = value or 0.0
+    else:
+        value = result["agatston"] if result.get("agatston") is not None else result["volume_mm3"]
+    if m := _CALCIUM_THRESHOLD.search(q.text):
+        if result.get("agatston") is None:
+            return "unknown"  # a threshold on the Agatston score cannot be read from a contrast volume
+        return "yes" if value > float(m.group(1)) else "no"
+    if _CALCIUM_ZERO.search(q.text):
+        return "yes" if value == 0 else "no"
+    return "yes" if value > 0 else "no"
+
+
+def _risk(q: ParsedQuestion, done: list[ToolOutcome]) -> Verdict:
+    # Only the troponin question has a yes/no answer in the established scores; "will this
+    # patient have a MACE" has none, and the answer explains why.
+    risk = _ok(done, "risk_context")
+    if risk and re.search(r"troponin|tn-?i", q.text, re.I) and _TROPONIN_HIGH.search(q.text) \
+            and not re.search(r"\bmace\b|\bevent|\brisk\b", q.text, re.I):
+        trop = risk[-1].result.get("troponin")
+        if trop:
+            return "yes" if trop["above_url"] else "no"
+    return "unknown"
+
+
+VERDICT_RULES: dict[str, Callable[[ParsedQuestion, list[ToolOutcome]], Verdict]] = {
+    "stent_coverage": _stent_coverage,
+    "presence": _presence,
+    "stenosis": _stenosis,
+    "calcium_score": _calcium,
+    "risk": _risk,
+}

@@ -1,0 +1,156 @@
+"""The trained VLM as assistant tools: ``vlm_segment``, ``vlm_locate`` and ``vlm_ask``.
+
+Each tool loads the checkpoint of ``settings.checkpoint_dir`` (once, then kept while the folder is
+unchanged) and runs one instruction on the session's study with ``CardioVLM.run``. When no
+checkpoint is installed the tools fail with "no trained VLM checkpoint is installed" and where it
+was looked for; they never return a made-up answer. Masks are written as NIfTI into the session's
+output folder and kept in the context for overlays, like those of ``segment_anatomy``.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from pathlib import Path
+
+import numpy as np
+from langchain_core.runnables import RunnableConfig
+from langchain_core.tools import tool
+from pydantic import BaseModel, Field
+
+from tools.context import StudyContext, context_from_config
+from tools.masks import save_mask_nifti
+from tools.settings import get_settings
+from tools.study import StudyError
+
+
+class VLMUnavailable(StudyError):
+    """No usable trained checkpoint: the message says where one was looked for."""
+
+
+_lock = threading.Lock()
+_loaded: dict[str, tuple[float, object]] = {}  # checkpoint folder -> (weights mtime, model)
+
+
+def checkpoint_installed(checkpoint_dir: Path | None = None) -> bool:
+    from vlm.checkpoint_io import CONFIG_FILE, WEIGHTS_FILE
+
+    folder = Path(checkpoint_dir or get_settings().checkpoint_dir)
+    return (folder / CONFIG_FILE).is_file() and (folder / WEIGHTS_FILE).is_file()
+
+
+def load_vlm(checkpoint_dir: Path | None = None):
+    """The trained model of ``checkpoint_dir`` (default: settings), loaded once per weights file.
+
+    Raises:
+        VLMUnavailable: no checkpoint is installed there, or it cannot be loaded (the reason is given).
+    """
+    import vlm
+    from vlm.checkpoint_io import WEIGHTS_FILE
+
+    folder = Path(checkpoint_dir or get_settings().checkpoint_dir)
+    if not checkpoint_installed(folder):
+        raise VLMUnavailable(
+            f"no trained VLM checkpoint is installed (looked in {folder}); train one with `cardiovlm train` "
+            "or set CARDIOVLM_CHECKPOINT_DIR to a checkpoint folder")
+    mtime = (folder / WEIGHTS_FILE).stat().st_mtime
+    with _lock:
+        cached = _loaded.get(str(folder))
+        if cached and cached[0] == mtime:
+            return cached[1]
+        try:
+            model = vlm.load(folder, device="cpu")
+        except ValueError as err:  # CheckpointError, TextEncoderUnavailable
+            raise VLMUnavailable(f"the VLM checkpoint in {folder} cannot be used: {err}") from err
+        _loaded[str(folder)] = (mtime, model)
+        return model
+
+
+def _run(ctx: StudyContext, instruction: str, choices: list[str] | None = None):
+    return load_vlm().run(ctx.study, instruction, choices)
+
+
+def _file_safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_")[:60] or "mask"
+
+
+# ------------------------------------------------------------------------------------------ schemas
+class VLMSegmentInput(BaseModel):
+    target: str = Field(description="what to segment, in words: 'LAD', 'proximal RCA', 'calcified plaque of the "
+                        "LAD', 'left ventricle'")
+
+
+class VLMLocateInput(BaseModel):
+    target: str = Field(description="landmark or finding to locate: 'left coronary ostium', 'the pLAD lesion', "
+                        "'crux cordis'")
+
+
+class VLMAskInput(BaseModel):
+    question: str = Field(description="a question about the image, e.g. 'is there a stent in the RCA?'")
+    choices: list[str] | None = Field(None, description="options of a multiple-choice question, if any")
+
+
+class VLMSegmentResult(BaseModel):
+    target: str
+    present: bool = Field(description="false when the model's mask is empty")
+    voxels: int
+    volume_mm3: float
+    mask_confidence: float = Field(description="mean probability inside the mask, 0-1")
+    mask_path: str | None = Field(None, description="NIfTI file of the mask on the study grid")
+    labels_source: str = "VLM"
+
+
+class VLMLocateResult(BaseModel):
+    target: str
+    landmark_mm: tuple[float, float, float] = Field(description="patient LPS position, mm")
+    landmark_confidence: float = Field(description="1 for a sharp heatmap, 0 for a uniform one")
+
+
+class VLMAskResult(BaseModel):
+    question: str
+    answer: str = Field(description="'yes', 'no', 'not present', or the chosen option")
+    answer_confidence: float
+    answer_probabilities: dict[str, float]
+    choice_probabilities: dict[str, float] | None = None
+
+
+# -------------------------------------------------------------------------------------------- tools
+def vlm_segment(ctx: StudyContext, target: str) -> VLMSegmentResult:
+    result = _run(ctx, f"segment the {target}")
+    mask = np.asarray(result.mask, dtype=bool)
+    voxels = int(mask.sum())
+    name = f"vlm_{_file_safe(target)}"
+    path = None
+    if voxels:
+        path = str(save_mask_nifti(mask, ctx.study, ctx.outputs() / f"{name}.nii.gz"))
+        ctx.extra_masks[name] = mask
+    return VLMSegmentResult(target=target, present=voxels > 0, voxels=voxels,
+                            volume_mm3=round(voxels * float(np.prod(ctx.study.spacing)), 1),
+                            mask_confidence=round(result.mask_confidence, 3), mask_path=path)
+
+
+@tool("vlm_segment", args_schema=VLMSegmentInput)
+def vlm_segment_tool(target: str, *, config: RunnableConfig) -> dict:
+    """Segment a structure or finding described in words with the trained CardioVLM model; returns
+    its volume, the model's confidence and the mask file. Use when the study has no label map."""
+    return vlm_segment(context_from_config(config), target).model_dump()
+
+
+@tool("vlm_locate", args_schema=VLMLocateInput)
+def vlm_locate_tool(target: str, *, config: RunnableConfig) -> dict:
+    """Locate a landmark or finding described in words with the trained CardioVLM model; returns its
+    position in patient coordinates (LPS mm) and the model's confidence."""
+    result = _run(context_from_config(config), f"locate the {target}")
+    return VLMLocateResult(target=target, landmark_mm=tuple(round(v, 2) for v in result.landmark_mm),
+                           landmark_confidence=round(result.landmark_confidence, 3)).model_dump()
+
+
+@tool("vlm_ask", args_schema=VLMAskInput)
+def vlm_ask_tool(question: str, choices: list[str] | None = None, *, config: RunnableConfig) -> dict:
+    """Ask the trained CardioVLM model a yes/no or multiple-choice question about the image; returns
+    its answer and confidence. A model reading, not a measurement: prefer the measuring tools."""
+    result = _run(context_from_config(config), question, choices)
+    return VLMAskResult(question=question, answer=result.answer, answer_confidence=round(result.answer_confidence, 3),
+                        answer_probabilities={k: round(v, 3) for k, v in result.answer_probabilities.items()},
+                        choice_probabilities=None if result.choice_probabilities is None else
+                        {k: round(v, 3) for k, v in result.choice_probabilities.items()}).model_dump()
