@@ -11,7 +11,7 @@ Two pure cores and one LangChain tool (``calcium_score``):
   method, stated in every result). Volume score = volume of the scored voxels (mm^3); mass score =
   ``calibration x sum(volume x mean HU)`` (mg, calibration in mg/(mm^3 HU) from a calcium phantom).
 * :func:`contrast_calcium_volume` on a contrast CCTA, where Agatston is not defined: voxels above
-  the local lumen attenuation (per coronary segment: lumen median + k x robust SD) near the
+  the local lumen attenuation (median of the nearest lumen voxels + k x noise SD) near the
   coronary lumen, reported as a **volume only**.
 
 Both assign each 3D lesion (26-connected scored voxels) to an artery through its nearest labelled
@@ -35,7 +35,7 @@ from pydantic import BaseModel, Field
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from tools.anatomy import (ARTERIES, CORONARY_LABELS, SEGMENTS_BY_LABEL, STRUCTURES_BY_LABEL,
+from tools.anatomy import (ARTERIES, CORONARY_LABELS, SEGMENTS_BY_LABEL, STRUCTURES_BY_LABEL, STRUCTURES_BY_NAME,
                            label_name, resolve_structure_or_segment)
 from tools.cadrads import cac_drs, plaque_burden_from_cac
 from tools.context import context_from_config
@@ -45,6 +45,8 @@ AGATSTON_THRESHOLD_HU = 130.0
 WEIGHT_BAND_EDGES_HU = (200.0, 300.0, 400.0)  # peak >= edge adds 1 to the base weight of 1
 AGATSTON_SLICE_MM = 3.0
 ROI_EXTRA_MARGIN_MM = 10.0
+BLOOD_POOL_LABELS = tuple(STRUCTURES_BY_NAME[n].label_id for n in
+                          ("aorta", "aortic_root", "lv_blood", "rv_blood", "la_blood", "ra_blood", "pulmonary_artery"))
 CONTRAST_LABEL = "contrast CCTA calcium volume, not an Agatston score"
 
 
@@ -363,56 +365,62 @@ def _shift_affine(affine: np.ndarray | None, roi) -> np.ndarray:
 # ------------------------------------------------------------------------------------- contrast CCTA
 def contrast_calcium_volume(hu: np.ndarray, spacing, labels: np.ndarray | None, *,
                             affine: np.ndarray | None = None, k_sd: float = 3.0, min_sd_hu: float = 10.0,
-                            min_volume_mm3: float = 1.0, max_distance_mm: float = 3.0, modality: str = "CT",
-                            hu_calibrated: bool = True, labels_source: str | None = None) -> CalciumScore:
+                            local_voxels: int = 64, lumen_percentile: float = 90.0, min_volume_mm3: float = 1.0, max_distance_mm: float = 3.0,
+                            modality: str = "CT", hu_calibrated: bool = True,
+                            labels_source: str | None = None) -> CalciumScore:
     """Calcium volume on a contrast CCTA, where the Agatston score is not defined.
 
-    Rule: for each coronary segment, the lumen attenuation is summarised robustly from its lumen
-    voxels (median, SD = 1.4826 x median absolute deviation, at least ``min_sd_hu``); a voxel within
-    ``max_distance_mm`` of a lumen label is calcium when it exceeds the median + ``k_sd`` SD of its
-    nearest segment (and 130 HU). Calcium voxels form 26-connected lesions; those under
-    ``min_volume_mm3`` are ignored. Only volumes are reported; the result's label says so.
+    Rule: a voxel within ``max_distance_mm`` of a coronary lumen label is calcium when it exceeds
+    the LOCAL lumen attenuation by ``k_sd`` noise SDs (and 130 HU). The local lumen attenuation is
+    the ``lumen_percentile`` (90th) of the ``local_voxels`` lumen voxels nearest to it: a few mm of
+    vessel, because the lumen darkens along a vessel; a high percentile, because partial volume
+    darkens the lumen edge voxels while calcium must beat the fully opacified centre. Voxels in
+    labelled blood pools (aorta, chambers, pulmonary trunk) are never calcium. Defaults (90th
+    percentile, k = 3) found calcium per artery exactly on four phantoms (two with calcified or
+    mixed plaque, two without); the volume is underestimated where calcium is blurred. The noise SD is the robust SD (1.4826 x median absolute deviation) of the labelled blood
+    pool (aorta, aortic root, left ventricle) when present, else of all lumen voxels, at least
+    ``min_sd_hu``. Calcium voxels form 26-connected lesions; those under ``min_volume_mm3`` are
+    ignored. Only volumes are reported (partial volume makes them approximate); the label says so.
 
     Args:
         hu, spacing, labels, affine, max_distance_mm, modality, hu_calibrated, labels_source: as
             :func:`agatston_score`, on the contrast series.
-        k_sd: how many lumen SDs above the lumen median calcium starts.
-        min_sd_hu: floor on the lumen SD (a noiseless or tiny lumen would otherwise give no margin).
+        k_sd: how many noise SDs above the local lumen attenuation calcium starts.
+        min_sd_hu: floor on the noise SD (a noiseless image would otherwise give no margin).
+        local_voxels: nearest lumen voxels that give the local lumen attenuation.
+        lumen_percentile: percentile of those voxels taken as the local lumen attenuation.
         min_volume_mm3: smallest lesion counted.
     """
     spacing, coronary = _check_inputs(hu, spacing, labels, modality=modality, hu_calibrated=hu_calibrated)
     roi = _roi(coronary, spacing, max_distance_mm + ROI_EXTRA_MARGIN_MM)
     sub, sub_labels, coronary = hu[roi], labels[roi], coronary[roi]
     flat_hu, flat_labels = sub.ravel(), sub_labels.ravel()
+    scale = np.asarray(spacing)
 
-    # Local lumen attenuation per segment, robust to a few calcium voxels inside the lumen label.
     lumen_idx = np.flatnonzero(coronary)
-    lumen_seg, lumen_hu = flat_labels[lumen_idx], flat_hu[lumen_idx].astype(np.float64)
-    thresholds = np.full(int(max(CORONARY_LABELS)) + 1, np.inf)
-    lines = []
-    for seg_id in np.unique(lumen_seg):
-        lumen = lumen_hu[lumen_seg == seg_id]
-        median = float(np.median(lumen))
-        sd = max(1.4826 * float(np.median(np.abs(lumen - median))), min_sd_hu)
-        thresholds[seg_id] = max(median + k_sd * sd, AGATSTON_THRESHOLD_HU)
-        lines.append(f"{SEGMENTS_BY_LABEL[int(seg_id)].code} {median:.0f}+{k_sd:g}x{sd:.0f}")
+    lumen_hu = flat_hu[lumen_idx].astype(np.float64)
+    pool_ids = [STRUCTURES_BY_NAME[n].label_id for n in ("aorta", "aortic_root", "lv_blood")]
+    pool = flat_hu[np.isin(flat_labels, pool_ids)].astype(np.float64)
+    noise_from = "blood pool" if pool.size >= 1000 else "coronary lumen"
+    sample = pool if pool.size >= 1000 else lumen_hu
+    noise_sd = max(1.4826 * float(np.median(np.abs(sample - np.median(sample)))), min_sd_hu)
 
-    # Only voxels above the lowest segment threshold can be calcium: find their nearest coronary
-    # voxel with a k-d tree of the lumen surface (mm), up to max_distance_mm, instead of a distance
-    # transform of the whole region.
-    cand = np.flatnonzero(flat_hu > thresholds[np.isfinite(thresholds)].min())
-    seg_of = np.zeros(len(cand), dtype=np.int64)  # 0: no coronary segment within reach
-    inside = coronary.ravel()[cand]
-    seg_of[inside] = flat_labels[cand[inside]]
-    surface = np.argwhere(coronary & ~ndimage.binary_erosion(coronary))
-    outside = np.flatnonzero(~inside)
-    if len(outside):
-        points = np.stack(np.unravel_index(cand[outside], sub.shape), axis=1) * spacing
-        distance, nearest = cKDTree(surface * spacing).query(points, distance_upper_bound=max_distance_mm)
-        near = np.isfinite(distance)
-        seg_of[outside[near]] = sub_labels[tuple(surface[nearest[near]].T)]
-    is_calcium = (seg_of > 0) & (flat_hu[cand] > thresholds[seg_of])
+    # Voxels that cannot beat any local lumen value are skipped before the neighbour searches.
+    floor = max(float(np.percentile(lumen_hu, 10)) + k_sd * noise_sd, AGATSTON_THRESHOLD_HU)
+    cand = np.flatnonzero(flat_hu > floor)
+    tree = cKDTree(np.stack(np.unravel_index(lumen_idx, sub.shape), axis=1) * scale)
+    points = np.stack(np.unravel_index(cand, sub.shape), axis=1) * scale
+    distance, _ = tree.query(points, k=1, distance_upper_bound=max_distance_mm + 1e-6)
+    # Contrast-filled chambers and aorta next to a coronary are bright but never coronary calcium.
+    near = np.isfinite(distance) & ~np.isin(flat_labels[cand], BLOOD_POOL_LABELS)
+    cand, points = cand[near], points[near]
+    _, neighbours = tree.query(points, k=min(local_voxels, len(lumen_idx)))
+    local_lumen = np.percentile(lumen_hu[neighbours.reshape(len(cand), -1)], lumen_percentile, axis=1)
+    is_calcium = flat_hu[cand] > np.maximum(local_lumen + k_sd * noise_sd, AGATSTON_THRESHOLD_HU)
     vox_all = cand[is_calcium]
+    lines = [f"noise SD {noise_sd:.0f} HU from the {noise_from}",
+             f"local lumen medians {np.min(local_lumen, initial=np.inf):.0f}-{np.max(local_lumen, initial=-np.inf):.0f} HU"
+             if len(cand) else "no voxel near the lumen above the floor"]
 
     calcium = np.zeros(sub.shape, dtype=bool)
     calcium.ravel()[vox_all] = True
@@ -430,9 +438,10 @@ def contrast_calcium_volume(hu: np.ndarray, spacing, labels: np.ndarray | None, 
     lesion_peak = np.zeros(n + 1)
     np.maximum.at(lesion_peak, lab, flat_hu[vox].astype(np.float64))
     method = (f"contrast CCTA: calcium = voxels within {max_distance_mm:g} mm of the coronary lumen above the "
-              f"local lumen attenuation of their nearest segment (median + {k_sd:g} x robust SD, SD >= "
-              f"{min_sd_hu:g} HU, and >= 130 HU; per segment: {', '.join(lines)} HU); 26-connected lesions "
-              f">= {min_volume_mm3:g} mm^3; volume only, Agatston is defined on non-contrast scans")
+              f"local lumen attenuation ({lumen_percentile:g}th percentile of the {local_voxels} nearest lumen voxels) + "
+              f"{k_sd:g} x noise SD, "
+              f"and >= 130 HU ({'; '.join(lines)}); 26-connected lesions >= {min_volume_mm3:g} mm^3; volume "
+              "only: Agatston is defined on non-contrast scans")
     return _build_result(
         kind="contrast_volume", label=CONTRAST_LABEL, vox=vox, lab=lab, n=n, labels=sub_labels,
         coronary=coronary, spacing=spacing, affine=_shift_affine(affine, roi), max_distance_mm=max_distance_mm,
