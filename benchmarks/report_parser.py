@@ -12,7 +12,8 @@ are generated. Compared per SCCT segment, as sets of (study, segment, value):
 * stent: segments with a stent.
 
 Precision = matched / extracted, recall = matched / ground truth; a finding the report only places
-on an artery (no segment) counts as missed. Throughput is parse_report alone, reports per second.
+on an artery (no segment) counts as missed. A last row counts wrong negations: passages the parser
+read as denying disease on a segment (or a whole artery) that has a ground-truth finding. Throughput is parse_report alone, reports per second.
 
 Usage::
 
@@ -22,8 +23,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import inspect
-import random
 import sys
 import time
 from collections import defaultdict
@@ -31,6 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from tools.anatomy import SEGMENTS_BY_CODE  # noqa: E402
 from tools.cadrads import stenosis_category  # noqa: E402
 from tools.case_format import Findings  # noqa: E402
 from training.curriculum.findings import ReportFindings  # noqa: E402
@@ -82,19 +82,21 @@ def extracted_sets(parsed: ReportFindings) -> dict[str, set]:
 
 
 def phantom_report(seed: int) -> tuple[Findings, str]:
-    """Ground truth and report of one phantom seed, from the phantom package (no images)."""
+    """Ground truth and report of one phantom seed, as ``generate_case`` makes them, without voxels."""
+    import numpy as np
+
     try:
         from training.phantoms.clinical import sample_clinical
-        from training.phantoms.findings import sample_findings
+        from training.phantoms.generate import _cadrads_text, _summaries, build
         from training.phantoms.report import write_report
     except ImportError as err:
-        raise SystemExit(f"the phantom findings sampler and report writer are needed ({err})") from err
-    rng = random.Random(seed)
-    params = inspect.signature(sample_findings).parameters
-    dominance = rng.choice(["right", "right", "right", "left", "codominant"])
-    findings = sample_findings(rng, dominance=dominance) if "dominance" in params else sample_findings(rng)
+        raise SystemExit(f"the phantom generator and report writer are needed ({err})") from err
+    anatomy, _, _, _, truth, where, _ = build(seed)
+    findings = Findings(findings=truth, segments=_summaries(anatomy, truth), cad_rads=_cadrads_text(truth),
+                        extracoronary_calcium=where)
+    rng = np.random.default_rng([seed, 1])  # the stream generate_case gives the report writer
     clinical = sample_clinical(rng, findings)
-    return findings, write_report(findings, clinical, dominance=dominance, rng=rng)
+    return findings, write_report(findings, clinical, dominance=anatomy.dominance, rng=rng)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,12 +107,20 @@ def main(argv: list[str] | None = None) -> int:
     first, last = (int(x) for x in args.seeds.split(":"))
 
     counts = {t: defaultdict(int) for t in TYPES}
+    negations = wrong_negations = 0
     errors: dict[str, list[str]] = {t: [] for t in TYPES}
     reports = []
     for seed in range(first, last):
         findings, report = phantom_report(seed)
         reports.append(report)
-        truth, got = truth_sets(findings), extracted_sets(parse_report(report))
+        parsed = parse_report(report)
+        truth, got = truth_sets(findings), extracted_sets(parsed)
+        diseased = {f.segment for f in findings.findings}
+        diseased_arteries = {SEGMENTS_BY_CODE[s].artery for s in diseased}
+        for f in parsed.findings:
+            if f.negated:
+                negations += 1
+                wrong_negations += (f.segment in diseased) if f.segment else (f.artery in diseased_arteries)
         for t in TYPES:
             counts[t]["tp"] += len(truth[t] & got[t])
             counts[t]["extracted"] += len(got[t])
@@ -131,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         precision = c["tp"] / c["extracted"] if c["extracted"] else float("nan")
         recall = c["tp"] / c["truth"] if c["truth"] else float("nan")
         print(f"{t:<20}{c['truth']:>7}{c['extracted']:>11}{c['tp']:>9}{precision:>11.3f}{recall:>8.3f}")
+    print(f"negated passages: {negations}, of which on a diseased segment or artery: {wrong_negations}")
     print(f"throughput: {rate:,.0f} reports/s (parse_report only, one core)")
     for t in TYPES:
         for e in errors[t]:

@@ -124,3 +124,9 @@ def test_stent_described_twice_is_one_finding():
     f = parse_report("Status post PCI of the mid LAD with a patent 3.5 x 28 mm stent.")
     (x,) = f.findings
     assert (x.segment, x.stent, x.stent_length_mm, x.stent_diameter_mm) == ("mLAD", True, 28, 3.5)
+
+
+def test_a_sentence_ending_in_a_number_ends_there():
+    f = parse_report("Severe stenosis of segment 10. Distal left anterior descending artery: moderate stenosis.")
+    assert _by(f, "D2").stenosis_category == "4A" and _by(f, "dLAD").stenosis_category == "3"
+    assert _by(parse_report("Stent in the D1 (2.5 x 12 mm)."), "D1").stent_diameter_mm == 2.5  # one number

@@ -57,7 +57,7 @@ _CADRADS = re.compile(r"CAD[- ]?RADS(?:\s*2\.0)?[\s:=]*(0|1|2|3|4A|4B|5|N)((?:\s
 _DOMINANCE = re.compile(r"\b(right|left|co|co-|balanced)[\s-]*(dominan(?:t|ce))|\b(codominan(?:t|ce))", re.I)
 _SERIAL = re.compile(r"\b(proximal|mid|middle|distal)((?:\s*(?:,|and|to|through|-)\s*(?:proximal|mid|middle|distal))+)\s+"
                      r"(lad|rca|lcx|cx|circumflex|left anterior descending|right coronary(?: artery)?)\b", re.I)
-_SENTENCE = re.compile(r"(?<!\d)\.(?!\d)|\n|(?<=[a-z%)])\.(?=\s)")
+_SENTENCE = re.compile(r"\.(?=\s|$)|\n|(?<!\d)\.(?!\d)")  # not the point of "2.5 mm"
 
 
 @dataclass
