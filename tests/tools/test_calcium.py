@@ -170,3 +170,39 @@ def test_cli_without_labels_exits_2_with_the_reason(tmp_path, capsys):
 
     assert main(["calcium", str(_case_with_calcium_series(tmp_path, with_labels=False))]) == 2
     assert "no coronary artery labels" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def phantom_cases(tmp_path_factory):
+    """Two small phantoms: calcified pLAD + mixed mRCA plaque (with a valve calcification), and a
+    non-calcified mLAD plaque; each with its ground-truth calcium per artery."""
+    import json
+
+    from training.phantoms import FindingRequest, generate_case
+    from tools.context import load_context
+
+    out = tmp_path_factory.mktemp("phantoms")
+    requests = {3: [FindingRequest("pLAD", "calcified_plaque", stenosis_percent=40),
+                    FindingRequest("mRCA", "mixed_plaque", stenosis_percent=50)],
+                7: [FindingRequest("mLAD", "noncalcified_plaque", stenosis_percent=50)]}
+    cases = []
+    for seed, findings in requests.items():
+        case = generate_case(out, seed=seed, size="small", findings=findings, with_dicom=False)
+        truth = json.loads((case / "findings.json").read_text())
+        calcified = {SEGMENTS_BY_CODE[s["segment"]].artery for s in truth["segments"] if s["calcium"]}
+        cases.append((load_context(case), calcified, bool(truth.get("extracoronary_calcium"))))
+    return cases
+
+
+def test_phantom_calcium_per_artery_matches_ground_truth(phantom_cases):
+    from tools.calcium import score_context
+
+    for ctx, calcified, extracoronary in phantom_cases:
+        agatston = score_context(ctx)
+        assert agatston.kind == "agatston"
+        if extracoronary:  # e.g. an aortic valve calcification: listed, never counted
+            assert any("not in a coronary artery" in l.excluded_reason for l in agatston.excluded)
+        assert {a for a, v in agatston.per_artery.items() if v.agatston > 0} == calcified
+        contrast = contrast_calcium_volume(ctx.study.hu, ctx.study.spacing, ctx.labels)
+        assert {a for a, v in contrast.per_artery.items() if v.volume_mm3 > 0} == calcified
+    assert phantom_cases[0][1] == {"LAD", "RCA"} and phantom_cases[1][1] == set()
