@@ -32,9 +32,12 @@ _lock = threading.Lock()
 _loaded: dict[str, tuple[float, object]] = {}  # checkpoint folder -> (weights mtime, model)
 
 
-def checkpoint_installed(checkpoint_dir: Path | None = None) -> bool:
-    from vlm.checkpoint_io import CONFIG_FILE, WEIGHTS_FILE
+# The file names of vlm.checkpoint_io, repeated so that checking for a checkpoint does not import
+# torch and MONAI (seconds) when none is installed; test_session checks they agree.
+CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
 
+
+def checkpoint_installed(checkpoint_dir: Path | None = None) -> bool:
     folder = Path(checkpoint_dir or get_settings().checkpoint_dir)
     return (folder / CONFIG_FILE).is_file() and (folder / WEIGHTS_FILE).is_file()
 
@@ -45,14 +48,12 @@ def load_vlm(checkpoint_dir: Path | None = None):
     Raises:
         VLMUnavailable: no checkpoint is installed there, or it cannot be loaded (the reason is given).
     """
-    import vlm
-    from vlm.checkpoint_io import WEIGHTS_FILE
-
     folder = Path(checkpoint_dir or get_settings().checkpoint_dir)
     if not checkpoint_installed(folder):
         raise VLMUnavailable(
             f"no trained VLM checkpoint is installed (looked in {folder}); train one with `cardiovlm train` "
             "or set CARDIOVLM_CHECKPOINT_DIR to a checkpoint folder")
+    import vlm
     mtime = (folder / WEIGHTS_FILE).stat().st_mtime
     with _lock:
         cached = _loaded.get(str(folder))
