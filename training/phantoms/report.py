@@ -491,25 +491,13 @@ def _indication(w: _Writer, case: _Case) -> list[str]:
 
 
 def _risk_factors(w: _Writer, c: ClinicalContext, stented: bool) -> list[str]:
-    items = []
-    if c.hypertension_treatment:
-        items.append(w.pick(["treated hypertension", "hypertension", "hypertension on treatment"]))
-    if c.diabetes:
-        items.append(w.pick(["diabetes mellitus", "type 2 diabetes", "diabetes"]))
-    if c.lipid_lowering:
-        items.append(w.pick(["dyslipidaemia on a statin", "hypercholesterolaemia on statin therapy",
-                             "dyslipidaemia on lipid-lowering therapy"]))
-    elif c.total_cholesterol_mg_dl >= 240:
-        items.append(f"total cholesterol {c.total_cholesterol_mg_dl:.0f} mg/dL")
-    if c.smoker:
-        items.append(w.pick(["current smoker", "active smoking", "smoker"]))
-    if c.family_history_mi:
-        items.append(w.pick(["family history of premature myocardial infarction",
-                             "family history of myocardial infarction", "positive family history"]))
-    if stented:
-        items.append(w.pick(["prior PCI", "previous PCI"]))
-    order = w.rng.permutation(len(items))
-    return [items[i] for i in order]
+    """One phrase per risk factor the patient has, in random order."""
+    has = {"hypertension": c.hypertension_treatment, "diabetes": c.diabetes, "lipid_lowering": c.lipid_lowering,
+           "high_cholesterol": not c.lipid_lowering and c.total_cholesterol_mg_dl >= 240, "smoker": c.smoker,
+           "family_history": c.family_history_mi, "prior_pci": stented}
+    words = w.g["indication"]["risk_words"]
+    items = [w.expand(w.pick(words[k]), {"chol": f"{c.total_cholesterol_mg_dl:.0f}"}) for k, v in has.items() if v]
+    return [items[i] for i in w.rng.permutation(len(items))]
 
 
 def _technique(w: _Writer) -> list[str]:
@@ -701,6 +689,38 @@ def _anatomy_pattern() -> re.Pattern:
     return re.compile(rf"(?<![\w-])(?:{alternation})(?![\w-])", re.I)
 
 
+def _phrase_pattern(phrases) -> re.Pattern:
+    alternation = "|".join(re.escape(p) for p in sorted(set(phrases), key=len, reverse=True))
+    return re.compile(rf"(?<![\w-])(?:{alternation})(?![\w-])", re.I)
+
+
+@lru_cache(maxsize=1)
+def _clinical_pattern() -> tuple[re.Pattern, re.Pattern]:
+    """Risk-factor and presentation phrases of the grammar (templates expanded to their literal forms)."""
+    ind = load_grammar()["indication"]
+    risks = [re.sub(r"\{chol\}", "N", p) for words in ind["risk_words"].values() for p in words]
+    presentations = [_expansions(p) for group in ind["presentation"].values() for p in group]
+    return _phrase_pattern(risks), _phrase_pattern([x for xs in presentations for x in xs])
+
+
+def _expansions(template: str) -> list[str]:
+    """Every text a template without slots can produce (used for short vocabulary entries only)."""
+    def walk(nodes: tuple) -> list[str]:
+        out = [""]
+        for node in nodes:
+            if isinstance(node, str):
+                options = [node]
+            elif isinstance(node, _Opt):
+                options = ["", *walk(node.body)]
+            elif isinstance(node, _Alt):
+                options = [x for option in node.options for x in walk(option)]
+            else:
+                raise ValueError(f"vocabulary entry {template!r} holds a slot")
+            out = [a + b for a in out for b in options]
+        return out
+    return [re.sub(r"\s+", " ", x).strip() for x in walk(parse_template(template))]
+
+
 _ANATOMY = _anatomy_pattern()
 _SHAPE_RULES: tuple[tuple[re.Pattern, str], ...] = (
     (re.compile(r"\b(?:minimal|mild|moderate|severe)\b", re.I), "GRADE"),
@@ -715,14 +735,18 @@ _SHAPE_RULES: tuple[tuple[re.Pattern, str], ...] = (
 
 def sentence_shape(sentence: str) -> str:
     """The sentence with its slots abstracted: anatomy -> SEG, numbers -> N, grading words -> GRADE,
-    plaque words -> PLAQUE, sex -> SEX, troponin units -> UNIT; lists of one slot collapse to one.
+    plaque words -> PLAQUE, sex -> SEX, troponin units -> UNIT, risk factors -> RISK, presenting
+    complaints -> PRESENTATION; "a"/"an" before a slot -> "a"; lists of one slot collapse to one.
 
     Two sentences differing only in which segment, number or plaque type they state share a shape.
     """
+    risks, presentations = _clinical_pattern()
     shape = _ANATOMY.sub("SEG", sentence)
+    shape = presentations.sub("PRESENTATION", risks.sub("RISK", shape))
     for pattern, slot in _SHAPE_RULES:
         shape = pattern.sub(slot, shape)
-    shape = re.sub(r"\b(SEG|N|GRADE|PLAQUE)(?:(?:,| and| or)\s+(?:the\s+)?\1)+\b", r"\1", shape)
+    shape = re.sub(r"\b[Aa]n (?=PLAQUE|N\b)", lambda m: m.group(0)[0] + " ", shape)  # a/an agreement only
+    shape = re.sub(r"\b(SEG|N|GRADE|PLAQUE|RISK)(?:(?:,| and| or)\s+(?:the\s+)?\1)+\b", r"\1", shape)
     return re.sub(r"\s+", " ", shape).strip()
 
 
