@@ -141,3 +141,13 @@ def test_quantitative_targets_are_measured_by_the_stenosis_tool_on_label_maps(tm
     # Without measuring, the ground-truth calcium (only on the pLAD) still names the LAD.
     fallback = next(r for r in unmeasured if r.intent == "segment_most_calcified")
     assert fallback.provenance.source == "ground_truth" and fallback.target.mask == most.target.mask
+
+
+def test_a_tool_reading_far_from_ground_truth_is_not_taught(tmp_path, monkeypatch):
+    import training.curriculum.builder as builder
+
+    write_tube_labels(write_case(tmp_path))
+    monkeypatch.setattr(builder, "MAX_MEASUREMENT_DISAGREEMENT_PERCENT", 1.0)  # tool ~50 % vs truth 60 %
+    (measured,) = builder.measure_findings(load_case(tmp_path / "case_0001")).values()
+    assert measured.provenance.source == "ground_truth" and "ground truth kept" in measured.provenance.text
+    assert (measured.length_mm, measured.stenosis_percent) == (14.0, 60.0)
