@@ -300,7 +300,9 @@ def segment_phrasings(code: str) -> tuple[str, ...]:
         if word != seg.code and word == seg.code.lower():
             continue
         if _maps_to(word, "segment", code):
-            phrases.append("the " + (word if word == seg.code else _case(word)))
+            # "the pLAD", "the first diagonal", but "diagonal 1" and "OM 1" without an article.
+            article = "" if re.search(r" \d+$", word) else "the "
+            phrases.append(article + (word if word == seg.code else _case(word)))
     phrases.append(f"segment {seg.number}")
     return tuple(phrases)
 
@@ -500,14 +502,21 @@ def _risk_factors(w: _Writer, c: ClinicalContext, stented: bool) -> list[str]:
     return [items[i] for i in w.rng.permutation(len(items))]
 
 
-def _technique(w: _Writer) -> list[str]:
-    slots = {"slices": str(w.pick([64, 128, 256, 320])), "kv": str(w.pick([80, 100, 120])),
-             "contrast": str(int(w.rng.integers(50, 91))), "rate": w.pick(["4.5", "5", "5.5", "6"]),
-             "hr": str(int(w.rng.integers(50, 73))), "beta": w.pick(["25", "50"]),
-             "thickness": w.pick(["0.5", "0.6", "0.625", "0.75"]), "phase": w.pick(["40", "70", "75"]),
-             "dlp": str(int(w.rng.integers(80, 600)))}
-    chosen = sorted(w.rng.choice(len(w.g["technique"]), size=int(w.rng.integers(2, 5)), replace=False))
-    return [_capitalise(w.expand(w.g["technique"][i], slots)) for i in chosen]
+def _technique(w: _Writer, case: _Case) -> list[str]:
+    """One acquisition sentence (naming the calcium-scoring series only when a score exists), then
+    a random subset of contrast, heart rate, reconstruction, quality and dose, in that order."""
+    t = w.g["technique"]
+    slots = {"gating": w.pick(w.g["gating"]), "slices": str(w.pick([64, 128, 256, 320])),
+             "kv": str(w.pick([80, 100, 120])), "contrast": str(int(w.rng.integers(50, 91))),
+             "rate": w.pick(["4.5", "5", "5.5", "6"]), "hr": str(int(w.rng.integers(50, 73))),
+             "beta": w.pick(["25", "50"]), "thickness": w.pick(["0.5", "0.6", "0.625", "0.75"]),
+             "phase": w.pick(["40", "70", "75"]), "dlp": str(int(w.rng.integers(80, 600)))}
+    with_cac = case.calcium_score is not None and w.chance(0.6)
+    out = [w.say("technique.acquisition_with_cac" if with_cac else "technique.acquisition", slots)]
+    for group in ("contrast", "heart_rate", "reconstruction", "quality", "dose"):
+        if w.chance(0.5):
+            out.append(w.say(f"technique.{group}", slots))
+    return out
 
 
 def _coronaries(w: _Writer, case: _Case) -> list[str]:
@@ -610,7 +619,8 @@ def _impression(w: _Writer, case: _Case) -> list[str]:
     if not findings:
         out.append(w.say("impression_normal"))
     elif not key_findings:
-        out.append(w.say("impression_nonobstructive"))
+        category = case.findings.cad_rads.split("/")[0].strip()
+        out.append(w.say(f"impression_nonobstructive.{category if category in ('1', '2') else 'default'}"))
     elif rest and all(f.stenosis_percent < 50 for f in rest) and w.chance(0.6):
         out.append(w.say("impression_elsewhere"))
     out.append(w.say("cadrads", {"cadrads": case.findings.cad_rads}))
@@ -657,7 +667,7 @@ def write_report(findings: Findings, clinical: ClinicalContext, *, dominance: st
 
     sub = {"coronaries": _coronaries(w, case), "calcium": _calcium(w, case), "cardiac": _cardiac(w, case),
            "extracardiac": _extracardiac(w)}
-    body = {"indication": _indication(w, case), "technique": _technique(w), "impression": _impression(w, case)}
+    body = {"indication": _indication(w, case), "technique": _technique(w, case), "impression": _impression(w, case)}
     headings = {k: w.pick(v) for k, v in w.g["headings"].items()}
     numbered = w.chance(0.3)
 
