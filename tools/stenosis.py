@@ -4,9 +4,11 @@ Method (stated in every result):
 - Centerline: the phantom's when the context has one, else traced from the lumen mask
   (:mod:`tools.centerline`), evaluated every ``step_mm`` along the path.
 - Lumen area: the lumen mask (every coronary segment label, 20-37) is interpolated trilinearly on a
-  plane perpendicular to the centerline with ``plane_step_mm`` sub-voxel samples and thresholded at
-  0.5; the connected lumen region nearest the centerline is kept (so a side branch leaving the same
-  plane is not counted). Equivalent diameter ``2 sqrt(area / pi)``.
+  plane perpendicular to the centerline with ``plane_step_mm`` sub-voxel samples; samples above
+  0.25 form regions, the region nearest the centerline is kept (so a side branch leaving the same
+  plane is not counted) and its area is the sum of the interpolated fractions (partial volume).
+  The area is averaged over two voxel lengths along the path (rasterisation flicker). Equivalent
+  diameter ``2 sqrt(area / pi)``.
 - Reference diameter: a straight line (normal taper) fitted to diameter against arc length over the
   healthy points only (no plaque, 0.85-1.25 x the current fit), refitted until stable.
 - Percent diameter stenosis ``100 (1 - D / D_ref)``; lumen absent (area 0) counts as 100 % (occlusion).
@@ -34,7 +36,8 @@ from tools.centerline import LabelBoxes, VesselPath, label_boxes, resample_polyl
 PLAQUE_LABELS = (STRUCTURES_BY_NAME["calcified_plaque"].label_id, STRUCTURES_BY_NAME["noncalcified_plaque"].label_id)
 STENT_LABEL = STRUCTURES_BY_NAME["stent"].label_id
 AREA_METHOD = ("lumen mask sampled trilinearly on planes perpendicular to the centerline "
-               "(sub-voxel grid, threshold 0.5, region nearest the centerline)")
+               "(sub-voxel grid, partial-volume area of the lumen region nearest the centerline)")
+REGION_LEVEL = 0.25  # interpolated lumen fraction above which a plane sample joins a lumen region
 REFERENCE_METHOD = "linear taper fitted to the healthy (plaque-free, non-narrowed) diameters of the whole path"
 
 
@@ -158,8 +161,9 @@ def lumen_profile(labels: np.ndarray, affine: np.ndarray, path: VesselPath,
     pts = (path.points_mm[:, None, None, :] + uu[None, ..., None] * u[:, None, None, :]
            + vv[None, ..., None] * v[:, None, None, :])  # (N, G, G, 3) mm
     coords = ((pts - affine[:3, 3]) @ inv.T - lo).reshape(-1, 3).T
-    inside = ndimage.map_coordinates(lumen, coords, order=1, mode="constant", cval=0.0)
-    inside = inside.reshape(len(t), *uu.shape) >= 0.5
+    fraction = ndimage.map_coordinates(lumen, coords, order=1, mode="constant", cval=0.0)
+    fraction = fraction.reshape(len(t), *uu.shape)
+    inside = fraction >= REGION_LEVEL
     found = ndimage.map_coordinates(sub, coords, order=0, mode="constant", cval=0).reshape(inside.shape)
 
     # Connected lumen regions within each plane (no connectivity across planes), all planes at once.
@@ -172,8 +176,10 @@ def lumen_profile(labels: np.ndarray, affine: np.ndarray, path: VesselPath,
     ring = ring[rr.ravel()[ring] <= r_max]
     walk = comps.reshape(len(t), -1)[:, ring]
     hit = walk[np.arange(len(t)), np.argmax(walk > 0, axis=1)]
-    size = np.bincount(comps.ravel(), minlength=count + 1)
-    area = np.where(hit > 0, size[hit], 0) * plane_step_mm ** 2
+    # Partial-volume area: the interpolated lumen fraction summed over the region, which keeps a
+    # lumen narrower than a voxel measurable instead of flickering between 0 and 1 voxel.
+    size = np.bincount(comps.ravel(), weights=fraction.ravel(), minlength=count + 1)
+    area = np.where(hit > 0, size[hit], 0.0) * plane_step_mm ** 2
     near = found[:, rr <= r_max + 1.0]
     plaque = np.isin(near, PLAQUE_LABELS).any(axis=1)
     stent = (near == STENT_LABEL).any(axis=1)
@@ -234,6 +240,16 @@ def measure_vessel(labels: np.ndarray, affine: np.ndarray, segments: Sequence[st
     path = VesselPath(points, arc, path.segments[near], path.source)
 
     area, plaque, stent = lumen_profile(labels, affine, path, config.plane_step_mm)
+    # The mask cannot resolve changes shorter than a voxel, and a lumen of about a voxel flickers
+    # plane to plane with the rasterisation: average the area over two voxel lengths (the minimum
+    # of a noisy profile is biased low). Lesion ends come from plaque labels, which are not smoothed.
+    voxel = float(np.linalg.norm(affine[:3, :3], axis=0).max())
+    width = int(round(2 * voxel / config.step_mm))
+    if width > 1:
+        patent = (area > 0).astype(float)  # averaged over patent planes only; an occlusion stays one
+        mean = ndimage.uniform_filter1d(area, size=width, mode="nearest")
+        share = ndimage.uniform_filter1d(patent, size=width, mode="nearest")
+        area = np.where(patent > 0, mean / np.maximum(share, 1e-9), 0.0)
     diameter = 2.0 * np.sqrt(area / np.pi)
     reference = reference_diameter(arc, diameter, plaque)
     percent = np.clip(100.0 * (1.0 - diameter / reference), 0.0, 100.0)

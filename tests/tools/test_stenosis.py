@@ -181,3 +181,34 @@ def test_bad_input_gives_a_clear_message(ctx_kw, name, match):
         labels = np.where(labels >= 20, 0, labels).astype(np.uint8)
     with pytest.raises(StenosisError, match=match):
         measure_lesion(_context(labels, **ctx_kw), name)
+
+
+# --- phantom findings ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def phantom_case(tmp_path_factory):
+    from training.phantoms.generate import generate_case
+    from training.phantoms.lesions import FindingRequest
+
+    # 1 mm voxels ("small"): stenoses that leave at least about 1.5 mm of lumen are resolvable.
+    findings = [FindingRequest("pLAD", "noncalcified_plaque", stenosis_percent=50, length_mm=12),
+                FindingRequest("mRCA", "calcified_plaque", stenosis_percent=40, length_mm=8,
+                               calcium_peak_hu=600, calcium_size_mm=2.0),
+                FindingRequest("pCx", "occlusion", length_mm=6)]
+    return generate_case(tmp_path_factory.mktemp("phantom"), seed=7, size="small", findings=findings)
+
+
+def test_phantom_findings_are_measured_within_tolerance(phantom_case):
+    from tools.context import load_context
+
+    ctx = load_context(phantom_case)
+    for truth in ctx.case.findings.findings:
+        les = measure_lesion(ctx, truth.segment).lesion
+        assert les is not None, truth
+        assert les.stenosis_percent == pytest.approx(truth.stenosis_percent, abs=10), truth
+        assert les.length_mm == pytest.approx(truth.length_mm, abs=2), truth
+        assert les.start_in_segment_mm == pytest.approx(truth.start_mm, abs=2), truth
+        assert les.occluded == (truth.kind == "occlusion")
+    study = measure_study(ctx.labels, ctx.study.affine, centerlines=ctx.centerlines)
+    assert study.cad_rads.category == "5"
+    assert study.segment_max_stenosis.keys() >= {"pLAD", "mRCA", "pCx"}
