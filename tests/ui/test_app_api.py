@@ -1,0 +1,58 @@
+"""The app's API endpoints through gradio_client on loopback, as a browser session would use them."""
+
+import socket
+
+import pytest
+from gradio_client import Client, handle_file
+
+from ui.server import launch
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    app, url = launch("127.0.0.1", _free_port(), block=False)
+    yield Client(url, verbose=False, download_files=str(tmp_path_factory.mktemp("downloads")))
+    app.close()
+
+
+def _texts(chat) -> list[str]:
+    out = []
+    for message in chat:
+        content = message["content"]
+        for part in content if isinstance(content, list) else [content]:
+            if isinstance(part, dict) and part.get("type") == "text":
+                out.append(part["text"])
+    return out
+
+
+def test_stent_question_on_the_lad_stenosis_demo(client):
+    summary, *_ = client.predict("lad_stenosis", "axial", "cardiac", api_name="/load_demo")
+    assert "Modality** CT" in summary
+    chat, _, findings, downloads, *_ = client.predict(
+        "Will a 20 mm stent fully cover the proximal LAD lesion?", [], api_name="/ask")
+    answer = _texts(chat)[-1]
+    assert answer.startswith("Yes") and "pLAD" in answer
+    assert any(row[0] == "lesion length" and row[2] == "mm" for row in findings["data"])
+    assert any(str(p).endswith(".json") for p in downloads) and any(str(p).endswith(".html") for p in downloads)
+
+
+def test_corrupt_zip_gives_a_readable_message_and_keeps_the_study(client, tmp_path):
+    client.predict("healthy", "axial", "cardiac", api_name="/load_demo")
+    bad = tmp_path / "study.zip"
+    bad.write_bytes(b"PK\x03\x04 this is not really a zip")
+    summary, *_ = client.predict([handle_file(str(bad))], "axial", "cardiac", api_name="/load_upload")
+    assert summary.startswith("⚠️") and "Traceback" not in summary
+    chat, *_ = client.predict("What is the calcium score?", [], api_name="/ask")
+    assert "Agatston" in _texts(chat)[-1]
+
+
+def test_nonsense_question_is_answered_with_what_the_assistant_can_do(client):
+    client.predict("healthy", "axial", "cardiac", api_name="/load_demo")
+    chat, *_ = client.predict("banana rocket?", [], api_name="/ask")
+    assert "Traceback" not in _texts(chat)[-1] and len(_texts(chat)[-1]) > 20

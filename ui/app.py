@@ -1,0 +1,297 @@
+"""The CardioVLM browser app: a study panel with a slice viewer, and a grounded chat.
+
+Each browser session holds its own :class:`assistant.session.Session` in a ``gr.State``; its study,
+history and files belong to it alone and are deleted when the session ends or times out. Errors
+are shown as readable chat messages, never as stack traces.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import gradio as gr  # noqa: E402
+import numpy as np  # noqa: E402
+
+from tools.settings import get_settings  # noqa: E402
+
+log = logging.getLogger("cardiovlm.ui")
+
+EXAMPLES = [
+    "Will a 20 mm stent fully cover the proximal LAD lesion?",
+    "What is the calcium score?",
+    "Segment the most calcified artery",
+    "Is this patient with Troponin-I 40 pg/mL likely to have a MACE within 1 year?",
+]
+DISCLAIMER = ("**Research software, not for clinical use.** The model is trained on synthetic phantoms only; "
+              "nothing shown here is clinically validated.")
+SESSION_TTL_S = 2 * 3600  # uploaded studies and session files are deleted after this idle time
+
+
+class UiSession:
+    """What one browser session owns: its assistant session and its private file folder."""
+
+    def __init__(self) -> None:
+        from assistant.backends import chat_model
+        from assistant.session import Session
+
+        self.folder = Path(tempfile.mkdtemp(prefix="cardiovlm-ui-"))
+        self.session = Session(model=chat_model(), output_dir=self.folder / "outputs")
+        self.masks: dict[str, np.ndarray] = {}
+
+    def close(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _close(state: UiSession | None) -> None:
+    if state is not None:
+        state.close()
+
+
+def demo_cases() -> list[str]:
+    root = get_settings().demo_cases_dir
+    return sorted(p.name for p in root.iterdir() if (p / "case.json").exists()) if root.exists() else []
+
+
+def _summary_markdown(summary: dict) -> str:
+    lines = [f"**Modality** {summary['modality']}" + ("" if summary["hu_calibrated"] else " (not HU-calibrated)"),
+             f"**Size** {' x '.join(map(str, summary['shape']))} voxels",
+             f"**Spacing** {' x '.join(f'{s:g}' for s in summary['spacing_mm'])} mm"]
+    if summary.get("series_choice"):
+        lines.append(f"**Series** {summary['series_choice']}")
+    for w in summary.get("warnings", []):
+        lines.append(f"⚠️ {w}")
+    return "  \n".join(lines)
+
+
+def _render(state: UiSession | None, plane: str, index: int, preset: str, shown: list[str]):
+    from tools.anatomy import SEGMENT_COLORS
+    from tools.render import render
+
+    if state is None or state.session.context is None:
+        return None
+    ctx = state.session.context
+    masks = []
+    for name in shown or []:
+        mask = ctx.extra_masks.get(name)
+        if mask is not None:
+            from assistant.findings import _colour
+
+            masks.append((mask, _colour(name) if name else SEGMENT_COLORS["LAD"]))
+    return render(ctx.study.hu, plane, int(index), preset, masks)
+
+
+def _slider_for(state: UiSession | None, plane: str):
+    from tools.render import plane_size
+
+    if state is None or state.session.context is None:
+        return gr.update(maximum=1, value=0)
+    n = plane_size(state.session.context.study.shape, plane)
+    return gr.update(maximum=n - 1, value=n // 2)
+
+
+def build_app(max_upload_mb: int = 2048) -> gr.Blocks:
+    with gr.Blocks(title="CardioVLM", analytics_enabled=False, delete_cache=(3600, SESSION_TTL_S)) as app:
+        state = gr.State(None, time_to_live=SESSION_TTL_S, delete_callback=_close)
+        gr.Markdown("# CardioVLM — coronary CT assistant\n" + DISCLAIMER)
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=5, min_width=360):
+                with gr.Group():
+                    case = gr.Dropdown(demo_cases(), label="Demo case", value=None)
+                    load_demo = gr.Button("Load demo case", variant="primary")
+                    upload = gr.File(label="…or upload a DICOM zip, DICOM files or a NIfTI", file_count="multiple",
+                                     file_types=[".zip", ".nii", ".gz", ".dcm", ""])
+                    load_upload = gr.Button("Load upload")
+                summary = gr.Markdown("No study loaded.", elem_id="study-summary")
+                viewer = gr.Image(label="Study", type="numpy", interactive=False, elem_id="viewer", height=420)
+                with gr.Row():
+                    plane = gr.Radio(["axial", "coronal", "sagittal"], value="axial", label="Plane")
+                    preset = gr.Radio(["cardiac", "calcium", "lung", "bone"], value="cardiac", label="Window")
+                index = gr.Slider(0, 1, value=0, step=1, label="Slice")
+                overlays = gr.CheckboxGroup([], label="Overlays (masks of this session)")
+            with gr.Column(scale=6, min_width=420):
+                chat = gr.Chatbot(label="Chat", height=520, elem_id="chat")
+                question = gr.Textbox(placeholder="Ask about the loaded study…", label="Question", elem_id="question")
+                with gr.Row():
+                    ask = gr.Button("Ask", variant="primary", elem_id="ask")
+                    example_buttons = [gr.Button(text, size="sm", elem_classes=["example"]) for text in EXAMPLES]
+                findings = gr.Dataframe(headers=["finding", "value", "unit", "tool"], label="Findings",
+                                        interactive=False)
+                downloads = gr.File(label="Downloads (masks, report)", interactive=False, file_count="multiple",
+                                    elem_id="downloads")
+
+        view_inputs = [state, plane, index, preset, overlays]
+
+        def on_load(state, source, files, plane, preset, progress=gr.Progress()):
+            from tools.study import StudyError
+
+            state = state or UiSession()
+            try:
+                progress(0.1, desc="Loading study")
+                if source == "demo":
+                    if not files:
+                        raise StudyError("choose a demo case first")
+                    path = get_settings().demo_cases_dir / files
+                else:
+                    path = _upload_path(state, files, max_upload_mb)
+                ctx = state.session.load_study(path)
+            except StudyError as err:
+                gr.Warning(str(err))
+                return (state, f"⚠️ {err}", gr.update(), gr.update(), gr.update(), [])
+            except Exception as err:  # never a traceback in the browser
+                log.exception("study load failed")
+                gr.Warning(f"The study could not be loaded ({type(err).__name__}).")
+                return (state, f"⚠️ The study could not be loaded ({type(err).__name__}).", gr.update(),
+                        gr.update(), gr.update(), [])
+            n = ctx.study.shape[2]
+            image = _render(state, "axial", n // 2, preset, [])
+            return (state, _summary_markdown(ctx.study.summary()), image,
+                    gr.update(maximum=n - 1, value=n // 2), gr.update(choices=[], value=[]), [])
+
+        load_outputs = [state, summary, viewer, index, overlays, chat]
+        load_demo.click(lambda s, c, p, w: on_load(s, "demo", c, p, w), [state, case, plane, preset], load_outputs,
+                        api_name="load_demo")
+        load_upload.click(lambda s, f, p, w: on_load(s, "upload", f, p, w), [state, upload, plane, preset],
+                          load_outputs, api_name="load_upload")
+        plane.change(_slider_for, [state, plane], index, api_name=False).then(_render, view_inputs, viewer,
+                                                                              api_name=False)
+        for control in (index, preset, overlays):
+            control.change(_render, view_inputs, viewer, api_name=False)
+
+        def on_ask(state, text, history):
+            yield from _answer(state, text, history or [])
+
+        ask_outputs = [state, chat, question, findings, downloads, overlays, viewer]
+        ask.click(on_ask, [state, question, chat], ask_outputs, api_name="ask")
+        question.submit(on_ask, [state, question, chat], ask_outputs, api_name=False)
+        for button, text in zip(example_buttons, EXAMPLES):
+            button.click(_example_handler(text), [state, chat], ask_outputs, api_name=False)
+    return app
+
+
+def _example_handler(text: str):
+    def handler(state, history):
+        yield from _answer(state, text, history or [])
+
+    return handler
+
+
+def _upload_path(state: UiSession, files, max_upload_mb: int) -> Path:
+    """Copy uploaded files into the session folder; a single zip or NIfTI is loaded as is."""
+    from tools.study import StudyError
+
+    if not files:
+        raise StudyError("choose a file to upload first")
+    paths = [Path(f if isinstance(f, str) else f.name) for f in files]
+    total = sum(p.stat().st_size for p in paths)
+    if total > max_upload_mb * 1024**2:
+        raise StudyError(f"the upload is {total / 1024**2:.0f} MB, over this server's limit of {max_upload_mb} MB")
+    target = state.folder / "upload"
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    for p in paths:
+        shutil.copy(p, target / p.name)
+    if len(paths) == 1 and paths[0].suffix in (".zip", ".nii", ".gz"):
+        return target / paths[0].name
+    return target
+
+
+def _answer(state: UiSession | None, text: str, history: list):
+    """Stream one question: each tool call as a collapsible step, then the answer with its evidence."""
+    from langchain_core.messages import AIMessage, ToolMessage
+
+    from assistant.answer import GroundedAnswer
+
+    text = (text or "").strip()
+    if not text:
+        yield state, history, "", gr.update(), gr.update(), gr.update(), gr.update()
+        return
+    state = state or UiSession()
+    history = [*history, gr.ChatMessage(role="user", content=text)]
+    yield state, history, "", gr.update(), gr.update(), gr.update(), gr.update()
+    steps: dict[str, int] = {}
+    try:
+        for item in state.session.ask_stream(text):
+            if isinstance(item, AIMessage) and item.tool_calls:
+                for call in item.tool_calls:
+                    args = ", ".join(f"{k}={v}" for k, v in call["args"].items())
+                    history.append(gr.ChatMessage(role="assistant", content=f"`{call['name']}({args})`",
+                                                  metadata={"title": f"🔧 {call['name']}", "status": "pending"}))
+                    steps[call["id"]] = len(history) - 1
+                yield state, history, "", gr.update(), gr.update(), gr.update(), gr.update()
+            elif isinstance(item, ToolMessage) and item.tool_call_id in steps:
+                i = steps[item.tool_call_id]
+                ok = item.status != "error"
+                body = str(item.content)
+                history[i] = gr.ChatMessage(role="assistant", content=history[i].content + "\n\n" + (
+                    body[:600] + ("…" if len(body) > 600 else "")),
+                    metadata={"title": f"{'🔧' if ok else '⚠️'} {item.name}", "status": "done"})
+                yield state, history, "", gr.update(), gr.update(), gr.update(), gr.update()
+            elif isinstance(item, GroundedAnswer):
+                yield (state, *_show_answer(state, history, item))
+    except Exception as err:  # the session continues; the clinician sees a readable message
+        log.exception("question failed")
+        message = str(err) if isinstance(err, ValueError) else f"the question could not be answered ({type(err).__name__})"
+        history.append(gr.ChatMessage(role="assistant", content=f"⚠️ {message}"))
+        yield state, history, "", gr.update(), gr.update(), gr.update(), gr.update()
+
+
+def _show_answer(state: UiSession, history: list, answer):
+    import json
+
+    content = answer.answer
+    if answer.citations:
+        content += "\n\n**Prior reports**\n" + "\n".join(
+            f"- {c.report_id} ({c.date or 'undated'}): {c.snippet}" for c in answer.citations)
+    content += f"\n\n_{answer.disclaimer}_"
+    history.append(gr.ChatMessage(role="assistant", content=content))
+    if answer.overlay_png:
+        history.append(gr.ChatMessage(role="assistant", content=gr.Image(answer.overlay_png)))
+    rows = [[f.name, f.value, f.unit, f.tool] for f in answer.findings]
+    report_dir = state.folder / "outputs"
+    report_dir.mkdir(parents=True, exist_ok=True)
+    report_json = report_dir / f"answer_{len(history)}.json"
+    report_json.write_text(json.dumps(answer.model_dump(), indent=1))
+    report_html = report_dir / f"answer_{len(history)}.html"
+    report_html.write_text(_printable(answer))
+    files = [m.path for m in answer.masks] + [str(report_json), str(report_html)]
+    ctx = state.session.context
+    names = sorted(ctx.extra_masks) if ctx else []
+    shown = [m.name for m in answer.masks if m.name in names]
+    viewer = gr.update()
+    if shown and ctx is not None:
+        from tools.render import best_slice, render
+
+        from assistant.findings import _colour
+
+        mask = ctx.extra_masks[shown[0]]
+        viewer = render(ctx.study.hu, "axial", best_slice(mask, "axial"), "cardiac",
+                        [(ctx.extra_masks[n], _colour(n)) for n in shown])
+    return history, "", rows, files, gr.update(choices=names, value=shown), viewer
+
+
+def _printable(answer) -> str:
+    from html import escape
+
+    rows = "".join(f"<tr><td>{escape(f.name)}</td><td>{escape(str(f.value))}</td><td>{escape(f.unit)}</td>"
+                   f"<td>{escape(f.tool)}</td></tr>" for f in answer.findings)
+    trace = "".join(f"<li>{escape(t.name)} {escape(str(t.args))} {'ok' if t.ok else 'failed: ' + escape(t.message or '')}"
+                    f"</li>" for t in answer.tool_calls)
+    return (f"<!doctype html><meta charset='utf-8'><title>CardioVLM answer</title>"
+            f"<h1>CardioVLM answer</h1><p><b>{escape(answer.question)}</b></p><p>{escape(answer.answer)}</p>"
+            f"<table border=1 cellpadding=4><tr><th>finding</th><th>value</th><th>unit</th><th>tool</th></tr>{rows}"
+            f"</table><h2>Tool calls</h2><ol>{trace}</ol><p><i>{escape(answer.disclaimer)}</i></p>")
+
+
+if __name__ == "__main__":  # Hugging Face Spaces runs this file directly
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from ui.server import launch
+
+    launch(host="0.0.0.0" if os.environ.get("SPACE_ID") else "127.0.0.1", insecure=bool(os.environ.get("SPACE_ID")))
