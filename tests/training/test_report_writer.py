@@ -134,7 +134,8 @@ def describes(sentence: str, f: Finding) -> bool:
         if f.stenosis_percent >= 100:
             return "occluded" in s and "restenosis" in s
         if f.in_stent_restenosis or f.stenosis_percent > 0:
-            return "in-stent restenosis" in s and "patent" not in s and stenosis_consistent(sentence, f.stenosis_percent)
+            return ("in-stent restenosis" in s and "patent" not in s
+                    and stenosis_consistent(sentence, f.stenosis_percent))
         return "patent" in s
     if f.kind == "occlusion":
         return "occlu" in s
@@ -145,8 +146,8 @@ def clean_segment(findings: Findings, code: str) -> bool:
     return not any(f.segment == code for f in findings.findings)
 
 
-NEGATION = re.compile(r"\bfree of\b|\bno (plaque|evidence of (?!in-stent)|atherosclerotic)|without plaque|\bunremarkable\b|"
-                      r"\bnormal\b(?! (origins|in size|in calibre|left ventricular))", re.I)
+NEGATION = re.compile(r"\bfree of\b|\bno (plaque|evidence of (?!in-stent)|atherosclerotic)|without plaque|"
+                      r"\bunremarkable\b|\bnormal\b(?! (origins|in size|in calibre|left ventricular))", re.I)
 
 
 # --- tests ---------------------------------------------------------------------------------------------

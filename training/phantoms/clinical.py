@@ -128,7 +128,9 @@ def sample_clinical(rng: np.random.Generator | random.Random, findings: Findings
     value = unit = assay_name = None
     if rng.random() < priors.troponin_reported:
         assay = _pick_assay(rng)
-        elevated_p = priors.troponin_elevated[0] + priors.troponin_elevated[1] * (b if severe_disease(findings) else b / 3)
+        # Injury follows severe disease; milder burden raises the chance only a little.
+        weight = b if severe_disease(findings) else b / 3
+        elevated_p = priors.troponin_elevated[0] + priors.troponin_elevated[1] * weight
         value, unit = sample_troponin(rng, assay, sex, elevated=bool(rng.random() < elevated_p))
         assay_name = assay.name
 

@@ -82,7 +82,7 @@ from training.phantoms.clinical import as_generator
 GRAMMAR_FILE = Path(__file__).with_name("report_grammar.yaml")
 DOMINANCES = ("right", "left", "codominant")
 
-# CAD-RADS 2.0 bands of the grading words (REFERENCE.md): (word, low, high, range as written).
+# CAD-RADS 2.0 bands of the grading words (REFERENCE.md): (word, lowest %, highest %).
 GRADES: tuple[tuple[str, int, int], ...] = (
     ("minimal", 1, 24), ("mild", 25, 49), ("moderate", 50, 69), ("severe", 70, 99))
 
@@ -345,7 +345,8 @@ def grade_of(percent: float) -> tuple[str, int, int]:
 def _stenosis_slots(w: _Writer, percent: float) -> dict[str, str]:
     word, low, high = grade_of(percent)
     shown = int(min(high, max(low, 5 * round(percent / 5))))  # rounded as reported, never across bands
-    return {"grade": word, "pct": str(shown), "range": w.pick([f"{low}-{high}%", f"{low}-{high}%", f"{low} to {high}%"])}
+    written = w.pick([f"{low}-{high}%", f"{low}-{high}%", f"{low} to {high}%"])
+    return {"grade": word, "pct": str(shown), "range": written}
 
 
 _PLAQUE_WORDS = {
@@ -470,9 +471,10 @@ class _Case:
 
 def _indication(w: _Writer, case: _Case) -> list[str]:
     c = case.clinical
-    elevated = None
+    elevated = mildly = None
     if c.troponin_value is not None and c.troponin_unit:
-        elevated = interpret_troponin(c.troponin_value, c.troponin_unit, c.sex, c.troponin_assay).above_url
+        result = interpret_troponin(c.troponin_value, c.troponin_unit, c.sex, c.troponin_assay)
+        elevated, mildly = result.above_url, result.times_url < 3
     stented = any(f.kind == "stent" for f in case.findings.findings)
     kind = "follow_up" if stented and w.chance(0.6) else ("acute" if elevated else "stable")
     slots = {"age": str(c.age), "man": "man" if c.sex == "male" else "woman", "male": c.sex,
@@ -485,7 +487,8 @@ def _indication(w: _Writer, case: _Case) -> list[str]:
         out.append(w.say("indication.no_risk_factors"))
     if elevated is not None:
         value = f"{c.troponin_value:g}"
-        trend = w.pick(w.g["indication"]["trend_elevated" if elevated else "trend_normal"])
+        trend_key = ("trend_mildly_elevated" if mildly else "trend_elevated") if elevated else "trend_normal"
+        trend = w.pick(w.g["indication"][trend_key])
         assay = c.troponin_assay or "hs-cTnI"
         out.append(w.say("indication.troponin", {"value": value, "unit": c.troponin_unit, "trend": trend,
                                                  "assay": assay}))
