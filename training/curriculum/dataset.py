@@ -59,6 +59,7 @@ class _Volume:
     labels: np.ndarray | None
     spacing: tuple[float, float, float]
     landmarks_ijk: dict[str, np.ndarray]
+    heart: np.ndarray  # bool: what the crop keeps (the heart dilated by the margin)
 
 
 def build_transforms(config: VolumeConfig) -> Compose:
@@ -128,11 +129,21 @@ class CurriculumDataset(Dataset):
         landmarks = {}
         if case.has(LANDMARKS_FILE):
             landmarks = {k: image.mm_to_index(np.asarray(v))[0] for k, v in case.landmarks().items()}
-        volume = _Volume(image.hu.astype(np.float32), labels, image.spacing, landmarks)
+        volume = _Volume(image.hu.astype(np.float32), labels, image.spacing, landmarks,
+                         self._crop_region(labels, image.hu.shape, image.spacing))
         self._cache[study_id] = volume
         if len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
         return volume
+
+    def _crop_region(self, labels: np.ndarray | None, shape, spacing) -> np.ndarray:
+        """The heart labels dilated by the crop margin; the whole volume without a label map."""
+        heart = np.isin(labels, HEART_LABELS) if labels is not None else np.ones(shape, dtype=bool)
+        if self.config.crop_margin_mm > 0 and heart.any() and not heart.all():
+            # Dilate by the margin (in voxels per axis) so the crop keeps some context.
+            margin = [max(1, round(self.config.crop_margin_mm / s)) for s in spacing]
+            heart = ndimage.maximum_filter(heart, size=[2 * m + 1 for m in margin])
+        return heart
 
     def target_mask(self, record: InstructionRecord, volume: _Volume) -> np.ndarray | None:
         """The record's target as a boolean array on the study grid, None when it has no mask."""
@@ -143,32 +154,38 @@ class CurriculumDataset(Dataset):
             mask = np.isin(volume.labels, target.mask.label_ids)
             if target.mask.near_segments:
                 lumen = np.isin(volume.labels, [SEGMENTS_BY_CODE[s].label_id for s in target.mask.near_segments])
-                distance = ndimage.distance_transform_edt(~lumen, sampling=volume.spacing)
-                mask &= distance <= target.mask.near_mm
+                near = np.zeros_like(mask)
+                if lumen.any():
+                    # Distances only inside the lumen's bounding box grown by near_mm (much cheaper).
+                    pad = [int(np.ceil(target.mask.near_mm / s)) + 1 for s in volume.spacing]
+                    idx = np.nonzero(lumen)
+                    box = tuple(slice(max(0, i.min() - p), i.max() + p + 1) for i, p in zip(idx, pad))
+                    distance = ndimage.distance_transform_edt(~lumen[box], sampling=volume.spacing)
+                    near[box] = distance <= target.mask.near_mm
+                mask &= near
             return mask
         if target.landmark is not None:
             if target.landmark not in volume.landmarks_ijk:
                 raise ValueError(f"study {record.study_id} has no landmark {target.landmark!r}")
-            grid = np.indices(volume.hu.shape, dtype=np.float32)
-            centre = volume.landmarks_ijk[target.landmark].reshape(3, 1, 1, 1)
-            spacing = np.asarray(volume.spacing, dtype=np.float32).reshape(3, 1, 1, 1)
-            return (((grid - centre) * spacing) ** 2).sum(0) <= self.config.landmark_radius_mm ** 2
+            centre = volume.landmarks_ijk[target.landmark]
+            radius = [self.config.landmark_radius_mm / s for s in volume.spacing]
+            box = tuple(slice(max(0, int(np.floor(c - r))), max(0, int(np.ceil(c + r)) + 1))
+                        for c, r in zip(centre, radius))
+            sphere = np.zeros(volume.hu.shape, dtype=bool)
+            grid = np.mgrid[box].astype(np.float32)  # voxel indices of the box only
+            offset = (grid - centre.reshape(3, 1, 1, 1)) * np.asarray(volume.spacing, dtype=np.float32).reshape(3, 1, 1, 1)
+            sphere[box] = (offset ** 2).sum(0) <= self.config.landmark_radius_mm ** 2
+            return sphere
         return None
 
     def __getitem__(self, index: int) -> dict:
         record = self.records[index]
         volume = self._volume(record.study_id)
         mask = self.target_mask(record, volume)
-        heart = (np.isin(volume.labels, HEART_LABELS) if volume.labels is not None
-                 else np.ones(volume.hu.shape, dtype=bool))
-        if self.config.crop_margin_mm > 0 and heart.any() and not heart.all():
-            # Dilate by the margin (in voxels per axis) so the crop keeps some context.
-            margin = [max(1, round(self.config.crop_margin_mm / s)) for s in volume.spacing]
-            heart = ndimage.maximum_filter(heart, size=[2 * m + 1 for m in margin])
         item = self.transforms({
             "image": volume.hu[None],
             "target": (mask if mask is not None else np.zeros(volume.hu.shape, dtype=bool))[None].astype(np.float32),
-            "heart": heart[None],
+            "heart": volume.heart[None],
         })
         return {
             "image": item["image"], "target": item["target"], "has_mask": mask is not None,
