@@ -56,7 +56,7 @@ def test_case_folder_matches_the_case_format(case):
     assert hu.hu.dtype == np.int16 and tuple(loaded.manifest.ccta.shape) == hu.hu.shape
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+@pytest.mark.parametrize("seed", [1, 4])
 def test_every_finding_segment_is_in_the_label_map(tmp_path, seed):
     root = generate_case(tmp_path, seed=seed, with_dicom=False, with_cac=False)
     labels = read_nifti(root / cf.LABELS_NIFTI, labels=True).hu
@@ -81,7 +81,7 @@ def test_segments_follow_dominance(tmp_path, dominance, has, lacks):
                       dominance=dominance, with_dicom=False)
 
 
-def _measured_stenosis(request: FindingRequest, seed: int = 5, spacing: float = 0.15) -> float:
+def _measured_stenosis(request: FindingRequest, seed: int = 5, spacing: float = 0.2) -> float:
     """Diameter stenosis of the rasterised lumen: area profile along the centerline vs both references."""
     anat, lumens, calcs, extra, gt, _, _ = build(seed, findings=[request], dominance="right")
     f = gt[0]

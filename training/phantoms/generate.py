@@ -160,6 +160,12 @@ def generate_case(out_dir: Path, *, seed: int, size: str = "small", findings: li
     if size not in SIZES:
         raise PhantomError(f"unknown phantom size {size!r}; choose one of {', '.join(SIZES)}")
     preset = SIZES[size]
+    if with_dicom:  # fail before minutes of work, not after
+        try:
+            from tools.dicom_write import write_ct_series
+        except ImportError as err:
+            raise PhantomError("DICOM output needs tools.dicom_write, which is not installed; "
+                               "use with_dicom=False (--no-dicom)") from err
     anat, lumens, calcs, extra, gt, where, rng = build(seed, findings=findings, dominance=dominance)
     contrast = _contrast(rng)
     noise_sd = float(rng.uniform(15, 30))
@@ -183,11 +189,6 @@ def generate_case(out_dir: Path, *, seed: int, size: str = "small", findings: li
         files += [cf.CAC_NIFTI, cf.CAC_LABELS_NIFTI]
         cac_info = cf.GridInfo(shape=cac_grid.shape, spacing_mm=cac_grid.spacing, origin_mm=cac_grid.origin)
     if with_dicom:
-        try:
-            from tools.dicom_write import write_ct_series
-        except ImportError as err:
-            raise PhantomError("DICOM output needs tools.dicom_write, which is not installed; "
-                               "use with_dicom=False (--no-dicom)") from err
         from pydicom.uid import generate_uid
 
         # one study, two series: the study UID is shared, every other UID derives from the series' seed

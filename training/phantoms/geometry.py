@@ -220,14 +220,17 @@ def _add_coronaries(anat: Anatomy, rng: np.random.Generator, ramus: bool) -> Non
 
     # left main: from the left sinus to the bifurcation at the top of the anterior groove
     l_ost = anat.sinuses[0][0] + anat.sinuses[0][1] * _unit(anat.sinuses[0][0] - root_c)
-    bif = h.surface(-0.04, h.phi_ant + 12, off)
-    lm = _spline(np.vstack([l_ost, 0.5 * (l_ost + bif) + 2 * h.e2, bif]))
+    groove_top = h.surface(-0.04, h.phi_ant + 12, off)
+    # the left main is short (5-15 mm): it bifurcates on its way from the sinus to the groove
+    lm_len = min(rng.uniform(8, 13), 0.6 * float(np.linalg.norm(groove_top - l_ost)))
+    bif = l_ost + lm_len * _unit(groove_top - l_ost)
+    lm = _spline(np.vstack([l_ost, 0.5 * (l_ost + bif) + 0.5 * h.e2, bif]))
     vessels = {"LM": Vessel("LM", lm, _taper(len(lm), 2.3 * k, 2.1 * k))}
 
     # LAD: anterior interventricular groove to (and slightly round) the apex
-    s_d1, s_d2 = rng.uniform(0.3, 0.38), rng.uniform(0.55, 0.62)
-    lad = _path(h, [(-0.04, h.phi_ant + 12), (0.12, h.phi_ant + 2), (s_d1, h.phi_ant), (0.5, h.phi_ant),
-                    (s_d2, h.phi_ant), (0.8, h.phi_ant), (0.97, h.phi_ant - 10), (1.0, h.phi_ant + 90)],
+    s_d1, s_d2 = rng.uniform(0.14, 0.2), rng.uniform(0.42, 0.5)
+    lad = _path(h, [(-0.04, h.phi_ant + 12), (0.05, h.phi_ant + 4), (s_d1, h.phi_ant), (0.3, h.phi_ant),
+                    (s_d2, h.phi_ant), (0.75, h.phi_ant), (0.97, h.phi_ant - 10), (1.0, h.phi_ant + 90)],
                 off, rng, 2.0, start=bif)
     r_lad = _taper(len(lad), 1.9 * k, 0.8 * k)
     d1_o, d2_o = h.surface(s_d1, h.phi_ant, off), h.surface(s_d2, h.phi_ant, off)

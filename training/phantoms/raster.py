@@ -69,13 +69,14 @@ class Contrast:
 
 
 def _capsule_dist(x, y, z, tube: Tube) -> np.ndarray:
-    a, d = tube.start.astype(np.float32), (tube.end - tube.start).astype(np.float32)
-    t = ((x - a[0]) * d[0] + (y - a[1]) * d[1] + (z - a[2]) * d[2]) / float(d @ d)
+    a, d = [float(c) for c in tube.start], [float(c) for c in tube.end - tube.start]
+    t = ((x - a[0]) * d[0] + (y - a[1]) * d[1] + (z - a[2]) * d[2]) / (d[0] ** 2 + d[1] ** 2 + d[2] ** 2)
     t = np.clip(t, 0, 1)
     return np.sqrt((x - a[0] - t * d[0]) ** 2 + (y - a[1] - t * d[1]) ** 2 + (z - a[2] - t * d[2]) ** 2)
 
 
 def _ball(x, y, z, c, r) -> np.ndarray:
+    c, r = [float(v) for v in c], float(r)
     return (x - c[0]) ** 2 + (y - c[1]) ** 2 + (z - c[2]) ** 2 <= r * r
 
 
@@ -83,8 +84,8 @@ def _tissues(anat: Anatomy, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
     """Label map of everything but the coronaries, and a bone-cortex mask (HU differs, label does not)."""
     x, y, z = grid.axes()
     lab = np.zeros(grid.shape, np.uint8)
-    bx, by = anat.body_centre
-    ax_, ay = anat.body_axes
+    bx, by = (float(v) for v in anat.body_centre)
+    ax_, ay = (float(v) for v in anat.body_axes)
     ell = lambda dx, dy: ((x - bx) / (ax_ - dx)) ** 2 + ((y - by) / (ay - dx)) ** 2 <= 1  # noqa: E731
     body, below_fat, cavity = ell(0, 0), ell(anat.fat_mm, 0), ell(anat.fat_mm + anat.muscle_mm, 0)
     shape2 = np.broadcast_shapes(body.shape, (1, 1, grid.shape[2]))
@@ -95,12 +96,17 @@ def _tissues(anat: Anatomy, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
     lab[cavity & (x < bx)] = LABEL["lung_right"]
 
     h = anat.heart
-    dx, dy, dz = x - h.base[0], y - h.base[1], z - h.base[2]
-    su = dx * h.u[0] + dy * h.u[1] + dz * h.u[2]
-    q1 = dx * h.e1[0] + dy * h.e1[1] + dz * h.e1[2]
-    q2 = dx * h.e2[0] + dy * h.e2[1] + dz * h.e2[2]
+    # python floats keep the arithmetic in float32 (a float64 numpy scalar would promote it)
+    b, u, e1, e2 = ([float(c) for c in v] for v in (h.base, h.u, h.e1, h.e2))
+    dx, dy, dz = x - b[0], y - b[1], z - b[2]
+    su = dx * u[0] + dy * u[1] + dz * u[2]
+    q1 = dx * e1[0] + dy * e1[1] + dz * e1[2]
+    q2 = dx * e2[0] + dy * e2[1] + dz * e2[2]
     rr = q1 ** 2 + q2 ** 2
-    half = lambda a, b, grow=0.0: (su >= -grow) & ((su / (a + grow)) ** 2 + rr / (b + grow) ** 2 <= 1)  # noqa: E731
+
+    def half(a, b, grow=0.0):  # the ventricular half-ellipsoid (base plane su = 0), grown by ``grow`` mm
+        a, b, grow = float(a + grow), float(b + grow), float(grow)
+        return (su >= -grow) & ((su / a) ** 2 + rr / b ** 2 <= 1)
 
     # mediastinum: pericardial fat around the heart and a central strip (oesophagus, vessels in fat)
     strip = (np.abs(x - bx) < 22) & (y > by - ay + 10) & (y < anat.spine_centre[1])
@@ -120,12 +126,12 @@ def _tissues(anat: Anatomy, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
     lab[half(h.length, h.radius)] = LABEL["cardiac_wall"]
     lab[half(h.length - anat.rv_wall_mm, h.radius - anat.rv_wall_mm) & (su > 3)] = LABEL["rv_blood"]
     lv_dir = h.direction(anat.phi_lv)
-    shift = anat.lv_shift
-    q1l, q2l = q1 - shift * float(lv_dir @ h.e1), q2 - shift * float(lv_dir @ h.e2)
+    shift = float(anat.lv_shift)
+    q1l, q2l = q1 - float(shift * (lv_dir @ h.e1)), q2 - float(shift * (lv_dir @ h.e2))
     rrl = q1l ** 2 + q2l ** 2
-    lv_len, lv_rad = anat.lv_outer
+    lv_len, lv_rad = (float(v) for v in anat.lv_outer)
     lv_outer = (su >= 0) & ((su / lv_len) ** 2 + rrl / lv_rad ** 2 <= 1)
-    w = anat.lv_wall_mm
+    w = float(anat.lv_wall_mm)
     lv_inner = (su >= 4) & (((su - 4) / (lv_len - w - 4)) ** 2 + rrl / (lv_rad - w) ** 2 <= 1)
     lab[lv_outer] = LABEL["lv_myocardium"]
     lab[lv_inner] = LABEL["lv_blood"]
@@ -136,14 +142,14 @@ def _tissues(anat: Anatomy, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
         root |= _ball(x, y, z, c, r)
     lab[root] = LABEL["aortic_root"]
     # bones: vertebral bodies with discs, sternum; spinal canal behind as soft tissue
-    sx, sy = anat.spine_centre
+    sx, sy = (float(v) for v in anat.spine_centre)
     d_spine = np.sqrt((x - sx) ** 2 + (y - sy) ** 2)
     vb = np.broadcast_to(d_spine <= anat.spine_radius, grid.shape)
     disc = np.broadcast_to(np.abs(((z + 300) % 27.0) - 13.5) > 11.5, grid.shape)  # ~5 mm discs every 27 mm
     lab[vb] = LABEL["spine"]
     canal = np.broadcast_to(np.sqrt((x - sx) ** 2 + (y - sy - anat.spine_radius - 9) ** 2) <= 8, grid.shape)
     lab[canal] = LABEL["soft_tissue"]
-    (stx, sty), (hw, hd) = anat.sternum
+    (stx, sty), (hw, hd) = (float(v) for v in anat.sternum[0]), anat.sternum[1]
     sternum = np.broadcast_to(((x - stx) / hw) ** 2 + ((y - sty) / hd) ** 2 <= 1, grid.shape)
     lab[sternum] = LABEL["sternum"]
     cortex = np.broadcast_to(d_spine >= anat.spine_radius - 1.8, grid.shape) & vb
@@ -152,7 +158,7 @@ def _tissues(anat: Anatomy, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
     cortex &= ~disc
     lab[vb & disc] = LABEL["soft_tissue"]
     # liver dome under the right hemidiaphragm (lowest slices only)
-    lc, (la_, lb, lc_) = anat.liver_centre, anat.liver_axes
+    lc, (la_, lb, lc_) = [float(v) for v in anat.liver_centre], anat.liver_axes
     liver = ((x - lc[0]) / la_) ** 2 + ((y - lc[1]) / lb) ** 2 + ((z - lc[2]) / lc_) ** 2 <= 1
     lab[liver & cavity & ~half(h.length, h.radius, 7.0)] = LABEL["liver"]
     return lab, cortex
