@@ -135,6 +135,13 @@ def _tissues(anat: Anatomy, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
     lv_inner = (su >= 4) & (((su - 4) / (lv_len - w - 4)) ** 2 + rrl / (lv_rad - w) ** 2 <= 1)
     lab[lv_outer] = LABEL["lv_myocardium"]
     lab[lv_inner] = LABEL["lv_blood"]
+    # two papillary muscles: filling defects in the LV blood pool, part of the myocardium label
+    for dphi in (-55.0, 55.0):
+        p_dir = h.direction(anat.phi_lv + dphi)
+        pc1 = 0.55 * (lv_rad - w) * float(p_dir @ h.e1)
+        pc2 = 0.55 * (lv_rad - w) * float(p_dir @ h.e2)
+        papillary = ((q1l - pc1) ** 2 + (q2l - pc2) ** 2 <= 16.0) & (su > 0.4 * lv_len) & (su < 0.75 * lv_len)
+        lab[papillary & lv_inner] = LABEL["lv_myocardium"]
     # aortic root with its three sinuses, and the ascending aorta leaving it
     root_c, _, root_r = anat.aortic_root
     root = _capsule_dist(x, y, z, anat.aorta[0]) <= anat.aorta[0].radius
