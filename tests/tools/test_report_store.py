@@ -264,3 +264,10 @@ def test_real_chroma_server_on_loopback(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_anatomy_keys_are_read_through_the_registry_and_stored(store):
+    assert rs.anatomy_keys("Tight p-rca lesion; LMCA stent; circumflex normal.") == {"pRCA", "RCA", "LM", "LCx"}
+    assert rs.canonical_anatomy("Stent in the m-lad.") == "Stent in the mid left anterior descending artery."
+    stored = store.collection.get(where={"report_id": "p4-2020"}, include=["metadatas"])
+    assert stored["metadatas"][0]["anatomy"] == "|RCA|mRCA|"
