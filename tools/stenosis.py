@@ -413,15 +413,17 @@ def segments_for(name: str) -> tuple[str, str | None]:
 # Session entry point and LangChain tool
 # ----------------------------------------------------------------------------------------------
 
-def check_context(ctx) -> None:
-    """Refuse what cannot be measured, with a message a clinician understands."""
+def check_context(ctx) -> LabelBoxes:
+    """Refuse what cannot be measured, with a message a clinician understands; returns the label boxes."""
     if ctx.study.modality != "CT" or not ctx.study.hu_calibrated:
         raise StenosisError(f"this is a {ctx.study.modality} study: stenosis measurement needs a contrast CT "
                             "angiography of the coronaries")
-    if ctx.labels is None or not np.isin(ctx.labels, CORONARY_LABELS).any():
+    boxes = label_boxes(ctx.labels) if ctx.labels is not None else {}
+    if not set(boxes) & set(CORONARY_LABELS):
         raise StenosisError("no coronary artery segmentation is available for this study, so the vessel "
                             "cannot be measured: segment the coronaries first (VLM, phantom ground truth "
                             "or a supplied label map)")
+    return boxes
 
 
 class MeasureLesionInput(BaseModel):
@@ -440,13 +442,13 @@ class LesionMeasurement(BaseModel):
 
 def measure_lesion(ctx, vessel: str, config: StenosisConfig | None = None) -> LesionMeasurement:
     """The worst lesion of an artery or segment in the session's study (see :func:`measure_vessel`)."""
-    check_context(ctx)
+    boxes = check_context(ctx)
     name, segment = segments_for(vessel)
-    available = vessels_present(ctx.labels)
+    available = vessels_present(ctx.labels, set(boxes))
     if name not in available:
         raise StenosisError(f"the {name} is not present in this study's coronary segmentation")
     m = measure_vessel(ctx.labels, ctx.study.affine, available[name], vessel=name,
-                       centerlines=ctx.centerlines, config=config)
+                       centerlines=ctx.centerlines, config=config, boxes=boxes)
     lesion = m.worst_lesion(segment)
     where = segment or name
     if lesion is None:

@@ -20,6 +20,7 @@ from langchain_core.tools import tool
 from pydantic import BaseModel, Field
 
 from tools.anatomy import SEGMENT_PARENT, SEGMENTS_BY_CODE
+from tools.centerline import label_boxes
 from tools.settings import Settings, get_settings
 from tools.stenosis import Lesion, VesselMeasurement, measure_lesion
 
@@ -162,6 +163,7 @@ def lesion_site(measurement: VesselMeasurement, lesion: Lesion, labels: np.ndarr
     if profile is None:
         raise StentError("the vessel measurement carries no profile to place a stent on")
     path = profile.path
+    boxes = label_boxes(labels) if labels is not None else {}
     others = [les for les in measurement.lesions if (les.start_mm, les.end_mm) != (lesion.start_mm, lesion.end_mm)]
     before = max((les.end_mm for les in others if les.end_mm <= lesion.start_mm), default=0.0)
     after = min((les.start_mm for les in others if les.start_mm >= lesion.end_mm), default=path.length_mm)
@@ -173,7 +175,7 @@ def lesion_site(measurement: VesselMeasurement, lesion: Lesion, labels: np.ndarr
     for code, seg_parent in SEGMENT_PARENT.items():
         if seg_parent not in on_path or code in on_path:
             continue
-        origin = _branch_origin(code, path.points_mm, labels, affine, centerlines)
+        origin = _branch_origin(code, path.points_mm, labels, affine, centerlines, boxes)
         if origin is None:
             continue
         d = np.linalg.norm(path.points_mm - origin, axis=1)
@@ -186,14 +188,17 @@ def lesion_site(measurement: VesselMeasurement, lesion: Lesion, labels: np.ndarr
                       stenosis_percent=lesion.stenosis_percent, origins_mm=origins, ostia=ostia)
 
 
-def _branch_origin(code, path_points, labels, affine, centerlines) -> np.ndarray | None:
+def _branch_origin(code, path_points, labels, affine, centerlines, boxes) -> np.ndarray | None:
+    """LPS mm origin of side branch ``code``: its centerline's first point, else its lumen voxel nearest the path."""
     if centerlines is not None and centerlines.segments.get(code):
         return np.asarray(centerlines.segments[code][0].xyz, float)
     if labels is None or affine is None:
         return None
-    idx = np.argwhere(labels == SEGMENTS_BY_CODE[code].label_id)
-    if not len(idx):
+    box = boxes.get(SEGMENTS_BY_CODE[code].label_id)
+    if box is None:
         return None
+    lo, hi = box
+    idx = np.argwhere(labels[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] == SEGMENTS_BY_CODE[code].label_id) + lo
     xyz = idx @ affine[:3, :3].T + affine[:3, 3]
     from scipy.spatial import cKDTree
 
