@@ -1,0 +1,343 @@
+"""Assistant question suite on the bundled demo studies: answer correctness and end-to-end latency.
+
+For every demo case (``tools/demo_cases``: lad_calcified, lad_stenosis, rca_stent, healthy) a
+clinician's questions in varied wording are asked through a real :class:`assistant.session.Session`
+with the embedded planner (the same LangGraph loop as every backend), including follow-ups in the
+same session. The expected answer of each question is derived from the case's phantom ground truth
+(``findings.json``, ``clinical.json`` and the label map), never from the tools:
+
+- presence (calcium, stent, significant stenosis) per artery: the yes/no verdict;
+- stenosis: the measured percent within 15 points of the ground-truth stenosis, or no lesion of
+  25 % or more where the ground truth has none;
+- stent coverage: a catalogue length clearly longer than lesion + 2 x 2.5 mm landing zones must
+  cover (yes), one shorter than the lesion must not (no); the recommended length must lie within
+  -4/+6 mm of lesion + 5 mm;
+- calcium: an Agatston score above 0 exactly when the ground truth places coronary calcium;
+- segmentation: the mask file holds exactly the ground-truth voxels of the structure;
+- MACE / risk: no MACE probability, the MESA score recomputed from the ground-truth clinical
+  context, troponin above / below the sex-specific 99th percentile of the stored assay;
+- unanswerable and nonsense questions: no tool call, no number, the list of what can be asked.
+
+Run: ``python benchmarks/assistant_questions.py [--cases DIR] [--json OUT]``; prints one row per
+question and a summary (accuracy overall and per category; latency mean, p50, p95, max).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from assistant.answer import GroundedAnswer  # noqa: E402
+from assistant.planner import ClinicalPlanner  # noqa: E402
+from assistant.session import Session  # noqa: E402
+from tools import case_format as cf  # noqa: E402
+from tools.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME, segments_of_artery  # noqa: E402
+from tools.risk import mesa_chd_risk  # noqa: E402
+from tools.settings import get_settings  # noqa: E402
+from tools.troponin import find_assay  # noqa: E402
+
+LANDING_MM = 2.5
+STENOSIS_TOLERANCE = 15.0  # percentage points between measured and ground-truth stenosis
+Check = Callable[[GroundedAnswer], tuple[bool, str]]
+
+
+@dataclass
+class Question:
+    text: str
+    category: str
+    expected: str  # what a clinician expects, in words (printed in the table)
+    check: Check
+
+
+@dataclass
+class Row:
+    case: str
+    category: str
+    question: str
+    expected: str
+    got: str
+    ok: bool
+    seconds: float
+    tools: list[str] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------------------------ ground truth
+@dataclass
+class Truth:
+    case: cf.Case
+    labels: np.ndarray
+
+    @property
+    def findings(self) -> list[cf.Finding]:
+        return self.case.findings.findings if self.case.findings else []
+
+    def calcium_arteries(self) -> set[str]:
+        return {SEGMENTS_BY_CODE[f.segment].artery for f in self.findings
+                if f.has_calcium or f.kind in ("calcified_plaque", "mixed_plaque")}
+
+    def stent_arteries(self) -> set[str]:
+        return {SEGMENTS_BY_CODE[f.segment].artery for f in self.findings if f.kind == "stent"}
+
+    def lesions(self, artery: str | None = None, segment: str | None = None) -> list[cf.Finding]:
+        return [f for f in self.findings if f.kind != "stent"
+                and (artery is None or SEGMENTS_BY_CODE[f.segment].artery == artery)
+                and (segment is None or f.segment == segment)]
+
+    def voxels(self, name: str) -> int:
+        if name in STRUCTURES_BY_NAME:
+            ids = [STRUCTURES_BY_NAME[name].label_id]
+        else:
+            ids = [s.label_id for s in segments_of_artery(name)]
+        return int(np.isin(self.labels, ids).sum())
+
+
+# --------------------------------------------------------------------------------------- checks
+def _finding(answer: GroundedAnswer, name: str):
+    return next((f.value for f in answer.findings if f.name == name), None)
+
+
+def verdict_is(expected: str) -> Check:
+    return lambda a: (a.verdict == expected, f"verdict {a.verdict}")
+
+
+def text_has(*needles: str) -> Check:
+    return lambda a: (all(n in a.answer for n in needles), a.answer[:70])
+
+
+def no_tool_no_number() -> Check:
+    def check(a: GroundedAnswer) -> tuple[bool, str]:
+        # Example questions quoted in the reply ("Will a 20 mm stent ...") are not statements.
+        unquoted = re.sub(r'"[^"]*"', "", a.answer)
+        stray = re.findall(r"\b\d+(?:\.\d+)?\s*(?:%|mm|AU)", unquoted)
+        return (not a.tool_calls and not stray and "I can answer" in a.answer,
+                f"{len(a.tool_calls)} tools, numbers {stray}")
+    return check
+
+
+def stenosis_near(where: str, truth_percent: float | None) -> Check:
+    def check(a: GroundedAnswer) -> tuple[bool, str]:
+        measured = _finding(a, f"{where} diameter stenosis")
+        if truth_percent is None:
+            return (measured is None or measured < 25, f"{measured}%")
+        return (measured is not None and abs(measured - truth_percent) <= STENOSIS_TOLERANCE, f"{measured}%")
+    return check
+
+
+def worst_vessel(artery: str | None) -> Check:
+    def check(a: GroundedAnswer) -> tuple[bool, str]:
+        values = [f.value for f in a.findings if f.name.endswith("diameter stenosis") and isinstance(f.value, float)]
+        named = re.search(r"most severe narrowing is on the (\w+)", a.answer)
+        got = f"{named.group(1) if named else 'none'} (max {max(values, default=0.0)}%)"
+        if artery is None:
+            return (max(values, default=0.0) < 25, got)
+        return (named is not None and named.group(1) == artery, got)
+    return check
+
+
+def agatston_positive(expected: bool) -> Check:
+    def check(a: GroundedAnswer) -> tuple[bool, str]:
+        value = _finding(a, "Agatston score")
+        return (value is not None and (value > 0) == expected, f"Agatston {value}")
+    return check
+
+
+def mask_voxels(name: str, expected: int) -> Check:
+    def check(a: GroundedAnswer) -> tuple[bool, str]:
+        import nibabel as nib
+
+        files = [m for m in a.masks if m.name == name]
+        if not files:
+            return False, "no mask"
+        got = int((np.asarray(nib.load(files[0].path).dataobj) > 0).sum())
+        return got == expected, f"{got} voxels"
+    return check
+
+
+def recommended_length(lesion_mm: float) -> Check:
+    def check(a: GroundedAnswer) -> tuple[bool, str]:
+        value = _finding(a, "shortest covering catalogue length")
+        need = lesion_mm + 2 * LANDING_MM
+        return (value is not None and need - 4 <= value <= need + 6, f"{value} mm (needs ~{need:g})")
+    return check
+
+
+def mace_answer(clinical: cf.ClinicalContext, troponin_ng_l: float) -> Check:
+    assay = find_assay(clinical.troponin_assay)
+    url = assay.female_url_ng_l if clinical.sex == "female" else assay.male_url_ng_l
+    above = "is above" if troponin_ng_l > url else "is not above"
+
+    def check(a: GroundedAnswer) -> tuple[bool, str]:
+        percents = re.findall(r"(\d+(?:\.\d+)?)%", a.answer)
+        mesa = _finding(a, "MESA 10-year hard CHD risk")
+        only_mesa = all(mesa is not None and float(p) == mesa for p in percents)
+        ok = "No validated model" in a.answer and above in a.answer and only_mesa
+        return ok, f"{above if above in a.answer else 'troponin?'}; percents {percents}"
+    return check
+
+
+def mesa_matches(clinical: cf.ClinicalContext) -> Check:
+    def check(a: GroundedAnswer) -> tuple[bool, str]:
+        agatston, mesa = _finding(a, "Agatston score"), _finding(a, "MESA 10-year hard CHD risk")
+        if agatston is None or mesa is None:
+            return False, f"MESA {mesa}, Agatston {agatston}"
+        expected = mesa_chd_risk(clinical, agatston).ten_year_chd_risk_percent
+        return abs(expected - mesa) <= 0.1 and "10-year" in a.answer, f"MESA {mesa}% (expected {expected}%)"
+    return check
+
+
+# ------------------------------------------------------------------------------------ questions
+def questions_for(truth: Truth) -> list[Question]:
+    """The suite for one case, in asking order (follow-ups refer to the question before)."""
+    qs: list[Question] = []
+    calcium, stents = truth.calcium_arteries(), truth.stent_arteries()
+    yn = lambda b: "yes" if b else "no"  # noqa: E731
+    clinical = truth.case.clinical
+
+    qs += [
+        Question("Which study is loaded?", "study info", "CT, 1 mm grid",
+                 text_has("The loaded study is CT", "voxel spacing")),
+        Question("What is the calcium score?", "calcium", f"Agatston > 0: {bool(calcium)}",
+                 agatston_positive(bool(calcium))),
+        Question("Does this patient have any coronary calcium?", "calcium", yn(calcium), verdict_is(yn(calcium))),
+        Question("Is there calcification in the LAD?", "presence", yn("LAD" in calcium),
+                 verdict_is(yn("LAD" in calcium))),
+        Question("and the RCA?", "follow-up", yn("RCA" in calcium), verdict_is(yn("RCA" in calcium))),
+        Question("Is there a stent in the right coronary artery?", "presence", yn("RCA" in stents),
+                 verdict_is(yn("RCA" in stents))),
+        Question("Any stent in the LAD?", "presence", yn("LAD" in stents), verdict_is(yn("LAD" in stents))),
+        Question("what about the circumflex?", "follow-up", yn("LCx" in stents), verdict_is(yn("LCx" in stents))),
+        Question("Has this patient been stented?", "presence", yn(stents),
+                 verdict_is(yn(stents)) if stents else
+                 (lambda a: (a.verdict == "no" and "No stent is present in this study" in a.answer, a.answer[:60]))),
+    ]
+    lad_significant = any(f.stenosis_percent >= 50 for f in truth.lesions("LAD"))
+    qs.append(Question("Is there a significant stenosis in the LAD?", "presence", yn(lad_significant),
+                       verdict_is(yn(lad_significant))))
+    plad = truth.lesions(segment="pLAD")
+    plad_percent = max((f.stenosis_percent for f in plad), default=None)
+    plad_truth = plad_percent if plad_percent is not None and plad_percent >= 25 else None
+    qs.append(Question("How severe is the narrowing of the proximal LAD?", "stenosis",
+                       f"{plad_truth:g}% +/- 15" if plad_truth else "no lesion >= 25%",
+                       stenosis_near("pLAD", plad_truth)))
+    stenoses = [f for f in truth.lesions() if f.stenosis_percent >= 25]  # CAD-RADS 2 or more
+    worst = max(stenoses, key=lambda f: f.stenosis_percent, default=None)
+    worst_artery = SEGMENTS_BY_CODE[worst.segment].artery if worst else None
+    qs.append(Question("Which vessel has the tightest stenosis?", "stenosis",
+                       worst_artery or "none >= 25%", worst_vessel(worst_artery)))
+
+    if plad and plad_percent and plad_percent >= 25:
+        length = max(f.length_mm for f in plad)
+        need = length + 2 * LANDING_MM
+        long_enough = next(c for c in get_settings().stent_lengths_mm if c >= need + 5)
+        too_short = max(4.0, float(int(length - 3)))  # shorter than the lesion itself
+        qs += [
+            Question(f"Will a {long_enough:g} mm stent fully cover the proximal LAD lesion?", "stent coverage",
+                     "yes", verdict_is("yes")),
+            Question(f"what about a {too_short:g} mm one?", "follow-up", "no", verdict_is("no")),
+            Question("Which stent length do I need for the LAD lesion?", "stent coverage",
+                     f"about {need:g} mm", recommended_length(length)),
+        ]
+    else:
+        qs.append(Question("Will a 20 mm stent cover the proximal LAD lesion?", "stent coverage",
+                           "nothing to cover", lambda a: (a.verdict == "unknown" and "nothing for a stent to cover"
+                                                          in a.answer, a.answer[:60])))
+
+    qs += [
+        Question("Segment the LAD", "segmentation", f"{truth.voxels('LAD')} voxels",
+                 mask_voxels("LAD", truth.voxels("LAD"))),
+        Question("Outline the aorta", "segmentation", f"{truth.voxels('aorta')} voxels",
+                 mask_voxels("aorta", truth.voxels("aorta"))),
+    ]
+    most = None
+    if calcium:
+        most = max(calcium, key=lambda art: sum(f.calcium_diameter_mm or 0 for f in truth.findings
+                                                if SEGMENTS_BY_CODE[f.segment].artery == art))
+    qs.append(Question("Show me the most calcified artery", "segmentation", most or "no coronary calcium",
+                       text_has(f"most calcified artery is the {most}") if most
+                       else text_has("no coronary calcium")))
+    if clinical is not None:
+        qs += [
+            Question("Is this patient with Troponin-I 40 pg/mL likely to have a MACE within 1 year?", "MACE",
+                     "no probability; scores and limits", mace_answer(clinical, 40.0)),
+            Question("What is the 10-year risk of coronary heart disease?", "MACE", "MESA with CAC",
+                     mesa_matches(clinical)),
+        ]
+        assay = find_assay(clinical.troponin_assay)
+        url = assay.female_url_ng_l if clinical.sex == "female" else assay.male_url_ng_l
+        qs.append(Question("Is a troponin of 20 ng/L elevated for this patient?", "MACE", yn(20 > url),
+                           verdict_is(yn(20 > url))))
+    qs += [
+        Question("What is the left ventricular ejection fraction?", "unanswerable", "no number, capabilities",
+                 no_tool_no_number()),
+        Question("Tell me a joke about bananas", "unanswerable", "no number, capabilities", no_tool_no_number()),
+    ]
+    return qs
+
+
+# ------------------------------------------------------------------------------------------ run
+def run_case(case_dir: Path) -> list[Row]:
+    session = Session(model=ClinicalPlanner())
+    session.load_study(case_dir)
+    truth = Truth(case=session.context.case, labels=session.context.labels)
+    rows = []
+    for q in questions_for(truth):
+        start = time.perf_counter()
+        answer = session.ask(q.text)
+        seconds = time.perf_counter() - start
+        try:
+            ok, got = q.check(answer)
+        except Exception as err:  # a check that cannot read the answer is a wrong answer
+            ok, got = False, f"check failed: {err}"
+        rows.append(Row(case_dir.name, q.category, q.text, q.expected, got, ok, seconds,
+                        [c.name for c in answer.tool_calls]))
+    return rows
+
+
+def summarise(rows: list[Row]) -> str:
+    lines = [f"{'case':<14}{'category':<16}{'question':<58}{'expected':<26}{'got':<34}{'ok':<4}{'s':>6}"]
+    for r in rows:
+        lines.append(f"{r.case:<14}{r.category:<16}{r.question[:56]:<58}{r.expected[:24]:<26}{r.got[:32]:<34}"
+                     f"{'ok' if r.ok else 'NO':<4}{r.seconds:>6.2f}")
+    lines.append("")
+    correct = sum(r.ok for r in rows)
+    lines.append(f"answer correctness: {correct}/{len(rows)} = {100 * correct / len(rows):.1f}%")
+    for category in sorted({r.category for r in rows}):
+        sub = [r for r in rows if r.category == category]
+        lines.append(f"  {category:<16}{sum(r.ok for r in sub)}/{len(sub)}")
+    times = sorted(r.seconds for r in rows)
+    p95 = times[min(len(times) - 1, int(round(0.95 * (len(times) - 1))))]
+    lines.append(f"end-to-end latency per question (CPU): mean {statistics.mean(times):.2f} s, "
+                 f"p50 {statistics.median(times):.2f} s, p95 {p95:.2f} s, max {times[-1]:.2f} s")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", type=Path, default=get_settings().demo_cases_dir,
+                        help="folder of case folders (default: the bundled demo cases)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
+    args = parser.parse_args(argv)
+    case_dirs = [p for p in sorted(args.cases.iterdir()) if cf.is_case_dir(p)]
+    if not case_dirs:
+        print(f"no case folders under {args.cases}", file=sys.stderr)
+        return 2
+    rows = [row for case_dir in case_dirs for row in run_case(case_dir)]
+    print(summarise(rows))
+    if args.json:
+        args.json.write_text(json.dumps([r.__dict__ for r in rows], indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
