@@ -295,7 +295,8 @@ def _lesion_runs(p: VesselProfile, config: StenosisConfig) -> list[tuple[int, in
             merged[-1] = (merged[-1][0], b)
         else:
             merged.append((a, b))
-    return [(a, b) for a, b in merged if _edge(p, a, b, config)[1] - _edge(p, a, b, config)[0] >= config.min_lesion_mm]
+    spans = [(a, b, *_edge(p, a, b, config)) for a, b in merged]
+    return [(a, b) for a, b, start, end in spans if end - start >= config.min_lesion_mm]
 
 
 def _edge(p: VesselProfile, a: int, b: int, config: StenosisConfig) -> tuple[float, float]:
