@@ -34,7 +34,7 @@ class Grid:
     @classmethod
     def centred(cls, centre, fov_mm: tuple[float, float, float], spacing: tuple[float, float, float]) -> "Grid":
         shape = tuple(int(round(f / s)) for f, s in zip(fov_mm, spacing))
-        origin = tuple(float(c - (n - 1) * s / 2) for c, n, s in zip(centre, shape, spacing))
+        origin = tuple(round(float(c - (n - 1) * s / 2), 3) for c, n, s in zip(centre, shape, spacing))
         return cls(shape, tuple(float(s) for s in spacing), origin)
 
     @property
