@@ -83,7 +83,13 @@ def _render(state: UiSession | None, plane: str, index: int, preset: str, shown:
             from assistant.findings import _colour
 
             masks.append((mask, _colour(name) if name else SEGMENT_COLORS["LAD"]))
-    return render(ctx.study.hu, plane, int(index), preset, masks)
+    return _display(render(ctx.study.hu, plane, int(index), preset, masks))
+
+
+def _display(rgb: np.ndarray, target: int = 512) -> np.ndarray:
+    """Enlarge a slice by an integer factor (nearest neighbour, no smoothing of the data) for the viewer."""
+    factor = max(1, target // max(rgb.shape[:2]))
+    return rgb.repeat(factor, axis=0).repeat(factor, axis=1) if factor > 1 else rgb
 
 
 def _slider_for(state: UiSession | None, plane: str):
@@ -270,8 +276,8 @@ def _show_answer(state: UiSession, history: list, answer):
         from assistant.findings import _colour
 
         mask = ctx.extra_masks[shown[0]]
-        viewer = render(ctx.study.hu, "axial", best_slice(mask, "axial"), "cardiac",
-                        [(ctx.extra_masks[n], _colour(n)) for n in shown])
+        viewer = _display(render(ctx.study.hu, "axial", best_slice(mask, "axial"), "cardiac",
+                                 [(ctx.extra_masks[n], _colour(n)) for n in shown]))
     return history, "", rows, files, gr.update(choices=names, value=shown), viewer
 
 

@@ -1,0 +1,82 @@
+"""The app in a real browser (Debian's chromium driven by Playwright), as a clinician uses it.
+
+Chromium comes from Debian's package (installed here when missing and apt is usable); Playwright
+never downloads a browser. Screenshots are saved under test-artifacts/ for review.
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+# Without these flags Chromium keeps trying to reach the network, which this machine refuses.
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]
+
+
+def _ensure_chromium() -> None:
+    if Path(CHROMIUM).exists():
+        return
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        pytest.skip("Debian chromium is not installed and apt-get cannot be used here (needs root)")
+    subprocess.run(["apt-get", "update", "-qq"], check=False, capture_output=True, timeout=600)
+    done = subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], capture_output=True, timeout=900)
+    if done.returncode != 0 or not Path(CHROMIUM).exists():
+        pytest.skip(f"could not install Debian chromium: {done.stderr.decode()[-300:]}")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def page():
+    _ensure_chromium()
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from ui.server import launch
+
+    app, url = launch("127.0.0.1", _free_port(), block=False)
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        # Gradio pages never reach network idle: wait for load, then for elements.
+        page.goto(url, wait_until="load")
+        page.get_by_text("not for clinical use").first.wait_for(timeout=60_000)
+        yield page
+        browser.close()
+    app.close()
+
+
+def test_stent_example_on_the_lad_stenosis_case(page):
+    page.get_by_label("Demo case").click()
+    page.get_by_role("option", name="lad_stenosis").click()
+    page.get_by_role("button", name="Load demo case").click()
+    page.locator("#study-summary").get_by_text("Modality").wait_for(timeout=120_000)
+    page.get_by_role("button", name="Will a 20 mm stent fully cover the proximal LAD lesion?").click()
+    answer = page.locator("#chat").get_by_text("A 20 mm stent covers", exact=False).last
+    answer.wait_for(timeout=180_000)
+    assert answer.inner_text().startswith("Yes")
+    page.locator("#chat img").first.wait_for(timeout=60_000)
+    page.locator("#downloads").get_by_text(".html").first.wait_for(timeout=60_000)
+    page.screenshot(path=str(ARTIFACTS / "stent_answer.png"), full_page=True)
+
+
+def test_corrupt_zip_upload_shows_a_readable_error(page, tmp_path):
+    bad = tmp_path / "broken.zip"
+    bad.write_bytes(b"PK\x03\x04 not a zip at all")
+    page.locator("input[type=file]").first.set_input_files(str(bad))
+    page.get_by_role("button", name="Load upload").click()
+    message = page.locator("#study-summary").get_by_text("⚠️", exact=False)
+    message.wait_for(timeout=60_000)
+    assert "Traceback" not in message.inner_text()
+    page.screenshot(path=str(ARTIFACTS / "corrupt_upload.png"), full_page=True)
