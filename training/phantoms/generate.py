@@ -9,7 +9,6 @@ Example::
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -261,12 +260,6 @@ def generate_dataset(out_dir: Path, n: int, seed: int, size: str = "small", prog
         paths.append(generate_case(Path(out_dir), seed=case_seed(seed, i), size=size,
                                    case_id=f"phantom_{i:05d}", **case_kwargs))
     return paths
-
-
-def timed_case(out_dir: Path, **kwargs) -> tuple[Path, float]:
-    t0 = time.perf_counter()
-    path = generate_case(out_dir, **kwargs)
-    return path, time.perf_counter() - t0
 
 
 __all__ = ["FindingRequest", "generate_case", "generate_dataset", "SIZES", "PhantomError", "build", "case_seed"]

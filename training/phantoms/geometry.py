@@ -275,9 +275,9 @@ def _add_coronaries(anat: Anatomy, rng: np.random.Generator, ramus: bool) -> Non
     pda = _path(h, [(0.0, crux_phi), (0.2, crux_phi + 2), (0.45, crux_phi), (0.7, crux_phi - 3)], off, rng, 2.0,
                 start=crux)
     vessels[f"{side}-PDA"] = Vessel(f"{side}-PDA", pda, _taper(len(pda), 1.3 * k, 0.75))
-    plb_dir = -1 if left_dom else -1  # the posterolateral branch runs onto the LV's inferolateral wall
-    plb = _path(h, [(0.0, crux_phi), (0.03, crux_phi + plb_dir * 15), (0.2, crux_phi + plb_dir * 30),
-                    (0.45, crux_phi + plb_dir * 38)], off, rng, jit, start=crux)
+    # the posterolateral branch runs onto the LV's inferolateral wall
+    plb = _path(h, [(0.0, crux_phi), (0.03, crux_phi - 15), (0.2, crux_phi - 30),
+                    (0.45, crux_phi - 38)], off, rng, jit, start=crux)
     vessels[f"{side}-PLB"] = Vessel(f"{side}-PLB", plb, _taper(len(plb), 1.2 * k, 0.75))
 
     for code in vessels:

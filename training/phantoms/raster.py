@@ -210,7 +210,7 @@ def _coronaries(anat: Anatomy, lumens: dict[str, SegmentLumen], calcs: list[Calc
     occ = np.clip(0.5 - (d_lumen - lumen_r[nn]) / h, 0.0, 1.0)
     occ[lumen_r[nn] <= 0] = 0.0
     in_wall = dist <= outer_r[nn]
-    plaque = in_wall & (d_lumen > lumen_r[nn]) & (outer_r[nn] > anat_radius(anat, codes, seg_of, nn) + 1e-3)
+    plaque = in_wall & (d_lumen > lumen_r[nn]) & (outer_r[nn] > _healthy_radius(anat, codes, nn) + 1e-3)
     labf[flat[plaque]] = LABEL["noncalcified_plaque"]
     seg_labels = np.array([SEGMENTS_BY_CODE[c].label_id for c in codes])
     lumen_mask = d_lumen <= lumen_r[nn]
@@ -230,7 +230,7 @@ def _coronaries(anat: Anatomy, lumens: dict[str, SegmentLumen], calcs: list[Calc
     return flat, occ, ca_hu, struts
 
 
-def anat_radius(anat: Anatomy, codes, seg_of, nn) -> np.ndarray:
+def _healthy_radius(anat: Anatomy, codes, nn) -> np.ndarray:
     """Healthy lumen radius at each band voxel's nearest centerline point."""
     return np.concatenate([anat.vessels[c].radius for c in codes])[nn]
 
