@@ -5,7 +5,7 @@ Method (stated in every result):
   (:mod:`tools.centerline`), evaluated every ``step_mm`` along the path.
 - Lumen area: the lumen mask (every coronary segment label, 20-37) is interpolated trilinearly on a
   plane perpendicular to the centerline with ``plane_step_mm`` sub-voxel samples; samples above
-  0.25 form regions, the region nearest the centerline is kept (so a side branch leaving the same
+  0.1 form regions, the region nearest the centerline is kept (so a side branch leaving the same
   plane is not counted) and its area is the sum of the interpolated fractions (partial volume).
   The area is averaged over two voxel lengths along the path (rasterisation flicker). Equivalent
   diameter ``2 sqrt(area / pi)``.
@@ -37,7 +37,7 @@ PLAQUE_LABELS = (STRUCTURES_BY_NAME["calcified_plaque"].label_id, STRUCTURES_BY_
 STENT_LABEL = STRUCTURES_BY_NAME["stent"].label_id
 AREA_METHOD = ("lumen mask sampled trilinearly on planes perpendicular to the centerline "
                "(sub-voxel grid, partial-volume area of the lumen region nearest the centerline)")
-REGION_LEVEL = 0.25  # interpolated lumen fraction above which a plane sample joins a lumen region
+REGION_LEVEL = 0.1  # interpolated lumen fraction above which a plane sample joins a lumen region
 REFERENCE_METHOD = "linear taper fitted to the healthy (plaque-free, non-narrowed) diameters of the whole path"
 
 
