@@ -276,7 +276,10 @@ def collate(samples: list[dict]) -> dict:
 def compute_losses(out, batch: dict, config: TrainConfig, dice_ce) -> dict[str, torch.Tensor]:
     """Per-task losses and metrics of one batch; ``loss`` is their weighted sum."""
     device = out.mask_logits.device
-    zero = out.mask_logits.sum() * 0.0  # keeps every head in the graph (DDP) when a task is absent
+    # Every output joins the loss (times zero when its task is absent from the batch): DDP must see
+    # a gradient, even a zero one, for every parameter the forward pass used.
+    zero = sum(t.float().sum() for t in (out.mask_logits, out.landmark_logits, out.landmark, out.answer_logits,
+                                         out.value)) * 0.0
     losses = {"mask_loss": zero, "answer_loss": zero, "choice_loss": zero, "landmark_loss": zero,
               "value_loss": zero}
     metrics = {"dice": math.nan, "answer_accuracy": math.nan}
@@ -296,6 +299,8 @@ def compute_losses(out, batch: dict, config: TrainConfig, dice_ce) -> dict[str, 
     choice = batch["choice"].to(device)
     if out.choice_logits is not None and (choice >= 0).any():
         losses["choice_loss"] = F.cross_entropy(out.choice_logits[choice >= 0], choice[choice >= 0])
+    if out.choice_logits is not None:
+        zero = zero + out.choice_logits[torch.isfinite(out.choice_logits)].sum() * 0.0
     rows = batch["has_landmark"].to(device)
     if rows.any():
         target = batch["landmark"].to(device)[rows]
@@ -310,7 +315,7 @@ def compute_losses(out, batch: dict, config: TrainConfig, dice_ce) -> dict[str, 
     if rows.any():
         target = torch.log1p(value[rows].clamp(min=0))
         losses["value_loss"] = F.smooth_l1_loss(out.value[rows].float(), target)
-    losses["loss"] = (config.mask_weight * losses["mask_loss"]
+    losses["loss"] = zero + (config.mask_weight * losses["mask_loss"]
                       + config.answer_weight * (losses["answer_loss"] + losses["choice_loss"])
                       + config.landmark_weight * losses["landmark_loss"] + config.value_weight * losses["value_loss"])
     return {**losses, **metrics}

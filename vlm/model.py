@@ -39,7 +39,7 @@ class CardioVLM(nn.Module):
 
     Image (B, 1, I, J, K) -> SegResNet -> tokens (B, N, W) and voxel features (B, C, I, J, K).
     Instruction -> MiniLM (or hashed) -> tokens (B, T, W).
-    [queries (3); image tokens + position (N); instruction tokens (T)] -> transformer encoder.
+    [queries (3) + pooled instruction; image tokens + position (N); instruction tokens (T)] -> transformer.
     [SEG]·features -> mask logits; [LMK]·features -> heatmap -> soft-argmax landmark;
     [ANS] -> yes / no / not present, and [ANS]·option embeddings -> multiple-choice scores.
 
@@ -65,6 +65,7 @@ class CardioVLM(nn.Module):
         self.queries = nn.Parameter(torch.randn(1, NUM_QUERIES, width) * 0.02)
         self.image_position = nn.Parameter(torch.randn(1, n_tokens, width) * 0.02)
         self.text_type = nn.Parameter(torch.zeros(1, 1, width))
+        self.query_from_text = nn.Linear(width, NUM_QUERIES * width)
         layer = nn.TransformerEncoderLayer(width, nhead=config.fusion_heads, dim_feedforward=4 * width,
                                            dropout=config.dropout, batch_first=True, norm_first=True)
         self.fusion = nn.TransformerEncoder(layer, num_layers=config.fusion_layers, enable_nested_tensor=False)
@@ -108,7 +109,12 @@ class CardioVLM(nn.Module):
         if len(instructions) != batch:
             raise ValueError(f"{len(instructions)} instructions for a batch of {batch} images")
         text, valid = self.text_encoder(instructions)
-        sequence = torch.cat([self.queries.expand(batch, -1, -1).to(tokens.dtype),
+        weights = valid.unsqueeze(-1).to(text.dtype)
+        pooled = (text * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+        # Queries start from the instruction itself (SAT-style text queries), so what is asked for
+        # steers the heads directly; the transformer then adds image context.
+        queries = self.queries + self.query_from_text(pooled).view(batch, NUM_QUERIES, -1)
+        sequence = torch.cat([queries.to(tokens.dtype),
                               tokens + self.image_position, text + self.text_type], dim=1)
         keep = torch.cat([torch.ones(batch, NUM_QUERIES + tokens.shape[1], dtype=torch.bool,
                                      device=valid.device), valid], dim=1)

@@ -41,7 +41,7 @@ class InstructionEncoder(nn.Module):
         width: output token width.
         max_tokens: texts are truncated to this many tokens.
         vocab_size, layers: size of the "hashed" encoder.
-        freeze: keep the MiniLM weights fixed.
+        freeze: keep the MiniLM weights fixed (the output projection always trains).
     """
 
     def __init__(self, *, kind: str, width: int, max_tokens: int, vocab_size: int = 4096,

@@ -1,0 +1,207 @@
+"""The curriculum training loop: a tiny model learns a trivial curriculum on the CPU, runs resume,
+the ``cardiovlm train`` CLI reads case folders, and two gloo processes under torchrun stay in sync."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from training.train import TrainConfig, TrainError, stage_plan, train
+import vlm
+from vlm import CardioVLM, CardioVLMConfig
+
+torch.set_num_threads(1)
+
+SIZE = 16
+
+
+def shapes_samples(n: int, seed: int) -> list[dict]:
+    """Model-grid images with a bright cube (in 2 of 3 images) and a dark sphere, and instructions:
+    stage 1 "segment the bright cube" / "segment the dark sphere", stage 2 cube landmark and presence."""
+    rng = np.random.default_rng(seed)
+    grid = np.stack(np.meshgrid(*[np.arange(SIZE)] * 3, indexing="ij"), -1)
+    samples = []
+    for i in range(n):
+        image = 0.3 + 0.03 * rng.standard_normal((SIZE,) * 3)
+        c = rng.integers(4, SIZE - 4, 3)
+        cube = np.all(np.abs(grid - c) <= 2, -1)
+        sphere = ((grid - rng.integers(4, SIZE - 4, 3)) ** 2).sum(-1) <= 6
+        sphere &= ~cube
+        has_cube = i % 3 != 0
+        if has_cube:
+            image[cube] = 0.9
+        image[sphere] = 0.02
+        base = {"image": torch.tensor(image, dtype=torch.float32)[None], "landmark": None, "choices": [],
+                "choice": -1, "value": float("nan"), "mask": None, "answer": -1}
+        samples.append({**base, "instruction": "segment the dark sphere", "stage": 1,
+                        "mask": torch.tensor(sphere, dtype=torch.float32)[None]})
+        if has_cube:
+            samples.append({**base, "instruction": "segment the bright cube", "stage": 1,
+                            "mask": torch.tensor(cube, dtype=torch.float32)[None]})
+            samples.append({**base, "instruction": "locate the centre of the cube", "stage": 2,
+                            "landmark": torch.tensor((c + 0.5) / SIZE, dtype=torch.float32)})
+        samples.append({**base, "instruction": "is there a bright cube?", "stage": 2, "answer": 0 if has_cube else 1})
+    return samples
+
+
+def tiny_config() -> CardioVLMConfig:
+    return CardioVLMConfig.tiny(input_shape=(SIZE,) * 3)
+
+
+def dice(pred: torch.Tensor, target: torch.Tensor) -> float:
+    return float(2 * (pred & target).sum() / (pred.sum() + target.sum()).clamp(min=1))
+
+
+def test_stage_plan_follows_stages_in_order_then_mixed():
+    plan = stage_plan([3, 1, 1, 2], TrainConfig(steps_per_stage=5, mixed_steps=7))
+    assert plan == [(1, 5), (2, 10), (3, 15), (None, 22)]
+
+
+def test_tiny_model_learns_a_trivial_curriculum(tmp_path):
+    torch.manual_seed(0)
+    config = TrainConfig(steps_per_stage=100, mixed_steps=60, batch_size=4, lr=3e-3, warmup_steps=5,
+                         log_every=10, checkpoint_every=1000)
+    # The frozen MiniLM (the production instruction encoder) tells "dark sphere" from "bright cube" at
+    # once; the hashed test encoder needs a few hundred steps before masks follow the instruction.
+    model_config = CardioVLMConfig.tiny(input_shape=(SIZE,) * 3, text_encoder="minilm")
+    result = train(shapes_samples(12, seed=0), tmp_path / "run", model_config=model_config, train_config=config)
+    assert result.steps == 260
+    mask_losses = [row["mask_loss"] for row in result.history if row["stage"] in (1, "mixed")]
+    assert mask_losses[-1] < 0.7 * mask_losses[0]
+    # Held-out images: the instruction decides which object is segmented, and presence is answered.
+    model = result.model
+    held_out = shapes_samples(9, seed=99)
+    scores = {"cube": [], "sphere": [], "wrong": []}
+    correct = []
+    with torch.no_grad():
+        for sample in held_out:
+            out = model(sample["image"][None], [sample["instruction"]])
+            if sample["mask"] is not None:
+                pred, target = out.mask_logits[0] > 0, sample["mask"] > 0.5
+                scores["cube" if "cube" in sample["instruction"] else "sphere"].append(dice(pred, target))
+            if sample["answer"] >= 0:
+                correct.append(int(out.answer_logits[0].argmax()) == sample["answer"])
+        for sample in held_out:
+            if sample["instruction"] == "segment the bright cube":
+                sphere_mask = next(s["mask"] for s in held_out if s["image"] is sample["image"]
+                                   and "sphere" in s["instruction"])
+                pred = model(sample["image"][None], ["segment the dark sphere"]).mask_logits[0] > 0
+                scores["wrong"].append(dice(pred, sample["mask"] > 0.5) if sphere_mask.sum() else 0.0)
+    assert np.mean(scores["cube"]) > 0.7, scores
+    assert np.mean(scores["sphere"]) > 0.6, scores
+    assert np.mean(scores["wrong"]) < 0.2, scores  # "sphere" does not give the cube
+    assert np.mean(correct) >= 0.75
+    log = (tmp_path / "run" / "log.csv").read_text().splitlines()
+    assert log[0].startswith("step,stage,loss") and len(log) == 1 + len(result.history)
+
+
+def test_resume_continues_from_the_saved_step(tmp_path):
+    samples = shapes_samples(3, seed=1)
+    config = TrainConfig(steps_per_stage=2, mixed_steps=2, batch_size=2, log_every=1, checkpoint_every=2)
+    first = train(samples, tmp_path / "run", model_config=tiny_config(), train_config=config)
+    assert first.steps == 6
+    with pytest.raises(TrainError, match="already holds a training run"):
+        train(samples, tmp_path / "run", model_config=tiny_config(), train_config=config)
+    longer = TrainConfig(steps_per_stage=2, mixed_steps=5, batch_size=2, log_every=1, checkpoint_every=2)
+    resumed = train(samples, tmp_path / "run", model_config=tiny_config(), train_config=longer, resume=True)
+    assert resumed.steps == 9
+    assert [row["step"] for row in resumed.history] == [7, 8, 9]
+    log = (tmp_path / "run" / "log.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in log[1:]] == [str(n) for n in range(1, 10)]
+    # The resumed run starts from the saved weights, not from a fresh initialisation.
+    fresh = CardioVLM(tiny_config()).state_dict()
+    saved = vlm.load(tmp_path / "run" / "checkpoint", device="cpu").state_dict()
+    assert not torch.equal(saved["answer_head.weight"], fresh["answer_head.weight"])
+    with pytest.raises(TrainError, match="nothing to resume"):
+        train(samples, tmp_path / "other", model_config=tiny_config(), train_config=config, resume=True)
+
+
+def _write_case(folder: Path) -> None:
+    """A minimal case folder in the tools.case_format layout: CCTA, label map, landmarks."""
+    import nibabel as nib
+
+    from tools import case_format as cf
+    from tools.anatomy import STRUCTURES_BY_NAME
+
+    folder.mkdir(parents=True)
+    hu = np.full((24, 20, 12), -50, dtype=np.int16)
+    labels = np.zeros(hu.shape, dtype=np.uint8)
+    hu[6:14, 6:12, 3:9] = 300
+    labels[6:14, 6:12, 3:9] = STRUCTURES_BY_NAME["aorta"].label_id
+    affine_lps = np.diag([0.8, 0.8, 2.0, 1.0])
+    ras = np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine_lps
+    nib.save(nib.Nifti1Image(hu, ras), str(folder / cf.CCTA_NIFTI))
+    nib.save(nib.Nifti1Image(labels, ras), str(folder / cf.LABELS_NIFTI))
+    (folder / cf.LANDMARKS_FILE).write_text(json.dumps({"aortic_annulus_centre": [8.0, 7.2, 12.0]}))
+
+
+def _record(i: int, task: str, instruction: str, target: dict, stage: int = 1) -> dict:
+    return {"id": f"r{i}", "study_id": "case_000", "stage": stage, "task": task, "intent": "test",
+            "instruction": instruction, "target": target, "provenance": {"source": "ground_truth"},
+            "phrasing_id": "p0"}
+
+
+def test_cli_trains_from_a_curriculum_file(tmp_path):
+    from tools.anatomy import STRUCTURES_BY_NAME
+    from ui.cli import main
+
+    _write_case(tmp_path / "data" / "case_000")
+    aorta = STRUCTURES_BY_NAME["aorta"].label_id
+    lines = [{"curriculum_version": "1"},
+             _record(0, "segment", "segment the aorta", {"mask": {"label_ids": [aorta]}}),
+             _record(1, "yes_no", "is there a stent?", {"answer": "no"}, stage=3),
+             _record(2, "landmark", "locate the aortic annulus", {"landmark": "aortic_annulus_centre"}, stage=2),
+             _record(3, "choice", "which is the biggest vessel?",
+                     {"answer": "aorta", "choices": ["aorta", "left main"]}, stage=2)]
+    curriculum = tmp_path / "data" / "curriculum.jsonl"
+    curriculum.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"model": {**tiny_config().to_dict()},
+                                  "train": {"steps_per_stage": 1, "mixed_steps": 2, "log_every": 1}}))
+    out = tmp_path / "out"
+    assert main(["train", "--curriculum", str(curriculum), "--config", str(config), "--out", str(out)]) == 0
+    assert len((out / "log.csv").read_text().splitlines()) == 1 + 5
+    model = vlm.load(out / "checkpoint", device="cpu")
+    assert model.config == tiny_config()
+
+    config.write_text(json.dumps({"train": {"steps_per_stag": 1}}))
+    assert main(["train", "--curriculum", str(curriculum), "--config", str(config), "--out", str(tmp_path / "o2")]) == 2
+
+
+def test_torchrun_two_cpu_processes_end_with_identical_weights(tmp_path):
+    script = tmp_path / "worker.py"
+    script.write_text(textwrap.dedent(f"""
+        import os, sys, torch
+        torch.set_num_threads(1)
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from test_train_loop import shapes_samples, tiny_config
+        from training.train import TrainConfig, train
+        rank = int(os.environ["RANK"])
+        samples = shapes_samples(3, seed=5)
+        config = TrainConfig(steps_per_stage=2, mixed_steps=2, batch_size=2, log_every=2, checkpoint_every=100)
+        result = train(samples, {str(tmp_path / "run")!r}, model_config=tiny_config(), train_config=config,
+                       device="cpu")
+        torch.save(result.model.state_dict(), os.path.join({str(tmp_path)!r}, f"rank{{rank}}.pt"))
+    """))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path.cwd())}
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                          "--master_addr=127.0.0.1", f"--master_port={port}", str(script)],
+                         env=env, capture_output=True, text=True, timeout=240)
+    assert run.returncode == 0, run.stderr[-3000:]
+    first, second = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
+    assert first.keys() == second.keys()
+    for name in first:
+        assert torch.equal(first[name], second[name]), name
+    assert (tmp_path / "run" / "checkpoint" / "model.safetensors").is_file()
