@@ -36,6 +36,7 @@ class MaskFile(BaseModel):
     name: str
     path: str
     format: Literal["nifti", "dicom-seg", "png"] = "nifti"
+    note: str | None = Field(None, description="provenance, e.g. which CT series a DICOM SEG references")
 
 
 class GroundedAnswer(BaseModel):

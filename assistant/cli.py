@@ -14,6 +14,8 @@ def register(subparsers) -> None:
     parser.add_argument("--llm", default=None, help="default | openai:MODEL@URL (default: settings)")
     parser.add_argument("--session", default=None, help="file keeping the conversation for follow-ups")
     parser.add_argument("--out", default=None, help="folder for mask files (default: a temporary folder)")
+    parser.add_argument("--dicom-seg", action="store_true",
+                        help="also write the answer's masks as DICOM SEG referencing the study's CT series")
     parser.set_defaults(func=run)
 
 
@@ -21,10 +23,11 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from assistant.backends import chat_model
+    from assistant.registry import unavailable_tools
     from assistant.session import Session
 
     session = Session(model=chat_model(args.llm), backend=args.llm or "default",
-                      output_dir=Path(args.out) if args.out else None)
+                      output_dir=Path(args.out) if args.out else None, dicom_seg=args.dicom_seg)
     if args.session:
         session.restore(args.session)
     if session.study_path != str(args.study):
@@ -41,7 +44,9 @@ def run(args: argparse.Namespace) -> int:
     for c in answer.citations:
         print(f"  cited report {c.report_id} ({c.date or 'no date'}): {c.snippet}")
     for m in answer.masks:
-        print(f"  mask {m.name}: {m.path}")
+        print(f"  mask {m.name}: {m.path}" + (f" ({m.format}; {m.note})" if m.note else ""))
+    for name, reason in unavailable_tools().items():
+        print(f"  not available: {name}: {reason}")
     print("  trace: " + " -> ".join(f"{t.name}({json.dumps(t.args)}){'' if t.ok else ' FAILED'}"
                                     for t in answer.tool_calls) if answer.tool_calls else "  trace: no tool used")
     print(f"  ({answer.disclaimer})")

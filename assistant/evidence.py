@@ -69,7 +69,7 @@ def outcomes(messages: list[BaseMessage]) -> list[ToolOutcome]:
 
 
 def assemble_answer(messages: list[BaseMessage], new_messages: list[BaseMessage], *, context=None,
-                    backend: str = "default") -> GroundedAnswer:
+                    backend: str = "default", dicom_seg: bool = False) -> GroundedAnswer:
     """The grounded answer of one turn.
 
     Args:
@@ -92,6 +92,8 @@ def assemble_answer(messages: list[BaseMessage], new_messages: list[BaseMessage]
         found += extract.findings_of(outcome.name, outcome.result)
         citations += extract.citations_of(outcome.name, outcome.result)
         masks += extract.masks_of(outcome.name, outcome.result)
+    if dicom_seg and context is not None:
+        masks += _dicom_seg_files(masks, context)
     # The verdict comes from the tool results, not from the wording of the answer, so it is the
     # same whichever chat model wrote the text.
     verdict = extract.verdict_for(parsed, turn) if parsed is not None and parsed.is_yes_no else None
@@ -100,3 +102,20 @@ def assemble_answer(messages: list[BaseMessage], new_messages: list[BaseMessage]
         tool_calls=[ToolCallRecord(name=o.name, args=o.args, ok=o.ok, message=o.error) for o in turn],
         citations=citations, masks=masks, overlay_png=extract.overlay_for(masks, context), backend=backend,
     )
+
+
+def _dicom_seg_files(masks: list[MaskFile], context) -> list[MaskFile]:
+    """A DICOM SEG beside each NIfTI mask of the answer (see :mod:`assistant.dicom_seg`)."""
+    from pathlib import Path
+
+    from assistant.dicom_seg import save_mask_dicom_seg
+
+    out = []
+    for m in masks:
+        mask = context.extra_masks.get(m.name) if m.format == "nifti" else None
+        if mask is None:
+            continue
+        target = Path(m.path).with_name(Path(m.path).name.removesuffix(".nii.gz") + "_seg.dcm")
+        path, note = save_mask_dicom_seg(mask, context.study, target, name=m.name, out_dir=context.outputs())
+        out.append(MaskFile(name=m.name, path=str(path), format="dicom-seg", note=note))
+    return out

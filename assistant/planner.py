@@ -137,6 +137,10 @@ def _plan_stent(q: ParsedQuestion, done: list[ToolOutcome], once) -> None:
     if q.stent_diameter_mm is not None:
         args["stent_diameter_mm"] = q.stent_diameter_mm
     once("stent_coverage", args)
+    # Show where: the mask of the lesion's segment, drawn on the images with the answer.
+    placed = [o.result.get("lesion") for o in _ok(done, "stent_coverage")]
+    if placed and placed[-1] and placed[-1].get("segment"):
+        once("segment_anatomy", {"target": placed[-1]["segment"]})
 
 
 def _plan_presence(q: ParsedQuestion, done: list[ToolOutcome], once) -> None:

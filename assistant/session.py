@@ -34,6 +34,7 @@ class Session:
     history: list[BaseMessage] = field(default_factory=list)
     output_dir: Path | None = None
     report_store: object | None = None  # a tools.report_store.ReportStore; None: the settings' store
+    dicom_seg: bool = False  # also write answer masks as DICOM SEG (highdicom)
 
     def __post_init__(self) -> None:
         self.tools = available_tools()
@@ -71,8 +72,8 @@ class Session:
             yield message
         self.history = [*previous, human, *new][-MAX_HISTORY_MESSAGES:]
         _drop_leading_orphans(self.history)
-        yield assemble_answer([*previous, human], new, context=self.context,
-                              backend=self.backend)
+        yield assemble_answer([*previous, human], new, context=self.context, backend=self.backend,
+                              dicom_seg=self.dicom_seg)
 
     def ask(self, question: str) -> GroundedAnswer:
         *_, answer = self.ask_stream(question)

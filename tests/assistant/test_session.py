@@ -177,3 +177,22 @@ def test_cli_ask_json_and_a_follow_up_through_the_session_file(tmp_path, capsys,
     assert main(["ask", str(case), "Segment the proximal LAD", "--out", str(tmp_path / "out")]) == 0
     text = capsys.readouterr().out
     assert "Segmented the pLAD" in text and "mask pLAD:" in text and "trace: segment_anatomy" in text
+
+
+def test_dicom_seg_of_an_answer_mask_references_a_written_ct_series(patient, tmp_path):
+    import pydicom
+
+    s = session_for(patient, dicom_seg=True)
+    answer = s.ask("Segment the proximal LAD")
+    seg_file = next(m for m in answer.masks if m.format == "dicom-seg")
+    assert "written as a DICOM series" in seg_file.note
+    seg = pydicom.dcmread(seg_file.path)
+    ct = [pydicom.dcmread(p, stop_before_pixels=True) for p in sorted((patient.output_dir / "ct_series_for_seg").iterdir())]
+    assert seg.Modality == "SEG" and seg.SegmentSequence[0].SegmentLabel == "pLAD"
+    assert seg.SegmentSequence[0].SegmentedPropertyTypeCodeSequence[0].CodeValue == "68787002"  # CID 3014 pLAD
+    referenced = {item.ReferencedSOPInstanceUID for item in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence}
+    assert referenced <= {ds.SOPInstanceUID for ds in ct}
+    # The frames hold the pLAD voxels: as many as the label map has (pixels are voxels on this grid).
+    from tools.anatomy import SEGMENTS_BY_CODE
+
+    assert int(seg.pixel_array.astype(bool).sum()) == int((patient.labels == SEGMENTS_BY_CODE["pLAD"].label_id).sum())
