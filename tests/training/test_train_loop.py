@@ -66,6 +66,7 @@ def test_stage_plan_follows_stages_in_order_then_mixed():
     assert plan == [(1, 5), (2, 10), (3, 15), (None, 22)]
 
 
+@pytest.mark.slow
 def test_tiny_model_learns_a_trivial_curriculum(tmp_path):
     torch.manual_seed(0)
     config = TrainConfig(steps_per_stage=100, mixed_steps=60, batch_size=4, lr=3e-3, warmup_steps=5,
@@ -177,6 +178,7 @@ def test_cli_trains_from_a_curriculum_file(tmp_path):
     assert main(["train", "--curriculum", str(curriculum), "--config", str(config), "--out", str(tmp_path / "o2")]) == 2
 
 
+@pytest.mark.slow
 def test_torchrun_two_cpu_processes_end_with_identical_weights(tmp_path):
     script = tmp_path / "worker.py"
     script.write_text(textwrap.dedent(f"""
