@@ -95,8 +95,10 @@ def test_stent_follow_ups_change_the_length_and_keep_the_lesion(session):
 
 def test_stent_without_a_vessel_goes_to_the_worst_lesion(session):
     answer = session.ask("Will a 20 mm stent cover the lesion?")
-    assert [c.name for c in answer.tool_calls][-1] == "stent_coverage"
-    assert answer.tool_calls[-1].args["vessel"] == "pLAD" and answer.verdict == "yes"
+    stent = [c for c in answer.tool_calls if c.name == "stent_coverage"]
+    assert len(stent) == 1 and stent[0].args["vessel"] == "pLAD" and answer.verdict == "yes"
+    # The lesion's segment is drawn with the answer.
+    assert [m.name for m in answer.masks if m.format == "nifti"] == ["pLAD"]
 
 
 def test_stent_size_question_gives_the_catalogue_length_and_diameter(session):
