@@ -26,12 +26,18 @@ class FakeChatCompletions(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802 (http.server naming)
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         type(self).requests.append({"path": self.path, "body": body})
-        tool_messages = [m for m in body["messages"] if m["role"] == "tool"]
+        last_user = max(i for i, m in enumerate(body["messages"]) if m["role"] == "user")
+        question = body["messages"][last_user]["content"]
+        tool_messages = [m for m in body["messages"][last_user:] if m["role"] == "tool"]  # this turn's
+        vessel = "banana" if "banana" in question else "pLAD"
         if not tool_messages:
             message = {"role": "assistant", "content": None, "tool_calls": [{
                 "id": "call_fake_1", "type": "function",
-                "function": {"name": "measure_lesion", "arguments": json.dumps({"vessel": "pLAD"})}}]}
+                "function": {"name": "measure_lesion", "arguments": json.dumps({"vessel": vessel})}}]}
             finish = "tool_calls"
+        elif vessel == "banana":
+            message = {"role": "assistant", "content": "The tool said: " + tool_messages[-1]["content"]}
+            finish = "stop"
         else:
             result = json.loads(tool_messages[-1]["content"])
             percent = result["lesion"]["stenosis_percent"]
@@ -88,3 +94,17 @@ def test_unknown_backend_spec_is_refused():
     with pytest.raises(ValueError, match="openai:MODEL@"):
         parse_llm_spec("gguf:/models/tiny.gguf")
     assert parse_llm_spec("openai:llama3@http://10.0.0.5:8000/v1") == ("openai", "llama3", "http://10.0.0.5:8000/v1")
+
+
+def test_a_tool_error_goes_back_to_the_model_as_a_message(server, patient):
+    session = Session(model=chat_model(f"openai:fake-model@{server}"))
+    session.use_context(patient)
+    answer = session.ask("How narrow is the banana artery?")
+    assert answer.tool_calls[0].ok is False
+    assert "not a coronary artery or segment name" in answer.tool_calls[0].message
+    second = FakeChatCompletions.requests[1]["body"]
+    tool_message = next(m for m in second["messages"] if m["role"] == "tool")
+    assert tool_message["content"].startswith("error: 'banana' is not a coronary artery")
+    assert answer.answer.startswith("The tool said: error:")
+    # The session goes on with the next question.
+    assert session.ask("How severe is the stenosis in the proximal LAD?").tool_calls[0].ok
