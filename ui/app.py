@@ -172,7 +172,7 @@ def build_app(max_upload_mb: int = 2048) -> gr.Blocks:
         def on_ask(state, text, history):
             yield from _answer(state, text, history or [])
 
-        ask_outputs = [state, chat, question, findings, downloads, overlays, viewer]
+        ask_outputs = [state, chat, question, findings, downloads, overlays, index, viewer]
         ask.click(on_ask, [state, question, chat], ask_outputs, api_name="ask")
         question.submit(on_ask, [state, question, chat], ask_outputs, api_name=False)
         for button, text in zip(example_buttons, EXAMPLES):
@@ -207,6 +207,9 @@ def _upload_path(state: UiSession, files, max_upload_mb: int) -> Path:
     return target
 
 
+_UNCHANGED = (gr.update(),) * 5  # findings, downloads, overlays, slice index, viewer
+
+
 def _answer(state: UiSession | None, text: str, history: list):
     """Stream one question: each tool call as a collapsible step, then the answer with its evidence."""
     from langchain_core.messages import AIMessage, ToolMessage
@@ -215,11 +218,11 @@ def _answer(state: UiSession | None, text: str, history: list):
 
     text = (text or "").strip()
     if not text:
-        yield state, history, "", gr.update(), gr.update(), gr.update(), gr.update()
+        yield state, history, "", *_UNCHANGED
         return
     state = state or UiSession()
     history = [*history, gr.ChatMessage(role="user", content=text)]
-    yield state, history, "", gr.update(), gr.update(), gr.update(), gr.update()
+    yield state, history, "", *_UNCHANGED
     steps: dict[str, int] = {}
     try:
         for item in state.session.ask_stream(text):
@@ -229,7 +232,7 @@ def _answer(state: UiSession | None, text: str, history: list):
                     history.append(gr.ChatMessage(role="assistant", content=f"`{call['name']}({args})`",
                                                   metadata={"title": f"🔧 {call['name']}", "status": "pending"}))
                     steps[call["id"]] = len(history) - 1
-                yield state, history, "", gr.update(), gr.update(), gr.update(), gr.update()
+                yield state, history, "", *_UNCHANGED
             elif isinstance(item, ToolMessage) and item.tool_call_id in steps:
                 i = steps[item.tool_call_id]
                 ok = item.status != "error"
@@ -237,14 +240,14 @@ def _answer(state: UiSession | None, text: str, history: list):
                 history[i] = gr.ChatMessage(role="assistant", content=history[i].content + "\n\n" + (
                     body[:600] + ("…" if len(body) > 600 else "")),
                     metadata={"title": f"{'🔧' if ok else '⚠️'} {item.name}", "status": "done"})
-                yield state, history, "", gr.update(), gr.update(), gr.update(), gr.update()
+                yield state, history, "", *_UNCHANGED
             elif isinstance(item, GroundedAnswer):
                 yield (state, *_show_answer(state, history, item))
     except Exception as err:  # the session continues; the clinician sees a readable message
         log.exception("question failed")
         message = str(err) if isinstance(err, ValueError) else f"the question could not be answered ({type(err).__name__})"
         history.append(gr.ChatMessage(role="assistant", content=f"⚠️ {message}"))
-        yield state, history, "", gr.update(), gr.update(), gr.update(), gr.update()
+        yield state, history, "", *_UNCHANGED
 
 
 def _show_answer(state: UiSession, history: list, answer):
@@ -257,7 +260,10 @@ def _show_answer(state: UiSession, history: list, answer):
     content += f"\n\n_{answer.disclaimer}_"
     history.append(gr.ChatMessage(role="assistant", content=content))
     if answer.overlay_png:
-        history.append(gr.ChatMessage(role="assistant", content=gr.Image(answer.overlay_png)))
+        from PIL import Image
+
+        overlay = _display(np.asarray(Image.open(answer.overlay_png).convert("RGB")), target=384)
+        history.append(gr.ChatMessage(role="assistant", content=gr.Image(overlay)))
     rows = [[f.name, f.value, f.unit, f.tool] for f in answer.findings]
     report_dir = state.folder / "outputs"
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -269,16 +275,18 @@ def _show_answer(state: UiSession, history: list, answer):
     ctx = state.session.context
     names = sorted(ctx.extra_masks) if ctx else []
     shown = [m.name for m in answer.masks if m.name in names]
-    viewer = gr.update()
+    index, viewer = gr.update(), gr.update()
     if shown and ctx is not None:
         from tools.render import best_slice, render
 
         from assistant.findings import _colour
 
-        mask = ctx.extra_masks[shown[0]]
-        viewer = _display(render(ctx.study.hu, "axial", best_slice(mask, "axial"), "cardiac",
+        # Show the slice that holds most of the answer's mask, with the mask drawn.
+        best = best_slice(ctx.extra_masks[shown[0]], "axial")
+        index = gr.update(maximum=ctx.study.shape[2] - 1, value=best)
+        viewer = _display(render(ctx.study.hu, "axial", best, "cardiac",
                                  [(ctx.extra_masks[n], _colour(n)) for n in shown]))
-    return history, "", rows, files, gr.update(choices=names, value=shown), viewer
+    return history, "", rows, files, gr.update(choices=names, value=shown), index, viewer
 
 
 def _printable(answer) -> str:
