@@ -10,12 +10,13 @@ Yes/no answers start with the verdict of :mod:`assistant.verdicts`, so text and 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from assistant.evidence import ToolOutcome
 from assistant.findings import findings_of, show
 from assistant.question import ParsedQuestion
-from tools.anatomy import ARTERIES
+from tools.anatomy import ARTERIES, SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
 
 CAPABILITIES = (
     "I can answer questions about the loaded coronary CT study, for example: "
@@ -58,6 +59,22 @@ def _failure_notes(done: list[ToolOutcome], explained: set[int] | None = None) -
         seen.add(o.error)
         notes.append(_sentence(f"{o.name} could not answer: {o.error}"))
     return notes
+
+
+def _a(phrase: str) -> str:
+    """'a 71% ...' but 'an 81% ...', 'an 8 mm ...', 'an 18 mm ...'."""
+    an = re.match(r"(8|11|18)(\D|$)|8\d(\D|$)|[aeio]", phrase, re.I)
+    return ("an " if an else "a ") + phrase
+
+
+def display(target: str) -> str:
+    """A registry name as a clinician reads it: 'calcified_plaque_LAD' -> 'calcified plaque on the LAD'."""
+    base, _, on = target.rpartition("_")
+    if base and (on in ARTERIES or on in SEGMENTS_BY_CODE):
+        return f"{display(base)} on the {on}"
+    if target in STRUCTURES_BY_NAME:
+        return STRUCTURES_BY_NAME[target].display
+    return target.replace("_", " ")
 
 
 def _lead(verdict: str | None) -> str:
@@ -150,10 +167,12 @@ def _lesion_line(outcome: ToolOutcome) -> str:
     if lesion is None:
         threshold = r["measurement"]["lesion_threshold_percent"]
         return f"no lesion was found on the {where} (threshold {threshold:g}% diameter stenosis or plaque)"
-    text = (f"the {where} has a {facts[f'{where} diameter stenosis']} diameter stenosis "
-            f"(CAD-RADS {facts[f'{where} CAD-RADS']})" + (f" in the {lesion['segment']}" if lesion["segment"] != where else "")
-            + f", {facts[f'{where} lesion length']} long, minimal lumen diameter "
-            f"{facts[f'{where} minimal lumen diameter']} vs reference {facts[f'{where} reference diameter']}")
+    percent, category = facts[f"{where} diameter stenosis"], facts[f"{where} CAD-RADS"]
+    text = f"the {where} has {_a(percent)} diameter stenosis (CAD-RADS {category})"
+    if lesion["segment"] != where:
+        text += f" in the {lesion['segment']}"
+    text += (f", {facts[f'{where} lesion length']} long, minimal lumen diameter "
+             f"{facts[f'{where} minimal lumen diameter']} vs reference {facts[f'{where} reference diameter']}")
     if lesion["occluded"]:
         text += "; the vessel is occluded"
     if lesion["in_stent"]:
@@ -190,6 +209,8 @@ def _stenosis(q: ParsedQuestion, done: list[ToolOutcome], verdict: str | None) -
         text = _lead(verdict) + head + " ".join(_sentence(line[0].upper() + line[1:]) for line in lines)
     if stent_line:
         text = stent_line + " " + text
+        if re.search(r"\bhow long\b|\blength\b", q.text, re.I):
+            text += " The stent's own length is not measured by the available tools."
     return text + _source_note([o.result for o in measured]) + "".join(" " + n for n in _failure_notes(done))
 
 
@@ -217,7 +238,8 @@ def _stent(q: ParsedQuestion, done: list[ToolOutcome], verdict: str | None) -> s
         text += f"; suggested diameter {facts['suggested stent diameter']} (reference {facts['reference diameter']})."
     else:
         covers = "covers" if r["covers"] else "does not cover"
-        text = (f"{_lead(verdict)}A {facts['stent length']} stent {covers} {at} "
+        stent = _a(f"{facts['stent length']} stent")
+        text = (f"{_lead(verdict)}{stent[0].upper()}{stent[1:]} {covers} {at} "
                 f"({facts['lesion length']} long, {facts['lesion diameter stenosis']} diameter stenosis) with "
                 f"{facts['landing zone per end']} landing zones: best-centred margins {facts['proximal margin']} "
                 f"proximal and {facts['distal margin']} distal; it needs {facts['required stent length']}.")
@@ -238,7 +260,24 @@ def _stent(q: ParsedQuestion, done: list[ToolOutcome], verdict: str | None) -> s
     return text + "".join(" " + n for n in _failure_notes(done))
 
 
+def _stent_status(q: ParsedQuestion, done: list[ToolOutcome], verdict: str | None) -> str:
+    stent_line = _stent_presence_line(done)
+    if stent_line is None or not _ok(done, "measure_lesion"):
+        return _could_not(done, "assess the stent")
+    if stent_line.startswith("No stent"):
+        return _lead(verdict) + stent_line
+    inside = [o for o in _ok(done, "measure_lesion") if o.result.get("lesion") and o.result["lesion"]["in_stent"]]
+    if inside:
+        detail = " ".join(_sentence(_lesion_line(o)[0].upper() + _lesion_line(o)[1:]) for o in inside)
+    else:
+        detail = "No narrowing was measured inside the stent: it is patent on CT."
+    masks = [o.result for o in _ok(done, "measure_lesion")]
+    return f"{_lead(verdict)}{stent_line} {detail}" + _source_note(masks)
+
+
 def _presence(q: ParsedQuestion, done: list[ToolOutcome], verdict: str | None) -> str:
+    if q.stent_status:
+        return _stent_status(q, done, verdict)
     where = q.segment or q.artery
     masks = _ok(done, "segment_anatomy")
     if q.finding in ("calcification", "plaque", "stent") and masks:
@@ -295,11 +334,9 @@ def _segment(q: ParsedQuestion, done: list[ToolOutcome]) -> str:
             parts.append(f"The VLM segmented the {r['target']}: {facts[r['target'] + ' volume (VLM)']} "
                          f"(mask confidence {facts['VLM mask confidence']}).")
         elif not r["present"]:
-            name = r["target"].replace("_", " on the ", 1) if "_" in r["target"] and r["target"].split("_")[-1] in (
-                *ARTERIES,) else r["target"].replace("_", " ")
-            parts.append(f"There is no {name} in this study's label map ({r['labels_source']}).")
+            parts.append(f"There is no {display(r['target'])} in this study's label map ({r['labels_source']}).")
         else:
-            parts.append(f"Segmented the {r['target'].replace('_', ' ')}: {facts[r['target'] + ' volume']} "
+            parts.append(f"Segmented the {display(r['target'])}: {facts[r['target'] + ' volume']} "
                          f"(masks: {r['labels_source']}); mask file: {r['mask_path']}.")
     return prefix + " ".join(parts) + "".join(" " + n for n in _failure_notes(done))
 
@@ -310,6 +347,11 @@ def _risk(q: ParsedQuestion, done: list[ToolOutcome], verdict: str | None) -> st
         return _could_not(done, "gather the risk context")
     r, facts = risk[-1].result, _facts(risk[-1])
     text = _lead(verdict) if verdict in ("yes", "no") else ""
+    trop = r.get("troponin")
+    if verdict in ("yes", "no") and trop:  # "is the troponin elevated?": that answer first
+        limit = facts[f"hs-cTnI 99th-percentile URL ({trop['sex']})"]
+        text += (f"hs-cTnI {facts['hs-cTnI']} is {'above' if trop['above_url'] else 'not above'} the {trop['sex']} "
+                 f"99th-percentile URL of {limit}. ")
     text += ("No validated model turns this CT and a troponin into a probability of a major adverse cardiac "
              "event (MACE), so I do not give one. The established pieces are: ")
     pieces = []

@@ -147,6 +147,12 @@ def _plan_presence(q: ParsedQuestion, done: list[ToolOutcome], once) -> None:
     """Presence of a finding: finding masks for calcium, plaque and stents; measurement for narrowing."""
     vessel = vessel_of(q)
     where = {"on_artery": vessel} if vessel else {}
+    if q.stent_status:
+        # Patency / in-stent restenosis: where the stent is, then the lumen measured through it.
+        once("segment_anatomy", {"target": "stent", **where})
+        for v in ([vessel] if vessel else MEASURED_ARTERIES):
+            once("measure_lesion", {"vessel": v})
+        return
     if q.finding in ("calcification", "stent"):
         once("segment_anatomy", {"target": q.finding, **where})
     elif q.finding == "plaque":

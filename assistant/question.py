@@ -37,6 +37,8 @@ class ParsedQuestion(BaseModel):
     troponin_value: float | None = None
     troponin_unit: str | None = None
     superlative: Literal["most_calcified", "most_stenosed"] | None = None
+    stent_status: Literal["patency", "restenosis"] | None = Field(
+        None, description="a question on the state of a stent: is it patent, is there in-stent restenosis")
     is_yes_no: bool = False
     follow_up: bool = Field(False, description="completed from the previous question")
 
@@ -129,6 +131,12 @@ def parse_question(text: str, previous: ParsedQuestion | None = None) -> ParsedQ
     elif re.search(r"\b(most|worst|tightest) (severe(ly)? )?(stenos|narrow|diseased)", clean, re.I):
         superlative = "most_stenosed"
 
+    stent_status = None
+    if re.search(r"\brestenos|\bISR\b|\bin-?stent (stenosis|narrowing|occlusion)", clean, re.I):
+        stent_status, finding = "restenosis", "stent"
+    elif re.search(r"\bpatent\b|\bpatency\b|\bopen\b", clean, re.I) and finding == "stent":
+        stent_status = "patency"
+
     stent_length = stent_diameter = None
     if m := _LENGTH_X_DIAMETER.search(clean):
         # "3.0 x 20 mm": the larger number is the length.
@@ -144,6 +152,8 @@ def parse_question(text: str, previous: ParsedQuestion | None = None) -> ParsedQ
         troponin_value = _number(m.group(1))
         troponin_unit = {"pg/ml": "pg/mL", "ng/l": "ng/L", "ng/ml": "ng/mL"}[m.group(2).lower()]
 
+    if stent_status and intent in ("unknown", "stenosis", "stent_coverage"):
+        intent = "presence"
     if intent in ("unknown", "stenosis") and finding in ("calcification", "plaque", "stent", "occlusion") \
             and _YES_NO_START.match(clean):
         intent = "presence"
@@ -155,7 +165,7 @@ def parse_question(text: str, previous: ParsedQuestion | None = None) -> ParsedQ
     parsed = ParsedQuestion(
         text=clean, intent=intent, segment=segment, artery=artery, structure=structure, finding=finding,
         stent_length_mm=stent_length, stent_diameter_mm=stent_diameter, troponin_value=troponin_value,
-        troponin_unit=troponin_unit, superlative=superlative,
+        troponin_unit=troponin_unit, superlative=superlative, stent_status=stent_status,
         is_yes_no=bool(_YES_NO_START.match(clean)) and intent in YES_NO_INTENTS,
     )
     return _resolve_follow_up(parsed, previous)
@@ -186,7 +196,8 @@ def _resolve_follow_up(q: ParsedQuestion, previous: ParsedQuestion | None) -> Pa
         update["segment"] = _same_position_segment(previous.segment, q.artery)
         if update["segment"]:
             update["artery"] = None
-    for name in ("stent_length_mm", "stent_diameter_mm", "troponin_value", "troponin_unit", "superlative"):
+    for name in ("stent_length_mm", "stent_diameter_mm", "troponin_value", "troponin_unit", "superlative",
+                 "stent_status"):
         if getattr(q, name) is None:
             update[name] = getattr(previous, name)
     return q.model_copy(update=update)

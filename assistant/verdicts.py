@@ -73,7 +73,27 @@ def _finding_verdict(q: ParsedQuestion, done: list[ToolOutcome]) -> Verdict:
     return _lesion_verdict(q, done)
 
 
+def in_stent_lesions(done: list[ToolOutcome]) -> list[dict]:
+    """Lesions measured inside a stent this turn."""
+    return [o.result["lesion"] for o in _ok(done, "measure_lesion")
+            if o.result.get("lesion") and o.result["lesion"]["in_stent"]]
+
+
+def _stent_status(q: ParsedQuestion, done: list[ToolOutcome]) -> Verdict:
+    # In-stent restenosis: a lesion the measuring tool flags in_stent with >= 50 % diameter stenosis;
+    # a patent stent has none (an occluded stent is 100 %).
+    stents = [o for o in _ok(done, "segment_anatomy") if o.result["target"].startswith("stent")]
+    if not stents or not _ok(done, "measure_lesion"):
+        return "unknown"
+    if not any(o.result["present"] for o in stents):
+        return "unknown" if q.stent_status == "patency" else "no"
+    restenosis = any(les["stenosis_percent"] >= OBSTRUCTIVE_PERCENT for les in in_stent_lesions(done))
+    return ("yes" if restenosis else "no") if q.stent_status == "restenosis" else ("no" if restenosis else "yes")
+
+
 def _presence(q: ParsedQuestion, done: list[ToolOutcome]) -> Verdict:
+    if q.stent_status:
+        return _stent_status(q, done)
     if q.finding in ("calcification", "plaque", "stent"):
         return _finding_verdict(q, done)
     return _lesion_verdict(q, done)

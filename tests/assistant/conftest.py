@@ -39,13 +39,18 @@ def _tube(labels, i, j, k, *, centre, segments, lesion=None, plaque_label=None):
     return s, d, r0
 
 
-def make_patient_context(*, stent: bool = True, modality: str = "CT", clinical: bool = True) -> StudyContext:
+def make_patient_context(*, stent: bool = True, modality: str = "CT", clinical: bool = True,
+                         in_stent_restenosis: float | None = None) -> StudyContext:
+    """The study above; ``in_stent_restenosis`` (%) narrows the dLCx inside the stent at s = 23-29 mm."""
     i, j, k = np.meshgrid(*[np.arange(n) * VOXEL for n in SHAPE], indexing="ij")
     labels = np.zeros(SHAPE, np.uint8)
     lesion = {"start": LESION["start"] + 6.0 - 6.0, "length": LESION["length"], "percent": LESION["percent"]}
     _tube(labels, i, j, k, centre=(4.8, 4.8), segments=(("LM", 0, 6), ("pLAD", 6, 26), ("mLAD", 26, 46)),
           lesion=lesion, plaque_label=STRUCTURES_BY_NAME["noncalcified_plaque"].label_id)
-    s, d, r0 = _tube(labels, i, j, k, centre=(12.8, 4.8), segments=(("pCx", 0, 15), ("dLCx", 15, 40)))
+    restenosis = (None if in_stent_restenosis is None else
+                  {"start": 23.0, "length": 6.0, "percent": in_stent_restenosis})
+    s, d, r0 = _tube(labels, i, j, k, centre=(12.8, 4.8), segments=(("pCx", 0, 15), ("dLCx", 15, 40)),
+                     lesion=restenosis, plaque_label=STRUCTURES_BY_NAME["noncalcified_plaque"].label_id)
     if stent:
         labels[(d >= r0) & (d < r0 + 0.4) & (s >= 22) & (s <= 30)] = STRUCTURES_BY_NAME["stent"].label_id
     s, d, r0 = _tube(labels, i, j, k, centre=(20.0, 4.8),

@@ -174,3 +174,26 @@ def test_every_number_in_an_answer_comes_from_a_tool(session):
         stray = [n for n in numbers(re.sub(r"\b(CAD-RADS \w+|[A-Z]\d/N\d|P\d|hs-cTnI|\d+th|JACC \d+)\b", "",
                                            answer.answer)) if n not in allowed]
         assert not stray, (question, stray, answer.answer)
+
+
+@pytest.mark.parametrize(("restenosis", "patent", "isr"), [(None, "yes", "no"), (80.0, "no", "yes")])
+def test_stent_patency_and_in_stent_restenosis_are_measured_through_the_stent(tmp_path, restenosis, patent, isr):
+    s = Session(model=ClinicalPlanner(), output_dir=tmp_path)
+    s.use_context(make_patient_context(in_stent_restenosis=restenosis))
+    patency = s.ask("Is the LCx stent patent?")
+    assert patency.verdict == patent, patency.answer
+    assert [c.name for c in patency.tool_calls] == ["segment_anatomy", "measure_lesion"]
+    again = s.ask("Is there in-stent restenosis in the circumflex?")
+    assert again.verdict == isr, again.answer
+    if restenosis:
+        assert "inside a stent (in-stent restenosis)" in again.answer
+        assert finding(again, "LCx diameter stenosis").value >= 50
+    else:
+        assert "patent on CT" in again.answer
+
+
+def test_a_stent_question_without_a_stent_says_so(tmp_path):
+    s = Session(model=ClinicalPlanner(), output_dir=tmp_path)
+    s.use_context(make_patient_context(stent=False))
+    answer = s.ask("Is the RCA stent patent?")
+    assert answer.verdict == "unknown" and "No stent is present on the RCA" in answer.answer
