@@ -221,6 +221,13 @@ def questions_for(truth: Truth) -> list[Question]:
                  verdict_is(yn(stents)) if stents else
                  (lambda a: (a.verdict == "no" and "No stent is present in this study" in a.answer, a.answer[:60]))),
     ]
+    stent_findings = [f for f in truth.findings if f.kind == "stent"]
+    restenosis = any(f.in_stent_restenosis or f.stenosis_percent >= 50 for f in stent_findings)
+    qs.append(Question("Any in-stent restenosis?", "stent status", yn(restenosis), verdict_is(yn(restenosis))))
+    for f in stent_findings[:1]:
+        artery = SEGMENTS_BY_CODE[f.segment].artery
+        qs.append(Question(f"Is the {artery} stent patent?", "stent status", yn(not restenosis),
+                           verdict_is(yn(not restenosis))))
     lad_significant = any(f.stenosis_percent >= 50 for f in truth.lesions("LAD"))
     qs.append(Question("Is there a significant stenosis in the LAD?", "presence", yn(lad_significant),
                        verdict_is(yn(lad_significant))))
@@ -230,6 +237,10 @@ def questions_for(truth: Truth) -> list[Question]:
     qs.append(Question("How severe is the narrowing of the proximal LAD?", "stenosis",
                        f"{plad_truth:g}% +/- 15" if plad_truth else "no lesion >= 25%",
                        stenosis_near("pLAD", plad_truth)))
+    lad = [f.stenosis_percent for f in truth.lesions("LAD")]
+    lad_truth = max(lad) if lad and max(lad) >= 25 else None
+    qs.append(Question("How tight is the LAD lesion?", "stenosis",
+                       f"{lad_truth:g}% +/- 15" if lad_truth else "no lesion >= 25%", stenosis_near("LAD", lad_truth)))
     stenoses = [f for f in truth.lesions() if f.stenosis_percent >= 25]  # CAD-RADS 2 or more
     worst = max(stenoses, key=lambda f: f.stenosis_percent, default=None)
     worst_artery = SEGMENTS_BY_CODE[worst.segment].artery if worst else None
