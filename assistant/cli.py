@@ -45,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"  cited report {c.report_id} ({c.date or 'no date'}): {c.snippet}")
     for m in answer.masks:
         print(f"  mask {m.name}: {m.path}" + (f" ({m.format}; {m.note})" if m.note else ""))
+    if answer.overlay_png:
+        print(f"  overlay: {answer.overlay_png}")
     for name, reason in unavailable_tools().items():
         print(f"  not available: {name}: {reason}")
     print("  trace: " + " -> ".join(f"{t.name}({json.dumps(t.args)}){'' if t.ok else ' FAILED'}"

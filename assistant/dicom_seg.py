@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tools.anatomy import ARTERIES, SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
+from tools.anatomy import ARTERIES, SEGMENTS_BY_CODE
 from tools.study import Study
 
 REFERENCE_SERIES_DIR = "ct_series_for_seg"
@@ -62,8 +62,8 @@ def reference_series(study: Study, out_dir: Path) -> tuple[list, str]:
     if not folder.is_dir() or not any(folder.iterdir()):
         from tools.dicom_write import write_ct_series
 
-        write_ct_series(np.asarray(study.hu), study.affine, folder, series_description="CardioVLM CT for SEG",
-                        uid_seed=f"cardiovlm-seg-{id(study)}")
+        # Fresh UIDs (no seed): this series is new to any PACS; it is written once per session folder.
+        write_ct_series(np.asarray(study.hu), study.affine, folder, series_description="CardioVLM CT for SEG")
     return (_series_datasets(folder, None),
             f"the study was not loaded from DICOM, so its CT was written as a DICOM series to {folder} and the "
             "SEG references that series: send both to the PACS")
