@@ -196,3 +196,19 @@ def test_dicom_seg_of_an_answer_mask_references_a_written_ct_series(patient, tmp
     from tools.anatomy import SEGMENTS_BY_CODE
 
     assert int(seg.pixel_array.astype(bool).sum()) == int((patient.labels == SEGMENTS_BY_CODE["pLAD"].label_id).sum())
+
+
+def test_totalsegmentator_is_registered_only_with_its_weights(tmp_path, monkeypatch):
+    import importlib.util
+
+    from assistant.registry import available_tools, unavailable_tools
+
+    monkeypatch.setenv("TOTALSEG_WEIGHTS_PATH", str(tmp_path / "empty"))
+    reasons = unavailable_tools()
+    assert "totalsegmentator_anatomy" in reasons and "totalsegmentator_anatomy" not in {t.name for t in available_tools()}
+    installed = importlib.util.find_spec("totalsegmentator") is not None
+    assert ("weights are not installed" in reasons["totalsegmentator_anatomy"]) == installed
+    (tmp_path / "weights" / "Dataset297_TotalSegmentator_total_3mm_1559subj").mkdir(parents=True)
+    monkeypatch.setenv("TOTALSEG_WEIGHTS_PATH", str(tmp_path / "weights"))
+    assert ("totalsegmentator_anatomy" in {t.name for t in available_tools()}) == installed
+    assert ("totalsegmentator_anatomy" in unavailable_tools()) == (not installed)
