@@ -42,6 +42,7 @@ from tools.context import context_from_config
 from tools.study import StudyError
 
 AGATSTON_THRESHOLD_HU = 130.0
+STENT_LABEL = STRUCTURES_BY_NAME["stent"].label_id
 WEIGHT_BAND_EDGES_HU = (200.0, 300.0, 400.0)  # peak >= edge adds 1 to the base weight of 1
 AGATSTON_SLICE_MM = 3.0
 ROI_EXTRA_MARGIN_MM = 10.0
@@ -207,7 +208,12 @@ def _assign_lesions(coords: np.ndarray, lab: np.ndarray, n: int, labels: np.ndar
             at = tuple(int(a[local][closest]) for a in nearest)
             seg_id = int(labels[box][at])
         location = label_name(dominant) if dominant else "unlabelled tissue"
-        if dominant in STRUCTURES_BY_LABEL and STRUCTURES_BY_LABEL[dominant].name not in (
+        stent_fraction = counts[ids == STENT_LABEL].sum() / counts.sum()
+        if stent_fraction >= 0.25:
+            # Stent struts are metal, not calcium; stented segments are left out of calcium scoring.
+            out[lesion] = (None, distance, "stent", "coronary stent struts (metal), not calcium: stented "
+                                                    "segments are not scored")
+        elif dominant in STRUCTURES_BY_LABEL and STRUCTURES_BY_LABEL[dominant].name not in (
                 "calcified_plaque", "noncalcified_plaque", "stent", "epicardial_fat", "lv_myocardium"):
             # Mostly inside a labelled non-coronary structure: valve, aortic wall, chamber or bone.
             name = STRUCTURES_BY_LABEL[dominant].display

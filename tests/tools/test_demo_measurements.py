@@ -1,0 +1,54 @@
+"""Every finding of the bundled demo studies, measured by the tools, agrees with its ground truth."""
+
+import pytest
+
+from tools.anatomy import ARTERIES, SEGMENTS_BY_CODE
+from tools.calcium import score_context
+from tools.context import load_context
+from tools.settings import get_settings
+from tools.stenosis import measure_study
+
+DEMO = get_settings().demo_cases_dir
+CASES = sorted(p.name for p in DEMO.iterdir() if (p / "case.json").exists())
+
+
+@pytest.fixture(scope="module", params=CASES)
+def demo(request):
+    return load_context(DEMO / request.param)
+
+
+def test_demo_cases_are_bundled():
+    assert {"lad_calcified", "lad_stenosis", "rca_stent", "healthy"} <= set(CASES)
+
+
+def test_stenosis_and_length_of_every_finding(demo):
+    truth = demo.case.findings
+    measured = measure_study(demo.labels, demo.study.affine, centerlines=demo.centerlines)
+    for f in truth.findings:
+        if f.kind == "stent" and f.stenosis_percent == 0:
+            assert measured.stent_present, f"{f.id}: the stent on {f.segment} was not found"
+            continue
+        lesions = [les for v in measured.vessels for les in v.lesions if f.segment in les.segments]
+        assert lesions, f"{f.id}: no lesion measured on {f.segment}"
+        worst = max(lesions, key=lambda les: les.stenosis_percent)
+        assert abs(worst.stenosis_percent - f.stenosis_percent) <= 10, (f.id, worst.stenosis_percent)
+        assert abs(worst.length_mm - f.length_mm) <= 2.0, (f.id, worst.length_mm)
+    # A healthy artery has no lesion of 50 % or more.
+    diseased = {SEGMENTS_BY_CODE[f.segment].artery for f in truth.findings}
+    for v in measured.vessels:
+        if v.vessel in ARTERIES and v.vessel not in diseased:
+            assert all(les.stenosis_percent < 50 for les in v.lesions), v.vessel
+
+
+def test_calcium_presence_per_artery(demo):
+    truth = demo.case.findings
+    score = score_context(demo)
+    calcified = {SEGMENTS_BY_CODE[f.segment].artery for f in truth.findings if f.has_calcium}
+    measured = {a for a, v in score.per_artery.items() if (v.agatston or v.volume_mm3) > 0}
+    assert measured == calcified
+
+
+def test_stent_metal_is_not_scored_as_calcium():
+    score = score_context(load_context(DEMO / "rca_stent"))
+    assert score.per_artery["RCA"].volume_mm3 == 0
+    assert any("stent" in (les.excluded_reason or "") for les in score.excluded)
