@@ -37,6 +37,8 @@ class ParsedQuestion(BaseModel):
     troponin_value: float | None = None
     troponin_unit: str | None = None
     superlative: Literal["most_calcified", "most_stenosed"] | None = None
+    stenosis_threshold_percent: float | None = Field(
+        None, description="the stenosis a yes/no question asks about: 50 for 'significant', 70 for 'severe'")
     stent_status: Literal["patency", "restenosis"] | None = Field(
         None, description="a question on the state of a stent: is it patent, is there in-stent restenosis")
     is_yes_no: bool = False
@@ -131,6 +133,12 @@ def parse_question(text: str, previous: ParsedQuestion | None = None) -> ParsedQ
     elif re.search(r"\b(most|worst|tightest) (severe(ly)? )?(stenos|narrow|diseased)", clean, re.I):
         superlative = "most_stenosed"
 
+    threshold = None
+    if re.search(r"\b(severe|critical|tight|high[- ]grade)\b", clean, re.I):
+        threshold = 70.0  # CAD-RADS 4A
+    elif re.search(r"\b(significant|obstructive|flow[- ]limiting|ha?emodynamic|relevant)\b", clean, re.I):
+        threshold = 50.0  # obstructive by CT, CAD-RADS 3 or more
+
     stent_status = None
     if re.search(r"\brestenos|\bISR\b|\bin-?stent (stenosis|narrowing|occlusion)", clean, re.I):
         stent_status, finding = "restenosis", "stent"
@@ -166,6 +174,7 @@ def parse_question(text: str, previous: ParsedQuestion | None = None) -> ParsedQ
         text=clean, intent=intent, segment=segment, artery=artery, structure=structure, finding=finding,
         stent_length_mm=stent_length, stent_diameter_mm=stent_diameter, troponin_value=troponin_value,
         troponin_unit=troponin_unit, superlative=superlative, stent_status=stent_status,
+        stenosis_threshold_percent=threshold,
         is_yes_no=bool(_YES_NO_START.match(clean)) and intent in YES_NO_INTENTS,
     )
     return _resolve_follow_up(parsed, previous)
@@ -197,7 +206,7 @@ def _resolve_follow_up(q: ParsedQuestion, previous: ParsedQuestion | None) -> Pa
         if update["segment"]:
             update["artery"] = None
     for name in ("stent_length_mm", "stent_diameter_mm", "troponin_value", "troponin_unit", "superlative",
-                 "stent_status"):
+                 "stent_status", "stenosis_threshold_percent"):
         if getattr(q, name) is None:
             update[name] = getattr(previous, name)
     return q.model_copy(update=update)

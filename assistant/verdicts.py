@@ -16,14 +16,11 @@ from assistant.question import ParsedQuestion
 
 Verdict = str  # "yes" | "no" | "unknown"
 
-# "Is there a significant / obstructive stenosis": CT calls >= 50 % obstructive (CAD-RADS >= 3);
-# "severe" is >= 70 % (CAD-RADS 4A). Without a qualifier a stenosis is >= 25 % (CAD-RADS >= 2):
-# plaque narrowing the lumen by 1-24 % is "minimal" and reported as plaque, not as a stenosis.
+# Without a qualifier a stenosis is >= 25 % (CAD-RADS >= 2): plaque narrowing the lumen by 1-24 %
+# is "minimal" and reported as plaque, not as a stenosis. "Significant" (50 %, obstructive by CT)
+# and "severe" (70 %) are read by the question parser and kept by follow-ups.
 ANY_STENOSIS_PERCENT = 25.0
 OBSTRUCTIVE_PERCENT = 50.0
-SEVERE_PERCENT = 70.0
-_SEVERE = re.compile(r"\b(severe|critical|tight|high[- ]grade)\b", re.I)
-_OBSTRUCTIVE = re.compile(r"\b(significant|obstructive|flow[- ]limiting|haemodynamic|hemodynamic|relevant)\b", re.I)
 _CALCIUM_THRESHOLD = re.compile(r"\b(?:above|over|greater than|more than|exceed(?:s|ing)?|>)\s*(\d+(?:\.\d+)?)", re.I)
 _CALCIUM_ZERO = re.compile(r"\b(zero|0)\b", re.I)
 _TROPONIN_HIGH = re.compile(r"\b(elevated|high|raised|above|abnormal|positive|increased)\b", re.I)
@@ -31,15 +28,6 @@ _TROPONIN_HIGH = re.compile(r"\b(elevated|high|raised|above|abnormal|positive|in
 
 def _ok(done: list[ToolOutcome], name: str) -> list[ToolOutcome]:
     return [o for o in done if o.name == name and o.ok and o.result is not None]
-
-
-def stenosis_threshold(text: str) -> float:
-    """The diameter stenosis (%) a yes/no question asks about."""
-    if _SEVERE.search(text):
-        return SEVERE_PERCENT
-    if _OBSTRUCTIVE.search(text):
-        return OBSTRUCTIVE_PERCENT
-    return ANY_STENOSIS_PERCENT
 
 
 def _stent_coverage(q: ParsedQuestion, done: list[ToolOutcome]) -> Verdict:
@@ -59,7 +47,7 @@ def _lesion_verdict(q: ParsedQuestion, done: list[ToolOutcome]) -> Verdict:
     lesions = [o.result["lesion"] for o in measured if o.result.get("lesion")]
     if q.finding == "occlusion":
         return "yes" if any(les["occluded"] for les in lesions) else "no"
-    threshold = stenosis_threshold(q.text)
+    threshold = q.stenosis_threshold_percent or ANY_STENOSIS_PERCENT
     return "yes" if any(les["stenosis_percent"] >= threshold for les in lesions) else "no"
 
 

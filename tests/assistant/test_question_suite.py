@@ -197,3 +197,14 @@ def test_a_stent_question_without_a_stent_says_so(tmp_path):
     s.use_context(make_patient_context(stent=False))
     answer = s.ask("Is the RCA stent patent?")
     assert answer.verdict == "unknown" and "No stent is present on the RCA" in answer.answer
+
+
+def test_a_follow_up_keeps_the_severity_asked_about(tmp_path):
+    s = Session(model=ClinicalPlanner(), output_dir=tmp_path)
+    s.use_context(make_patient_context(in_stent_restenosis=35.0))  # a mild (CAD-RADS 2) LCx narrowing
+    assert s.ask("Is there a significant stenosis of the LAD?").verdict == "yes"  # 75 % built in
+    follow = s.ask("and the LCx?")
+    assert follow.tool_calls[0].args == {"vessel": "LCx"} and follow.verdict == "no", follow.answer
+    assert 25 <= next(f.value for f in follow.findings if f.name == "LCx diameter stenosis") < 50
+    assert s.ask("Is the LAD narrowed?").verdict == "yes"
+    assert s.ask("and the LCx?").verdict == "yes"  # any stenosis of 25 % or more
