@@ -8,6 +8,7 @@ bounded; tool failures come back to the model as error messages instead of stopp
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 
 from langchain_core.language_models import BaseChatModel
@@ -17,6 +18,8 @@ from langchain_core.tools import BaseTool
 from langgraph.errors import GraphRecursionError
 from langgraph.graph import START, MessagesState, StateGraph
 from langgraph.prebuilt import ToolNode, tools_condition
+
+log = logging.getLogger(__name__)
 
 MAX_MODEL_STEPS = 6  # plan -> tools -> (re-plan -> tools) ... -> answer
 
@@ -69,3 +72,8 @@ def run_turn(graph, messages: list[BaseMessage], config: RunnableConfig) -> Iter
     except GraphRecursionError:
         yield AIMessage(content=f"I stopped after {MAX_MODEL_STEPS} planning steps without a final answer; "
                                 "please ask a more specific question.")
+    except Exception as err:  # noqa: BLE001 - a chat-model failure (endpoint down, bad reply) ends the turn only
+        log.warning("chat model failed: %s", err, exc_info=True)
+        yield AIMessage(content=f"The language model could not answer ({type(err).__name__}: {err}). The study "
+                                "and the conversation are kept; try again, or use the embedded planner "
+                                "(--llm default).")

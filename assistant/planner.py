@@ -9,6 +9,7 @@ plans with the table in :func:`plan_next`; the wording of answers lives in
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -23,6 +24,8 @@ from assistant.evidence import ToolOutcome, current_turn
 from assistant.question import ParsedQuestion
 from tools.anatomy import ARTERIES, SEGMENTS_BY_CODE
 from tools.settings import get_settings
+
+log = logging.getLogger(__name__)
 
 MEASURED_ARTERIES = ("LM", "LAD", "LCx", "RCA")
 
@@ -49,8 +52,19 @@ class ClinicalPlanner(BaseChatModel):
                 {"name": name, "args": args, "id": f"call_{turn}_{len(done) + i}", "type": "tool_call"}
                 for i, (name, args) in enumerate(calls)])
         else:
-            message = AIMessage(content=compose_answer(question, done))
+            message = AIMessage(content=_safe_compose(question, done))
         return ChatResult(generations=[ChatGeneration(message=message)])
+
+
+def _safe_compose(question: ParsedQuestion | None, done: list[ToolOutcome]) -> str:
+    """The composed answer; should writing it fail, the tool results are still listed (never a guess)."""
+    try:
+        return compose_answer(question, done)
+    except Exception as err:  # noqa: BLE001 - a wording bug must not lose the clinician's results
+        log.exception("composing the answer failed")
+        lines = [f"{o.name}: {'ok' if o.ok else 'failed: ' + str(o.error)}" for o in done]
+        return (f"I could not write the answer ({type(err).__name__}); the tool results are in the findings "
+                "and the trace: " + "; ".join(lines))
 
 
 def _called(done: list[ToolOutcome], name: str) -> list[ToolOutcome]:

@@ -108,3 +108,16 @@ def test_a_tool_error_goes_back_to_the_model_as_a_message(server, patient):
     assert answer.answer.startswith("The tool said: error:")
     # The session goes on with the next question.
     assert session.ask("How severe is the stenosis in the proximal LAD?").tool_calls[0].ok
+
+
+def test_an_unreachable_endpoint_is_a_message_and_the_session_is_kept(patient):
+    import socket
+
+    with socket.socket() as sock:  # a free loopback port with nothing listening
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    session = Session(model=chat_model(f"openai:fake-model@http://127.0.0.1:{port}/v1"))
+    session.use_context(patient)
+    answer = session.ask("How severe is the stenosis in the proximal LAD?")
+    assert answer.answer.startswith("The language model could not answer") and answer.tool_calls == []
+    assert session.context is patient and len(session.history) == 2  # the question and the message

@@ -208,3 +208,15 @@ def test_a_follow_up_keeps_the_severity_asked_about(tmp_path):
     assert 25 <= next(f.value for f in follow.findings if f.name == "LCx diameter stenosis") < 50
     assert s.ask("Is the LAD narrowed?").verdict == "yes"
     assert s.ask("and the LCx?").verdict == "yes"  # any stenosis of 25 % or more
+
+
+def test_a_bug_in_the_wording_still_returns_the_results(session, monkeypatch):
+    import assistant.planner
+
+    def broken(q, done):
+        raise KeyError("missing fact")
+
+    monkeypatch.setattr(assistant.planner, "compose_answer", broken)
+    answer = session.ask("What is the calcium score?")
+    assert answer.answer.startswith("I could not write the answer (KeyError)")
+    assert "calcium_score: ok" in answer.answer and any(f.name == "Agatston score" for f in answer.findings)
