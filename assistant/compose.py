@@ -46,10 +46,6 @@ def _sentence(text: str) -> str:
     return text if text.endswith((".", "!", "?")) else text + "."
 
 
-def _where(name: str) -> str:
-    return f"the {name}"
-
-
 def _failure_notes(done: list[ToolOutcome], explained: set[int] | None = None) -> list[str]:
     """One sentence per failed tool call not already explained in the answer."""
     notes, seen = [], set()
