@@ -5,6 +5,7 @@ never downloads a browser. Screenshots are saved under test-artifacts/ for revie
 """
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -63,9 +64,10 @@ def test_stent_example_on_the_lad_stenosis_case(page):
     page.get_by_role("button", name="Load demo case").click()
     page.locator("#study-summary").get_by_text("Modality").wait_for(timeout=120_000)
     page.get_by_role("button", name="Will a 20 mm stent fully cover the proximal LAD lesion?").click()
-    answer = page.locator("#chat").get_by_text("A 20 mm stent covers", exact=False).last
+    # The final answer starts with its verdict; the tool step above it quotes the tool's own message.
+    answer = page.locator("#chat").get_by_text(re.compile(r"^(Yes|No)\. A 20 mm stent")).last
     answer.wait_for(timeout=180_000)
-    assert answer.inner_text().startswith("Yes")
+    assert answer.inner_text().startswith("Yes. A 20 mm stent covers the pLAD lesion")
     page.locator("#chat img").first.wait_for(timeout=60_000)
     page.locator("#downloads").get_by_text(".html").first.wait_for(timeout=60_000)
     page.screenshot(path=str(ARTIFACTS / "stent_answer.png"), full_page=True)
