@@ -12,6 +12,7 @@ from functools import partial
 from assistant.answer import AnswerFinding, Citation, MaskFile
 from assistant.evidence import ToolOutcome
 from assistant.question import ParsedQuestion
+from tools.anatomy import mask_color
 
 
 # Decimals shown per unit: stenosis in whole percent as reports give it, lengths to 0.1 mm.
@@ -211,7 +212,7 @@ def overlay_for(masks: list[MaskFile], context) -> str | None:
     for m in nifti:
         mask = context.extra_masks.get(m.name)
         if mask is not None:
-            drawn.append((mask, _colour(m.name)))
+            drawn.append((mask, mask_color(m.name)))
     if not drawn:
         return None
     union = np.logical_or.reduce([d[0] for d in drawn])
@@ -219,20 +220,6 @@ def overlay_for(masks: list[MaskFile], context) -> str | None:
     path = context.outputs() / ("overlay_" + "_".join(m.name for m in nifti)[:80] + ".png")
     save_png(rgb, path)
     return str(path)
-
-
-def _colour(name: str) -> tuple[int, int, int]:
-    from tools.anatomy import ARTERIES, SEGMENT_COLORS, SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
-
-    base = name.split("_")[0] if name.split("_")[0] in ARTERIES else name
-    if base in SEGMENTS_BY_CODE:
-        return SEGMENT_COLORS[SEGMENTS_BY_CODE[base].artery]
-    if base in SEGMENT_COLORS:
-        return SEGMENT_COLORS[base]
-    for structure in STRUCTURES_BY_NAME.values():
-        if name.startswith(structure.name):
-            return structure.color
-    return (255, 255, 0)
 
 
 def verdict_for(q: ParsedQuestion, done: list[ToolOutcome]) -> str:

@@ -228,6 +228,19 @@ def label_color(label_id: int) -> tuple[int, int, int]:
     return STRUCTURES_BY_LABEL[label_id].color
 
 
+def mask_color(name: str) -> tuple[int, int, int]:
+    """Display colour of a named mask: a segment or artery takes its artery's colour, a structure or
+    finding its own (``calcified_plaque_LAD`` -> the calcified-plaque colour); yellow otherwise."""
+    if name in SEGMENTS_BY_CODE:
+        return SEGMENT_COLORS[SEGMENTS_BY_CODE[name].artery]
+    if name in SEGMENT_COLORS:
+        return SEGMENT_COLORS[name]
+    for structure in STRUCTURES:
+        if name.startswith(structure.name):
+            return structure.color
+    return (255, 255, 0)
+
+
 def segments_of_artery(artery: str) -> tuple[CoronarySegment, ...]:
     """All segments counted towards a main vessel, e.g. ``segments_of_artery("LAD")`` -> pLAD..D2."""
     if artery not in ARTERIES:

@@ -70,7 +70,7 @@ def _summary_markdown(summary: dict) -> str:
 
 
 def _render(state: UiSession | None, plane: str, index: int, preset: str, shown: list[str]):
-    from tools.anatomy import SEGMENT_COLORS
+    from tools.anatomy import mask_color
     from tools.render import render
 
     if state is None or state.session.context is None:
@@ -80,9 +80,7 @@ def _render(state: UiSession | None, plane: str, index: int, preset: str, shown:
     for name in shown or []:
         mask = ctx.extra_masks.get(name)
         if mask is not None:
-            from assistant.findings import _colour
-
-            masks.append((mask, _colour(name) if name else SEGMENT_COLORS["LAD"]))
+            masks.append((mask, mask_color(name)))
     return _display(render(ctx.study.hu, plane, int(index), preset, masks))
 
 
@@ -277,15 +275,14 @@ def _show_answer(state: UiSession, history: list, answer):
     shown = [m.name for m in answer.masks if m.name in names]
     index, viewer = gr.update(), gr.update()
     if shown and ctx is not None:
+        from tools.anatomy import mask_color
         from tools.render import best_slice, render
-
-        from assistant.findings import _colour
 
         # Show the slice that holds most of the answer's mask, with the mask drawn.
         best = best_slice(ctx.extra_masks[shown[0]], "axial")
         index = gr.update(maximum=ctx.study.shape[2] - 1, value=best)
         viewer = _display(render(ctx.study.hu, "axial", best, "cardiac",
-                                 [(ctx.extra_masks[n], _colour(n)) for n in shown]))
+                                 [(ctx.extra_masks[n], mask_color(n)) for n in shown]))
     return history, "", rows, files, gr.update(choices=names, value=shown), index, viewer
 
 
