@@ -42,19 +42,25 @@ def show(finding: AnswerFinding) -> str:
     return f"{value}{finding.unit}" if finding.unit == "%" else f"{value} {unit}"
 
 
-def _calcium(result: dict) -> list[AnswerFinding]:
-    tool = "calcium_score"
+def _calcium_categories(result: dict, tool: str) -> list[AnswerFinding]:
+    """Agatston score, CAC-DRS and plaque burden, as the calcium and risk tools both report them."""
     out = []
     if result.get("agatston") is not None:
         out.append(_f("Agatston score", result["agatston"], "AU", tool))
-    out.append(_f("calcium volume" if result.get("kind") == "agatston" else "calcium volume (contrast CCTA)",
-                  result["volume_mm3"], "mm^3", tool))
-    if result.get("mass_mg") is not None:
-        out.append(_f("calcium mass", result["mass_mg"], "mg", tool))
     if result.get("cac_drs"):
         out.append(_f("CAC-DRS", result["cac_drs"], "", tool))
     if result.get("plaque_burden"):
         out.append(_f("plaque burden", result["plaque_burden"], "", tool))
+    return out
+
+
+def _calcium(result: dict) -> list[AnswerFinding]:
+    tool = "calcium_score"
+    out = _calcium_categories(result, tool)
+    out.append(_f("calcium volume" if result.get("kind") == "agatston" else "calcium volume (contrast CCTA)",
+                  result["volume_mm3"], "mm^3", tool))
+    if result.get("mass_mg") is not None:
+        out.append(_f("calcium mass", result["mass_mg"], "mg", tool))
     for artery, value in (result.get("per_artery") or {}).items():
         if value.get("agatston") is not None:
             out.append(_f(f"{artery} Agatston score", value["agatston"], "AU", tool))
@@ -114,13 +120,7 @@ def _stent(result: dict) -> list[AnswerFinding]:
 
 def _risk(result: dict) -> list[AnswerFinding]:
     tool = "risk_context"
-    out = []
-    if result.get("agatston") is not None:
-        out.append(_f("Agatston score", result["agatston"], "AU", tool))
-    if result.get("cac_drs"):
-        out.append(_f("CAC-DRS", result["cac_drs"], "", tool))
-    if result.get("plaque_burden"):
-        out.append(_f("plaque burden", result["plaque_burden"], "", tool))
+    out = _calcium_categories(result, tool)
     mesa = result.get("mesa")
     if mesa:
         out.append(_f("MESA 10-year hard CHD risk", mesa["ten_year_chd_risk_percent"], "%", tool, digits=1))
