@@ -215,9 +215,10 @@ def _coronaries(anat: Anatomy, lumens: dict[str, SegmentLumen], calcs: list[Calc
     seg_labels = np.array([SEGMENTS_BY_CODE[c].label_id for c in codes])
     lumen_mask = d_lumen <= lumen_r[nn]
     labf[flat[lumen_mask]] = seg_labels[seg_of[nn[lumen_mask]]]
-    # stent struts: a thin metal shell, at least ~0.7 voxel thick so it survives rasterisation
+    # stent struts: a thin metal shell, at least ~0.7 voxel thick so it survives rasterisation, pressed
+    # into the wall just outside the stent's inner radius, so a patent stent keeps its full lumen
     shell = max(0.35, 0.35 * h)
-    struts = stent[nn] & (np.abs(dist - stent_r[nn]) <= shell)
+    struts = stent[nn] & (np.abs(dist - (stent_r[nn] + shell)) <= shell)
     labf[flat[struts]] = LABEL["stent"]
     # calcium nodules: dome-shaped HU profile, peak at the centre
     ca_hu = np.zeros(len(flat), np.float32)
