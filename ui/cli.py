@@ -26,6 +26,7 @@ SUBCOMMAND_MODULES = (
     "ui.demo_cli",  # demo
     "tools.quantify_cli",  # calcium, measure, stent
     "training.train_cli",  # train
+    "training.evaluate_cli",  # evaluate
     "tools.reports_cli",  # reports
     "training.curriculum.cli",  # curriculum
     "assistant.cli",  # ask
