@@ -165,9 +165,11 @@ class CardioVLM(nn.Module):
             self._cache.move_to_end(key)
             return self._cache[key]
         device = self.queries.device
-        image = image_transform(self.config)(np.asarray(study.hu, dtype=np.float32))
+        # A plain tensor, not MONAI's MetaTensor: its per-op metadata hook would otherwise follow the
+        # cached embedding into every later decode and slow each cached instruction down several-fold.
+        image = np.asarray(image_transform(self.config)(np.asarray(study.hu, dtype=np.float32)))
         with torch.no_grad():
-            embedding = self.encode_image(torch.as_tensor(image, dtype=torch.float32, device=device)[None])
+            embedding = self.encode_image(torch.from_numpy(image).to(device=device, dtype=torch.float32)[None])
         if self.config.cache_entries:
             self._cache[key] = embedding
             while len(self._cache) > self.config.cache_entries:

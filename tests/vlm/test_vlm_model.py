@@ -111,6 +111,13 @@ def test_image_encoder_runs_once_for_two_questions_on_one_study(monkeypatch):
     np.testing.assert_array_equal(first.mask, again.mask)
 
 
+def test_cached_embedding_is_a_plain_tensor():
+    # MONAI's MetaTensor hook on every op made each cached instruction several times slower.
+    model = CardioVLM(tiny())
+    tokens, features = model.embed_study(block_study())
+    assert type(tokens) is torch.Tensor and type(features) is torch.Tensor
+
+
 def test_multiple_choice_returns_one_of_the_options():
     model = CardioVLM(tiny())
     options = ["left main", "left anterior descending artery", "right coronary artery"]
