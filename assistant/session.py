@@ -38,12 +38,38 @@ class Session:
 
     def __post_init__(self) -> None:
         self.tools = available_tools()
+        self._pacs_tmp: Path | None = None  # where PACS series go when the session has no output folder
         self.graph = build_graph(self.model, self.tools)
 
     def load_study(self, path: str | Path) -> StudyContext:
         """Load a study into this session; on failure the previous study and history stay as they were."""
         context = load_context(path)  # raises StudyError with a clinician-readable message
         return self.use_context(context, study_path=str(path))
+
+    def load_from_pacs(self, client, study_uid: str, series_uid: str, *, progress=None) -> StudyContext:
+        """Retrieve a series with ``client`` (a :class:`tools.pacs.PacsClient`) and make it this session's study.
+
+        The files are kept in the session's folder (a DICOM SEG of an answer references them). A
+        refused, interrupted or too large transfer, or a series that does not load, leaves nothing
+        behind and the previous study and history as they were.
+        """
+        import shutil
+
+        folder = client.retrieve_series(study_uid, series_uid, self._pacs_dir(), progress=progress)
+        try:
+            return self.load_study(folder)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+
+    def _pacs_dir(self) -> Path:
+        if self.output_dir is not None:
+            return self.output_dir / "pacs"
+        if self._pacs_tmp is None:
+            import tempfile
+
+            self._pacs_tmp = Path(tempfile.mkdtemp(prefix="cardiovlm-pacs-"))
+        return self._pacs_tmp
 
     def use_context(self, context: StudyContext, *, study_path: str | None = None) -> StudyContext:
         """Make an already loaded study this session's study; the conversation starts afresh."""

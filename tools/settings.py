@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
@@ -53,6 +54,20 @@ class Settings(BaseSettings):
     # --- language models ---
     llm: str = Field("default", description="'default' (embedded), 'openai:MODEL@URL' or 'gguf:PATH'")
     openai_api_key: str = Field("not-needed", description="API key for an OpenAI-compatible endpoint")
+
+    # --- PACS (DICOMweb: QIDO-RS search, WADO-RS retrieve, STOW-RS send) ---
+    pacs_url: str | None = Field(
+        None, description="DICOMweb root of the PACS, e.g. https://pacs.example.org/dicom-web; None: no PACS")
+    pacs_auth: Literal["none", "basic", "bearer"] = Field("none", description="how to authenticate to the PACS")
+    pacs_username: str | None = Field(None, description="user name for basic authentication")
+    pacs_password: SecretStr | None = Field(None, description="password for basic authentication")
+    pacs_token: SecretStr | None = Field(None, description="token for bearer authentication")
+    pacs_verify_tls: bool = Field(True, description="check the PACS server's TLS certificate (keep on)")
+    pacs_ca_bundle: Path | None = Field(
+        None, description="CA bundle (PEM) that signed the PACS certificate, for hospital-internal CAs")
+    pacs_max_study_mb: float = Field(
+        4096, description="largest series retrieved from the PACS; the transfer stops beyond it")
+    pacs_timeout_s: float = Field(60, description="seconds to wait for the PACS to answer one request")
 
 
 @lru_cache(maxsize=1)

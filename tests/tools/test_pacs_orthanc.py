@@ -1,0 +1,156 @@
+"""The PACS client against a real Orthanc (Debian's orthanc + orthanc-dicomweb) on a loopback port.
+
+The packages are installed here when missing and the user may use apt (root); otherwise the tests
+skip with the reason. Two demo phantoms are written as CT series and uploaded over STOW-RS.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tools.dicom_write import write_ct_series
+from tools.orthanc_local import LocalOrthanc, OrthancUnavailable
+from tools.pacs import PacsAuthError, PacsClient, PacsTooLargeError, PacsUnreachableError
+from tools.settings import get_settings
+from tools.study import load_study
+
+USER, PASSWORD = "cardio", "s3cret"
+# case -> (patient ID, accession number, study date) of the uploaded series
+UPLOADS = {"lad_stenosis": ("PAT-LAD", "ACC-1001", "20240105"), "healthy": ("PAT-HEALTHY", "ACC-1002", "20240210")}
+DEBIAN_PACKAGES = ("orthanc", "orthanc-dicomweb", "dicom3tools")
+
+
+def ensure_debian_packages() -> None:
+    """Install Orthanc, its DICOMweb plugin and dicom3tools with apt when missing (root only), else skip."""
+    missing = [p for p in DEBIAN_PACKAGES
+               if subprocess.run(["dpkg", "-s", p], capture_output=True).returncode != 0]
+    if not missing:
+        return
+    if shutil.which("apt-get") is None or os.geteuid() != 0:
+        pytest.skip(f"Debian packages {', '.join(missing)} are not installed and apt-get cannot be used here "
+                    "(needs root on Debian)")
+    subprocess.run(["apt-get", "update", "-qq"], check=False, capture_output=True, timeout=600)
+    done = subprocess.run(["apt-get", "install", "-y", "-qq", *missing], capture_output=True, timeout=900,
+                          env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    if done.returncode != 0:
+        pytest.skip(f"could not install {', '.join(missing)}: {done.stderr.decode()[-300:]}")
+
+
+@pytest.fixture(scope="module")
+def pacs(tmp_path_factory):
+    """A running Orthanc holding two demo phantoms, and the DICOM folders they were uploaded from."""
+    ensure_debian_packages()
+    root = tmp_path_factory.mktemp("orthanc")
+    try:
+        server = LocalOrthanc(root / "server", user=USER, password=PASSWORD).start()
+    except OrthancUnavailable as err:
+        pytest.skip(str(err))
+    client = PacsClient(server.dicomweb_url, auth="basic", username=USER, password=PASSWORD)
+    folders = {}
+    for case, (patient_id, accession, date) in UPLOADS.items():
+        study = load_study(get_settings().demo_cases_dir / case / "ccta.nii.gz")
+        folder = root / "files" / case
+        write_ct_series(study.hu, study.affine, folder, series_description=f"CCTA {case}", uid_seed=case,
+                        patient_id=patient_id, study_date=date, patient_name=f"Phantom^{case}")
+        _set_accession(folder, accession)
+        assert client.send_files([folder]) == len(list(folder.iterdir()))
+        folders[case] = folder
+    yield server, client, folders
+    server.stop()
+
+
+def _set_accession(folder: Path, accession: str) -> None:
+    import pydicom
+
+    for path in folder.iterdir():
+        ds = pydicom.dcmread(path)
+        ds.AccessionNumber = accession
+        ds.save_as(path)
+
+
+def _study_of(client: PacsClient, case: str):
+    hit = client.search_studies(patient_id=UPLOADS[case][0])[0]
+    return hit, client.search_series(hit.study_uid)[0]
+
+
+def test_search_finds_the_demo_phantoms_by_patient_accession_date_and_modality(pacs):
+    _, client, _ = pacs
+    assert {h.patient_id for h in client.search_studies(modality="CT")} == {p for p, _, _ in UPLOADS.values()}
+    by_patient = client.search_studies(patient_id="PAT-LAD")
+    assert len(by_patient) == 1 and by_patient[0].accession_number == "ACC-1001" and by_patient[0].n_instances
+    assert [h.patient_id for h in client.search_studies(accession_number="ACC-1002")] == ["PAT-HEALTHY"]
+    assert [h.patient_id for h in client.search_studies(study_date="20240201-20240228")] == ["PAT-HEALTHY"]
+    assert client.search_studies(modality="MR") == []
+    series = client.search_series(by_patient[0].study_uid)
+    assert len(series) == 1 and series[0].modality == "CT" and series[0].description == "CCTA lad_stenosis"
+
+
+def test_load_gives_the_same_hu_volume_as_loading_the_files(pacs, tmp_path):
+    _, client, folders = pacs
+    hit, series = _study_of(client, "lad_stenosis")
+    progress = []
+    from_pacs = client.load_series(hit.study_uid, series.series_uid, tmp_path, progress=lambda n, total: progress.append((n, total)))
+    from_disk = load_study(folders["lad_stenosis"])
+    assert np.array_equal(np.asarray(from_pacs.hu), np.asarray(from_disk.hu))
+    assert np.allclose(from_pacs.affine, from_disk.affine) and from_pacs.spacing == from_disk.spacing
+    assert from_pacs.metadata.get("series_uid") == series.series_uid
+    assert progress[-1] == (series.n_instances, series.n_instances) and len(progress) == series.n_instances
+    assert [p.name for p in tmp_path.iterdir()] == [series.series_uid]  # no partial folder left
+
+
+def test_wrong_password_gives_a_clear_message(pacs):
+    server, _, _ = pacs
+    client = PacsClient(server.dicomweb_url, auth="basic", username=USER, password="wrong")
+    with pytest.raises(PacsAuthError, match="refused the credentials \\(HTTP 401\\)"):
+        client.search_studies()
+
+
+def test_unreachable_server_gives_a_clear_message():
+    from tools.orthanc_local import free_port
+
+    client = PacsClient(f"http://127.0.0.1:{free_port()}/dicom-web", timeout_s=5)
+    with pytest.raises(PacsUnreachableError, match="cannot be reached \\(connection refused\\)"):
+        client.search_studies(patient_id="x")
+
+
+def test_a_series_over_the_size_limit_is_refused_and_nothing_is_kept(pacs, tmp_path):
+    server, _, _ = pacs
+    small = PacsClient(server.dicomweb_url, auth="basic", username=USER, password=PASSWORD, max_study_mb=0.5)
+    hit, series = _study_of(small, "healthy")
+    with pytest.raises(PacsTooLargeError, match="larger than this server's PACS limit"):
+        small.retrieve_series(hit.study_uid, series.series_uid, tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_interrupted_transfer_leaves_no_half_study_in_the_session(pacs, tmp_path, monkeypatch):
+    import requests
+
+    from assistant.planner import ClinicalPlanner
+    from assistant.session import Session
+
+    _, client, _ = pacs
+    session = Session(model=ClinicalPlanner(), output_dir=tmp_path / "out")
+    hit, series = _study_of(client, "lad_stenosis")
+    first = session.load_from_pacs(client, hit.study_uid, series.series_uid)
+    before = np.asarray(first.study.hu).copy()
+
+    real_iter = client._client.iter_series
+
+    def dropped_after_five(*args, **kwargs):
+        for n, ds in enumerate(real_iter(*args, **kwargs)):
+            if n == 5:
+                raise requests.exceptions.ChunkedEncodingError("connection broken: IncompleteRead")
+            yield ds
+
+    monkeypatch.setattr(client._client, "iter_series", dropped_after_five)
+    other, other_series = _study_of(client, "healthy")
+    with pytest.raises(PacsUnreachableError, match="interrupted"):
+        session.load_from_pacs(client, other.study_uid, other_series.series_uid)
+    assert session.context is first and np.array_equal(np.asarray(session.context.study.hu), before)
+    assert [p.name for p in (tmp_path / "out" / "pacs").iterdir()] == [series.series_uid]
