@@ -105,10 +105,10 @@ def assemble_answer(messages: list[BaseMessage], new_messages: list[BaseMessage]
 
 
 def _dicom_seg_files(masks: list[MaskFile], context) -> list[MaskFile]:
-    """A DICOM SEG beside each NIfTI mask of the answer (see :mod:`assistant.dicom_seg`)."""
+    """A DICOM SEG beside each NIfTI mask of the answer (see :mod:`tools.dicom_export`)."""
     from pathlib import Path
 
-    from assistant.dicom_seg import save_mask_dicom_seg
+    from tools.dicom_export import save_mask_dicom_seg
 
     out = []
     for m in masks:

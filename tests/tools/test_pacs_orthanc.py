@@ -154,3 +154,38 @@ def test_an_interrupted_transfer_leaves_no_half_study_in_the_session(pacs, tmp_p
         session.load_from_pacs(client, other.study_uid, other_series.series_uid)
     assert session.context is first and np.array_equal(np.asarray(session.context.study.hu), before)
     assert [p.name for p in (tmp_path / "out" / "pacs").iterdir()] == [series.series_uid]
+
+
+def test_seg_and_sr_sent_back_are_stored_and_read_back_equal(pacs, tmp_path):
+    import highdicom as hd
+    import pydicom
+
+    from assistant.answer import AnswerFinding, GroundedAnswer
+    from tools.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
+    from tools.dicom_export import export_answer
+    from tools.study import load_nifti
+
+    _, client, _ = pacs
+    hit, series = _study_of(client, "lad_stenosis")
+    study = client.load_series(hit.study_uid, series.series_uid, tmp_path / "pacs")
+    labels = load_nifti(get_settings().demo_cases_dir / "lad_stenosis" / "labels.nii.gz", labels=True).hu
+    masks = {"pLAD": labels == SEGMENTS_BY_CODE["pLAD"].label_id,
+             "aorta": labels == STRUCTURES_BY_NAME["aorta"].label_id}
+    answer = GroundedAnswer(question="q", answer="a", findings=[
+        AnswerFinding(name="pLAD diameter stenosis", value=71.0, unit="%", tool="measure_stenosis")])
+    export = export_answer(answer, study, masks, tmp_path / "out")
+    assert export.reference_written == []  # the PACS series itself is referenced, nothing new to send
+    assert client.send_files(export.files_to_send()) == 2
+
+    sent_seg, sent_sr = pydicom.dcmread(export.seg), pydicom.dcmread(export.sr)
+    seg = client.retrieve_instance(hit.study_uid, sent_seg.SeriesInstanceUID, sent_seg.SOPInstanceUID)
+    sr = client.retrieve_instance(hit.study_uid, sent_sr.SeriesInstanceUID, sent_sr.SOPInstanceUID)
+    assert [s.SegmentLabel for s in seg.SegmentSequence] == ["pLAD", "aorta"]
+    assert int(seg.NumberOfFrames) == int(sent_seg.NumberOfFrames) > 0
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == series.series_uid
+    assert np.array_equal(seg.pixel_array, sent_seg.pixel_array)
+    assert sr.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0].SeriesInstanceUID == \
+        series.series_uid
+    assert hd.sr.Comprehensive3DSR.from_dataset(sr).SOPInstanceUID == sent_sr.SOPInstanceUID
+    modalities = {s.modality for s in client.search_series(hit.study_uid)}
+    assert modalities == {"CT", "SEG", "SR"}
