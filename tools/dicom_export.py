@@ -305,6 +305,25 @@ def _private_scheme():
     return item
 
 
+def masks_of_answer(answer: GroundedAnswer, study: Study) -> dict[str, np.ndarray]:
+    """The answer's NIfTI mask files read back (for an answer saved as JSON by ``cardiovlm ask``).
+
+    Raises:
+        DicomExportError: a mask file is not on the grid of ``study``.
+    """
+    from tools.study import load_nifti
+
+    masks = {}
+    for m in answer.masks:
+        if m.format == "nifti" and Path(m.path).is_file():
+            mask = np.asarray(load_nifti(m.path, labels=True).hu).astype(bool)
+            if mask.shape != study.shape:
+                raise DicomExportError(f"the {m.name} mask ({m.path}) has shape {mask.shape}, not the study's "
+                                       f"{study.shape}: give the study the answer was made on")
+            masks[m.name] = mask
+    return masks
+
+
 # --- one answer, both objects ---
 @dataclass
 class AnswerExport:

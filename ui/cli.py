@@ -30,6 +30,7 @@ SUBCOMMAND_MODULES = (
     "tools.reports_cli",  # reports
     "training.curriculum.cli",  # curriculum
     "assistant.cli",  # ask
+    "tools.pacs_cli",  # pacs search|load|send
 )
 
 

@@ -189,3 +189,46 @@ def test_seg_and_sr_sent_back_are_stored_and_read_back_equal(pacs, tmp_path):
     assert hd.sr.Comprehensive3DSR.from_dataset(sr).SOPInstanceUID == sent_sr.SOPInstanceUID
     modalities = {s.modality for s in client.search_series(hit.study_uid)}
     assert modalities == {"CT", "SEG", "SR"}
+
+
+@pytest.fixture
+def pacs_env(pacs, monkeypatch):
+    """Settings pointing at the test Orthanc, as a site would set them (credentials from the environment)."""
+    server, _, _ = pacs
+    for key, value in {"URL": server.dicomweb_url, "AUTH": "basic", "USERNAME": USER, "PASSWORD": PASSWORD}.items():
+        monkeypatch.setenv(f"CARDIOVLM_PACS_{key}", value)
+    get_settings.cache_clear()
+    yield server
+    get_settings.cache_clear()
+
+
+def test_cli_search_load_and_send_an_answer(pacs_env, tmp_path, capsys):
+    import json
+
+    from ui.cli import main
+
+    assert main(["pacs", "search", "--patient-id", "PAT-LAD", "--json"]) == 0
+    (hit,) = json.loads(capsys.readouterr().out)
+    assert hit["accession_number"] == "ACC-1001"
+    assert main(["pacs", "load", hit["study_uid"], "--out", str(tmp_path / "pacs"), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["shape"] == [170, 170, 120] and summary["modality"] == "CT"
+
+    case = get_settings().demo_cases_dir / "lad_stenosis"
+    assert main(["ask", str(case), "Segment the proximal LAD", "--json", "--out", str(tmp_path / "ask")]) == 0
+    (tmp_path / "answer.json").write_text(capsys.readouterr().out)
+    (series_folder,) = (tmp_path / "pacs").iterdir()
+    assert main(["pacs", "send", "--answer", str(tmp_path / "answer.json"), "--study", str(series_folder)]) == 0
+    out = capsys.readouterr().out
+    assert "answer_seg.dcm" in out and "references the loaded DICOM series" in out
+    assert "the PACS stored 2 object(s)" in out
+
+
+def test_cli_wrong_password_is_one_clear_line(pacs_env, monkeypatch, capsys):
+    from ui.cli import main
+
+    monkeypatch.setenv("CARDIOVLM_PACS_PASSWORD", "wrong")
+    get_settings.cache_clear()
+    assert main(["pacs", "search", "--modality", "CT"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cardiovlm pacs: the PACS at") and "refused the credentials" in err and "Traceback" not in err
