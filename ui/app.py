@@ -43,6 +43,7 @@ class UiSession:
         self.folder = Path(tempfile.mkdtemp(prefix="cardiovlm-ui-"))
         self.session = Session(model=chat_model(), output_dir=self.folder / "outputs")
         self.masks: dict[str, np.ndarray] = {}
+        self.answer = None  # the last GroundedAnswer, for "Save as DICOM" / "Send to PACS"
 
     def close(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
@@ -111,6 +112,7 @@ def build_app(max_upload_mb: int = 2048) -> gr.Blocks:
                     upload = gr.File(label="…or upload a DICOM zip, DICOM files or a NIfTI", file_count="multiple",
                                      file_types=[".zip", ".nii", ".gz", ".dcm", ""])
                     load_upload = gr.Button("Load upload")
+                pacs = _pacs_panel() if get_settings().pacs_url else None
                 summary = gr.Markdown("No study loaded.", elem_id="study-summary")
                 viewer = gr.Image(label="Study", type="numpy", interactive=False, elem_id="viewer", height=420)
                 with gr.Row():
@@ -128,23 +130,29 @@ def build_app(max_upload_mb: int = 2048) -> gr.Blocks:
                                         interactive=False)
                 downloads = gr.File(label="Downloads (masks, report)", interactive=False, file_count="multiple",
                                     elem_id="downloads")
+                with gr.Row():
+                    save_dicom = gr.Button("Save as DICOM (SEG + SR)", size="sm", interactive=False)
+                    send_pacs = gr.Button("Send to PACS", size="sm", interactive=False, visible=pacs is not None)
+                dicom_status = gr.Markdown("")
 
         view_inputs = [state, plane, index, preset, overlays]
 
         def on_load(state, source, files, plane, preset, progress=gr.Progress()):
+            from tools.pacs import PacsError
             from tools.study import StudyError
 
             state = state or UiSession()
             try:
                 progress(0.1, desc="Loading study")
-                if source == "demo":
+                if source == "pacs":  # files: the chosen StudyInstanceUID
+                    ctx = _load_from_pacs(state, files, progress)
+                elif source == "demo":
                     if not files:
                         raise StudyError("choose a demo case first")
-                    path = get_settings().demo_cases_dir / files
+                    ctx = state.session.load_study(get_settings().demo_cases_dir / files)
                 else:
-                    path = _upload_path(state, files, max_upload_mb)
-                ctx = state.session.load_study(path)
-            except StudyError as err:
+                    ctx = state.session.load_study(_upload_path(state, files, max_upload_mb))
+            except (StudyError, PacsError) as err:
                 gr.Warning(str(err))
                 return (state, f"⚠️ {err}", gr.update(), gr.update(), gr.update(), [])
             except Exception as err:  # never a traceback in the browser
@@ -152,6 +160,7 @@ def build_app(max_upload_mb: int = 2048) -> gr.Blocks:
                 gr.Warning(f"The study could not be loaded ({type(err).__name__}).")
                 return (state, f"⚠️ The study could not be loaded ({type(err).__name__}).", gr.update(),
                         gr.update(), gr.update(), [])
+            state.answer = None  # answers of the previous study are not exported with this one
             n = ctx.study.shape[2]
             image = _render(state, "axial", n // 2, preset, [])
             return (state, _summary_markdown(ctx.study.summary()), image,
@@ -171,11 +180,110 @@ def build_app(max_upload_mb: int = 2048) -> gr.Blocks:
             yield from _answer(state, text, history or [])
 
         ask_outputs = [state, chat, question, findings, downloads, overlays, index, viewer]
-        ask.click(on_ask, [state, question, chat], ask_outputs, api_name="ask")
-        question.submit(on_ask, [state, question, chat], ask_outputs, api_name=False)
+        answered = [ask.click(on_ask, [state, question, chat], ask_outputs, api_name="ask"),
+                    question.submit(on_ask, [state, question, chat], ask_outputs, api_name=False)]
         for button, text in zip(example_buttons, EXAMPLES):
-            button.click(_example_handler(text), [state, chat], ask_outputs, api_name=False)
+            answered.append(button.click(_example_handler(text), [state, chat], ask_outputs, api_name=False))
+        for event in answered:  # the DICOM actions apply to the answer just shown
+            event.then(_dicom_buttons, state, [save_dicom, send_pacs, dicom_status], api_name=False)
+        save_dicom.click(lambda s, d: _export_dicom(s, d, send=False), [state, downloads],
+                         [downloads, dicom_status], api_name="save_dicom")
+        send_pacs.click(lambda s, d: _export_dicom(s, d, send=True), [state, downloads],
+                        [downloads, dicom_status], api_name="send_pacs")
+        if pacs is not None:
+            pacs["search"].click(_pacs_search, pacs["fields"], [pacs["results"], pacs["study"], pacs["message"]],
+                                 api_name="pacs_search")
+            pacs["load"].click(lambda s, u, p, w: on_load(s, "pacs", u, p, w), [state, pacs["study"], plane, preset],
+                               load_outputs, api_name="load_pacs")
     return app
+
+
+# --- PACS: load from it, send results to it ---
+PACS_COLUMNS = ["patient ID", "date", "accession", "modalities", "images", "description"]
+
+
+def _pacs_panel() -> dict:
+    """The "Load from PACS" accordion (only built when a PACS URL is configured)."""
+    with gr.Accordion("Load from PACS", open=False, elem_id="pacs-panel"):
+        with gr.Row():
+            fields = [gr.Textbox(label="Patient ID"), gr.Textbox(label="Accession number"),
+                      gr.Textbox(label="Study date", placeholder="YYYYMMDD or YYYYMMDD-YYYYMMDD"),
+                      gr.Textbox(label="Modality", value="CT")]
+        search = gr.Button("Search PACS")
+        results = gr.Dataframe(headers=PACS_COLUMNS, label="Studies found", interactive=False)
+        study = gr.Dropdown([], label="Study to load", value=None)
+        load = gr.Button("Load from PACS", variant="primary")
+        message = gr.Markdown("")
+    return {"fields": fields, "search": search, "results": results, "study": study, "load": load,
+            "message": message}
+
+
+def _pacs_search(patient_id: str, accession: str, date: str, modality: str):
+    from tools.pacs import PacsClient, PacsError
+
+    try:
+        hits = PacsClient.from_settings().search_studies(
+            patient_id=patient_id.strip() or None, accession_number=accession.strip() or None,
+            study_date=date.strip() or None, modality=modality.strip() or None)
+    except (PacsError, ValueError) as err:
+        return [], gr.update(choices=[], value=None), f"⚠️ {err}"
+    rows = [[h.patient_id, h.study_date, h.accession_number, h.modalities, h.n_instances or "", h.description]
+            for h in hits]
+    choices = [(f"{h.patient_id} · {h.study_date} · {h.accession_number or '-'} · {h.description}", h.study_uid)
+               for h in hits]
+    return (rows, gr.update(choices=choices, value=choices[0][1] if choices else None),
+            f"{len(hits)} stud{'y' if len(hits) == 1 else 'ies'} found")
+
+
+def _load_from_pacs(state: UiSession, study_uid: str | None, progress):
+    """Retrieve the study's largest CT series into the session (nothing changes when it fails)."""
+    from tools.pacs import PacsClient, PacsNotFoundError
+    from tools.study import StudyError
+
+    if not study_uid:
+        raise StudyError("search the PACS and choose a study first")
+    client = PacsClient.from_settings()
+    series = client.search_series(study_uid, modality="CT")
+    if not series:
+        raise PacsNotFoundError("this study holds no CT series on the PACS")
+    return state.session.load_from_pacs(
+        client, study_uid, series[0].series_uid,
+        progress=lambda n, total: progress(n / total if total else 0.5, desc=f"Retrieving image {n}/{total or '?'}"))
+
+
+def _answer_masks(state: UiSession | None) -> dict[str, np.ndarray]:
+    ctx = state.session.context if state is not None else None
+    if ctx is None or state.answer is None:
+        return {}
+    return {m.name: ctx.extra_masks[m.name] for m in state.answer.masks if m.name in ctx.extra_masks}
+
+
+def _dicom_buttons(state: UiSession | None):
+    """Save is offered for answers with masks or findings; Send to PACS for answers with masks."""
+    findings = bool(state is not None and state.answer is not None and state.answer.findings)
+    masks = bool(_answer_masks(state))
+    return gr.update(interactive=masks or findings), gr.update(interactive=masks), ""
+
+
+def _export_dicom(state: UiSession | None, downloads, *, send: bool):
+    """Write the last answer as DICOM SEG + SR (downloads); with ``send`` also store them on the PACS."""
+    from tools.dicom_export import DicomExportError, export_answer
+    from tools.pacs import PacsClient, PacsError
+
+    if state is None or state.answer is None or state.session.context is None:
+        return gr.update(), "⚠️ ask a question first"
+    try:
+        export = export_answer(state.answer, state.session.context.study, _answer_masks(state),
+                               state.folder / "outputs" / "dicom", stem=f"answer_{id(state.answer):x}")
+        written = [str(p) for p in (export.seg, export.sr) if p is not None]
+        message = f"Saved {', '.join(Path(p).name for p in written)}."
+        if send:
+            stored = PacsClient.from_settings().send_files(export.files_to_send())
+            message = f"Sent to the PACS: {stored} object(s) stored ({export.note})."
+    except (DicomExportError, PacsError) as err:
+        return gr.update(), f"⚠️ {err}"
+    previous = [f if isinstance(f, str) else getattr(f, "path", str(f)) for f in (downloads or [])]
+    return [*previous, *(p for p in written if p not in previous)], message
 
 
 def _example_handler(text: str):
@@ -262,6 +370,7 @@ def _show_answer(state: UiSession, history: list, answer):
 
         overlay = _display(np.asarray(Image.open(answer.overlay_png).convert("RGB")), target=384)
         history.append(gr.ChatMessage(role="assistant", content=gr.Image(overlay)))
+    state.answer = answer
     rows = [[f.name, f.value, f.unit, f.tool] for f in answer.findings]
     report_dir = state.folder / "outputs"
     report_dir.mkdir(parents=True, exist_ok=True)

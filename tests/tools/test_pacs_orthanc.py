@@ -1,77 +1,14 @@
-"""The PACS client against a real Orthanc (Debian's orthanc + orthanc-dicomweb) on a loopback port.
-
-The packages are installed here when missing and the user may use apt (root); otherwise the tests
-skip with the reason. Two demo phantoms are written as CT series and uploaded over STOW-RS.
-"""
+"""The PACS client and CLI against a real Orthanc on a loopback port (fixtures in ``conftest.py``)."""
 
 from __future__ import annotations
-
-import os
-import shutil
-import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tools.dicom_write import write_ct_series
-from tools.orthanc_local import LocalOrthanc, OrthancUnavailable
+from tests.tools.conftest import PASSWORD, UPLOADS, USER
 from tools.pacs import PacsAuthError, PacsClient, PacsTooLargeError, PacsUnreachableError
 from tools.settings import get_settings
 from tools.study import load_study
-
-USER, PASSWORD = "cardio", "s3cret"
-# case -> (patient ID, accession number, study date) of the uploaded series
-UPLOADS = {"lad_stenosis": ("PAT-LAD", "ACC-1001", "20240105"), "healthy": ("PAT-HEALTHY", "ACC-1002", "20240210")}
-DEBIAN_PACKAGES = ("orthanc", "orthanc-dicomweb", "dicom3tools")
-
-
-def ensure_debian_packages() -> None:
-    """Install Orthanc, its DICOMweb plugin and dicom3tools with apt when missing (root only), else skip."""
-    missing = [p for p in DEBIAN_PACKAGES
-               if subprocess.run(["dpkg", "-s", p], capture_output=True).returncode != 0]
-    if not missing:
-        return
-    if shutil.which("apt-get") is None or os.geteuid() != 0:
-        pytest.skip(f"Debian packages {', '.join(missing)} are not installed and apt-get cannot be used here "
-                    "(needs root on Debian)")
-    subprocess.run(["apt-get", "update", "-qq"], check=False, capture_output=True, timeout=600)
-    done = subprocess.run(["apt-get", "install", "-y", "-qq", *missing], capture_output=True, timeout=900,
-                          env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-    if done.returncode != 0:
-        pytest.skip(f"could not install {', '.join(missing)}: {done.stderr.decode()[-300:]}")
-
-
-@pytest.fixture(scope="module")
-def pacs(tmp_path_factory):
-    """A running Orthanc holding two demo phantoms, and the DICOM folders they were uploaded from."""
-    ensure_debian_packages()
-    root = tmp_path_factory.mktemp("orthanc")
-    try:
-        server = LocalOrthanc(root / "server", user=USER, password=PASSWORD).start()
-    except OrthancUnavailable as err:
-        pytest.skip(str(err))
-    client = PacsClient(server.dicomweb_url, auth="basic", username=USER, password=PASSWORD)
-    folders = {}
-    for case, (patient_id, accession, date) in UPLOADS.items():
-        study = load_study(get_settings().demo_cases_dir / case / "ccta.nii.gz")
-        folder = root / "files" / case
-        write_ct_series(study.hu, study.affine, folder, series_description=f"CCTA {case}", uid_seed=case,
-                        patient_id=patient_id, study_date=date, patient_name=f"Phantom^{case}")
-        _set_accession(folder, accession)
-        assert client.send_files([folder]) == len(list(folder.iterdir()))
-        folders[case] = folder
-    yield server, client, folders
-    server.stop()
-
-
-def _set_accession(folder: Path, accession: str) -> None:
-    import pydicom
-
-    for path in folder.iterdir():
-        ds = pydicom.dcmread(path)
-        ds.AccessionNumber = accession
-        ds.save_as(path)
 
 
 def _study_of(client: PacsClient, case: str):
@@ -189,17 +126,6 @@ def test_seg_and_sr_sent_back_are_stored_and_read_back_equal(pacs, tmp_path):
     assert hd.sr.Comprehensive3DSR.from_dataset(sr).SOPInstanceUID == sent_sr.SOPInstanceUID
     modalities = {s.modality for s in client.search_series(hit.study_uid)}
     assert modalities == {"CT", "SEG", "SR"}
-
-
-@pytest.fixture
-def pacs_env(pacs, monkeypatch):
-    """Settings pointing at the test Orthanc, as a site would set them (credentials from the environment)."""
-    server, _, _ = pacs
-    for key, value in {"URL": server.dicomweb_url, "AUTH": "basic", "USERNAME": USER, "PASSWORD": PASSWORD}.items():
-        monkeypatch.setenv(f"CARDIOVLM_PACS_{key}", value)
-    get_settings.cache_clear()
-    yield server
-    get_settings.cache_clear()
 
 
 def test_cli_search_load_and_send_an_answer(pacs_env, tmp_path, capsys):
