@@ -6,7 +6,7 @@ ranks hold identical weights and only rank 0 writes checkpoints and logs.
 
 Schedule: ``steps_per_stage`` steps on each curriculum stage present (1 anatomy -> descriptors,
 2 anatomy -> anatomy, 3 findings), in that order, then ``mixed_steps`` steps drawing from all stages.
-Losses: DiceCE (``monai.losses.DiceCELoss``) for masks, cross-entropy for yes / no / not present and
+Losses: soft Dice on non-empty mask targets plus foreground-weighted BCE (:func:`mask_loss`), cross-entropy for yes / no / not present and
 for multiple choice, L1 on the soft-argmax landmark plus cross-entropy of its heatmap at the target
 voxel, smooth L1 on ``log1p`` of measured values. Each sample contributes only the losses its record
 has a target for.
@@ -53,12 +53,15 @@ class TrainError(ValueError):
 class TrainConfig:
     steps_per_stage: int = 200  # steps on each curriculum stage, in order 1, 2, 3 (absent stages skipped)
     mixed_steps: int = 400  # steps drawing from every stage, after the staged phase
-    batch_size: int = 2  # samples per step and per process
+    batch_size: int = 2  # samples (instructions) per step and per process
+    images_per_step: int = 0  # > 0: a step draws this many cases and batch_size records among them, so each
+    #                           image is encoded once for several instructions (needs a dataset with `groups`)
     lr: float = 3e-4  # AdamW peak learning rate (cosine decay to 10% over the run)
     warmup_steps: int = 20  # linear warm-up steps
     weight_decay: float = 0.01  # AdamW weight decay
     grad_clip: float = 1.0  # max gradient norm; 0 disables clipping
-    mask_weight: float = 1.0  # weight of the DiceCE mask loss
+    mask_weight: float = 1.0  # weight of the mask loss (soft Dice on non-empty targets + weighted BCE)
+    mask_pos_weight: float = 5.0  # BCE weight of foreground voxels: structures are a few % of the cube
     answer_weight: float = 1.0  # weight of the yes / no / not present and multiple-choice losses
     landmark_weight: float = 1.0  # weight of the landmark loss
     value_weight: float = 0.5  # weight of the measurement regression loss
@@ -68,7 +71,7 @@ class TrainConfig:
     seed: int = 0  # seeds the model init and every process's sample draws
 
     def __post_init__(self) -> None:
-        for name in ("steps_per_stage", "mixed_steps", "warmup_steps"):
+        for name in ("steps_per_stage", "mixed_steps", "warmup_steps", "images_per_step"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"train config: {name} must be >= 0")
         for name in ("batch_size", "checkpoint_every", "log_every"):
@@ -116,31 +119,29 @@ def load_config_file(path: str | Path) -> tuple[CardioVLMConfig, TrainConfig]:
 #   choice int index into choices or -1                            value float or nan
 
 
-def sample_from_record(record, image: np.ndarray, labels: np.ndarray | None, affine: np.ndarray,
-                       landmarks_mm: dict[str, list[float]], config: CardioVLMConfig) -> dict:
-    """Turn one ``InstructionRecord`` and its case arrays (study grid, LPS affine) into a sample."""
+def sample_from_record(record, case: "PreparedCase", config: CardioVLMConfig) -> dict:
+    """Turn one ``InstructionRecord`` and its prepared case (see :func:`prepare_case`) into a sample."""
     from tools.masks import mask_from_labels
-    from vlm.transforms import image_transformd, index_to_fraction
+    from vlm.transforms import index_to_fraction
 
     target = record.target
-    spacing = tuple(float(v) for v in np.linalg.norm(affine[:3, :3], axis=0))
-    data = {"image": image.astype(np.float32)}
+    mask = None
     if target.mask is not None:
-        if labels is None:
+        if case.labels is None:
             raise TrainError(f"record {record.id}: a mask target but case {record.study_id} has no label map")
-        data["mask"] = mask_from_labels(labels, target.mask.label_ids, spacing=spacing,
-                                        near_segments=target.mask.near_segments or None,
-                                        near_mm=target.mask.near_mm).astype(np.float32)
+        mask = mask_from_labels(case.labels, target.mask.label_ids, spacing=case.model_spacing,
+                                near_segments=target.mask.near_segments or None, near_mm=target.mask.near_mm)
+        mask = torch.from_numpy(mask.astype(np.float32))[None]
     elif record.task == "segment":  # a negative "segment X" with no mask: the target is empty
-        data["mask"] = np.zeros(image.shape, np.float32)
-    data = image_transformd(config)(data)
+        mask = torch.zeros(1, *config.input_shape)
     landmark = None
     if target.landmark is not None:
-        if target.landmark not in landmarks_mm:
+        if target.landmark not in case.landmarks_mm:
             raise TrainError(f"record {record.id}: landmark {target.landmark!r} is not in the case landmarks")
-        xyz = np.asarray(landmarks_mm[target.landmark], dtype=np.float64)
-        index = (xyz - affine[:3, 3]) @ np.linalg.inv(affine[:3, :3]).T
-        landmark = torch.as_tensor(index_to_fraction(index, image.shape), dtype=torch.float32)
+        xyz = np.asarray(case.landmarks_mm[target.landmark], dtype=np.float64)
+        study_index = (xyz - case.affine[:3, 3]) @ np.linalg.inv(case.affine[:3, :3]).T
+        model_index = case.roi.study_to_model(study_index[None])[0]
+        landmark = torch.as_tensor(index_to_fraction(model_index, config.input_shape), dtype=torch.float32)
     answer, choice = -1, -1
     if target.answer is not None:
         if target.answer in ANSWER_CLASSES and not (target.choices and target.answer in target.choices):
@@ -150,10 +151,37 @@ def sample_from_record(record, image: np.ndarray, labels: np.ndarray | None, aff
         else:
             raise TrainError(f"record {record.id}: answer {target.answer!r} is neither yes/no/not present "
                              f"nor one of its choices")
-    return {"image": torch.as_tensor(data["image"]).float(), "instruction": record.instruction,
-            "stage": int(record.stage), "mask": (torch.as_tensor(data["mask"]).float() if "mask" in data else None),
+    # The image tensor is the case's own object: collate stacks it once for all its instructions.
+    return {"image": case.image, "instruction": record.instruction, "stage": int(record.stage), "mask": mask,
             "landmark": landmark, "answer": answer, "choices": list(target.choices), "choice": choice,
             "value": float(target.value) if target.value is not None else math.nan}
+
+
+@dataclass
+class PreparedCase:
+    """A case on the model grid: what every record of the case needs, computed once."""
+
+    image: torch.Tensor  # (1, *input_shape) windowed heart-centred cube
+    labels: np.ndarray | None  # (*input_shape) label map sampled by nearest neighbour into the cube
+    roi: "RoiGrid"  # where the cube sits in the study
+    affine: np.ndarray  # (4, 4) study index -> LPS mm
+    landmarks_mm: dict[str, list[float]]  # named landmarks in LPS mm
+    model_spacing: tuple[float, float, float]  # mm per model voxel (roi_mm / input_shape)
+
+
+def prepare_case(image: np.ndarray, labels: np.ndarray | None, affine: np.ndarray,
+                 landmarks_mm: dict[str, list[float]], config: CardioVLMConfig) -> PreparedCase:
+    """Study-grid HU image, label map, LPS affine and landmarks -> :class:`PreparedCase` through the same
+    heart-centred ROI (``vlm.transforms.HeartRoi``) that inference uses."""
+    from vlm.transforms import HeartRoi
+
+    spacing = tuple(float(v) for v in np.linalg.norm(affine[:3, :3], axis=0))
+    cube, roi = HeartRoi(config)(image, spacing)
+    model_labels = None
+    if labels is not None:
+        model_labels = roi.sample(labels.astype(np.float32), mode="nearest").round().to(torch.int32).numpy()
+    return PreparedCase(image=cube.float(), labels=model_labels, roi=roi, affine=affine, landmarks_mm=landmarks_mm,
+                        model_spacing=tuple(float(v) for v in np.asarray(roi.step) * spacing))
 
 
 def read_curriculum(path: str | Path, *, include_held_out: bool = False) -> list:
@@ -188,14 +216,16 @@ def read_curriculum(path: str | Path, *, include_held_out: bool = False) -> list
 class CurriculumSamples(torch.utils.data.Dataset):
     """Curriculum records paired with their case folders (``tools.case_format`` layout), as samples.
 
-    Cases are read lazily with nibabel and the last ``cache_cases`` are kept in memory.
+    Cases are read lazily with nibabel, prepared once on the model grid (:func:`prepare_case`, about
+    2 MB each) and the last ``cache_cases`` are kept in memory.
     """
 
-    def __init__(self, records: Sequence, data_root: str | Path, config: CardioVLMConfig, cache_cases: int = 8):
+    def __init__(self, records: Sequence, data_root: str | Path, config: CardioVLMConfig, cache_cases: int = 256):
         self.records = list(records)
         self.data_root = Path(data_root)
         self.config = config
         self.stages = [int(r.stage) for r in self.records]
+        self.groups = [r.study_id for r in self.records]  # records of one case share one image
         self.cache_cases = cache_cases
         self._cases: OrderedDict[str, tuple] = OrderedDict()
         missing = sorted({r.study_id for r in self.records} - {p.name for p in self.data_root.iterdir()}
@@ -203,7 +233,7 @@ class CurriculumSamples(torch.utils.data.Dataset):
         if missing:
             raise TrainError(f"case folder(s) missing under {self.data_root}: {', '.join(missing[:5])}")
 
-    def _case(self, case_id: str) -> tuple:
+    def _case(self, case_id: str) -> PreparedCase:
         if case_id not in self._cases:
             import nibabel as nib
 
@@ -217,7 +247,7 @@ class CurriculumSamples(torch.utils.data.Dataset):
             labels = np.asarray(nib.load(str(labels_path)).dataobj) if labels_path.is_file() else None
             landmarks_path = folder / cf.LANDMARKS_FILE
             landmarks = json.loads(landmarks_path.read_text()) if landmarks_path.is_file() else {}
-            self._cases[case_id] = (image, labels, affine, landmarks)
+            self._cases[case_id] = prepare_case(image, labels, affine, landmarks, self.config)
             while len(self._cases) > self.cache_cases:
                 self._cases.popitem(last=False)
         self._cases.move_to_end(case_id)
@@ -228,7 +258,7 @@ class CurriculumSamples(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         record = self.records[index]
-        return sample_from_record(record, *self._case(record.study_id), self.config)
+        return sample_from_record(record, self._case(record.study_id), self.config)
 
 
 # --- loop ---------------------------------------------------------------------------------------
@@ -257,10 +287,21 @@ def _phase_at(plan, step: int) -> int | None:
 
 
 def collate(samples: list[dict]) -> dict:
-    """Stack a list of samples into a batch (targets absent from a sample become masked rows)."""
+    """Stack a list of samples into a batch (targets absent from a sample become masked rows).
+
+    Samples holding the same image object (records of one case) share one row of ``image``;
+    ``image_index`` says which row each instruction is about.
+    """
     shape = samples[0]["image"].shape
+    rows: dict[int, int] = {}
+    images = []
+    for s in samples:
+        if id(s["image"]) not in rows:
+            rows[id(s["image"])] = len(images)
+            images.append(s["image"])
     return {
-        "image": torch.stack([s["image"] for s in samples]),
+        "image": torch.stack(images),
+        "image_index": torch.tensor([rows[id(s["image"])] for s in samples]),
         "instruction": [s["instruction"] for s in samples],
         "has_mask": torch.tensor([s["mask"] is not None for s in samples]),
         "mask": torch.stack([s["mask"] if s["mask"] is not None else torch.zeros(shape) for s in samples]),
@@ -273,7 +314,24 @@ def collate(samples: list[dict]) -> dict:
     }
 
 
-def compute_losses(out, batch: dict, config: TrainConfig, dice_ce) -> dict[str, torch.Tensor]:
+def mask_loss(logits: torch.Tensor, target: torch.Tensor, pos_weight: float) -> torch.Tensor:
+    """Soft Dice over the samples whose target is non-empty, plus BCE with foreground voxels weighted.
+
+    Dice of an empty target is 0 or 1 with nothing in between, and averaging it in (as MONAI's DiceCE
+    does) rewards predicting nothing; the collapsed first checkpoint did exactly that. Empty targets
+    ("not present") are therefore pushed down by the BCE term only.
+    """
+    bce = F.binary_cross_entropy_with_logits(logits, target, pos_weight=torch.tensor(pos_weight, device=logits.device))
+    present = target.flatten(1).sum(1) > 0
+    if not present.any():
+        return bce
+    prob = torch.sigmoid(logits[present]).flatten(1)
+    truth = target[present].flatten(1)
+    soft_dice = (2 * (prob * truth).sum(1) + 1.0) / (prob.sum(1) + truth.sum(1) + 1.0)
+    return bce + (1 - soft_dice).mean()
+
+
+def compute_losses(out, batch: dict, config: TrainConfig) -> dict[str, torch.Tensor]:
     """Per-task losses and metrics of one batch; ``loss`` is their weighted sum."""
     device = out.mask_logits.device
     # Every output joins the loss (times zero when its task is absent from the batch): DDP must see
@@ -286,11 +344,11 @@ def compute_losses(out, batch: dict, config: TrainConfig, dice_ce) -> dict[str, 
     rows = batch["has_mask"].to(device)
     if rows.any():
         logits, target = out.mask_logits[rows].float(), batch["mask"].to(device)[rows]
-        losses["mask_loss"] = dice_ce(logits, target)
-        pred = logits > 0
-        inter = (pred & (target > 0.5)).sum().item()
-        total = pred.sum().item() + (target > 0.5).sum().item()
-        metrics["dice"] = 2 * inter / total if total else 1.0
+        losses["mask_loss"] = mask_loss(logits, target, config.mask_pos_weight)
+        present = target.flatten(1).sum(1) > 0
+        if present.any():  # Dice of the non-empty targets, pooled over the batch
+            pred, truth = logits[present] > 0, target[present] > 0.5
+            metrics["dice"] = 2 * (pred & truth).sum().item() / (pred.sum().item() + truth.sum().item())
     answer = batch["answer"].to(device)
     if (answer >= 0).any():
         logits = out.answer_logits[answer >= 0].float()
@@ -319,6 +377,15 @@ def compute_losses(out, batch: dict, config: TrainConfig, dice_ce) -> dict[str, 
                       + config.answer_weight * (losses["answer_loss"] + losses["choice_loss"])
                       + config.landmark_weight * losses["landmark_loss"] + config.value_weight * losses["value_loss"])
     return {**losses, **metrics}
+
+
+def _draw(rng: np.random.Generator, pool: np.ndarray, groups: Sequence | None, config: TrainConfig) -> np.ndarray:
+    """``batch_size`` sample indices from ``pool``; with ``groups``, all from ``images_per_step`` cases."""
+    if groups is None:
+        return rng.choice(pool, size=config.batch_size, replace=True)
+    case_of = np.asarray([groups[i] for i in pool])
+    cases = rng.choice(np.unique(case_of), size=min(config.images_per_step, len(np.unique(case_of))), replace=False)
+    return rng.choice(pool[np.isin(case_of, cases)], size=config.batch_size, replace=True)
 
 
 def _learning_rate(step: int, total: int, config: TrainConfig) -> float:
@@ -357,7 +424,6 @@ def train(dataset, out_dir: str | Path, *, model_config: CardioVLMConfig, train_
         TrainError: an empty dataset, an existing run without ``resume``, or a resume with nothing
             (or an incompatible config) to resume from.
     """
-    from monai.losses import DiceCELoss
     from torch.nn.parallel import DistributedDataParallel
 
     from vlm.checkpoint_io import load_checkpoint
@@ -402,10 +468,10 @@ def train(dataset, out_dir: str | Path, *, model_config: CardioVLMConfig, train_
 
     plan = stage_plan(stages, train_config)
     total = plan[-1][1]
+    groups = getattr(dataset, "groups", None) if train_config.images_per_step else None
     by_stage: dict[int | None, np.ndarray] = {None: np.arange(len(stages))}
     for s in set(stages):
         by_stage[s] = np.flatnonzero(np.asarray(stages) == s)
-    dice_ce = DiceCELoss(sigmoid=True)
     writer = _tensorboard(out_dir) if rank == 0 else None
     history: list[dict] = []
     started = time.time()
@@ -413,15 +479,15 @@ def train(dataset, out_dir: str | Path, *, model_config: CardioVLMConfig, train_
         stage = _phase_at(plan, step)
         # Seeded by (seed, rank, step): a resumed run draws exactly what the uninterrupted run would.
         rng = np.random.default_rng([train_config.seed, rank, step])
-        indices = rng.choice(by_stage[stage], size=train_config.batch_size, replace=True)
+        indices = _draw(rng, by_stage[stage], groups, train_config)
         batch = collate([dataset[int(i)] for i in indices])
         lr = _learning_rate(step, total, train_config)
         for group in optimizer.param_groups:
             group["lr"] = lr
         with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
             out = wrapped(batch["image"].to(device), batch["instruction"],
-                          batch["choices"] if any(batch["choices"]) else None)
-        result = compute_losses(out, batch, train_config, dice_ce)
+                          batch["choices"] if any(batch["choices"]) else None, batch["image_index"].to(device))
+        result = compute_losses(out, batch, train_config)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(result["loss"]).backward()
         if train_config.grad_clip > 0:

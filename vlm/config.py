@@ -17,7 +17,9 @@ class ConfigError(ValueError):
 @dataclass
 class CardioVLMConfig:
     # --- image side ---
-    input_shape: tuple[int, int, int] = (64, 64, 64)  # every study is resized to this grid (i, j, k)
+    input_shape: tuple[int, int, int] = (64, 64, 64)  # model grid (i, j, k) the heart-centred cube is sampled on
+    roi_mm: float = 144.0  # edge of the heart-centred cube (mm, per study axis); roi_mm / input_shape = model voxel
+    blood_pool_hu: tuple[float, float] = (150.0, 700.0)  # HU of contrast-filled blood, to centre the cube (no labels)
     hu_window: tuple[float, float] = (-200.0, 800.0)  # HU mapped to [0, 1], clipped outside
     init_filters: int = 8  # SegResNet channels at full resolution; doubled per level
     blocks_down: tuple[int, ...] = (1, 2, 2, 4)  # residual blocks per encoder level; len = levels
@@ -41,6 +43,8 @@ class CardioVLMConfig:
         # JSON gives lists back; keep tuples so configs compare equal after a round trip.
         self.input_shape = tuple(int(n) for n in self.input_shape)  # type: ignore[assignment]
         self.hu_window = tuple(float(v) for v in self.hu_window)  # type: ignore[assignment]
+        self.blood_pool_hu = tuple(float(v) for v in self.blood_pool_hu)  # type: ignore[assignment]
+        self.roi_mm = float(self.roi_mm)
         self.blocks_down = tuple(int(n) for n in self.blocks_down)
         if len(self.input_shape) != 3 or min(self.input_shape) < 1:
             raise ConfigError(f"input_shape must be three positive sizes, got {self.input_shape}")
@@ -48,6 +52,10 @@ class CardioVLMConfig:
         if any(n % factor for n in self.input_shape):
             raise ConfigError(f"input_shape {self.input_shape} must be divisible by {factor} "
                               f"(2 ** (len(blocks_down) - 1)) for the encoder's downsampling")
+        if self.roi_mm <= 0:
+            raise ConfigError(f"roi_mm must be a positive cube edge in mm, got {self.roi_mm}")
+        if len(self.blood_pool_hu) != 2 or self.blood_pool_hu[0] >= self.blood_pool_hu[1]:
+            raise ConfigError(f"blood_pool_hu must be (low, high) with low < high, got {self.blood_pool_hu}")
         if self.hu_window[0] >= self.hu_window[1]:
             raise ConfigError(f"hu_window must be (low, high) with low < high, got {self.hu_window}")
         if self.width % self.fusion_heads:

@@ -16,7 +16,7 @@ from vlm.config import ANSWER_CLASSES, CardioVLMConfig
 from vlm.image_encoder import ImageEncoder
 from vlm.result import VLMResult, study_fingerprint
 from vlm.text_encoder import InstructionEncoder
-from vlm.transforms import fraction_to_index, image_transform, logits_to_study_grid
+from vlm.transforms import HeartRoi, RoiGrid, fraction_to_index
 
 NUM_QUERIES = 3  # [SEG], [LMK], [ANS]
 
@@ -27,7 +27,7 @@ class VLMOutput:
 
     mask_logits: torch.Tensor  # (B, 1, I, J, K)
     landmark_logits: torch.Tensor  # (B, I*J*K) heatmap logits, row-major
-    landmark: torch.Tensor  # (B, 3) soft-argmax position as field-of-view fractions in [0, 1]
+    landmark: torch.Tensor  # (B, 3) soft-argmax position as fractions of the model grid (the ROI cube), in [0, 1]
     landmark_spread: torch.Tensor  # (B,) std of the heatmap in fractions (0 sharp, 0.5 uniform)
     answer_logits: torch.Tensor  # (B, 3) over ANSWER_CLASSES: yes, no, not present
     choice_logits: torch.Tensor | None  # (B, C) one score per option, -inf on padding options
@@ -80,14 +80,14 @@ class CardioVLM(nn.Module):
         # Fraction coordinates of every model voxel centre, for the soft-argmax.
         grids = torch.meshgrid(*[(torch.arange(n) + 0.5) / n for n in config.input_shape], indexing="ij")
         self.register_buffer("voxel_fractions", torch.stack([g.flatten() for g in grids], 1), persistent=False)
-        self._cache: OrderedDict[str, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
+        self._cache: OrderedDict[str, tuple[torch.Tensor, torch.Tensor, RoiGrid]] = OrderedDict()
 
     # --- network -------------------------------------------------------------------------------
     def encode_image(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, 1, I, J, K) -> image tokens (B, N, W), voxel features (B, C, I, J, K)."""
         if tuple(image.shape[2:]) != self.config.input_shape:
             raise ValueError(f"image grid {tuple(image.shape[2:])} differs from the model input shape "
-                             f"{self.config.input_shape}; preprocess with vlm.transforms.image_transform")
+                             f"{self.config.input_shape}; preprocess with vlm.transforms.HeartRoi")
         return self.image_encoder(image)
 
     def _pool_texts(self, texts: list[str]) -> torch.Tensor:
@@ -97,14 +97,18 @@ class CardioVLM(nn.Module):
         return (tokens * weights).sum(1) / weights.sum(1).clamp(min=1.0)
 
     def decode(self, tokens: torch.Tensor, features: torch.Tensor, instructions: list[str],
-               choices: list[list[str]] | None = None) -> VLMOutput:
+               choices: list[list[str]] | None = None, image_index: torch.Tensor | None = None) -> VLMOutput:
         """Fuse cached image embeddings with instructions and run the heads.
 
         Args:
-            tokens: (B, N, W) image tokens; features: (B, C, I, J, K) voxel features.
+            tokens: (M, N, W) image tokens; features: (M, C, I, J, K) voxel features.
             instructions: B instruction texts.
             choices: optional B lists of option texts (may differ in length; empty list = none).
+            image_index: (B,) which of the M images each instruction is about; default one image per
+                instruction (M = B). Several instructions per image share one encoder pass (training).
         """
+        if image_index is not None:
+            tokens, features = tokens[image_index], features[image_index]
         batch = tokens.shape[0]
         if len(instructions) != batch:
             raise ValueError(f"{len(instructions)} instructions for a batch of {batch} images")
@@ -151,25 +155,23 @@ class CardioVLM(nn.Module):
                          answer_logits=self.answer_head(q_ans), choice_logits=choice_logits,
                          value=self.value_head(q_ans).squeeze(-1))
 
-    def forward(self, image: torch.Tensor, instructions: list[str],
-                choices: list[list[str]] | None = None) -> VLMOutput:
-        """(B, 1, I, J, K) preprocessed images with B instructions -> :class:`VLMOutput`."""
+    def forward(self, image: torch.Tensor, instructions: list[str], choices: list[list[str]] | None = None,
+                image_index: torch.Tensor | None = None) -> VLMOutput:
+        """(M, 1, I, J, K) preprocessed images with B instructions -> :class:`VLMOutput` (see :meth:`decode`)."""
         tokens, features = self.encode_image(image)
-        return self.decode(tokens, features, instructions, choices)
+        return self.decode(tokens, features, instructions, choices, image_index)
 
     # --- inference on a study ------------------------------------------------------------------
-    def embed_study(self, study) -> tuple[torch.Tensor, torch.Tensor]:
-        """Image tokens and features of a study, from the LRU cache when this study was seen."""
+    def embed_study(self, study) -> tuple[torch.Tensor, torch.Tensor, RoiGrid]:
+        """Image tokens, features and the heart-centred ROI of a study, from the LRU cache when seen."""
         key = study_fingerprint(study)
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
         device = self.queries.device
-        # A plain tensor, not MONAI's MetaTensor: its per-op metadata hook would otherwise follow the
-        # cached embedding into every later decode and slow each cached instruction down several-fold.
-        image = np.asarray(image_transform(self.config)(np.asarray(study.hu, dtype=np.float32)))
+        image, roi = HeartRoi(self.config)(study.hu, study.spacing)
         with torch.no_grad():
-            embedding = self.encode_image(torch.from_numpy(image).to(device=device, dtype=torch.float32)[None])
+            embedding = (*self.encode_image(image.to(device=device, dtype=torch.float32)[None]), roi)
         if self.config.cache_entries:
             self._cache[key] = embedding
             while len(self._cache) > self.config.cache_entries:
@@ -189,7 +191,8 @@ class CardioVLM(nn.Module):
             choices: options of a multiple-choice question, if it is one.
 
         Returns:
-            :class:`VLMResult` with the mask on the study grid, the landmark in patient LPS mm,
+            :class:`VLMResult` with the mask on the study grid (background outside the heart-centred
+            cube the model sees, ``vlm.transforms``), the landmark in patient LPS mm,
             the answer and a confidence for each.
         """
         if not isinstance(instruction, str) or not instruction.strip():
@@ -199,19 +202,21 @@ class CardioVLM(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            tokens, features = self.embed_study(study)
+            tokens, features, roi = self.embed_study(study)
             out = self.decode(tokens, features, [instruction], [list(choices)] if choices else None)
         finally:
             self.train(was_training)
-        return self._result(study, instruction, choices, out)
+        return self._result(study, roi, instruction, choices, out)
 
-    def _result(self, study, instruction: str, choices: list[str] | None, out: VLMOutput) -> VLMResult:
+    def _result(self, study, roi: RoiGrid, instruction: str, choices: list[str] | None,
+                out: VLMOutput) -> VLMResult:
         threshold = self.config.mask_threshold
-        prob = torch.sigmoid(logits_to_study_grid(out.mask_logits, study.shape))
+        # Background outside the heart-centred cube: the model never saw it.
+        prob = torch.sigmoid(roi.logits_to_study(out.mask_logits[0, 0]))
         mask = prob > threshold
         mask_confidence = float(prob[mask].mean()) if mask.any() else float(1.0 - prob.max())
-        index = fraction_to_index(out.landmark[0].double().cpu().numpy(), study.shape)
-        landmark_mm = study.index_to_mm(index)[0]
+        model_index = fraction_to_index(out.landmark[0].double().cpu().numpy(), self.config.input_shape)
+        landmark_mm = study.index_to_mm(roi.model_to_study(model_index[None]))[0]
         landmark_confidence = float(max(0.0, 1.0 - float(out.landmark_spread[0]) / 0.5))
         answer_prob = out.answer_logits[0].float().softmax(-1).cpu().numpy()
         choice_prob = None

@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import re
 import zlib
+from collections import OrderedDict
 from pathlib import Path
 
 import torch
 from torch import nn
 
 MINILM_WIDTH = 384  # hidden size of all-MiniLM-L6-v2
+TEXT_CACHE_ENTRIES = 8192  # frozen-MiniLM states kept per distinct text (a curriculum has a few thousand)
 
 
 class TextEncoderUnavailable(ValueError):
@@ -72,6 +74,7 @@ class InstructionEncoder(nn.Module):
         else:
             raise ValueError(f"unknown instruction encoder kind {kind!r}; use 'minilm' or 'hashed'")
         self.project = nn.Linear(in_width, width)
+        self._states: OrderedDict[str, torch.Tensor] = OrderedDict()
 
     def _hash_ids(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         ids = torch.zeros(len(texts), self.max_tokens, dtype=torch.long)
@@ -90,13 +93,37 @@ class InstructionEncoder(nn.Module):
             ids, valid = ids.to(device), valid.to(device)
             x = self.embed(ids) + self.position[:, : ids.shape[1]]
             x = self.backbone(x, src_key_padding_mask=~valid)
+        elif self.freeze:
+            x, valid = self._frozen_states(texts, device)
         else:
             batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_tokens,
                                    return_tensors="pt").to(device)
             valid = batch["attention_mask"].bool()
-            with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze):
-                x = self.backbone(**batch).last_hidden_state
+            x = self.backbone(**batch).last_hidden_state
         return self.project(x), valid
+
+    def _frozen_states(self, texts: list[str], device) -> tuple[torch.Tensor, torch.Tensor]:
+        """MiniLM token states of ``texts``, padded, from a bounded per-text cache: a frozen MiniLM gives
+        the same states for the same text, and running it every step dominated CPU training."""
+        missing = list(dict.fromkeys(t for t in texts if t not in self._states))
+        if missing:
+            batch = self.tokenizer(missing, padding=True, truncation=True, max_length=self.max_tokens,
+                                   return_tensors="pt").to(device)
+            with torch.no_grad():
+                hidden = self.backbone(**batch).last_hidden_state
+            for text, states, keep in zip(missing, hidden, batch["attention_mask"].bool()):
+                self._states[text] = states[keep]
+        for text in texts:
+            self._states.move_to_end(text)
+        rows = [self._states[t] for t in texts]
+        while len(self._states) > TEXT_CACHE_ENTRIES:
+            self._states.popitem(last=False)
+        length = max(r.shape[0] for r in rows)
+        x = torch.zeros(len(rows), length, MINILM_WIDTH, device=device)
+        valid = torch.zeros(len(rows), length, dtype=torch.bool, device=device)
+        for i, r in enumerate(rows):
+            x[i, : r.shape[0]], valid[i, : r.shape[0]] = r, True
+        return x, valid
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """Weights a checkpoint must hold: everything but a frozen MiniLM (it ships with its package)."""

@@ -71,7 +71,7 @@ class _IntensityModel(CardioVLM):
     def encode_image(self, image):
         return torch.zeros(image.shape[0], 64, self.config.width), image
 
-    def decode(self, tokens, features, instructions, choices=None):
+    def decode(self, tokens, features, instructions, choices=None, image_index=None):
         bright = features[:, 0] > 0.5
         weights = bright.flatten(1).float()
         landmark = (weights @ self.voxel_fractions) / weights.sum(1, keepdim=True)
@@ -82,7 +82,8 @@ class _IntensityModel(CardioVLM):
 
 def test_mask_and_landmark_land_in_study_space():
     study = block_study()
-    result = _IntensityModel(tiny(input_shape=(32, 32, 32))).run(study, "segment the bright block")
+    # A 40 mm cube on 32 voxels: 1.25 mm model voxels around the bright block (the blood-pool stand-in).
+    result = _IntensityModel(tiny(input_shape=(32, 32, 32), roi_mm=40.0)).run(study, "segment the bright block")
     assert result.mask.shape == study.shape
     truth = study.hu > 300
     dice = 2 * (result.mask & truth).sum() / (result.mask.sum() + truth.sum())
@@ -114,7 +115,7 @@ def test_image_encoder_runs_once_for_two_questions_on_one_study(monkeypatch):
 def test_cached_embedding_is_a_plain_tensor():
     # MONAI's MetaTensor hook on every op made each cached instruction several times slower.
     model = CardioVLM(tiny())
-    tokens, features = model.embed_study(block_study())
+    tokens, features, _ = model.embed_study(block_study())
     assert type(tokens) is torch.Tensor and type(features) is torch.Tensor
 
 
