@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import requests
+
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
 
@@ -67,6 +69,21 @@ class PacsTooLargeError(PacsError):
 
 class PacsTransferError(PacsError):
     """The PACS answered, but not as DICOMweb expects (other HTTP errors, broken multipart)."""
+
+
+class PacsSession(requests.Session):
+    """A session whose TLS check follows the PACS settings.
+
+    requests lets the REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE environment variables override
+    ``Session.verify``, which would silently drop CARDIOVLM_PACS_CA_BUNDLE (or turn a check that was
+    switched off back on) on machines where they are set.
+    """
+
+    def merge_environment_settings(self, url, proxies, stream, verify, cert):
+        merged = super().merge_environment_settings(url, proxies, stream, verify, cert)
+        if verify is None:  # not set per request: the configured CA bundle or on/off decides
+            merged["verify"] = self.verify
+        return merged
 
 
 @dataclass(frozen=True)
@@ -131,7 +148,6 @@ class PacsClient:
     def __init__(self, url: str | None, *, auth: str = "none", username: str | None = None,
                  password: str | None = None, token: str | None = None, verify_tls: bool = True,
                  ca_bundle: str | Path | None = None, max_study_mb: float = 4096, timeout_s: float = 60) -> None:
-        import requests
         from dicomweb_client import DICOMwebClient
 
         if not url:
@@ -145,7 +161,7 @@ class PacsClient:
             raise ValueError("bearer PACS authentication needs CARDIOVLM_PACS_TOKEN")
         self.url = url.rstrip("/")
         self.max_bytes = max_study_mb * 1024**2
-        session = requests.Session()
+        session = PacsSession()
         session.verify = str(ca_bundle) if (verify_tls and ca_bundle) else verify_tls
         if auth == "basic":
             session.auth = (username, password)
@@ -321,8 +337,6 @@ class PacsClient:
             raise self._translate(err) from err
 
     def _translate(self, err: Exception) -> Exception:
-        import requests
-
         where = f"the PACS at {self.url}"
         if isinstance(err, PacsError):
             return err
