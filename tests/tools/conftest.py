@@ -26,10 +26,18 @@ UPLOADS = {"lad_stenosis": ("PAT-LAD", "ACC-1001", "20240105"), "healthy": ("PAT
 DEBIAN_PACKAGES = ("orthanc", "orthanc-dicomweb", "dicom3tools")
 
 
+def _installed(package: str) -> bool:
+    """True when dpkg lists ``package`` as installed (a removed package keeps a "config-files" entry)."""
+    try:
+        status = subprocess.run(["dpkg-query", "-W", "-f=${Status}", package], capture_output=True, text=True)
+    except OSError:  # not a Debian system
+        return False
+    return status.stdout.strip() == "install ok installed"
+
+
 def ensure_debian_packages() -> None:
     """Install Orthanc, its DICOMweb plugin and dicom3tools with apt when missing (root only), else skip."""
-    missing = [p for p in DEBIAN_PACKAGES
-               if subprocess.run(["dpkg", "-s", p], capture_output=True).returncode != 0]
+    missing = [p for p in DEBIAN_PACKAGES if not _installed(p)]
     if not missing:
         return
     if shutil.which("apt-get") is None or os.geteuid() != 0:
