@@ -109,7 +109,8 @@ def reference_series(study: Study, out_dir: Path) -> ReferenceSeries:
     if study.metadata.get("format") == "DICOM" and study.source and Path(study.source).is_dir():
         datasets, _ = _series_datasets(Path(study.source), study.metadata.get("series_uid"))
         if datasets:
-            return ReferenceSeries(datasets, [], f"references the loaded DICOM series {study.metadata.get('series_uid')}")
+            series_uid = study.metadata.get("series_uid")
+            return ReferenceSeries(datasets, [], f"references the loaded DICOM series {series_uid}")
     folder = out_dir / REFERENCE_SERIES_DIR
     if not folder.is_dir() or not any(folder.iterdir()):
         from tools.dicom_write import write_ct_series

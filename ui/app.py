@@ -44,6 +44,7 @@ class UiSession:
         self.session = Session(model=chat_model(), output_dir=self.folder / "outputs")
         self.masks: dict[str, np.ndarray] = {}
         self.answer = None  # the last GroundedAnswer, for "Save as DICOM" / "Send to PACS"
+        self.exported = None  # (answer, tools.dicom_export.AnswerExport) of the last DICOM export
 
     def close(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
@@ -273,8 +274,12 @@ def _export_dicom(state: UiSession | None, downloads, *, send: bool):
     if state is None or state.answer is None or state.session.context is None:
         return gr.update(), "⚠️ ask a question first"
     try:
-        export = export_answer(state.answer, state.session.context.study, _answer_masks(state),
-                               state.folder / "outputs" / "dicom", stem=f"answer_{id(state.answer):x}")
+        if state.exported is None or state.exported[0] is not state.answer:
+            # Once per answer: what is downloaded and what the PACS receives are the same objects (UIDs).
+            state.exported = (state.answer, export_answer(
+                state.answer, state.session.context.study, _answer_masks(state), state.folder / "outputs" / "dicom",
+                stem=f"answer_turn{len(state.session.history)}"))
+        export = state.exported[1]
         written = [str(p) for p in (export.seg, export.sr) if p is not None]
         message = f"Saved {', '.join(Path(p).name for p in written)}."
         if send:

@@ -32,7 +32,8 @@ def test_load_gives_the_same_hu_volume_as_loading_the_files(pacs, tmp_path):
     _, client, folders = pacs
     hit, series = _study_of(client, "lad_stenosis")
     progress = []
-    from_pacs = client.load_series(hit.study_uid, series.series_uid, tmp_path, progress=lambda n, total: progress.append((n, total)))
+    from_pacs = client.load_series(hit.study_uid, series.series_uid, tmp_path,
+                                   progress=lambda n, total: progress.append((n, total)))
     from_disk = load_study(folders["lad_stenosis"])
     assert np.array_equal(np.asarray(from_pacs.hu), np.asarray(from_disk.hu))
     assert np.allclose(from_pacs.affine, from_disk.affine) and from_pacs.spacing == from_disk.spacing

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from gradio_client import Client
 
@@ -30,8 +32,11 @@ def test_an_answer_with_masks_is_sent_to_the_pacs_with_its_ct_series(client):
     client.predict("lad_stenosis", "axial", "cardiac", api_name="/load_demo")
     chat, *_ = client.predict("Segment the proximal LAD", [], api_name="/ask")
     assert "pLAD" in _texts(chat)[-1]
-    downloads, status = client.predict(None, api_name="/send_pacs")
+    saved, status = client.predict(None, api_name="/save_dicom")
+    assert status.startswith("Saved answer_turn") and "_seg.dcm" in status and "_sr.dcm" in status
+    downloads, status = client.predict(None, api_name="/send_pacs")  # the same files, not a second export
     assert status.startswith("Sent to the PACS: 122 object(s) stored") and "send both" in status  # 120 CT + SEG + SR
+    assert sorted(Path(p).name for p in downloads) == sorted(Path(p).name for p in saved)
     assert any(str(p).endswith("_seg.dcm") for p in downloads) and any(str(p).endswith("_sr.dcm") for p in downloads)
 
 
