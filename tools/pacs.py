@@ -20,6 +20,7 @@ Example::
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from tools.study import Study
 
 RETRY_ATTEMPTS = 3
+UID_PATTERN = re.compile(r"[0-9]+(\.[0-9]+)*")
 ProgressCallback = Callable[[int, int | None], None]  # (instances received, instances expected or None)
 
 
@@ -232,6 +234,9 @@ class PacsClient:
             PacsAuthError, PacsUnreachableError, PacsTlsError, PacsNotFoundError, PacsTooLargeError,
             PacsTransferError.
         """
+        for uid in (study_uid, series_uid):  # the series UID becomes a folder name: no "../" from a PACS
+            if len(str(uid)) > 64 or not UID_PATTERN.fullmatch(str(uid)):
+                raise PacsError(f"{uid!r} is not a DICOM UID (digits and dots, at most 64 characters)")
         expected = next((s.n_instances for s in self.search_series(study_uid) if s.series_uid == series_uid), None)
         dest = Path(dest)
         dest.mkdir(parents=True, exist_ok=True)

@@ -88,3 +88,11 @@ def test_an_untrusted_certificate_is_refused_and_the_hospital_ca_accepted(tmp_pa
         assert PacsClient(url, ca_bundle=cert).search_studies() == []
     finally:
         server.shutdown()
+
+
+def test_a_uid_that_is_not_a_uid_is_refused_before_anything_is_written(tmp_path):
+    from tools.pacs import PacsError
+
+    with pytest.raises(PacsError, match="not a DICOM UID"):
+        PacsClient("http://pacs/dicom-web").retrieve_series("1.2.3", "../../etc", tmp_path)
+    assert list(tmp_path.iterdir()) == []
