@@ -327,8 +327,10 @@ def _segment(q: ParsedQuestion, done: list[ToolOutcome]) -> str:
     for o in masks:
         r, facts = o.result, _facts(o)
         if o.name == "vlm_segment":
+            dice = facts.get("VLM held-out phantom Dice")
+            measured = "" if dice is None else f"; this checkpoint's Dice for such structures on held-out phantoms is {dice}"
             parts.append(f"The VLM segmented the {r['target']}: {facts[r['target'] + ' volume (VLM)']} "
-                         f"(mask confidence {facts['VLM mask confidence']}).")
+                         f"(mask confidence {facts['VLM mask confidence']}{measured}). {r['note']}")
         elif not r["present"]:
             parts.append(f"There is no {display(r['target'])} in this study's label map ({r['labels_source']}).")
         else:
@@ -407,7 +409,7 @@ def _reports(q: ParsedQuestion, done: list[ToolOutcome]) -> str:
 def _vlm_answer(done: list[ToolOutcome], verdict: str | None) -> str:
     r = _ok(done, "vlm_ask")[-1].result
     return (f"{_lead(verdict)}The VLM answers \"{r['answer']}\" (confidence {r['answer_confidence']:.2f}); "
-            "this is the model's reading, not a measurement.")
+            f"this is the model's reading, not a measurement. {r['note']}")
 
 
 def _could_not(done: list[ToolOutcome], what: str) -> str:

@@ -157,6 +157,8 @@ def _vlm(tool: str, result: dict) -> list[AnswerFinding]:
     if tool == "vlm_segment":
         out.append(_f(f"{result['target']} volume (VLM)", result["volume_mm3"], "mm^3", tool))
         out.append(_f("VLM mask confidence", result["mask_confidence"], "", tool))
+        if result.get("measured_dice") is not None:
+            out.append(_f("VLM held-out phantom Dice", result["measured_dice"], "", tool))
     if tool == "vlm_locate":
         out.append(_f(f"{result['target']} position (VLM)",
                       ", ".join(f"{v:.1f}" for v in result["landmark_mm"]), "mm (LPS)", tool))

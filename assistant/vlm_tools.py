@@ -4,7 +4,9 @@ Each tool loads the checkpoint of ``settings.checkpoint_dir`` (once, then kept w
 unchanged) and runs one instruction on the session's study with ``CardioVLM.run``. When no
 checkpoint is installed the tools fail with "no trained VLM checkpoint is installed" and where it
 was looked for; they never return a made-up answer. Masks are written as NIfTI into the session's
-output folder and kept in the context for overlays, like those of ``segment_anatomy``.
+output folder and kept in the context for overlays, like those of ``segment_anatomy``. Every result
+carries the note that the weights are synthetic-trained and not for clinical use; masks also carry
+the Dice the checkpoint measured for that kind of structure on held-out phantoms (``vlm.validation``).
 """
 
 from __future__ import annotations
@@ -71,6 +73,20 @@ def _run(ctx: StudyContext, instruction: str, choices: list[str] | None = None):
     return load_vlm().run(ctx.study, instruction, choices)
 
 
+def _measured_dice(target: str) -> float | None:
+    """Held-out phantom Dice of the installed checkpoint for ``target``'s structure group (its evaluation.json)."""
+    from vlm.validation import measured_dice
+
+    value = measured_dice(get_settings().checkpoint_dir, target)
+    return None if value is None else round(value, 3)
+
+
+def _note() -> str:
+    from vlm.validation import SYNTHETIC_NOTE
+
+    return SYNTHETIC_NOTE
+
+
 def _file_safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_")[:60] or "mask"
 
@@ -99,12 +115,16 @@ class VLMSegmentResult(BaseModel):
     mask_confidence: float = Field(description="mean probability inside the mask, 0-1")
     mask_path: str | None = Field(None, description="NIfTI file of the mask on the study grid")
     labels_source: str = "VLM"
+    measured_dice: float | None = Field(None, description="Dice this checkpoint reached for this kind of structure "
+                                        "on held-out synthetic phantoms (its model card); None when not evaluated")
+    note: str = Field(description="where the weights come from and what they are not for")
 
 
 class VLMLocateResult(BaseModel):
     target: str
     landmark_mm: tuple[float, float, float] = Field(description="patient LPS position, mm")
     landmark_confidence: float = Field(description="1 for a sharp heatmap, 0 for a uniform one")
+    note: str = Field(description="where the weights come from and what they are not for")
 
 
 class VLMAskResult(BaseModel):
@@ -113,6 +133,7 @@ class VLMAskResult(BaseModel):
     answer_confidence: float
     answer_probabilities: dict[str, float]
     choice_probabilities: dict[str, float] | None = None
+    note: str = Field(description="where the weights come from and what they are not for")
 
 
 # -------------------------------------------------------------------------------------------- tools
@@ -127,7 +148,8 @@ def vlm_segment(ctx: StudyContext, target: str) -> VLMSegmentResult:
         ctx.extra_masks[name] = mask
     return VLMSegmentResult(target=target, present=voxels > 0, voxels=voxels,
                             volume_mm3=round(voxels * float(np.prod(ctx.study.spacing)), 1),
-                            mask_confidence=round(result.mask_confidence, 3), mask_path=path)
+                            mask_confidence=round(result.mask_confidence, 3), mask_path=path,
+                            measured_dice=_measured_dice(target), note=_note())
 
 
 @tool("vlm_segment", args_schema=VLMSegmentInput)
@@ -143,7 +165,7 @@ def vlm_locate_tool(target: str, *, config: RunnableConfig) -> dict:
     position in patient coordinates (LPS mm) and the model's confidence."""
     result = _run(context_from_config(config), f"locate the {target}")
     return VLMLocateResult(target=target, landmark_mm=tuple(round(v, 2) for v in result.landmark_mm),
-                           landmark_confidence=round(result.landmark_confidence, 3)).model_dump()
+                           landmark_confidence=round(result.landmark_confidence, 3), note=_note()).model_dump()
 
 
 @tool("vlm_ask", args_schema=VLMAskInput)
@@ -154,4 +176,4 @@ def vlm_ask_tool(question: str, choices: list[str] | None = None, *, config: Run
     return VLMAskResult(question=question, answer=result.answer, answer_confidence=round(result.answer_confidence, 3),
                         answer_probabilities={k: round(v, 3) for k, v in result.answer_probabilities.items()},
                         choice_probabilities=None if result.choice_probabilities is None else
-                        {k: round(v, 3) for k, v in result.choice_probabilities.items()}).model_dump()
+                        {k: round(v, 3) for k, v in result.choice_probabilities.items()}, note=_note()).model_dump()

@@ -1,8 +1,9 @@
 """Benchmark: CardioVLM latency of a first and a second instruction on the same demo study.
 
-The first instruction pays for the image encoder (the study is windowed, resized to the model grid
-and encoded); the second finds the study's image embedding in the model's LRU cache and only runs
-the fusion transformer and the heads, then resamples the mask to the study grid. The issue asks for
+The first instruction pays for the image encoder (the study is windowed, its heart-centred cube is
+found and sampled onto the model grid, then encoded); the second finds the study's image embedding
+in the model's LRU cache and only runs the fusion transformer and the heads, then resamples the mask
+from the cube back to the study grid. The issue asks for
 the second to be at least 5x faster than the first.
 
 Study: ``tools/demo_cases/lad_stenosis`` loaded with ``tools.study.load_study`` (demo size,

@@ -36,50 +36,16 @@ from pathlib import Path
 
 import numpy as np
 
-from tools.anatomy import ARTERIES, HEART_CHAMBERS, STRUCTURES_BY_NAME, segments_of_artery
-
-# Table rows, in order; Dice rows then the other metrics.
-DICE_ROWS = ("chambers", "myocardium", "aorta", "LM", "LAD", "LCx", "RCA", "calcifications", "plaques", "stents")
-REFERRING_INTENTS = ("segment_most_calcified", "segment_diseased_artery")
+from vlm.validation import ARTERY_IDS, DICE_ROWS, finding_ids_in_text, structure_group
 
 # Issue 5 targets on held-out seeds: (row, minimum).
 TARGETS: dict[str, float] = {"chambers": 0.90, "aorta": 0.90, "LM": 0.80, "LAD": 0.80, "LCx": 0.80, "RCA": 0.80,
                              "calcification F1": 0.90, "yes/no accuracy": 0.95}
-
-_CHAMBER_IDS = {STRUCTURES_BY_NAME[n].label_id for n in HEART_CHAMBERS}
-_AORTA_IDS = {STRUCTURES_BY_NAME["aorta"].label_id, STRUCTURES_BY_NAME["aortic_root"].label_id}
-_MYO_ID = STRUCTURES_BY_NAME["lv_myocardium"].label_id
-_CALC_ID = STRUCTURES_BY_NAME["calcified_plaque"].label_id
-_PLAQUE_ID = STRUCTURES_BY_NAME["noncalcified_plaque"].label_id
-_STENT_ID = STRUCTURES_BY_NAME["stent"].label_id
-_ARTERY_IDS = {a: {s.label_id for s in segments_of_artery(a)} for a in ARTERIES}
+REFERRING_INTENTS = ("segment_most_calcified", "segment_diseased_artery")
 
 
 class EvaluationError(ValueError):
     """Evaluation cannot run: no cases, no curriculum records, or an unreadable folder."""
-
-
-def structure_group(label_ids: list[int]) -> str | None:
-    """Table row of a segmentation target given by its label ids (None: a target the table has no row for)."""
-    ids = set(label_ids)
-    if not ids:
-        return None
-    if _STENT_ID in ids:
-        return "stents"
-    if _PLAQUE_ID in ids:
-        return "plaques"
-    if _CALC_ID in ids:
-        return "calcifications"
-    if ids <= _CHAMBER_IDS:
-        return "chambers"
-    if ids == {_MYO_ID}:
-        return "myocardium"
-    if ids <= _AORTA_IDS:
-        return "aorta"
-    for artery, artery_ids in _ARTERY_IDS.items():
-        if ids <= artery_ids:
-            return artery
-    return None
 
 
 def dice(pred: np.ndarray, truth: np.ndarray) -> float:
@@ -174,14 +140,14 @@ def score_record(model, record, study, labels: np.ndarray, landmarks: dict, scor
     if record.task == "segment":
         if target.mask is None:  # an absent finding: the target answer is "not present"
             scores.not_present.append(result.answer == "not present")
-            group = structure_group(_finding_ids_of(record))
+            group = structure_group(finding_ids_in_text(record.instruction))
             if group == "calcifications" and result.answer != "not present":
                 scores.calc_fp += lesion_counts(result.mask, np.zeros_like(result.mask))[2]
             return
         truth = mask_from_labels(labels, target.mask.label_ids, spacing=study.spacing,
                                  near_segments=target.mask.near_segments or None, near_mm=target.mask.near_mm)
         if record.intent in REFERRING_INTENTS:
-            overlap = {a: dice(result.mask, np.isin(labels, list(ids))) for a, ids in _ARTERY_IDS.items()}
+            overlap = {a: dice(result.mask, np.isin(labels, list(ids))) for a, ids in ARTERY_IDS.items()}
             wanted = structure_group(target.mask.label_ids)
             scores.referring.append(wanted is not None and max(overlap, key=overlap.get) == wanted
                                     and overlap[wanted] > 0)
@@ -201,18 +167,6 @@ def score_record(model, record, study, labels: np.ndarray, landmarks: dict, scor
     elif record.task == "landmark" and target.landmark in landmarks:
         truth_mm = np.asarray(landmarks[target.landmark], dtype=np.float64)
         scores.landmark_mm.append(float(np.linalg.norm(np.asarray(result.landmark_mm) - truth_mm)))
-
-
-def _finding_ids_of(record) -> list[int]:
-    """Label ids an absent-finding instruction asks about, read from its wording."""
-    text = record.instruction.lower()
-    if "stent" in text:
-        return [_STENT_ID]
-    if "calc" in text:
-        return [_CALC_ID]
-    if "plaque" in text:
-        return [_PLAQUE_ID]
-    return []
 
 
 def load_records(data_dir: Path, curriculum: str | Path | None = None, seed: int = 0) -> list:

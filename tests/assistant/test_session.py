@@ -138,6 +138,13 @@ def test_vlm_tools_run_a_real_checkpoint(tmp_path, monkeypatch, patient):
         assert sum(asked["answer_probabilities"].values()) == pytest.approx(1.0, abs=0.01)
         seg = vlm_segment_tool.invoke({"target": "LAD"}, config=config)
         assert seg["voxels"] == 0 or os.path.exists(seg["mask_path"])
+        # Without an evaluation.json the measured Dice is unknown; the synthetic-data note is always there.
+        assert seg["measured_dice"] is None and "not for clinical use" in seg["note"]
+        assert "not for clinical use" in asked["note"]
+        from vlm.validation import EVALUATION_FILE, HELD_OUT_SPLIT
+
+        (tmp_path / "ckpt" / EVALUATION_FILE).write_text(json.dumps([{"splits": {HELD_OUT_SPLIT: {"Dice LAD": 0.61}}}]))
+        assert vlm_segment_tool.invoke({"target": "proximal LAD"}, config=config)["measured_dice"] == 0.61
         assert seg["volume_mm3"] == pytest.approx(seg["voxels"] * 0.4**3, abs=0.1)
     finally:
         get_settings.cache_clear()

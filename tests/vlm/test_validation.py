@@ -1,0 +1,29 @@
+"""The checkpoint's own evaluation, as quoted next to VLM answers."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from vlm.validation import (EVALUATION_FILE, HELD_OUT_SPLIT, measured_dice, measured_scores, structure_group_of_text)
+
+
+@pytest.mark.parametrize("text,group", [("LAD", "LAD"), ("proximal RCA", "RCA"), ("circumflex", "LCx"),
+                                        ("left ventricle", "chambers"), ("aorta", "aorta"),
+                                        ("calcified plaque of the LAD", "calcifications"), ("stent in the RCA", "stents"),
+                                        ("crux cordis", None)])
+def test_structure_group_of_text(text, group):
+    assert structure_group_of_text(text) == group
+
+
+def test_measured_dice_reads_the_held_out_column(tmp_path):
+    assert measured_scores(tmp_path) is None and measured_dice(tmp_path, "LAD") is None
+    reports = [{"splits": {HELD_OUT_SPLIT: {"Dice LAD": 0.42, "Dice aorta": None},
+                           f"{HELD_OUT_SPLIT}, held-out phrasings": {"Dice LAD": 0.1}}}]
+    (tmp_path / EVALUATION_FILE).write_text(json.dumps(reports))
+    assert measured_dice(tmp_path, "mid LAD") == 0.42
+    assert measured_dice(tmp_path, "aorta") is None  # not evaluated
+    assert measured_dice(tmp_path, "crux cordis") is None  # no Dice row
+    (tmp_path / EVALUATION_FILE).write_text("{not json")
+    assert measured_scores(tmp_path) is None

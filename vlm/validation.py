@@ -1,0 +1,107 @@
+"""What a checkpoint's own evaluation says, for the places that quote it next to a model output.
+
+The evaluation table (``training.evaluate``) scores masks per structure group; this module holds that
+vocabulary (the Dice rows and which label ids fall in each), reads the ``evaluation.json`` shipped
+beside the weights (``cardiovlm evaluate --json``) and names the group a free-text target belongs to,
+so an answer from the VLM can carry the Dice it measured on held-out phantoms for that kind of structure.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tools.anatomy import (ARTERIES, HEART_CHAMBERS, SEGMENTS_BY_CODE, STRUCTURES_BY_NAME, find_anatomy,
+                           segments_of_artery)
+
+# Dice rows of the evaluation table, in order.
+DICE_ROWS = ("chambers", "myocardium", "aorta", "LM", "LAD", "LCx", "RCA", "calcifications", "plaques", "stents")
+EVALUATION_FILE = "evaluation.json"  # `cardiovlm evaluate --json` of the checkpoint, next to its weights
+HELD_OUT_SPLIT = "held-out seeds"  # the column the issue's targets are set on
+SYNTHETIC_NOTE = ("CardioVLM weights trained on synthetic phantoms only, on a CPU; research use only, "
+                  "not for clinical use.")
+
+_CHAMBER_IDS = {STRUCTURES_BY_NAME[n].label_id for n in HEART_CHAMBERS}
+_AORTA_IDS = {STRUCTURES_BY_NAME["aorta"].label_id, STRUCTURES_BY_NAME["aortic_root"].label_id}
+MYOCARDIUM_ID = STRUCTURES_BY_NAME["lv_myocardium"].label_id
+CALCIFICATION_ID = STRUCTURES_BY_NAME["calcified_plaque"].label_id
+PLAQUE_ID = STRUCTURES_BY_NAME["noncalcified_plaque"].label_id
+STENT_ID = STRUCTURES_BY_NAME["stent"].label_id
+ARTERY_IDS = {a: {s.label_id for s in segments_of_artery(a)} for a in ARTERIES}
+
+
+def structure_group(label_ids: list[int]) -> str | None:
+    """Dice row of a segmentation target given by its label ids (None: a target the table has no row for)."""
+    ids = set(label_ids)
+    if not ids:
+        return None
+    if STENT_ID in ids:
+        return "stents"
+    if PLAQUE_ID in ids:
+        return "plaques"
+    if CALCIFICATION_ID in ids:
+        return "calcifications"
+    if ids <= _CHAMBER_IDS:
+        return "chambers"
+    if ids == {MYOCARDIUM_ID}:
+        return "myocardium"
+    if ids <= _AORTA_IDS:
+        return "aorta"
+    for artery, artery_ids in ARTERY_IDS.items():
+        if ids <= artery_ids:
+            return artery
+    return None
+
+
+def finding_ids_in_text(text: str) -> list[int]:
+    """Label ids of the finding a text asks about ("calcified plaque of the LAD" -> calcification)."""
+    text = text.lower()
+    if "stent" in text:
+        return [STENT_ID]
+    if "calc" in text:
+        return [CALCIFICATION_ID]
+    if "plaque" in text:
+        return [PLAQUE_ID]
+    return []
+
+
+def structure_group_of_text(text: str) -> str | None:
+    """Dice row of a target named in words: 'proximal LAD' -> 'LAD', 'left ventricle' -> 'chambers'."""
+    finding = finding_ids_in_text(text)
+    if finding:
+        return structure_group(finding)
+    for kind, key, _ in find_anatomy(text):
+        if kind == "segment":
+            group = structure_group([SEGMENTS_BY_CODE[key].label_id])
+        elif kind == "artery":
+            group = structure_group(sorted(ARTERY_IDS[key]))
+        else:
+            group = structure_group([STRUCTURES_BY_NAME[key].label_id])
+        if group is not None:
+            return group
+    return None
+
+
+def measured_scores(checkpoint_dir: str | Path) -> dict | None:
+    """The held-out-seed summary of the checkpoint's ``evaluation.json``; None when it has none."""
+    path = Path(checkpoint_dir) / EVALUATION_FILE
+    if not path.is_file():
+        return None
+    try:
+        reports = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
+    for report in reports if isinstance(reports, list) else [reports]:
+        split = report.get("splits", {}).get(HELD_OUT_SPLIT)
+        if split is not None:
+            return split
+    return None
+
+
+def measured_dice(checkpoint_dir: str | Path, target: str) -> float | None:
+    """Held-out Dice the checkpoint reached for the structure group of ``target`` (None: unknown)."""
+    scores, group = measured_scores(checkpoint_dir), structure_group_of_text(target)
+    if scores is None or group is None:
+        return None
+    value = scores.get(f"Dice {group}")
+    return None if value is None else float(value)
