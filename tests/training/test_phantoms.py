@@ -127,6 +127,22 @@ def test_hu_statistics_match_the_literature(case):
     assert hu[lumen].mean() > 200  # opacified proximal coronaries
 
 
+def test_acquisition_knobs_shift_noise_and_contrast_but_not_anatomy(case, tmp_path):
+    """A shifted evaluation set changes the scan (noise, bolus timing), never the ground truth."""
+    shifted = generate_case(tmp_path, seed=11, findings=[LAD_70, RCA_CA], dominance="right", with_dicom=False,
+                            with_cac=False, noise_sd_hu=60.0, blood_hu=200.0)
+    labels = read_nifti(case / cf.LABELS_NIFTI, labels=True).hu
+    assert np.array_equal(read_nifti(shifted / cf.LABELS_NIFTI, labels=True).hu, labels)
+    hu = read_nifti(shifted / cf.CCTA_NIFTI).hu.astype(np.float32)
+    blood = ndimage.binary_erosion(labels == STRUCTURES_BY_NAME["lv_blood"].label_id, iterations=3)
+    assert 180 <= hu[blood].mean() <= 220
+    assert 45 <= hu[blood].std() <= 75
+    manifest = cf.CaseManifest.model_validate_json((shifted / cf.MANIFEST_FILE).read_text())
+    assert (manifest.contrast_blood_hu, manifest.noise_sd_hu) == (200.0, 60.0)
+    with pytest.raises(PhantomError, match="noise_sd_hu"):
+        generate_case(tmp_path, seed=11, noise_sd_hu=-5.0, with_dicom=False)
+
+
 def test_cac_series_is_non_contrast_3mm_with_calcium(case):
     cac = read_nifti(case / cf.CAC_NIFTI)
     labels = read_nifti(case / cf.CAC_LABELS_NIFTI, labels=True).hu

@@ -16,6 +16,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--preview", action="store_true", help="also render axial, coronal and MIP PNGs")
     parser.add_argument("--no-dicom", action="store_true", help="write NIfTI only (no DICOM series)")
     parser.add_argument("--no-cac", action="store_true", help="skip the non-contrast calcium-scoring series")
+    parser.add_argument("--noise-hu", type=float, default=None, metavar="SD",
+                        help="image noise SD in HU for every case (default: drawn per case, 15-30)")
+    parser.add_argument("--blood-hu", type=float, default=None, metavar="HU",
+                        help="left-heart blood pool HU, i.e. contrast timing (default: drawn per case, 280-520)")
     parser.set_defaults(func=_run)
 
 
@@ -23,6 +27,7 @@ def _run(args: argparse.Namespace) -> int:
     from training.phantoms.generate import generate_dataset
 
     paths = generate_dataset(args.out, n=args.n, seed=args.seed, size=args.size, progress=True,
-                             preview=args.preview, with_dicom=not args.no_dicom, with_cac=not args.no_cac)
+                             preview=args.preview, with_dicom=not args.no_dicom, with_cac=not args.no_cac,
+                             noise_sd_hu=args.noise_hu, blood_hu=args.blood_hu)
     print(f"wrote {len(paths)} case(s) to {args.out}")
     return 0

@@ -9,7 +9,8 @@ Example::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -139,7 +140,8 @@ def _cac_series(anat, lumens, calcs, extra, grid: Grid, contrast: Contrast, rng)
 
 def generate_case(out_dir: Path, *, seed: int, size: str = "small", findings: list[FindingRequest] | None = None,
                   dominance: str | None = None, with_cac: bool = True, with_dicom: bool = True,
-                  preview: bool = False, case_id: str | None = None) -> Path:
+                  preview: bool = False, case_id: str | None = None, noise_sd_hu: float | None = None,
+                  blood_hu: float | None = None) -> Path:
     """Generate one phantom case folder under ``out_dir`` and return its path.
 
     Args:
@@ -152,12 +154,20 @@ def generate_case(out_dir: Path, *, seed: int, size: str = "small", findings: li
         with_dicom: also write DICOM series (needs ``tools.dicom_write``).
         preview: render axial, coronal and MIP PNGs into ``preview/``.
         case_id: folder name; ``phantom_<seed>`` by default.
+        noise_sd_hu: image noise SD in HU (scanner dose, kernel); drawn from 15-30 HU when None.
+        blood_hu: left-heart blood pool HU (contrast timing: ~150-250 early or late bolus, 280-520 good
+            arterial phase); drawn from 280-520 when None. The right heart keeps its drawn ratio.
+            Both knobs exist for shifted evaluation sets; the seed's other draws stay the same.
 
     Raises:
-        PhantomError: unknown size. PhantomFindingError: a finding cannot be placed.
+        PhantomError: unknown size or acquisition value. PhantomFindingError: a finding cannot be placed.
     """
     if size not in SIZES:
         raise PhantomError(f"unknown phantom size {size!r}; choose one of {', '.join(SIZES)}")
+    if noise_sd_hu is not None and not 0 <= noise_sd_hu <= 200:
+        raise PhantomError(f"noise_sd_hu must be between 0 and 200 HU, got {noise_sd_hu}")
+    if blood_hu is not None and not 50 <= blood_hu <= 1000:
+        raise PhantomError(f"blood_hu must be between 50 and 1000 HU, got {blood_hu}")
     preset = SIZES[size]
     if with_dicom:  # fail before minutes of work, not after
         try:
@@ -168,6 +178,12 @@ def generate_case(out_dir: Path, *, seed: int, size: str = "small", findings: li
     anat, lumens, calcs, extra, gt, where, rng = build(seed, findings=findings, dominance=dominance)
     contrast = _contrast(rng)
     noise_sd = float(rng.uniform(15, 30))
+    # Overrides replace the draws after they are made, so the rest of the seed's stream is unchanged.
+    if blood_hu is not None:
+        contrast = replace(contrast, blood_left=float(blood_hu),
+                           blood_right=float(blood_hu) * contrast.blood_right / contrast.blood_left)
+    if noise_sd_hu is not None:
+        noise_sd = float(noise_sd_hu)
     centre = anat.heart.base + 0.3 * anat.heart.length * anat.heart.u
     grid = Grid.centred(np.round(centre, 1), preset.fov_mm, preset.spacing_mm)
     lab, parts = rasterise(anat, lumens, calcs, grid, extra)
