@@ -52,7 +52,8 @@ class Settings(BaseSettings):
         0.001, description="mg/(mm^3*HU) factor for the mass score; set from a calcium calibration phantom")
 
     # --- language models ---
-    llm: str = Field("default", description="'default' (the embedded clinical planner) or 'openai:MODEL@URL' (an OpenAI-compatible server)")
+    llm: str = Field("default", description="'default' (the embedded clinical planner) or "
+                                            "'openai:MODEL@URL' (an OpenAI-compatible server)")
     openai_api_key: str = Field("not-needed", description="API key for an OpenAI-compatible endpoint")
 
     # --- PACS (DICOMweb: QIDO-RS search, WADO-RS retrieve, STOW-RS send) ---
