@@ -1,5 +1,11 @@
 """The report store: prior CCTA reports in chromadb, searched by meaning with metadata filters.
 
+Search is hybrid: the coronary findings each report states are read at ingest by the embedded report
+parser (:func:`finding_terms`, e.g. ``pLAD:severe``, ``OM1:stent``) and kept in its metadata; a query's
+findings are read the same way, the reports stating all of them are ranked by embedding similarity,
+and the stated-findings agreement decides the order before meaning does (:meth:`ReportStore.search`).
+Reports stored before the ``findings`` metadata existed are found by meaning only: ingest them again.
+
 Reports are PHI-scrubbed (:mod:`tools.phi`) before anything is embedded or stored, deduplicated by
 the SHA-256 of the scrubbed, whitespace-normalised, case-folded text qualified by patient hash and
 study date (the chromadb id, see :func:`_record_key`), and embedded with the offline
@@ -31,10 +37,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
+from contextlib import contextmanager
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import Any, Iterable, Iterator, Literal
 
 import chromadb
 import numpy as np
@@ -52,6 +60,7 @@ from tools.context import CONFIG_KEY as STUDY_CONFIG_KEY
 from tools.embeddings import load_model
 from tools.phi import scrub_phi
 from tools.settings import Settings, get_settings
+from training.curriculum.report_parser import parse_report
 
 # Keys of ``config["configurable"]`` read by the ``retrieve_reports`` tool.
 STORE_CONFIG_KEY = "report_store"
@@ -59,12 +68,41 @@ PATIENT_CONFIG_KEY = "patient_hash"
 
 _SNIPPET_SENTENCES = 2  # sentences quoted per hit: enough for a finding and its qualifier
 _CANDIDATES = 40  # reports fetched by embedding similarity before the anatomy re-ranking
+_INDEX_CHECK_S = 2.0  # seconds between checks that the in-memory finding index is complete
+_FILL_CANDIDATES = 10  # nearest reports by meaning fetched to fill a list the finding match left short
 # Bonus for a report naming every segment/artery the query names. A whole-report embedding of a long,
 # boilerplate-heavy report weighs the one vessel a question is about only faintly ("stenosis of the
 # OM1" and "of the D1" embed almost alike); which vessels a report names, read through the anatomy
 # registry, tells them apart. 0.1 is a chosen value, not a tuned one: small next to the cosine gap
 # between related and unrelated reports, so it reorders only reports already close in meaning.
 _ANATOMY_WEIGHT = 0.1
+# Bonus for agreeing on the *findings* stated (see :func:`finding_terms` and :func:`finding_agreement`).
+# Larger than the cosine spread between reports written from one template family (about 0.1-0.2),
+# so the stated findings decide the order and meaning breaks ties. Chosen, not tuned on the benchmark.
+_FINDING_WEIGHT = 0.5
+
+
+# A query (a few short texts) is encoded on one torch thread. Intra-op parallelism buys little on ~40
+# tokens, and on a shared machine it costs a lot: on 2 cores busy with other jobs, encoding one query
+# on 2 threads took 200-290 ms (median) against 21-28 ms on 1, the spinning threads waiting on each
+# other. Batches larger than this (ingest) keep the process's thread count.
+_FEW_TEXTS = 8
+
+
+@contextmanager
+def _torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``n`` torch intra-op threads (None: unchanged), restoring the count after."""
+    import torch
+
+    before = torch.get_num_threads()
+    if n is None or n == before:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class ReportStoreError(ValueError):
@@ -80,17 +118,20 @@ class ReportEmbeddingFunction(EmbeddingFunction[Documents]):
 
     Reports and questions name one segment many ways ("pRCA", "p-rca", "proximal RCA", "segment 1");
     a general-purpose sentence model does not know these are the same vessel. Both sides are therefore
-    embedded after :func:`canonical_anatomy` rewrites every coronary mention to its registry name;
-    the stored document stays verbatim. Vectors are unit length (cosine space).
+    embedded as :func:`embedding_text`: the coronary sentences only (protocol, indication and
+    extracardiac boilerplate would fill the model's 256-token window), every coronary mention
+    rewritten to its registry name and severity synonyms to CAD-RADS words. The stored document
+    stays verbatim. Vectors are unit length (cosine space).
     """
 
     def __init__(self, device: str = "cpu") -> None:
         self.device = device
 
     def __call__(self, input: Documents) -> Embeddings:
-        texts = [canonical_anatomy(text) for text in input]
-        vectors = load_model(self.device).encode(texts, convert_to_numpy=True,
-                                                 normalize_embeddings=True, batch_size=64)
+        texts = [embedding_text(text) for text in input]
+        model = load_model(self.device)  # cached per process: loaded once, not per query
+        with _torch_threads(1 if len(texts) <= _FEW_TEXTS else None):
+            vectors = model.encode(texts, convert_to_numpy=True, normalize_embeddings=True, batch_size=64)
         return [np.asarray(v, dtype=np.float32) for v in vectors]
 
     @staticmethod
@@ -206,9 +247,17 @@ class ReportStore:
 
     def __init__(self, client: ClientAPI, collection: str = "cardiovlm_reports") -> None:
         self.client = client
+        self._embed = ReportEmbeddingFunction()
         self.collection = client.get_or_create_collection(
-            collection, embedding_function=ReportEmbeddingFunction(),  # type: ignore[arg-type]
+            collection, embedding_function=self._embed,  # type: ignore[arg-type]
             configuration={"hnsw": {"space": "cosine"}})
+        # chroma id -> finding terms of every stored report: the lexical half of the search, kept in
+        # memory because a chroma metadata filter over the terms costs 7-10 ms a query (on 1,200
+        # reports) where testing the sets here costs well under 1 ms. Read from the stored metadata on
+        # first use and again when the collection's count differs (another process ingested), checked
+        # at most every _INDEX_CHECK_S; this store's own ingest updates it at once.
+        self._finding_index: dict[str, frozenset[str]] = {}
+        self._index_checked = 0.0
 
     @classmethod
     def open(cls, settings: Settings | None = None, *, path: str | Path | None = None) -> "ReportStore":
@@ -231,6 +280,17 @@ class ReportStore:
 
     def count(self) -> int:
         return self.collection.count()
+
+    def _findings(self) -> dict[str, frozenset[str]]:
+        """The finding terms of every stored report (see ``_finding_index``)."""
+        now = time.monotonic()
+        if not self._finding_index or now - self._index_checked > _INDEX_CHECK_S:
+            self._index_checked = now
+            if len(self._finding_index) != self.collection.count():
+                stored = self.collection.get(include=["metadatas"])  # type: ignore[list-item]
+                self._finding_index = {key: frozenset(_stored_set((meta or {}).get("findings")))
+                                       for key, meta in zip(stored["ids"], stored["metadatas"] or [])}
+        return self._finding_index
 
     def ingest(self, records: Iterable[ReportRecord], *, batch_size: int = 256) -> IngestResult:
         """Scrub, deduplicate and store ``records``; a duplicate of a stored or earlier record is skipped."""
@@ -260,6 +320,8 @@ class ReportStore:
             if new:
                 self.collection.add(ids=new, documents=[pending[k][0] for k in new],
                                     metadatas=[pending[k][1] for k in new])  # type: ignore[misc]
+                if self._finding_index:  # else read in full at the next search
+                    self._finding_index.update((k, frozenset(_stored_set(pending[k][1]["findings"]))) for k in new)
                 result.added += len(new)
                 result.added_ids.extend(str(pending[k][1]["report_id"]) for k in new)
         return result
@@ -269,25 +331,53 @@ class ReportStore:
         return self.ingest(read_reports(directory))
 
     def search(self, query: str, *, k: int = 5, filters: ReportFilter | None = None) -> list[ReportHit]:
-        """The ``k`` reports closest in meaning to ``query`` among those matching ``filters``."""
+        """The ``k`` reports closest to ``query`` among those matching ``filters``.
+
+        Hybrid ranking: the reports stating every finding the query states (:func:`query_finding_terms`
+        against the stored :func:`finding_terms`) are fetched by embedding similarity and ordered by
+        similarity plus the finding agreement (``_FINDING_WEIGHT``) and the anatomy agreement
+        (``_ANATOMY_WEIGHT``). When fewer than ``k`` reports state them all, or the query states no
+        finding, the nearest reports by meaning fill the list.
+        """
         if not query or not query.strip():
             raise ReportStoreError("the search query is empty")
         if not 1 <= k <= 100:
             raise ReportStoreError(f"k must be between 1 and 100, got {k}")
-        where = (filters or ReportFilter()).where()
-        # Over-fetch by meaning, then re-rank with the anatomy the query names (see _ANATOMY_WEIGHT).
-        found = self.collection.query(query_texts=[query], n_results=max(k, _CANDIDATES), where=where,
-                                      include=["documents", "metadatas", "distances"])  # type: ignore[list-item]
-        wanted = anatomy_keys(query)
+        base = (filters or ReportFilter()).where()
+        wanted_findings = query_finding_terms(query)
+        wanted_anatomy = anatomy_keys(query)
+        vector = self._embed([query])  # once: chroma would embed query_texts again on every call
+        found: dict[str, tuple[dict, float]] = {}  # chroma id -> (metadata, distance)
+
+        def nearest(n: int, ids: list[str] | None = None) -> None:
+            # Metadata and distances only: documents are fetched for the k hits alone (each included
+            # field costs about 0.1 ms per candidate, the vector search itself about 1 ms).
+            result = self.collection.query(query_embeddings=vector, n_results=n, where=base, ids=ids,
+                                           include=["metadatas", "distances"])  # type: ignore[list-item]
+            for key, meta, dist in zip(result["ids"][0], result["metadatas"][0],  # type: ignore[index]
+                                       result["distances"][0]):  # type: ignore[index]
+                found.setdefault(key, (dict(meta), float(dist)))
+
+        if wanted_findings:  # first the reports stating every finding asked about
+            matching = [key for key, terms in self._findings().items() if wanted_findings <= terms]
+            if matching:
+                nearest(min(len(matching), max(k, _CANDIDATES)), matching)
+        if len(found) < k:  # a short list is filled; no match at all: re-rank the wider neighbourhood
+            nearest(max(k, _FILL_CANDIDATES if found else _CANDIDATES))
         ranked = []
-        for doc, meta, dist in zip(found["documents"][0], found["metadatas"][0], found["distances"][0]):  # type: ignore[index]
-            similarity = 1.0 - float(dist)
-            stored = set(str(meta.get("anatomy", "")).strip("|").split("|")) - {""}
-            agreement = len(wanted & stored) / len(wanted) if wanted else 0.0
-            ranked.append((similarity + _ANATOMY_WEIGHT * agreement, similarity, doc, dict(meta)))
+        for key, (meta, dist) in found.items():
+            similarity = 1.0 - dist
+            stored = _stored_set(meta.get("anatomy"))
+            anatomy = len(wanted_anatomy & stored) / len(wanted_anatomy) if wanted_anatomy else 0.0
+            findings = finding_agreement(wanted_findings, _stored_set(meta.get("findings")))
+            ranked.append((similarity + _ANATOMY_WEIGHT * anatomy + _FINDING_WEIGHT * findings, similarity, key, meta))
         ranked.sort(key=lambda item: -item[0])
+        top = ranked[:k]
+        stored_docs = self.collection.get(ids=[key for _, _, key, _ in top], include=["documents"])  # type: ignore[list-item]
+        documents = dict(zip(stored_docs["ids"], stored_docs["documents"] or []))
         hits = []
-        for score, similarity, doc, meta in ranked[:k]:
+        for score, similarity, key, meta in top:
+            doc = documents[key]
             day = meta.get("study_date")
             hits.append(ReportHit(
                 report_id=str(meta.get("report_id")),
@@ -296,8 +386,8 @@ class ReportStore:
                 similarity=round(similarity, 4),
                 snippet=best_snippet(doc, query),
                 text=doc,
-                metadata={key: v for key, v in meta.items()
-                          if key not in ("study_date", "study_day", "report_id", "anatomy")},
+                metadata={name: v for name, v in meta.items()
+                          if name not in ("study_date", "study_day", "report_id", "anatomy", "findings")},
             ))
         return hits
 
@@ -415,7 +505,12 @@ def _metadata(record: ReportRecord, document: str, report_id: str, key: str) -> 
     keys = anatomy_keys(document)
     if keys:  # chromadb metadata holds scalars: the set is stored as "|pLAD|LAD|"
         meta["anatomy"] = "|" + "|".join(sorted(keys)) + "|"
+    meta["findings"] = "|" + "|".join(sorted(finding_terms(document))) + "|"
     return meta
+
+
+def _stored_set(value: object) -> set[str]:
+    return set(str(value or "").strip("|").split("|")) - {""}
 
 
 def anatomy_keys(text: str) -> set[str]:
@@ -429,6 +524,84 @@ def anatomy_keys(text: str) -> set[str]:
     return keys
 
 
+# Severity words outside the CAD-RADS vocabulary, rewritten to it before parsing and embedding, so that
+# "a tight LAD lesion" and "severe LAD stenosis" are read and embedded alike. Unambiguous words only:
+# "significant" and "non-obstructive" span two CAD-RADS grades and are left as they are.
+_SEVERITY_SYNONYMS: tuple[tuple[re.Pattern, str], ...] = (
+    (re.compile(r"\b(?:tight|high[- ]grade|critical|sub-?total)\b", re.I), "severe"),
+    (re.compile(r"\bintermediate\b", re.I), "moderate"),
+    (re.compile(r"\b(?:trivial|trace|minor)\b", re.I), "minimal"),
+    (re.compile(r"\b(?:blocked|closed)\b", re.I), "occluded"),
+    (re.compile(r"\b(?:blockage|CTO)\b", re.I), "occlusion"),
+    (re.compile(r"\bopen\b", re.I), "patent"),
+)
+# A query is a list of noun phrases ("a tight pLAD lesion, an occluded OM1 and a patent RCA stent") while
+# the report parser reads report sentences, so a query is cut into its phrases before it is parsed.
+_QUERY_PHRASE = re.compile(r"\s*;\s*|\s*,\s*(?=(?:and\s+)?(?:an?|the|one|two)\b)|"
+                           r"\s+(?:and|plus|as well as)\s+(?=(?:an?|the|one|two)\b)", re.I)
+_NORMAL_CUE = re.compile(r"\b(?:normal|clean|unremarkable|free of|no\s+(?:\w+\s+){0,2}?(?:plaque|disease|"
+                         r"stenos[ie]s|atherosclerosis|cad|findings))\b", re.I)
+NORMAL_TERM = "normal"  # the finding term of a report, or query, stating no coronary disease and no stent
+
+
+def canonical_severity(text: str) -> str:
+    """``text`` with severity synonyms replaced by CAD-RADS words ("tight" -> "severe")."""
+    for pattern, word in _SEVERITY_SYNONYMS:
+        text = pattern.sub(word, text)
+    return text
+
+
+def _parsed_terms(text: str) -> set[str]:
+    terms: set[str] = set()
+    for f in parse_report(text).positive():
+        facts = [fact for fact, stated in (("stent", f.stent), ("restenosis", f.in_stent_restenosis)) if stated]
+        if f.stenosis_grade not in (None, "none"):
+            facts.append(f.stenosis_grade)
+        if f.plaque_type:
+            facts.append(f.plaque_type)
+        for where in {f.segment, f.artery} - {None}:  # a segment's finding is also its artery's
+            terms.update(f"{where}:{fact}" for fact in facts)
+    return terms
+
+
+def finding_terms(text: str) -> frozenset[str]:
+    """Canonical terms of the coronary findings a report states, read by the embedded report parser.
+
+    One term per location and fact: ``"pLAD:severe"``, ``"pLAD:mixed"``, ``"OM1:stent"``,
+    ``"OM1:restenosis"``, ``"mRCA:occluded"``, each also on its artery (``"LAD:severe"``). Negated
+    passages ("no plaque in the LCx") give none; a report stating no finding is ``{"normal"}``.
+
+    Examples::
+
+        >>> sorted(finding_terms("Tight soft plaque in the p-LAD. The RCA is free of plaque."))
+        ['LAD:noncalcified', 'LAD:severe', 'pLAD:noncalcified', 'pLAD:severe']
+    """
+    return frozenset(_parsed_terms(canonical_severity(text))) or frozenset({NORMAL_TERM})
+
+
+def query_finding_terms(query: str) -> frozenset[str]:
+    """The finding terms a query asks for (see :func:`finding_terms`), read phrase by phrase; empty
+    when it states none. It asks for ``"normal"`` only when it says so ("normal coronaries", "no
+    coronary plaque"), not merely by naming no finding."""
+    text = canonical_severity(query)
+    terms: set[str] = set()
+    for phrase in _QUERY_PHRASE.split(text):
+        if phrase and phrase.strip():
+            terms |= _parsed_terms(phrase)
+    if not terms and _NORMAL_CUE.search(text):
+        terms.add(NORMAL_TERM)
+    return frozenset(terms)
+
+
+def finding_agreement(wanted: frozenset[str] | set[str], stated: set[str]) -> float:
+    """0..1: the share of the ``wanted`` terms a report states (weight 0.7) plus the share of its own
+    terms that were asked for (0.3); 1 for a report stating exactly the findings asked about."""
+    if not wanted or not stated:
+        return 0.0
+    shared = len(wanted & stated)
+    return 0.7 * shared / len(wanted) + 0.3 * shared / len(stated)
+
+
 _SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+|\n+")
 _WORD = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 _STOPWORDS = frozenset(
@@ -437,12 +610,13 @@ _STOPWORDS = frozenset(
     "cta ccta coronary angiography angiogram report reporting showing showed shows saw old earlier".split())
 
 
-def _terms(text: str) -> set[str]:
+@lru_cache(maxsize=16384)  # report sentences recur (templates, the same report hit again): read each once
+def _terms(text: str) -> frozenset[str]:
     """Content words plus registry keys of the anatomy named, so 'proximal LAD' matches 'pLAD'."""
     lowered = text.lower()
     words = {w for w in _WORD.findall(lowered) if w not in _STOPWORDS and len(w) > 1}
     words.update(f"@{key}" for _, key, _ in find_anatomy(text))
-    return words
+    return frozenset(words)
 
 
 @lru_cache(maxsize=4096)
@@ -467,6 +641,20 @@ def canonical_anatomy(text: str) -> str:
         name = SEGMENTS_BY_CODE[key].name if kind == "segment" else ARTERY_NAMES[key]
         text = _mention_pattern(phrase).sub(name, text)
     return text
+
+
+_CORONARY_WORDS = re.compile(r"\b(?:plaque|stenos[ie]s|narrowing|stent\w*|occlu\w*|CAD-RADS|coronar\w*|"
+                             r"calcifi\w*|lesion)\b", re.I)
+
+
+def embedding_text(text: str) -> str:
+    """What is embedded of a report or a query: its coronary sentences (naming a coronary vessel, a
+    plaque, stenosis, stent or CAD-RADS) with severity and anatomy canonicalised; all of it when no
+    sentence is coronary."""
+    sentences = [s.strip() for s in _SENTENCE_SPLIT.split(text) if s and s.strip()]
+    coronary = [s for s in sentences if _CORONARY_WORDS.search(s)
+                or any(kind in ("segment", "artery") for kind, _, _ in find_anatomy(s))]
+    return canonical_anatomy(canonical_severity(" ".join(coronary) if coronary else text))
 
 
 def best_snippet(document: str, query: str, max_sentences: int = _SNIPPET_SENTENCES) -> str:

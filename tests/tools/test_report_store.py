@@ -271,3 +271,85 @@ def test_anatomy_keys_are_read_through_the_registry_and_stored(store):
     assert rs.canonical_anatomy("Stent in the m-lad.") == "Stent in the mid left anterior descending artery."
     stored = store.collection.get(where={"report_id": "p4-2020"}, include=["metadatas"])
     assert stored["metadatas"][0]["anatomy"] == "|RCA|mRCA|"
+
+
+# --------------------------------------------------------------------------- phantom reports, speed path
+
+
+def _retrieval_benchmark():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "retrieval.py"
+    spec = importlib.util.spec_from_file_location("retrieval_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def phantom_store(tmp_path_factory):
+    """A store of 200 phantom reports (the project's report writer), embedded on one thread."""
+    import torch
+
+    bench = _retrieval_benchmark()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # bulk embedding beside other jobs: one core (see ReportEmbeddingFunction)
+    try:
+        studies = bench.phantom_corpus(200, seed=11)
+        store = rs.ReportStore.open(path=tmp_path_factory.mktemp("phantom_reports"))
+        store.ingest([rs.ReportRecord(text=s.text, report_id=s.report_id, patient_hash=s.patient,
+                                      study_date=s.day, modality="CT") for s in studies])
+    finally:
+        torch.set_num_threads(threads)
+    return bench, studies, store
+
+
+def test_paraphrased_query_finds_its_phantom_report(phantom_store):
+    import random
+
+    bench, studies, store = phantom_store
+    keys = {s.report_id: bench.structured_findings(s.findings) for s in studies}
+    rng = random.Random(4)
+    sample = rng.sample([s for s in studies if s.findings.findings], 15)
+    found = 0
+    for study in sample:
+        query = bench.paraphrase_query(study, rng)
+        hits = store.search(query, k=5)
+        # the source report, or one stating exactly the same findings, among the first five
+        found += any(h.report_id == study.report_id or keys[h.report_id] == keys[study.report_id] for h in hits)
+        priors = store.search(query, k=5, filters=rs.ReportFilter(patient_hash=study.patient))
+        assert study.report_id in {h.report_id for h in priors}, query
+    assert found >= 14, f"{found}/15 paraphrased queries found their report (or an equivalent) in the top 5"
+
+
+def test_query_terms_read_synonyms_phrase_by_phrase():
+    assert rs.query_finding_terms("a tight soft plaque in the p-LAD and an open OM1 stent") == {
+        "pLAD:severe", "LAD:severe", "pLAD:noncalcified", "LAD:noncalcified", "OM1:stent", "LCx:stent"}
+    assert rs.query_finding_terms("normal coronaries") == {rs.NORMAL_TERM}
+    assert rs.query_finding_terms("prior CT of this patient") == frozenset()
+    assert rs.finding_terms("No plaque in the LAD. The RCA is normal.") == {rs.NORMAL_TERM}
+    assert rs.canonical_severity("Intermediate lesion, trivial plaque") == "moderate lesion, minimal plaque"
+
+
+def test_search_path_reuses_the_loaded_model_on_one_thread(phantom_store, monkeypatch):
+    import sentence_transformers
+    import torch
+
+    from tools import embeddings
+
+    _, _, store = phantom_store
+    store.search("warm up", k=1)
+    before = embeddings.load_model.cache_info()
+
+    def _no_reload(*args, **kwargs):
+        raise AssertionError("the embedding model was loaded again for a query")
+
+    monkeypatch.setattr(sentence_transformers, "SentenceTransformer", _no_reload)
+    threads = torch.get_num_threads()
+    for query in ("severe proximal LAD stenosis", "patent RCA stent", "normal coronaries"):
+        assert store.search(query, k=3)
+    after = embeddings.load_model.cache_info()
+    assert (after.misses, after.currsize) == (before.misses, before.currsize)
+    assert after.hits >= before.hits + 3  # each query took the cached model
+    assert torch.get_num_threads() == threads  # the one-thread query encoding restored the count
