@@ -51,8 +51,8 @@ def segment(ctx, target: str, on_artery: str | None = None) -> tuple[Segmentatio
     """Mask of ``target`` (optionally a finding restricted to ``on_artery``) from the context's labels."""
     if ctx.labels is None:
         raise NoSegmentationAvailable(
-            "no segmentation is available for this study: no trained VLM checkpoint is installed, no "
-            "TotalSegmentator weights are installed and no label map was supplied")
+            "no segmentation is available for this study: no label map was supplied and no TotalSegmentator "
+            "weights are installed (masks from the trained VLM, where one is installed, come from vlm_segment)")
     finding = FINDING_TARGETS.get(target.lower().rstrip("s"))
     if finding:
         name, ids = finding, [STRUCTURES_BY_NAME[finding].label_id]

@@ -55,7 +55,7 @@ def test_absent_finding_is_reported_absent(context):
 
 def test_without_label_map_the_tool_says_why(context):
     context.labels = None
-    with pytest.raises(ValueError, match="no trained VLM checkpoint"):
+    with pytest.raises(ValueError, match="no label map was supplied"):
         segment_anatomy_tool.invoke({"target": "LAD"}, config=context.as_config())
 
 
