@@ -50,6 +50,8 @@ _LONG_NUMBER = re.compile(r"(?<![\w.-])\d(?:[ -]?\d){6,}(?![\w.])")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}|\d{2}-\d{2}-\d{4}")  # kept: study and comparison dates
 _HONORIFIC_NAME = re.compile(r"\b(?:Mr|Mrs|Ms|Miss|Mx)\.?\s+[A-Z][a-zA-Z'-]+(?:\s+[A-Z][a-zA-Z'-]+)?")
 
+_NAMEISH = re.compile(r"[A-Z][A-Za-z'.-]*(?:\s+[A-Z][A-Za-z'.-]*){0,3}")  # "John Smith", "O'Neil J."
+_LABEL_WORD = re.compile(rf"(?i){_ID_LABELS}\b|{_DOB_LABELS}\b")
 # Words of a labelled "Patient:" value that are clinical, not a name ("Patient: 64-year-old male").
 _NOT_NAME_WORDS = {"male", "female", "man", "woman", "year", "old", "years", "unknown", "anonymous", "n/a"}
 
@@ -80,11 +82,22 @@ def scrub_phi(text: str) -> ScrubResult:
 
     def _name_line(m: re.Match) -> str:
         value = m.group("value")
-        if value.startswith("[") or _looks_clinical(value):
+        if value.startswith("["):
             return m.group(0)
-        name_words.update(w for w in re.findall(r"[A-Za-z][A-Za-z'-]+", value)
-                          if len(w) > 1 and w.lower() not in _NOT_NAME_WORDS)
-        return f"{m.group('label')}: {tag('NAME')}"
+        if not _looks_clinical(value):
+            name_words.update(_name_words(value))
+            return f"{m.group('label')}: {tag('NAME')}"
+        # "Patient: John Smith, MRN 12345678": the comma-separated parts that read as a name
+        # (capitalised words, no digit, no ID or birth-date label) are scrubbed, the rest is kept.
+        parts = re.split(r"(\s*[,;]\s*)", value)
+        names = [i for i in range(0, len(parts), 2) if _NAMEISH.fullmatch(parts[i])
+                 and not _LABEL_WORD.match(parts[i]) and _name_words(parts[i])]
+        if not names:
+            return m.group(0)
+        for i in names:
+            name_words.update(_name_words(parts[i]))
+            parts[i] = tag("NAME")
+        return f"{m.group('label')}: {''.join(parts)}"
 
     text = _DOB_VALUE.sub(lambda m: f"{m.group('label')}{m.group('sep')}{tag('DOB')}", text)
     text = _NAME_LINE.sub(_name_line, text)
@@ -100,6 +113,10 @@ def scrub_phi(text: str) -> ScrubResult:
         if n:
             counts["NAME"] = counts.get("NAME", 0) + n
     return ScrubResult(text=text, redactions=counts)
+
+
+def _name_words(value: str) -> set[str]:
+    return {w for w in re.findall(r"[A-Za-z][A-Za-z'-]+", value) if len(w) > 1 and w.lower() not in _NOT_NAME_WORDS}
 
 
 def _looks_clinical(value: str) -> bool:

@@ -128,6 +128,12 @@ def test_scrubber_keeps_clinical_numbers_and_dates():
     assert scrub_phi(text).text == text
 
 
+def test_scrubber_finds_a_name_sharing_its_line_with_an_id():
+    text = "Patient: John Smith, MRN 12345678\nMr Smith tolerated the scan. Smith was discharged."
+    assert scrub_phi(text).text == "Patient: [NAME], MRN [ID]\n[NAME] tolerated the scan. [NAME] was discharged."
+    assert scrub_phi("Patient: Male, 64\nNormal.").text == "Patient: Male, 64\nNormal."
+
+
 def test_prompt_injection_is_stored_and_returned_as_data(store):
     store.ingest([rs.ReportRecord(report_id="inj", patient_hash="p6", text=INJECTION)])
     hits = store.search("ignore previous instructions", k=1, filters=rs.ReportFilter(patient_hash="p6"))
