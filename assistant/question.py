@@ -82,6 +82,8 @@ _FINDING_PATTERNS: list[tuple[FindingWord, re.Pattern]] = [
     ("lesion", re.compile(r"\blesion", re.I)),
 ]
 
+_REFERS_BACK = re.compile(r"\b(?:it|its|(?:that|this|the same) (?:lesion|stenosis|one|segment|vessel|artery|plaque))\b",
+                          re.I)
 _FOLLOW_UP = re.compile(r"^\s*(and|what about|how about|same for|and for|also|what of)\b|^\s*(the )?"
                         r"(lad|rca|lcx|lm|left main|circumflex|right coronary)\s*\??\s*$", re.I)
 
@@ -189,7 +191,10 @@ def _resolve_follow_up(q: ParsedQuestion, previous: ParsedQuestion | None) -> Pa
     # previous one can use (anatomy, a finding, a number): "banana rocket?" stays unknown.
     brings = any((q.segment, q.artery, q.structure, q.finding, q.stent_length_mm, q.stent_diameter_mm,
                   q.troponin_value))
-    looks_follow_up = bool(_FOLLOW_UP.search(q.text)) or (short and q.intent == "unknown" and brings)
+    # "Will a 20 mm stent cover it?" after a question on the pLAD lesion: its own intent, the anatomy
+    # of the previous question.
+    refers_back = not (q.segment or q.artery or q.structure) and bool(_REFERS_BACK.search(q.text))
+    looks_follow_up = bool(_FOLLOW_UP.search(q.text)) or (short and q.intent == "unknown" and brings) or refers_back
     if not looks_follow_up:
         return q
     update: dict = {"follow_up": True}

@@ -52,6 +52,15 @@ def test_follow_up_moves_to_the_same_position_on_another_artery():
     assert (follow.intent, follow.segment) == ("stenosis", "pRCA")
 
 
+def test_question_referring_back_takes_the_previous_anatomy():
+    first = parse_question("How severe is the proximal LAD stenosis?")
+    follow = parse_question("Will a 20 mm stent fully cover it?", previous=first)
+    assert (follow.intent, follow.segment, follow.stent_length_mm, follow.follow_up) == (
+        "stent_coverage", "pLAD", 20.0, True)
+    other = parse_question("Will a 20 mm stent cover the RCA lesion?", previous=first)
+    assert other.artery == "RCA" and other.segment is None
+
+
 def test_new_question_is_not_a_follow_up():
     first = parse_question("Will a 20 mm stent fully cover the proximal LAD lesion?")
     q = parse_question("What is the calcium score?", previous=first)
