@@ -4,7 +4,8 @@ Search is hybrid: the coronary findings each report states are read at ingest by
 parser (:func:`finding_terms`, e.g. ``pLAD:severe``, ``OM1:stent``) and kept in its metadata; a query's
 findings are read the same way, the reports stating all of them are ranked by embedding similarity,
 and the stated-findings agreement decides the order before meaning does (:meth:`ReportStore.search`).
-Reports stored before the ``findings`` metadata existed are found by meaning only: ingest them again.
+Reports stored before the ``findings`` metadata existed are found by meaning only until
+:meth:`ReportStore.reindex` (``cardiovlm reports reindex``) reads and embeds them again.
 
 Reports are PHI-scrubbed (:mod:`tools.phi`) before anything is embedded or stored, deduplicated by
 the SHA-256 of the scrubbed, whitespace-normalised, case-folded text qualified by patient hash and
@@ -326,6 +327,20 @@ class ReportStore:
                 result.added_ids.extend(str(pending[k][1]["report_id"]) for k in new)
         return result
 
+    def reindex(self, *, batch_size: int = 256) -> int:
+        """Read every stored report again (anatomy and findings metadata) and re-embed it; returns the
+        number of reports. For a store written by an older version: duplicates are skipped on ingest,
+        so re-ingesting would not refresh them. Documents and the other metadata stay as stored."""
+        total = self.collection.count()
+        for offset in range(0, total, batch_size):
+            got = self.collection.get(limit=batch_size, offset=offset, include=["documents", "metadatas"])  # type: ignore[list-item]
+            documents = got["documents"] or []
+            metadatas = [dict(meta or {}) | _read_metadata(doc) for doc, meta in zip(documents, got["metadatas"] or [])]
+            if got["ids"]:  # documents given again: chroma re-embeds them with this store's function
+                self.collection.update(ids=got["ids"], documents=documents, metadatas=metadatas)  # type: ignore[arg-type]
+        self._finding_index = {}
+        return total
+
     def ingest_dir(self, directory: str | Path) -> IngestResult:
         """Ingest every report under ``directory`` (see :func:`read_reports`)."""
         return self.ingest(read_reports(directory))
@@ -502,10 +517,16 @@ def _metadata(record: ReportRecord, document: str, report_id: str, key: str) -> 
         meta["cad_rads"] = record.cad_rads
     if record.source:
         meta["source"] = record.source
+    return meta | _read_metadata(document)
+
+
+def _read_metadata(document: str) -> dict[str, str]:
+    """What the store reads from a report's text: the anatomy it names and the findings it states
+    (chromadb metadata holds scalars, so each set is stored as "|pLAD|LAD|")."""
+    meta = {"findings": "|" + "|".join(sorted(finding_terms(document))) + "|"}
     keys = anatomy_keys(document)
-    if keys:  # chromadb metadata holds scalars: the set is stored as "|pLAD|LAD|"
+    if keys:
         meta["anatomy"] = "|" + "|".join(sorted(keys)) + "|"
-    meta["findings"] = "|" + "|".join(sorted(finding_terms(document))) + "|"
     return meta
 
 

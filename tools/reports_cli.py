@@ -1,6 +1,7 @@
 """``cardiovlm reports``: ingest prior reports into the report store and search it.
 
     cardiovlm reports ingest DIR [--json]
+    cardiovlm reports reindex [--json]
     cardiovlm reports search "query" [--patient HASH] [--k 5] [--modality CT] [--since DATE]
                                      [--until DATE] [--json]
 
@@ -23,6 +24,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ingest.add_argument("directory", metavar="DIR", help="folder of .txt / .json reports or case folders")
     ingest.add_argument("--json", action="store_true", help="print one JSON object")
     ingest.set_defaults(func=_ingest)
+
+    reindex = actions.add_parser("reindex", help="read and embed every stored report again (after an upgrade)")
+    reindex.add_argument("--json", action="store_true", help="print one JSON object")
+    reindex.set_defaults(func=_reindex)
 
     search = actions.add_parser("search", help="find reports similar in meaning to a query")
     search.add_argument("query", help="what to look for, e.g. 'severe proximal LAD stenosis'")
@@ -47,6 +52,14 @@ def _ingest(args: argparse.Namespace) -> int:
           f"{store.count()} report(s) in the store")
     if result.redactions:
         print("PHI replaced: " + ", ".join(f"{n} {tag}" for tag, n in sorted(result.redactions.items())))
+    return 0
+
+
+def _reindex(args: argparse.Namespace) -> int:
+    from tools.report_store import ReportStore
+
+    n = ReportStore.open().reindex()
+    print(json.dumps({"reindexed": n}) if args.json else f"read and embedded {n} stored report(s) again")
     return 0
 
 

@@ -236,6 +236,22 @@ def test_cli_ingest_and_search(tmp_path, monkeypatch, capsys):
     hits = json.loads(capsys.readouterr().out)
     assert hits[0]["report_id"] == "r1" and "Whitfield" not in hits[0]["text"]
     assert main(["reports", "search", "   "]) == 2
+    assert main(["reports", "reindex", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"reindexed": 1}
+
+
+def test_reindex_reads_a_store_written_before_findings_were_read(tmp_path):
+    store = rs.ReportStore.open(path=tmp_path)
+    store.ingest(_records()[:2])
+    ids = store.collection.get(include=[])["ids"]
+    store.collection.update(ids=ids, metadatas=[{"findings": "|", "anatomy": "|"}] * len(ids))
+    old = rs.ReportStore.open(path=tmp_path)
+    assert not any(old._findings().values())
+    assert old.reindex() == 2
+    stored = old.collection.get(where={"report_id": "p1-2021"}, include=["metadatas", "documents"])
+    assert "|pLAD:moderate|" in stored["metadatas"][0]["findings"] and stored["metadatas"][0]["patient_hash"] == "p1"
+    assert stored["documents"][0] == _records()[0].text
+    assert old.search("moderate calcified plaque in the proximal LAD", k=1)[0].report_id == "p1-2021"
 
 
 def _free_port() -> int:
