@@ -109,6 +109,8 @@ class InstructionEncoder(nn.Module):
         if missing:
             batch = self.tokenizer(missing, padding=True, truncation=True, max_length=self.max_tokens,
                                    return_tensors="pt").to(device)
+            # Always without dropout: a frozen model's states must be the ones inference will see.
+            self.backbone.eval()
             with torch.no_grad():
                 hidden = self.backbone(**batch).last_hidden_state
             for text, states, keep in zip(missing, hidden, batch["attention_mask"].bool()):
