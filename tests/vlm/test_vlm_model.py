@@ -157,6 +157,17 @@ def test_minilm_checkpoint_leaves_out_the_frozen_text_model(tmp_path):
                                    loaded(image, ["segment the aorta"]).answer_logits, rtol=0, atol=0)
 
 
+def test_frozen_minilm_states_are_the_same_in_training_and_inference():
+    # They are cached per text; computed with dropout in training they would differ from inference's.
+    encoder = CardioVLM(tiny(text_encoder="minilm")).text_encoder.train()
+    with torch.no_grad():
+        trained, _ = encoder(["segment the aorta", "is there a stent?"])
+        encoder._states.clear()
+        encoder.eval()
+        inferred, _ = encoder(["segment the aorta", "is there a stent?"])
+    torch.testing.assert_close(trained, inferred, rtol=0, atol=1e-6)
+
+
 def test_missing_or_corrupt_checkpoint_gives_a_clear_error(tmp_path):
     with pytest.raises(CheckpointError, match=f"{tmp_path / 'nowhere'} does not exist"):
         vlm.load(tmp_path / "nowhere")
