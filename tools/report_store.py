@@ -39,7 +39,7 @@ import hashlib
 import json
 import re
 import time
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
@@ -106,6 +106,27 @@ def _torch_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+@lru_cache(maxsize=1)
+def _cpu_has_bf16() -> bool:
+    import torch
+
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a private op of torch: absent means no
+        return False
+
+
+def _query_precision(enabled: bool) -> AbstractContextManager:
+    """bfloat16 autocast for a query on a CPU that computes bfloat16 natively (AVX512-BF16, AMX): a
+    quarter faster (21 -> 16 ms CPU per query here) with a cosine of 0.99999 to the float32 vector.
+    Stored report vectors stay float32, the same on every machine."""
+    if not (enabled and _cpu_has_bf16()):
+        return nullcontext()
+    import torch
+
+    return torch.autocast("cpu", dtype=torch.bfloat16)
+
+
 class ReportStoreError(ValueError):
     """A report could not be read, stored or searched; the message says why."""
 
@@ -131,7 +152,8 @@ class ReportEmbeddingFunction(EmbeddingFunction[Documents]):
     def __call__(self, input: Documents) -> Embeddings:
         texts = [embedding_text(text) for text in input]
         model = load_model(self.device)  # cached per process: loaded once, not per query
-        with _torch_threads(1 if len(texts) <= _FEW_TEXTS else None):
+        few = len(texts) <= _FEW_TEXTS
+        with _torch_threads(1 if few else None), _query_precision(few and self.device == "cpu"):
             vectors = model.encode(texts, convert_to_numpy=True, normalize_embeddings=True, batch_size=64)
         return [np.asarray(v, dtype=np.float32) for v in vectors]
 
@@ -349,10 +371,11 @@ class ReportStore:
         """The ``k`` reports closest to ``query`` among those matching ``filters``.
 
         Hybrid ranking: the reports stating every finding the query states (:func:`query_finding_terms`
-        against the stored :func:`finding_terms`) are fetched by embedding similarity and ordered by
-        similarity plus the finding agreement (``_FINDING_WEIGHT``) and the anatomy agreement
-        (``_ANATOMY_WEIGHT``). When fewer than ``k`` reports state them all, or the query states no
-        finding, the nearest reports by meaning fill the list.
+        against the stored :func:`finding_terms`; when fewer than ``k``, with those stating most of
+        them) are fetched by embedding similarity and ordered by similarity plus the finding
+        agreement (``_FINDING_WEIGHT``) and the anatomy agreement (``_ANATOMY_WEIGHT``). When that
+        leaves fewer than ``k`` (filters), or the query states no finding, the nearest reports by
+        meaning fill the list.
         """
         if not query or not query.strip():
             raise ReportStoreError("the search query is empty")
@@ -374,7 +397,13 @@ class ReportStore:
                 found.setdefault(key, (dict(meta), float(dist)))
 
         if wanted_findings:  # first the reports stating every finding asked about
-            matching = [key for key, terms in self._findings().items() if wanted_findings <= terms]
+            index = self._findings()
+            matching = [key for key, terms in index.items() if wanted_findings <= terms]
+            if len(matching) < k:  # too few: with them, the reports stating most of those findings
+                partial = sorted((key for key, terms in index.items() if wanted_findings & terms
+                                  and not wanted_findings <= terms),
+                                 key=lambda key: -finding_agreement(wanted_findings, index[key]))
+                matching += partial[:max(k, _FILL_CANDIDATES) - len(matching)]
             if matching:
                 nearest(min(len(matching), max(k, _CANDIDATES)), matching)
         if len(found) < k:  # a short list is filled; no match at all: re-rank the wider neighbourhood
