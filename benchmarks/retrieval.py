@@ -90,8 +90,9 @@ def _progress(requests: list[FindingRequest], anatomy, rng: np.random.Generator)
         if r.kind in PLAQUES:
             percent = min(99.0, r.stenosis_percent + float(rng.choice([0, 0, 10, 20])))
             if percent >= 70 and rng.random() < 0.5:
-                out.append(replace(r, kind="stent", stenosis_percent=0.0, length_mm=float(np.clip(r.length_mm + 4, 8, 38)),
-                                   calcium_peak_hu=None, calcium_size_mm=None, restenosis_percent=0.0))
+                out.append(replace(r, kind="stent", stenosis_percent=0.0, restenosis_percent=0.0,
+                                   length_mm=float(np.clip(r.length_mm + 4, 8, 38)),
+                                   calcium_peak_hu=None, calcium_size_mm=None))
                 continue
             out.append(replace(r, stenosis_percent=percent))
         elif r.kind == "stent" and r.restenosis_percent == 0 and rng.random() < 0.15:
@@ -167,7 +168,8 @@ def _phrase(f: Finding, report: str, rng: random.Random) -> str:
         words = rng.choice(QUERY_GRADES[grade])
         return rng.choice((f"{words} in-stent restenosis of the {seg} stent", f"a {seg} stent with {words} restenosis"))
     words, plaque = rng.choice(QUERY_GRADES[grade]), rng.choice(QUERY_PLAQUES[f.kind])
-    return rng.choice((f"{words} {plaque} plaque in the {seg}", f"{plaque} plaque causing {words} narrowing of the {seg}",
+    return rng.choice((f"{words} {plaque} plaque in the {seg}",
+                       f"{plaque} plaque causing {words} narrowing of the {seg}",
                        f"a {words} lesion of the {seg} from {plaque} plaque"))
 
 
@@ -175,7 +177,8 @@ def paraphrase_query(study: Study, rng: random.Random) -> str:
     """A clinician's question stating every finding of ``study`` in other words than its report."""
     parts = [_phrase(f, study.text, rng) for f in rng.sample(study.findings.findings, len(study.findings.findings))]
     if not parts:
-        return f"{rng.choice(OPENERS)} {rng.choice(('normal coronaries', 'no coronary plaque or stenosis', 'clean coronary arteries'))}"
+        normal = rng.choice(("normal coronaries", "no coronary plaque or stenosis", "clean coronary arteries"))
+        return f"{rng.choice(OPENERS)} {normal}"
     listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
     return f"{rng.choice(OPENERS)} {listed}"
 
@@ -225,7 +228,8 @@ def run(n_reports: int, n_queries: int, seed: int, load: int) -> dict:
         figures: dict = {"reports": len(records), "patients": len({s.patient for s in studies}),
                          "added": result.added, "skipped": result.skipped_duplicates, "corpus_s": corpus_s,
                          "ingest_s": ingest_s, "queries": len(sample), "settings": {}, "latency": {},
-                         "equivalents": statistics.mean(sum(keys[o] == keys[s.report_id] for o in keys) for s in sample)}
+                         "equivalents": statistics.mean(sum(keys[o] == keys[s.report_id] for o in keys)
+                                                        for s in sample)}
         for setting in ("patient priors", "all patients"):
             asked = [(q, ReportFilter(patient_hash=s.patient) if setting == "patient priors" else None)
                      for q, s in zip(queries, sample)]
@@ -290,7 +294,8 @@ def main() -> None:
           "   load avg (1 min) before -> after")
     for (setting, state), (lat, cpu, before, after) in f["latency"].items():
         print(f"{setting:<16} {state:<19} {statistics.median(lat):>6.1f} {_percentile(lat, 0.95):>6.1f} "
-              f"{max(lat):>6.1f} {statistics.median(cpu):>8.1f} {_percentile(cpu, 0.95):>8.1f}   {before:.2f} -> {after:.2f}")
+              f"{max(lat):>6.1f} {statistics.median(cpu):>8.1f} {_percentile(cpu, 0.95):>8.1f}   "
+              f"{before:.2f} -> {after:.2f}")
     print("wall-clock per ReportStore.search (k=5, snippets); cpu: the search thread's own CPU time. 'idle': no\n"
           "load added by this run (other jobs on the machine still count in the load average).")
     print("targets: recall@5 >= 0.9 (finding-equivalent, all patients; and patient priors), p95 < 50 ms")

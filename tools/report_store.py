@@ -355,11 +355,13 @@ class ReportStore:
         so re-ingesting would not refresh them. Documents and the other metadata stay as stored."""
         total = self.collection.count()
         for offset in range(0, total, batch_size):
-            got = self.collection.get(limit=batch_size, offset=offset, include=["documents", "metadatas"])  # type: ignore[list-item]
+            got = self.collection.get(limit=batch_size, offset=offset,
+                                      include=["documents", "metadatas"])  # type: ignore[list-item]
             documents = got["documents"] or []
             metadatas = [dict(meta or {}) | _read_metadata(doc) for doc, meta in zip(documents, got["metadatas"] or [])]
             if got["ids"]:  # documents given again: chroma re-embeds them with this store's function
-                self.collection.update(ids=got["ids"], documents=documents, metadatas=metadatas)  # type: ignore[arg-type]
+                self.collection.update(ids=got["ids"], documents=documents,
+                                       metadatas=metadatas)  # type: ignore[arg-type]
         self._finding_index = {}
         return total
 
@@ -417,7 +419,8 @@ class ReportStore:
             ranked.append((similarity + _ANATOMY_WEIGHT * anatomy + _FINDING_WEIGHT * findings, similarity, key, meta))
         ranked.sort(key=lambda item: -item[0])
         top = ranked[:k]
-        stored_docs = self.collection.get(ids=[key for _, _, key, _ in top], include=["documents"])  # type: ignore[list-item]
+        stored_docs = self.collection.get(ids=[key for _, _, key, _ in top],
+                                          include=["documents"])  # type: ignore[list-item]
         documents = dict(zip(stored_docs["ids"], stored_docs["documents"] or []))
         hits = []
         for score, similarity, key, meta in top:
@@ -712,13 +715,17 @@ def best_snippet(document: str, query: str, max_sentences: int = _SNIPPET_SENTEN
 
     Lexical overlap with anatomy synonyms resolved through the registry, rather than a second
     embedding pass per sentence: it keeps a query well under the 50 ms budget and the quote exact.
+    A query sharing no term ("what did the prior say?") gets the first coronary sentences, not a
+    header line such as "Study date: ...".
     """
     sentences = [s.strip() for s in _SENTENCE_SPLIT.split(document) if s and s.strip()]
     if not sentences:
         return ""
     query_terms = _terms(query)
     scored = sorted(range(len(sentences)), key=lambda i: (-len(query_terms & _terms(sentences[i])), i))
-    chosen = sorted(i for i in scored[:max_sentences] if len(query_terms & _terms(sentences[i])) > 0) or [0]
+    chosen = sorted(i for i in scored[:max_sentences] if len(query_terms & _terms(sentences[i])) > 0)
+    if not chosen:
+        chosen = [i for i, s in enumerate(sentences) if _CORONARY_WORDS.search(s)][:max_sentences] or [0]
     return " ".join(sentences[i] for i in chosen)
 
 

@@ -97,6 +97,9 @@ def test_snippet_resolves_anatomy_synonyms():
     doc = "Normal left main. Severe stenosis of the proximal LAD. The RCA stent is patent."
     assert rs.best_snippet(doc, "narrowing of the proximal left anterior descending", 1) == (
         "Severe stenosis of the proximal LAD.")
+    prior = "Study date: 2020-03-01\nModality: CT\nFindings: mild mixed plaque in the mid RCA. CAD-RADS 2."
+    assert rs.best_snippet(prior, "What did the prior CT say?") == (
+        "Findings: mild mixed plaque in the mid RCA. CAD-RADS 2.")
 
 
 def test_duplicates_are_skipped_but_templated_reports_of_other_patients_are_kept(store):
