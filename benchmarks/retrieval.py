@@ -20,7 +20,8 @@ Relevance (printed with the table):
   of normal reports, for instance). Judged on ground truth, never on what the store extracted.
 
 Settings: ``patient priors`` (the ``retrieve_reports`` default: the patient's own reports) and ``all
-patients`` (no filter). Latency is measured per ``ReportStore.search`` call (k=5, snippets included),
+patients`` (no filter), and as an ablation ``all, embedding only``: the nearest five by the embedding
+alone, without the finding terms and re-ranking of ``ReportStore.search``. Latency is measured per ``ReportStore.search`` call (k=5, snippets included),
 first with the machine as it is ("idle": only what else runs on it) and then with ``--load`` busy
 processes beside it ("loaded"), same queries, one run; ``os.getloadavg`` is printed with each.
 
@@ -207,6 +208,19 @@ def _timed(store: ReportStore, queries: list[tuple[str, ReportFilter | None]]) -
     return latencies, cpu, results
 
 
+def _recall(sample: list[Study], ranked: list[list[str]], keys: dict) -> dict[str, float]:
+    """Strict and finding-equivalent recall@1 and @5 of ranked report ids, one list per sampled study."""
+    strict1 = strict5 = equiv1 = equiv5 = 0
+    for study, ids in zip(sample, ranked):
+        same = [i == study.report_id or keys[i] == keys[study.report_id] for i in ids[:5]]
+        strict1 += bool(ids) and ids[0] == study.report_id
+        strict5 += study.report_id in ids[:5]
+        equiv1 += bool(same) and same[0]
+        equiv5 += any(same)
+    n = len(sample)
+    return {"strict@1": strict1 / n, "strict@5": strict5 / n, "equiv@1": equiv1 / n, "equiv@5": equiv5 / n}
+
+
 def run(n_reports: int, n_queries: int, seed: int, load: int) -> dict:
     torch.set_num_threads(1)  # bulk embedding on a shared machine: one core
     rng = random.Random(seed)
@@ -236,18 +250,13 @@ def run(n_reports: int, n_queries: int, seed: int, load: int) -> dict:
             load_before = os.getloadavg()[0]
             latencies, cpu, results = _timed(store, asked)
             figures["latency"][(setting, "idle")] = (latencies, cpu, load_before, os.getloadavg()[0])
-            strict1 = strict5 = equiv1 = equiv5 = 0
-            for study, hits in zip(sample, results):
-                ids = [h.report_id for h in hits]
-                same = [i == study.report_id or keys[i] == keys[study.report_id] for i in ids]
-                strict1 += bool(ids) and ids[0] == study.report_id
-                strict5 += study.report_id in ids
-                equiv1 += bool(same) and same[0]
-                equiv5 += any(same)
-            n = len(sample)
-            figures["settings"][setting] = {"strict@1": strict1 / n, "strict@5": strict5 / n,
-                                            "equiv@1": equiv1 / n, "equiv@5": equiv5 / n}
+            figures["settings"][setting] = _recall(sample, [[h.report_id for h in r] for r in results], keys)
             if setting == "all patients":
+                # Ablation: the embedding alone (no finding terms, no re-ranking), same queries.
+                nearest = [store.collection.query(query_embeddings=store._embed([q]), n_results=5,
+                                                  include=["metadatas"])["metadatas"][0] for q in queries]
+                figures["settings"]["all, embedding only"] = _recall(
+                    sample, [[str(m["report_id"]) for m in metas] for metas in nearest], keys)
                 figures["examples"] = [(q, s.report_id, [h.report_id for h in r[:3]], r[0].snippet if r else "",
                                         [keys[h.report_id] == keys[s.report_id] for h in r[:3]])
                                        for q, s, r in list(zip(queries, sample, results))[:4]]
@@ -287,9 +296,9 @@ def main() -> None:
           f"{f['equivalents']:.1f} corpus reports have the same structured findings as the queried one")
     print("relevance: strict = the source report only; finding-equivalent = the source report or any report\n"
           "whose structured findings (segment, kind, grade) are identical to it.")
-    print(f"{'setting':<16} {'strict@1':>9} {'strict@5':>9} {'equiv@1':>9} {'equiv@5':>9}")
+    print(f"{'setting':<20} {'strict@1':>9} {'strict@5':>9} {'equiv@1':>9} {'equiv@5':>9}")
     for name, s in f["settings"].items():
-        print(f"{name:<16} {s['strict@1']:>9.3f} {s['strict@5']:>9.3f} {s['equiv@1']:>9.3f} {s['equiv@5']:>9.3f}")
+        print(f"{name:<20} {s['strict@1']:>9.3f} {s['strict@5']:>9.3f} {s['equiv@1']:>9.3f} {s['equiv@5']:>9.3f}")
     print(f"\n{'latency (ms)':<16} {'machine':<19} {'p50':>6} {'p95':>6} {'max':>6} {'cpu p50':>8} {'cpu p95':>8}"
           "   load avg (1 min) before -> after")
     for (setting, state), (lat, cpu, before, after) in f["latency"].items():
