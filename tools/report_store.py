@@ -753,9 +753,12 @@ def _default_store() -> ReportStore:
 
 def retrieve_reports(store: ReportStore, params: RetrieveReportsInput, patient_hash: str | None) -> list[ReportHit]:
     """Run a :class:`RetrieveReportsInput` against ``store`` for the session's patient."""
-    if params.scope != "all" and not patient_hash:
-        raise ReportStoreError("the loaded study has no patient hash, so its priors cannot be told apart: "
-                               "search with scope 'all'")
+    # Without a patient hash (a NIfTI study carries no patient identity) "similar cases" can still be
+    # searched, excluding nobody; "this patient's priors" cannot be told apart from anyone else's.
+    if params.scope == "this_patient" and not patient_hash:
+        raise ReportStoreError("the loaded study carries no patient identity (NIfTI files have none), so this "
+                               "patient's prior reports cannot be found; ask for similar cases from other "
+                               "patients instead, or load the study from DICOM")
     filters = ReportFilter(
         patient_hash=patient_hash if params.scope == "this_patient" else None,
         exclude_patient_hash=patient_hash if params.scope == "other_patients" else None,

@@ -184,8 +184,12 @@ def test_langchain_tool_reads_store_and_patient_from_config(store):
     schema = rs.retrieve_reports_tool.args
     assert set(schema) == {"query", "scope", "modality", "date_from", "date_to", "k"}
     assert all(field.get("description") for field in schema.values())
-    with pytest.raises(rs.ReportStoreError, match="no patient hash"):
-        rs.retrieve_reports_tool.invoke({"query": "LAD"}, config={"configurable": {rs.STORE_CONFIG_KEY: store}})
+    anonymous = {"configurable": {rs.STORE_CONFIG_KEY: store}}  # e.g. a NIfTI study: no patient identity
+    with pytest.raises(rs.ReportStoreError, match="no patient identity.*similar cases"):
+        rs.retrieve_reports_tool.invoke({"query": "LAD"}, config=anonymous)
+    similar = rs.retrieve_reports_tool.invoke({"query": "severe proximal LAD", "scope": "other_patients"},
+                                              config=anonymous)
+    assert similar, "similar cases need no patient identity"
 
 
 def test_read_reports_from_a_folder(tmp_path):
