@@ -419,6 +419,12 @@ def _could_not(done: list[ToolOutcome], what: str) -> str:
     return f"I could not {what}. " + " ".join(_failure_notes(done))
 
 
+def _patient_identity() -> str:
+    return ("I cannot tell you who the patient is: studies are de-identified when they are loaded (name, "
+            "identifiers, birth date and address are removed and never stored here). Check the patient's identity "
+            "in the PACS or the hospital information system.")
+
+
 def _unknown(q: ParsedQuestion | None, done: list[ToolOutcome]) -> str:
     named = q and (q.segment or q.artery or q.structure)
     if named:
@@ -435,6 +441,7 @@ WRITERS: dict[str, Callable[..., str]] = {
     "segment": lambda q, done, verdict: _segment(q, done),
     "risk": _risk,
     "reports": lambda q, done, verdict: _reports(q, done),
+    "patient_identity": lambda q, done, verdict: _patient_identity(),
 }
 
 

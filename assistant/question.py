@@ -16,7 +16,7 @@ from tools.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME, find_anatomy
 
 Intent = Literal[
     "stent_coverage", "calcium_score", "stenosis", "segment", "presence", "risk", "reports",
-    "study_info", "unknown",
+    "study_info", "patient_identity", "unknown",
 ]
 
 FindingWord = Literal["calcification", "plaque", "stent", "occlusion", "stenosis", "lesion"]
@@ -56,6 +56,11 @@ _YES_NO_START = re.compile(r"^\s*(is|are|does|do|will|would|can|could|should|has
                            r"(?!\s+(you|u)\b)", re.I)  # "can you segment ..." is a request, not a yes/no question
 
 _INTENT_PATTERNS: list[tuple[Intent, re.Pattern]] = [
+    # First: a question after who the patient is gets the de-identification answer, never a tool call.
+    ("patient_identity", re.compile(r"\b(?:patient'?s?|his|her|their)\s+(?:full\s+)?(?:name|identity|address|"
+                                    r"date of birth|birth ?date|dob|mrn|medical record number|phone|insurance)\b|"
+                                    r"\bwho is (?:the|this) patient\b|\bname of (?:the|this) patient\b|"
+                                    r"\b(?:date of birth|medical record number|mrn)\b", re.I)),
     ("stent_coverage", re.compile(r"\bstent\b.*\b(cover|long enough|enough|fit|land|suffic)|"
                                   r"\b(cover|covers|covering)\b.*\bstent\b|\bwhich stent\b|\bstent (length|size)\b",
                                   re.I)),

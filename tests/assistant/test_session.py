@@ -67,6 +67,14 @@ def test_without_labels_or_checkpoint_segmentation_says_both(no_checkpoint, pati
     assert answer.masks == []
 
 
+@pytest.mark.parametrize("question", ["What is the patient's name?", "Who is this patient?",
+                                      "What's his date of birth and MRN?"])
+def test_identity_questions_get_the_de_identification_answer_and_no_tool_runs(patient, question):
+    answer = session_for(patient).ask(question)
+    assert answer.tool_calls == []
+    assert "de-identified" in answer.answer and "did not understand" not in answer.answer
+
+
 def test_no_study_loaded_is_a_message(tmp_path):
     answer = session_for(None).ask("What is the calcium score?")
     assert "no study is loaded" in answer.answer
