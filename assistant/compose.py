@@ -202,12 +202,27 @@ def _stenosis(q: ParsedQuestion, done: list[ToolOutcome], verdict: str | None) -
         worst = max(with_lesion, key=lambda o: o.result["lesion"]["stenosis_percent"], default=None)
         head = (f"The most severe narrowing is on the {worst.result['vessel']}. " if worst is not None
                 else "No lesion was found on the measured vessels. ")
+        if re.search(r"\bcad-?rads\b", q.text, re.I):
+            head = _patient_cad_rads(measured) + head
         text = _lead(verdict) + head + " ".join(_sentence(line[0].upper() + line[1:]) for line in lines)
     if stent_line:
         text = stent_line + " " + text
         if re.search(r"\bhow long\b|\blength\b", q.text, re.I):
             text += " The stent's own length is not measured by the available tools."
     return text + _source_note([o.result for o in measured]) + "".join(" " + n for n in _failure_notes(done))
+
+
+def _patient_cad_rads(measured: list[ToolOutcome]) -> str:
+    """The patient-level CAD-RADS 2.0 category over the measured arteries' worst lesions, by the
+    guideline's rules in :func:`tools.cadrads.cad_rads` (left main and three-vessel 4B included)."""
+    from tools.cadrads import cad_rads
+
+    lesions = [o.result["lesion"] for o in measured if o.result.get("lesion")]
+    worst = cad_rads({les["segment"]: les["stenosis_percent"] for les in lesions},
+                     stent=any(o.result["measurement"]["stent_present"] for o in measured))
+    vessels = ", ".join(o.result["vessel"] for o in measured)
+    return (f"Patient-level CAD-RADS {worst.category}{''.join('/' + m for m in worst.modifiers)} "
+            f"({worst.reason}) over the {vessels} main vessels measured here; side branches are not measured. ")
 
 
 def _stent(q: ParsedQuestion, done: list[ToolOutcome], verdict: str | None) -> str:

@@ -246,6 +246,10 @@ def questions_for(truth: Truth) -> list[Question]:
     worst_artery = SEGMENTS_BY_CODE[worst.segment].artery if worst else None
     qs.append(Question("Which vessel has the tightest stenosis?", "stenosis",
                        worst_artery or "none >= 25%", worst_vessel(worst_artery)))
+    category = truth.case.findings.cad_rads if truth.case.findings else None
+    if category:
+        qs.append(Question("What is the CAD-RADS category?", "stenosis", f"CAD-RADS {category}",
+                           text_has(f"Patient-level CAD-RADS {category} ")))
 
     if plad and plad_percent and plad_percent >= 25:
         length = max(f.length_mm for f in plad)
