@@ -93,6 +93,9 @@ def test_evaluate_cli_json_and_table(tiny_run, capsys):
     assert main(["evaluate", "--checkpoint", str(checkpoint), "--data", str(data), "--max-records", "8"]) == 0
     text = capsys.readouterr().out
     assert "Dice LAD" in text and "gap to the issue 5 targets" in text
+    assert main(["evaluate", "--checkpoint", str(checkpoint), "--data", str(data), "--max-records", "8",
+                 "--name", "shifted generator", "--json"]) == 0
+    assert set(json.loads(capsys.readouterr().out)[0]["splits"]) >= {"shifted generator"}
 
 
 def test_evaluate_errors(tmp_path, tiny_run):
