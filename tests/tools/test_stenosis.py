@@ -8,7 +8,7 @@ import pytest
 from tools import case_format as cf
 from tools.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
 from tools.context import StudyContext
-from tools.stenosis import (StenosisError, measure_lesion, measure_lesion_tool, measure_study,
+from tools.stenosis import (StenosisConfig, StenosisError, measure_lesion, measure_lesion_tool, measure_study,
                             measure_vessel)
 from tools.study import Study
 
@@ -201,6 +201,27 @@ def test_70_percent_stenosis_at_1mm_voxels_reads_70_not_higher():
             readings.append(les.stenosis_percent)
     assert np.mean(readings) == pytest.approx(70.0, abs=5)
     assert sum(abs(r - 70.0) <= 5 for r in readings) >= 6, readings
+
+
+def test_sampling_dips_of_a_two_voxel_lumen_are_not_plaque_free_lesions():
+    # A 3.6 mm tube at 1.6-1.8 mm voxels is the 2 mm distal vessel at 1 mm voxels: its binary mask
+    # ripples by 25-35 % over 1-2 mm, which read as plaque-free lesions before they had to span
+    # min_plaque_free_voxels voxel lengths.
+    from training.phantoms.tubes import OBLIQUE, straight_tube
+
+    for voxel in (1.6, 1.8):
+        for direction in (OBLIQUE, (0.6, 0.1, 0.8), (0.3, 0.5, 0.8)):
+            for offset in ((0.37, 0.21, 0.0), (0.1, 0.6, 0.3), (0.0, 0.0, 0.0), (0.5, 0.5, 0.5)):
+                labels, affine, cl = straight_tube(0.0, voxel=voxel, direction=direction, offset=offset, total=60)
+                lesions = measure_vessel(labels, affine, ("pLAD", "mLAD"), centerlines=cl).lesions
+                assert all(les.plaque for les in lesions), (voxel, direction, offset)
+
+
+def test_a_short_occlusion_without_plaque_is_still_a_lesion():
+    labels, affine, cl = tube(percent=0.0, plaque=False, occlusion=(20.0, 24.0))
+    strict = StenosisConfig(min_plaque_free_voxels=20)  # 8 mm at 0.4 mm voxels, longer than the occlusion
+    les = measure_vessel(labels, affine, ("pLAD", "mLAD"), centerlines=cl, config=strict).worst_lesion()
+    assert les is not None and les.occluded
 
 
 # --- phantom findings ---------------------------------------------------------------------------
