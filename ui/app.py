@@ -45,6 +45,7 @@ class UiSession:
         self.masks: dict[str, np.ndarray] = {}
         self.answer = None  # the last GroundedAnswer, for "Save as DICOM" / "Send to PACS"
         self.exported = None  # (answer, tools.dicom_export.AnswerExport) of the last DICOM export
+        self.plane, self.preset = "axial", "cardiac"  # the viewer's last plane and window, for answer views
 
     def close(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
@@ -77,6 +78,7 @@ def _render(state: UiSession | None, plane: str, index: int, preset: str, shown:
 
     if state is None or state.session.context is None:
         return None
+    state.plane, state.preset = plane, preset  # an answer's mask is then shown where the reader looks
     ctx = state.session.context
     masks = []
     for name in shown or []:
@@ -162,8 +164,10 @@ def build_app(max_upload_mb: int = 2048) -> gr.Blocks:
                 return (state, f"⚠️ The study could not be loaded ({type(err).__name__}).", gr.update(),
                         gr.update(), gr.update(), [])
             state.answer = None  # answers of the previous study are not exported with this one
-            n = ctx.study.shape[2]
-            image = _render(state, "axial", n // 2, preset, [])
+            from tools.render import plane_size
+
+            n = plane_size(ctx.study.shape, plane)  # a new study opens in the plane being read
+            image = _render(state, plane, n // 2, preset, [])
             return (state, _summary_markdown(ctx.study.summary()), image,
                     gr.update(maximum=n - 1, value=n // 2), gr.update(choices=[], value=[]), [])
 
@@ -390,12 +394,12 @@ def _show_answer(state: UiSession, history: list, answer):
     index, viewer = gr.update(), gr.update()
     if shown and ctx is not None:
         from tools.anatomy import mask_color
-        from tools.render import best_slice, render
+        from tools.render import best_slice, plane_size, render
 
-        # Show the slice that holds most of the answer's mask, with the mask drawn.
-        best = best_slice(ctx.extra_masks[shown[0]], "axial")
-        index = gr.update(maximum=ctx.study.shape[2] - 1, value=best)
-        viewer = _display(render(ctx.study.hu, "axial", best, "cardiac",
+        # Show the slice that holds most of the answer's mask, in the plane and window being read.
+        best = best_slice(ctx.extra_masks[shown[0]], state.plane)
+        index = gr.update(maximum=plane_size(ctx.study.shape, state.plane) - 1, value=best)
+        viewer = _display(render(ctx.study.hu, state.plane, best, state.preset,
                                  [(ctx.extra_masks[n], mask_color(n)) for n in shown]))
     return history, "", rows, files, gr.update(choices=names, value=shown), index, viewer
 
