@@ -42,7 +42,7 @@ CHECKPOINT_SUBDIR = "checkpoint"
 STATE_FILE = "train_state.pt"
 LOG_FILE = "log.csv"
 LOG_FIELDS = ("step", "stage", "loss", "mask_loss", "answer_loss", "choice_loss", "landmark_loss",
-              "value_loss", "dice", "answer_accuracy", "lr", "seconds")
+              "value_loss", "anatomy_loss", "dice", "answer_accuracy", "lr", "seconds")
 
 
 class TrainError(ValueError):
@@ -65,6 +65,10 @@ class TrainConfig:
     answer_weight: float = 1.0  # weight of the yes / no / not present and multiple-choice losses
     landmark_weight: float = 1.0  # weight of the landmark loss
     value_weight: float = 0.5  # weight of the measurement regression loss
+    anatomy_weight: float = 1.0  # weight of the dense label-map loss (models with anatomy_head only)
+    balance_targets: bool = False  # draw records so that every target kind (task, and for masks the
+    #                                structure group: chambers, LAD, calcifications...) is equally likely
+    init_from: str = ""  # checkpoint folder whose weights start a new run where names and shapes match
     amp: bool = True  # autocast on CUDA (bfloat16 where supported, else float16 with a scaler); ignored on CPU
     checkpoint_every: int = 100  # steps between checkpoints (and one at the end)
     log_every: int = 10  # steps between log rows
@@ -152,7 +156,7 @@ def sample_from_record(record, case: "PreparedCase", config: CardioVLMConfig) ->
             raise TrainError(f"record {record.id}: answer {target.answer!r} is neither yes/no/not present "
                              f"nor one of its choices")
     # The image tensor is the case's own object: collate stacks it once for all its instructions.
-    return {"image": case.image, "instruction": record.instruction, "stage": int(record.stage), "mask": mask,
+    return {"image": case.image, "anatomy": case.anatomy, "instruction": record.instruction, "stage": int(record.stage), "mask": mask,
             "landmark": landmark, "answer": answer, "choices": list(target.choices), "choice": choice,
             "value": float(target.value) if target.value is not None else math.nan}
 
@@ -167,6 +171,8 @@ class PreparedCase:
     affine: np.ndarray  # (4, 4) study index -> LPS mm
     landmarks_mm: dict[str, list[float]]  # named landmarks in LPS mm
     model_spacing: tuple[float, float, float]  # mm per model voxel (roi_mm / input_shape)
+    anatomy: torch.Tensor | None = None  # (*input_shape) int64 class of each voxel for the dense anatomy
+    #                                      head (index into vlm.model.ANATOMY_LABEL_IDS; -100 = unknown id)
 
 
 def prepare_case(image: np.ndarray, labels: np.ndarray | None, affine: np.ndarray,
@@ -177,11 +183,21 @@ def prepare_case(image: np.ndarray, labels: np.ndarray | None, affine: np.ndarra
 
     spacing = tuple(float(v) for v in np.linalg.norm(affine[:3, :3], axis=0))
     cube, roi = HeartRoi(config)(image, spacing)
-    model_labels = None
+    model_labels, anatomy = None, None
     if labels is not None:
         model_labels = roi.sample(labels.astype(np.float32), mode="nearest").round().to(torch.int32).numpy()
+        anatomy = torch.from_numpy(anatomy_classes(model_labels))
     return PreparedCase(image=cube.float(), labels=model_labels, roi=roi, affine=affine, landmarks_mm=landmarks_mm,
-                        model_spacing=tuple(float(v) for v in np.asarray(roi.step) * spacing))
+                        model_spacing=tuple(float(v) for v in np.asarray(roi.step) * spacing), anatomy=anatomy)
+
+
+def anatomy_classes(labels: np.ndarray) -> np.ndarray:
+    """Label ids -> int64 class indices of the dense anatomy head; ids outside the registry -> -100 (ignored)."""
+    from vlm.model import ANATOMY_LABEL_IDS
+
+    lookup = np.full(max(int(labels.max(initial=0)), max(ANATOMY_LABEL_IDS)) + 1, -100, dtype=np.int64)
+    lookup[list(ANATOMY_LABEL_IDS)] = np.arange(len(ANATOMY_LABEL_IDS))
+    return lookup[np.clip(labels, 0, None).astype(np.int64)]
 
 
 def read_curriculum(path: str | Path, *, include_held_out: bool = False) -> list:
@@ -226,6 +242,7 @@ class CurriculumSamples(torch.utils.data.Dataset):
         self.config = config
         self.stages = [int(r.stage) for r in self.records]
         self.groups = [r.study_id for r in self.records]  # records of one case share one image
+        self.kinds = [target_kind(r) for r in self.records]  # for balanced draws
         self.cache_cases = cache_cases
         self._cases: OrderedDict[str, tuple] = OrderedDict()
         missing = sorted({r.study_id for r in self.records} - {p.name for p in self.data_root.iterdir()}
@@ -261,6 +278,16 @@ class CurriculumSamples(torch.utils.data.Dataset):
         return sample_from_record(record, self._case(record.study_id), self.config)
 
 
+def target_kind(record) -> str:
+    """What a record trains, coarsely: its task, and for masks the structure group (``vlm.validation``)
+    or "other"; balanced draws (``TrainConfig.balance_targets``) weigh each kind equally."""
+    from vlm.validation import structure_group
+
+    if record.target.mask is not None:
+        return f"{record.task}:{structure_group(list(record.target.mask.label_ids)) or 'other'}"
+    return record.task
+
+
 # --- loop ---------------------------------------------------------------------------------------
 @dataclass
 class TrainResult:
@@ -294,13 +321,16 @@ def collate(samples: list[dict]) -> dict:
     """
     shape = samples[0]["image"].shape
     rows: dict[int, int] = {}
-    images = []
+    images, anatomy = [], []
     for s in samples:
         if id(s["image"]) not in rows:
             rows[id(s["image"])] = len(images)
             images.append(s["image"])
+            anatomy.append(s.get("anatomy"))
     return {
         "image": torch.stack(images),
+        # Per image, like "image": only when every image of the batch has a label map.
+        "anatomy": torch.stack(anatomy) if all(a is not None for a in anatomy) else None,
         "image_index": torch.tensor([rows[id(s["image"])] for s in samples]),
         "instruction": [s["instruction"] for s in samples],
         "has_mask": torch.tensor([s["mask"] is not None for s in samples]),
@@ -331,6 +361,19 @@ def mask_loss(logits: torch.Tensor, target: torch.Tensor, pos_weight: float) -> 
     return bce + (1 - soft_dice).mean()
 
 
+def anatomy_loss(logits: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy over the label map plus soft Dice averaged over the classes present in the batch,
+    so one-voxel-wide coronaries weigh as much as the liver."""
+    ce = F.cross_entropy(logits, classes, ignore_index=-100)
+    valid = (classes >= 0).unsqueeze(1)
+    prob = logits.softmax(1) * valid
+    onehot = F.one_hot(classes.clamp(min=0), logits.shape[1]).movedim(-1, 1) * valid
+    dims = (0, 2, 3, 4)
+    present = onehot.sum(dims) > 0
+    dice = (2 * (prob * onehot).sum(dims) + 1.0) / (prob.sum(dims) + onehot.sum(dims) + 1.0)
+    return ce + (1 - dice[present]).mean()
+
+
 def compute_losses(out, batch: dict, config: TrainConfig) -> dict[str, torch.Tensor]:
     """Per-task losses and metrics of one batch; ``loss`` is their weighted sum."""
     device = out.mask_logits.device
@@ -339,7 +382,12 @@ def compute_losses(out, batch: dict, config: TrainConfig) -> dict[str, torch.Ten
     zero = sum(t.float().sum() for t in (out.mask_logits, out.landmark_logits, out.landmark, out.answer_logits,
                                          out.value)) * 0.0
     losses = {"mask_loss": zero, "answer_loss": zero, "choice_loss": zero, "landmark_loss": zero,
-              "value_loss": zero}
+              "value_loss": zero, "anatomy_loss": zero}
+    if out.anatomy_logits is not None:
+        if batch.get("anatomy") is not None:
+            losses["anatomy_loss"] = anatomy_loss(out.anatomy_logits.float(), batch["anatomy"].to(device))
+        else:
+            zero = zero + out.anatomy_logits.float().sum() * 0.0
     metrics = {"dice": math.nan, "answer_accuracy": math.nan}
     rows = batch["has_mask"].to(device)
     if rows.any():
@@ -375,17 +423,28 @@ def compute_losses(out, batch: dict, config: TrainConfig) -> dict[str, torch.Ten
         losses["value_loss"] = F.smooth_l1_loss(out.value[rows].float(), target)
     losses["loss"] = zero + (config.mask_weight * losses["mask_loss"]
                       + config.answer_weight * (losses["answer_loss"] + losses["choice_loss"])
-                      + config.landmark_weight * losses["landmark_loss"] + config.value_weight * losses["value_loss"])
+                      + config.landmark_weight * losses["landmark_loss"] + config.value_weight * losses["value_loss"]
+                      + config.anatomy_weight * losses["anatomy_loss"])
     return {**losses, **metrics}
 
 
-def _draw(rng: np.random.Generator, pool: np.ndarray, groups: Sequence | None, config: TrainConfig) -> np.ndarray:
-    """``batch_size`` sample indices from ``pool``; with ``groups``, all from ``images_per_step`` cases."""
-    if groups is None:
-        return rng.choice(pool, size=config.batch_size, replace=True)
-    case_of = np.asarray([groups[i] for i in pool])
-    cases = rng.choice(np.unique(case_of), size=min(config.images_per_step, len(np.unique(case_of))), replace=False)
-    return rng.choice(pool[np.isin(case_of, cases)], size=config.batch_size, replace=True)
+def _draw(rng: np.random.Generator, pool: np.ndarray, groups: Sequence | None, config: TrainConfig,
+          weights: np.ndarray | None = None) -> np.ndarray:
+    """``batch_size`` sample indices from ``pool``; with ``groups``, all from ``images_per_step`` cases.
+    ``weights`` (one per dataset index) makes some records likelier than others."""
+    if groups is not None:
+        case_of = np.asarray([groups[i] for i in pool])
+        cases = rng.choice(np.unique(case_of), size=min(config.images_per_step, len(np.unique(case_of))),
+                           replace=False)
+        pool = pool[np.isin(case_of, cases)]
+    p = None if weights is None else weights[pool] / weights[pool].sum()
+    return rng.choice(pool, size=config.batch_size, replace=True, p=p)
+
+
+def balanced_weights(kinds: Sequence[str]) -> np.ndarray:
+    """One weight per record, 1 / (records of its kind): every kind is drawn equally often."""
+    names, inverse, counts = np.unique(np.asarray(kinds), return_inverse=True, return_counts=True)
+    return 1.0 / counts[inverse]
 
 
 def _learning_rate(step: int, total: int, config: TrainConfig) -> float:
@@ -451,6 +510,8 @@ def train(dataset, out_dir: str | Path, *, model_config: CardioVLMConfig, train_
                              "the same --config")
     else:
         model = CardioVLM(model_config).to(device)
+        if train_config.init_from:
+            _init_from(model, Path(train_config.init_from))
     model.train()
     parameters = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=train_config.lr, weight_decay=train_config.weight_decay)
@@ -469,6 +530,11 @@ def train(dataset, out_dir: str | Path, *, model_config: CardioVLMConfig, train_
     plan = stage_plan(stages, train_config)
     total = plan[-1][1]
     groups = getattr(dataset, "groups", None) if train_config.images_per_step else None
+    weights = None
+    if train_config.balance_targets:
+        if getattr(dataset, "kinds", None) is None:
+            raise TrainError("balance_targets needs a dataset with a `kinds` attribute (e.g. CurriculumSamples)")
+        weights = balanced_weights(dataset.kinds)
     by_stage: dict[int | None, np.ndarray] = {None: np.arange(len(stages))}
     for s in set(stages):
         by_stage[s] = np.flatnonzero(np.asarray(stages) == s)
@@ -479,7 +545,7 @@ def train(dataset, out_dir: str | Path, *, model_config: CardioVLMConfig, train_
         stage = _phase_at(plan, step)
         # Seeded by (seed, rank, step): a resumed run draws exactly what the uninterrupted run would.
         rng = np.random.default_rng([train_config.seed, rank, step])
-        indices = _draw(rng, by_stage[stage], groups, train_config)
+        indices = _draw(rng, by_stage[stage], groups, train_config, weights)
         batch = collate([dataset[int(i)] for i in indices])
         lr = _learning_rate(step, total, train_config)
         for group in optimizer.param_groups:
@@ -514,6 +580,21 @@ def train(dataset, out_dir: str | Path, *, model_config: CardioVLMConfig, train_
         dist.destroy_process_group()
     model.eval()
     return TrainResult(model=model, steps=step, history=history)
+
+
+def _init_from(model: CardioVLM, folder: Path) -> None:
+    """Copy the tensors of checkpoint ``folder`` whose names and shapes match (fine-tuning a grown model)."""
+    from safetensors.torch import load_file
+
+    from vlm.checkpoint_io import WEIGHTS_FILE, read_config
+
+    read_config(folder)  # a clear CheckpointError for a folder that is no checkpoint
+    state = load_file(str(folder / WEIGHTS_FILE))
+    own = model.state_dict()
+    matching = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not matching:
+        raise TrainError(f"init_from {folder}: no weight matches this model's names and shapes")
+    model.load_state_dict(matching, strict=False)
 
 
 def _save_state(model: CardioVLM, optimizer, scaler, step: int, config: TrainConfig, out_dir: Path) -> None:

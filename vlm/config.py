@@ -24,6 +24,8 @@ class CardioVLMConfig:
     init_filters: int = 8  # SegResNet channels at full resolution; doubled per level
     blocks_down: tuple[int, ...] = (1, 2, 2, 4)  # residual blocks per encoder level; len = levels
     feature_channels: int = 16  # per-voxel decoder feature size the [SEG]/[LMK] queries are dotted with
+    anatomy_head: bool = False  # a 1x1x1 classifier of every registry label on the voxel features, trained
+    #                             with the label map (dense supervision); unused at inference
     # --- instruction side ---
     text_encoder: Literal["minilm", "hashed"] = "minilm"  # frozen offline MiniLM, or a tiny hashed-word encoder
     text_vocab_size: int = 4096  # hash buckets of the "hashed" encoder (ignored for MiniLM)

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from tools.anatomy import label_table
 from vlm.config import ANSWER_CLASSES, CardioVLMConfig
 from vlm.image_encoder import ImageEncoder
 from vlm.result import VLMResult, study_fingerprint
@@ -19,6 +20,8 @@ from vlm.text_encoder import InstructionEncoder
 from vlm.transforms import HeartRoi, RoiGrid, fraction_to_index
 
 NUM_QUERIES = 3  # [SEG], [LMK], [ANS]
+# Classes of the dense anatomy head: background then every label of the anatomy registry, in id order.
+ANATOMY_LABEL_IDS: tuple[int, ...] = tuple(sorted(label_table()))
 
 
 @dataclass
@@ -32,6 +35,8 @@ class VLMOutput:
     answer_logits: torch.Tensor  # (B, 3) over ANSWER_CLASSES: yes, no, not present
     choice_logits: torch.Tensor | None  # (B, C) one score per option, -inf on padding options
     value: torch.Tensor  # (B,) log1p of a measured quantity (for "measure" instructions)
+    anatomy_logits: torch.Tensor | None = None  # (M, L, I, J, K) per-image scores of the L registry labels
+    #                                              (ANATOMY_LABEL_IDS); only with config.anatomy_head
 
 
 class CardioVLM(nn.Module):
@@ -77,6 +82,9 @@ class CardioVLM(nn.Module):
         self.choice_query = nn.Linear(width, width)
         self.choice_key = nn.Linear(width, width)
         self.value_head = nn.Linear(width, 1)
+        # Dense supervision with the whole label map makes the voxel features tell every structure apart,
+        # so the [SEG] query only has to pick one; per-instruction masks alone teach this slowly.
+        self.anatomy_head = nn.Conv3d(c, len(ANATOMY_LABEL_IDS), 1) if config.anatomy_head else None
         # Fraction coordinates of every model voxel centre, for the soft-argmax.
         grids = torch.meshgrid(*[(torch.arange(n) + 0.5) / n for n in config.input_shape], indexing="ij")
         self.register_buffer("voxel_fractions", torch.stack([g.flatten() for g in grids], 1), persistent=False)
@@ -159,7 +167,10 @@ class CardioVLM(nn.Module):
                 image_index: torch.Tensor | None = None) -> VLMOutput:
         """(M, 1, I, J, K) preprocessed images with B instructions -> :class:`VLMOutput` (see :meth:`decode`)."""
         tokens, features = self.encode_image(image)
-        return self.decode(tokens, features, instructions, choices, image_index)
+        out = self.decode(tokens, features, instructions, choices, image_index)
+        if self.anatomy_head is not None:
+            out.anatomy_logits = self.anatomy_head(features)
+        return out
 
     # --- inference on a study ------------------------------------------------------------------
     def embed_study(self, study) -> tuple[torch.Tensor, torch.Tensor, RoiGrid]:

@@ -53,8 +53,8 @@ def shapes_samples(n: int, seed: int) -> list[dict]:
     return samples
 
 
-def tiny_config() -> CardioVLMConfig:
-    return CardioVLMConfig.tiny(input_shape=(SIZE,) * 3)
+def tiny_config(**overrides) -> CardioVLMConfig:
+    return CardioVLMConfig.tiny(input_shape=(SIZE,) * 3, **overrides)
 
 
 def dice(pred: torch.Tensor, target: torch.Tensor) -> float:
@@ -207,3 +207,68 @@ def test_torchrun_two_cpu_processes_end_with_identical_weights(tmp_path):
     for name in first:
         assert torch.equal(first[name], second[name]), name
     assert (tmp_path / "run" / "checkpoint" / "model.safetensors").is_file()
+
+
+def test_balanced_draws_give_rare_target_kinds_as_many_draws_as_common_ones():
+    from training.train import _draw, balanced_weights
+
+    kinds = ["segment:LAD"] * 90 + ["segment:chambers"] * 10
+    config = TrainConfig(batch_size=2000)
+    rng = np.random.default_rng(0)
+    pool = np.arange(len(kinds))
+    plain = _draw(rng, pool, None, config)
+    balanced = _draw(rng, pool, None, config, balanced_weights(kinds))
+    assert np.mean(plain >= 90) < 0.15  # unweighted: chambers are 10 % of the records
+    assert 0.45 < np.mean(balanced >= 90) < 0.55  # balanced: half of the draws
+
+
+def test_anatomy_classes_map_registry_ids_and_ignore_unknown_ones():
+    from training.train import anatomy_classes
+    from vlm.model import ANATOMY_LABEL_IDS
+
+    classes = anatomy_classes(np.array([[[0, 15, 25, 99]]]))
+    assert classes.tolist() == [[[0, ANATOMY_LABEL_IDS.index(15), ANATOMY_LABEL_IDS.index(25), -100]]]
+
+
+def test_anatomy_head_and_balanced_targets_train_from_case_folders(tmp_path):
+    from tools.anatomy import STRUCTURES_BY_NAME
+    from ui.cli import main
+
+    _write_case(tmp_path / "data" / "case_000")
+    aorta = STRUCTURES_BY_NAME["aorta"].label_id
+    lines = [{"curriculum_version": "1"},
+             _record(0, "segment", "segment the aorta", {"mask": {"label_ids": [aorta]}}),
+             _record(1, "yes_no", "is there a stent?", {"answer": "no"}, stage=3)]
+    curriculum = tmp_path / "data" / "curriculum.jsonl"
+    curriculum.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"model": tiny_config(anatomy_head=True).to_dict(),
+                                  "train": {"steps_per_stage": 0, "mixed_steps": 30, "log_every": 1, "lr": 3e-3,
+                                            "batch_size": 2, "images_per_step": 1, "balance_targets": True}}))
+    out = tmp_path / "out"
+    assert main(["train", "--curriculum", str(curriculum), "--config", str(config), "--out", str(out)]) == 0
+    import csv
+
+    rows = list(csv.DictReader((out / "log.csv").open()))
+    anatomy = [float(r["anatomy_loss"]) for r in rows]
+    assert anatomy[0] > 0 and np.mean(anatomy[-5:]) < 0.85 * np.mean(anatomy[:5])  # the label map is learned
+    model = vlm.load(out / "checkpoint", device="cpu")
+    assert model.config.anatomy_head and model.anatomy_head is not None
+
+
+def test_init_from_copies_matching_weights_and_keeps_new_ones(tmp_path):
+    from training.train import _init_from
+
+    torch.manual_seed(0)
+    old = CardioVLM(tiny_config())
+    old.save(tmp_path / "old")
+    torch.manual_seed(1)
+    grown = CardioVLM(tiny_config(anatomy_head=True))
+    head_before = grown.anatomy_head.weight.clone()
+    _init_from(grown, tmp_path / "old")
+    assert torch.equal(grown.answer_head.weight, old.answer_head.weight)
+    assert torch.equal(grown.anatomy_head.weight, head_before)  # not in the old checkpoint: left as initialised
+    from vlm.checkpoint_io import CheckpointError
+
+    with pytest.raises(CheckpointError, match="does not exist"):
+        _init_from(grown, tmp_path / "missing")
