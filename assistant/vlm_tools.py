@@ -30,6 +30,10 @@ class VLMUnavailable(StudyError):
     """No usable trained checkpoint: the message says where one was looked for."""
 
 
+class VLMBelowBar(VLMUnavailable):
+    """The checkpoint's held-out Dice for the asked kind of structure is below ``settings.vlm_min_dice``."""
+
+
 _lock = threading.Lock()
 _loaded: dict[str, tuple[float, object]] = {}  # checkpoint folder -> (weights mtime, model)
 
@@ -79,6 +83,27 @@ def _measured_dice(target: str) -> float | None:
 
     value = measured_dice(get_settings().checkpoint_dir, target)
     return None if value is None else round(value, 3)
+
+
+def _check_mask_quality(target: str) -> float | None:
+    """The checkpoint's held-out Dice for ``target``; raises :class:`VLMBelowBar` when it is below the bar.
+
+    A mask drawn on a patient's images reads as a finding, so one the model cannot draw reliably (on
+    its own held-out phantoms) is not drawn at all.
+    """
+    from vlm.validation import structure_group_of_text
+
+    measured, bar = _measured_dice(target), get_settings().vlm_min_dice
+    if bar <= 0 or (measured is not None and measured >= bar):
+        return measured
+    group = structure_group_of_text(target) or target
+    if measured is None:
+        reason = f"has no held-out evaluation for '{group}' (no score in its evaluation.json)"
+    else:
+        reason = f"reached Dice {measured:.2f} for '{group}' on held-out synthetic phantoms"
+    raise VLMBelowBar(f"no VLM mask of the {target} is drawn: the installed checkpoint {reason}, below the "
+                      f"{bar:.2f} required (CARDIOVLM_VLM_MIN_DICE); a label map or TotalSegmentator can "
+                      "segment it instead")
 
 
 def _note() -> str:
@@ -138,6 +163,8 @@ class VLMAskResult(BaseModel):
 
 # -------------------------------------------------------------------------------------------- tools
 def vlm_segment(ctx: StudyContext, target: str) -> VLMSegmentResult:
+    load_vlm()  # "no checkpoint installed" comes before any judgement of its scores
+    measured = _check_mask_quality(target)
     result = _run(ctx, f"segment the {target}")
     mask = np.asarray(result.mask, dtype=bool)
     voxels = int(mask.sum())
@@ -149,7 +176,7 @@ def vlm_segment(ctx: StudyContext, target: str) -> VLMSegmentResult:
     return VLMSegmentResult(target=target, present=voxels > 0, voxels=voxels,
                             volume_mm3=round(voxels * float(np.prod(ctx.study.spacing)), 1),
                             mask_confidence=round(result.mask_confidence, 3), mask_path=path,
-                            measured_dice=_measured_dice(target), note=_note())
+                            measured_dice=measured, note=_note())
 
 
 @tool("vlm_segment", args_schema=VLMSegmentInput)

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path.home() / ".cardiovlm", description="user data: report store, sessions")
     demo_cases_dir: Path = Field(PACKAGE_ROOT / "tools" / "demo_cases", description="bundled demo studies")
     checkpoint_dir: Path = Field(PACKAGE_ROOT / "vlm" / "checkpoint", description="shipped VLM checkpoint")
+    vlm_min_dice: float = Field(
+        0.5, ge=0.0, le=1.0, description="VLM masks are drawn only for kinds of structure whose held-out phantom "
+        "Dice (the checkpoint's evaluation.json) reaches this; 0 draws every mask, even of an unevaluated checkpoint")
 
     # --- report store (chromadb) ---
     reports_dir: Path | None = Field(

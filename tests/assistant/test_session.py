@@ -144,16 +144,26 @@ def test_vlm_tools_run_a_real_checkpoint(tmp_path, monkeypatch, patient):
         asked = vlm_ask_tool.invoke({"question": "is there a stent in the RCA?"}, config=config)
         assert asked["answer"] in ("yes", "no", "not present")
         assert sum(asked["answer_probabilities"].values()) == pytest.approx(1.0, abs=0.01)
+        # An unevaluated checkpoint draws no mask by default: a mask on the images reads as a finding.
+        with pytest.raises(vt.VLMBelowBar, match="no held-out evaluation for 'LAD'.*CARDIOVLM_VLM_MIN_DICE"):
+            vlm_segment_tool.invoke({"target": "LAD"}, config=config)
+        monkeypatch.setenv("CARDIOVLM_VLM_MIN_DICE", "0")
+        get_settings.cache_clear()
         seg = vlm_segment_tool.invoke({"target": "LAD"}, config=config)
         assert seg["voxels"] == 0 or os.path.exists(seg["mask_path"])
         # Without an evaluation.json the measured Dice is unknown; the synthetic-data note is always there.
         assert seg["measured_dice"] is None and "not for clinical use" in seg["note"]
         assert "not for clinical use" in asked["note"]
+        assert seg["volume_mm3"] == pytest.approx(seg["voxels"] * 0.4**3, abs=0.1)
         from vlm.validation import EVALUATION_FILE, HELD_OUT_SPLIT
 
-        (tmp_path / "ckpt" / EVALUATION_FILE).write_text(json.dumps([{"splits": {HELD_OUT_SPLIT: {"Dice LAD": 0.61}}}]))
+        monkeypatch.delenv("CARDIOVLM_VLM_MIN_DICE")
+        get_settings.cache_clear()
+        (tmp_path / "ckpt" / EVALUATION_FILE).write_text(json.dumps(
+            [{"splits": {HELD_OUT_SPLIT: {"Dice LAD": 0.61, "Dice RCA": 0.12}}}]))
         assert vlm_segment_tool.invoke({"target": "proximal LAD"}, config=config)["measured_dice"] == 0.61
-        assert seg["volume_mm3"] == pytest.approx(seg["voxels"] * 0.4**3, abs=0.1)
+        with pytest.raises(vt.VLMBelowBar, match="Dice 0.12 for 'RCA'"):
+            vlm_segment_tool.invoke({"target": "RCA"}, config=config)
     finally:
         get_settings.cache_clear()
 
