@@ -423,8 +423,11 @@ def _reports(q: ParsedQuestion, done: list[ToolOutcome]) -> str:
 
 def _vlm_answer(done: list[ToolOutcome], verdict: str | None) -> str:
     r = _ok(done, "vlm_ask")[-1].result
+    accuracy = r.get("measured_accuracy")
+    measured = ("" if accuracy is None else
+                f" On held-out synthetic phantoms it answered {accuracy:.0%} of such questions right.")
     return (f"{_lead(verdict)}The VLM answers \"{r['answer']}\" (confidence {r['answer_confidence']:.2f}); "
-            f"this is the model's reading, not a measurement. {r['note']}")
+            f"this is the model's reading, not a measurement.{measured} {r['note']}")
 
 
 def _could_not(done: list[ToolOutcome], what: str) -> str:

@@ -154,6 +154,8 @@ def _vlm(tool: str, result: dict) -> list[AnswerFinding]:
     if result.get("answer") is not None and tool == "vlm_ask":
         out.append(_f("VLM answer", result["answer"], "", tool))
         out.append(_f("VLM answer confidence", result["answer_confidence"], "", tool))
+        if result.get("measured_accuracy") is not None:
+            out.append(_f("VLM held-out phantom accuracy", result["measured_accuracy"], "", tool))
     if tool == "vlm_segment":
         out.append(_f(f"{result['target']} volume (VLM)", result["volume_mm3"], "mm^3", tool))
         out.append(_f("VLM mask confidence", result["mask_confidence"], "", tool))

@@ -85,6 +85,15 @@ def _measured_dice(target: str) -> float | None:
     return None if value is None else round(value, 3)
 
 
+def _measured_accuracy(choices: list[str] | None) -> float | None:
+    """Held-out phantom accuracy of the installed checkpoint on yes/no (or multiple-choice) questions."""
+    from vlm.validation import measured_scores
+
+    scores = measured_scores(get_settings().checkpoint_dir) or {}
+    value = scores.get("multiple-choice accuracy" if choices else "yes/no accuracy")
+    return None if value is None else round(float(value), 3)
+
+
 def _check_mask_quality(target: str) -> float | None:
     """The checkpoint's held-out Dice for ``target``; raises :class:`VLMBelowBar` when it is below the bar.
 
@@ -158,6 +167,8 @@ class VLMAskResult(BaseModel):
     answer_confidence: float
     answer_probabilities: dict[str, float]
     choice_probabilities: dict[str, float] | None = None
+    measured_accuracy: float | None = Field(None, description="share of such questions (yes/no, or multiple "
+                                            "choice) this checkpoint answered right on held-out synthetic phantoms")
     note: str = Field(description="where the weights come from and what they are not for")
 
 
@@ -203,4 +214,5 @@ def vlm_ask_tool(question: str, choices: list[str] | None = None, *, config: Run
     return VLMAskResult(question=question, answer=result.answer, answer_confidence=round(result.answer_confidence, 3),
                         answer_probabilities={k: round(v, 3) for k, v in result.answer_probabilities.items()},
                         choice_probabilities=None if result.choice_probabilities is None else
-                        {k: round(v, 3) for k, v in result.choice_probabilities.items()}, note=_note()).model_dump()
+                        {k: round(v, 3) for k, v in result.choice_probabilities.items()},
+                        measured_accuracy=_measured_accuracy(choices), note=_note()).model_dump()

@@ -160,8 +160,9 @@ def test_vlm_tools_run_a_real_checkpoint(tmp_path, monkeypatch, patient):
         monkeypatch.delenv("CARDIOVLM_VLM_MIN_DICE")
         get_settings.cache_clear()
         (tmp_path / "ckpt" / EVALUATION_FILE).write_text(json.dumps(
-            [{"splits": {HELD_OUT_SPLIT: {"Dice LAD": 0.61, "Dice RCA": 0.12}}}]))
+            [{"splits": {HELD_OUT_SPLIT: {"Dice LAD": 0.61, "Dice RCA": 0.12, "yes/no accuracy": 0.83}}}]))
         assert vlm_segment_tool.invoke({"target": "proximal LAD"}, config=config)["measured_dice"] == 0.61
+        assert vlm_ask_tool.invoke({"question": "is there a stent?"}, config=config)["measured_accuracy"] == 0.83
         with pytest.raises(vt.VLMBelowBar, match="Dice 0.12 for 'RCA'"):
             vlm_segment_tool.invoke({"target": "RCA"}, config=config)
     finally:
