@@ -18,6 +18,7 @@ Array transforms take (I, J, K) arrays; the dictionary twin :class:`HeartRoid` t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -94,19 +95,27 @@ class RoiGrid:
         Only the cube's bounding box on the study grid is interpolated."""
         logits = logits.float().reshape(self.model_shape)
         out = torch.full(self.study_shape, outside, dtype=torch.float32, device=logits.device)
+        lo, hi, grid = self._study_box
+        if grid is None:
+            return out
+        box = F.grid_sample(logits[None, None] - outside, grid.to(logits.device), mode="bilinear",
+                            padding_mode="zeros", align_corners=True)[0, 0] + outside
+        out[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] = box
+        return out
+
+    @cached_property
+    def _study_box(self) -> tuple[np.ndarray, np.ndarray, torch.Tensor | None]:
+        """(lo, hi) of the cube's bounding box on the study grid and the sampling grid of its voxels
+        (None when the cube misses the study); kept, as every question on a study maps a mask back."""
         first = self.model_to_study(np.zeros((1, 3)))[0]
         last = self.model_to_study(np.asarray(self.model_shape, dtype=float)[None] - 1)[0]
         lo = np.clip(np.ceil(first), 0, np.asarray(self.study_shape)).astype(int)
         hi = np.clip(np.floor(last) + 1, 0, np.asarray(self.study_shape)).astype(int)
         if np.any(hi <= lo):
-            return out
-        axes = [torch.as_tensor((np.arange(lo[a], hi[a]) - self.origin[a]) / self.step[a], dtype=torch.float32,
-                                device=logits.device) for a in range(3)]
-        grid = self._normalised(axes, self.model_shape)
-        box = F.grid_sample(logits[None, None] - outside, grid, mode="bilinear", padding_mode="zeros",
-                            align_corners=True)[0, 0] + outside
-        out[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] = box
-        return out
+            return lo, hi, None
+        axes = [torch.as_tensor((np.arange(lo[a], hi[a]) - self.origin[a]) / self.step[a], dtype=torch.float32)
+                for a in range(3)]
+        return lo, hi, self._normalised(axes, self.model_shape)
 
     @staticmethod
     def _normalised(axes: list[torch.Tensor], source_shape) -> torch.Tensor:
