@@ -344,6 +344,9 @@ def _segment(q: ParsedQuestion, done: list[ToolOutcome]) -> str:
         if o.name == "vlm_segment":
             dice = facts.get("VLM held-out phantom Dice")
             measured = "" if dice is None else f"; this checkpoint's Dice for such structures on held-out phantoms is {dice}"
+            if not r["present"]:
+                parts.append(f"The VLM found no {r['target']} in this study (its mask is empty{measured}). {r['note']}")
+                continue
             parts.append(f"The VLM segmented the {r['target']}: {facts[r['target'] + ' volume (VLM)']} "
                          f"(mask confidence {facts['VLM mask confidence']}{measured}). {r['note']}")
         elif not r["present"]:

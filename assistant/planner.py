@@ -22,7 +22,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from assistant.compose import compose_answer
 from assistant.evidence import ToolOutcome, current_turn
 from assistant.question import ParsedQuestion
-from tools.anatomy import ARTERIES, SEGMENTS_BY_CODE
+from tools.anatomy import ARTERIES, SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
 from tools.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -205,7 +205,9 @@ def _plan_segment(q: ParsedQuestion, done: list[ToolOutcome], once) -> None:
 
 
 def _segment_target_text(q: ParsedQuestion) -> str:
-    target = q.segment or q.artery or q.structure or q.finding or "coronary arteries"
+    """What the VLM is asked to segment, in the words of its curriculum ('left atrium', not 'la_blood')."""
+    structure = STRUCTURES_BY_NAME[q.structure].display if q.structure in STRUCTURES_BY_NAME else q.structure
+    target = q.segment or q.artery or structure or q.finding or "coronary arteries"
     return f"{q.finding} of the {target}" if q.finding and target != q.finding else str(target)
 
 

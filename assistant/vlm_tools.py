@@ -100,12 +100,12 @@ def _check_mask_quality(target: str) -> float | None:
     A mask drawn on a patient's images reads as a finding, so one the model cannot draw reliably (on
     its own held-out phantoms) is not drawn at all.
     """
-    from vlm.validation import structure_group_of_text
+    from vlm.validation import scored_row
 
     measured, bar = _measured_dice(target), get_settings().vlm_min_dice
     if bar <= 0 or (measured is not None and measured >= bar):
         return measured
-    group = structure_group_of_text(target) or target
+    group = scored_row(target) or target
     if measured is None:
         reason = f"has no held-out evaluation for '{group}' (no score in its evaluation.json)"
     else:

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vlm.validation import ARTERY_IDS, DICE_ROWS, finding_ids_in_text, structure_group
+from vlm.validation import ARTERY_IDS, CHAMBER_ROWS, DICE_ROWS, finding_ids_in_text, structure_group
 
 # Issue 5 targets on held-out seeds: (row, minimum).
 TARGETS: dict[str, float] = {"chambers": 0.90, "aorta": 0.90, "LM": 0.80, "LAD": 0.80, "LCx": 0.80, "RCA": 0.80,
@@ -69,7 +69,8 @@ def lesion_counts(pred: np.ndarray, truth: np.ndarray) -> tuple[int, int, int]:
 class Scores:
     """Accumulated per-record scores of one evaluation split."""
 
-    dice: dict[str, list[float]] = field(default_factory=lambda: {row: [] for row in DICE_ROWS})
+    dice: dict[str, list[float]] = field(default_factory=lambda: {row: [] for row in
+                                                                  (*DICE_ROWS, *CHAMBER_ROWS.values())})
     referring: list[bool] = field(default_factory=list)
     not_present: list[bool] = field(default_factory=list)
     yes_no: list[bool] = field(default_factory=list)
@@ -83,7 +84,8 @@ class Scores:
     def summary(self) -> dict[str, float | int | None]:
         """Row name -> value (None when the split had no record for that row)."""
         mean = lambda xs: float(np.mean(xs)) if xs else None  # noqa: E731
-        out: dict[str, float | int | None] = {f"Dice {row}": mean(self.dice[row]) for row in DICE_ROWS}
+        out: dict[str, float | int | None] = {f"Dice {row}": mean(self.dice[row])
+                                              for row in (*DICE_ROWS, *CHAMBER_ROWS.values())}
         denominator = 2 * self.calc_tp + self.calc_fn + self.calc_fp
         out["calcification F1"] = (2 * self.calc_tp / denominator) if denominator else None
         out["referring accuracy"] = mean(self.referring)
@@ -155,6 +157,8 @@ def score_record(model, record, study, labels: np.ndarray, landmarks: dict, scor
         group = structure_group(target.mask.label_ids)
         if group is not None:
             scores.dice[group].append(dice(result.mask, truth))
+        if len(target.mask.label_ids) == 1 and target.mask.label_ids[0] in CHAMBER_ROWS:
+            scores.dice[CHAMBER_ROWS[target.mask.label_ids[0]]].append(scores.dice[group][-1])
         if group == "calcifications":
             tp, fn, fp = lesion_counts(result.mask, truth)
             scores.calc_tp += tp

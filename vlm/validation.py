@@ -16,6 +16,8 @@ from tools.anatomy import (ARTERIES, HEART_CHAMBERS, SEGMENTS_BY_CODE, STRUCTURE
 
 # Dice rows of the evaluation table, in order.
 DICE_ROWS = ("chambers", "myocardium", "aorta", "LM", "LAD", "LCx", "RCA", "calcifications", "plaques", "stents")
+# Each chamber also gets its own row (the pooled "chambers" row can hide one chamber the model misses).
+CHAMBER_ROWS: dict[int, str] = {STRUCTURES_BY_NAME[n].label_id: STRUCTURES_BY_NAME[n].display for n in HEART_CHAMBERS}
 EVALUATION_FILE = "evaluation.json"  # `cardiovlm evaluate --json` of the checkpoint, next to its weights
 HELD_OUT_SPLIT = "held-out seeds"  # the column the issue's targets are set on
 SYNTHETIC_NOTE = ("CardioVLM weights trained on synthetic phantoms only, on a CPU; research use only, "
@@ -98,10 +100,23 @@ def measured_scores(checkpoint_dir: str | Path) -> dict | None:
     return None
 
 
+def scored_row(target: str) -> str | None:
+    """The evaluation row that scores ``target``: one chamber's own row ('left atrium'), else its group."""
+    if not finding_ids_in_text(target):
+        for kind, key, _ in find_anatomy(target):
+            if kind == "structure" and STRUCTURES_BY_NAME[key].label_id in CHAMBER_ROWS:
+                return CHAMBER_ROWS[STRUCTURES_BY_NAME[key].label_id]
+    return structure_group_of_text(target)
+
+
 def measured_dice(checkpoint_dir: str | Path, target: str) -> float | None:
-    """Held-out Dice the checkpoint reached for the structure group of ``target`` (None: unknown)."""
-    scores, group = measured_scores(checkpoint_dir), structure_group_of_text(target)
-    if scores is None or group is None:
+    """Held-out Dice the checkpoint reached for ``target``: its chamber's row when the evaluation has one,
+    else its structure group's (None: unknown)."""
+    scores = measured_scores(checkpoint_dir)
+    if scores is None:
         return None
-    value = scores.get(f"Dice {group}")
+    row = scored_row(target)
+    value = scores.get(f"Dice {row}") if row else None
+    if value is None and row in CHAMBER_ROWS.values():  # an evaluation from before the per-chamber rows
+        value = scores.get("Dice chambers")
     return None if value is None else float(value)

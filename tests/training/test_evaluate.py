@@ -79,6 +79,12 @@ def test_evaluate_folder_tiny(tiny_run):
     scored = [v for k, v in summary.items() if k != "records" and v is not None]
     assert scored and all(np.isfinite(scored))
     assert all(0.0 <= summary[f"Dice {r}"] <= 1.0 for r in DICE_ROWS if summary[f"Dice {r}"] is not None)
+    from vlm.validation import CHAMBER_ROWS
+
+    # Each chamber has its own row next to the pooled one (the assistant judges a chamber by it).
+    assert {f"Dice {name}" for name in CHAMBER_ROWS.values()} <= set(summary)
+    if summary["Dice chambers"] is not None:
+        assert any(summary[f"Dice {name}"] is not None for name in CHAMBER_ROWS.values())
     assert summary["landmark error mm (mean)"] is None or summary["landmark error mm (mean)"] >= 0
 
 

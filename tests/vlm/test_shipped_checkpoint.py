@@ -83,6 +83,10 @@ def test_assistant_draws_only_the_masks_the_shipped_checkpoint_can_draw(tmp_path
         drawn = session.ask("Segment the left ventricular myocardium")
         assert [(c.name, c.ok) for c in drawn.tool_calls][-1] == ("vlm_segment", True)
         assert drawn.masks and f"{scores['Dice myocardium']:.3f}"[:4] in drawn.answer
+        # A chamber is judged by its own held-out row, not the pooled chambers figure.
+        atrium = session.ask("Segment the left atrium")
+        assert [(c.name, c.ok) for c in atrium.tool_calls][-1] == ("vlm_segment", scores["Dice left atrium"] >= 0.5)
+        assert "la_blood" not in atrium.answer
         refused = session.ask("Segment the LAD")
         assert [(c.name, c.ok) for c in refused.tool_calls][-1] == ("vlm_segment", False)
         assert "below the 0.50 required" in refused.answer and refused.masks == []

@@ -27,3 +27,14 @@ def test_measured_dice_reads_the_held_out_column(tmp_path):
     assert measured_dice(tmp_path, "crux cordis") is None  # no Dice row
     (tmp_path / EVALUATION_FILE).write_text("{not json")
     assert measured_scores(tmp_path) is None
+
+
+def test_a_chamber_is_judged_by_its_own_row_when_the_evaluation_has_one(tmp_path):
+    reports = [{"splits": {HELD_OUT_SPLIT: {"Dice chambers": 0.72, "Dice left atrium": 0.31,
+                                            "Dice left ventricle": 0.9}}}]
+    (tmp_path / EVALUATION_FILE).write_text(json.dumps(reports))
+    assert measured_dice(tmp_path, "left atrium") == 0.31  # the pooled 0.72 would hide a poor atrium
+    assert measured_dice(tmp_path, "left ventricle") == 0.9
+    assert measured_dice(tmp_path, "calcified plaque of the left ventricle") is None  # a finding, not the chamber
+    (tmp_path / EVALUATION_FILE).write_text(json.dumps([{"splits": {HELD_OUT_SPLIT: {"Dice chambers": 0.72}}}]))
+    assert measured_dice(tmp_path, "right atrium") == 0.72  # older evaluations: the pooled row
