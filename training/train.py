@@ -156,7 +156,8 @@ def sample_from_record(record, case: "PreparedCase", config: CardioVLMConfig) ->
             raise TrainError(f"record {record.id}: answer {target.answer!r} is neither yes/no/not present "
                              f"nor one of its choices")
     # The image tensor is the case's own object: collate stacks it once for all its instructions.
-    return {"image": case.image, "anatomy": case.anatomy, "instruction": record.instruction, "stage": int(record.stage), "mask": mask,
+    return {"image": case.image, "anatomy": case.anatomy, "instruction": record.instruction,
+            "stage": int(record.stage), "mask": mask,
             "landmark": landmark, "answer": answer, "choices": list(target.choices), "choice": choice,
             "value": float(target.value) if target.value is not None else math.nan}
 
@@ -443,7 +444,7 @@ def _draw(rng: np.random.Generator, pool: np.ndarray, groups: Sequence | None, c
 
 def balanced_weights(kinds: Sequence[str]) -> np.ndarray:
     """One weight per record, 1 / (records of its kind): every kind is drawn equally often."""
-    names, inverse, counts = np.unique(np.asarray(kinds), return_inverse=True, return_counts=True)
+    _, inverse, counts = np.unique(np.asarray(kinds), return_inverse=True, return_counts=True)
     return 1.0 / counts[inverse]
 
 
