@@ -4,11 +4,19 @@ A ``Session`` owns its :class:`~tools.context.StudyContext`; tools receive it th
 config of that session only, so two sessions never see each other's study or history. A session
 can be saved to a small JSON file (the study path and the message history) and resumed, which is
 how ``cardiovlm ask --session FILE`` keeps follow-ups across calls.
+
+Every successful load is a new *study load* with its own number (``load_id``). A question belongs
+to the load it was asked on: when the study changes while it runs, the question is stopped with
+:class:`StudyChangedError` and its answer never reaches the new study's history. With
+``study_folders`` each load writes into its own folder, so a switch never reuses or overwrites the
+files of the previous study. A study loaded from DICOM keeps its image headers in memory
+(``reference``), so DICOM exports reference the original series even after the files are deleted.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +33,10 @@ from tools.context import StudyContext, load_context
 MAX_HISTORY_MESSAGES = 60  # older turns are dropped: follow-ups only need the recent ones
 
 
+class StudyChangedError(ValueError):
+    """Another study was loaded while a question ran: its answer would describe the previous study."""
+
+
 @dataclass
 class Session:
     model: BaseChatModel
@@ -35,32 +47,39 @@ class Session:
     output_dir: Path | None = None
     report_store: object | None = None  # a tools.report_store.ReportStore; None: the settings' store
     dicom_seg: bool = False  # also write answer masks as DICOM SEG (highdicom)
+    study_folders: bool = False  # each study load writes into its own subfolder of output_dir
 
     def __post_init__(self) -> None:
         self.tools = available_tools()
         self._pacs_tmp: Path | None = None  # where PACS series go when the session has no output folder
         self.graph = build_graph(self.model, self.tools)
+        self.load_id = 0  # counts study loads; a question is fenced to the load it was asked on
+        self.reference = None  # tools.dicom_export.ReferenceSeries of a DICOM study, held in memory
+        self._lock = threading.Lock()  # a load and the end of a question never interleave
 
     def load_study(self, path: str | Path) -> StudyContext:
         """Load a study into this session; on failure the previous study and history stay as they were."""
+        from tools.dicom_export import capture_reference
+
         context = load_context(path)  # raises StudyError with a clinician-readable message
-        return self.use_context(context, study_path=str(path))
+        reference = capture_reference(context.study)  # read now: the files may be deleted after ingest
+        return self.use_context(context, study_path=str(path), reference=reference)
 
     def load_from_pacs(self, client, study_uid: str, series_uid: str, *, progress=None) -> StudyContext:
         """Retrieve a series with ``client`` (a :class:`tools.pacs.PacsClient`) and make it this session's study.
 
-        The files are kept in the session's folder (a DICOM SEG of an answer references them). A
-        refused, interrupted or too large transfer, or a series that does not load, leaves nothing
-        behind and the previous study and history as they were.
+        The retrieved files (they carry the patient's details) are deleted once the series is
+        loaded: the image headers a DICOM SEG references stay in memory (``reference``). A refused,
+        interrupted or too large transfer, or a series that does not load, leaves nothing behind
+        and the previous study and history as they were.
         """
         import shutil
 
         folder = client.retrieve_series(study_uid, series_uid, self._pacs_dir(), progress=progress)
         try:
             return self.load_study(folder)
-        except BaseException:
+        finally:
             shutil.rmtree(folder, ignore_errors=True)
-            raise
 
     def _pacs_dir(self) -> Path:
         if self.output_dir is not None:
@@ -71,11 +90,19 @@ class Session:
             self._pacs_tmp = Path(tempfile.mkdtemp(prefix="cardiovlm-pacs-"))
         return self._pacs_tmp
 
-    def use_context(self, context: StudyContext, *, study_path: str | None = None) -> StudyContext:
-        """Make an already loaded study this session's study; the conversation starts afresh."""
-        if context.output_dir is None:
-            context.output_dir = self.output_dir
-        self.context, self.study_path, self.history = context, study_path, []
+    def use_context(self, context: StudyContext, *, study_path: str | None = None,
+                    reference=None) -> StudyContext:
+        """Make an already loaded study this session's study; the conversation starts afresh.
+
+        A question still running on the previous study is fenced off (see :meth:`ask_stream`).
+        """
+        with self._lock:
+            self.load_id += 1
+            if context.output_dir is None and self.output_dir is not None:
+                context.output_dir = (self.output_dir / f"study-{self.load_id:03d}" if self.study_folders
+                                      else self.output_dir)
+            self.context, self.study_path, self.history = context, study_path, []
+            self.reference = reference
         return context
 
     def config(self) -> dict:
@@ -88,18 +115,33 @@ class Session:
         return {"configurable": configurable}
 
     def ask_stream(self, question: str) -> Iterator[BaseMessage | GroundedAnswer]:
-        """Yield each planning and tool message as it happens, then the grounded answer."""
+        """Yield each planning and tool message as it happens, then the grounded answer.
+
+        Raises:
+            StudyChangedError: another study was loaded meanwhile; the rest of the question is not
+                run and nothing of it enters the new study's history.
+        """
+        with self._lock:
+            context, load_id, previous = self.context, self.load_id, list(self.history)
+            config = self.config()
         human = HumanMessage(content=question)
-        config = self.config()
         new: list[BaseMessage] = []
-        previous = list(self.history)
         for message in run_turn(self.graph, [*previous, human], config):
+            self._fence(load_id)
             new.append(message)
             yield message
-        self.history = [*previous, human, *new][-MAX_HISTORY_MESSAGES:]
-        _drop_leading_orphans(self.history)
-        yield assemble_answer([*previous, human], new, context=self.context, backend=self.backend,
+        with self._lock:
+            self._fence(load_id)
+            self.history = [*previous, human, *new][-MAX_HISTORY_MESSAGES:]
+            _drop_leading_orphans(self.history)
+        # The answer is assembled with the study it was asked on, whatever is loaded by now.
+        yield assemble_answer([*previous, human], new, context=context, backend=self.backend,
                               dicom_seg=self.dicom_seg)
+
+    def _fence(self, load_id: int) -> None:
+        if self.load_id != load_id:
+            raise StudyChangedError("another study was loaded while this question ran, so its answer was "
+                                    "dropped; ask again about the study now loaded")
 
     def ask(self, question: str) -> GroundedAnswer:
         *_, answer = self.ask_stream(question)

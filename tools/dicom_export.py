@@ -1,10 +1,12 @@
 """Results as DICOM a PACS stores next to the images: masks as a Segmentation, findings as an SR.
 
-**Segmentation.** A DICOM SEG must point at the CT images it was drawn on. A study loaded from a
-DICOM folder (or retrieved from the PACS) is referenced as it is (its series is read back from
-``study.source``). A study loaded from NIfTI or a case folder has no DICOM series, so one is written
-first with :func:`tools.dicom_write.write_ct_series` into the session's output folder (once per
-session) and the SEG references that series; the note says so, because a PACS must receive that
+**Segmentation.** A DICOM SEG must point at the CT images it was drawn on. A study loaded from
+DICOM (a folder, a zip, or retrieved from the PACS) is referenced as it is: its series' headers are
+read with :func:`capture_reference` when the study is loaded (the app deletes the uploaded files
+right after), so the SEG and SR keep the study's patient and study identifiers and UIDs. A study
+loaded from NIfTI or a case folder has no DICOM series, so one is written first with
+:func:`tools.dicom_write.write_ct_series` into the study load's output folder (once per folder)
+and the SEG references that series; the note says so, because a PACS must receive that
 series together with the SEG. One segment per structure, coded with SNOMED CT: coronary segments
 with their CID 3014 codes from the anatomy registry, whole arteries, aorta, left ventricle, stents
 and plaque with pydicom's ``codes.SCT`` concepts.
@@ -40,6 +42,7 @@ if TYPE_CHECKING:
 REFERENCE_SERIES_DIR = "ct_series_for_seg"
 PRIVATE_SCHEME = "99CVLM"  # DICOM private coding scheme designators start with "99"
 SEG_SERIES_NUMBER, SR_SERIES_NUMBER = 900, 901
+VLM_MASK_PREFIX = "vlm_"  # assistant.vlm_tools keeps VLM masks apart from label-map masks of the same name
 # Findings' units (assistant.findings) as UCUM; anything else becomes a UCUM annotation "{unit}".
 UCUM = {"mm": ("mm", "millimeter"), "mm2": ("mm2", "square millimeter"), "mm^3": ("mm3", "cubic millimeter"),
         "%": ("%", "percent"), "mg": ("mg", "milligram"), "ng/L": ("ng/L", "nanogram per liter"),
@@ -57,6 +60,7 @@ def anatomy_codes(name: str):
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
+    name = name.removeprefix(VLM_MASK_PREFIX)  # a VLM mask is coded as the structure it shows
     base = name.split("_")[0]
     if name.startswith("stent"):
         return codes.SCT.PhysicalObject, codes.SCT.Stent
@@ -104,19 +108,70 @@ def _series_datasets(folder: Path, series_uid: str | None) -> tuple[list, list[P
     return datasets, paths
 
 
-def reference_series(study: Study, out_dir: Path) -> ReferenceSeries:
-    """The CT images a SEG or SR of ``study`` references (written once per session when needed)."""
-    if study.metadata.get("format") == "DICOM" and study.source and Path(study.source).is_dir():
-        datasets, _ = _series_datasets(Path(study.source), study.metadata.get("series_uid"))
-        if datasets:
-            series_uid = study.metadata.get("series_uid")
-            return ReferenceSeries(datasets, [], f"references the loaded DICOM series {series_uid}")
+def _zip_series_datasets(path: Path, series_uid: str | None) -> list:
+    """Headers of the series' images inside a zip, read from the archive without extracting it."""
+    import zipfile
+
+    import pydicom
+
+    from tools.safe_zip import check_zip
+    from tools.settings import get_settings
+
+    settings = get_settings()
+    datasets = []
+    with zipfile.ZipFile(path) as zf:
+        for info in check_zip(path, max_bytes=settings.max_zip_bytes, max_members=settings.max_zip_members):
+            try:
+                with zf.open(info) as member:
+                    ds = pydicom.dcmread(member, stop_before_pixels=True)
+            except Exception:  # noqa: BLE001 (pydicom raises many kinds on non-DICOM members)
+                continue
+            if "ImagePositionPatient" in ds and (series_uid is None or str(ds.SeriesInstanceUID) == series_uid):
+                datasets.append(ds)
+    return datasets
+
+
+def capture_reference(study: Study) -> ReferenceSeries | None:
+    """The headers (no pixels) of the DICOM series ``study`` was loaded from, read from ``study.source``.
+
+    Called when a study is loaded, so an export still references the original series (its UIDs,
+    patient and study identifiers) after the uploaded files are deleted. The headers hold the
+    patient's details: keep them in memory for the session only. None for a study not loaded from
+    DICOM, or when the source can no longer be read.
+    """
+    if study.metadata.get("format") != "DICOM" or not study.source:
+        return None
+    source, series_uid = Path(study.source), study.metadata.get("series_uid")
+    try:
+        if source.is_dir():
+            datasets, _ = _series_datasets(source, series_uid)
+        elif source.is_file():
+            datasets = _zip_series_datasets(source, series_uid)
+        else:
+            return None
+    except (OSError, ValueError):  # the zip was read once already; a later failure only loses the reference
+        return None
+    if not datasets:
+        return None
+    return ReferenceSeries(datasets, [], f"references the loaded DICOM series {series_uid}")
+
+
+def reference_series(study: Study, out_dir: Path, captured: ReferenceSeries | None = None) -> ReferenceSeries:
+    """The CT images a SEG or SR of ``study`` references: ``captured`` (see :func:`capture_reference`),
+    else the DICOM series it was loaded from, else a series written once into ``out_dir``."""
+    if captured is not None and captured.datasets:
+        return captured
+    found = capture_reference(study)
+    if found is not None:
+        return found
     folder = out_dir / REFERENCE_SERIES_DIR
     if not folder.is_dir() or not any(folder.iterdir()):
         from tools.dicom_write import write_ct_series
 
-        # Fresh UIDs (no seed): this series is new to any PACS; it is written once per session folder.
-        write_ct_series(np.asarray(study.hu), study.affine, folder, series_description="CardioVLM CT for SEG")
+        # Fresh series UIDs (no seed): this series is new to any PACS; it is written once per output
+        # folder. A study that came from DICOM keeps its StudyInstanceUID, so it stays one study there.
+        write_ct_series(np.asarray(study.hu), study.affine, folder, series_description="CardioVLM CT for SEG",
+                        study_uid=study.metadata.get("study_uid"))
     datasets, paths = _series_datasets(folder, None)
     return ReferenceSeries(datasets, paths,
                            f"the study was not loaded from DICOM, so its CT was written as a DICOM series to {folder} "
@@ -341,10 +396,12 @@ class AnswerExport:
 
 
 def export_answer(answer: GroundedAnswer, study: Study, masks: Mapping[str, np.ndarray],
-                  out_dir: str | Path, *, stem: str = "answer") -> AnswerExport:
+                  out_dir: str | Path, *, stem: str = "answer",
+                  reference: ReferenceSeries | None = None) -> AnswerExport:
     """Write ``<stem>_seg.dcm`` (all ``masks``) and ``<stem>_sr.dcm`` (the findings) into ``out_dir``.
 
     Either is skipped when there is nothing for it (no masks, no findings); both skipped is an error.
+    ``reference``: the headers captured when ``study`` was loaded (:func:`capture_reference`).
 
     Raises:
         DicomExportError: nothing to export, or a mask off the study grid.
@@ -354,7 +411,7 @@ def export_answer(answer: GroundedAnswer, study: Study, masks: Mapping[str, np.n
     if not masks and not answer.findings:
         raise DicomExportError("this answer has neither masks nor findings to send")
     out_dir.mkdir(parents=True, exist_ok=True)
-    reference = reference_series(study, out_dir)
+    reference = reference_series(study, out_dir, reference)
     seg_path = sr_path = None
     if masks:
         seg_path = out_dir / f"{stem}_seg.dcm"

@@ -238,3 +238,28 @@ def test_totalsegmentator_is_registered_only_with_its_weights(tmp_path, monkeypa
     monkeypatch.setenv("TOTALSEG_WEIGHTS_PATH", str(tmp_path / "weights"))
     assert ("totalsegmentator_anatomy" in {t.name for t in available_tools()}) == installed
     assert ("totalsegmentator_anatomy" in unavailable_tools()) == (not installed)
+
+
+def test_a_study_switch_during_a_question_drops_its_answer(patient, tmp_path):
+    from assistant.session import StudyChangedError
+
+    s = session_for(patient, output_dir=tmp_path)
+    other = make_patient_context(stent=False)
+    stream = s.ask_stream("Is there a stent in the circumflex?")
+    next(stream)  # the planner has chosen its tool; the clinician loads another study now
+    s.use_context(other)
+    with pytest.raises(StudyChangedError, match="another study was loaded"):
+        list(stream)
+    assert s.context is other and s.history == []  # nothing of the first study's question leaks in
+    assert s.ask("Is there a stent in the circumflex?").verdict == "no"  # asked again: about the new study
+
+
+def test_each_study_load_writes_into_its_own_folder(tmp_path):
+    s = session_for(None, output_dir=tmp_path, study_folders=True)
+    s.use_context(make_patient_context())
+    first = s.ask("Segment the proximal LAD").masks[0].path
+    before = open(first, "rb").read()
+    s.use_context(make_patient_context(stent=False))
+    second = s.ask("Segment the proximal LAD").masks[0].path
+    assert first != second and first.startswith(str(tmp_path / "study-001"))
+    assert second.startswith(str(tmp_path / "study-002")) and open(first, "rb").read() == before

@@ -13,7 +13,8 @@ import pytest
 from assistant.answer import AnswerFinding, GroundedAnswer
 from tests.assistant.conftest import make_patient_context
 from tools.anatomy import SEGMENTS_BY_CODE, segments_of_artery
-from tools.dicom_export import DicomExportError, export_answer, reference_series, save_mask_dicom_seg
+from tools.dicom_export import (DicomExportError, anatomy_codes, capture_reference, export_answer, reference_series,
+                                save_mask_dicom_seg)
 from tools.study import load_study
 
 FINDINGS = [
@@ -116,3 +117,33 @@ def test_nothing_to_export_and_empty_masks_are_refused(patient, tmp_path):
     with pytest.raises(DicomExportError, match="empty"):
         save_mask_dicom_seg(np.zeros(patient.study.shape, bool), patient.study, tmp_path / "s.dcm", name="pLAD",
                             out_dir=tmp_path)
+
+
+def test_an_uploaded_dicom_zip_exports_under_its_own_patient_and_study_after_the_zip_is_gone(patient, tmp_path):
+    import zipfile
+
+    from tools.dicom_write import write_ct_series
+
+    files = write_ct_series(patient.study.hu, patient.study.affine, tmp_path / "ct", series_description="CCTA",
+                            uid_seed="site", patient_id="MRN-4711", patient_name="Doe^Jane")
+    original = pydicom.dcmread(files[0], stop_before_pixels=True)
+    archive = tmp_path / "upload.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for f in files:
+            zf.write(f, f.name)
+    shutil.rmtree(tmp_path / "ct")
+    study = load_study(archive)
+    captured = capture_reference(study)  # what the session keeps in memory at load time
+    archive.unlink()  # the app deletes the upload once it is ingested
+    export = export_answer(_answer(), study, _masks(patient.labels), tmp_path / "out", reference=captured)
+    assert export.reference_written == [] and "references the loaded DICOM series" in export.note
+    for path in (export.seg, export.sr):
+        ds = pydicom.dcmread(path)
+        assert (ds.PatientID, ds.StudyInstanceUID) == ("MRN-4711", original.StudyInstanceUID)
+    seg = pydicom.dcmread(export.seg)
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == original.SeriesInstanceUID
+
+
+def test_a_vlm_mask_is_coded_as_the_structure_it_shows():
+    assert anatomy_codes("vlm_aorta")[1] == anatomy_codes("aorta")[1]
+    assert anatomy_codes("vlm_aorta")[1].meaning == "Aorta"
