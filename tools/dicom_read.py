@@ -16,6 +16,7 @@ salted hash and dropped.
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,17 +26,31 @@ from pydicom.errors import InvalidDicomError
 
 from tools.settings import Settings, get_settings
 from tools.study import (
+    LIMITS,
     CorruptDicomError,
     EmptyFolderError,
     GantryTiltError,
+    ImageTooLargeError,
+    ImplausibleValuesError,
     InconsistentSeriesError,
+    IngestLimits,
+    InvalidOrientationError,
+    InvalidPixelSpacingError,
+    InvalidPositionError,
+    InvalidRescaleError,
     MissingPositionError,
+    MixedAcquisitionsError,
+    NestedArchiveError,
     NoDicomImagesError,
     NonImageObjectsOnlyError,
     NotAVolumeError,
     Study,
+    StudyError,
     UndecodableCompressionError,
     UnevenSpacingError,
+    UnsupportedPixelFormatError,
+    check_hu_range,
+    check_voxel_size,
     hash_patient_id,
     reorient_to_lps,
 )
@@ -45,6 +60,60 @@ _AXIAL_MIN_COS = 0.9
 # Positions that drift off the slice normal by more than this angle mean a tilted gantry.
 _TILT_TOLERANCE_DEG = 0.5
 _NON_IMAGE_NAMES = {"1.2.840.10008.5.1.4.1.1.66.4": "segmentation"}  # SEG; SR classes are found by name
+
+
+class _BadValue(Exception):
+    """An attribute is present but its value cannot be read as what it should be."""
+
+
+def _values(ds: pydicom.Dataset, keyword: str) -> list | None:
+    """The value(s) of ``keyword`` as a list; None when absent or empty.
+
+    Raises:
+        _BadValue: the raw value does not convert (pydicom raises several types for malformed bytes).
+    """
+    try:
+        value = ds.get(keyword)
+    except Exception as err:  # malformed raw bytes surface only when the element is first converted
+        raise _BadValue(f"{keyword} cannot be read") from err
+    if value is None or (isinstance(value, (str, bytes)) and not value.strip()):
+        return None
+    if isinstance(value, (list, tuple, pydicom.multival.MultiValue)):
+        return list(value)
+    return [value]
+
+
+def _numbers(ds: pydicom.Dataset, keyword: str) -> tuple[float, ...] | None:
+    """The numeric value(s) of ``keyword``; None when absent. Raises _BadValue for text that is no number."""
+    values = _values(ds, keyword)
+    if values is None:
+        return None
+    try:
+        return tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+        shown = "\\".join(str(v) for v in values)[:40]
+        raise _BadValue(f"{keyword} '{shown}' is not a number") from None
+
+
+def _int(ds: pydicom.Dataset, keyword: str, default: int | None = None) -> int | None:
+    """A single integer attribute, ``default`` when absent; raises _BadValue when malformed."""
+    values = _numbers(ds, keyword)
+    if values is None:
+        return default
+    if len(values) != 1 or not np.isfinite(values[0]) or values[0] != int(values[0]):
+        raise _BadValue(f"{keyword} holds {len(values)} values or a fraction, not one whole number")
+    return int(values[0])
+
+
+def _text(ds: pydicom.Dataset, keyword: str) -> str:
+    try:
+        return str(ds.get(keyword, "") or "").strip()
+    except Exception:  # a damaged text element reads as absent; it only labels the series
+        return ""
+
+
+def _shown(values) -> str:
+    return "\\".join(f"{v:g}" for v in values)
 
 
 @dataclass
@@ -61,32 +130,52 @@ class SeriesInfo:
 
     @property
     def modality(self) -> str:
-        return str(self.first.get("Modality", "") or "unknown")
+        return _text(self.first, "Modality") or "unknown"
 
     @property
     def description(self) -> str:
-        return str(self.first.get("SeriesDescription", "") or "").strip()
+        return _text(self.first, "SeriesDescription")
 
     @property
     def number(self) -> str:
-        return str(self.first.get("SeriesNumber", "") or "?")
+        return _text(self.first, "SeriesNumber") or "?"
 
     @property
     def is_localizer(self) -> bool:
-        return "LOCALIZER" in [str(v).upper() for v in (self.first.get("ImageType") or [])]
+        try:
+            image_type = _values(self.first, "ImageType") or []
+        except _BadValue:
+            return False
+        return "LOCALIZER" in [str(v).upper() for v in image_type]
+
+    @property
+    def frames(self) -> int:
+        try:
+            return _int(self.first, "NumberOfFrames", 1) or 1
+        except _BadValue:
+            return 1
 
     @property
     def is_axial(self) -> bool:
-        iop = self.first.get("ImageOrientationPatient")
-        if not iop or len(iop) != 6:
-            return False
-        normal = np.cross(np.asarray(iop[:3], float), np.asarray(iop[3:], float))
-        return abs(normal[2]) >= _AXIAL_MIN_COS * np.linalg.norm(normal)
+        for ds in self.headers[:3]:  # the first slice may be the damaged one
+            try:
+                iop = _numbers(ds, "ImageOrientationPatient")
+            except _BadValue:
+                continue
+            if not iop or len(iop) != 6 or not all(np.isfinite(iop)):
+                continue
+            normal = np.cross(np.asarray(iop[:3]), np.asarray(iop[3:]))
+            norm = float(np.linalg.norm(normal))
+            return norm > 0 and abs(normal[2]) >= _AXIAL_MIN_COS * norm
+        return False
 
     def label(self) -> str:
         orientation = "axial" if self.is_axial else "localizer" if self.is_localizer else "non-axial"
         return (f"series {self.number} '{self.description}' ({self.modality}, {orientation}, "
                 f"{len(self.headers)} slice{'s' if len(self.headers) != 1 else ''})")
+
+    def subset(self, keep: list[int]) -> SeriesInfo:
+        return SeriesInfo(self.uid, [self.headers[i] for i in keep], [self.paths[i] for i in keep])
 
 
 @dataclass
@@ -96,29 +185,40 @@ class FolderScan:
     non_dicom: int = 0
     unreadable: list[str] = field(default_factory=list)
     non_image: dict[str, int] = field(default_factory=dict)  # kind -> count (SR, SEG, ...)
+    archives: list[str] = field(default_factory=list)  # zip files inside the folder (not opened)
+    special: list[str] = field(default_factory=list)  # named pipes, sockets, devices (never opened)
 
 
 def _classify(ds: pydicom.Dataset) -> str | None:
     """None for an image slice; "damaged" for a header cut short; else a short name of the object
     kind that carries no image slice (structured report, segmentation, DICOMDIR, ...)."""
-    sop = str(ds.get("SOPClassUID", "") or "")
+    sop = _text(ds, "SOPClassUID")
     if not sop:
-        meta_sop = str(getattr(ds.get("file_meta", None), "MediaStorageSOPClassUID", "") or "")
+        meta_sop = _text(ds.get("file_meta", pydicom.Dataset()), "MediaStorageSOPClassUID")
         if meta_sop == "1.2.840.10008.1.3.10":
             return "DICOMDIR"
         return "damaged"  # a header truncated before the dataset proper: no SOP class at all
     name = getattr(pydicom.uid.UID(sop), "name", "") or ""
     if sop in _NON_IMAGE_NAMES:
         return _NON_IMAGE_NAMES[sop]
-    if str(ds.get("Modality", "")) == "SR" or name.endswith("SR Storage"):
+    if _text(ds, "Modality") == "SR" or name.endswith("SR Storage"):
         return "structured report"
     if "Rows" not in ds or "Columns" not in ds:
         return "damaged" if "Image Storage" in name else (name or "non-image object")
     return None
 
 
+def _is_zip(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(4) in (b"PK\x03\x04", b"PK\x05\x06")
+
+
 def scan_folder(folder: Path) -> FolderScan:
-    """Read the header of every file under ``folder`` (recursively) and group image slices by series.
+    """Read the header of every regular file under ``folder`` (recursively); group image slices by series.
+
+    Named pipes, sockets and devices are listed in ``special`` and never opened: reading a pipe
+    blocks until a writer appears, which would hang ingest. Zip files found inside are listed in
+    ``archives`` and not opened (an archive within an archive is refused, not unpacked).
 
     Raises:
         EmptyFolderError: no files at all under ``folder``.
@@ -130,21 +230,31 @@ def scan_folder(folder: Path) -> FolderScan:
     scan = FolderScan(series={}, n_files=len(paths))
     for path in paths:
         try:
+            regular = stat.S_ISREG(path.stat().st_mode)  # follows links: a link to a pipe is a pipe
+        except OSError:  # a dangling link or a file removed meanwhile
+            regular = False
+        if not regular:
+            scan.special.append(path.name)
+            continue
+        try:
+            if _is_zip(path):
+                scan.archives.append(path.name)
+                continue
             ds = pydicom.dcmread(path, stop_before_pixels=True)
+            kind = _classify(ds)
+            uid = _text(ds, "SeriesInstanceUID") or "unknown series"
         except InvalidDicomError:
             scan.non_dicom += 1
             continue
         except Exception:  # truncated or malformed header: pydicom raises several types
             scan.unreadable.append(path.name)
             continue
-        kind = _classify(ds)
         if kind == "damaged":
             scan.unreadable.append(path.name)
             continue
         if kind:
             scan.non_image[kind] = scan.non_image.get(kind, 0) + 1
             continue
-        uid = str(ds.get("SeriesInstanceUID", "") or "unknown series")
         info = scan.series.setdefault(uid, SeriesInfo(uid))
         info.headers.append(ds)
         info.paths.append(path)
@@ -158,7 +268,8 @@ def choose_series(scan: FolderScan) -> tuple[SeriesInfo, str | None]:
         ``(series, reason)``; ``reason`` is None when the folder held a single series.
 
     Raises:
-        NonImageObjectsOnlyError, NoDicomImagesError, NotAVolumeError: nothing loadable as a volume.
+        NonImageObjectsOnlyError, NestedArchiveError, NoDicomImagesError, NotAVolumeError: nothing
+        loadable as a volume.
     """
     if not scan.series:
         if scan.non_image:
@@ -168,9 +279,15 @@ def choose_series(scan: FolderScan) -> tuple[SeriesInfo, str | None]:
         if scan.unreadable:
             raise CorruptDicomError(
                 f"all {len(scan.unreadable)} DICOM files are damaged or truncated; no image could be read")
+        if scan.archives:
+            raise NestedArchiveError(
+                f"the upload holds another archive ({', '.join(scan.archives[:3])}) instead of DICOM images; "
+                "archives inside an archive or folder are not opened: extract it and load the inner one")
+        if scan.special and len(scan.special) == scan.n_files:
+            raise NoDicomImagesError(
+                f"the {scan.n_files} entries are named pipes, sockets or devices, not files; no DICOM image to load")
         raise NoDicomImagesError(f"none of the {scan.n_files} files is a DICOM image")
-    volumes = [s for s in scan.series.values()
-               if len(s.headers) >= 2 and not s.is_localizer and int(s.first.get("NumberOfFrames", 1) or 1) == 1]
+    volumes = [s for s in scan.series.values() if len(s.headers) >= 2 and not s.is_localizer and s.frames == 1]
     if not volumes:
         labels = "; ".join(s.label() for s in scan.series.values())
         raise NotAVolumeError(
@@ -187,47 +304,298 @@ def choose_series(scan: FolderScan) -> tuple[SeriesInfo, str | None]:
     return chosen, reason
 
 
-def _geometry(series: SeriesInfo) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Sort the slices along their normal; return (order, positions (N,3), iop rows (2,3), pixel spacing)."""
-    missing = [p.name for p, h in zip(series.paths, series.headers)
-               if "ImagePositionPatient" not in h or "ImageOrientationPatient" not in h]
-    if missing:
-        raise MissingPositionError(
-            f"{len(missing)} slice(s) of {series.label()} have no ImagePositionPatient/ImageOrientationPatient "
-            f"(e.g. {missing[0]}), so the slices cannot be placed in space")
-    sizes = {(int(h.Rows), int(h.Columns)) for h in series.headers}
-    if len(sizes) > 1:
+@dataclass
+class SliceGeometry:
+    """What one slice header says about its pixels and place, read and checked."""
+
+    rows: int
+    columns: int
+    orientation: np.ndarray  # (2, 3) unit row and column directions
+    position: np.ndarray  # (3,) mm
+    pixel_spacing: tuple[float, float] | None  # (row spacing, column spacing) mm; None when absent
+    slope: float
+    intercept: float
+
+
+def _pixel_format_problem(ds: pydicom.Dataset, limits: IngestLimits) -> StudyError | None:
+    """Why the pixels of ``ds`` are no greyscale CT slice, or None."""
+    rows, columns = _int(ds, "Rows"), _int(ds, "Columns")
+    if not rows or not columns or rows < 0 or columns < 0:
+        return CorruptDicomError(f"the header gives an image of {rows} x {columns} pixels: it is damaged")
+    if rows > limits.max_in_plane or columns > limits.max_in_plane:
+        return ImageTooLargeError(
+            f"the header declares images of {rows} x {columns} pixels, beyond the {limits.max_in_plane} x "
+            f"{limits.max_in_plane} a CT slice can have; the header is damaged or the file is no CT slice")
+    samples = _int(ds, "SamplesPerPixel", 1)
+    photometric = _text(ds, "PhotometricInterpretation").upper() or "MONOCHROME2"
+    if samples != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        kind = ("colour (RGB) pictures" if samples == 3 or photometric.startswith(("RGB", "YBR"))
+                else "palette-colour pictures" if photometric.startswith("PALETTE")
+                else f"images with {samples} samples per pixel ({photometric})")
+        return UnsupportedPixelFormatError(
+            f"the images are {kind}, such as screenshots or secondary captures, not greyscale CT slices "
+            "in Hounsfield units")
+    bits, stored = _int(ds, "BitsAllocated", 16), _int(ds, "BitsStored")
+    if bits not in (8, 16, 32):
+        return UnsupportedPixelFormatError(
+            f"the pixels are {bits}-bit (BitsAllocated {bits}); greyscale CT pixels are 8, 16 or 32 bits")
+    if stored is not None and not 1 <= stored <= bits:
+        return CorruptDicomError(f"BitsStored {stored} does not fit BitsAllocated {bits}: the header is damaged")
+    if _int(ds, "PixelRepresentation", 0) not in (0, 1):
+        return CorruptDicomError("PixelRepresentation is neither 0 (unsigned) nor 1 (signed): the header is damaged")
+    return None
+
+
+def _orientation(ds: pydicom.Dataset) -> np.ndarray | StudyError:
+    iop = _numbers(ds, "ImageOrientationPatient")
+    if iop is None:
+        return MissingPositionError("a slice has no ImageOrientationPatient, so it cannot be placed in space")
+    if len(iop) != 6:
+        return InvalidOrientationError(
+            f"ImageOrientationPatient holds {len(iop)} values ({_shown(iop)}); six are needed (the row and "
+            "column directions), so the slices cannot be placed in space")
+    if not all(np.isfinite(iop)):
+        return InvalidOrientationError(
+            f"ImageOrientationPatient ({_shown(iop)}) holds a value that is not a number; the slice "
+            "orientation is unknown")
+    rows = np.asarray(iop, float).reshape(2, 3)
+    norms = np.linalg.norm(rows, axis=1)
+    if not norms.all():
+        which = "all zeros" if not norms.any() else "a zero direction"
+        return InvalidOrientationError(
+            f"ImageOrientationPatient ({_shown(iop)}) is {which}; the slice orientation is unknown")
+    if np.abs(norms - 1).max() > 0.05:  # writers round the cosines, never by this much
+        return InvalidOrientationError(
+            f"ImageOrientationPatient ({_shown(iop)}) is not made of unit direction cosines; it is damaged")
+    rows = rows / norms[:, None]
+    if abs(rows[0] @ rows[1]) > 0.05:
+        return InvalidOrientationError(
+            f"ImageOrientationPatient ({_shown(iop)}) gives row and column directions that are not "
+            "perpendicular; it is damaged")
+    return rows
+
+
+def _slice_geometry(ds: pydicom.Dataset, modality: str, limits: IngestLimits) -> SliceGeometry | StudyError:
+    """Read and check one slice header; a typed error (returned, not raised) says what is wrong."""
+    try:
+        problem = _pixel_format_problem(ds, limits)
+        if problem:
+            return problem
+        rows = _orientation(ds)
+        if isinstance(rows, StudyError):
+            return rows
+        ipp = _numbers(ds, "ImagePositionPatient")
+        if ipp is None:
+            return MissingPositionError("a slice has no ImagePositionPatient, so it cannot be placed in space")
+        if len(ipp) != 3 or not all(np.isfinite(ipp)) or max(abs(v) for v in ipp) > limits.max_position_mm:
+            return InvalidPositionError(
+                f"ImagePositionPatient ({_shown(ipp)}) is not three finite coordinates within "
+                f"{limits.max_position_mm / 1000:g} m of the scanner origin; the slice cannot be placed")
+        spacing = _numbers(ds, "PixelSpacing")
+        if spacing is not None:
+            if len(spacing) != 2:
+                return InvalidPixelSpacingError(
+                    f"PixelSpacing holds {len(spacing)} value(s) ({_shown(spacing)}); two are needed (row and "
+                    "column spacing in mm), so distances cannot be measured")
+            if not all(np.isfinite(spacing)) or min(spacing) <= 0:
+                return InvalidPixelSpacingError(
+                    f"PixelSpacing is {_shown(spacing)} mm; a pixel cannot measure zero, less or an infinite "
+                    "size, so distances cannot be measured")
+            if not all(limits.min_voxel_mm <= v <= limits.max_voxel_mm for v in spacing):
+                return InvalidPixelSpacingError(
+                    f"PixelSpacing is {_shown(spacing)} mm; CT pixels measure {limits.min_voxel_mm:g} to "
+                    f"{limits.max_voxel_mm:g} mm, so this value is damaged")
+        slope = _numbers(ds, "RescaleSlope") or (1.0,)
+        intercept = _numbers(ds, "RescaleIntercept") or (0.0,)
+        rescale = _rescale_problem(slope, intercept, modality, limits)
+        if rescale:
+            return rescale
+    except _BadValue as err:
+        cls = InvalidRescaleError if str(err).startswith("Rescale") else CorruptDicomError
+        return cls(f"{err}; the header is damaged")
+    return SliceGeometry(_int(ds, "Rows"), _int(ds, "Columns"), rows, np.asarray(ipp, float),
+                         tuple(spacing) if spacing else None, slope[0], intercept[0])
+
+
+def _rescale_problem(slope: tuple[float, ...], intercept: tuple[float, ...], modality: str,
+                     limits: IngestLimits) -> StudyError | None:
+    if len(slope) != 1 or len(intercept) != 1:
+        return InvalidRescaleError(
+            f"RescaleSlope/RescaleIntercept hold several values ({_shown(slope)} / {_shown(intercept)}); "
+            "one each is needed to convert pixels to Hounsfield units")
+    (s,), (b,) = slope, intercept
+    if not (np.isfinite(s) and np.isfinite(b)) or s == 0:
+        return InvalidRescaleError(
+            f"RescaleSlope {s:g} / RescaleIntercept {b:g} cannot convert pixel values to Hounsfield units "
+            "(a slope must be a finite number other than zero)")
+    if modality == "CT" and not 0 < s <= limits.max_ct_slope:
+        return InvalidRescaleError(
+            f"RescaleSlope {s:g} is implausible for CT: scanners write 1 (occasionally 0.5 or 2); "
+            + ("a negative slope would invert the densities (bone darker than air)" if s < 0 else
+               f"above {limits.max_ct_slope:g} HU per stored step the values would exceed any density")
+            + ", so the series is refused rather than measured wrongly")
+    if abs(b) > max(abs(limits.min_hu), limits.max_hu):
+        return InvalidRescaleError(
+            f"RescaleIntercept {b:g} is implausible: it would shift every value beyond any density")
+    return None
+
+
+def _majority(keys: list, what: str, series: SeriesInfo) -> tuple[list[int], list[int]]:
+    """Indices holding the most common key, and the rest; refuses when no key holds a majority."""
+    counts: dict = {}
+    for key in keys:
+        counts[key] = counts.get(key, 0) + 1
+    best, n_best = max(counts.items(), key=lambda kv: kv[1])
+    if len(counts) > 1 and n_best * 2 <= len(keys):
+        shown = sorted(str(k) for k in counts)[:4]
         raise InconsistentSeriesError(
-            f"{series.label()} mixes image sizes {sorted(sizes)}; the slices cannot be stacked into one volume")
-    iops = np.array([[float(v) for v in h.ImageOrientationPatient] for h in series.headers])
-    if np.abs(iops - iops[0]).max() > 1e-3:
-        raise InconsistentSeriesError(f"{series.label()} mixes slice orientations; it cannot be stacked")
-    spacings = np.array([[float(v) for v in h.get("PixelSpacing", [1, 1])] for h in series.headers])
-    if np.abs(spacings - spacings[0]).max() > 1e-4:
-        raise InconsistentSeriesError(f"{series.label()} mixes pixel spacings; it cannot be stacked")
-    rows = iops[0].reshape(2, 3)
-    rows = rows / np.linalg.norm(rows, axis=1, keepdims=True)  # some writers round the cosines
-    normal = np.cross(rows[0], rows[1])
-    positions = np.array([[float(v) for v in h.ImagePositionPatient] for h in series.headers])
-    order = np.argsort(positions @ normal, kind="stable")
-    return order, positions[order], rows, spacings[0]
+            f"{series.label()} mixes {what} ({', '.join(shown)}); no value is shared by most slices, so "
+            "they cannot be stacked into one volume")
+    keep = [i for i, k in enumerate(keys) if k == best]
+    return keep, [i for i, k in enumerate(keys) if k != best]
 
 
-def build_study(series: SeriesInfo, *, settings: Settings, warnings: list[str]) -> Study:
+def _most_common(errors: list[StudyError]) -> StudyError:
+    """The first error of the most frequent kind (by code): the one to report for a series."""
+    codes = [e.code for e in errors]
+    top = max(codes, key=codes.count)
+    return errors[codes.index(top)]
+
+
+def _sound(n_good: int, n_total: int) -> bool:
+    """Bad slices are left out only when the good ones are at least two and a clear majority."""
+    return n_good >= 2 and n_good * 2 > n_total
+
+
+def _left_out(series: SeriesInfo, bad: list[int], reason: str, kind: str = "slice(s)") -> str:
+    names = ", ".join(series.paths[i].name for i in bad[:3]) + (", ..." if len(bad) > 3 else "")
+    return f"{len(bad)} {kind} were left out ({names}): {reason}"
+
+
+def check_slices(series: SeriesInfo, *, warnings: list[str], limits: IngestLimits = LIMITS
+                 ) -> tuple[SeriesInfo, list[SliceGeometry]]:
+    """Read each slice's geometry; drop the few slices that are damaged or disagree with the rest.
+
+    A slice is left out (with a warning) when its header holds an impossible value, or its size,
+    orientation or pixel spacing differs from the value most slices share, or its position lies off
+    the line the other slices follow; as long as the remaining slices are a clear majority.
+
+    Raises:
+        One typed StudyError saying what is wrong when too few slices are sound.
+    """
+    modality = series.modality
+    results = [_slice_geometry(ds, modality, limits) for ds in series.headers]
+    bad = [i for i, r in enumerate(results) if isinstance(r, StudyError)]
+    if bad:
+        first = _most_common([results[i] for i in bad])
+        if not _sound(len(series.headers) - len(bad), len(series.headers)):
+            raise type(first)(
+                f"{series.label()}: {first} ({len(bad)} of {len(series.headers)} slices, e.g. "
+                f"{series.paths[bad[0]].name})")
+        warnings.append(_left_out(series, bad, str(first), "damaged slice(s)"))
+    good = [i for i in range(len(results)) if i not in set(bad)]
+    series, geoms = series.subset(good), [results[i] for i in good]
+
+    for what, key in (("image sizes", lambda g: (g.rows, g.columns)),
+                      ("slice orientations", lambda g: tuple(np.round(g.orientation.ravel(), 3) + 0.0)),
+                      ("pixel spacings", lambda g: tuple(round(v, 4) for v in g.pixel_spacing)
+                       if g.pixel_spacing else None)):
+        keep, odd = _majority([key(g) for g in geoms], what, series)
+        if odd:
+            if not _sound(len(keep), len(geoms)):
+                raise InconsistentSeriesError(f"{series.label()} mixes {what}; it cannot be stacked")
+            warnings.append(_left_out(series, odd, f"their {what[:-1]} differs from the other slices'"))
+            series, geoms = series.subset(keep), [geoms[i] for i in keep]
+
+    # In-plane offsets (position minus its component along the normal): the same for every slice
+    # of an untilted stack. A few slices off that line were misplaced; many means a gantry tilt,
+    # which build_study measures and refuses.
+    normal = np.cross(geoms[0].orientation[0], geoms[0].orientation[1])
+    positions = np.array([g.position for g in geoms])
+    offsets = positions - np.outer(positions @ normal, normal)
+    off_line = np.linalg.norm(offsets - np.median(offsets, axis=0), axis=1) > 0.1
+    if off_line.any() and _sound(int((~off_line).sum()), len(geoms)) and off_line.sum() * 4 <= len(geoms):
+        odd = [int(i) for i in np.flatnonzero(off_line)]
+        keep = [int(i) for i in np.flatnonzero(~off_line)]
+        warnings.append(_left_out(series, odd, "their position lies off the line of the other slices"))
+        series, geoms = series.subset(keep), [geoms[i] for i in keep]
+    return series, geoms
+
+
+def _check_acquisitions(series: SeriesInfo, depth: np.ndarray) -> None:
+    """Refuse one series that holds two acquisitions over the same positions (e.g. two cardiac phases).
+
+    Two signs, either enough: many positions hold two different instances, or two acquisition
+    numbers of several slices each cover mostly the same range (step-and-shoot steps that overlap
+    by a few slices are one stack and pass).
+    """
+    positions = np.round(depth, 3)
+    unique = np.unique(positions)
+    if len(unique) < 2:
+        return  # build_study says there are fewer than two distinct positions
+    instances: dict[float, set] = {}
+    for p, ds in zip(positions, series.headers):
+        instances.setdefault(float(p), set()).add(_text(ds, "SOPInstanceUID") or id(ds))
+    doubled = sum(len(v) > 1 for v in instances.values())  # a copied instance is one image, not two
+    groups: dict = {}
+    for ds, d in zip(series.headers, depth):
+        try:
+            number = _int(ds, "AcquisitionNumber")
+        except _BadValue:
+            number = None
+        groups.setdefault(number, []).append(float(d))
+    spans = [(min(v), max(v), k, len(v)) for k, v in groups.items() if len(v) >= 2]
+    overlap = False
+    for a_i, a in enumerate(spans):
+        for b in spans[a_i + 1:]:
+            shared = min(a[1], b[1]) - max(a[0], b[0])
+            smaller = min(a[1] - a[0], b[1] - b[0])
+            overlap |= smaller > 0 and shared > 0.5 * smaller
+    if overlap or doubled * 4 > len(unique):
+        parts = ", ".join(f"acquisition {k if k is not None else '(unnumbered)'}: {n} slices" for _, _, k, n in spans)
+        raise MixedAcquisitionsError(
+            f"{series.label()} holds more than one acquisition of the same positions ({parts}; {doubled} "
+            "positions hold two different images); they are not merged: export each acquisition (for example "
+            "each cardiac phase) as its own series and load one")
+
+
+def build_study(series: SeriesInfo, *, settings: Settings, warnings: list[str],
+                limits: IngestLimits = LIMITS) -> Study:
     """Stack ``series`` into a rescaled LPS volume; appends what was fixed or skipped to ``warnings``."""
-    order, positions, rows, pixel_spacing = _geometry(series)
-    if "PixelSpacing" not in series.first:
-        warnings.append("the slices carry no PixelSpacing: 1 mm pixels were assumed, so distances are unreliable")
+    series, geoms = check_slices(series, warnings=warnings, limits=limits)
+    rows = geoms[0].orientation
     normal = np.cross(rows[0], rows[1])
+    positions = np.array([g.position for g in geoms])
     depth = positions @ normal
+    order = np.argsort(depth, kind="stable")
+    _check_acquisitions(series, depth)
+    positions, depth = positions[order], depth[order]
+    pixel_spacing = geoms[0].pixel_spacing
+    if pixel_spacing is None:
+        pixel_spacing = (1.0, 1.0)
+        warnings.append("the slices carry no PixelSpacing: 1 mm pixels were assumed, so distances are unreliable")
 
-    # Duplicate positions (a repeated acquisition): keep the first slice at each position.
+    # Duplicate positions (a repeated slice): keep the first slice at each position.
     keep = np.concatenate([[True], np.diff(depth) > 1e-3])
     if not keep.all():
         warnings.append(f"{int((~keep).sum())} slice(s) at duplicate positions were ignored")
         order, positions, depth = order[keep], positions[keep], depth[keep]
     if len(order) < 2:
         raise NotAVolumeError(f"{series.label()} has fewer than two distinct slice positions")
+
+    # A slice far beyond either end of the stack (a damaged position) is left out, not bridged.
+    while len(order) > 2 and _sound(len(order) - 1, len(series.headers)):
+        gaps = np.diff(depth)
+        median_gap = float(np.median(gaps))
+        limit = settings.max_slice_gap_ratio * median_gap + settings.uneven_spacing_tolerance_mm
+        end = 0 if gaps[0] > limit and gaps[0] >= gaps[-1] else -1 if gaps[-1] > limit else None
+        if end is None:
+            break
+        warnings.append(_left_out(series, [int(order[end])], f"it lies {gaps[end]:.1f} mm beyond the end of the "
+                                  f"stack where slices are {median_gap:.2f} mm apart"))
+        sel = np.ones(len(order), bool)
+        sel[end] = False
+        order, positions, depth = order[sel], positions[sel], depth[sel]
 
     # Gantry tilt: consecutive positions step off the slice normal.
     step = positions[-1] - positions[0]
@@ -240,14 +608,24 @@ def build_study(series: SeriesInfo, *, settings: Settings, warnings: list[str]) 
             f"{series.label()} was acquired with a gantry tilt of about {tilt_deg:.1f} degrees; tilted "
             "series are not corrected here: reconstruct it without tilt or supply an axial series")
 
-    stack, skipped = _read_pixels(series, order)
+    gaps = np.diff(depth)
+    check_voxel_size([*pixel_spacing, float(np.median(gaps))], what=f"{series.label()}", limits=limits)
+    n_voxels = len(order) * geoms[0].rows * geoms[0].columns
+    if n_voxels > limits.max_voxels:
+        raise ImageTooLargeError(
+            f"{series.label()} would hold {n_voxels:,} voxels ({len(order)} slices of {geoms[0].rows} x "
+            f"{geoms[0].columns}), more than the {limits.max_voxels:,} this installation loads")
+
+    stack, skipped = _read_pixels(series, geoms, order, limits)
     if skipped:
-        good = np.array([series.paths[i] not in skipped for i in order])
-        if good.sum() < 2:
-            raise CorruptDicomError(
-                f"{len(skipped)} of {len(order)} slices of {series.label()} are damaged or truncated; "
-                "the series cannot be built")
-        warnings.append(f"{len(skipped)} damaged slice(s) were left out (e.g. {skipped[0].name})")
+        bad = set(skipped)
+        good = np.array([int(i) not in bad for i in order])
+        first = _most_common(list(skipped.values()))
+        if not _sound(int(good.sum()), len(order)):
+            error = first
+            raise type(error)(f"{series.label()}: {error} ({len(skipped)} of {len(order)} slices, e.g. "
+                              f"{series.paths[next(iter(skipped))].name}); the series cannot be built")
+        warnings.append(_left_out(series, list(skipped), str(first), "damaged slice(s)"))
         stack, depth, positions = stack[:, :, good], depth[good], positions[good]
 
     gaps = np.diff(depth)
@@ -279,50 +657,88 @@ def build_study(series: SeriesInfo, *, settings: Settings, warnings: list[str]) 
     return Study(hu=hu, spacing=tuple(float(s) for s in np.linalg.norm(affine[:3, :3], axis=0)), affine=affine)
 
 
-def _read_pixels(series: SeriesInfo, order: np.ndarray) -> tuple[np.ndarray, list[Path]]:
-    """(columns, rows, N) rescaled volume and the paths of unreadable slices (left as zeros).
+def _pixel_bytes_problem(ds: pydicom.Dataset, geom: SliceGeometry) -> StudyError | None:
+    """For uncompressed slices: whether the pixel data holds as many bytes as the header declares."""
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if syntax is not None and syntax.is_compressed:
+        return None
+    bits = _int(ds, "BitsAllocated", 16)
+    data = ds.get("PixelData")
+    if data is None:
+        return CorruptDicomError("a slice holds no pixel data")
+    need = geom.rows * geom.columns * bits // 8
+    if len(data) < need:
+        return CorruptDicomError(
+            f"the header declares {geom.rows} x {geom.columns} pixels of {bits} bits ({need:,} bytes) but the "
+            f"slice holds {len(data):,} bytes of pixel data: the file is truncated or its header is wrong")
+    return None
+
+
+def _read_pixels(series: SeriesInfo, geoms: list[SliceGeometry], order: np.ndarray, limits: IngestLimits
+                 ) -> tuple[np.ndarray, dict[int, StudyError]]:
+    """(columns, rows, N) rescaled volume and, per unusable slice index, why (those planes left as zeros).
 
     int16 when every slope/intercept is integral and the HU fit int16 (the usual CT case, written
     straight into the output so memory stays at one volume), else float32. Slices are filled as
     contiguous (N, rows, columns) planes and returned as the transposed view, which is
-    Fortran-contiguous: no second copy of the volume is made.
+    Fortran-contiguous: no second copy of the volume is made. For CT, a slice whose rescaled values
+    leave the plausible Hounsfield range is unusable too.
     """
-    first = series.headers[order[0]]
-    planes = (len(order), int(first.Rows), int(first.Columns))
-    slopes = [float(series.headers[i].get("RescaleSlope", 1) or 1) for i in order]
-    intercepts = [float(series.headers[i].get("RescaleIntercept", 0) or 0) for i in order]
-    integral = all(v == round(v) for v in slopes + intercepts)
+    first = geoms[order[0]]
+    planes = (len(order), first.rows, first.columns)
+    integral = all(g.slope == round(g.slope) and g.intercept == round(g.intercept) for g in geoms)
     out = np.zeros(planes, np.int16 if integral else np.float32)
-    skipped, undecodable = [], set()
+    is_ct = series.modality == "CT"
+    skipped: dict[int, StudyError] = {}
     for n, i in enumerate(order):
         ds = None
         try:
             ds = pydicom.dcmread(series.paths[i])
+            problem = _pixel_bytes_problem(ds, geoms[i])
+            if problem:
+                skipped[int(i)] = problem
+                continue
             pixels = ds.pixel_array
             if pixels.shape != planes[1:]:
                 raise ValueError(f"pixel data of shape {pixels.shape}")
         except Exception:  # truncated pixel data raises ValueError/OSError/EOFError depending on where
-            skipped.append(series.paths[i])
             syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-            if syntax is not None and syntax.is_compressed:
-                undecodable.add(f"{syntax.name} ({syntax})")
+            if syntax is not None and syntax.is_compressed and not _decodable(syntax):
+                skipped[int(i)] = UndecodableCompressionError(
+                    f"stored compressed as {syntax.name} ({syntax}), which this installation cannot decode; "
+                    "export the series uncompressed or install a decoder (pylibjpeg, gdcm)")
+            elif syntax is not None and syntax.is_compressed:
+                skipped[int(i)] = CorruptDicomError(
+                    f"the {syntax.name} compressed pixel data is damaged: the installed decoder cannot read it")
+            else:
+                skipped[int(i)] = CorruptDicomError("the pixel data is damaged or truncated")
             continue
-        slope, intercept = slopes[n], intercepts[n]
-        if out.dtype != np.int16:
-            out[n] = pixels * np.float32(slope) + np.float32(intercept)
-        elif pixels.dtype == np.int16 and slope == 1 and intercept == 0:
-            out[n] = pixels
-        else:
-            hu = pixels.astype(np.int32) * int(slope) + int(intercept)
-            if hu.min() < -32768 or hu.max() > 32767:
-                out = out.astype(np.float32)  # rare: values beyond int16, kept exact in float32
-            out[n] = hu
-    if undecodable and len(skipped) == len(order):
-        raise UndecodableCompressionError(
-            f"{series.label()} is stored compressed as {', '.join(sorted(undecodable))}, which this "
-            "installation cannot decode; export the series uncompressed or install a decoder "
-            "(pylibjpeg, gdcm)")
+        slope, intercept = geoms[i].slope, geoms[i].intercept
+        hu = pixels.astype(np.float64) * slope + intercept if pixels.size else pixels
+        lo, hi = (float(hu.min()), float(hu.max())) if pixels.size else (0.0, 0.0)
+        if is_ct:
+            try:
+                check_hu_range(lo, hi, what="a slice", limits=limits)
+            except ImplausibleValuesError as err:
+                skipped[int(i)] = err
+                continue
+        elif not (np.isfinite(lo) and np.isfinite(hi) and max(abs(lo), abs(hi)) < 3e38):
+            skipped[int(i)] = InvalidRescaleError("the rescaled values overflow; RescaleSlope/Intercept are damaged")
+            continue
+        if out.dtype == np.int16 and (lo < -32768 or hi > 32767):
+            out = out.astype(np.float32)  # rare: values beyond int16, kept exact in float32
+        out[n] = hu
     return out.transpose(2, 1, 0), skipped
+
+
+def _decodable(syntax: pydicom.uid.UID) -> bool:
+    """Whether an installed pixel decoder handles ``syntax`` (pydicom's own registry)."""
+    try:
+        from pydicom.pixels.decoders.base import get_decoder
+
+        return get_decoder(syntax).is_available
+    except Exception:  # an unknown syntax has no decoder entry
+        return False
 
 
 def _resample_along_k(stack: np.ndarray, depth: np.ndarray, spacing: float, n: int) -> np.ndarray:

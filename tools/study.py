@@ -16,7 +16,7 @@ import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
@@ -25,67 +25,220 @@ if TYPE_CHECKING:
 
 
 class StudyError(ValueError):
-    """Base class of every ingest error; ``str(err)`` is a message a clinician understands."""
+    """Base class of every ingest error; ``str(err)`` is a message a clinician understands.
+
+    ``code`` is stable across releases (callers route on it, never on the wording of the message).
+    """
+
+    code: ClassVar[str] = "study.error"
 
 
 class StudyNotFoundError(StudyError):
     """The path does not exist."""
 
+    code = "study.not_found"
+
 
 class UnsupportedFormatError(StudyError):
     """The path is neither a DICOM folder, a zip of DICOM, a NIfTI file nor a case folder."""
+
+    code = "study.unsupported_format"
+
+
+class NotARegularFileError(UnsupportedFormatError):
+    """The path is a named pipe, socket or device, not a file that can be read to its end."""
+
+    code = "study.not_regular_file"
 
 
 class EmptyFolderError(StudyError):
     """The folder (or zip) holds no files at all."""
 
+    code = "study.empty"
+
 
 class NoDicomImagesError(StudyError):
     """Files were found but none is a readable DICOM image."""
+
+    code = "dicom.no_images"
 
 
 class NonImageObjectsOnlyError(NoDicomImagesError):
     """Only DICOM objects without pixels (structured reports, segmentations, ...) were found."""
 
+    code = "dicom.non_image_only"
+
+
+class NestedArchiveError(NoDicomImagesError):
+    """The only candidates for images are archives inside the folder or zip; they are not opened."""
+
+    code = "zip.nested"
+
 
 class CorruptDicomError(StudyError):
     """Too many files of the chosen series are truncated or unreadable to build a volume."""
+
+    code = "dicom.corrupt"
 
 
 class UndecodableCompressionError(StudyError):
     """Every slice uses a compressed transfer syntax that no installed decoder can read."""
 
+    code = "dicom.undecodable_compression"
+
+
+class UnsupportedPixelFormatError(StudyError):
+    """The pixels are colour, or of a bit depth / layout that is not a greyscale CT slice."""
+
+    code = "dicom.pixel_format_unsupported"
+
 
 class MissingPositionError(StudyError):
     """Slices lack ImagePositionPatient / ImageOrientationPatient, so they cannot be stacked."""
+
+    code = "dicom.position_missing"
+
+
+class InvalidGeometryError(StudyError):
+    """A geometry attribute (orientation, position, pixel spacing) holds an impossible value."""
+
+    code = "dicom.geometry_invalid"
+
+
+class InvalidOrientationError(InvalidGeometryError):
+    """ImageOrientationPatient is not two perpendicular unit vectors (wrong count, zeros, NaN)."""
+
+    code = "dicom.orientation_invalid"
+
+
+class InvalidPositionError(InvalidGeometryError):
+    """ImagePositionPatient is not three finite numbers."""
+
+    code = "dicom.position_invalid"
+
+
+class InvalidPixelSpacingError(InvalidGeometryError):
+    """PixelSpacing is not two positive, plausible millimetre values."""
+
+    code = "dicom.pixel_spacing_invalid"
+
+
+class InvalidRescaleError(StudyError):
+    """RescaleSlope / RescaleIntercept are not numbers, or would turn pixels into impossible values."""
+
+    code = "dicom.rescale_invalid"
+
+
+class ImplausibleValuesError(StudyError):
+    """The rescaled image holds values no CT scanner produces (not Hounsfield units)."""
+
+    code = "study.values_implausible"
+
+
+class ImageTooLargeError(StudyError):
+    """The declared image dimensions exceed what this installation loads (a damaged or hostile header)."""
+
+    code = "study.too_large"
 
 
 class InconsistentSeriesError(StudyError):
     """Slices of one series disagree on rows/columns, pixel spacing or orientation."""
 
+    code = "dicom.series_inconsistent"
+
+
+class MixedAcquisitionsError(InconsistentSeriesError):
+    """One SeriesInstanceUID holds two acquisitions covering the same positions; they are not merged."""
+
+    code = "dicom.mixed_acquisitions"
+
 
 class GantryTiltError(StudyError):
     """The slices were acquired with a tilted gantry; such series are refused, not corrected."""
+
+    code = "dicom.gantry_tilt"
 
 
 class UnevenSpacingError(StudyError):
     """Slice gaps vary beyond what resampling may bridge (slices are missing)."""
 
+    code = "dicom.uneven_spacing"
+
 
 class NotAVolumeError(StudyError):
     """Only single images (localizers, screenshots, multi-frame objects) were found, not a 3D series."""
+
+    code = "study.not_a_volume"
 
 
 class UnsafeZipError(StudyError):
     """A zip is unreadable, encrypted, or holds entries that would escape the extraction folder."""
 
+    code = "zip.unsafe"
+
 
 class ZipTooLargeError(UnsafeZipError):
     """A zip expands beyond ``settings.max_zip_bytes`` or holds too many files."""
 
+    code = "zip.too_large"
+
 
 class InvalidNiftiError(StudyError):
     """A NIfTI file is unreadable, not 3D, or contains NaN / infinite values."""
+
+    code = "nifti.invalid"
+
+
+class InvalidNiftiAffineError(InvalidNiftiError):
+    """The NIfTI affine is singular (a zero axis) or gives implausible voxel sizes."""
+
+    code = "nifti.affine_invalid"
+
+
+@dataclass(frozen=True)
+class IngestLimits:
+    """What a loadable CT study may look like; beyond these a header is damaged or hostile."""
+
+    # 2**30 voxels: 2 GiB as int16, 4 GiB as float32; a 512 x 512 x 2000 CCTA is a quarter of it.
+    max_voxels: int = 2**30
+    # Rows / Columns; CT reconstructs 512 (up to 2048 on ultra-high-resolution scanners).
+    max_in_plane: int = 4096
+    # Voxel edges in mm: below 10 um or above 50 mm no CT reconstruction exists.
+    min_voxel_mm: float = 0.01
+    max_voxel_mm: float = 50.0
+    # Hounsfield units: 16-bit stored values with the intercepts in use (-1024, -8192, ...) stay
+    # inside; anything beyond is not a density (e.g. a slope of 1000 or a 64-bit integer image).
+    min_hu: float = -40_000.0
+    max_hu: float = 70_000.0
+    # CT RescaleSlope: scanners write 1 (occasionally 0.5 or 2); above 10 HU per stored step the
+    # 16-bit range would exceed any density, and a slope <= 0 would invert or erase the image.
+    max_ct_slope: float = 10.0
+    # ImagePositionPatient: a patient lies within a metre of the scanner origin; 100 m is damage.
+    max_position_mm: float = 100_000.0
+
+
+LIMITS = IngestLimits()
+
+
+def check_hu_range(lo: float, hi: float, *, what: str, limits: IngestLimits = LIMITS) -> None:
+    """Raise :class:`ImplausibleValuesError` when ``[lo, hi]`` leaves the plausible Hounsfield range."""
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise ImplausibleValuesError(f"{what} holds infinite values; it is not a CT image in Hounsfield units")
+    if lo < limits.min_hu or hi > limits.max_hu:
+        raise ImplausibleValuesError(
+            f"{what} holds values from {lo:,.0f} to {hi:,.0f}, outside anything a CT scanner produces "
+            f"({limits.min_hu:,.0f} to {limits.max_hu:,.0f} HU); these are not Hounsfield units, so the "
+            "image is refused rather than measured")
+
+
+def check_voxel_size(spacing, *, what: str, limits: IngestLimits = LIMITS) -> None:
+    """Raise :class:`InvalidGeometryError` unless every voxel edge is a plausible CT size in mm."""
+    values = [float(s) for s in spacing]
+    if not all(np.isfinite(v) and limits.min_voxel_mm <= v <= limits.max_voxel_mm for v in values):
+        shown = " x ".join(f"{v:.4g}" for v in values)
+        raise InvalidGeometryError(
+            f"{what} gives voxels of {shown} mm; a CT voxel measures {limits.min_voxel_mm:g} to "
+            f"{limits.max_voxel_mm:g} mm, so distances and volumes would be meaningless")
 
 
 @dataclass
@@ -211,6 +364,11 @@ def load_study(path: str | Path, *, settings: Settings | None = None) -> Study:
     path = Path(path)
     if not path.exists():
         raise StudyNotFoundError(f"{path}: no such file or folder")
+    if not path.is_dir() and not path.is_file():
+        # A named pipe or device would block (or never end) when read; it is no study.
+        raise NotARegularFileError(
+            f"{path.name}: not a regular file (a named pipe, socket or device); give a DICOM folder, a .zip "
+            "of DICOM files or a NIfTI file")
     if path.is_dir():
         if cf.is_case_dir(path):
             return _load_case_image(path, settings)

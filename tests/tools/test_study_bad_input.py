@@ -98,7 +98,7 @@ def test_series_that_cannot_be_built_from_damaged_files(tmp_path):
     paths, _ = write(tmp_path, shape=(32, 24, 3))
     for path in paths[1:]:
         os.truncate(path, os.path.getsize(path) - 400)
-    with pytest.raises(CorruptDicomError, match="damaged or truncated"):
+    with pytest.raises(CorruptDicomError, match="2 of 3 slices.*truncated|truncated.*2 of 3 slices"):
         load_study(tmp_path)
 
 
@@ -166,10 +166,19 @@ def test_gantry_tilt_is_refused(tmp_path):
         load_study(tmp_path)
 
 
-def test_missing_image_position(tmp_path):
-    paths, _ = write(tmp_path)
-    edit(paths[3], ImagePositionPatient=None)
-    with pytest.raises(MissingPositionError, match="ImagePositionPatient"):
+def test_one_slice_without_position_is_left_out(tmp_path):
+    paths, hu = write(tmp_path)
+    edit(paths[-1], ImagePositionPatient=None)
+    study = load_study(tmp_path)
+    np.testing.assert_array_equal(study.hu, hu[:, :, :-1])
+    assert any("slice_00016.dcm" in w and "no ImagePositionPatient" in w for w in study.warnings)
+
+
+def test_series_without_positions(tmp_path):
+    paths, _ = write(tmp_path, shape=(32, 24, 4))
+    for path in paths:
+        edit(path, ImagePositionPatient=None)
+    with pytest.raises(MissingPositionError, match="no ImagePositionPatient.*4 of 4 slices"):
         load_study(tmp_path)
 
 
@@ -269,14 +278,31 @@ def test_rle_compressed_series_loads(tmp_path):
     np.testing.assert_array_equal(load_study(tmp_path).hu, hu)
 
 
-def test_undecodable_compression_is_named(tmp_path):
-    paths, _ = write(tmp_path, shape=(32, 24, 4))
-    for path in paths:  # JPEG 2000 frames no decoder can read (as when no J2K decoder is installed)
+def _jpeg2000_garbage(paths):
+    for path in paths:  # JPEG 2000 frames that hold no image
         ds = pydicom.dcmread(path)
         ds.file_meta.TransferSyntaxUID = pydicom.uid.JPEG2000Lossless
         ds.PixelData = pydicom.encaps.encapsulate([b"\xff\x4f" + bytes(98)])
         ds.save_as(path)
-    with pytest.raises(UndecodableCompressionError, match="JPEG 2000"):
+
+
+def test_undecodable_compression_is_named(tmp_path, monkeypatch):
+    import tools.dicom_read
+
+    paths, _ = write(tmp_path, shape=(32, 24, 4))
+    _jpeg2000_garbage(paths)
+    monkeypatch.setattr(tools.dicom_read, "_decodable", lambda syntax: False)  # as with no J2K decoder
+    with pytest.raises(UndecodableCompressionError, match="JPEG 2000.*cannot decode"):
+        load_study(tmp_path)
+
+
+def test_damaged_compressed_frames_are_not_blamed_on_the_decoder(tmp_path, monkeypatch):
+    import tools.dicom_read
+
+    paths, _ = write(tmp_path, shape=(32, 24, 4))
+    _jpeg2000_garbage(paths)
+    monkeypatch.setattr(tools.dicom_read, "_decodable", lambda syntax: True)
+    with pytest.raises(CorruptDicomError, match="JPEG 2000 .*compressed pixel data is damaged"):
         load_study(tmp_path)
 
 
