@@ -19,6 +19,16 @@ Records are split into the phrasings seen in training and the held-out phrasings
 (``held_out_phrasing``), so one data folder gives two columns: held-out seeds, and held-out seeds
 with held-out phrasings. A second folder (e.g. a shifted generator setting) gives a third.
 
+Yes/no questions are scored by raw accuracy and by balanced accuracy (the mean of the recalls of
+"yes" and "no", so always answering the commoner one scores 0.5), overall and per kind of question
+(``vlm.validation.question_kind``), with the expected calibration error of the answer confidence.
+
+Controls that can fail (``controls``): the same records, scored against the same ground truth, with
+the image replaced by another case's (``shuffled``: a derangement, no case keeps its own image), by a
+blank air volume (``blank``) or by Gaussian noise (``noise``). A model whose answers read the image
+falls to chance (balanced accuracy ~0.5) under each; one that answers from the wording does not, and
+the gap between a column and its controls says so.
+
 Example::
 
     from training.evaluate import evaluate_folder
@@ -36,12 +46,18 @@ from pathlib import Path
 
 import numpy as np
 
-from vlm.validation import ARTERY_IDS, CHAMBER_ROWS, DICE_ROWS, finding_ids_in_text, structure_group
+from vlm.validation import (ARTERY_IDS, CHAMBER_ROWS, CONTROL_SPLITS, DICE_ROWS, QUESTION_KINDS, finding_ids_in_text,
+                            question_kind, structure_group)
 
 # Issue 5 targets on held-out seeds: (row, minimum).
 TARGETS: dict[str, float] = {"chambers": 0.90, "aorta": 0.90, "LM": 0.80, "LAD": 0.80, "LCx": 0.80, "RCA": 0.80,
-                             "calcification F1": 0.90, "yes/no accuracy": 0.95}
+                             "calcification F1": 0.90, "yes/no accuracy": 0.95, "yes/no balanced accuracy": 0.95}
+# The shuffled-image control must fall to about chance for the yes/no figures to be readings of the image.
+SHUFFLED_CONTROL_MAX = 0.60
 REFERRING_INTENTS = ("segment_most_calcified", "segment_diseased_artery")
+BLANK_HU = -1000.0  # the blank control: all air
+NOISE_HU = (100.0, 400.0)  # the noise control: Gaussian mean and SD, HU (spans air to bone)
+ECE_BINS = 10
 
 
 class EvaluationError(ValueError):
@@ -65,6 +81,71 @@ def lesion_counts(pred: np.ndarray, truth: np.ndarray) -> tuple[int, int, int]:
     return len(hit), n_truth - len(hit), n_pred - len(touching)
 
 
+def balanced_accuracy(truth: list[str], predicted: list[str]) -> float | None:
+    """Mean over the answers present in ``truth`` of the share predicted right; None unless both
+    "yes" and "no" occur (with one class only it is plain accuracy, and says nothing about the image)."""
+    classes = sorted(set(truth))
+    if len(classes) < 2:
+        return None
+    truth_a, pred_a = np.asarray(truth), np.asarray(predicted)
+    return float(np.mean([np.mean(pred_a[truth_a == c] == c) for c in classes]))
+
+
+def expected_calibration_error(confidence: list[float], correct: list[bool], bins: int = ECE_BINS) -> float | None:
+    """ECE: |accuracy - mean confidence| per equal-width confidence bin, weighted by the bin's share."""
+    if not confidence:
+        return None
+    conf, hit = np.asarray(confidence, dtype=float), np.asarray(correct, dtype=float)
+    index = np.minimum((conf * bins).astype(int), bins - 1)
+    return float(sum(abs(hit[index == b].mean() - conf[index == b].mean()) * np.mean(index == b)
+                     for b in range(bins) if np.any(index == b)))
+
+
+def derangement(n: int, seed: int = 0) -> list[int]:
+    """A random permutation without fixed points (Sattolo's algorithm: one cycle through all n)."""
+    if n < 2:
+        raise EvaluationError("the shuffled-image control needs at least two cases")
+    order = list(range(n))
+    rng = np.random.default_rng(seed)
+    for i in range(n - 1, 0, -1):
+        j = int(rng.integers(0, i))
+        order[i], order[j] = order[j], order[i]
+    return order
+
+
+def _fit(hu: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``hu`` centre-cropped or air-padded to ``shape`` (another case's image on this case's grid)."""
+    out = np.full(shape, BLANK_HU, dtype=np.float32)
+    src, dst = [], []
+    for have, want in zip(hu.shape, shape):
+        lo_src, lo_dst = max(0, (have - want) // 2), max(0, (want - have) // 2)
+        n = min(have, want)
+        src.append(slice(lo_src, lo_src + n))
+        dst.append(slice(lo_dst, lo_dst + n))
+    out[tuple(dst)] = np.asarray(hu, dtype=np.float32)[tuple(src)]
+    return out
+
+
+def control_study(control: str, study, *, other=None, seed: int = 0):
+    """The image a control shows the model in place of ``study``'s, on ``study``'s grid and affine.
+
+    ``shuffled``: ``other`` (another case's study); ``blank``: all air; ``noise``: Gaussian noise.
+    """
+    import dataclasses
+
+    if control == "shuffled":
+        if other is None:
+            raise EvaluationError("the shuffled-image control needs another case's image")
+        hu = _fit(other.hu, study.shape)
+    elif control == "blank":
+        hu = np.full(study.shape, BLANK_HU, dtype=np.float32)
+    elif control == "noise":
+        hu = np.random.default_rng(seed).normal(*NOISE_HU, size=study.shape).astype(np.float32)
+    else:
+        raise EvaluationError(f"unknown control '{control}'; choose from {', '.join(CONTROL_SPLITS)}")
+    return dataclasses.replace(study, hu=hu, source=f"{control} control of {study.source}")
+
+
 @dataclass
 class Scores:
     """Accumulated per-record scores of one evaluation split."""
@@ -73,7 +154,10 @@ class Scores:
                                                                   (*DICE_ROWS, *CHAMBER_ROWS.values())})
     referring: list[bool] = field(default_factory=list)
     not_present: list[bool] = field(default_factory=list)
-    yes_no: list[bool] = field(default_factory=list)
+    yes_no_truth: list[str] = field(default_factory=list)
+    yes_no_answer: list[str] = field(default_factory=list)
+    yes_no_kind: list[str] = field(default_factory=list)
+    yes_no_confidence: list[float] = field(default_factory=list)
     choice: list[bool] = field(default_factory=list)
     landmark_mm: list[float] = field(default_factory=list)
     calc_tp: int = 0
@@ -90,7 +174,14 @@ class Scores:
         out["calcification F1"] = (2 * self.calc_tp / denominator) if denominator else None
         out["referring accuracy"] = mean(self.referring)
         out["not-present accuracy"] = mean(self.not_present)
-        out["yes/no accuracy"] = mean(self.yes_no)
+        correct = [a == t for a, t in zip(self.yes_no_answer, self.yes_no_truth)]
+        out["yes/no accuracy"] = mean(correct)
+        out["yes/no balanced accuracy"] = balanced_accuracy(self.yes_no_truth, self.yes_no_answer)
+        for kind in QUESTION_KINDS:
+            chosen = [i for i, k in enumerate(self.yes_no_kind) if k == kind]
+            out[f"yes/no balanced accuracy ({kind})"] = balanced_accuracy(
+                [self.yes_no_truth[i] for i in chosen], [self.yes_no_answer[i] for i in chosen])
+        out["yes/no ECE"] = expected_calibration_error(self.yes_no_confidence, correct)
         out["multiple-choice accuracy"] = mean(self.choice)
         out["landmark error mm (mean)"] = mean(self.landmark_mm)
         out["landmark error mm (median)"] = float(np.median(self.landmark_mm)) if self.landmark_mm else None
@@ -131,13 +222,21 @@ def _case_arrays(folder: Path):
     return study, labels, landmarks
 
 
-def score_record(model, record, study, labels: np.ndarray, landmarks: dict, scores: Scores) -> None:
-    """Run one curriculum record on its study and add its scores to ``scores``."""
+def _load_image(folder: Path):
+    from tools.study import load_study
+
+    return load_study(folder)
+
+
+def score_record(model, record, study, labels: np.ndarray, landmarks: dict, scores: Scores, *,
+                 image=None) -> None:
+    """Run one curriculum record on its study (or on ``image``, a control shown in its place, scored
+    against the same ground truth) and add its scores to ``scores``."""
     from tools.masks import mask_from_labels
 
     target = record.target
     choices = list(target.choices) or None
-    result = model.run(study, record.instruction, choices=choices)
+    result = model.run(study if image is None else image, record.instruction, choices=choices)
     scores.records += 1
     if record.task == "segment":
         if target.mask is None:  # an absent finding: the target answer is "not present"
@@ -165,7 +264,10 @@ def score_record(model, record, study, labels: np.ndarray, landmarks: dict, scor
             scores.calc_fn += fn
             scores.calc_fp += fp
     elif record.task == "yes_no":
-        scores.yes_no.append(result.answer == target.answer)
+        scores.yes_no_truth.append(target.answer)
+        scores.yes_no_answer.append(result.answer)
+        scores.yes_no_kind.append(question_kind(record.instruction))
+        scores.yes_no_confidence.append(result.answer_confidence)
     elif record.task == "choice":
         scores.choice.append(result.answer == target.answer)
     elif record.task == "landmark" and target.landmark in landmarks:
@@ -194,6 +296,7 @@ def load_records(data_dir: Path, curriculum: str | Path | None = None, seed: int
 
 def evaluate_folder(checkpoint: str | Path, data_dir: str | Path, *, curriculum: str | Path | None = None,
                     name: str = "held-out seeds", max_records_per_case: int | None = None, model=None,
+                    controls: tuple[str, ...] = (), control_seed: int = 0,
                     progress: bool = False) -> EvaluationReport:
     """Evaluate a checkpoint on every case folder of ``data_dir``.
 
@@ -204,7 +307,11 @@ def evaluate_folder(checkpoint: str | Path, data_dir: str | Path, *, curriculum:
         name: column name of the records with training phrasings; held-out phrasings get
             ``"<name>, held-out phrasings"``.
         max_records_per_case: evaluate only the first N records of each case (quick runs).
-        model: an already loaded ``CardioVLM``.
+        model: an already loaded ``CardioVLM`` (or any object with its ``run`` and ``clear_cache``).
+        controls: any of ``vlm.validation.CONTROL_SPLITS`` ("shuffled", "blank", "noise"); each scores the
+            records of the ``name`` column again with that image in place of the case's own, as the
+            column ``"<name>, <control>"`` (e.g. "held-out seeds, shuffled images").
+        control_seed: seed of the shuffle (a derangement of the cases) and of the noise volumes.
 
     Returns:
         :class:`EvaluationReport` with one summary per split.
@@ -221,6 +328,9 @@ def evaluate_folder(checkpoint: str | Path, data_dir: str | Path, *, curriculum:
         raise EvaluationError(f"data folder {data_dir} does not exist")
     if max_records_per_case is not None and max_records_per_case < 1:
         raise EvaluationError("max_records_per_case must be >= 1")
+    unknown = sorted(set(controls) - set(CONTROL_SPLITS))
+    if unknown:
+        raise EvaluationError(f"unknown control(s) {', '.join(unknown)}; choose from {', '.join(CONTROL_SPLITS)}")
     started = time.time()
     model = model if model is not None else vlm.load(checkpoint, device="cpu" if not torch.cuda.is_available()
                                                      else "cuda")
@@ -232,17 +342,30 @@ def evaluate_folder(checkpoint: str | Path, data_dir: str | Path, *, curriculum:
     if missing:
         raise EvaluationError(f"case folder(s) missing under {data_dir}: {', '.join(missing[:5])}")
     seen, held_out = Scores(), Scores()
-    for index, (case_id, case_records) in enumerate(sorted(by_case.items())):
+    controlled = {control: Scores() for control in controls}
+    case_ids = sorted(by_case)
+    shuffle = derangement(len(case_ids), control_seed) if "shuffled" in controls else None
+    for index, case_id in enumerate(case_ids):
+        case_records = by_case[case_id][:max_records_per_case]
         study, labels, landmarks = _case_arrays(data_dir / case_id)
-        for record in case_records[:max_records_per_case]:
+        for record in case_records:
             score_record(model, record, study, labels, landmarks, held_out if record.held_out_phrasing else seen)
         model.clear_cache()
+        for control, scores in controlled.items():
+            other = _load_image(data_dir / case_ids[shuffle[index]]) if control == "shuffled" else None
+            image = control_study(control, study, other=other, seed=control_seed * 100_003 + index)
+            for record in case_records:
+                if not record.held_out_phrasing:  # the records of the ``name`` column, nothing else
+                    score_record(model, record, study, labels, landmarks, scores, image=image)
+            model.clear_cache()
         if progress:
             print(f"  {name}: case {index + 1}/{len(by_case)} {case_id}", flush=True)
     report = EvaluationReport(checkpoint=str(checkpoint), data=str(data_dir), cases=len(by_case))
     report.splits[name] = seen.summary()
     if held_out.records:
         report.splits[f"{name}, held-out phrasings"] = held_out.summary()
+    for control, scores in controlled.items():
+        report.splits[f"{name}, {CONTROL_SPLITS[control]}"] = scores.summary()
     report.seconds = time.time() - started
     return report
 
@@ -282,5 +405,22 @@ def target_gaps(report: dict[str, float | int | None]) -> dict[str, float]:
     return gaps
 
 
-__all__ = ["DICE_ROWS", "TARGETS", "EvaluationError", "EvaluationReport", "Scores", "dice", "evaluate_folder",
-           "format_table", "lesion_counts", "structure_group", "target_gaps"]
+def control_gaps(report: EvaluationReport, name: str) -> dict[str, dict[str, float | None]]:
+    """Per control column of split ``name``: yes/no balanced accuracy of the split minus the control's,
+    overall and per kind of question (None where either has no figure). Near 0: the answers do not
+    depend on the image."""
+    rows = ["yes/no balanced accuracy", *(f"yes/no balanced accuracy ({k})" for k in QUESTION_KINDS),
+            "multiple-choice accuracy"]
+    base = report.splits.get(name, {})
+    out: dict[str, dict[str, float | None]] = {}
+    for label in CONTROL_SPLITS.values():
+        control = report.splits.get(f"{name}, {label}")
+        if control is not None:
+            out[label] = {row: (None if base.get(row) is None or control.get(row) is None
+                                else round(base[row] - control[row], 3)) for row in rows}
+    return out
+
+
+__all__ = ["DICE_ROWS", "SHUFFLED_CONTROL_MAX", "TARGETS", "EvaluationError", "EvaluationReport", "Scores",
+           "balanced_accuracy", "control_gaps", "control_study", "derangement", "dice", "evaluate_folder",
+           "expected_calibration_error", "format_table", "lesion_counts", "structure_group", "target_gaps"]

@@ -9,6 +9,7 @@ so an answer from the VLM can carry the Dice it measured on held-out phantoms fo
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from tools.anatomy import (ARTERIES, HEART_CHAMBERS, SEGMENTS_BY_CODE, STRUCTURES_BY_NAME, find_anatomy,
@@ -20,6 +21,9 @@ DICE_ROWS = ("chambers", "myocardium", "aorta", "LM", "LAD", "LCx", "RCA", "calc
 CHAMBER_ROWS: dict[int, str] = {STRUCTURES_BY_NAME[n].label_id: STRUCTURES_BY_NAME[n].display for n in HEART_CHAMBERS}
 EVALUATION_FILE = "evaluation.json"  # `cardiovlm evaluate --json` of the checkpoint, next to its weights
 HELD_OUT_SPLIT = "held-out seeds"  # the column the issue's targets are set on
+# Controls of `cardiovlm evaluate --controls`: key -> what its column is called after the split's name
+# ("held-out seeds, shuffled images"). Each shows the model another image in place of the case's own.
+CONTROL_SPLITS: dict[str, str] = {"shuffled": "shuffled images", "blank": "blank volumes", "noise": "noise volumes"}
 SYNTHETIC_NOTE = ("CardioVLM weights trained on synthetic phantoms only, on a CPU; research use only, "
                   "not for clinical use.")
 
@@ -65,6 +69,20 @@ def finding_ids_in_text(text: str) -> list[int]:
     if "plaque" in text:
         return [PLAQUE_ID]
     return []
+
+
+# Kinds of yes/no question, scored and gated each on its own: a model can learn the anatomy ones from the
+# wording alone (which artery a segment belongs to), while the findings ones need the image.
+QUESTION_KINDS = ("findings", "anatomy", "stent sizing")
+_STENT_SIZE = re.compile(r"\d+(?:\.\d+)?\s*mm\s+stent", re.IGNORECASE)
+
+
+def question_kind(text: str) -> str:
+    """Kind of a yes/no question: 'stent sizing' ("will a 26 mm stent cover the pLAD lesion?"), 'findings'
+    (is there a calcification, plaque or stent), else 'anatomy' ("is the pRCA a segment of the LAD?")."""
+    if _STENT_SIZE.search(text):
+        return "stent sizing"
+    return "findings" if finding_ids_in_text(text) else "anatomy"
 
 
 def structure_group_of_text(text: str) -> str | None:

@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from tools.anatomy import STRUCTURES_BY_NAME, segments_of_artery
-from training.evaluate import (DICE_ROWS, TARGETS, EvaluationError, dice, evaluate_folder, format_table,
-                               lesion_counts, structure_group, target_gaps)
+from training.evaluate import (DICE_ROWS, TARGETS, EvaluationError, balanced_accuracy, control_gaps, derangement, dice,
+                               evaluate_folder, expected_calibration_error, format_table, lesion_counts,
+                               structure_group, target_gaps)
 from vlm import CardioVLM, CardioVLMConfig
 
 torch.set_num_threads(1)
@@ -114,3 +115,134 @@ def test_evaluate_errors(tmp_path, tiny_run):
     with pytest.raises(EvaluationError, match="no case folders"):
         evaluate_folder(checkpoint, tmp_path / "empty")
     assert main(["evaluate", "--checkpoint", str(tmp_path / "missing"), "--data", str(tmp_path / "empty")]) == 2
+
+
+# ------------------------------------------------------------------ controls that can fail (toy world)
+# A toy world where the answer is in the image: a stent is a bright 3-voxel cube in one of 16 small volumes.
+TOY_CASES = 16
+STENT_HU = 2000
+
+
+class _ImageReader:
+    """Answers by reading the image: a stent is there when some voxel is brighter than 1500 HU."""
+
+    def run(self, study, instruction, choices=None):
+        from types import SimpleNamespace
+
+        bright = np.asarray(study.hu) > 1500
+        answer = "yes" if bright.any() else "no"
+        return SimpleNamespace(answer=answer, answer_confidence=0.9, mask=bright, landmark_mm=(0.0, 0.0, 0.0))
+
+    def clear_cache(self):
+        pass
+
+
+class _WordingReader(_ImageReader):
+    """Answers from the wording alone (stents of the toy world are all in the LAD): the failure the
+    shuffled-image control exists to expose."""
+
+    def run(self, study, instruction, choices=None):
+        result = super().run(study, instruction, choices)
+        result.answer = "yes" if "LAD" in instruction else "no"
+        return result
+
+
+@pytest.fixture(scope="module")
+def toy_world(tmp_path_factory):
+    from tools import case_format as cf
+    from tools.nifti_io import write_nifti
+    from training.curriculum.schema import InstructionRecord, MaskTarget, Provenance, Target
+
+    root = tmp_path_factory.mktemp("toy")
+    rng = np.random.default_rng(3)
+    stent_id = _id("stent")
+    records = []
+    for n in range(TOY_CASES):
+        case = root / f"toy_{n:02d}"
+        case.mkdir()
+        (case / cf.MANIFEST_FILE).write_text("{}")
+        hu = rng.normal(40, 20, (24, 24, 24)).astype(np.int16)
+        labels = np.zeros(hu.shape, np.uint8)
+        has_stent = n % 2 == 0
+        if has_stent:
+            i, j, k = rng.integers(2, 19, 3)
+            hu[i:i + 3, j:j + 3, k:k + 3] = STENT_HU
+            labels[i:i + 3, j:j + 3, k:k + 3] = stent_id
+        write_nifti(hu, np.eye(4), case / cf.CCTA_NIFTI)
+        write_nifti(labels, np.eye(4), case / cf.LABELS_NIFTI)
+        common = dict(study_id=case.name, stage=3, provenance=Provenance(source="ground_truth"), phrasing_id="p0")
+        artery = "LAD" if has_stent else "RCA"
+        records.append(InstructionRecord(id=f"{n}-ask", task="yes_no", intent="presence",
+                                         instruction=f"Is there a stent in the {artery}?",
+                                         target=Target(answer="yes" if has_stent else "no"), **common))
+        if has_stent:
+            records.append(InstructionRecord(id=f"{n}-seg", task="segment", intent="segment_finding",
+                                             instruction="segment the stent",
+                                             target=Target(mask=MaskTarget(label_ids=[stent_id])), **common))
+    curriculum = root / "curriculum.jsonl"
+    curriculum.write_text("\n".join(r.model_dump_json() for r in records) + "\n")
+    return root, curriculum
+
+
+def _toy_report(toy_world, model):
+    root, curriculum = toy_world
+    report = evaluate_folder("toy", root, curriculum=curriculum, model=model,
+                             controls=("shuffled", "blank", "noise"))
+    return {name.removeprefix("held-out seeds").strip(", ") or "own": s for name, s in report.splits.items()}, report
+
+
+def test_the_shuffled_image_control_drops_an_image_dependent_task_to_chance(toy_world):
+    splits, report = _toy_report(toy_world, _ImageReader())
+    row = "yes/no balanced accuracy"
+    assert splits["own"][row] == 1.0 and splits["own"]["Dice stents"] == 1.0
+    # Another case's image: right only where that case happens to have the same answer.
+    assert splits["shuffled images"][row] <= 0.65 and splits["shuffled images"]["Dice stents"] < 0.3
+    # Blank: never a stent; noise: bright voxels everywhere. One answer for every case is chance.
+    assert splits["blank volumes"][row] == 0.5 and splits["noise volumes"][row] == 0.5
+    assert splits["blank volumes"]["yes/no accuracy"] == 0.5  # 8 yes, 8 no: raw accuracy is chance here too
+    gaps = control_gaps(report, "held-out seeds")
+    assert gaps["shuffled images"]["yes/no balanced accuracy (findings)"] >= 0.35
+
+
+def test_a_model_answering_from_the_wording_does_not_pass_the_shuffled_control(toy_world):
+    splits, report = _toy_report(toy_world, _WordingReader())
+    row = "yes/no balanced accuracy"
+    assert splits["own"][row] == 1.0  # as good as the image reader on its own column...
+    assert splits["shuffled images"][row] == 1.0 and splits["blank volumes"][row] == 1.0  # ...and the controls show why
+    assert control_gaps(report, "held-out seeds")["shuffled images"][row] == 0.0
+
+
+@pytest.mark.parametrize("n", [2, 3, 8, 17])
+def test_derangement_leaves_no_case_with_its_own_image(n):
+    order = derangement(n, seed=n)
+    assert sorted(order) == list(range(n)) and all(order[i] != i for i in range(n))
+
+
+def test_balanced_accuracy_and_ece():
+    truth = ["yes"] * 2 + ["no"] * 8
+    assert balanced_accuracy(truth, ["no"] * 10) == 0.5  # raw accuracy 0.8: the prior, not a reading
+    assert balanced_accuracy(truth, truth) == 1.0 and balanced_accuracy(["no", "no"], ["no", "no"]) is None
+    assert expected_calibration_error([0.9] * 10, [True] * 9 + [False]) == pytest.approx(0.0)
+    assert expected_calibration_error([0.95] * 4, [True, False, True, False]) == pytest.approx(0.45)
+
+
+def test_controls_need_two_cases_and_known_names(tiny_run):
+    checkpoint, data = tiny_run
+    with pytest.raises(EvaluationError, match="at least two cases"):
+        evaluate_folder(checkpoint, data, max_records_per_case=2, controls=("shuffled",))
+    with pytest.raises(EvaluationError, match="unknown control"):
+        evaluate_folder(checkpoint, data, controls=("mirror",))
+
+
+def test_evaluate_cli_controls(tiny_run, capsys):
+    from ui.cli import main
+
+    checkpoint, data = tiny_run
+    assert main(["evaluate", "--checkpoint", str(checkpoint), "--data", str(data), "--max-records", "6",
+                 "--controls", "blank", "noise", "--json"]) == 0
+    splits = json.loads(capsys.readouterr().out)[0]["splits"]
+    assert {"held-out seeds, blank volumes", "held-out seeds, noise volumes"} <= set(splits)
+    assert "yes/no balanced accuracy" in splits["held-out seeds, blank volumes"]
+    # One case cannot be shuffled: a clear refusal, exit code 2, no traceback.
+    assert main(["evaluate", "--checkpoint", str(checkpoint), "--data", str(data), "--controls"]) == 2
+    assert "at least two cases" in capsys.readouterr().err
