@@ -1,0 +1,62 @@
+"""The image-derived coronary tree: found from intensities, graded (only here) against the phantom's truth."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tools import case_format as cf
+from tools.anatomy import SEGMENTS_BY_CODE, segments_of_artery
+from tools.coronary_tree import CoronaryTreeError, extract_coronary_tree
+from tools.study import Study, load_nifti, load_study
+
+DEMO = Path(__file__).resolve().parents[2] / "tools" / "demo_cases"
+
+
+@pytest.fixture(scope="module")
+def lad_stenosis():
+    case = cf.load_case(DEMO / "lad_stenosis")
+    study = load_study(case.path(cf.CCTA_NIFTI))
+    truth = load_nifti(case.path(cf.LABELS_NIFTI), labels=True).hu
+    return study, truth, extract_coronary_tree(study)
+
+
+def _artery_ids(artery: str) -> list[int]:
+    return [SEGMENTS_BY_CODE[s.code].label_id for s in segments_of_artery(artery)]
+
+
+def test_the_right_coronary_artery_is_found_from_the_image_alone(lad_stenosis):
+    study, truth, tree = lad_stenosis
+    found, true = np.isin(tree.labels, _artery_ids("RCA")), np.isin(truth, _artery_ids("RCA"))
+    dice = 2 * (found & true).sum() / (found.sum() + true.sum())
+    assert dice > 0.5
+    assert tree.dominance == "right"
+    assert "pRCA" in tree.centerlines.segments and tree.confidence["pRCA"] > 0
+
+
+def test_ostia_lie_on_the_aortic_root_where_the_phantom_put_them(lad_stenosis):
+    _, _, tree = lad_stenosis
+    case = cf.load_case(DEMO / "lad_stenosis")
+    landmarks = case.landmarks()
+    for side, name in (("right", "right_coronary_ostium"), ("left", "left_coronary_ostium")):
+        assert np.linalg.norm(np.subtract(tree.ostia[side], landmarks[name])) < 6.0
+
+
+def test_the_tree_depends_on_the_image(lad_stenosis):
+    study, _, _ = lad_stenosis
+    uniform = Study(hu=np.full(study.shape, 40, np.int16), spacing=study.spacing, affine=study.affine)
+    with pytest.raises(CoronaryTreeError, match="contrast"):
+        extract_coronary_tree(uniform)
+    no_contrast = Study(hu=np.where(study.hu > 150, 40, study.hu).astype(np.int16), spacing=study.spacing,
+                        affine=study.affine)
+    with pytest.raises(CoronaryTreeError):
+        extract_coronary_tree(no_contrast)
+
+
+def test_another_modality_is_refused(lad_stenosis):
+    study, _, _ = lad_stenosis
+    mr = Study(hu=study.hu, spacing=study.spacing, affine=study.affine, modality="MR", hu_calibrated=False)
+    with pytest.raises(CoronaryTreeError, match="MR"):
+        extract_coronary_tree(mr)

@@ -1,0 +1,563 @@
+"""The coronary tree of a contrast CT, found from its intensities alone: lumen, centerlines and SCCT segments.
+
+Nothing here reads a label map, centerlines or findings shipped with a study: a phantom's ground
+truth only grades this module (``benchmarks/coronary_tree.py``). The method is classical image
+analysis, stated in every result (:data:`METHOD`):
+
+1. **Contrast levels** from the image: the cardiac blood pool is the largest bright structure that is
+   not bone (an opening removes everything thinner than ``opening_radius_mm``); the lumen level is a
+   high percentile of its attenuation and the fat level the histogram peak between -200 and 0 HU.
+2. **Bright tubes**: voxels above the half-maximum between fat and lumen (the usual CT lumen edge),
+   minus the opened blood pool and bone, within ``heart_margin_mm`` of the blood pool. A watershed
+   from the voxels above a stricter level splits tubes from the thin rims of chambers they touch
+   through partial volume.
+3. **Which tubes are coronaries**: long, thin pieces that touch the blood pool at most at one end
+   (a chamber rim or trabeculation touches it along its length). The two longest touching pieces are
+   the left and right trees (left by patient position); pieces cut off by a tight stenosis or an
+   occlusion are joined to the nearest tree end within ``max_gap_mm``.
+4. **Centerlines** by TEASAR skeletonisation (kimimaro), rooted at the ostium.
+5. **SCCT segments by anatomical rules**: the left main ends at the first major bifurcation; of its
+   branches the most anterior is the LAD, the most posterior the circumflex, one between them the
+   ramus; diagonals are the LAD's leftward side branches, obtuse marginals the circumflex's side
+   branches; the RCA's acute margin is its rightmost point and its crux the last major bifurcation,
+   whose branch ending nearer the apex (the LAD's end) is the PDA. Where a rule finds no branch, a
+   stated fraction of the vessel's length is used instead and the segment's confidence says so.
+
+Confidence per segment (0-1): 0.9 when its ends come from branch points, 0.6 when from a length
+fraction, 0.4 for a piece joined across a gap; lowered when the tree is short.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cc3d
+import numpy as np
+from scipy import ndimage
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import dijkstra
+from scipy.spatial import cKDTree
+
+from tools import case_format as cf
+from tools.anatomy import SEGMENTS_BY_CODE
+from tools.centerline import resample_polyline
+from tools.study import Study, StudyError
+
+METHOD = ("coronary tree from CT intensities: half-maximum lumen threshold, opened blood pool removed, "
+          "watershed-split tubes touching the aortic root, TEASAR centerlines (kimimaro), SCCT segments by "
+          "anatomical branching rules")
+SOURCE = "image-derived coronary tree"
+
+
+class CoronaryTreeError(StudyError):
+    """No coronary tree could be found in the image."""
+
+    code = "tree.not_found"
+
+
+@dataclass(frozen=True)
+class TreeConfig:
+    smoothing_mm: float = 0.5  # Gaussian sigma before thresholding: noise, not anatomy
+    opening_radius_mm: float = 3.0  # the left main is <= 5 mm wide: a 6 mm ball never fits a coronary
+    lumen_fraction: float = 0.5  # lumen edge at half-maximum between fat and lumen attenuation
+    strict_fraction: float = 0.65  # watershed seeds: well inside the lumen, never across partial volume
+    heart_margin_mm: float = 25.0  # coronaries lie on the epicardium, within this of the blood pool
+    hessian_sigma_mm: float = 1.0  # scale of a coronary lumen
+    tube_eigen_ratio: float = 0.4  # a voxel is line-like when its second eigenvalue is >= this x the first
+    min_tube_fraction: float = 0.35  # share of line-like voxels for a piece to be a vessel (rims score < 0.25)
+    min_piece_mm: float = 8.0  # shortest piece worth keeping (bounding-box diagonal)
+    max_gap_mm: float = 20.0  # a piece this far ahead of a vessel end is the vessel beyond a stenosis
+    touch_gap_mm: float = 3.0  # pieces this close are joined whatever the direction
+    max_bridge_angle_deg: float = 35.0  # a longer bridge must continue the vessel's direction
+    major_branch_mm: float = 15.0  # a branch this long (to its farthest end) makes a bifurcation
+    side_branch_mm: float = 10.0  # a side branch this long is a diagonal / marginal
+    min_blood_hu: float = 150.0  # below this the blood pool is not enhanced: no contrast
+
+
+@dataclass
+class CoronaryTree:
+    """An image-derived coronary tree on the grid of its study.
+
+    ``labels`` holds SCCT segment ids of ``tools.anatomy`` (0 elsewhere); ``centerlines`` per segment,
+    proximal to distal, in patient LPS mm, the type phantoms ship their ground truth in.
+    """
+
+    labels: np.ndarray
+    centerlines: cf.Centerlines
+    confidence: dict[str, float]
+    ostia: dict[str, tuple[float, float, float]]
+    dominance: str | None
+    lumen_hu: float
+    method: str = METHOD
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def segments(self) -> list[str]:
+        return list(self.centerlines.segments)
+
+
+def _ball(radius_vox: np.ndarray) -> np.ndarray:
+    r = np.maximum(np.asarray(radius_vox, float), 0.5)
+    n = np.ceil(r).astype(int)
+    grid = np.mgrid[-n[0]:n[0] + 1, -n[1]:n[1] + 1, -n[2]:n[2] + 1].astype(float)
+    return sum((g / rr) ** 2 for g, rr in zip(grid, r)) <= 1.0 + 1e-6
+
+
+def _levels(smooth: np.ndarray, spacing: np.ndarray, config: TreeConfig):
+    """(cardiac blood pool mask, bone mask, lumen HU, fat HU) from the image."""
+    enhanced = smooth > config.min_blood_hu
+    opened = ndimage.binary_opening(enhanced, structure=_ball(config.opening_radius_mm / spacing))
+    comps = cc3d.connected_components(opened, connectivity=6)
+    sizes = np.bincount(comps.ravel())
+    sizes[0] = 0
+    dense = np.bincount(comps.ravel(), weights=(smooth > 700).ravel(), minlength=len(sizes))
+    # bone has a dense cortex; opacified blood stays below 700 HU at the usual contrast levels
+    is_bone = dense > 0.05 * np.maximum(sizes, 1)
+    is_bone[0] = False
+    bone = is_bone[comps]
+    blood = [label for label in np.argsort(sizes)[::-1] if sizes[label] and not is_bone[label]]
+    if not blood or sizes[blood[0]] * np.prod(spacing) < 20_000:  # < 20 mL: no enhanced heart in view
+        raise CoronaryTreeError("no contrast-enhanced cardiac blood pool was found: the coronary tree needs a "
+                                "contrast CT angiography of the heart")
+    lumen = float(np.percentile(smooth[comps == blood[0]], 80))
+    # every enhanced chamber and great vessel (>= 5 mL), not only the largest: the LAD runs over the RV
+    pool = np.isin(comps, [label for label in blood if sizes[label] * np.prod(spacing) >= 5_000])
+    fat_values = smooth[(smooth > -200) & (smooth < 0)]
+    fat = float(np.bincount(np.clip(fat_values + 200, 0, 199).astype(int)).argmax() - 200) if fat_values.size else -90.0
+    return pool, bone, lumen, fat
+
+
+def _tube_pieces(study: Study, config: TreeConfig):
+    """Watershed-labelled bright tubes near the heart, which of their voxels touch large bright
+    structures, and the lumen level."""
+    spacing = np.asarray(study.spacing, float)
+    smooth = ndimage.gaussian_filter(study.hu.astype(np.float32), config.smoothing_mm / spacing)
+    pool, bone, lumen, fat = _levels(smooth, spacing, config)
+    lo = fat + config.lumen_fraction * (lumen - fat)
+    hi = fat + config.strict_fraction * (lumen - fat)
+    bright = smooth > lo
+    big = ndimage.binary_opening(bright, structure=_ball(config.opening_radius_mm / spacing))
+    near_heart = ndimage.distance_transform_edt(~pool, sampling=spacing) <= config.heart_margin_mm
+    near_bone = ndimage.binary_dilation(bone, structure=_ball(3.0 / spacing))
+    thin = bright & ~big & near_heart & ~near_bone
+    from skimage.segmentation import watershed
+
+    seeds = cc3d.connected_components(thin & (smooth > hi), connectivity=26)
+    pieces = watershed(-smooth, seeds, mask=thin).astype(np.int32)
+    touching = ndimage.binary_dilation(big & ~bone, structure=_ball(1.5 / spacing)) & thin
+    return pieces, touching, lumen, _tube_fraction(smooth, pieces, spacing, config)
+
+
+def _tube_fraction(smooth: np.ndarray, pieces: np.ndarray, spacing: np.ndarray, config: TreeConfig) -> np.ndarray:
+    """Per piece, the share of voxels where the Hessian says "bright line" rather than "bright sheet".
+
+    At a bright tube two eigenvalues are strongly negative; at the rim of a chamber only one is.
+    """
+    box = ndimage.find_objects((pieces > 0).astype(np.int8))[0]
+    pad = tuple(slice(max(b.start - 4, 0), b.stop + 4) for b in box)
+    crop, where = smooth[pad], pieces[pad]
+    idx = np.nonzero(where)
+    hessian = np.zeros((len(idx[0]), 3, 3), np.float32)
+    for a in range(3):
+        for b in range(a, 3):
+            order = [0, 0, 0]
+            order[a] += 1
+            order[b] += 1
+            d = ndimage.gaussian_filter(crop, config.hessian_sigma_mm / spacing, order=order)[idx]
+            hessian[:, a, b] = hessian[:, b, a] = d
+    ev = np.linalg.eigvalsh(hessian)  # ascending: ev[:, 0] is the most negative
+    line = ev[:, 1] < config.tube_eigen_ratio * ev[:, 0]
+    n = int(pieces.max()) + 1
+    return np.bincount(where[idx], weights=line, minlength=n) / np.maximum(np.bincount(where[idx], minlength=n), 1)
+
+
+@dataclass
+class _Graph:
+    """A skeleton as an undirected weighted graph in patient mm."""
+
+    xyz: np.ndarray  # (V, 3)
+    radius: np.ndarray  # (V,)
+    edges: list[tuple[int, int]]
+    piece: np.ndarray  # (V,) which tube piece each vertex belongs to
+
+    def matrix(self):
+        a, b = np.array(self.edges).T
+        w = np.linalg.norm(self.xyz[a] - self.xyz[b], axis=1) + 1e-6
+        n = len(self.xyz)
+        return coo_matrix((np.r_[w, w], (np.r_[a, b], np.r_[b, a])), shape=(n, n)).tocsr()
+
+
+def _skeleton_graph(pieces: np.ndarray, keep: list[int], study: Study) -> _Graph:
+    import kimimaro
+
+    spacing = np.asarray(study.spacing, float)
+    volume = np.where(np.isin(pieces, keep), pieces, 0)
+    skels = kimimaro.skeletonize(volume, anisotropy=tuple(spacing), dust_threshold=0, progress=False,
+                                 fix_branching=True, fix_borders=True, parallel=1)
+    xyz, radius, edges, piece = [], [], [], []
+    offset = 0
+    for label, skel in skels.items():
+        if len(skel.vertices) < 2:
+            continue
+        ijk = skel.vertices / spacing
+        xyz.append(study.index_to_mm(ijk))
+        radius.append(np.asarray(skel.radius, float))
+        edges.extend((int(a) + offset, int(b) + offset) for a, b in skel.edges)
+        piece.append(np.full(len(skel.vertices), label))
+        offset += len(skel.vertices)
+    if not xyz:
+        raise CoronaryTreeError("no coronary artery was found in the image")
+    return _Graph(np.concatenate(xyz), np.concatenate(radius), edges, np.concatenate(piece))
+
+
+class _Tree:
+    """A rooted tree over graph vertices: parent links, arc length and the farthest reach below each vertex."""
+
+    def __init__(self, graph: _Graph, vertices: np.ndarray, root: int):
+        self.graph = graph
+        matrix = graph.matrix()[vertices][:, vertices]
+        local_root = int(np.flatnonzero(vertices == root)[0])
+        dist, pred = dijkstra(matrix, indices=local_root, return_predecessors=True)
+        ok = np.isfinite(dist)
+        self.vertices = vertices[ok]
+        remap = -np.ones(len(vertices), int)
+        remap[np.flatnonzero(ok)] = np.arange(ok.sum())
+        self.dist = dist[ok]
+        self.parent = np.where(pred[ok] >= 0, remap[np.clip(pred[ok], 0, None)], -1)
+        self.root = int(remap[local_root])
+        self.children: list[list[int]] = [[] for _ in range(len(self.vertices))]
+        for v, p in enumerate(self.parent):
+            if p >= 0:
+                self.children[p].append(v)
+        self.reach = self.dist.copy()  # farthest arc length reachable below each vertex
+        for v in np.argsort(self.dist)[::-1]:
+            p = self.parent[v]
+            if p >= 0:
+                self.reach[p] = max(self.reach[p], self.reach[v])
+
+    def xyz(self, v) -> np.ndarray:
+        return self.graph.xyz[self.vertices[v]]
+
+    def below(self, v: int) -> float:
+        """Length of the longest path from ``v`` down its subtree."""
+        return float(self.reach[v] - self.dist[v])
+
+    def main_path(self, start: int) -> list[int]:
+        """From ``start``, always into the child that reaches farthest."""
+        path = [start]
+        while self.children[path[-1]]:
+            path.append(max(self.children[path[-1]], key=lambda c: self.reach[c]))
+        return path
+
+    def side_branches(self, path: list[int], min_mm: float) -> list[tuple[int, int]]:
+        """(index on ``path``, first vertex of the branch) for branches leaving ``path`` reaching ``min_mm``."""
+        on_path = set(path)
+        out = []
+        for i, v in enumerate(path):
+            for c in self.children[v]:
+                if c not in on_path and self.below(c) + (self.dist[c] - self.dist[v]) >= min_mm:
+                    out.append((i, c))
+        return out
+
+    def direction(self, start: int, along_mm: float = 12.0) -> np.ndarray:
+        """Unit vector from ``start`` to the point ``along_mm`` down its main path."""
+        path = self.main_path(start)
+        target = next((v for v in path if self.dist[v] - self.dist[start] >= along_mm), path[-1])
+        d = self.xyz(target) - self.xyz(start)
+        return d / (np.linalg.norm(d) + 1e-9)
+
+
+@dataclass
+class _Labelled:
+    paths: dict[str, list[int]] = field(default_factory=dict)  # segment -> tree vertices, proximal first
+    confidence: dict[str, float] = field(default_factory=dict)
+
+
+def _cut(path: list[int], at: list[int]) -> list[list[int]]:
+    """Consecutive pieces of ``path`` between the given indices (each piece starts where the last ended)."""
+    bounds = [0, *sorted(at), len(path) - 1]
+    return [path[a:b + 1] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def _fraction_index(tree: _Tree, path: list[int], fraction: float) -> int:
+    arc = tree.dist[path] - tree.dist[path[0]]
+    return int(np.searchsorted(arc, fraction * arc[-1]))
+
+
+def _split_terminal(tree: _Tree, path: list[int], apex: np.ndarray | None, config: TreeConfig):
+    """The last major bifurcation of ``path`` (the crux): (index, PDA start, PLB start) or None."""
+    for i in range(len(path) - 2, 0, -1):
+        v = path[i]
+        major = [c for c in tree.children[v] if tree.below(c) >= config.major_branch_mm]
+        if len(major) >= 2 and tree.dist[v] - tree.dist[path[0]] >= 30.0:
+            a, b = sorted(major, key=lambda c: tree.reach[c], reverse=True)[:2]
+            if apex is not None:
+                ends = [tree.xyz(tree.main_path(c)[-1]) for c in (a, b)]
+                if np.linalg.norm(ends[1] - apex) < np.linalg.norm(ends[0] - apex):
+                    a, b = b, a
+            return i, a, b
+    return None
+
+
+def _label_left(tree: _Tree, config: TreeConfig, out: _Labelled) -> tuple[list[int] | None, list[int] | None]:
+    """LM, LAD (+ diagonals), circumflex (+ marginals), ramus; returns the LAD and LCx main paths."""
+    trunk = tree.main_path(tree.root)
+    bif = None
+    for i, v in enumerate(trunk[1:], 1):
+        major = [c for c in tree.children[v] if tree.below(c) + (tree.dist[c] - tree.dist[v]) >= config.major_branch_mm]
+        if len(major) >= 2:
+            bif = i
+            break
+    if bif is None:
+        out.paths["LM"] = trunk
+        out.confidence["LM"] = 0.3
+        return None, None
+    out.paths["LM"] = trunk[:bif + 1]
+    out.confidence["LM"] = 0.9
+    v = trunk[bif]
+    major = [c for c in tree.children[v] if tree.below(c) + (tree.dist[c] - tree.dist[v]) >= config.major_branch_mm]
+    # LPS: y grows posterior, so the LAD (anterior interventricular groove) heads to the smallest y
+    major.sort(key=lambda c: tree.direction(c)[1])
+    lad_start, lcx_start = major[0], major[-1]
+    lad = [v, *tree.main_path(lad_start)]
+    lcx = [v, *tree.main_path(lcx_start)]
+    if len(major) >= 3:
+        out.paths["RI"] = [v, *tree.main_path(major[1])]
+        out.confidence["RI"] = 0.6
+
+    # LAD: cut at the first two diagonals (leftward side branches: +x in LPS)
+    diagonals = []
+    for i, c in tree.side_branches(lad, config.side_branch_mm):
+        tangent = tree.xyz(lad[min(i + 3, len(lad) - 1)]) - tree.xyz(lad[max(i - 3, 0)])
+        tangent /= np.linalg.norm(tangent) + 1e-9
+        d = tree.direction(c)
+        if (d - (d @ tangent) * tangent)[0] > 0:
+            diagonals.append((i, c))
+    cuts = [i for i, _ in diagonals[:2]]
+    conf = 0.9
+    if len(cuts) < 2:  # fewer diagonals than SCCT's landmarks: fall back on length fractions
+        cuts = sorted({*cuts, *[_fraction_index(tree, lad, f) for f in (0.25, 0.55)][len(cuts):]})
+        conf = 0.6
+    for code, part in zip(("pLAD", "mLAD", "dLAD"), _cut(lad, cuts[:2])):
+        out.paths[code], out.confidence[code] = part, conf
+    for code, (i, c) in zip(("D1", "D2"), diagonals):
+        out.paths[code], out.confidence[code] = [lad[i], *tree.main_path(c)], 0.9
+    return lad, lcx
+
+
+def _label_circumflex(tree: _Tree, lcx: list[int], apex, left_dominant: bool, config: TreeConfig,
+                      out: _Labelled) -> None:
+    terminal = _split_terminal(tree, lcx, apex, config) if left_dominant else None
+    trunk = lcx[:terminal[0] + 1] if terminal else lcx
+    marginals = [(i, c) for i, c in tree.side_branches(trunk, config.side_branch_mm)
+                 if not (terminal and i == terminal[0])]
+    if marginals:
+        out.paths["pCx"], out.paths["dLCx"] = _cut(trunk, [marginals[0][0]])
+        out.confidence["pCx"] = out.confidence["dLCx"] = 0.9
+    else:
+        out.paths["pCx"], out.paths["dLCx"] = _cut(trunk, [_fraction_index(tree, trunk, 0.4)])
+        out.confidence["pCx"] = out.confidence["dLCx"] = 0.6
+    for code, (i, c) in zip(("OM1", "OM2"), marginals):
+        out.paths[code], out.confidence[code] = [trunk[i], *tree.main_path(c)], 0.9
+    if terminal:
+        i, pda, plb = terminal
+        out.paths["L-PDA"], out.paths["L-PLB"] = [trunk[-1], *tree.main_path(pda)], [trunk[-1], *tree.main_path(plb)]
+        out.confidence["L-PDA"] = out.confidence["L-PLB"] = 0.9
+
+
+def _label_right(tree: _Tree, apex, config: TreeConfig, out: _Labelled) -> bool:
+    """pRCA/mRCA/dRCA and, when the RCA reaches the crux, R-PDA and R-PLB; True when it does."""
+    rca = tree.main_path(tree.root)
+    terminal = _split_terminal(tree, rca, apex, config)
+    trunk = rca[:terminal[0] + 1] if terminal else rca
+    # the acute margin is the right border of the heart: the trunk's rightmost point (smallest x in LPS)
+    acute = int(np.argmin([tree.xyz(v)[0] for v in trunk]))
+    conf = 0.9
+    if not 4 <= acute <= len(trunk) - 4:
+        acute, conf = _fraction_index(tree, trunk, 0.5), 0.6
+    half = _fraction_index(tree, trunk[:acute + 1], 0.5)
+    for code, part in zip(("pRCA", "mRCA", "dRCA"), _cut(trunk, [half, acute])):
+        out.paths[code], out.confidence[code] = part, conf
+    if terminal:
+        i, pda, plb = terminal
+        out.paths["R-PDA"], out.paths["R-PLB"] = [trunk[-1], *tree.main_path(pda)], [trunk[-1], *tree.main_path(plb)]
+        out.confidence["R-PDA"] = out.confidence["R-PLB"] = 0.9
+    return terminal is not None
+
+
+def _join_gaps(graph: _Graph, config: TreeConfig) -> set[int]:
+    """Bridge gaps from a piece's free end to another piece ahead of it, up to ``max_gap_mm``.
+
+    A tight stenosis or an occlusion, and the watershed itself, cut one vessel into pieces; a free
+    end (a skeleton vertex with one neighbour) facing another piece is the same vessel going on.
+    Beyond ``touch_gap_mm`` the other piece must lie ahead, within ``max_bridge_angle_deg`` of the
+    end's direction. Returns the pieces reached through such a bridge.
+    """
+    edges = np.array(graph.edges)
+    degree = np.bincount(edges.ravel(), minlength=len(graph.xyz))
+    neighbours: list[list[int]] = [[] for _ in range(len(graph.xyz))]
+    for u, v in edges:
+        neighbours[u].append(int(v))
+        neighbours[v].append(int(u))
+    kd = cKDTree(graph.xyz)
+    cos_max = np.cos(np.deg2rad(config.max_bridge_angle_deg))
+    bridged: set[int] = set()
+    for v in np.flatnonzero(degree == 1):
+        back, prev = int(v), -1
+        for _ in range(6):  # a few vertices back along the piece give the end's direction
+            nxt = [u for u in neighbours[back] if u != prev]
+            if not nxt:
+                break
+            prev, back = back, nxt[0]
+        heading = graph.xyz[v] - graph.xyz[back]
+        heading /= np.linalg.norm(heading) + 1e-9
+        best = None
+        for u in kd.query_ball_point(graph.xyz[v], config.max_gap_mm):
+            if graph.piece[u] == graph.piece[v]:
+                continue
+            step = graph.xyz[u] - graph.xyz[v]
+            dist = float(np.linalg.norm(step))
+            if dist > config.touch_gap_mm and step @ heading < cos_max * dist:
+                continue
+            if best is None or dist < best[0]:
+                best = (dist, int(u))
+        if best is not None:
+            graph.edges.append((int(v), best[1]))
+            bridged.update({int(graph.piece[best[1]]), int(graph.piece[v])})
+    return bridged
+
+
+def _find_ostia(graph: _Graph, study: Study, touching: np.ndarray) -> tuple[dict[str, int], list[str]]:
+    """The left and right coronary roots: where the two longest vessel systems touch the aortic root.
+
+    A system touches large bright structures at its ostium (and, through partial volume, maybe
+    elsewhere); of all contact points of the two longest systems, the pair closest to each other
+    are the two ostia on the aortic root.
+    """
+    components = _components(graph)
+    a, b = np.array(graph.edges).T
+    seg_len = np.linalg.norm(graph.xyz[a] - graph.xyz[b], axis=1)
+    length = np.bincount(components[a], weights=seg_len, minlength=components.max() + 1)
+    d, _ = cKDTree(study.index_to_mm(np.argwhere(touching))).query(graph.xyz)
+    contact = d <= 1.5
+    systems = [c for c in np.argsort(length)[::-1] if contact[components == c].any()][:2]
+    if not systems:
+        raise CoronaryTreeError("no coronary artery leaving the aortic root was found in the image")
+    if len(systems) == 1:
+        verts = np.flatnonzero((components == systems[0]) & contact)
+        return {"single": int(verts[0])}, ["only one coronary artery leaving the aorta was found"]
+    first = np.flatnonzero((components == systems[0]) & contact)
+    second = np.flatnonzero((components == systems[1]) & contact)
+    dist, j = cKDTree(graph.xyz[second]).query(graph.xyz[first])
+    k = int(np.argmin(dist))
+    roots = sorted([int(first[k]), int(second[j[k]])], key=lambda v: graph.xyz[v][0])
+    # the left coronary ostium lies to the patient's left of the right one (larger x in LPS)
+    return {"right": roots[0], "left": roots[1]}, []
+
+
+def extract_coronary_tree(study: Study, config: TreeConfig | None = None) -> CoronaryTree:
+    """The labelled coronary tree of a contrast CT angiography, from its intensities alone.
+
+    Args:
+        study: a contrast-enhanced CT in the LPS ``[i, j, k]`` convention of :mod:`tools.study`.
+        config: thresholds and lengths (:class:`TreeConfig`).
+
+    Returns:
+        A :class:`CoronaryTree` on the study grid.
+
+    Raises:
+        CoronaryTreeError: not a CT, no enhanced blood pool, or no coronary artery found.
+    """
+    config = config or TreeConfig()
+    if not study.hu_calibrated or study.modality.upper() != "CT":
+        raise CoronaryTreeError(f"the coronary tree is found on a CT angiography; this series is {study.modality}")
+    if min(study.shape) < 8:
+        raise CoronaryTreeError(f"the series has only {min(study.shape)} slices in one direction: too few to "
+                                "trace coronary arteries")
+    pieces, touching, lumen, tube_fraction = _tube_pieces(study, config)
+    spacing = np.asarray(study.spacing, float)
+    boxes = cc3d.statistics(pieces)["bounding_boxes"]
+    keep = []
+    for label in range(1, int(pieces.max()) + 1):
+        box = boxes[label] if label < len(boxes) else None
+        if box is None or tube_fraction[label] < config.min_tube_fraction:
+            continue
+        extent = np.array([s.stop - s.start for s in box]) * spacing
+        if np.linalg.norm(extent) >= config.min_piece_mm:
+            keep.append(label)
+    if not keep:
+        raise CoronaryTreeError("no coronary artery was found in the image (no thin contrast-filled vessel "
+                                "near the heart)")
+    graph = _skeleton_graph(pieces, keep, study)
+    joined = _join_gaps(graph, config)
+    sides, warnings = _find_ostia(graph, study, touching)
+
+    trees: dict[str, _Tree] = {}
+    components = _components(graph)
+    for side, root in sides.items():
+        trees[side] = _Tree(graph, np.flatnonzero(components == components[root]), root)
+    if "single" in trees:
+        single = trees.pop("single")
+        trunk = single.main_path(single.root)
+        branches = single.side_branches(trunk, config.major_branch_mm)
+        trees["left" if branches and branches[0][0] < len(trunk) // 4 else "right"] = single
+
+    labelled = {side: _Labelled() for side in trees}
+    lad = lcx = apex = None
+    if "left" in trees:
+        lad, lcx = _label_left(trees["left"], config, labelled["left"])
+        apex = trees["left"].xyz(lad[-1]) if lad else None
+    right_dominant = _label_right(trees["right"], apex, config, labelled["right"]) if "right" in trees else False
+    if lcx is not None:
+        _label_circumflex(trees["left"], lcx, apex, not right_dominant, config, labelled["left"])
+    dominance = "right" if right_dominant else (
+        "left" if "left" in labelled and "L-PDA" in labelled["left"].paths else None)
+
+    return _assemble(study, pieces, graph, trees, labelled, joined, lumen, dominance, warnings)
+
+
+
+def _components(graph: _Graph) -> np.ndarray:
+    from scipy.sparse.csgraph import connected_components
+
+    return connected_components(graph.matrix(), directed=False)[1]
+
+
+def _assemble(study, pieces, graph, trees, labelled, joined, lumen, dominance, warnings) -> CoronaryTree:
+    owner: dict[int, str] = {}  # graph vertex -> segment code
+    centerlines: dict[str, list[cf.CenterlinePoint]] = {}
+    confidence: dict[str, float] = {}
+    for side, tree in trees.items():
+        for code, path in labelled[side].paths.items():
+            if len(path) < 2:
+                continue
+            verts = tree.vertices[path]
+            for v in verts[1:]:
+                owner.setdefault(int(v), code)
+            pts, _ = resample_polyline(graph.xyz[verts], 0.5)
+            rad = np.interp(np.linspace(0, 1, len(pts)), np.linspace(0, 1, len(verts)), graph.radius[verts])
+            centerlines[code] = [cf.CenterlinePoint(xyz=tuple(map(float, p)), radius_mm=float(r))
+                                 for p, r in zip(pts, rad)]
+            conf = labelled[side].confidence.get(code, 0.5)
+            if any(graph.piece[v] in joined for v in verts):
+                conf = min(conf, 0.4)
+            confidence[code] = round(conf, 2)
+    for side, tree in trees.items():  # each root vertex belongs to its ostial segment
+        root_code = "LM" if side == "left" else "pRCA"
+        owner.setdefault(int(tree.vertices[tree.root]), root_code)
+
+    labels = np.zeros(study.shape, np.int16)
+    if owner:
+        owned = np.array(sorted(owner))
+        kd = cKDTree(graph.xyz[owned])
+        tree_pieces = np.unique(graph.piece[owned])
+        vox = np.argwhere(np.isin(pieces, tree_pieces))
+        _, j = kd.query(study.index_to_mm(vox))
+        ids = np.array([SEGMENTS_BY_CODE[owner[int(v)]].label_id for v in owned], np.int16)
+        labels[tuple(vox.T)] = ids[j]
+    ostia = {side: tuple(map(float, tree.xyz(tree.root))) for side, tree in trees.items()}
+    if not centerlines:
+        raise CoronaryTreeError("coronary vessels were found but could not be organised into a tree from the "
+                                "aortic root")
+    return CoronaryTree(labels=labels, centerlines=cf.Centerlines(segments=centerlines), confidence=confidence,
+                        ostia=ostia, dominance=dominance, lumen_hu=round(lumen, 1), warnings=warnings)
