@@ -60,7 +60,7 @@ def demo_rows(configs: dict[str, StenosisConfig]) -> list[tuple[str, str, list[s
 
     rows = []
     for case in sorted(p for p in DEMO_DIR.iterdir() if (p / "case.json").exists()):
-        ctx = load_context(case)
+        ctx = load_context(case, anatomy="case_labels")  # the phantom centerline is the stand-in path here
         for f in ctx.case.findings.findings:
             if f.kind == "stent" and f.stenosis_percent == 0:
                 continue  # a patent stent: no lesion to measure

@@ -190,7 +190,7 @@ def phantom_cases(tmp_path_factory):
         case = generate_case(out, seed=seed, size="small", findings=findings, with_dicom=False)
         truth = json.loads((case / "findings.json").read_text())
         calcified = {SEGMENTS_BY_CODE[s["segment"]].artery for s in truth["segments"] if s["calcium"]}
-        cases.append((load_context(case), calcified, bool(truth.get("extracoronary_calcium"))))
+        cases.append((load_context(case, anatomy="case_labels"), calcified, bool(truth.get("extracoronary_calcium"))))
     return cases
 
 

@@ -71,13 +71,23 @@ def test_case_folder_without_image(tmp_path):
         load_study(case)
 
 
-def test_load_context_brings_labels_on_the_image_grid(tmp_path):
+def test_a_case_folders_ground_truth_is_kept_aside_by_default(tmp_path):
     case, hu, labels = _hand_made_case(tmp_path)
     ctx = load_context(case)
+    # answers take anatomy from the image: the truth is only a reference for an explicit comparison
+    assert ctx.labels is None or not np.array_equal(ctx.labels, labels)
+    assert ctx.labels is not None or "no coronary tree" in ctx.anatomy_note
+    np.testing.assert_array_equal(ctx.reference.labels, labels)
+    assert ctx.reference.source == "phantom ground truth"
+
+
+def test_load_context_brings_the_case_labels_when_asked_by_name(tmp_path):
+    case, hu, labels = _hand_made_case(tmp_path)
+    ctx = load_context(case, anatomy="case_labels")
     assert ctx.study.shape == SHAPE and ctx.labels.shape == ctx.study.shape
     assert ctx.labels.dtype == np.uint8
     np.testing.assert_array_equal(ctx.labels, labels)
-    assert ctx.labels_source == "phantom ground truth"
+    assert ctx.labels_source.startswith("phantom ground truth")
     assert ctx.clinical.age == 61 and ctx.case.manifest.case_id == "case_0001"
     # label and image agree voxel for voxel: the pLAD lumen is bright in the loaded CT
     assert np.all(ctx.study.hu[ctx.labels == SEGMENTS_BY_CODE["pLAD"].label_id] == 400)
