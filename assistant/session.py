@@ -28,7 +28,7 @@ from assistant.answer import GroundedAnswer
 from assistant.evidence import assemble_answer
 from assistant.graph import build_graph, run_turn
 from assistant.registry import available_tools
-from tools.context import StudyContext, load_context
+from tools.context import AnatomySource, StudyContext, load_context
 
 MAX_HISTORY_MESSAGES = 60  # older turns are dropped: follow-ups only need the recent ones
 
@@ -57,11 +57,15 @@ class Session:
         self.reference = None  # tools.dicom_export.ReferenceSeries of a DICOM study, held in memory
         self._lock = threading.Lock()  # a load and the end of a question never interleave
 
-    def load_study(self, path: str | Path) -> StudyContext:
-        """Load a study into this session; on failure the previous study and history stay as they were."""
+    def load_study(self, path: str | Path, *, anatomy: AnatomySource = "image") -> StudyContext:
+        """Load a study into this session; on failure the previous study and history stay as they were.
+
+        The anatomy the tools measure on comes from the image; ``anatomy="case_labels"`` uses a case
+        folder's own label map instead, for a caller that asks for it by name (label-map mode).
+        """
         from tools.dicom_export import capture_reference
 
-        context = load_context(path)  # raises StudyError with a clinician-readable message
+        context = load_context(path, anatomy=anatomy)  # raises StudyError with a clinician-readable message
         reference = capture_reference(context.study)  # read now: the files may be deleted after ingest
         return self.use_context(context, study_path=str(path), reference=reference)
 

@@ -18,8 +18,12 @@ same session. The expected answer of each question is derived from the case's ph
   context, troponin above / below the sex-specific 99th percentile of the stored assay;
 - unanswerable and nonsense questions: no tool call, no number, the list of what can be asked.
 
-Run: ``python benchmarks/assistant_questions.py [--cases DIR] [--json OUT]``; prints one row per
-question and a summary (accuracy overall and per category; latency mean, p50, p95, max).
+Every question is asked in two modes, side by side: ``image`` (the anatomy the tools measure on is
+found in the CT, as for any uploaded study) and ``case_labels`` (the case's own label map, asked for
+by name), so a gap between the columns is the cost of finding the anatomy from the image.
+
+Run: ``python benchmarks/assistant_questions.py [--cases DIR] [--modes image,case_labels] [--json OUT]``;
+prints one row per question and per-category accuracy for each mode (and latency).
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ class Question:
 @dataclass
 class Row:
     case: str
+    mode: str  # "image" (anatomy found in the CT) or "case_labels" (the case's own label map)
     category: str
     question: str
     expected: str
@@ -301,10 +306,11 @@ def questions_for(truth: Truth) -> list[Question]:
 
 
 # ------------------------------------------------------------------------------------------ run
-def run_case(case_dir: Path) -> list[Row]:
+def run_case(case_dir: Path, anatomy: str = "image") -> list[Row]:
+    """Every question on one case; ``anatomy`` is where the tools' anatomy comes from (see load_context)."""
     session = Session(model=ClinicalPlanner())
-    session.load_study(case_dir)
-    truth = Truth(case=session.context.case, labels=session.context.labels)
+    session.load_study(case_dir, anatomy=anatomy)
+    truth = Truth(case=session.context.case, labels=session.context.reference.labels)
     rows = []
     for q in questions_for(truth):
         start = time.perf_counter()
@@ -314,26 +320,31 @@ def run_case(case_dir: Path) -> list[Row]:
             ok, got = q.check(answer)
         except Exception as err:  # a check that cannot read the answer is a wrong answer
             ok, got = False, f"check failed: {err}"
-        rows.append(Row(case_dir.name, q.category, q.text, q.expected, got, ok, seconds,
+        rows.append(Row(case_dir.name, anatomy, q.category, q.text, q.expected, got, ok, seconds,
                         [c.name for c in answer.tool_calls]))
     return rows
 
 
 def summarise(rows: list[Row]) -> str:
-    lines = [f"{'case':<14}{'category':<16}{'question':<58}{'expected':<26}{'got':<34}{'ok':<4}{'s':>6}"]
+    lines = [f"{'case':<14}{'mode':<12}{'category':<16}{'question':<50}{'expected':<24}{'got':<32}{'ok':<4}{'s':>6}"]
     for r in rows:
-        lines.append(f"{r.case:<14}{r.category:<16}{r.question[:56]:<58}{r.expected[:24]:<26}{r.got[:32]:<34}"
-                     f"{'ok' if r.ok else 'NO':<4}{r.seconds:>6.2f}")
+        lines.append(f"{r.case:<14}{r.mode:<12}{r.category:<16}{r.question[:48]:<50}{r.expected[:22]:<24}"
+                     f"{r.got[:30]:<32}{'ok' if r.ok else 'NO':<4}{r.seconds:>6.2f}")
     lines.append("")
-    correct = sum(r.ok for r in rows)
-    lines.append(f"answer correctness: {correct}/{len(rows)} = {100 * correct / len(rows):.1f}%")
-    for category in sorted({r.category for r in rows}):
-        sub = [r for r in rows if r.category == category]
-        lines.append(f"  {category:<16}{sum(r.ok for r in sub)}/{len(sub)}")
-    times = sorted(r.seconds for r in rows)
-    p95 = times[min(len(times) - 1, int(round(0.95 * (len(times) - 1))))]
-    lines.append(f"end-to-end latency per question (CPU): mean {statistics.mean(times):.2f} s, "
-                 f"p50 {statistics.median(times):.2f} s, p95 {p95:.2f} s, max {times[-1]:.2f} s")
+    modes = sorted({r.mode for r in rows}, key=lambda m: m != "image")
+    lines.append(f"{'category':<18}" + "".join(f"{m:>16}" for m in modes))
+    for category in [*sorted({r.category for r in rows}), None]:
+        cells = []
+        for mode in modes:
+            sub = [r for r in rows if r.mode == mode and (category is None or r.category == category)]
+            ok = sum(r.ok for r in sub)
+            cells.append(f"{ok}/{len(sub)} {100 * ok / max(len(sub), 1):5.1f}%" if sub else "-")
+        lines.append(f"{category or 'all':<18}" + "".join(f"{c:>16}" for c in cells))
+    for mode in modes:
+        times = sorted(r.seconds for r in rows if r.mode == mode)
+        p95 = times[min(len(times) - 1, int(round(0.95 * (len(times) - 1))))]
+        lines.append(f"latency per question, {mode} (CPU): mean {statistics.mean(times):.2f} s, "
+                     f"p50 {statistics.median(times):.2f} s, p95 {p95:.2f} s, max {times[-1]:.2f} s")
     return "\n".join(lines)
 
 
@@ -342,12 +353,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", type=Path, default=get_settings().demo_cases_dir,
                         help="folder of case folders (default: the bundled demo cases)")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
+    parser.add_argument("--modes", default="image,case_labels",
+                        help="comma-separated anatomy sources: image (found in the CT, what users get) and/or "
+                             "case_labels (the case's own label map, to tell tool errors from anatomy errors)")
     args = parser.parse_args(argv)
     case_dirs = [p for p in sorted(args.cases.iterdir()) if cf.is_case_dir(p)]
     if not case_dirs:
         print(f"no case folders under {args.cases}", file=sys.stderr)
         return 2
-    rows = [row for case_dir in case_dirs for row in run_case(case_dir)]
+    rows = [row for mode in args.modes.split(",") for case_dir in case_dirs for row in run_case(case_dir, mode)]
     print(summarise(rows))
     if args.json:
         args.json.write_text(json.dumps([r.__dict__ for r in rows], indent=1))
