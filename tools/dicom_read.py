@@ -130,7 +130,9 @@ class SeriesInfo:
 
     @property
     def modality(self) -> str:
-        return _text(self.first, "Modality") or "unknown"
+        # The value most slices give: one damaged slice must not turn a CT series into another modality.
+        values = [_text(ds, "Modality") or "unknown" for ds in self.headers]
+        return max(values, key=values.count) if values else "unknown"
 
     @property
     def description(self) -> str:
@@ -142,18 +144,28 @@ class SeriesInfo:
 
     @property
     def is_localizer(self) -> bool:
-        try:
-            image_type = _values(self.first, "ImageType") or []
-        except _BadValue:
-            return False
-        return "LOCALIZER" in [str(v).upper() for v in image_type]
+        """Whether most slices say LOCALIZER in their ImageType."""
+
+        def localizer(ds: pydicom.Dataset) -> bool:
+            try:
+                return "LOCALIZER" in [str(v).upper() for v in _values(ds, "ImageType") or []]
+            except _BadValue:
+                return False
+
+        return sum(localizer(ds) for ds in self.headers) * 2 > len(self.headers)
 
     @property
     def frames(self) -> int:
-        try:
-            return _int(self.first, "NumberOfFrames", 1) or 1
-        except _BadValue:
-            return 1
+        """NumberOfFrames most slices give (1 for ordinary single-frame slices)."""
+
+        def frames(ds: pydicom.Dataset) -> int:
+            try:
+                return _int(ds, "NumberOfFrames", 1) or 1
+            except _BadValue:
+                return 1
+
+        values = [frames(ds) for ds in self.headers]
+        return max(values, key=values.count)
 
     @property
     def is_axial(self) -> bool:
@@ -329,9 +341,11 @@ def _pixel_format_problem(ds: pydicom.Dataset, limits: IngestLimits) -> StudyErr
     samples = _int(ds, "SamplesPerPixel", 1)
     photometric = _text(ds, "PhotometricInterpretation").upper() or "MONOCHROME2"
     if samples != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2"):
-        kind = ("colour (RGB) pictures" if samples == 3 or photometric.startswith(("RGB", "YBR"))
+        if samples not in (1, 3, 4):
+            return CorruptDicomError(f"SamplesPerPixel {samples} is impossible for an image: the header is damaged")
+        kind = ("colour (RGB) pictures" if samples > 1 or photometric.startswith(("RGB", "YBR"))
                 else "palette-colour pictures" if photometric.startswith("PALETTE")
-                else f"images with {samples} samples per pixel ({photometric})")
+                else f"pictures of an unknown colour model ({photometric[:20]})")
         return UnsupportedPixelFormatError(
             f"the images are {kind}, such as screenshots or secondary captures, not greyscale CT slices "
             "in Hounsfield units")
@@ -657,10 +671,20 @@ def build_study(series: SeriesInfo, *, settings: Settings, warnings: list[str],
     return Study(hu=hu, spacing=tuple(float(s) for s in np.linalg.norm(affine[:3, :3], axis=0)), affine=affine)
 
 
+def _syntax(ds: pydicom.Dataset | None) -> tuple[pydicom.uid.UID | None, bool | None]:
+    """The file's transfer syntax and whether it is compressed (None: not a transfer syntax at all)."""
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if syntax is None:
+        return None, False
+    try:
+        return syntax, bool(syntax.is_compressed)
+    except ValueError:  # pydicom: "UID is not a transfer syntax"
+        return syntax, None
+
+
 def _pixel_bytes_problem(ds: pydicom.Dataset, geom: SliceGeometry) -> StudyError | None:
     """For uncompressed slices: whether the pixel data holds as many bytes as the header declares."""
-    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-    if syntax is not None and syntax.is_compressed:
+    if _syntax(ds)[1] is not False:
         return None
     bits = _int(ds, "BitsAllocated", 16)
     data = ds.get("PixelData")
@@ -702,12 +726,15 @@ def _read_pixels(series: SeriesInfo, geoms: list[SliceGeometry], order: np.ndarr
             if pixels.shape != planes[1:]:
                 raise ValueError(f"pixel data of shape {pixels.shape}")
         except Exception:  # truncated pixel data raises ValueError/OSError/EOFError depending on where
-            syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-            if syntax is not None and syntax.is_compressed and not _decodable(syntax):
+            syntax, compressed = _syntax(ds)
+            if syntax is not None and compressed is None:
+                skipped[int(i)] = CorruptDicomError(
+                    f"the file declares '{str(syntax)[:64]}' as its transfer syntax, which is none: it is damaged")
+            elif compressed and not _decodable(syntax):
                 skipped[int(i)] = UndecodableCompressionError(
                     f"stored compressed as {syntax.name} ({syntax}), which this installation cannot decode; "
                     "export the series uncompressed or install a decoder (pylibjpeg, gdcm)")
-            elif syntax is not None and syntax.is_compressed:
+            elif compressed:
                 skipped[int(i)] = CorruptDicomError(
                     f"the {syntax.name} compressed pixel data is damaged: the installed decoder cannot read it")
             else:
@@ -757,18 +784,20 @@ def _metadata(ds: pydicom.Dataset) -> dict:
     """De-identified descriptive metadata of the chosen series (no names, IDs or birth dates)."""
 
     def text(keyword: str) -> str | None:
-        value = ds.get(keyword)
-        return str(value).strip() or None if value is not None else None
+        return _text(ds, keyword) or None
 
     def number(keyword: str) -> float | None:
         try:
-            return float(ds.get(keyword)) if ds.get(keyword) not in (None, "") else None
-        except (TypeError, ValueError):
+            values = _numbers(ds, keyword)
+        except _BadValue:
             return None
+        return values[0] if values and len(values) == 1 and np.isfinite(values[0]) else None
 
-    kernel = ds.get("ConvolutionKernel")
-    if kernel is not None and not isinstance(kernel, str):
-        kernel = "\\".join(str(k) for k in kernel)
+    try:
+        kernel = _values(ds, "ConvolutionKernel")
+    except _BadValue:
+        kernel = None
+    kernel = "\\".join(str(k) for k in kernel) if kernel else None
     meta = {
         "format": "DICOM",
         "study_date": text("StudyDate"),
@@ -780,7 +809,7 @@ def _metadata(ds: pydicom.Dataset) -> dict:
         "kvp": number("KVP"),
         "slice_thickness_mm": number("SliceThickness"),
         "manufacturer": text("Manufacturer"),
-        "convolution_kernel": str(kernel).strip() or None if kernel is not None else None,
+        "convolution_kernel": kernel.strip() or None if kernel else None,
         "contrast": bool(text("ContrastBolusAgent")),
     }
     return {k: v for k, v in meta.items() if v is not None}
@@ -796,6 +825,12 @@ def read_dicom_folder(folder: Path, *, settings: Settings | None = None) -> Stud
         warnings.append(f"{scan.non_dicom} non-DICOM file(s) were skipped")
     if scan.unreadable:
         warnings.append(f"{len(scan.unreadable)} damaged DICOM file(s) were skipped (e.g. {scan.unreadable[0]})")
+    if scan.special:
+        warnings.append(f"{len(scan.special)} named pipe(s), socket(s) or device(s) were skipped unopened "
+                        f"(e.g. {scan.special[0]})")
+    if scan.archives:
+        warnings.append(f"{len(scan.archives)} archive(s) inside the upload were not opened "
+                        f"(e.g. {scan.archives[0]}); only the DICOM files beside them were loaded")
     if scan.non_image:
         warnings.append("ignored DICOM objects without images: "
                         + ", ".join(f"{n} {k}" for k, n in scan.non_image.items()))
@@ -806,7 +841,7 @@ def read_dicom_folder(folder: Path, *, settings: Settings | None = None) -> Stud
                         "HU-based measurements (calcium, plaque) do not apply")
     study.modality = series.modality
     study.hu_calibrated = hu_calibrated
-    study.patient_hash = hash_patient_id(series.first.get("PatientID"), settings.patient_hash_salt)
+    study.patient_hash = hash_patient_id(_text(series.first, "PatientID"), settings.patient_hash_salt)
     study.metadata = _metadata(series.first)
     study.source = str(folder)
     study.series_choice = reason

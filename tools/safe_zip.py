@@ -8,18 +8,25 @@ headers under-declare sizes (a "zip bomb" with lying headers) is stopped as well
 
 from __future__ import annotations
 
+import lzma
 import stat
+import struct
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
-from tools.study import UnsafeZipError, ZipTooLargeError
+from tools.study import DamagedZipError, UnsafeZipError, ZipTooLargeError
 
 _CHUNK = 1 << 20
+# What reading a damaged archive raises, from the directory parser and the three decompressors.
+_READ_ERRORS = (zipfile.BadZipFile, EOFError, zlib.error, lzma.LZMAError, OSError, ValueError, RuntimeError,
+                struct.error)
 
 
 def _unsafe_reason(info: zipfile.ZipInfo) -> str | None:
     name = info.filename.replace("\\", "/")
+    if "\x00" in name:
+        return "a NUL character in its name"
     if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
         return "an absolute path"
     if ".." in PurePosixPath(name).parts:
@@ -41,8 +48,9 @@ def check_zip(path: Path, *, max_bytes: int, max_members: int) -> list[zipfile.Z
     try:
         with zipfile.ZipFile(path) as zf:
             infos = zf.infolist()
-    except (zipfile.BadZipFile, OSError) as err:
-        raise UnsafeZipError(f"{path.name}: not a readable zip archive ({err})") from err
+    except _READ_ERRORS as err:
+        raise DamagedZipError(
+            f"{path.name}: not a readable zip archive (its directory is damaged or truncated)") from err
     for info in infos:
         reason = _unsafe_reason(info)
         if reason:
@@ -74,11 +82,33 @@ def extract_zip(path: Path, dest: Path, *, max_bytes: int, max_members: int) -> 
             target = (root / info.filename.replace("\\", "/")).resolve()
             if root not in target.parents:  # belt and braces after the name checks
                 raise UnsafeZipError(f"{path.name}: entry {info.filename!r} would be written outside the folder")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            size = 0
             try:
-                with zf.open(info) as src, open(target, "wb") as dst:
-                    while chunk := src.read(_CHUNK):
+                target.parent.mkdir(parents=True, exist_ok=True)
+                dst = open(target, "wb")
+            except OSError as err:  # a file and a folder of one name, or a name too long for the disk
+                raise UnsafeZipError(
+                    f"{path.name}: entry {info.filename!r} cannot be written (its name clashes with another "
+                    "entry or is too long); nothing was loaded") from err
+            with dst:
+                try:
+                    src = zf.open(info)
+                except NotImplementedError as err:
+                    raise DamagedZipError(
+                        f"{path.name}: entry {info.filename!r} uses a compression method this installation cannot "
+                        "read; re-create the zip with ordinary (deflate) compression") from err
+                except _READ_ERRORS as err:
+                    raise DamagedZipError(f"{path.name}: entry {info.filename!r} is damaged") from err
+                size = 0
+                with src:
+                    while True:
+                        try:
+                            chunk = src.read(_CHUNK)
+                        except _READ_ERRORS as err:
+                            raise DamagedZipError(
+                                f"{path.name}: entry {info.filename!r} is damaged (its data does not "
+                                "decompress)") from err
+                        if not chunk:
+                            break
                         size += len(chunk)
                         total += len(chunk)
                         if size > info.file_size or total > max_bytes:
@@ -86,8 +116,6 @@ def extract_zip(path: Path, dest: Path, *, max_bytes: int, max_members: int) -> 
                                 f"{path.name}: entry {info.filename!r} expands beyond its declared size "
                                 "or the size limit; extraction stopped")
                         dst.write(chunk)
-            except (zipfile.BadZipFile, EOFError, zlib.error) as err:
-                raise UnsafeZipError(f"{path.name}: entry {info.filename!r} is damaged ({err})") from err
             written.append(target)
     return written
 

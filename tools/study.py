@@ -177,6 +177,12 @@ class UnsafeZipError(StudyError):
     code = "zip.unsafe"
 
 
+class DamagedZipError(UnsafeZipError):
+    """A zip's directory or one of its entries is truncated, damaged or compressed in an unknown way."""
+
+    code = "zip.damaged"
+
+
 class ZipTooLargeError(UnsafeZipError):
     """A zip expands beyond ``settings.max_zip_bytes`` or holds too many files."""
 

@@ -12,24 +12,38 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.tag import Tag
 
 from tools.dicom_write import write_ct_series
 from tools.safe_zip import check_zip
 from tools.settings import Settings
+from tools import study as study_module
 from tools.study import (
     CorruptDicomError,
     EmptyFolderError,
     GantryTiltError,
+    ImageTooLargeError,
+    ImplausibleValuesError,
     InconsistentSeriesError,
+    InvalidNiftiAffineError,
     InvalidNiftiError,
+    InvalidOrientationError,
+    InvalidPixelSpacingError,
+    InvalidPositionError,
+    InvalidRescaleError,
     MissingPositionError,
+    MixedAcquisitionsError,
+    NestedArchiveError,
     NoDicomImagesError,
     NonImageObjectsOnlyError,
+    NotARegularFileError,
     StudyError,
     UndecodableCompressionError,
     UnevenSpacingError,
     UnsafeZipError,
+    UnsupportedPixelFormatError,
     ZipTooLargeError,
     load_study,
 )
@@ -54,8 +68,33 @@ def edit(path, **changes):
     ds.save_as(path)
 
 
+def put_raw(path, keyword, text, vr="DS"):
+    """Store ``text`` as the raw value of ``keyword``, as a damaged or hostile file would (pydicom
+    refuses to write most of these values itself)."""
+    ds = pydicom.dcmread(path)
+    tag = Tag(keyword)
+    value = text.encode() if isinstance(text, str) else text
+    if len(value) % 2:
+        value += b" "
+    ds._dict[tag] = RawDataElement(tag, vr, len(value), value, 0, False, True)
+    ds.save_as(path)
+
+
+def put_raw_all(paths, keyword, text, vr="DS"):
+    for path in paths:
+        put_raw(path, keyword, text, vr)
+
+
 def test_all_errors_are_value_errors_for_the_cli():
     assert issubclass(StudyError, ValueError)
+
+
+def test_every_error_has_its_own_stable_code():
+    classes = [c for c in vars(study_module).values() if isinstance(c, type) and issubclass(c, StudyError)]
+    codes = [c.code for c in classes]
+    assert len(classes) >= 25 and len(set(codes)) == len(codes)
+    assert all(c.code != StudyError.code for c in classes if c is not StudyError)
+    assert CorruptDicomError("x").code == "dicom.corrupt"
 
 
 def test_empty_folder(tmp_path):
@@ -336,3 +375,237 @@ def test_duplicate_slices_are_ignored_with_a_warning(tmp_path):
     study = load_study(tmp_path)
     np.testing.assert_array_equal(study.hu, hu)
     assert any("1 slice(s) at duplicate positions were ignored" in w for w in study.warnings)
+
+
+# --- impossible values: refused (or the slice left out) with a specific, true message -------------
+
+@pytest.mark.parametrize("slope, words", [
+    ("1e30", "RescaleSlope 1e\\+30 is implausible for CT"),
+    ("1000", "RescaleSlope 1000 is implausible for CT.*exceed any density"),
+    ("-1", "RescaleSlope -1 is implausible for CT.*invert the densities"),
+    ("abc", "RescaleSlope 'abc' is not a number"),
+    ("0", "RescaleSlope 0 .*cannot convert pixel values"),
+])
+def test_implausible_rescale_slope_is_refused(tmp_path, slope, words):
+    paths, _ = write(tmp_path, shape=(32, 24, 4))
+    put_raw_all(paths, "RescaleSlope", slope)
+    with pytest.raises(InvalidRescaleError, match=words) as err:
+        load_study(tmp_path)
+    assert err.value.code == "dicom.rescale_invalid" and "4 of 4 slices" in str(err.value)
+
+
+def test_one_slice_with_an_implausible_slope_is_left_out(tmp_path):
+    paths, hu = write(tmp_path)
+    put_raw(paths[0], "RescaleSlope", "1000")
+    study = load_study(tmp_path)
+    np.testing.assert_array_equal(study.hu, hu[:, :, 1:])
+    assert any("1 damaged slice(s) were left out (slice_00001.dcm): RescaleSlope 1000 is implausible" in w
+               for w in study.warnings)
+
+
+def test_huge_dimensions_are_refused_before_allocating(tmp_path):
+    paths, _ = write(tmp_path, shape=(32, 24, 4))
+    for path in paths:
+        edit(path, Rows=65535, Columns=65535)
+    with pytest.raises(ImageTooLargeError, match="images of 65535 x 65535 pixels") as err:
+        load_study(tmp_path)
+    assert err.value.code == "study.too_large"
+
+
+@pytest.mark.parametrize("value, cls, words", [
+    ("0\\0", InvalidPixelSpacingError, r"PixelSpacing is 0\\0 mm; a pixel cannot measure zero"),
+    ("0.5", InvalidPixelSpacingError, r"PixelSpacing holds 1 value\(s\) \(0.5\); two are needed"),
+    ("1e30\\1e30", InvalidPixelSpacingError, "PixelSpacing is 1e\\+30.*CT pixels measure 0.01 to 50 mm"),
+])
+def test_impossible_pixel_spacing(tmp_path, value, cls, words):
+    paths, _ = write(tmp_path, shape=(32, 24, 4))
+    put_raw_all(paths, "PixelSpacing", value)
+    with pytest.raises(cls, match=words) as err:
+        load_study(tmp_path)
+    assert err.value.code == "dicom.pixel_spacing_invalid"
+
+
+@pytest.mark.parametrize("value, words", [
+    ("1\\0\\0\\0\\1", "ImageOrientationPatient holds 5 values .*; six are needed"),
+    ("0\\0\\0\\0\\0\\0", "ImageOrientationPatient .* is all zeros; the slice orientation is unknown"),
+    ("1\\0\\0\\1\\0\\0", "not perpendicular"),
+    ("nan\\0\\0\\0\\1\\0", "holds a value that is not a number"),
+])
+def test_impossible_orientation(tmp_path, value, words):
+    paths, _ = write(tmp_path, shape=(32, 24, 4))
+    put_raw_all(paths, "ImageOrientationPatient", value)
+    with pytest.raises(InvalidOrientationError, match=words) as err:
+        load_study(tmp_path)
+    assert err.value.code == "dicom.orientation_invalid"
+    assert "fewer than two distinct" not in str(err.value)
+
+
+def test_nan_positions(tmp_path):
+    paths, _ = write(tmp_path, shape=(32, 24, 4))
+    put_raw_all(paths, "ImagePositionPatient", "nan\\nan\\nan")
+    with pytest.raises(InvalidPositionError, match=r"ImagePositionPatient \(nan.nan.nan\) is not three finite"):
+        load_study(tmp_path)
+
+
+def test_rgb_images_are_named_as_colour_pictures(tmp_path):
+    paths, _ = write(tmp_path, shape=(32, 24, 4))
+    for path in paths:
+        ds = pydicom.dcmread(path)
+        ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+        ds.BitsAllocated = ds.BitsStored = 8
+        ds.HighBit, ds.PixelRepresentation = 7, 0
+        ds.PixelData = bytes(32 * 24 * 3)
+        ds.save_as(path)
+    with pytest.raises(UnsupportedPixelFormatError, match="colour \\(RGB\\) pictures.*not greyscale CT") as err:
+        load_study(tmp_path)
+    assert "damaged" not in str(err.value) and err.value.code == "dicom.pixel_format_unsupported"
+
+
+def test_32_bit_pixels_load(tmp_path):
+    paths, _ = write(tmp_path, shape=(32, 24, 4))
+    hu = np.random.default_rng(1).integers(-1000, 3000, (32, 24, 4)).astype(np.int32)
+    for k, path in enumerate(paths):
+        ds = pydicom.dcmread(path)
+        ds.BitsAllocated = ds.BitsStored = 32
+        ds.HighBit = 31
+        ds.PixelData = np.ascontiguousarray(hu[:, :, k].T).tobytes()
+        ds.save_as(path)
+    np.testing.assert_array_equal(load_study(tmp_path).hu, hu)
+
+
+def test_32_bit_header_over_16_bit_data_is_named(tmp_path):
+    paths, _ = write(tmp_path, shape=(32, 24, 4))
+    for path in paths:
+        edit(path, BitsAllocated=32, BitsStored=32, HighBit=31)
+    with pytest.raises(CorruptDicomError, match="declares 24 x 32 pixels of 32 bits .* holds 1,536 bytes"):
+        load_study(tmp_path)
+
+
+def test_nested_zip_is_named_as_a_nested_archive(tmp_path):
+    paths, _ = write(tmp_path / "series", shape=(32, 24, 4))
+    with zipfile.ZipFile(tmp_path / "inner.zip", "w") as zf:
+        for path in paths:
+            zf.write(path, path.name)
+    with zipfile.ZipFile(tmp_path / "outer.zip", "w") as zf:
+        zf.write(tmp_path / "inner.zip", "inner.zip")
+    with pytest.raises(NestedArchiveError, match="holds another archive \\(inner.zip\\).*extract it") as err:
+        load_study(tmp_path / "outer.zip")
+    assert err.value.code == "zip.nested"
+
+
+def test_zip_beside_a_series_is_not_opened_and_said(tmp_path):
+    _, hu = write(tmp_path)
+    with zipfile.ZipFile(tmp_path / "old.zip", "w") as zf:
+        zf.writestr("x.dcm", b"whatever")
+    study = load_study(tmp_path)
+    np.testing.assert_array_equal(study.hu, hu)
+    assert any("1 archive(s) inside the upload were not opened (e.g. old.zip)" in w for w in study.warnings)
+
+
+def test_two_acquisitions_under_one_series_uid_are_not_merged(tmp_path):
+    write(tmp_path / "a", series_uid="1.2.3.4", shape=(32, 24, 6))
+    paths, _ = write(tmp_path / "b", series_uid="1.2.3.4", shape=(32, 24, 6), uid_seed="second")
+    for path in paths:
+        edit(path, AcquisitionNumber=2)
+    with pytest.raises(MixedAcquisitionsError, match="more than one acquisition.*acquisition 1: 6 slices, "
+                       "acquisition 2: 6 slices.*not merged") as err:
+        load_study(tmp_path)
+    assert err.value.code == "dicom.mixed_acquisitions"
+
+
+def test_two_unnumbered_acquisitions_at_the_same_positions_are_not_merged(tmp_path):
+    write(tmp_path / "a", series_uid="1.2.3.4", shape=(32, 24, 6))
+    write(tmp_path / "b", series_uid="1.2.3.4", shape=(32, 24, 6), uid_seed="second")
+    with pytest.raises(MixedAcquisitionsError, match="6 positions hold two different images"):
+        load_study(tmp_path)
+
+
+def test_step_and_shoot_acquisitions_that_touch_are_one_stack(tmp_path):
+    paths, hu = write(tmp_path)
+    for path in paths[8:]:
+        edit(path, AcquisitionNumber=2)
+    np.testing.assert_array_equal(load_study(tmp_path).hu, hu)
+
+
+def _nifti(path, data, affine):
+    nib.save(nib.Nifti1Image(data, affine, dtype=data.dtype), path)
+    return path
+
+
+def _nifti_raw_affine(path, affine):
+    """A NIfTI whose sform is written as given (nibabel refuses to build such images itself)."""
+    img = nib.Nifti1Image(np.zeros((8, 8, 4), np.int16), None)
+    img.header["srow_x"], img.header["srow_y"], img.header["srow_z"] = affine[0], affine[1], affine[2]
+    img.header["sform_code"] = 1
+    nib.save(img, path)
+    return path
+
+
+def test_nifti_with_a_zero_z_axis(tmp_path):
+    path = _nifti_raw_affine(tmp_path / "flat.nii.gz", np.diag([0.5, 0.5, 0.0, 1.0]))
+    with pytest.raises(InvalidNiftiAffineError, match="gives the k axis zero length") as err:
+        load_study(path)
+    assert err.value.code == "nifti.affine_invalid"
+
+
+def test_nifti_with_a_singular_affine(tmp_path):
+    affine = np.diag([0.5, 0.5, 1.0, 1.0])
+    affine[:3, 1] = affine[:3, 0]  # i and j point the same way
+    with pytest.raises(InvalidNiftiAffineError, match="singular"):
+        load_study(_nifti_raw_affine(tmp_path / "singular.nii", affine))
+
+
+def test_nifti_with_1e30_mm_voxels(tmp_path):
+    path = _nifti(tmp_path / "huge.nii.gz", np.zeros((8, 8, 4), np.int16), np.diag([1e30, 1e30, 1e30, 1.0]))
+    with pytest.raises(InvalidNiftiAffineError, match="voxels of 1e\\+30 x 1e\\+30 x 1e\\+30 mm"):
+        load_study(path)
+
+
+def test_int64_nifti_beyond_hounsfield_units(tmp_path):
+    data = np.zeros((8, 8, 4), np.int64)
+    data[1, 2, 3] = 10**12
+    path = _nifti(tmp_path / "big.nii.gz", data, np.eye(4))
+    with pytest.raises(ImplausibleValuesError, match="values from 0 to 1,000,000,000,000, outside anything a CT") as err:
+        load_study(path)
+    assert err.value.code == "study.values_implausible"
+
+
+def test_nifti_with_huge_declared_dimensions(tmp_path):
+    path = _nifti(tmp_path / "x.nii", np.zeros((8, 8, 4), np.int16), np.eye(4))
+    img = nib.load(path)
+    header = img.header.copy()
+    header["dim"][1:4] = 30000
+    path.write_bytes(header.binaryblock + path.read_bytes()[348:])
+    with pytest.raises(ImageTooLargeError, match="declares 30000 x 30000 x 30000 voxels"):
+        load_study(path)
+
+
+def test_named_pipe_in_a_folder_is_skipped_without_hanging(tmp_path):
+    _, hu = write(tmp_path)
+    os.mkfifo(tmp_path / "pipe.dcm")  # opening it would block until a writer appears
+    study = _within(20, load_study, tmp_path)
+    np.testing.assert_array_equal(study.hu, hu)
+    assert any("1 named pipe(s), socket(s) or device(s) were skipped unopened (e.g. pipe.dcm)" in w
+               for w in study.warnings)
+
+
+def test_named_pipe_given_as_the_study_is_refused(tmp_path):
+    os.mkfifo(tmp_path / "upload.zip")
+    with pytest.raises(NotARegularFileError, match="not a regular file \\(a named pipe"):
+        _within(20, load_study, tmp_path / "upload.zip")
+
+
+def _within(seconds, fn, *args):
+    """Call ``fn``; fail instead of hanging when it blocks (on a pipe) for ``seconds``."""
+    import signal
+
+    def on_alarm(signum, frame):
+        raise TimeoutError(f"still blocked after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(seconds)
+    try:
+        return fn(*args)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
