@@ -7,6 +7,13 @@ was looked for; they never return a made-up answer. Masks are written as NIfTI i
 output folder and kept in the context for overlays, like those of ``segment_anatomy``. Every result
 carries the note that the weights are synthetic-trained and not for clinical use; masks also carry
 the Dice the checkpoint measured for that kind of structure on held-out phantoms (``vlm.validation``).
+
+Before any mask, landmark or answer the study passes the input check (``vlm.input_check``): a study
+the model was not trained for (not CT, a localizer, thick slices, no contrast, a blank or noise
+volume, not a cardiac field of view) gets its typed refusal and no output. A yes/no or multiple-choice
+answer is quoted only when the checkpoint's evaluation shows that answers of that kind depend on the
+image: its held-out score beats every image control (shuffled images, blank, noise) by
+``vlm_min_answer_margin``; otherwise the tool says so and gives no answer.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import numpy as np
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import tool
 from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tools.context import StudyContext, context_from_config
 from tools.masks import save_mask_nifti
@@ -32,6 +40,22 @@ class VLMUnavailable(StudyError):
 
 class VLMBelowBar(VLMUnavailable):
     """The checkpoint's held-out Dice for the asked kind of structure is below ``settings.vlm_min_dice``."""
+
+
+class VLMAnswerWithheld(VLMUnavailable):
+    """The checkpoint's held-out answers to this kind of question were not shown to depend on the image."""
+
+
+class VLMAnswerSettings(BaseSettings):
+    """How VLM answers are gated (environment ``CARDIOVLM_VLM_MIN_ANSWER_MARGIN``). It belongs with
+    ``tools.settings``; it is kept beside its only user until it moves there."""
+
+    model_config = SettingsConfigDict(env_prefix="CARDIOVLM_", env_file=".env", extra="ignore")
+    vlm_min_answer_margin: float = Field(
+        0.10, ge=0.0, le=1.0, description="a VLM yes/no (or multiple-choice) answer is quoted only when the "
+        "checkpoint's held-out balanced accuracy for that kind of question beats its image controls (images "
+        "shuffled between cases, blank and noise volumes) by at least this; 0 quotes every answer, even of an "
+        "unevaluated checkpoint")
 
 
 _lock = threading.Lock()
@@ -73,8 +97,34 @@ def load_vlm(checkpoint_dir: Path | None = None):
         return model
 
 
-def _run(ctx: StudyContext, instruction: str, choices: list[str] | None = None):
-    return load_vlm().run(ctx.study, instruction, choices)
+def _checked_model(ctx: StudyContext):
+    """The installed model, once the study passed the input check (``vlm.input_check.UnsupportedInputError``
+    otherwise: the model gives nothing for a study it was not trained for)."""
+    from vlm.input_check import check_input
+
+    model = load_vlm()  # "no checkpoint installed" comes first
+    check_input(ctx.study)
+    return model
+
+
+def _check_answer_evidence(question: str, choices: list[str] | None):
+    """The evidence that answers of ``question``'s kind read the image; raises :class:`VLMAnswerWithheld`
+    without it. An answer the model gives just as well on another patient's image is its prior, not a
+    reading of this one."""
+    from vlm.validation import answer_evidence
+
+    margin = VLMAnswerSettings().vlm_min_answer_margin
+    evidence = answer_evidence(get_settings().checkpoint_dir, question, choices=choices, margin=margin)
+    if margin <= 0 or evidence.depends_on_image:
+        return evidence
+    if evidence.control is not None and evidence.accuracy is not None:
+        lead = (f"the installed checkpoint's answers to {evidence.kind} questions do not depend on the image on "
+                "held-out tests")
+    else:
+        lead = (f"it is not shown that the installed checkpoint's answers to {evidence.kind} questions depend on "
+                "the image")
+    raise VLMAnswerWithheld(f"the VLM gives no answer: {lead} ({evidence.reason()}, "
+                            "CARDIOVLM_VLM_MIN_ANSWER_MARGIN); the measuring tools or a label map answer it instead")
 
 
 def _measured_dice(target: str) -> float | None:
@@ -169,14 +219,20 @@ class VLMAskResult(BaseModel):
     choice_probabilities: dict[str, float] | None = None
     measured_accuracy: float | None = Field(None, description="share of such questions (yes/no, or multiple "
                                             "choice) this checkpoint answered right on held-out synthetic phantoms")
+    question_kind: str = Field(description="kind of question the answer was judged as: findings, anatomy, stent "
+                               "sizing, or multiple choice")
+    measured_balanced_accuracy: float | None = Field(None, description="held-out score of this kind of question on "
+                                                     "the cases' own images (balanced accuracy for yes/no)")
+    control_accuracy: float | None = Field(None, description="the same score with the closest image control "
+                                           "(another case's image, a blank or a noise volume): near it = no reading")
     note: str = Field(description="where the weights come from and what they are not for")
 
 
 # -------------------------------------------------------------------------------------------- tools
 def vlm_segment(ctx: StudyContext, target: str) -> VLMSegmentResult:
-    load_vlm()  # "no checkpoint installed" comes before any judgement of its scores
+    model = _checked_model(ctx)  # before any judgement of the checkpoint's scores
     measured = _check_mask_quality(target)
-    result = _run(ctx, f"segment the {target}")
+    result = model.run(ctx.study, f"segment the {target}")
     mask = np.asarray(result.mask, dtype=bool)
     voxels = int(mask.sum())
     name = f"vlm_{_file_safe(target)}"
@@ -201,7 +257,8 @@ def vlm_segment_tool(target: str, *, config: RunnableConfig) -> dict:
 def vlm_locate_tool(target: str, *, config: RunnableConfig) -> dict:
     """Locate a landmark or finding described in words with the trained CardioVLM model; returns its
     position in patient coordinates (LPS mm) and the model's confidence."""
-    result = _run(context_from_config(config), f"locate the {target}")
+    ctx = context_from_config(config)
+    result = _checked_model(ctx).run(ctx.study, f"locate the {target}")
     return VLMLocateResult(target=target, landmark_mm=tuple(round(v, 2) for v in result.landmark_mm),
                            landmark_confidence=round(result.landmark_confidence, 3), note=_note()).model_dump()
 
@@ -210,9 +267,18 @@ def vlm_locate_tool(target: str, *, config: RunnableConfig) -> dict:
 def vlm_ask_tool(question: str, choices: list[str] | None = None, *, config: RunnableConfig) -> dict:
     """Ask the trained CardioVLM model a yes/no or multiple-choice question about the image; returns
     its answer and confidence. A model reading, not a measurement: prefer the measuring tools."""
-    result = _run(context_from_config(config), question, choices)
+    return vlm_ask(context_from_config(config), question, choices).model_dump()
+
+
+def vlm_ask(ctx: StudyContext, question: str, choices: list[str] | None = None) -> VLMAskResult:
+    model = _checked_model(ctx)
+    evidence = _check_answer_evidence(question, choices)
+    result = model.run(ctx.study, question, choices)
+    rounded = lambda v: None if v is None else round(float(v), 3)  # noqa: E731
     return VLMAskResult(question=question, answer=result.answer, answer_confidence=round(result.answer_confidence, 3),
                         answer_probabilities={k: round(v, 3) for k, v in result.answer_probabilities.items()},
                         choice_probabilities=None if result.choice_probabilities is None else
                         {k: round(v, 3) for k, v in result.choice_probabilities.items()},
-                        measured_accuracy=_measured_accuracy(choices), note=_note()).model_dump()
+                        measured_accuracy=_measured_accuracy(choices), question_kind=evidence.kind,
+                        measured_balanced_accuracy=rounded(evidence.accuracy),
+                        control_accuracy=rounded(evidence.control_accuracy), note=_note())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from tools.anatomy import (ARTERIES, HEART_CHAMBERS, SEGMENTS_BY_CODE, STRUCTURES_BY_NAME, find_anatomy,
@@ -116,6 +117,69 @@ def measured_scores(checkpoint_dir: str | Path) -> dict | None:
         if split is not None:
             return split
     return None
+
+
+def measured_controls(checkpoint_dir: str | Path) -> dict[str, dict]:
+    """The image controls of the held-out-seed column in ``evaluation.json``: control column label
+    ("shuffled images", ...) -> its summary; empty when the evaluation ran without controls."""
+    path = Path(checkpoint_dir) / EVALUATION_FILE
+    try:
+        reports = json.loads(path.read_text()) if path.is_file() else []
+    except json.JSONDecodeError:
+        return {}
+    for report in reports if isinstance(reports, list) else [reports]:
+        splits = report.get("splits", {})
+        if HELD_OUT_SPLIT in splits:
+            return {label: splits[f"{HELD_OUT_SPLIT}, {label}"] for label in CONTROL_SPLITS.values()
+                    if f"{HELD_OUT_SPLIT}, {label}" in splits}
+    return {}
+
+
+@dataclass(frozen=True)
+class AnswerEvidence:
+    """Whether the checkpoint's answers to one kind of question were shown, on held-out phantoms, to
+    depend on the image: its score on the cases' own images against the best image control."""
+
+    kind: str  # question_kind, or "multiple choice"
+    row: str  # the evaluation row compared
+    accuracy: float | None  # on the cases' own images (balanced for yes/no)
+    control: str | None  # the control that came closest ("shuffled images", ...)
+    control_accuracy: float | None  # its score
+    margin: float  # the lead over every control required
+    depends_on_image: bool
+
+    def reason(self) -> str:
+        """Why the answer is (not) quoted, in words."""
+        if self.accuracy is None:
+            return f"its evaluation has no held-out score for {self.kind} questions ('{self.row}')"
+        if self.control is None:
+            return (f"its evaluation scored {self.kind} questions ({self.accuracy:.2f}) without image controls, so it "
+                    "does not show that the answers depend on the image")
+        verb = "leads" if self.depends_on_image else "does not lead"
+        return (f"on held-out synthetic phantoms its {self.row} is {self.accuracy:.2f} on the cases' own images and "
+                f"{self.control_accuracy:.2f} with {self.control}: it {verb} the control by the {self.margin:.2f} "
+                "required")
+
+
+def answer_evidence(checkpoint_dir: str | Path, question: str, *, choices: list[str] | None = None,
+                    margin: float = 0.10) -> AnswerEvidence:
+    """Compare the checkpoint's held-out score for ``question``'s kind with its image controls.
+
+    A yes/no question is judged by the balanced accuracy of its kind (``question_kind``), a multiple-
+    choice one by the multiple-choice accuracy. The answer depends on the image when that score beats
+    every control (shuffled images, blank and noise volumes) by at least ``margin``; no score, or no
+    control, is no evidence.
+    """
+    kind = "multiple choice" if choices else question_kind(question)
+    row = "multiple-choice accuracy" if choices else f"yes/no balanced accuracy ({kind})"
+    accuracy = (measured_scores(checkpoint_dir) or {}).get(row)
+    measured = [(label, split.get(row)) for label, split in measured_controls(checkpoint_dir).items()
+                if split.get(row) is not None]
+    control, control_accuracy = max(measured, key=lambda item: item[1]) if measured else (None, None)
+    depends = (accuracy is not None and control_accuracy is not None
+               and round(accuracy - control_accuracy, 6) >= margin)
+    return AnswerEvidence(kind=kind, row=row, accuracy=accuracy, control=control, control_accuracy=control_accuracy,
+                          margin=margin, depends_on_image=bool(depends))
 
 
 def scored_row(target: str) -> str | None:
