@@ -141,6 +141,7 @@ class Centerlines(BaseModel):
     """Per segment, points from proximal to distal; spacing along the path is at most 0.5 mm."""
 
     segments: dict[str, list[CenterlinePoint]]
+    source: str = Field("phantom centerline", description="how the centerlines were obtained")
 
 
 class ClinicalContext(BaseModel):

@@ -101,7 +101,7 @@ def path_from_centerlines(centerlines: cf.Centerlines, segments: Sequence[str],
     points, arc = resample_polyline(raw, step_mm)
     # Each resampled point takes the segment of the nearest original point along the path.
     nearest = np.clip(np.searchsorted(raw_arc, arc), 0, len(raw) - 1)
-    return VesselPath(points, arc, raw_codes[nearest].astype(str), PHANTOM_SOURCE)
+    return VesselPath(points, arc, raw_codes[nearest].astype(str), centerlines.source)
 
 
 def path_from_mask(labels: np.ndarray, affine: np.ndarray, segments: Sequence[str],

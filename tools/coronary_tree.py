@@ -47,6 +47,7 @@ METHOD = ("coronary tree from CT intensities: half-maximum lumen threshold, open
           "watershed-split tubes touching the aortic root, TEASAR centerlines (kimimaro), SCCT segments by "
           "anatomical branching rules")
 SOURCE = "image-derived coronary tree"
+CENTERLINE_SOURCE = "image-derived centerline (TEASAR skeleton of the tubes found in the CT)"
 
 
 class CoronaryTreeError(StudyError):
@@ -559,5 +560,6 @@ def _assemble(study, pieces, graph, trees, labelled, joined, lumen, dominance, w
     if not centerlines:
         raise CoronaryTreeError("coronary vessels were found but could not be organised into a tree from the "
                                 "aortic root")
-    return CoronaryTree(labels=labels, centerlines=cf.Centerlines(segments=centerlines), confidence=confidence,
+    lines = cf.Centerlines(segments=centerlines, source=CENTERLINE_SOURCE)
+    return CoronaryTree(labels=labels, centerlines=lines, confidence=confidence,
                         ostia=ostia, dominance=dominance, lumen_hu=round(lumen, 1), warnings=warnings)
