@@ -70,6 +70,7 @@ class TreeConfig:
     max_gap_mm: float = 20.0  # a piece this far ahead of a vessel end is the vessel beyond a stenosis
     touch_gap_mm: float = 3.0  # pieces this close are joined whatever the direction
     max_bridge_angle_deg: float = 35.0  # a longer bridge must continue the vessel's direction
+    bridge_fraction: float = 0.25  # along a longer bridge the CT stays above this (fat 0, lumen 1): plaque
     major_branch_mm: float = 15.0  # a branch this long (to its farthest end) makes a bifurcation
     side_branch_mm: float = 10.0  # a side branch this long is a diagonal / marginal
     min_blood_hu: float = 150.0  # below this the blood pool is not enhanced: no contrast
@@ -146,7 +147,8 @@ def _tube_pieces(study: Study, config: TreeConfig):
     seeds = cc3d.connected_components(thin & (smooth > hi), connectivity=26)
     pieces = watershed(-smooth, seeds, mask=thin).astype(np.int32)
     touching = ndimage.binary_dilation(big & ~bone, structure=_ball(1.5 / spacing)) & thin
-    return pieces, touching, lumen, _tube_fraction(smooth, pieces, spacing, config)
+    gap_floor = fat + config.bridge_fraction * (lumen - fat)
+    return pieces, touching, lumen, _tube_fraction(smooth, pieces, spacing, config), (smooth, gap_floor)
 
 
 def _tube_fraction(smooth: np.ndarray, pieces: np.ndarray, spacing: np.ndarray, config: TreeConfig) -> np.ndarray:
@@ -386,7 +388,15 @@ def _label_right(tree: _Tree, apex, config: TreeConfig, out: _Labelled) -> bool:
     return terminal is not None
 
 
-def _join_gaps(graph: _Graph, config: TreeConfig) -> set[int]:
+def _bridge_supported(smooth: np.ndarray, study: Study, a: np.ndarray, b: np.ndarray, floor: float) -> bool:
+    """True when the CT between two points never drops to fat: a narrowed lumen or plaque, not a gap
+    between two unrelated vessels."""
+    pts = a + np.linspace(0.0, 1.0, 12)[1:-1, None] * (b - a)
+    values = ndimage.map_coordinates(smooth, study.mm_to_index(pts).T, order=1, mode="nearest")
+    return bool(values.min() >= floor)
+
+
+def _join_gaps(graph: _Graph, config: TreeConfig, supported) -> set[int]:
     """Bridge gaps from a piece's free end to another piece ahead of it, up to ``max_gap_mm``.
 
     A tight stenosis or an occlusion, and the watershed itself, cut one vessel into pieces; a free
@@ -419,6 +429,8 @@ def _join_gaps(graph: _Graph, config: TreeConfig) -> set[int]:
             step = graph.xyz[u] - graph.xyz[v]
             dist = float(np.linalg.norm(step))
             if dist > config.touch_gap_mm and step @ heading < cos_max * dist:
+                continue
+            if dist > config.touch_gap_mm and not supported(graph.xyz[v], graph.xyz[u]):
                 continue
             if best is None or dist < best[0]:
                 best = (dist, int(u))
@@ -475,7 +487,7 @@ def extract_coronary_tree(study: Study, config: TreeConfig | None = None) -> Cor
     if min(study.shape) < 8:
         raise CoronaryTreeError(f"the series has only {min(study.shape)} slices in one direction: too few to "
                                 "trace coronary arteries")
-    pieces, touching, lumen, tube_fraction = _tube_pieces(study, config)
+    pieces, touching, lumen, tube_fraction, (smooth, gap_floor) = _tube_pieces(study, config)
     spacing = np.asarray(study.spacing, float)
     boxes = cc3d.statistics(pieces)["bounding_boxes"]
     keep = []
@@ -490,7 +502,7 @@ def extract_coronary_tree(study: Study, config: TreeConfig | None = None) -> Cor
         raise CoronaryTreeError("no coronary artery was found in the image (no thin contrast-filled vessel "
                                 "near the heart)")
     graph = _skeleton_graph(pieces, keep, study)
-    joined = _join_gaps(graph, config)
+    joined = _join_gaps(graph, config, lambda a, b: _bridge_supported(smooth, study, a, b, gap_floor))
     sides, warnings = _find_ostia(graph, study, touching)
 
     trees: dict[str, _Tree] = {}
