@@ -1,30 +1,34 @@
-"""Coronary artery calcium: Agatston, volume and mass scores per artery, and CAC-DRS.
+"""Coronary artery calcium: Agatston, volume and mass scores, per artery when a coronary tree is
+given, and CAC-DRS.
 
-Two pure cores and one LangChain tool (``calcium_score``):
+Cores and one LangChain tool (``calcium_score``):
 
-* :func:`agatston_score` on a non-contrast calcium-scoring series (the standard definition, see
-  ``shared/REFERENCE.md``): voxels >= 130 HU, lesions connected **in-slice** (8-connectivity in the
-  i-j plane, never across slices) with an area of at least 1 mm^2, each weighted by its in-slice
-  peak: 130-199 HU -> 1, 200-299 -> 2, 300-399 -> 3, >= 400 -> 4 (bands on the measured value, so
-  199.6 HU is still weight 1). Score = sum of area (mm^2) x weight. The score is defined on 3 mm
-  slices; other slice spacings are scaled by ``spacing_k / 3 mm`` (the "thickness/3 factor"
-  method, stated in every result). Volume score = volume of the scored voxels (mm^3); mass score =
-  ``calibration x sum(volume x mean HU)`` (mg, calibration in mg/(mm^3 HU) from a calcium phantom).
+* :func:`agatston_score` on a non-contrast calcium-scoring series, from the image alone (the
+  standard definition, see ``shared/REFERENCE.md``): voxels >= 130 HU, lesions connected
+  **in-slice** (8-connectivity in the i-j plane, never across slices) with an area of at least
+  1 mm^2, each weighted by its in-slice peak: 130-199 HU -> 1, 200-299 -> 2, 300-399 -> 3,
+  >= 400 -> 4 (bands on the measured value, so 199.6 HU is still weight 1). Score = sum of area
+  (mm^2) x weight. Defined on 3 mm slices; other slice spacings are scaled by ``spacing_k / 3 mm``
+  (the "thickness/3 factor" method, stated in every result, with a warning). Volume score =
+  volume of the scored voxels (mm^3); mass score = ``c x sum(volume x mean HU)`` (mg) with ``c``
+  from a calcium calibration phantom; without one the result says the mass uses an uncalibrated
+  reference factor. Which calcium is coronary is decided from the image (``tools.calcium_anatomy``:
+  heart region, bone, stent metal, depth inside the heart) and, when a label map is given, its
+  aorta, aortic root and chambers. A lone voxel within ``noise_sd_limit`` (6) noise SDs of the
+  heart's soft tissue is a noise speck, not a lesion (with ~10^6 voxels, 5-SD specks occur).
+* Per artery, when a label map with coronary segments is given (an image-derived tree carried
+  from the CCTA in patient coordinates, ``tools.calcium_labels``): nearest segment within 3 mm,
+  else the nearest artery territory up to 15 mm, else unassigned with the distance; every lesion
+  stays in the total.
 * :func:`contrast_calcium_volume` on a contrast CCTA, where Agatston is not defined: voxels above
-  the local lumen attenuation (median of the nearest lumen voxels + k x noise SD) near the
-  coronary lumen, reported as a **volume only**.
-
-Both assign each 3D lesion (26-connected scored voxels) to an artery through its nearest labelled
-coronary segment (SCCT lumen labels of ``tools.anatomy``), up to ``max_distance_mm`` away. Lesions
-mostly inside a labelled non-coronary structure (aortic root, aorta, chambers, bone, labelled
-extracoronary calcification) or farther than that from every coronary segment are excluded and
-listed with their location and the reason. Only the region around the coronary labels (their
-bounding box plus ``max_distance_mm`` + 10 mm) is searched, so bone far from the heart is never
-scored or listed.
+  the local lumen attenuation near the coronary lumen labels, reported as a **volume only**.
+* :func:`score_context` picks the series by its kind read from the image and headers
+  (``tools.calcium_series``), never by how many series are loaded.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 import cc3d
@@ -35,20 +39,25 @@ from pydantic import BaseModel, Field
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from tools.anatomy import (ARTERIES, CORONARY_LABELS, SEGMENTS_BY_LABEL, STRUCTURES_BY_LABEL, STRUCTURES_BY_NAME,
-                           label_name, resolve_structure_or_segment)
+from tools.anatomy import (ARTERIES, CORONARY_LABELS, SEGMENTS_BY_CODE, STRUCTURES_BY_LABEL, STRUCTURES_BY_NAME,
+                           resolve_structure_or_segment)
 from tools.cadrads import cac_drs, plaque_burden_from_cac
+from tools.calcium_anatomy import REASONS, AnatomyConfig, find_noncoronary
+from tools.calcium_labels import assign_territories, coronary_mask, labels_on_grid
+from tools.calcium_series import acquisition_warnings, series_kind
 from tools.context import context_from_config
 from tools.study import StudyError
 
 AGATSTON_THRESHOLD_HU = 130.0
-STENT_LABEL = STRUCTURES_BY_NAME["stent"].label_id
 WEIGHT_BAND_EDGES_HU = (200.0, 300.0, 400.0)  # peak >= edge adds 1 to the base weight of 1
 AGATSTON_SLICE_MM = 3.0
+REFERENCE_MASS_FACTOR = 0.001  # mg/(mm^3 HU): a common default, NOT a calibration of this scanner
 ROI_EXTRA_MARGIN_MM = 10.0
 BLOOD_POOL_LABELS = tuple(STRUCTURES_BY_NAME[n].label_id for n in
                           ("aorta", "aortic_root", "lv_blood", "rv_blood", "la_blood", "ra_blood", "pulmonary_artery"))
 CONTRAST_LABEL = "contrast CCTA calcium volume, not an Agatston score"
+NO_TREE_NOTE = ("per-artery assignment needs a coronary tree (segment labels of this series or of a CCTA of the "
+                "same patient); only the total is given")
 
 
 class CalciumError(StudyError):
@@ -60,7 +69,7 @@ class NotHounsfieldError(CalciumError):
 
 
 class NoCoronaryLabelsError(CalciumError):
-    """No coronary segment labels to assign calcium to arteries."""
+    """No coronary segment labels, where the method needs them (calcium volume on a contrast CCTA)."""
 
 
 class EmptySeriesError(CalciumError):
@@ -71,16 +80,18 @@ class CalciumLesion(BaseModel):
     """One 3D calcified lesion (26-connected scored voxels)."""
 
     lesion_id: int
-    artery: Literal["LM", "LAD", "LCx", "RCA"] | None = Field(description="null when excluded")
+    artery: Literal["LM", "LAD", "LCx", "RCA"] | None = Field(
+        description="null when excluded, unassigned, or when no coronary tree was given")
     segment: str | None = Field(description="nearest SCCT segment code, e.g. 'pLAD'")
     agatston: float | None = Field(description="Agatston contribution (null on a contrast CCTA)")
     volume_mm3: float
-    mass_mg: float | None = Field(description="calibrated mass (null on a contrast CCTA)")
+    mass_mg: float | None = Field(description="mass (null on a contrast CCTA); see mass_calibrated")
     peak_hu: float
     centroid_mm: tuple[float, float, float] = Field(description="patient LPS position, mm")
     distance_to_coronary_mm: float | None = Field(
-        description="closest distance to a coronary lumen label; null when farther than the search window")
-    location: str = Field(description="the labelled structure it lies in, or the nearest segment")
+        description="closest distance to a coronary lumen label; null without coronary labels")
+    location: str = Field(description="the structure it lies in, or the nearest segment")
+    assignment: str | None = Field(None, description="how the lesion was given to an artery, or why not")
     excluded_reason: str | None = Field(None, description="why it does not count, when excluded")
 
 
@@ -98,24 +109,24 @@ class CalciumScore(BaseModel):
     label: str = Field(description="what the numbers are; read it before quoting them")
     agatston: float | None = Field(description="total coronary Agatston score (null on a contrast CCTA)")
     volume_mm3: float = Field(description="total coronary calcium volume, mm^3")
-    mass_mg: float | None = Field(description="total calibrated calcium mass, mg")
-    per_artery: dict[str, ArteryCalcium]
-    cac_drs: str | None = Field(description="CAC-DRS, e.g. 'A2/N3'; null when no Agatston score")
+    mass_mg: float | None = Field(description="total calcium mass, mg; see mass_calibrated")
+    mass_calibrated: bool | None = Field(
+        None, description="false: the mass uses an uncalibrated reference factor, not a calibration phantom")
+    per_artery: dict[str, ArteryCalcium] = Field(
+        description="LM, LAD, LCx, RCA; empty when no coronary tree was given (see per_artery_note)")
+    per_artery_note: str | None = Field(None, description="why there is no per-artery split, when there is none")
+    unassigned_agatston: float | None = Field(
+        None, description="Agatston of counted lesions not assigned to an artery (in the total)")
+    cac_drs: str | None = Field(description="CAC-DRS, e.g. 'A2/N3' ('A2' without a coronary tree); null "
+                                            "when no Agatston score")
     plaque_burden: str | None = Field(description="CAD-RADS 2.0 plaque burden P1-P4 from the Agatston score")
     lesions: list[CalciumLesion] = Field(description="coronary lesions counted")
     excluded: list[CalciumLesion] = Field(description="calcifications not counted, with the reason")
     slice_spacing_mm: float
-    method: str = Field(description="thresholds, connectivity, slice method, assignment rule")
+    series_kind: str | None = Field(None, description="non_contrast or contrast, read from the image and headers")
+    method: str = Field(description="thresholds, connectivity, slice method, exclusions, assignment rule")
     labels_source: str | None = None
     warnings: list[str] = Field(default_factory=list)
-
-
-def coronary_mask(labels: np.ndarray) -> np.ndarray:
-    """(I, J, K) bool: voxels with a coronary segment lumen label (ids from ``tools.anatomy``)."""
-    lo, hi = min(CORONARY_LABELS), max(CORONARY_LABELS)
-    if CORONARY_LABELS == tuple(range(lo, hi + 1)):  # a contiguous id range: two compares, not isin
-        return (labels >= lo) & (labels <= hi)
-    return np.isin(labels, CORONARY_LABELS)
 
 
 def label_in_slice(mask: np.ndarray) -> tuple[np.ndarray, int]:
@@ -134,9 +145,8 @@ def label_in_slice(mask: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 # --------------------------------------------------------------------------------------------- checks
-def _check_inputs(hu: np.ndarray, spacing, labels: np.ndarray | None, *, modality: str,
-                  hu_calibrated: bool) -> tuple[tuple[float, float, float], np.ndarray]:
-    """Validated spacing and the (I, J, K) coronary mask, or a CalciumError saying what is wrong."""
+def _check_image(hu: np.ndarray, spacing, *, modality: str, hu_calibrated: bool) -> tuple[float, float, float]:
+    """Validated spacing, or a CalciumError saying what is wrong with the image."""
     if modality.upper() != "CT" or not hu_calibrated:
         raise NotHounsfieldError(
             f"calcium scoring needs a CT in Hounsfield units; this study is {modality}"
@@ -146,218 +156,246 @@ def _check_inputs(hu: np.ndarray, spacing, labels: np.ndarray | None, *, modalit
     spacing = tuple(float(s) for s in spacing)
     if len(spacing) != 3 or min(spacing) <= 0:
         raise CalciumError(f"voxel spacing must be three positive mm values, got {spacing}")
-    coronary = coronary_mask(labels) if labels is not None and labels.shape == hu.shape else None
-    if labels is None or (coronary is not None and not coronary.any()):
-        raise NoCoronaryLabelsError(
-            "no coronary artery labels are available for this series, so calcium cannot be assigned to "
-            "the LM, LAD, LCx and RCA: segment the coronaries first (trained VLM or TotalSegmentator "
-            "'coronary_arteries'), or load a case folder whose label map has the SCCT segment labels "
-            f"{min(CORONARY_LABELS)}-{max(CORONARY_LABELS)}")
+    return spacing  # type: ignore[return-value]
+
+
+def _check_labels(hu: np.ndarray, labels: np.ndarray | None) -> np.ndarray | None:
+    """The label map when it fits the image grid; CalciumError when it is on another grid."""
+    if labels is None:
+        return None
     if labels.shape != hu.shape:
         raise CalciumError(f"label map shape {labels.shape} differs from the image shape {hu.shape}: "
-                           "the labels must be on the grid of the scored series")
-    return spacing, coronary  # type: ignore[return-value]
-
-
-def _roi(coronary: np.ndarray, spacing, margin_mm: float) -> tuple[slice, slice, slice]:
-    """Bounding box of the coronary mask grown by ``margin_mm``, clipped to the volume."""
-    box = []
-    for axis, (n, s) in enumerate(zip(coronary.shape, spacing)):
-        other = tuple(a for a in range(3) if a != axis)
-        idx = np.flatnonzero(coronary.any(axis=other))
-        pad = int(np.ceil(margin_mm / s))
-        box.append(slice(max(int(idx[0]) - pad, 0), min(int(idx[-1]) + pad + 1, n)))
-    return tuple(box)  # type: ignore[return-value]
-
-
-# ---------------------------------------------------------------------------------------- assignment
-def _assign_lesions(coords: np.ndarray, lab: np.ndarray, n: int, labels: np.ndarray, coronary: np.ndarray,
-                    spacing, max_distance_mm: float) -> dict[int, tuple]:
-    """For each 3D lesion 1..n: (segment label id or None, distance mm or None, location, exclusion reason).
-
-    Args:
-        coords: (V, 3) voxel indices of all lesion voxels; lab: (V,) their lesion ids 1..n.
-        labels, coronary: (I, J, K) label map and its coronary mask.
-
-    Each lesion is looked at in its own box (its bounding box grown by ``max_distance_mm`` + 1 mm):
-    a Euclidean distance transform of the box's non-coronary voxels gives the distance from every
-    lesion voxel to the nearest coronary voxel and that voxel's index; the lesion takes the segment
-    of the coronary voxel closest to it. Per-lesion boxes keep this cheap on a 512 x 512 x 300
-    series; a lesion with no coronary voxel in its box is farther than the window (distance null).
-    """
-    if n == 0:
-        return {}
-    window_mm = max_distance_mm + 1.0
-    pad = np.array([int(np.ceil(window_mm / s)) for s in spacing])
-    order = np.argsort(lab, kind="stable")
-    groups = np.split(coords[order], np.cumsum(np.bincount(lab, minlength=n + 1)[1:])[:-1])
-    out = {}
-    for lesion, pts in enumerate(groups, start=1):
-        lo = np.maximum(pts.min(0) - pad, 0)
-        hi = np.minimum(pts.max(0) + pad + 1, labels.shape)
-        box = tuple(slice(a, b) for a, b in zip(lo, hi))
-        ids, counts = np.unique(labels[tuple(pts.T)], return_counts=True)
-        dominant = int(ids[np.argmax(counts)])
-        box_coronary = coronary[box]
-        seg_id, distance = None, None
-        if box_coronary.any():
-            dist, nearest = ndimage.distance_transform_edt(~box_coronary, sampling=spacing, return_indices=True)
-            local = tuple((pts - lo).T)
-            closest = int(np.argmin(dist[local]))
-            distance = float(dist[local][closest])
-            at = tuple(int(a[local][closest]) for a in nearest)
-            seg_id = int(labels[box][at])
-        location = label_name(dominant) if dominant else "unlabelled tissue"
-        stent_fraction = counts[ids == STENT_LABEL].sum() / counts.sum()
-        if stent_fraction >= 0.25:
-            # Stent struts are metal, not calcium; stented segments are left out of calcium scoring.
-            out[lesion] = (None, distance, "stent", "coronary stent struts (metal), not calcium: stented "
-                                                    "segments are not scored")
-        elif dominant in STRUCTURES_BY_LABEL and STRUCTURES_BY_LABEL[dominant].name not in (
-                "calcified_plaque", "noncalcified_plaque", "stent", "epicardial_fat", "lv_myocardium"):
-            # Mostly inside a labelled non-coronary structure: valve, aortic wall, chamber or bone.
-            name = STRUCTURES_BY_LABEL[dominant].display
-            out[lesion] = (None, distance, name, f"lies in the {name}, not in a coronary artery")
-        elif distance is None or distance > max_distance_mm:
-            how_far = (f"more than {window_mm:g} mm from every coronary segment" if distance is None else
-                       f"{distance:.1f} mm from the nearest coronary segment ({SEGMENTS_BY_LABEL[seg_id].code})")
-            out[lesion] = (None, distance, location, f"{how_far}, beyond the {max_distance_mm:g} mm assignment limit")
-        else:
-            out[lesion] = (seg_id, distance, SEGMENTS_BY_LABEL[seg_id].code, None)
-    return out
-
-
-def _build_result(*, kind, label, vox, lab, n, labels, coronary, spacing, affine, max_distance_mm,
-                  lesion_agatston, lesion_volume, lesion_mass, lesion_peak, slice_spacing, method,
-                  labels_source, warnings) -> CalciumScore:
-    """Assign lesions (flat voxel indices ``vox`` into ``labels``' grid, lesion ids ``lab``) and total them."""
-    coords = np.stack(np.unravel_index(vox, labels.shape), axis=1)
-    assignment = _assign_lesions(coords, lab, n, labels, coronary, spacing, max_distance_mm)
-    counts = np.maximum(np.bincount(lab, minlength=n + 1)[1:], 1)
-    centroids = np.stack([np.bincount(lab, weights=c, minlength=n + 1)[1:] for c in coords.T], 1) / counts[:, None]
-    affine = np.eye(4) if affine is None else np.asarray(affine, dtype=np.float64)
-    lesions, excluded = [], []
-    per_artery = {a: ArteryCalcium(agatston=0.0 if kind == "agatston" else None, volume_mm3=0.0,
-                                   mass_mg=0.0 if kind == "agatston" else None, lesions=0) for a in ARTERIES}
-    for i in range(1, n + 1):
-        seg_id, distance, location, reason = assignment[i]
-        seg = SEGMENTS_BY_LABEL.get(seg_id) if seg_id is not None else None
-        xyz = affine[:3, :3] @ np.asarray(centroids[i - 1]) + affine[:3, 3]
-        lesion = CalciumLesion(
-            lesion_id=i, artery=seg.artery if seg else None, segment=seg.code if seg else None,
-            agatston=None if lesion_agatston is None else round(float(lesion_agatston[i]), 3),
-            volume_mm3=round(float(lesion_volume[i]), 3),
-            mass_mg=None if lesion_mass is None else round(float(lesion_mass[i]), 3),
-            peak_hu=float(lesion_peak[i]), centroid_mm=tuple(round(float(c), 2) for c in xyz),
-            distance_to_coronary_mm=None if distance is None else round(distance, 2), location=location,
-            excluded_reason=reason)
-        if seg is None:
-            excluded.append(lesion)
-            continue
-        lesions.append(lesion)
-        art = per_artery[seg.artery]
-        art.lesions += 1
-        art.volume_mm3 += lesion.volume_mm3
-        if kind == "agatston":
-            art.agatston += lesion.agatston
-            art.mass_mg += lesion.mass_mg
-    for art in per_artery.values():
-        art.volume_mm3 = round(art.volume_mm3, 3)
-        if kind == "agatston":
-            art.agatston, art.mass_mg = round(art.agatston, 3), round(art.mass_mg, 3)
-    volume = round(sum(a.volume_mm3 for a in per_artery.values()), 3)
-    if kind == "agatston":
-        total = round(sum(a.agatston for a in per_artery.values()), 3)
-        drs = cac_drs(total, {a: v.agatston for a, v in per_artery.items()}).text
-        return CalciumScore(
-            kind=kind, label=label, agatston=total, volume_mm3=volume,
-            mass_mg=round(sum(a.mass_mg for a in per_artery.values()), 3), per_artery=per_artery,
-            cac_drs=drs, plaque_burden=plaque_burden_from_cac(total), lesions=lesions, excluded=excluded,
-            slice_spacing_mm=slice_spacing, method=method, labels_source=labels_source, warnings=warnings)
-    return CalciumScore(
-        kind=kind, label=label, agatston=None, volume_mm3=volume, mass_mg=None, per_artery=per_artery,
-        cac_drs=None, plaque_burden=None, lesions=lesions, excluded=excluded, slice_spacing_mm=slice_spacing,
-        method=method, labels_source=labels_source, warnings=warnings)
+                           "carry it to the scored series first (tools.calcium_labels.labels_on_grid)")
+    return labels
 
 
 # ------------------------------------------------------------------------------------------ agatston
-def agatston_score(hu: np.ndarray, spacing, labels: np.ndarray | None, *, affine: np.ndarray | None = None,
-                   calibration: float = 0.001, min_area_mm2: float = 1.0, max_distance_mm: float = 3.0,
-                   modality: str = "CT", hu_calibrated: bool = True, labels_source: str | None = None,
-                   ) -> CalciumScore:
-    """Agatston, volume and mass scores of a non-contrast calcium-scoring series, per artery.
+@dataclass
+class ScoredMask:
+    """In-slice Agatston scoring of one voxel mask, grouped into 3D lesions 1..n."""
 
-    Args:
-        hu: (I, J, K) Hounsfield units, axial slices along k (``tools.study`` LPS convention).
-        spacing: (di, dj, dk) mm; dk is the slice spacing (contiguous slices: = thickness).
-        labels: (I, J, K) label map on the same grid with coronary segment labels (``tools.anatomy``).
-        affine: (4, 4) voxel index -> patient mm, for lesion positions (identity when None).
-        calibration: mass calibration factor, mg / (mm^3 HU) (``settings.calcium_mass_calibration``).
-        min_area_mm2: smallest in-slice lesion area counted (1 mm^2 by the standard definition).
-        max_distance_mm: farthest a lesion may lie from a coronary lumen label and still be assigned.
-        modality, hu_calibrated, labels_source: from the ``Study``, for checks and the evidence.
+    vox: np.ndarray  # flat indices of the scored voxels
+    lab: np.ndarray  # their 3D lesion ids
+    n: int
+    agatston: np.ndarray  # (n + 1,) per lesion
+    volume: np.ndarray
+    hu_sum: np.ndarray  # sum of HU x voxel volume, for the mass
+    peak: np.ndarray
+    specks: int  # in-slice specks under the minimum area
 
-    Raises:
-        NotHounsfieldError, EmptySeriesError, NoCoronaryLabelsError, CalciumError.
 
-    Example::
-
-        result = agatston_score(study.hu, study.spacing, labels, affine=study.affine)
-        print(result.agatston, result.cac_drs)
-    """
-    spacing, coronary = _check_inputs(hu, spacing, labels, modality=modality, hu_calibrated=hu_calibrated)
-    roi = _roi(coronary, spacing, max_distance_mm + ROI_EXTRA_MARGIN_MM)
-    sub, sub_labels, coronary = hu[roi], labels[roi], coronary[roi]
+def score_mask(hu: np.ndarray, mask: np.ndarray, spacing, min_area_mm2: float) -> ScoredMask:
     pixel_area = spacing[0] * spacing[1]
     voxel_volume = pixel_area * spacing[2]
     slice_factor = spacing[2] / AGATSTON_SLICE_MM
-
-    # In-slice lesions: area and peak-HU weight of each, from bincounts over the candidate voxels.
-    candidates = sub >= AGATSTON_THRESHOLD_HU
-    lesions2d, n2d = label_in_slice(candidates)
-    vox = np.flatnonzero(candidates)
+    lesions2d, n2d = label_in_slice(mask)
+    vox = np.flatnonzero(mask)
     lab2d = lesions2d.ravel()[vox]
-    values = sub.ravel()[vox].astype(np.float64)
+    values = hu.ravel()[vox].astype(np.float64)
     area = np.bincount(lab2d, minlength=n2d + 1) * pixel_area
     weight = np.ones(n2d + 1)
     for edge in WEIGHT_BAND_EDGES_HU:
         weight += np.bincount(lab2d[values >= edge], minlength=n2d + 1) > 0
     kept2d = area >= min_area_mm2 - 1e-9  # tolerance for float pixel areas that should equal the limit
     keep = kept2d[lab2d]
-
-    # 3D lesions from the kept voxels, for per-artery assignment and the lesion list.
-    scored = np.zeros(sub.shape, dtype=bool)
+    scored = np.zeros(hu.shape, dtype=bool)
     scored.ravel()[vox[keep]] = True
     lesions3d, n = cc3d.connected_components(scored, connectivity=26, return_N=True)
-    lab3d = lesions3d.ravel()[vox[keep]]
+    lab3d = lesions3d.ravel()[vox[keep]].astype(np.int64)
     kept_values = values[keep]
     # Every voxel of an in-slice lesion carries pixel_area x that lesion's weight.
     voxel_agatston = pixel_area * weight[lab2d[keep]] * slice_factor
-    lesion_agatston = np.bincount(lab3d, weights=voxel_agatston, minlength=n + 1)
-    lesion_volume = np.bincount(lab3d, minlength=n + 1) * voxel_volume
-    lesion_mass = calibration * voxel_volume * np.bincount(lab3d, weights=kept_values, minlength=n + 1)
-    lesion_peak = np.zeros(n + 1)
-    np.maximum.at(lesion_peak, lab3d, kept_values)
+    peak = np.zeros(n + 1)
+    np.maximum.at(peak, lab3d, kept_values)
+    return ScoredMask(vox=vox[keep], lab=lab3d, n=int(n),
+                   agatston=np.bincount(lab3d, weights=voxel_agatston, minlength=n + 1),
+                   volume=np.bincount(lab3d, minlength=n + 1) * voxel_volume,
+                   hu_sum=voxel_volume * np.bincount(lab3d, weights=kept_values, minlength=n + 1),
+                   peak=peak, specks=int((area[1:] < min_area_mm2 - 1e-9).sum()))
 
-    dropped = int((area[1:] < min_area_mm2 - 1e-9).sum())
+
+def _noise_specks(hu: np.ndarray, mask: np.ndarray, region: np.ndarray, sd_limit: float) -> tuple[np.ndarray, str]:
+    """``mask`` without lone voxels that noise explains, and the rule in words."""
+    tissue = hu[region & (hu > -30) & (hu < 110)].astype(np.float64)
+    if tissue.size < 100:
+        return mask, "no noise estimate (too little soft tissue)"
+    centre = float(np.median(tissue))
+    sd = 1.4826 * float(np.median(np.abs(tissue - centre)))
+    limit = centre + sd_limit * sd
+    comps, n = cc3d.connected_components(mask, connectivity=26, return_N=True)
+    size = np.bincount(comps.ravel(), minlength=n + 1)
+    lone = (size == 1) & (np.arange(n + 1) > 0)
+    drop = lone[comps] & (hu < limit)
+    return mask & ~drop, (f"{int(drop.sum())} lone voxel(s) below {limit:.0f} HU (soft tissue {centre:.0f} HU + "
+                          f"{sd_limit:g} x noise SD {sd:.0f} HU) taken as noise")
+
+
+def agatston_score(hu: np.ndarray, spacing, labels: np.ndarray | None = None, *, affine: np.ndarray | None = None,
+                   calibration: float | None = None, min_area_mm2: float = 1.0, max_distance_mm: float = 3.0,
+                   territory_max_mm: float = 15.0, modality: str = "CT", hu_calibrated: bool = True,
+                   labels_source: str | None = None, metadata: dict | None = None, noise_sd_limit: float = 6.0,
+                   anatomy: AnatomyConfig = AnatomyConfig()) -> CalciumScore:
+    """Agatston, volume and mass scores of a non-contrast calcium-scoring series, from the image.
+
+    Args:
+        hu: (I, J, K) Hounsfield units, axial slices along k (``tools.study`` LPS convention).
+        spacing: (di, dj, dk) mm; dk is the slice spacing.
+        labels: optional (I, J, K) label map on the same grid (``tools.anatomy`` ids), e.g. the
+            image-derived tree carried from the CCTA: gives per-artery scores and outlines the aorta,
+            aortic root and chambers. None: total only, from the image alone.
+        affine: (4, 4) voxel index -> patient mm, for lesion positions (identity when None).
+        calibration: mass factor, mg / (mm^3 HU), from a calcium calibration phantom. None: the
+            reference factor 0.001 is used and the result says the mass is uncalibrated.
+        min_area_mm2: smallest in-slice lesion area counted (1 mm^2 by the standard definition).
+        max_distance_mm, territory_max_mm: segment and artery-territory assignment limits.
+        modality, hu_calibrated, labels_source, metadata: from the ``Study``, for checks, warnings
+            (slice thickness, kVp) and the evidence.
+        noise_sd_limit: lone voxels below soft tissue + this many noise SDs are noise.
+        anatomy: thresholds of the non-coronary exclusions (``tools.calcium_anatomy``).
+
+    Raises:
+        NotHounsfieldError, EmptySeriesError, CalciumError.
+
+    Example::
+
+        result = agatston_score(study.hu, study.spacing, affine=study.affine, metadata=study.metadata)
+        print(result.agatston, result.cac_drs)
+    """
+    spacing = _check_image(hu, spacing, modality=modality, hu_calibrated=hu_calibrated)
+    labels = _check_labels(hu, labels)
+    has_tree = labels is not None and bool(coronary_mask(labels).any())
+    voxel_volume = float(np.prod(spacing))
+    calibrated = calibration is not None
+    factor = calibration if calibrated else REFERENCE_MASS_FACTOR
+
+    found = find_noncoronary(hu, spacing, labels, anatomy)
+    candidates = hu >= AGATSTON_THRESHOLD_HU
+    keep, noise_text = _noise_specks(hu, candidates & (found.reason == 0), found.heart_region, noise_sd_limit)
+    kept = score_mask(hu, keep, spacing, min_area_mm2)
+    dropped = score_mask(hu, candidates & (found.reason > 0), spacing, min_area_mm2)
+
+    coords = np.stack(np.unravel_index(kept.vox, hu.shape), axis=1)
+    territories = (assign_territories(kept.lab, coords, kept.n, labels, spacing, max_distance_mm, territory_max_mm)
+                   if has_tree else {})
+    affine = np.eye(4) if affine is None else np.asarray(affine, dtype=np.float64)
+    centroids = _centroids(coords, kept.lab, kept.n)
+    lesions = []
+    per_artery = {a: ArteryCalcium(agatston=0.0, volume_mm3=0.0, mass_mg=0.0, lesions=0) for a in ARTERIES}
+    unassigned = 0.0
+    for i in range(1, kept.n + 1):
+        t = territories.get(i)
+        seg = SEGMENTS_BY_CODE.get(t.segment) if t and t.segment else None
+        lesion = _lesion(i, kept, factor, centroids[i - 1], affine,
+                         artery=t.artery if t else None, segment=seg.code if seg and t.artery else None,
+                         distance=t.distance_mm if t else None,
+                         location=(seg.code if seg and t.artery else "heart region, no coronary label nearby")
+                         if has_tree else "heart region (no coronary tree given)",
+                         assignment=t.note if t else None)
+        lesions.append(lesion)
+        if lesion.artery is None:
+            unassigned += lesion.agatston
+            continue
+        art = per_artery[lesion.artery]
+        art.lesions += 1
+        art.volume_mm3 += lesion.volume_mm3
+        art.agatston += lesion.agatston
+        art.mass_mg += lesion.mass_mg
+    excluded = _excluded(hu, dropped, found, labels, factor, affine)
+
+    total = round(float(sum(l.agatston for l in lesions)), 3)
+    if has_tree:
+        for art in per_artery.values():
+            art.agatston, art.volume_mm3, art.mass_mg = (round(art.agatston, 3), round(art.volume_mm3, 3),
+                                                         round(art.mass_mg, 3))
+        drs = cac_drs(total, {a: v.agatston for a, v in per_artery.items()}).text
+    else:
+        per_artery = {}
+        drs = cac_drs(total).category
+    slice_factor = spacing[2] / AGATSTON_SLICE_MM
     slice_method = ("3 mm slices: Agatston as defined" if abs(slice_factor - 1) < 1e-6 else
                     f"{spacing[2]:g} mm slices: areas x weights scaled by {spacing[2]:g}/3 mm "
                     "(thickness/3 factor method; no resampling)")
+    mass_text = (f"mass = {factor:g} mg/(mm^3 HU) (calibrated) x volume x mean HU" if calibrated else
+                 f"mass = {factor:g} mg/(mm^3 HU) x volume x mean HU with an UNCALIBRATED reference factor "
+                 "(no calcium calibration phantom for this scanner)")
+    assign_text = (f"lesions (26-connected) assigned to the nearest coronary segment label within "
+                   f"{max_distance_mm:g} mm, else to its artery territory up to {territory_max_mm:g} mm, else "
+                   "unassigned (all counted in the total)" if has_tree else NO_TREE_NOTE)
     method = (f"threshold >= {AGATSTON_THRESHOLD_HU:g} HU; in-slice lesions with 8-connectivity; minimum area "
-              f"{min_area_mm2:g} mm^2 ({dropped} smaller in-slice specks ignored); weight by in-slice peak "
-              "130-199 -> 1, 200-299 -> 2, 300-399 -> 3, >= 400 HU -> 4; "
-              f"{slice_method}; volume = scored voxels x {voxel_volume:.4g} mm^3; mass = "
-              f"{calibration:g} mg/(mm^3 HU) x volume x mean HU; lesions (26-connected) assigned to the "
-              f"nearest coronary segment label within {max_distance_mm:g} mm")
-    warnings = []
-    if spacing[2] > AGATSTON_SLICE_MM + 0.5:
-        warnings.append(f"slices are {spacing[2]:g} mm, thicker than the 3 mm Agatston protocol")
-    return _build_result(
-        kind="agatston", label="Agatston calcium score (non-contrast calcium-scoring series)",
-        vox=vox[keep], lab=lab3d, n=n, labels=sub_labels, coronary=coronary, spacing=spacing,
-        affine=_shift_affine(affine, roi), max_distance_mm=max_distance_mm, lesion_agatston=lesion_agatston,
-        lesion_volume=lesion_volume, lesion_mass=lesion_mass, lesion_peak=lesion_peak,
-        slice_spacing=spacing[2], method=method, labels_source=labels_source, warnings=warnings)
+              f"{min_area_mm2:g} mm^2 ({kept.specks} smaller in-slice specks ignored); {noise_text}; weight by "
+              "in-slice peak 130-199 -> 1, 200-299 -> 2, 300-399 -> 3, >= 400 HU -> 4; "
+              f"{slice_method}; volume = scored voxels x {voxel_volume:.4g} mm^3; {mass_text}; {found.method}; "
+              f"{assign_text}")
+    warnings = acquisition_warnings(spacing, metadata, hu.shape[2])
+    if not calibrated:
+        warnings.append("the mass score uses an uncalibrated reference factor (0.001 mg per mm^3 and HU), not a "
+                        "calibration of this scanner: compare masses only within this method")
+    if not found.heart_found:
+        warnings.append("the heart was not found in the image: calcium was searched in the whole field of view")
+    return CalciumScore(
+        kind="agatston", label="Agatston calcium score (non-contrast calcium-scoring series)", agatston=total,
+        volume_mm3=round(float(sum(l.volume_mm3 for l in lesions)), 3),
+        mass_mg=round(float(sum(l.mass_mg for l in lesions)), 3), mass_calibrated=calibrated,
+        per_artery=per_artery, per_artery_note=None if has_tree else NO_TREE_NOTE,
+        unassigned_agatston=round(unassigned, 3) if has_tree else None, cac_drs=drs,
+        plaque_burden=plaque_burden_from_cac(total), lesions=lesions, excluded=excluded,
+        slice_spacing_mm=spacing[2], series_kind="non_contrast", method=method, labels_source=labels_source,
+        warnings=warnings)
+
+
+def _centroids(coords: np.ndarray, lab: np.ndarray, n: int) -> np.ndarray:
+    counts = np.maximum(np.bincount(lab, minlength=n + 1)[1:], 1)
+    return np.stack([np.bincount(lab, weights=c, minlength=n + 1)[1:] for c in coords.T], 1) / counts[:, None] \
+        if n else np.zeros((0, 3))
+
+
+def _lesion(i: int, s: ScoredMask, factor: float | None, centroid, affine, *, artery, segment, distance, location,
+            assignment=None, reason=None, agatston=True) -> CalciumLesion:
+    xyz = affine[:3, :3] @ np.asarray(centroid) + affine[:3, 3]
+    return CalciumLesion(
+        lesion_id=i, artery=artery, segment=segment,
+        agatston=round(float(s.agatston[i]), 3) if agatston else None,
+        volume_mm3=round(float(s.volume[i]), 3),
+        mass_mg=round(float(factor * s.hu_sum[i]), 3) if factor is not None else None,
+        peak_hu=float(s.peak[i]), centroid_mm=tuple(round(float(c), 2) for c in xyz),
+        distance_to_coronary_mm=None if distance is None else round(float(distance), 2), location=location,
+        assignment=assignment, excluded_reason=reason)
+
+
+def _excluded(hu, s: ScoredMask, found, labels, factor, affine) -> list[CalciumLesion]:
+    """Excluded lesions with the reason of most of their voxels (bone is listed only near the heart)."""
+    if s.n == 0:
+        return []
+    coords = np.stack(np.unravel_index(s.vox, hu.shape), axis=1)
+    centroids = _centroids(coords, s.lab, s.n)
+    codes = found.reason.ravel()[s.vox]
+    out = []
+    for i in range(1, s.n + 1):
+        mine = s.lab == i
+        code = int(np.bincount(codes[mine]).argmax())
+        if code in (1, 2):
+            continue  # bone and tissue outside the heart: counted in the method, not listed
+        location, reason = {1: "bone", 2: "outside the heart", 3: "stent", 4: "inside the heart"}.get(code, ""), \
+            REASONS[code]
+        if code == 5:
+            ids = labels.ravel()[s.vox[mine]]
+            name = STRUCTURES_BY_LABEL[int(np.bincount(ids).argmax())].display
+            location, reason = name, f"lies in the {name}, not in a coronary artery"
+        out.append(_lesion(i, s, factor, centroids[i - 1], affine, artery=None, segment=None, distance=None,
+                           location=location, reason=reason))
+    return out
+
+
+# ------------------------------------------------------------------------------------- contrast CCTA
+def _roi(mask: np.ndarray, spacing, margin_mm: float) -> tuple[slice, slice, slice]:
+    """Bounding box of ``mask`` grown by ``margin_mm``, clipped to the volume."""
+    box = []
+    for axis, (n, s) in enumerate(zip(mask.shape, spacing)):
+        other = tuple(a for a in range(3) if a != axis)
+        idx = np.flatnonzero(mask.any(axis=other))
+        pad = int(np.ceil(margin_mm / s))
+        box.append(slice(max(int(idx[0]) - pad, 0), min(int(idx[-1]) + pad + 1, n)))
+    return tuple(box)  # type: ignore[return-value]
 
 
 def _shift_affine(affine: np.ndarray | None, roi) -> np.ndarray:
@@ -368,36 +406,51 @@ def _shift_affine(affine: np.ndarray | None, roi) -> np.ndarray:
     return affine @ shift
 
 
-# ------------------------------------------------------------------------------------- contrast CCTA
 def contrast_calcium_volume(hu: np.ndarray, spacing, labels: np.ndarray | None, *,
                             affine: np.ndarray | None = None, k_sd: float = 3.0, min_sd_hu: float = 10.0,
-                            local_voxels: int = 64, lumen_percentile: float = 90.0, min_volume_mm3: float = 1.0, max_distance_mm: float = 3.0,
-                            modality: str = "CT", hu_calibrated: bool = True,
-                            labels_source: str | None = None) -> CalciumScore:
+                            min_margin_hu: float = 50.0, local_voxels: int = 64, lumen_percentile: float = 90.0,
+                            min_volume_mm3: float = 1.0, max_distance_mm: float = 3.0, modality: str = "CT",
+                            hu_calibrated: bool = True, labels_source: str | None = None) -> CalciumScore:
     """Calcium volume on a contrast CCTA, where the Agatston score is not defined.
 
     Rule: a voxel within ``max_distance_mm`` of a coronary lumen label is calcium when it exceeds
-    the LOCAL lumen attenuation by ``k_sd`` noise SDs (and 130 HU). The local lumen attenuation is
-    the ``lumen_percentile`` (90th) of the ``local_voxels`` lumen voxels nearest to it: a few mm of
-    vessel, because the lumen darkens along a vessel; a high percentile, because partial volume
-    darkens the lumen edge voxels while calcium must beat the fully opacified centre. Voxels in
-    labelled blood pools (aorta, chambers, pulmonary trunk) are never calcium. Defaults (90th
-    percentile, k = 3) found calcium per artery exactly on four phantoms (two with calcified or
-    mixed plaque, two without); the volume is underestimated where calcium is blurred. The noise SD is the robust SD (1.4826 x median absolute deviation) of the labelled blood
-    pool (aorta, aortic root, left ventricle) when present, else of all lumen voxels, at least
-    ``min_sd_hu``. Calcium voxels form 26-connected lesions; those under ``min_volume_mm3`` are
-    ignored. Only volumes are reported (partial volume makes them approximate); the label says so.
+    the LOCAL lumen attenuation, and the labelled blood pool (aorta, aortic root, left ventricle) when
+    there is one, by ``max(k_sd x noise SD, min_margin_hu)`` (and 130 HU). The local
+    lumen attenuation is the ``lumen_percentile`` (90th) of the ``local_voxels`` lumen voxels
+    nearest to it: a few mm of vessel, because the lumen darkens along a vessel; a high
+    percentile, because partial volume darkens the lumen edge voxels while calcium must beat the
+    fully opacified centre. The margin has a floor of ``min_margin_hu`` (50 HU) because at low
+    noise k x SD shrinks to a few tens of HU, below the spread of contrast next to the vessel; and
+    calcium must also beat the blood pool, because contrast-filled structures that an image-derived
+    tree does not outline lie next to coronaries and are brighter than a distal lumen. Voxels in labelled blood pools (aorta, chambers,
+    pulmonary trunk) are never calcium. The noise SD is the robust SD (1.4826 x MAD) of the
+    labelled blood pool (aorta, aortic root, left ventricle) when present, else of all lumen
+    voxels, at least ``min_sd_hu``. Calcium voxels form 26-connected lesions; those under
+    ``min_volume_mm3`` are ignored. Only volumes are reported (partial volume makes them
+    approximate); the label says so.
 
     Args:
         hu, spacing, labels, affine, max_distance_mm, modality, hu_calibrated, labels_source: as
-            :func:`agatston_score`, on the contrast series.
+            :func:`agatston_score`, on the contrast series; ``labels`` must hold coronary segments.
         k_sd: how many noise SDs above the local lumen attenuation calcium starts.
-        min_sd_hu: floor on the noise SD (a noiseless image would otherwise give no margin).
+        min_sd_hu: floor on the noise SD.
+        min_margin_hu: floor on the margin above the local lumen attenuation.
         local_voxels: nearest lumen voxels that give the local lumen attenuation.
         lumen_percentile: percentile of those voxels taken as the local lumen attenuation.
         min_volume_mm3: smallest lesion counted.
+
+    Raises:
+        NotHounsfieldError, EmptySeriesError, NoCoronaryLabelsError, CalciumError.
     """
-    spacing, coronary = _check_inputs(hu, spacing, labels, modality=modality, hu_calibrated=hu_calibrated)
+    spacing = _check_image(hu, spacing, modality=modality, hu_calibrated=hu_calibrated)
+    labels = _check_labels(hu, labels)
+    coronary = coronary_mask(labels) if labels is not None else None
+    if coronary is None or not coronary.any():
+        raise NoCoronaryLabelsError(
+            "this is a contrast CCTA, where the Agatston score is not defined, and no coronary tree is available "
+            "to measure calcium volume along the lumen: load the non-contrast calcium-scoring series for an "
+            "Agatston score, or segment the coronaries first (trained VLM or TotalSegmentator "
+            f"'coronary_arteries', SCCT segment labels {min(CORONARY_LABELS)}-{max(CORONARY_LABELS)})")
     roi = _roi(coronary, spacing, max_distance_mm + ROI_EXTRA_MARGIN_MM)
     sub, sub_labels, coronary = hu[roi], labels[roi], coronary[roi]
     flat_hu, flat_labels = sub.ravel(), sub_labels.ravel()
@@ -410,70 +463,117 @@ def contrast_calcium_volume(hu: np.ndarray, spacing, labels: np.ndarray | None, 
     noise_from = "blood pool" if pool.size >= 1000 else "coronary lumen"
     sample = pool if pool.size >= 1000 else lumen_hu
     noise_sd = max(1.4826 * float(np.median(np.abs(sample - np.median(sample)))), min_sd_hu)
+    margin = max(k_sd * noise_sd, min_margin_hu)
+    # Unlabelled contrast (a chamber or appendage an image-derived tree does not outline) can lie
+    # next to a coronary and be brighter than its lumen, never brighter than the blood pool + margin.
+    pool_hu = float(np.median(pool)) if pool.size >= 1000 else -np.inf
 
     # Voxels that cannot beat any local lumen value are skipped before the neighbour searches.
-    floor = max(float(np.percentile(lumen_hu, 10)) + k_sd * noise_sd, AGATSTON_THRESHOLD_HU)
+    floor = max(float(np.percentile(lumen_hu, 10)) + margin, AGATSTON_THRESHOLD_HU)
     cand = np.flatnonzero(flat_hu > floor)
-    tree = cKDTree(np.stack(np.unravel_index(lumen_idx, sub.shape), axis=1) * scale)
-    points = np.stack(np.unravel_index(cand, sub.shape), axis=1) * scale
-    distance, _ = tree.query(points, k=1, distance_upper_bound=max_distance_mm + 1e-6)
-    # Contrast-filled chambers and aorta next to a coronary are bright but never coronary calcium.
-    near = np.isfinite(distance) & ~np.isin(flat_labels[cand], BLOOD_POOL_LABELS)
-    cand, points = cand[near], points[near]
-    _, neighbours = tree.query(points, k=min(local_voxels, len(lumen_idx)))
-    local_lumen = np.percentile(lumen_hu[neighbours.reshape(len(cand), -1)], lumen_percentile, axis=1)
-    is_calcium = flat_hu[cand] > np.maximum(local_lumen + k_sd * noise_sd, AGATSTON_THRESHOLD_HU)
-    vox_all = cand[is_calcium]
-    lines = [f"noise SD {noise_sd:.0f} HU from the {noise_from}",
-             f"local lumen medians {np.min(local_lumen, initial=np.inf):.0f}-{np.max(local_lumen, initial=-np.inf):.0f} HU"
-             if len(cand) else "no voxel near the lumen above the floor"]
+    vox_all = np.zeros(0, np.int64)
+    local_lumen = np.zeros(0)
+    if len(cand):
+        tree = cKDTree(np.stack(np.unravel_index(lumen_idx, sub.shape), axis=1) * scale)
+        points = np.stack(np.unravel_index(cand, sub.shape), axis=1) * scale
+        distance, _ = tree.query(points, k=1, distance_upper_bound=max_distance_mm + 1e-6)
+        # Contrast-filled chambers and aorta next to a coronary are bright but never coronary calcium.
+        near = np.isfinite(distance) & ~np.isin(flat_labels[cand], BLOOD_POOL_LABELS)
+        cand, points = cand[near], points[near]
+        if len(cand):
+            _, neighbours = tree.query(points, k=min(local_voxels, len(lumen_idx)))
+            local_lumen = np.percentile(lumen_hu[neighbours.reshape(len(cand), -1)], lumen_percentile, axis=1)
+            base = np.maximum(local_lumen, pool_hu)
+            vox_all = cand[flat_hu[cand] > np.maximum(base + margin, AGATSTON_THRESHOLD_HU)]
+    lines = [f"noise SD {noise_sd:.0f} HU from the {noise_from}", f"margin {margin:.0f} HU",
+             f"local lumen {local_lumen.min():.0f}-{local_lumen.max():.0f} HU" if len(local_lumen)
+             else "no voxel near the lumen above the floor"]
 
     calcium = np.zeros(sub.shape, dtype=bool)
     calcium.ravel()[vox_all] = True
     lesions3d, n_all = cc3d.connected_components(calcium, connectivity=26, return_N=True)
-    lab_all = lesions3d.ravel()[vox_all]
+    lab_all = lesions3d.ravel()[vox_all].astype(np.int64)
     voxel_volume = float(np.prod(spacing))
-    # Drop lesions under the minimum volume (noise specks); dropping whole components keeps the
-    # others' connectivity, so the survivors are only renumbered 1..n.
+    # Drop lesions under the minimum volume (noise specks); the survivors are renumbered 1..n.
     big = np.bincount(lab_all, minlength=n_all + 1) * voxel_volume >= min_volume_mm3 - 1e-9
     keep = big[lab_all]
     vox = vox_all[keep]
     kept_ids, lab = np.unique(lab_all[keep], return_inverse=True)
-    lab, n = lab.astype(np.int64) + 1, len(kept_ids)
-    lesion_volume = np.bincount(lab, minlength=n + 1) * voxel_volume
-    lesion_peak = np.zeros(n + 1)
-    np.maximum.at(lesion_peak, lab, flat_hu[vox].astype(np.float64))
+    lab, n = lab.astype(np.int64).ravel() + 1, len(kept_ids)
+    peak = np.zeros(n + 1)
+    np.maximum.at(peak, lab, flat_hu[vox].astype(np.float64))
+    scored = ScoredMask(vox=vox, lab=lab, n=n, agatston=np.zeros(n + 1), volume=np.bincount(lab, minlength=n + 1)
+                     * voxel_volume, hu_sum=np.zeros(n + 1), peak=peak, specks=0)
+    coords = np.stack(np.unravel_index(vox, sub.shape), axis=1)
+    territories = assign_territories(lab, coords, n, sub_labels, spacing, max_distance_mm, max_distance_mm)
+    sub_affine = _shift_affine(affine, roi)
+    centroids = _centroids(coords, lab, n)
+    per_artery = {a: ArteryCalcium(agatston=None, volume_mm3=0.0, mass_mg=None, lesions=0) for a in ARTERIES}
+    lesions = []
+    for i in range(1, n + 1):
+        t = territories[i]
+        lesion = _lesion(i, scored, None, centroids[i - 1], sub_affine, artery=t.artery, segment=t.segment,
+                         distance=t.distance_mm, location=t.segment or "near the lumen", assignment=t.note,
+                         agatston=False)
+        lesions.append(lesion)
+        if t.artery:
+            per_artery[t.artery].lesions += 1
+            per_artery[t.artery].volume_mm3 = round(per_artery[t.artery].volume_mm3 + lesion.volume_mm3, 3)
     method = (f"contrast CCTA: calcium = voxels within {max_distance_mm:g} mm of the coronary lumen above the "
-              f"local lumen attenuation ({lumen_percentile:g}th percentile of the {local_voxels} nearest lumen voxels) + "
-              f"{k_sd:g} x noise SD, "
-              f"and >= 130 HU ({'; '.join(lines)}); 26-connected lesions >= {min_volume_mm3:g} mm^3; volume "
-              "only: Agatston is defined on non-contrast scans")
-    return _build_result(
-        kind="contrast_volume", label=CONTRAST_LABEL, vox=vox, lab=lab, n=n, labels=sub_labels,
-        coronary=coronary, spacing=spacing, affine=_shift_affine(affine, roi), max_distance_mm=max_distance_mm,
-        lesion_agatston=None, lesion_volume=lesion_volume, lesion_mass=None, lesion_peak=lesion_peak,
-        slice_spacing=spacing[2], method=method, labels_source=labels_source,
+              f"local lumen attenuation ({lumen_percentile:g}th percentile of the {local_voxels} nearest lumen voxels) "
+              f"and the blood pool ({'none labelled' if pool.size < 1000 else f'{pool_hu:.0f} HU'}) + max({k_sd:g} x noise "
+              f"SD, {min_margin_hu:g} HU), and >= 130 HU ({'; '.join(lines)}); 26-connected "
+              f"lesions >= {min_volume_mm3:g} mm^3; volume only: Agatston is defined on non-contrast scans")
+    return CalciumScore(
+        kind="contrast_volume", label=CONTRAST_LABEL, agatston=None,
+        volume_mm3=round(float(sum(l.volume_mm3 for l in lesions)), 3), mass_mg=None, per_artery=per_artery,
+        cac_drs=None, plaque_burden=None, lesions=lesions, excluded=[], slice_spacing_mm=spacing[2],
+        series_kind="contrast", method=method, labels_source=labels_source,
         warnings=["no non-contrast calcium-scoring series: calcium volume on the contrast CCTA instead"])
 
 
 # ------------------------------------------------------------------------------------------- session
-def score_context(ctx, *, calibration: float | None = None) -> CalciumScore:
-    """Calcium of a session: Agatston on its calcium-scoring series, else contrast volume on the CCTA."""
+def _mass_calibration() -> float | None:
+    """The site's mass calibration when one was set (environment or settings file), else None."""
     from tools.settings import get_settings
 
-    calibration = get_settings().calcium_mass_calibration if calibration is None else calibration
-    if ctx.cac is not None:
-        cac, labels = ctx.cac, ctx.cac_labels
-        if labels is None and ctx.labels is not None and ctx.labels.shape == cac.shape and np.allclose(
-                ctx.study.affine, cac.affine, atol=1e-3):
-            labels = ctx.labels  # the CCTA's labels are on the same grid
-        return agatston_score(cac.hu, cac.spacing, labels, affine=cac.affine, calibration=calibration,
-                              modality=cac.modality, hu_calibrated=cac.hu_calibrated,
-                              labels_source=ctx.labels_source)
+    settings = get_settings()
+    return settings.calcium_mass_calibration if "calcium_mass_calibration" in settings.model_fields_set else None
+
+
+def score_context(ctx, *, calibration: float | None = None) -> CalciumScore:
+    """Calcium of a session: Agatston on a non-contrast series, else calcium volume on the contrast CCTA.
+
+    Each loaded series' kind is read from its image and headers (``tools.calcium_series``); a
+    non-contrast series loaded alone is scored as one. Labels: the calcium series' own label map
+    when the session has one, else the CCTA's label map carried in patient coordinates.
+    """
+    calibration = _mass_calibration() if calibration is None else calibration
+    series = [(s, s is ctx.cac) for s in (ctx.cac, ctx.study) if s is not None]
+    kinds = [(s, is_cac, series_kind(s.hu, s.spacing, s.metadata)) for s, is_cac in series]
+    for study, is_cac, kind in kinds:
+        if kind.kind != "non_contrast":
+            continue
+        if is_cac and ctx.cac_labels is not None and ctx.cac_labels.shape == study.shape:
+            labels = ctx.cac_labels
+        elif ctx.labels is not None and ctx.labels.shape == ctx.study.shape:
+            labels = labels_on_grid(ctx.labels, ctx.study.affine, study.shape, study.affine)
+        else:
+            labels = None
+        result = agatston_score(study.hu, study.spacing, labels, affine=study.affine, calibration=calibration,
+                                modality=study.modality, hu_calibrated=study.hu_calibrated,
+                                labels_source=ctx.labels_source if labels is not None else None,
+                                metadata=study.metadata)
+        result.method += f"; {kind.method}"
+        result.warnings = kind.warnings + result.warnings
+        return result
     study = ctx.study
-    return contrast_calcium_volume(study.hu, study.spacing, ctx.labels, affine=study.affine,
-                                   modality=study.modality, hu_calibrated=study.hu_calibrated,
-                                   labels_source=ctx.labels_source)
+    result = contrast_calcium_volume(study.hu, study.spacing, ctx.labels, affine=study.affine,
+                                     modality=study.modality, hu_calibrated=study.hu_calibrated,
+                                     labels_source=ctx.labels_source)
+    result.method += f"; {kinds[-1][2].method}"
+    result.warnings = [w for _, _, k in kinds for w in k.warnings] + result.warnings
+    return result
 
 
 class CalciumScoreInput(BaseModel):
@@ -484,15 +584,20 @@ class CalciumScoreInput(BaseModel):
 
 @tool("calcium_score", args_schema=CalciumScoreInput)
 def calcium_score_tool(artery: str | None = None, *, config: RunnableConfig) -> dict:
-    """Coronary calcium of the loaded study: Agatston, volume and mass scores in total and per artery
-    (LM, LAD, LCx, RCA), CAC-DRS and CAD-RADS plaque burden, the lesions counted and the calcifications
-    excluded (valve, aorta, bone) with the reason. Uses the non-contrast calcium-scoring series; on a
-    contrast CCTA alone it reports calcium VOLUME only (read the 'label' field)."""
+    """Coronary calcium of the loaded study: total Agatston, volume and mass scores and CAC-DRS from the
+    image alone (non-coronary calcium of bone, stents and valves excluded by anatomy found in the image),
+    per artery (LM, LAD, LCx, RCA) when a coronary tree is available, the lesions counted and the
+    calcifications excluded with the reason. Uses the series that is non-contrast by its blood-pool
+    attenuation; on a contrast CCTA alone it reports calcium VOLUME only (read the 'label' field) and
+    needs a coronary tree. Read 'warnings' (slice thickness, kVp, uncalibrated mass)."""
     result = score_context(context_from_config(config))
     if artery:
         kind, key = resolve_structure_or_segment(artery)
         if kind not in ("artery", "segment"):
             raise CalciumError(f"{artery!r} is not a coronary artery or segment")
+        if not result.per_artery:  # answer with the total and say why there is no split
+            result.warnings.append(f"asked about the {key}: {NO_TREE_NOTE}")
+            return result.model_dump()
         keep = (lambda l: l.artery == key) if kind == "artery" else (lambda l: l.segment == key)
         result.lesions = [l for l in result.lesions if keep(l)]
     return result.model_dump()

@@ -1,0 +1,209 @@
+"""Non-coronary calcium on a non-contrast calcium-scoring series, found from the image itself.
+
+Every candidate voxel (>= 130 HU) gets a reason code: 0 = may be coronary calcium, else why not.
+Rules, in order (a later rule never clears an earlier one):
+
+1. **Bone.** 3D connected (26-neighbour) regions >= 130 HU of at least ``bone_min_volume_mm3``
+   (2,000 mm^3): vertebral bodies and sternum are tens of millilitres, a coronary calcification a
+   few hundred mm^3 at most. Bone voxels and a ``bone_margin_mm`` shell around them (the cortex
+   blur) are excluded.
+2. **Heart region.** Soft tissue (1 mm Gaussian > -40 HU) without bone is eroded by
+   ``heart_erosion_mm`` (6 mm, a Euclidean distance transform, so thin chest-wall and vessel
+   bridges break); the largest piece not touching the in-plane edge of the image (the chest wall
+   does) is the heart with its great vessels. It is dilated back by the same distance (an opening),
+   its holes filled slice by slice, and grown by ``heart_margin_mm`` (10 mm) to take in the
+   epicardial fat where the coronaries run. A lesion with less than half its voxels in this region
+   (ribs, chest wall, descending aorta beside the spine, lung) is excluded.
+3. **Stent metal.** A lesion whose peak reaches ``metal_core_hu`` (1,000 HU) over a core of at
+   least ``metal_core_extent_mm`` (6 mm) is a stent: calcium does not hold that attenuation over a
+   long core at 3 mm slices (phantom stents measure 1,120-1,710 HU peaks with 7-18 mm cores, the
+   densest phantom calcium 900 HU). The lesion is split by a watershed on HU from its maxima
+   (h-maxima, ``watershed_h_hu`` prominence): basins flooded from a peak of metal attenuation, or
+   from a peak above half the stent's peak, are strut and bloom; basins of other peaks (calcium
+   touching the stent) stay candidates.
+4. **Inside the heart.** The coronary arteries are epicardial: a lesion whose every voxel lies
+   deeper than ``intracardiac_depth_mm`` (8 mm) inside the heart's soft tissue is in a valve,
+   the annulus or the aortic root, not in a coronary artery.
+5. **Labelled structures** (when a label map is given, e.g. the image-derived tree carried from
+   the CCTA): voxels inside the aorta, aortic root, heart chambers, pulmonary artery, bone or a
+   labelled extracoronary calcification are excluded voxel by voxel, so coronary calcium that
+   touches them keeps its own voxels.
+
+Limits, stated in every result: without a label map the aortic valve is excluded only by its
+depth in the heart, and mitral-annulus calcium at the base of the wall can be counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cc3d
+import numpy as np
+from scipy import ndimage
+
+from tools.anatomy import STRUCTURES_BY_NAME
+
+REASONS = {
+    1: "bone (a large calcified structure: spine, sternum or rib)",
+    2: "outside the heart region found in the image",
+    3: "coronary stent metal and its blooming",
+    4: "inside the heart (deeper than the epicardial coronaries run): valve, annulus or aortic root",
+    5: "inside a labelled non-coronary structure",
+}
+NON_CORONARY_STRUCTURES = ("aorta", "aortic_root", "lv_blood", "rv_blood", "la_blood", "ra_blood",
+                           "pulmonary_artery", "spine", "sternum", "extracoronary_calcification")
+
+
+@dataclass(frozen=True)
+class AnatomyConfig:
+    threshold_hu: float = 130.0
+    bone_min_volume_mm3: float = 2000.0  # bigger than any coronary calcification, smaller than a vertebra
+    bone_margin_mm: float = 2.0  # cortex blur around bone
+    soft_tissue_hu: float = -40.0  # above: soft tissue, blood, bone (1 mm Gaussian); below: fat, lung, air
+    heart_erosion_mm: float = 6.0  # breaks the heart from the chest wall and thin bridges
+    heart_margin_mm: float = 10.0  # epicardial fat band where the coronaries run
+    metal_core_hu: float = 1000.0  # stent metal at 3 mm slices; calcium does not reach it over a long core
+    metal_core_extent_mm: float = 6.0  # a stent core is long (8-38 mm stents), a calcium core compact
+    watershed_h_hu: float = 80.0  # prominence of a separate peak (4+ noise SD of a calcium-scoring series)
+    intracardiac_depth_mm: float = 8.0  # deeper inside the heart's soft tissue: not epicardial
+
+
+@dataclass
+class NonCoronary:
+    """Per-voxel reason codes (0 = candidate) and what was found, with the method in words."""
+
+    reason: np.ndarray  # (I, J, K) uint8, codes of REASONS; 0 where a voxel may be coronary calcium
+    heart_region: np.ndarray  # (I, J, K) bool
+    heart_found: bool
+    labelled_names: dict  # label id -> display name of the structures rule 5 excludes
+    method: str
+
+
+def _edt(mask: np.ndarray, spacing) -> np.ndarray:
+    return ndimage.distance_transform_edt(mask, sampling=spacing)
+
+
+def heart_region(hu: np.ndarray, spacing, bone: np.ndarray, config: AnatomyConfig) -> tuple[np.ndarray, np.ndarray, bool]:
+    """(region, heart soft tissue, found): the heart found from HU, see rule 2 of the module doc."""
+    smooth = ndimage.gaussian_filter(hu.astype(np.float32), [1.0 / s for s in spacing])
+    soft = (smooth > config.soft_tissue_hu) & ~bone
+    core = _edt(soft, spacing) > config.heart_erosion_mm
+    labels, n = cc3d.connected_components(core, connectivity=6, return_N=True)
+    if n == 0:
+        return np.ones(hu.shape, bool), np.zeros(hu.shape, bool), False
+    inner = np.bincount(labels.ravel(), minlength=n + 1)
+    inner[0] = 0
+    edge = np.unique(np.concatenate([labels[[0, -1]].ravel(), labels[:, [0, -1]].ravel()]))
+    inner[edge] = 0
+    if inner.max() == 0:  # every piece reaches the image edge: no heart to outline
+        return np.ones(hu.shape, bool), np.zeros(hu.shape, bool), False
+    best = int(np.argmax(inner))
+    heart = (_edt(labels != best, spacing) <= config.heart_erosion_mm) & soft
+    heart = np.stack([ndimage.binary_fill_holes(heart[:, :, k]) for k in range(heart.shape[2])], axis=2)
+    region = _edt(~heart, spacing) <= config.heart_margin_mm
+    return region, heart, True
+
+
+def _basins(sub: np.ndarray, comp: np.ndarray, h_hu: float) -> tuple[np.ndarray, np.ndarray, int]:
+    """Watershed of one candidate region on HU from its h-maxima: (basin ids, marker ids, n)."""
+    from skimage.morphology import h_maxima
+    from skimage.segmentation import watershed
+
+    markers, n = ndimage.label(h_maxima(sub, h_hu) & comp, structure=np.ones((3, 3, 3)))
+    if n == 0:
+        return np.where(comp, 1, 0), np.where(comp & (sub == sub.max()), 1, 0), 1
+    return watershed(-sub, markers, mask=comp), markers, n
+
+
+def _stent_split(hu: np.ndarray, comp: np.ndarray, box, config: AnatomyConfig, spacing) -> np.ndarray | None:
+    """Stent voxels of one candidate region (bool, box-shaped), or None when it holds no stent."""
+    sub = np.where(comp, hu[box].astype(np.float32), np.float32(config.threshold_hu - 1))
+    peak = float(sub.max())
+    core = comp & (sub >= config.metal_core_hu)
+    if not core.any():
+        return None
+    pts = np.argwhere(core) * np.asarray(spacing)
+    if np.linalg.norm(pts.max(0) - pts.min(0)) < config.metal_core_extent_mm:
+        return None
+    basins, markers, n = _basins(sub, comp, config.watershed_h_hu)
+    marker_peak = ndimage.maximum(sub, markers, index=np.arange(1, n + 1))
+    metal = np.zeros(n + 1, bool)
+    metal[1:] = marker_peak >= min(config.metal_core_hu, 0.5 * peak)
+    return metal[basins] & comp
+
+
+def _labelled_split(hu: np.ndarray, comp: np.ndarray, inside: np.ndarray, box, config: AnatomyConfig) -> np.ndarray:
+    """Voxels of one candidate region that belong to calcium peaking inside a labelled structure:
+    the labelled voxels and the blur around them, split from touching coronary calcium at the
+    saddle between the two peaks."""
+    sub = np.where(comp, hu[box].astype(np.float32), np.float32(config.threshold_hu - 1))
+    basins, markers, n = _basins(sub, comp, config.watershed_h_hu)
+    bad = np.zeros(n + 1, bool)
+    bad[1:] = ndimage.maximum(inside & (markers > 0), markers, index=np.arange(1, n + 1)) > 0
+    return (bad[basins] & comp) | inside
+
+
+def find_noncoronary(hu: np.ndarray, spacing, labels: np.ndarray | None = None,
+                     config: AnatomyConfig = AnatomyConfig()) -> NonCoronary:
+    """Reason code per voxel for every candidate >= ``config.threshold_hu``; see the module doc."""
+    spacing = tuple(float(s) for s in spacing)
+    voxel_mm3 = float(np.prod(spacing))
+    cand = hu >= config.threshold_hu
+    comps, n = cc3d.connected_components(cand, connectivity=26, return_N=True)
+    reason = np.zeros(hu.shape, np.uint8)
+    volume = np.bincount(comps.ravel(), minlength=n + 1) * voxel_mm3
+    volume[0] = 0
+    big = volume >= config.bone_min_volume_mm3
+    bone = big[comps]
+    if bone.any():
+        bone = _edt(~bone, spacing) <= config.bone_margin_mm
+    reason[cand & bone] = 1
+
+    region, heart, found = heart_region(hu, spacing, bone, config)
+    depth = _edt(heart, spacing)
+    slices = ndimage.find_objects(comps)
+    stents = 0
+    for i, box in enumerate(slices, start=1):
+        if box is None or big[i]:
+            continue
+        comp = comps[box] == i
+        r = reason[box]
+        if (region[box][comp]).mean() < 0.5:
+            r[comp & (r == 0)] = 2
+            continue
+        stent = _stent_split(hu, comp, box, config, spacing)
+        if stent is not None:
+            r[stent & (r == 0)] = 3
+            stents += 1
+            comp = comp & ~stent
+            if not comp.any():
+                continue
+        if depth[box][comp].min() > config.intracardiac_depth_mm:
+            r[comp & (r == 0)] = 4
+
+    names: dict[int, str] = {}
+    if labels is not None:
+        ids = [STRUCTURES_BY_NAME[s].label_id for s in NON_CORONARY_STRUCTURES]
+        inside = cand & np.isin(labels, ids) & (reason == 0)
+        for i in np.unique(comps[inside]):
+            box = slices[i - 1]
+            comp = (comps[box] == i) & (reason[box] == 0)
+            r = reason[box]
+            r[_labelled_split(hu, comp, inside[box] & comp, box, config)] = 5
+        for s in NON_CORONARY_STRUCTURES:
+            names[STRUCTURES_BY_NAME[s].label_id] = STRUCTURES_BY_NAME[s].display
+
+    method = (f"non-coronary calcium excluded from the image: bone = 3D regions >= {config.threshold_hu:g} HU of "
+              f">= {config.bone_min_volume_mm3:g} mm^3 (+{config.bone_margin_mm:g} mm); heart region = the soft "
+              f"tissue (> {config.soft_tissue_hu:g} HU) piece left by a {config.heart_erosion_mm:g} mm erosion, "
+              f"opened, hole-filled and grown {config.heart_margin_mm:g} mm"
+              f"{'' if found else ' (NOT FOUND: the whole image was searched)'}, lesions with less than half their "
+              f"voxels inside excluded; stent = peak >= {config.metal_core_hu:g} HU over a core >= "
+              f"{config.metal_core_extent_mm:g} mm, split from touching calcium by a watershed on HU "
+              f"(h = {config.watershed_h_hu:g} HU; {stents} found); lesions deeper than "
+              f"{config.intracardiac_depth_mm:g} mm inside the heart's soft tissue are valve/annulus calcium"
+              + ("; voxels in labelled aorta, aortic root, chambers, pulmonary artery and bone excluded"
+                 if labels is not None else
+                 "; no label map: the aortic root and mitral annulus are not outlined, so valve calcium less "
+                 f"than {config.intracardiac_depth_mm:g} mm deep may be counted"))
+    return NonCoronary(reason=reason, heart_region=region, heart_found=found, labelled_names=names, method=method)
