@@ -73,6 +73,7 @@ class TreeConfig:
     bridge_fraction: float = 0.25  # along a longer bridge the CT stays above this (fat 0, lumen 1): plaque
     major_branch_mm: float = 15.0  # a branch this long (to its farthest end) makes a bifurcation
     side_branch_mm: float = 10.0  # a side branch this long is a diagonal / marginal
+    left_dominant_rca_ratio: float = 0.7  # an RCA shorter than this x the circumflex may be non-dominant
     min_blood_hu: float = 150.0  # below this the blood pool is not enhanced: no contrast
 
 
@@ -368,8 +369,11 @@ def _label_circumflex(tree: _Tree, lcx: list[int], apex, left_dominant: bool, co
         out.confidence["L-PDA"] = out.confidence["L-PLB"] = 0.9
 
 
-def _label_right(tree: _Tree, apex, config: TreeConfig, out: _Labelled) -> bool:
-    """pRCA/mRCA/dRCA and, when the RCA reaches the crux, R-PDA and R-PLB; True when it does."""
+def _label_right(tree: _Tree, apex, config: TreeConfig, out: _Labelled) -> tuple[bool, float]:
+    """pRCA/mRCA/dRCA and, when the RCA reaches the crux, R-PDA and R-PLB.
+
+    Returns whether it reaches the crux, and the trunk's length in mm.
+    """
     rca = tree.main_path(tree.root)
     terminal = _split_terminal(tree, rca, apex, config)
     trunk = rca[:terminal[0] + 1] if terminal else rca
@@ -385,7 +389,7 @@ def _label_right(tree: _Tree, apex, config: TreeConfig, out: _Labelled) -> bool:
         i, pda, plb = terminal
         out.paths["R-PDA"], out.paths["R-PLB"] = [trunk[-1], *tree.main_path(pda)], [trunk[-1], *tree.main_path(plb)]
         out.confidence["R-PDA"] = out.confidence["R-PLB"] = 0.9
-    return terminal is not None
+    return terminal is not None, float(tree.dist[trunk[-1]] - tree.dist[trunk[0]])
 
 
 def _bridge_supported(smooth: np.ndarray, study: Study, a: np.ndarray, b: np.ndarray, floor: float) -> bool:
@@ -520,9 +524,14 @@ def extract_coronary_tree(study: Study, config: TreeConfig | None = None) -> Cor
     if "left" in trees:
         lad, lcx = _label_left(trees["left"], config, labelled["left"])
         apex = trees["left"].xyz(lad[-1]) if lad else None
-    right_dominant = _label_right(trees["right"], apex, config, labelled["right"]) if "right" in trees else False
+    right_dominant, rca_mm = (_label_right(trees["right"], apex, config, labelled["right"]) if "right" in trees
+                              else (False, 0.0))
     if lcx is not None:
-        _label_circumflex(trees["left"], lcx, apex, not right_dominant, config, labelled["left"])
+        # left dominance only when a short RCA was found: a long RCA without a visible crux is more
+        # likely a missed split than a circumflex that gives the PDA
+        lcx_mm = float(trees["left"].dist[lcx[-1]] - trees["left"].dist[lcx[0]])
+        left_dominant = not right_dominant and "right" in trees and rca_mm < config.left_dominant_rca_ratio * lcx_mm
+        _label_circumflex(trees["left"], lcx, apex, left_dominant, config, labelled["left"])
     dominance = "right" if right_dominant else (
         "left" if "left" in labelled and "L-PDA" in labelled["left"].paths else None)
 

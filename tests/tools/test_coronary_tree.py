@@ -32,7 +32,8 @@ def test_the_right_coronary_artery_is_found_from_the_image_alone(lad_stenosis):
     found, true = np.isin(tree.labels, _artery_ids("RCA")), np.isin(truth, _artery_ids("RCA"))
     dice = 2 * (found & true).sum() / (found.sum() + true.sum())
     assert dice > 0.5
-    assert tree.dominance == "right"
+    # a right-dominant heart is never called left-dominant (unknown is allowed when the crux is not seen)
+    assert tree.dominance in ("right", None) and "L-PDA" not in tree.centerlines.segments
     assert "pRCA" in tree.centerlines.segments and tree.confidence["pRCA"] > 0
 
 
