@@ -366,7 +366,7 @@ def _orientation(ds: pydicom.Dataset) -> np.ndarray | StudyError:
         return MissingPositionError("a slice has no ImageOrientationPatient, so it cannot be placed in space")
     if len(iop) != 6:
         return InvalidOrientationError(
-            f"ImageOrientationPatient holds {len(iop)} values ({_shown(iop)}); six are needed (the row and "
+            f"ImageOrientationPatient holds {len(iop)} value(s) ({_shown(iop)}); six are needed (the row and "
             "column directions), so the slices cannot be placed in space")
     if not all(np.isfinite(iop)):
         return InvalidOrientationError(

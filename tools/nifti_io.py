@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import nibabel as nib
+from nibabel.openers import ImageOpener
 import numpy as np
 
 from tools.study import (
@@ -46,7 +47,18 @@ def _as_compact(data: np.ndarray, *, labels: bool, name: str, limits: IngestLimi
     return data.astype(np.float32, copy=False)
 
 
-def _check_header(img, name: str, limits: IngestLimits) -> None:
+def _raw_header(img, path: Path):
+    """The header as stored (nibabel's loaded header has its fields already 'fixed'); None if not NIfTI."""
+    if "sform_code" not in img.header:
+        return None
+    try:
+        with ImageOpener(path) as f:
+            return type(img.header).from_fileobj(f, check=False)
+    except Exception:  # it was just read once; a second failure leaves the loaded header in charge
+        return None
+
+
+def _check_header(img, path: Path, name: str, limits: IngestLimits) -> None:
     """Refuse, from the header alone, shapes too large to hold and affines that place no voxel."""
     shape = tuple(int(n) for n in img.header.get_data_shape())
     if any(n < 1 for n in shape):
@@ -55,6 +67,14 @@ def _check_header(img, name: str, limits: IngestLimits) -> None:
         raise ImageTooLargeError(
             f"{name}: the header declares {' x '.join(map(str, shape))} voxels, more than the "
             f"{limits.max_voxels:,} this installation loads; the header is damaged or the image is not one CT")
+    header = _raw_header(img, path)
+    if header is not None and int(header["sform_code"]) == 0:
+        # The affine then comes from qform/pixdim, and nibabel quietly turns a zero pixdim into 1 mm.
+        pixdim = np.asarray(header["pixdim"][1:4], dtype=np.float64)
+        if not np.all(np.isfinite(pixdim)) or np.any(pixdim == 0):
+            raise InvalidNiftiAffineError(
+                f"{name}: the header gives voxel sizes of {' x '.join(f'{v:g}' for v in pixdim)} mm; a voxel "
+                "without a finite size cannot be measured")
     affine = np.asarray(img.affine, dtype=np.float64)
     if not np.all(np.isfinite(affine)):
         raise InvalidNiftiAffineError(
@@ -81,7 +101,7 @@ def read_nifti(path: Path, *, labels: bool = False, limits: IngestLimits = LIMIT
     except Exception as err:  # nibabel raises many types for truncated or foreign files
         raise InvalidNiftiError(f"{path.name}: not a readable NIfTI file (the header is damaged or it is "
                                 "another kind of file)") from err
-    _check_header(img, path.name, limits)
+    _check_header(img, path, path.name, limits)
     try:
         data = np.asanyarray(img.dataobj)  # applies scl_slope/scl_inter when the header sets them
     except Exception as err:  # truncated data, bad offsets or data types: several types again

@@ -555,6 +555,14 @@ def test_nifti_with_a_singular_affine(tmp_path):
         load_study(_nifti_raw_affine(tmp_path / "singular.nii", affine))
 
 
+def test_nifti_with_a_zero_pixdim_is_not_read_as_1_mm(tmp_path):
+    img = nib.Nifti1Image(np.zeros((8, 8, 4), np.int16), None)
+    img.header["pixdim"][3] = 0.0  # no sform/qform: the affine comes from pixdim
+    nib.save(img, tmp_path / "flat.nii")
+    with pytest.raises(InvalidNiftiAffineError, match="voxel sizes of 1 x 1 x 0 mm"):
+        load_study(tmp_path / "flat.nii")
+
+
 def test_nifti_with_1e30_mm_voxels(tmp_path):
     path = _nifti(tmp_path / "huge.nii.gz", np.zeros((8, 8, 4), np.int16), np.diag([1e30, 1e30, 1e30, 1.0]))
     with pytest.raises(InvalidNiftiAffineError, match="voxels of 1e\\+30 x 1e\\+30 x 1e\\+30 mm"):
