@@ -426,7 +426,7 @@ def test_impossible_pixel_spacing(tmp_path, value, cls, words):
 
 
 @pytest.mark.parametrize("value, words", [
-    ("1\\0\\0\\0\\1", "ImageOrientationPatient holds 5 values .*; six are needed"),
+    ("1\\0\\0\\0\\1", r"ImageOrientationPatient holds 5 value\(s\) .*; six are needed"),
     ("0\\0\\0\\0\\0\\0", "ImageOrientationPatient .* is all zeros; the slice orientation is unknown"),
     ("1\\0\\0\\1\\0\\0", "not perpendicular"),
     ("nan\\0\\0\\0\\1\\0", "holds a value that is not a number"),
