@@ -1,0 +1,137 @@
+"""Calcium defects found by review, each on an analytic volume whose right answer is computed by hand."""
+
+import numpy as np
+import pytest
+
+from tools.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
+from tools.calcium import agatston_score, calcium_score_tool, contrast_calcium_volume, score_context
+from tools.calcium_labels import labels_on_grid
+from tools.context import StudyContext
+from tools.study import Study
+
+PLAD = SEGMENTS_BY_CODE["pLAD"].label_id
+AORTIC_ROOT = STRUCTURES_BY_NAME["aortic_root"].label_id
+AORTA = STRUCTURES_BY_NAME["aorta"].label_id
+PIXEL = 0.5
+
+
+def grid(n_slices=6):
+    hu = np.full((48, 40, n_slices), 40, np.int16)
+    labels = np.zeros(hu.shape, np.uint8)
+    labels[10:12, 5:35] = PLAD
+    return hu, labels, (PIXEL, PIXEL, 3.0)
+
+
+def chest(blood_hu=40, n_slices=30):
+    """Air, a fat-filled body, a spine of bone and a 40 HU heart ellipsoid (blood_hu in its cavity)
+    on 1 x 1 x 3 mm voxels; a 4 x 4 px, 300 HU calcification on the heart's surface, slices 14-15."""
+    i, j, k = np.meshgrid(np.arange(140), np.arange(140), np.arange(n_slices) * 3.0, indexing="ij")
+    hu = np.full(i.shape, -1000, np.int16)
+    hu[((i - 70) / 66) ** 2 + ((j - 70) / 60) ** 2 <= 1] = -100
+    heart = ((i - 70) / 35) ** 2 + ((j - 60) / 30) ** 2 + ((k - 45) / 40) ** 2 <= 1
+    hu[heart] = 40
+    hu[((i - 70) / 25) ** 2 + ((j - 60) / 20) ** 2 + ((k - 45) / 30) ** 2 <= 1] = blood_hu
+    hu[(i - 70) ** 2 + (j - 118) ** 2 <= 12 ** 2] = 250  # vertebral body
+    hu[(i - 70) ** 2 + (j - 118) ** 2 <= 12 ** 2] = np.where(
+        (i - 70) ** 2 + (j - 118) ** 2 >= 10 ** 2, 900, 250)[(i - 70) ** 2 + (j - 118) ** 2 <= 12 ** 2]
+    hu[104:108, 58:62, 14:16] = 300  # just outside the heart's lateral wall (i = 105)
+    return hu, (1.0, 1.0, 3.0)
+
+
+def test_stent_bloom_with_few_strut_labels_is_not_calcium():
+    hu, labels, spacing = grid()
+    for i, value in ((8, 400), (9, 1500), (12, 1500), (13, 400)):  # two strut walls along the pLAD, with bloom
+        hu[i, 8:32, 2:4] = value
+    labels[9, 8:10, 2] = STRUCTURES_BY_NAME["stent"].label_id  # 2 of 192 voxels labelled as strut
+    out = agatston_score(hu, spacing, labels)
+    assert out.agatston == 0 and out.cac_drs == "A0"
+    assert {l.location for l in out.excluded} == {"stent"}
+
+
+def test_calcium_touching_stent_struts_is_kept():
+    hu, labels, spacing = grid()
+    for i, value in ((8, 400), (9, 1500), (12, 1500), (13, 400), (14, 180)):
+        hu[i, 8:32, 2] = value
+    labels[9, 8:32, 2] = labels[12, 8:32, 2] = STRUCTURES_BY_NAME["stent"].label_id
+    hu[15:19, 18:22, 2] = 450  # calcium touching the bloom: 4 mm^2, weight 4
+    out = agatston_score(hu, spacing, labels)
+    # 16 AU of calcium, plus at most the 180 HU row it shares with the bloom (4 px x 0.25 mm^2 x 4)
+    assert 16 <= out.agatston <= 20 and out.per_artery["LAD"].agatston == out.agatston
+
+
+def test_calcium_touching_aortic_root_calcium_is_kept():
+    hu, labels, spacing = grid()
+    labels[20:30, 20:30, :] = AORTIC_ROOT
+    hu[24:30, 22:26, 2] = 700  # valve calcium inside the root...
+    hu[30:34, 22:26, 2] = 320  # ...touching coronary calcium just outside it
+    hu[30, 22:26, 2] = 180  # the saddle between the two
+    out = agatston_score(hu, spacing, labels)
+    assert out.agatston == pytest.approx(3 * 4 * 0.25 * 3)  # the 3 x 4 px at 320 HU, weight 3
+    assert [l.location for l in out.excluded] == ["aortic root"]
+
+
+def test_contrast_path_without_any_candidate_answers_zero():
+    hu, labels, spacing = grid(12)  # uniform 40 HU: no voxel above the lumen
+    out = contrast_calcium_volume(hu, (PIXEL, PIXEL, PIXEL), labels)
+    assert out.volume_mm3 == 0 and out.lesions == [] and "no voxel near the lumen" in out.method
+
+
+def test_contrast_next_to_the_lumen_brighter_than_it_but_not_than_the_blood_pool_is_not_calcium():
+    hu = np.full((48, 40, 40), 40, np.int16)
+    labels = np.zeros(hu.shape, np.uint8)
+    labels[10:12, 5:35, 5:35] = PLAD
+    hu[10:12, 5:35, 5:35] = 350  # lumen, noiseless
+    labels[30:46, 5:35, 5:35] = AORTA
+    hu[30:46, 5:35, 5:35] = 420  # labelled blood pool
+    hu[12:14, 15:25, 10:20] = 420  # unlabelled contrast (an appendage the tree does not outline) on the lumen
+    out = contrast_calcium_volume(hu, (PIXEL, PIXEL, PIXEL), labels)
+    assert out.volume_mm3 == 0
+    hu[14:16, 15:19, 10:14] = 900  # real calcium still found
+    assert contrast_calcium_volume(hu, (PIXEL, PIXEL, PIXEL), labels).volume_mm3 == pytest.approx(32 * PIXEL ** 3)
+
+
+def test_mass_says_when_it_is_uncalibrated():
+    hu, labels, spacing = grid()
+    hu[12:16, 15:19, 2] = 300
+    plain = agatston_score(hu, spacing, labels)
+    assert plain.mass_calibrated is False and any("uncalibrated" in w for w in plain.warnings)
+    assert "UNCALIBRATED" in plain.method
+    calibrated = agatston_score(hu, spacing, labels, calibration=0.0008)
+    assert calibrated.mass_calibrated is True and not any("uncalibrated" in w for w in calibrated.warnings)
+
+
+def test_image_only_total_excludes_bone_and_needs_no_labels():
+    hu, spacing = chest()
+    out = agatston_score(hu, spacing, None)
+    assert out.agatston == pytest.approx(2 * 16 * 3)  # two slices of 16 mm^2 at weight 3; the spine is excluded
+    assert out.per_artery == {} and out.cac_drs == "A1" and "coronary tree" in out.per_artery_note
+
+
+def test_non_contrast_series_loaded_alone_is_scored_as_calcium_scoring():
+    hu, spacing = chest()
+    ctx = StudyContext(study=Study(hu=hu, spacing=spacing, affine=np.diag([*spacing, 1.0])))
+    out = calcium_score_tool.invoke({}, config=ctx.as_config())
+    assert out["kind"] == "agatston" and out["series_kind"] == "non_contrast" and out["agatston"] == pytest.approx(96)
+    assert out["per_artery"] == {} and "coronary tree" in out["per_artery_note"]
+    enhanced, _ = chest(blood_hu=400)
+    ctx = StudyContext(study=Study(hu=enhanced, spacing=spacing, affine=np.diag([*spacing, 1.0])))
+    with pytest.raises(Exception, match="contrast CCTA"):
+        score_context(ctx)
+
+
+def test_acquisition_warnings():
+    hu, labels, _ = grid()
+    hu[12:16, 15:19, 2] = 300
+    out = agatston_score(hu, (PIXEL, PIXEL, 1.5), labels, metadata={"kvp": 100.0, "slice_thickness_mm": 3.0})
+    text = " ".join(out.warnings)
+    assert "1.5 mm apart" in text and "overlapping" in text and "100 kVp" in text and "only 6 slices" in text
+
+
+def test_labels_are_carried_to_the_calcium_grid_in_patient_coordinates():
+    ccta = np.zeros((40, 40, 30), np.uint8)
+    ccta[10:12, 5:35, 12:15] = PLAD  # 1 mm grid, z 12-14 mm from its origin
+    ccta_affine = np.diag([1.0, 1.0, 1.0, 1.0])
+    cac_affine = np.diag([1.0, 1.0, 3.0, 1.0])
+    cac_affine[2, 3] = 1.0  # the calcium series starts 1 mm higher
+    carried = labels_on_grid(ccta, ccta_affine, (40, 40, 10), cac_affine)
+    assert np.flatnonzero((carried == PLAD).any(axis=(0, 1))).tolist() == [4]  # z = 13 mm
