@@ -741,8 +741,9 @@ def _read_pixels(series: SeriesInfo, geoms: list[SliceGeometry], order: np.ndarr
                 skipped[int(i)] = CorruptDicomError("the pixel data is damaged or truncated")
             continue
         slope, intercept = geoms[i].slope, geoms[i].intercept
-        hu = pixels.astype(np.float64) * slope + intercept if pixels.size else pixels
-        lo, hi = (float(hu.min()), float(hu.max())) if pixels.size else (0.0, 0.0)
+        # The rescale is monotonic: the stored extremes give the HU range without a float copy.
+        stored = (float(pixels.min()), float(pixels.max())) if pixels.size else (0.0, 0.0)
+        lo, hi = sorted(v * slope + intercept for v in stored)
         if is_ct:
             try:
                 check_hu_range(lo, hi, what="a slice", limits=limits)
@@ -754,7 +755,12 @@ def _read_pixels(series: SeriesInfo, geoms: list[SliceGeometry], order: np.ndarr
             continue
         if out.dtype == np.int16 and (lo < -32768 or hi > 32767):
             out = out.astype(np.float32)  # rare: values beyond int16, kept exact in float32
-        out[n] = hu
+        if out.dtype != np.int16:
+            out[n] = pixels * np.float32(slope) + np.float32(intercept)
+        elif slope == 1 and intercept == 0:
+            out[n] = pixels  # the usual CT case: no arithmetic, no temporary
+        else:
+            out[n] = pixels.astype(np.int32) * int(slope) + int(intercept)
     return out.transpose(2, 1, 0), skipped
 
 

@@ -353,10 +353,17 @@ def load_study(path: str | Path, *, settings: Settings | None = None) -> Study:
     Unevenly spaced slices are resampled (linearly, along k) to an even grid when the largest gap is
     at most ``settings.max_slice_gap_ratio`` times the median gap, and refused beyond it. Gantry-tilted
     series are refused. Zips are checked (paths, symlinks, total size) before anything is extracted,
-    into a temporary folder that is always removed.
+    into a temporary folder that is always removed; archives inside it are not opened.
+
+    A slice that is damaged (unreadable pixels, an impossible header value) or disagrees with the
+    rest of its series (size, orientation, pixel spacing, position off the stack) is left out when
+    the remaining slices are a clear majority, and ``Study.warnings`` says which and why. Values no
+    CT holds (beyond ``IngestLimits``: rescale slopes, Hounsfield range, voxel sizes, dimensions) are
+    refused, never loaded silently. Named pipes, sockets and devices are never opened.
 
     Raises:
-        StudyError: one of its subclasses above, with a message a clinician understands.
+        StudyError: one of its subclasses above, with a message a clinician understands and a
+        stable ``code`` to route on.
 
     Example::
 
