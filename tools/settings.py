@@ -7,6 +7,9 @@ a ``Settings`` argument or calls :func:`get_settings`; nothing else reads the en
 
 from __future__ import annotations
 
+import os
+import secrets
+import tempfile
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -15,6 +18,8 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+SALT_FILE = "patient_hash_salt"  # under data_dir: the per-install salt, generated once
+PUBLIC_SALT = "cardiovlm-default-salt"  # the old shipped default: public, so it protects nothing
 
 
 class Settings(BaseSettings):
@@ -23,8 +28,9 @@ class Settings(BaseSettings):
     # --- study ingest ---
     max_zip_bytes: int = Field(2 * 1024**3, description="largest total uncompressed size of an uploaded zip")
     max_zip_members: int = Field(20_000, description="largest number of files in an uploaded zip")
-    patient_hash_salt: str = Field(
-        "cardiovlm-default-salt", description="salt for the patient-ID hash; set a secret one per site")
+    patient_hash_salt: str | None = Field(
+        None, description="salt for the patient-ID hash; None: a random one generated once per install and kept "
+        "in <data_dir>/patient_hash_salt (a short MRN space hashed with a public salt can be reversed)")
     uneven_spacing_tolerance_mm: float = Field(
         0.05, description="slice-gap deviation above which a series is resampled to an even grid")
     max_slice_gap_ratio: float = Field(
@@ -57,7 +63,7 @@ class Settings(BaseSettings):
     # --- language models ---
     llm: str = Field("default", description="'default' (the embedded clinical planner) or "
                                             "'openai:MODEL@URL' (an OpenAI-compatible server)")
-    openai_api_key: str = Field("not-needed", description="API key for an OpenAI-compatible endpoint")
+    openai_api_key: SecretStr = Field(SecretStr("not-needed"), description="API key for an OpenAI-compatible endpoint")
 
     # --- PACS (DICOMweb: QIDO-RS search, WADO-RS retrieve, STOW-RS send) ---
     pacs_url: str | None = Field(
@@ -72,6 +78,46 @@ class Settings(BaseSettings):
     pacs_max_study_mb: float = Field(
         4096, description="largest series retrieved from the PACS; the transfer stops beyond it")
     pacs_timeout_s: float = Field(60, description="seconds to wait for the PACS to answer one request")
+
+    # --- browser app ---
+    ui_work_dir: Path = Field(
+        Path(tempfile.gettempdir()) / "cardiovlm-ui", description="the app's working files (uploads, session "
+        "outputs, Gradio's cache), one subfolder per server process; a restart deletes those of stopped servers")
+    ui_session_ttl_s: int = Field(2 * 3600, description="idle seconds after which a browser session and its "
+                                                         "files are deleted")
+
+    def model_post_init(self, __context) -> None:
+        if not self.patient_hash_salt:
+            self.patient_hash_salt = install_salt(self.data_dir)
+        elif self.patient_hash_salt == PUBLIC_SALT:
+            raise ValueError(f"CARDIOVLM_PATIENT_HASH_SALT is the public default {PUBLIC_SALT!r}: hashes made with "
+                             "it can be reversed; unset it (a random per-install salt is made) or set a secret one")
+
+
+def install_salt(data_dir: Path) -> str:
+    """This install's patient-hash salt: read from ``data_dir``, or generated (256 random bits) and kept there.
+
+    Raises:
+        ValueError: the folder cannot be written, so no salt can be kept (set one explicitly).
+    """
+    path = Path(data_dir) / SALT_FILE
+    try:
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:  # O_EXCL: two processes starting at once keep the first one's salt
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                pass
+            else:
+                with os.fdopen(fd, "w") as f:
+                    f.write(secrets.token_hex(32))
+        salt = path.read_text().strip()
+    except OSError as err:
+        raise ValueError(f"cannot keep the patient-hash salt in {path} ({err.strerror}): make the folder writable "
+                         "or set CARDIOVLM_PATIENT_HASH_SALT to a secret value") from err
+    if len(salt) < 32:
+        raise ValueError(f"the patient-hash salt in {path} is too short to be secret; delete the file to make a new one")
+    return salt
 
 
 @lru_cache(maxsize=1)

@@ -1,14 +1,19 @@
 """The CardioVLM browser app: a study panel with a slice viewer, and a grounded chat.
 
 Each browser session holds its own :class:`assistant.session.Session` in a ``gr.State``; its study,
-history and files belong to it alone and are deleted when the session ends or times out. Errors
-are shown as readable chat messages, never as stack traces.
+history and files belong to it alone and are deleted when the session ends or times out. A session
+belongs to the login that opened it: another login naming its session hash is refused. Every
+answer is tied to the study load it was asked on: a study switch drops a running question, and an
+answer is never exported against another study. Uploaded files (with the patient's details) are
+deleted as soon as they are ingested. Text quoted from stored reports is shown inert (no HTML,
+images or links). Errors are shown as readable chat messages, never as stack traces.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -30,20 +35,27 @@ EXAMPLES = [
 ]
 DISCLAIMER = ("**Research software, not for clinical use.** The model is trained on synthetic phantoms only; "
               "nothing shown here is clinically validated.")
-SESSION_TTL_S = 2 * 3600  # uploaded studies and session files are deleted after this idle time
+SESSION_TTL_S = get_settings().ui_session_ttl_s  # idle time after which a session and its files are deleted
+
+
+class SessionOwnerError(PermissionError):
+    """A request of one login named a browser session that another login opened."""
 
 
 class UiSession:
-    """What one browser session owns: its assistant session and its private file folder."""
+    """What one browser session owns: its assistant session, its private file folder and its login."""
 
-    def __init__(self) -> None:
+    def __init__(self, owner: str | None = None) -> None:
         from assistant.backends import chat_model
         from assistant.session import Session
+        from ui.workdir import sessions_dir
 
-        self.folder = Path(tempfile.mkdtemp(prefix="cardiovlm-ui-"))
-        self.session = Session(model=chat_model(), output_dir=self.folder / "outputs")
-        self.masks: dict[str, np.ndarray] = {}
+        self.owner = owner  # the login that opened this session (None when the app runs without users)
+        self.folder = Path(tempfile.mkdtemp(prefix="session-", dir=sessions_dir()))
+        # study_folders: each study load writes into its own folder, so nothing is overwritten or reused.
+        self.session = Session(model=chat_model(), output_dir=self.folder / "outputs", study_folders=True)
         self.answer = None  # the last GroundedAnswer, for "Save as DICOM" / "Send to PACS"
+        self.answer_load = -1  # the study load that answer belongs to
         self.exported = None  # (answer, tools.dicom_export.AnswerExport) of the last DICOM export
         self.plane, self.preset = "axial", "cardiac"  # the viewer's last plane and window, for answer views
 
@@ -54,6 +66,22 @@ class UiSession:
 def _close(state: UiSession | None) -> None:
     if state is not None:
         state.close()
+
+
+def _user(request) -> str | None:
+    return getattr(request, "username", None) if request is not None else None
+
+
+def _owned(state: UiSession | None, request) -> UiSession | None:
+    """``state`` when the requesting login owns it (or it is new); raises SessionOwnerError otherwise."""
+    if state is not None and state.owner != _user(request):
+        log.warning("a request named a session of another login; refused")
+        raise SessionOwnerError("this session belongs to another login")
+    return state
+
+
+def _session_for(state: UiSession | None, request) -> UiSession:
+    return _owned(state, request) or UiSession(owner=_user(request))
 
 
 def demo_cases() -> list[str]:
@@ -72,10 +100,15 @@ def _summary_markdown(summary: dict) -> str:
     return "  \n".join(lines)
 
 
-def _render(state: UiSession | None, plane: str, index: int, preset: str, shown: list[str]):
+def _render(state: UiSession | None, plane: str, index: int, preset: str, shown: list[str],
+            request: gr.Request = None):
     from tools.anatomy import mask_color
     from tools.render import render
 
+    try:
+        state = _owned(state, request)
+    except SessionOwnerError:
+        return None
     if state is None or state.session.context is None:
         return None
     state.plane, state.preset = plane, preset  # an answer's mask is then shown where the reader looks
@@ -94,9 +127,13 @@ def _display(rgb: np.ndarray, target: int = 512) -> np.ndarray:
     return rgb.repeat(factor, axis=0).repeat(factor, axis=1) if factor > 1 else rgb
 
 
-def _slider_for(state: UiSession | None, plane: str):
+def _slider_for(state: UiSession | None, plane: str, request: gr.Request = None):
     from tools.render import plane_size
 
+    try:
+        state = _owned(state, request)
+    except SessionOwnerError:
+        return gr.update(maximum=1, value=0)
     if state is None or state.session.context is None:
         return gr.update(maximum=1, value=0)
     n = plane_size(state.session.context.study.shape, plane)
@@ -140,11 +177,14 @@ def build_app(max_upload_mb: int = 2048) -> gr.Blocks:
 
         view_inputs = [state, plane, index, preset, overlays]
 
-        def on_load(state, source, files, plane, preset, progress=gr.Progress()):
+        def on_load(state, source, files, plane, preset, request=None, progress=gr.Progress()):
             from tools.pacs import PacsError
             from tools.study import StudyError
 
-            state = state or UiSession()
+            try:
+                state = _session_for(state, request)
+            except SessionOwnerError as err:
+                return (state, f"⚠️ {err}", gr.update(), gr.update(), gr.update(), gr.update())
             try:
                 progress(0.1, desc="Loading study")
                 if source == "pacs":  # files: the chosen StudyInstanceUID
@@ -154,7 +194,7 @@ def build_app(max_upload_mb: int = 2048) -> gr.Blocks:
                         raise StudyError("choose a demo case first")
                     ctx = state.session.load_study(get_settings().demo_cases_dir / files)
                 else:
-                    ctx = state.session.load_study(_upload_path(state, files, max_upload_mb))
+                    ctx = _load_upload(state, files, max_upload_mb)
             except (StudyError, PacsError) as err:
                 gr.Warning(str(err))
                 return (state, f"⚠️ {err}", gr.update(), gr.update(), gr.update(), [])
@@ -163,26 +203,33 @@ def build_app(max_upload_mb: int = 2048) -> gr.Blocks:
                 gr.Warning(f"The study could not be loaded ({type(err).__name__}).")
                 return (state, f"⚠️ The study could not be loaded ({type(err).__name__}).", gr.update(),
                         gr.update(), gr.update(), [])
-            state.answer = None  # answers of the previous study are not exported with this one
+            state.answer, state.exported = None, None  # answers of the previous study stay with it
             from tools.render import plane_size
 
             n = plane_size(ctx.study.shape, plane)  # a new study opens in the plane being read
-            image = _render(state, plane, n // 2, preset, [])
+            image = _render(state, plane, n // 2, preset, [], request)
             return (state, _summary_markdown(ctx.study.summary()), image,
                     gr.update(maximum=n - 1, value=n // 2), gr.update(choices=[], value=[]), [])
 
         load_outputs = [state, summary, viewer, index, overlays, chat]
-        load_demo.click(lambda s, c, p, w: on_load(s, "demo", c, p, w), [state, case, plane, preset], load_outputs,
-                        api_name="load_demo")
-        load_upload.click(lambda s, f, p, w: on_load(s, "upload", f, p, w), [state, upload, plane, preset],
-                          load_outputs, api_name="load_upload")
+
+        def load_demo_case(state, name, plane, preset, request: gr.Request):
+            return on_load(state, "demo", name, plane, preset, request)
+
+        def load_uploaded(state, files, plane, preset, request: gr.Request):
+            # The upload box is emptied: its files were deleted once ingested (or refused).
+            return (*on_load(state, "upload", files, plane, preset, request), None)
+
+        load_demo.click(load_demo_case, [state, case, plane, preset], load_outputs, api_name="load_demo")
+        load_upload.click(load_uploaded, [state, upload, plane, preset], [*load_outputs, upload],
+                          api_name="load_upload")
         plane.change(_slider_for, [state, plane], index, api_name=False).then(_render, view_inputs, viewer,
                                                                               api_name=False)
         for control in (index, preset, overlays):
             control.change(_render, view_inputs, viewer, api_name=False)
 
-        def on_ask(state, text, history):
-            yield from _answer(state, text, history or [])
+        def on_ask(state, text, history, request: gr.Request):
+            yield from _answer(state, text, history or [], request)
 
         ask_outputs = [state, chat, question, findings, downloads, overlays, index, viewer]
         answered = [ask.click(on_ask, [state, question, chat], ask_outputs, api_name="ask"),
@@ -191,15 +238,22 @@ def build_app(max_upload_mb: int = 2048) -> gr.Blocks:
             answered.append(button.click(_example_handler(text), [state, chat], ask_outputs, api_name=False))
         for event in answered:  # the DICOM actions apply to the answer just shown
             event.then(_dicom_buttons, state, [save_dicom, send_pacs, dicom_status], api_name=False)
-        save_dicom.click(lambda s, d: _export_dicom(s, d, send=False), [state, downloads],
-                         [downloads, dicom_status], api_name="save_dicom")
-        send_pacs.click(lambda s, d: _export_dicom(s, d, send=True), [state, downloads],
-                        [downloads, dicom_status], api_name="send_pacs")
+        def save(state, shown, request: gr.Request):
+            return _export_dicom(state, shown, send=False, request=request)
+
+        def send(state, shown, request: gr.Request):
+            return _export_dicom(state, shown, send=True, request=request)
+
+        save_dicom.click(save, [state, downloads], [downloads, dicom_status], api_name="save_dicom")
+        send_pacs.click(send, [state, downloads], [downloads, dicom_status], api_name="send_pacs")
         if pacs is not None:
+            def load_pacs_study(state, study_uid, plane, preset, request: gr.Request):
+                return on_load(state, "pacs", study_uid, plane, preset, request)
+
             pacs["search"].click(_pacs_search, pacs["fields"], [pacs["results"], pacs["study"], pacs["message"]],
                                  api_name="pacs_search")
-            pacs["load"].click(lambda s, u, p, w: on_load(s, "pacs", u, p, w), [state, pacs["study"], plane, preset],
-                               load_outputs, api_name="load_pacs")
+            pacs["load"].click(load_pacs_study, [state, pacs["study"], plane, preset], load_outputs,
+                               api_name="load_pacs")
     return app
 
 
@@ -256,33 +310,57 @@ def _load_from_pacs(state: UiSession, study_uid: str | None, progress):
         progress=lambda n, total: progress(n / total if total else 0.5, desc=f"Retrieving image {n}/{total or '?'}"))
 
 
+def _current_answer(state: UiSession | None):
+    """The last answer, when it belongs to the study now loaded (else None: it is never exported)."""
+    if state is None or state.answer is None or state.session.context is None:
+        return None
+    return state.answer if state.answer_load == state.session.load_id else None
+
+
 def _answer_masks(state: UiSession | None) -> dict[str, np.ndarray]:
-    ctx = state.session.context if state is not None else None
-    if ctx is None or state.answer is None:
+    answer = _current_answer(state)
+    if answer is None:
         return {}
-    return {m.name: ctx.extra_masks[m.name] for m in state.answer.masks if m.name in ctx.extra_masks}
+    ctx = state.session.context
+    return {m.name: ctx.extra_masks[m.name] for m in answer.masks if m.name in ctx.extra_masks}
 
 
-def _dicom_buttons(state: UiSession | None):
+def _dicom_buttons(state: UiSession | None, request: gr.Request = None):
     """Save is offered for answers with masks or findings; Send to PACS for answers with masks."""
-    findings = bool(state is not None and state.answer is not None and state.answer.findings)
+    try:
+        state = _owned(state, request)
+    except SessionOwnerError:
+        return gr.update(interactive=False), gr.update(interactive=False), ""
+    answer = _current_answer(state)
+    findings = bool(answer is not None and answer.findings)
     masks = bool(_answer_masks(state))
     return gr.update(interactive=masks or findings), gr.update(interactive=masks), ""
 
 
-def _export_dicom(state: UiSession | None, downloads, *, send: bool):
-    """Write the last answer as DICOM SEG + SR (downloads); with ``send`` also store them on the PACS."""
+def _export_dicom(state: UiSession | None, downloads, *, send: bool, request=None):
+    """Write the last answer as DICOM SEG + SR (downloads); with ``send`` also store them on the PACS.
+
+    The answer is exported only against the study it was made on, with that load's DICOM headers.
+    """
     from tools.dicom_export import DicomExportError, export_answer
     from tools.pacs import PacsClient, PacsError
 
+    try:
+        state = _owned(state, request)
+    except SessionOwnerError as err:
+        return gr.update(), f"⚠️ {err}"
     if state is None or state.answer is None or state.session.context is None:
         return gr.update(), "⚠️ ask a question first"
+    answer = _current_answer(state)
+    if answer is None:
+        return gr.update(), "⚠️ that answer was about the previous study: ask again about the study now loaded"
     try:
-        if state.exported is None or state.exported[0] is not state.answer:
+        if state.exported is None or state.exported[0] is not answer:
             # Once per answer: what is downloaded and what the PACS receives are the same objects (UIDs).
-            state.exported = (state.answer, export_answer(
-                state.answer, state.session.context.study, _answer_masks(state), state.folder / "outputs" / "dicom",
-                stem=f"answer_turn{len(state.session.history)}"))
+            ctx = state.session.context
+            state.exported = (answer, export_answer(
+                answer, ctx.study, _answer_masks(state), ctx.outputs() / "dicom",
+                stem=f"answer_turn{len(state.session.history)}", reference=state.session.reference))
         export = state.exported[1]
         written = [str(p) for p in (export.seg, export.sr) if p is not None]
         message = f"Saved {', '.join(Path(p).name for p in written)}."
@@ -296,68 +374,117 @@ def _export_dicom(state: UiSession | None, downloads, *, send: bool):
 
 
 def _example_handler(text: str):
-    def handler(state, history):
-        yield from _answer(state, text, history or [])
+    def handler(state, history, request: gr.Request):
+        yield from _answer(state, text, history or [], request)
 
     return handler
 
 
-def _upload_path(state: UiSession, files, max_upload_mb: int) -> Path:
-    """Copy uploaded files into the session folder; a single zip or NIfTI is loaded as is."""
+def _load_upload(state: UiSession, files, max_upload_mb: int):
+    """Load uploaded files into the session, then delete them: the originals hold the patient's details.
+
+    The files are moved out of Gradio's upload cache into the session folder (a single zip or
+    NIfTI is loaded as is, several files as one folder) and deleted once ingested or refused; the
+    session keeps the de-identified study in memory and, for DICOM, the series headers an export needs.
+    """
     from tools.study import StudyError
 
     if not files:
         raise StudyError("choose a file to upload first")
     paths = [Path(f if isinstance(f, str) else f.name) for f in files]
-    total = sum(p.stat().st_size for p in paths)
-    if total > max_upload_mb * 1024**2:
-        raise StudyError(f"the upload is {total / 1024**2:.0f} MB, over this server's limit of {max_upload_mb} MB")
     target = state.folder / "upload"
-    shutil.rmtree(target, ignore_errors=True)
-    target.mkdir(parents=True)
+    try:
+        missing = [p.name for p in paths if not p.is_file()]
+        if missing:
+            raise StudyError(f"{missing[0]} is no longer on the server (uploads are deleted once loaded): "
+                             "upload it again")
+        total = sum(p.stat().st_size for p in paths)
+        if total > max_upload_mb * 1024**2:
+            raise StudyError(f"the upload is {total / 1024**2:.0f} MB, over this server's limit of {max_upload_mb} MB")
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True)
+        for i, p in enumerate(paths):
+            shutil.move(p, target / (p.name if len(paths) == 1 else f"{i:05d}_{p.name}"))
+        single = len(paths) == 1 and paths[0].suffix in (".zip", ".nii", ".gz")
+        return state.session.load_study(target / paths[0].name if single else target)
+    finally:
+        shutil.rmtree(target, ignore_errors=True)
+        _forget_uploads(paths)
+
+
+def _forget_uploads(paths: list[Path]) -> None:
+    """Delete uploaded originals left in Gradio's upload cache, and their emptied hash folders."""
     for p in paths:
-        shutil.copy(p, target / p.name)
-    if len(paths) == 1 and paths[0].suffix in (".zip", ".nii", ".gz"):
-        return target / paths[0].name
-    return target
+        p.unlink(missing_ok=True)
+        try:
+            p.parent.rmdir()  # Gradio keeps each upload in a folder of its own; removed only when empty
+        except OSError:
+            pass
 
 
 _UNCHANGED = (gr.update(),) * 5  # findings, downloads, overlays, slice index, viewer
 
 
-def _answer(state: UiSession | None, text: str, history: list):
-    """Stream one question: each tool call as a collapsible step, then the answer with its evidence."""
+_MARKDOWN_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")  # every ASCII punctuation mark
+
+
+def inert(text: str) -> str:
+    """``text`` for the Markdown chat, shown exactly as written and never acting as markup.
+
+    Every ASCII punctuation mark is backslash-escaped (CommonMark renders an escaped mark as the
+    mark itself), so stored text cannot make an image, a link, an autolink (``http\\://``,
+    ``www\\.``), raw HTML or a formula: the browser fetches nothing a report names.
+    """
+    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", str(text))
+
+
+def _answer(state: UiSession | None, text: str, history: list, request=None):
+    """Stream one question: each tool call as a collapsible step, then the answer with its evidence.
+
+    The question belongs to the study load it was asked on: if another study is loaded meanwhile,
+    the session stops it and the chat says its answer was dropped.
+    """
     from langchain_core.messages import AIMessage, ToolMessage
 
     from assistant.answer import GroundedAnswer
 
     text = (text or "").strip()
+    try:
+        state = _session_for(state, request)
+    except SessionOwnerError as err:
+        yield state, [*history, gr.ChatMessage(role="assistant", content=f"⚠️ {err}")], "", *_UNCHANGED
+        return
     if not text:
         yield state, history, "", *_UNCHANGED
         return
-    state = state or UiSession()
-    history = [*history, gr.ChatMessage(role="user", content=text)]
+    history = [*history, gr.ChatMessage(role="user", content=inert(text))]
     yield state, history, "", *_UNCHANGED
     steps: dict[str, int] = {}
+    load_id = state.session.load_id
     try:
         for item in state.session.ask_stream(text):
             if isinstance(item, AIMessage) and item.tool_calls:
                 for call in item.tool_calls:
-                    args = ", ".join(f"{k}={v}" for k, v in call["args"].items())
-                    history.append(gr.ChatMessage(role="assistant", content=f"`{call['name']}({args})`",
+                    args = inert(", ".join(f"{k}={v}" for k, v in call["args"].items()))
+                    history.append(gr.ChatMessage(role="assistant", content=f"{inert(call['name'])}\\({args}\\)",
                                                   metadata={"title": f"🔧 {call['name']}", "status": "pending"}))
                     steps[call["id"]] = len(history) - 1
                 yield state, history, "", *_UNCHANGED
             elif isinstance(item, ToolMessage) and item.tool_call_id in steps:
                 i = steps[item.tool_call_id]
                 ok = item.status != "error"
-                body = str(item.content)
-                history[i] = gr.ChatMessage(role="assistant", content=history[i].content + "\n\n" + (
+                body = str(item.content)  # a tool's result may quote stored reports
+                history[i] = gr.ChatMessage(role="assistant", content=history[i].content + "\n\n" + inert(
                     body[:600] + ("…" if len(body) > 600 else "")),
                     metadata={"title": f"{'🔧' if ok else '⚠️'} {item.name}", "status": "done"})
                 yield state, history, "", *_UNCHANGED
             elif isinstance(item, GroundedAnswer):
-                yield (state, *_show_answer(state, history, item))
+                if state.session.load_id != load_id:  # loaded after the session's last check
+                    from assistant.session import StudyChangedError
+
+                    raise StudyChangedError("another study was loaded while this question ran, so its answer "
+                                            "was dropped; ask again about the study now loaded")
+                yield (state, *_show_answer(state, history, item, load_id))
     except Exception as err:  # the session continues; the clinician sees a readable message
         log.exception("question failed")
         message = str(err) if isinstance(err, ValueError) else f"the question could not be answered ({type(err).__name__})"
@@ -365,30 +492,30 @@ def _answer(state: UiSession | None, text: str, history: list):
         yield state, history, "", *_UNCHANGED
 
 
-def _show_answer(state: UiSession, history: list, answer):
+def _show_answer(state: UiSession, history: list, answer, load_id: int):
     import json
 
-    content = answer.answer
+    # The answer may quote stored reports, and citations are report text: all shown inert.
+    content = inert(answer.answer)
     if answer.citations:
         content += "\n\n**Prior reports**\n" + "\n".join(
-            f"- {c.report_id} ({c.date or 'undated'}): {c.snippet}" for c in answer.citations)
-    content += f"\n\n_{answer.disclaimer}_"
+            f"- {inert(c.report_id)} ({inert(c.date or 'undated')}): {inert(c.snippet)}" for c in answer.citations)
+    content += f"\n\n_{inert(answer.disclaimer)}_"
     history.append(gr.ChatMessage(role="assistant", content=content))
     if answer.overlay_png:
         from PIL import Image
 
         overlay = _display(np.asarray(Image.open(answer.overlay_png).convert("RGB")), target=384)
         history.append(gr.ChatMessage(role="assistant", content=gr.Image(overlay)))
-    state.answer = answer
+    state.answer, state.answer_load = answer, load_id
     rows = [[f.name, f.value, f.unit, f.tool] for f in answer.findings]
-    report_dir = state.folder / "outputs"
-    report_dir.mkdir(parents=True, exist_ok=True)
+    ctx = state.session.context
+    report_dir = ctx.outputs()  # this study load's own folder: a switch never overwrites these files
     report_json = report_dir / f"answer_{len(history)}.json"
     report_json.write_text(json.dumps(answer.model_dump(), indent=1))
     report_html = report_dir / f"answer_{len(history)}.html"
     report_html.write_text(_printable(answer))
     files = [m.path for m in answer.masks] + [str(report_json), str(report_html)]
-    ctx = state.session.context
     names = sorted(ctx.extra_masks) if ctx else []
     shown = [m.name for m in answer.masks if m.name in names]
     index, viewer = gr.update(), gr.update()

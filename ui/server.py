@@ -2,7 +2,9 @@
 
 Users come from a file of ``user:password`` lines or from ``CARDIOVLM_UI_USERS`` (``user:pw,user2:pw2``).
 Binding a non-loopback address without users is refused unless ``insecure`` is set explicitly.
-Analytics are off and no share link is ever created.
+Analytics are off and no share link is ever created. With users, :class:`ui.access.AccessGuard`
+limits login attempts and binds sessions and files to the login. At start-up the working files of
+stopped servers (uploads, outputs, Gradio's cache) are deleted (:mod:`ui.workdir`).
 """
 
 from __future__ import annotations
@@ -49,18 +51,30 @@ def read_users(path: str | Path | None = None) -> list[tuple[str, str]]:
 
 
 def launch(host: str = "127.0.0.1", port: int = 7860, *, users_file: str | None = None, insecure: bool = False,
-           max_upload_mb: int = 2048, concurrency: int = 2, queue_size: int = 32, block: bool = True):
-    """Build and start the app; returns (app, url) when ``block`` is False."""
+           max_upload_mb: int = 2048, concurrency: int = 2, queue_size: int = 32, block: bool = True,
+           limiter=None):
+    """Build and start the app; returns (app, url) when ``block`` is False.
+
+    ``limiter``: a :class:`ui.access.LoginLimiter` (its defaults: 5 failures per user name in 15 minutes
+    lock that name for 15 minutes).
+    """
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
     users = read_users(users_file)
     if not is_loopback(host) and not users and not insecure:
         raise InsecureBindError(f"refusing to serve on {host} without authentication: give --users FILE (or "
                                 "CARDIOVLM_UI_USERS), or --insecure if this network is trusted")
+    from starlette.middleware import Middleware
+
+    from ui import workdir
+    from ui.access import AccessGuard, LoginLimiter
     from ui.app import build_app
 
+    workdir.clean_stale()
+    files = workdir.use_for_gradio()
     app = build_app(max_upload_mb=max_upload_mb)
     app.queue(default_concurrency_limit=concurrency, max_size=queue_size)
+    guard = Middleware(AccessGuard, file_root=files, limiter=limiter or LoginLimiter())
     _, url, _ = app.launch(server_name=host, server_port=port, auth=users or None, share=False,
                            max_file_size=f"{max_upload_mb}mb", prevent_thread_lock=not block, show_error=False,
-                           quiet=not block)
+                           quiet=not block, app_kwargs={"middleware": [guard]})
     return app, url

@@ -1,0 +1,77 @@
+"""The app's working folder: everything it writes that may hold patient data, and its clean-up.
+
+Uploads (Gradio's upload cache), session outputs and Gradio's file cache all live under
+``settings.ui_work_dir/<process folder>``. Each server process holds an exclusive ``flock`` on its
+own folder while it runs; at start-up every folder whose lock can be taken belongs to a server that
+has stopped (or crashed) and is deleted, so nothing with patient details survives a restart, while
+servers still running on the same machine keep theirs.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from tools.settings import get_settings
+
+_LOCK_NAME = ".owner.lock"
+_held: dict[str, object] = {}  # this process's folder -> its open lock file (kept open: the lock lives with it)
+
+
+def process_dir() -> Path:
+    """This process's working folder (created and locked on first use)."""
+    root = Path(get_settings().ui_work_dir)
+    key = str(root)
+    if key not in _held:
+        root.mkdir(parents=True, exist_ok=True)
+        os.chmod(root, 0o700)
+        folder = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=root))
+        lock = open(folder / _LOCK_NAME, "w")  # noqa: SIM115 (held open for the life of the process)
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        _held[key] = (folder, lock)
+    return _held[key][0]
+
+
+def gradio_dir() -> Path:
+    """Gradio's upload and file cache for this process (``GRADIO_TEMP_DIR``)."""
+    return process_dir() / "gradio"
+
+
+def sessions_dir() -> Path:
+    path = process_dir() / "sessions"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+def use_for_gradio() -> Path:
+    """Point Gradio's upload and cache folder here; call before any Gradio component is built."""
+    folder = gradio_dir()
+    folder.mkdir(exist_ok=True)
+    os.environ["GRADIO_TEMP_DIR"] = str(folder)
+    return folder
+
+
+def clean_stale() -> list[Path]:
+    """Delete the working folders of servers that no longer run; returns what was deleted."""
+    root = Path(get_settings().ui_work_dir)
+    if not root.is_dir():
+        return []
+    mine = {str(folder) for folder, _ in _held.values()}
+    removed = []
+    for folder in root.iterdir():
+        if not folder.is_dir() or str(folder) in mine:
+            continue
+        lock_path = folder / _LOCK_NAME
+        try:
+            with open(lock_path, "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # taken: its server has stopped
+        except BlockingIOError:
+            continue  # a running server holds it
+        except OSError:
+            pass  # no lock file: a folder left half-made; nothing runs in it
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
