@@ -20,8 +20,9 @@ from vlm.text_encoder import InstructionEncoder
 from vlm.transforms import HeartRoi, RoiGrid, fraction_to_index
 
 NUM_QUERIES = 3  # [SEG], [LMK], [ANS]
-# Classes of the dense anatomy head: background then every label of the anatomy registry, in id order.
-ANATOMY_LABEL_IDS: tuple[int, ...] = tuple(sorted(label_table()))
+# Classes of the dense anatomy head: background then the registry labels the shipped checkpoint was trained
+# on (ids 0-43), in id order; thorax labels added later (44+) count as unknown (-100) until a retrain.
+ANATOMY_LABEL_IDS: tuple[int, ...] = tuple(i for i in sorted(label_table()) if i <= 43)
 
 
 @dataclass

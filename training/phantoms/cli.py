@@ -11,8 +11,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--n", type=int, default=1, help="number of cases (default 1)")
     parser.add_argument("--out", type=Path, required=True, help="folder to write the case folders into")
     parser.add_argument("--seed", type=int, default=0, help="dataset seed; case i gets a seed derived from it")
-    parser.add_argument("--size", choices=("small", "demo"), default="small",
-                        help="small: 1 mm voxels, seconds per case; demo: 0.65 mm in-plane, clinical resolution")
+    parser.add_argument("--size", choices=("small", "demo", "chest"), default="small",
+                        help="small: 1 mm voxels, seconds per case; demo: 0.65 mm in-plane, clinical resolution; "
+                             "chest: 1.5 mm over the whole thorax (needs --realistic)")
+    parser.add_argument("--realistic", action="store_true",
+                        help="generator 2.0 thorax and imaging physics (kernel noise, mixing, streaks, blooming, motion)")
     parser.add_argument("--preview", action="store_true", help="also render axial, coronal and MIP PNGs")
     parser.add_argument("--no-dicom", action="store_true", help="write NIfTI only (no DICOM series)")
     parser.add_argument("--no-cac", action="store_true", help="skip the non-contrast calcium-scoring series")
@@ -28,6 +31,6 @@ def _run(args: argparse.Namespace) -> int:
 
     paths = generate_dataset(args.out, n=args.n, seed=args.seed, size=args.size, progress=True,
                              preview=args.preview, with_dicom=not args.no_dicom, with_cac=not args.no_cac,
-                             noise_sd_hu=args.noise_hu, blood_hu=args.blood_hu)
+                             noise_sd_hu=args.noise_hu, blood_hu=args.blood_hu, realistic=args.realistic)
     print(f"wrote {len(paths)} case(s) to {args.out}")
     return 0

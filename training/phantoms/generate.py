@@ -22,15 +22,19 @@ from tools.nifti_io import write_nifti
 from training.phantoms.geometry import Anatomy, sample_anatomy
 from training.phantoms.lesions import Calcification, FindingRequest, apply_findings, sample_requests
 from training.phantoms.raster import Contrast, Grid, form_image, rasterise
+from training.phantoms.noise import NoiseModel
+from training.phantoms.physics import sample_physics
+from training.phantoms.thorax import sample_thorax
 
-GENERATOR_VERSION = "1.0"
+GENERATOR_VERSION = "2.0"
 
 
 @dataclass(frozen=True)
 class SizePreset:
     spacing_mm: tuple[float, float, float]  # CCTA voxel size (i, j, k)
-    fov_mm: tuple[float, float, float]  # heart-centred field of view
+    fov_mm: tuple[float, float, float]  # field of view
     cac_inplane_mm: float  # in-plane pixel of the 3 mm calcium-scoring series
+    centre_on: str = "heart"  # "heart": a cardiac reconstruction; "chest": the whole thorax in plane
 
 
 SIZES: dict[str, SizePreset] = {
@@ -38,6 +42,8 @@ SIZES: dict[str, SizePreset] = {
     "small": SizePreset((1.0, 1.0, 1.0), (170.0, 170.0, 120.0), 1.0),
     # clinical in-plane resolution on a reconstruction-sized FOV
     "demo": SizePreset((0.65, 0.65, 1.0), (195.0, 195.0, 130.0), 0.65),
+    # a chest CT at the real reference's voxel size (1.5 mm), for realism checks against it
+    "chest": SizePreset((1.5, 1.5, 1.5), (360.0, 280.0, 240.0), 1.5, centre_on="chest"),
 }
 
 
@@ -52,6 +58,12 @@ def _contrast(rng: np.random.Generator) -> Contrast:
                     fat=float(rng.uniform(-105, -90)), lung=float(rng.uniform(-900, -850)),
                     muscle=float(rng.uniform(40, 60)), cortical=float(rng.uniform(750, 1100)),
                     cancellous=float(rng.uniform(200, 300)), plaque=float(rng.uniform(40, 90)))
+
+
+def _thorax_contrast(contrast: Contrast, anat: Anatomy, rng: np.random.Generator) -> Contrast:
+    """Venous inflow and other thoracic tissues, from the thorax's own stream (the seed's main draws stay)."""
+    return replace(contrast, svc=float(anat.thorax.contrast_inflow_hu), ivc=float(rng.uniform(80, 180)),
+                   cartilage=float(rng.uniform(100, 200)), stomach=float(rng.uniform(10, 40)))
 
 
 def _extracoronary(anat: Anatomy, rng: np.random.Generator) -> tuple[list[Calcification], list[str]]:
@@ -106,13 +118,19 @@ def _cadrads_text(findings: list[cf.Finding]) -> str:
     return cad_rads(stenoses, stent=any(f.kind == "stent" for f in findings)).text
 
 
-def build(seed: int, *, findings: list[FindingRequest] | None = None, dominance: str | None = None):
-    """Geometry and ground truth for one seed (no voxels yet): (anatomy, lumens, calcs, extra, findings, where, rng)."""
+def build(seed: int, *, findings: list[FindingRequest] | None = None, dominance: str | None = None,
+          thorax: bool = False):
+    """Geometry and ground truth for one seed (no voxels yet): (anatomy, lumens, calcs, extra, findings, where, rng).
+
+    ``thorax`` adds the generator-2.0 thorax (great vessels, pulmonary trees, airways, ribs, abdomen)."""
     rng = np.random.default_rng(seed)
     anat = sample_anatomy(rng, dominance)
     requests = sample_requests(rng, anat) if findings is None else list(findings)
     lumens, calcs, gt = apply_findings(anat, requests)
     extra, where = _extracoronary(anat, rng)
+    # the thorax has its own stream: a seed's heart, coronaries and findings do not move with it
+    if thorax:
+        anat.thorax = sample_thorax(np.random.default_rng([seed, 2]), anat)
     return anat, lumens, calcs, extra, gt, where, rng
 
 
@@ -141,23 +159,30 @@ def _cac_series(anat, lumens, calcs, extra, grid: Grid, contrast: Contrast, rng)
 def generate_case(out_dir: Path, *, seed: int, size: str = "small", findings: list[FindingRequest] | None = None,
                   dominance: str | None = None, with_cac: bool = True, with_dicom: bool = True,
                   preview: bool = False, case_id: str | None = None, noise_sd_hu: float | None = None,
-                  blood_hu: float | None = None) -> Path:
+                  blood_hu: float | None = None, realistic: bool = False) -> Path:
     """Generate one phantom case folder under ``out_dir`` and return its path.
 
     Args:
         out_dir: parent folder (created).
         seed: every random choice derives from it; the same seed gives byte-identical arrays and JSON.
-        size: "small" (1 mm voxels, a few seconds) or "demo" (0.65 mm in-plane, 1 mm slices, clinical resolution).
+        size: "small" (1 mm voxels, a few seconds), "demo" (0.65 mm in-plane, 1 mm slices, clinical
+            resolution) or "chest" (1.5 mm voxels over the whole thorax, the real reference's voxel size).
         findings: exactly these findings; None draws 0-3 from the seed (healthy cases included).
         dominance: "right" or "left"; drawn from the seed when None.
         with_cac: also write the paired non-contrast 3 mm calcium-scoring series.
         with_dicom: also write DICOM series (needs ``tools.dicom_write``).
         preview: render axial, coronal and MIP PNGs into ``preview/``.
         case_id: folder name; ``phantom_<seed>`` by default.
-        noise_sd_hu: image noise SD in HU (scanner dose, kernel); drawn from 15-30 HU when None.
+        noise_sd_hu: quantum noise SD in HU at this size's voxels; when None it follows the real reference
+            (22 HU in soft tissue at 1.5 mm), the slice thickness, the body size and a drawn dose factor.
         blood_hu: left-heart blood pool HU (contrast timing: ~150-250 early or late bolus, 280-520 good
             arterial phase); drawn from 280-520 when None. The right heart keeps its drawn ratio.
             Both knobs exist for shifted evaluation sets; the seed's other draws stay the same.
+        realistic: generator 2.0's thorax and imaging physics (kernel-textured noise scaled to the real
+            reference and body size, blood inhomogeneity, right-atrial mixing, SVC streaks, blooming,
+            mid-RCA motion blur). Off by default: the image-derived coronary tree
+            (``tools.coronary_tree``) does not yet find the left tree under kernel-textured noise, nor
+            the RCA beside pulmonary veins, and the tools' tests run on default phantoms.
 
     Raises:
         PhantomError: unknown size or acquisition value. PhantomFindingError: a finding cannot be placed.
@@ -175,9 +200,17 @@ def generate_case(out_dir: Path, *, seed: int, size: str = "small", findings: li
         except ImportError as err:
             raise PhantomError("DICOM output needs tools.dicom_write, which is not installed; "
                                "use with_dicom=False (--no-dicom)") from err
-    anat, lumens, calcs, extra, gt, where, rng = build(seed, findings=findings, dominance=dominance)
+    anat, lumens, calcs, extra, gt, where, rng = build(seed, findings=findings, dominance=dominance,
+                                                       thorax=realistic)
     contrast = _contrast(rng)
     noise_sd = float(rng.uniform(15, 30))
+    physics = None
+    if realistic:
+        # dose and kernel: the draw scales the reference noise of a body this size at this slice thickness
+        noise_sd = NoiseModel().sd_at(preset.spacing_mm[2], anat.thorax.body_diameter_mm, noise_sd / 22.5)
+        phys_rng = np.random.default_rng([seed, 3])
+        contrast = _thorax_contrast(contrast, anat, phys_rng)
+        physics = sample_physics(anat, phys_rng)
     # Overrides replace the draws after they are made, so the rest of the seed's stream is unchanged.
     if blood_hu is not None:
         contrast = replace(contrast, blood_left=float(blood_hu),
@@ -185,9 +218,13 @@ def generate_case(out_dir: Path, *, seed: int, size: str = "small", findings: li
     if noise_sd_hu is not None:
         noise_sd = float(noise_sd_hu)
     centre = anat.heart.base + 0.3 * anat.heart.length * anat.heart.u
+    if preset.centre_on == "chest" and not realistic:
+        raise PhantomError(f"size {size!r} shows the whole thorax: use it with realistic=True (--realistic)")
+    if preset.centre_on == "chest":
+        centre = np.array([anat.body_centre[0], anat.body_centre[1], centre[2] + 30.0])
     grid = Grid.centred(np.round(centre, 1), preset.fov_mm, preset.spacing_mm)
     lab, parts = rasterise(anat, lumens, calcs, grid, extra)
-    hu = form_image(lab, parts, grid, contrast, noise_sd, rng)
+    hu = form_image(lab, parts, grid, contrast, noise_sd, rng, physics)
 
     case_id = case_id or f"phantom_{seed:06d}"
     root = Path(out_dir) / case_id

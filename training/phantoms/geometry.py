@@ -108,6 +108,7 @@ class Anatomy:
     liver_axes: tuple[float, float, float]
     vessels: dict[str, Vessel] = field(default_factory=dict)
     landmarks: dict[str, np.ndarray] = field(default_factory=dict)
+    thorax: object | None = None  # training.phantoms.thorax.Thorax, drawn from its own stream (generator 2.0)
 
     def segment_codes(self) -> list[str]:
         return list(self.vessels)

@@ -16,7 +16,11 @@ from scipy.spatial import cKDTree
 
 from tools.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
 from training.phantoms.geometry import Anatomy, Tube
+from training.phantoms import physics as phys
 from training.phantoms.lesions import Calcification, SegmentLumen
+from training.phantoms.noise import kernel_noise
+from training.phantoms.physics import Physics
+from training.phantoms.thorax_raster import abdomen, body_wall, posterior_elements, vessels_and_airways
 
 LABEL = {name: s.label_id for name, s in STRUCTURES_BY_NAME.items()}
 PSF_SIGMA_MM = 0.5  # scanner point-spread function, Gaussian sigma
@@ -66,6 +70,11 @@ class Contrast:
     plaque: float = 60.0  # non-calcified plaque: 30-130 HU
     stent: float = 2200.0  # metal before blur; blooming brings it to ~800-1500 HU
     air: float = -1000.0
+    # thorax (generator 2.0); the defaults are an unenhanced scan
+    svc: float = 40.0  # undiluted contrast arriving from the injected arm vein: 700-1600 HU in the arterial phase
+    ivc: float = 40.0  # unopacified venous return from below
+    cartilage: float = 140.0
+    stomach: float = 25.0
 
 
 def _capsule_dist(x, y, z, tube: Tube) -> np.ndarray:
@@ -80,20 +89,26 @@ def _ball(x, y, z, c, r) -> np.ndarray:
     return (x - c[0]) ** 2 + (y - c[1]) ** 2 + (z - c[2]) ** 2 <= r * r
 
 
-def _tissues(anat: Anatomy, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
-    """Label map of everything but the coronaries, and a bone-cortex mask (HU differs, label does not)."""
+def _tissues(anat: Anatomy, grid: Grid) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Label map of everything but the coronaries, a bone-cortex mask (HU differs, label does not) and
+    the masks image formation needs besides labels (airway and stomach air)."""
     x, y, z = grid.axes()
     lab = np.zeros(grid.shape, np.uint8)
     bx, by = (float(v) for v in anat.body_centre)
     ax_, ay = (float(v) for v in anat.body_axes)
-    ell = lambda dx, dy: ((x - bx) / (ax_ - dx)) ** 2 + ((y - by) / (ay - dx)) ** 2 <= 1  # noqa: E731
-    body, below_fat, cavity = ell(0, 0), ell(anat.fat_mm, 0), ell(anat.fat_mm + anat.muscle_mm, 0)
-    shape2 = np.broadcast_shapes(body.shape, (1, 1, grid.shape[2]))
-    lab[np.broadcast_to(body, shape2)] = LABEL["subcutaneous_fat"]
-    lab[np.broadcast_to(below_fat, shape2)] = LABEL["soft_tissue"]
-    cavity = np.broadcast_to(cavity, grid.shape)
-    lab[cavity & (x >= bx)] = LABEL["lung_left"]
-    lab[cavity & (x < bx)] = LABEL["lung_right"]
+    thorax = anat.thorax
+    extras: dict = {}
+    if thorax is not None:
+        cavity, rib_cortex = body_wall(lab, grid, anat, thorax)
+    else:
+        ell = lambda dx, dy: ((x - bx) / (ax_ - dx)) ** 2 + ((y - by) / (ay - dx)) ** 2 <= 1  # noqa: E731
+        body, below_fat, cavity = ell(0, 0), ell(anat.fat_mm, 0), ell(anat.fat_mm + anat.muscle_mm, 0)
+        shape2 = np.broadcast_shapes(body.shape, (1, 1, grid.shape[2]))
+        lab[np.broadcast_to(body, shape2)] = LABEL["subcutaneous_fat"]
+        lab[np.broadcast_to(below_fat, shape2)] = LABEL["soft_tissue"]
+        cavity = np.broadcast_to(cavity, grid.shape)
+        lab[cavity & (x >= bx)] = LABEL["lung_left"]
+        lab[cavity & (x < bx)] = LABEL["lung_right"]
 
     h = anat.heart
     # python floats keep the arithmetic in float32 (a float64 numpy scalar would promote it)
@@ -109,11 +124,16 @@ def _tissues(anat: Anatomy, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
         return (su >= -grow) & ((su / a) ** 2 + rr / b ** 2 <= 1)
 
     # mediastinum: pericardial fat around the heart and a central strip (oesophagus, vessels in fat)
-    strip = (np.abs(x - bx) < 22) & (y > by - ay + 10) & (y < anat.spine_centre[1])
+    # (with a thorax, the mediastinal fat is a sheath round its vessels and airways instead: a narrow strip)
+    strip = ((np.abs(x - bx) < 22) & (y > by - ay + 10) & (y < anat.spine_centre[1]) if thorax is None
+             else (np.abs(x - bx) < 10) & (y > by - ay + 10) & (y < float(h.base[1])))
     fat_zone = half(h.length, h.radius, 7.0) | strip
     for c, r in (anat.la, anat.ra):
         fat_zone |= _ball(x, y, z, c, r + 6)
     lab[fat_zone & cavity] = LABEL["epicardial_fat"]
+    if thorax is not None:
+        extras["stomach_air"] = abdomen(lab, grid, anat, thorax, cavity, half(h.length, h.radius, 7.0))
+        extras["airway"] = vessels_and_airways(lab, grid, anat, thorax)
     # great vessels
     for tube in anat.aorta[1:]:
         lab[_capsule_dist(x, y, z, tube) <= tube.radius] = LABEL["aorta"]
@@ -164,11 +184,16 @@ def _tissues(anat: Anatomy, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
                                          grid.shape)
     cortex &= ~disc
     lab[vb & disc] = LABEL["soft_tissue"]
+    if thorax is not None:
+        processes = posterior_elements(lab, grid, anat)
+        cortex |= rib_cortex & (lab == LABEL["ribs"])
+        cortex |= processes & ~ndimage.binary_erosion(processes, iterations=1)
+        return lab, cortex, extras
     # liver dome under the right hemidiaphragm (lowest slices only)
     lc, (la_, lb, lc_) = [float(v) for v in anat.liver_centre], anat.liver_axes
     liver = ((x - lc[0]) / la_) ** 2 + ((y - lc[1]) / lb) ** 2 + ((z - lc[2]) / lc_) ** 2 <= 1
     lab[liver & cavity & ~half(h.length, h.radius, 7.0)] = LABEL["liver"]
-    return lab, cortex
+    return lab, cortex, extras
 
 
 def _coronaries(anat: Anatomy, lumens: dict[str, SegmentLumen], calcs: list[Calcification], grid: Grid,
@@ -239,7 +264,7 @@ def _healthy_radius(anat: Anatomy, codes, nn) -> np.ndarray:
 def rasterise(anat: Anatomy, lumens: dict[str, SegmentLumen], calcs: list[Calcification], grid: Grid,
               extra_calcium: list[Calcification] = ()) -> tuple[np.ndarray, dict]:
     """The label map (uint8, ``grid.shape``) and what image formation needs (band, occupancy...)."""
-    lab, cortex = _tissues(anat, grid)
+    lab, cortex, extras = _tissues(anat, grid)
     flat, occ, ca_hu, struts = _coronaries(anat, lumens, calcs, grid, lab)
     x, y, z = grid.axes()
     extra = np.zeros(grid.shape, np.float32)
@@ -248,12 +273,23 @@ def rasterise(anat: Anatomy, lumens: dict[str, SegmentLumen], calcs: list[Calcif
         value = np.where(r <= c.radius, c.peak_hu * np.sqrt(np.clip(1 - (r / c.radius) ** 2, 0, 1)) + 130, 0)
         extra = np.maximum(extra, value)
     lab[extra >= 130] = STRUCTURES_BY_NAME["extracoronary_calcification"].label_id
-    return lab, {"cortex": cortex, "band": flat, "occ": occ, "ca_hu": ca_hu, "struts": struts, "extra_ca": extra}
+    return lab, {"cortex": cortex, "band": flat, "occ": occ, "ca_hu": ca_hu, "struts": struts, "extra_ca": extra,
+                 **extras}
+
+
+OPACIFIED = ("lv_blood", "rv_blood", "la_blood", "ra_blood", "aorta", "aortic_root", "pulmonary_artery",
+             "superior_vena_cava", "brachiocephalic_veins", "brachiocephalic_trunk", "left_common_carotid_artery",
+             "left_subclavian_artery", "pulmonary_arteries", "pulmonary_veins")
 
 
 def form_image(lab: np.ndarray, parts: dict, grid: Grid, contrast: Contrast, noise_sd: float,
-               rng: np.random.Generator) -> np.ndarray:
-    """HU image (int16) from a label map: tissue HU, lumen partial volume, PSF blur, correlated noise."""
+               rng: np.random.Generator, physics: Physics | None = None) -> np.ndarray:
+    """HU image (int16) from a label map: tissue HU, lumen partial volume, PSF blur, correlated noise.
+
+    With ``physics`` (generator 2.0) also: blood inhomogeneity and right-atrial mixing, calcium and
+    stent blooming, motion blur round the mid RCA, streaks from the dense SVC, and noise with a
+    reconstruction kernel's texture (:mod:`training.phantoms.noise`) instead of blurred white noise.
+    """
     c = contrast
     lut = np.full(256, c.air, np.float32)
     for name, hu in (("soft_tissue", c.muscle), ("subcutaneous_fat", c.fat), ("lung_left", c.lung),
@@ -263,12 +299,20 @@ def form_image(lab: np.ndarray, parts: dict, grid: Grid, contrast: Contrast, noi
                      ("lv_myocardium", c.myocardium), ("aorta", c.blood_left), ("aortic_root", c.blood_left),
                      ("pulmonary_artery", c.blood_right), ("cardiac_wall", c.myocardium),
                      ("noncalcified_plaque", c.plaque), ("calcified_plaque", c.plaque), ("stent", c.stent),
-                     ("extracoronary_calcification", c.myocardium)):
+                     ("extracoronary_calcification", c.myocardium),
+                     ("superior_vena_cava", c.svc), ("brachiocephalic_veins", c.svc), ("inferior_vena_cava", c.ivc),
+                     ("azygos_vein", 0.5 * (c.ivc + c.blood_right)), ("brachiocephalic_trunk", c.blood_left),
+                     ("left_common_carotid_artery", c.blood_left), ("left_subclavian_artery", c.blood_left),
+                     ("pulmonary_arteries", c.blood_right), ("pulmonary_veins", c.blood_left),
+                     ("trachea", c.air), ("main_bronchi", c.air), ("oesophagus", c.muscle - 5),
+                     ("ribs", c.cancellous), ("costal_cartilage", c.cartilage), ("stomach", c.stomach)):
         lut[LABEL[name]] = hu
     for seg in SEGMENTS_BY_CODE.values():
         lut[seg.label_id] = c.fat  # lumen HU is mixed in below from the analytic occupancy
     hu = lut[lab]
     hu[parts["cortex"]] = c.cortical
+    if "stomach_air" in parts:
+        hu[parts["stomach_air"]] = c.air
     huf = hu.reshape(-1)
     band, occ = parts["band"], parts["occ"]
     huf[band] = huf[band] * (1 - occ) + 0.97 * c.blood_left * occ
@@ -276,7 +320,21 @@ def form_image(lab: np.ndarray, parts: dict, grid: Grid, contrast: Contrast, noi
     huf[band[parts["struts"]]] = c.stent
     hu = np.where(parts["extra_ca"] >= 130, np.maximum(hu, parts["extra_ca"]), hu)
     sp = np.asarray(grid.spacing)
+    if physics is None:
+        hu = ndimage.gaussian_filter(hu, PSF_SIGMA_MM / sp, mode="nearest")
+        noise = ndimage.gaussian_filter(rng.standard_normal(grid.shape, dtype=np.float32), NOISE_CORRELATION_MM / sp)
+        noise *= noise_sd / max(float(noise.std()), 1e-6)
+        return np.clip(np.rint(hu + noise), -1024, 3071).astype(np.int16)
+    blood = np.isin(lab, [LABEL[n] for n in OPACIFIED])
+    phys.blood_inhomogeneity(hu, blood, grid, physics.blood_texture, physics.blood_texture_mm, rng)
+    phys.atrial_mixing(hu, lab == LABEL["ra_blood"], grid, physics, c.svc, c.ivc, rng)
+    dense = np.zeros(grid.shape, bool).reshape(-1)
+    dense[band[(parts["ca_hu"] >= 130) | parts["struts"]]] = True
+    dense = dense.reshape(grid.shape) | (parts["extra_ca"] >= 130)
+    hu = phys.bloom(hu, dense, c.plaque, grid, physics.bloom_sigma_mm)
+    hu = phys.motion_blur(hu, grid, physics)
     hu = ndimage.gaussian_filter(hu, PSF_SIGMA_MM / sp, mode="nearest")
-    noise = ndimage.gaussian_filter(rng.standard_normal(grid.shape, dtype=np.float32), NOISE_CORRELATION_MM / sp)
-    noise *= noise_sd / max(float(noise.std()), 1e-6)
-    return np.clip(np.rint(hu + noise), -1024, 3071).astype(np.int16)
+    svc = lab == LABEL["superior_vena_cava"]
+    phys.svc_streaks(hu, svc, lab != 0, grid, physics, c.svc)
+    hu += kernel_noise(grid.shape, grid.spacing, noise_sd, rng)
+    return np.clip(np.rint(hu), -1024, 3071).astype(np.int16)

@@ -1,0 +1,284 @@
+"""The thorax around the heart: great vessels, pulmonary trees, airways, oesophagus, chest wall and upper abdomen.
+
+Geometry only, in patient LPS millimetres (x to the patient's left, y posterior, z superior), drawn from
+the case's own random stream so that adding or changing a thoracic structure never moves the heart or
+the coronary tree of a seed. :mod:`training.phantoms.raster` paints it.
+
+Vessels and airways are chains of tapered capsules (:class:`Segments`). The intrapulmonary arteries
+and veins are recursive binary trees: each child is about 0.79 times its parent's radius (Murray's
+law for two equal children, r_child = r / 2**(1/3)) and turns 20-40 degrees away from it, until the
+calibre reaches the voxel scale.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from training.phantoms.geometry import Anatomy, Tube, _spline, _unit
+
+MURRAY = 2.0 ** (-1.0 / 3.0)  # child / parent radius at a symmetric bifurcation
+MIN_TREE_RADIUS_MM = 0.45  # stop branching below this calibre (under half a small-size voxel)
+
+
+@dataclass
+class Segments:
+    """Tapered capsules: segment n runs from ``p0[n]`` (radius ``r0[n]``) to ``p1[n]`` (radius ``r1[n]``)."""
+
+    p0: np.ndarray
+    p1: np.ndarray
+    r0: np.ndarray
+    r1: np.ndarray
+
+    @classmethod
+    def empty(cls) -> "Segments":
+        return cls(np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0), np.zeros(0))
+
+    @classmethod
+    def polyline(cls, ctrl, r_start: float, r_end: float | None = None, step: float = 2.0) -> "Segments":
+        """A smooth path through control points, tapering linearly from ``r_start`` to ``r_end``."""
+        pts = _spline(np.asarray(ctrl, dtype=np.float64), step)
+        r = np.linspace(r_start, r_start if r_end is None else r_end, len(pts))
+        return cls(pts[:-1], pts[1:], r[:-1], r[1:])
+
+    def __add__(self, other: "Segments") -> "Segments":
+        return Segments(np.vstack([self.p0, other.p0]), np.vstack([self.p1, other.p1]),
+                        np.r_[self.r0, other.r0], np.r_[self.r1, other.r1])
+
+    def __len__(self) -> int:
+        return len(self.r0)
+
+
+@dataclass
+class ChestWall:
+    """Body-wall layers as functions of the in-plane angle ``theta`` around the body centre
+    (``atan2(y, x)``: 0 the patient's left, pi/2 posterior)."""
+
+    fat_mm: float  # mean subcutaneous fat
+    fat_harmonics: tuple[float, float, float, float]  # a1, phase1, a2, phase2 (relative amplitudes)
+    muscle_mm: float  # anterior/lateral muscle (pectoral, serratus, intercostal)
+    paraspinal_mm: float  # extra muscle either side of the spine, posteriorly
+    rib_layer_mm: float  # ribs and intercostal muscle inside the muscle
+
+    def fat(self, theta):
+        a1, p1, a2, p2 = self.fat_harmonics
+        return self.fat_mm * np.clip(1 + a1 * np.cos(theta - p1) + a2 * np.cos(2 * theta - p2), 0.25, None)
+
+    def muscle(self, theta):
+        posterior = np.exp(-((np.angle(np.exp(1j * (theta - np.pi / 2)))) / 0.55) ** 2)
+        return self.muscle_mm + self.paraspinal_mm * posterior
+
+
+@dataclass
+class Ribs:
+    """Twelve pairs of ribs: rib n's upper edge at the spine sits at ``z_spine[n]``; ribs descend by
+    ``drop_mm`` from the spine to the sternum; the anterior ``cartilage_deg`` are costal cartilage."""
+
+    z_spine: np.ndarray
+    height_mm: float
+    thickness_mm: float
+    drop_mm: float
+    cartilage_deg: float
+
+
+@dataclass
+class Thorax:
+    sex: str
+    body_diameter_mm: float  # effective (sqrt(4 a b)) diameter of the body ellipse
+    wall: ChestWall
+    ribs: Ribs
+    svc: Segments
+    ivc: Segments
+    brachiocephalic_veins: Segments
+    arch: Segments  # ascending top to descending aorta (labelled as aorta)
+    arch_branches: dict[str, Segments]  # brachiocephalic trunk, left common carotid, left subclavian
+    pulmonary_arteries: Segments  # right and left PA and their intrapulmonary trees
+    pulmonary_veins: Segments  # LA inflows and their intrapulmonary trees
+    trachea: Segments
+    bronchi: Segments
+    oesophagus: Segments
+    azygos: Segments
+    stomach: tuple[np.ndarray, tuple[float, float, float]]  # centre, semi-axes
+    diaphragm: tuple[np.ndarray, np.ndarray, float]  # right dome top, left dome top, dome curvature radius
+    contrast_inflow_hu: float = 0.0  # undiluted contrast arriving by the SVC (drawn per case)
+    extra: dict = field(default_factory=dict)
+
+
+def _rotate(v: np.ndarray, axis: np.ndarray, angle: float) -> np.ndarray:
+    axis = _unit(axis)
+    return (v * np.cos(angle) + np.cross(axis, v) * np.sin(angle) + axis * (axis @ v) * (1 - np.cos(angle)))
+
+
+def _tree(rng, start, direction, radius, length, inside, depth: int = 0) -> Segments:
+    """A recursive binary tree from ``start``; ``inside(p)`` says whether a point is in the lung."""
+    end = start + length * direction
+    if not inside(end):
+        # shorten once towards the lung boundary, then give up on this branch
+        end = start + 0.5 * length * direction
+        if not inside(end):
+            return Segments.empty()
+    seg = Segments(start[None], end[None], np.array([radius]), np.array([radius * 0.95]))
+    child_r = radius * MURRAY
+    if child_r < MIN_TREE_RADIUS_MM or depth >= 9:
+        return seg
+    perp = _unit(np.cross(direction, rng.normal(size=3)))
+    out = seg
+    for sign in (-1.0, 1.0):
+        angle = sign * np.deg2rad(rng.uniform(20, 40))
+        child_dir = _unit(_rotate(direction, perp, angle) + rng.normal(0, 0.08, 3))
+        out = out + _tree(rng, end, child_dir, child_r, max(length * rng.uniform(0.72, 0.88), 4.0), inside, depth + 1)
+    return out
+
+
+def sample_thorax(rng: np.random.Generator, anat: Anatomy, sex: str | None = None) -> Thorax:
+    """Draw the thorax of one patient around an already sampled heart (``anat`` is updated: the
+    ascending aorta ends at the arch and the descending aorta sits beside the spine)."""
+    if sex is None:
+        sex = "male" if rng.random() < 0.6 else "female"
+    if sex not in ("male", "female"):
+        raise ValueError(f"sex must be 'male' or 'female', got {sex!r}")
+    bx, by = (float(v) for v in anat.body_centre)
+    ax_, ay = (float(v) for v in anat.body_axes)
+    sx, sy = (float(v) for v in anat.spine_centre)
+    sr = float(anat.spine_radius)
+    la_c, la_r = anat.la
+    ra_c, ra_r = anat.ra
+
+    wall = ChestWall(fat_mm=float(anat.fat_mm), fat_harmonics=(float(rng.uniform(0.1, 0.4)), float(rng.uniform(0, 2 * np.pi)),
+                                                               float(rng.uniform(0.1, 0.3)), float(rng.uniform(0, 2 * np.pi))),
+                     muscle_mm=float(anat.muscle_mm), paraspinal_mm=float(rng.uniform(25, 40)),
+                     rib_layer_mm=float(rng.uniform(7, 10)))
+    ribs = Ribs(z_spine=np.arange(-230.0, 200.0, rng.uniform(24, 28)) + rng.uniform(0, 10),
+                height_mm=float(rng.uniform(9, 12)), thickness_mm=wall.rib_layer_mm - 1.0,
+                drop_mm=float(rng.uniform(90, 130)), cartilage_deg=float(rng.uniform(30, 42)))
+
+    # descending aorta: left-anterolateral of the vertebral bodies
+    asc = anat.aorta[1]
+    desc_xy = np.array([sx + 28.0, sy - 20.0]) + rng.normal(0, 2, 2)
+    asc_top = asc.end
+    desc_top = np.array([desc_xy[0], desc_xy[1], asc_top[2] - rng.uniform(0, 10)])
+    arch_top_z = asc_top[2] + rng.uniform(12, 20)
+    trachea_xy = np.array([sx - 2.0, sy - sr - 26.0])
+    arch_mid = np.array([0.5 * (asc_top[0] + desc_xy[0]) + 8, trachea_xy[1] - 14, arch_top_z])
+    arch = Segments.polyline([asc_top - 5 * _unit(asc.end - asc.start), asc_top, arch_mid, desc_top,
+                              desc_top - np.array([0, 0, 30.0])], asc.radius, anat.aorta[2].radius)
+    anat.aorta[2] = Tube(np.array([desc_xy[0], desc_xy[1], -260.0]), desc_top - np.array([0, 0, 25.0]),
+                         anat.aorta[2].radius)
+    # arch branches from the top of the arch, right to left
+    pts = _spline(np.array([asc_top, arch_mid, desc_top]), 2.0)
+    upper = pts[np.argsort(-pts[:, 2])[:max(len(pts) // 2, 3)]]
+    upper = upper[np.argsort(upper[:, 0])]
+    branches = {}
+    for (name, frac, r, dx), rise in zip((("brachiocephalic_trunk", 0.15, rng.uniform(5.5, 7), -25.0),
+                                          ("left_common_carotid_artery", 0.5, rng.uniform(3.5, 4.5), 5.0),
+                                          ("left_subclavian_artery", 0.85, rng.uniform(4.5, 5.5), 35.0)),
+                                         rng.uniform(60, 90, 3)):
+        o = upper[int(frac * (len(upper) - 1))]
+        branches[name] = Segments.polyline([o - np.array([0, 0, 4.0]), o + np.array([0.3 * dx, 0, 0.4 * rise]),
+                                            o + np.array([dx, 4.0, rise])], r, 0.9 * r)
+
+    # superior vena cava: right of the ascending aorta, down into the roof of the right atrium
+    def asc_at(z):
+        t = np.clip((z - asc.start[2]) / (asc.end[2] - asc.start[2]), 0, 1)
+        return asc.start + t * (asc.end - asc.start)
+
+    svc_r = float(rng.uniform(8.5, 11))
+    gap = asc.radius + svc_r + 4.0
+    svc_ctrl = [ra_c + np.array([-0.45 * ra_r, 0.1 * ra_r, 0.35 * ra_r])]
+    for z in (ra_c[2] + ra_r + 12, asc_top[2] - 10, asc_top[2] + 30):
+        a = asc_at(z)
+        svc_ctrl.append(np.array([min(a[0] - gap, svc_ctrl[0][0] - 3), a[1] + 8.0, z]))
+    svc = Segments.polyline(svc_ctrl, svc_r)
+    # left brachiocephalic vein crosses in front of the arch branches into the top of the SVC
+    top = svc_ctrl[-1]
+    bcv = Segments.polyline([top + np.array([0, 0, 10.0]), top + np.array([35, -18, 25.0]),
+                             top + np.array([90, -12, 35.0])], svc_r * 0.7, svc_r * 0.6)
+    bcv = bcv + Segments.polyline([top, top + np.array([-15, 0, 40.0])], svc_r * 0.8)
+    # inferior vena cava: from the floor of the right atrium down, posterior, into the liver
+    ivc_r = float(rng.uniform(10, 13))
+    ivc = Segments.polyline([ra_c + np.array([0.0, 0.35 * ra_r, -0.3 * ra_r]),
+                             ra_c + np.array([4.0, 0.6 * ra_r + 6, -ra_r - 20]),
+                             ra_c + np.array([8.0, 0.6 * ra_r + 10, -ra_r - 120])], ivc_r)
+    # azygos: up the right side of the spine, arching over the right hilum into the SVC
+    azy = Segments.polyline([np.array([sx - 12, sy - sr + 2, ra_c[2] - 120]),
+                             np.array([sx - 14, sy - sr + 2, ra_c[2] + 40]),
+                             np.array([sx - 30, sy - sr - 10, svc_ctrl[2][2] - 20]),
+                             svc_ctrl[2] + np.array([0, 5.0, -20])], rng.uniform(3.5, 5))
+
+    # airways and oesophagus, front to back between the great vessels and the spine
+    carina_z = float(anat.pulmonary.end[2] + rng.uniform(8, 18))
+    trachea_r = float(rng.uniform(8, 10.5) if sex == "male" else rng.uniform(7, 9))
+    carina = np.array([trachea_xy[0], trachea_xy[1], carina_z])
+    trachea = Segments.polyline([carina, carina + np.array([-2, -6, 80.0]), carina + np.array([-3, -14, 200.0])],
+                                trachea_r)
+    hil_z = carina_z - rng.uniform(18, 28)
+    hil_r = np.array([bx - 0.45 * ax_, la_c[1] + 8, hil_z])
+    hil_l = np.array([bx + 0.40 * ax_, la_c[1] + 10, hil_z + 6])
+    rmb, lmb = 0.72 * trachea_r, 0.62 * trachea_r
+    bronchi = Segments.polyline([carina, carina + np.array([-18, 4, -10.0]), hil_r + np.array([0, 12, 0])], rmb, 0.8 * rmb)
+    bronchi = bronchi + Segments.polyline([carina, carina + np.array([22, 0, -10.0]),
+                                           hil_l + np.array([0, 12, 0])], lmb, 0.8 * lmb)
+    oes_xy = np.array([sx + 3.0, sy - sr - 10.0])
+    oesophagus = Segments.polyline([np.array([oes_xy[0] + 12, oes_xy[1] - 15, ra_c[2] - 120]),
+                                    np.array([oes_xy[0] + 4, oes_xy[1], la_c[2]]),
+                                    np.array([oes_xy[0], oes_xy[1], carina_z + 200])], rng.uniform(6, 8))
+
+    # pulmonary arteries: from the trunk's end to each hilum (the right one behind the aorta and SVC)
+    pa = anat.pulmonary
+    bif = pa.end
+    r_main = 0.75 * pa.radius
+    behind = asc_at(bif[2] - 4)
+    rpa = Segments.polyline([bif, np.array([behind[0] + 5, behind[1] + asc.radius + r_main + 3, bif[2] - 4]),
+                             np.array([svc_ctrl[1][0] - 4, svc_ctrl[1][1] + svc_r + r_main + 2, hil_r[2] + 4]),
+                             hil_r], r_main, 0.8 * r_main)
+    lpa = Segments.polyline([bif, bif + np.array([12, 18, 2.0]), hil_l + np.array([-8, 0, 10.0]), hil_l],
+                            0.95 * r_main, 0.75 * r_main)
+
+    # the lung as seen by the tree generator: inside the rib cage, off the mediastinum and the heart
+    inner_a, inner_b = ax_ - 45, ay - 40
+    heart_c = anat.heart.base + 0.45 * anat.heart.length * anat.heart.u
+    dome_r = np.array([bx - 55, by - 5, anat.liver_centre[2] + anat.liver_axes[2] - 4])
+    dome_l = np.array([bx + 55, by + 5, dome_r[2] - rng.uniform(5, 20)])
+    dome_curv = float(rng.uniform(110, 150))
+
+    def dome_z(x, y):
+        return max(d[2] - ((x - d[0]) ** 2 + (y - d[1]) ** 2) / (2 * dome_curv) for d in (dome_r, dome_l))
+
+    def inside(p):
+        x, y, z = p
+        if ((x - bx) / inner_a) ** 2 + ((y - by) / inner_b) ** 2 > 1 or z < dome_z(x, y) + 4 or z > carina_z + 120:
+            return False
+        if abs(x - bx) < 28 and y > by - 40:
+            return False  # mediastinum
+        return np.linalg.norm(p - heart_c) > 0.62 * anat.heart.length + 8
+
+    def grow(hilum, side, r0, n_stems):
+        out = Segments.empty()
+        for k in range(n_stems):
+            el = np.deg2rad(-60 + 120 * (k + rng.uniform(0.2, 0.8)) / n_stems)
+            az = np.deg2rad(rng.uniform(-40, 40))
+            d = _unit([side * np.cos(el) * np.cos(az), np.cos(el) * np.sin(az) + 0.2, np.sin(el)])
+            out = out + _tree(rng, hilum, d, r0, rng.uniform(22, 32), inside)
+        return out
+
+    arteries = rpa + lpa + grow(hil_r, -1.0, 0.55 * r_main, 6) + grow(hil_l, 1.0, 0.55 * r_main, 5)
+    # four pulmonary veins into the back of the left atrium, each the trunk of a venous tree
+    veins = Segments.empty()
+    for side in (-1.0, 1.0):
+        for up in (1.0, -1.0):
+            d = _unit([side * 0.8, 0.45, 0.35 * up])
+            o = la_c + 0.8 * la_r * d
+            stem_end = o + rng.uniform(14, 22) * _unit(d + np.array([0.3 * side, 0, 0.1 * up]))
+            r = float(rng.uniform(5, 7))
+            veins = veins + Segments.polyline([o, 0.5 * (o + stem_end) + np.array([0, 2.0, 0]), stem_end], r, 0.85 * r)
+            veins = veins + _tree(rng, stem_end, _unit(d + np.array([0.4 * side, 0.0, 0.4 * up])),
+                                  0.8 * r, rng.uniform(20, 28), inside)
+
+    stomach_c = np.array([bx + 70, by - 5, dome_l[2] - 60])
+    stomach = (stomach_c, (float(rng.uniform(40, 55)), float(rng.uniform(35, 45)), float(rng.uniform(45, 60))))
+    return Thorax(sex=sex, body_diameter_mm=float(2 * np.sqrt(ax_ * ay)), wall=wall, ribs=ribs, svc=svc, ivc=ivc,
+                  brachiocephalic_veins=bcv, arch=arch, arch_branches=branches, pulmonary_arteries=arteries,
+                  pulmonary_veins=veins, trachea=trachea, bronchi=bronchi, oesophagus=oesophagus, azygos=azy,
+                  stomach=stomach, diaphragm=(dome_r, dome_l, dome_curv),
+                  contrast_inflow_hu=float(rng.uniform(700, 1600)))
