@@ -58,6 +58,7 @@ REFERRING_INTENTS = ("segment_most_calcified", "segment_diseased_artery")
 BLANK_HU = -1000.0  # the blank control: all air
 NOISE_HU = (100.0, 400.0)  # the noise control: Gaussian mean and SD, HU (spans air to bone)
 ECE_BINS = 10
+USABLE_DICE = 0.5  # a mask counts as usable at this Dice (the assistant's default bar to draw one)
 
 
 class EvaluationError(ValueError):
@@ -99,6 +100,18 @@ def expected_calibration_error(confidence: list[float], correct: list[bool], bin
     index = np.minimum((conf * bins).astype(int), bins - 1)
     return float(sum(abs(hit[index == b].mean() - conf[index == b].mean()) * np.mean(index == b)
                      for b in range(bins) if np.any(index == b)))
+
+
+def reliability(confidence: list[float], correct: list[bool], bins: int = ECE_BINS) -> dict:
+    """Reliability table: per non-empty equal-width confidence bin its records, mean confidence and
+    share right; with the ECE over all bins."""
+    conf, hit = np.asarray(confidence, dtype=float), np.asarray(correct, dtype=float)
+    index = np.minimum((conf * bins).astype(int), bins - 1)
+    rows = [{"confidence from": b / bins, "to": (b + 1) / bins, "records": int(np.sum(index == b)),
+             "mean confidence": round(float(conf[index == b].mean()), 4),
+             "share right": round(float(hit[index == b].mean()), 4)} for b in range(bins) if np.any(index == b)]
+    ece = expected_calibration_error(list(conf), list(hit.astype(bool)), bins)
+    return {"ECE": None if ece is None else round(ece, 4), "records": int(conf.size), "bins": rows}
 
 
 def derangement(n: int, seed: int = 0) -> list[int]:
@@ -158,12 +171,22 @@ class Scores:
     yes_no_answer: list[str] = field(default_factory=list)
     yes_no_kind: list[str] = field(default_factory=list)
     yes_no_confidence: list[float] = field(default_factory=list)
+    # Per Dice row: (the mask's confidence, 0 for an empty mask; whether its Dice reached USABLE_DICE).
+    mask_calibration: dict[str, list[tuple[float, bool]]] = field(default_factory=dict)
     choice: list[bool] = field(default_factory=list)
     landmark_mm: list[float] = field(default_factory=list)
     calc_tp: int = 0
     calc_fn: int = 0
     calc_fp: int = 0
     records: int = 0
+
+    def calibration(self) -> dict:
+        """Reliability of the confidences: the yes/no answer's (probability of the answer given) and,
+        per Dice row, the mask's (mean probability inside it, read as the chance the mask is usable)."""
+        correct = [a == t for a, t in zip(self.yes_no_answer, self.yes_no_truth)]
+        return {"yes/no answers": reliability(self.yes_no_confidence, correct),
+                "masks (usable = Dice >= 0.5)": {row: reliability([c for c, _ in pairs], [u for _, u in pairs])
+                                                 for row, pairs in self.mask_calibration.items() if pairs}}
 
     def summary(self) -> dict[str, float | int | None]:
         """Row name -> value (None when the split had no record for that row)."""
@@ -198,10 +221,11 @@ class EvaluationReport:
     cases: int
     splits: dict[str, dict] = field(default_factory=dict)
     seconds: float = 0.0
+    calibration: dict[str, dict] = field(default_factory=dict)  # split -> Scores.calibration()
 
     def to_dict(self) -> dict:
         return {"checkpoint": self.checkpoint, "data": self.data, "cases": self.cases, "splits": self.splits,
-                "seconds": round(self.seconds, 1), "targets": TARGETS}
+                "calibration": self.calibration, "seconds": round(self.seconds, 1), "targets": TARGETS}
 
 
 def _case_arrays(folder: Path):
@@ -254,10 +278,14 @@ def score_record(model, record, study, labels: np.ndarray, landmarks: dict, scor
                                     and overlap[wanted] > 0)
             return
         group = structure_group(target.mask.label_ids)
-        if group is not None:
-            scores.dice[group].append(dice(result.mask, truth))
+        value = dice(result.mask, truth)
+        confidence = (float(result.mask_confidence) if result.mask.any() else 0.0, value >= USABLE_DICE)
+        rows = [group] if group is not None else []
         if len(target.mask.label_ids) == 1 and target.mask.label_ids[0] in CHAMBER_ROWS:
-            scores.dice[CHAMBER_ROWS[target.mask.label_ids[0]]].append(scores.dice[group][-1])
+            rows.append(CHAMBER_ROWS[target.mask.label_ids[0]])
+        for row in rows:
+            scores.dice[row].append(value)
+            scores.mask_calibration.setdefault(row, []).append(confidence)
         if group == "calcifications":
             tp, fn, fp = lesion_counts(result.mask, truth)
             scores.calc_tp += tp
@@ -362,6 +390,7 @@ def evaluate_folder(checkpoint: str | Path, data_dir: str | Path, *, curriculum:
             print(f"  {name}: case {index + 1}/{len(by_case)} {case_id}", flush=True)
     report = EvaluationReport(checkpoint=str(checkpoint), data=str(data_dir), cases=len(by_case))
     report.splits[name] = seen.summary()
+    report.calibration[name] = seen.calibration()
     if held_out.records:
         report.splits[f"{name}, held-out phrasings"] = held_out.summary()
     for control, scores in controlled.items():
@@ -423,4 +452,5 @@ def control_gaps(report: EvaluationReport, name: str) -> dict[str, dict[str, flo
 
 __all__ = ["DICE_ROWS", "SHUFFLED_CONTROL_MAX", "TARGETS", "EvaluationError", "EvaluationReport", "Scores",
            "balanced_accuracy", "control_gaps", "control_study", "derangement", "dice", "evaluate_folder",
-           "expected_calibration_error", "format_table", "lesion_counts", "structure_group", "target_gaps"]
+           "expected_calibration_error", "format_table", "lesion_counts", "reliability", "structure_group",
+           "target_gaps"]

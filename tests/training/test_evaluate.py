@@ -131,7 +131,8 @@ class _ImageReader:
 
         bright = np.asarray(study.hu) > 1500
         answer = "yes" if bright.any() else "no"
-        return SimpleNamespace(answer=answer, answer_confidence=0.9, mask=bright, landmark_mm=(0.0, 0.0, 0.0))
+        return SimpleNamespace(answer=answer, answer_confidence=0.9, mask=bright, mask_confidence=0.8,
+                               landmark_mm=(0.0, 0.0, 0.0))
 
     def clear_cache(self):
         pass
@@ -202,6 +203,13 @@ def test_the_shuffled_image_control_drops_an_image_dependent_task_to_chance(toy_
     assert splits["blank volumes"]["yes/no accuracy"] == 0.5  # 8 yes, 8 no: raw accuracy is chance here too
     gaps = control_gaps(report, "held-out seeds")
     assert gaps["shuffled images"]["yes/no balanced accuracy (findings)"] >= 0.35
+    # Calibration of the own-image column: answers right at 0.9 confidence, every stent mask usable at 0.8.
+    calibration = report.calibration["held-out seeds"]
+    assert calibration["yes/no answers"]["ECE"] == pytest.approx(0.1)
+    stents = calibration["masks (usable = Dice >= 0.5)"]["stents"]
+    assert stents["records"] == TOY_CASES // 2 and stents["ECE"] == pytest.approx(0.2)
+    assert stents["bins"] == [{"confidence from": 0.8, "to": 0.9, "records": 8, "mean confidence": 0.8,
+                               "share right": 1.0}]
 
 
 def test_a_model_answering_from_the_wording_does_not_pass_the_shuffled_control(toy_world):
