@@ -47,6 +47,7 @@ METHOD = ("coronary tree from CT intensities: half-maximum lumen threshold, open
           "watershed-split tubes touching the aortic root, TEASAR centerlines (kimimaro), SCCT segments by "
           "anatomical branching rules")
 SOURCE = "image-derived coronary tree"
+OSTIA_SPAN_MM = (8.0, 60.0)  # left and right coronary ostia on one aortic root (root diameter 25-40 mm)
 CENTERLINE_SOURCE = "image-derived centerline (TEASAR skeleton of the tubes found in the CT)"
 
 
@@ -70,6 +71,7 @@ class TreeConfig:
     max_gap_mm: float = 20.0  # a piece this far ahead of a vessel end is the vessel beyond a stenosis
     touch_gap_mm: float = 3.0  # pieces this close are joined whatever the direction
     max_bridge_angle_deg: float = 35.0  # a longer bridge must continue the vessel's direction
+    checked_gap_mm: float = 6.0  # a bridge longer than this must have CT support along it
     bridge_fraction: float = 0.25  # along a longer bridge the CT stays above this (fat 0, lumen 1): plaque
     major_branch_mm: float = 15.0  # a branch this long (to its farthest end) makes a bifurcation
     side_branch_mm: float = 10.0  # a side branch this long is a diagonal / marginal
@@ -434,7 +436,7 @@ def _join_gaps(graph: _Graph, config: TreeConfig, supported) -> set[int]:
             dist = float(np.linalg.norm(step))
             if dist > config.touch_gap_mm and step @ heading < cos_max * dist:
                 continue
-            if dist > config.touch_gap_mm and not supported(graph.xyz[v], graph.xyz[u]):
+            if dist > config.checked_gap_mm and not supported(graph.xyz[v], graph.xyz[u]):
                 continue
             if best is None or dist < best[0]:
                 best = (dist, int(u))
@@ -457,17 +459,26 @@ def _find_ostia(graph: _Graph, study: Study, touching: np.ndarray) -> tuple[dict
     length = np.bincount(components[a], weights=seg_len, minlength=components.max() + 1)
     d, _ = cKDTree(study.index_to_mm(np.argwhere(touching))).query(graph.xyz)
     contact = d <= 1.5
-    systems = [c for c in np.argsort(length)[::-1] if contact[components == c].any()][:2]
+    systems = [c for c in np.argsort(length)[::-1] if contact[components == c].any()][:6]
     if not systems:
         raise CoronaryTreeError("no coronary artery leaving the aortic root was found in the image")
-    if len(systems) == 1:
+    # both ostia sit on the one aortic root: of the longest systems, the pair whose contact points
+    # lie OSTIA_SPAN_MM apart with the most vessel between them
+    best = None
+    for i, first_system in enumerate(systems):
+        for second_system in systems[i + 1:]:
+            first = np.flatnonzero((components == first_system) & contact)
+            second = np.flatnonzero((components == second_system) & contact)
+            dist, j = cKDTree(graph.xyz[second]).query(graph.xyz[first])
+            k = int(np.argmin(dist))
+            if OSTIA_SPAN_MM[0] <= dist[k] <= OSTIA_SPAN_MM[1]:
+                total = length[first_system] + length[second_system]
+                if best is None or total > best[0]:
+                    best = (total, int(first[k]), int(second[j[k]]))
+    if best is None:
         verts = np.flatnonzero((components == systems[0]) & contact)
         return {"single": int(verts[0])}, ["only one coronary artery leaving the aorta was found"]
-    first = np.flatnonzero((components == systems[0]) & contact)
-    second = np.flatnonzero((components == systems[1]) & contact)
-    dist, j = cKDTree(graph.xyz[second]).query(graph.xyz[first])
-    k = int(np.argmin(dist))
-    roots = sorted([int(first[k]), int(second[j[k]])], key=lambda v: graph.xyz[v][0])
+    roots = sorted(best[1:], key=lambda v: graph.xyz[v][0])
     # the left coronary ostium lies to the patient's left of the right one (larger x in LPS)
     return {"right": roots[0], "left": roots[1]}, []
 
