@@ -76,6 +76,8 @@ def finding_ids_in_text(text: str) -> list[int]:
 # wording alone (which artery a segment belongs to), while the findings ones need the image.
 QUESTION_KINDS = ("findings", "anatomy", "stent sizing")
 _STENT_SIZE = re.compile(r"\d+(?:\.\d+)?\s*mm\s+stent", re.IGNORECASE)
+# Findings the curriculum does not ask about by name still need the image, never the anatomy evidence.
+_OTHER_FINDINGS = re.compile(r"stenos|narrow|occlu|lesion|block|disease", re.IGNORECASE)
 
 
 def question_kind(text: str) -> str:
@@ -83,7 +85,7 @@ def question_kind(text: str) -> str:
     (is there a calcification, plaque or stent), else 'anatomy' ("is the pRCA a segment of the LAD?")."""
     if _STENT_SIZE.search(text):
         return "stent sizing"
-    return "findings" if finding_ids_in_text(text) else "anatomy"
+    return "findings" if finding_ids_in_text(text) or _OTHER_FINDINGS.search(text) else "anatomy"
 
 
 def structure_group_of_text(text: str) -> str | None:

@@ -38,3 +38,31 @@ def test_a_chamber_is_judged_by_its_own_row_when_the_evaluation_has_one(tmp_path
     assert measured_dice(tmp_path, "calcified plaque of the left ventricle") is None  # a finding, not the chamber
     (tmp_path / EVALUATION_FILE).write_text(json.dumps([{"splits": {HELD_OUT_SPLIT: {"Dice chambers": 0.72}}}]))
     assert measured_dice(tmp_path, "right atrium") == 0.72  # older evaluations: the pooled row
+
+
+@pytest.mark.parametrize("question,kind", [
+    ("Is there a calcification in the left main coronary artery?", "findings"), ("any plaque in LAD?", "findings"),
+    ("Is the LAD narrowed?", "findings"), ("Is there a stenosis in the RCA?", "findings"),
+    ("Is the proximal right coronary artery a segment of the left main coronary artery?", "anatomy"),
+    ("Will a 26 mm stent fully cover the proximal LAD lesion?", "stent sizing"),
+    ("24 mm stent covers pCx lesion?", "stent sizing")])
+def test_question_kind(question, kind):
+    from vlm.validation import question_kind
+
+    assert question_kind(question) == kind
+
+
+def test_answer_evidence_compares_the_kind_with_its_closest_control(tmp_path):
+    from vlm.validation import answer_evidence
+
+    row = "yes/no balanced accuracy (findings)"
+    assert not answer_evidence(tmp_path, "is there a stent?").depends_on_image  # no evaluation: no evidence
+    reports = [{"splits": {HELD_OUT_SPLIT: {row: 0.8, "multiple-choice accuracy": 0.5},
+                           f"{HELD_OUT_SPLIT}, shuffled images": {row: 0.55, "multiple-choice accuracy": 0.45},
+                           f"{HELD_OUT_SPLIT}, blank volumes": {row: 0.72}}}]
+    (tmp_path / EVALUATION_FILE).write_text(json.dumps(reports))
+    evidence = answer_evidence(tmp_path, "is there a stent?")
+    assert (evidence.control, evidence.control_accuracy, evidence.depends_on_image) == ("blank volumes", 0.72, False)
+    assert answer_evidence(tmp_path, "is there a stent?", margin=0.05).depends_on_image
+    assert not answer_evidence(tmp_path, "which artery?", choices=["LAD", "RCA"]).depends_on_image  # 0.05 lead
+    assert answer_evidence(tmp_path, "is the pRCA part of the LAD?").accuracy is None  # anatomy: not evaluated
