@@ -62,8 +62,11 @@ def _contrast(rng: np.random.Generator) -> Contrast:
 
 def _thorax_contrast(contrast: Contrast, anat: Anatomy, rng: np.random.Generator) -> Contrast:
     """Venous inflow and other thoracic tissues, from the thorax's own stream (the seed's main draws stay)."""
+    # lung, fat and myocardium re-drawn around the real chest CT's values (-801, -88, 124 HU)
     return replace(contrast, svc=float(anat.thorax.contrast_inflow_hu), ivc=float(rng.uniform(80, 180)),
-                   cartilage=float(rng.uniform(100, 200)), stomach=float(rng.uniform(10, 40)))
+                   cartilage=float(rng.uniform(100, 200)), stomach=float(rng.uniform(10, 40)),
+                   lung=float(rng.uniform(-850, -790)), fat=float(rng.uniform(-100, -82)),
+                   myocardium=float(rng.uniform(110, 135)))
 
 
 def _extracoronary(anat: Anatomy, rng: np.random.Generator) -> tuple[list[Calcification], list[str]]:
@@ -124,14 +127,38 @@ def build(seed: int, *, findings: list[FindingRequest] | None = None, dominance:
 
     ``thorax`` adds the generator-2.0 thorax (great vessels, pulmonary trees, airways, ribs, abdomen)."""
     rng = np.random.default_rng(seed)
-    anat = sample_anatomy(rng, dominance)
+    # the thorax has its own stream, so the main stream's draws (findings, lesions) keep their order
+    trng = np.random.default_rng([seed, 2])
+    sex = "male" if trng.random() < 0.6 else "female"
+    habitus = float(np.clip(trng.normal(), -2.0, 2.0))  # body size in SDs of the population
+    anat = sample_anatomy(rng, dominance, heart_scale=_heart_scale(sex, habitus) if thorax else 1.0)
     requests = sample_requests(rng, anat) if findings is None else list(findings)
     lumens, calcs, gt = apply_findings(anat, requests)
     extra, where = _extracoronary(anat, rng)
-    # the thorax has its own stream: a seed's heart, coronaries and findings do not move with it
     if thorax:
-        anat.thorax = sample_thorax(np.random.default_rng([seed, 2]), anat)
+        _fit_body(anat, sex, habitus)
+        anat.thorax = sample_thorax(trng, anat, sex=sex)
     return anat, lumens, calcs, extra, gt, where, rng
+
+
+def _heart_scale(sex: str, habitus: float) -> float:
+    """Linear heart size relative to generator 1.0 (whose LV held ~50 mL and whole heart ~340 mL).
+
+    Chosen so the LV end-diastolic volume lands at CT norms (about 145 mL in men, 115 mL in women,
+    Stolzmann et al. 2008) and the whole heart near the real reference's 669 mL; larger bodies have
+    larger hearts (about 5 % linear size per SD of body habitus)."""
+    return (1.26 if sex == "male" else 1.16) * (1.0 + 0.05 * habitus)
+
+
+def _fit_body(anat: Anatomy, sex: str, habitus: float) -> None:
+    """Body ellipse and spine around the larger 2.0 heart: bigger with habitus, deeper behind the spine."""
+    size = (1.03 if sex == "male" else 0.97) * (1.0 + 0.06 * habitus)
+    ax_, ay = anat.body_axes
+    anat.body_axes = (ax_ * size, ay * size + 12.0)
+    anat.body_centre = anat.body_centre + np.array([0.0, 16.0])
+    anat.spine_centre = anat.spine_centre + np.array([0.0, 12.0])
+    by, ay = float(anat.body_centre[1]), anat.body_axes[1]
+    anat.sternum = (np.array([anat.body_centre[0] + 3, by - ay + anat.fat_mm + anat.muscle_mm + 6]), anat.sternum[1])
 
 
 def _cac_series(anat, lumens, calcs, extra, grid: Grid, contrast: Contrast, rng) -> tuple[np.ndarray, np.ndarray, Grid]:

@@ -146,13 +146,15 @@ def _path(heart: HeartFrame, ctrl_sphi: list[tuple[float, float]], offset: float
     return _spline(ctrl)
 
 
-def sample_anatomy(rng: np.random.Generator, dominance: str | None = None, ramus: bool | None = None) -> Anatomy:
+def sample_anatomy(rng: np.random.Generator, dominance: str | None = None, ramus: bool | None = None,
+                   heart_scale: float = 1.0) -> Anatomy:
     """Draw one thorax with heart and coronary tree.
 
     Args:
         rng: the case's random generator (all variation comes from it).
         dominance: "right" or "left"; drawn (about 88 % right) when None.
         ramus: whether a ramus intermedius exists; drawn (about 20 %) when None.
+        heart_scale: multiplies the drawn heart size (generator 2.0 sets it from sex and body habitus).
     """
     if dominance is None:
         dominance = "right" if rng.random() < 0.88 else "left"
@@ -161,7 +163,7 @@ def sample_anatomy(rng: np.random.Generator, dominance: str | None = None, ramus
     if ramus is None:
         ramus = bool(rng.random() < 0.2)
 
-    scale = rng.uniform(0.9, 1.1)  # heart size
+    scale = rng.uniform(0.9, 1.1) * float(heart_scale)  # heart size
     az, el = np.deg2rad(rng.uniform(40, 55)), np.deg2rad(rng.uniform(30, 42))
     # long axis: azimuth from the anterior direction towards the left, elevation towards the feet
     u = _unit([np.sin(az) * np.cos(el), -np.cos(az) * np.cos(el), -np.sin(el)])
@@ -177,7 +179,7 @@ def sample_anatomy(rng: np.random.Generator, dominance: str | None = None, ramus
     la_c = base - 20 * scale * u - 16 * scale * e1 + 4 * e2
     ra_c = base - 16 * scale * u - 4 * scale * e1 - 30 * scale * e2
     root_c = base - 13 * scale * u + 6 * scale * e1 - 8 * scale * e2
-    root_r = 14.0 * scale
+    root_r = 14.0 * scale / float(heart_scale) ** 0.7  # the aortic root grows less than the heart
     asc_dir = _unit([-0.2, -0.15, 1.0])
     root_axis = _unit(asc_dir - 0.6 * u)
     # three sinuses of Valsalva: left (towards the LM), right (anterior), non-coronary (posterior)

@@ -262,7 +262,7 @@ def sample_thorax(rng: np.random.Generator, anat: Anatomy, sex: str | None = Non
             out = out + _tree(rng, hilum, d, r0, rng.uniform(22, 32), inside)
         return out
 
-    arteries = rpa + lpa + grow(hil_r, -1.0, 0.55 * r_main, 6) + grow(hil_l, 1.0, 0.55 * r_main, 5)
+    arteries = rpa + lpa + grow(hil_r, -1.0, 0.55 * r_main, 9) + grow(hil_l, 1.0, 0.55 * r_main, 8)
     # four pulmonary veins into the back of the left atrium, each the trunk of a venous tree
     veins = Segments.empty()
     for side in (-1.0, 1.0):
@@ -272,8 +272,9 @@ def sample_thorax(rng: np.random.Generator, anat: Anatomy, sex: str | None = Non
             stem_end = o + rng.uniform(14, 22) * _unit(d + np.array([0.3 * side, 0, 0.1 * up]))
             r = float(rng.uniform(5, 7))
             veins = veins + Segments.polyline([o, 0.5 * (o + stem_end) + np.array([0, 2.0, 0]), stem_end], r, 0.85 * r)
-            veins = veins + _tree(rng, stem_end, _unit(d + np.array([0.4 * side, 0.0, 0.4 * up])),
-                                  0.8 * r, rng.uniform(20, 28), inside)
+            for spread in (-0.5, 0.5):
+                veins = veins + _tree(rng, stem_end, _unit(d + np.array([0.4 * side, spread, 0.4 * up])),
+                                      0.6 * r, rng.uniform(20, 28), inside)
 
     stomach_c = np.array([bx + 70, by - 5, dome_l[2] - 60])
     stomach = (stomach_c, (float(rng.uniform(40, 55)), float(rng.uniform(35, 45)), float(rng.uniform(45, 60))))

@@ -1,0 +1,133 @@
+"""Generator 2.0 (realistic=True): thorax labels, kernel noise texture and level, mixing, blooming, motion."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from tools import case_format as cf
+from tools.anatomy import CORONARY_LABELS, SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
+from tools.nifti_io import read_nifti
+from training.phantoms import FindingRequest, PhantomError, generate_case
+from training.phantoms.generate import build
+from training.phantoms.noise import NoiseModel, kernel_noise, local_sd, radial_nps_peak
+from training.phantoms.physics import bloom, sample_physics
+from training.phantoms.raster import Contrast, Grid, form_image, rasterise
+from training.phantoms.thorax import sample_thorax
+
+L = {n: s.label_id for n, s in STRUCTURES_BY_NAME.items()}
+CA = FindingRequest("pLAD", "calcified_plaque", stenosis_percent=30, length_mm=8, calcium_peak_hu=900,
+                    calcium_size_mm=3)
+
+
+@pytest.fixture(scope="module")
+def realistic(tmp_path_factory):
+    root = generate_case(tmp_path_factory.mktemp("real"), seed=21, findings=[CA], with_dicom=False,
+                         with_cac=False, realistic=True)
+    return (root, np.asarray(read_nifti(root / cf.CCTA_NIFTI).hu).astype(np.float32),
+            np.asarray(read_nifti(root / cf.LABELS_NIFTI, labels=True).hu))
+
+
+def test_thorax_structures_are_registry_labels_in_the_label_map(realistic):
+    root, _, lab = realistic
+    present = set(np.unique(lab).tolist())
+    for name in ("superior_vena_cava", "inferior_vena_cava", "pulmonary_arteries", "pulmonary_veins", "oesophagus",
+                 "ribs", "costal_cartilage", "azygos_vein", "spine", "aorta"):
+        assert L[name] in present, name
+    table = cf.load_case(root).label_table()
+    assert table[L["superior_vena_cava"]] == "superior_vena_cava"
+    assert cf.load_case(root).manifest.generator_version == "2.0"
+
+
+def test_pulmonary_vessels_keep_clear_of_the_coronaries(realistic):
+    _, _, lab = realistic
+    coronary = np.isin(lab, CORONARY_LABELS)
+    dist = ndimage.distance_transform_edt(~coronary)  # 1 mm voxels
+    for name in ("pulmonary_arteries", "pulmonary_veins", "superior_vena_cava", "inferior_vena_cava"):
+        vessel = lab == L[name]
+        assert vessel.sum() > 100, name
+        assert dist[vessel].min() >= 3.0, (name, dist[vessel].min())
+
+
+def test_venous_contrast_is_dense_in_the_svc_and_mixed_in_the_right_atrium(realistic):
+    _, hu, lab = realistic
+    svc = ndimage.binary_erosion(lab == L["superior_vena_cava"], iterations=2)
+    lv = ndimage.binary_erosion(lab == L["lv_blood"], iterations=3)
+    ra = ndimage.binary_erosion(lab == L["ra_blood"], iterations=3)
+    assert hu[svc].mean() > 650  # undiluted contrast from the injected arm vein
+    assert hu[ra].std() > 1.5 * hu[lv].std()  # swirls of dense and unopacified blood
+
+
+def test_kernel_noise_has_its_peak_and_level_and_blurred_white_noise_does_not():
+    rng = np.random.default_rng(0)
+    noise = kernel_noise((96, 96, 48), (1.5, 1.5, 1.5), 22.0, rng)
+    peak = radial_nps_peak(np.moveaxis(noise[:48, :48], 2, 0), (1.5, 1.5))
+    assert abs(peak - NoiseModel.peak_per_mm) <= 0.05
+    assert local_sd(noise, np.ones(noise.shape, bool)) == pytest.approx(22.0, rel=0.05)
+    # control: the 1.0 generator's noise (white noise blurred once) peaks near zero frequency
+    white = ndimage.gaussian_filter(rng.standard_normal((96, 96, 48)), 0.6 / 1.5)
+    assert radial_nps_peak(np.moveaxis(white[:48, :48], 2, 0), (1.5, 1.5)) < 0.1
+
+
+def test_noise_follows_slice_thickness_and_body_size():
+    model = NoiseModel()
+    assert model.sd_at(1.5, model.ref_diameter_mm) == pytest.approx(22.0)
+    assert model.sd_at(0.75, model.ref_diameter_mm) == pytest.approx(22.0 * np.sqrt(2))
+    assert model.sd_at(1.5, model.ref_diameter_mm + model.doubling_mm) == pytest.approx(44.0)
+    with pytest.raises(ValueError, match="positive"):
+        model.sd_at(0.0, 300.0)
+
+
+def test_realistic_noise_matches_the_real_reference_at_its_voxel_size(tmp_path):
+    root = generate_case(tmp_path, seed=4, size="chest", findings=[], with_dicom=False, with_cac=False,
+                         realistic=True, noise_sd_hu=None)
+    hu = np.asarray(read_nifti(root / cf.CCTA_NIFTI).hu).astype(np.float32)
+    lab = np.asarray(read_nifti(root / cf.LABELS_NIFTI, labels=True).hu)
+    expected = cf.load_case(root).manifest.noise_sd_hu
+    soft = local_sd(hu, np.isin(lab, [L["soft_tissue"], L["liver"]]))
+    blood = local_sd(hu, ndimage.binary_erosion(np.isin(lab, [L["aorta"], L["lv_blood"]]), iterations=2))
+    assert soft == pytest.approx(expected, rel=0.2)
+    assert blood > soft  # incompletely mixed contrast adds to the quantum noise in blood
+
+
+def test_blooming_widens_dense_objects_and_keeps_their_integral():
+    grid = Grid((40, 40, 40), (0.5, 0.5, 0.5), (0.0, 0.0, 0.0))
+    x, y, z = grid.axes()
+    ball = (x - 10) ** 2 + (y - 10) ** 2 + (z - 10) ** 2 <= 1.5 ** 2
+    hu = np.where(ball, 1000.0, 40.0).astype(np.float32)
+    out = bloom(hu, ball, 40.0, grid, 0.6)
+    assert out.sum() == pytest.approx(hu.sum(), rel=1e-4)
+    assert (out > 300).sum() > (hu > 300).sum() and out.max() < hu.max()
+
+
+def test_motion_blur_is_worst_at_the_mid_rca():
+    anat, lumens, calcs, extra, _, _, _ = build(8, findings=[], dominance="right", thorax=True)
+    centre = anat.heart.base + 0.3 * anat.heart.length * anat.heart.u
+    grid = Grid.centred(np.round(centre, 1), (150.0, 150.0, 110.0), (1.0, 1.0, 1.0))
+    lab, parts = rasterise(anat, lumens, calcs, grid, extra)
+    c = Contrast(blood_left=450.0, blood_right=400.0)
+    still = sample_physics(anat, np.random.default_rng(1), heart_rate_bpm=75)
+    images = [form_image(lab, parts, grid, c, 0.0, np.random.default_rng(2), dataclasses.replace(still, motion_mm=m))
+              for m in (0.0, still.motion_mm)]
+    diff = np.abs(images[1].astype(np.float32) - images[0])
+    near = {code: lab == SEGMENTS_BY_CODE[code].label_id for code in ("mRCA", "pLAD", "dLCx")}
+    assert diff[near["mRCA"]].mean() > 3 * max(diff[near["pLAD"]].mean(), diff[near["dLCx"]].mean())
+
+
+def test_default_phantoms_stay_generator_1_images(tmp_path):
+    root = generate_case(tmp_path, seed=2, findings=[], with_dicom=False, with_cac=False)
+    lab = read_nifti(root / cf.LABELS_NIFTI, labels=True).hu
+    assert int(lab.max()) <= 43  # no thorax labels unless asked for
+
+
+def test_bad_realism_requests_are_refused(tmp_path):
+    with pytest.raises(PhantomError, match="realistic"):
+        generate_case(tmp_path, seed=1, size="chest", with_dicom=False)
+    anat = build(1)[0]
+    with pytest.raises(ValueError, match="sex"):
+        sample_thorax(np.random.default_rng(0), anat, sex="other")
+    with pytest.raises(ValueError, match="heart rate"):
+        sample_physics(build(1, thorax=True)[0], np.random.default_rng(0), heart_rate_bpm=10)
