@@ -26,8 +26,7 @@ def process_dir() -> Path:
     root = Path(get_settings().ui_work_dir)
     key = str(root)
     if key not in _held:
-        root.mkdir(parents=True, exist_ok=True)
-        os.chmod(root, 0o700)
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
         folder = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=root))
         lock = open(folder / _LOCK_NAME, "w")  # noqa: SIM115 (held open for the life of the process)
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
