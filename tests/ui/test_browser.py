@@ -82,3 +82,19 @@ def test_corrupt_zip_upload_shows_a_readable_error(page, tmp_path):
     message.wait_for(timeout=60_000)
     assert "Traceback" not in message.inner_text()
     page.screenshot(path=str(ARTIFACTS / "corrupt_upload.png"), full_page=True)
+
+
+def test_text_that_looks_like_markup_is_shown_as_text(page):
+    # Chat text is Markdown: an image, a link or raw HTML in it would make the browser fetch the address.
+    fetched = []
+    page.on("request", lambda request: fetched.append(request.url) if "evil.example" in request.url else None)
+    hostile = ('![scan](http://evil.example/pixel.png) <img src="http://evil.example/i.png"> '
+               '[report](http://evil.example/r) www.evil.example/w')
+    page.locator("#question textarea").fill(hostile)
+    page.locator("#ask").click()
+    page.locator("#chat").get_by_text("evil.example/pixel.png", exact=False).first.wait_for(timeout=60_000)
+    page.wait_for_timeout(1000)
+    assert page.locator("#chat img[src*='evil.example']").count() == 0
+    assert page.locator("#chat a[href*='evil.example']").count() == 0
+    assert fetched == []
+    page.screenshot(path=str(ARTIFACTS / "inert_markup.png"), full_page=True)
