@@ -21,7 +21,6 @@ import argparse
 import socket
 import statistics
 import tempfile
-import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
