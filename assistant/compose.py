@@ -16,6 +16,8 @@ from collections.abc import Callable
 from assistant.evidence import ToolOutcome
 from assistant.findings import findings_of, show
 from assistant.question import ParsedQuestion
+from assistant.slots import LESION_LANDMARKS, landmark_display
+from assistant.tool_errors import read_tool_error
 from tools.anatomy import ARTERIES, SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
 
 CAPABILITIES = (
@@ -50,10 +52,11 @@ def _failure_notes(done: list[ToolOutcome], explained: set[int] | None = None) -
     """One sentence per failed tool call not already explained in the answer."""
     notes, seen = [], set()
     for i, o in enumerate(done):
-        if o.ok or (explained and i in explained) or o.error in seen:
+        message = read_tool_error(o.error).message
+        if o.ok or (explained and i in explained) or message in seen:
             continue
-        seen.add(o.error)
-        notes.append(_sentence(f"{o.name} could not answer: {o.error}"))
+        seen.add(message)
+        notes.append(_sentence(f"{o.name} could not answer: {message}"))
     return notes
 
 
@@ -111,7 +114,8 @@ def _study_info(q: ParsedQuestion, done: list[ToolOutcome]) -> str:
 def _calcium(q: ParsedQuestion, done: list[ToolOutcome], verdict: str | None) -> str:
     scored = _ok(done, "calcium_score")
     if not scored:
-        return "I could not measure coronary calcium: " + " ".join(o.error for o in _failed(done)) \
+        return "I could not measure coronary calcium: " + " ".join(read_tool_error(o.error).message
+                                                                   for o in _failed(done)) \
             if _failed(done) else "No calcium score was measured."
     outcome = scored[-1]
     r, facts = outcome.result, _facts(outcome)
@@ -148,12 +152,27 @@ def _calcium(q: ParsedQuestion, done: list[ToolOutcome], verdict: str | None) ->
                 text += " Per artery: " + ", ".join(f"{a} {facts[f'{a} calcium volume']}" for a in with_calcium) + "."
         text += (" This study has no non-contrast calcium-scoring series, so no Agatston score, CAC-DRS or "
                  "MESA risk can be given; a contrast CCTA calcium volume is not an Agatston score.")
+    if q.superlative == "most_calcified":
+        text = _most_calcified_line(r, facts) + " " + text
     excluded = r.get("excluded") or []
     if excluded:
         places = sorted({e["location"] for e in excluded})
         text += (f" Not counted as coronary calcium: {facts['calcifications not counted']} "
                  f"({', '.join(places)}).")
     return text + _source_note([r]) + "".join(" " + n for n in _failure_notes(done))
+
+
+def _most_calcified_line(r: dict, facts: dict[str, str]) -> str:
+    scores = {}
+    for artery, value in (r.get("per_artery") or {}).items():
+        amount = value.get("agatston") if value.get("agatston") is not None else value.get("volume_mm3")
+        if amount:
+            scores[artery] = amount
+    if not scores:
+        return "There is no coronary calcium, so no artery is the most calcified."
+    artery = max(scores, key=scores.get)
+    value = facts.get(f"{artery} Agatston score") or facts.get(f"{artery} calcium volume")
+    return f"The most calcified artery is the {artery} ({value})."
 
 
 def _lesion_line(outcome: ToolOutcome) -> str:
@@ -202,7 +221,7 @@ def _stenosis(q: ParsedQuestion, done: list[ToolOutcome], verdict: str | None) -
         worst = max(with_lesion, key=lambda o: o.result["lesion"]["stenosis_percent"], default=None)
         head = (f"The most severe narrowing is on the {worst.result['vessel']}. " if worst is not None
                 else "No lesion was found on the measured vessels. ")
-        if re.search(r"\bcad-?rads\b", q.text, re.I):
+        if q.task == "cadrads":
             head = _patient_cad_rads(measured) + head
         text = _lead(verdict) + head + " ".join(_sentence(line[0].upper() + line[1:]) for line in lines)
     if stent_line:
@@ -364,6 +383,11 @@ def _risk(q: ParsedQuestion, done: list[ToolOutcome], verdict: str | None) -> st
     r, facts = risk[-1].result, _facts(risk[-1])
     text = _lead(verdict) if verdict in ("yes", "no") else ""
     trop = r.get("troponin")
+    both = r.get("troponin_sex_unknown")
+    if verdict in ("yes", "no") and both and not trop:
+        text += (f"hs-cTnI {facts['hs-cTnI']} is "
+                 + ("above both sex-specific 99th-percentile limits. " if both["above"] == "both"
+                    else "not above either sex-specific 99th-percentile limit. "))
     if verdict in ("yes", "no") and trop:  # "is the troponin elevated?": that answer first
         limit = facts[f"hs-cTnI 99th-percentile URL ({trop['sex']})"]
         text += (f"hs-cTnI {facts['hs-cTnI']} is {'above' if trop['above_url'] else 'not above'} the {trop['sex']} "
@@ -401,6 +425,21 @@ def _risk(q: ParsedQuestion, done: list[ToolOutcome], verdict: str | None) -> st
             f"{facts['hs-cTnI / URL']} x URL): "
             + ("myocardial injury; serial values and the clinical picture decide whether it is an infarction"
                if trop["above_url"] else "no myocardial injury on this value"))
+    both = r.get("troponin_sex_unknown")
+    if both:
+        pieces.append(
+            f"hs-cTnI {facts['hs-cTnI']} (given as {both['given']}) with the patient's sex unknown: "
+            + {"both": "above both", "neither": "not above either of", "female_only": "above the female but not the male"}[
+                both["above"]]
+            + f" sex-specific 99th-percentile limits (female {facts['hs-cTnI 99th-percentile URL (female)']}, "
+            f"male {facts['hs-cTnI 99th-percentile URL (male)']}; {both['assay']})"
+            + {"both": ": myocardial injury whatever the sex; serial values and the clinical picture decide whether it "
+                       "is an infarction",
+               "neither": ": no myocardial injury on this value",
+               "female_only": ": myocardial injury if the patient is female, not if male; give the sex to decide"}[
+                both["above"]])
+        if verdict in ("yes", "no"):
+            text = _lead(verdict) + text.removeprefix(_lead(verdict))
     text += ("; ".join(pieces) + ".") if pieces else "none could be computed."
     for missing in r.get("not_computed") or []:
         text += " Not computed: " + _sentence(missing)
@@ -453,10 +492,52 @@ def _unknown(q: ParsedQuestion | None, done: list[ToolOutcome]) -> str:
     return "I did not understand the question. " + CAPABILITIES
 
 
+def _locate(q: ParsedQuestion, done: list[ToolOutcome], verdict: str | None) -> str:
+    what = landmark_display(q.landmark) if q.landmark else "landmark"
+    if q.landmark in LESION_LANDMARKS:
+        measured = [o for o in _ok(done, "measure_lesion") if o.result.get("lesion")]
+        if not measured:
+            if _ok(done, "measure_lesion"):
+                names = ", ".join(o.result["vessel"] for o in _ok(done, "measure_lesion"))
+                return f"No lesion was found on the {names}, so there is no {what} to point to."
+            return _could_not(done, f"find the {what}")
+        best = max(measured, key=lambda o: o.result["lesion"]["stenosis_percent"])
+        where = best.result.get("segment") or best.result["vessel"]
+        lesion, facts = best.result["lesion"], _facts(best)
+        key = {"lesion_start": "lesion start", "lesion_end": "lesion end", "lesion_mld": "minimal lumen position"}[
+            q.landmark]
+        text = (f"The {what} on the {where} ({_a(facts[f'{where} diameter stenosis'])} stenosis in the "
+                f"{lesion['segment']}) is at {facts[f'{where} {key} (LPS)']} (patient LPS), marked on the image.")
+        if len(measured) > 1 and not q.vessels:
+            text += f" No vessel was named: this is the most severe lesion, on the {best.result['vessel']}."
+        return text + _source_note([best.result])
+    located = _ok(done, "vlm_locate")
+    if not located:
+        return _could_not(done, f"locate the {what}")
+    r, facts = located[-1].result, _facts(located[-1])
+    return (f"The VLM places the {what} at {facts[r['target'] + ' position (VLM)']} (patient LPS), marked on the "
+            f"image; landmark confidence {facts['VLM landmark confidence']}. This is the model's estimate, not a "
+            f"measurement. {r['note']}")
+
+
+def _cannot(q: ParsedQuestion) -> str:
+    """Why a question outside what the tools measure cannot be answered, and what would answer it."""
+    from assistant.intents import default_matcher
+
+    topic = default_matcher().bank.cannot_topics.get(q.cannot_topic or "")
+    if topic is None:
+        return "I cannot answer that from this study with the available tools. " + CAPABILITIES
+    return (f"I cannot tell you {topic.what} from this study: {topic.why}. What would answer it: {topic.instead}. "
+            + CAPABILITIES)
+
+
 WRITERS: dict[str, Callable[..., str]] = {
     "study_info": lambda q, done, verdict: _study_info(q, done),
     "calcium_score": _calcium,
     "stenosis": _stenosis,
+    "cadrads": _stenosis,
+    "locate": _locate,
+    "cannot": lambda q, done, verdict: _cannot(q),
     "stent_coverage": _stent,
     "presence": _presence,
     "segment": lambda q, done, verdict: _segment(q, done),
@@ -467,12 +548,26 @@ WRITERS: dict[str, Callable[..., str]] = {
 
 
 def compose_answer(q: ParsedQuestion | None, done: list[ToolOutcome]) -> str:
-    """The final answer for question ``q`` from this turn's tool outcomes (see the module docstring)."""
-    if q is None or q.intent not in WRITERS:
+    """The final answer for one request ``q`` from its tool outcomes (see the module docstring)."""
+    if q is not None and q.problem:
+        return _sentence(q.problem[0].upper() + q.problem[1:])
+    if q is None or q.task not in WRITERS:
         return _unknown(q, done)
     verdict = None
     if q.is_yes_no:
         from assistant.findings import verdict_for
 
         verdict = verdict_for(q, done)
-    return WRITERS[q.intent](q, done, verdict).strip()
+    return WRITERS[q.task](q, done, verdict).strip()
+
+
+def compose_parts(answered: list[tuple[ParsedQuestion, list[ToolOutcome]]]) -> str:
+    """The answer to a question with several requests: each part answered in turn, or named as not answered."""
+    lines = []
+    for i, (part, done) in enumerate(answered, 1):
+        words = part.text.strip().rstrip("?.!")
+        if part.task in ("unknown",) and not part.problem:
+            lines.append(f"({i}) \u201c{words}\u201d: not answered, I did not understand this part.")
+            continue
+        lines.append(f"({i}) \u201c{words}\u201d: {compose_answer(part, done)}")
+    return "\n".join(lines)

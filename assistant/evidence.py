@@ -86,12 +86,16 @@ def assemble_answer(messages: list[BaseMessage], new_messages: list[BaseMessage]
     found: list[AnswerFinding] = []
     citations: list[Citation] = []
     masks: list[MaskFile] = []
+    points: list = []
+    landmarks = [p.landmark for p in parsed.all_parts() if p.landmark] if parsed is not None else []
     for outcome in turn:
         if not outcome.ok or outcome.result is None:
             continue
         found += extract.findings_of(outcome.name, outcome.result)
         citations += extract.citations_of(outcome.name, outcome.result)
         masks += extract.masks_of(outcome.name, outcome.result)
+        for landmark in landmarks or [None]:
+            points += extract.points_of(outcome.name, outcome.result, landmark)
     if dicom_seg and context is not None:
         masks += _dicom_seg_files(masks, context)
     # The verdict comes from the tool results, not from the wording of the answer, so it is the
@@ -100,7 +104,7 @@ def assemble_answer(messages: list[BaseMessage], new_messages: list[BaseMessage]
     return GroundedAnswer(
         question=question, answer=text, verdict=verdict, findings=found,
         tool_calls=[ToolCallRecord(name=o.name, args=o.args, ok=o.ok, message=o.error) for o in turn],
-        citations=citations, masks=masks, overlay_png=extract.overlay_for(masks, context), backend=backend,
+        citations=citations, masks=masks, overlay_png=extract.overlay_for(masks, context, points), backend=backend,
     )
 
 

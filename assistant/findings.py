@@ -93,7 +93,14 @@ def _measure(result: dict) -> list[AnswerFinding]:
     lesion = result.get("lesion")
     if lesion is None:
         return [_f(f"{where} lesion", "none found", "", "measure_lesion")]
-    return lesion_findings(where, lesion, "measure_lesion")
+    points = [_f(f"{where} {name} (LPS)", _point(lesion[key]), "mm", "measure_lesion")
+              for key, name in (("start_point_mm", "lesion start"), ("end_point_mm", "lesion end"),
+                                ("mld_point_mm", "minimal lumen position")) if lesion.get(key)]
+    return lesion_findings(where, lesion, "measure_lesion") + points
+
+
+def _point(xyz) -> str:
+    return ", ".join(f"{v:.1f}" for v in xyz)
 
 
 def _stent(result: dict) -> list[AnswerFinding]:
@@ -135,6 +142,11 @@ def _risk(result: dict) -> list[AnswerFinding]:
         out.append(_f("hs-cTnI", trop["value_ng_l"], "ng/L", tool))
         out.append(_f(f"hs-cTnI 99th-percentile URL ({trop['sex']})", trop["url_ng_l"], "ng/L", tool))
         out.append(_f("hs-cTnI / URL", trop["times_url"], "ratio", tool))
+    both = result.get("troponin_sex_unknown")
+    if both and not trop:
+        out.append(_f("hs-cTnI", both["value_ng_l"], "ng/L", tool))
+        out.append(_f("hs-cTnI 99th-percentile URL (female)", both["female_url_ng_l"], "ng/L", tool))
+        out.append(_f("hs-cTnI 99th-percentile URL (male)", both["male_url_ng_l"], "ng/L", tool))
     return out
 
 
@@ -162,8 +174,7 @@ def _vlm(tool: str, result: dict) -> list[AnswerFinding]:
         if result.get("measured_dice") is not None:
             out.append(_f("VLM held-out phantom Dice", result["measured_dice"], "", tool))
     if tool == "vlm_locate":
-        out.append(_f(f"{result['target']} position (VLM)",
-                      ", ".join(f"{v:.1f}" for v in result["landmark_mm"]), "mm (LPS)", tool))
+        out.append(_f(f"{result['target']} position (VLM)", _point(result["landmark_mm"]), "mm", tool))
         out.append(_f("VLM landmark confidence", result["landmark_confidence"], "", tool))
     return out
 
@@ -203,10 +214,38 @@ def masks_of(tool: str, result: dict) -> list[MaskFile]:
     return out
 
 
-def overlay_for(masks: list[MaskFile], context) -> str | None:
-    """PNG of the study slice that best shows the answer's masks, drawn in their registry colours."""
+LANDMARK_COLOR = (0, 255, 255)  # cyan: no registry structure uses it
+LANDMARK_RADIUS_MM = 2.5  # a visible dot on a 0.4-1 mm grid that does not hide the vessel
+
+
+def points_of(tool: str, result: dict, landmark: str | None = None) -> list[tuple[str, tuple[float, float, float]]]:
+    """Points an answer marks on the image (patient LPS mm): a located landmark, or a lesion end asked for."""
+    if tool == "vlm_locate" and result.get("landmark_mm"):
+        return [(result.get("target", "landmark"), tuple(result["landmark_mm"]))]
+    lesion = result.get("lesion") if tool == "measure_lesion" else None
+    key = {"lesion_start": "start_point_mm", "lesion_end": "end_point_mm", "lesion_mld": "mld_point_mm"}.get(
+        landmark or "")
+    if lesion and key and lesion.get(key):
+        return [(landmark, tuple(lesion[key]))]
+    return []
+
+
+def _point_mask(context, xyz) -> "np.ndarray | None":
+    import numpy as np
+
+    study = context.study
+    ijk = np.asarray(study.mm_to_index(np.asarray(xyz, dtype=float)[None, :])).reshape(-1)
+    grid = np.indices(study.shape, sparse=True)
+    spacing = np.linalg.norm(study.affine[:3, :3], axis=0)
+    dist2 = sum(((g - c) * s) ** 2 for g, c, s in zip(grid, ijk, spacing))
+    mask = dist2 <= LANDMARK_RADIUS_MM ** 2
+    return mask if mask.any() else None
+
+
+def overlay_for(masks: list[MaskFile], context, points=()) -> str | None:
+    """PNG of the study slice that best shows the answer's masks (registry colours) and points (cyan dots)."""
     nifti = [m for m in masks if m.format == "nifti"]
-    if not nifti or context is None:
+    if not (nifti or points) or context is None:
         return None
     import numpy as np
 
@@ -217,11 +256,18 @@ def overlay_for(masks: list[MaskFile], context) -> str | None:
         mask = context.extra_masks.get(m.name)
         if mask is not None:
             drawn.append((mask, mask_color(m.name)))
-    if not drawn:
+    marked = [(name, m) for name, xyz in points if (m := _point_mask(context, xyz)) is not None]
+    if marked:
+        # The slice through the point, whatever masks are drawn with it.
+        index = best_slice(np.logical_or.reduce([m for _, m in marked]), "axial")
+        drawn += [(m, LANDMARK_COLOR) for _, m in marked]
+    elif drawn:
+        index = best_slice(np.logical_or.reduce([d[0] for d in drawn]), "axial")
+    else:
         return None
-    union = np.logical_or.reduce([d[0] for d in drawn])
-    rgb = render(context.study.hu, "axial", best_slice(union, "axial"), "cardiac", drawn)
-    path = context.outputs() / ("overlay_" + "_".join(m.name for m in nifti)[:80] + ".png")
+    rgb = render(context.study.hu, "axial", index, "cardiac", drawn)
+    names = [m.name for m in nifti] + [str(name).replace(" ", "_") for name, _ in marked]
+    path = context.outputs() / ("overlay_" + "_".join(names)[:80] + ".png")
     save_png(rgb, path)
     return str(path)
 
@@ -230,5 +276,5 @@ def verdict_for(q: ParsedQuestion, done: list[ToolOutcome]) -> str:
     """'yes' / 'no' from tool results for a yes/no question; 'unknown' when they do not decide it."""
     from assistant.verdicts import VERDICT_RULES
 
-    rule = VERDICT_RULES.get(q.intent)
+    rule = VERDICT_RULES.get(q.task)
     return rule(q, done) if rule else "unknown"

@@ -19,6 +19,8 @@ from langgraph.errors import GraphRecursionError
 from langgraph.graph import START, MessagesState, StateGraph
 from langgraph.prebuilt import ToolNode, tools_condition
 
+from assistant.tool_errors import tool_error_text
+
 log = logging.getLogger(__name__)
 
 MAX_MODEL_STEPS = 6  # plan -> tools -> (re-plan -> tools) ... -> answer
@@ -36,10 +38,8 @@ SYSTEM_PROMPT = (
 
 
 def _tool_error_message(err: Exception) -> str:
-    # Our library errors are ValueErrors whose text is written for a clinician: pass it on as is.
-    if isinstance(err, ValueError):
-        return f"error: {err}"
-    return f"error: the tool failed unexpectedly ({type(err).__name__}: {err})"
+    # The clinician-readable message plus a code tag the planner routes on (see assistant.tool_errors).
+    return tool_error_text(err)
 
 
 def build_graph(model: BaseChatModel, tools: Sequence[BaseTool]):

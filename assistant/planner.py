@@ -2,8 +2,8 @@
 
 It is a LangChain chat model like any other backend: given the conversation it either emits tool
 calls or, once the tools have answered, writes the final answer from their results. It reads the
-question with :mod:`assistant.question` (the coronary ontology, numbers with units, follow-ups) and
-plans with the table in :func:`plan_next`; the wording of answers lives in
+question with :mod:`assistant.question` (intents by meaning, numbers with units, follow-ups,
+several requests per question) and plans each part with :func:`part_calls`; the wording of answers lives in
 :mod:`assistant.compose`. It never states a number that is not in a tool result.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
@@ -19,9 +19,11 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
-from assistant.compose import compose_answer
+from assistant.compose import compose_answer, compose_parts
 from assistant.evidence import ToolOutcome, current_turn
 from assistant.question import ParsedQuestion
+from assistant.slots import LESION_LANDMARKS, landmark_display
+from assistant.tool_errors import read_tool_error
 from tools.anatomy import ARTERIES, SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
 from tools.settings import get_settings
 
@@ -45,30 +47,29 @@ class ClinicalPlanner(BaseChatModel):
 
     def _generate(self, messages: list[BaseMessage], stop=None, run_manager=None, **kwargs) -> ChatResult:
         question, done = current_turn(messages)
-        calls = plan_next(question, done, set(self.bound_tools)) if question is not None else []
+        available = set(self.bound_tools)
+        calls = plan_next(question, done, available) if question is not None else []
         turn = sum(isinstance(m, HumanMessage) for m in messages)
         if calls:
             message = AIMessage(content="", tool_calls=[
                 {"name": name, "args": args, "id": f"call_{turn}_{len(done) + i}", "type": "tool_call"}
                 for i, (name, args) in enumerate(calls)])
         else:
-            message = AIMessage(content=_safe_compose(question, done))
+            message = AIMessage(content=_safe_compose(question, done, available))
         return ChatResult(generations=[ChatGeneration(message=message)])
 
 
-def _safe_compose(question: ParsedQuestion | None, done: list[ToolOutcome]) -> str:
+def _safe_compose(question: ParsedQuestion | None, done: list[ToolOutcome], available: set[str]) -> str:
     """The composed answer; should writing it fail, the tool results are still listed (never a guess)."""
     try:
+        if question is not None and len(question.all_parts()) > 1:
+            return compose_parts([(part, outcomes_for(part, done, available)) for part in question.all_parts()])
         return compose_answer(question, done)
     except Exception as err:  # noqa: BLE001 - a wording bug must not lose the clinician's results
         log.exception("composing the answer failed")
-        lines = [f"{o.name}: {'ok' if o.ok else 'failed: ' + str(o.error)}" for o in done]
+        lines = [f"{o.name}: {'ok' if o.ok else 'failed: ' + read_tool_error(o.error).message}" for o in done]
         return (f"I could not write the answer ({type(err).__name__}); the tool results are in the findings "
                 "and the trace: " + "; ".join(lines))
-
-
-def _called(done: list[ToolOutcome], name: str) -> list[ToolOutcome]:
-    return [o for o in done if o.name == name]
 
 
 def _ok(done: list[ToolOutcome], name: str) -> list[ToolOutcome]:
@@ -80,128 +81,175 @@ def vessel_of(q: ParsedQuestion) -> str | None:
     return q.segment or q.artery
 
 
+def vessels_of(q: ParsedQuestion) -> list[str]:
+    """Every vessel a part names (a comparison names several), else the one of segment / artery."""
+    return list(q.vessels) or ([vessel_of(q)] if vessel_of(q) else [])
+
+
 def _no_label_map(done: list[ToolOutcome]) -> bool:
-    """A label-map tool failed because the session has no segmentation: the VLM is the next resort."""
-    return any(not o.ok and o.error and "segmentation" in o.error for o in done)
+    """A label-map tool failed because the session has no segmentation: the VLM is the next resort.
+    Decided on the error's code or class, never on the words of its message."""
+    return any(not o.ok and read_tool_error(o.error).no_label_map for o in done)
 
 
-def plan_next(q: ParsedQuestion, done: list[ToolOutcome], available: set[str]) -> list[tuple[str, dict]]:
-    """The next tool calls for question ``q`` given what already ran this turn; [] means answer now.
+Want = Callable[[str, dict], None]
 
-    Each intent is a short plan; a step whose tool is unavailable is skipped and the answer says so.
+
+def part_calls(q: ParsedQuestion, done: list[ToolOutcome], available: set[str]) -> list[tuple[str, dict]]:
+    """Every tool call one part of a question needs, given what already ran this turn (done or not).
+
+    Each task is a short plan; a step whose tool is unavailable is skipped and the answer says so.
     Plans can take two rounds: e.g. a stent question without a vessel first measures every artery,
     then places the stent on the worst lesion found.
     """
     calls: list[tuple[str, dict]] = []
 
-    def once(name: str, args: dict) -> None:
-        if name in available and not any(o.name == name and o.args == args for o in done) \
-                and (name, args) not in calls:
+    def want(name: str, args: dict) -> None:
+        if name in available and (name, args) not in calls:
             calls.append((name, args))
 
-    vessel = vessel_of(q)
-    if q.intent == "study_info":
-        once("study_info", {})
-    elif q.intent == "calcium_score":
-        once("calcium_score", {"artery": q.artery} if q.artery else {})
-    elif q.intent == "stenosis":
+    if q.problem:
+        return calls  # the question is refused as asked (e.g. a negative length): no tool runs
+    vessels = vessels_of(q)
+    if q.task == "study_info":
+        want("study_info", {})
+    elif q.task == "calcium_score":
+        want("calcium_score", {"artery": q.artery} if q.artery and len(vessels) == 1 else {})
+    elif q.task == "stenosis":
         if q.finding == "stent":
-            once("segment_anatomy", {"target": "stent", **({"on_artery": vessel} if vessel else {})})
-        if vessel:
-            once("measure_lesion", {"vessel": vessel})
-        else:
-            for artery in MEASURED_ARTERIES:
-                once("measure_lesion", {"vessel": artery})
-    elif q.intent == "stent_coverage":
-        _plan_stent(q, done, once)
-    elif q.intent == "presence":
-        _plan_presence(q, done, once)
-    elif q.intent == "segment":
-        _plan_segment(q, done, once)
-    elif q.intent == "risk":
+            want("segment_anatomy", {"target": "stent", **({"on_artery": vessels[0]} if vessels else {})})
+        for vessel in vessels or MEASURED_ARTERIES:
+            want("measure_lesion", {"vessel": vessel})
+    elif q.task == "cadrads":
+        for artery in MEASURED_ARTERIES:
+            want("measure_lesion", {"vessel": artery})
+    elif q.task == "stent_coverage":
+        _plan_stent(q, done, want)
+    elif q.task == "presence":
+        _plan_presence(q, done, want)
+    elif q.task == "segment":
+        _plan_segment(q, done, want)
+    elif q.task == "locate":
+        _plan_locate(q, done, want)
+    elif q.task == "risk":
         args: dict = {}
-        if q.troponin_value is not None:
+        if q.troponin_value is not None and q.troponin_unit:
             args = {"troponin_value": q.troponin_value, "troponin_unit": q.troponin_unit}
-        once("risk_context", args)
-    elif q.intent == "reports":
-        similar = re.search(r"\bsimilar\b|\bother patients\b|\blike this\b", q.text, re.I)
-        once("retrieve_reports", {"query": q.text, "scope": "other_patients" if similar else "this_patient"})
-    if not calls and _no_label_map(done) and q.intent in ("segment", "presence", "stenosis") \
-            and not _called(done, "vlm_segment") and not _called(done, "vlm_ask"):
+            if q.sex:
+                args["sex"] = q.sex
+        want("risk_context", args)
+    elif q.task == "reports":
+        similar = re.search(r"\bsimilar\b|\bother patients\b|\blike this\b|\bcomparable\b", q.text, re.I)
+        want("retrieve_reports", {"query": q.text, "scope": "other_patients" if similar else "this_patient"})
+    mine = [o for o in done if (o.name, o.args) in calls]
+    if _no_label_map(mine) and q.task in ("segment", "presence", "stenosis"):
         # No label map: ask the trained VLM instead (it says so when no checkpoint is installed).
-        if q.intent == "segment":
-            once("vlm_segment", {"target": _segment_target_text(q)})
+        if q.task == "segment":
+            want("vlm_segment", {"target": _segment_target_text(q)})
         else:
-            once("vlm_ask", {"question": q.text})
+            want("vlm_ask", {"question": q.text})
     return calls
 
 
-def _plan_stent(q: ParsedQuestion, done: list[ToolOutcome], once) -> None:
+def plan_next(q: ParsedQuestion, done: list[ToolOutcome], available: set[str]) -> list[tuple[str, dict]]:
+    """The next tool calls for question ``q`` (every part of it) given what already ran; [] means answer now."""
+    ran = [(o.name, o.args) for o in done]
+    calls: list[tuple[str, dict]] = []
+    for part in q.all_parts():
+        for call in part_calls(part, done, available):
+            if call not in ran and call not in calls:
+                calls.append(call)
+    return calls
+
+
+def outcomes_for(q: ParsedQuestion, done: list[ToolOutcome], available: set[str] | None = None) \
+        -> list[ToolOutcome]:
+    """The outcomes of this turn that answer part ``q`` (a compound question's parts share one turn)."""
+    names = available if available is not None else {o.name for o in done}
+    wanted = part_calls(q, done, names)
+    return [o for o in done if (o.name, o.args) in wanted]
+
+
+def _plan_stent(q: ParsedQuestion, done: list[ToolOutcome], want: Want) -> None:
     """Stent on the named vessel; without one, on the most severe lesion of the coronary tree."""
-    length = q.stent_length_mm if q.stent_length_mm is not None else min(get_settings().stent_lengths_mm)
-    vessel = vessel_of(q)
-    if vessel is None:
+    lengths = q.stent_lengths_mm or ([q.stent_length_mm] if q.stent_length_mm is not None
+                                     else [min(get_settings().stent_lengths_mm)])
+    vessels = vessels_of(q)
+    if not vessels:
         for artery in MEASURED_ARTERIES:
-            once("measure_lesion", {"vessel": artery})
+            want("measure_lesion", {"vessel": artery})
         worst = worst_lesion(done)
         if worst is None:
             return
-        vessel = worst["segment"]
-    args = {"vessel": vessel, "stent_length_mm": length}
-    if q.stent_diameter_mm is not None:
-        args["stent_diameter_mm"] = q.stent_diameter_mm
-    once("stent_coverage", args)
+        vessels = [worst["segment"]]
+    for vessel in vessels:
+        for length in lengths:
+            args = {"vessel": vessel, "stent_length_mm": length}
+            if q.stent_diameter_mm is not None:
+                args["stent_diameter_mm"] = q.stent_diameter_mm
+            want("stent_coverage", args)
     # Show where: the mask of the lesion's segment, drawn on the images with the answer.
     placed = [o.result.get("lesion") for o in _ok(done, "stent_coverage")]
     if placed and placed[-1] and placed[-1].get("segment"):
-        once("segment_anatomy", {"target": placed[-1]["segment"]})
+        want("segment_anatomy", {"target": placed[-1]["segment"]})
 
 
-def _plan_presence(q: ParsedQuestion, done: list[ToolOutcome], once) -> None:
+def _plan_presence(q: ParsedQuestion, done: list[ToolOutcome], want: Want) -> None:
     """Presence of a finding: finding masks for calcium, plaque and stents; measurement for narrowing."""
-    vessel = vessel_of(q)
-    where = {"on_artery": vessel} if vessel else {}
+    vessels = vessels_of(q)
+    places = [{"on_artery": v} for v in vessels] or [{}]
     if q.stent_status:
         # Patency / in-stent restenosis: where the stent is, then the lumen measured through it.
-        once("segment_anatomy", {"target": "stent", **where})
-        for v in ([vessel] if vessel else MEASURED_ARTERIES):
-            once("measure_lesion", {"vessel": v})
+        for where in places:
+            want("segment_anatomy", {"target": "stent", **where})
+        for v in vessels or MEASURED_ARTERIES:
+            want("measure_lesion", {"vessel": v})
         return
     if q.finding in ("calcification", "stent"):
-        once("segment_anatomy", {"target": q.finding, **where})
+        for where in places:
+            want("segment_anatomy", {"target": q.finding, **where})
     elif q.finding == "plaque":
-        once("segment_anatomy", {"target": "calcification", **where})
-        once("segment_anatomy", {"target": "plaque", **where})
-    elif vessel:
-        once("measure_lesion", {"vessel": vessel})
+        for where in places:
+            want("segment_anatomy", {"target": "calcification", **where})
+            want("segment_anatomy", {"target": "plaque", **where})
     else:
-        for artery in MEASURED_ARTERIES:
-            once("measure_lesion", {"vessel": artery})
+        for vessel in vessels or MEASURED_ARTERIES:
+            want("measure_lesion", {"vessel": vessel})
 
 
-def _plan_segment(q: ParsedQuestion, done: list[ToolOutcome], once) -> None:
+def _plan_segment(q: ParsedQuestion, done: list[ToolOutcome], want: Want) -> None:
     if q.superlative == "most_calcified":
-        once("calcium_score", {})
+        want("calcium_score", {})
         scored = _ok(done, "calcium_score")
         if scored:
             artery = most_calcified_artery(scored[-1].result)
             if artery:
-                once("segment_anatomy", {"target": artery})
+                want("segment_anatomy", {"target": artery})
         return
     if q.superlative == "most_stenosed":
         for artery in MEASURED_ARTERIES:
-            once("measure_lesion", {"vessel": artery})
+            want("measure_lesion", {"vessel": artery})
         worst = worst_lesion(done)
         if worst is not None:
-            once("segment_anatomy", {"target": worst["segment"]})
+            want("segment_anatomy", {"target": worst["segment"]})
         return
-    target = q.segment or q.artery or q.structure
-    if q.finding in ("calcification", "plaque", "stent") and target in (*ARTERIES, *SEGMENTS_BY_CODE):
-        once("segment_anatomy", {"target": q.finding, "on_artery": target})
-    elif q.finding in ("calcification", "plaque", "stent") and target is None:
-        once("segment_anatomy", {"target": q.finding})
-    elif target:
-        once("segment_anatomy", {"target": target})
+    targets = [*vessels_of(q), *([q.structure] if q.structure else [])]
+    if q.finding in ("calcification", "plaque", "stent"):
+        on = [t for t in targets if t in (*ARTERIES, *SEGMENTS_BY_CODE)]
+        for where in ([{"on_artery": t} for t in on] or [{}]):
+            want("segment_anatomy", {"target": q.finding, **where})
+        return
+    for target in targets:
+        want("segment_anatomy", {"target": target})
+
+
+def _plan_locate(q: ParsedQuestion, done: list[ToolOutcome], want: Want) -> None:
+    """Lesion ends come from the measured lesion; anatomical landmarks from the VLM's landmark head."""
+    if q.landmark in LESION_LANDMARKS:
+        for vessel in vessels_of(q) or MEASURED_ARTERIES:
+            want("measure_lesion", {"vessel": vessel})
+    elif q.landmark:
+        want("vlm_locate", {"target": landmark_display(q.landmark)})
 
 
 def _segment_target_text(q: ParsedQuestion) -> str:

@@ -1,104 +1,213 @@
-"""Understanding a clinician's question: intent, anatomy and numbers with units.
+"""Understanding a clinician's question: intents by meaning, slots by rule, follow-ups by context.
 
-The embedded planner reads questions with this parser; it relies on the anatomy registry for every
-vessel name and resolves follow-ups ("and the RCA?", "what about a 24 mm one?") against the
-previous question of the same session.
+- Intent: the nearest phrasings of a bank, by MiniLM sentence embeddings (:mod:`assistant.intents`).
+- Slots: numbers with their units, devices, troponin, sex and landmarks by rule
+  (:mod:`assistant.slots`); anatomy from the registry (:mod:`tools.anatomy`).
+- Several requests in one question ("What is the calcium score and how severe is the LAD
+  stenosis?") become several parts, each planned and answered; a comparison of vessels is one
+  part over every vessel named.
+- A follow-up ("and in the RCA?", "what about a 24 mm one?") takes what it leaves out from the
+  previous question; a request with an intent of its own never inherits the previous intent, and
+  anatomy alone never carries an intent that does not take anatomy (a MACE question).
+
+:func:`understand` gives the typed plan (intent and slots of each part) that the paraphrase test
+set scores; :func:`parse_question` gives the planner's fuller reading.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from tools.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME, find_anatomy
+from assistant.intents import Intent, IntentMatch, match_cached, match_texts
+from assistant.slots import QuestionValueError, anatomy_in, landmark_in, numbers_in, sex_in
+from tools.anatomy import SEGMENTS_BY_CODE
 
-Intent = Literal[
-    "stent_coverage", "calcium_score", "stenosis", "segment", "presence", "risk", "reports",
-    "study_info", "patient_identity", "unknown",
+# What the planner does for a part. The public intent is coarser: "calcium" is a score or a
+# presence check, "stent" a coverage check or a presence / patency check.
+Task = Literal[
+    "study_info", "calcium_score", "stenosis", "cadrads", "stent_coverage", "presence", "segment", "risk",
+    "reports", "locate", "patient_identity", "cannot", "unknown",
 ]
-
 FindingWord = Literal["calcification", "plaque", "stent", "occlusion", "stenosis", "lesion"]
 
-
-YES_NO_INTENTS = ("stent_coverage", "presence", "risk", "stenosis", "calcium_score")
+YES_NO_TASKS = ("stent_coverage", "presence", "risk", "stenosis", "calcium_score", "cadrads")
+# Intents whose answer depends on the anatomy asked about: an anatomy-only follow-up can continue them.
+ANATOMY_INTENTS = ("segment", "calcium", "stenosis", "stent", "locate")
+# A slot of the question that only one intent can use pulls a close call towards it.
+SLOT_PULL = 0.08
 
 
 class ParsedQuestion(BaseModel):
     text: str
-    intent: Intent
+    intent: Intent = "unknown"
+    task: Task = "unknown"
     segment: str | None = Field(None, description="SCCT segment code named in the question")
     artery: str | None = Field(None, description="artery (LM, LAD, LCx, RCA) named without a segment")
+    vessels: list[str] = Field(default_factory=list, description="every vessel named, in order (comparisons)")
     structure: str | None = Field(None, description="non-coronary structure named, e.g. 'aorta'")
     finding: FindingWord | None = None
     stent_length_mm: float | None = None
     stent_diameter_mm: float | None = None
+    stent_lengths_mm: list[float] = Field(default_factory=list, description="every stent length to try (ranges)")
+    device: str | None = Field(None, description="stent type named: DES, BMS or scaffold")
     troponin_value: float | None = None
     troponin_unit: str | None = None
+    sex: Literal["male", "female"] | None = None
+    landmark: str | None = Field(None, description="registry landmark or lesion_start / lesion_end / lesion_mld")
     superlative: Literal["most_calcified", "most_stenosed"] | None = None
     stenosis_threshold_percent: float | None = Field(
         None, description="the stenosis a yes/no question asks about: 50 for 'significant', 70 for 'severe'")
     stent_status: Literal["patency", "restenosis"] | None = Field(
         None, description="a question on the state of a stent: is it patent, is there in-stent restenosis")
+    cannot_topic: str | None = Field(None, description="for 'cannot': which unmeasurable quantity")
+    problem: str | None = Field(None, description="why the question cannot be run as asked (e.g. a negative length)")
     is_yes_no: bool = False
     follow_up: bool = Field(False, description="completed from the previous question")
+    confidence: float = Field(0.0, description="similarity of the intent's nearest phrasings")
+    parts: list["ParsedQuestion"] = Field(default_factory=list,
+                                          description="for a question with several requests: one entry each")
+    previous: "ParsedQuestion | None" = Field(None, exclude=True, repr=False,
+                                              description="the question asked before this one in the conversation")
+
+    def all_parts(self) -> list["ParsedQuestion"]:
+        return self.parts or [self]
 
 
-_NUMBER = r"(\d+(?:[.,]\d+)?)"
-_STENT_LENGTH = re.compile(_NUMBER + r"\s*-?\s*mm\b(?=[^.?!]*\b(?:stent|one|long)\b)|(?<=stent of )" + _NUMBER
-                           + r"\s*mm", re.I)
-_LENGTH_X_DIAMETER = re.compile(_NUMBER + r"\s*(?:mm)?\s*[x×]\s*" + _NUMBER + r"\s*mm", re.I)
-_DIAMETER = re.compile(_NUMBER + r"\s*mm\s*(?:diameter|wide)|diameter\s*(?:of\s*)?" + _NUMBER + r"\s*mm", re.I)
-_TROPONIN = re.compile(r"(?:hs-?)?(?:c?tn-?i|troponin(?:[- ]?i)?)\s*(?:of|was|is|=|:|at)?\s*" + _NUMBER
-                       + r"\s*(pg/ml|ng/l|ng/ml)", re.I)
-_YES_NO_START = re.compile(r"^\s*(is|are|does|do|will|would|can|could|should|has|have|was|were|did|any)\b"
-                           r"(?!\s+(you|u)\b)", re.I)  # "can you segment ..." is a request, not a yes/no question
+# ------------------------------------------------------------------------------- typed plan (API)
+class PlanSlots(BaseModel):
+    vessel: str | None = Field(None, description="segment or artery code, e.g. 'pLAD', 'RCA'")
+    vessels: list[str] = Field(default_factory=list, description="every vessel of a comparison")
+    structure: str | None = Field(None, description="registry structure name, e.g. 'aorta', 'lv_blood'")
+    stent_length_mm: float | None = None
+    stent_diameter_mm: float | None = None
+    troponin_value: float | None = None
+    troponin_unit: Literal["ng/L", "pg/mL", "ng/mL"] | None = None
+    sex: Literal["male", "female"] | None = None
+    landmark: str | None = Field(None, description="registry landmark key or lesion_start / lesion_end / lesion_mld")
 
-_INTENT_PATTERNS: list[tuple[Intent, re.Pattern]] = [
-    # First: a question after who the patient is gets the de-identification answer, never a tool call.
-    ("patient_identity", re.compile(r"\b(?:patient'?s?|his|her|their)\s+(?:full\s+)?(?:name|identity|address|"
-                                    r"date of birth|birth ?date|dob|mrn|medical record number|phone|insurance)\b|"
-                                    r"\bwho is (?:the|this) patient\b|\bname of (?:the|this) patient\b|"
-                                    r"\b(?:date of birth|medical record number|mrn)\b", re.I)),
-    ("stent_coverage", re.compile(r"\bstent\b.*\b(cover|long enough|enough|fit|land|suffic)|"
-                                  r"\b(cover|covers|covering)\b.*\bstent\b|\bwhich stent\b|\bstent (length|size)\b",
-                                  re.I)),
-    ("risk", re.compile(r"\bmace\b|\brisk\b|\bprognos|\bevent\b|\bheart attack\b|\bmyocardial infarction\b|"
-                        r"\btroponin\b|\bmesa\b", re.I)),
-    ("reports", re.compile(r"\b(prior|previous|earlier|old)\b.*\breports?\b|\breports?\b.*\b(prior|previous|similar)\b|"
-                           r"\bsimilar (cases|patients|studies)\b|\bsearch (the )?reports\b", re.I)),
-    ("calcium_score", re.compile(r"\bcalcium score\b|\bagatston\b|\bcac\b|\bcac-drs\b|\bcalcium burden\b|"
-                                 r"\bhow much calcium\b|\bcalcium volume\b|\bmass score\b|\bcoronary calcium\b", re.I)),
-    ("segment", re.compile(r"\b(segment|outline|delineate|contour|mask|highlight|show me|draw)\b", re.I)),
-    ("stenosis", re.compile(r"\bstenos[ie]s\b|\bnarrow|\bhow (severe|tight|bad)\b|\bcad-?rads\b|\blesion length\b|"
-                            r"\blength of the .*lesion\b|\bhow long is\b|\bminimal lumen\b|\bmld\b|\bdegree of\b|"
-                            r"\bobstruct|\bblock", re.I)),
-    ("study_info", re.compile(r"\b(what|which) (study|series|scan)\b|\bstudy (info|information|details|summary)\b|"
-                              r"\bslice thickness\b|\bspacing\b|\bmodality\b|\bwhat is loaded\b", re.I)),
-]
 
+class PlanPart(BaseModel):
+    intent: Intent
+    slots: PlanSlots
+    text: str = Field(description="the words of the question this part answers")
+
+
+class QuestionPlan(BaseModel):
+    """What the assistant will do for a question: one part per request, follow-ups resolved."""
+
+    question: str
+    parts: list[PlanPart]
+    follow_up: bool = False
+    problem: str | None = Field(None, description="why the question is refused as asked, e.g. a negative length")
+
+    @property
+    def intents(self) -> list[str]:
+        return [p.intent for p in self.parts]
+
+
+def understand(question: str, prior: Sequence[str] = ()) -> QuestionPlan:
+    """The typed plan of ``question``, follow-ups resolved against the ``prior`` questions (oldest first).
+
+    Examples::
+
+        >>> understand("What is the calcium score and how severe is the LAD stenosis?").intents
+        ['calcium', 'stenosis']
+        >>> understand("and in the RCA?", prior=["How tight is the proximal LAD?"]).parts[0].slots.vessel
+        'RCA'
+    """
+    previous = None
+    for text in prior:
+        try:
+            previous = parse_question(text, previous)
+        except ValueError:
+            previous = None
+    q = parse_question(question, previous)
+    parts = [PlanPart(intent=p.intent, text=p.text, slots=PlanSlots(
+        vessel=p.segment or p.artery, vessels=list(p.vessels), structure=p.structure,
+        stent_length_mm=p.stent_length_mm, stent_diameter_mm=p.stent_diameter_mm,
+        troponin_value=p.troponin_value, troponin_unit=p.troponin_unit, sex=p.sex, landmark=p.landmark))
+        for p in q.all_parts()]
+    return QuestionPlan(question=q.text, parts=parts, follow_up=any(p.follow_up for p in q.all_parts()),
+                        problem=q.problem)
+
+
+# ------------------------------------------------------------------------------------- parsing
+_YES_NO_START = re.compile(r"^\s*(is|are|does|do|will|would|can|could|should|has|have|was|were|did|any|may)\b"
+                           r"(?!\s+(you|u|i)\b)", re.I)  # "can you segment ..." is a request, not a yes/no question
 _FINDING_PATTERNS: list[tuple[FindingWord, re.Pattern]] = [
-    ("stent", re.compile(r"\bstent", re.I)),
+    ("stent", re.compile(r"\bstent|\bdes\b|\bbms\b|\bscaffold", re.I)),
     ("occlusion", re.compile(r"\bocclu|\bcto\b|\btotally blocked\b", re.I)),
-    ("calcification", re.compile(r"\bcalci|\bcalcium\b|\bca\b", re.I)),
+    ("calcification", re.compile(r"\bcalci|\bcalcium\b|\bca\b|\bcac\b|\bagatston", re.I)),
     ("plaque", re.compile(r"\bplaque", re.I)),
     ("stenosis", re.compile(r"\bstenos|\bnarrow", re.I)),
     ("lesion", re.compile(r"\blesion", re.I)),
 ]
+_SCORE_WORDS = re.compile(r"\bscore|\bagatston|\bcac\b|\bburden|\bvolume|\bmass\b|\bhow much|\bquantif|\bload\b", re.I)
+_STENT_SIZE_WORDS = re.compile(r"\bsize|\bsizing|\blength|\bdiameter|\blong\b|\bwhich\b|\bwhat\b|\brecommend|\bplan|"
+                               r"\bchoose|\bneed|\bfit|\bcover|\bspan|\breach|\benough|\bsuffic|\blanding|\btwo stents|"
+                               r"\bsingle|\bone\b", re.I)
+_REFERS_BACK = re.compile(r"\b(?:it|its|there|(?:that|this|the same) (?:lesion|stenosis|one|segment|vessel|artery|plaque|"
+                          r"narrowing|stent))\b", re.I)
+_FOLLOW_UP_START = re.compile(r"^\s*(and|what about|how about|same (?:for|in|on)|and for|also|what of|now|then|ok(?:ay)?"
+                              r",? and|what if)\b", re.I)
+# Words that carry no request of their own: a clause made only of these (plus anatomy and numbers)
+# continues the previous question.
+_FILLER = set("""a an the and or of in on at for to about what how is are was were be it its that this those these
+then also same now ok okay please one ones there with same as well vs versus do does did i we you me my our your
+any also too again instead rather either both proximal mid middle distal mm millimetre millimeter millimetres millimeters cm if so just
+""".split())
+_CLAUSE_START = re.compile(r"^\s*(what|which|where|how|is|are|does|do|will|would|can|could|should|has|have|was|were|"
+                           r"did|any|show|segment|outline|draw|highlight|give|tell|measure|grade|quantify|locate|mark|"
+                           r"point|find|search|list|compare|check|assess|evaluate|calculate|compute|estimate|score|"
+                           r"display|plan|size|recommend|who|when|why)\b", re.I)
+_CONJUNCTION = re.compile(r",?\s+(?:and also|and then|and|also|as well as|plus|then)\s+|\s*[;]\s*|(?<=\?)\s+", re.I)
 
-_REFERS_BACK = re.compile(r"\b(?:it|its|(?:that|this|the same) (?:lesion|stenosis|one|segment|vessel|artery|plaque))\b",
-                          re.I)
-_FOLLOW_UP = re.compile(r"^\s*(and|what about|how about|same for|and for|also|what of)\b|^\s*(the )?"
-                        r"(lad|rca|lcx|lm|left main|circumflex|right coronary)\s*\??\s*$", re.I)
+
+def _clean(text: str) -> str:
+    return " ".join(text.split())
 
 
-def _number(text: str) -> float:
-    return float(text.replace(",", "."))
+def _content_words(text: str) -> list[str]:
+    from assistant.slots import mask_for_embedding
+
+    words = re.findall(r"[a-z][a-z'-]*", mask_for_embedding(text))
+    return [w for w in words if w not in _FILLER and w not in ("vessel", "structure")]
 
 
-def _first_group(match: re.Match) -> str:
-    return next(g for g in match.groups() if g is not None)
+def _is_clause(text: str) -> bool:
+    return bool(_CLAUSE_START.match(text)) or len(_content_words(text)) >= 2
+
+
+def _split(text: str) -> list[tuple[str, IntentMatch]]:
+    """The requests of a question, each with its intent match; one entry for a single request."""
+    pieces = [p.strip() for p in _CONJUNCTION.split(text) if p and p.strip(" ,?.;")]
+    whole, *_ = match_texts([text, *pieces]) if len(pieces) > 1 else match_texts([text])
+    if len(pieces) < 2:
+        return [(text, whole)]
+    parts: list[tuple[str, IntentMatch]] = []
+    for piece in pieces:
+        piece = piece.strip()
+        m = match_cached(piece)
+        if parts:
+            prev_text, prev = parts[-1]
+            # A new request: both sides read as clauses and ask different things. A side that asks
+            # nothing the assistant knows still splits off when it starts like a clause, so it can be
+            # named as not answered instead of being folded into the other request.
+            separate = (_is_clause(piece) and _is_clause(prev_text) and m.intent != prev.intent
+                        and (m.intent != "unknown" or bool(_CLAUSE_START.match(piece)))
+                        and (prev.intent != "unknown" or bool(_CLAUSE_START.match(prev_text))))
+            if not separate:
+                joined = f"{prev_text} and {piece}"
+                parts[-1] = (joined, match_cached(joined))
+                continue
+        parts.append((piece, m))
+    if len(parts) == 1:
+        return [(text, whole)]
+    return parts
 
 
 def parse_question(text: str, previous: ParsedQuestion | None = None) -> ParsedQuestion:
@@ -107,128 +216,259 @@ def parse_question(text: str, previous: ParsedQuestion | None = None) -> ParsedQ
     Examples::
 
         >>> q = parse_question("Will a 20 mm stent fully cover the proximal LAD lesion?")
-        >>> q.intent, q.segment, q.stent_length_mm, q.is_yes_no
-        ('stent_coverage', 'pLAD', 20.0, True)
+        >>> q.intent, q.task, q.segment, q.stent_length_mm, q.is_yes_no
+        ('stent', 'stent_coverage', 'pLAD', 20.0, True)
         >>> parse_question("what about a 24 mm one?", previous=q).segment
         'pLAD'
     """
     if not text or not text.strip():
         raise ValueError("the question is empty")
-    clean = " ".join(text.split())
+    clean = _clean(text)
+    pieces = _split(clean)
+    parts = [_parse_part(piece, match) for piece, match in pieces]
+    # Anatomy or a number after "and ..." is no request of its own, whatever it resembles.
+    parts = [p if _has_own_request(p) else p.model_copy(update={"intent": "unknown", "task": "unknown",
+                                                                 "is_yes_no": False}) for p in parts]
+    prev_parts = previous.all_parts() if previous is not None else []
+    history = _history(previous)
+    resolved: list[ParsedQuestion] = []
+    for i, part in enumerate(parts):
+        # The first part continues the previous question; later parts continue the part before them.
+        context = [*prev_parts] if i == 0 else [resolved[-1]]
+        resolved.append(_resolve_follow_up(part, context, previous_all=history))
+    if len(resolved) == 1:
+        return resolved[0].model_copy(update={"text": clean, "previous": _trimmed(previous)})
+    first = resolved[0]
+    return first.model_copy(update={"text": clean, "parts": resolved, "is_yes_no": False,
+                                    "previous": _trimmed(previous)})
 
-    intent: Intent = "unknown"
-    for name, pattern in _INTENT_PATTERNS:
-        if pattern.search(clean):
-            intent = name
-            break
+
+# How many earlier questions a follow-up may reach back to (the question before first).
+HISTORY_DEPTH = 6
+
+
+def _history(previous: ParsedQuestion | None) -> list[ParsedQuestion]:
+    """The parts of the earlier questions, oldest first, back to HISTORY_DEPTH questions."""
+    chain: list[ParsedQuestion] = []
+    q = previous
+    while q is not None and len(chain) < HISTORY_DEPTH:
+        chain.append(q)
+        q = q.previous
+    return [p for q in reversed(chain) for p in q.all_parts()]
+
+
+def _trimmed(previous: ParsedQuestion | None) -> ParsedQuestion | None:
+    """The chain of earlier questions cut at HISTORY_DEPTH, so a long session stays small."""
+    if previous is None:
+        return None
+    chain, q = [], previous
+    while q is not None and len(chain) < HISTORY_DEPTH:
+        chain.append(q)
+        q = q.previous
+    out = None
+    for q in reversed(chain):
+        out = q.model_copy(update={"previous": out})
+    return out
+
+
+def _parse_part(text: str, match: IntentMatch) -> ParsedQuestion:
+    anatomy = anatomy_in(text)
+    problem = None
+    try:
+        numbers = numbers_in(text)
+    except QuestionValueError as err:
+        from assistant.slots import Numbers
+
+        numbers, problem = Numbers(), str(err)
+    landmark = landmark_in(text)
+    intent = _choose_intent(match, numbers, landmark, text)
 
     segment = artery = structure = None
-    for kind, key, _phrase in find_anatomy(clean):
-        if kind == "segment" and segment is None:
-            segment = key
-        elif kind == "artery" and artery is None and segment is None:
-            artery = key
-        elif kind == "structure" and structure is None and STRUCTURES_BY_NAME[key].group != "finding":
-            structure = key
-    if segment is not None:
-        artery = None
+    vessels = list(anatomy.vessels)
+    if vessels:
+        first = vessels[0]
+        if first in SEGMENTS_BY_CODE:
+            segment = first
+        else:
+            artery = first
+    if anatomy.structures:
+        structure = anatomy.structures[0]
 
-    finding = next((name for name, pattern in _FINDING_PATTERNS if pattern.search(clean)), None)
+    finding = next((name for name, pattern in _FINDING_PATTERNS if pattern.search(text)), None)
     superlative = None
-    if re.search(r"\bmost (heavily )?calcif", clean, re.I):
-        superlative, finding = "most_calcified", "calcification"
-    elif re.search(r"\b(most|worst|tightest) (severe(ly)? )?(stenos|narrow|diseased)", clean, re.I):
+    if re.search(r"\b(most|heaviest|highest|biggest|largest|greatest|maximal|max)\b.{0,25}\bcalci|\bmost (heavily )?calcif",
+                 text, re.I):
+        superlative = "most_calcified"
+    elif re.search(r"\b(most|worst|tightest|severest|highest[- ]grade|narrowest|most severe(ly)?)\b[^?.]{0,25}"
+                   r"\b(stenos|narrow|diseased|lesion|obstruct|block)|\b(worst|tightest|severest|most severe)\b",
+                   text, re.I):
         superlative = "most_stenosed"
 
     threshold = None
-    if re.search(r"\b(severe|critical|tight|high[- ]grade)\b", clean, re.I):
+    if re.search(r"\b(severe|critical|tight|high[- ]grade)\b", text, re.I):
         threshold = 70.0  # CAD-RADS 4A
-    elif re.search(r"\b(significant|obstructive|flow[- ]limiting|ha?emodynamic|relevant)\b", clean, re.I):
+    elif re.search(r"\b(significant|obstructive|flow[- ]limiting|ha?emodynamic|relevant)\b", text, re.I):
         threshold = 50.0  # obstructive by CT, CAD-RADS 3 or more
 
     stent_status = None
-    if re.search(r"\brestenos|\bISR\b|\bin-?stent (stenosis|narrowing|occlusion)", clean, re.I):
+    if re.search(r"\brestenos|\bISR\b|\bin-?stent (stenosis|narrowing|occlusion)", text, re.I):
         stent_status, finding = "restenosis", "stent"
-    elif re.search(r"\bpatent\b|\bpatency\b|\bopen\b", clean, re.I) and finding == "stent":
+    elif finding == "stent" and re.search(r"\bpatent\b|\bpatency\b|\bopen\b|\boccluded\b|\bworking\b|\blook",
+                                          text, re.I):
         stent_status = "patency"
 
-    stent_length = stent_diameter = None
-    if m := _LENGTH_X_DIAMETER.search(clean):
-        # "3.0 x 20 mm": the larger number is the length.
-        a, b = _number(m.group(1)), _number(m.group(2))
-        stent_length, stent_diameter = max(a, b), min(a, b)
-    elif m := _STENT_LENGTH.search(clean):
-        stent_length = _number(_first_group(m))
-    if m := _DIAMETER.search(clean):
-        stent_diameter = _number(_first_group(m))
-
-    troponin_value = troponin_unit = None
-    if m := _TROPONIN.search(clean):
-        troponin_value = _number(m.group(1))
-        troponin_unit = {"pg/ml": "pg/mL", "ng/l": "ng/L", "ng/ml": "ng/mL"}[m.group(2).lower()]
-
-    if stent_status and intent in ("unknown", "stenosis", "stent_coverage"):
-        intent = "presence"
-    if intent in ("unknown", "stenosis") and finding in ("calcification", "plaque", "stent", "occlusion") \
-            and _YES_NO_START.match(clean):
-        intent = "presence"
-    if intent == "unknown" and finding in ("stenosis", "lesion", "occlusion") and (segment or artery):
-        intent = "stenosis"
-    if intent == "unknown" and superlative == "most_calcified":
-        intent = "segment"
-
-    parsed = ParsedQuestion(
-        text=clean, intent=intent, segment=segment, artery=artery, structure=structure, finding=finding,
-        stent_length_mm=stent_length, stent_diameter_mm=stent_diameter, troponin_value=troponin_value,
-        troponin_unit=troponin_unit, superlative=superlative, stent_status=stent_status,
-        stenosis_threshold_percent=threshold,
-        is_yes_no=bool(_YES_NO_START.match(clean)) and intent in YES_NO_INTENTS,
+    lengths = list(numbers.stent_length_range_mm or ([numbers.stent_length_mm] if numbers.stent_length_mm else []))
+    is_yes_no = bool(_YES_NO_START.match(text))
+    task = _task(intent, text, finding, stent_status, numbers.stent_length_mm, is_yes_no, bool(vessels), superlative)
+    if intent == "stenosis" and task == "presence" and finding is None:
+        finding = "stenosis"
+    return ParsedQuestion(
+        text=text, intent=intent, task=task, segment=segment, artery=artery, vessels=vessels, structure=structure,
+        finding=finding, stent_length_mm=numbers.stent_length_mm, stent_diameter_mm=numbers.stent_diameter_mm,
+        stent_lengths_mm=lengths, device=numbers.device, troponin_value=numbers.troponin_value,
+        troponin_unit=numbers.troponin_unit, sex=sex_in(text), landmark=landmark if intent == "locate" else None,
+        superlative=superlative, stenosis_threshold_percent=threshold, stent_status=stent_status,
+        cannot_topic=match.topic if intent == "cannot" else None, problem=problem,
+        is_yes_no=is_yes_no and task in YES_NO_TASKS, confidence=round(match.score, 3),
     )
-    return _resolve_follow_up(parsed, previous)
 
 
-def _resolve_follow_up(q: ParsedQuestion, previous: ParsedQuestion | None) -> ParsedQuestion:
-    """Fill what a short follow-up leaves out from the previous question of the session."""
-    if previous is None or previous.intent == "unknown":
+def _choose_intent(match: IntentMatch, numbers, landmark: str | None, text: str) -> str:
+    """The matched intent, checked against the slots: a landmark question needs a landmark, a troponin
+    value or a stent size pulls a close call towards risk or stent."""
+    scores = dict(match.scores)
+    if numbers.troponin_value is not None:
+        scores["risk"] += SLOT_PULL
+    if numbers.stent_length_mm is not None or numbers.stent_diameter_mm is not None or numbers.device:
+        scores["stent"] += SLOT_PULL
+    if landmark is None:
+        scores["locate"] = -1.0
+    elif landmark.startswith("lesion_") is False:
+        scores["locate"] += SLOT_PULL
+    if match.intent == "unknown" and max(scores.values()) < match.score + SLOT_PULL:
+        return "unknown"
+    best = max(scores, key=scores.get)
+    from assistant.intents import default_matcher
+
+    if scores[best] < default_matcher().config.min_similarity:
+        return "unknown"
+    return best
+
+
+def _task(intent: str, text: str, finding, stent_status, stent_length, is_yes_no: bool, has_vessel: bool,
+          superlative) -> Task:
+    if intent == "calcium":
+        if is_yes_no and has_vessel and not _SCORE_WORDS.search(text):
+            return "presence"
+        return "calcium_score"
+    if intent == "stenosis":
+        if finding == "plaque" and is_yes_no:
+            return "presence"
+        return "stenosis"
+    if intent == "stent":
+        if stent_length is not None:
+            return "stent_coverage"
+        if stent_status:
+            return "presence"
+        if is_yes_no and not _STENT_SIZE_WORDS.search(text) or re.search(r"\bwhere\b|\bprior\b|\bprevious|\bstented\b|"
+                                                                         r"\bimplanted\b|\bpci\b", text, re.I):
+            return "presence"
+        return "stent_coverage"
+    return {"cadrads_patient": "cadrads", "identity": "patient_identity"}.get(intent, intent)  # type: ignore[return-value]
+
+
+# ----------------------------------------------------------------------------------- follow-ups
+def _brings(q: ParsedQuestion) -> bool:
+    return any((q.vessels, q.structure, q.stent_length_mm, q.stent_diameter_mm, q.troponin_value, q.landmark))
+
+
+def _has_own_request(q: ParsedQuestion) -> bool:
+    """The part asks for something itself (not only anatomy or a number after 'and ...')."""
+    return q.intent != "unknown" and bool(_content_words(q.text))
+
+
+def _resolve_follow_up(q: ParsedQuestion, context: list[ParsedQuestion], previous_all: list[ParsedQuestion]) \
+        -> ParsedQuestion:
+    """Fill what a follow-up leaves out from the conversation.
+
+    A part with a request of its own keeps its intent; it only takes the previous anatomy when it
+    refers back ("cover it", "that lesion") or starts like a follow-up and names none. A part
+    without one ("and in the RCA?", "what about a 24 mm one?") continues the most recent earlier
+    request that can use what it brings.
+    """
+    if not context:
         return q
-    short = len(q.text.split()) <= 8
-    # A short question with no intent of its own is a follow-up only when it brings something the
-    # previous one can use (anatomy, a finding, a number): "banana rocket?" stays unknown.
-    brings = any((q.segment, q.artery, q.structure, q.finding, q.stent_length_mm, q.stent_diameter_mm,
-                  q.troponin_value))
-    # "Will a 20 mm stent cover it?" after a question on the pLAD lesion: its own intent, the anatomy
-    # of the previous question.
-    refers_back = not (q.segment or q.artery or q.structure) and bool(_REFERS_BACK.search(q.text))
-    looks_follow_up = bool(_FOLLOW_UP.search(q.text)) or (short and q.intent == "unknown" and brings) or refers_back
-    if not looks_follow_up:
+    own = _has_own_request(q)
+    marker = bool(_FOLLOW_UP_START.search(q.text))
+    named = bool(q.vessels or q.structure)
+    refers_back = not named and bool(_REFERS_BACK.search(q.text))
+    if own:
+        if not (refers_back or (marker and not named)):
+            return q
+        base = _last_with_anatomy(context)
+        if base is None:
+            return q
+        update = {"follow_up": True}
+        if q.intent in ANATOMY_INTENTS:
+            update.update(_anatomy_of(base))
+        if q.intent == "stent" and base.intent == "stent":
+            update.update(_stent_numbers(q, base))
+        return q.model_copy(update=update)
+    if not (_brings(q) or marker):
         return q
-    update: dict = {"follow_up": True}
-    if q.intent == "unknown":
-        update["intent"] = previous.intent
-        update["is_yes_no"] = previous.is_yes_no
-        update["finding"] = q.finding or previous.finding
-    named_anatomy = q.segment or q.artery or q.structure
-    if not named_anatomy:
-        update.update(segment=previous.segment, artery=previous.artery, structure=previous.structure)
-    elif q.artery and previous.segment and q.segment is None:
-        # "and the RCA?" after a question on the proximal LAD: the same position on the other artery.
-        update["segment"] = _same_position_segment(previous.segment, q.artery)
-        if update["segment"]:
-            update["artery"] = None
-    for name in ("stent_length_mm", "stent_diameter_mm", "troponin_value", "troponin_unit", "superlative",
-                 "stent_status", "stenosis_threshold_percent"):
-        if getattr(q, name) is None:
-            update[name] = getattr(previous, name)
+    base = _continuable(q, context) or _continuable(q, previous_all)
+    if base is None:
+        return q
+    update: dict = {"follow_up": True, "intent": base.intent, "task": base.task, "is_yes_no": base.is_yes_no,
+                    "finding": q.finding or base.finding, "superlative": q.superlative or base.superlative,
+                    "stent_status": q.stent_status or base.stent_status,
+                    "stenosis_threshold_percent": q.stenosis_threshold_percent or base.stenosis_threshold_percent,
+                    "cannot_topic": base.cannot_topic, "confidence": base.confidence}
+    if not named:
+        update.update(_anatomy_of(base))
+    if base.landmark and not q.landmark:
+        update["landmark"] = base.landmark
+    if base.intent == "stent":
+        update.update(_stent_numbers(q, base))
+    if base.intent == "risk":
+        for name in ("troponin_value", "troponin_unit", "sex"):
+            if getattr(q, name) is None:
+                update[name] = getattr(base, name)
     return q.model_copy(update=update)
 
 
-def _same_position_segment(segment: str, artery: str) -> str | None:
-    """pLAD + RCA -> pRCA; returns None when the artery has no segment at that position."""
-    prefix = segment[0] if segment[0] in "pmd" and segment[1:2].isupper() else None
-    if prefix is None:
-        return None
-    candidates = {"LAD": "LAD", "RCA": "RCA", "LCx": "LCx" if prefix == "d" else "Cx"}
-    if artery not in candidates:
-        return None
-    code = prefix + candidates[artery]
-    return code if code in SEGMENTS_BY_CODE else None
+def _continuable(q: ParsedQuestion, context: list[ParsedQuestion]) -> ParsedQuestion | None:
+    """The most recent request that what ``q`` brings can continue."""
+    for base in reversed(context):
+        if base.intent in ("unknown", "identity", "cannot"):
+            continue
+        if (q.vessels or q.structure) and base.intent not in ANATOMY_INTENTS:
+            continue
+        if (q.stent_length_mm or q.stent_diameter_mm) and base.intent != "stent":
+            continue
+        if q.troponin_value is not None and base.intent != "risk":
+            continue
+        return base
+    return None
+
+
+def _last_with_anatomy(context: list[ParsedQuestion]) -> ParsedQuestion | None:
+    return next((p for p in reversed(context) if p.vessels or p.structure), None)
+
+
+def _anatomy_of(base: ParsedQuestion) -> dict:
+    return {"segment": base.segment, "artery": base.artery, "vessels": list(base.vessels), "structure": base.structure}
+
+
+def _stent_numbers(q: ParsedQuestion, base: ParsedQuestion) -> dict:
+    update: dict = {}
+    if q.stent_length_mm is None:
+        update.update(stent_length_mm=base.stent_length_mm, stent_lengths_mm=list(base.stent_lengths_mm))
+    if q.stent_diameter_mm is None:
+        update["stent_diameter_mm"] = base.stent_diameter_mm
+    if q.device is None:
+        update["device"] = base.device
+    if q.stent_length_mm is not None and base.task == "stent_coverage":
+        update["task"] = "stent_coverage"
+    return update
+

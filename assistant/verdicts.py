@@ -1,6 +1,6 @@
 """Yes / no verdicts decided from tool results, never from the wording of an answer.
 
-One rule per intent. A rule reads the structured results of this turn's tools and returns "yes",
+One rule per task of a question (:data:`assistant.question.Task`). A rule reads the structured results of this turn's tools and returns "yes",
 "no" or "unknown" (the tools did not run, failed, or do not decide the question). Because the
 verdict never looks at the answer text, it is the same whichever chat model wrote that text, and a
 benchmark can score it without parsing prose.
@@ -122,6 +122,9 @@ def _risk(q: ParsedQuestion, done: list[ToolOutcome]) -> Verdict:
         trop = risk[-1].result.get("troponin")
         if trop:
             return "yes" if trop["above_url"] else "no"
+        both = risk[-1].result.get("troponin_sex_unknown")
+        if both:  # sex unknown: decided only when the value is above both limits or below both
+            return {"both": "yes", "neither": "no"}.get(both["above"], "unknown")
     return "unknown"
 
 
@@ -129,6 +132,7 @@ VERDICT_RULES: dict[str, Callable[[ParsedQuestion, list[ToolOutcome]], Verdict]]
     "stent_coverage": _stent_coverage,
     "presence": _presence,
     "stenosis": _stenosis,
+    "cadrads": _stenosis,
     "calcium_score": _calcium,
     "risk": _risk,
 }

@@ -92,6 +92,36 @@ def mesa_chd_risk(clinical: ClinicalContext, agatston: float) -> MesaRisk:
                     linear_predictor=total, inputs=inputs)
 
 
+class TroponinBothLimits(BaseModel):
+    """A troponin compared with both sex-specific limits when the patient's sex is not known."""
+
+    value_ng_l: float = Field(description="the result converted to ng/L")
+    given: str = Field(description="the result as given, with its unit")
+    assay: str
+    female_url_ng_l: float
+    male_url_ng_l: float
+    above: Literal["both", "neither", "female_only"] = Field(
+        description="which sex-specific 99th-percentile limits the value exceeds (the female one is the lower)")
+    interpretation: str
+
+
+def troponin_against_both_limits(value: float, unit: str, assay: str | None = None) -> TroponinBothLimits:
+    """Compare an hs-cTnI result with the female and the male 99th-percentile URL of the assay.
+
+    Above both (or below both) limits, the patient's sex does not change the reading; between them it does.
+    """
+    female = interpret_troponin(value, unit, "female", assay)
+    male = interpret_troponin(value, unit, "male", assay)
+    above = "both" if male.above_url else "female_only" if female.above_url else "neither"
+    meaning = {"both": "above both sex-specific 99th-percentile limits: myocardial injury whatever the sex",
+               "neither": "not above either sex-specific 99th-percentile limit: no myocardial injury on this value",
+               "female_only": "above the female but not the male 99th-percentile limit: the reading depends on the "
+                              "patient's sex, which is not known"}[above]
+    return TroponinBothLimits(value_ng_l=female.value_ng_l, given=female.given, assay=female.assay,
+                              female_url_ng_l=female.url_ng_l, male_url_ng_l=male.url_ng_l, above=above,
+                              interpretation=f"hs-cTnI {female.value_ng_l:g} ng/L is {meaning}")
+
+
 class RiskContext(BaseModel):
     """What established scores say about this patient, each with its inputs and limits."""
 
@@ -102,6 +132,8 @@ class RiskContext(BaseModel):
     plaque_burden: str | None = Field(None, description="CAD-RADS 2.0 plaque burden from the calcium score")
     mesa: MesaRisk | None = None
     troponin: TroponinInterpretation | None = None
+    troponin_sex_unknown: TroponinBothLimits | None = Field(
+        None, description="a troponin given while the patient's sex is unknown, against both limits")
     not_computed: list[str] = Field(default_factory=list, description="scores left out, and why")
     limits: list[str] = Field(description="what these numbers do not say; quote them with the numbers")
 
@@ -157,11 +189,13 @@ class RiskContextInput(BaseModel):
         None, ge=0, description="hs-cTnI result given in the question (e.g. 40); replaces the one in the clinical "
         "context; needs troponin_unit")
     troponin_unit: Literal["pg/mL", "ng/L", "ng/mL"] | None = Field(None, description="unit of troponin_value")
+    sex: Literal["male", "female"] | None = Field(
+        None, description="the patient's sex as the question states it; used only when no clinical context records it")
 
 
 @tool("risk_context", args_schema=RiskContextInput)
 def risk_context_tool(agatston: float | None = None, troponin_value: float | None = None,
-                      troponin_unit: str | None = None, *, config: RunnableConfig) -> dict:
+                      troponin_unit: str | None = None, sex: str | None = None, *, config: RunnableConfig) -> dict:
     """Established risk scores for the loaded patient: MESA 10-year hard CHD risk with CAC, CAC-DRS,
     CAD-RADS plaque burden, and high-sensitivity troponin I against the sex-specific 99th-percentile
     limit, each with its inputs and limits. Use for questions about cardiac risk or MACE; it never
@@ -182,6 +216,10 @@ def risk_context_tool(agatston: float | None = None, troponin_value: float | Non
             clinical = clinical.model_copy(update={"troponin_value": troponin_value, "troponin_unit": troponin_unit})
     result = risk_context(clinical, agatston, agatston_source=source, per_artery=per_artery)
     if troponin_value is not None and clinical is None:
-        result.not_computed.append(f"troponin {troponin_value:g} {troponin_unit}: the patient's sex is unknown and "
-                                   "the 99th-percentile limits are sex-specific")
+        if sex is not None:
+            result.troponin = interpret_troponin(troponin_value, troponin_unit, sex)
+            result.not_computed = [m for m in result.not_computed if not m.startswith("MESA 10-year CHD risk and")]
+        else:
+            # Sex unknown: both sex-specific limits, so a value above (or below) both is still read.
+            result.troponin_sex_unknown = troponin_against_both_limits(troponin_value, troponin_unit)
     return result.model_dump()

@@ -1,4 +1,4 @@
-"""The embedded planner's reading of clinical questions."""
+"""The embedded planner's reading of clinical questions: intent by meaning, slots by rule, follow-ups."""
 
 import pytest
 
@@ -6,25 +6,27 @@ from assistant.question import parse_question
 
 
 @pytest.mark.parametrize(
-    ("text", "intent", "segment", "artery"),
+    ("text", "intent", "task", "segment", "artery"),
     [
-        ("Will a 20 mm stent fully cover the proximal LAD lesion?", "stent_coverage", "pLAD", None),
-        ("What is the calcium score?", "calcium_score", None, None),
-        ("Agatston?", "calcium_score", None, None),
-        ("Segment the most calcified artery", "segment", None, None),
-        ("segment the circumflex branch of the left coronary artery", "segment", None, "LCx"),
-        ("How severe is the stenosis in the mid RCA?", "stenosis", "mRCA", None),
-        ("what is the length of the RCA lesion", "stenosis", None, "RCA"),
-        ("Is there a stent in the RCA?", "presence", None, "RCA"),
-        ("any Ca in LCx?", "presence", None, "LCx"),
-        ("Is this patient with Troponin-I 40 pg/mL likely to have a MACE within 1 year?", "risk", None, None),
-        ("show me prior reports with LAD stenosis", "reports", None, "LAD"),
-        ("banana rocket?", "unknown", None, None),
+        ("Will a 20 mm stent fully cover the proximal LAD lesion?", "stent", "stent_coverage", "pLAD", None),
+        ("What is the calcium score?", "calcium", "calcium_score", None, None),
+        ("Agatston?", "calcium", "calcium_score", None, None),
+        ("Segment the most calcified artery", "segment", "segment", None, None),
+        ("segment the circumflex branch of the left coronary artery", "segment", "segment", None, "LCx"),
+        ("How severe is the stenosis in the mid RCA?", "stenosis", "stenosis", "mRCA", None),
+        ("what is the length of the RCA lesion", "stenosis", "stenosis", None, "RCA"),
+        ("Is there a stent in the RCA?", "stent", "presence", None, "RCA"),
+        ("any Ca in LCx?", "calcium", "presence", None, "LCx"),
+        ("Is this patient with Troponin-I 40 pg/mL likely to have a MACE within 1 year?", "risk", "risk", None, None),
+        ("show me prior reports with LAD stenosis", "reports", "reports", None, "LAD"),
+        ("What is the CAD-RADS category?", "cadrads_patient", "cadrads", None, None),
+        ("What is the patient's name?", "identity", "patient_identity", None, None),
+        ("banana rocket?", "unknown", "unknown", None, None),
     ],
 )
-def test_intent_and_anatomy(text, intent, segment, artery):
+def test_intent_and_anatomy(text, intent, task, segment, artery):
     q = parse_question(text)
-    assert (q.intent, q.segment, q.artery) == (intent, segment, artery)
+    assert (q.intent, q.task, q.segment, q.artery) == (intent, task, segment, artery)
 
 
 def test_numbers_with_units():
@@ -42,21 +44,23 @@ def test_yes_no_questions_are_marked():
 def test_follow_up_keeps_lesion_and_changes_stent_length():
     first = parse_question("Will a 20 mm stent fully cover the proximal LAD lesion?")
     follow = parse_question("what about a 24 mm one?", previous=first)
-    assert (follow.intent, follow.segment, follow.stent_length_mm, follow.follow_up) == (
-        "stent_coverage", "pLAD", 24.0, True)
+    assert (follow.intent, follow.segment, follow.stent_length_mm, follow.follow_up) == ("stent", "pLAD", 24.0, True)
 
 
-def test_follow_up_moves_to_the_same_position_on_another_artery():
+def test_vessel_level_follow_up_means_the_whole_artery():
+    # "and in the RCA?" after a proximal LAD question asks about every RCA segment, not only the pRCA.
     first = parse_question("How severe is the stenosis in the proximal LAD?")
-    follow = parse_question("and the RCA?", previous=first)
-    assert (follow.intent, follow.segment) == ("stenosis", "pRCA")
+    for text in ("and the RCA?", "and in the RCA?"):
+        follow = parse_question(text, previous=first)
+        assert (follow.intent, follow.artery, follow.segment, follow.follow_up) == ("stenosis", "RCA", None, True)
+    segment_level = parse_question("and the mid RCA?", previous=first)
+    assert segment_level.segment == "mRCA"
 
 
 def test_question_referring_back_takes_the_previous_anatomy():
     first = parse_question("How severe is the proximal LAD stenosis?")
     follow = parse_question("Will a 20 mm stent fully cover it?", previous=first)
-    assert (follow.intent, follow.segment, follow.stent_length_mm, follow.follow_up) == (
-        "stent_coverage", "pLAD", 20.0, True)
+    assert (follow.intent, follow.segment, follow.stent_length_mm, follow.follow_up) == ("stent", "pLAD", 20.0, True)
     other = parse_question("Will a 20 mm stent cover the RCA lesion?", previous=first)
     assert other.artery == "RCA" and other.segment is None
 
@@ -64,7 +68,7 @@ def test_question_referring_back_takes_the_previous_anatomy():
 def test_new_question_is_not_a_follow_up():
     first = parse_question("Will a 20 mm stent fully cover the proximal LAD lesion?")
     q = parse_question("What is the calcium score?", previous=first)
-    assert q.intent == "calcium_score" and not q.follow_up
+    assert q.intent == "calcium" and not q.follow_up
 
 
 def test_empty_question_is_refused():

@@ -220,3 +220,75 @@ def test_a_bug_in_the_wording_still_returns_the_results(session, monkeypatch):
     answer = session.ask("What is the calcium score?")
     assert answer.answer.startswith("I could not write the answer (KeyError)")
     assert "calcium_score: ok" in answer.answer and any(f.name == "Agatston score" for f in answer.findings)
+
+
+def test_both_parts_of_a_compound_question_are_answered(session):
+    answer = session.ask("What is the calcium score and how severe is the LAD stenosis?")
+    assert [c.name for c in answer.tool_calls] == ["calcium_score", "measure_lesion"]
+    first, second = answer.answer.split("\n")
+    assert first.startswith("(1)") and "Agatston score" in first and "diameter stenosis" not in first
+    assert second.startswith("(2)") and re.search(r"LAD has an? \d+% diameter stenosis", second)
+
+
+def test_a_part_not_understood_is_named(session):
+    answer = session.ask("What is the calcium score and also tell me a joke about bananas?")
+    assert "Agatston score" in answer.answer and "not answered" in answer.answer
+
+
+def test_a_comparison_measures_every_vessel_named(session):
+    answer = session.ask("Compare the LAD and RCA stenoses")
+    assert [c.args["vessel"] for c in answer.tool_calls] == ["LAD", "RCA"]
+    assert "most severe narrowing is on the LAD" in answer.answer and "The RCA has" in answer.answer
+
+
+def test_a_vessel_level_follow_up_measures_the_whole_artery(session):
+    session.ask("How severe is the stenosis in the proximal LAD?")
+    answer = session.ask("and in the RCA?")
+    assert [c.args for c in answer.tool_calls] == [{"vessel": "RCA"}]
+
+
+def test_a_new_request_after_mace_is_not_answered_as_mace(session):
+    session.ask("Is this patient with Troponin-I 40 pg/mL likely to have a MACE within 1 year?")
+    answer = session.ask("Show the right coronary artery")
+    assert [c.name for c in answer.tool_calls] == ["segment_anatomy"] and "MACE" not in answer.answer
+    session.ask("Is this patient with Troponin-I 40 pg/mL likely to have a MACE within 1 year?")
+    follow = session.ask("and the LAD?")
+    assert "risk_context" not in [c.name for c in follow.tool_calls] and "MACE" not in follow.answer
+
+
+def test_lesion_end_is_located_and_marked(session):
+    answer = session.ask("Where does the LAD lesion end?")
+    assert [c.name for c in answer.tool_calls] == ["measure_lesion"]
+    end = finding(answer, "LAD lesion end (LPS)").value
+    assert f"at {end} mm" in answer.answer and "marked on the image" in answer.answer
+    assert answer.overlay_png and answer.overlay_png.endswith(".png")
+
+
+def test_an_anatomical_landmark_goes_to_the_locate_tool(session):
+    answer = session.ask("Where is the left main ostium?")
+    assert [(c.name, c.args) for c in answer.tool_calls] == [("vlm_locate", {"target": "left coronary ostium"})]
+
+
+def test_a_quantity_the_tools_cannot_measure_gets_a_reasoned_cannot(session):
+    answer = session.ask("What is the FFR of the LAD lesion?")
+    assert answer.tool_calls == [] and answer.answer.startswith("I cannot tell you fractional flow reserve")
+    assert "What would answer it:" in answer.answer and "invasive FFR" in answer.answer
+
+
+def test_a_negative_stent_length_is_refused_without_a_tool(session):
+    answer = session.ask("Will a -20 mm stent cover the proximal LAD lesion?")
+    assert answer.tool_calls == [] and "cannot be negative" in answer.answer
+
+
+@pytest.mark.parametrize(("value", "words", "verdict"), [
+    (60, "above both sex-specific 99th-percentile limits", "yes"),
+    (10, "not above either sex-specific 99th-percentile limit", "no"),
+    (20, "above the female but not the male", "unknown"),
+])
+def test_troponin_with_sex_unknown_is_compared_with_both_limits(tmp_path, value, words, verdict):
+    s = Session(model=ClinicalPlanner(), output_dir=tmp_path)
+    s.use_context(make_patient_context(clinical=False))
+    answer = s.ask(f"Is a troponin of {value} ng/L elevated?")
+    assert words in answer.answer and answer.verdict == verdict, answer.answer
+    assert finding(answer, "hs-cTnI 99th-percentile URL (female)").value == 15.6
+    assert finding(answer, "hs-cTnI 99th-percentile URL (male)").value == 34.2

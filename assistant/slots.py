@@ -1,0 +1,277 @@
+"""Rule-based slot extractors: numbers with units, devices, troponin, sex, landmarks, anatomy.
+
+Intent is read by meaning (:mod:`assistant.intents`); the values a tool needs are read here by
+rules, because a number and its unit must be exact: "2 cm", "20 millimetres" and "20mm" are all
+20 mm, "3.0 x 20" is a diameter and a length, "18-22 mm" is a range, and a negative length is
+refused with :class:`QuestionValueError` instead of being passed to a tool. Anatomy comes from the
+registry (:func:`tools.anatomy.find_anatomy`), never from a list of our own.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+from tools.anatomy import (ARTERIES, LANDMARKS, SEGMENTS_BY_CODE, STRUCTURES_BY_NAME, SYNONYM_INDEX,
+                           find_anatomy)
+
+Sex = Literal["male", "female"]
+Device = Literal["DES", "BMS", "scaffold"]
+
+
+class QuestionValueError(ValueError):
+    """A number in the question cannot be a measurement (negative length, troponin without meaning)."""
+
+    code = "question_value"
+
+
+# Stent diameters are 2.0-5.0 mm and lengths 8-48 mm: a bare "3.5 mm stent" is a diameter.
+MAX_STENT_DIAMETER_MM = 6.0
+
+_NUM = r"(\d+(?:[.,]\d+)?)"
+_LENGTH_UNIT = r"(mm|millimet(?:er|re)s?|cm|centimet(?:er|re)s?)\b"
+_UNIT_TO_MM = {"mm": 1.0, "cm": 10.0}
+_NEGATIVE = re.compile(r"(?:(?<![\w.])[-−–]\s*|\bminus\s+)" + _NUM + r"\s*-?\s*" + _LENGTH_UNIT, re.I)
+_RANGE = re.compile(r"(?:between\s+)?" + _NUM + r"\s*(?:mm|cm)?\s*(?:-|–|to|and|or)\s*" + _NUM + r"\s*-?\s*"
+                    + _LENGTH_UNIT, re.I)
+_BY = re.compile(_NUM + r"\s*(?:mm|cm)?\s*(?:x|×|by|\*)\s*" + _NUM + r"\s*-?\s*(?:" + _LENGTH_UNIT + r")?", re.I)
+_LENGTH = re.compile(_NUM + r"\s*-?\s*" + _LENGTH_UNIT, re.I)
+_STENT_NOUN = r"(?:stents?|one|ones|des|bms|device|scaffold|drug[- ]eluting|bare[- ]metal|long|length)"
+_DIAMETER_WORD = re.compile(r"\b(diameter|wide|calibre|caliber|across)\b", re.I)
+
+_TROPONIN_WORD = re.compile(r"\b(?:hs[- ]?)?(?:c?tn[- ]?[it]|troponin(?:[- ]?[it])?|trop)\b", re.I)
+_TROPONIN_UNIT = (r"(pg\s*/\s*ml|ng\s*/\s*l|ng\s*/\s*ml|pg\s+per\s+ml|ng\s+per\s+l(?:it(?:er|re))?|"
+                  r"ng\s+per\s+ml|nanograms?\s+per\s+lit(?:er|re)|picograms?\s+per\s+millilit(?:er|re))")
+_TROPONIN_VALUE = re.compile(_NUM + r"\s*" + _TROPONIN_UNIT, re.I)
+_BARE_NUMBER = re.compile(r"(?<![\w.])" + _NUM + r"(?![\w.]*\s*(?:%|mm|cm|years?|y/?o|yo|au|hu))", re.I)
+
+_DEVICE = [("DES", re.compile(r"\bdes\b|\bdrug[- ]?eluting\b", re.I)),
+           ("BMS", re.compile(r"\bbms\b|\bbare[- ]?metal\b", re.I)),
+           ("scaffold", re.compile(r"\b(?:bioresorbable\s+)?scaffold\b|\bbvs\b", re.I))]
+
+_FEMALE = re.compile(r"\b(female|woman|women|lady|she|her|hers|mrs|ms|girl)\b", re.I)
+_MALE = re.compile(r"\b(male|man|men|gentleman|he|him|his|mr|boy)\b", re.I)
+
+# Landmark phrases -> registry landmark key. Lesion ends come from the measured lesion, the rest from
+# the VLM's landmark head.
+LESION_LANDMARKS = {"lesion_start": "start of the lesion", "lesion_end": "end of the lesion",
+                    "lesion_mld": "narrowest point of the lesion"}
+_LANDMARK_PATTERNS: list[tuple[str, re.Pattern]] = [
+    ("lm_bifurcation", re.compile(r"\b(?:left main|lm|lmca)\s+bifurcation\b|\bbifurcation of the (?:left main|lm)\b|"
+                                  r"\b(?:left main|lm)\s+(?:splits?|divides?|bifurcates?)\b", re.I)),
+    ("left_coronary_ostium", re.compile(
+        r"\b(?:left main|lm|lmca|left coronary|left)\s+(?:coronary\s+)?(?:ostium|orifice|origin)\b|"
+        r"\b(?:ostium|orifice|origin) of the (?:left main|lm|left coronary)\b|"
+        r"\b(?:left main|lm|left coronary artery)\s+(?:arises?|originates?|comes? off|takes? off|starts?)\b", re.I)),
+    ("right_coronary_ostium", re.compile(
+        r"\b(?:rca|right coronary(?: artery)?|right)\s+(?:ostium|orifice|origin)\b|"
+        r"\b(?:ostium|orifice|origin) of the (?:rca|right coronary)\b|"
+        r"\b(?:rca|right coronary(?: artery)?)\s+(?:arises?|originates?|comes? off|takes? off)\b", re.I)),
+    ("aortic_annulus_centre", re.compile(r"\bannul(?:us|ar plane)\b", re.I)),
+    ("lv_apex", re.compile(r"\bapex\b|\bapical point\b", re.I)),
+    ("crux", re.compile(r"\bcrux\b", re.I)),
+    ("d1_origin", re.compile(r"\b(?:origin of the (?:first diagonal|d1)|(?:first diagonal|d1)\s+(?:origin|arises?|"
+                             r"originates?|comes? off|takes? off|branches? off))\b", re.I)),
+    ("om1_origin", re.compile(r"\b(?:origin of the (?:first obtuse marginal|om1)|(?:first obtuse marginal|om1)\s+"
+                              r"(?:origin|arises?|originates?|comes? off|takes? off|branches? off))\b", re.I)),
+    ("pda_origin", re.compile(r"\b(?:origin of the (?:pda|posterior descending)|(?:pda|posterior descending(?: artery)?)"
+                              r"\s+(?:origin|arises?|originates?|comes? off|takes? off))\b", re.I)),
+    ("lesion_start", re.compile(r"\b(?:start|beginning|proximal (?:end|edge|border|shoulder)|onset)\b.{0,30}\b(?:lesion|"
+                                r"stenosis|narrowing|plaque)\b|\b(?:lesion|stenosis|narrowing|plaque)\b.{0,30}\b(?:start|"
+                                r"begin)s?\b", re.I)),
+    ("lesion_end", re.compile(r"\b(?:end|distal (?:end|edge|border|shoulder)|stop)\b.{0,30}\b(?:lesion|stenosis|"
+                              r"narrowing|plaque)\b|\b(?:lesion|stenosis|narrowing|plaque)\b.{0,30}\b(?:ends?|stops?|"
+                              r"finish(?:es)?)\b", re.I)),
+    ("lesion_mld", re.compile(r"\bnarrowest\b|\bminimal lumen (?:diameter|area)?\s*(?:point|position|spot|site|location)"
+                              r"|\bwhere is the (?:minimal lumen|mld|tightest point)\b|\bwhere (?:exactly )?is the "
+                              r"(?:lesion|stenosis|narrowing|plaque)\b", re.I)),
+]
+
+
+@dataclass
+class Anatomy:
+    """Anatomy named in a text, in order: coronary vessels (segment or artery codes) and structures."""
+
+    vessels: list[str] = field(default_factory=list)
+    structures: list[str] = field(default_factory=list)
+    findings: list[str] = field(default_factory=list)  # registry finding structures: calcified_plaque, stent
+
+
+@dataclass
+class Numbers:
+    stent_length_mm: float | None = None
+    stent_diameter_mm: float | None = None
+    stent_length_range_mm: tuple[float, float] | None = None
+    lesion_length_mm: float | None = None
+    device: Device | None = None
+    troponin_value: float | None = None
+    troponin_unit: str | None = None
+
+
+def to_number(text: str) -> float:
+    return float(text.replace(",", "."))
+
+
+def _mm(value: str, unit: str) -> float:
+    unit = unit.lower()
+    return to_number(value) * _UNIT_TO_MM["cm" if unit.startswith(("cm", "cent")) else "mm"]
+
+
+def anatomy_in(text: str) -> Anatomy:
+    """Vessels, structures and findings named in ``text`` (registry keys, in order, without repeats)."""
+    found = Anatomy()
+    for kind, key, _phrase in find_anatomy(text):
+        if kind in ("segment", "artery"):
+            if key not in found.vessels:
+                found.vessels.append(key)
+        elif STRUCTURES_BY_NAME[key].group == "finding":
+            if key not in found.findings:
+                found.findings.append(key)
+        elif key not in found.structures:
+            found.structures.append(key)
+    # A segment and its own artery named together ("the proximal LAD ... the LAD") mean the segment.
+    segs = [v for v in found.vessels if v in SEGMENTS_BY_CODE and v not in ARTERIES]
+    found.vessels = [v for v in found.vessels
+                     if not (v in ARTERIES and any(SEGMENTS_BY_CODE[s].artery == v for s in segs))]
+    return found
+
+
+def numbers_in(text: str) -> Numbers:
+    """Stent length / diameter (mm), ranges, the device type and a troponin value with its unit.
+
+    Raises:
+        QuestionValueError: a negative length ("a -20 mm stent").
+    """
+    out = Numbers()
+    if m := _NEGATIVE.search(text):
+        raise QuestionValueError(f"a length cannot be negative ({m.group(0).strip()}): give the stent or lesion "
+                                 "length as a positive number, e.g. 20 mm")
+    out.device = next((name for name, pattern in _DEVICE if pattern.search(text)), None)
+    troponin = _troponin(text)
+    if troponin:
+        out.troponin_value, out.troponin_unit = troponin
+    rest = _TROPONIN_VALUE.sub(" ", text)
+    lengths: list[tuple[float, int, int]] = []
+    if m := _BY.search(rest):
+        a, b = to_number(m.group(1)), to_number(m.group(2))
+        unit = m.group(3) or "mm"
+        a, b = _mm(str(a), unit), _mm(str(b), unit)
+        out.stent_length_mm, out.stent_diameter_mm = max(a, b), min(a, b)
+        rest = rest[:m.start()] + " " * (m.end() - m.start()) + rest[m.end():]
+    if m := _RANGE.search(rest):
+        lo, hi = sorted((_mm(m.group(1), m.group(3)), _mm(m.group(2), m.group(3))))
+        if lo != hi:
+            out.stent_length_range_mm = (lo, hi)
+            out.stent_length_mm = out.stent_length_mm or lo
+            rest = rest[:m.start()] + " " * (m.end() - m.start()) + rest[m.end():]
+    for m in _LENGTH.finditer(rest):
+        lengths.append((_mm(m.group(1), m.group(2)), m.start(), m.end()))
+    for value, start, end in lengths:
+        after, before = rest[end:end + 40], rest[max(0, start - 30):start]
+        is_diameter = bool(_DIAMETER_WORD.search(after[:20]) or _DIAMETER_WORD.search(before))
+        about_lesion = re.search(r"\b(lesion|stenosis|narrowing|plaque)\b", after[:25], re.I) \
+            and not re.search(_STENT_NOUN, after[:12], re.I)
+        if about_lesion and not is_diameter:
+            out.lesion_length_mm = value
+            continue
+        if is_diameter or (value < MAX_STENT_DIAMETER_MM and not re.search(r"\blong|length", after[:20], re.I)):
+            out.stent_diameter_mm = out.stent_diameter_mm or value
+        elif out.stent_length_mm is None:
+            out.stent_length_mm = value
+    return out
+
+
+def _troponin(text: str) -> tuple[float, str | None] | None:
+    """(value, unit) of a troponin named in the text; the unit is None when none is written."""
+    if m := _TROPONIN_VALUE.search(text):
+        if _TROPONIN_WORD.search(text):
+            return to_number(m.group(1)), _unit(m.group(2))
+    word = _TROPONIN_WORD.search(text)
+    if word is None:
+        return None
+    tail = text[word.end():word.end() + 40]
+    if m := _BARE_NUMBER.search(tail):
+        return to_number(m.group(1)), None
+    head = text[max(0, word.start() - 30):word.start()]
+    if m := _BARE_NUMBER.search(head):
+        return to_number(m.group(1)), None
+    return None
+
+
+def _unit(text: str) -> str:
+    t = re.sub(r"\s+", " ", text.lower())
+    if t.startswith(("pg", "picogram")):
+        return "pg/mL"
+    if "ml" in t or "millilit" in t:
+        return "ng/mL"
+    return "ng/L"
+
+
+def sex_in(text: str) -> Sex | None:
+    female, male = bool(_FEMALE.search(text)), bool(_MALE.search(text))
+    if female == male:
+        return None
+    return "female" if female else "male"
+
+
+def landmark_in(text: str) -> str | None:
+    """The registry landmark (or lesion landmark) a text names, e.g. 'left_coronary_ostium'."""
+    for key, pattern in _LANDMARK_PATTERNS:
+        if pattern.search(text):
+            return key
+    if re.search(r"\b(ostium|orifice)\b", text, re.I):
+        vessels = anatomy_in(text).vessels
+        if vessels:
+            return "right_coronary_ostium" if _artery(vessels[0]) == "RCA" else "left_coronary_ostium"
+    return None
+
+
+def landmark_display(key: str) -> str:
+    return LESION_LANDMARKS.get(key) or LANDMARKS.get(key, key.replace("_", " "))
+
+
+def _artery(vessel: str) -> str:
+    return vessel if vessel in ARTERIES else SEGMENTS_BY_CODE[vessel].artery
+
+
+def artery_of(vessel: str) -> str:
+    """The main artery of a vessel code ('mRCA' -> 'RCA', 'LAD' -> 'LAD')."""
+    return _artery(vessel)
+
+
+def mask_for_embedding(text: str) -> str:
+    """The text as the intent matcher embeds it: anatomy and devices replaced by generic words.
+
+    "How tight is the proximal LAD?" and "How tight is the mid RCA?" ask the same thing, so both
+    read "how tight is the vessel"; a DES or BMS is a "stent" (MiniLM does not know the acronyms).
+    """
+    words = _WORD.findall(text.lower())
+    out: list[str] = []
+    i = 0
+    while i < len(words):
+        for n in range(min(_MAX_WORDS, len(words) - i), 0, -1):
+            phrase = " ".join(words[i:i + n])
+            hit = SYNONYM_INDEX.get(phrase)
+            if hit and n == 1 and phrase in _AMBIGUOUS_SHORT:
+                hit = None
+            if hit:
+                kind, key = hit
+                if kind == "structure" and STRUCTURES_BY_NAME[key].group == "finding":
+                    out.append(phrase)
+                else:
+                    out.append("vessel" if kind in ("segment", "artery") else "structure")
+                i += n
+                break
+        else:
+            word = words[i]
+            out.append(_DEVICE_WORDS.get(word, word))
+            i += 1
+    return " ".join(out)
+
+
+_WORD = re.compile(r"[a-z0-9]+(?:[-'.][a-z0-9]+)*|[?]")
+_MAX_WORDS = max(len(p.split()) for p in SYNONYM_INDEX)
+# One- or two-letter registry synonyms that are also ordinary English words in a question.
+_AMBIGUOUS_SHORT = {"pa", "ra", "la", "ri"}
+_DEVICE_WORDS = {"des": "stent", "bms": "stent", "scaffold": "stent", "pci": "stenting"}
