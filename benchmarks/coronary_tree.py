@@ -1,6 +1,7 @@
 """How well the image-derived coronary tree matches a phantom's ground truth (grading only).
 
-For each case folder: Dice per artery (LM, LAD, LCx, RCA: all their segments pooled) and per SCCT
+For each case folder: Dice of the whole tree (every coronary voxel, whatever its segment) and the
+share of the truth centerline it covers, which grade finding the vessels; Dice per artery (LM, LAD, LCx, RCA: all their segments pooled) and per SCCT
 segment present in the truth, centerline overlap (share of truth centerline points within 1.5 mm
 of the found centerline of the same artery), dominance, and the extraction time. Two controls that
 could fail: the same extraction on a uniform 40 HU volume and on a contrast-free copy of the case
@@ -53,6 +54,11 @@ def grade(case_dir: Path) -> dict:
             row[f"{artery} overlap"] = float(np.mean(d <= 1.5))
         else:
             row[f"{artery} overlap"] = 0.0 if true_pts else float("nan")
+    coronary = [s.label_id for s in SEGMENTS_BY_CODE.values()]
+    row["tree"] = dice(np.isin(tree.labels, coronary), np.isin(truth, coronary))
+    all_true = np.array([p.xyz for pts in truth_lines.segments.values() for p in pts])
+    all_found = np.array([p.xyz for pts in tree.centerlines.segments.values() for p in pts])
+    row["tree overlap"] = float(np.mean(cKDTree(all_found).query(all_true)[0] <= 1.5))
     seg_dice = {}
     for code, seg in SEGMENTS_BY_CODE.items():
         t = truth == seg.label_id
@@ -96,7 +102,7 @@ def main() -> None:
         rows.append(row)
         if len(controls) < 2:
             controls.append((row["case"], control(study, "uniform"), control(study, "no contrast")))
-    cols = [*ARTERIES, *[f"{a} overlap" for a in ARTERIES]]
+    cols = ["tree", "tree overlap", *ARTERIES, *[f"{a} overlap" for a in ARTERIES]]
     print(f"{'case':16}" + "".join(f"{c:>12}" for c in cols) + f"{'dominance':>11}{'s':>7}")
     for r in rows:
         print(f"{r['case']:16}" + "".join(f"{r.get(c, float('nan')):12.3f}" for c in cols)
