@@ -233,7 +233,7 @@ def _plan_segment(q: ParsedQuestion, done: list[ToolOutcome], want: Want) -> Non
         if worst is not None:
             want("segment_anatomy", {"target": worst["segment"]})
         return
-    targets = [*vessels_of(q), *([q.structure] if q.structure else [])]
+    targets = [*vessels_of(q), *(q.structures or ([q.structure] if q.structure else []))]
     if q.finding in ("calcification", "plaque", "stent"):
         on = [t for t in targets if t in (*ARTERIES, *SEGMENTS_BY_CODE)]
         for where in ([{"on_artery": t} for t in on] or [{}]):

@@ -49,6 +49,7 @@ class ParsedQuestion(BaseModel):
     artery: str | None = Field(None, description="artery (LM, LAD, LCx, RCA) named without a segment")
     vessels: list[str] = Field(default_factory=list, description="every vessel named, in order (comparisons)")
     structure: str | None = Field(None, description="non-coronary structure named, e.g. 'aorta'")
+    structures: list[str] = Field(default_factory=list, description="every non-coronary structure named, in order")
     finding: FindingWord | None = None
     stent_length_mm: float | None = None
     stent_diameter_mm: float | None = None
@@ -81,7 +82,9 @@ class ParsedQuestion(BaseModel):
 class PlanSlots(BaseModel):
     vessel: str | None = Field(None, description="segment or artery code, e.g. 'pLAD', 'RCA'")
     vessels: list[str] = Field(default_factory=list, description="every vessel of a comparison")
-    structure: str | None = Field(None, description="registry structure name, e.g. 'aorta', 'lv_blood'")
+    structure: str | None = Field(None, description="registry structure name ('aorta', 'lv_blood'), or for a "
+                                  "segmentation the finding shown: 'calcification', 'plaque', 'stent'")
+    structures: list[str] = Field(default_factory=list, description="every structure of the request")
     stent_length_mm: float | None = None
     stent_diameter_mm: float | None = None
     troponin_value: float | None = None
@@ -127,12 +130,21 @@ def understand(question: str, prior: Sequence[str] = ()) -> QuestionPlan:
             previous = None
     q = parse_question(question, previous)
     parts = [PlanPart(intent=p.intent, text=p.text, slots=PlanSlots(
-        vessel=p.segment or p.artery, vessels=list(p.vessels), structure=p.structure,
+        vessel=p.segment or p.artery, vessels=list(p.vessels), structure=(_shown(p) or [None])[0],
+        structures=_shown(p),
         stent_length_mm=p.stent_length_mm, stent_diameter_mm=p.stent_diameter_mm,
         troponin_value=p.troponin_value, troponin_unit=p.troponin_unit, sex=p.sex, landmark=p.landmark))
         for p in q.all_parts()]
     return QuestionPlan(question=q.text, parts=parts, follow_up=any(p.follow_up for p in q.all_parts()),
                         problem=q.problem)
+
+
+def _shown(p: "ParsedQuestion") -> list[str]:
+    """The structures a part is about; a segmentation of a finding is about that finding."""
+    shown = list(p.structures)
+    if p.intent == "segment" and p.finding in ("calcification", "plaque", "stent"):
+        shown.append(p.finding)
+    return shown
 
 
 # ------------------------------------------------------------------------------------- parsing
@@ -293,6 +305,7 @@ def _parse_part(text: str, match: IntentMatch) -> ParsedQuestion:
             artery = first
     if anatomy.structures:
         structure = anatomy.structures[0]
+    structures = list(anatomy.structures)
 
     finding = next((name for name, pattern in _FINDING_PATTERNS if pattern.search(text)), None)
     superlative = None
@@ -324,6 +337,7 @@ def _parse_part(text: str, match: IntentMatch) -> ParsedQuestion:
         finding = "stenosis"
     return ParsedQuestion(
         text=text, intent=intent, task=task, segment=segment, artery=artery, vessels=vessels, structure=structure,
+        structures=structures,
         finding=finding, stent_length_mm=numbers.stent_length_mm, stent_diameter_mm=numbers.stent_diameter_mm,
         stent_lengths_mm=lengths, device=numbers.device, troponin_value=numbers.troponin_value,
         troponin_unit=numbers.troponin_unit, sex=sex_in(text), landmark=landmark if intent == "locate" else None,
@@ -379,7 +393,7 @@ def _task(intent: str, text: str, finding, stent_status, stent_length, is_yes_no
 
 # ----------------------------------------------------------------------------------- follow-ups
 def _brings(q: ParsedQuestion) -> bool:
-    return any((q.vessels, q.structure, q.stent_length_mm, q.stent_diameter_mm, q.troponin_value, q.landmark))
+    return any((q.vessels, q.structures, q.stent_length_mm, q.stent_diameter_mm, q.troponin_value, q.landmark))
 
 
 def _has_own_request(q: ParsedQuestion) -> bool:
@@ -457,7 +471,8 @@ def _last_with_anatomy(context: list[ParsedQuestion]) -> ParsedQuestion | None:
 
 
 def _anatomy_of(base: ParsedQuestion) -> dict:
-    return {"segment": base.segment, "artery": base.artery, "vessels": list(base.vessels), "structure": base.structure}
+    return {"segment": base.segment, "artery": base.artery, "vessels": list(base.vessels), "structure": base.structure,
+            "structures": list(base.structures)}
 
 
 def _stent_numbers(q: ParsedQuestion, base: ParsedQuestion) -> dict:
