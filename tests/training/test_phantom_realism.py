@@ -93,14 +93,17 @@ def test_realistic_noise_matches_the_real_reference_at_its_voxel_size(tmp_path):
     assert blood > soft  # incompletely mixed contrast adds to the quantum noise in blood
 
 
-def test_blooming_widens_dense_objects_and_keeps_their_integral():
+def test_blooming_widens_dense_objects_at_their_requested_peak():
     grid = Grid((40, 40, 40), (0.5, 0.5, 0.5), (0.0, 0.0, 0.0))
     x, y, z = grid.axes()
-    ball = (x - 10) ** 2 + (y - 10) ** 2 + (z - 10) ** 2 <= 1.5 ** 2
+    ball = (x - 10) ** 2 + (y - 10) ** 2 + (z - 10) ** 2 <= 0.8 ** 2
     hu = np.where(ball, 1000.0, 40.0).astype(np.float32)
-    out = bloom(hu, ball, 40.0, grid, 0.6)
-    assert out.sum() == pytest.approx(hu.sum(), rel=1e-4)
-    assert (out > 300).sum() > (hu > 300).sum() and out.max() < hu.max()
+    psf = [0.5 / 0.5] * 3
+    plain = ndimage.gaussian_filter(hu, psf)  # the scanner's PSF alone
+    bloomed = ndimage.gaussian_filter(bloom(hu, ball, 40.0, grid, 0.6, psf_sigma_mm=0.5), psf)
+    assert bloomed.max() == pytest.approx(1000.0, rel=0.03)  # the reader measures the requested peak
+    assert plain.max() < 0.9 * 1000.0  # control: the PSF alone lowers a 1.6 mm nodule's peak
+    assert (bloomed > 300).sum() > 1.3 * (plain > 300).sum()  # and it looks larger
 
 
 def test_motion_blur_is_worst_at_the_mid_rca():

@@ -331,7 +331,7 @@ def form_image(lab: np.ndarray, parts: dict, grid: Grid, contrast: Contrast, noi
     dense = np.zeros(grid.shape, bool).reshape(-1)
     dense[band[(parts["ca_hu"] >= 130) | parts["struts"]]] = True
     dense = dense.reshape(grid.shape) | (parts["extra_ca"] >= 130)
-    hu = phys.bloom(hu, dense, c.plaque, grid, physics.bloom_sigma_mm)
+    hu = phys.bloom(hu, dense, c.plaque, grid, physics.bloom_sigma_mm, PSF_SIGMA_MM)
     hu = phys.motion_blur(hu, grid, physics)
     hu = ndimage.gaussian_filter(hu, PSF_SIGMA_MM / sp, mode="nearest")
     svc = lab == LABEL["superior_vena_cava"]
