@@ -4,11 +4,13 @@ acquisition warnings a calcium-score reader needs.
 The kind is read from the image and the DICOM headers, never from how many series are loaded:
 
 * image: the blood pool. Unenhanced blood measures about 40 HU, like myocardium; an arterial-phase
-  CCTA fills the chambers and aorta with 250-500 HU. The 90th percentile of soft tissue and blood
-  (-40 to 600 HU, after a 1 mm Gaussian so noise does not reach the band) in the central half of
-  the field of view (where the heart lies on a cardiac or chest reconstruction) is that blood pool
-  when contrast is present; at or above ``contrast_blood_hu`` (160 HU) the series is contrast
-  enhanced. Bone above 600 HU and air are outside the band, so vertebrae do not pass for contrast.
+  CCTA fills the chambers and aorta with 250-500 HU. After a 1 mm Gaussian (so noise does not
+  decide), the largest connected region between ``contrast_blood_hu`` (160 HU) and 600 HU in the
+  central half of the field of view (the heart; spine and sternum lie at its edges) is taken;
+  when it holds at least ``min_pool_ml`` (50 mL: a left ventricle alone holds 100 mL or more,
+  while a vertebral body's cancellous bone, the largest unenhanced structure in that band, holds
+  15-40 mL and calcified plaque far less) the series is contrast enhanced. Cortical bone above
+  600 HU is outside the band, so the spine does not join into one long region.
 * headers: ContrastBolusAgent (kept as ``metadata["contrast"]`` by ``tools.dicom_read``) and the
   series description ("calcium", "CaSc", "score"). They are reported beside the image finding;
   when they disagree the image decides and a warning says so.
@@ -30,63 +32,67 @@ CALCIUM_WORDS = ("calcium", "casc", "cac", "score", "agatston")
 
 @dataclass(frozen=True)
 class SeriesConfig:
-    contrast_blood_hu: float = 160.0  # blood-pool 90th percentile at or above this: contrast enhanced
-    band_hu: tuple[float, float] = (-40.0, 600.0)  # soft tissue and blood, not fat, air or cortical bone
-    central_fraction: float = 0.5  # central part of the in-plane field of view searched
+    contrast_blood_hu: float = 160.0  # lower edge of the enhanced blood band (unenhanced blood ~40 HU)
+    band_top_hu: float = 600.0  # upper edge: below cortical bone
+    min_pool_ml: float = 50.0  # an enhanced blood pool at least this large (LV alone > 100 mL)
+    central_fraction: float = 0.5  # in-plane centre searched: the heart, not the spine or sternum
     min_slices: int = 20  # fewer 3 mm slices than this cannot cover a heart (~12 cm)
 
 
 @dataclass
 class SeriesKindResult:
     kind: SeriesKind
-    blood_pool_hu: float  # the image measurement the kind rests on
+    blood_pool_ml: float  # the largest enhanced-blood-like region, the measurement the kind rests on
+    blood_pool_hu: float | None  # its median HU (None when there is none)
     header_contrast: bool | None  # ContrastBolusAgent present (None: no DICOM header)
     header_says_calcium: bool  # the series description names a calcium score
     method: str
     warnings: list[str] = field(default_factory=list)
 
 
-def blood_pool_hu(hu: np.ndarray, spacing, config: SeriesConfig = SeriesConfig()) -> float:
-    """90th percentile of smoothed soft-tissue/blood HU in the central part of the field of view."""
-    sigma = [1.0 / float(s) for s in spacing]
-    ni, nj, nk = hu.shape
+def enhanced_blood_pool(hu: np.ndarray, spacing, config: SeriesConfig = SeriesConfig()) -> tuple[float, float | None]:
+    """(volume mL, median HU) of the largest connected smoothed region in the enhanced-blood band."""
+    import cc3d
+
+    ni, nj, _ = hu.shape
     f = (1 - config.central_fraction) / 2
     box = (slice(int(ni * f), max(int(ni * (1 - f)), int(ni * f) + 1)),
-           slice(int(nj * f), max(int(nj * (1 - f)), int(nj * f) + 1)), slice(0, nk))
-    smooth = ndimage.gaussian_filter(hu[box].astype(np.float32), sigma)
-    lo, hi = config.band_hu
-    values = smooth[(smooth > lo) & (smooth < hi)]
-    if values.size == 0:
-        return float("nan")
-    return float(np.percentile(values, 90))
+           slice(int(nj * f), max(int(nj * (1 - f)), int(nj * f) + 1)))
+    hu = hu[box]
+    smooth = ndimage.gaussian_filter(hu.astype(np.float32), [1.0 / float(s) for s in spacing])
+    band = (smooth >= config.contrast_blood_hu) & (smooth < config.band_top_hu)
+    labels, n = cc3d.connected_components(band, connectivity=6, return_N=True)
+    if n == 0:
+        return 0.0, None
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    sizes[0] = 0
+    best = int(np.argmax(sizes))
+    return float(sizes[best] * np.prod(spacing) / 1000.0), float(np.median(hu[labels == best]))
 
 
 def series_kind(hu: np.ndarray, spacing, metadata: dict | None = None,
                 config: SeriesConfig = SeriesConfig()) -> SeriesKindResult:
-    """Non-contrast or contrast, from the blood-pool attenuation, with the headers as a cross-check."""
+    """Non-contrast or contrast, from the enhanced blood pool, with the headers as a cross-check."""
     metadata = metadata or {}
-    pool = blood_pool_hu(hu, spacing, config)
+    pool_ml, pool_hu = enhanced_blood_pool(hu, spacing, config)
     header_contrast = metadata.get("contrast") if metadata.get("format") == "DICOM" else None
     description = f"{metadata.get('series_description') or ''} {metadata.get('study_description') or ''}".lower()
     says_calcium = any(w in description for w in CALCIUM_WORDS)
+    kind: SeriesKind = "contrast" if pool_ml >= config.min_pool_ml else "non_contrast"
     warnings = []
-    if np.isnan(pool):
-        # No soft tissue in the centre (an odd crop): the headers are all there is.
-        kind: SeriesKind = "contrast" if header_contrast else "non_contrast"
-        warnings.append("no soft tissue in the centre of the image to measure the blood pool; series kind "
-                        f"taken from the DICOM headers ({kind.replace('_', '-')})")
-    else:
-        kind = "contrast" if pool >= config.contrast_blood_hu else "non_contrast"
-        if header_contrast is not None and header_contrast != (kind == "contrast"):
-            warnings.append(f"the DICOM header {'names' if header_contrast else 'names no'} contrast agent but the "
-                            f"blood pool measures {pool:.0f} HU: read as {kind.replace('_', '-')} from the image")
-        if says_calcium and kind == "contrast":
-            warnings.append(f"the series is described as a calcium score but its blood pool measures {pool:.0f} HU "
-                            "(contrast enhanced): no Agatston score on it")
-    method = (f"series kind from the blood pool: 90th percentile of {config.band_hu[0]:g}..{config.band_hu[1]:g} HU "
-              f"(1 mm Gaussian) in the central {config.central_fraction:.0%} of the field of view = "
-              f"{pool:.0f} HU; contrast at >= {config.contrast_blood_hu:g} HU")
-    return SeriesKindResult(kind=kind, blood_pool_hu=pool, header_contrast=header_contrast,
+    if header_contrast is not None and header_contrast != (kind == "contrast"):
+        warnings.append(f"the DICOM header {'names' if header_contrast else 'names no'} a contrast agent but the "
+                        f"image {'has' if kind == 'contrast' else 'has no'} enhanced blood pool: read as "
+                        f"{kind.replace('_', '-')} from the image")
+    if says_calcium and kind == "contrast":
+        warnings.append("the series is described as a calcium score but its blood pool is enhanced "
+                        f"({pool_hu:.0f} HU): no Agatston score on it")
+    found = f"{pool_ml:.0f} mL at median {pool_hu:.0f} HU" if pool_hu is not None else "none"
+    method = (f"series kind from the blood pool: largest connected region of {config.contrast_blood_hu:g}-"
+              f"{config.band_top_hu:g} HU (1 mm Gaussian) in the central {config.central_fraction:.0%} of the field of view "
+              f"= {found}; contrast enhanced when >= "
+              f"{config.min_pool_ml:g} mL")
+    return SeriesKindResult(kind=kind, blood_pool_ml=pool_ml, blood_pool_hu=pool_hu, header_contrast=header_contrast,
                             header_says_calcium=says_calcium, method=method, warnings=warnings)
 
 
