@@ -61,8 +61,8 @@ def _points_weight(grid, shape_box, lo, points: np.ndarray, scale_mm: float) -> 
     """exp(-d^2 / 2 s^2), d the distance from each voxel of a box to the nearest of ``points``."""
     sp, org = np.asarray(grid.spacing), np.asarray(grid.origin)
     idx = np.indices(shape_box).reshape(3, -1).T
-    d, _ = cKDTree(points).query(org + (idx + lo) * sp)
-    return np.exp(-0.5 * (d / scale_mm) ** 2).reshape(shape_box).astype(np.float32)
+    d, _ = cKDTree(points).query(org + (idx + lo) * sp, distance_upper_bound=4.0 * scale_mm)
+    return np.exp(-0.5 * (d / scale_mm) ** 2).reshape(shape_box).astype(np.float32)  # inf (far) -> 0
 
 
 def blood_inhomogeneity(hu: np.ndarray, blood: np.ndarray, grid, amount: float, corr_mm: float,

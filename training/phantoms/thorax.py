@@ -106,29 +106,39 @@ class Thorax:
 
 
 def _rotate(v: np.ndarray, axis: np.ndarray, angle: float) -> np.ndarray:
-    axis = _unit(axis)
-    return (v * np.cos(angle) + np.cross(axis, v) * np.sin(angle) + axis * (axis @ v) * (1 - np.cos(angle)))
+    """Rodrigues rotation of ``v`` about the unit ``axis``."""
+    c, s = np.cos(angle), np.sin(angle)
+    cross = np.array([axis[1] * v[2] - axis[2] * v[1], axis[2] * v[0] - axis[0] * v[2], axis[0] * v[1] - axis[1] * v[0]])
+    return v * c + cross * s + axis * float(axis @ v) * (1 - c)
 
 
-def _tree(rng, start, direction, radius, length, inside, depth: int = 0) -> Segments:
+def _tree(rng, start, direction, radius, length, inside) -> Segments:
     """A recursive binary tree from ``start``; ``inside(p)`` says whether a point is in the lung."""
-    end = start + length * direction
-    if not inside(end):
-        # shorten once towards the lung boundary, then give up on this branch
-        end = start + 0.5 * length * direction
+    p0, p1, r0 = [], [], []
+    stack = [(np.asarray(start, float), np.asarray(direction, float), float(radius), float(length), 0)]
+    while stack:
+        s, d, r, ln, depth = stack.pop()
+        end = s + ln * d
         if not inside(end):
-            return Segments.empty()
-    seg = Segments(start[None], end[None], np.array([radius]), np.array([radius * 0.95]))
-    child_r = radius * MURRAY
-    if child_r < MIN_TREE_RADIUS_MM or depth >= 9:
-        return seg
-    perp = _unit(np.cross(direction, rng.normal(size=3)))
-    out = seg
-    for sign in (-1.0, 1.0):
-        angle = sign * np.deg2rad(rng.uniform(20, 40))
-        child_dir = _unit(_rotate(direction, perp, angle) + rng.normal(0, 0.08, 3))
-        out = out + _tree(rng, end, child_dir, child_r, max(length * rng.uniform(0.72, 0.88), 4.0), inside, depth + 1)
-    return out
+            # shorten once towards the lung boundary, then give up on this branch
+            end = s + 0.5 * ln * d
+            if not inside(end):
+                continue
+        p0.append(s)
+        p1.append(end)
+        r0.append(r)
+        child_r = r * MURRAY
+        if child_r < MIN_TREE_RADIUS_MM or depth >= 9:
+            continue
+        perp = _unit(np.cross(d, rng.normal(size=3)))
+        for sign in (-1.0, 1.0):
+            angle = sign * np.deg2rad(rng.uniform(20, 40))
+            child = _unit(_rotate(d, perp, angle) + rng.normal(0, 0.08, 3))
+            stack.append((end, child, child_r, max(ln * rng.uniform(0.72, 0.88), 4.0), depth + 1))
+    if not p0:
+        return Segments.empty()
+    r0 = np.asarray(r0)
+    return Segments(np.asarray(p0), np.asarray(p1), r0, 0.95 * r0)
 
 
 def sample_thorax(rng: np.random.Generator, anat: Anatomy, sex: str | None = None) -> Thorax:

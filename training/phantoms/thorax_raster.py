@@ -49,7 +49,9 @@ def paint_segments(lab: np.ndarray, grid, segs: Segments, label: int, allowed: s
         box = lab[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
         if allowed_lut is not None:
             inside &= allowed_lut[box]
-        if keep_out is not None and inside.any():
+        if keep_out is not None and inside.any() and (
+                keep_out[0].query(0.5 * (p0 + p1), distance_upper_bound=0.5 * float(np.linalg.norm(p1 - p0)) + rmax
+                                  + float(keep_out[1].max()) + KEEP_OUT_MM)[0] < np.inf):
             tree, reach = keep_out
             idx = np.argwhere(inside)
             xyz = org + (idx + lo) * sp
