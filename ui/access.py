@@ -30,6 +30,16 @@ _API_INFO = re.compile(rb"window\.gradio_api_info\s*=\s*.*?;\s*</script>", re.S)
 _MAX_TRACKED = 50_000  # session hashes and files remembered per server; the oldest are forgotten first
 
 
+class _Bounded(OrderedDict):
+    """A dict that forgets its oldest entries beyond ``_MAX_TRACKED``."""
+
+    def remember(self, key, value) -> None:
+        self[key] = value
+        self.move_to_end(key)
+        while len(self) > _MAX_TRACKED:
+            self.popitem(last=False)
+
+
 @dataclass
 class LoginLimiter:
     """Counts failed logins per user name and per client address; locks either once over its limit."""
@@ -38,8 +48,9 @@ class LoginLimiter:
     max_failures_per_client: int = 20  # failures from one address (any user names) before a lockout
     window_s: float = 15 * 60
     lockout_s: float = 15 * 60
-    _failures: dict[str, deque] = field(default_factory=dict)
-    _locked_until: dict[str, float] = field(default_factory=dict)
+    # Bounded, so guessing with endless made-up user names cannot fill the memory.
+    _failures: dict[str, deque] = field(default_factory=lambda: _Bounded())
+    _locked_until: dict[str, float] = field(default_factory=lambda: _Bounded())
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def locked_for(self, user: str, client: str, now: float | None = None) -> float:
@@ -52,12 +63,13 @@ class LoginLimiter:
         now = time.monotonic() if now is None else now
         with self._lock:
             for key, limit in zip(self._keys(user, client), (self.max_failures, self.max_failures_per_client)):
-                times = self._failures.setdefault(key, deque())
+                times = self._failures.get(key) or deque()
+                self._failures.remember(key, times)
                 times.append(now)
                 while times and times[0] < now - self.window_s:
                     times.popleft()
                 if len(times) >= limit:
-                    self._locked_until[key] = now + self.lockout_s
+                    self._locked_until.remember(key, now + self.lockout_s)
                     times.clear()
 
     def succeeded(self, user: str) -> None:
@@ -67,16 +79,6 @@ class LoginLimiter:
     @staticmethod
     def _keys(user: str, client: str) -> tuple[str, str]:
         return f"user:{user}", f"client:{client}"
-
-
-class _Bounded(OrderedDict):
-    """A dict that forgets its oldest entries beyond ``_MAX_TRACKED``."""
-
-    def remember(self, key, value) -> None:
-        self[key] = value
-        self.move_to_end(key)
-        while len(self) > _MAX_TRACKED:
-            self.popitem(last=False)
 
 
 class AccessGuard:

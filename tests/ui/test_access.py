@@ -95,3 +95,15 @@ def test_a_restart_deletes_the_files_of_stopped_servers_only(tmp_path, monkeypat
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # this process still holds its own folder
     finally:
         get_settings.cache_clear()
+
+
+def test_a_lockout_ends_and_guessing_across_user_names_locks_the_client():
+    limiter = LoginLimiter(max_failures=3, max_failures_per_client=10, window_s=600, lockout_s=900)
+    for t in range(3):
+        limiter.failed("carol", "10.0.0.1", now=t)
+    assert limiter.locked_for("carol", "10.0.0.2", now=10) > 0  # the name is locked from any address
+    assert limiter.locked_for("carol", "10.0.0.2", now=3 + 900) == 0  # until the lockout ends
+    for i in range(10):  # one failure each for ten names, from one address
+        limiter.failed(f"name{i}", "10.0.0.9", now=1000)
+    assert limiter.locked_for("someone-else", "10.0.0.9", now=1001) > 0
+    assert limiter.locked_for("someone-else", "10.0.0.3", now=1001) == 0
