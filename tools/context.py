@@ -23,6 +23,7 @@ CONFIG_KEY = "study_context"
 # map shipped in a case folder, used only when the caller asks for it by name (e.g. a benchmark
 # comparing the two, or a user supplying their own segmentation on purpose).
 AnatomySource = Literal["image", "case_labels"]
+LOW_CONFIDENCE = 0.6  # an image-derived segment below this was joined across a gap or placed by a length rule
 
 
 @dataclass
@@ -128,7 +129,11 @@ def with_image_anatomy(ctx: StudyContext) -> StudyContext:
         ctx.anatomy_note = f"no coronary tree was found in this image: {err}"
         return ctx
     ctx.labels, ctx.centerlines = tree.labels, tree.centerlines
-    ctx.labels_source = f"{SOURCE} ({tree.method})"
+    # every answer quotes its masks' source: say how sure the tracing is, so that "no lesion found"
+    # on a segment traced with low confidence is read as what it is
+    weak = sorted(code for code, c in tree.confidence.items() if c < LOW_CONFIDENCE)
+    caveat = (f"; traced with low confidence: {', '.join(weak)} (a lesion there may be missed)" if weak else "")
+    ctx.labels_source = f"{SOURCE} ({tree.method}{caveat})"
     ctx.segment_confidence = tree.confidence
     if ctx.cac is not None:
         ctx.cac_labels = labels_on_grid(tree.labels, ctx.study.affine, ctx.cac)
