@@ -20,6 +20,7 @@ from training.phantoms import physics as phys
 from training.phantoms.lesions import Calcification, SegmentLumen
 from training.phantoms.noise import kernel_noise
 from training.phantoms.physics import Physics
+from training.phantoms.thorax import APEX_WALL_FRACTION
 from training.phantoms.thorax_raster import abdomen, body_wall, posterior_elements, vessels_and_airways
 
 LABEL = {name: s.label_id for name, s in STRUCTURES_BY_NAME.items()}
@@ -89,6 +90,19 @@ def _ball(x, y, z, c, r) -> np.ndarray:
     return (x - c[0]) ** 2 + (y - c[1]) ** 2 + (z - c[2]) ** 2 <= r * r
 
 
+def _paint_ball(lab: np.ndarray, grid: Grid, centre, radius: float, label: int, only: int) -> None:
+    """Label a ball ``label`` where it currently is ``only`` (inside its bounding box)."""
+    org, sp = np.asarray(grid.origin), np.asarray(grid.spacing)
+    lo = np.clip(np.floor((np.asarray(centre) - radius - org) / sp).astype(int), 0, grid.shape)
+    hi = np.clip(np.ceil((np.asarray(centre) + radius - org) / sp).astype(int) + 1, 0, grid.shape)
+    if np.any(hi <= lo):
+        return
+    xs, ys, zs = (org[a] + sp[a] * np.arange(lo[a], hi[a]) - centre[a] for a in range(3))
+    ball = xs[:, None, None] ** 2 + ys[None, :, None] ** 2 + zs[None, None, :] ** 2 <= radius ** 2
+    box = lab[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+    box[ball & (box == only)] = label
+
+
 def _tissues(anat: Anatomy, grid: Grid) -> tuple[np.ndarray, np.ndarray, dict]:
     """Label map of everything but the coronaries, a bone-cortex mask (HU differs, label does not) and
     the masks image formation needs besides labels (airway and stomach air)."""
@@ -152,9 +166,13 @@ def _tissues(anat: Anatomy, grid: Grid) -> tuple[np.ndarray, np.ndarray, dict]:
     lv_len, lv_rad = (float(v) for v in anat.lv_outer)
     lv_outer = (su >= 0) & ((su / lv_len) ** 2 + rrl / lv_rad ** 2 <= 1)
     w = float(anat.lv_wall_mm)
-    lv_inner = (su >= 4) & (((su - 4) / (lv_len - w - 4)) ** 2 + rrl / (lv_rad - w) ** 2 <= 1)
+    apex_wall = w if thorax is None else APEX_WALL_FRACTION * w  # 2.0: a thinner apex
+    lv_inner = (su >= 4) & (((su - 4) / (lv_len - apex_wall - 4)) ** 2 + rrl / (lv_rad - w) ** 2 <= 1)
     lab[lv_outer] = LABEL["lv_myocardium"]
     lab[lv_inner] = LABEL["lv_blood"]
+    if thorax is not None:
+        for c, r in thorax.extra.get("trabeculae", ()):
+            _paint_ball(lab, grid, c, r, LABEL["lv_myocardium"], LABEL["lv_blood"])
     # two papillary muscles: filling defects in the LV blood pool, part of the myocardium label
     for dphi in (-55.0, 55.0):
         p_dir = h.direction(anat.phi_lv + dphi)

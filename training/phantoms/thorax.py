@@ -20,6 +20,7 @@ from training.phantoms.geometry import Anatomy, Tube, _spline, _unit
 
 MURRAY = 2.0 ** (-1.0 / 3.0)  # child / parent radius at a symmetric bifurcation
 MIN_TREE_RADIUS_MM = 0.45  # stop branching below this calibre (under half a small-size voxel)
+APEX_WALL_FRACTION = 0.55  # the LV apex is thinner than the base and mid walls (about half)
 
 
 @dataclass
@@ -286,10 +287,23 @@ def sample_thorax(rng: np.random.Generator, anat: Anatomy, sex: str | None = Non
                 veins = veins + _tree(rng, stem_end, _unit(d + np.array([0.4 * side, spread, 0.4 * up])),
                                       0.6 * r, rng.uniform(20, 28), inside)
 
+    # LV trabeculae: small muscle ridges on the endocardium of the free wall and apex (not the septum)
+    h = anat.heart
+    lv_len, lv_rad = anat.lv_outer
+    w = anat.lv_wall_mm
+    inner_len, inner_rad = lv_len - APEX_WALL_FRACTION * w - 4.0, lv_rad - w
+    lv_centre = h.base + anat.lv_shift * h.direction(anat.phi_lv)
+    trabeculae = []
+    for _ in range(int(rng.integers(25, 40))):
+        frac = rng.uniform(0.35, 0.95)
+        rad = inner_rad * np.sqrt(1 - frac ** 2)
+        c = lv_centre + (4.0 + frac * inner_len) * h.u + rad * h.direction(anat.phi_lv + rng.uniform(-140, 140))
+        trabeculae.append((c, float(rng.uniform(1.5, 2.8))))
+
     stomach_c = np.array([bx + 70, by - 5, dome_l[2] - 60])
     stomach = (stomach_c, (float(rng.uniform(40, 55)), float(rng.uniform(35, 45)), float(rng.uniform(45, 60))))
     return Thorax(sex=sex, body_diameter_mm=float(2 * np.sqrt(ax_ * ay)), wall=wall, ribs=ribs, svc=svc, ivc=ivc,
                   brachiocephalic_veins=bcv, arch=arch, arch_branches=branches, pulmonary_arteries=arteries,
                   pulmonary_veins=veins, trachea=trachea, bronchi=bronchi, oesophagus=oesophagus, azygos=azy,
                   stomach=stomach, diaphragm=(dome_r, dome_l, dome_curv),
-                  contrast_inflow_hu=float(rng.uniform(700, 1600)))
+                  contrast_inflow_hu=float(rng.uniform(700, 1600)), extra={"trabeculae": trabeculae})
