@@ -18,7 +18,7 @@ Each run ends in one of: ``loaded`` (checked for a sane result: finite values, H
 error (counted by its ``code``; a message that reads like a Python internal one is counted as
 ``internal_message`` as well), ``untyped`` (any other exception, counted by its code site: the
 deepest frame in this repository), or ``hang`` (no answer within ``--timeout`` seconds, enforced with
-``SIGALRM``). Runs are seeded (``random.Random(f"{seed}-{run}")``), so a failing run is replayed
+``SIGALRM``; a load that outlives the alarm because it swallowed it counts as a hang too). Runs are seeded (``random.Random(f"{seed}-{run}")``), so a failing run is replayed
 with ``--seed S --start N --runs 1 --verbose``.
 
 Usage::
@@ -107,6 +107,7 @@ class Counts:
     untyped: Counter = field(default_factory=Counter)  # "file:line ExceptionType" -> count
     insane: Counter = field(default_factory=Counter)  # what was wrong with a loaded study
     hangs: int = 0
+    slowest_s: float = 0.0  # the longest single load (hangs included, cut at the timeout)
     examples: dict = field(default_factory=dict)  # outcome key -> first run that produced it
     seconds: float = 0.0
 
@@ -114,7 +115,8 @@ class Counts:
         return {"runs": self.runs, "loaded": self.loaded, "typed_errors": sum(self.typed.values()),
                 "typed_by_code": dict(self.typed.most_common()), "internal_messages": dict(self.internal_message),
                 "untyped": sum(self.untyped.values()), "untyped_by_site": dict(self.untyped.most_common()),
-                "insane_loads": dict(self.insane), "hangs": self.hangs, "examples": self.examples,
+                "insane_loads": dict(self.insane), "hangs": self.hangs,
+                "slowest_run_s": round(self.slowest_s, 2), "examples": self.examples,
                 "seconds": round(self.seconds, 1)}
 
 
@@ -325,8 +327,11 @@ def make_case(rng: random.Random, base: Base, work: Path) -> tuple[Path, list[st
     return work / "upload.zip", done
 
 
-class Hang(Exception):
-    """Raised by the alarm when a load runs past its time."""
+class Hang(BaseException):
+    """Raised by the alarm when a load runs past its time.
+
+    A BaseException, like KeyboardInterrupt: code under test that catches ``Exception`` around a
+    blocking read must not swallow it (and turn a hang into a quiet success)."""
 
 
 @contextlib.contextmanager
@@ -376,17 +381,22 @@ def _site(err: BaseException) -> str:
 
 def run_one(path: Path, timeout_s: float) -> tuple[str, str]:
     """(outcome, detail): outcome is loaded / typed / untyped / insane / hang."""
+    start = time.monotonic()
     try:
         with deadline(timeout_s):
             study = load_study(path)
     except Hang:
         return "hang", ""
     except StudyError as err:
-        return "typed", err.code + ("\tinternal" if _INTERNAL.search(str(err)) else "") + f"\t{err}"
+        result = ("typed", err.code + ("\tinternal" if _INTERNAL.search(str(err)) else "") + f"\t{err}")
     except Exception as err:
-        return "untyped", _site(err) + f"\t{err}"
-    problem = sanity_problem(study)
-    return ("insane", problem) if problem else ("loaded", "")
+        result = ("untyped", _site(err) + f"\t{err}")
+    else:
+        problem = sanity_problem(study)
+        result = ("insane", problem) if problem else ("loaded", "")
+    if time.monotonic() - start >= timeout_s:  # the alarm fired, but the code under test swallowed it
+        return "hang", ""
+    return result
 
 
 def fuzz(runs: int, *, seed: int = 0, start: int = 0, timeout_s: float = 10.0, verbose: bool = False,
@@ -410,7 +420,9 @@ def fuzz(runs: int, *, seed: int = 0, start: int = 0, timeout_s: float = 10.0, v
                 path, done = make_case(rng, base, work)
             except Exception as err:  # the mutator itself failed: a bug here, not in ingest
                 raise RuntimeError(f"run {run}: mutation failed") from err
+            started = time.perf_counter()
             outcome, detail = run_one(path, timeout_s)
+            counts.slowest_s = max(counts.slowest_s, time.perf_counter() - started)
             counts.runs += 1
             code, _, message = detail.partition("\t")
             if outcome == "loaded":
@@ -458,7 +470,8 @@ def main() -> None:
     result = counts.as_dict()
     print(f"runs {counts.runs} in {counts.seconds:.0f} s: loaded {counts.loaded}, typed errors "
           f"{sum(counts.typed.values())}, untyped exceptions {sum(counts.untyped.values())}, hangs {counts.hangs}, "
-          f"insane loads {sum(counts.insane.values())}, internal-looking messages {sum(counts.internal_message.values())}")
+          f"insane loads {sum(counts.insane.values())}, internal-looking messages {sum(counts.internal_message.values())}, "
+          f"slowest load {counts.slowest_s:.2f} s")
     print("typed errors by code:")
     for code, n in counts.typed.most_common():
         print(f"  {code:36s} {n}")

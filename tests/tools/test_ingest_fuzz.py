@@ -57,13 +57,30 @@ def test_the_fuzz_counts_a_traceback_as_untyped(monkeypatch):
     assert site.startswith("test_ingest_fuzz.py:") and site.endswith("TypeError")
 
 
-def test_the_fuzz_counts_a_hang(monkeypatch, tmp_path):
+def test_the_fuzz_counts_a_hang(monkeypatch):
     """Control: a load that blocks is stopped by the deadline and counted as a hang."""
     import time
 
     monkeypatch.setattr(fuzz_ingest, "load_study", lambda path: time.sleep(30))
     counts = fuzz_ingest.fuzz(1, seed=0, timeout_s=0.5)
-    assert counts.hangs == 1
+    assert counts.hangs == 1 and counts.slowest_s < 5
+
+
+def test_the_fuzz_counts_a_hang_that_swallows_the_alarm(monkeypatch):
+    """Control: a reader that catches everything around a blocking call (as ingest did around pydicom
+    on a named pipe) still counts as a hang, not as a quiet load."""
+    import time
+
+    def swallowing(path):
+        try:
+            time.sleep(30)
+        except BaseException:  # noqa: BLE001 (the point of the test)
+            pass
+        raise ValueError("unreadable")
+
+    monkeypatch.setattr(fuzz_ingest, "load_study", swallowing)
+    counts = fuzz_ingest.fuzz(1, seed=0, timeout_s=0.5)
+    assert counts.hangs == 1 and not counts.untyped
 
 
 def test_the_fuzz_rejects_an_insane_load(monkeypatch):
