@@ -135,3 +135,21 @@ def test_labels_are_carried_to_the_calcium_grid_in_patient_coordinates():
     cac_affine[2, 3] = 1.0  # the calcium series starts 1 mm higher
     carried = labels_on_grid(ccta, ccta_affine, (40, 40, 10), cac_affine)
     assert np.flatnonzero((carried == PLAD).any(axis=(0, 1))).tolist() == [4]  # z = 13 mm
+
+
+def test_uniform_ct_has_no_calcium():
+    hu, spacing = chest()
+    hu[hu == 300] = 40  # the calcification removed: heart, fat, air and bone only
+    out = agatston_score(hu, spacing, None)
+    assert out.agatston == 0 and out.cac_drs == "A0" and out.lesions == []
+
+
+def test_a_lone_noise_voxel_is_not_a_lesion_but_a_bright_one_is():
+    hu, spacing = chest()
+    rng = np.random.default_rng(0)
+    hu = (hu + rng.normal(0, 20, hu.shape)).astype(np.int16)
+    hu[70, 40, 10], hu[70, 80, 20] = 150, 500  # lone voxels on the heart, 1 mm^2 each
+    hu[104:108, 58:62, 14:16] = 300
+    out = agatston_score(hu, spacing, None)
+    peaks = sorted(round(l.peak_hu) for l in out.lesions)
+    assert 500 in peaks and 150 not in peaks and "taken as noise" in out.method
