@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import nibabel as nib
-from nibabel.openers import ImageOpener
 import numpy as np
+from nibabel.openers import ImageOpener
 
 from tools.study import (
     LIMITS,

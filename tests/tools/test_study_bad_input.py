@@ -401,6 +401,7 @@ def test_one_slice_with_an_implausible_slope_is_left_out(tmp_path):
     np.testing.assert_array_equal(study.hu, hu[:, :, 1:])
     assert any("1 damaged slice(s) were left out (slice_00001.dcm): RescaleSlope 1000 is implausible" in w
                for w in study.warnings)
+    assert study.summary()["warnings"] == study.warnings  # what the app shows beside the image
 
 
 def test_huge_dimensions_are_refused_before_allocating(tmp_path):
