@@ -1,12 +1,12 @@
 """Session isolation under load: logged-in users switching studies mid-question, exporting, and probing
 each other's sessions and files, on a loopback server with users (gradio_client + httpx).
 
-Each user, per round: loads study A, asks the calcium question and saves it as DICOM; asks again and,
-while that question runs, loads study B; then tries to save (the answer belongs to A: must be refused),
+Each user, per round: loads study A, asks the calcium question and saves it as DICOM; starts loading
+study B and, at a random moment of that load, asks again; saves (accepted only for an answer about B);
 asks on B and saves. Checked and counted:
 
-- mismatched exports: B's SR references the CT series of A's export, holds an Agatston score other than
-  the one B's answer showed, or an export of A's answer was accepted after B was loaded;
+- mismatched exports: an SR after the switch references the CT series of A's export, or holds an
+  Agatston score other than the one B's answer showed;
 - cross-session reads: another user's session hash accepted for a question, or another user's download
   fetched by its URL (anything but HTTP 403);
 - errors: any other failure (a traceback text in the chat, a refused own request, an exception).
@@ -18,6 +18,7 @@ round: on a small machine use fewer users).
 from __future__ import annotations
 
 import argparse
+import random
 import socket
 import statistics
 import tempfile
@@ -73,16 +74,19 @@ def _agatston(findings) -> float | None:
     return None
 
 
-def _user(url: str, name: str, password: str, rounds: int, peers: dict, counts: Counter, timings: list) -> None:
+def _user(url: str, name: str, password: str, rounds: int, peers: dict, counts: Counter, timings: list,
+          scores: dict) -> None:
     import httpx
     from gradio_client import Client
 
     client = Client(url, auth=(name, password), verbose=False, download_files=False)
     peers[name] = (client, [])  # its client and the URLs of its downloads
+    rng = random.Random(name)
     for _ in range(rounds):
         t0 = time.perf_counter()
         client.predict(STUDY_A, "axial", "cardiac", api_name="/load_demo")
-        _, _, _, downloads_a, *_ = client.predict(QUESTION, [], api_name="/ask")
+        load_s = time.perf_counter() - t0
+        _, _, findings_a, *_ = client.predict(QUESTION, [], api_name="/ask")
         saved_a, status = client.predict(None, api_name="/save_dicom")
         if not status.startswith("Saved"):
             counts["errors"] += 1
@@ -91,21 +95,30 @@ def _user(url: str, name: str, password: str, rounds: int, peers: dict, counts: 
         # Its SR: unique bytes (fresh UIDs). Identical files (the same answer to the same question on the
         # same demo study) share one content-addressed cache path, which both users were sent.
         peers[name][1].extend(d["url"] for d in saved_a if str(d.get("path", "")).endswith("_sr.dcm"))
-        running = client.submit(QUESTION, [], api_name="/ask")  # asked on A ...
-        time.sleep(0.2)
-        client.predict(STUDY_B, "axial", "cardiac", api_name="/load_demo")  # ... while B is loaded
-        chat, *_ = running.result()
-        if any("Traceback" in t for t in _texts(chat)):
+        # Switch to B and ask at a random moment of B's load: the question may end before the switch
+        # (an answer about A), span it (dropped), or start after it (an answer about B).
+        loading = client.submit(STUDY_B, "axial", "cardiac", api_name="/load_demo")
+        time.sleep(rng.uniform(0.2, 1.1) * load_s)
+        running = client.submit(QUESTION, [], api_name="/ask")
+        loading.result()
+        chat, _, findings_mid, *_ = running.result()
+        texts = _texts(chat)
+        if any("Traceback" in t for t in texts):
             counts["errors"] += 1
-        counts["questions dropped by the switch"] += any("answer was dropped" in t for t in _texts(chat))
-        _, status = client.predict(None, api_name="/save_dicom")
-        if status.startswith("Saved"):
-            counts["mismatched exports"] += 1  # A's answer exported after B was loaded
+        dropped = any("answer was dropped" in t for t in texts)
+        counts["questions dropped by the switch"] += dropped
+        saved_mid, status_mid = client.predict(None, api_name="/save_dicom")
         chat, _, findings, _, *_ = client.predict(QUESTION, [], api_name="/ask")
         saved, status = client.predict(None, api_name="/save_dicom")
         series_b, score_b = _sr(saved, client.cookies)
         if series_b == series_a or score_b != _agatston(findings):
             counts["mismatched exports"] += 1
+        if status_mid.startswith("Saved"):  # allowed only for an answer about B, exported against B
+            counts["mid-switch exports"] += 1
+            series_mid, score_mid = _sr(saved_mid, client.cookies)
+            if series_mid == series_a or score_mid != score_b:
+                counts["mismatched exports"] += 1
+        scores[name] = (_agatston(findings_a), score_b)
         counts["exports checked"] += 1
         # Probe one peer: its session hash, and one of its files by URL.
         peer = next((v for n, v in list(peers.items()) if n != name and v[1]), None)
@@ -139,11 +152,12 @@ def main() -> None:
     counts: Counter = Counter()
     timings: list[float] = []
     peers: dict = {}
+    scores: dict = {}
     t0 = time.perf_counter()
 
     def run(item):
         try:
-            _user(url, *item, args.rounds, peers, counts, timings)
+            _user(url, *item, args.rounds, peers, counts, timings, scores)
         except Exception as err:  # noqa: BLE001 (counted and shown, the benchmark goes on)
             counts["errors"] += 1
             import traceback
@@ -155,8 +169,9 @@ def main() -> None:
     app.close()
     print(f"{args.users} users x {args.rounds} round(s) in {time.perf_counter() - t0:.0f} s; "
           f"round median {statistics.median(timings) if timings else float('nan'):.1f} s")
-    for key in ("exports checked", "mismatched exports", "questions dropped by the switch", "probes",
-                "cross-session reads", "errors"):
+    print(f"Agatston score shown for {STUDY_A} / {STUDY_B}: {sorted(set(scores.values()))}")
+    for key in ("exports checked", "mismatched exports", "mid-switch exports", "questions dropped by the switch",
+                "probes", "cross-session reads", "errors"):
         print(f"{key:>32}: {counts[key]}")
 
 

@@ -447,6 +447,7 @@ def _answer(state: UiSession | None, text: str, history: list, request=None):
     from langchain_core.messages import AIMessage, ToolMessage
 
     from assistant.answer import GroundedAnswer
+    from assistant.session import StudyChangedError
 
     text = (text or "").strip()
     try:
@@ -480,15 +481,17 @@ def _answer(state: UiSession | None, text: str, history: list, request=None):
                 yield state, history, "", *_UNCHANGED
             elif isinstance(item, GroundedAnswer):
                 if state.session.load_id != load_id:  # loaded after the session's last check
-                    from assistant.session import StudyChangedError
-
                     raise StudyChangedError("another study was loaded while this question ran, so its answer "
                                             "was dropped; ask again about the study now loaded")
                 yield (state, *_show_answer(state, history, item, load_id))
+    except StudyChangedError as err:  # expected when the reader switches study: no traceback in the log
+        log.info("a question was dropped by a study switch")
+        history.append(gr.ChatMessage(role="assistant", content=f"⚠️ {inert(err)}"))
+        yield state, history, "", *_UNCHANGED
     except Exception as err:  # the session continues; the clinician sees a readable message
         log.exception("question failed")
         message = str(err) if isinstance(err, ValueError) else f"the question could not be answered ({type(err).__name__})"
-        history.append(gr.ChatMessage(role="assistant", content=f"⚠️ {message}"))
+        history.append(gr.ChatMessage(role="assistant", content=f"⚠️ {inert(message)}"))
         yield state, history, "", *_UNCHANGED
 
 
