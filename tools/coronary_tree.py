@@ -68,6 +68,9 @@ class TreeConfig:
     tube_eigen_ratio: float = 0.4  # a voxel is line-like when its second eigenvalue is >= this x the first
     min_tube_fraction: float = 0.35  # share of line-like voxels for a piece to be a vessel (rims score < 0.25)
     min_piece_mm: float = 8.0  # shortest piece worth keeping (bounding-box diagonal)
+    rim_contact_fraction: float = 0.8  # a piece touching big structures along this share of its skeleton,
+    rim_straight_mm: float = 0.75  # straight (RMS off its axis at most this: a left-main stub curves more)
+    rim_min_mm: float = 12.0  # and this long is the partial-volume rim of a great vessel, not a coronary
     max_gap_mm: float = 20.0  # a piece this far ahead of a vessel end is the vessel beyond a stenosis
     touch_gap_mm: float = 3.0  # pieces this close are joined whatever the direction
     max_bridge_angle_deg: float = 35.0  # a longer bridge must continue the vessel's direction
@@ -446,7 +449,34 @@ def _join_gaps(graph: _Graph, config: TreeConfig, supported) -> set[int]:
     return bridged
 
 
-def _find_ostia(graph: _Graph, study: Study, touching: np.ndarray) -> tuple[dict[str, int], list[str]]:
+def _drop_rims(graph: _Graph, contact: np.ndarray, config: TreeConfig) -> tuple[_Graph, np.ndarray]:
+    """Remove pieces that touch large bright structures along most of their length.
+
+    A coronary touches the aortic root at its ostium and a chamber here and there; the partial-volume
+    rim of a great vessel against lung or fat runs along it, straight, as long as the vessel is.
+    """
+    drop = set()
+    for p in np.unique(graph.piece):
+        m = graph.piece == p
+        if m.sum() < 3 or contact[m].mean() < config.rim_contact_fraction:
+            continue
+        xyz = graph.xyz[m] - graph.xyz[m].mean(axis=0)
+        sv = np.linalg.svd(xyz, compute_uv=False)
+        off_axis = float(np.sqrt((sv[1:] ** 2).sum() / m.sum()))  # RMS distance from the best line
+        if off_axis <= config.rim_straight_mm and np.linalg.norm(np.ptp(xyz, axis=0)) >= config.rim_min_mm:
+            drop.add(int(p))
+    if not drop:
+        return graph, contact
+    keep = ~np.isin(graph.piece, list(drop))
+    if not keep.any():
+        raise CoronaryTreeError("no coronary artery was found in the image (only rims of large vessels)")
+    new = -np.ones(len(keep), int)
+    new[keep] = np.arange(keep.sum())
+    edges = [(int(new[a]), int(new[b])) for a, b in graph.edges if keep[a] and keep[b]]
+    return _Graph(graph.xyz[keep], graph.radius[keep], edges, graph.piece[keep]), contact[keep]
+
+
+def _find_ostia(graph: _Graph, contact: np.ndarray) -> tuple[dict[str, int], list[str]]:
     """The left and right coronary roots: where the two longest vessel systems touch the aortic root.
 
     A system touches large bright structures at its ostium (and, through partial volume, maybe
@@ -457,8 +487,6 @@ def _find_ostia(graph: _Graph, study: Study, touching: np.ndarray) -> tuple[dict
     a, b = np.array(graph.edges).T
     seg_len = np.linalg.norm(graph.xyz[a] - graph.xyz[b], axis=1)
     length = np.bincount(components[a], weights=seg_len, minlength=components.max() + 1)
-    d, _ = cKDTree(study.index_to_mm(np.argwhere(touching))).query(graph.xyz)
-    contact = d <= 1.5
     systems = [c for c in np.argsort(length)[::-1] if contact[components == c].any()][:6]
     if not systems:
         raise CoronaryTreeError("no coronary artery leaving the aortic root was found in the image")
@@ -517,8 +545,10 @@ def extract_coronary_tree(study: Study, config: TreeConfig | None = None) -> Cor
         raise CoronaryTreeError("no coronary artery was found in the image (no thin contrast-filled vessel "
                                 "near the heart)")
     graph = _skeleton_graph(pieces, keep, study)
+    contact = cKDTree(study.index_to_mm(np.argwhere(touching))).query(graph.xyz)[0] <= 1.5
+    graph, contact = _drop_rims(graph, contact, config)
     joined = _join_gaps(graph, config, lambda a, b: _bridge_supported(smooth, study, a, b, gap_floor))
-    sides, warnings = _find_ostia(graph, study, touching)
+    sides, warnings = _find_ostia(graph, contact)
 
     trees: dict[str, _Tree] = {}
     components = _components(graph)
