@@ -98,3 +98,35 @@ def test_evaluation_json_is_what_cardiovlm_evaluate_writes():
     reports = json.loads((SHIPPED / EVALUATION_FILE).read_text())
     assert {"checkpoint", "data", "cases", "splits", "targets"} <= set(reports[0])
     assert any("shifted generator" in name for r in reports for name in r["splits"])
+
+
+def test_the_shipped_evaluation_has_image_controls_and_the_card_quotes_them():
+    from vlm.validation import CONTROL_SPLITS, measured_controls
+
+    scores, controls = measured_scores(SHIPPED), measured_controls(SHIPPED)
+    assert set(controls) == set(CONTROL_SPLITS.values())
+    assert all(c["records"] == scores["records"] for c in controls.values())  # the same records, other images
+    card = (SHIPPED / CARD).read_text()
+    for row in ("yes/no balanced accuracy", "yes/no balanced accuracy (findings)"):
+        assert f"{scores[row]:.3f}" in card and f"{controls['shuffled images'][row]:.3f}" in card
+
+
+def test_the_assistant_quotes_a_shipped_answer_only_as_far_as_its_controls_allow(tmp_path, demo_study, monkeypatch):
+    from assistant.vlm_tools import VLMAnswerWithheld, vlm_ask
+    from tools.context import StudyContext
+    from vlm.validation import answer_evidence
+
+    monkeypatch.delenv("CARDIOVLM_CHECKPOINT_DIR", raising=False)
+    monkeypatch.delenv("CARDIOVLM_VLM_MIN_ANSWER_MARGIN", raising=False)
+    get_settings.cache_clear()
+    try:
+        ctx = StudyContext(study=demo_study, output_dir=tmp_path)
+        for question in ("Is there a plaque in the LAD?", "Is the proximal RCA a segment of the LAD?"):
+            evidence = answer_evidence(SHIPPED, question)
+            if evidence.depends_on_image:
+                assert vlm_ask(ctx, question).control_accuracy == round(evidence.control_accuracy, 3)
+            else:
+                with pytest.raises(VLMAnswerWithheld, match="do not depend on the image on held-out tests"):
+                    vlm_ask(ctx, question)
+    finally:
+        get_settings.cache_clear()
