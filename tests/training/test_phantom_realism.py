@@ -134,3 +134,18 @@ def test_bad_realism_requests_are_refused(tmp_path):
         sample_thorax(np.random.default_rng(0), anat, sex="other")
     with pytest.raises(ValueError, match="heart rate"):
         sample_physics(build(1, thorax=True)[0], np.random.default_rng(0), heart_rate_bpm=10)
+
+
+def test_cli_writes_a_realistic_case(tmp_path, capsys):
+    import argparse
+
+    from training.phantoms.cli import register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["phantoms", "--out", str(tmp_path), "--realistic", "--no-dicom", "--no-cac",
+                              "--seed", "3"])
+    assert args.func(args) == 0
+    lab = read_nifti(tmp_path / "phantom_00000" / cf.LABELS_NIFTI, labels=True).hu
+    assert L["superior_vena_cava"] in np.unique(lab)
+    assert "wrote 1 case" in capsys.readouterr().out
