@@ -251,6 +251,10 @@ def test_evaluate_cli_controls(tiny_run, capsys):
     splits = json.loads(capsys.readouterr().out)[0]["splits"]
     assert {"held-out seeds, blank volumes", "held-out seeds, noise volumes"} <= set(splits)
     assert "yes/no balanced accuracy" in splits["held-out seeds, blank volumes"]
+    assert main(["evaluate", "--checkpoint", str(checkpoint), "--data", str(data), "--max-records", "6",
+                 "--controls", "blank"]) == 0
+    text = capsys.readouterr().out
+    assert "held-out seeds, blank volumes" in text and "held-out seeds minus blank volumes:" in text
     # One case cannot be shuffled: a clear refusal, exit code 2, no traceback.
     assert main(["evaluate", "--checkpoint", str(checkpoint), "--data", str(data), "--controls"]) == 2
     assert "at least two cases" in capsys.readouterr().err
