@@ -66,6 +66,7 @@ class AnatomyConfig:
     metal_core_extent_mm: float = 6.0  # a stent core is long (8-38 mm stents), a calcium core compact
     watershed_h_hu: float = 80.0  # prominence of a separate peak (4+ noise SD of a calcium-scoring series)
     intracardiac_depth_mm: float = 8.0  # deeper inside the heart's soft tissue: not epicardial
+    region_pixel_mm: float = 1.0  # in-plane pixel on which the heart region is outlined
 
 
 @dataclass
@@ -155,12 +156,22 @@ def find_noncoronary(hu: np.ndarray, spacing, labels: np.ndarray | None = None,
     volume[0] = 0
     big = volume >= config.bone_min_volume_mm3
     bone = big[comps]
-    if bone.any():
-        bone = _edt(~bone, spacing) <= config.bone_margin_mm
+    if bone.any():  # in-plane margin: slices are thicker than the cortex blur
+        r = [int(np.floor(config.bone_margin_mm / s)) for s in spacing[:2]]
+        di, dj = np.mgrid[-r[0]:r[0] + 1, -r[1]:r[1] + 1]
+        disk = ((di * spacing[0]) ** 2 + (dj * spacing[1]) ** 2 <= config.bone_margin_mm ** 2)[:, :, None]
+        bone = ndimage.binary_dilation(bone, structure=disk)
     reason[cand & bone] = 1
 
-    region, heart, found = heart_region(hu, spacing, bone, config)
-    depth = _edt(heart, spacing)
+    # The heart is outlined on a grid of about 1 mm pixels: its margins are many mm, and distance
+    # transforms of a 512 x 512 series at 0.4 mm would take most of the time.
+    step = max(1, int(round(config.region_pixel_mm / min(spacing[:2]))))
+    coarse = (spacing[0] * step, spacing[1] * step, spacing[2])
+    region, heart, found = heart_region(hu[::step, ::step], coarse, bone[::step, ::step], config)
+    depth = _edt(heart, coarse)
+    if step > 1:
+        ii, jj = np.arange(hu.shape[0]) // step, np.arange(hu.shape[1]) // step
+        region, heart, depth = (a[ii][:, jj] for a in (region, heart, depth))
     slices = ndimage.find_objects(comps)
     stents = 0
     for i, box in enumerate(slices, start=1):
