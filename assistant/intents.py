@@ -122,7 +122,10 @@ class IntentMatcher:
         root = self.config.cache_dir or Path(os.environ.get("CARDIOVLM_CACHE", Path.home() / ".cache" / "cardiovlm"))
         from tools.embeddings import MODEL_NAME
 
-        return root / f"intent_bank_{MODEL_NAME}_{self.bank.digest}.npy"
+        # The key covers the masking too: a change to it changes what the bank's phrasings embed as.
+        masked = "\n".join(mask_for_embedding(p.text) for p in self.bank.phrasings)
+        key = hashlib.sha256((self.bank.digest + masked).encode()).hexdigest()[:16]
+        return root / f"intent_bank_{MODEL_NAME}_{key}.npy"
 
     def _bank_vectors(self) -> np.ndarray:
         path = self._cache_file()

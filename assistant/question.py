@@ -23,7 +23,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from assistant.intents import Intent, IntentMatch, match_cached, match_texts
-from assistant.slots import QuestionValueError, anatomy_in, landmark_in, numbers_in, sex_in
+from assistant.slots import MAX_STENT_DIAMETER_MM, QuestionValueError, anatomy_in, landmark_in, numbers_in, sex_in
 from tools.anatomy import SEGMENTS_BY_CODE
 
 # What the planner does for a part. The public intent is coarser: "calcium" is a score or a
@@ -153,6 +153,7 @@ _YES_NO_START = re.compile(r"^\s*(is|are|does|do|will|would|can|could|should|has
 _FINDING_PATTERNS: list[tuple[FindingWord, re.Pattern]] = [
     ("stent", re.compile(r"\bstent|\bdes\b|\bbms\b|\bscaffold", re.I)),
     ("occlusion", re.compile(r"\bocclu|\bcto\b|\btotally blocked\b", re.I)),
+    ("plaque", re.compile(r"\bnon-?calcified\b|\bsoft plaque|\bfibro-?fatty|\blipid", re.I)),
     ("calcification", re.compile(r"\bcalci|\bcalcium\b|\bca\b|\bcac\b|\bagatston", re.I)),
     ("plaque", re.compile(r"\bplaque", re.I)),
     ("stenosis", re.compile(r"\bstenos|\bnarrow", re.I)),
@@ -162,21 +163,25 @@ _SCORE_WORDS = re.compile(r"\bscore|\bagatston|\bcac\b|\bburden|\bvolume|\bmass\
 _STENT_SIZE_WORDS = re.compile(r"\bsize|\bsizing|\blength|\bdiameter|\blong\b|\bwhich\b|\bwhat\b|\brecommend|\bplan|"
                                r"\bchoose|\bneed|\bfit|\bcover|\bspan|\breach|\benough|\bsuffic|\blanding|\btwo stents|"
                                r"\bsingle|\bone\b", re.I)
-_REFERS_BACK = re.compile(r"\b(?:it|its|there|(?:that|this|the same) (?:lesion|stenosis|one|segment|vessel|artery|plaque|"
-                          r"narrowing|stent))\b", re.I)
+_REFERS_BACK = re.compile(r"\b(?:it|its|there|(?:that|this|the same|the) (?:lesion|stenosis|one|segment|vessel|artery|"
+                          r"plaque|narrowing|stent))\b", re.I)
+_POSITION = re.compile(r"\b(proximal|prox|mid|middle|distal|dist)\b", re.I)
+_BARE_NUMBER = re.compile(r"(?<![\w.])(\d+(?:[.,]\d+)?)(?![\w.%])")
+_COMPARE_BACK = re.compile(r"\bcompare (?:it|that|this)\b|\b(?:it|that|this) (?:vs\.?|versus|compared (?:with|to))\b", re.I)
 _FOLLOW_UP_START = re.compile(r"^\s*(and|what about|how about|same (?:for|in|on)|and for|also|what of|now|then|ok(?:ay)?"
                               r",? and|what if)\b", re.I)
 # Words that carry no request of their own: a clause made only of these (plus anatomy and numbers)
 # continues the previous question.
 _FILLER = set("""a an the and or of in on at for to about what how is are was were be it its that this those these
 then also same now ok okay please one ones there with same as well vs versus do does did i we you me my our your
-any also too again instead rather either both proximal mid middle distal mm millimetre millimeter millimetres millimeters cm if so just
+any also too again instead rather either both proximal mid middle distal patient patients sex female male
+woman man lady gentleman per total each all mm millimetre millimeter millimetres millimeters cm if so just
 """.split())
 _CLAUSE_START = re.compile(r"^\s*(what|which|where|how|is|are|does|do|will|would|can|could|should|has|have|was|were|"
                            r"did|any|show|segment|outline|draw|highlight|give|tell|measure|grade|quantify|locate|mark|"
                            r"point|find|search|list|compare|check|assess|evaluate|calculate|compute|estimate|score|"
                            r"display|plan|size|recommend|who|when|why)\b", re.I)
-_CONJUNCTION = re.compile(r",?\s+(?:and also|and then|and|also|as well as|plus|then)\s+|\s*[;]\s*|(?<=\?)\s+", re.I)
+_LESION_WORDS = re.compile(r"\b(lesion|stenos[ie]s|narrowing|plaque|blockage)\b", re.I)
 
 
 def _clean(text: str) -> str:
@@ -190,36 +195,73 @@ def _content_words(text: str) -> list[str]:
     return [w for w in words if w not in _FILLER and w not in ("vessel", "structure")]
 
 
+# Nouns that name what is listed ("the pLAD and the mRCA lesions"), not a request of their own.
+_LIST_NOUNS = {"lesion", "lesions", "stenosis", "stenoses", "narrowing", "narrowings", "one", "ones", "segment",
+               "segments"}
+
+
+def _request_words(text: str) -> list[str]:
+    return [w for w in _content_words(text) if w not in _LIST_NOUNS]
+
+
 def _is_clause(text: str) -> bool:
     return bool(_CLAUSE_START.match(text)) or len(_content_words(text)) >= 2
 
 
-def _split(text: str) -> list[tuple[str, IntentMatch]]:
+_SEPARATOR = re.compile(r"(,?\s+(?:and also|and then|and|also|as well as|plus|then)\s+|\s*\+\s*|\s*;\s*|(?<=\?)\s+|,\s+)",
+                        re.I)
+# Two pieces that each read as a confident request of a different kind are two requests even when
+# neither is a full clause ("CAC-DRS and MACE risk?", "slice thickness and agatston?").
+CONFIDENT = 0.6
+
+
+def _asks_something_else(piece: str) -> bool:
+    """A piece the assistant does not understand is a request of its own ('tell me a joke about
+    bananas') only when it starts like a clause and says enough; 'where?' or 'what do you measure?'
+    only continue the request before it."""
+    return bool(_CLAUSE_START.match(piece)) and len(_content_words(piece)) >= 2
+
+
+def _piece_intent(piece: str, match: IntentMatch, lesion_context: bool) -> str:
+    try:
+        numbers = numbers_in(piece)
+    except QuestionValueError:
+        from assistant.slots import Numbers
+
+        numbers = Numbers()
+    return _choose_intent(match, numbers, landmark_in(piece, lesion_context), piece)
+
+
+def _split(text: str, lesion_context: bool) -> list[tuple[str, IntentMatch]]:
     """The requests of a question, each with its intent match; one entry for a single request."""
-    pieces = [p.strip() for p in _CONJUNCTION.split(text) if p and p.strip(" ,?.;")]
-    whole, *_ = match_texts([text, *pieces]) if len(pieces) > 1 else match_texts([text])
-    if len(pieces) < 2:
-        return [(text, whole)]
-    parts: list[tuple[str, IntentMatch]] = []
-    for piece in pieces:
-        piece = piece.strip()
-        m = match_cached(piece)
+    tokens = _SEPARATOR.split(text)
+    pieces, separators = tokens[0::2], tokens[1::2]
+    keep = [i for i, p in enumerate(pieces) if p.strip(" ,?.;+")]
+    if len(keep) < 2:
+        return [(text, match_texts([text])[0])]
+    whole, *matches = match_texts([text, *[pieces[i].strip() for i in keep]])
+    parts: list[tuple[str, IntentMatch, str]] = []
+    for n, i in enumerate(keep):
+        piece, m = pieces[i].strip(), matches[n]
+        intent = _piece_intent(piece, m, lesion_context)
         if parts:
-            prev_text, prev = parts[-1]
-            # A new request: both sides read as clauses and ask different things. A side that asks
-            # nothing the assistant knows still splits off when it starts like a clause, so it can be
-            # named as not answered instead of being folded into the other request.
-            separate = (_is_clause(piece) and _is_clause(prev_text) and m.intent != prev.intent
-                        and (m.intent != "unknown" or bool(_CLAUSE_START.match(piece)))
-                        and (prev.intent != "unknown" or bool(_CLAUSE_START.match(prev_text))))
-            if not separate:
-                joined = f"{prev_text} and {piece}"
-                parts[-1] = (joined, match_cached(joined))
+            prev_text, prev, prev_intent = parts[-1]
+            clauses = (_is_clause(piece) and _is_clause(prev_text)
+                       and (intent != "unknown" or _asks_something_else(piece))
+                       and (prev_intent != "unknown" or _asks_something_else(prev_text)))
+            confident = (m.score >= CONFIDENT and prev.score >= CONFIDENT and "unknown" not in (intent, prev_intent)
+                         and bool(_request_words(piece)) and bool(_content_words(prev_text)))
+            # A new request: both sides ask something, and different things. A side that asks nothing the
+            # assistant knows still splits off when it starts like a clause, so it is named as not answered.
+            if intent == prev_intent or not (clauses or confident):
+                joined = prev_text + separators[i - 1] + piece if i - 1 < len(separators) else prev_text + " " + piece
+                joined_match = match_cached(joined) if joined != text else whole
+                parts[-1] = (joined, joined_match, _piece_intent(joined, joined_match, lesion_context))
                 continue
-        parts.append((piece, m))
+        parts.append((piece, m, intent))
     if len(parts) == 1:
         return [(text, whole)]
-    return parts
+    return [(p, m) for p, m, _ in parts]
 
 
 def parse_question(text: str, previous: ParsedQuestion | None = None) -> ParsedQuestion:
@@ -236,8 +278,10 @@ def parse_question(text: str, previous: ParsedQuestion | None = None) -> ParsedQ
     if not text or not text.strip():
         raise ValueError("the question is empty")
     clean = _clean(text)
-    pieces = _split(clean)
-    parts = [_parse_part(piece, match) for piece, match in pieces]
+    lesion_context = bool(_LESION_WORDS.search(clean)) or any(
+        p.landmark or p.intent in ("stenosis", "stent", "locate") for p in (previous.all_parts() if previous else []))
+    pieces = _split(clean, lesion_context)
+    parts = [_parse_part(piece, match, lesion_context) for piece, match in pieces]
     # Anatomy or a number after "and ..." is no request of its own, whatever it resembles.
     parts = [p if _has_own_request(p) else p.model_copy(update={"intent": "unknown", "task": "unknown",
                                                                  "is_yes_no": False}) for p in parts]
@@ -247,7 +291,10 @@ def parse_question(text: str, previous: ParsedQuestion | None = None) -> ParsedQ
     for i, part in enumerate(parts):
         # The first part continues the previous question; later parts continue the part before them.
         context = [*prev_parts] if i == 0 else [resolved[-1]]
-        resolved.append(_resolve_follow_up(part, context, previous_all=history))
+        part = _resolve_follow_up(part, context, previous_all=history)
+        if part.intent == "cadrads_patient" and part.vessels:  # "what's its CAD-RADS?" about a vessel
+            part = part.model_copy(update={"intent": "stenosis", "task": "stenosis"})
+        resolved.append(part)
     if len(resolved) == 1:
         return resolved[0].model_copy(update={"text": clean, "previous": _trimmed(previous)})
     first = resolved[0]
@@ -283,7 +330,7 @@ def _trimmed(previous: ParsedQuestion | None) -> ParsedQuestion | None:
     return out
 
 
-def _parse_part(text: str, match: IntentMatch) -> ParsedQuestion:
+def _parse_part(text: str, match: IntentMatch, lesion_context: bool = False) -> ParsedQuestion:
     anatomy = anatomy_in(text)
     problem = None
     try:
@@ -292,8 +339,13 @@ def _parse_part(text: str, match: IntentMatch) -> ParsedQuestion:
         from assistant.slots import Numbers
 
         numbers, problem = Numbers(), str(err)
-    landmark = landmark_in(text)
+    landmark = landmark_in(text, lesion_context=lesion_context)
     intent = _choose_intent(match, numbers, landmark, text)
+    if intent == "cadrads_patient" and anatomy.vessels:
+        intent = "stenosis"  # the CAD-RADS grade of a named vessel is that vessel's stenosis
+    if intent == "locate" and landmark and not landmark.startswith("lesion_"):
+        # "left main ostium", "LV apex": the anatomy names the landmark, it is not asked about.
+        anatomy.vessels, anatomy.structures = [], []
 
     segment = artery = structure = None
     vessels = list(anatomy.vessels)
@@ -347,18 +399,33 @@ def _parse_part(text: str, match: IntentMatch) -> ParsedQuestion:
     )
 
 
+_DISPLAY = re.compile(r"^\s*(?:(?:can|could|would|will) (?:you|i)\s+(?:please\s+)?(?:see\s+)?|please\s+|i(?:'d| would) "
+                      r"like (?:to see\s+)?|let me see\s+)?(?:show|highlight|draw|outline|paint|mask|segment|display|"
+                      r"visuali[sz]e|overlay|contour|delineate|colou?r|trace|make a mask|give me a mask|pull up)\b", re.I)
+_STENT_EVIDENCE = re.compile(r"\bstent|\bdes\b|\bbms\b|\bscaffold|\bpci\b|\bdevice|\brestenos|\bisr\b", re.I)
+
+
 def _choose_intent(match: IntentMatch, numbers, landmark: str | None, text: str) -> str:
-    """The matched intent, checked against the slots: a landmark question needs a landmark, a troponin
-    value or a stent size pulls a close call towards risk or stent."""
+    """The matched intent, checked against the slots.
+
+    A locate needs a landmark and a stent question a stent (a word, a size or a device): without
+    one the next intent is taken. A troponin value, a stent size, a landmark or a request to show
+    something pulls a close call towards risk, stent, locate or segment.
+    """
     scores = dict(match.scores)
     if numbers.troponin_value is not None:
         scores["risk"] += SLOT_PULL
-    if numbers.stent_length_mm is not None or numbers.stent_diameter_mm is not None or numbers.device:
+    has_stent_numbers = numbers.stent_length_mm is not None or numbers.stent_diameter_mm is not None
+    if has_stent_numbers or numbers.device:
         scores["stent"] += SLOT_PULL
+    elif not _STENT_EVIDENCE.search(text):
+        scores["stent"] = -1.0
     if landmark is None:
         scores["locate"] = -1.0
-    elif landmark.startswith("lesion_") is False:
+    else:
         scores["locate"] += SLOT_PULL
+    if _DISPLAY.match(text):
+        scores["segment"] += SLOT_PULL
     if match.intent == "unknown" and max(scores.values()) < match.score + SLOT_PULL:
         return "unknown"
     best = max(scores, key=scores.get)
@@ -393,7 +460,8 @@ def _task(intent: str, text: str, finding, stent_status, stent_length, is_yes_no
 
 # ----------------------------------------------------------------------------------- follow-ups
 def _brings(q: ParsedQuestion) -> bool:
-    return any((q.vessels, q.structures, q.stent_length_mm, q.stent_diameter_mm, q.troponin_value, q.landmark))
+    return any((q.vessels, q.structures, q.stent_length_mm, q.stent_diameter_mm, q.troponin_value, q.landmark,
+                q.sex, _POSITION.search(q.text), _BARE_NUMBER.search(q.text)))
 
 
 def _has_own_request(q: ParsedQuestion) -> bool:
@@ -417,16 +485,28 @@ def _resolve_follow_up(q: ParsedQuestion, context: list[ParsedQuestion], previou
     named = bool(q.vessels or q.structure)
     refers_back = not named and bool(_REFERS_BACK.search(q.text))
     if own:
+        base = _last_with_anatomy(context)
+        if base is not None and named and _COMPARE_BACK.search(q.text):
+            # "compare it with the LAD": the earlier request, over both vessels.
+            vessels = list(dict.fromkeys([*base.vessels, *q.vessels]))
+            return q.model_copy(update={"follow_up": True, "intent": base.intent, "task": base.task,
+                                        "vessels": vessels, "finding": base.finding})
         if not (refers_back or (marker and not named)):
             return q
-        base = _last_with_anatomy(context)
         if base is None:
-            return q
+            base = next((p for p in reversed(context) if p.landmark), None)
+            if base is None:
+                return q
         update = {"follow_up": True}
         if q.intent in ANATOMY_INTENTS:
             update.update(_anatomy_of(base))
         if q.intent == "stent" and base.intent == "stent":
             update.update(_stent_numbers(q, base))
+        if q.intent == "segment" and base.intent == "locate" and base.landmark and not base.landmark.startswith("lesion_"):
+            # "mark it on the image" after a landmark: the landmark is what is to be shown.
+            update.update(intent="locate", task="locate", landmark=base.landmark)
+        elif q.intent == "segment" and q.finding is None and base.finding in ("calcification", "plaque", "stent"):
+            update["finding"] = base.finding  # "draw it" after the calcium in the RCA: the calcium
         return q.model_copy(update=update)
     if not (_brings(q) or marker):
         return q
@@ -440,14 +520,35 @@ def _resolve_follow_up(q: ParsedQuestion, context: list[ParsedQuestion], previou
                     "cannot_topic": base.cannot_topic, "confidence": base.confidence}
     if not named:
         update.update(_anatomy_of(base))
+        position = _POSITION.search(q.text)
+        if position and base.vessels:
+            # "and the distal segment?", "distal too?": that position on the same artery.
+            same = _same_position_segment(position.group(1), base.vessels[0])
+            if same:
+                update.update(segment=same, artery=None, vessels=[same])
     if base.landmark and not q.landmark:
         update["landmark"] = base.landmark
+        if base.landmark in ("left_coronary_ostium", "right_coronary_ostium"):
+            side = re.search(r"\b(left|right)\b", q.text, re.I)
+            if side:  # "and the right one?" after the left main ostium
+                update["landmark"] = f"{side.group(1).lower()}_coronary_ostium"
+    bare = _BARE_NUMBER.search(q.text)
+    no_unit_number = bare and q.stent_length_mm is None and q.stent_diameter_mm is None and q.troponin_value is None
+    if no_unit_number and base.intent == "stent":
+        value = float(bare.group(1).replace(",", "."))
+        if value >= MAX_STENT_DIAMETER_MM:
+            update.update(stent_length_mm=value, stent_lengths_mm=[value])
+        else:
+            update["stent_diameter_mm"] = value
+    if no_unit_number and base.intent == "risk" and base.troponin_unit:
+        update.update(troponin_value=float(bare.group(1).replace(",", ".")), troponin_unit=base.troponin_unit)
     if base.intent == "stent":
-        update.update(_stent_numbers(q, base))
+        for name, value in _stent_numbers(q, base).items():
+            update.setdefault(name, value)
     if base.intent == "risk":
         for name in ("troponin_value", "troponin_unit", "sex"):
             if getattr(q, name) is None:
-                update[name] = getattr(base, name)
+                update.setdefault(name, getattr(base, name))
     return q.model_copy(update=update)
 
 
@@ -466,6 +567,18 @@ def _continuable(q: ParsedQuestion, context: list[ParsedQuestion]) -> ParsedQues
     return None
 
 
+def _same_position_segment(position: str, vessel: str) -> str | None:
+    """'distal' + the LAD (or any LAD segment) -> 'dLAD'; None when that artery has no such segment."""
+    from tools.anatomy import MAIN_VESSEL_PATHS
+
+    artery = vessel if vessel in MAIN_VESSEL_PATHS else SEGMENTS_BY_CODE[vessel].artery
+    path = MAIN_VESSEL_PATHS.get(artery, ())
+    index = {"proximal": 0, "prox": 0, "mid": 1, "middle": 1, "distal": 2, "dist": 2}[position.lower()]
+    if len(path) == 2 and index >= 1:  # the LCx: pCx, then the mid-and-distal dLCx
+        return path[1]
+    return path[index] if index < len(path) else None
+
+
 def _last_with_anatomy(context: list[ParsedQuestion]) -> ParsedQuestion | None:
     return next((p for p in reversed(context) if p.vessels or p.structure), None)
 
@@ -477,6 +590,12 @@ def _anatomy_of(base: ParsedQuestion) -> dict:
 
 def _stent_numbers(q: ParsedQuestion, base: ParsedQuestion) -> dict:
     update: dict = {}
+    if (q.stent_length_mm is None and q.stent_diameter_mm is not None and base.stent_length_mm is not None
+            and not re.search(r"\b(diameter|wide|calibre|caliber|across)\b", q.text, re.I)):
+        # "what about a 5 mm one?" after a 20 mm stent: another length, however short, not a diameter.
+        q = q.model_copy(update={"stent_length_mm": q.stent_diameter_mm, "stent_diameter_mm": None})
+        update.update(stent_length_mm=q.stent_length_mm, stent_lengths_mm=[q.stent_length_mm],
+                      stent_diameter_mm=base.stent_diameter_mm)
     if q.stent_length_mm is None:
         update.update(stent_length_mm=base.stent_length_mm, stent_lengths_mm=list(base.stent_lengths_mm))
     if q.stent_diameter_mm is None:

@@ -35,7 +35,7 @@ _UNIT_TO_MM = {"mm": 1.0, "cm": 10.0}
 _NEGATIVE = re.compile(r"(?:(?<![\w.])[-−–]\s*|\bminus\s+)" + _NUM + r"\s*-?\s*" + _LENGTH_UNIT, re.I)
 _RANGE = re.compile(r"(?:between\s+)?" + _NUM + r"\s*(?:mm|cm)?\s*(?:-|–|to|and|or)\s*" + _NUM + r"\s*-?\s*"
                     + _LENGTH_UNIT, re.I)
-_BY = re.compile(_NUM + r"\s*(?:mm|cm)?\s*(?:x|×|by|\*)\s*" + _NUM + r"\s*-?\s*(?:" + _LENGTH_UNIT + r")?", re.I)
+_BY = re.compile(_NUM + r"\s*(?:mm|cm)?\s*(?:x|×|by|\*|/)\s*" + _NUM + r"\s*-?\s*(?:" + _LENGTH_UNIT + r")?", re.I)
 _LENGTH = re.compile(_NUM + r"\s*-?\s*" + _LENGTH_UNIT, re.I)
 _STENT_NOUN = r"(?:stents?|one|ones|des|bms|device|scaffold|drug[- ]eluting|bare[- ]metal|long|length)"
 _DIAMETER_WORD = re.compile(r"\b(diameter|wide|calibre|caliber|across)\b", re.I)
@@ -50,8 +50,23 @@ _DEVICE = [("DES", re.compile(r"\bdes\b|\bdrug[- ]?eluting\b", re.I)),
            ("BMS", re.compile(r"\bbms\b|\bbare[- ]?metal\b", re.I)),
            ("scaffold", re.compile(r"\b(?:bioresorbable\s+)?scaffold\b|\bbvs\b", re.I))]
 
-_FEMALE = re.compile(r"\b(female|woman|women|lady|she|her|hers|mrs|ms|girl)\b", re.I)
-_MALE = re.compile(r"\b(male|man|men|gentleman|he|him|his|mr|boy)\b", re.I)
+# A title is part of a name, not a statement of sex; "54F" / "62 M" is.
+_FEMALE = re.compile(r"\b(female|woman|women|lady|she|her|hers|girl)\b|\b\d{1,3}\s?(?:y/?o\s?)?f\b", re.I)
+_MALE = re.compile(r"\b(male|man|men|gentleman|he|him|his|boy)\b|\b\d{1,3}\s?(?:y/?o\s?)?m\b", re.I)
+_NUMBER_WORDS = {w: n for n, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen twenty".split())}
+_NUMBER_WORDS.update({"thirty": 30, "forty": 40, "fifty": 50, "sixty": 60})
+_SPELLED = re.compile(r"\b(" + "|".join(sorted(_NUMBER_WORDS, key=len, reverse=True)) + r")(?:[- ](one|two|three|four|"
+                      r"five|six|seven|eight|nine))?\b(?=\s*-?\s*(?:mm|millimet|cm|centimet|ng|pg))", re.I)
+
+
+def spelled_numbers(text: str) -> str:
+    """'twelve millimetre' -> '12 millimetre', 'twenty-four mm' -> '24 mm' (only before a unit)."""
+    def value(m: re.Match) -> str:
+        n = _NUMBER_WORDS[m.group(1).lower()] + (_NUMBER_WORDS[m.group(2).lower()] if m.group(2) else 0)
+        return str(n)
+    return _SPELLED.sub(value, text)
 
 # Landmark phrases -> registry landmark key. Lesion ends come from the measured lesion, the rest from
 # the VLM's landmark head.
@@ -118,10 +133,57 @@ def _mm(value: str, unit: str) -> float:
     return to_number(value) * _UNIT_TO_MM["cm" if unit.startswith(("cm", "cent")) else "mm"]
 
 
+# Clinical shorthand the registry does not list, written out before the registry reads the text.
+_SHORTHAND: list[tuple[re.Pattern, str]] = [
+    (re.compile(r"\bprox\.?(?=\s)", re.I), "proximal"),
+    (re.compile(r"\bdist\.?(?=\s)", re.I), "distal"),
+    (re.compile(r"\bmid[- ]?(?:to[- ])?distal\b", re.I), "mid"),  # SCCT segment 13 is the mid and distal LCx
+    (re.compile(r"\b(?:circ|circum|cfx)\b", re.I), "circumflex"),
+    (re.compile(r"\bheart muscle\b", re.I), "myocardium"),
+    (re.compile(r"\bventricles\b", re.I), "ventricle"),
+    (re.compile(r"\batria\b", re.I), "atrium"),
+    (re.compile(r"\barteries\b", re.I), "artery"),
+]
+# "mid and distal LAD", "left and right ventricles": the shared noun belongs to both modifiers.
+_ELLIPSIS = re.compile(r"\b(proximal|mid|distal|left|right)\s+(and|or|vs\.?|versus)\s+(proximal|mid|distal|left|right)\s+"
+                       r"([a-z][\w-]*)", re.I)
+_WORDS_FOR_TYPOS: tuple[str, ...] = ()
+
+
+def _vocabulary() -> tuple[str, ...]:
+    global _WORDS_FOR_TYPOS
+    if not _WORDS_FOR_TYPOS:
+        words = {w for phrase in SYNONYM_INDEX for w in phrase.split() if len(w) >= 6 and w.isalpha()}
+        words |= {"ostium", "annulus", "bifurcation", "stenosis", "calcium", "calcification", "circumflex"}
+        _WORDS_FOR_TYPOS = tuple(sorted(words))
+    return _WORDS_FOR_TYPOS
+
+
+def normalise_clinical(text: str) -> str:
+    """Shorthand written out, shared modifiers distributed and misspelt anatomy words corrected
+    ("prox circ" -> "proximal circumflex", "mid and distal LAD" -> "mid LAD and distal LAD",
+    "circumflx" -> "circumflex"), so the registry can name what the clinician meant."""
+    import difflib
+
+    for pattern, replacement in _SHORTHAND:
+        text = pattern.sub(replacement, text)
+    text = _ELLIPSIS.sub(lambda m: f"{m.group(1)} {m.group(4)} {m.group(2)} {m.group(3)} {m.group(4)}", text)
+    vocabulary = _vocabulary()
+
+    def fix(m: re.Match) -> str:
+        word = m.group(0)
+        if word.lower() in vocabulary or len(word) < 6:
+            return word
+        close = difflib.get_close_matches(word.lower(), vocabulary, n=1, cutoff=0.83)  # 'circumflx', 'ostuim' yes; 'myocardial' (a word of its own) no
+        return close[0] if close else word
+
+    return re.sub(r"[A-Za-z]{6,}", fix, text)
+
+
 def anatomy_in(text: str) -> Anatomy:
     """Vessels, structures and findings named in ``text`` (registry keys, in order, without repeats)."""
     found = Anatomy()
-    for kind, key, _phrase in find_anatomy(text):
+    for kind, key, _phrase in find_anatomy(normalise_clinical(text)):
         if kind in ("segment", "artery"):
             if key not in found.vessels:
                 found.vessels.append(key)
@@ -144,6 +206,7 @@ def numbers_in(text: str) -> Numbers:
         QuestionValueError: a negative length ("a -20 mm stent").
     """
     out = Numbers()
+    text = spelled_numbers(text)
     if m := _NEGATIVE.search(text):
         raise QuestionValueError(f"a length cannot be negative ({m.group(0).strip()}): give the stent or lesion "
                                  "length as a positive number, e.g. 20 mm")
@@ -215,11 +278,24 @@ def sex_in(text: str) -> Sex | None:
     return "female" if female else "male"
 
 
-def landmark_in(text: str) -> str | None:
-    """The registry landmark (or lesion landmark) a text names, e.g. 'left_coronary_ostium'."""
+_BARE_LESION_END = [("lesion_start", re.compile(r"\b(start|starts|begin|begins|beginning|onset)\b", re.I)),
+                    ("lesion_end", re.compile(r"\b(end|ends|stop|stops|finish|finishes)\b", re.I))]
+
+
+def landmark_in(text: str, lesion_context: bool = False) -> str | None:
+    """The registry landmark (or lesion landmark) a text names, e.g. 'left_coronary_ostium'.
+
+    With ``lesion_context`` (a lesion is being talked about) a bare "where does it start / end"
+    names that lesion's start or end.
+    """
+    text = normalise_clinical(text)
     for key, pattern in _LANDMARK_PATTERNS:
         if pattern.search(text):
             return key
+    if lesion_context:
+        for key, pattern in _BARE_LESION_END:
+            if pattern.search(text):
+                return key
     if re.search(r"\b(ostium|orifice)\b", text, re.I):
         vessels = anatomy_in(text).vessels
         if vessels:
@@ -240,13 +316,18 @@ def artery_of(vessel: str) -> str:
     return _artery(vessel)
 
 
+_POLITE = re.compile(r"^\s*(?:(?:and|also|ok(?:ay)?|so|now|then)\s+)?(?:(?:can|could|would|will) you\s+(?:please\s+)?|please\s+)?"
+                     r"(?:tell me|give me|let me know)\s+(?=(?:how|what|which|where|whether|if|is|are|the|its|his|her)\b)",
+                     re.I)
+
+
 def mask_for_embedding(text: str) -> str:
     """The text as the intent matcher embeds it: anatomy and devices replaced by generic words.
 
     "How tight is the proximal LAD?" and "How tight is the mid RCA?" ask the same thing, so both
     read "how tight is the vessel"; a DES or BMS is a "stent" (MiniLM does not know the acronyms).
     """
-    words = _WORD.findall(text.lower())
+    words = _WORD.findall(_POLITE.sub("", normalise_clinical(text)).lower())
     out: list[str] = []
     i = 0
     while i < len(words):

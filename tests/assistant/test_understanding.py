@@ -125,3 +125,38 @@ def test_planning_takes_at_most_50_ms_per_question():
         understand(q.rstrip("?") + "." * (i + 1))  # distinct texts: nothing served from the per-text cache
         times.append(time.perf_counter() - start)
     assert statistics.median(times) <= 0.050, times
+
+
+@pytest.mark.parametrize(("text", "vessels"), [
+    ("how tight is the prox circ", ["pCx"]),
+    ("compare mid and distal LAD stenosis", ["mLAD", "dLAD"]),
+    ("sevirity of the circumflx lesion?", ["LCx"]),
+    ("and the mid-distal circ?", ["dLCx"]),
+])
+def test_clinical_shorthand_and_typos_name_the_vessel(text, vessels):
+    from assistant.slots import anatomy_in
+
+    assert anatomy_in(text).vessels == vessels
+
+
+def test_spelled_numbers_ratios_and_sex_shorthand():
+    from assistant.slots import sex_in
+
+    assert numbers_in("Does a twelve millimeter stent cover it?").stent_length_mm == 12.0
+    assert (numbers_in("3.5/15 DES into the left main").stent_length_mm,
+            numbers_in("3.5/15 DES into the left main").stent_diameter_mm) == (15.0, 3.5)
+    assert sex_in("hsTnI 0.1 ng/mL, 54F") == "female" and sex_in("Is this Mr Smith's scan?") is None
+
+
+def test_follow_up_numbers_keep_their_meaning():
+    stent = "Will a 20 mm stent fully cover the proximal LAD lesion?"
+    assert understand("what about a 5 mm one?", prior=[stent]).parts[0].slots.stent_length_mm == 5.0
+    assert understand("and a 12?", prior=[stent]).parts[0].slots.stent_length_mm == 12.0
+    trop = understand("what about 20?", prior=["troponin I 40 pg/mL in a man, elevated?"]).parts[0].slots
+    assert (trop.troponin_value, trop.troponin_unit) == (20.0, "pg/mL")
+    assert understand("and the distal segment?", prior=["How tight is the mid LAD?"]).parts[0].slots.vessel == "dLAD"
+
+
+def test_a_landmark_consumes_the_anatomy_that_names_it():
+    slots = understand("Where is the LV apex?").parts[0].slots
+    assert (slots.landmark, slots.vessel, slots.structure) == ("lv_apex", None, None)
