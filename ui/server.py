@@ -71,6 +71,7 @@ def launch(host: str = "127.0.0.1", port: int = 7860, *, users_file: str | None 
 
     workdir.clean_stale()
     files = workdir.use_for_gradio()
+    workdir.use_for_temporary_files()
     app = build_app(max_upload_mb=max_upload_mb)
     app.queue(default_concurrency_limit=concurrency, max_size=queue_size)
     guard = Middleware(AccessGuard, file_root=files, limiter=limiter or LoginLimiter())

@@ -1,7 +1,7 @@
 """The app's working folder: everything it writes that may hold patient data, and its clean-up.
 
-Uploads (Gradio's upload cache), session outputs and Gradio's file cache all live under
-``settings.ui_work_dir/<process folder>``. Each server process holds an exclusive ``flock`` on its
+Uploads (Gradio's upload cache), session outputs, Gradio's file cache and the server's temporary
+files (zips extracted during ingest) all live under ``settings.ui_work_dir/<process folder>``. Each server process holds an exclusive ``flock`` on its
 own folder while it runs; at start-up every folder whose lock can be taken belongs to a server that
 has stopped (or crashed) and is deleted, so nothing with patient details survives a restart, while
 servers still running on the same machine keep theirs.
@@ -50,6 +50,14 @@ def use_for_gradio() -> Path:
     folder = gradio_dir()
     folder.mkdir(exist_ok=True)
     os.environ["GRADIO_TEMP_DIR"] = str(folder)
+    return folder
+
+
+def use_for_temporary_files() -> Path:
+    """Make this folder the process's temporary folder, so a zip extracted during ingest (it holds
+    the patient's details) is deleted at the next start-up even if the server is killed mid-way."""
+    folder = process_dir()  # Gradio hands out files from the temporary folder: the session outputs are here too
+    tempfile.tempdir = str(folder)
     return folder
 
 

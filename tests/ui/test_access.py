@@ -67,6 +67,16 @@ def test_another_login_cannot_read_a_session_or_its_files(server, tmp_path):
     assert "Agatston" in _texts(chat)[-1]
 
 
+def test_the_server_keeps_uploads_and_temporary_files_in_its_own_folder(server):
+    import os
+    import tempfile
+
+    from ui import workdir
+
+    mine = str(workdir.process_dir())
+    assert os.environ["GRADIO_TEMP_DIR"].startswith(mine) and tempfile.gettempdir().startswith(mine)
+
+
 def test_a_restart_deletes_the_files_of_stopped_servers_only(tmp_path, monkeypatch):
     from ui import workdir
 
