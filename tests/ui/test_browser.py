@@ -98,3 +98,31 @@ def test_text_that_looks_like_markup_is_shown_as_text(page):
     assert page.locator("#chat a[href*='evil.example']").count() == 0
     assert fetched == []
     page.screenshot(path=str(ARTIFACTS / "inert_markup.png"), full_page=True)
+
+
+def test_login_page_then_the_app(tmp_path):
+    _ensure_chromium()
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from ui.server import launch
+
+    users = tmp_path / "users.txt"
+    users.write_text("alice:alice-pw\n")
+    app, url = launch("127.0.0.1", _free_port(), users_file=str(users), block=False)
+    try:
+        with sync_api.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+            page = browser.new_page()
+            page.goto(url, wait_until="load")
+            assert "lad_stenosis" not in page.content()  # nothing of the app before login
+            page.get_by_label("username").fill("alice")
+            page.get_by_label("password").fill("wrong")
+            page.get_by_role("button", name="Login").click()
+            page.get_by_text("Incorrect", exact=False).first.wait_for(timeout=30_000)
+            page.get_by_label("username").fill("alice")  # Gradio's form clears it after a failure
+            page.get_by_label("password").fill("alice-pw")
+            page.get_by_role("button", name="Login").click()
+            page.get_by_text("not for clinical use").first.wait_for(timeout=60_000)
+            page.screenshot(path=str(ARTIFACTS / "after_login.png"), full_page=True)
+            browser.close()
+    finally:
+        app.close()
