@@ -8,8 +8,8 @@ For N realistic phantoms at the real reference's voxel size (``size="chest"``, 1
 
 Normal ranges (adult, both sexes pooled; mean +/- 2 SD unless stated):
 
-* LV end-diastolic volume by CT: 144 +/- 38 mL (men) and 115 mL (women) (Stolzmann et al. 2008, as
-  tabulated with other CT references in Cardiovasc Diagn Ther 2020;10:1918, table 3) -> 60-220 mL.
+* LV end-diastolic volume by CT: study means of 98-146 mL with SDs of 21-40 mL (CT reference studies
+  tabulated in Cardiovasc Diagn Ther 2020;10:1918, table 3: Kang 2017, Stolzmann 2008, ...) -> 60-220 mL.
 * LV wall thickness by CT: septum 10.8 +/- 1.8 mm (men), 9.0 +/- 1.7 mm (women) (Kang et al. 2017, same
   table) -> 6-14 mm.
 * LA volume by 320-detector CCTA: upper limit (97.5th percentile) 57-60 mL/m^2 (Fuchs et al., Eur Heart J
@@ -46,7 +46,7 @@ from training.phantoms.noise import NoiseModel, local_sd, radial_nps_peak
 L = {n: s.label_id for n, s in STRUCTURES_BY_NAME.items()}
 
 NORMAL = {  # name: (low, high, source)
-    "LV EDV (mL)": (60, 220, "Stolzmann 2008 / CDT 2020 table 3"),
+    "LV EDV (mL)": (60, 220, "CT studies, CDT 2020 table 3"),
     "LV wall (mm)": (6, 14, "Kang 2017 / CDT 2020 table 3"),
     "LA volume (mL)": (35, 130, "Fuchs 2016 (EHJ-CVI)"),
     "aortic root (mm)": (24, 40, "Lang 2015 ASE/EACVI"),

@@ -20,7 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-dicom", action="store_true", help="write NIfTI only (no DICOM series)")
     parser.add_argument("--no-cac", action="store_true", help="skip the non-contrast calcium-scoring series")
     parser.add_argument("--noise-hu", type=float, default=None, metavar="SD",
-                        help="image noise SD in HU for every case (default: drawn per case, 15-30)")
+                        help="image noise SD in HU for every case (default: drawn per case, 15-30; with "
+                             "--realistic from the real reference, slice thickness, body size and a dose draw)")
     parser.add_argument("--blood-hu", type=float, default=None, metavar="HU",
                         help="left-heart blood pool HU, i.e. contrast timing (default: drawn per case, 280-520)")
     parser.set_defaults(func=_run)

@@ -144,8 +144,8 @@ def build(seed: int, *, findings: list[FindingRequest] | None = None, dominance:
 def _heart_scale(sex: str, habitus: float) -> float:
     """Linear heart size relative to generator 1.0 (whose LV held ~50 mL and whole heart ~340 mL).
 
-    Chosen so the LV end-diastolic volume lands at CT norms (about 145 mL in men, 115 mL in women,
-    Stolzmann et al. 2008) and the whole heart near the real reference's 669 mL; larger bodies have
+    Chosen so the LV end-diastolic volume lands at CT norms (study means 98-146 mL, tabulated in
+    Cardiovasc Diagn Ther 2020;10:1918) and the whole heart near the real reference's 669 mL; larger bodies have
     larger hearts (about 5 % linear size per SD of body habitus)."""
     return (1.26 if sex == "male" else 1.16) * (1.0 + 0.05 * habitus)
 

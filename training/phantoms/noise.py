@@ -4,7 +4,7 @@ The noise power spectrum (NPS) of FBP in the axial plane is the ramp filter time
 apodisation window: ``NPS(f) ~ f * W(f)**2`` (Kijewski & Judy, Phys Med Biol 1987;32:565). With a
 Gaussian window ``W(f) = exp(-f**2 / f0**2)`` the spectrum peaks at ``f0 / 2``. Soft-tissue and cardiac
 kernels (Siemens B26f-B35f, GE Soft/Standard) peak at about 0.2-0.3 /mm (Solomon, Christianson & Samei,
-Med Phys 2012;39:5588, which matches kernels across vendors by this peak; Anam et al., Algorithms 2022,
+Med Phys 2012, doi:10.1118/1.4752209, which matches kernels across vendors by this peak; Anam et al., Algorithms 2022,
 measured about 0.2 /mm on an FBP body kernel), so the default peak is 0.25 /mm. Along z the noise is
 shaped by the slice sensitivity profile, a Gaussian with a FWHM of one slice.
 

@@ -64,7 +64,7 @@ def paint_segments(lab: np.ndarray, grid, segs: Segments, label: int, allowed: s
     return painted
 
 
-def _polar(grid, thorax: Thorax, centre, axes):
+def _polar(grid, centre, axes):
     """In-plane angle around the body centre and depth below the skin (mm), both (I, J, 1)."""
     x, y, _ = grid.axes()
     bx, by = (float(v) for v in centre)
@@ -79,7 +79,7 @@ def body_wall(lab: np.ndarray, grid, anat, thorax: Thorax) -> tuple[np.ndarray, 
     """Skin to pleura: subcutaneous fat and muscle of angle-dependent thickness, ribs with costal
     cartilage, the lungs inside. Returns (cavity mask, rib cortex mask)."""
     x, y, z = grid.axes()
-    theta, depth = _polar(grid, thorax, anat.body_centre, anat.body_axes)
+    theta, depth = _polar(grid, anat.body_centre, anat.body_axes)
     w = thorax.wall
     fat, muscle = w.fat(theta), w.muscle(theta)
     full = grid.shape
