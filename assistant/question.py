@@ -173,7 +173,7 @@ _FOLLOW_UP_START = re.compile(r"^\s*(and|what about|how about|same (?:for|in|on)
 # Words that carry no request of their own: a clause made only of these (plus anatomy and numbers)
 # continues the previous question.
 _FILLER = set("""a an the and or of in on at for to about what how is are was were be it its that this those these
-then also same now ok okay please one ones there with same as well vs versus do does did i we you me my our your
+then also same now ok okay please one ones what's where's how's it's that's there's there with same as well vs versus do does did i we you me my our your
 any also too again instead rather either both proximal mid middle distal patient patients sex female male
 woman man lady gentleman per total each all mm millimetre millimeter millimetres millimeters cm if so just
 """.split())
@@ -222,14 +222,25 @@ def _asks_something_else(piece: str) -> bool:
     return bool(_CLAUSE_START.match(piece)) and len(_content_words(piece)) >= 2
 
 
-def _piece_intent(piece: str, match: IntentMatch, lesion_context: bool) -> str:
+def _piece_numbers(piece: str):
     try:
-        numbers = numbers_in(piece)
+        return numbers_in(piece)
     except QuestionValueError:
         from assistant.slots import Numbers
 
-        numbers = Numbers()
-    return _choose_intent(match, numbers, landmark_in(piece, lesion_context), piece)
+        return Numbers()
+
+
+def _piece_intent(piece: str, match: IntentMatch, lesion_context: bool) -> str:
+    return _choose_intent(match, _piece_numbers(piece), landmark_in(piece, lesion_context), piece)
+
+
+def _carries_own_slot(piece: str, intent: str, lesion_context: bool) -> bool:
+    """The piece holds a value only its intent uses (a troponin for risk, a stent size, a landmark)."""
+    n = _piece_numbers(piece)
+    return ((intent == "risk" and n.troponin_value is not None)
+            or (intent == "stent" and (n.stent_length_mm is not None or n.stent_diameter_mm is not None))
+            or (intent == "locate" and landmark_in(piece, lesion_context) is not None))
 
 
 def _split(text: str, lesion_context: bool) -> list[tuple[str, IntentMatch]]:
@@ -253,7 +264,9 @@ def _split(text: str, lesion_context: bool) -> list[tuple[str, IntentMatch]]:
                          and bool(_request_words(piece)) and bool(_content_words(prev_text)))
             # A new request: both sides ask something, and different things. A side that asks nothing the
             # assistant knows still splits off when it starts like a clause, so it is named as not answered.
-            if intent == prev_intent or not (clauses or confident):
+            slot_backed = "unknown" not in (intent, prev_intent) and bool(_content_words(prev_text)) and (
+                _carries_own_slot(piece, intent, lesion_context))
+            if intent == prev_intent or not (clauses or confident or slot_backed):
                 joined = prev_text + separators[i - 1] + piece if i - 1 < len(separators) else prev_text + " " + piece
                 joined_match = match_cached(joined) if joined != text else whole
                 parts[-1] = (joined, joined_match, _piece_intent(joined, joined_match, lesion_context))
@@ -423,9 +436,10 @@ def _choose_intent(match: IntentMatch, numbers, landmark: str | None, text: str)
     if landmark is None:
         scores["locate"] = -1.0
     else:
-        scores["locate"] += SLOT_PULL
+        # The start or end of a lesion is a place: a question naming one asks where it is.
+        scores["locate"] += 2 * SLOT_PULL if landmark in ("lesion_start", "lesion_end") else SLOT_PULL
     if _DISPLAY.match(text):
-        scores["segment"] += SLOT_PULL
+        scores["segment"] += 1.5 * SLOT_PULL
     if match.intent == "unknown" and max(scores.values()) < match.score + SLOT_PULL:
         return "unknown"
     best = max(scores, key=scores.get)
@@ -498,8 +512,8 @@ def _resolve_follow_up(q: ParsedQuestion, context: list[ParsedQuestion], previou
             if base is None:
                 return q
         update = {"follow_up": True}
-        if q.intent in ANATOMY_INTENTS:
-            update.update(_anatomy_of(base))
+        if q.intent in ANATOMY_INTENTS or (q.intent == "cadrads_patient" and refers_back):
+            update.update(_anatomy_of(base))  # "what's its CAD-RADS?": the grade of that vessel
         if q.intent == "stent" and base.intent == "stent":
             update.update(_stent_numbers(q, base))
         if q.intent == "segment" and base.intent == "locate" and base.landmark and not base.landmark.startswith("lesion_"):
