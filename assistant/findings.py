@@ -206,11 +206,14 @@ def citations_of(tool: str, result: dict) -> list[Citation]:
 
 
 def masks_of(tool: str, result: dict) -> list[MaskFile]:
+    # A tool that keeps its mask under another name than its target (the VLM's "vlm_aorta") says so in
+    # mask_name: the overlay, the DICOM SEG and the app look the mask up by this name.
+    name = result.get("mask_name") or result.get("target", tool)
     out = []
     if result.get("mask_path"):
-        out.append(MaskFile(name=result.get("target", tool), path=result["mask_path"], format="nifti"))
+        out.append(MaskFile(name=name, path=result["mask_path"], format="nifti"))
     if result.get("dicom_seg_path"):
-        out.append(MaskFile(name=result.get("target", tool), path=result["dicom_seg_path"], format="dicom-seg"))
+        out.append(MaskFile(name=name, path=result["dicom_seg_path"], format="dicom-seg"))
     return out
 
 

@@ -198,6 +198,8 @@ class VLMSegmentResult(BaseModel):
     volume_mm3: float
     mask_confidence: float = Field(description="mean probability inside the mask, 0-1")
     mask_path: str | None = Field(None, description="NIfTI file of the mask on the study grid")
+    mask_name: str | None = Field(None, description="the mask's name among the session's masks (its overlay and "
+                                  "DICOM SEG segment); 'vlm_' + target, apart from label-map masks; None when empty")
     labels_source: str = "VLM"
     measured_dice: float | None = Field(None, description="Dice this checkpoint reached for this kind of structure "
                                         "on held-out synthetic phantoms (its model card); None when not evaluated")
@@ -243,7 +245,7 @@ def vlm_segment(ctx: StudyContext, target: str) -> VLMSegmentResult:
     return VLMSegmentResult(target=target, present=voxels > 0, voxels=voxels,
                             volume_mm3=round(voxels * float(np.prod(ctx.study.spacing)), 1),
                             mask_confidence=round(result.mask_confidence, 3), mask_path=path,
-                            measured_dice=measured, note=_note())
+                            mask_name=name if voxels else None, measured_dice=measured, note=_note())
 
 
 @tool("vlm_segment", args_schema=VLMSegmentInput)

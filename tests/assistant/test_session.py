@@ -244,3 +244,30 @@ def test_each_study_load_writes_into_its_own_folder(tmp_path):
     second = s.ask("Segment the proximal LAD").masks[0].path
     assert first != second and first.startswith(str(tmp_path / "study-001"))
     assert second.startswith(str(tmp_path / "study-002")) and open(first, "rb").read() == before
+
+
+def test_a_vlm_mask_keeps_its_overlay_and_dicom_seg(tmp_path, monkeypatch):
+    """The VLM keeps its masks apart from label-map masks ("vlm_aorta"); the answer names them so, so the
+    overlay, the DICOM SEG and the app find them."""
+    from types import SimpleNamespace
+
+    import pydicom
+
+    import assistant.vlm_tools as vt
+    from assistant.evidence import _dicom_seg_files
+    from assistant.findings import masks_of, overlay_for
+
+    context = make_patient_context()
+    ctx = StudyContext(study=context.study, output_dir=tmp_path)  # no label map: the VLM draws the mask
+    drawn = np.zeros(ctx.study.shape, bool)
+    drawn[20:40, 5:15, 10:60] = True
+    model = SimpleNamespace(run=lambda study, instruction: SimpleNamespace(mask=drawn, mask_confidence=0.8))
+    monkeypatch.setattr(vt, "_checked_model", lambda ctx: model)  # the drawing stands in for the network
+    monkeypatch.setattr(vt, "_check_mask_quality", lambda target: 0.9)
+    result = vt.vlm_segment_tool.invoke({"target": "aorta"}, config=ctx.as_config())
+    masks = masks_of("vlm_segment", result)
+    assert [m.name for m in masks] == ["vlm_aorta"] and np.array_equal(ctx.extra_masks["vlm_aorta"], drawn)
+    assert overlay_for(masks, ctx) is not None
+    seg = pydicom.dcmread(_dicom_seg_files(masks, ctx)[0].path)
+    assert seg.SegmentSequence[0].SegmentLabel == "vlm_aorta"
+    assert seg.SegmentSequence[0].SegmentedPropertyTypeCodeSequence[0].CodeMeaning == "Aorta"
