@@ -375,7 +375,8 @@ def _excluded(hu, s: ScoredMask, found, labels, factor, affine) -> list[CalciumL
         code = int(np.bincount(codes[mine]).argmax())
         if code in (1, 2):
             continue  # bone and tissue outside the heart: counted in the method, not listed
-        location, reason = {1: "bone", 2: "outside the heart", 3: "stent", 4: "inside the heart"}.get(code, ""), \
+        location, reason = {1: "bone", 2: "outside the heart", 3: "stent", 4: "inside the heart",
+                                                      6: "aortic root"}.get(code, ""), \
             REASONS[code]
         if code == 5:
             ids = labels.ravel()[s.vox[mine]]

@@ -22,9 +22,10 @@ def grid(n_slices=6):
     return hu, labels, (PIXEL, PIXEL, 3.0)
 
 
-def chest(blood_hu=40, n_slices=30):
+def chest(blood_hu=40, n_slices=30, aorta=False):
     """Air, a fat-filled body, a spine of bone and a 40 HU heart ellipsoid (blood_hu in its cavity)
-    on 1 x 1 x 3 mm voxels; a 4 x 4 px, 300 HU calcification on the heart's surface, slices 14-15."""
+    on 1 x 1 x 3 mm voxels; a 4 x 4 px, 300 HU calcification on the heart's surface, slices 14-15;
+    with ``aorta``, an ascending aorta (radius 12 mm) rising from the heart's base to the top slice."""
     i, j, k = np.meshgrid(np.arange(140), np.arange(140), np.arange(n_slices) * 3.0, indexing="ij")
     hu = np.full(i.shape, -1000, np.int16)
     hu[((i - 70) / 66) ** 2 + ((j - 70) / 60) ** 2 <= 1] = -100
@@ -34,6 +35,8 @@ def chest(blood_hu=40, n_slices=30):
     hu[(i - 70) ** 2 + (j - 118) ** 2 <= 12 ** 2] = 250  # vertebral body
     hu[(i - 70) ** 2 + (j - 118) ** 2 <= 12 ** 2] = np.where(
         (i - 70) ** 2 + (j - 118) ** 2 >= 10 ** 2, 900, 250)[(i - 70) ** 2 + (j - 118) ** 2 <= 12 ** 2]
+    if aorta:
+        hu[((i - 60) ** 2 + (j - 55) ** 2 <= 12 ** 2) & (k >= 60)] = blood_hu
     hu[104:108, 58:62, 14:16] = 300  # just outside the heart's lateral wall (i = 105)
     return hu, (1.0, 1.0, 3.0)
 
@@ -153,3 +156,11 @@ def test_a_lone_noise_voxel_is_not_a_lesion_but_a_bright_one_is():
     out = agatston_score(hu, spacing, None)
     peaks = sorted(round(l.peak_hu) for l in out.lesions)
     assert 500 in peaks and 150 not in peaks and "taken as noise" in out.method
+
+
+def test_aortic_valve_calcium_at_the_root_traced_in_the_image_is_excluded():
+    hu, spacing = chest(aorta=True)
+    hu[58:62, 40:44, 24] = 600  # at the aortic root, where the ascending aorta meets the heart, near the surface
+    out = agatston_score(hu, spacing, None)
+    assert out.agatston == pytest.approx(96)  # the coronary calcification only
+    assert [l.location for l in out.excluded] == ["aortic root"] and "ascending aorta traced" in out.method
