@@ -292,3 +292,11 @@ def test_troponin_with_sex_unknown_is_compared_with_both_limits(tmp_path, value,
     assert words in answer.answer and answer.verdict == verdict, answer.answer
     assert finding(answer, "hs-cTnI 99th-percentile URL (female)").value == 15.6
     assert finding(answer, "hs-cTnI 99th-percentile URL (male)").value == 34.2
+
+
+def test_a_sex_stated_in_the_question_picks_the_limit_when_none_is_recorded(tmp_path):
+    s = Session(model=ClinicalPlanner(), output_dir=tmp_path)
+    s.use_context(make_patient_context(clinical=False))
+    answer = s.ask("Is a troponin of 20 ng/L elevated in a woman?")
+    assert answer.tool_calls[0].args == {"troponin_value": 20.0, "troponin_unit": "ng/L", "sex": "female"}
+    assert answer.verdict == "yes" and "above the female 99th-percentile URL of 15.6 ng/L" in answer.answer
