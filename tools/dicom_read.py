@@ -539,9 +539,9 @@ def check_slices(series: SeriesInfo, *, warnings: list[str], limits: IngestLimit
 def _check_acquisitions(series: SeriesInfo, depth: np.ndarray) -> None:
     """Refuse one series that holds two acquisitions over the same positions (e.g. two cardiac phases).
 
-    Two signs, either enough: many positions hold two different instances, or two acquisition
-    numbers of several slices each cover mostly the same range (step-and-shoot steps that overlap
-    by a few slices are one stack and pass).
+    The sign is positions that hold two different images (not two copies of one instance), at more
+    than a quarter of the positions: a single repeated slice is left to the duplicate rule of
+    :func:`build_study`, and step-and-shoot acquisitions that merely adjoin or interleave pass.
     """
     positions = np.round(depth, 3)
     unique = np.unique(positions)
@@ -551,26 +551,21 @@ def _check_acquisitions(series: SeriesInfo, depth: np.ndarray) -> None:
     for p, ds in zip(positions, series.headers):
         instances.setdefault(float(p), set()).add(_text(ds, "SOPInstanceUID") or id(ds))
     doubled = sum(len(v) > 1 for v in instances.values())  # a copied instance is one image, not two
-    groups: dict = {}
-    for ds, d in zip(series.headers, depth):
+    if doubled * 4 <= len(unique):
+        return
+    numbers: dict = {}
+    for ds in series.headers:
         try:
             number = _int(ds, "AcquisitionNumber")
         except _BadValue:
             number = None
-        groups.setdefault(number, []).append(float(d))
-    spans = [(min(v), max(v), k, len(v)) for k, v in groups.items() if len(v) >= 2]
-    overlap = False
-    for a_i, a in enumerate(spans):
-        for b in spans[a_i + 1:]:
-            shared = min(a[1], b[1]) - max(a[0], b[0])
-            smaller = min(a[1] - a[0], b[1] - b[0])
-            overlap |= smaller > 0 and shared > 0.5 * smaller
-    if overlap or doubled * 4 > len(unique):
-        parts = ", ".join(f"acquisition {k if k is not None else '(unnumbered)'}: {n} slices" for _, _, k, n in spans)
-        raise MixedAcquisitionsError(
-            f"{series.label()} holds more than one acquisition of the same positions ({parts}; {doubled} "
-            "positions hold two different images); they are not merged: export each acquisition (for example "
-            "each cardiac phase) as its own series and load one")
+        numbers[number] = numbers.get(number, 0) + 1
+    parts = ", ".join(f"acquisition {k if k is not None else '(unnumbered)'}: {n} slices"
+                      for k, n in sorted(numbers.items(), key=lambda kv: (kv[0] is None, kv[0] or 0)))
+    raise MixedAcquisitionsError(
+        f"{series.label()} holds more than one acquisition of the same positions ({parts}): {doubled} of "
+        f"{len(unique)} positions hold two different images; they are not merged: export each acquisition "
+        "(for example each cardiac phase) as its own series and load one")
 
 
 def build_study(series: SeriesInfo, *, settings: Settings, warnings: list[str],
@@ -676,6 +671,8 @@ def _syntax(ds: pydicom.Dataset | None) -> tuple[pydicom.uid.UID | None, bool | 
     syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     if syntax is None:
         return None, False
+    if not isinstance(syntax, pydicom.uid.UID):  # a damaged header can make it several values
+        return syntax, None
     try:
         return syntax, bool(syntax.is_compressed)
     except ValueError:  # pydicom: "UID is not a transfer syntax"

@@ -517,7 +517,7 @@ def test_two_acquisitions_under_one_series_uid_are_not_merged(tmp_path):
 def test_two_unnumbered_acquisitions_at_the_same_positions_are_not_merged(tmp_path):
     write(tmp_path / "a", series_uid="1.2.3.4", shape=(32, 24, 6))
     write(tmp_path / "b", series_uid="1.2.3.4", shape=(32, 24, 6), uid_seed="second")
-    with pytest.raises(MixedAcquisitionsError, match="6 positions hold two different images"):
+    with pytest.raises(MixedAcquisitionsError, match="6 of 6 positions hold two different images"):
         load_study(tmp_path)
 
 
@@ -526,6 +526,23 @@ def test_step_and_shoot_acquisitions_that_touch_are_one_stack(tmp_path):
     for path in paths[8:]:
         edit(path, AcquisitionNumber=2)
     np.testing.assert_array_equal(load_study(tmp_path).hu, hu)
+
+
+def test_damaged_acquisition_numbers_of_a_few_slices_do_not_split_the_series(tmp_path):
+    paths, hu = write(tmp_path, shape=(32, 24, 6))
+    put_raw(paths[2], "AcquisitionNumber", "+-1", vr="IS")  # unreadable
+    edit(paths[4], AcquisitionNumber=None)
+    np.testing.assert_array_equal(load_study(tmp_path).hu, hu)
+
+
+def test_transfer_syntax_damaged_into_two_values_leaves_that_slice_out(tmp_path):
+    paths, hu = write(tmp_path)
+    data = paths[-1].read_bytes()
+    syntax = b"1.2.840.10008.1.2.1\x00"  # explicit VR little endian, in the file meta header
+    assert data.count(syntax) == 1
+    paths[-1].write_bytes(data.replace(syntax, b"1.2.840.10008.1\\1.2\x00"))  # same length, two values
+    study = load_study(tmp_path)
+    np.testing.assert_array_equal(study.hu, hu[:, :, :-1])
 
 
 def _nifti(path, data, affine):
