@@ -12,7 +12,9 @@ analysis, stated in every result (:data:`METHOD`):
    from the voxels above a stricter level splits tubes from the thin rims of chambers they touch
    through partial volume.
 3. **Which tubes are coronaries**: long, thin pieces that touch the blood pool at most at one end
-   (a chamber rim or trabeculation touches it along its length). The two longest touching pieces are
+   (a chamber rim or trabeculation touches it along its length; a piece whose skeleton touches large
+   bright structures along ``rim_contact_fraction`` of it and runs straight is a great vessel's
+   partial-volume rim and is dropped). The two longest touching pieces are
    the left and right trees (left by patient position); pieces cut off by a tight stenosis or an
    occlusion are joined to the nearest tree end within ``max_gap_mm``.
 4. **Centerlines** by TEASAR skeletonisation (kimimaro), rooted at the ostium.

@@ -38,7 +38,8 @@ def test_the_right_coronary_artery_is_found_from_the_image_alone(lad_stenosis):
 
 
 def test_ostia_are_found_where_the_phantoms_put_them():
-    # measured floor on the four demo cases: 4 of 8 ostia within 6 mm (the left ostium is the weak part)
+    # measured on the four demo cases: 6 of 8 ostia within 6 mm (4 before great-vessel rims were dropped;
+    # the left ostium is still the weak part where the opening hides the left main)
     near = 0
     for name in ("healthy", "lad_calcified", "lad_stenosis", "rca_stent"):
         case = cf.load_case(DEMO / name)
@@ -47,7 +48,16 @@ def test_ostia_are_found_where_the_phantoms_put_them():
         for side, landmark in (("right", "right_coronary_ostium"), ("left", "left_coronary_ostium")):
             if side in tree.ostia:
                 near += np.linalg.norm(np.subtract(tree.ostia[side], landmarks[landmark])) < 6.0
-    assert near >= 4
+    assert near >= 6
+
+
+def test_a_great_vessel_rim_is_not_taken_for_the_left_coronary(lad_stenosis):
+    # the straight partial-volume rim of the descending aorta touches bright structures along its whole
+    # length; taken for a vessel it became the "left system" and put both ostia 40+ mm off
+    study, _, tree = lad_stenosis
+    landmarks = cf.load_case(DEMO / "lad_stenosis").landmarks()
+    for side in ("left", "right"):
+        assert np.linalg.norm(np.subtract(tree.ostia[side], landmarks[f"{side}_coronary_ostium"])) < 6.0
 
 
 def test_the_tree_depends_on_the_image(lad_stenosis):
