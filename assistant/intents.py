@@ -188,12 +188,15 @@ def match_texts(texts: list[str]) -> list[IntentMatch]:
     """:meth:`IntentMatcher.match_many` with the default matcher, remembered per text: a session
     re-reads its earlier questions to resolve follow-ups, and those must cost nothing. The texts
     not seen before are embedded in one batch."""
-    new = list(dict.fromkeys(t for t in texts if t not in _CACHE))
+    known = {t: _CACHE[t] for t in texts if t in _CACHE}
+    new = list(dict.fromkeys(t for t in texts if t not in known))
     if new:
         if len(_CACHE) + len(new) > _CACHE_SIZE:
             _CACHE.clear()
-        _CACHE.update(zip(new, default_matcher().match_many(new)))
-    return [_CACHE[t] for t in texts]
+        fresh = dict(zip(new, default_matcher().match_many(new)))
+        _CACHE.update(fresh)
+        known.update(fresh)  # read from here: another session's thread may clear the cache meanwhile
+    return [known[t] for t in texts]
 
 
 def match_cached(text: str) -> IntentMatch:
