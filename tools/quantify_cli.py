@@ -55,7 +55,9 @@ def _register_calcium(subparsers: argparse._SubParsersAction) -> None:
         "calcium", help="coronary calcium: Agatston, volume and mass per artery, CAC-DRS",
         description="Score coronary calcium of a case folder or study. With a non-contrast calcium-scoring "
         "series: Agatston, volume and mass scores per artery (LM, LAD, LCx, RCA) and CAC-DRS. On a contrast "
-        "CCTA alone: calcium volume only (not an Agatston score). Exit code 2 with a one-line message when it cannot score.")
+        "CCTA alone: calcium volume only (not an Agatston score). The total needs no labels; the split per "
+        "artery uses the coronary tree found in the image. Exit code 2 with a one-line message when it cannot "
+        "score.")
     parser.add_argument("path", help="case folder or study")
     parser.add_argument("--json", action="store_true", help="print the full result as JSON")
     _add_anatomy_options(parser)
@@ -104,9 +106,10 @@ def _register_lesion_commands(subparsers: argparse._SubParsersAction) -> None:
         "measure", help="lesion and stenosis along a coronary artery or segment, CAD-RADS 2.0",
         description="Measure the most severe lesion of a coronary artery or segment of a case folder: percent "
         "diameter stenosis, lesion start, end and length (mm), minimal lumen and reference diameters, CAD-RADS "
-        "2.0 category. Needs coronary labels (a case folder's label map). Exit code 2 with a one-line message "
+        "2.0 category, measured on the CT intensities. The vessel is located in the coronary tree found in the "
+        "image (--anatomy case_labels uses a case folder's own label map). Exit code 2 with a one-line message "
         "when it cannot measure.")
-    parser.add_argument("path", help="case folder (or study with its labels)")
+    parser.add_argument("path", help="case folder or study (DICOM folder, zip or NIfTI)")
     parser.add_argument("--segment", required=True, help="artery ('LAD') or segment ('pLAD', 'proximal RCA')")
     parser.add_argument("--json", action="store_true", help="print the full result as JSON")
     _add_anatomy_options(parser)
@@ -118,7 +121,7 @@ def _register_lesion_commands(subparsers: argparse._SubParsersAction) -> None:
         "normal vessel to normal vessel with a healthy landing zone at each end (default from settings, a "
         "convention, not a guideline); margins, shortest catalogue length, suggested diameter, ostium and "
         "bifurcation flags.")
-    parser.add_argument("path", help="case folder (or study with its labels)")
+    parser.add_argument("path", help="case folder or study (DICOM folder, zip or NIfTI)")
     parser.add_argument("--segment", required=True, help="segment with the lesion ('pLAD') or artery ('LAD')")
     parser.add_argument("--length", type=float, required=True, help="stent length in mm")
     parser.add_argument("--diameter", type=float, default=None, help="stent diameter in mm (optional)")
