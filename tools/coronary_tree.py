@@ -339,6 +339,8 @@ def _label_left(tree: _Tree, config: TreeConfig, out: _Labelled) -> tuple[list[i
     # LAD: cut at the first two diagonals (leftward side branches: +x in LPS)
     diagonals = []
     for i, c in tree.side_branches(lad, config.side_branch_mm):
+        if i == 0:  # the bifurcation itself: its other branches are the circumflex and the ramus
+            continue
         tangent = tree.xyz(lad[min(i + 3, len(lad) - 1)]) - tree.xyz(lad[max(i - 3, 0)])
         tangent /= np.linalg.norm(tangent) + 1e-9
         d = tree.direction(c)
@@ -360,8 +362,9 @@ def _label_circumflex(tree: _Tree, lcx: list[int], apex, left_dominant: bool, co
                       out: _Labelled) -> None:
     terminal = _split_terminal(tree, lcx, apex, config) if left_dominant else None
     trunk = lcx[:terminal[0] + 1] if terminal else lcx
+    # index 0 is the left main bifurcation, whose other branches are the LAD and the ramus
     marginals = [(i, c) for i, c in tree.side_branches(trunk, config.side_branch_mm)
-                 if not (terminal and i == terminal[0])]
+                 if i > 0 and not (terminal and i == terminal[0])]
     if marginals:
         out.paths["pCx"], out.paths["dLCx"] = _cut(trunk, [marginals[0][0]])
         out.confidence["pCx"] = out.confidence["dLCx"] = 0.9
