@@ -78,6 +78,7 @@ class TreeConfig:
     max_bridge_angle_deg: float = 35.0  # a longer bridge must continue the vessel's direction
     checked_gap_mm: float = 6.0  # a bridge longer than this must have CT support along it
     bridge_fraction: float = 0.25  # along a longer bridge the CT stays above this (fat 0, lumen 1): plaque
+    left_main_mm: float = 10.0  # left main length taken when its bifurcation is not seen (SCCT: 5-15 mm)
     major_branch_mm: float = 15.0  # a branch this long (to its farthest end) makes a bifurcation
     side_branch_mm: float = 10.0  # a side branch this long is a diagonal / marginal
     left_dominant_rca_ratio: float = 0.7  # an RCA shorter than this x the circumflex may be non-dominant
@@ -320,21 +321,34 @@ def _label_left(tree: _Tree, config: TreeConfig, out: _Labelled) -> tuple[list[i
             bif = i
             break
     if bif is None:
-        out.paths["LM"] = trunk
+        # one branch only (the other hidden or cut off): a left main of the usual length, then the LAD
+        # when the vessel heads anterior (LPS: smaller y), the circumflex otherwise
+        end = int(np.searchsorted(tree.dist[trunk] - tree.dist[trunk[0]], config.left_main_mm))
+        if end >= len(trunk) - 2:
+            out.paths["LM"] = trunk
+            out.confidence["LM"] = 0.3
+            return None, None
+        out.paths["LM"] = trunk[:end + 1]
         out.confidence["LM"] = 0.3
-        return None, None
-    out.paths["LM"] = trunk[:bif + 1]
-    out.confidence["LM"] = 0.9
-    v = trunk[bif]
-    major = [c for c in tree.children[v] if tree.below(c) + (tree.dist[c] - tree.dist[v]) >= config.major_branch_mm]
-    # LPS: y grows posterior, so the LAD (anterior interventricular groove) heads to the smallest y
-    major.sort(key=lambda c: tree.direction(c)[1])
-    lad_start, lcx_start = major[0], major[-1]
-    lad = [v, *tree.main_path(lad_start)]
-    lcx = [v, *tree.main_path(lcx_start)]
-    if len(major) >= 3:
-        out.paths["RI"] = [v, *tree.main_path(major[1])]
-        out.confidence["RI"] = 0.6
+        rest = trunk[end:]
+        if tree.direction(trunk[end], config.major_branch_mm)[1] < 0:
+            lad, lcx = rest, None
+        else:
+            return None, rest
+    else:
+        out.paths["LM"] = trunk[:bif + 1]
+        out.confidence["LM"] = 0.9
+        v = trunk[bif]
+        major = [c for c in tree.children[v]
+                 if tree.below(c) + (tree.dist[c] - tree.dist[v]) >= config.major_branch_mm]
+        # LPS: y grows posterior, so the LAD (anterior interventricular groove) heads to the smallest y
+        major.sort(key=lambda c: tree.direction(c)[1])
+        lad_start, lcx_start = major[0], major[-1]
+        lad = [v, *tree.main_path(lad_start)]
+        lcx = [v, *tree.main_path(lcx_start)]
+        if len(major) >= 3:
+            out.paths["RI"] = [v, *tree.main_path(major[1])]
+            out.confidence["RI"] = 0.6
 
     # LAD: cut at the first two diagonals (leftward side branches: +x in LPS)
     diagonals = []
