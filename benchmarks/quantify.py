@@ -134,7 +134,7 @@ CASES: list[BenchCase] = [
 
 # ------------------------------------------------------------------------------ stenosis (tools.stenosis)
 def coronary_tree(shape=(512, 512, 300), spacing=(0.4, 0.4, 0.5)):
-    """(labels uint8, affine, centerlines): LM -> LAD, LCx and RCA as curved tubes on a demo-size grid.
+    """(labels uint8, affine, centerlines, CT): LM -> LAD, LCx and RCA as curved tubes on a demo-size grid.
 
     Healthy radius tapers from 2.0 (LM) to 1.2 mm; each main vessel carries one smooth plaque
     narrowing (LAD 70 %, LCx 50 %, RCA 40 %), with non-calcified plaque labelled around it.
@@ -181,14 +181,18 @@ def coronary_tree(shape=(512, 512, 300), spacing=(0.4, 0.4, 0.5)):
             keep = (seg_of == n) & (np.arange(len(t)) % 5 == 0)  # 0.25 mm steps or less
             segments[code] = [cf.CenterlinePoint(xyz=tuple(p), radius_mm=float(rr))
                               for p, rr in zip(axis[keep], r0[keep])]
-    return labels, affine, cf.Centerlines(segments=segments)
+    # The CT the stenosis is read from: lumen, plaque and fat painted from the labels, blurred, noisy.
+    from training.phantoms.tubes import ct_from_labels
+
+    hu = ct_from_labels(labels, float(min(spacing)))
+    return labels, affine, cf.Centerlines(segments=segments), hu
 
 
 def run_stenosis(inputs, use_centerlines: bool):
     from tools.stenosis import measure_study
 
-    labels, affine, centerlines = inputs
-    return measure_study(labels, affine, centerlines=centerlines if use_centerlines else None,
+    labels, affine, centerlines, hu = inputs
+    return measure_study(hu, affine, labels=labels, centerlines=centerlines if use_centerlines else None,
                          vessels=["LAD", "LCx", "RCA"])
 
 

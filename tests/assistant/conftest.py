@@ -18,6 +18,7 @@ from tools.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
 from tools.case_format import ClinicalContext
 from tools.context import StudyContext
 from tools.study import Study
+from training.phantoms.tubes import TubeImage, ct_from_labels
 
 VOXEL = 0.4
 SHAPE = (60, 24, 130)
@@ -58,7 +59,8 @@ def make_patient_context(*, stent: bool = True, modality: str = "CT", clinical: 
     calcium = (d >= r0 + 0.1) & (d < r0 + 1.3) & (s >= 22) & (s <= 26) & (j > 4.8)
     labels[calcium] = STRUCTURES_BY_NAME["calcified_plaque"].label_id
     affine = np.diag([VOXEL] * 3 + [1.0])
-    hu = np.zeros(SHAPE, np.int16)
+    # The CCTA the stenosis is read from, painted from the label map (lumen 430 HU, plaque, metal, fat).
+    hu = ct_from_labels(labels, VOXEL, calcium_hu=CALCIUM_HU, image=TubeImage(noise_sd=10.0))
     study = Study(hu=hu, spacing=(VOXEL,) * 3, affine=affine, modality=modality, hu_calibrated=modality == "CT",
                   patient_hash="patient-a", source="hand-made tube study")
     cac_hu = np.zeros(SHAPE, np.int16)

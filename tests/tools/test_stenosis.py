@@ -1,4 +1,5 @@
-"""Stenosis measurement on analytic tubes of known geometry, occlusions, CAD-RADS and bad input."""
+"""Stenosis read from CT intensities on tubes of known geometry: lesions, occlusions, calcium, stents,
+label maps that disagree with the CT, a CT without contrast, CAD-RADS and bad input."""
 
 from __future__ import annotations
 
@@ -8,164 +9,225 @@ import pytest
 from tools import case_format as cf
 from tools.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
 from tools.context import StudyContext
-from tools.stenosis import (StenosisConfig, StenosisError, measure_lesion, measure_lesion_tool, measure_study,
-                            measure_vessel)
+from tools.stenosis import (NoLumenError, StenosisError, measure_lesion, measure_lesion_tool,
+                            measure_study, measure_vessel)
 from tools.study import Study
+from training.phantoms.tubes import OBLIQUE, TubeImage, healthy_radius, straight_tube, tube_image
 
-VOXEL = 0.4  # mm, isotropic
+VOXEL = 0.5  # mm, isotropic
 PLAQUE = STRUCTURES_BY_NAME["noncalcified_plaque"].label_id
-STENT = STRUCTURES_BY_NAME["stent"].label_id
 # Segment boundaries along the tube (arc length, mm): LM 0-6, pLAD 6-26, mLAD 26-46.
 SEGMENTS = (("LM", 0.0), ("pLAD", 6.0), ("mLAD", 26.0))
 
 
-def radius_profile(s, r0, percent, start, length):
-    """Healthy radius ``r0(s)`` narrowed smoothly (cosine) by ``percent`` in diameter at mid-lesion."""
+def cosine(s, percent, start, length):
+    """Diameter narrowing 0..percent/100: (1 - cos) / 2 over ``[start, start + length]``."""
     s = np.asarray(s, float)
     bump = np.where((s >= start) & (s <= start + length),
                     (1 - np.cos(2 * np.pi * (s - start) / max(length, 1e-9))) / 2, 0.0)
-    return r0 * (1 - percent / 100 * bump)
+    return percent / 100 * bump
 
 
-def tube(percent=60.0, start=14.0, length=8.0, *, curved=False, plaque=True, occlusion=None, stent=None,
-         total=46.0):
-    """Label map of a gently tapering coronary tube with one lesion; returns (labels, affine, centerlines).
+def tube(percent=60.0, start=14.0, length=8.0, *, curved=False, occlusion=None, stent=None, calcium=None,
+         total=46.0, noise=15.0, label_percent=None):
+    """(hu, labels, affine, centerlines) of a tapering tube with one cosine lesion, CT and label map.
 
     The axis runs along +k (straight) or on a circular arc of radius 60 mm in the i-k plane (curved).
-    ``occlusion=(s0, s1)`` removes the lumen between s0 and s1; ``stent=(s0, s1)`` adds struts.
+    ``occlusion=(s0, s1)`` closes the lumen; ``stent=(s0, s1)`` adds metal struts; ``calcium=s``
+    puts a 2.4 mm calcified nodule (900 HU) against the lumen at arc length s. ``label_percent``
+    labels a different narrowing than the CT holds (a label map that disagrees with the image).
     """
-    r_healthy = lambda s: 1.8 - 0.006 * np.asarray(s, float)  # noqa: E731  normal taper
-    shape = (64, 24, int(total / VOXEL) + 12) if curved else (24, 24, int(total / VOXEL) + 12)
+    shape = (80, 30, int(total / VOXEL) + 16) if curved else (30, 30, int(total / VOXEL) + 16)
     affine = np.diag([VOXEL, VOXEL, VOXEL, 1.0])
     i, j, k = np.meshgrid(*[np.arange(n) * VOXEL for n in shape], indexing="ij")
-    y = j - 12 * VOXEL
+    y = j - 15 * VOXEL
     if curved:
         bend = 60.0
-        cx, cz = 8 * VOXEL + bend, 4 * VOXEL  # circle centre; the axis starts at (8 voxels, k=4 voxels)
+        cx, cz = 8 * VOXEL + bend, 6 * VOXEL
         dx, dz = i - cx, k - cz
-        rho = np.hypot(dx, dz)
         s = bend * np.arctan2(dz, -dx)
-        d = np.hypot(rho - bend, y)
+        d = np.hypot(np.hypot(dx, dz) - bend, y)
     else:
-        s = k - 6 * VOXEL
-        d = np.hypot(i - 12 * VOXEL, y)
-    r0 = r_healthy(s)
-    r = radius_profile(s, r0, percent, start, length)
+        s = k - 8 * VOXEL
+        d = np.hypot(i - 15 * VOXEL, y)
     valid = (s >= 0) & (s <= total)
+    r0 = healthy_radius(s)
+    r = np.where(valid, r0 * (1 - cosine(s, percent, start, length)), 0.0)
+    plaque = valid & (cosine(s, percent, start, length) > 0) & (d < r0 + 0.5) & (d > r)
+    if occlusion:
+        closed = (s >= occlusion[0]) & (s <= occlusion[1])
+        r = np.where(closed, 0.0, r)
+        plaque |= closed & (d < r0 + 0.5)
+    metal = None
+    if stent:
+        metal = (s >= stent[0]) & (s <= stent[1]) & (np.abs(d - r0 - 0.3) <= 0.3)
+    ca = None
+    if calcium is not None:
+        centre_d = r0 + 1.0  # nodule centred 1 mm outside the healthy lumen, touching it
+        ca = np.where(np.hypot(s - calcium, np.hypot((i - 15 * VOXEL if not curved else 0) - centre_d, y)) <= 1.2,
+                      900.0, 0.0) if not curved else None
+    hu = tube_image(d, r, VOXEL, plaque=plaque, stent=metal, calcium_hu=ca, image=TubeImage(noise_sd=noise, seed=3))
+    # The label map: the same geometry unless told otherwise (what a segmentation might say).
+    r_lab = r if label_percent is None else np.where(valid, r0 * (1 - cosine(s, label_percent, start, length)), 0)
     labels = np.zeros(shape, np.uint8)
     for code, s0 in SEGMENTS:
-        labels[valid & (s >= s0) & (d < r)] = SEGMENTS_BY_CODE[code].label_id
-    if plaque:
-        labels[valid & (d >= r) & (d < r0 + 0.5) & (s >= start) & (s <= start + length)] = PLAQUE
-    if occlusion:
-        labels[(s >= occlusion[0]) & (s <= occlusion[1]) & (d < r0)] = PLAQUE
-    if stent:
-        labels[(s >= stent[0]) & (s <= stent[1]) & (d >= r0) & (d < r0 + VOXEL * 1.2)] = STENT
-    # Phantom-style centerline: axis points every 0.25 mm with the healthy radius.
+        labels[valid & (s >= s0) & (d < r_lab)] = SEGMENTS_BY_CODE[code].label_id
     arc = np.arange(0, total + 1e-9, 0.25)
     if curved:
         theta = arc / 60.0
-        pts = np.stack([cx - 60.0 * np.cos(theta), np.full_like(arc, 12 * VOXEL), cz + 60.0 * np.sin(theta)], 1)
+        pts = np.stack([cx - 60.0 * np.cos(theta), np.full_like(arc, 15 * VOXEL), cz + 60.0 * np.sin(theta)], 1)
     else:
-        pts = np.stack([np.full_like(arc, 12 * VOXEL), np.full_like(arc, 12 * VOXEL), arc + 6 * VOXEL], 1)
+        pts = np.stack([np.full_like(arc, 15 * VOXEL), np.full_like(arc, 15 * VOXEL), arc + 8 * VOXEL], 1)
     bounds = [s0 for _, s0 in SEGMENTS] + [total + 1]
     cl = cf.Centerlines(segments={
-        code: [cf.CenterlinePoint(xyz=tuple(p), radius_mm=float(r_healthy(a)))
+        code: [cf.CenterlinePoint(xyz=tuple(p), radius_mm=float(healthy_radius(a)))
                for p, a in zip(pts, arc) if bounds[n] <= a < bounds[n + 1]]
         for n, (code, _) in enumerate(SEGMENTS)})
-    return labels, affine, cl
+    return hu, labels, affine, cl
 
 
 def axis_position(xyz, curved):
     """Arc length s (mm) along the tube axis of a point near the axis."""
     x, _, z = xyz
     if curved:
-        return 60.0 * np.arctan2(z - 4 * VOXEL, 8 * VOXEL + 60.0 - x)
-    return z - 6 * VOXEL
+        return 60.0 * np.arctan2(z - 6 * VOXEL, 8 * VOXEL + 60.0 - x)
+    return z - 8 * VOXEL
+
+
+def lad(hu, labels, affine, cl=None, **kw):
+    return measure_vessel(hu, affine, ("pLAD", "mLAD"), labels=labels, vessel="LAD", centerlines=cl, **kw)
 
 
 @pytest.mark.parametrize("curved", [False, True])
 @pytest.mark.parametrize("source", ["phantom", "skeleton"])
 def test_known_narrowing_gives_known_stenosis_and_length(curved, source):
-    labels, affine, cl = tube(percent=60.0, start=14.0, length=8.0, curved=curved)
-    m = measure_vessel(labels, affine, ("pLAD", "mLAD"), vessel="LAD",
-                       centerlines=cl if source == "phantom" else None)
-    assert len(m.lesions) == 1
+    hu, labels, affine, cl = tube(percent=60.0, start=14.0, length=8.0, curved=curved)
+    m = lad(hu, labels, affine, cl if source == "phantom" else None)
+    assert len(m.lesions) == 1, m.lesions
     les = m.lesions[0]
     assert les.segment == "pLAD"
-    # MLD and reference within half a voxel of the analytic values at mid-lesion (s = 18 mm).
-    assert axis_position(les.mld_point_mm, curved) == pytest.approx(18.0, abs=1.0)  # flat cosine bottom
-    ref = 2 * (1.8 - 0.006 * 18.0)
-    assert les.minimal_lumen_diameter_mm == pytest.approx(ref * 0.4, abs=VOXEL / 2)
-    assert les.reference_diameter_mm == pytest.approx(ref, abs=VOXEL / 2)
-    assert les.stenosis_percent == pytest.approx(60.0, abs=100 * (VOXEL / 2) / ref)
+    assert axis_position(les.mld_point_mm, curved) == pytest.approx(18.0, abs=1.0)
+    ref = 2 * float(healthy_radius(18.0))
+    assert les.reference_diameter_mm == pytest.approx(ref, rel=0.08)
+    assert les.stenosis_percent == pytest.approx(60.0, abs=8)
     assert les.category == "3"
-    # Lesion extent (plaque from normal vessel to normal vessel) within half a voxel (plus half a
-    # measuring step) at each end; positions are compared in patient mm, whatever the path's start.
-    tol = VOXEL / 2 + 0.125
-    assert axis_position(les.start_point_mm, curved) == pytest.approx(14.0, abs=tol)
-    assert axis_position(les.end_point_mm, curved) == pytest.approx(22.0, abs=tol)
-    assert les.length_mm == pytest.approx(8.0, abs=2 * tol)
+    # A cosine narrowing's ends, by the symmetric-taper rule, within about a millimetre.
+    assert axis_position(les.start_point_mm, curved) == pytest.approx(14.0, abs=1.5)
+    assert axis_position(les.end_point_mm, curved) == pytest.approx(22.0, abs=1.5)
+    assert les.length_mm == pytest.approx(8.0, abs=2.0)
+    assert "CT intensities" in les.method and "half maximum" in m.area_method
     assert "phantom" in m.centerline_source if source == "phantom" else "skeleton" in m.centerline_source
 
 
-def test_narrowing_without_plaque_labels_uses_threshold_length():
-    # Cosine narrowing of 50 %: the stretch at or above 20 % spans the middle of the lesion, where
-    # (1 - cos) / 2 >= 0.4, i.e. 8 mm x (1 - 2 arccos(0.2) / 2pi).
-    labels, affine, cl = tube(percent=50.0, start=14.0, length=8.0, plaque=False)
-    les = measure_vessel(labels, affine, ("pLAD", "mLAD"), centerlines=cl).worst_lesion()
-    expected = 8.0 * (1 - 2 * np.arccos(0.2) / (2 * np.pi))
-    assert les.length_mm == pytest.approx(expected, abs=VOXEL)
-    assert les.stenosis_percent == pytest.approx(50.0, abs=6)
-    assert not les.plaque
-
-
 def test_healthy_tube_has_no_lesion():
-    labels, affine, cl = tube(percent=0.0, plaque=False)
-    m = measure_vessel(labels, affine, ("pLAD", "mLAD"), centerlines=cl)
+    hu, labels, affine, cl = tube(percent=0.0)
+    m = lad(hu, labels, affine, cl)
     assert m.lesions == []
-    assert m.worst_lesion() is None
+    # Diameters follow the analytic taper within a few per cent along the whole tube.
+    p = m.profile
+    truth = 2 * healthy_radius(p.path.arc_mm + 6.0)
+    inner = (p.path.arc_mm > 2) & (p.path.arc_mm < p.path.arc_mm[-1] - 2)
+    assert np.median(np.abs(p.diameter_mm[inner] / truth[inner] - 1)) < 0.05
 
 
 @pytest.mark.parametrize("source", ["phantom", "skeleton"])
 def test_occlusion_is_100_percent_and_category_5(source):
-    labels, affine, cl = tube(percent=0.0, plaque=False, occlusion=(20.0, 24.0))
-    study = measure_study(labels, affine, centerlines=cl if source == "phantom" else None)
+    hu, labels, affine, cl = tube(percent=0.0, occlusion=(20.0, 26.0))
+    study = measure_study(hu, affine, labels=labels, centerlines=cl if source == "phantom" else None)
     les = next(v for v in study.vessels if v.vessel == "LAD").worst_lesion()
     assert les.occluded and les.stenosis_percent == 100.0
-    assert les.occlusion_length_mm == pytest.approx(4.0, abs=1.0)
+    # The blurred lumen reaches a millimetre or two into each end of the occlusion (read shorter).
+    assert 2.0 <= les.occlusion_length_mm <= 7.0
     assert study.cad_rads.category == "5"
 
 
-def test_in_stent_restenosis_is_measured_inside_the_stent_and_adds_S():
-    labels, affine, cl = tube(percent=55.0, start=14.0, length=6.0, stent=(12.0, 22.0))
-    study = measure_study(labels, affine, centerlines=cl)
-    les = next(v for v in study.vessels if v.vessel == "LAD").worst_lesion()
-    assert les.in_stent
-    assert les.stenosis_percent == pytest.approx(55.0, abs=8)
-    assert study.cad_rads.category == "3" and "S" in study.cad_rads.modifiers
+def test_a_90_percent_stenosis_is_not_an_occlusion():
+    t = straight_tube(90.0, 1.0, image=TubeImage(seed=5))
+    les = measure_vessel(t.hu, t.affine, ("pLAD", "mLAD"), centerlines=t.centerlines).worst_lesion()
+    assert not les.occluded
+    assert 75.0 <= les.stenosis_percent < 100.0
 
 
-def _context(labels, modality="CT"):
-    study = Study(hu=np.zeros(labels.shape, np.int16), spacing=(VOXEL,) * 3,
-                  affine=np.diag([VOXEL, VOXEL, VOXEL, 1.0]), modality=modality,
+# --- the CT decides, not the label map ------------------------------------------------------------
+
+def test_plaque_relabelled_as_lumen_still_reads_the_stenosis():
+    hu, labels, affine, cl = tube(percent=70.0, label_percent=0.0)  # labels: a healthy tube
+    for centerlines in (cl, None):
+        les = lad(hu, labels, affine, centerlines).worst_lesion()
+        assert les is not None and les.stenosis_percent == pytest.approx(70.0, abs=10)
+
+
+def test_a_narrowed_ct_under_a_healthy_label_reads_the_narrowing_and_vice_versa():
+    narrowed_ct, healthy_labels, affine, cl = tube(percent=60.0, label_percent=0.0)
+    assert lad(narrowed_ct, healthy_labels, affine, cl).worst_lesion().stenosis_percent == pytest.approx(60, abs=8)
+    healthy_ct, narrowed_labels, affine, cl = tube(percent=0.0, label_percent=70.0)
+    assert lad(healthy_ct, narrowed_labels, affine, cl).lesions == []
+
+
+def test_a_uniform_ct_has_no_lumen_and_no_number():
+    _, labels, affine, cl = tube(percent=70.0)
+    uniform = np.full(labels.shape, 40, np.int16)
+    with pytest.raises(NoLumenError, match="no contrast-filled lumen") as err:
+        lad(uniform, labels, affine, cl)
+    assert "could not be measured" in str(err.value) and err.value.code == "stenosis.no_lumen"
+    with pytest.raises(NoLumenError):
+        measure_study(uniform, affine, labels=labels, centerlines=cl)
+
+
+# --- calcium and metal ------------------------------------------------------------------------------
+
+def test_calcium_blooming_is_not_read_as_lumen_and_is_reported_as_calcified_plaque():
+    hu, labels, affine, cl = tube(percent=0.0, calcium=20.0)
+    m = lad(hu, labels, affine, cl)
+    near = np.abs(m.profile.path.arc_mm + 6.0 - 20.0) <= 1.0
+    # The lumen next to the nodule is no wider than the healthy lumen (blooming excluded) ...
+    assert np.all(m.profile.diameter_mm[near] <= m.profile.reference_mm[near] * 1.1)
+    # ... and the nodule is found as calcified plaque (a CAD-RADS 1 lesion without a stenosis).
+    les = m.worst_lesion()
+    assert les is not None and les.plaque and les.composition.calcified_mm3 > 0
+    assert les.stenosis_percent < 25 and les.composition.kind in ("calcified", "mixed")
+    assert axis_position(les.mld_point_mm, False) == pytest.approx(20.0, abs=2.5)
+
+
+def test_a_stent_is_found_by_its_metal_and_adds_S():
+    hu, labels, affine, cl = tube(percent=0.0, stent=(12.0, 22.0))
+    study = measure_study(hu, affine, labels=labels, centerlines=cl)
+    assert study.stent_present and "S" in study.cad_rads.modifiers
+    lad_m = next(v for v in study.vessels if v.vessel == "LAD")
+    inside = (lad_m.profile.path.arc_mm + 6.0 > 14) & (lad_m.profile.path.arc_mm + 6.0 < 20)
+    assert lad_m.profile.stent[inside].all()
+    # The metal is neither calcium nor a stenosis: a patent stent is CAD-RADS 0/S.
+    assert study.cad_rads.category == "0"
+
+
+def test_no_stent_without_metal():
+    hu, labels, affine, cl = tube(percent=0.0)
+    assert not measure_study(hu, affine, labels=labels, centerlines=cl).stent_present
+
+
+# --- session tool and bad input --------------------------------------------------------------------
+
+def _context(hu, labels, modality="CT"):
+    study = Study(hu=hu, spacing=(VOXEL,) * 3, affine=np.diag([VOXEL, VOXEL, VOXEL, 1.0]), modality=modality,
                   hu_calibrated=modality == "CT")
     return StudyContext(study=study, labels=labels, labels_source="test tube")
 
 
 def test_tool_answers_for_a_segment_and_reports_its_evidence():
-    labels, _, _ = tube(percent=75.0)
-    out = measure_lesion_tool.invoke({"vessel": "proximal LAD"}, config=_context(labels).as_config())
+    hu, labels, _, _ = tube(percent=60.0)
+    out = measure_lesion_tool.invoke({"vessel": "proximal LAD"}, config=_context(hu, labels).as_config())
     assert out["segment"] == "pLAD"
-    assert out["lesion"]["category"] == "4A"
+    assert out["lesion"]["category"] == "3"
     assert "skeleton" in out["measurement"]["centerline_source"]
+    assert "CT intensities" in out["measurement"]["measured_from"]
+    assert "CT intensities" in out["message"]
     assert "profile" not in out["measurement"]
     assert out["labels_source"] == "test tube"
 
 
 def test_no_lesion_on_a_segment_is_an_answer():
-    labels, _, _ = tube(percent=60.0, start=14.0)
-    result = measure_lesion(_context(labels), "mLAD")
+    hu, labels, _, _ = tube(percent=60.0, start=14.0)
+    result = measure_lesion(_context(hu, labels), "mLAD")
     assert result.lesion is None and "No lesion" in result.message
 
 
@@ -174,82 +236,68 @@ def test_no_lesion_on_a_segment_is_an_answer():
     ({"modality": "MR"}, "pLAD", "MR study"),
     ({"no_labels": True}, "pLAD", "no coronary artery segmentation"),
     ({}, "aorta", "not a coronary artery"),
+    ({"uniform": True}, "pLAD", "no contrast-filled lumen"),
 ])
 def test_bad_input_gives_a_clear_message(ctx_kw, name, match):
-    labels, _, _ = tube()
+    hu, labels, _, _ = tube()
     if ctx_kw.pop("no_labels", False):
         labels = np.where(labels >= 20, 0, labels).astype(np.uint8)
+    if ctx_kw.pop("uniform", False):
+        hu = np.full(hu.shape, 40.0, np.float32)
     with pytest.raises(StenosisError, match=match):
-        measure_lesion(_context(labels, **ctx_kw), name)
+        measure_lesion(_context(hu, labels, **ctx_kw), name)
 
 
-# --- 1 mm voxels: a residual lumen about a voxel wide --------------------------------------------
+def test_old_label_only_call_is_refused_clearly():
+    # A label map passed where the CT belongs has no contrast-filled lumen: refused, never measured.
+    _, labels, affine, cl = tube()
+    with pytest.raises(NoLumenError):
+        measure_vessel(labels, affine, ("pLAD", "mLAD"), centerlines=cl)
 
-def test_70_percent_stenosis_at_1mm_voxels_reads_70_not_higher():
-    # At 1 mm voxels the ~1 mm residual lumen is in the binary mask only where voxel centres fall
-    # inside it, so its per-plane area flickers along an oblique axis; the minimum of that flicker
-    # read 75-85 % (or an occlusion) before the lumen fraction was smoothed along the path.
-    from training.phantoms.tubes import OBLIQUE, straight_tube
 
+# --- 1 mm voxels ---------------------------------------------------------------------------------------
+
+def test_70_percent_at_1mm_voxels_on_several_axes_and_offsets():
     readings = []
     for direction in (OBLIQUE, (0.6, 0.1, 0.8)):
-        for offset in ((0.37, 0.21, 0.0), (0.1, 0.6, 0.3), (0.0, 0.0, 0.0), (0.5, 0.5, 0.5)):
-            labels, affine, cl = straight_tube(70.0, voxel=1.0, direction=direction, offset=offset)
-            les = measure_vessel(labels, affine, ("pLAD", "mLAD"), centerlines=cl).worst_lesion()
-            assert not les.occluded, (direction, offset)
+        for n, offset in enumerate(((0.37, 0.21, 0.0), (0.1, 0.6, 0.3), (0.5, 0.5, 0.5))):
+            t = straight_tube(70.0, 1.0, direction=direction, offset=offset, image=TubeImage(seed=10 + n))
+            les = measure_vessel(t.hu, t.affine, ("pLAD", "mLAD"), centerlines=t.centerlines).worst_lesion()
+            assert les is not None and not les.occluded, (direction, offset)
             assert les.stenosis_percent == pytest.approx(70.0, abs=10), (direction, offset)
+            assert les.length_mm == pytest.approx(12.0, abs=2.5), (direction, offset)
             readings.append(les.stenosis_percent)
-    assert np.mean(readings) == pytest.approx(70.0, abs=5)
-    assert sum(abs(r - 70.0) <= 5 for r in readings) >= 6, readings
+    assert np.mean(readings) == pytest.approx(70.0, abs=6)
 
 
-def test_sampling_dips_of_a_two_voxel_lumen_are_not_plaque_free_lesions():
-    # A 3.6 mm tube at 1.6-1.8 mm voxels is the 2 mm distal vessel at 1 mm voxels: its binary mask
-    # ripples by 25-35 % over 1-2 mm, which read as plaque-free lesions before they had to span
-    # min_plaque_free_voxels voxel lengths.
-    from training.phantoms.tubes import OBLIQUE, straight_tube
-
-    for voxel in (1.6, 1.8):
-        for direction in (OBLIQUE, (0.6, 0.1, 0.8), (0.3, 0.5, 0.8)):
-            for offset in ((0.37, 0.21, 0.0), (0.1, 0.6, 0.3), (0.0, 0.0, 0.0), (0.5, 0.5, 0.5)):
-                labels, affine, cl = straight_tube(0.0, voxel=voxel, direction=direction, offset=offset, total=60)
-                lesions = measure_vessel(labels, affine, ("pLAD", "mLAD"), centerlines=cl).lesions
-                assert all(les.plaque for les in lesions), (voxel, direction, offset)
+def test_healthy_tubes_at_1mm_have_no_lesion():
+    for n, direction in enumerate((OBLIQUE, (0.6, 0.1, 0.8), (0.3, 0.5, 0.8))):
+        t = straight_tube(0.0, 1.0, direction=direction, total=60, image=TubeImage(seed=20 + n))
+        assert measure_vessel(t.hu, t.affine, ("pLAD", "mLAD"), centerlines=t.centerlines).lesions == []
 
 
-def test_a_short_occlusion_without_plaque_is_still_a_lesion():
-    labels, affine, cl = tube(percent=0.0, plaque=False, occlusion=(20.0, 24.0))
-    strict = StenosisConfig(min_plaque_free_voxels=20)  # 8 mm at 0.4 mm voxels, longer than the occlusion
-    les = measure_vessel(labels, affine, ("pLAD", "mLAD"), centerlines=cl, config=strict).worst_lesion()
-    assert les is not None and les.occluded
-
-
-# --- phantom findings ---------------------------------------------------------------------------
+# --- phantom findings -------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def phantom_case(tmp_path_factory):
     from training.phantoms.generate import generate_case
     from training.phantoms.lesions import FindingRequest
 
-    # 1 mm voxels ("small"): stenoses that leave at least about 1.5 mm of lumen are resolvable.
     findings = [FindingRequest("pLAD", "noncalcified_plaque", stenosis_percent=50, length_mm=12),
-                FindingRequest("mRCA", "calcified_plaque", stenosis_percent=40, length_mm=8,
-                               calcium_peak_hu=600, calcium_size_mm=2.0),
                 FindingRequest("pCx", "occlusion", length_mm=6)]
     return generate_case(tmp_path_factory.mktemp("phantom"), seed=7, size="small", findings=findings)
 
 
-def test_phantom_findings_are_measured_within_tolerance(phantom_case):
+def test_phantom_findings_are_measured_from_the_ct(phantom_case):
     from tools.context import load_context
 
-    ctx = load_context(phantom_case, anatomy="case_labels")  # measures the tools given the true masks
-    for truth in ctx.case.findings.findings:
+    # The case's label map and centerlines only say where the vessels run.
+    ctx = load_context(phantom_case, anatomy="case_labels")
+    for truth in ctx.reference.findings.findings:
         les = measure_lesion(ctx, truth.segment).lesion
         assert les is not None, truth
-        assert les.stenosis_percent == pytest.approx(truth.stenosis_percent, abs=10), truth
-        assert les.length_mm == pytest.approx(truth.length_mm, abs=2), truth
-        assert les.start_in_segment_mm == pytest.approx(truth.start_mm, abs=2), truth
+        assert les.stenosis_percent == pytest.approx(truth.stenosis_percent, abs=12), truth
+        assert les.length_mm == pytest.approx(truth.length_mm, abs=3), truth
         assert les.occluded == (truth.kind == "occlusion")
-    study = measure_study(ctx.labels, ctx.study.affine, centerlines=ctx.centerlines)
+    study = measure_study(ctx.study.hu, ctx.study.affine, labels=ctx.labels, centerlines=ctx.centerlines)
     assert study.cad_rads.category == "5"
-    assert study.segment_max_stenosis.keys() >= {"pLAD", "mRCA", "pCx"}

@@ -10,6 +10,7 @@ from tools.context import StudyContext
 from tools.stenosis import StenosisError
 from tools.stent import LesionSite, StentError, plan_stent, stent_coverage, stent_coverage_tool
 from tools.study import Study
+from training.phantoms.tubes import TubeImage, tube_image
 
 CATALOGUE = (8, 12, 15, 18, 20, 23, 24, 26, 28, 30, 33, 38)
 
@@ -101,8 +102,15 @@ def tube_context(percent=75.0, start=12.0, length=8.0, modality="CT") -> StudyCo
     labels[(d >= r) & (d < r0 + 0.5) & (s >= start) & (s <= start + length)] = \
         STRUCTURES_BY_NAME["noncalcified_plaque"].label_id
     # D1: a 1 mm radius branch from the pLAD at s = 24 mm running towards +i.
-    labels[(np.hypot(k - 2.4 - 24 - (i - 4.8) * 0.5, j - 4.8) < 1.0) & (i > 6.0)] = SEGMENTS_BY_CODE["D1"].label_id
-    study = Study(hu=np.zeros(shape, np.int16), spacing=(VOXEL,) * 3, affine=np.diag([VOXEL] * 3 + [1.0]),
+    d1 = np.hypot(k - 2.4 - 24 - (i - 4.8) * 0.5, j - 4.8)
+    labels[(d1 < 1.0) & (i > 6.0)] = SEGMENTS_BY_CODE["D1"].label_id
+    # The CT the lesion is read from (the label map only says where the vessels run).
+    valid = (s >= 0) & (s <= 46)
+    plaque = (d >= r) & (d < r0 + 0.5) & (s >= start) & (s <= start + length)
+    hu = tube_image(d, np.where(valid, r, 0.0), VOXEL, plaque=plaque, image=TubeImage(noise_sd=10.0))
+    branch = tube_image(d1, np.where(i > 6.0, 1.0, 0.0), VOXEL, image=TubeImage(noise_sd=0.0))
+    hu = np.maximum(hu, branch)
+    study = Study(hu=hu, spacing=(VOXEL,) * 3, affine=np.diag([VOXEL] * 3 + [1.0]),
                   modality=modality, hu_calibrated=modality == "CT")
     return StudyContext(study=study, labels=labels, labels_source="test tube")
 
@@ -111,7 +119,8 @@ def test_session_answer_covers_and_flags_nothing_for_a_mid_segment_lesion():
     out = stent_coverage_tool.invoke({"vessel": "proximal LAD", "stent_length_mm": 15},
                                      config=tube_context().as_config())
     assert out["status"] == "covers", out["message"]
-    assert out["lesion_length_mm"] == pytest.approx(8.0, abs=0.6)
+    # Read from the CT: a cosine narrowing's ends fade into the noise, so about a millimetre.
+    assert out["lesion_length_mm"] == pytest.approx(8.0, abs=1.0)
     assert out["shortest_catalogue_length_mm"] == 15
     assert out["suggested_diameter_mm"] == 3.5
     assert out["bifurcation"] == [] and not out["ostial"]
@@ -162,12 +171,17 @@ def test_cli_measure_and_stent_on_a_case_folder(tmp_path, capsys):
     from ui.cli import main
 
     case = str(_case_folder(tmp_path, tube_context(percent=75.0)))
-    assert main(["measure", case, "--segment", "pLAD", "--json"]) == 0
+    # The folder's label map, used on purpose, says where the tube runs; the lesion is read from its CT.
+    labels = ["--anatomy", "case_labels"]
+    assert main(["measure", case, "--segment", "pLAD", "--json", *labels]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["lesion"]["category"] == "4A" and out["lesion"]["length_mm"] == pytest.approx(8.0, abs=0.6)
-    assert main(["stent", case, "--segment", "pLAD", "--length", "8"]) == 0
+    # An 8 mm cosine narrowing has no flat bottom: the CT reading's along-path smoothing lifts its
+    # minimum, so 75 % reads 65-75 % (``benchmarks/stenosis_accuracy.py``, cosine rows).
+    assert out["lesion"]["stenosis_percent"] == pytest.approx(72.0, abs=8)
+    assert out["lesion"]["length_mm"] == pytest.approx(8.0, abs=1.0)
+    assert main(["stent", case, "--segment", "pLAD", "--length", "8", *labels]) == 0
     assert "does not cover" in capsys.readouterr().out
-    assert main(["stent", case, "--segment", "pLAD", "--length", "20", "--json"]) == 0
+    assert main(["stent", case, "--segment", "pLAD", "--length", "20", "--json", *labels]) == 0
     assert json.loads(capsys.readouterr().out)["covers"] is True
-    assert main(["measure", case, "--segment", "proximal LAB"]) == 2
+    assert main(["measure", case, "--segment", "proximal LAB", *labels]) == 2
     assert "not a coronary artery or segment" in capsys.readouterr().err

@@ -212,22 +212,23 @@ class _Measured:
 
 
 def measure_findings(case: Case) -> dict[str, _Measured]:
-    """Finding id -> lesion length and stenosis measured on the case's ground-truth label map.
+    """Finding id -> lesion length and stenosis measured on the case's CT along its label map's vessels.
 
     Findings the stenosis tool cannot match (no lesion on that segment, a stent) are left out;
     a case without a label map or coronary labels gives an empty dict. Where the tool's stenosis is
     more than ``MAX_MEASUREMENT_DISAGREEMENT_PERCENT`` off the ground truth, the ground truth is kept.
     """
-    from tools.case_format import CENTERLINES_FILE, LABELS_NIFTI
+    from tools.case_format import CCTA_NIFTI, CENTERLINES_FILE, LABELS_NIFTI
     from tools.stenosis import StenosisError, measure_study
     from tools.study import load_nifti
 
-    if case.findings is None or not case.has(LABELS_NIFTI):
+    if case.findings is None or not case.has(LABELS_NIFTI) or not case.has(CCTA_NIFTI):
         return {}
     labels = load_nifti(case.path(LABELS_NIFTI), labels=True)
+    ccta = load_nifti(case.path(CCTA_NIFTI))
     centerlines = case.centerlines() if case.has(CENTERLINES_FILE) else None
     try:
-        study = measure_study(labels.hu, labels.affine, centerlines=centerlines)
+        study = measure_study(ccta.hu, labels.affine, labels=labels.hu, centerlines=centerlines)
     except StenosisError:
         return {}
     lesions = [lesion for vessel in study.vessels for lesion in vessel.lesions if not lesion.in_stent]
@@ -248,7 +249,7 @@ def measure_findings(case: Case) -> dict[str, _Measured]:
                 f"{lesion.stenosis_percent:.0f}% against {f.stenosis_percent:.0f}% ground truth, ground truth kept"))
             continue
         out[f.id] = _Measured(lesion.length_mm, lesion.stenosis_percent, Provenance(
-            source="measurement", text=f"tools.stenosis.measure_study on {LABELS_NIFTI}: lesion "
+            source="measurement", text=f"tools.stenosis.measure_study on {CCTA_NIFTI} along {LABELS_NIFTI}: lesion "
             f"{lesion.segment} {lesion.length_mm:.1f} mm, {lesion.stenosis_percent:.0f}%"))
     return out
 
