@@ -54,6 +54,7 @@ class Row:
     occluded: bool = False
     truth_cadrads: str | None = None
     measured_cadrads: str | None = None
+    found: bool = True  # a lesion was called where there is one
 
     @property
     def error(self) -> float | None:
@@ -67,9 +68,16 @@ def tube_row(percent: float, voxel: float, variant: str, seed: int, config: Sten
     les = m.worst_lesion()
     seg_max = m.segment_max_stenosis
     truth_cat = cad_rads({"pLAD": percent} if percent > 0 else {}).text
-    return Row(f"tube {voxel:g} mm, {variant}", percent, les.stenosis_percent if les else None,
+    read = les.stenosis_percent if les else None
+    if read is None and percent > 0:
+        # No lesion called (below the 25 % threshold): the reading there is still the measurement.
+        arc = m.profile.path.arc_mm + 6.0  # the tube's LM takes the first 6 mm
+        start = kw.get("start", 12.0)
+        inside = (arc >= start) & (arc <= start + length)
+        read = round(float(m.profile.mld_stenosis_percent[inside].max()), 1)
+    return Row(f"tube {voxel:g} mm, {variant}", percent, read,
                length if percent > 0 else None, les.length_mm if les else None, bool(les and les.occluded),
-               truth_cat, cad_rads(seg_max).text)
+               truth_cat, cad_rads(seg_max).text, found=les is not None or percent == 0)
 
 
 def synthetic_rows(config: StenosisConfig) -> list[Row]:
@@ -101,7 +109,7 @@ def demo_rows(config: StenosisConfig) -> list[Row]:
             les = measure_lesion(ctx, f.segment, config).lesion
             rows.append(Row(f"demo {case.name} {f.segment} {f.kind}", f.stenosis_percent,
                             les.stenosis_percent if les else None, f.length_mm, les.length_mm if les else None,
-                            bool(les and les.occluded)))
+                            bool(les and les.occluded), found=les is not None))
         study = measure_study(ctx.study.hu, ctx.study.affine, labels=ctx.labels, centerlines=ctx.centerlines,
                               config=config)
         rows.append(Row(f"demo {case.name} CAD-RADS", float("nan"), None,
@@ -115,7 +123,7 @@ def _fmt(value: float | None, spec: str = ".1f") -> str:
 
 def summary(rows: list[Row]) -> list[str]:
     graded = [r for r in rows if 25 <= r.truth_percent <= 90]
-    errors = [abs(r.error) if r.error is not None else r.truth_percent for r in graded]  # missed = full error
+    errors = [abs(r.error) if r.error is not None else r.truth_percent for r in graded]  # no reading = full error
     lengths = [abs(r.measured_length - r.truth_length) for r in graded
                if r.measured_length is not None and r.truth_length is not None]
     ninety = [r for r in graded if r.truth_percent == 90]
@@ -128,6 +136,8 @@ def summary(rows: list[Row]) -> list[str]:
     sub = [e for r, e in zip(graded, errors) if r.name.startswith("demo")]
     if sub:
         out.append(f"  demo findings: {np.mean(sub):.1f} points over {len(sub)}")
+    missed = [r.name + f" {r.truth_percent:.0f} %" for r in graded if not r.found]
+    out.append(f"lesions not called (read below the 25 % lesion threshold): {len(missed)} of {len(graded)}")
     out.append(f"90 % lesions called occlusion: {sum(r.occluded for r in ninety)} of {len(ninety)} (target 0)")
     out.append("healthy CAD-RADS 0: " + ", ".join(f"{r.name} -> {r.measured_cadrads}" for r in healthy))
     out.append(f"lesion length error: mean {np.mean(lengths):.1f} mm, max {np.max(lengths):.1f} mm, "
@@ -143,12 +153,12 @@ def main(argv: list[str] | None = None) -> None:
     rows = synthetic_rows(config) + ([] if args.no_demo else demo_rows(config))
     width = max(len(r.name) for r in rows)
     print(f"{'case':<{width}}  {'truth %':>7}  {'read %':>7}  {'error':>6}  {'len truth':>9}  {'len read':>8}  "
-          f"{'occl':>4}  {'CAD-RADS truth/read':>19}")
+          f"{'occl':>4}  {'CAD-RADS truth/read':>19}  called")
     for r in rows:
         cats = f"{r.truth_cadrads}/{r.measured_cadrads}" if r.truth_cadrads else ""
         print(f"{r.name:<{width}}  {_fmt(r.truth_percent, '.0f'):>7}  {_fmt(r.measured_percent):>7}  "
               f"{_fmt(r.error, '+.1f'):>6}  {_fmt(r.truth_length):>9}  {_fmt(r.measured_length):>8}  "
-              f"{'yes' if r.occluded else '':>4}  {cats:>19}")
+              f"{'yes' if r.occluded else '':>4}  {cats:>19}  {'' if r.found else 'no'}")
     print()
     print("\n".join(summary(rows)))
 

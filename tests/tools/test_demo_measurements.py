@@ -13,7 +13,8 @@ DEMO = get_settings().demo_cases_dir
 # Findings the CT reading (tools.stenosis) does not yet get within tolerance at these 1 mm voxels,
 # with the measured reading and why (benchmarks/stenosis_accuracy.py prints them).
 KNOWN_CT_LIMITS = {
-    ("lad_calcified", "f1"): "30 % beside a 4 mm 950 HU nodule reads ~73 %: blooming confuses the lumen boundary",
+    ("lad_calcified", "f1"): "30 % beside a 4 mm 950 HU nodule is not read within 10 points (0-73 % as settings "
+                             "change): its blooming hides or mimics the narrowing",
     ("lad_stenosis", "f1"): "70 % reads 66 % but 8.5 of 14 mm: the lesion's proximal half runs along a bright "
                             "chamber, where the lumen merges with it and is not graded",
 }
