@@ -53,14 +53,20 @@ class UiSession:
         self.owner = owner  # the login that opened this session (None when the app runs without users)
         self.folder = Path(tempfile.mkdtemp(prefix="session-", dir=sessions_dir()))
         # study_folders: each study load writes into its own folder, so nothing is overwritten or reused.
-        self.session = Session(model=chat_model(), output_dir=self.folder / "outputs", study_folders=True)
+        # keep_retrieved off: a PACS series is deleted once loaded (its headers stay in memory for exports).
+        self.session = Session(model=chat_model(), output_dir=self.folder / "outputs", study_folders=True,
+                               keep_retrieved=False)
         self.answer = None  # the last GroundedAnswer, for "Save as DICOM" / "Send to PACS"
         self.answer_load = -1  # the study load that answer belongs to
         self.exported = None  # (answer, tools.dicom_export.AnswerExport) of the last DICOM export
         self.plane, self.preset = "axial", "cardiac"  # the viewer's last plane and window, for answer views
+        from ui.viewer import ViewerFiles
+
+        self.viewer = ViewerFiles()  # the CT and masks the interactive viewer reads
 
     def close(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
+        self.viewer.close()
 
 
 def _close(state: UiSession | None) -> None:
@@ -93,6 +99,7 @@ def _summary_markdown(summary: dict) -> str:
     lines = [f"**Modality** {summary['modality']}" + ("" if summary["hu_calibrated"] else " (not HU-calibrated)"),
              f"**Size** {' x '.join(map(str, summary['shape']))} voxels",
              f"**Spacing** {' x '.join(f'{s:g}' for s in summary['spacing_mm'])} mm"]
+    lines = [" · ".join(lines)]  # one line: the viewer below it stays on a 720 px screen
     if summary.get("series_choice"):
         lines.append(f"**Series** {summary['series_choice']}")
     for w in summary.get("warnings", []):
@@ -127,6 +134,18 @@ def _display(rgb: np.ndarray, target: int = 512) -> np.ndarray:
     return rgb.repeat(factor, axis=0).repeat(factor, axis=1) if factor > 1 else rgb
 
 
+def _viewer_value(state: UiSession | None, shown: list[str], request: gr.Request = None):
+    """The interactive viewer's payload: this session's CT and the ``shown`` masks (unchanged when none)."""
+    try:
+        state = _owned(state, request)
+    except SessionOwnerError:
+        return gr.update()
+    if state is None or state.session.context is None:
+        return gr.update()
+    ctx = state.session.context
+    return state.viewer.payload(ctx.study, state.session.load_id, ctx.extra_masks, list(shown or []))
+
+
 def _slider_for(state: UiSession | None, plane: str, request: gr.Request = None):
     from tools.render import plane_size
 
@@ -143,25 +162,30 @@ def _slider_for(state: UiSession | None, plane: str, request: gr.Request = None)
 def build_app(max_upload_mb: int = 2048) -> gr.Blocks:
     with gr.Blocks(title="CardioVLM", analytics_enabled=False, delete_cache=(3600, SESSION_TTL_S)) as app:
         state = gr.State(None, time_to_live=SESSION_TTL_S, delete_callback=_close)
-        gr.Markdown("# CardioVLM — coronary CT assistant\n" + DISCLAIMER)
+        gr.Markdown("### CardioVLM — coronary CT assistant\n" + DISCLAIMER)  # small: the viewer fits 720 px
         with gr.Row(equal_height=False):
             with gr.Column(scale=5, min_width=360):
-                with gr.Group():
-                    case = gr.Dropdown(demo_cases(), label="Demo case", value=None)
-                    load_demo = gr.Button("Load demo case", variant="primary")
-                    upload = gr.File(label="…or upload a DICOM zip, DICOM files or a NIfTI", file_count="multiple",
+                with gr.Row(equal_height=True):
+                    case = gr.Dropdown(demo_cases(), label="Demo case", value=None, scale=3)
+                    load_demo = gr.Button("Load demo case", variant="primary", scale=1)
+                with gr.Accordion("Upload a study", open=False):
+                    upload = gr.File(label="DICOM zip, DICOM files or a NIfTI", file_count="multiple",
                                      file_types=[".zip", ".nii", ".gz", ".dcm", ""])
                     load_upload = gr.Button("Load upload")
                 pacs = _pacs_panel() if get_settings().pacs_url else None
                 summary = gr.Markdown("No study loaded.", elem_id="study-summary")
-                viewer = gr.Image(label="Study", type="numpy", interactive=False, elem_id="viewer", height=420)
-                with gr.Row():
-                    plane = gr.Radio(["axial", "coronal", "sagittal"], value="axial", label="Plane")
-                    preset = gr.Radio(["cardiac", "calcium", "lung", "bone"], value="cardiac", label="Window")
-                index = gr.Slider(0, 1, value=0, step=1, label="Slice")
+                from ui.viewer import viewer_panel
+
+                volume_view = viewer_panel()
                 overlays = gr.CheckboxGroup([], label="Overlays (masks of this session)")
+                with gr.Accordion("Slice pictures (fallback viewer)", open=False):
+                    viewer = gr.Image(label="Study", type="numpy", interactive=False, elem_id="viewer", height=420)
+                    with gr.Row():
+                        plane = gr.Radio(["axial", "coronal", "sagittal"], value="axial", label="Plane")
+                        preset = gr.Radio(["cardiac", "calcium", "lung", "bone"], value="cardiac", label="Window")
+                    index = gr.Slider(0, 1, value=0, step=1, label="Slice")
             with gr.Column(scale=6, min_width=420):
-                chat = gr.Chatbot(label="Chat", height=520, elem_id="chat")
+                chat = gr.Chatbot(label="Chat", height=400, elem_id="chat")
                 question = gr.Textbox(placeholder="Ask about the loaded study…", label="Question", elem_id="question")
                 with gr.Row():
                     ask = gr.Button("Ask", variant="primary", elem_id="ask")
@@ -220,9 +244,10 @@ def build_app(max_upload_mb: int = 2048) -> gr.Blocks:
             # The upload box is emptied: its files were deleted once ingested (or refused).
             return (*on_load(state, "upload", files, plane, preset, request), None)
 
-        load_demo.click(load_demo_case, [state, case, plane, preset], load_outputs, api_name="load_demo")
-        load_upload.click(load_uploaded, [state, upload, plane, preset], [*load_outputs, upload],
-                          api_name="load_upload")
+        loads = [load_demo.click(load_demo_case, [state, case, plane, preset], load_outputs, api_name="load_demo"),
+                 load_upload.click(load_uploaded, [state, upload, plane, preset], [*load_outputs, upload],
+                                   api_name="load_upload")]
+        overlays.change(_viewer_value, [state, overlays], volume_view, api_name=False)
         plane.change(_slider_for, [state, plane], index, api_name=False).then(_render, view_inputs, viewer,
                                                                               api_name=False)
         for control in (index, preset, overlays):
@@ -238,6 +263,8 @@ def build_app(max_upload_mb: int = 2048) -> gr.Blocks:
             answered.append(button.click(_example_handler(text), [state, chat], ask_outputs, api_name=False))
         for event in answered:  # the DICOM actions apply to the answer just shown
             event.then(_dicom_buttons, state, [save_dicom, send_pacs, dicom_status], api_name=False)
+        for event in [*loads, *answered]:
+            event.then(_viewer_value, [state, overlays], volume_view, api_name=False)
         def save(state, shown, request: gr.Request):
             return _export_dicom(state, shown, send=False, request=request)
 
@@ -253,7 +280,8 @@ def build_app(max_upload_mb: int = 2048) -> gr.Blocks:
             pacs["search"].click(_pacs_search, pacs["fields"], [pacs["results"], pacs["study"], pacs["message"]],
                                  api_name="pacs_search")
             pacs["load"].click(load_pacs_study, [state, pacs["study"], plane, preset], load_outputs,
-                               api_name="load_pacs")
+                               api_name="load_pacs").then(_viewer_value, [state, overlays], volume_view,
+                                                          api_name=False)
     return app
 
 

@@ -75,7 +75,8 @@ def launch(host: str = "127.0.0.1", port: int = 7860, *, users_file: str | None 
     app = build_app(max_upload_mb=max_upload_mb)
     app.queue(default_concurrency_limit=concurrency, max_size=queue_size)
     guard = Middleware(AccessGuard, file_root=files, limiter=limiter or LoginLimiter())
+    # quiet: Gradio's own banner suggests share=True, which this server never uses (the CLI prints the URL).
     _, url, _ = app.launch(server_name=host, server_port=port, auth=users or None, share=False,
                            max_file_size=f"{max_upload_mb}mb", prevent_thread_lock=not block, show_error=False,
-                           quiet=not block, app_kwargs={"middleware": [guard]})
+                           quiet=True, app_kwargs={"middleware": [guard]})
     return app, url

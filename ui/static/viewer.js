@@ -1,0 +1,111 @@
+// Body of the viewer's js_on_load (ui/viewer.py): `element`, `props` and `watch` come from Gradio.
+// props.value is the JSON payload of ui.viewer.ViewerFiles.payload (file paths, colours, windows).
+const canvas = element.querySelector(".cv-canvas");
+const readout = element.querySelector(".cv-readout");
+const opacity = element.querySelector(".cv-opacity");
+let nv = null;
+let shown = null; // the payload drawn now
+let windows = {};
+let labels = {}; // overlay file name -> mask name
+
+function viewer() {
+  if (nv) return nv;
+  const NV = window.niivue;
+  nv = new NV.Niivue({
+    backColor: [0, 0, 0, 1],
+    crosshairColor: [0.2, 1, 0.2, 1],
+    crosshairWidth: 1,
+    show3Dcrosshair: true,
+    isOrientationTextVisible: true,
+    isRadiologicalConvention: true, // radiologists read with the patient's left on screen right
+    multiplanarShowRender: NV.SHOW_RENDER.ALWAYS, // the 3D view fills the fourth tile
+    dragAndDropEnabled: false,
+    isResizeCanvas: true,
+  });
+  nv.attachToCanvas(canvas);
+  // Left click places the crosshair; right or shift-left drag sets window/level; middle drag pans.
+  nv.setMouseEventConfig({
+    leftButton: { primary: NV.DRAG_MODE.crosshair, withShift: NV.DRAG_MODE.windowing },
+    rightButton: NV.DRAG_MODE.windowing,
+    centerButton: NV.DRAG_MODE.pan,
+  });
+  nv.setSliceType(nv.sliceTypeMultiplanar);
+  nv.onLocationChange = (data) => {
+    const v = data.values && data.values[0];
+    if (!v) return;
+    const [i, j, k] = v.vox.map((x) => Math.round(x));
+    const hu = Math.round(v.value);
+    let text = `HU ${hu} · voxel ${i}, ${j}, ${k}`;
+    const inside = (data.values || []).slice(1).filter((o) => o.value > 0.5).map((o) => labels[o.name] || o.name);
+    if (inside.length) text += ` · in ${inside.join(", ")}`;
+    readout.textContent = text;
+    readout.dataset.voxel = `${i},${j},${k}`;
+    readout.dataset.hu = `${hu}`;
+  };
+  return nv;
+}
+
+function fileUrl(path) {
+  return "gradio_api/file=" + path.split("/").map(encodeURIComponent).join("/");
+}
+
+async function show() {
+  let payload;
+  try {
+    payload = props.value ? JSON.parse(props.value) : null;
+  } catch (err) {
+    payload = null;
+  }
+  if (!payload || !payload.volume) return;
+  if (!window.niivue) {
+    readout.textContent = "The viewer script did not load.";
+    return;
+  }
+  const v = viewer();
+  windows = payload.windows || {};
+  const sameStudy = shown && shown.volume === payload.volume;
+  const crosshair = sameStudy ? [...v.scene.crosshairPos] : null;
+  const lohi = sameStudy && v.volumes.length ? [v.volumes[0].cal_min, v.volumes[0].cal_max] : windows.cardiac;
+  // NiiVue reads the format from `name`, so each file keeps its own name; `labels` maps it back to the mask.
+  const base = (path) => path.split("/").pop();
+  labels = Object.fromEntries(payload.overlays.map((o) => [base(o.path), o.name]));
+  const list = [{ url: fileUrl(payload.volume), name: base(payload.volume), colormap: "gray", cal_min: lohi[0], cal_max: lohi[1] }];
+  for (const o of payload.overlays) {
+    const cmap = "cv_" + o.color.join("_");
+    v.addColormap(cmap, { R: [0, o.color[0]], G: [0, o.color[1]], B: [0, o.color[2]], A: [0, 255], I: [0, 255] });
+    list.push({ url: fileUrl(o.path), name: base(o.path), colormap: cmap, cal_min: 0, cal_max: 1,
+                opacity: parseFloat(opacity.value) });
+  }
+  readout.textContent = "Loading the study…";
+  await v.loadVolumes(list);
+  shown = payload;
+  if (crosshair) v.scene.crosshairPos = crosshair;
+  v.drawScene();
+  v.createOnLocationChange();
+  canvas.dataset.loaded = String(payload.load);
+}
+
+element.querySelectorAll("[data-preset]").forEach((b) => b.addEventListener("click", () => {
+  const w = windows[b.dataset.preset];
+  if (!nv || !nv.volumes.length || !w) return;
+  nv.volumes[0].cal_min = w[0];
+  nv.volumes[0].cal_max = w[1];
+  nv.updateGLVolume();
+}));
+element.querySelectorAll("[data-zoom]").forEach((b) => b.addEventListener("click", () => {
+  if (!nv) return;
+  const p = [...nv.scene.pan2Dxyzmm];
+  const f = parseFloat(b.dataset.zoom);
+  nv.setPan2Dxyzmm(f === 0 ? [0, 0, 0, 1] : [p[0], p[1], p[2], Math.min(8, Math.max(0.5, p[3] * f))]);
+}));
+element.querySelector(".cv-3d").addEventListener("change", (e) => {
+  if (nv) nv.setSliceType(e.target.checked ? nv.sliceTypeRender : nv.sliceTypeMultiplanar);
+});
+opacity.addEventListener("input", () => {
+  if (!nv) return;
+  nv.volumes.slice(1).forEach((vol) => { vol.opacity = parseFloat(opacity.value); });
+  nv.updateGLVolume();
+});
+
+watch("value", show);
+show();

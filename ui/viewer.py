@@ -1,0 +1,124 @@
+"""The interactive viewer panel: NiiVue (bundled, BSD-2) showing the loaded CT and the answer's masks.
+
+The browser reads the study as NIfTI files that this module writes into Gradio's file cache, each
+session in a folder with an unguessable name. Gradio serves files only from that cache, and with
+logins :class:`ui.access.AccessGuard` serves each file only to the login whose API response named
+it, so a viewer file is bound to its session and login like every other download. The files are
+deleted with the session (:meth:`ViewerFiles.close`).
+
+NiiVue is loaded from the package (``ui/static/niivue``), never from a CDN: the app runs offline.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+NIIVUE_JS = STATIC_DIR / "niivue" / "niivue.umd.js"
+VIEWER_JS = STATIC_DIR / "viewer.js"
+VIEWER_PRESETS = ("cardiac", "calcium", "lung")  # window buttons offered under the viewer
+
+
+@dataclass
+class ViewerFiles:
+    """One session's viewer files: the CT of the study load shown and the masks drawn on it."""
+
+    folder: Path | None = None  # created on first use inside Gradio's file cache
+    load_id: int = -1  # the study load whose CT is written
+    volume: Path | None = None
+    masks: dict[str, Path] = field(default_factory=dict)
+
+    def _dir(self) -> Path:
+        if self.folder is None:
+            from ui.workdir import gradio_dir
+
+            # Gradio's upload folder (GRADIO_TEMP_DIR): Gradio serves it, and AccessGuard binds its files
+            # to logins. Unguessable: without logins the name is what keeps other browsers off these files.
+            self.folder = gradio_dir().resolve() / "viewer" / secrets.token_urlsafe(24)
+            self.folder.mkdir(parents=True, mode=0o700)
+        return self.folder
+
+    def payload(self, study, load_id: int, masks: dict[str, np.ndarray] | None = None,
+                shown: list[str] | None = None) -> str:
+        """The viewer's value (JSON): file paths of the CT and of the ``shown`` masks, colours, windows.
+
+        The CT is written once per study load; a mask once per name and load.
+        """
+        from tools.anatomy import mask_color
+        from tools.nifti_io import write_nifti
+        from tools.render import WINDOWS
+
+        folder = self._dir()
+        if load_id != self.load_id or self.volume is None:
+            for old in folder.iterdir():  # the previous study's files go with it
+                old.unlink(missing_ok=True)
+            self.masks = {}
+            # A new name per load, so the browser never shows a cached previous study.
+            self.volume = write_nifti(study.hu, study.affine, folder / f"ct_{secrets.token_hex(6)}.nii.gz")
+            self.load_id = load_id
+        overlays = []
+        for name in shown or []:
+            mask = (masks or {}).get(name)
+            if mask is None:
+                continue
+            if name not in self.masks:
+                self.masks[name] = write_nifti(np.asarray(mask, dtype=np.uint8), study.affine,
+                                               folder / f"mask_{len(self.masks)}_{secrets.token_hex(4)}.nii.gz")
+            overlays.append({"name": name, "path": str(self.masks[name]), "color": list(mask_color(name))})
+        windows = {name: [WINDOWS[name][1] - WINDOWS[name][0] / 2, WINDOWS[name][1] + WINDOWS[name][0] / 2]
+                   for name in VIEWER_PRESETS}
+        return json.dumps({"volume": str(self.volume), "overlays": overlays, "windows": windows,
+                           "load": load_id})
+
+    def close(self) -> None:
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+TEMPLATE = """
+<div class="cv-viewer">
+  <div class="cv-bar">
+    <span class="cv-label">Window</span>
+    <button type="button" data-preset="cardiac">cardiac</button>
+    <button type="button" data-preset="calcium">calcium</button>
+    <button type="button" data-preset="lung">lung</button>
+    <span class="cv-label">Zoom</span>
+    <button type="button" data-zoom="1.25">+</button>
+    <button type="button" data-zoom="0.8">&minus;</button>
+    <button type="button" data-zoom="0">reset</button>
+    <label><input type="checkbox" class="cv-3d"> 3D only</label>
+    <label>Masks <input type="range" class="cv-opacity" min="0" max="1" step="0.05" value="0.6"></label>
+  </div>
+  <div class="cv-stage"><canvas class="cv-canvas"></canvas></div>
+  <div class="cv-readout" aria-live="polite">No study loaded.</div>
+  <div class="cv-help">Click: crosshair · wheel: scroll slices · right-drag or shift-drag: window/level ·
+    middle-drag: pan · L/R/A/P/S/I labels on each plane</div>
+</div>
+"""
+
+CSS = """
+.cv-viewer { display: flex; flex-direction: column; gap: 4px; }
+.cv-bar { display: flex; flex-wrap: wrap; align-items: center; gap: 4px; font-size: 13px; }
+.cv-bar button { padding: 0 6px; font-size: 12px; font-weight: 400; border: 1px solid #888; border-radius: 4px; }
+.cv-label { font-weight: 600; margin-left: 6px; }
+.cv-stage { position: relative; width: 100%; height: 310px; background: #000; }
+.cv-canvas { width: 100%; height: 100%; display: block; }
+.cv-readout { font-family: monospace; font-size: 13px; }
+.cv-help { font-size: 11px; opacity: 0.75; }
+"""
+
+
+def viewer_panel():
+    """The viewer component (a ``gr.HTML`` whose value is :meth:`ViewerFiles.payload`)."""
+    import gradio as gr
+
+    gr.set_static_paths([str(STATIC_DIR)])  # the bundled NiiVue script, served from the package
+    head = f'<script src="gradio_api/file={NIIVUE_JS}"></script>'
+    return gr.HTML(value="", html_template=TEMPLATE, css_template=CSS, js_on_load=VIEWER_JS.read_text(),
+                   head=head, elem_id="niivue-viewer", padding=False)
