@@ -11,6 +11,7 @@ import socket
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytestmark = pytest.mark.browser
@@ -123,6 +124,57 @@ def test_login_page_then_the_app(tmp_path):
             page.get_by_role("button", name="Login").click()
             page.get_by_text("not for clinical use").first.wait_for(timeout=60_000)
             page.screenshot(path=str(ARTIFACTS / "after_login.png"), full_page=True)
+            browser.close()
+    finally:
+        app.close()
+
+
+def _canvas_picture(page):
+    """The viewer canvas as the reader sees it (a screenshot: WebGL pixels are not readable from JS)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    png = page.locator("#niivue-viewer canvas").screenshot()
+    return np.asarray(Image.open(io.BytesIO(png)).convert("L"), dtype=np.int16)[3:-3, 3:-3]  # without the border
+
+
+def test_interactive_viewer_shows_the_ct_scrolls_and_reads_hu(tmp_path):
+    _ensure_chromium()
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from ui.server import launch
+
+    app, url = launch("127.0.0.1", _free_port(), block=False)
+    try:
+        with sync_api.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+            page = browser.new_page(viewport={"width": 1280, "height": 720})
+            console = []
+            page.on("console", lambda m: console.append(m.text))
+            page.goto(url, wait_until="load")
+            page.get_by_text("not for clinical use").first.wait_for(timeout=60_000)
+            blank = _canvas_picture(page)
+            page.get_by_label("Demo case").click()
+            page.get_by_role("option", name="lad_stenosis").click()
+            page.get_by_role("button", name="Load demo case").click()
+            page.locator("#niivue-viewer canvas[data-loaded]").wait_for(timeout=120_000)
+            page.wait_for_timeout(500)
+            readout = page.locator("#niivue-viewer .cv-readout")
+            assert re.match(r"HU -?\d+ · voxel \d+, \d+, \d+", readout.inner_text()), (readout.inner_text(), console)
+            shown = _canvas_picture(page)
+            assert blank.std() < 2 and shown.std() > 10  # the CT is drawn: many grey levels, not a flat canvas
+            page.screenshot(path=str(ARTIFACTS / "viewer_1280x720.png"))
+            # The wheel over the axial tile (top left of the multiplanar layout) moves to another slice.
+            box = page.locator("#niivue-viewer canvas").bounding_box()
+            before = readout.get_attribute("data-voxel")
+            page.mouse.move(box["x"] + box["width"] * 0.2, box["y"] + box["height"] * 0.25)
+            for _ in range(5):
+                page.mouse.wheel(0, 120)
+                page.wait_for_timeout(100)
+            after = readout.get_attribute("data-voxel")
+            assert after != before, (before, after)
+            assert not np.array_equal(shown, _canvas_picture(page))
             browser.close()
     finally:
         app.close()
