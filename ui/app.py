@@ -24,6 +24,7 @@ import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 
 from tools.settings import get_settings  # noqa: E402
+from ui.redact import hide_server_paths  # noqa: E402
 
 log = logging.getLogger("cardiovlm.ui")
 
@@ -502,7 +503,7 @@ def _answer(state: UiSession | None, text: str, history: list, request=None):
             elif isinstance(item, ToolMessage) and item.tool_call_id in steps:
                 i = steps[item.tool_call_id]
                 ok = item.status != "error"
-                body = str(item.content)  # a tool's result may quote stored reports
+                body = hide_server_paths(item.content)  # a tool's result may quote stored reports
                 history[i] = gr.ChatMessage(role="assistant", content=history[i].content + "\n\n" + inert(
                     body[:600] + ("…" if len(body) > 600 else "")),
                     metadata={"title": f"{'🔧' if ok else '⚠️'} {item.name}", "status": "done"})
@@ -527,7 +528,7 @@ def _show_answer(state: UiSession, history: list, answer, load_id: int):
     import json
 
     # The answer may quote stored reports, and citations are report text: all shown inert.
-    content = inert(answer.answer)
+    content = inert(hide_server_paths(answer.answer))
     if answer.citations:
         content += "\n\n**Prior reports**\n" + "\n".join(
             f"- {inert(c.report_id)} ({inert(c.date or 'undated')}): {inert(c.snippet)}" for c in answer.citations)

@@ -1,0 +1,105 @@
+"""The interactive viewer's files: the session's CT and masks, in Gradio's served folder, gone with the session."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from tools.settings import get_settings
+
+CASE = get_settings().demo_cases_dir / "lad_stenosis"
+needs_case = pytest.mark.skipif(not (CASE / "case.json").is_file(), reason="the lad_stenosis demo case is not bundled")
+
+
+@needs_case
+def test_the_viewer_reads_the_loaded_ct_and_the_answer_mask_and_no_answer_shows_a_server_path():
+    from tools.anatomy import mask_color
+    from ui.app import UiSession, _answer, _viewer_value
+    from ui.workdir import gradio_dir
+
+    state = UiSession()
+    try:
+        state.session.load_study(CASE)
+        study = state.session.context.study
+        payload = json.loads(_viewer_value(state, []))
+        volume = Path(payload["volume"])
+        # In Gradio's upload folder (served, and bound to the login by AccessGuard), in a folder of its own.
+        assert volume.parent.parent == gradio_dir().resolve() / "viewer"
+        assert len(volume.parent.name) >= 32
+        img = nib.load(volume)
+        assert np.array_equal(np.asarray(img.dataobj), study.hu)  # HU as loaded: the readout is true HU
+        assert payload["overlays"] == [] and payload["windows"]["cardiac"] == [-150.0, 450.0]
+
+        *_, final = _answer(state, "Segment the LAD", [])
+        shown = final[5]["value"]
+        texts = [m.content for m in final[1] if isinstance(m.content, str)]
+        roots = [str(Path(get_settings().ui_work_dir)), "/tmp/"]
+        assert texts and not any(root.replace("/", "\\/") in t or root in t for t in texts for root in roots)
+
+        payload = json.loads(_viewer_value(state, shown))
+        assert payload["volume"] == str(volume)  # the same study: the CT is not written again
+        overlay = payload["overlays"][0]
+        assert overlay["name"] == shown[0] and overlay["color"] == list(mask_color(shown[0]))
+        mask = np.asarray(nib.load(overlay["path"]).dataobj)
+        assert np.array_equal(mask > 0, state.session.context.extra_masks[shown[0]] > 0)
+    finally:
+        state.close()
+    assert not volume.exists() and not Path(overlay["path"]).exists()
+
+
+def test_nothing_to_show_before_a_study_is_loaded():
+    from ui.app import UiSession, _viewer_value
+
+    state = UiSession()
+    try:
+        assert _viewer_value(state, []) == {"__type__": "update"}
+    finally:
+        state.close()
+
+
+def test_the_niivue_script_ships_with_its_licence():
+    from ui.viewer import NIIVUE_JS, STATIC_DIR
+
+    assert 500_000 < NIIVUE_JS.stat().st_size < 4_000_000
+    assert "BSD 2-Clause" in (STATIC_DIR / "niivue" / "LICENSE").read_text()
+    assert "niivue" in NIIVUE_JS.read_text()[:2000]
+
+
+def test_cardiovlm_demo_prints_no_share_hint(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "out.txt"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    with open(out, "w") as sink:
+        proc = subprocess.Popen([sys.executable, "-m", "ui.cli", "demo", "--port", str(port)], stdout=sink,
+                                stderr=subprocess.STDOUT, env=env, cwd=Path(__file__).resolve().parents[2])
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
+                break
+            except OSError:
+                assert proc.poll() is None, out.read_text()
+                time.sleep(1)
+        else:
+            pytest.fail("the demo server did not answer within 120 s")
+        time.sleep(1)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    printed = out.read_text()
+    assert f"http://127.0.0.1:{port}" in printed
+    assert "share=True" not in printed and "public link" not in printed.lower()
