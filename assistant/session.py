@@ -48,6 +48,7 @@ class Session:
     report_store: object | None = None  # a tools.report_store.ReportStore; None: the settings' store
     dicom_seg: bool = False  # also write answer masks as DICOM SEG (highdicom)
     study_folders: bool = False  # each study load writes into its own subfolder of output_dir
+    keep_retrieved: bool = True  # keep PACS series on disk once loaded; the app deletes them (patient details)
 
     def __post_init__(self) -> None:
         self.tools = available_tools()
@@ -72,18 +73,23 @@ class Session:
     def load_from_pacs(self, client, study_uid: str, series_uid: str, *, progress=None) -> StudyContext:
         """Retrieve a series with ``client`` (a :class:`tools.pacs.PacsClient`) and make it this session's study.
 
-        The retrieved files (they carry the patient's details) are deleted once the series is
-        loaded: the image headers a DICOM SEG references stay in memory (``reference``). A refused,
-        interrupted or too large transfer, or a series that does not load, leaves nothing behind
-        and the previous study and history as they were.
+        The files are kept in the session's folder unless ``keep_retrieved`` is off: then they
+        (they carry the patient's details) are deleted once the series is loaded, and the image
+        headers a DICOM SEG references stay in memory (``reference``). A refused, interrupted or
+        too large transfer, or a series that does not load, leaves nothing behind and the previous
+        study and history as they were.
         """
         import shutil
 
         folder = client.retrieve_series(study_uid, series_uid, self._pacs_dir(), progress=progress)
+        loaded = False
         try:
-            return self.load_study(folder)
+            context = self.load_study(folder)
+            loaded = True
+            return context
         finally:
-            shutil.rmtree(folder, ignore_errors=True)
+            if not (loaded and self.keep_retrieved):
+                shutil.rmtree(folder, ignore_errors=True)
 
     def _pacs_dir(self) -> Path:
         if self.output_dir is not None:

@@ -25,6 +25,10 @@ def test_search_and_load_a_study_from_the_pacs(client):
     study_uid = choice if isinstance(choice, str) else choice["value"]
     summary, *_ = client.predict(study_uid, "axial", "cardiac", api_name="/load_pacs")
     assert "Modality** CT" in summary and "170 x 170 x 120" in summary
+    from ui.workdir import sessions_dir
+
+    # The retrieved images carry the patient's details: deleted once loaded (headers stay in memory).
+    assert [p for p in sessions_dir().rglob("*") if p.is_file() and "pacs" in p.parts] == []
 
 
 def test_an_answer_with_masks_is_sent_to_the_pacs_with_its_ct_series(client):
