@@ -71,7 +71,7 @@ class TreeConfig:
     min_tube_fraction: float = 0.35  # share of line-like voxels for a piece to be a vessel (rims score < 0.25)
     min_piece_mm: float = 8.0  # shortest piece worth keeping (bounding-box diagonal)
     rim_contact_fraction: float = 0.8  # a piece touching big structures along this share of its skeleton,
-    rim_straight_mm: float = 0.75  # straight (RMS off its axis at most this: a left-main stub curves more)
+    rim_straight_mm: float = 0.5  # straight (RMS off its axis at most this: left-main stubs measured 0.6-1.1)
     rim_min_mm: float = 12.0  # and this long is the partial-volume rim of a great vessel, not a coronary
     max_gap_mm: float = 20.0  # a piece this far ahead of a vessel end is the vessel beyond a stenosis
     touch_gap_mm: float = 3.0  # pieces this close are joined whatever the direction
