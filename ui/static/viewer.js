@@ -83,6 +83,8 @@ async function show() {
   v.drawScene();
   v.createOnLocationChange();
   canvas.dataset.loaded = String(payload.load);
+  canvas.dataset.overlays = String(payload.overlays.length);
+  canvas.dataset.volume = fileUrl(payload.volume);
 }
 
 element.querySelectorAll("[data-preset]").forEach((b) => b.addEventListener("click", () => {
