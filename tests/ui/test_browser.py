@@ -132,17 +132,17 @@ def test_login_page_then_the_app(browser, tmp_path):
         app.close()
 
 
-def test_viewer_files_are_served_only_to_the_login_that_loaded_them(tmp_path):
-    _ensure_chromium()
-    sync_api = pytest.importorskip("playwright.sync_api")
+def test_viewer_files_are_served_only_to_the_login_that_loaded_them(browser, tmp_path):
     from ui.server import launch
 
     users = tmp_path / "users.txt"
     users.write_text("alice:alice-pw\nbob:bob-pw\n")
     app, url = launch("127.0.0.1", _free_port(), users_file=str(users), block=False)
+    contexts = []
 
-    def login(browser, user):
-        page = browser.new_context().new_page()
+    def login(user):
+        contexts.append(browser.new_context())
+        page = contexts[-1].new_page()
         page.goto(url, wait_until="load")
         page.get_by_label("username").fill(user)
         page.get_by_label("password").fill(f"{user}-pw")
@@ -151,19 +151,18 @@ def test_viewer_files_are_served_only_to_the_login_that_loaded_them(tmp_path):
         return page
 
     try:
-        with sync_api.sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
-            alice = login(browser, "alice")
-            alice.get_by_label("Demo case").click()
-            alice.get_by_role("option", name="healthy").click()
-            alice.get_by_role("button", name="Load demo case").click()
-            canvas = alice.locator("#niivue-viewer canvas[data-loaded]")
-            canvas.wait_for(timeout=120_000)
-            volume = canvas.get_attribute("data-volume")
-            fetch = "async (u) => (await fetch(u)).status"
-            assert alice.evaluate(fetch, volume) == 200
-            bob = login(browser, "bob")
-            assert bob.evaluate(fetch, volume) == 403
-            browser.close()
+        alice = login("alice")
+        alice.get_by_label("Demo case").click()
+        alice.get_by_role("option", name="healthy").click()
+        alice.get_by_role("button", name="Load demo case").click()
+        canvas = alice.locator("#niivue-viewer canvas[data-loaded]")
+        canvas.wait_for(timeout=120_000)
+        volume = canvas.get_attribute("data-volume")
+        fetch = "async (u) => (await fetch(u)).status"
+        assert alice.evaluate(fetch, volume) == 200
+        bob = login("bob")
+        assert bob.evaluate(fetch, volume) == 403
     finally:
+        for context in contexts:
+            context.close()
         app.close()
