@@ -533,12 +533,12 @@ def _show_answer(state: UiSession, history: list, answer, load_id: int):
         content += "\n\n**Prior reports**\n" + "\n".join(
             f"- {inert(c.report_id)} ({inert(c.date or 'undated')}): {inert(c.snippet)}" for c in answer.citations)
     content += f"\n\n_{inert(answer.disclaimer)}_"
-    history.append(gr.ChatMessage(role="assistant", content=content))
-    if answer.overlay_png:
+    if answer.overlay_png:  # above the text: the chat ends with the answer, visible without scrolling
         from PIL import Image
 
-        overlay = _display(np.asarray(Image.open(answer.overlay_png).convert("RGB")), target=384)
+        overlay = _display(np.asarray(Image.open(answer.overlay_png).convert("RGB")), target=256)
         history.append(gr.ChatMessage(role="assistant", content=gr.Image(overlay)))
+    history.append(gr.ChatMessage(role="assistant", content=content))
     state.answer, state.answer_load = answer, load_id
     rows = [[f.name, f.value, f.unit, f.tool] for f in answer.findings]
     ctx = state.session.context

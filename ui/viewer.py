@@ -73,12 +73,23 @@ class ViewerFiles:
             overlays.append({"name": name, "path": str(self.masks[name]), "color": list(mask_color(name))})
         windows = {name: [WINDOWS[name][1] - WINDOWS[name][0] / 2, WINDOWS[name][1] + WINDOWS[name][0] / 2]
                    for name in VIEWER_PRESETS}
+        focus = _focus(masks[overlays[0]["name"]]) if overlays else None
         return json.dumps({"volume": str(self.volume), "overlays": overlays, "windows": windows,
-                           "load": load_id})
+                           "load": load_id, "focus": focus})
 
     def close(self) -> None:
         if self.folder is not None:
             shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _focus(mask: np.ndarray) -> list[int] | None:
+    """The mask voxel nearest the mask's centre of mass: the crosshair goes there, inside the mask
+    (the centre of a curved vessel often lies outside it)."""
+    voxels = np.argwhere(np.asarray(mask) > 0)
+    if not len(voxels):
+        return None
+    nearest = voxels[np.argmin(((voxels - voxels.mean(axis=0)) ** 2).sum(axis=1))]
+    return [int(v) for v in nearest]
 
 
 TEMPLATE = """

@@ -50,7 +50,14 @@ def test_the_viewer_draws_the_ct_scrolls_windows_and_reads_hu(viewer_page):
     page.locator("#niivue-viewer canvas[data-loaded]").wait_for(timeout=120_000)
     page.wait_for_timeout(500)
     readout = page.locator("#niivue-viewer .cv-readout")
-    assert readout.inner_text().startswith("HU ") and "voxel 85, 85, 60" in readout.inner_text()
+    # The readout is the study's own HU at the study's own [i, j, k] (NiiVue indexes RAS internally).
+    from tools.settings import get_settings
+    from tools.study import load_study
+
+    hu = load_study(get_settings().demo_cases_dir / "lad_stenosis").hu
+    i, j, k = map(int, readout.get_attribute("data-voxel").split(","))
+    assert readout.inner_text() == f"HU {int(hu[i, j, k])} · voxel {i}, {j}, {k}"
+    assert abs(i - hu.shape[0] / 2) <= 1 and abs(k - hu.shape[2] / 2) <= 1  # opens at the centre
     shown = _canvas(page)
     assert blank.std() < 2 and shown.std() > 10  # the CT is drawn: many grey levels, not a flat canvas
     page.screenshot(path=str(ARTIFACTS / "viewer_1280x720.png"))
@@ -100,6 +107,8 @@ def test_an_answer_mask_is_drawn_in_its_registry_colour(viewer_page):
     page.locator("#niivue-viewer canvas[data-overlays='1']").wait_for(timeout=180_000)
     page.wait_for_timeout(500)
     page.screenshot(path=str(ARTIFACTS / "viewer_lad_mask_1280x720.png"))
+    # The crosshair moved into the mask, and the readout says so.
+    assert " · in LAD" in page.locator("#niivue-viewer .cv-readout").inner_text()
     rgb = _canvas(page, "RGB")
     r, g, b = mask_color("LAD")  # orange: red well above blue, unlike grey CT or the green crosshair
     assert r - b > 150

@@ -33,7 +33,7 @@ function viewer() {
   nv.onLocationChange = (data) => {
     const v = data.values && data.values[0];
     if (!v) return;
-    const [i, j, k] = v.vox.map((x) => Math.round(x));
+    const [i, j, k] = swapIndexing(Array.from(v.vox).map((x) => Math.round(x)), nv.volumes[0]);
     const hu = Math.round(v.value);
     let text = `HU ${hu} · voxel ${i}, ${j}, ${k}`;
     const inside = (data.values || []).slice(1).filter((o) => o.value > 0.5).map((o) => labels[o.name] || o.name);
@@ -43,6 +43,21 @@ function viewer() {
     readout.dataset.hu = `${hu}`;
   };
   return nv;
+}
+
+// NiiVue indexes voxels after turning the volume to RAS (volume.permRAS: for each RAS axis, the file's
+// axis, 1-based, negative when flipped). The readout and the answer's focus use the study's own
+// [i, j, k] (LPS), so both go through this mapping, which is its own inverse.
+function swapIndexing(vox, vol) {
+  const out = [0, 0, 0];
+  const perm = vol.permRAS || [1, 2, 3];
+  for (let a = 0; a < 3; a++) {
+    const axis = Math.abs(perm[a]) - 1;
+    const n = vol.hdr.dims[axis + 1];
+    if (perm[a] > 0) out[axis] = vox[a];
+    else out[axis] = n - 1 - vox[a];
+  }
+  return out;
 }
 
 function fileUrl(path) {
@@ -78,8 +93,10 @@ async function show() {
   }
   readout.textContent = "Loading the study…";
   await v.loadVolumes(list);
+  const newFocus = payload.focus && (!sameStudy || JSON.stringify(payload.focus) !== JSON.stringify(shown.focus));
   shown = payload;
-  if (crosshair) v.scene.crosshairPos = crosshair;
+  if (newFocus) v.scene.crosshairPos = v.vox2frac(swapIndexing(payload.focus, v.volumes[0])); // go to the mask
+  else if (crosshair) v.scene.crosshairPos = crosshair;
   v.drawScene();
   v.createOnLocationChange();
   canvas.dataset.loaded = String(payload.load);
