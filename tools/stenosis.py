@@ -262,7 +262,9 @@ def measure_vessel(hu: np.ndarray, affine: np.ndarray, segments: Sequence[str], 
     ungraded_stent = near_stent
     plaque = (sections.calcified_mm2 >= config.min_calcium_mm2) & ~near_stent
     closed = _long_runs(sections.no_lumen & ~near_stent, arc, config.min_occlusion_mm)
-    merged = sections.merged.copy()
+    # A plane without contrast that is not part of an occlusion (the path grazing the lumen's edge,
+    # a noise dip) is not read: it takes its neighbours' reading like a short merge.
+    merged = sections.merged | (sections.no_lumen & ~closed)
     if SEGMENT_PARENT.get(segments[0]) is not None:
         # A side branch's first millimetres lie in its parent's lumen and wall: what is read there
         # belongs to the parent (measured on the parent's own path).
