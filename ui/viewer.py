@@ -103,7 +103,7 @@ TEMPLATE = """
     <button type="button" data-zoom="1.25">+</button>
     <button type="button" data-zoom="0.8">&minus;</button>
     <button type="button" data-zoom="0">reset</button>
-    <label><input type="checkbox" class="cv-3d"> 3D only</label>
+    <label><input type="checkbox" class="cv-3d"> 3D</label>
     <label>Masks <input type="range" class="cv-opacity" min="0" max="1" step="0.05" value="0.6"></label>
   </div>
   <div class="cv-stage"><canvas class="cv-canvas"></canvas></div>

@@ -94,7 +94,15 @@ def test_the_viewer_draws_the_ct_scrolls_windows_and_reads_hu(viewer_page):
     before_zoom = _canvas(page)
     page.locator("#niivue-viewer [data-zoom='1.25']").click()
     page.wait_for_timeout(300)
-    assert np.abs(_canvas(page) - before_zoom).mean() > 2
+    zoomed = _canvas(page)
+    assert np.abs(zoomed - before_zoom).mean() > 2
+    # The 3D box adds a volume rendering in the empty fourth tile (bottom right).
+    page.locator("#niivue-viewer .cv-3d").check()
+    page.wait_for_timeout(800)
+    rendered = _canvas(page)
+    h, w = rendered.shape
+    assert zoomed[h // 2:, w // 2:].std() < 2 and rendered[h // 2:, w // 2:].std() > 10
+    page.locator("#niivue-viewer .cv-3d").uncheck()
 
 
 def test_an_answer_mask_is_drawn_in_its_registry_colour(viewer_page):

@@ -18,7 +18,8 @@ function viewer() {
     show3Dcrosshair: true,
     isOrientationTextVisible: true,
     isRadiologicalConvention: true, // radiologists read with the patient's left on screen right
-    multiplanarShowRender: NV.SHOW_RENDER.ALWAYS, // the 3D view fills the fourth tile
+    // The 3D tile is opt-in: in software WebGL (no GPU) it makes each wheel step ~110 ms instead of ~17 ms.
+    multiplanarShowRender: NV.SHOW_RENDER.NEVER,
     dragAndDropEnabled: false,
     isResizeCanvas: true,
   });
@@ -65,9 +66,11 @@ function fileUrl(path) {
 }
 
 async function show() {
+  const raw = props.value;
+  if (shown && raw === shown.raw) return; // the same files: nothing to reload
   let payload;
   try {
-    payload = props.value ? JSON.parse(props.value) : null;
+    payload = raw ? JSON.parse(raw) : null;
   } catch (err) {
     payload = null;
   }
@@ -95,6 +98,7 @@ async function show() {
   await v.loadVolumes(list);
   const newFocus = payload.focus && (!sameStudy || JSON.stringify(payload.focus) !== JSON.stringify(shown.focus));
   shown = payload;
+  shown.raw = raw;
   if (newFocus) v.scene.crosshairPos = v.vox2frac(swapIndexing(payload.focus, v.volumes[0])); // go to the mask
   else if (crosshair) v.scene.crosshairPos = crosshair;
   v.drawScene();
@@ -118,7 +122,9 @@ element.querySelectorAll("[data-zoom]").forEach((b) => b.addEventListener("click
   nv.setPan2Dxyzmm(f === 0 ? [0, 0, 0, 1] : [p[0], p[1], p[2], Math.min(8, Math.max(0.5, p[3] * f))]);
 }));
 element.querySelector(".cv-3d").addEventListener("change", (e) => {
-  if (nv) nv.setSliceType(e.target.checked ? nv.sliceTypeRender : nv.sliceTypeMultiplanar);
+  if (!nv) return;
+  nv.opts.multiplanarShowRender = e.target.checked ? window.niivue.SHOW_RENDER.ALWAYS : window.niivue.SHOW_RENDER.NEVER;
+  nv.setSliceType(nv.sliceTypeMultiplanar); // redraws the layout with or without the 3D tile
 });
 opacity.addEventListener("input", () => {
   if (!nv) return;
@@ -126,5 +132,11 @@ opacity.addEventListener("input", () => {
   nv.updateGLVolume();
 });
 
-watch("value", show);
-show();
+// One load at a time: an answer updates the value twice in a row, and two overlapping loadVolumes
+// calls would leave the viewer with a mixed volume list.
+let pending = Promise.resolve();
+function request() {
+  pending = pending.then(show).catch((err) => { readout.textContent = `The viewer could not show the study (${err}).`; });
+}
+watch("value", request);
+request();
