@@ -16,6 +16,9 @@ def register(subparsers) -> None:
     parser.add_argument("--out", default=None, help="folder for mask files (default: a temporary folder)")
     parser.add_argument("--dicom-seg", action="store_true",
                         help="also write the answer's masks as DICOM SEG referencing the study's CT series")
+    parser.add_argument("--anatomy", choices=("image", "case_labels"), default="image",
+                        help="where the coronary anatomy comes from: found in the CT (default), or a case folder's "
+                             "own label map, used on purpose")
     parser.set_defaults(func=run)
 
 
@@ -29,9 +32,9 @@ def run(args: argparse.Namespace) -> int:
     session = Session(model=chat_model(args.llm), backend=args.llm or "default",
                       output_dir=Path(args.out) if args.out else None, dicom_seg=args.dicom_seg)
     if args.session:
-        session.restore(args.session)
+        session.restore(args.session, anatomy=args.anatomy)
     if session.study_path != str(args.study):
-        session.load_study(args.study)
+        session.load_study(args.study, anatomy=args.anatomy)
     answer = session.ask(args.question)
     if args.session:
         session.save(args.session)

@@ -162,7 +162,7 @@ class Session:
         state = {"study_path": self.study_path, "history": messages_to_dict(self.history)}
         Path(path).write_text(json.dumps(state))
 
-    def restore(self, path: str | Path) -> None:
+    def restore(self, path: str | Path, *, anatomy: AnatomySource = "image") -> None:
         """Resume a saved session: reload its study and history (a missing file starts afresh)."""
         path = Path(path)
         if not path.exists():
@@ -173,7 +173,7 @@ class Session:
         except (ValueError, KeyError, TypeError) as err:
             raise ValueError(f"the session file {path} is not a CardioVLM session ({err})") from err
         if state.get("study_path"):
-            self.load_study(state["study_path"])
+            self.load_study(state["study_path"], anatomy=anatomy)
         self.history = history
 
 

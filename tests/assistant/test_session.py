@@ -171,17 +171,17 @@ def test_cli_ask_json_and_a_follow_up_through_the_session_file(tmp_path, capsys,
     case = _case_folder(tmp_path, patient)
     session_file = tmp_path / "session.json"
     assert main(["ask", str(case), "Is there a stent in the RCA?", "--json", "--session", str(session_file),
-                 "--out", str(tmp_path / "out")]) == 0
+                 "--out", str(tmp_path / "out"), "--anatomy", "case_labels"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert {"answer", "verdict", "findings", "tool_calls", "citations", "masks"} <= set(out)
     assert out["verdict"] == "no" and out["tool_calls"] == [
         {"name": "segment_anatomy", "args": {"target": "stent", "on_artery": "RCA"}, "ok": True, "message": None}]
     assert main(["ask", str(case), "and the LCx?", "--json", "--session", str(session_file),
-                 "--out", str(tmp_path / "out")]) == 0
+                 "--out", str(tmp_path / "out"), "--anatomy", "case_labels"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["verdict"] == "yes"
     assert out["masks"] and out["masks"][0]["path"].startswith(str(tmp_path / "out"))
-    assert main(["ask", str(case), "Segment the proximal LAD", "--out", str(tmp_path / "out")]) == 0
+    assert main(["ask", str(case), "Segment the proximal LAD", "--out", str(tmp_path / "out"), "--anatomy", "case_labels"]) == 0
     text = capsys.readouterr().out
     assert "Segmented the pLAD" in text and "mask pLAD:" in text and "trace: segment_anatomy" in text
 
