@@ -32,6 +32,7 @@ def _print_reference(args: argparse.Namespace, ctx, measure) -> None:
     """The same measurement on the case's own label map, and the Dice of the masks, beside the result."""
     import numpy as np
 
+    from tools.anatomy import CORONARY_LABELS
     from tools.context import load_context
 
     if ctx.reference is None or ctx.reference.labels is None:
@@ -43,8 +44,8 @@ def _print_reference(args: argparse.Namespace, ctx, measure) -> None:
     except Exception as err:  # the reference path is reported, whatever stops it
         print(f"reference ({ctx.reference.source}): could not be computed ({err})")
     if ctx.labels is not None:
-        found, true = ctx.labels > 0, (ctx.reference.labels >= 20) & (ctx.reference.labels <= 37)
-        found &= (ctx.labels >= 20) & (ctx.labels <= 37)
+        ids = list(CORONARY_LABELS)
+        found, true = np.isin(ctx.labels, ids), np.isin(ctx.reference.labels, ids)
         dice = 2 * (found & true).sum() / max(found.sum() + true.sum(), 1)
         print(f"coronary masks used vs reference: Dice {dice:.3f} ({ctx.labels_source.split(' (')[0]})")
 
