@@ -334,7 +334,9 @@ def form_image(lab: np.ndarray, parts: dict, grid: Grid, contrast: Contrast, noi
     huf = hu.reshape(-1)
     band, occ = parts["band"], parts["occ"]
     huf[band] = huf[band] * (1 - occ) + 0.97 * c.blood_left * occ
-    huf[band] = np.maximum(huf[band], parts["ca_hu"])
+    # calcium replaces tissue only where there is calcium; elsewhere the groove fat keeps its own HU
+    calcified = parts["ca_hu"] > 0
+    huf[band[calcified]] = np.maximum(huf[band[calcified]], parts["ca_hu"][calcified])
     huf[band[parts["struts"]]] = c.stent
     hu = np.where(parts["extra_ca"] >= 130, np.maximum(hu, parts["extra_ca"]), hu)
     sp = np.asarray(grid.spacing)
