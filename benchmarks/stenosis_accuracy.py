@@ -139,6 +139,9 @@ def summary(rows: list[Row]) -> list[str]:
     missed = [r.name + f" {r.truth_percent:.0f} %" for r in graded if not r.found]
     out.append(f"lesions not called (read below the 25 % lesion threshold): {len(missed)} of {len(graded)}")
     out.append(f"90 % lesions called occlusion: {sum(r.occluded for r in ninety)} of {len(ninety)} (target 0)")
+    graded_cats = [r for r in rows if r.truth_cadrads is not None and r.measured_cadrads is not None]
+    agree = sum(r.truth_cadrads.split("/")[0] == r.measured_cadrads.split("/")[0] for r in graded_cats)
+    out.append(f"CAD-RADS category read = truth: {agree} of {len(graded_cats)}")
     out.append("healthy CAD-RADS 0: " + ", ".join(f"{r.name} -> {r.measured_cadrads}" for r in healthy))
     out.append(f"lesion length error: mean {np.mean(lengths):.1f} mm, max {np.max(lengths):.1f} mm, "
                f"{sum(e <= 2 for e in lengths)} of {len(lengths)} within 2 mm (target all)")

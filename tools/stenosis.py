@@ -308,8 +308,10 @@ def measure_vessel(hu: np.ndarray, affine: np.ndarray, segments: Sequence[str], 
     seg_max: dict[str, float] = {}
     for les in lesions:
         for seg in les.segments:
+            # Read from the same profile as the lesion's own stenosis, so a segment's CAD-RADS is
+            # its worst lesion's category (the steadier profile lifts a pointed minimum).
             i0, i1 = np.searchsorted(arc, [les.start_mm, les.end_mm])
-            in_seg = percent[i0:i1 + 1][path.segments[i0:i1 + 1] == seg]
+            in_seg = mld_percent[i0:i1 + 1][path.segments[i0:i1 + 1] == seg]
             value = float(in_seg.max()) if in_seg.size else 0.0
             seg_max[seg] = round(max(seg_max.get(seg, 0.0), value), 1)
     return VesselMeasurement(
