@@ -2,7 +2,7 @@
 
 For each seed (default 10_000-10_199, never used while developing the parser) the phantom
 findings sampler draws ground-truth findings, the phantom report writer turns them into a varied
-free-text report, and ``training.curriculum.report_parser.parse_report`` reads it back. No images
+free-text report, and ``tools.reports.parser.parse_report`` reads it back. No images
 are generated. Compared per SCCT segment, as sets of (study, segment, value):
 
 * stenosis category: CAD-RADS category of the segment's maximal stenosis (``tools.cadrads``), for
@@ -33,8 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tools.anatomy import SEGMENTS_BY_CODE  # noqa: E402
 from tools.cadrads import stenosis_category  # noqa: E402
 from tools.case_format import Findings  # noqa: E402
-from training.curriculum.findings import ReportFindings  # noqa: E402
-from training.curriculum.report_parser import parse_report  # noqa: E402
+from tools.reports.findings import ReportFindings  # noqa: E402
+from tools.reports.parser import parse_report  # noqa: E402
 
 TYPES = ("stenosis category", "plaque type", "calcium presence", "stent")
 

@@ -61,7 +61,7 @@ from tools.context import CONFIG_KEY as STUDY_CONFIG_KEY
 from tools.embeddings import load_model
 from tools.phi import scrub_phi
 from tools.settings import Settings, get_settings
-from training.curriculum.report_parser import parse_report
+from tools.reports.parser import parse_report
 
 # Keys of ``config["configurable"]`` read by the ``retrieve_reports`` tool.
 STORE_CONFIG_KEY = "report_store"

@@ -15,7 +15,7 @@ from tools.case_format import iter_cases, load_case  # noqa: E402
 from training.curriculum.builder import (  # noqa: E402
     build_case_instructions, build_curriculum, load_phrasings, read_curriculum, write_curriculum,
 )
-from training.curriculum.report_parser import parse_report  # noqa: E402
+from tools.reports.parser import parse_report  # noqa: E402
 from training.curriculum.schema import CURRICULUM_VERSION  # noqa: E402
 
 CALCIUM = STRUCTURES_BY_NAME["calcified_plaque"].label_id

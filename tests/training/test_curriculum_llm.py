@@ -6,7 +6,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from training.curriculum.findings import ReportFindings
+from tools.reports.findings import ReportFindings
 from training.curriculum.llm import EmbeddedReportModel, ReportModelError, ask, extract_findings, make_chat_model
 from training.curriculum.templates import load_templates, render_messages
 

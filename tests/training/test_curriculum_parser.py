@@ -2,7 +2,7 @@
 
 import pytest
 
-from training.curriculum.report_parser import parse_report
+from tools.reports.parser import parse_report
 
 REPORT = """FINDINGS: Right-dominant system. Agatston score 245.
 LM: unremarkable.

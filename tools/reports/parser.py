@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from tools.anatomy import SEGMENTS_BY_CODE, SYNONYM_INDEX, MAIN_VESSEL_PATHS
 
-from training.curriculum.findings import ReportFindings, SegmentFinding, grade_of_percent
+from tools.reports.findings import ReportFindings, SegmentFinding, grade_of_percent
 
 _TOKEN = re.compile(r"[A-Za-z0-9]+(?:[-/][A-Za-z0-9]+)*(?:\.\d+)?%?|[;,:()]")
 _MAX_WORDS = max(len(p.split()) for p in SYNONYM_INDEX)

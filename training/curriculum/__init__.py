@@ -3,8 +3,8 @@
 Modules, one responsibility each:
 
 * ``schema``: the curriculum record (shared with the VLM trainer).
-* ``findings``: :class:`ReportFindings`, what every report reader returns.
-* ``report_parser``: the embedded, deterministic report parser.
+* report findings and the deterministic report parser live in :mod:`tools.reports` (the report store
+  reads reports too).
 * ``templates`` (+ ``templates.yaml``): report-understanding templates and their answer models.
 * ``llm``: the pluggable chat models behind the templates (embedded default, OpenAI-compatible).
 * ``builder`` (+ ``phrasings.yaml``): stages 1-3 of instructions, the versioned JSONL file.

@@ -35,7 +35,7 @@ from tools.anatomy import (
 )
 from tools.case_format import Case, Finding
 
-from training.curriculum.findings import ReportFindings, SegmentFinding
+from tools.reports.findings import ReportFindings, SegmentFinding
 from training.curriculum.schema import (
     CURRICULUM_VERSION, InstructionRecord, MaskTarget, Provenance, Target,
 )

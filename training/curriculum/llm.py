@@ -25,7 +25,7 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
 from pydantic import BaseModel
 
-from training.curriculum.report_parser import parse_report
+from tools.reports.parser import parse_report
 from training.curriculum.templates import ANSWER_MODELS, answer_from_findings, get_template, render_messages
 
 

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 
 from tools.anatomy import ARTERIES, ARTERY_NAMES, SEGMENTS_BY_CODE, resolve_structure_or_segment
 
-from training.curriculum.findings import ReportFindings, SegmentFinding
+from tools.reports.findings import ReportFindings, SegmentFinding
 
 TEMPLATES_FILE = Path(__file__).with_name("templates.yaml")
 

@@ -12,7 +12,7 @@ Grammar mini-language (in the YAML): ``<a|b>`` one alternative, ``[x]`` optional
 value from the writer; ``{Slot}`` is the same value with its first letter capitalised (left alone
 when the first word is an abbreviation such as "pLAD").
 
-Vocabulary, for the report parser's coverage (``training/curriculum/report_parser.py``):
+Vocabulary, for the report parser's coverage (``tools/reports/parser.py``):
 
 * Segment phrasings (from ``tools.anatomy``, never re-typed): the full name ("the proximal left
   anterior descending artery"), the code ("the pLAD", "the OM1", "the R-PDA"), the registry synonyms
