@@ -44,6 +44,7 @@ from tools.study import (
     NoDicomImagesError,
     NonImageObjectsOnlyError,
     NotAVolumeError,
+    SeriesNotFoundError,
     Study,
     StudyError,
     UndecodableCompressionError,
@@ -117,8 +118,8 @@ def _shown(values) -> str:
 
 
 @dataclass
-class SeriesInfo:
-    """Headers of the slices of one series found in a folder."""
+class SeriesFiles:
+    """Headers (and file paths) of the slices of one series found in a folder; pixels stay on disk."""
 
     uid: str
     headers: list[pydicom.Dataset] = field(default_factory=list)
@@ -186,13 +187,48 @@ class SeriesInfo:
         return (f"series {self.number} '{self.description}' ({self.modality}, {orientation}, "
                 f"{len(self.headers)} slice{'s' if len(self.headers) != 1 else ''})")
 
-    def subset(self, keep: list[int]) -> SeriesInfo:
-        return SeriesInfo(self.uid, [self.headers[i] for i in keep], [self.paths[i] for i in keep])
+    def number_of(self, keyword: str) -> float | None:
+        """A single finite numeric attribute of the first readable slice (e.g. KVP, SliceThickness)."""
+        for ds in self.headers[:3]:
+            try:
+                values = _numbers(ds, keyword)
+            except _BadValue:
+                continue
+            if values and len(values) == 1 and np.isfinite(values[0]):
+                return float(values[0])
+        return None
+
+    def text_of(self, keyword: str) -> str:
+        """A text attribute of the first slice ('' when absent or damaged)."""
+        return _text(self.first, keyword)
+
+    @property
+    def has_contrast_agent(self) -> bool:
+        """Whether the headers name a contrast agent (ContrastBolusAgent): written for contrast scans."""
+        return bool(_text(self.first, "ContrastBolusAgent"))
+
+    @property
+    def slice_spacing(self) -> float | None:
+        """Median distance (mm) between sorted slice positions along the slice normal; None when unknown."""
+        depths = []
+        for ds in self.headers:
+            try:
+                iop, ipp = _numbers(ds, "ImageOrientationPatient"), _numbers(ds, "ImagePositionPatient")
+            except _BadValue:
+                continue
+            if not iop or not ipp or len(iop) != 6 or len(ipp) != 3 or not all(np.isfinite([*iop, *ipp])):
+                continue
+            depths.append(float(np.cross(iop[:3], iop[3:]) @ np.asarray(ipp)))
+        gaps = np.diff(np.unique(np.round(depths, 3)))
+        return float(np.median(gaps)) if len(gaps) else None
+
+    def subset(self, keep: list[int]) -> SeriesFiles:
+        return SeriesFiles(self.uid, [self.headers[i] for i in keep], [self.paths[i] for i in keep])
 
 
 @dataclass
 class FolderScan:
-    series: dict[str, SeriesInfo]
+    series: dict[str, SeriesFiles]
     n_files: int = 0
     non_dicom: int = 0
     unreadable: list[str] = field(default_factory=list)
@@ -267,13 +303,13 @@ def scan_folder(folder: Path) -> FolderScan:
         if kind:
             scan.non_image[kind] = scan.non_image.get(kind, 0) + 1
             continue
-        info = scan.series.setdefault(uid, SeriesInfo(uid))
+        info = scan.series.setdefault(uid, SeriesFiles(uid))
         info.headers.append(ds)
         info.paths.append(path)
     return scan
 
 
-def choose_series(scan: FolderScan) -> tuple[SeriesInfo, str | None]:
+def choose_series(scan: FolderScan) -> tuple[SeriesFiles, str | None]:
     """The axial CT series with the most slices (else the largest image series), and why.
 
     Returns:
@@ -454,7 +490,7 @@ def _rescale_problem(slope: tuple[float, ...], intercept: tuple[float, ...], mod
     return None
 
 
-def _majority(keys: list, what: str, series: SeriesInfo) -> tuple[list[int], list[int]]:
+def _majority(keys: list, what: str, series: SeriesFiles) -> tuple[list[int], list[int]]:
     """Indices holding the most common key, and the rest; refuses when no key holds a majority."""
     counts: dict = {}
     for key in keys:
@@ -481,13 +517,13 @@ def _sound(n_good: int, n_total: int) -> bool:
     return n_good >= 2 and n_good * 2 > n_total
 
 
-def _left_out(series: SeriesInfo, bad: list[int], reason: str, kind: str = "slice(s)") -> str:
+def _left_out(series: SeriesFiles, bad: list[int], reason: str, kind: str = "slice(s)") -> str:
     names = ", ".join(series.paths[i].name for i in bad[:3]) + (", ..." if len(bad) > 3 else "")
     return f"{len(bad)} {kind} were left out ({names}): {reason}"
 
 
-def check_slices(series: SeriesInfo, *, warnings: list[str], limits: IngestLimits = LIMITS
-                 ) -> tuple[SeriesInfo, list[SliceGeometry]]:
+def check_slices(series: SeriesFiles, *, warnings: list[str], limits: IngestLimits = LIMITS
+                 ) -> tuple[SeriesFiles, list[SliceGeometry]]:
     """Read each slice's geometry; drop the few slices that are damaged or disagree with the rest.
 
     A slice is left out (with a warning) when its header holds an impossible value, or its size,
@@ -536,7 +572,7 @@ def check_slices(series: SeriesInfo, *, warnings: list[str], limits: IngestLimit
     return series, geoms
 
 
-def _check_acquisitions(series: SeriesInfo, depth: np.ndarray) -> None:
+def _check_acquisitions(series: SeriesFiles, depth: np.ndarray) -> None:
     """Refuse one series that holds two acquisitions over the same positions (e.g. two cardiac phases).
 
     The sign is positions that hold two different images (not two copies of one instance), at more
@@ -568,7 +604,7 @@ def _check_acquisitions(series: SeriesInfo, depth: np.ndarray) -> None:
         "(for example each cardiac phase) as its own series and load one")
 
 
-def build_study(series: SeriesInfo, *, settings: Settings, warnings: list[str],
+def build_study(series: SeriesFiles, *, settings: Settings, warnings: list[str],
                 limits: IngestLimits = LIMITS) -> Study:
     """Stack ``series`` into a rescaled LPS volume; appends what was fixed or skipped to ``warnings``."""
     series, geoms = check_slices(series, warnings=warnings, limits=limits)
@@ -695,7 +731,7 @@ def _pixel_bytes_problem(ds: pydicom.Dataset, geom: SliceGeometry) -> StudyError
     return None
 
 
-def _read_pixels(series: SeriesInfo, geoms: list[SliceGeometry], order: np.ndarray, limits: IngestLimits
+def _read_pixels(series: SeriesFiles, geoms: list[SliceGeometry], order: np.ndarray, limits: IngestLimits
                  ) -> tuple[np.ndarray, dict[int, StudyError]]:
     """(columns, rows, N) rescaled volume and, per unusable slice index, why (those planes left as zeros).
 
@@ -814,15 +850,48 @@ def _metadata(ds: pydicom.Dataset) -> dict:
         "manufacturer": text("Manufacturer"),
         "convolution_kernel": kernel.strip() or None if kernel else None,
         "contrast": bool(text("ContrastBolusAgent")),
+        "frame_of_reference_uid": text("FrameOfReferenceUID"),
+        # Age and sex only (the clinical context uses them); the birth date itself is never kept.
+        "patient_age_years": _patient_age(ds),
+        "patient_sex": {"M": "male", "F": "female"}.get(_text(ds, "PatientSex").upper()),
     }
     return {k: v for k, v in meta.items() if v is not None}
 
 
-def read_dicom_folder(folder: Path, *, settings: Settings | None = None) -> Study:
-    """Load the best series under ``folder``; see :func:`tools.study.load_study` for the policy."""
+def _patient_age(ds: pydicom.Dataset) -> int | None:
+    """Age in whole years from PatientAge ("067Y"), else from the birth and study dates; None if unknown."""
+    age = _text(ds, "PatientAge").upper()
+    if len(age) == 4 and age[:3].isdigit() and age[3] in "YMWD":
+        return int(age[:3]) if age[3] == "Y" else 0
+    born, seen = _text(ds, "PatientBirthDate"), _text(ds, "StudyDate")
+    if len(born) == 8 == len(seen) and born.isdigit() and seen.isdigit():
+        years = int(seen[:4]) - int(born[:4]) - (seen[4:] < born[4:])
+        return years if 0 <= years <= 130 else None
+    return None
+
+
+def read_dicom_folder(folder: Path, *, settings: Settings | None = None, series_uid: str | None = None,
+                      scan: FolderScan | None = None) -> Study:
+    """Load the best series under ``folder``, or the series ``series_uid``; see :func:`tools.study.load_study`.
+
+    Args:
+        scan: the folder's :func:`scan_folder` result when already read (several series of one folder
+            are loaded with one scan).
+
+    Raises:
+        SeriesNotFoundError: ``series_uid`` is not a series of the folder.
+        StudyError: the series (or the folder) cannot be loaded; see :func:`tools.study.load_study`.
+    """
     settings = settings or get_settings()
-    scan = scan_folder(folder)
-    series, reason = choose_series(scan)
+    scan = scan or scan_folder(folder)
+    if series_uid is None:
+        series, reason = choose_series(scan)
+    elif series_uid in scan.series:
+        series, reason = scan.series[series_uid], None
+    else:
+        raise SeriesNotFoundError(
+            f"no series with the UID {series_uid} in this study; its series are: "
+            + ("; ".join(s.label() for s in scan.series.values()) or "none"))
     warnings = []
     if scan.non_dicom:
         warnings.append(f"{scan.non_dicom} non-DICOM file(s) were skipped")

@@ -171,6 +171,24 @@ class NotAVolumeError(StudyError):
     code = "study.not_a_volume"
 
 
+class SeriesNotFoundError(StudyError):
+    """A series was asked for by a UID the study does not hold."""
+
+    code = "series.not_found"
+
+
+class SeriesPickError(StudyError):
+    """The series asked for cannot play the part it was picked for (a localizer as the CCTA, ...)."""
+
+    code = "series.pick_invalid"
+
+
+class SeriesSourceGoneError(StudyError):
+    """Another series pick needs the study's files, which are no longer on the server."""
+
+    code = "series.source_gone"
+
+
 class UnsafeZipError(StudyError):
     """A zip is unreadable, encrypted, or holds entries that would escape the extraction folder."""
 
