@@ -1,0 +1,178 @@
+"""The vessel view that opens with a stenosis or stent answer: a PNG and its caption.
+
+How the app calls it (after each answer, with the session the answer was asked in)::
+
+    from ui.vessel_panel import vessel_view_for_answer
+    from tools.vessel_view import VesselViewError
+
+    try:
+        view = vessel_view_for_answer(session, answer)   # session: assistant.session.Session
+    except VesselViewError as err:                         # err.code == "vessel_view.unavailable"
+        view, note = None, str(err)                        # a clinician-readable reason, no traceback
+    if view is not None:
+        image_path, caption = view.path, view.caption      # e.g. gr.Image(value=str(view.path), label=caption)
+
+``session`` may also be a :class:`tools.context.StudyContext`. ``answer`` is the
+:class:`assistant.answer.GroundedAnswer` just returned. The result is ``None`` when the answer
+holds no successful ``measure_lesion`` or ``stent_coverage`` call (nothing about a vessel to
+draw). The PNG is written into the session's output folder (``StudyContext.outputs()``), named
+after the case and the vessel (``lad_stenosis_LAD_vessel_view.png``,
+``lad_stenosis_LAD_stent-20mm_vessel_view.png``); the caption and ``file_name`` hold no server
+path. Drawing takes about a second on a demo case (the vessel is measured again from the CT).
+
+What is drawn is measured again from the CT with the same tool and arguments as the answer, so
+the picture carries the answer's numbers; if they differ (another study was loaded since the
+answer), :class:`~tools.vessel_view.VesselViewError` says so instead of drawing another study.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from assistant.answer import GroundedAnswer
+from tools.context import StudyContext
+from tools.stenosis import LesionMeasurement, StenosisError, measure_lesion
+from tools.stent import StentError, StentPlan, stent_coverage
+from tools.vessel_view import (VesselViewConfig, VesselViewError, drawing_from_measurement, render_vessel_view,
+                               straighten)
+
+VESSEL_TOOLS = ("measure_lesion", "stent_coverage")
+STENT_ARGS = ("stent_diameter_mm", "landing_zone_mm")
+
+
+@dataclass(frozen=True)
+class VesselViewImage:
+    """The vessel view of one answer."""
+
+    path: Path  # the PNG in the session's output folder (serve it; never show this path in text)
+    file_name: str  # what a page may show or offer as the download name
+    caption: str  # what the picture shows, with the answer's numbers; no server paths
+    vessel: str  # the artery or segment drawn, e.g. "LAD" or "pLAD"
+    seconds: float  # time taken to measure and draw
+
+
+def _context(session_or_ctx) -> StudyContext:
+    ctx = session_or_ctx if isinstance(session_or_ctx, StudyContext) else getattr(session_or_ctx, "context", None)
+    if not isinstance(ctx, StudyContext):
+        raise VesselViewError("no study is loaded, so the vessel cannot be drawn: load the study again")
+    return ctx
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.") or "study"
+
+
+def case_name(ctx: StudyContext) -> str:
+    """The study's name for file names: the case id, else the loaded file or folder name."""
+    if ctx.case is not None:
+        return _safe(ctx.case.manifest.case_id)
+    source = Path(ctx.study.source or "study").name
+    return _safe(source.removesuffix(".gz").removesuffix(".nii").removesuffix(".zip"))
+
+
+def _finding(answer: GroundedAnswer, name: str, tool: str):
+    return next((f.value for f in answer.findings if f.name == name and f.tool == tool), None)
+
+
+def _check_same(answer: GroundedAnswer, measured: LesionMeasurement, plan: StentPlan | None) -> None:
+    """The re-measured vessel must carry the answer's numbers, else the study changed meanwhile."""
+    where = measured.segment or measured.vessel
+    if plan is not None:
+        said, now = _finding(answer, "stent coverage", "stent_coverage"), plan.status.replace("_", " ")
+    elif measured.lesion is None:
+        said, now = _finding(answer, f"{where} lesion", "measure_lesion"), "none found"
+    else:
+        said = _finding(answer, f"{where} diameter stenosis", "measure_lesion")
+        now = round(measured.lesion.stenosis_percent)
+        said = None if said is None else round(float(said))
+    if said is not None and said != now:
+        raise VesselViewError(f"the {where} measured now ({now}) differs from the answer ({said}): another study "
+                              "was loaded since this answer, so its vessel view is not drawn")
+
+
+def _pick(ctx: StudyContext, answer: GroundedAnswer):
+    """(measurement, stent plan or None, stent args) of the vessel the answer is about, or None."""
+    calls = [c for c in answer.tool_calls if c.ok and c.name in VESSEL_TOOLS and c.args.get("vessel")]
+    if not calls:
+        return None
+    try:
+        stent_calls = [c for c in calls if c.name == "stent_coverage"]
+        if stent_calls:
+            args = stent_calls[-1].args
+            measured = measure_lesion(ctx, args["vessel"])
+            plan = stent_coverage(ctx, args["vessel"], float(args["stent_length_mm"]),
+                                  **{k: args[k] for k in STENT_ARGS if args.get(k) is not None})
+            return measured, plan, args
+        # Several vessels measured (a CAD-RADS answer): draw the most severe lesion's.
+        measured = [measure_lesion(ctx, v) for v in dict.fromkeys(c.args["vessel"] for c in calls)]
+        worst = max(measured, key=lambda m: -1.0 if m.lesion is None else m.lesion.stenosis_percent)
+        return worst, None, None
+    except (StenosisError, StentError, KeyError, ValueError) as err:
+        if isinstance(err, VesselViewError):
+            raise
+        raise VesselViewError(f"the vessel could not be measured again to draw it: {err}") from err
+
+
+def caption_for(measured: LesionMeasurement, plan: StentPlan | None, source: str) -> str:
+    """What the picture shows, in the answer's rounding (stenosis whole %, lengths 0.1 mm)."""
+    m, les = measured.measurement, measured.lesion
+    where = measured.segment or measured.vessel
+    text = f"{measured.vessel} straightened along its {source}, two lengthwise cuts at 90 degrees (W 700 / L 200). "
+    if les is None:
+        text += f"No lesion found on the {where}; lumen and reference diameter plotted along {m.length_mm:.1f} mm."
+    else:
+        text += (f"Lesion (orange) in the {les.segment}: {les.stenosis_percent:.0f}% diameter stenosis "
+                 f"(CAD-RADS {les.category}), {les.start_mm:.1f}-{les.end_mm:.1f} mm, {les.length_mm:.1f} mm long; "
+                 f"minimal lumen diameter (red) {les.minimal_lumen_diameter_mm:.1f} mm at {les.mld_position_mm:.1f} mm, "
+                 f"reference {les.reference_diameter_mm:.1f} mm.")
+    if plan is not None and plan.lesion is not None and plan.margin_proximal_mm is not None:
+        zones = "both healthy" if plan.covers else "not both met"
+        text += (f" Proposed stent (blue) {plan.stent_length_mm:g} mm placed with margins "
+                 f"{plan.margin_proximal_mm:.1f} / {plan.margin_distal_mm:.1f} mm; landing zones of "
+                 f"{plan.landing_zone_mm:g} mm {zones} (green healthy, red short).")
+    return text + " Distances from the proximal end of the measured path; measured from the CT intensities."
+
+
+def vessel_view_for_answer(session_or_ctx, answer: GroundedAnswer, *,
+                           config: VesselViewConfig | None = None) -> VesselViewImage | None:
+    """The vessel view of ``answer`` (see the module docstring for how the app uses it).
+
+    Returns:
+        None when the answer measured no vessel; else the PNG and its caption.
+
+    Raises:
+        VesselViewError: no study is loaded, the study changed since the answer, or the vessel
+            cannot be measured or laid out again (a clinician-readable message).
+    """
+    started = time.perf_counter()
+    if not any(c.ok and c.name in VESSEL_TOOLS for c in answer.tool_calls):
+        return None
+    ctx = _context(session_or_ctx)
+    picked = _pick(ctx, answer)
+    if picked is None:
+        return None
+    measured, plan, stent_args = picked
+    _check_same(answer, measured, plan)
+    m = measured.measurement
+    if m.profile is None:
+        raise VesselViewError(f"the {measured.vessel} measurement carries no profile to draw")
+    source = ("image-derived centerline" if "image-derived" in m.centerline_source.lower()
+              else "measured centerline")
+    view = straighten(ctx.study.hu, ctx.study.affine, m.profile.path.points_mm, config)
+    lesion = plan.lesion if plan is not None and plan.lesion is not None else measured.lesion
+    drawing = drawing_from_measurement(m, lesion, plan)
+    where = measured.segment or measured.vessel
+    name = f"{case_name(ctx)}_{_safe(where)}"
+    if stent_args is not None:
+        name += f"_stent-{float(stent_args['stent_length_mm']):g}mm"
+    file_name = f"{name}_vessel_view.png"
+    title = (f"{where}: " + ("no lesion found" if lesion is None else
+                             f"{lesion.stenosis_percent:.0f}% diameter stenosis (CAD-RADS {lesion.category}) "
+                             f"in the {lesion.segment}")
+             + ("" if plan is None else f"; {plan.stent_length_mm:g} mm stent: {plan.status.replace('_', ' ')}"))
+    rendered = render_vessel_view(view, drawing, out_path=ctx.outputs() / file_name, title=title, config=config)
+    return VesselViewImage(path=rendered.path, file_name=file_name, caption=caption_for(measured, plan, source),
+                           vessel=where, seconds=round(time.perf_counter() - started, 2))
