@@ -11,12 +11,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from tools.segmentation import NoSegmentationAvailable
+
 _TAG = re.compile(r"\s*\[code: (?P<code>[\w.\-]+); class: (?P<cls>\w+)\]\s*$")
 
-# The session has no label map to take anatomy from: the trained VLM is the next resort. Tools
-# signal it by class (NoSegmentationAvailable) or by one of these codes.
-NO_LABEL_MAP_CLASSES = frozenset({"NoSegmentationAvailable"})
-NO_LABEL_MAP_CODES = frozenset({"segmentation.unavailable", "labels.missing"})
+# The session has no label map to take anatomy from: the trained VLM is the next resort. Decided on
+# the code alone, so a renamed or subclassed error routes the same way.
+NO_LABEL_MAP_CODES = frozenset({NoSegmentationAvailable.code})
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class ToolErrorInfo:
 
     @property
     def no_label_map(self) -> bool:
-        return self.error_class in NO_LABEL_MAP_CLASSES or self.code in NO_LABEL_MAP_CODES
+        return self.code in NO_LABEL_MAP_CODES
 
 
 def error_code(err: BaseException) -> str:

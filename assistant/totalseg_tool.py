@@ -30,6 +30,20 @@ _LABELS_KEY = "totalsegmentator_labels"
 class TotalSegmentatorError(StudyError):
     """TotalSegmentator cannot label this structure or study; the message says why."""
 
+    code = "totalsegmentator.cannot_label"
+
+
+class TotalSegmentatorNotCT(TotalSegmentatorError):
+    """The study is not CT: the 'total' task was trained on CT only."""
+
+    code = "totalsegmentator.not_ct"
+
+
+class TotalSegmentatorTargetUnsupported(TotalSegmentatorError):
+    """The asked structure is not one TotalSegmentator labels (coronary arteries, for one)."""
+
+    code = "totalsegmentator.target_unsupported"
+
 
 def weights_dir() -> Path:
     """TotalSegmentator's weights folder: TOTALSEG_WEIGHTS_PATH, else TOTALSEG_HOME_DIR (default
@@ -88,11 +102,11 @@ def totalsegmentator_tool(target: str, *, config: RunnableConfig) -> dict:
 
     ctx = context_from_config(config)
     if ctx.study.modality != "CT":
-        raise TotalSegmentatorError(f"this is a {ctx.study.modality} study: TotalSegmentator's 'total' task needs CT")
+        raise TotalSegmentatorNotCT(f"this is a {ctx.study.modality} study: TotalSegmentator's 'total' task needs CT")
     kind, key = resolve_structure_or_segment(target)
     if kind != "structure" or key not in set(TOTALSEG_TO_REGISTRY.values()):
-        raise TotalSegmentatorError(f"TotalSegmentator does not label {target!r}; it labels "
-                                    + ", ".join(sorted(set(TOTALSEG_TO_REGISTRY.values()))))
+        raise TotalSegmentatorTargetUnsupported(f"TotalSegmentator does not label {target!r}; it labels "
+                                                + ", ".join(sorted(set(TOTALSEG_TO_REGISTRY.values()))))
     mask = _label_map(ctx) == STRUCTURES_BY_NAME[key].label_id
     voxels = int(mask.sum())
     path = None

@@ -37,13 +37,19 @@ from tools.study import StudyError
 class VLMUnavailable(StudyError):
     """No usable trained checkpoint: the message says where one was looked for."""
 
+    code = "vlm.unavailable"
+
 
 class VLMBelowBar(VLMUnavailable):
     """The checkpoint's held-out Dice for the asked kind of structure is below ``settings.vlm_min_dice``."""
 
+    code = "vlm.below_dice_bar"
+
 
 class VLMAnswerWithheld(VLMUnavailable):
     """The checkpoint's held-out answers to this kind of question were not shown to depend on the image."""
+
+    code = "vlm.answer_withheld"
 
 
 class VLMAnswerSettings(BaseSettings):

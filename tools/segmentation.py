@@ -27,7 +27,9 @@ FINDING_TARGETS = {
 
 
 class NoSegmentationAvailable(StudyError):
-    """The session has no label map to take a mask from."""
+    """The session has no label map to take a mask from (the trained VLM is the next resort)."""
+
+    code = "segmentation.unavailable"
 
 
 class SegmentAnatomyInput(BaseModel):
