@@ -431,6 +431,4 @@ def render_vessel_view(view: StraightenedView, drawing: VesselDrawing, *, out_pa
 def _ct_cmap():
     from matplotlib import colormaps
 
-    cmap = colormaps["gray"].copy()
-    cmap.set_bad("#202040")  # outside the image: distinct from air or fat
-    return cmap
+    return colormaps["gray"].with_extremes(bad="#202040")  # outside the image: distinct from air or fat

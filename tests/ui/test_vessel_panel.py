@@ -1,0 +1,79 @@
+"""The vessel view opened with an answer: a PNG named after the case and vessel for stenosis and stent
+answers on a demo case (image-derived anatomy only), none for other answers, and a clear refusal
+when the study changed since the answer."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from PIL import Image
+
+from assistant.answer import AnswerFinding, GroundedAnswer, ToolCallRecord
+from assistant.findings import findings_of
+from tools.context import load_context
+from tools.settings import get_settings
+from tools.stenosis import measure_lesion_tool
+from tools.stent import stent_coverage_tool
+from tools.vessel_view import VesselViewError
+from ui.vessel_panel import vessel_view_for_answer
+
+CASE = "lad_stenosis"
+
+
+@pytest.fixture(scope="module")
+def ctx(tmp_path_factory):
+    ctx = load_context(get_settings().demo_cases_dir / CASE)  # anatomy from the image, not the case labels
+    assert ctx.reference is not None and ctx.labels is not ctx.reference.labels
+    ctx.output_dir = tmp_path_factory.mktemp("session")
+    return ctx
+
+
+def _answer(ctx, tool, args) -> GroundedAnswer:
+    """The answer the assistant assembles from one tool call: its trace and its findings."""
+    result = tool.invoke(args, config=ctx.as_config())
+    return GroundedAnswer(question="q", answer="a", findings=findings_of(tool.name, result),
+                          tool_calls=[ToolCallRecord(name=tool.name, args=args, ok=True)])
+
+
+def test_an_answer_without_a_vessel_measurement_gives_none(ctx):
+    calcium = GroundedAnswer(question="What is the calcium score?", answer="...",
+                             tool_calls=[ToolCallRecord(name="calcium_score", args={}, ok=True)])
+    failed = GroundedAnswer(question="LAD stenosis?", answer="...",
+                            tool_calls=[ToolCallRecord(name="measure_lesion", args={"vessel": "LAD"}, ok=False,
+                                                       message="no lumen")])
+    assert vessel_view_for_answer(ctx, calcium) is None
+    assert vessel_view_for_answer(ctx, failed) is None
+    assert vessel_view_for_answer(ctx, GroundedAnswer(question="hi", answer="hello")) is None
+
+
+def test_stenosis_answer_on_a_demo_case_gives_its_vessel_view(ctx):
+    answer = _answer(ctx, measure_lesion_tool, {"vessel": "LAD"})
+    view = vessel_view_for_answer(SimpleNamespace(context=ctx), answer)  # a session holds its context
+    assert view is not None and view.vessel == "LAD"
+    assert view.path.parent == ctx.outputs() and view.path.name == view.file_name == f"{CASE}_LAD_vessel_view.png"
+    with Image.open(view.path) as png:
+        assert png.format == "PNG" and png.width >= 800 and png.height >= 500
+    stenosis = next(f for f in answer.findings if f.name == "LAD diameter stenosis").value
+    assert f"{stenosis:.0f}% diameter stenosis" in view.caption
+    assert str(view.path.parent) not in view.caption and view.path.name not in view.caption  # no server path
+
+
+def test_stent_answer_draws_the_stent_and_its_landing_zones(ctx):
+    args = {"vessel": "LAD", "stent_length_mm": 20.0}
+    view = vessel_view_for_answer(ctx, _answer(ctx, stent_coverage_tool, args))
+    assert view is not None and view.file_name == f"{CASE}_LAD_stent-20mm_vessel_view.png"
+    assert "Proposed stent (blue) 20 mm" in view.caption and "landing zones of 2.5 mm" in view.caption
+    assert view.path.exists()
+
+
+def test_an_answer_from_another_study_is_not_drawn_on_this_one(ctx):
+    answer = _answer(ctx, measure_lesion_tool, {"vessel": "LAD"})
+    said = float(next(f for f in answer.findings if f.name == "LAD diameter stenosis").value)
+    other = AnswerFinding(name="LAD diameter stenosis", value=55.0 if said != 55.0 else 75.0, unit="%",
+                          tool="measure_lesion")
+    stale = answer.model_copy(update={"findings": [other if f.name == other.name else f for f in answer.findings]})
+    with pytest.raises(VesselViewError, match="another study"):
+        vessel_view_for_answer(ctx, stale)
+    with pytest.raises(VesselViewError, match="no study is loaded"):
+        vessel_view_for_answer(SimpleNamespace(context=None), answer)
