@@ -126,6 +126,7 @@ class CalciumScore(BaseModel):
     series_kind: str | None = Field(None, description="non_contrast or contrast, read from the image and headers")
     method: str = Field(description="thresholds, connectivity, slice method, exclusions, assignment rule")
     labels_source: str | None = None
+    scored_series: str | None = Field(None, description="which loaded series was scored, as the answer names it")
     warnings: list[str] = Field(default_factory=list)
 
 
@@ -567,6 +568,8 @@ def score_context(ctx, *, calibration: float | None = None) -> CalciumScore:
                                 metadata=study.metadata)
         result.method += f"; {kind.method}"
         result.warnings = kind.warnings + result.warnings
+        result.scored_series = _series_name(study, "the calcium-scoring series loaded with the CCTA" if is_cac
+                                            else "the loaded study")
         return result
     study = ctx.study
     result = contrast_calcium_volume(study.hu, study.spacing, ctx.labels, affine=study.affine,
@@ -574,7 +577,16 @@ def score_context(ctx, *, calibration: float | None = None) -> CalciumScore:
                                      labels_source=ctx.labels_source)
     result.method += f"; {kinds[-1][2].method}"
     result.warnings = [w for _, _, k in kinds for w in k.warnings] + result.warnings
+    result.scored_series = _series_name(study, "the contrast CCTA")
     return result
+
+
+def _series_name(study, part: str) -> str:
+    """'the calcium-scoring series loaded with the CCTA (series 2 'Calcium Score 3.0 mm')': an answer's provenance."""
+    meta = study.metadata or {}
+    if meta.get("series_description") or meta.get("series_number"):
+        return f"{part} (series {meta.get('series_number', '?')} '{meta.get('series_description', '')}')"
+    return part
 
 
 class CalciumScoreInput(BaseModel):

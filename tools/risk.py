@@ -5,12 +5,15 @@ JACC 2015;66:1643-53) from its published coefficients and baseline survival:
 ``risk = 1 - 0.99833 ** exp(sum)``. :func:`risk_context` gathers what is established for a patient
 and states each score's limits; it never turns a CT and a troponin into a 1-year MACE probability,
 because no validated model does that. The ``risk_context`` tool reads the session's clinical
-context and measures the calcium score when none is given.
+context (the values the clinician entered, else the case's clinical file and the DICOM age and sex),
+names the values it used with their source and the ones that are missing, and measures the calcium
+score on the loaded CT (from the image alone) when none is given.
 """
 
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Mapping
 from typing import Literal
 
@@ -18,10 +21,12 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import tool
 from pydantic import BaseModel, Field
 
+from tools import case_format as cf
 from tools.cadrads import cac_drs, plaque_burden_from_cac
-from tools.case_format import ClinicalContext
-from tools.context import context_from_config
-from tools.troponin import TroponinInterpretation, interpret_troponin
+from tools.clinical_context import FIELD_NAMES, MESA_FIELDS, ClinicalContext, ClinicalContextError
+from tools.context import StudyContext, context_from_config
+from tools.study import StudyError
+from tools.troponin import TroponinError, TroponinInterpretation, interpret_troponin
 
 MESA_BASELINE_SURVIVAL = 0.99833
 MESA_AGE_RANGE = (45, 85)  # derivation cohort 45-84 years; the published calculator accepts 45-85
@@ -44,17 +49,31 @@ class MesaOutOfRangeError(RiskError):
     """The patient is outside the ages the MESA score was derived for."""
 
 
+class MesaInputsMissingError(RiskError):
+    """A value the MESA score needs is not known; the message names each one."""
+
+
+CLINICAL_CONFIG_KEY = "clinical_context"  # a session's edited ClinicalContext in the run config
+
+
+def as_clinical(clinical: ClinicalContext | cf.ClinicalContext | None) -> ClinicalContext | None:
+    """A case's complete clinical file as the session's (partly known) clinical context."""
+    return ClinicalContext.from_case(clinical) if isinstance(clinical, cf.ClinicalContext) else clinical
+
+
 class MesaRisk(BaseModel):
     ten_year_chd_risk: float = Field(description="10-year hard CHD event risk, fraction 0-1")
     ten_year_chd_risk_percent: float
     linear_predictor: float = Field(description="the sum of coefficient x input")
     inputs: dict = Field(description="the values used, with units")
+    inputs_shown: list[str] = Field(default_factory=list, description="each value used as the answer names it, "
+                                    "with where it came from")
     source: str = "McClelland et al., JACC 2015;66:1643-53 (MESA risk score with CAC)"
     limits: str = ("10-year hard CHD events (MI, CHD death, resuscitated arrest, revascularisation) in people "
                    "without known CHD, aged 45-85; not a short-term or MACE prediction")
 
 
-def mesa_chd_risk(clinical: ClinicalContext, agatston: float) -> MesaRisk:
+def mesa_chd_risk(clinical: ClinicalContext | cf.ClinicalContext, agatston: float) -> MesaRisk:
     """MESA 10-year hard CHD risk with coronary artery calcium.
 
     Args:
@@ -63,9 +82,16 @@ def mesa_chd_risk(clinical: ClinicalContext, agatston: float) -> MesaRisk:
         agatston: Agatston score of a non-contrast calcium-scoring CT (>= 0).
 
     Raises:
+        MesaInputsMissingError: a value the score needs is not known (the message names them).
         MesaOutOfRangeError: age outside 45-85 (the score is refused, not extrapolated).
         RiskError: a negative or non-finite calcium score.
     """
+    clinical = as_clinical(clinical)
+    missing = clinical.missing(MESA_FIELDS)
+    if missing:
+        raise MesaInputsMissingError(
+            f"MESA 10-year CHD risk: not computed, these values are not known: {', '.join(missing)} (enter them in "
+            "the clinical context)")
     lo, hi = MESA_AGE_RANGE
     if not lo <= clinical.age <= hi:
         raise MesaOutOfRangeError(
@@ -89,7 +115,7 @@ def mesa_chd_risk(clinical: ClinicalContext, agatston: float) -> MesaRisk:
         "systolic_bp_mmhg": clinical.systolic_bp_mmhg, "bp_medication": clinical.hypertension_treatment,
         "family_history_mi": clinical.family_history_mi, "agatston": agatston}
     return MesaRisk(ten_year_chd_risk=risk, ten_year_chd_risk_percent=round(100 * risk, 1),
-                    linear_predictor=total, inputs=inputs)
+                    linear_predictor=total, inputs=inputs, inputs_shown=[clinical.shown(f) for f in MESA_FIELDS])
 
 
 class TroponinBothLimits(BaseModel):
@@ -134,29 +160,38 @@ class RiskContext(BaseModel):
     troponin: TroponinInterpretation | None = None
     troponin_sex_unknown: TroponinBothLimits | None = Field(
         None, description="a troponin given while the patient's sex is unknown, against both limits")
+    clinical_values: list[str] = Field(
+        default_factory=list, description="the clinical values known for this patient, each with its source")
+    clinical_missing: list[str] = Field(
+        default_factory=list, description="the values the MESA score needs that are not known")
     not_computed: list[str] = Field(default_factory=list, description="scores left out, and why")
     limits: list[str] = Field(description="what these numbers do not say; quote them with the numbers")
 
 
-def risk_context(clinical: ClinicalContext | None, agatston: float | None, *,
-                 agatston_source: str | None = None, per_artery: Mapping[str, float] | None = None) -> RiskContext:
+def risk_context(clinical: ClinicalContext | cf.ClinicalContext | None, agatston: float | None, *,
+                 agatston_source: str | None = None, per_artery: Mapping[str, float] | None = None,
+                 calcium_note: str | None = None) -> RiskContext:
     """Established risk pieces for a patient; never a 1-year MACE probability.
 
     Args:
-        clinical: risk factors and labs (troponin value, unit, assay), or None when unknown.
+        clinical: risk factors and labs (troponin value, unit, assay), any of them unknown, or None.
         agatston: Agatston score from a non-contrast scan, or None when none was measured.
         agatston_source: where the score came from, stated in the result.
         per_artery: artery -> Agatston score when measured, for the CAC-DRS vessel count (N1-N4).
+        calcium_note: why no Agatston score could be measured, when none was.
     """
+    clinical = as_clinical(clinical)
     used, missing = [], []
-    drs = burden = mesa = trop = None
+    drs = burden = mesa = trop = both = None
     if agatston is not None:
         drs = cac_drs(agatston, per_artery).text
         burden = plaque_burden_from_cac(agatston)
         used += ["CAC-DRS (Hecht et al., JCCT 2018)", "CAD-RADS 2.0 plaque burden from CAC"]
     else:
-        missing.append("CAC-DRS and plaque burden: no Agatston score (needs a non-contrast calcium-scoring CT)")
-    if clinical is None:
+        missing.append("CAC-DRS and plaque burden: no Agatston score (needs a non-contrast calcium-scoring CT)"
+                       + (f"; {calcium_note}" if calcium_note else ""))
+    if clinical is None or clinical.is_empty():
+        clinical = None
         missing.append("MESA 10-year CHD risk and troponin: no clinical context (risk factors, labs) is known")
     else:
         if agatston is None:
@@ -165,32 +200,84 @@ def risk_context(clinical: ClinicalContext | None, agatston: float | None, *,
             try:
                 mesa = mesa_chd_risk(clinical, agatston)
                 used.append("MESA 10-year CHD risk with CAC (McClelland et al., JACC 2015)")
-            except MesaOutOfRangeError as err:
+            except RiskError as err:  # values missing or an age outside 45-85
                 missing.append(str(err))
         if clinical.troponin_value is not None and clinical.troponin_unit:
-            trop = interpret_troponin(clinical.troponin_value, clinical.troponin_unit, clinical.sex,
-                                      clinical.troponin_assay)
-            used.append(f"hs-cTnI vs the sex-specific 99th-percentile URL ({trop.assay})")
+            try:
+                if clinical.sex is None:  # both sex-specific limits: a value above (or below) both still reads
+                    both = troponin_against_both_limits(clinical.troponin_value, clinical.troponin_unit,
+                                                        clinical.troponin_assay)
+                else:
+                    trop = interpret_troponin(clinical.troponin_value, clinical.troponin_unit, clinical.sex,
+                                              clinical.troponin_assay)
+                    used.append(f"hs-cTnI vs the sex-specific 99th-percentile URL ({trop.assay})")
+            except TroponinError as err:
+                missing.append(f"troponin: {err}")
         else:
             missing.append("troponin: no result in the clinical context")
     limits = [NO_MACE_MODEL,
               "CAC-DRS and plaque burden grade calcified plaque burden; they are not stenosis or event probabilities",
               "a troponin above the 99th percentile indicates myocardial injury, not its cause or a future risk"]
+    known = clinical.known() if clinical is not None else {}
     return RiskContext(scores_used=used, agatston=agatston, agatston_source=agatston_source if agatston is not None
                        else None, cac_drs=drs, plaque_burden=burden, mesa=mesa, troponin=trop,
+                       troponin_sex_unknown=both,
+                       clinical_values=[clinical.shown(k) for k in known] if clinical is not None else [],
+                       clinical_missing=clinical.missing() if clinical is not None else [FIELD_NAMES[f] for f in
+                                                                                          MESA_FIELDS],
                        not_computed=missing, limits=limits)
 
 
 class RiskContextInput(BaseModel):
     agatston: float | None = Field(
         None, ge=0, description="Agatston calcium score to use (e.g. quoted from a report); omit to measure it "
-        "on the session's non-contrast calcium-scoring series")
+        "on the session's CT (its non-contrast calcium-scoring series when one is loaded)")
     troponin_value: float | None = Field(
         None, ge=0, description="hs-cTnI result given in the question (e.g. 40); replaces the one in the clinical "
         "context; needs troponin_unit")
     troponin_unit: Literal["pg/mL", "ng/L", "ng/mL"] | None = Field(None, description="unit of troponin_value")
     sex: Literal["male", "female"] | None = Field(
         None, description="the patient's sex as the question states it; used only when no clinical context records it")
+
+
+def session_clinical(config: RunnableConfig | None, ctx: StudyContext) -> ClinicalContext | None:
+    """The clinical context of the session (as the clinician edited it), else the study context's own."""
+    edited = ((config or {}).get("configurable") or {}).get(CLINICAL_CONFIG_KEY)
+    if edited is not None:
+        return edited
+    if ctx.clinical is not None:
+        return as_clinical(ctx.clinical)
+    return ClinicalContext.for_study(None, ctx.study.metadata)
+
+
+def measured_calcium(ctx: StudyContext) -> tuple[float | None, str | None, dict[str, float] | None]:
+    """(Agatston, where it was measured, per artery) from the loaded CT alone, or (None, why not, None).
+
+    The image decides which loaded series is non-contrast (``tools.calcium.score_context``); a phantom's
+    findings are never read. A session's score is measured once and reused.
+    """
+    from tools.calcium import score_context
+
+    key = (id(ctx.study), id(ctx.cac), id(ctx.labels), id(ctx.cac_labels))
+    cached = _MEASURED.get(id(ctx))
+    if cached is not None and cached[0]() is ctx and cached[1] == key:
+        return cached[2]
+    try:
+        score = score_context(ctx)
+    except StudyError as err:
+        found = (None, f"the calcium score could not be measured: {err}", None)
+    else:
+        if score.kind != "agatston" or score.agatston is None:
+            found = (None, "the loaded CT is contrast enhanced and no non-contrast calcium-scoring series is "
+                           "loaded", None)
+        else:
+            found = (score.agatston, f"measured on {score.scored_series or 'the non-contrast series'}",
+                     {artery: a.agatston for artery, a in score.per_artery.items()})
+    _MEASURED[id(ctx)] = (weakref.ref(ctx), key, found)
+    return found
+
+
+_MEASURED: dict[int, tuple] = {}  # id(context) -> (weak reference, series ids, result); checked on read
 
 
 @tool("risk_context", args_schema=RiskContextInput)
@@ -201,25 +288,20 @@ def risk_context_tool(agatston: float | None = None, troponin_value: float | Non
     limit, each with its inputs and limits. Use for questions about cardiac risk or MACE; it never
     gives a 1-year MACE probability because no validated model provides one."""
     ctx = context_from_config(config)
-    source, per_artery = ("given" if agatston is not None else None), None
-    if agatston is None and ctx.cac is not None:
-        from tools.calcium import score_context
-
-        measured = score_context(ctx)
-        agatston, source = measured.agatston, "measured on the calcium-scoring series"
-        per_artery = {artery: a.agatston for artery, a in measured.per_artery.items()}
-    clinical = ctx.clinical
-    if troponin_value is not None:  # a result given in the question replaces the stored one
-        if not troponin_unit:
-            raise RiskError("a troponin value needs its unit (ng/L, pg/mL or ng/mL)")
-        if clinical is not None:
-            clinical = clinical.model_copy(update={"troponin_value": troponin_value, "troponin_unit": troponin_unit})
-    result = risk_context(clinical, agatston, agatston_source=source, per_artery=per_artery)
-    if troponin_value is not None and clinical is None:
-        if sex is not None:
-            result.troponin = interpret_troponin(troponin_value, troponin_unit, sex)
-            result.not_computed = [m for m in result.not_computed if not m.startswith("MESA 10-year CHD risk and")]
-        else:
-            # Sex unknown: both sex-specific limits, so a value above (or below) both is still read.
-            result.troponin_sex_unknown = troponin_against_both_limits(troponin_value, troponin_unit)
-    return result.model_dump()
+    source, per_artery, note = ("given" if agatston is not None else None), None, None
+    if agatston is None:
+        agatston, found, per_artery = measured_calcium(ctx)
+        source, note = (found, None) if agatston is not None else (None, found)
+    clinical = session_clinical(config, ctx) or ClinicalContext()
+    try:
+        if troponin_value is not None:  # a result given in the question replaces the stored one
+            if not troponin_unit:
+                raise RiskError("a troponin value needs its unit (ng/L, pg/mL or ng/mL)")
+            clinical = clinical.updated({"troponin_value": troponin_value, "troponin_unit": troponin_unit},
+                                        source="given in the question")
+        if sex is not None and clinical.sex is None:
+            clinical = clinical.updated({"sex": sex}, source="given in the question")
+    except ClinicalContextError as err:
+        raise RiskError(str(err)) from None
+    return risk_context(clinical, agatston, agatston_source=source, per_artery=per_artery,
+                        calcium_note=note).model_dump()

@@ -105,3 +105,99 @@ def test_tool_measures_calcium_when_no_score_is_given():
     out = risk_context_tool.invoke({}, config=ctx.as_config())
     assert out["agatston"] == pytest.approx(208) and out["agatston_source"].startswith("measured")
     assert out["cac_drs"] == "A2/N2" and out["plaque_burden"] == "P2"
+
+
+# --- the session's clinical context: partly known, edited, named in the answer ---
+from tools.clinical_context import ClinicalContext as SessionClinical  # noqa: E402
+from tools.clinical_context import ClinicalContextError  # noqa: E402
+from tools.risk import CLINICAL_CONFIG_KEY  # noqa: E402
+
+
+def config_with(ctx, clinical):
+    return {"configurable": {**ctx.as_config()["configurable"], CLINICAL_CONFIG_KEY: clinical}}
+
+
+def test_mesa_names_the_values_that_are_missing():
+    partial = SessionClinical().updated({"age": 60, "sex": "male", "systolic_bp_mmhg": 130})
+    out = risk_context(partial, 100)
+    assert out.mesa is None
+    message = next(m for m in out.not_computed if m.startswith("MESA"))
+    assert "race, total cholesterol, HDL cholesterol, current smoking" in message
+    assert "age" not in message.split("known:")[1] and "systolic" not in message
+    assert "age 60 years (entered by the user)" in out.clinical_values
+
+
+def test_an_edited_value_changes_the_mesa_answer_and_is_named_with_its_source():
+    study = Study(hu=np.zeros((4, 4, 4), np.int16), spacing=(1.0, 1.0, 1.0), affine=np.eye(4))
+    ctx = StudyContext(study=study, clinical=patient())
+    case = SessionClinical.from_case(patient())
+    before = risk_context_tool.invoke({"agatston": 100}, config=config_with(ctx, case))
+    edited = case.updated({"systolic_bp_mmhg": 170, "smoker": True})
+    after = risk_context_tool.invoke({"agatston": 100}, config=config_with(ctx, edited))
+    assert before["mesa"]["ten_year_chd_risk"] == pytest.approx(0.09427, abs=1e-5)
+    # sum rises by 0.0066 * 40 + 0.3717 = 0.6357
+    assert after["mesa"]["ten_year_chd_risk"] == pytest.approx(1 - 0.99833 ** np.exp(4.08163 + 0.6357), abs=1e-5)
+    assert "systolic blood pressure 170 mmHg (entered by the user)" in after["mesa"]["inputs_shown"]
+    assert "HDL cholesterol 50 mg/dL (case clinical file)" in after["mesa"]["inputs_shown"]
+    assert after["mesa"]["inputs"]["systolic_bp_mmhg"] == 170
+
+
+def test_dicom_age_and_sex_fill_an_otherwise_unknown_context():
+    clinical = SessionClinical.for_study(None, {"patient_age_years": 58, "patient_sex": "female"})
+    assert (clinical.age, clinical.sex) == (58, "female")
+    assert clinical.sources == {"age": "DICOM header", "sex": "DICOM header"}
+    # a case's clinical file wins over the header
+    assert SessionClinical.for_study(patient(), {"patient_age_years": 58}).age == 60
+
+
+def test_bad_clinical_values_are_typed_errors_naming_the_value():
+    with pytest.raises(ClinicalContextError, match="systolic blood pressure"):
+        SessionClinical().updated({"systolic_bp_mmhg": 20})
+    with pytest.raises(ClinicalContextError, match="troponin: a value needs its unit"):
+        SessionClinical().updated({"troponin_value": 30})
+    with pytest.raises(ClinicalContextError, match="'weight' is not a clinical value"):
+        SessionClinical().updated({"weight": 80})
+    assert ClinicalContextError.code == "clinical.invalid"
+
+
+def test_troponin_without_a_known_sex_is_read_against_both_limits():
+    clinical = SessionClinical().updated({"troponin_value": 60, "troponin_unit": "ng/L"})
+    out = risk_context(clinical, None)
+    assert out.troponin is None and out.troponin_sex_unknown.above == "both"
+
+
+def _non_contrast_ct():
+    hu = np.full((40, 40, 6), 40, np.int16)
+    hu[12:22, 10:20, 2:4] = 450  # 25 mm^2 on two 3 mm slices, peak 450 HU: 25 x 4 x 2 = 200
+    return Study(hu=hu, spacing=(0.5, 0.5, 3.0), affine=np.eye(4),
+                 metadata={"series_description": "Calcium Score 3.0 mm", "series_number": "2"})
+
+
+def test_the_risk_answer_scores_a_lone_non_contrast_ct_from_the_image():
+    ctx = StudyContext(study=_non_contrast_ct(), clinical=patient())  # no separate calcium series
+    out = risk_context_tool.invoke({}, config=ctx.as_config())
+    assert out["agatston"] == pytest.approx(200)
+    assert out["agatston_source"] == "measured on the loaded study (series 2 'Calcium Score 3.0 mm')"
+    assert out["mesa"]["inputs"]["agatston"] == pytest.approx(200)
+
+
+def test_the_risk_answer_names_the_calcium_series_it_measured_on():
+    cac = _non_contrast_ct()
+    ctx = StudyContext(study=_contrast_ct(), cac=cac, clinical=patient())
+    out = risk_context_tool.invoke({}, config=ctx.as_config())
+    assert out["agatston"] == pytest.approx(200)
+    assert out["agatston_source"].startswith("measured on the calcium-scoring series loaded with the CCTA (series 2")
+
+
+def _contrast_ct():
+    hu = np.full((100, 100, 60), 40, np.int16)
+    hu[30:70, 30:70, 5:55] = 400  # an enhanced blood pool of 80 mL in the centre of the field
+    return Study(hu=hu, spacing=(1.0, 1.0, 1.0), affine=np.eye(4))
+
+
+def test_a_contrast_ct_alone_gives_no_agatston_and_the_answer_says_why():
+    ctx = StudyContext(study=_contrast_ct(), clinical=patient())
+    out = risk_context_tool.invoke({}, config=ctx.as_config())
+    assert out["agatston"] is None and out["mesa"] is None
+    assert any("needs a non-contrast calcium-scoring CT" in m and "could not be measured" in m
+               for m in out["not_computed"]), out["not_computed"]
