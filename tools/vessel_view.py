@@ -57,12 +57,13 @@ class VesselViewConfig:
     window_level_hu: float = 200.0
     dpi: int = 100
     mm_per_inch: float = 11.0  # horizontal scale of the figure, clipped to min/max_axes_width_in
-    min_axes_width_in: float = 6.0
+    min_axes_width_in: float = 5.0
     max_axes_width_in: float = 12.0
+    max_cut_height_in: float = 2.2  # a short path is stretched lengthwise (and says so) rather than drawn tall
 
     def __post_init__(self) -> None:
         for name in ("step_mm", "half_width_mm", "pixel_mm", "window_width_hu", "mm_per_inch",
-                     "min_axes_width_in"):
+                     "min_axes_width_in", "max_cut_height_in"):
             if not getattr(self, name) > 0:
                 raise VesselViewError(f"{name} must be positive, got {getattr(self, name)}")
         if self.frame_sigma_mm < 0 or self.dpi < 30 or self.max_axes_width_in < self.min_axes_width_in:
@@ -299,7 +300,9 @@ def render_vessel_view(view: StraightenedView, drawing: VesselDrawing, *, out_pa
     cfg = config or VesselViewConfig()
     length = max(view.length_mm, float(drawing.arc_mm[-1]) if len(drawing.arc_mm) else 0.0, 1.0)
     ax_w = float(np.clip(length / cfg.mm_per_inch, cfg.min_axes_width_in, cfg.max_axes_width_in))
-    img_h = ax_w * (view.offset_mm[-1] - view.offset_mm[0]) / length  # square pixels
+    across = view.offset_mm[-1] - view.offset_mm[0]
+    img_h = min(ax_w * across / length, cfg.max_cut_height_in)  # square pixels unless the path is short
+    stretch = (ax_w / length) / (img_h / across)
     plot_h, left, right, top, gap, legend_h, bottom = 2.2, 0.75, 0.25, 0.75, 0.12, 0.4, 0.55
     fig_w = left + ax_w + right
     fig_h = top + 2 * img_h + gap + legend_h + plot_h + bottom
@@ -323,6 +326,9 @@ def render_vessel_view(view: StraightenedView, drawing: VesselDrawing, *, out_pa
         ax.set_xlim(0, length)
         ax.set_ylim(-half, half)
         ax.set_ylabel(f"cut {c + 1}\nmm", fontsize=8)
+        if stretch > 1.05:
+            ax.text(0.995, 0.97, f"lengthwise stretched x{stretch:.1f}", transform=ax.transAxes, ha="right",
+                    va="top", fontsize=7, color="white")
         ax.tick_params(labelsize=7, labelbottom=False)
         image_axes.append(ax)
     plot = axes(top + 2 * img_h + gap + legend_h, plot_h)
