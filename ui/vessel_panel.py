@@ -34,7 +34,7 @@ from pathlib import Path
 
 from assistant.answer import GroundedAnswer
 from tools.context import StudyContext
-from tools.stenosis import LesionMeasurement, StenosisError, measure_lesion
+from tools.stenosis import LesionMeasurement, StenosisError, measure_lesion, segments_for
 from tools.stent import StentError, StentPlan, stent_coverage
 from tools.vessel_view import (VesselViewConfig, VesselViewError, drawing_from_measurement, render_vessel_view,
                                straighten)
@@ -73,24 +73,32 @@ def case_name(ctx: StudyContext) -> str:
     return _safe(source.removesuffix(".gz").removesuffix(".nii").removesuffix(".zip"))
 
 
-def _finding(answer: GroundedAnswer, name: str, tool: str):
-    return next((f.value for f in answer.findings if f.name == name and f.tool == tool), None)
+def _findings(answer: GroundedAnswer, name: str, tool: str) -> list:
+    return [f.value for f in answer.findings if f.name == name and f.tool == tool]
+
+
+def _where(vessel: str) -> str:
+    """The name an answer's findings use for a vessel argument ('proximal LAD' -> 'pLAD')."""
+    try:
+        name, segment = segments_for(vessel)
+    except StenosisError:
+        return vessel
+    return segment or name
 
 
 def _check_same(answer: GroundedAnswer, measured: LesionMeasurement, plan: StentPlan | None) -> None:
     """The re-measured vessel must carry the answer's numbers, else the study changed meanwhile."""
     where = measured.segment or measured.vessel
-    if plan is not None:
-        said, now = _finding(answer, "stent coverage", "stent_coverage"), plan.status.replace("_", " ")
+    if plan is not None:  # one finding per stent length asked about
+        said, now = _findings(answer, "stent coverage", "stent_coverage"), plan.status.replace("_", " ")
     elif measured.lesion is None:
-        said, now = _finding(answer, f"{where} lesion", "measure_lesion"), "none found"
+        said, now = _findings(answer, f"{where} lesion", "measure_lesion"), "none found"
     else:
-        said = _finding(answer, f"{where} diameter stenosis", "measure_lesion")
+        said = [round(float(v)) for v in _findings(answer, f"{where} diameter stenosis", "measure_lesion")]
         now = round(measured.lesion.stenosis_percent)
-        said = None if said is None else round(float(said))
-    if said is not None and said != now:
-        raise VesselViewError(f"the {where} measured now ({now}) differs from the answer ({said}): another study "
-                              "was loaded since this answer, so its vessel view is not drawn")
+    if said and now not in said:
+        raise VesselViewError(f"the {where} measured now ({now}) differs from the answer ({', '.join(map(str, said))}):"
+                              " another study was loaded since this answer, so its vessel view is not drawn")
 
 
 def _pick(ctx: StudyContext, answer: GroundedAnswer):
@@ -106,8 +114,13 @@ def _pick(ctx: StudyContext, answer: GroundedAnswer):
             plan = stent_coverage(ctx, args["vessel"], float(args["stent_length_mm"]),
                                   **{k: args[k] for k in STENT_ARGS if args.get(k) is not None})
             return measured, plan, args
-        # Several vessels measured (a CAD-RADS answer): draw the most severe lesion's.
-        measured = [measure_lesion(ctx, v) for v in dict.fromkeys(c.args["vessel"] for c in calls)]
+        # Several vessels measured (a CAD-RADS answer): draw the most severe lesion's, picked by the
+        # answer's own findings so that only that vessel is measured again.
+        vessels = list(dict.fromkeys(c.args["vessel"] for c in calls))
+        said = {v: _findings(answer, f"{_where(v)} diameter stenosis", "measure_lesion") for v in vessels}
+        if len(vessels) > 1 and any(said.values()):
+            vessels = [max(vessels, key=lambda v: max((float(x) for x in said[v]), default=-1.0))]
+        measured = [measure_lesion(ctx, v) for v in vessels]
         worst = max(measured, key=lambda m: -1.0 if m.lesion is None else m.lesion.stenosis_percent)
         return worst, None, None
     except (StenosisError, StentError, KeyError, ValueError) as err:

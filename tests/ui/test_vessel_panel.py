@@ -29,6 +29,11 @@ def ctx(tmp_path_factory):
     return ctx
 
 
+@pytest.fixture(scope="module")
+def lad_answer(ctx):
+    return _answer(ctx, measure_lesion_tool, {"vessel": "LAD"})
+
+
 def _answer(ctx, tool, args) -> GroundedAnswer:
     """The answer the assistant assembles from one tool call: its trace and its findings."""
     result = tool.invoke(args, config=ctx.as_config())
@@ -47,8 +52,8 @@ def test_an_answer_without_a_vessel_measurement_gives_none(ctx):
     assert vessel_view_for_answer(ctx, GroundedAnswer(question="hi", answer="hello")) is None
 
 
-def test_stenosis_answer_on_a_demo_case_gives_its_vessel_view(ctx):
-    answer = _answer(ctx, measure_lesion_tool, {"vessel": "LAD"})
+def test_stenosis_answer_on_a_demo_case_gives_its_vessel_view(ctx, lad_answer):
+    answer = lad_answer
     view = vessel_view_for_answer(SimpleNamespace(context=ctx), answer)  # a session holds its context
     assert view is not None and view.vessel == "LAD"
     assert view.path.parent == ctx.outputs() and view.path.name == view.file_name == f"{CASE}_LAD_vessel_view.png"
@@ -59,16 +64,30 @@ def test_stenosis_answer_on_a_demo_case_gives_its_vessel_view(ctx):
     assert str(view.path.parent) not in view.caption and view.path.name not in view.caption  # no server path
 
 
-def test_stent_answer_draws_the_stent_and_its_landing_zones(ctx):
-    args = {"vessel": "LAD", "stent_length_mm": 20.0}
-    view = vessel_view_for_answer(ctx, _answer(ctx, stent_coverage_tool, args))
-    assert view is not None and view.file_name == f"{CASE}_LAD_stent-20mm_vessel_view.png"
-    assert "Proposed stent (blue) 20 mm" in view.caption and "landing zones of 2.5 mm" in view.caption
+def test_a_cad_rads_answer_draws_its_most_stenosed_vessel(ctx, lad_answer):
+    answers = [lad_answer, _answer(ctx, measure_lesion_tool, {"vessel": "RCA"})]
+    cad_rads = GroundedAnswer(question="What is the CAD-RADS?", answer="...",
+                              findings=[f for a in answers for f in a.findings],
+                              tool_calls=[c for a in answers for c in a.tool_calls])
+    stenosis = {f.name.split()[0]: float(f.value) for f in cad_rads.findings if f.name.endswith("diameter stenosis")}
+    assert stenosis, "no lesion on the demo case: this test needs one"
+    view = vessel_view_for_answer(ctx, cad_rads)
+    assert view.vessel == max(stenosis, key=stenosis.get)
+
+
+def test_stent_answer_draws_the_stent_and_its_landing_zones_for_the_last_length_asked(ctx):
+    lengths = [_answer(ctx, stent_coverage_tool, {"vessel": "LAD", "stent_length_mm": x}) for x in (20.0, 24.0)]
+    both = GroundedAnswer(question="Will a 20 or 24 mm stent cover the LAD lesion?", answer="...",
+                          findings=[f for a in lengths for f in a.findings],
+                          tool_calls=[c for a in lengths for c in a.tool_calls])
+    view = vessel_view_for_answer(ctx, both)
+    assert view is not None and view.file_name == f"{CASE}_LAD_stent-24mm_vessel_view.png"
+    assert "Proposed stent (blue) 24 mm" in view.caption and "landing zones of 2.5 mm" in view.caption
     assert view.path.exists()
 
 
-def test_an_answer_from_another_study_is_not_drawn_on_this_one(ctx):
-    answer = _answer(ctx, measure_lesion_tool, {"vessel": "LAD"})
+def test_an_answer_from_another_study_is_not_drawn_on_this_one(ctx, lad_answer):
+    answer = lad_answer
     said = float(next(f for f in answer.findings if f.name == "LAD diameter stenosis").value)
     other = AnswerFinding(name="LAD diameter stenosis", value=55.0 if said != 55.0 else 75.0, unit="%",
                           tool="measure_lesion")
