@@ -26,7 +26,6 @@ import numpy as np
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import tool
 from pydantic import BaseModel, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tools.context import StudyContext, context_from_config
 from tools.masks import save_mask_nifti
@@ -50,18 +49,6 @@ class VLMAnswerWithheld(VLMUnavailable):
     """The checkpoint's held-out answers to this kind of question were not shown to depend on the image."""
 
     code = "vlm.answer_withheld"
-
-
-class VLMAnswerSettings(BaseSettings):
-    """How VLM answers are gated (environment ``CARDIOVLM_VLM_MIN_ANSWER_MARGIN``). It belongs with
-    ``tools.settings``; it is kept beside its only user until it moves there."""
-
-    model_config = SettingsConfigDict(env_prefix="CARDIOVLM_", env_file=".env", extra="ignore")
-    vlm_min_answer_margin: float = Field(
-        0.10, ge=0.0, le=1.0, description="a VLM yes/no (or multiple-choice) answer is quoted only when the "
-        "checkpoint's held-out balanced accuracy for that kind of question beats its image controls (images "
-        "shuffled between cases, blank and noise volumes) by at least this; 0 quotes every answer, even of an "
-        "unevaluated checkpoint")
 
 
 _lock = threading.Lock()
@@ -119,7 +106,7 @@ def _check_answer_evidence(question: str, choices: list[str] | None):
     reading of this one."""
     from vlm.validation import answer_evidence
 
-    margin = VLMAnswerSettings().vlm_min_answer_margin
+    margin = get_settings().vlm_min_answer_margin
     evidence = answer_evidence(get_settings().checkpoint_dir, question, choices=choices, margin=margin)
     if margin <= 0 or evidence.depends_on_image:
         return evidence

@@ -44,6 +44,11 @@ class Settings(BaseSettings):
     vlm_min_dice: float = Field(
         0.5, ge=0.0, le=1.0, description="VLM masks are drawn only for kinds of structure whose held-out phantom "
         "Dice (the checkpoint's evaluation.json) reaches this; 0 draws every mask, even of an unevaluated checkpoint")
+    vlm_min_answer_margin: float = Field(
+        0.10, ge=0.0, le=1.0, description="a VLM yes/no (or multiple-choice) answer is quoted only when the "
+        "checkpoint's held-out balanced accuracy for that kind of question beats its image controls (images "
+        "shuffled between cases, blank and noise volumes) by at least this; 0 quotes every answer, even of an "
+        "unevaluated checkpoint")
 
     # --- report store (chromadb) ---
     reports_dir: Path | None = Field(

@@ -122,6 +122,21 @@ def _neighbour_correlation(hu: np.ndarray) -> float:
     return min(values) if values else 1.0
 
 
+def require_ct(study: Study) -> None:
+    """Refuse a study that is not CT in Hounsfield units (:class:`NotCTError`).
+
+    ``CardioVLM.run`` calls it on every study: no use of the model (library, tools, evaluation) reads an
+    MR or uncalibrated image as if it were HU. The rest of :func:`check_input` is left to the callers
+    that face users, since evaluation deliberately shows the model blank and noise CT volumes as controls.
+    """
+    trained = f"the VLM was trained on contrast-enhanced cardiac CT in Hounsfield units only; {_REFUSAL}"
+    if str(study.modality).upper() != "CT":
+        raise NotCTError(f"this series is {study.modality}, not CT: {trained}")
+    if not study.hu_calibrated:
+        raise NotCTError(f"this image's values are not Hounsfield units (a label map or an uncalibrated "
+                         f"image): {trained}")
+
+
 def check_input(study: Study, config: InputCheckConfig | None = None) -> InputCheckReport:
     """Refuse a study the VLM was not trained for; return what was measured on one it was.
 
@@ -134,9 +149,7 @@ def check_input(study: Study, config: InputCheckConfig | None = None) -> InputCh
             what the model was trained for, and that no mask or answer is given.
     """
     config = config or InputCheckConfig()
-    if study.modality.upper() != "CT" or not study.hu_calibrated:
-        raise NotCTError(f"this series is {study.modality}, not CT: the VLM was trained on contrast-enhanced "
-                         f"cardiac CT in Hounsfield units only; {_REFUSAL}")
+    require_ct(study)
     description = " ".join(str(study.metadata.get(k) or "") for k in ("series_description", "study_description"))
     if _LOCALIZER_WORDS.search(description):
         raise LocalizerError(f"this series is a localizer ('{description.strip()}'), not a CT volume of the heart; "
@@ -192,4 +205,4 @@ def check_input(study: Study, config: InputCheckConfig | None = None) -> InputCh
 
 __all__ = ["BlankVolumeError", "FieldOfViewError", "InputCheckConfig", "InputCheckReport", "LocalizerError",
            "NoContrastError", "NoiseVolumeError", "NotCTError", "ThickSlicesError", "UnsupportedInputError",
-           "check_input"]
+           "check_input", "require_ct"]

@@ -15,6 +15,7 @@ from torch import nn
 from tools.anatomy import label_table
 from vlm.config import ANSWER_CLASSES, CardioVLMConfig
 from vlm.image_encoder import ImageEncoder
+from vlm.input_check import require_ct
 from vlm.result import VLMResult, study_fingerprint
 from vlm.text_encoder import InstructionEncoder
 from vlm.transforms import HeartRoi, RoiGrid, fraction_to_index
@@ -206,7 +207,13 @@ class CardioVLM(nn.Module):
             :class:`VLMResult` with the mask on the study grid (background outside the heart-centred
             cube the model sees, ``vlm.transforms``), the landmark in patient LPS mm,
             the answer and a confidence for each.
+
+        Raises:
+            vlm.input_check.NotCTError: the study is not CT in Hounsfield units (the rest of
+                ``vlm.input_check.check_input`` is for callers facing users: the assistant's VLM tools).
+            ValueError: an empty instruction or empty choices.
         """
+        require_ct(study)
         if not isinstance(instruction, str) or not instruction.strip():
             raise ValueError("the instruction is empty; ask something such as 'segment the aorta'")
         if choices is not None and (not choices or not all(isinstance(c, str) and c.strip() for c in choices)):

@@ -64,6 +64,21 @@ def test_bad_configs_and_inputs_are_refused_with_the_field_named():
         model.run(block_study(), "  ")
 
 
+@pytest.mark.parametrize("modality,calibrated", [("MR", False), ("PT", False), ("CT", False)])
+def test_run_refuses_a_study_that_is_not_ct_in_hu(modality, calibrated):
+    """Every use of the model, not only the assistant's tools, refuses an image that is not CT in HU."""
+    import dataclasses
+
+    from vlm.input_check import NotCTError
+
+    model = CardioVLM(tiny())
+    study = dataclasses.replace(block_study(), modality=modality, hu_calibrated=calibrated)
+    with pytest.raises(NotCTError, match="not CT" if modality != "CT" else "not Hounsfield units") as refused:
+        model.run(study, "segment the aorta")
+    assert refused.value.code == "not_ct" and "no mask or answer" in str(refused.value)
+    assert model.run(block_study(), "segment the aorta").mask.shape == block_study().shape  # CT in HU: answered
+
+
 class _IntensityModel(CardioVLM):
     """A CardioVLM whose 'features' are the preprocessed image itself and whose mask is 'bright voxels':
     isolates the preprocessing and the return to study space from learning."""

@@ -86,18 +86,21 @@ def test_an_answer_is_quoted_only_when_it_beats_the_image_controls(tiny_checkpoi
 
 
 def test_the_margin_is_a_typed_setting(tiny_checkpoint, demo_study, tmp_path, monkeypatch):
-    from assistant.vlm_tools import VLMAnswerSettings, VLMAnswerWithheld
+    from assistant.vlm_tools import VLMAnswerWithheld
+    from tools.settings import Settings
 
     ctx = StudyContext(study=demo_study, output_dir=tmp_path / "out")
     _evaluation(tiny_checkpoint, {FINDINGS: 0.75}, {"shuffled images": {FINDINGS: 0.6}})
-    assert VLMAnswerSettings().vlm_min_answer_margin == 0.10
+    assert get_settings().vlm_min_answer_margin == 0.10  # in the one settings object, read from nowhere else
     assert _ask(ctx, "Is there a stent in the RCA?")["control_accuracy"] == 0.6
     monkeypatch.setenv("CARDIOVLM_VLM_MIN_ANSWER_MARGIN", "0.2")
-    with pytest.raises(VLMAnswerWithheld, match="0.20 required"):
+    get_settings.cache_clear()
+    with pytest.raises(VLMAnswerWithheld, match="0.20 required") as withheld:
         _ask(ctx, "Is there a stent in the RCA?")
+    assert withheld.value.code == "vlm.answer_withheld"
     monkeypatch.setenv("CARDIOVLM_VLM_MIN_ANSWER_MARGIN", "1.5")
-    with pytest.raises(ValueError):
-        VLMAnswerSettings()
+    with pytest.raises(ValueError, match="vlm_min_answer_margin"):
+        Settings()
 
 
 @pytest.mark.parametrize("bad", ["blank", "two_slices", "mr"])
