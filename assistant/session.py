@@ -11,6 +11,12 @@ to the load it was asked on: when the study changes while it runs, the question 
 ``study_folders`` each load writes into its own folder, so a switch never reuses or overwrites the
 files of the previous study. A study loaded from DICOM keeps its image headers in memory
 (``reference``), so DICOM exports reference the original series even after the files are deleted.
+
+A study of several series (localizer, calcium scoring, CCTA) is listed in ``series``; the CCTA and
+the calcium-scoring series are loaded together (``series_pick`` says which and why) and
+:meth:`Session.pick_series` loads another pick. ``clinical`` is the patient's clinical context:
+filled from the case and the DICOM header on each load, edited with :meth:`Session.update_clinical`,
+and handed to the risk tool in the run config.
 """
 
 from __future__ import annotations
@@ -28,7 +34,9 @@ from assistant.answer import GroundedAnswer
 from assistant.evidence import assemble_answer
 from assistant.graph import build_graph, run_turn
 from assistant.registry import available_tools
-from tools.context import AnatomySource, StudyContext, load_context
+from tools.clinical_context import ClinicalContext
+from tools.context import AnatomySource, StudyContext
+from tools.series import NO_SERIES, SeriesInfo, SeriesPick, load_series_context
 
 MAX_HISTORY_MESSAGES = 60  # older turns are dropped: follow-ups only need the recent ones
 
@@ -56,36 +64,111 @@ class Session:
         self.graph = build_graph(self.model, self.tools)
         self.load_id = 0  # counts study loads; a question is fenced to the load it was asked on
         self.reference = None  # tools.dicom_export.ReferenceSeries of a DICOM study, held in memory
+        self.series: list[SeriesInfo] = []  # every series of the loaded study, with its kind
+        self.series_pick: SeriesPick | None = None  # which were loaded as the CCTA and the calcium series
+        self.clinical = ClinicalContext()  # the patient's risk factors and labs, as edited
+        self._anatomy: AnatomySource = "image"
+        self._pacs_source = None  # (client, study_uid) of a study retrieved whole from a PACS
         self._lock = threading.Lock()  # a load and the end of a question never interleave
 
-    def load_study(self, path: str | Path, *, anatomy: AnatomySource = "image") -> StudyContext:
+    def load_study(self, path: str | Path, *, anatomy: AnatomySource = "image", ccta_series: str | None = None,
+                   calcium_series: str | None = None) -> StudyContext:
         """Load a study into this session; on failure the previous study and history stay as they were.
+
+        A study of several series loads its CCTA and its calcium-scoring series together, chosen by
+        kind unless ``ccta_series`` / ``calcium_series`` (SeriesInstanceUIDs, ``tools.series.NO_SERIES``
+        for no calcium series) say otherwise; see :func:`tools.series.pick_series`.
 
         The anatomy the tools measure on comes from the image; ``anatomy="case_labels"`` uses a case
         folder's own label map instead, for a caller that asks for it by name (label-map mode).
+
+        Raises:
+            StudyError: the study or the pick cannot be loaded (a clinician-readable message, a stable code).
         """
         from tools.dicom_export import capture_reference
 
-        context = load_context(path, anatomy=anatomy)  # raises StudyError with a clinician-readable message
+        context, listing, pick = load_series_context(path, anatomy=anatomy, ccta_series=ccta_series,
+                                                     calcium_series=calcium_series)
         reference = capture_reference(context.study)  # read now: the files may be deleted after ingest
-        return self.use_context(context, study_path=str(path), reference=reference)
+        self.use_context(context, study_path=str(path), reference=reference)
+        with self._lock:
+            self.series, self.series_pick, self._anatomy = listing, pick, anatomy
+            self._pacs_source = None
+        return context
 
-    def load_from_pacs(self, client, study_uid: str, series_uid: str, *, progress=None) -> StudyContext:
-        """Retrieve a series with ``client`` (a :class:`tools.pacs.PacsClient`) and make it this session's study.
+    def pick_series(self, ccta_series: str | None = None, calcium_series: str | None = None) -> StudyContext:
+        """Load another pick of the loaded study's series (a new study load: the conversation starts afresh).
 
-        The files are kept in the session's folder unless ``keep_retrieved`` is off: then they
-        (they carry the patient's details) are deleted once the series is loaded, and the image
-        headers a DICOM SEG references stay in memory (``reference``). A refused, interrupted or
-        too large transfer, or a series that does not load, leaves nothing behind and the previous
-        study and history as they were.
+        Raises:
+            NoStudyLoaded: nothing is loaded.
+            SeriesSourceGoneError: the study's files were deleted once loaded (an upload); load it again.
+            StudyError: the pick cannot be loaded; the current study stays.
+        """
+        from tools.context import NoStudyLoaded
+        from tools.study import SeriesSourceGoneError
+
+        if self.context is None or self.study_path is None:
+            raise NoStudyLoaded("no study is loaded: load a CT study first, then pick its series")
+        if Path(self.study_path).exists():
+            return self.load_study(self.study_path, anatomy=self._anatomy, ccta_series=ccta_series,
+                                   calcium_series=calcium_series)
+        if self._pacs_source is not None:
+            client, study_uid = self._pacs_source
+            return self.load_from_pacs(client, study_uid, ccta_series=ccta_series, calcium_series=calcium_series)
+        raise SeriesSourceGoneError(
+            "the study's files were deleted from the server once it was loaded (they carry the patient's "
+            "details), so another series cannot be read from them: load the study again and pick its series")
+
+    def update_clinical(self, changes: dict) -> ClinicalContext:
+        """Apply the clinician's edits to the clinical context (None or "" clears a value).
+
+        Raises:
+            ClinicalContextError: a value out of range or of the wrong type; nothing is changed.
+        """
+        updated = self.clinical.updated(changes)
+        with self._lock:
+            self.clinical = updated
+        return updated
+
+    def load_from_pacs(self, client, study_uid: str, series_uid: str | None = None, *,
+                       ccta_series: str | None = None, calcium_series: str | None = None,
+                       progress=None) -> StudyContext:
+        """Retrieve a study (or one series of it) with ``client`` (a :class:`tools.pacs.PacsClient`) and
+        make it this session's study.
+
+        Without ``series_uid`` every CT series of the study is retrieved, so its series are listed
+        and the CCTA and the calcium-scoring series loaded together (``ccta_series`` /
+        ``calcium_series`` pick them as in :meth:`load_study`). The files are kept in the session's
+        folder unless ``keep_retrieved`` is off: then they (they carry the patient's details) are
+        deleted once the study is loaded, and the image headers a DICOM SEG references stay in memory
+        (``reference``); another pick retrieves them again. A refused, interrupted or too large
+        transfer, or a study that does not load, leaves nothing behind and the previous study and
+        history as they were.
         """
         import shutil
 
-        folder = client.retrieve_series(study_uid, series_uid, self._pacs_dir(), progress=progress)
+        from tools.pacs import PacsNotFoundError
+
+        if series_uid is not None:
+            folder = client.retrieve_series(study_uid, series_uid, self._pacs_dir(), progress=progress)
+        else:
+            hits = client.search_series(study_uid, modality="CT")
+            if not hits:
+                raise PacsNotFoundError("this study holds no CT series on the PACS")
+            folder = self._pacs_dir() / f"study-{study_uid}"
+            shutil.rmtree(folder, ignore_errors=True)
+            try:
+                for hit in hits:
+                    client.retrieve_series(study_uid, hit.series_uid, folder, progress=progress)
+            except BaseException:
+                shutil.rmtree(folder, ignore_errors=True)
+                raise
         loaded = False
         try:
-            context = self.load_study(folder)
+            context = self.load_study(folder, ccta_series=ccta_series, calcium_series=calcium_series)
             loaded = True
+            if series_uid is None:
+                self._pacs_source = (client, study_uid)
             return context
         finally:
             if not (loaded and self.keep_retrieved):
@@ -113,11 +196,17 @@ class Session:
                                       else self.output_dir)
             self.context, self.study_path, self.history = context, study_path, []
             self.reference = reference
+            # a new patient: the clinical context starts from what the case and the header say
+            self.clinical = ClinicalContext.for_study(context.clinical, context.study.metadata)
+            self.series, self.series_pick, self._pacs_source = [], None, None
         return context
 
     def config(self) -> dict:
         """The run config of this session's turns: its study and report store, nobody else's."""
+        from tools.risk import CLINICAL_CONFIG_KEY
+
         configurable: dict = dict(self.context.as_config()["configurable"]) if self.context else {}
+        configurable[CLINICAL_CONFIG_KEY] = self.clinical
         if self.report_store is not None:
             from tools.report_store import STORE_CONFIG_KEY
 
@@ -159,7 +248,9 @@ class Session:
 
     # --- persistence for the CLI ---
     def save(self, path: str | Path) -> None:
-        state = {"study_path": self.study_path, "history": messages_to_dict(self.history)}
+        state = {"study_path": self.study_path, "history": messages_to_dict(self.history),
+                 "series_pick": self.series_pick.model_dump() if self.series_pick else None,
+                 "clinical": self.clinical.model_dump(mode="json")}
         Path(path).write_text(json.dumps(state))
 
     def restore(self, path: str | Path, *, anatomy: AnatomySource = "image") -> None:
@@ -170,10 +261,16 @@ class Session:
         try:
             state = json.loads(path.read_text())
             history = messages_from_dict(state.get("history", []))
+            clinical = ClinicalContext.model_validate(state["clinical"]) if state.get("clinical") else None
+            pick = SeriesPick.model_validate(state["series_pick"]) if state.get("series_pick") else None
         except (ValueError, KeyError, TypeError) as err:
             raise ValueError(f"the session file {path} is not a CardioVLM session ({err})") from err
         if state.get("study_path"):
-            self.load_study(state["study_path"], anatomy=anatomy)
+            chosen = pick is not None and not pick.automatic  # the user's own pick is kept, else chosen anew
+            self.load_study(state["study_path"], anatomy=anatomy, ccta_series=pick.ccta if chosen else None,
+                            calcium_series=(pick.calcium or NO_SERIES) if chosen else None)
+        if clinical is not None:
+            self.clinical = clinical
         self.history = history
 
 

@@ -13,6 +13,7 @@ from tools.dicom_write import write_ct_series
 from tools.study import load_study
 
 STUDY_UID = "1.2.826.0.1.3680043.8.498.1"
+FRAME_UID = "1.2.826.0.1.3680043.8.498.2"  # one table position: the series share patient coordinates
 
 
 def _patch(paths: list[Path], **values) -> None:
@@ -26,10 +27,14 @@ def _patch(paths: list[Path], **values) -> None:
 def write_exam(folder: Path, ccta_hu: np.ndarray, ccta_affine: np.ndarray, cac_hu: np.ndarray | None,
                cac_affine: np.ndarray | None, *, calcium_description: str = "Calcium Score 3.0 mm",
                ccta_description: str = "CCTA 0.75 mm Bv40", localizer: bool = True,
-               patient: dict | None = None) -> dict[str, str]:
-    """Write the examination into ``folder`` (one subfolder per series); returns kind -> SeriesInstanceUID."""
+               patient: dict | None = None, shared_frame: bool = True) -> dict[str, str]:
+    """Write the examination into ``folder`` (one subfolder per series); returns kind -> SeriesInstanceUID.
+
+    ``patient``: extra header values written into every slice (e.g. PatientAge, PatientSex);
+    ``shared_frame``: the series share one FrameOfReferenceUID, as series of one table position do.
+    """
     uids = {}
-    patient = patient or {}
+    patient = {**(patient or {}), **({"FrameOfReferenceUID": FRAME_UID} if shared_frame else {})}
     if localizer:
         scout = np.full((ccta_hu.shape[0], 64, 1), -800, np.int16)  # one coronal image
         paths = write_ct_series(scout, np.eye(4), folder / "1", series_description="Topogram 0.6 T20f",

@@ -112,3 +112,13 @@ def test_a_case_folder_lists_its_ccta_and_calcium_series():
     assert [(s.uid, s.kind, s.n_slices) for s in listing] == [("ccta.nii.gz", "ccta", 120),
                                                              ("cac.nii.gz", "calcium_scoring", 40)]
     assert listing[1].slice_thickness_mm == pytest.approx(3.0)
+
+
+def test_a_calcium_series_of_another_frame_of_reference_is_loaded_with_a_warning(tmp_path):
+    ccta, cac = np.zeros(SHAPE, np.int16), np.zeros((24, 20, 10), np.int16)
+    write_exam(tmp_path, ccta, affine((1.0, 1.0, 1.0)), cac, affine((1.0, 1.0, 3.0)), shared_frame=False)
+    loaded = load_series(tmp_path)
+    assert loaded.calcium is not None
+    assert any("another frame of reference than the CCTA" in w for w in loaded.ccta.warnings)
+    write_exam(tmp_path / "same", ccta, affine((1.0, 1.0, 1.0)), cac, affine((1.0, 1.0, 3.0)))
+    assert not any("frame of reference" in w for w in load_series(tmp_path / "same").ccta.warnings)
