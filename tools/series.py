@@ -235,31 +235,30 @@ def pick_series(listing: list[SeriesInfo], *, ccta_series: str | None = None,
                                   f"{chosen.label()} is a localizer, not a volume: it cannot be the {part}")
         return chosen
 
-    if ccta_series:
+    auto = _best([s for s in loadable if s.kind == "ccta"])
+    ccta_why = "the CCTA series with the most slices"
+    if auto is None:
+        auto = _best([s for s in loadable if s.kind != "localizer"]) or loadable[0]
+        ccta_why = "no series looks like a CCTA: the largest volume"
+    ccta = auto
+    if ccta_series and ccta_series != auto.uid:  # a pick equal to the automatic one keeps its reason
         ccta, ccta_why = given(ccta_series, "CCTA"), "picked by the user"
-    else:
-        ccta = _best([s for s in loadable if s.kind == "ccta"])
-        ccta_why = "the CCTA series with the most slices"
-        if ccta is None:
-            ccta = _best([s for s in loadable if s.kind != "localizer"]) or loadable[0]
-            ccta_why = "no series looks like a CCTA: the largest volume"
-    if calcium_series == NO_SERIES:
+    auto_calcium = _best([s for s in loadable if s.kind == "calcium_scoring" and s.uid != ccta.uid])
+    calcium, calcium_why = auto_calcium, ("the calcium-scoring series with the most slices" if auto_calcium else
+                                          "none: no other series looks like a calcium-scoring series")
+    if calcium_series == NO_SERIES and auto_calcium is not None:
         calcium, calcium_why = None, "none, as picked by the user"
-    elif calcium_series:
+    elif calcium_series and calcium_series != NO_SERIES and calcium_series != (auto_calcium and auto_calcium.uid):
         calcium, calcium_why = given(calcium_series, "calcium-scoring series"), "picked by the user"
         if calcium.uid == ccta.uid:
             raise SeriesPickError(f"{ccta.label()} cannot be both the CCTA and the calcium-scoring series")
-    else:
-        calcium = _best([s for s in loadable if s.kind == "calcium_scoring" and s.uid != ccta.uid])
-        calcium_why = ("the calcium-scoring series with the most slices" if calcium else
-                       "none: no other series looks like a calcium-scoring series")
     reason = f"CCTA: {ccta.label()}, {ccta_why}; calcium scoring: " + (
         f"{calcium.label()}, {calcium_why}" if calcium else calcium_why)
     others = [s for s in listing if s.uid not in (ccta.uid, calcium.uid if calcium else None)]
     if others:
         reason += "; not loaded: " + "; ".join(s.label() for s in others)
     return SeriesPick(ccta=ccta.uid, calcium=calcium.uid if calcium else None,
-                      automatic=not (ccta_series or calcium_series), reason=reason)
+                      automatic=ccta is auto and calcium is auto_calcium, reason=reason)
 
 
 @dataclass

@@ -80,6 +80,9 @@ def test_an_explicit_pick_is_loaded_as_given(exam):
     assert "picked by the user" in swapped.pick.reason
     none = load_series(path, calcium_series=NO_SERIES)
     assert none.calcium is None and none.pick.ccta == uids["ccta"]
+    # a pick that is what the automatic choice would be stays automatic (a picker sends its preselection)
+    same = pick_series(list_series(path), ccta_series=uids["ccta"], calcium_series=uids["calcium_scoring"])
+    assert same.automatic and "picked by the user" not in same.reason
 
 
 def test_bad_picks_are_typed_errors_naming_the_series(exam):
