@@ -162,7 +162,7 @@ def straighten(volume: np.ndarray, affine, centerline_points_mm: np.ndarray,
         tangents = ndimage.gaussian_filter1d(tangents, cfg.frame_sigma_mm / cfg.step_mm, axis=0, mode="nearest")
     tangents /= np.maximum(np.linalg.norm(tangents, axis=1, keepdims=True), 1e-12)
     u, v = rotation_minimising_frame(pts, tangents)
-    m = int(round(cfg.half_width_mm / cfg.pixel_mm))
+    m = round(cfg.half_width_mm / cfg.pixel_mm)
     offset = np.arange(-m, m + 1) * cfg.pixel_mm
     inv = np.linalg.inv(aff)
     cuts = np.empty((2, len(pts), len(offset)), np.float32)
@@ -291,9 +291,8 @@ def render_vessel_view(view: StraightenedView, drawing: VesselDrawing, *, out_pa
     cut 2 (90 degrees on), then lumen diameter and reference diameter against distance. The cuts are
     windowed for CCTA (``window_width_hu`` / ``window_level_hu``) with square pixels.
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
+    # A bare Figure draws with Agg whatever backend the process uses, and touches no pyplot state
+    # (the app may serve several sessions at once).
     from matplotlib.figure import Figure
     from matplotlib.patches import Rectangle
 
@@ -363,7 +362,7 @@ def render_vessel_view(view: StraightenedView, drawing: VesselDrawing, *, out_pa
             for sign in (1, -1):
                 ax.annotate("", xy=(focus.mld_position_mm, sign * tip),
                             xytext=(focus.mld_position_mm, sign * min(tip + 2.5, half * 0.95)),
-                            arrowprops=dict(arrowstyle="-|>", color=MLD_COLOUR, lw=1.2))
+                            arrowprops={"arrowstyle": "-|>", "color": MLD_COLOUR, "lw": 1.2})
         (dot,) = plot.plot([focus.mld_position_mm], [focus.mld_diameter_mm], "v", color=MLD_COLOUR, ms=8,
                            zorder=5, gid="mld")
         plot.annotate(f"MLD {_fmt(focus.mld_diameter_mm)} mm at {_fmt(focus.mld_position_mm)} mm",
