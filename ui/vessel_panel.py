@@ -66,11 +66,14 @@ def _safe(name: str) -> str:
 
 
 def case_name(ctx: StudyContext) -> str:
-    """The study's name for file names: the case id, else the loaded file or folder name."""
+    """The study's name for file names: the case folder's name, else "study_<date>".
+
+    An upload's file name is never used: it may hold the patient's name.
+    """
     if ctx.case is not None:
-        return _safe(ctx.case.manifest.case_id)
-    source = Path(ctx.study.source or "study").name
-    return _safe(source.removesuffix(".gz").removesuffix(".nii").removesuffix(".zip"))
+        return _safe(ctx.case.root.name)
+    date = ctx.study.metadata.get("study_date")
+    return f"study_{_safe(str(date))}" if date else "study"
 
 
 def _findings(answer: GroundedAnswer, name: str, tool: str) -> list:

@@ -16,7 +16,7 @@ from tools.settings import get_settings
 from tools.stenosis import measure_lesion_tool
 from tools.stent import stent_coverage_tool
 from tools.vessel_view import VesselViewError
-from ui.vessel_panel import vessel_view_for_answer
+from ui.vessel_panel import case_name, vessel_view_for_answer
 
 CASE = "lad_stenosis"
 
@@ -96,3 +96,10 @@ def test_an_answer_from_another_study_is_not_drawn_on_this_one(ctx, lad_answer):
         vessel_view_for_answer(ctx, stale)
     with pytest.raises(VesselViewError, match="no study is loaded"):
         vessel_view_for_answer(SimpleNamespace(context=None), answer)
+
+
+def test_an_uploaded_study_is_not_named_after_its_file(ctx):
+    upload = SimpleNamespace(case=None, study=SimpleNamespace(source="/uploads/Doe_John_1950.nii.gz",
+                                                              metadata={"study_date": "20240301"}))
+    assert case_name(upload) == "study_20240301"
+    assert case_name(ctx) == CASE
