@@ -111,6 +111,12 @@ class CrossSectionConfig(BaseModel):
                                    "the lumen boundary")
     plaque_ray_fraction: float = Field(0.75, gt=0, le=1, description="share of rays with a thick wall from "
                                        "which the lumen is taken to lie in plaque")
+    edge_median_rays: int = Field(5, ge=1, description="the boundary radius of each ray is the median over "
+                                  "this many neighbouring rays (37.5 degrees at 48 rays), so a ray grazing a bright "
+                                  "neighbour does not draw a spike into the lumen")
+    dip_fraction: float = Field(0.10, gt=0, lt=1, description="a ray heading into calcium whose profile first "
+                                "dips by this share of the lumen's contrast ends at that dip (tissue between lumen "
+                                "and calcium); a smaller dip is noise, and the lumen meets the calcium at half-way")
     metal_hu: float = Field(1000.0, description="stent metal: struts bloom to 1200-1800 HU at CCTA resolution, "
                             "calcium to at most ~850 HU on the phantoms (very dense calcium above this is a known "
                             "confusion)")
@@ -301,16 +307,28 @@ def read_cross_sections(hu: np.ndarray, affine: np.ndarray, points_mm: np.ndarra
     wall[in_plaque] = np.minimum(plaque_hu[in_plaque], peak[in_plaque] - 1.0)[:, None]
     # The final boundary also ends where a ray heads for something brighter than a lumen can be (the
     # lumen attenuation plus ``lumen_ceiling_hu`` of noise: calcium and its blooming, a brighter
-    # chamber): at the valley before that climb, so the blooming halo is not read as lumen. A side
-    # branch of the same attenuation does not stop a ray.
+    # chamber). Where darker tissue lies between the two (the profile dips by ``dip_fraction`` of the
+    # lumen's contrast before the climb), the lumen ends at that valley. Where the lumen runs straight
+    # into calcium, the blurred edge between them is symmetric: the boundary lies half-way between the
+    # lumen peak and the calcium's top, so the blooming's outer half is not read as lumen and its inner
+    # half (the lumen's own blurred edge) is not read as calcium. A side branch of the same attenuation
+    # does not stop a ray.
     climbs = over.any(2)
     first_over = np.where(climbs, over.argmax(2), len(rho))
     before = idx[None, None, :] < first_over[..., None]
-    # the valley's far end: a flat lumen running straight into calcium ends where the climb begins
     valley = np.where(before, smooth - 1e-3 * idx[None, None, :], np.inf).argmin(2)
-    stop = over | (climbs[..., None] & (idx[None, None, :] >= valley[..., None]))
+    valley_hu = np.take_along_axis(smooth, valley[..., None], 2)[..., 0]
+    dip = (peak[:, None] - valley_hu) / np.maximum(peak[:, None] - wall, 1.0)
+    climb = (idx[None, None, :] >= first_over[..., None]) & (idx[None, None, :] <= first_over[..., None] + steps(1.5))
+    top = np.where(climb, smooth, -np.inf).max(2)
+    rising = (idx[None, None, :] >= valley[..., None]) & (smooth >= ((peak[:, None] + top) / 2)[..., None])
+    midpoint = np.where(rising.any(2), rising.argmax(2), first_over)
+    stop_at = np.where(dip >= cfg.dip_fraction, valley, np.minimum(midpoint, first_over + steps(1.5)))
+    stop = climbs[..., None] & (idx[None, None, :] >= stop_at[..., None])
     first, last = edges(wall, stop)
-    edge = rho[first]
+    # A lumen's boundary is a smooth closed curve: a ray or two reaching far beyond their neighbours
+    # graze something bright (a calcified nodule's blur beside the lumen, a side branch's origin).
+    edge = ndimage.median_filter(rho[first], size=(1, cfg.edge_median_rays), mode="wrap")
     # A lumen that never falls to half maximum on many rays runs into a larger bright structure
     # (aorta at an ostium, a parent vessel, a chamber): no lumen area of its own can be read there.
     merged = (first >= len(rho) - 1).mean(1) >= cfg.merged_ray_fraction

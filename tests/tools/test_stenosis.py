@@ -189,6 +189,22 @@ def test_calcium_blooming_is_not_read_as_lumen_and_is_reported_as_calcified_plaq
     assert axis_position(les.mld_point_mm, False) == pytest.approx(20.0, abs=2.5)
 
 
+def test_a_lumen_running_straight_into_a_calcified_ring_is_bounded_half_way_to_the_calcium():
+    # A 3.2 mm lumen (350 HU) halved over 8 mm by a 900 HU calcium ring, painted without blur: the
+    # lumen meets calcium with no darker tissue between, so its edge lies half-way up the climb.
+    shape, voxel = (40, 40, 80), 0.5
+    i, j, k = np.indices(shape)
+    radius = np.hypot(i - 20, j - 20) * voxel
+    ring = (k >= 30) & (k < 46) & (radius > 0.8) & (radius <= 1.6)
+    hu = np.where(radius <= 1.6, 350.0, -80.0)
+    hu[ring] = 900.0
+    labels = np.where((radius <= 1.6) & ~ring, SEGMENTS_BY_CODE["pLAD"].label_id, 0).astype(np.uint8)
+    m = measure_vessel(hu, np.diag([voxel, voxel, voxel, 1.0]), ("pLAD",), labels=labels, vessel="LAD")
+    les = m.worst_lesion()
+    assert les is not None and les.stenosis_percent == pytest.approx(50, abs=5)
+    assert les.composition.calcified_mm3 > 0 and not les.occluded
+
+
 def test_a_stent_is_found_by_its_metal_and_adds_S():
     hu, labels, affine, cl = tube(percent=0.0, stent=(12.0, 22.0))
     study = measure_study(hu, affine, labels=labels, centerlines=cl)
