@@ -66,14 +66,15 @@ def test_a_series_over_the_size_limit_is_refused_and_nothing_is_kept(pacs, tmp_p
     assert list(tmp_path.iterdir()) == []
 
 
-def test_an_interrupted_transfer_leaves_no_half_study_in_the_session(pacs, tmp_path, monkeypatch):
+@pytest.mark.parametrize("keep_retrieved", [True, False])  # the library and CLI keep series; the app does not
+def test_an_interrupted_transfer_leaves_no_half_study_in_the_session(pacs, tmp_path, monkeypatch, keep_retrieved):
     import requests
 
     from assistant.planner import ClinicalPlanner
     from assistant.session import Session
 
     _, client, _ = pacs
-    session = Session(model=ClinicalPlanner(), output_dir=tmp_path / "out")
+    session = Session(model=ClinicalPlanner(), output_dir=tmp_path / "out", keep_retrieved=keep_retrieved)
     hit, series = _study_of(client, "lad_stenosis")
     first = session.load_from_pacs(client, hit.study_uid, series.series_uid)
     before = np.asarray(first.study.hu).copy()
@@ -91,7 +92,10 @@ def test_an_interrupted_transfer_leaves_no_half_study_in_the_session(pacs, tmp_p
     with pytest.raises(PacsUnreachableError, match="interrupted"):
         session.load_from_pacs(client, other.study_uid, other_series.series_uid)
     assert session.context is first and np.array_equal(np.asarray(session.context.study.hu), before)
-    assert [p.name for p in (tmp_path / "out" / "pacs").iterdir()] == [series.series_uid]
+    # Only the first, complete series (where kept): no folder of the interrupted one and no hidden
+    # ".partial-*" folder it was written into (iterdir lists hidden entries too).
+    left = sorted(p.name for p in (tmp_path / "out" / "pacs").iterdir())
+    assert left == ([series.series_uid] if keep_retrieved else [])
 
 
 def test_seg_and_sr_sent_back_are_stored_and_read_back_equal(pacs, tmp_path):
