@@ -7,24 +7,33 @@ answer is tied to the study load it was asked on: a study switch drops a running
 answer is never exported against another study. Uploaded files (with the patient's details) are
 deleted as soon as they are ingested. Text quoted from stored reports is shown inert (no HTML,
 images or links). Errors are shown as readable chat messages, never as stack traces.
+
+Long work (a study load, a question) runs in a worker thread while a status line names the stage
+and the seconds elapsed (:mod:`ui.progress`). "Clear" makes the assistant forget the conversation
+(the study stays loaded); a reloaded page is a new session and says so. Nothing the app shows is
+kept in the browser's run history.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
 import shutil
 import tempfile
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+# Gradio's run history would keep every answer (CT slices with masks, findings) in the browser's storage,
+# where the next user of that browser can replay it; launch() reads this when it is not told otherwise.
+os.environ["GRADIO_RUN_HISTORY"] = "False"
 
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 
 from tools.settings import get_settings  # noqa: E402
-from ui.redact import hide_server_paths  # noqa: E402
+from ui import progress  # noqa: E402
+from ui.redact import hide_server_paths, inert  # noqa: E402
+from ui.reports_panel import EMPTY as NO_REPORTS  # noqa: E402
 
 log = logging.getLogger("cardiovlm.ui")
 
@@ -61,6 +70,8 @@ class UiSession:
         self.answer_load = -1  # the study load that answer belongs to
         self.exported = None  # (answer, tools.dicom_export.AnswerExport) of the last DICOM export
         self.plane, self.preset = "axial", "cardiac"  # the viewer's last plane and window, for answer views
+        self.epoch = 0  # bumped by Clear: a question still running from before it stops and is not shown
+        self.questions = 0  # questions answered on the study now loaded (names the downloads)
         from ui.viewer import ViewerFiles
 
         self.viewer = ViewerFiles()  # the CT and masks the interactive viewer reads
@@ -161,8 +172,12 @@ def _slider_for(state: UiSession | None, plane: str, request: gr.Request = None)
 
 
 def build_app(max_upload_mb: int = 2048) -> gr.Blocks:
+    from ui.reports_panel import CSS as REPORTS_CSS
+
     with gr.Blocks(title="CardioVLM", analytics_enabled=False, delete_cache=(3600, SESSION_TTL_S)) as app:
         state = gr.State(None, time_to_live=SESSION_TTL_S, delete_callback=_close)
+        # What this browser last did here (no patient details): a reload then says plainly that it is a new session.
+        last_seen = gr.BrowserState(None, storage_key="cardiovlm-last-session")
         gr.Markdown("### CardioVLM — coronary CT assistant\n" + DISCLAIMER)  # small: the viewer fits 720 px
         with gr.Row(equal_height=False):
             with gr.Column(scale=5, min_width=360):
@@ -180,19 +195,31 @@ def build_app(max_upload_mb: int = 2048) -> gr.Blocks:
                 volume_view = viewer_panel()
                 overlays = gr.CheckboxGroup([], label="Overlays (masks of this session)")
                 with gr.Accordion("Slice pictures (fallback viewer)", open=False):
-                    viewer = gr.Image(label="Study", type="numpy", interactive=False, elem_id="viewer", height=420)
+                    # No share button: a CT picture goes nowhere but this page.
+                    viewer = gr.Image(label="Study", type="numpy", interactive=False, elem_id="viewer", height=420,
+                                      buttons=["download", "fullscreen"])
                     with gr.Row():
                         plane = gr.Radio(["axial", "coronal", "sagittal"], value="axial", label="Plane")
                         preset = gr.Radio(["cardiac", "calcium", "lung", "bone"], value="cardiac", label="Window")
                     index = gr.Slider(0, 1, value=0, step=1, label="Slice")
             with gr.Column(scale=6, min_width=420):
-                chat = gr.Chatbot(label="Chat", height=400, elem_id="chat")
-                question = gr.Textbox(placeholder="Ask about the loaded study…", label="Question", elem_id="question")
+                # 330 px: the chat's last answer, the question box and the status line fit a 720 px screen.
+                chat = gr.Chatbot(label="Chat", height=330, elem_id="chat", buttons=["copy"], feedback_options=None)
+                with gr.Row(equal_height=True):
+                    question = gr.Textbox(placeholder="Ask about the loaded study…", show_label=False,
+                                          elem_id="question", scale=5, container=False)
+                    ask = gr.Button("Ask", variant="primary", elem_id="ask", scale=1, min_width=60)
+                    clear = gr.Button("Clear", elem_id="clear", scale=1, min_width=60)
+                status = gr.Markdown("", elem_id="status")
                 with gr.Row():
-                    ask = gr.Button("Ask", variant="primary", elem_id="ask")
                     example_buttons = [gr.Button(text, size="sm", elem_classes=["example"]) for text in EXAMPLES]
-                findings = gr.Dataframe(headers=["finding", "value", "unit", "tool"], label="Findings",
-                                        interactive=False)
+                with gr.Tabs():
+                    with gr.Tab("Findings"):
+                        findings = gr.Dataframe(headers=["finding", "value", "unit", "tool"], show_label=False,
+                                                interactive=False)
+                    with gr.Tab("Prior reports", elem_id="prior-reports-tab"):
+                        reports = gr.HTML(NO_REPORTS, elem_id="prior-reports", css_template=REPORTS_CSS,
+                                          js_on_load=None, max_height=260)
                 downloads = gr.File(label="Downloads (masks, report)", interactive=False, file_count="multiple",
                                     elem_id="downloads")
                 with gr.Row():
@@ -201,49 +228,15 @@ def build_app(max_upload_mb: int = 2048) -> gr.Blocks:
                 dicom_status = gr.Markdown("")
 
         view_inputs = [state, plane, index, preset, overlays]
-
-        def on_load(state, source, files, plane, preset, request=None, progress=gr.Progress()):
-            from tools.pacs import PacsError
-            from tools.study import StudyError
-
-            try:
-                state = _session_for(state, request)
-            except SessionOwnerError as err:
-                return (state, f"⚠️ {err}", gr.update(), gr.update(), gr.update(), gr.update())
-            try:
-                progress(0.1, desc="Loading study")
-                if source == "pacs":  # files: the chosen StudyInstanceUID
-                    ctx = _load_from_pacs(state, files, progress)
-                elif source == "demo":
-                    if not files:
-                        raise StudyError("choose a demo case first")
-                    ctx = state.session.load_study(get_settings().demo_cases_dir / files)
-                else:
-                    ctx = _load_upload(state, files, max_upload_mb)
-            except (StudyError, PacsError) as err:
-                gr.Warning(str(err))
-                return (state, f"⚠️ {err}", gr.update(), gr.update(), gr.update(), [])
-            except Exception as err:  # never a traceback in the browser
-                log.exception("study load failed")
-                gr.Warning(f"The study could not be loaded ({type(err).__name__}).")
-                return (state, f"⚠️ The study could not be loaded ({type(err).__name__}).", gr.update(),
-                        gr.update(), gr.update(), [])
-            state.answer, state.exported = None, None  # answers of the previous study stay with it
-            from tools.render import plane_size
-
-            n = plane_size(ctx.study.shape, plane)  # a new study opens in the plane being read
-            image = _render(state, plane, n // 2, preset, [], request)
-            return (state, _summary_markdown(ctx.study.summary()), image,
-                    gr.update(maximum=n - 1, value=n // 2), gr.update(choices=[], value=[]), [])
-
-        load_outputs = [state, summary, viewer, index, overlays, chat]
+        load_outputs = [state, summary, viewer, index, overlays, chat, status, findings, downloads, reports]
 
         def load_demo_case(state, name, plane, preset, request: gr.Request):
-            return on_load(state, "demo", name, plane, preset, request)
+            yield from _load(state, "demo", name, plane, preset, request, max_upload_mb)
 
         def load_uploaded(state, files, plane, preset, request: gr.Request):
             # The upload box is emptied: its files were deleted once ingested (or refused).
-            return (*on_load(state, "upload", files, plane, preset, request), None)
+            for out in _load(state, "upload", files, plane, preset, request, max_upload_mb):
+                yield (*out, None)
 
         loads = [load_demo.click(load_demo_case, [state, case, plane, preset], load_outputs, api_name="load_demo"),
                  load_upload.click(load_uploaded, [state, upload, plane, preset], [*load_outputs, upload],
@@ -257,7 +250,7 @@ def build_app(max_upload_mb: int = 2048) -> gr.Blocks:
         def on_ask(state, text, history, request: gr.Request):
             yield from _answer(state, text, history or [], request)
 
-        ask_outputs = [state, chat, question, findings, downloads, overlays, index, viewer]
+        ask_outputs = [state, chat, question, findings, downloads, overlays, index, viewer, status, reports]
         answered = [ask.click(on_ask, [state, question, chat], ask_outputs, api_name="ask"),
                     question.submit(on_ask, [state, question, chat], ask_outputs, api_name=False)]
         for button, text in zip(example_buttons, EXAMPLES):
@@ -266,6 +259,12 @@ def build_app(max_upload_mb: int = 2048) -> gr.Blocks:
             event.then(_dicom_buttons, state, [save_dicom, send_pacs, dicom_status], api_name=False)
         for event in [*loads, *answered]:
             event.then(_viewer_value, [state, overlays], volume_view, api_name=False)
+            event.then(_remember, state, last_seen, api_name=False)
+        # Clear stops a running question too: its answer would belong to the conversation just forgotten.
+        clear.click(_clear, state, [state, chat, question, findings, downloads, status, reports, save_dicom,
+                                    send_pacs, dicom_status], cancels=answered, api_name="clear")
+        app.load(_greet, last_seen, [summary, last_seen], api_name=False)
+
         def save(state, shown, request: gr.Request):
             return _export_dicom(state, shown, send=False, request=request)
 
@@ -276,7 +275,7 @@ def build_app(max_upload_mb: int = 2048) -> gr.Blocks:
         send_pacs.click(send, [state, downloads], [downloads, dicom_status], api_name="send_pacs")
         if pacs is not None:
             def load_pacs_study(state, study_uid, plane, preset, request: gr.Request):
-                return on_load(state, "pacs", study_uid, plane, preset, request)
+                yield from _load(state, "pacs", study_uid, plane, preset, request, max_upload_mb)
 
             pacs["search"].click(_pacs_search, pacs["fields"], [pacs["results"], pacs["study"], pacs["message"]],
                                  api_name="pacs_search")
@@ -284,6 +283,101 @@ def build_app(max_upload_mb: int = 2048) -> gr.Blocks:
                                api_name="load_pacs").then(_viewer_value, [state, overlays], volume_view,
                                                           api_name=False)
     return app
+
+
+# --- loading a study, with its stages on the status line ---
+def _load(state, source: str, what, plane: str, preset: str, request, max_upload_mb: int):
+    """Load a demo case, an upload or a PACS study into the session; yields the load outputs.
+
+    The work runs in a worker thread; every second the status line says the stage and the time. On
+    success the chat, findings, downloads and reports of the previous study are cleared (they belong
+    to it); on failure everything stays as it was and the summary says why.
+    """
+    from tools.pacs import PacsError
+    from tools.study import StudyError
+
+    keep = (gr.update(),) * 8  # viewer, index, overlays, chat, [status], findings, downloads, reports
+    try:
+        state = _session_for(state, request)
+    except SessionOwnerError as err:
+        yield (state, f"⚠️ {err}", *keep[:5], "", *keep[5:])
+        return
+    clock = progress.StageClock(progress.LOADING)
+
+    def retrieving(n: int, total: int | None) -> None:  # called from the worker thread during a PACS load
+        clock.enter("retrieving the series from the PACS")
+        clock.detail = f"image {n}/{total or '?'}"
+
+    def work():
+        if source == "pacs":  # what: the chosen StudyInstanceUID
+            return _load_from_pacs(state, what, retrieving)
+        if source == "demo":
+            if not what:
+                raise StudyError("choose a demo case first")
+            return state.session.load_study(get_settings().demo_cases_dir / what)
+        return _load_upload(state, what, max_upload_mb)
+
+    try:
+        for item in progress.run_with_ticks(work):
+            if item is progress.TICK:
+                yield (state, gr.update(), *keep[:4], clock.line(), *keep[5:])
+            else:
+                ctx = item
+    except (StudyError, PacsError) as err:
+        gr.Warning(str(err))
+        yield (state, f"⚠️ {err}", *keep[:4], clock.summary("✗ not loaded"), *keep[5:])
+        return
+    except Exception as err:  # never a traceback in the browser
+        log.exception("study load failed")
+        gr.Warning(f"The study could not be loaded ({type(err).__name__}).")
+        yield (state, f"⚠️ The study could not be loaded ({type(err).__name__}).", *keep[:4],
+               clock.summary("✗ not loaded"), *keep[5:])
+        return
+    state.answer, state.exported, state.questions = None, None, 0  # answers of the previous study stay with it
+    from tools.render import plane_size
+
+    n = plane_size(ctx.study.shape, plane)  # a new study opens in the plane being read
+    image = _render(state, plane, n // 2, preset, [], request)
+    yield (state, _summary_markdown(ctx.study.summary()), image, gr.update(maximum=n - 1, value=n // 2),
+           gr.update(choices=[], value=[]), [], clock.summary("✓ loaded"), [], None, NO_REPORTS)
+
+
+# --- session hygiene: Clear, and what a reloaded page says ---
+def _clear(state: UiSession | None, request: gr.Request = None):
+    """Forget the conversation: the assistant's memory, the chat and the answer's panels (the study stays)."""
+    try:
+        state = _owned(state, request)
+    except SessionOwnerError as err:
+        return (state, gr.update(), gr.update(), gr.update(), gr.update(), f"⚠️ {err}", gr.update(),
+                gr.update(), gr.update(), gr.update())
+    message = "Conversation cleared: the assistant starts afresh."
+    if state is not None:
+        state.epoch += 1  # a question still running stops before its answer is shown or remembered
+        state.session.history = []  # follow-ups no longer resolve against the cleared questions
+        state.answer, state.exported = None, None
+        if state.session.context is not None:
+            message += " The study stays loaded."
+    off = gr.update(interactive=False)
+    return state, [], "", [], None, message, NO_REPORTS, off, off, ""
+
+
+def _remember(state: UiSession | None) -> dict | None:
+    """What this browser keeps of the session: the demo case's name (or "a study") and the question count."""
+    if state is None or state.session.context is None:
+        return None
+    ctx = state.session.context
+    study = ctx.case.root.name if ctx.case is not None else "a loaded study"
+    return {"study": study, "questions": state.questions}
+
+
+def _greet(last: dict | None):
+    """On page load: a fresh page is a new session, and when this browser had one before, say so plainly."""
+    if not last:
+        return "No study loaded.", None
+    questions = int(last.get("questions") or 0)
+    earlier = f"{inert(last.get('study') or 'a study')}, {questions} question{'s' if questions != 1 else ''}"
+    return (f"**New session.** This page was reloaded or reopened: the earlier session ({earlier}) does not "
+            "carry over, and its files are deleted when it times out. Load a study to start."), None
 
 
 # --- PACS: load from it, send results to it ---
@@ -324,7 +418,10 @@ def _pacs_search(patient_id: str, accession: str, date: str, modality: str):
 
 
 def _load_from_pacs(state: UiSession, study_uid: str | None, progress):
-    """Retrieve the study's largest CT series into the session (nothing changes when it fails)."""
+    """Retrieve the study's largest CT series into the session (nothing changes when it fails).
+
+    ``progress(n, total)`` is called as images arrive.
+    """
     from tools.pacs import PacsClient, PacsNotFoundError
     from tools.study import StudyError
 
@@ -336,7 +433,7 @@ def _load_from_pacs(state: UiSession, study_uid: str | None, progress):
         raise PacsNotFoundError("this study holds no CT series on the PACS")
     return state.session.load_from_pacs(
         client, study_uid, series[0].series_uid,
-        progress=lambda n, total: progress(n / total if total else 0.5, desc=f"Retrieving image {n}/{total or '?'}"))
+        progress=progress)
 
 
 def _current_answer(state: UiSession | None):
@@ -373,6 +470,7 @@ def _export_dicom(state: UiSession | None, downloads, *, send: bool, request=Non
     """
     from tools.dicom_export import DicomExportError, export_answer
     from tools.pacs import PacsClient, PacsError
+    from ui.downloads import answer_stem
 
     try:
         state = _owned(state, request)
@@ -389,7 +487,7 @@ def _export_dicom(state: UiSession | None, downloads, *, send: bool, request=Non
             ctx = state.session.context
             state.exported = (answer, export_answer(
                 answer, ctx.study, _answer_masks(state), ctx.outputs() / "dicom",
-                stem=f"answer_turn{len(state.session.history)}", reference=state.session.reference))
+                stem=answer_stem(ctx, state.questions, answer), reference=state.session.reference))
         export = state.exported[1]
         written = [str(p) for p in (export.seg, export.sr) if p is not None]
         message = f"Saved {', '.join(Path(p).name for p in written)}."
@@ -454,52 +552,61 @@ def _forget_uploads(paths: list[Path]) -> None:
 _UNCHANGED = (gr.update(),) * 5  # findings, downloads, overlays, slice index, viewer
 
 
-_MARKDOWN_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")  # every ASCII punctuation mark
-
-
-def inert(text: str) -> str:
-    """``text`` for the Markdown chat, shown exactly as written and never acting as markup.
-
-    Every ASCII punctuation mark is backslash-escaped (CommonMark renders an escaped mark as the
-    mark itself), so stored text cannot make an image, a link, an autolink (``http\\://``,
-    ``www\\.``), raw HTML or a formula: the browser fetches nothing a report names.
-    """
-    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", str(text))
-
-
 def _answer(state: UiSession | None, text: str, history: list, request=None):
     """Stream one question: each tool call as a collapsible step, then the answer with its evidence.
 
     The question belongs to the study load it was asked on: if another study is loaded meanwhile,
-    the session stops it and the chat says its answer was dropped.
+    the session stops it and the chat says its answer was dropped. It also belongs to the
+    conversation it was asked in: after Clear it stops and shows nothing. The status line names
+    the stage (planning, each tool, writing the answer) and the seconds elapsed.
     """
-    from langchain_core.messages import AIMessage, ToolMessage
+    from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 
     from assistant.answer import GroundedAnswer
     from assistant.session import StudyChangedError
+    from ui.reports_panel import report_texts, reports_html
 
     text = (text or "").strip()
     try:
         state = _session_for(state, request)
     except SessionOwnerError as err:
-        yield state, [*history, gr.ChatMessage(role="assistant", content=f"⚠️ {err}")], "", *_UNCHANGED
+        yield (state, [*history, gr.ChatMessage(role="assistant", content=f"⚠️ {err}")], "", *_UNCHANGED, "",
+               gr.update())
         return
     if not text:
-        yield state, history, "", *_UNCHANGED
+        yield state, history, "", *_UNCHANGED, gr.update(), gr.update()
         return
+    load_id, epoch = state.session.load_id, state.epoch  # the study load and conversation asked in
+    clock = progress.StageClock(progress.PLANNING)
     history = [*history, gr.ChatMessage(role="user", content=inert(text))]
-    yield state, history, "", *_UNCHANGED
+    yield state, history, "", *_UNCHANGED, clock.line(), gr.update()
     steps: dict[str, int] = {}
-    load_id = state.session.load_id
+    pending: list[str] = []  # tools called and not yet answered, in call order (they run one after another)
+    turn: list[BaseMessage] = []
+
+    def cleared() -> bool:
+        return state.epoch != epoch
+
+    if cleared():
+        return
     try:
-        for item in state.session.ask_stream(text):
+        for item in progress.run_with_ticks(state.session.ask_stream(text), stop=cleared):
+            if cleared():
+                return  # Clear emptied the chat: nothing of this question is shown
+            if item is progress.TICK:
+                yield state, history, "", *_UNCHANGED, clock.line(), gr.update()
+                continue
+            if isinstance(item, BaseMessage):
+                turn.append(item)
             if isinstance(item, AIMessage) and item.tool_calls:
                 for call in item.tool_calls:
                     args = inert(", ".join(f"{k}={v}" for k, v in call["args"].items()))
                     history.append(gr.ChatMessage(role="assistant", content=f"{inert(call['name'])}\\({args}\\)",
                                                   metadata={"title": f"🔧 {call['name']}", "status": "pending"}))
                     steps[call["id"]] = len(history) - 1
-                yield state, history, "", *_UNCHANGED
+                    pending.append(call["name"])
+                clock.enter(progress.tool_stage(pending[0]))
+                yield state, history, "", *_UNCHANGED, clock.line(), gr.update()
             elif isinstance(item, ToolMessage) and item.tool_call_id in steps:
                 i = steps[item.tool_call_id]
                 ok = item.status != "error"
@@ -507,25 +614,31 @@ def _answer(state: UiSession | None, text: str, history: list, request=None):
                 history[i] = gr.ChatMessage(role="assistant", content=history[i].content + "\n\n" + inert(
                     body[:600] + ("…" if len(body) > 600 else "")),
                     metadata={"title": f"{'🔧' if ok else '⚠️'} {item.name}", "status": "done"})
-                yield state, history, "", *_UNCHANGED
+                if item.name in pending:
+                    pending.remove(item.name)
+                clock.enter(progress.tool_stage(pending[0]) if pending else progress.WRITING)
+                yield state, history, "", *_UNCHANGED, clock.line(), gr.update()
             elif isinstance(item, GroundedAnswer):
                 if state.session.load_id != load_id:  # loaded after the session's last check
                     raise StudyChangedError("another study was loaded while this question ran, so its answer "
                                             "was dropped; ask again about the study now loaded")
-                yield (state, *_show_answer(state, history, item, load_id))
+                shown = _show_answer(state, history, item, load_id)
+                yield (state, *shown, clock.summary("✓ answered"),
+                       reports_html(item.question, item.citations, report_texts(turn)))
     except StudyChangedError as err:  # expected when the reader switches study: no traceback in the log
         log.info("a question was dropped by a study switch")
         history.append(gr.ChatMessage(role="assistant", content=f"⚠️ {inert(err)}"))
-        yield state, history, "", *_UNCHANGED
+        yield state, history, "", *_UNCHANGED, clock.summary("✗ dropped"), gr.update()
     except Exception as err:  # the session continues; the clinician sees a readable message
         log.exception("question failed")
         message = str(err) if isinstance(err, ValueError) else f"the question could not be answered ({type(err).__name__})"
         history.append(gr.ChatMessage(role="assistant", content=f"⚠️ {inert(message)}"))
-        yield state, history, "", *_UNCHANGED
+        yield state, history, "", *_UNCHANGED, clock.summary("✗ not answered"), gr.update()
 
 
 def _show_answer(state: UiSession, history: list, answer, load_id: int):
-    import json
+    """The chat, findings, downloads and viewer updates of an answer (the outputs after the question box)."""
+    from ui.downloads import write_answer_files
 
     # The answer may quote stored reports, and citations are report text: all shown inert.
     content = inert(hide_server_paths(answer.answer))
@@ -537,17 +650,14 @@ def _show_answer(state: UiSession, history: list, answer, load_id: int):
         from PIL import Image
 
         overlay = _display(np.asarray(Image.open(answer.overlay_png).convert("RGB")), target=256)
-        history.append(gr.ChatMessage(role="assistant", content=gr.Image(overlay)))
+        history.append(gr.ChatMessage(role="assistant", content=gr.Image(overlay, buttons=["fullscreen"])))
     history.append(gr.ChatMessage(role="assistant", content=content))
     state.answer, state.answer_load = answer, load_id
+    state.questions += 1
     rows = [[f.name, f.value, f.unit, f.tool] for f in answer.findings]
     ctx = state.session.context
-    report_dir = ctx.outputs()  # this study load's own folder: a switch never overwrites these files
-    report_json = report_dir / f"answer_{len(history)}.json"
-    report_json.write_text(json.dumps(answer.model_dump(), indent=1))
-    report_html = report_dir / f"answer_{len(history)}.html"
-    report_html.write_text(_printable(answer))
-    files = [m.path for m in answer.masks] + [str(report_json), str(report_html)]
+    # Named after the case and the answer, in this study load's own folder (a switch never overwrites them).
+    files = write_answer_files(answer, ctx, state.questions)
     names = sorted(ctx.extra_masks) if ctx else []
     shown = [m.name for m in answer.masks if m.name in names]
     index, viewer = gr.update(), gr.update()
@@ -561,19 +671,6 @@ def _show_answer(state: UiSession, history: list, answer, load_id: int):
         viewer = _display(render(ctx.study.hu, state.plane, best, state.preset,
                                  [(ctx.extra_masks[n], mask_color(n)) for n in shown]))
     return history, "", rows, files, gr.update(choices=names, value=shown), index, viewer
-
-
-def _printable(answer) -> str:
-    from html import escape
-
-    rows = "".join(f"<tr><td>{escape(f.name)}</td><td>{escape(str(f.value))}</td><td>{escape(f.unit)}</td>"
-                   f"<td>{escape(f.tool)}</td></tr>" for f in answer.findings)
-    trace = "".join(f"<li>{escape(t.name)} {escape(str(t.args))} {'ok' if t.ok else 'failed: ' + escape(t.message or '')}"
-                    f"</li>" for t in answer.tool_calls)
-    return (f"<!doctype html><meta charset='utf-8'><title>CardioVLM answer</title>"
-            f"<h1>CardioVLM answer</h1><p><b>{escape(answer.question)}</b></p><p>{escape(answer.answer)}</p>"
-            f"<table border=1 cellpadding=4><tr><th>finding</th><th>value</th><th>unit</th><th>tool</th></tr>{rows}"
-            f"</table><h2>Tool calls</h2><ol>{trace}</ol><p><i>{escape(answer.disclaimer)}</i></p>")
 
 
 if __name__ == "__main__":  # Hugging Face Spaces runs this file directly

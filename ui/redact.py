@@ -1,8 +1,9 @@
-"""Server paths out of what the browser shows: a file the server wrote is named by its file name only.
+"""What the browser shows of text the server did not write itself: no server paths, no markup.
 
 Tool results and answers name the files they wrote by absolute path (the assistant needs them);
 the reader needs only the name, which is also the name of the download, and a path would show
-the server's folder layout.
+the server's folder layout (:func:`hide_server_paths`). Questions, tool results and quoted reports
+are shown exactly as written and never act as Markdown (:func:`inert`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,18 @@ import tempfile
 from pathlib import Path
 
 from tools.settings import get_settings
+
+_MARKDOWN_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")  # every ASCII punctuation mark
+
+
+def inert(text: str) -> str:
+    """``text`` for the Markdown chat, shown exactly as written and never acting as markup.
+
+    Every ASCII punctuation mark is backslash-escaped (CommonMark renders an escaped mark as the
+    mark itself), so stored text cannot make an image, a link, an autolink (``http\\://``,
+    ``www\\.``), raw HTML or a formula: the browser fetches nothing a report names.
+    """
+    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", str(text))
 
 
 def _roots() -> list[str]:

@@ -22,7 +22,7 @@ def test_an_answer_mask_is_shown_in_the_plane_being_read():
         coronal = _render(state, "coronal", 10, "calcium", [])  # the reader switches plane and window
         assert coronal is not None and (state.plane, state.preset) == ("coronal", "calcium")
         *_, final = _answer(state, "Segment the LAD", [])
-        index, viewer = final[-2], final[-1]
+        index, viewer = final[6], final[7]  # outputs: state, chat, question, findings, downloads, overlays, ...
         shown = final[5]["value"]
         mask = state.session.context.extra_masks[shown[0]]
         assert index["maximum"] == plane_size(shape, "coronal") - 1
