@@ -38,7 +38,11 @@ BANK_PATH = Path(__file__).with_name("phrasing_bank.yaml")
 class MatcherConfig:
     top_k: int = 3  # an intent scores the mean similarity of its k nearest phrasings
     embedding_weight: float = 0.7  # the rest is word TF-IDF similarity (best leave-one-out accuracy on the bank)
-    min_similarity: float = 0.4  # below this best score the question is not understood
+    min_similarity: float = 0.4  # a best score at or above this is understood
+    # A weaker best score still counts when it clearly leads every other intent: a terse question with
+    # one decisive word ("DOB please") matches its own phrasing only, and nothing else at all.
+    clear_similarity: float = 0.3
+    clear_margin: float = 0.1
     cache_dir: Path | None = None  # where bank embeddings are kept; None: $CARDIOVLM_CACHE or ~/.cache/cardiovlm
 
 
@@ -159,6 +163,16 @@ class IntentMatcher:
     def match(self, text: str) -> IntentMatch:
         return self.match_many([text])[0]
 
+    def decide(self, scores: dict[str, float]) -> str:
+        """The intent of the highest score if it is understood (see :class:`MatcherConfig`), else "unknown"."""
+        best = max(scores, key=scores.get)
+        if scores[best] >= self.config.min_similarity:
+            return best
+        runner_up = max((v for k, v in scores.items() if k != best), default=-1.0)
+        if scores[best] >= self.config.clear_similarity and scores[best] - runner_up >= self.config.clear_margin:
+            return best
+        return "unknown"
+
     def _match(self, sims: np.ndarray) -> IntentMatch:
         scores: dict[str, float] = {}
         for intent in INTENTS:
@@ -168,7 +182,7 @@ class IntentMatcher:
         best = max(scores, key=scores.get)
         order = np.argsort(-sims)
         nearest = next(i for i in order if self.labels[i] == best)
-        intent = best if scores[best] >= self.config.min_similarity else "unknown"
+        intent = self.decide(scores)
         phrasing = self.bank.phrasings[nearest]
         return IntentMatch(intent=intent, score=scores[best], scores=scores, nearest=phrasing.text,
                            topic=phrasing.topic if intent == "cannot" else None)

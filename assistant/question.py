@@ -442,12 +442,9 @@ def _choose_intent(match: IntentMatch, numbers, landmark: str | None, text: str)
         scores["segment"] += 1.5 * SLOT_PULL
     if match.intent == "unknown" and max(scores.values()) < match.score + SLOT_PULL:
         return "unknown"
-    best = max(scores, key=scores.get)
     from assistant.intents import default_matcher
 
-    if scores[best] < default_matcher().config.min_similarity:
-        return "unknown"
-    return best
+    return default_matcher().decide(scores)
 
 
 def _task(intent: str, text: str, finding, stent_status, stent_length, is_yes_no: bool, has_vessel: bool,

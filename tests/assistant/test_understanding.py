@@ -178,3 +178,14 @@ def test_the_vlm_fallback_routes_on_the_error_class_not_its_words():
     no_map = ToolOutcome("measure_lesion", {"vessel": "L-PDA"}, False, None, tool_error_text(
         NoSegmentationAvailable("nothing to measure on")).removeprefix("error: "))
     assert plan_next(q, [no_map], tools) == [("vlm_ask", {"question": q.text})]
+
+
+def test_a_weak_but_clear_winner_is_understood_and_a_close_call_is_not():
+    from assistant.intents import default_matcher
+
+    decide = default_matcher().decide
+    assert decide({"identity": 0.36, "unknown": 0.25, "reports": 0.2}) == "identity"
+    assert decide({"identity": 0.36, "reports": 0.33, "unknown": 0.2}) == "unknown"
+    assert decide({"identity": 0.28, "unknown": 0.1}) == "unknown"  # too weak, however lonely
+    assert understand("birth date, please").intents == ["identity"]
+    assert understand("Tell me a joke about cardiologists").intents == ["unknown"]
