@@ -16,9 +16,12 @@ How the app calls it (after each answer, with the session the answer was asked i
 :class:`assistant.answer.GroundedAnswer` just returned. The result is ``None`` when the answer
 holds no successful ``measure_lesion`` or ``stent_coverage`` call (nothing about a vessel to
 draw). The PNG is written into the session's output folder (``StudyContext.outputs()``), named
-after the case and the vessel (``lad_stenosis_LAD_vessel_view.png``,
-``lad_stenosis_LAD_stent-20mm_vessel_view.png``); the caption and ``file_name`` hold no server
-path. Drawing takes about a second on a demo case (the vessel is measured again from the CT).
+after the case folder (else ``study_<date>``, never an upload's file name) and the vessel or
+segment the answer named (``lad_stenosis_LAD_vessel_view.png``,
+``lad_stenosis_LAD_stent-20mm_vessel_view.png``); asking again overwrites it. The caption and
+``file_name`` hold no server path. It costs about 0.5 s of CPU on a demo case (0.8 s for a stent
+answer: the vessel is measured again from the CT) and uses no pyplot state, so sessions may call
+it from their own threads.
 
 What is drawn is measured again from the CT with the same tool and arguments as the answer, so
 the picture carries the answer's numbers; if they differ (another study was loaded since the
