@@ -11,7 +11,7 @@ from tools.stenosis import measure_vessel
 from tools.stent import lesion_site, plan_stent
 from tools.vessel_view import (VesselViewConfig, VesselViewError, drawing_from_measurement, render_vessel_view,
                                rotation_minimising_frame, straighten)
-from training.phantoms.tubes import OBLIQUE, SEGMENTS, healthy_radius, straight_tube
+from training.phantoms.tubes import OBLIQUE, SEGMENTS, healthy_radius, lesion_weight, straight_tube, tube_image
 
 NARROWEST = 18.0  # mm along the tube: a 70 % cosine narrowing over 12-24 mm
 PLAD_START = dict(SEGMENTS)["pLAD"]  # the measured LAD path starts here
@@ -24,6 +24,23 @@ def tube():
 
 def _path(tube):
     return np.array([p.xyz for code in ("LM", "pLAD", "mLAD") for p in tube.centerlines.segments[code]])
+
+
+def curved_tube(bend_mm: float = 25.0, total: float = 40.0, voxel: float = 0.5):
+    """(hu, affine, path) of a tube bent on a circle of ``bend_mm`` in the i-k plane (about 90 degrees),
+    with the same 70 % cosine narrowing at 18 mm along it."""
+    shape = (int((bend_mm + 8) / voxel), int(12 / voxel), int((bend_mm + 8) / voxel))
+    i, j, k = np.meshgrid(*[np.arange(n) * voxel for n in shape], indexing="ij")
+    centre = np.array([bend_mm + 4.0, 6.0, 4.0])  # the circle's centre; the tube starts at i = 4 mm
+    dx, dz = i - centre[0], k - centre[2]
+    s = bend_mm * np.arctan2(dz, -dx)
+    dist = np.hypot(np.hypot(dx, dz) - bend_mm, j - centre[1])
+    r = np.where((s >= 0) & (s <= total), healthy_radius(s) * (1 - 0.7 * lesion_weight(s, 12.0, 12.0, "cosine")), 0)
+    hu = tube_image(dist, r, voxel)
+    theta = np.arange(0, total + 1e-9, 0.25) / bend_mm
+    path = np.stack([centre[0] - bend_mm * np.cos(theta), np.full_like(theta, centre[1]),
+                     centre[2] + bend_mm * np.sin(theta)], 1)
+    return hu, np.diag([voxel, voxel, voxel, 1.0]), path
 
 
 def _lumen_width(cut: np.ndarray, offset: np.ndarray) -> np.ndarray:
@@ -39,8 +56,10 @@ def _lumen_width(cut: np.ndarray, offset: np.ndarray) -> np.ndarray:
     return widths
 
 
-def test_straightened_tube_shows_the_narrowing_at_its_distance(tube):
-    view = straighten(tube.hu, tube.affine, _path(tube))
+@pytest.mark.parametrize("shape", ["oblique", "curved"])
+def test_straightened_tube_shows_the_narrowing_at_its_distance(tube, shape):
+    hu, affine, path = (tube.hu, tube.affine, _path(tube)) if shape == "oblique" else curved_tube()
+    view = straighten(hu, affine, path)
     assert view.length_mm == pytest.approx(40.0, abs=0.3)
     inner = (view.arc_mm > 3) & (view.arc_mm < 37)
     for cut in view.cuts:  # both lengthwise cuts, 90 degrees apart
