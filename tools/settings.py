@@ -90,6 +90,13 @@ class Settings(BaseSettings):
         "outputs, Gradio's cache), one subfolder per server process; a restart deletes those of stopped servers")
     ui_session_ttl_s: int = Field(2 * 3600, description="idle seconds after which a browser session and its "
                                                          "files are deleted")
+    ui_login_max_failures: int = Field(
+        5, ge=1, description="wrong passwords for one user name within ui_login_window_s that lock that name")
+    ui_login_max_failures_per_client: int = Field(
+        20, ge=1, description="failed logins from one client address (any user names) that lock that address")
+    ui_login_window_s: float = Field(15 * 60, gt=0, description="seconds over which failed logins are counted")
+    ui_login_lockout_s: float = Field(
+        15 * 60, gt=0, description="seconds a locked user name or address is refused, even with the right password")
 
     def model_post_init(self, __context) -> None:
         if not self.patient_hash_salt:

@@ -44,6 +44,7 @@ class _Bounded(OrderedDict):
 class LoginLimiter:
     """Counts failed logins per user name and per client address; locks either once over its limit."""
 
+    # Defaults equal the settings' (ui_login_*); the server builds its limiter with from_settings.
     max_failures: int = 5  # wrong passwords for one user name within window_s before a lockout
     max_failures_per_client: int = 20  # failures from one address (any user names) before a lockout
     window_s: float = 15 * 60
@@ -52,6 +53,15 @@ class LoginLimiter:
     _failures: dict[str, deque] = field(default_factory=lambda: _Bounded())
     _locked_until: dict[str, float] = field(default_factory=lambda: _Bounded())
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def from_settings(cls, settings=None) -> LoginLimiter:
+        """The limits of ``settings`` (default :func:`tools.settings.get_settings`), ``CARDIOVLM_UI_LOGIN_*``."""
+        from tools.settings import get_settings
+
+        s = settings or get_settings()
+        return cls(max_failures=s.ui_login_max_failures, max_failures_per_client=s.ui_login_max_failures_per_client,
+                   window_s=s.ui_login_window_s, lockout_s=s.ui_login_lockout_s)
 
     def locked_for(self, user: str, client: str, now: float | None = None) -> float:
         """Seconds until ``user`` (or ``client``) may try again; 0 when not locked."""

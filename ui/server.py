@@ -55,8 +55,8 @@ def launch(host: str = "127.0.0.1", port: int = 7860, *, users_file: str | None 
            limiter=None):
     """Build and start the app; returns (app, url) when ``block`` is False.
 
-    ``limiter``: a :class:`ui.access.LoginLimiter` (its defaults: 5 failures per user name in 15 minutes
-    lock that name for 15 minutes).
+    ``limiter``: a :class:`ui.access.LoginLimiter`; default from the settings (``CARDIOVLM_UI_LOGIN_*``:
+    5 failures per user name, or 20 per client address, in 15 minutes lock it for 15 minutes).
     """
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
     users = read_users(users_file)
@@ -74,7 +74,7 @@ def launch(host: str = "127.0.0.1", port: int = 7860, *, users_file: str | None 
     workdir.use_for_temporary_files()
     app = build_app(max_upload_mb=max_upload_mb)
     app.queue(default_concurrency_limit=concurrency, max_size=queue_size)
-    guard = Middleware(AccessGuard, file_root=files, limiter=limiter or LoginLimiter())
+    guard = Middleware(AccessGuard, file_root=files, limiter=limiter or LoginLimiter.from_settings())
     # quiet: Gradio's own banner suggests share=True, which this server never uses (the CLI prints the URL).
     _, url, _ = app.launch(server_name=host, server_port=port, auth=users or None, share=False,
                            max_file_size=f"{max_upload_mb}mb", prevent_thread_lock=not block, show_error=False,

@@ -117,3 +117,22 @@ def test_a_lockout_ends_and_guessing_across_user_names_locks_the_client():
         limiter.failed(f"name{i}", "10.0.0.9", now=1000)
     assert limiter.locked_for("someone-else", "10.0.0.9", now=1001) > 0
     assert limiter.locked_for("someone-else", "10.0.0.3", now=1001) == 0
+
+
+def test_the_login_limits_are_settings(monkeypatch):
+    from tools.settings import Settings
+
+    defaults = LoginLimiter.from_settings(Settings(_env_file=None))  # the settings' defaults are the class's
+    assert (defaults.max_failures, defaults.max_failures_per_client, defaults.window_s, defaults.lockout_s) == (
+        LoginLimiter().max_failures, LoginLimiter().max_failures_per_client, LoginLimiter().window_s,
+        LoginLimiter().lockout_s)
+    monkeypatch.setenv("CARDIOVLM_UI_LOGIN_MAX_FAILURES", "2")
+    monkeypatch.setenv("CARDIOVLM_UI_LOGIN_LOCKOUT_S", "60")
+    limiter = LoginLimiter.from_settings(Settings())
+    limiter.failed("dave", "10.0.0.1", now=0)
+    assert limiter.locked_for("dave", "10.0.0.1", now=1) == 0  # one failure: not yet
+    limiter.failed("dave", "10.0.0.1", now=1)
+    assert 0 < limiter.locked_for("dave", "10.0.0.1", now=2) <= 60 and limiter.locked_for("dave", "x", now=62) == 0
+    monkeypatch.setenv("CARDIOVLM_UI_LOGIN_MAX_FAILURES", "0")
+    with pytest.raises(ValueError, match="ui_login_max_failures"):
+        Settings()
