@@ -18,6 +18,7 @@ from assistant.findings import findings_of, show
 from assistant.question import ParsedQuestion
 from assistant.slots import LESION_LANDMARKS, landmark_display
 from assistant.tool_errors import read_tool_error
+from assistant.verdicts import in_stent_graded
 from tools.anatomy import ARTERIES, SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
 
 CAPABILITIES = (
@@ -299,8 +300,14 @@ def _stent_status(q: ParsedQuestion, done: list[ToolOutcome], verdict: str | Non
     inside = [o for o in _ok(done, "measure_lesion") if o.result.get("lesion") and o.result["lesion"]["in_stent"]]
     if inside:
         detail = " ".join(_sentence(_lesion_line(o)[0].upper() + _lesion_line(o)[1:]) for o in inside)
-    else:
+    elif in_stent_graded(done):
         detail = "No narrowing was measured inside the stent: it is patent on CT."
+    else:
+        notes = [o.result["measurement"].get("in_stent_note") for o in _ok(done, "measure_lesion")]
+        why = next((n for n in notes if n), "the stent's metal was not found along the measured vessel, so the "
+                   "lumen inside it could not be located")
+        detail = (f"The lumen inside the stent cannot be graded from this CT: {why}. Patency and in-stent "
+                  "restenosis are neither confirmed nor excluded.")
     masks = [o.result for o in _ok(done, "measure_lesion")]
     return f"{_lead(verdict)}{stent_line} {detail}" + _source_note(masks)
 

@@ -67,15 +67,24 @@ def in_stent_lesions(done: list[ToolOutcome]) -> list[dict]:
             if o.result.get("lesion") and o.result["lesion"]["in_stent"]]
 
 
+def in_stent_graded(done: list[ToolOutcome]) -> bool:
+    """Whether a measurement this turn graded the lumen inside the stent it found."""
+    return any(o.result["measurement"]["stent_present"] and o.result["measurement"].get("in_stent_graded")
+               for o in _ok(done, "measure_lesion"))
+
+
 def _stent_status(q: ParsedQuestion, done: list[ToolOutcome]) -> Verdict:
-    # In-stent restenosis: a lesion the measuring tool flags in_stent with >= 50 % diameter stenosis;
-    # a patent stent has none (an occluded stent is 100 %).
+    # In-stent restenosis: a lesion the measuring tool flags in_stent with >= 50 % diameter stenosis
+    # (an occluded stent is 100 %). Patency needs the in-stent lumen graded: where the tool did not
+    # grade it (metal blooming), neither patency nor restenosis is decided.
     stents = [o for o in _ok(done, "segment_anatomy") if o.result["target"].startswith("stent")]
     if not stents or not _ok(done, "measure_lesion"):
         return "unknown"
     if not any(o.result["present"] for o in stents):
         return "unknown" if q.stent_status == "patency" else "no"
     restenosis = any(les["stenosis_percent"] >= OBSTRUCTIVE_PERCENT for les in in_stent_lesions(done))
+    if not restenosis and not in_stent_graded(done):
+        return "unknown"
     return ("yes" if restenosis else "no") if q.stent_status == "restenosis" else ("no" if restenosis else "yes")
 
 

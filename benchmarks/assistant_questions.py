@@ -227,12 +227,19 @@ def questions_for(truth: Truth) -> list[Question]:
                  (lambda a: (a.verdict == "no" and "No stent is present in this study" in a.answer, a.answer[:60]))),
     ]
     stent_findings = [f for f in truth.findings if f.kind == "stent"]
-    restenosis = any(f.in_stent_restenosis or f.stenosis_percent >= 50 for f in stent_findings)
-    qs.append(Question("Any in-stent restenosis?", "stent status", yn(restenosis), verdict_is(yn(restenosis))))
+    # The in-stent lumen is not graded from the CT (metal blooming, tools.stenosis): with a stent, the
+    # right answer is "undetermined" with that reason, whatever the ground-truth patency.
+    not_graded: Check = (lambda a: (a.verdict == "unknown" and "cannot be graded from this CT"
+                                    in a.answer, f"verdict {a.verdict}"))
+    if stent_findings:
+        qs.append(Question("Any in-stent restenosis?", "stent status", "unknown: in-stent lumen not graded",
+                           not_graded))
+    else:
+        qs.append(Question("Any in-stent restenosis?", "stent status", "no", verdict_is("no")))
     for f in stent_findings[:1]:
         artery = SEGMENTS_BY_CODE[f.segment].artery
-        qs.append(Question(f"Is the {artery} stent patent?", "stent status", yn(not restenosis),
-                           verdict_is(yn(not restenosis))))
+        qs.append(Question(f"Is the {artery} stent patent?", "stent status", "unknown: in-stent lumen not graded",
+                           not_graded))
     lad_significant = any(f.stenosis_percent >= 50 for f in truth.lesions("LAD"))
     qs.append(Question("Is there a significant stenosis in the LAD?", "presence", yn(lad_significant),
                        verdict_is(yn(lad_significant))))

@@ -176,26 +176,21 @@ def test_every_number_in_an_answer_comes_from_a_tool(session):
         assert not stray, (question, stray, answer.answer)
 
 
-# The stenosis tool reads the CT, and metal blooming hides the in-stent lumen at CCTA resolution:
-# in-stent restenosis is not graded (tools.stenosis), so an 80 % restenosis is not found.
-IN_STENT_NOT_GRADED = pytest.mark.xfail(strict=True, reason="in-stent lumen not graded from the CT (blooming)")
-
-
-@pytest.mark.parametrize(("restenosis", "patent", "isr"),
-                         [(None, "yes", "no"), pytest.param(80.0, "no", "yes", marks=IN_STENT_NOT_GRADED)])
-def test_stent_patency_and_in_stent_restenosis_are_measured_through_the_stent(tmp_path, restenosis, patent, isr):
+@pytest.mark.parametrize("restenosis", [None, 80.0])
+def test_stent_patency_is_not_claimed_where_the_in_stent_lumen_is_not_graded(tmp_path, restenosis):
+    # Metal blooming hides the lumen inside a stent at CCTA resolution (tools.stenosis does not grade
+    # it): a patent stent and an 80 % restenosis both get "cannot be graded", never "patent on CT".
     s = Session(model=ClinicalPlanner(), output_dir=tmp_path)
     s.use_context(make_patient_context(in_stent_restenosis=restenosis))
     patency = s.ask("Is the LCx stent patent?")
-    assert patency.verdict == patent, patency.answer
+    assert patency.verdict == "unknown", patency.answer
     assert [c.name for c in patency.tool_calls] == ["segment_anatomy", "measure_lesion"]
     again = s.ask("Is there in-stent restenosis in the circumflex?")
-    assert again.verdict == isr, again.answer
-    if restenosis:
-        assert "inside a stent (in-stent restenosis)" in again.answer
-        assert finding(again, "LCx diameter stenosis").value >= 50
-    else:
-        assert "patent on CT" in again.answer
+    assert again.verdict == "unknown", again.answer
+    for answer in (patency, again):
+        assert "A stent is present on the LCx" in answer.answer
+        assert "cannot be graded from this CT" in answer.answer and "blooms" in answer.answer
+        assert "patent on CT" not in answer.answer
 
 
 def test_a_stent_question_without_a_stent_says_so(tmp_path):
@@ -205,10 +200,13 @@ def test_a_stent_question_without_a_stent_says_so(tmp_path):
     assert answer.verdict == "unknown" and "No stent is present on the RCA" in answer.answer
 
 
-@IN_STENT_NOT_GRADED
+@pytest.mark.xfail(strict=True, reason="known gap: this short mild narrowing (35 % over 6 mm) reads 34 % at its "
+                   "deepest but under 25 % on the steadier profile lesions are called from, so no LCx lesion is found "
+                   "(mild lesions read low: benchmarks/stenosis_accuracy.py)")
 def test_a_follow_up_keeps_the_severity_asked_about(tmp_path):
     s = Session(model=ClinicalPlanner(), output_dir=tmp_path)
-    s.use_context(make_patient_context(in_stent_restenosis=35.0))  # a mild (CAD-RADS 2) LCx narrowing
+    # No stent: the 35 % narrowing of the dLCx is a plain mild (CAD-RADS 2) lesion.
+    s.use_context(make_patient_context(stent=False, in_stent_restenosis=35.0))
     assert s.ask("Is there a significant stenosis of the LAD?").verdict == "yes"  # 75 % built in
     follow = s.ask("and the LCx?")
     assert follow.tool_calls[0].args == {"vessel": "LCx"} and follow.verdict == "no", follow.answer
