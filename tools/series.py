@@ -112,8 +112,8 @@ def series_info(files: SeriesFiles, rule: CalciumRule = CalciumRule()) -> Series
     return SeriesInfo(uid=files.uid, number=files.number, description=description, modality=files.modality,
                       kind=kind, kind_reason=why, n_slices=n, slice_thickness_mm=thickness,
                       slice_spacing_mm=round(files.slice_spacing, 3) if files.slice_spacing else None,
-                      kvp=kvp, contrast_agent=agent, frame_of_reference_uid=files.text_of("FrameOfReferenceUID") or None,
-                      loadable=volume)
+                      kvp=kvp, contrast_agent=agent, loadable=volume,
+                      frame_of_reference_uid=files.text_of("FrameOfReferenceUID") or None)
 
 
 def list_scan(scan: FolderScan) -> list[SeriesInfo]:
@@ -170,6 +170,14 @@ def _is_zip(path: Path) -> bool:
     return path.is_file() and (path.name.lower().endswith(".zip") or zipfile.is_zipfile(path))
 
 
+def _check_dicom_source(path: Path) -> None:
+    """Raise the typed error for a path that is no DICOM folder or zip."""
+    if not path.exists():
+        raise StudyNotFoundError(f"{path.name}: no such file or folder")
+    if not path.is_dir() and not _is_zip(path):
+        raise UnsupportedFormatError(f"{path.name}: not a DICOM folder, a zip of DICOM files or a NIfTI file")
+
+
 def list_series(path: str | Path, *, settings: Settings | None = None) -> list[SeriesInfo]:
     """Every series of a DICOM folder, a zip of DICOM, a case folder or a NIfTI file, with its kind.
 
@@ -178,21 +186,17 @@ def list_series(path: str | Path, *, settings: Settings | None = None) -> list[S
     Raises:
         StudyError: the path does not exist or holds no DICOM (the same typed errors as loading).
     """
-    from tools.dicom_read import scan_folder
     from tools.settings import get_settings
 
     settings = settings or get_settings()
     path = Path(path)
-    if not path.exists():
-        raise StudyNotFoundError(f"{path.name}: no such file or folder")
     if path.is_dir() and cf.is_case_dir(path):
         return _case_listing(path)
     if path.is_file() and path.name.lower().endswith((".nii", ".nii.gz")):
         return [_nifti_info(path, "other", "NIfTI volume")]
-    if not path.is_dir() and not _is_zip(path):
-        raise UnsupportedFormatError(f"{path.name}: not a DICOM folder, a zip of DICOM files or a NIfTI file")
+    _check_dicom_source(path)
     with _dicom_folder(path, settings) as folder:
-        return list_scan(scan_folder(folder))
+        return list_scan(_scan(path, folder))
 
 
 def _best(candidates: list[SeriesInfo]) -> SeriesInfo | None:
@@ -271,14 +275,33 @@ class LoadedSeries:
     pick: SeriesPick
 
 
-def _load_one(path: Path, folder: Path | None, scan, uid: str, settings: Settings) -> Study:
-    from tools.dicom_read import read_dicom_folder
+def _scan(path: Path, folder: Path) -> FolderScan:
+    """The headers of a folder (or of a zip extracted into ``folder``), named after what the user gave."""
+    from tools.dicom_read import scan_folder
+    from tools.study import EmptyFolderError
+
+    try:
+        return scan_folder(folder)
+    except EmptyFolderError:
+        if folder == path:
+            raise
+        raise EmptyFolderError(f"{path.name}: the zip holds no files, no DICOM series to load") from None
+
+
+def _load_case_series(root: Path, uid: str, settings: Settings) -> Study:
+    """One series of a case folder: a NIfTI file by name, else the DICOM folder that holds the uid."""
+    from tools.dicom_read import read_dicom_folder, scan_folder
     from tools.study import load_nifti
 
-    if folder is None:  # a NIfTI file (alone or in a case folder)
-        target = path if path.is_file() else path / uid
-        return load_nifti(target)
-    return read_dicom_folder(folder, settings=settings, series_uid=uid, scan=scan)
+    if (root / uid).is_file():
+        return load_nifti(root / uid)
+    for dicom_dir in (cf.CCTA_DICOM_DIR, cf.CAC_DICOM_DIR):
+        folder = root / dicom_dir
+        if folder.is_dir():
+            scan = scan_folder(folder)
+            if uid in scan.series:
+                return read_dicom_folder(folder, settings=settings, series_uid=uid, scan=scan)
+    raise SeriesNotFoundError(f"case {root.name} holds no series {uid!r}")
 
 
 def _note_pairing(ccta: Study, calcium: Study, listing: dict[str, SeriesInfo], pick: SeriesPick) -> None:
@@ -292,34 +315,44 @@ def _note_pairing(ccta: Study, calcium: Study, listing: dict[str, SeriesInfo], p
 
 def load_series(path: str | Path, *, ccta_series: str | None = None, calcium_series: str | None = None,
                 settings: Settings | None = None) -> LoadedSeries:
-    """Load the CCTA and the calcium-scoring series of a DICOM folder, zip or NIfTI file (see :func:`pick_series`).
+    """Load the CCTA and the calcium-scoring series of a DICOM folder, a zip, a case folder or a NIfTI
+    file (see :func:`pick_series`); a zip is extracted once, for listing and loading together.
 
-    ``ccta.series_choice`` says what was loaded and why, and names the series left out. Case folders
-    are loaded by :func:`load_series_context` (they bring their clinical data too).
+    ``ccta.series_choice`` says what was loaded and why, and names the series left out. A session
+    loads a case folder through :func:`load_series_context` (its clinical data come with it).
 
     Raises:
         StudyError: the typed ingest errors, SeriesNotFoundError / SeriesPickError for a bad pick.
     """
-    from tools.dicom_read import scan_folder
+    from tools.dicom_read import read_dicom_folder
     from tools.settings import get_settings
+    from tools.study import load_nifti
 
     settings = settings or get_settings()
     path = Path(path)
-    listing = list_series(path, settings=settings)
-    pick = pick_series(listing, ccta_series=ccta_series, calcium_series=calcium_series)
-    infos = {s.uid: s for s in listing}
     if path.is_file() and path.name.lower().endswith((".nii", ".nii.gz")):
-        ccta, calcium = _load_one(path, None, None, pick.ccta, settings), None
+        listing = list_series(path, settings=settings)
+        pick = pick_series(listing, ccta_series=ccta_series, calcium_series=calcium_series)
+        return LoadedSeries(ccta=load_nifti(path), calcium=None, listing=listing, pick=pick)
+    if path.is_dir() and cf.is_case_dir(path):
+        listing = _case_listing(path)
+        pick = pick_series(listing, ccta_series=ccta_series, calcium_series=calcium_series)
+        ccta = _load_case_series(path, pick.ccta, settings)
+        calcium = _load_case_series(path, pick.calcium, settings) if pick.calcium else None
     else:
+        _check_dicom_source(path)
         with _dicom_folder(path, settings) as folder:
-            scan = scan_folder(folder)
-            ccta = _load_one(path, folder, scan, pick.ccta, settings)
-            calcium = _load_one(path, folder, scan, pick.calcium, settings) if pick.calcium else None
-        source = str(path)
-        ccta.source = source
-        if calcium is not None:
-            calcium.source = source
-            _note_pairing(ccta, calcium, infos, pick)
+            scan = _scan(path, folder)
+            listing = list_scan(scan)
+            pick = pick_series(listing, ccta_series=ccta_series, calcium_series=calcium_series)
+            ccta = read_dicom_folder(folder, settings=settings, series_uid=pick.ccta, scan=scan)
+            calcium = (read_dicom_folder(folder, settings=settings, series_uid=pick.calcium, scan=scan)
+                       if pick.calcium else None)
+    for study in (ccta, calcium):
+        if study is not None:
+            study.source = str(path)
+    if calcium is not None:
+        _note_pairing(ccta, calcium, {s.uid: s for s in listing}, pick)
     if len(listing) > 1:
         ccta.series_choice = pick.reason
     return LoadedSeries(ccta=ccta, calcium=calcium, listing=listing, pick=pick)

@@ -125,3 +125,34 @@ def test_a_calcium_series_of_another_frame_of_reference_is_loaded_with_a_warning
     assert any("another frame of reference than the CCTA" in w for w in loaded.ccta.warnings)
     write_exam(tmp_path / "same", ccta, affine((1.0, 1.0, 1.0)), cac, affine((1.0, 1.0, 3.0)))
     assert not any("frame of reference" in w for w in load_series(tmp_path / "same").ccta.warnings)
+
+
+def test_a_phantom_case_folder_with_dicom_series_loads_both(tmp_path):
+    """A case folder as the phantom generator writes it, with ccta_dicom/ and cac_dicom/."""
+    from tools import case_format as cf
+    from tools.settings import get_settings
+
+    demo = get_settings().demo_cases_dir / "lad_calcified"
+    case = tmp_path / "case"
+    case.mkdir()
+    (case / cf.MANIFEST_FILE).write_text((demo / cf.MANIFEST_FILE).read_text())
+    ccta, cac = load_study(demo / "ccta.nii.gz"), load_study(demo / "cac.nii.gz")
+    write_exam(case / "unused", ccta.hu, ccta.affine, None, None, localizer=False)
+    (case / "unused" / "3").rename(case / cf.CCTA_DICOM_DIR)
+    write_exam(case / "unused2", cac.hu, cac.affine, None, None, localizer=False, ccta_description="CaSc 3 mm")
+    (case / "unused2" / "3").rename(case / cf.CAC_DICOM_DIR)
+    loaded = load_series(case)
+    assert [s.kind for s in loaded.listing] == ["ccta", "calcium_scoring"]
+    np.testing.assert_array_equal(loaded.ccta.hu, ccta.hu)
+    np.testing.assert_array_equal(loaded.calcium.hu, cac.hu)
+
+
+def test_an_empty_zip_is_named_by_its_own_name(tmp_path):
+    import zipfile
+
+    from tools.study import EmptyFolderError
+
+    with zipfile.ZipFile(tmp_path / "nothing.zip", "w"):
+        pass
+    with pytest.raises(EmptyFolderError, match="^nothing.zip: the zip holds no files"):
+        load_series(tmp_path / "nothing.zip")
