@@ -260,6 +260,65 @@ def drawing_from_measurement(measurement, lesion=None, plan=None) -> VesselDrawi
         centerline_source=measurement.centerline_source)
 
 
+@dataclass(frozen=True)
+class CrossSectionImage:
+    """The CT on the plane perpendicular to the path at one arc length (columns: cut 1's offset,
+    rows: cut 2's offset), with the diameter the measurement read there drawn as a circle."""
+
+    name: str  # "MLD" or "reference"
+    arc_mm: float
+    hu: np.ndarray  # (M, M) float32; NaN outside the image
+    offset_mm: np.ndarray  # (M,)
+    diameter_mm: float  # lumen diameter read at this plane (MLD) or the reference diameter there
+
+
+def cross_section(volume: np.ndarray, affine, view: StraightenedView, arc_mm: float, *, name: str,
+                  diameter_mm: float) -> CrossSectionImage:
+    """The CT on the plane of ``view``'s frame nearest to ``arc_mm`` (same pixel size as the cuts)."""
+    i = int(np.argmin(np.abs(view.arc_mm - arc_mm)))
+    u, v = view.normals[:, i]
+    off = view.offset_mm
+    xyz = view.points_mm[i] + off[None, :, None] * u + off[:, None, None] * v  # rows along v, columns along u
+    inv = np.linalg.inv(_affine_of(affine))
+    ijk = xyz.reshape(-1, 3) @ inv[:3, :3].T + inv[:3, 3]
+    hu = ndimage.map_coordinates(np.asarray(volume), ijk.T, order=1, mode="constant", cval=np.nan,
+                                 output=np.float32).reshape(len(off), len(off))
+    return CrossSectionImage(name=name, arc_mm=float(view.arc_mm[i]), hu=hu, offset_mm=off,
+                             diameter_mm=float(diameter_mm))
+
+
+def reference_site(drawing: VesselDrawing, lesion: LesionMark, *, within_mm: float = 10.0,
+                   clear_mm: float = 1.0) -> float | None:
+    """Arc length of the healthiest graded plane within ``within_mm`` of the lesion (outside it by at
+    least ``clear_mm``, not inside another lesion): where the diameter is closest to the reference."""
+    arc = drawing.arc_mm
+    near = (((arc >= lesion.start_mm - within_mm) & (arc <= lesion.start_mm - clear_mm))
+            | ((arc >= lesion.end_mm + clear_mm) & (arc <= lesion.end_mm + within_mm)))
+    for other in drawing.lesions:
+        near &= ~((arc >= other.start_mm - clear_mm) & (arc <= other.end_mm + clear_mm))
+    if drawing.ungraded is not None:
+        near &= ~drawing.ungraded
+    near &= drawing.reference_mm > 0
+    if not near.any():
+        return None
+    error = np.abs(drawing.diameter_mm / np.maximum(drawing.reference_mm, 1e-6) - 1.0)
+    return float(arc[near][np.argmin(error[near])])
+
+
+def lesion_sections(volume: np.ndarray, affine, view: StraightenedView,
+                    drawing: VesselDrawing) -> list[CrossSectionImage]:
+    """Cross-sections at the answer's MLD and at its healthiest nearby plane (none without a lesion)."""
+    focus = drawing.focus
+    if focus is None:
+        return []
+    out = [cross_section(volume, affine, view, focus.mld_position_mm, name="MLD", diameter_mm=focus.mld_diameter_mm)]
+    ref = reference_site(drawing, focus)
+    if ref is not None:
+        out.append(cross_section(volume, affine, view, ref, name="reference",
+                                 diameter_mm=float(np.interp(ref, drawing.arc_mm, drawing.reference_mm))))
+    return out
+
+
 # ------------------------------------------------------------------------------------------------
 # Rendering
 # ------------------------------------------------------------------------------------------------
@@ -277,6 +336,7 @@ LESION_COLOUR = "#ffb000"
 MLD_COLOUR = "#ff3030"
 STENT_COLOUR = "#00d0ff"
 LANDING_OK, LANDING_SHORT = "#30d030", "#ff3030"
+REFERENCE_COLOUR = "#3060ff"
 
 
 def _fmt(value: float, digits: int = 1) -> str:
@@ -284,12 +344,15 @@ def _fmt(value: float, digits: int = 1) -> str:
 
 
 def render_vessel_view(view: StraightenedView, drawing: VesselDrawing, *, out_path: str | Path | None = None,
-                       title: str | None = None, config: VesselViewConfig | None = None) -> RenderedVesselView:
+                       title: str | None = None, sections: list[CrossSectionImage] | None = None,
+                       config: VesselViewConfig | None = None) -> RenderedVesselView:
     """Draw the straightened cuts with the lesion, MLD and stent, and the diameter plot below them.
 
     Layout (top to bottom, one shared millimetre axis from the proximal end): segment names, cut 1,
     cut 2 (90 degrees on), then lumen diameter and reference diameter against distance. The cuts are
-    windowed for CCTA (``window_width_hu`` / ``window_level_hu``) with square pixels.
+    windowed for CCTA (``window_width_hu`` / ``window_level_hu``) with square pixels. ``sections``
+    (at most two, e.g. :func:`lesion_sections`) are drawn to the right of the cuts with their
+    diameter as a dashed circle, and their place marked on the cuts.
     """
     # A bare Figure draws with Agg whatever backend the process uses, and touches no pyplot state
     # (the app may serve several sessions at once).
@@ -303,7 +366,10 @@ def render_vessel_view(view: StraightenedView, drawing: VesselDrawing, *, out_pa
     img_h = min(ax_w * across / length, cfg.max_cut_height_in)  # square pixels unless the path is short
     stretch = (ax_w / length) / (img_h / across)
     plot_h, left, right, top, gap, legend_h, bottom = 2.2, 0.75, 0.25, 0.75, 0.12, 0.4, 0.55
-    fig_w = left + ax_w + right
+    sections = list(sections or [])[:2]
+    sec_gap = 0.45 if sections else 0.0
+    sec_w = img_h if sections else 0.0  # square, as tall as a cut
+    fig_w = left + ax_w + sec_gap + sec_w + right
     fig_h = top + 2 * img_h + gap + legend_h + plot_h + bottom
     fig = Figure(figsize=(fig_w, fig_h), dpi=cfg.dpi, facecolor="white")
 
@@ -332,6 +398,13 @@ def render_vessel_view(view: StraightenedView, drawing: VesselDrawing, *, out_pa
         image_axes.append(ax)
     plot = axes(top + 2 * img_h + gap + legend_h, plot_h)
     plot.set_xlim(0, length)
+    for c, sec in enumerate(sections):
+        _draw_section(fig, sec, ((left + ax_w + sec_gap) / fig_w, 1 - (top + c * (img_h + gap) + img_h) / fig_h,
+                                 sec_w / fig_w, img_h / fig_h), lo, hi, cfg, bottom_row=c == len(sections) - 1)
+        colour = MLD_COLOUR if sec.name == "MLD" else REFERENCE_COLOUR
+        for ax in image_axes:
+            ax.plot([sec.arc_mm], [half * 0.93], "v", color=colour, ms=6, clip_on=False)
+        marks[f"section_{sec.name}"] = (sec.arc_mm,)
 
     # Segment boundaries and names (the path's own labels).
     for code, s0, s1 in drawing.segments:
@@ -402,7 +475,8 @@ def render_vessel_view(view: StraightenedView, drawing: VesselDrawing, *, out_pa
             plot.axvspan(drawing.arc_mm[a], drawing.arc_mm[b - 1] + cfg.step_mm / 2, color="0.5", alpha=0.18, lw=0,
                          hatch="///", label="not graded (joins a bright structure, or stent)" if n == 0 else None)
     plot.plot(drawing.arc_mm, drawing.diameter_mm, color="black", lw=1.3, label="lumen diameter (CT)")
-    plot.plot(drawing.arc_mm, drawing.reference_mm, color="#3060ff", lw=1.1, ls="--", label="reference diameter")
+    plot.plot(drawing.arc_mm, drawing.reference_mm, color=REFERENCE_COLOUR, lw=1.1, ls="--",
+              label="reference diameter")
     top_d = float(np.nanmax(np.r_[drawing.diameter_mm, drawing.reference_mm, 1.0]))
     plot.set_ylim(0, top_d * 1.45)
     plot.set_ylabel("diameter (mm)", fontsize=8)
@@ -431,6 +505,25 @@ def render_vessel_view(view: StraightenedView, drawing: VesselDrawing, *, out_pa
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(png)
     return RenderedVesselView(path=path, rgb=rgb, marks_mm=marks)
+
+
+def _draw_section(fig, sec: CrossSectionImage, box, lo: float, hi: float, cfg: VesselViewConfig, *,
+                  bottom_row: bool) -> None:
+    from matplotlib.patches import Circle
+
+    ax = fig.add_axes(box)
+    half = sec.offset_mm[-1] + cfg.pixel_mm / 2
+    ax.imshow(np.ma.masked_invalid(sec.hu), cmap=_ct_cmap(), vmin=lo, vmax=hi, origin="lower",
+              extent=(-half, half, -half, half), interpolation="bilinear")
+    colour = MLD_COLOUR if sec.name == "MLD" else REFERENCE_COLOUR
+    ax.add_patch(Circle((0, 0), max(sec.diameter_mm / 2, 0.05), fill=False, ec=colour, lw=1.0, ls="--"))
+    ax.text(0.03, 0.97, f"{sec.name} {_fmt(sec.diameter_mm)} mm\nat {_fmt(sec.arc_mm)} mm", transform=ax.transAxes,
+            ha="left", va="top", fontsize=6.5, color="white",
+            bbox={"facecolor": colour, "alpha": 0.75, "lw": 0, "pad": 1.5})
+    ax.set_ylabel("cut 2 (mm)", fontsize=6, labelpad=1)
+    ax.tick_params(labelsize=6, labelbottom=bottom_row)
+    if bottom_row:
+        ax.set_xlabel("cut 1 (mm)", fontsize=6, labelpad=1)
 
 
 def _ct_cmap():

@@ -39,8 +39,8 @@ from assistant.answer import GroundedAnswer
 from tools.context import StudyContext
 from tools.stenosis import LesionMeasurement, StenosisError, measure_lesion, segments_for
 from tools.stent import StentError, StentPlan, stent_coverage
-from tools.vessel_view import (VesselViewConfig, VesselViewError, drawing_from_measurement, render_vessel_view,
-                               straighten)
+from tools.vessel_view import (VesselViewConfig, VesselViewError, drawing_from_measurement, lesion_sections,
+                               render_vessel_view, straighten)
 
 VESSEL_TOOLS = ("measure_lesion", "stent_coverage")
 STENT_ARGS = ("stent_diameter_mm", "landing_zone_mm")
@@ -192,6 +192,12 @@ def vessel_view_for_answer(session_or_ctx, answer: GroundedAnswer, *,
                              f"{lesion.stenosis_percent:.0f}% diameter stenosis (CAD-RADS {lesion.category}) "
                              f"in the {lesion.segment}")
              + ("" if plan is None else f"; {plan.stent_length_mm:g} mm stent: {plan.status.replace('_', ' ')}"))
-    rendered = render_vessel_view(view, drawing, out_path=ctx.outputs() / file_name, title=title, config=config)
-    return VesselViewImage(path=rendered.path, file_name=file_name, caption=caption_for(measured, plan, source),
+    sections = lesion_sections(ctx.study.hu, ctx.study.affine, view, drawing)
+    rendered = render_vessel_view(view, drawing, out_path=ctx.outputs() / file_name, title=title, sections=sections,
+                                  config=config)
+    caption = caption_for(measured, plan, source)
+    if sections:
+        caption += (" Right: cross-sections at the MLD" + (" and at the healthiest plane nearby" if len(sections) > 1
+                                                            else "") + ", dashed circles the diameters read there.")
+    return VesselViewImage(path=rendered.path, file_name=file_name, caption=caption,
                            vessel=where, seconds=round(time.perf_counter() - started, 2))

@@ -9,8 +9,8 @@ from scipy import ndimage
 
 from tools.stenosis import measure_vessel
 from tools.stent import lesion_site, plan_stent
-from tools.vessel_view import (VesselViewConfig, VesselViewError, drawing_from_measurement, render_vessel_view,
-                               rotation_minimising_frame, straighten)
+from tools.vessel_view import (VesselViewConfig, VesselViewError, drawing_from_measurement, lesion_sections,
+                               render_vessel_view, rotation_minimising_frame, straighten)
 from training.phantoms.tubes import OBLIQUE, SEGMENTS, healthy_radius, lesion_weight, straight_tube, tube_image
 
 NARROWEST = 18.0  # mm along the tube: a 70 % cosine narrowing over 12-24 mm
@@ -91,7 +91,9 @@ def test_plot_marks_the_mld_lesion_and_stent_where_measured(tube, tmp_path):
     plan = plan_stent(lesion_site(m, lesion), 20.0, landing_zone_mm=2.5, catalogue_mm=(12.0, 20.0, 28.0))
     plan = plan.model_copy(update={"lesion": lesion})
     view = straighten(tube.hu, tube.affine, m.profile.path.points_mm)
-    out = render_vessel_view(view, drawing_from_measurement(m, lesion, plan), out_path=tmp_path / "v.png")
+    drawing = drawing_from_measurement(m, lesion, plan)
+    sections = lesion_sections(tube.hu, tube.affine, view, drawing)
+    out = render_vessel_view(view, drawing, out_path=tmp_path / "v.png", sections=sections)
     assert out.path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert out.rgb.ndim == 3 and out.rgb.shape[0] >= 400 and out.rgb.shape[1] >= 500
     (mld,) = out.marks_mm["mld"]
@@ -103,6 +105,19 @@ def test_plot_marks_the_mld_lesion_and_stent_where_measured(tube, tmp_path):
     assert s1 - s0 == pytest.approx(20.0, abs=0.05) and s0 <= start and s1 >= end
     assert out.marks_mm["landing0"] == pytest.approx((start - 2.5, start))
     assert out.marks_mm["landing1"] == pytest.approx((end, end + 2.5))
+    # Cross-sections: at the MLD the lumen is a fraction of the one at the healthy plane beside the lesion.
+    mld_section, ref_section = sections
+    assert (mld_section.name, ref_section.name) == ("MLD", "reference")
+    assert out.marks_mm["section_MLD"][0] == pytest.approx(mld, abs=0.3)
+    assert not start - 1.0 < ref_section.arc_mm < end + 1.0
+    centre = len(ref_section.offset_mm) // 2
+
+    def lumen_area(sec):
+        labels, _ = ndimage.label(np.nan_to_num(sec.hu, nan=-1000.0) > (430.0 - 100.0) / 2)
+        return (labels == labels[centre, centre]).sum() if labels[centre, centre] else 0
+
+    assert lumen_area(mld_section) < 0.5 * lumen_area(ref_section)
+    assert ref_section.diameter_mm == pytest.approx(lesion.reference_diameter_mm, rel=0.1)
 
 
 def test_bad_input_is_refused_with_the_projects_error(tube):

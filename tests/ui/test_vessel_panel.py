@@ -60,7 +60,7 @@ def test_stenosis_answer_on_a_demo_case_gives_its_vessel_view(ctx, lad_answer):
     with Image.open(view.path) as png:
         assert png.format == "PNG" and png.width >= 800 and png.height >= 500
     stenosis = next(f for f in answer.findings if f.name == "LAD diameter stenosis").value
-    assert f"{stenosis:.0f}% diameter stenosis" in view.caption
+    assert f"{stenosis:.0f}% diameter stenosis" in view.caption and "cross-sections at the MLD" in view.caption
     assert str(view.path.parent) not in view.caption and view.path.name not in view.caption  # no server path
 
 
