@@ -2,8 +2,9 @@
 
 What a clinician reads a stenosis on: the vessel laid out straight from its proximal end (left) to
 its distal end (right), cut lengthwise twice at right angles, with the lesion, the minimal lumen
-diameter (MLD) and, for a stent question, the proposed stent and its landing zones drawn; below it
-the lumen diameter and the reference (healthy) diameter along the same millimetre axis.
+diameter (MLD) and, for a stent question, the proposed stent and its landing zones drawn; beside
+it the cross-sections at the MLD and at a healthy plane nearby; below it the lumen diameter and the
+reference (healthy) diameter along the same millimetre axis.
 
 Everything drawn comes from the image: the CT, the centerline the measurement followed (an
 image-derived tree, or a user's on request) and the numbers :mod:`tools.stenosis` and

@@ -19,7 +19,7 @@ draw). The PNG is written into the session's output folder (``StudyContext.outpu
 after the case folder (else ``study_<date>``, never an upload's file name) and the vessel or
 segment the answer named (``lad_stenosis_LAD_vessel_view.png``,
 ``lad_stenosis_LAD_stent-20mm_vessel_view.png``); asking again overwrites it. The caption and
-``file_name`` hold no server path. It costs about 0.5 s of CPU on a demo case (0.8 s for a stent
+``file_name`` hold no server path. It costs about 0.6 s of CPU on a demo case (0.9 s for a stent
 answer: the vessel is measured again from the CT) and uses no pyplot state, so sessions may call
 it from their own threads.
 
