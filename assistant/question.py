@@ -294,7 +294,9 @@ def parse_question(text: str, previous: ParsedQuestion | None = None) -> ParsedQ
     lesion_context = bool(_LESION_WORDS.search(clean)) or any(
         p.landmark or p.intent in ("stenosis", "stent", "locate") for p in (previous.all_parts() if previous else []))
     pieces = _split(clean, lesion_context)
-    parts = [_parse_part(piece, match, lesion_context) for piece, match in pieces]
+    # An elliptic follow-up ("which artery has the most?") leaves its topic word in the question before.
+    before = " ".join(p.text for p in previous.all_parts()) if previous is not None else ""
+    parts = [_parse_part(piece, match, lesion_context, before) for piece, match in pieces]
     # Anatomy or a number after "and ..." is no request of its own, whatever it resembles.
     parts = [p if _has_own_request(p) else p.model_copy(update={"intent": "unknown", "task": "unknown",
                                                                  "is_yes_no": False}) for p in parts]
@@ -343,7 +345,7 @@ def _trimmed(previous: ParsedQuestion | None) -> ParsedQuestion | None:
     return out
 
 
-def _parse_part(text: str, match: IntentMatch, lesion_context: bool = False) -> ParsedQuestion:
+def _parse_part(text: str, match: IntentMatch, lesion_context: bool = False, before: str = "") -> ParsedQuestion:
     anatomy = anatomy_in(text)
     problem = None
     try:
@@ -353,7 +355,7 @@ def _parse_part(text: str, match: IntentMatch, lesion_context: bool = False) -> 
 
         numbers, problem = Numbers(), str(err)
     landmark = landmark_in(text, lesion_context=lesion_context)
-    intent = _choose_intent(match, numbers, landmark, text)
+    intent = _choose_intent(match, numbers, landmark, text, before)
     if intent == "cadrads_patient" and anatomy.vessels:
         intent = "stenosis"  # the CAD-RADS grade of a named vessel is that vessel's stenosis
     if intent == "locate" and landmark and not landmark.startswith("lesion_"):
@@ -416,14 +418,21 @@ _DISPLAY = re.compile(r"^\s*(?:(?:can|could|would|will) (?:you|i)\s+(?:please\s+
                       r"like (?:to see\s+)?|let me see\s+)?(?:show|highlight|draw|outline|paint|mask|segment|display|"
                       r"visuali[sz]e|overlay|contour|delineate|colou?r|trace|make a mask|give me a mask|pull up)\b", re.I)
 _STENT_EVIDENCE = re.compile(r"\bstent|\bdes\b|\bbms\b|\bscaffold|\bpci\b|\bdevice|\brestenos|\bisr\b", re.I)
+# A calcium question names calcium (or its score); a question naming calcium and no narrowing leans to calcium.
+_CALCIUM_EVIDENCE = re.compile(r"\bcalci|\bca\b|\bcacs?\b|\bcac-?drs|\bagatston|\bscor|\bburden|\bhounsfield", re.I)
+_NARROWING_EVIDENCE = re.compile(r"\bstenos|\bnarrow|\blesion|\bobstruct|\bblock|\btight|\boccl|\bsignifican|\bsevere|"
+                                 r"\bcad-?rads|\blumen|\bmld\b|\bmla\b|\bpercent|%|\bdiameter|\bflow|\bcritical|\bpatent|"
+                                 r"\bdiseas|\bplaque|\bworse|\bbad|\bgrade", re.I)
 
 
-def _choose_intent(match: IntentMatch, numbers, landmark: str | None, text: str) -> str:
+def _choose_intent(match: IntentMatch, numbers, landmark: str | None, text: str, before: str = "") -> str:
     """The matched intent, checked against the slots.
 
-    A locate needs a landmark and a stent question a stent (a word, a size or a device): without
-    one the next intent is taken. A troponin value, a stent size, a landmark or a request to show
-    something pulls a close call towards risk, stent, locate or segment.
+    A locate needs a landmark, a stent question a stent (a word, a size or a device) and a calcium
+    question calcium or its score: without one the next intent is taken. A troponin value, a stent
+    size, a landmark or a request to show something pulls a close call towards risk, stent, locate or
+    segment; calcium named without any narrowing pushes it away from stenosis. The words of the
+    question ``before`` count as evidence too (a follow-up may leave its topic there).
     """
     scores = dict(match.scores)
     if numbers.troponin_value is not None:
@@ -431,8 +440,12 @@ def _choose_intent(match: IntentMatch, numbers, landmark: str | None, text: str)
     has_stent_numbers = numbers.stent_length_mm is not None or numbers.stent_diameter_mm is not None
     if has_stent_numbers or numbers.device:
         scores["stent"] += SLOT_PULL
-    elif not _STENT_EVIDENCE.search(text):
+    elif not _STENT_EVIDENCE.search(text + " " + before):
         scores["stent"] = -1.0
+    if not _CALCIUM_EVIDENCE.search(text + " " + before):
+        scores["calcium"] = -1.0
+    elif not _NARROWING_EVIDENCE.search(text):
+        scores["stenosis"] -= SLOT_PULL  # "which is more calcified, the LCx or the RCA?" asks no narrowing
     if landmark is None:
         scores["locate"] = -1.0
     else:

@@ -189,3 +189,14 @@ def test_a_weak_but_clear_winner_is_understood_and_a_close_call_is_not():
     assert decide({"identity": 0.28, "unknown": 0.1}) == "unknown"  # too weak, however lonely
     assert understand("birth date, please").intents == ["identity"]
     assert understand("Tell me a joke about cardiologists").intents == ["unknown"]
+
+
+@pytest.mark.parametrize(("prior", "text", "intent"), [
+    # Calcium named and no narrowing asked about: a comparison of calcium, not of stenoses.
+    ((), "Between the RCA and the circumflex, which carries more calcification?", "calcium"),
+    # A calcium question names calcium or its score, here or in the question it follows.
+    (("Agatston score?",), "and which vessel carries the most?", "calcium"),
+    ((), "how bad is the disease burden", "stenosis"),
+])
+def test_calcium_and_stenosis_are_told_apart_by_what_is_named(prior, text, intent):
+    assert understand(text, prior=prior).intents == [intent]
