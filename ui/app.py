@@ -178,22 +178,36 @@ def build_app(max_upload_mb: int = 2048) -> gr.Blocks:
         state = gr.State(None, time_to_live=SESSION_TTL_S, delete_callback=_close)
         # What this browser last did here (no patient details): a reload then says plainly that it is a new session.
         last_seen = gr.BrowserState(None, storage_key="cardiovlm-last-session")
-        gr.Markdown("### CardioVLM — coronary CT assistant\n" + DISCLAIMER)  # small: the viewer fits 720 px
+        gr.Markdown("**CardioVLM** — coronary CT assistant. " + DISCLAIMER, elem_id="header")  # one line: 720 px
         with gr.Row(equal_height=False):
             with gr.Column(scale=5, min_width=360):
                 with gr.Row(equal_height=True):
-                    case = gr.Dropdown(demo_cases(), label="Demo case", value=None, scale=3)
-                    load_demo = gr.Button("Load demo case", variant="primary", scale=1)
+                    case = gr.Dropdown(demo_cases(), label="Demo case", value=None, scale=3, show_label=False,
+                                       container=False)
+                    load_demo = gr.Button("Load demo case", variant="primary", scale=1, min_width=120)
                 with gr.Accordion("Upload a study", open=False):
                     upload = gr.File(label="DICOM zip, DICOM files or a NIfTI", file_count="multiple",
                                      file_types=[".zip", ".nii", ".gz", ".dcm", ""])
                     load_upload = gr.Button("Load upload")
                 pacs = _pacs_panel() if get_settings().pacs_url else None
                 summary = gr.Markdown("No study loaded.", elem_id="study-summary")
+                from ui.context_panel import build_context_panel
+                from ui.series_panel import build_series_panel
                 from ui.viewer import viewer_panel
 
-                volume_view = viewer_panel()
-                overlays = gr.CheckboxGroup([], label="Overlays (masks of this session)")
+                # The vessel view takes the viewer's place when an answer measured a vessel, so the picture,
+                # the controls and the answer stay on one 720 px screen.
+                with gr.Tabs(selected="viewer", elem_id="image-tabs") as image_tabs:
+                    with gr.Tab("Viewer", id="viewer"):
+                        volume_view = viewer_panel()
+                        overlays = gr.CheckboxGroup([], label="Overlays (masks of this session)")
+                    with gr.Tab("Vessel view", id="vessel", elem_id="vessel-tab"):
+                        vessel_image = gr.Image(None, type="filepath", show_label=False, interactive=False,
+                                                elem_id="vessel-view", height=380, buttons=["download", "fullscreen"])
+                        vessel_caption = gr.Markdown("Ask about a stenosis or a stent: its vessel is drawn here.",
+                                                     elem_id="vessel-caption")
+                series = build_series_panel()
+                clinical = build_context_panel()
                 with gr.Accordion("Slice pictures (fallback viewer)", open=False):
                     # No share button: a CT picture goes nowhere but this page.
                     viewer = gr.Image(label="Study", type="numpy", interactive=False, elem_id="viewer", height=420,
@@ -233,14 +247,36 @@ def build_app(max_upload_mb: int = 2048) -> gr.Blocks:
         def load_demo_case(state, name, plane, preset, request: gr.Request):
             yield from _load(state, "demo", name, plane, preset, request, max_upload_mb)
 
-        def load_uploaded(state, files, plane, preset, request: gr.Request):
-            # The upload box is emptied: its files were deleted once ingested (or refused).
-            for out in _load(state, "upload", files, plane, preset, request, max_upload_mb):
+        def load_uploaded(state, files, plane, preset, ccta, calcium, request: gr.Request):
+            # The upload box is emptied: its files were deleted once ingested (or refused). The series
+            # picked in the preview are loaded (none picked: chosen by kind).
+            from ui.series_panel import load_kwargs
+
+            for out in _load(state, "upload", files, plane, preset, request, max_upload_mb,
+                             load_kwargs(ccta, calcium)):
                 yield (*out, None)
 
-        loads = [load_demo.click(load_demo_case, [state, case, plane, preset], load_outputs, api_name="load_demo"),
-                 load_upload.click(load_uploaded, [state, upload, plane, preset], [*load_outputs, upload],
-                                   api_name="load_upload")]
+        # The status line is the progress display of loads: Gradio's own overlay would hide it.
+        loads = [load_demo.click(load_demo_case, [state, case, plane, preset], load_outputs, api_name="load_demo",
+                                 show_progress="hidden"),
+                 load_upload.click(load_uploaded, [state, upload, plane, preset, series.ccta, series.calcium],
+                                   [*load_outputs, upload], api_name="load_upload", show_progress="hidden")]
+        upload.change(_series_preview, upload, series.outputs, api_name=False)
+
+        def pick(state, plane, preset, ccta, calcium, request: gr.Request):
+            yield from _load(state, "pick", None, plane, preset, request, max_upload_mb, {"ccta": ccta,
+                                                                                          "calcium": calcium})
+
+        loads.append(series.apply.click(pick, [state, plane, preset, series.ccta, series.calcium], load_outputs,
+                                        api_name="pick_series", show_progress="hidden"))
+        if pacs is not None:
+            def load_pacs_study(state, study_uid, plane, preset, request: gr.Request):
+                yield from _load(state, "pacs", study_uid, plane, preset, request, max_upload_mb)
+
+            pacs["search"].click(_pacs_search, pacs["fields"], [pacs["results"], pacs["study"], pacs["message"]],
+                                 api_name="pacs_search")
+            loads.append(pacs["load"].click(load_pacs_study, [state, pacs["study"], plane, preset], load_outputs,
+                                            api_name="load_pacs", show_progress="hidden"))
         overlays.change(_viewer_value, [state, overlays], volume_view, api_name=False)
         plane.change(_slider_for, [state, plane], index, api_name=False).then(_render, view_inputs, viewer,
                                                                               api_name=False)
@@ -260,9 +296,18 @@ def build_app(max_upload_mb: int = 2048) -> gr.Blocks:
         for event in [*loads, *answered]:
             event.then(_viewer_value, [state, overlays], volume_view, api_name=False)
             event.then(_remember, state, last_seen, api_name=False)
+        for event in answered:  # a stenosis or stent answer draws its vessel and shows it in place of the viewer
+            event.then(_vessel_view, [state, downloads, status],
+                       [vessel_image, vessel_caption, image_tabs, downloads, status], api_name=False)
+        for event in loads:  # a new study: its series, its clinical values, no vessel of the previous one
+            event.then(_series_view, state, series.outputs, api_name=False)
+            event.then(_context_view, state, clinical.outputs, api_name=False)
+            event.then(_no_vessel, None, [vessel_image, vessel_caption, image_tabs], api_name=False)
+        clinical.save.click(_save_context, [state, *clinical.fields], clinical.outputs, api_name="save_context")
         # Clear stops a running question too: its answer would belong to the conversation just forgotten.
         clear.click(_clear, state, [state, chat, question, findings, downloads, status, reports, save_dicom,
-                                    send_pacs, dicom_status], cancels=answered, api_name="clear")
+                                    send_pacs, dicom_status], cancels=answered, api_name="clear").then(
+            _no_vessel, None, [vessel_image, vessel_caption, image_tabs], api_name=False)
         app.load(_greet, last_seen, [summary, last_seen], api_name=False)
 
         def save(state, shown, request: gr.Request):
@@ -273,21 +318,15 @@ def build_app(max_upload_mb: int = 2048) -> gr.Blocks:
 
         save_dicom.click(save, [state, downloads], [downloads, dicom_status], api_name="save_dicom")
         send_pacs.click(send, [state, downloads], [downloads, dicom_status], api_name="send_pacs")
-        if pacs is not None:
-            def load_pacs_study(state, study_uid, plane, preset, request: gr.Request):
-                yield from _load(state, "pacs", study_uid, plane, preset, request, max_upload_mb)
-
-            pacs["search"].click(_pacs_search, pacs["fields"], [pacs["results"], pacs["study"], pacs["message"]],
-                                 api_name="pacs_search")
-            pacs["load"].click(load_pacs_study, [state, pacs["study"], plane, preset], load_outputs,
-                               api_name="load_pacs").then(_viewer_value, [state, overlays], volume_view,
-                                                          api_name=False)
     return app
 
 
 # --- loading a study, with its stages on the status line ---
-def _load(state, source: str, what, plane: str, preset: str, request, max_upload_mb: int):
-    """Load a demo case, an upload or a PACS study into the session; yields the load outputs.
+def _load(state, source: str, what, plane: str, preset: str, request, max_upload_mb: int,
+          pick: dict | None = None):
+    """Load a demo case, an upload, a PACS study or another pick of the series; yields the load outputs.
+
+    ``pick``: keyword arguments of ``Session.load_study`` naming the series to load (upload, "pick").
 
     The work runs in a worker thread; every second the status line says the stage and the time. On
     success the chat, findings, downloads and reports of the previous study are cleared (they belong
@@ -315,8 +354,15 @@ def _load(state, source: str, what, plane: str, preset: str, request, max_upload
             if not what:
                 raise StudyError("choose a demo case first")
             return state.session.load_study(get_settings().demo_cases_dir / what)
-        return _load_upload(state, what, max_upload_mb)
+        if source == "pick":  # the loaded study again, with the series picked in the series panel
+            from ui.series_panel import load_kwargs
 
+            if state.session.context is None:
+                raise StudyError("no study is loaded: load a study first, then pick its series")
+            return state.session.pick_series(**load_kwargs((pick or {}).get("ccta"), (pick or {}).get("calcium")))
+        return _load_upload(state, what, max_upload_mb, **(pick or {}))
+
+    yield (state, gr.update(), *keep[:4], clock.line(), *keep[5:])
     try:
         for item in progress.run_with_ticks(work):
             if item is progress.TICK:
@@ -380,6 +426,92 @@ def _greet(last: dict | None):
             "carry over, and its files are deleted when it times out. Load a study to start."), None
 
 
+# --- the panels of other modules: series, clinical context, vessel view ---
+def _series_preview(files):
+    from ui.series_panel import preview_upload
+
+    return preview_upload(files)
+
+
+def _series_view(state: UiSession | None, request: gr.Request = None):
+    from ui.series_panel import series_view
+
+    try:
+        state = _owned(state, request)
+    except SessionOwnerError as err:
+        return gr.update(), gr.update(), gr.update(), f"⚠️ {err}"
+    return series_view(state.session if state is not None else None)
+
+
+def _context_view(state: UiSession | None, request: gr.Request = None):
+    from ui.context_panel import FIELDS, context_view
+
+    try:
+        state = _owned(state, request)
+    except SessionOwnerError as err:
+        return (*(gr.update() for _ in FIELDS), f"⚠️ {err}")
+    return context_view(state.session if state is not None else None)
+
+
+def _save_context(request: gr.Request, state: UiSession | None, *values):  # the request first: values vary in number
+    from ui.context_panel import FIELDS, save_context
+
+    try:
+        state = _owned(state, request)
+    except SessionOwnerError as err:
+        return (*(gr.update() for _ in FIELDS), f"⚠️ {err}")
+    return save_context(state.session if state is not None else None, *values)
+
+
+def _no_vessel():
+    """A new study or a cleared chat: no vessel of an earlier answer stays on screen."""
+    return None, "Ask about a stenosis or a stent: its vessel is drawn here.", gr.Tabs(selected="viewer")
+
+
+def _vessel_view(state: UiSession | None, downloads, status: str, request: gr.Request = None):
+    """After an answer: a stenosis or stent answer draws its vessel, which takes the viewer's place.
+
+    The picture is also offered as a download. An answer that measured no vessel changes nothing
+    here (an answer with a mask brings the viewer back to the front, where the mask is drawn).
+    """
+    from tools.vessel_view import VesselViewError
+    from ui.vessel_panel import VESSEL_TOOLS, vessel_view_for_answer
+
+    unchanged = (gr.update(),) * 5
+    try:
+        state = _owned(state, request)
+    except SessionOwnerError:
+        yield unchanged
+        return
+    answer = _current_answer(state)
+    if answer is None:
+        yield unchanged
+        return
+    if not any(c.ok and c.name in VESSEL_TOOLS for c in answer.tool_calls):
+        yield gr.update(), gr.update(), gr.Tabs(selected="viewer") if answer.masks else gr.update(), gr.update(), \
+            gr.update()
+        return
+    status = status or ""
+    yield gr.update(), gr.update(), gr.update(), gr.update(), f"{status} · working: drawing the vessel view"
+    try:
+        view = vessel_view_for_answer(state.session, answer)
+    except VesselViewError as err:
+        yield (gr.update(), f"⚠️ The vessel view could not be drawn: {inert(err)}", gr.update(), gr.update(),
+               status)
+        return
+    except Exception as err:  # the answer stands; the reader sees why its picture is missing
+        log.exception("vessel view failed")
+        yield (gr.update(), f"⚠️ The vessel view could not be drawn ({type(err).__name__}).", gr.update(),
+               gr.update(), status)
+        return
+    if view is None or _current_answer(state) is not answer:  # nothing to draw, or another answer came meanwhile
+        yield unchanged[:4] + (status,)
+        return
+    files = [f if isinstance(f, str) else getattr(f, "path", str(f)) for f in (downloads or [])]
+    yield (str(view.path), inert(view.caption), gr.Tabs(selected="vessel"), [*files, str(view.path)],
+           f"{status} · vessel view drawn in {view.seconds:.0f} s")
+
+
 # --- PACS: load from it, send results to it ---
 PACS_COLUMNS = ["patient ID", "date", "accession", "modalities", "images", "description"]
 
@@ -418,22 +550,15 @@ def _pacs_search(patient_id: str, accession: str, date: str, modality: str):
 
 
 def _load_from_pacs(state: UiSession, study_uid: str | None, progress):
-    """Retrieve the study's largest CT series into the session (nothing changes when it fails).
-
-    ``progress(n, total)`` is called as images arrive.
+    """Retrieve the study's CT series into the session, CCTA and calcium series picked by kind
+    (nothing changes when it fails). ``progress(n, total)`` is called as images arrive.
     """
-    from tools.pacs import PacsClient, PacsNotFoundError
+    from tools.pacs import PacsClient
     from tools.study import StudyError
 
     if not study_uid:
         raise StudyError("search the PACS and choose a study first")
-    client = PacsClient.from_settings()
-    series = client.search_series(study_uid, modality="CT")
-    if not series:
-        raise PacsNotFoundError("this study holds no CT series on the PACS")
-    return state.session.load_from_pacs(
-        client, study_uid, series[0].series_uid,
-        progress=progress)
+    return state.session.load_from_pacs(PacsClient.from_settings(), study_uid, progress=progress)
 
 
 def _current_answer(state: UiSession | None):
@@ -507,7 +632,7 @@ def _example_handler(text: str):
     return handler
 
 
-def _load_upload(state: UiSession, files, max_upload_mb: int):
+def _load_upload(state: UiSession, files, max_upload_mb: int, **series):
     """Load uploaded files into the session, then delete them: the originals hold the patient's details.
 
     The files are moved out of Gradio's upload cache into the session folder (a single zip or
@@ -533,7 +658,7 @@ def _load_upload(state: UiSession, files, max_upload_mb: int):
         for i, p in enumerate(paths):
             shutil.move(p, target / (p.name if len(paths) == 1 else f"{i:05d}_{p.name}"))
         single = len(paths) == 1 and paths[0].suffix in (".zip", ".nii", ".gz")
-        return state.session.load_study(target / paths[0].name if single else target)
+        return state.session.load_study(target / paths[0].name if single else target, **series)
     finally:
         shutil.rmtree(target, ignore_errors=True)
         _forget_uploads(paths)

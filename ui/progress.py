@@ -11,7 +11,7 @@ Example::
     clock = StageClock("loading the study")
     for item in run_with_ticks(iter(slow_items())):
         if item is TICK:
-            print(clock.line())  # "⏳ loading the study · 3 s"
+            print(clock.line())  # "Working: loading the study · 3 s"
 """
 
 from __future__ import annotations
@@ -68,9 +68,9 @@ class StageClock:
         return time.monotonic() - self.started
 
     def line(self) -> str:
-        """The running stage and the seconds since the work began, e.g. ``⏳ measuring the lesion · 12 s``."""
+        """The running stage and the seconds since the work began, e.g. ``Working: measuring the lesion · 12 s``."""
         detail = f" ({self.detail})" if self.detail else ""
-        return f"⏳ {self.stage}{detail} · {self.elapsed():.0f} s"
+        return f"Working: {self.stage}{detail} · {self.elapsed():.0f} s"
 
     def summary(self, outcome: str) -> str:
         """``outcome`` with the total time and each stage's share, e.g. ``✓ answered in 14 s (planning 1 s, ...)``."""

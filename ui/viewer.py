@@ -118,6 +118,7 @@ CSS = """
 .cv-bar { display: flex; flex-wrap: wrap; align-items: center; gap: 4px; font-size: 13px; }
 .cv-bar button { padding: 0 6px; font-size: 12px; font-weight: 400; border: 1px solid #888; border-radius: 4px; }
 .cv-label { font-weight: 600; margin-left: 6px; }
+.cv-opacity { width: 70px; }
 .cv-stage { position: relative; width: 100%; height: 310px; background: #000; }
 .cv-canvas { width: 100%; height: 100%; display: block; }
 .cv-readout { font-family: monospace; font-size: 13px; }

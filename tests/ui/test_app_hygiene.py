@@ -108,11 +108,11 @@ def test_a_load_and_a_question_show_their_stage_and_seconds(state):
     lines = []
     for out in app_module._load(state, "demo", "healthy", "axial", "cardiac", ALICE, 100):
         lines.append(out[6])
-    assert any(str(s).startswith("⏳ loading the study") and str(s).endswith(" s") for s in lines), lines
+    assert any(str(s).startswith("Working: loading the study") and str(s).endswith(" s") for s in lines), lines
     assert lines[-1].startswith("✓ loaded in ") and "Modality" in out[1]
     statuses = [out[8] for out in app_module._answer(state, "What is the calcium score?", [], ALICE)]
-    assert any(str(s).startswith("⏳ scoring calcium") for s in statuses) or any(
-        str(s).startswith("⏳ planning") for s in statuses), statuses
+    assert any(str(s).startswith("Working: scoring calcium") for s in statuses) or any(
+        str(s).startswith("Working: planning") for s in statuses), statuses
     assert statuses[-1].startswith("✓ answered in ") and "scoring calcium" in statuses[-1]
 
 
@@ -141,7 +141,7 @@ def test_run_with_ticks_reports_idle_seconds_and_stops_the_work():
         list(run_with_ticks(lambda: 1 / 0, tick_s=0.1))
     clock = StageClock("planning")
     clock.enter("measuring the lesion")
-    assert clock.line().startswith("⏳ measuring the lesion · ")
+    assert clock.line().startswith("Working: measuring the lesion · ")
     assert clock.summary("✓ answered").startswith("✓ answered in ") and "planning 0 s" in clock.summary("x")
 
 

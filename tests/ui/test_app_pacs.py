@@ -37,7 +37,7 @@ def test_an_answer_with_masks_is_sent_to_the_pacs_with_its_ct_series(client):
     chat, *_ = client.predict("Segment the proximal LAD", [], api_name="/ask")
     assert "pLAD" in _texts(chat)[-1]
     saved, status = client.predict(None, api_name="/save_dicom")
-    assert status.startswith("Saved answer_turn") and "_seg.dcm" in status and "_sr.dcm" in status
+    assert status.startswith("Saved lad_stenosis_answer01_") and "_seg.dcm" in status and "_sr.dcm" in status
     downloads, status = client.predict(None, api_name="/send_pacs")  # the same files, not a second export
     assert status.startswith("Sent to the PACS: 122 object(s) stored") and "send both" in status  # 120 CT + SEG + SR
     assert sorted(Path(p).name for p in downloads) == sorted(Path(p).name for p in saved)
