@@ -20,6 +20,7 @@ from assistant.slots import LESION_LANDMARKS, landmark_display
 from assistant.tool_errors import read_tool_error
 from assistant.verdicts import in_stent_graded
 from tools.anatomy import ARTERIES, SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
+from tools.cadrads import cad_rads, shown_percent, worst_lesion
 
 CAPABILITIES = (
     "I can answer questions about the loaded coronary CT study, for example: "
@@ -196,6 +197,12 @@ def _lesion_line(outcome: ToolOutcome) -> str:
     return text
 
 
+def _worst_outcome(measured: list[ToolOutcome]) -> ToolOutcome | None:
+    """The measurement holding the most severe lesion (:func:`tools.cadrads.worst_lesion`)."""
+    lesion = worst_lesion(o.result["lesion"] for o in measured if o.result.get("lesion"))
+    return None if lesion is None else next(o for o in measured if o.result.get("lesion") is lesion)
+
+
 def _stent_presence_line(done: list[ToolOutcome]) -> str | None:
     masks = [o for o in _ok(done, "segment_anatomy") if o.result["target"].startswith("stent")]
     if not masks:
@@ -219,7 +226,7 @@ def _stenosis(q: ParsedQuestion, done: list[ToolOutcome], verdict: str | None) -
     if len(measured) == 1:
         text = _lead(verdict) + _sentence(lines[0][0].upper() + lines[0][1:])
     else:
-        worst = max(with_lesion, key=lambda o: o.result["lesion"]["stenosis_percent"], default=None)
+        worst = _worst_outcome(with_lesion)
         head = (f"The most severe narrowing is on the {worst.result['vessel']}. " if worst is not None
                 else "No lesion was found on the measured vessels. ")
         if q.task == "cadrads":
@@ -235,11 +242,10 @@ def _stenosis(q: ParsedQuestion, done: list[ToolOutcome], verdict: str | None) -
 def _patient_cad_rads(measured: list[ToolOutcome]) -> str:
     """The patient-level CAD-RADS 2.0 category over the measured arteries' worst lesions, by the
     guideline's rules in :func:`tools.cadrads.cad_rads` (left main and three-vessel 4B included)."""
-    from tools.cadrads import cad_rads
-
-    lesions = [o.result["lesion"] for o in measured if o.result.get("lesion")]
-    worst = cad_rads({les["segment"]: les["stenosis_percent"] for les in lesions},
-                     stent=any(o.result["measurement"]["stent_present"] for o in measured))
+    per_segment: dict[str, float] = {}
+    for les in (o.result["lesion"] for o in measured if o.result.get("lesion")):
+        per_segment[les["segment"]] = max(per_segment.get(les["segment"], 0.0), les["stenosis_percent"])
+    worst = cad_rads(per_segment, stent=any(o.result["measurement"]["stent_present"] for o in measured))
     vessels = ", ".join(o.result["vessel"] for o in measured)
     return (f"Patient-level CAD-RADS {worst.category}{''.join('/' + m for m in worst.modifiers)} "
             f"({worst.reason}) over the {vessels} main vessels measured here; side branches are not measured. ")
@@ -352,13 +358,11 @@ def _segment(q: ParsedQuestion, done: list[ToolOutcome]) -> str:
             value = facts.get(f"{artery} Agatston score") or facts.get(f"{artery} calcium volume")
             prefix = f"The most calcified artery is the {artery} ({value}). "
     if q.superlative == "most_stenosed":
-        from assistant.planner import worst_lesion
-
-        worst = worst_lesion(done)
+        worst = worst_lesion(o.result["lesion"] for o in _ok(done, "measure_lesion") if o.result.get("lesion"))
         if worst is None:
             return "No lesion was found on the measured vessels, so none is the most stenosed." \
                 if _ok(done, "measure_lesion") else _could_not(done, "find the most stenosed vessel")
-        prefix = f"The most stenosed segment is the {worst['segment']} ({worst['stenosis_percent']:.0f}% diameter stenosis). "
+        prefix = f"The most stenosed segment is the {worst['segment']} ({shown_percent(worst['stenosis_percent'])}% diameter stenosis). "
     if not masks:
         if q.intent == "segment" and not (q.segment or q.artery or q.structure or q.finding or q.superlative):
             return "Which structure should I segment? For example: the LAD, the proximal RCA, the aorta, " \
@@ -508,7 +512,7 @@ def _locate(q: ParsedQuestion, done: list[ToolOutcome], verdict: str | None) -> 
                 names = ", ".join(o.result["vessel"] for o in _ok(done, "measure_lesion"))
                 return f"No lesion was found on the {names}, so there is no {what} to point to."
             return _could_not(done, f"find the {what}")
-        best = max(measured, key=lambda o: o.result["lesion"]["stenosis_percent"])
+        best = _worst_outcome(measured)
         where = best.result.get("segment") or best.result["vessel"]
         lesion, facts = best.result["lesion"], _facts(best)
         key = {"lesion_start": "lesion start", "lesion_end": "lesion end", "lesion_mld": "minimal lumen position"}[

@@ -13,6 +13,7 @@ from assistant.answer import AnswerFinding, Citation, MaskFile
 from assistant.evidence import ToolOutcome
 from assistant.question import ParsedQuestion
 from tools.anatomy import mask_color
+from tools.cadrads import shown_percent
 
 
 # Decimals shown per unit: stenosis in whole percent as reports give it, lengths to 0.1 mm.
@@ -80,7 +81,8 @@ def _segmentation(result: dict) -> list[AnswerFinding]:
 def lesion_findings(where: str, lesion: dict, tool: str) -> list[AnswerFinding]:
     """The numbers of one measured lesion, named after where it lies."""
     return [
-        _f(f"{where} diameter stenosis", lesion["stenosis_percent"], "%", tool),
+        # whole percent, never rounded across a CAD-RADS band edge (69.5 % is shown 69 %, category 3)
+        _f(f"{where} diameter stenosis", shown_percent(lesion["stenosis_percent"]), "%", tool),
         _f(f"{where} CAD-RADS", lesion["category"], "", tool),
         _f(f"{where} lesion length", lesion["length_mm"], "mm", tool),
         _f(f"{where} minimal lumen diameter", lesion["minimal_lumen_diameter_mm"], "mm", tool),

@@ -13,14 +13,15 @@ from collections.abc import Callable
 
 from assistant.evidence import ToolOutcome
 from assistant.question import ParsedQuestion
+from tools.cadrads import MILD_PERCENT, OBSTRUCTIVE_PERCENT
 
 Verdict = str  # "yes" | "no" | "unknown"
 
 # Without a qualifier a stenosis is >= 25 % (CAD-RADS >= 2): plaque narrowing the lumen by 1-24 %
 # is "minimal" and reported as plaque, not as a stenosis. "Significant" (50 %, obstructive by CT)
-# and "severe" (70 %) are read by the question parser and kept by follow-ups.
-ANY_STENOSIS_PERCENT = 25.0
-OBSTRUCTIVE_PERCENT = 50.0
+# and "severe" (70 %) are read by the question parser and kept by follow-ups. The bands live in
+# tools.cadrads.
+ANY_STENOSIS_PERCENT = MILD_PERCENT
 _CALCIUM_THRESHOLD = re.compile(r"\b(?:above|over|greater than|more than|exceed(?:s|ing)?|>)\s*(\d+(?:\.\d+)?)", re.I)
 _CALCIUM_ZERO = re.compile(r"\b(zero|0)\b", re.I)
 _TROPONIN_HIGH = re.compile(r"\b(elevated|high|raised|above|abnormal|positive|increased)\b", re.I)

@@ -8,11 +8,15 @@ quantification tools on measured values, and by the report parser to check extra
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
 
 from pydantic import BaseModel, Field
 
 from tools.anatomy import ARTERIES, SEGMENTS_BY_CODE
+
+L = TypeVar("L")
 
 
 class CadRads(BaseModel):
@@ -26,19 +30,61 @@ class CadRads(BaseModel):
         return "/".join([self.category, *self.modifiers])
 
 
+@dataclass(frozen=True)
+class StenosisBand:
+    """One CAD-RADS 2.0 stenosis band: a measured stenosis ``p`` is in it when ``low <= p < high``."""
+
+    grade: str  # the grading word reports use
+    category: str  # CAD-RADS category of a lesion in this band
+    low: float  # lowest percent in the band (inclusive)
+    high: float  # first percent of the next band (exclusive); the occlusion band is 100 alone
+    written: tuple[int, int]  # the band as reports write it, in whole percent
+
+
+# The one table of stenosis bands (CAD-RADS 2.0: 0 / 1-24 / 25-49 / 50-69 / 70-99 / 100 %). Bands are
+# half-open, so a measured 24.5 % is minimal, 69.5 % moderate and 99.5 % severe: only a lumen with no
+# contrast at all is an occlusion. A plaque without narrowing (0 %) is a CAD-RADS 1 lesion.
+STENOSIS_BANDS: tuple[StenosisBand, ...] = (
+    StenosisBand("minimal", "1", 0.0, 25.0, (0, 24)),
+    StenosisBand("mild", "2", 25.0, 50.0, (25, 49)),
+    StenosisBand("moderate", "3", 50.0, 70.0, (50, 69)),
+    StenosisBand("severe", "4A", 70.0, 100.0, (70, 99)),
+    StenosisBand("occluded", "5", 100.0, math.inf, (100, 100)),
+)
+MILD_PERCENT = 25.0  # a stenosis from here on (CAD-RADS >= 2); below it a plaque is "minimal"
+OBSTRUCTIVE_PERCENT = 50.0  # obstructive by CT (CAD-RADS >= 3), "significant"
+SEVERE_PERCENT = 70.0  # CAD-RADS 4A, "severe"
+LEFT_MAIN_4B_PERCENT = 50.0  # a left main stenosis from here on makes CAD-RADS 4B
+
+
+def stenosis_band(percent: float) -> StenosisBand:
+    """The CAD-RADS band holding a measured diameter stenosis (0-100 %)."""
+    if math.isnan(percent) or not 0 <= percent <= 100:
+        raise ValueError(f"stenosis must be between 0 and 100 %, got {percent}")
+    return next(b for b in STENOSIS_BANDS if b.low <= percent < b.high)
+
+
 def stenosis_category(percent: float) -> str:
     """CAD-RADS category of one stenosis; 0% means a plaque without narrowing (category 1)."""
-    if not 0 <= percent <= 100 or math.isnan(percent):
-        raise ValueError(f"stenosis must be between 0 and 100 %, got {percent}")
-    if percent >= 100:
-        return "5"
-    if percent >= 70:
-        return "4A"
-    if percent >= 50:
-        return "3"
-    if percent >= 25:
-        return "2"
-    return "1"
+    return stenosis_band(percent).category
+
+
+def shown_percent(percent: float) -> int:
+    """A stenosis in whole percent as a report writes it, never rounded across a band edge
+    (69.5 % is shown as 69 %, moderate; 99.5 % as 99 %, not an occlusion)."""
+    band = stenosis_band(percent)
+    return int(min(max(math.floor(percent + 0.5), band.written[0]), band.written[1]))
+
+
+def worst_lesion(lesions: Iterable[L]) -> L | None:
+    """The most severe of ``lesions`` (objects or dicts with ``stenosis_percent``, ``length_mm`` and
+    optionally ``start_mm``): the highest stenosis, then the longer, then the more proximal."""
+    def get(les, name: str, default: float = 0.0) -> float:
+        value = les.get(name, default) if isinstance(les, Mapping) else getattr(les, name, default)
+        return default if value is None else float(value)
+
+    return max(lesions, key=lambda les: (get(les, "stenosis_percent"), get(les, "length_mm"),
+                                         -get(les, "start_mm")), default=None)
 
 
 def cad_rads(stenoses: Mapping[str, float], *, stent: bool = False, plaque_burden: str | None = None) -> CadRads:
@@ -66,9 +112,10 @@ def cad_rads(stenoses: Mapping[str, float], *, stent: bool = False, plaque_burde
     reason = f"maximal stenosis {worst:g}% in {worst_seg}"
     if category != "5":
         left_main = stenoses.get("LM", 0.0)
-        severe_territories = {SEGMENTS_BY_CODE[s].artery for s, p in stenoses.items() if p >= 70} - {"LM"}
-        if left_main >= 50:
-            category, reason = "4B", f"left main stenosis {left_main:g}% (>= 50%)"
+        severe_territories = ({SEGMENTS_BY_CODE[s].artery for s, p in stenoses.items() if p >= SEVERE_PERCENT}
+                              - {"LM"})
+        if left_main >= LEFT_MAIN_4B_PERCENT:
+            category, reason = "4B", f"left main stenosis {left_main:g}% (>= {LEFT_MAIN_4B_PERCENT:g}%)"
         elif severe_territories >= {"LAD", "LCx", "RCA"}:
             category, reason = "4B", "three-vessel obstructive disease (>= 70% in LAD, LCx and RCA)"
     return CadRads(category=category, modifiers=modifiers, reason=reason)

@@ -40,7 +40,7 @@ from scipy import ndimage
 from tools import case_format as cf
 from tools.anatomy import (ARTERIES, CORONARY_LABELS, MAIN_VESSEL_PATHS, SEGMENT_PARENT, SEGMENTS_BY_CODE,
                            STRUCTURES_BY_NAME, resolve_structure_or_segment)
-from tools.cadrads import CadRads, cad_rads, stenosis_category
+from tools.cadrads import MILD_PERCENT, CadRads, cad_rads, shown_percent, stenosis_category, worst_lesion
 from tools.centerline import LabelBoxes, VesselPath, label_boxes, resample_polyline, vessel_path
 from tools.lumen_profile import (AREA_METHOD, WALL_METHOD, CrossSectionConfig, CrossSections, NoLumenFound,
                                  read_cross_sections)
@@ -72,7 +72,7 @@ class StenosisConfig(BaseModel):
 
     step_mm: float = Field(0.25, gt=0, description="spacing of the measuring planes along the centerline")
     lesion_threshold_percent: float = Field(
-        25.0, ge=0, le=100, description="diameter stenosis from which a stretch counts as a lesion without calcium: "
+        MILD_PERCENT, ge=0, le=100, description="diameter stenosis from which a stretch counts as a lesion without calcium: "
         "the CAD-RADS 2 bound; below it a narrowing without calcium is within the reading's spread on healthy "
         "phantom vessels (up to ~24 % where a vessel runs along a bright chamber)")
     extent_threshold_percent: float = Field(
@@ -182,9 +182,8 @@ class VesselMeasurement(BaseModel):
     profile: VesselProfile | None = Field(None, exclude=True, description="per-plane arrays (not serialised)")
 
     def worst_lesion(self, segment: str | None = None) -> Lesion | None:
-        """The most severe lesion, optionally only those touching ``segment``."""
-        pool = [les for les in self.lesions if segment is None or segment in les.segments]
-        return max(pool, key=lambda les: (les.stenosis_percent, les.length_mm), default=None)
+        """The most severe lesion (:func:`tools.cadrads.worst_lesion`), optionally only those touching ``segment``."""
+        return worst_lesion(les for les in self.lesions if segment is None or segment in les.segments)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -601,7 +600,7 @@ def measure_lesion(ctx, vessel: str, config: StenosisConfig | None = None) -> Le
     if lesion is None:
         msg = f"No lesion found on the {where} (threshold {m.lesion_threshold_percent:g}% or calcified plaque)."
     else:
-        msg = (f"{where}: {lesion.stenosis_percent:.0f}% diameter stenosis (CAD-RADS {lesion.category}), "
+        msg = (f"{where}: {shown_percent(lesion.stenosis_percent)}% diameter stenosis (CAD-RADS {lesion.category}), "
                f"{lesion.length_mm:.1f} mm long, minimal lumen diameter {lesion.minimal_lumen_diameter_mm:.1f} mm "
                f"vs reference {lesion.reference_diameter_mm:.1f} mm"
                + (", occluded" if lesion.occluded else "") + (", inside a stent" if lesion.in_stent else "")

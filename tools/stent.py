@@ -20,12 +20,12 @@ from langchain_core.tools import tool
 from pydantic import BaseModel, Field
 
 from tools.anatomy import SEGMENT_PARENT, SEGMENTS_BY_CODE
+from tools.cadrads import OBSTRUCTIVE_PERCENT, shown_percent
 from tools.centerline import label_boxes
 from tools.settings import Settings, get_settings
 from tools.stenosis import Lesion, VesselMeasurement, measure_lesion
 
 TOLERANCE_MM = 1e-6  # a margin exactly equal to the landing zone counts as enough
-OBSTRUCTIVE_PERCENT = 50.0  # below this, CT calls a stenosis non-obstructive (CAD-RADS <= 2)
 DIAMETER_STEP_MM = 0.25
 
 
@@ -135,7 +135,7 @@ def plan_stent(site: LesionSite, stent_length_mm: float, *, landing_zone_mm: flo
                 else "; no catalogue length covers it")
     message += f"; suggested diameter {suggested:.2f} mm."
     if not needed:
-        message = (f"No stent needed by CT criteria: the stenosis is {site.stenosis_percent:.0f}% "
+        message = (f"No stent needed by CT criteria: the stenosis is {shown_percent(site.stenosis_percent)}% "
                    f"(< {OBSTRUCTIVE_PERCENT:g}%, non-obstructive). " + message)
     if ostial:
         message += " The lesion involves an ostium."
