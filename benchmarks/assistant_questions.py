@@ -47,6 +47,7 @@ from assistant.planner import ClinicalPlanner  # noqa: E402
 from assistant.session import Session  # noqa: E402
 from tools import case_format as cf  # noqa: E402
 from tools.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME, segments_of_artery  # noqa: E402
+from tools.cadrads import MILD_PERCENT, OBSTRUCTIVE_PERCENT, worst_lesion  # noqa: E402
 from tools.risk import mesa_chd_risk  # noqa: E402
 from tools.settings import get_settings  # noqa: E402
 from tools.troponin import find_assay  # noqa: E402
@@ -240,21 +241,21 @@ def questions_for(truth: Truth) -> list[Question]:
         artery = SEGMENTS_BY_CODE[f.segment].artery
         qs.append(Question(f"Is the {artery} stent patent?", "stent status", "unknown: in-stent lumen not graded",
                            not_graded))
-    lad_significant = any(f.stenosis_percent >= 50 for f in truth.lesions("LAD"))
+    lad_significant = any(f.stenosis_percent >= OBSTRUCTIVE_PERCENT for f in truth.lesions("LAD"))
     qs.append(Question("Is there a significant stenosis in the LAD?", "presence", yn(lad_significant),
                        verdict_is(yn(lad_significant))))
     plad = truth.lesions(segment="pLAD")
     plad_percent = max((f.stenosis_percent for f in plad), default=None)
-    plad_truth = plad_percent if plad_percent is not None and plad_percent >= 25 else None
+    plad_truth = plad_percent if plad_percent is not None and plad_percent >= MILD_PERCENT else None
     qs.append(Question("How severe is the narrowing of the proximal LAD?", "stenosis",
                        f"{plad_truth:g}% +/- 15" if plad_truth else "no lesion >= 25%",
                        stenosis_near("pLAD", plad_truth)))
     lad = [f.stenosis_percent for f in truth.lesions("LAD")]
-    lad_truth = max(lad) if lad and max(lad) >= 25 else None
+    lad_truth = max(lad) if lad and max(lad) >= MILD_PERCENT else None
     qs.append(Question("How tight is the LAD lesion?", "stenosis",
                        f"{lad_truth:g}% +/- 15" if lad_truth else "no lesion >= 25%", stenosis_near("LAD", lad_truth)))
-    stenoses = [f for f in truth.lesions() if f.stenosis_percent >= 25]  # CAD-RADS 2 or more
-    worst = max(stenoses, key=lambda f: f.stenosis_percent, default=None)
+    stenoses = [f for f in truth.lesions() if f.stenosis_percent >= MILD_PERCENT]  # CAD-RADS 2 or more
+    worst = worst_lesion(stenoses)
     worst_artery = SEGMENTS_BY_CODE[worst.segment].artery if worst else None
     qs.append(Question("Which vessel has the tightest stenosis?", "stenosis",
                        worst_artery or "none >= 25%", worst_vessel(worst_artery)))
@@ -263,7 +264,7 @@ def questions_for(truth: Truth) -> list[Question]:
         qs.append(Question("What is the CAD-RADS category?", "stenosis", f"CAD-RADS {category}",
                            text_has(f"Patient-level CAD-RADS {category} ")))
 
-    if plad and plad_percent and plad_percent >= 25:
+    if plad and plad_percent and plad_percent >= MILD_PERCENT:
         length = max(f.length_mm for f in plad)
         need = length + 2 * LANDING_MM
         long_enough = next(c for c in get_settings().stent_lengths_mm if c >= need + 5)
