@@ -97,7 +97,8 @@ class Session:
         return context
 
     def pick_series(self, ccta_series: str | None = None, calcium_series: str | None = None) -> StudyContext:
-        """Load another pick of the loaded study's series (a new study load: the conversation starts afresh).
+        """Load another pick of the loaded study's series (a new study load: the conversation starts afresh;
+        the clinical context, the same patient's, is kept).
 
         Raises:
             NoStudyLoaded: nothing is loaded.
@@ -109,12 +110,19 @@ class Session:
 
         if self.context is None or self.study_path is None:
             raise NoStudyLoaded("no study is loaded: load a CT study first, then pick its series")
+        clinical = self.clinical  # the same patient: the values the clinician entered stay
         if Path(self.study_path).exists():
-            return self.load_study(self.study_path, anatomy=self._anatomy, ccta_series=ccta_series,
-                                   calcium_series=calcium_series)
-        if self._pacs_source is not None:
+            context = self.load_study(self.study_path, anatomy=self._anatomy, ccta_series=ccta_series,
+                                      calcium_series=calcium_series)
+        elif self._pacs_source is not None:
             client, study_uid = self._pacs_source
-            return self.load_from_pacs(client, study_uid, ccta_series=ccta_series, calcium_series=calcium_series)
+            context = self.load_from_pacs(client, study_uid, ccta_series=ccta_series, calcium_series=calcium_series)
+        else:
+            context = None
+        if context is not None:
+            with self._lock:
+                self.clinical = clinical
+            return context
         raise SeriesSourceGoneError(
             "the study's files were deleted from the server once it was loaded (they carry the patient's "
             "details), so another series cannot be read from them: load the study again and pick its series")

@@ -273,6 +273,8 @@ def measured_calcium(ctx: StudyContext) -> tuple[float | None, str | None, dict[
         else:
             found = (score.agatston, f"measured on {score.scored_series or 'the non-contrast series'}",
                      {artery: a.agatston for artery, a in score.per_artery.items()})
+    if id(ctx) not in _MEASURED:
+        weakref.finalize(ctx, _MEASURED.pop, id(ctx), None)  # forgotten with the context
     _MEASURED[id(ctx)] = (weakref.ref(ctx), key, found)
     return found
 

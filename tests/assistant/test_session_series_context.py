@@ -95,12 +95,14 @@ def test_an_explicit_pick_without_calcium_series_gives_no_agatston(exam_zip, tmp
     session = Session(model=ClinicalPlanner(), output_dir=tmp_path)
     session.load_study(path, ccta_series=uids["ccta"], calcium_series=NO_SERIES)
     assert session.context.cac is None and session.series_pick.calcium is None
+    session.update_clinical({"race": "hispanic"})
     answer = session.ask("What is the calcium score?")
     assert "no non-contrast calcium-scoring series" in answer.answer
     assert not any(f.name == "Agatston score" for f in answer.findings)
     # the user changes the pick back: the calcium series is loaded beside the CCTA
     session.pick_series(calcium_series=uids["calcium_scoring"])
     assert session.context.cac is not None and session.series_pick.calcium == uids["calcium_scoring"]
+    assert session.clinical.race == "hispanic"  # the same patient: the entered values stay
     with pytest.raises(SeriesPickError, match="is a localizer"):
         session.pick_series(ccta_series=uids["localizer"])
     assert session.context.cac is not None  # a refused pick leaves the study as it was
