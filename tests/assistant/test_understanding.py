@@ -200,3 +200,24 @@ def test_a_weak_but_clear_winner_is_understood_and_a_close_call_is_not():
 ])
 def test_calcium_and_stenosis_are_told_apart_by_what_is_named(prior, text, intent):
     assert understand(text, prior=prior).intents == [intent]
+
+
+@pytest.mark.parametrize(("text", "intent"), [
+    # Acquisition parameters are in the DICOM header: study information, not a "cannot".
+    ("what reconstruction kernel did they use", "study_info"),
+    ("was the acquisition gated to the ECG?", "study_info"),
+    # Whose images these are is an identity question, not a question about the study.
+    ("Is this scan from Mrs Nguyen?", "identity"),
+    ("any prior cardiac imaging in the records?", "reports"),
+    ("does the inferior wall contract", "cannot"),
+])
+def test_header_identity_archive_and_function_questions(text, intent):
+    assert understand(text).intents == [intent]
+
+
+def test_a_pressure_is_a_reasoned_cannot():
+    from assistant.question import parse_question
+
+    q = parse_question("how high is the pressure in the pulmonary artery")
+    assert q.intent == "cannot" and q.cannot_topic == "pressures"
+    assert "echocardiography" in load_bank().cannot_topics["pressures"].instead
