@@ -122,7 +122,7 @@ def list_scan(scan: FolderScan) -> list[SeriesInfo]:
     return sorted(infos, key=lambda s: (not s.number.isdigit(), int(s.number) if s.number.isdigit() else 0, s.uid))
 
 
-def _nifti_info(path: Path, kind: SeriesKind, description: str) -> SeriesInfo:
+def _nifti_info(path: Path, kind: SeriesKind, description: str, reason: str) -> SeriesInfo:
     import nibabel as nib
 
     try:
@@ -133,7 +133,7 @@ def _nifti_info(path: Path, kind: SeriesKind, description: str) -> SeriesInfo:
     n = int(shape[2]) if len(shape) >= 3 else 1
     step = float(zooms[2]) if len(zooms) >= 3 else None
     return SeriesInfo(uid=path.name, number="?", description=description, modality="CT", kind=kind,
-                      kind_reason=f"the case folder's {path.name}", n_slices=n, slice_thickness_mm=step,
+                      kind_reason=reason, n_slices=n, slice_thickness_mm=step,
                       slice_spacing_mm=step, loadable=len(shape) == 3 and n >= 2)
 
 
@@ -149,7 +149,7 @@ def _case_listing(root: Path) -> list[SeriesInfo]:
             for info in list_scan(scan_folder(folder)):
                 out.append(info.model_copy(update={"kind": kind, "kind_reason": f"the case folder's {dicom_dir}/"}))
         elif (root / nifti).is_file():
-            out.append(_nifti_info(root / nifti, kind, f"case {name} (NIfTI)"))
+            out.append(_nifti_info(root / nifti, kind, f"case {name} (NIfTI)", f"the case folder's {nifti}"))
     return out
 
 
@@ -193,7 +193,7 @@ def list_series(path: str | Path, *, settings: Settings | None = None) -> list[S
     if path.is_dir() and cf.is_case_dir(path):
         return _case_listing(path)
     if path.is_file() and path.name.lower().endswith((".nii", ".nii.gz")):
-        return [_nifti_info(path, "other", "NIfTI volume")]
+        return [_nifti_info(path, "other", "NIfTI volume", "a NIfTI file carries no series description")]
     _check_dicom_source(path)
     with _dicom_folder(path, settings) as folder:
         return list_scan(_scan(path, folder))

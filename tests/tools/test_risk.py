@@ -201,3 +201,13 @@ def test_a_contrast_ct_alone_gives_no_agatston_and_the_answer_says_why():
     assert out["agatston"] is None and out["mesa"] is None
     assert any("needs a non-contrast calcium-scoring CT" in m and "could not be measured" in m
                for m in out["not_computed"]), out["not_computed"]
+
+
+def test_a_troponin_of_an_assay_without_stored_limits_is_not_read_and_the_answer_says_why():
+    clinical = SessionClinical.from_case(patient()).updated(
+        {"troponin_value": 30, "troponin_unit": "ng/L", "troponin_assay": "Roche Elecsys hs-TnT"})
+    out = risk_context(clinical, 10)
+    assert out.troponin is None and out.mesa is not None
+    assert any(m.startswith("troponin: no 99th-percentile limits are stored for the troponin assay 'Roche")
+               for m in out.not_computed)
+    assert "troponin assay Roche Elecsys hs-TnT (entered by the user)" in out.clinical_values
