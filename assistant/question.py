@@ -418,6 +418,12 @@ _DISPLAY = re.compile(r"^\s*(?:(?:can|could|would|will) (?:you|i)\s+(?:please\s+
                       r"like (?:to see\s+)?|let me see\s+)?(?:show|highlight|draw|outline|paint|mask|segment|display|"
                       r"visuali[sz]e|overlay|contour|delineate|colou?r|trace|make a mask|give me a mask|pull up)\b", re.I)
 _STENT_EVIDENCE = re.compile(r"\bstent|\bdes\b|\bbms\b|\bscaffold|\bpci\b|\bdevice|\brestenos|\bisr\b", re.I)
+# Another time or other patients: the answer is in the reports, not in this study's images.
+_RETRIEVAL_CUE = re.compile(
+    r"\b(?:other|similar|comparable|matching)\s+(?:patients?|people|cases?|stud(?:y|ies)|reports?|exams?)\b|"
+    r"\b(?:on file|in the (?:archive|records?|chart|database))\b|\breported\b|\blast (?:time|year|month|visit)'?s?\b|"
+    r"\b(?:previous|prior|earlier|older|old|last)\s+(?:\w+\s+)?(?:reports?|stud(?:y|ies)|scans?|ct|cta|ccta|exams?|echo|"
+    r"angiograms?|imaging|results?|visits?)\b", re.I)
 # A calcium question names calcium (or its score); a question naming calcium and no narrowing leans to calcium.
 _CALCIUM_EVIDENCE = re.compile(r"\bcalci|\bca\b|\bcacs?\b|\bcac-?drs|\bagatston|\bscor|\bburden|\bhounsfield", re.I)
 _NARROWING_EVIDENCE = re.compile(r"\bstenos|\bnarrow|\blesion|\bobstruct|\bblock|\btight|\boccl|\bsignifican|\bsevere|"
@@ -431,7 +437,8 @@ def _choose_intent(match: IntentMatch, numbers, landmark: str | None, text: str,
     A locate needs a landmark, a stent question a stent (a word, a size or a device) and a calcium
     question calcium or its score: without one the next intent is taken. A troponin value, a stent
     size, a landmark or a request to show something pulls a close call towards risk, stent, locate or
-    segment; calcium named without any narrowing pushes it away from stenosis. The words of the
+    segment; another time or other patients pull it strongly towards the reports; calcium named
+    without any narrowing pushes it away from stenosis. The words of the
     question ``before`` count as evidence too (a follow-up may leave its topic there).
     """
     scores = dict(match.scores)
@@ -451,6 +458,8 @@ def _choose_intent(match: IntentMatch, numbers, landmark: str | None, text: str,
     else:
         # The start or end of a lesion is a place: a question naming one asks where it is.
         scores["locate"] += 2 * SLOT_PULL if landmark in ("lesion_start", "lesion_end") else SLOT_PULL
+    if _RETRIEVAL_CUE.search(text):
+        scores["reports"] += 3 * SLOT_PULL
     if _DISPLAY.match(text):
         scores["segment"] += 1.5 * SLOT_PULL
     if match.intent == "unknown" and max(scores.values()) < match.score + SLOT_PULL:

@@ -221,3 +221,15 @@ def test_a_pressure_is_a_reasoned_cannot():
     q = parse_question("how high is the pressure in the pulmonary artery")
     assert q.intent == "cannot" and q.cannot_topic == "pressures"
     assert "echocardiography" in load_bank().cannot_topics["pressures"].instead
+
+
+@pytest.mark.parametrize(("text", "intent"), [
+    # Another time or other patients: the answer lies in the reports.
+    ("What did last year's calcium scan show?", "reports"),
+    ("how tight was the LAD on the earlier CT?", "reports"),
+    ("pull up similar patients with an occluded RCA", "reports"),
+    # A device put in before is still in this study: a stent question.
+    ("Is there a previous stent in the LAD?", "stent"),
+])
+def test_questions_about_another_time_or_other_patients_go_to_the_reports(text, intent):
+    assert understand(text).intents == [intent]
