@@ -363,7 +363,8 @@ def load_study(path: str | Path, *, settings: Settings | None = None) -> Study:
     """Load a CT study from a DICOM folder, a zip of DICOM, a NIfTI file or a CardioVLM case folder.
 
     A DICOM folder is searched recursively; when it holds several series the axial CT series with
-    the most slices is chosen and ``Study.series_choice`` says which and why. Pixels are rescaled
+    the most slices is chosen and ``Study.series_choice`` says which and why (``tools.series`` lists
+    the series by kind and loads the CCTA together with the calcium-scoring series). Pixels are rescaled
     (RescaleSlope/Intercept) to Hounsfield units and reoriented to LPS ``[i, j, k]``. A case folder
     loads ``ccta_dicom/`` when present, else ``ccta.nii.gz``. Patient name, ID and birth date are
     never kept; ``patient_hash`` is a salted SHA-256 of the ID (salt from ``settings``).
