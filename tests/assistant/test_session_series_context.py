@@ -30,6 +30,21 @@ def exam_zip(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def small_zip(tmp_path_factory):
+    """A small three-series examination (random HU, loads in a second) for the pick bookkeeping."""
+    import numpy as np
+
+    from tests.tools.series_data import write_exam
+
+    root = tmp_path_factory.mktemp("small")
+    rng = np.random.default_rng(5)
+    uids = write_exam(root / "files", rng.integers(-100, 500, (24, 20, 30)).astype(np.int16), np.eye(4),
+                      rng.integers(-100, 300, (24, 20, 10)).astype(np.int16), np.diag([1.0, 1.0, 3.0, 1.0]),
+                      patient={"PatientAge": "058Y", "PatientSex": "F"})
+    return zip_folder(root / "files", root / "exam.zip"), uids
+
+
+@pytest.fixture(scope="module")
 def loaded(exam_zip, tmp_path_factory):
     path, uids = exam_zip
     session = Session(model=ClinicalPlanner(), output_dir=tmp_path_factory.mktemp("out"))
@@ -108,8 +123,8 @@ def test_an_explicit_pick_without_calcium_series_gives_no_agatston(exam_zip, tmp
     assert session.context.cac is not None  # a refused pick leaves the study as it was
 
 
-def test_a_pick_after_the_files_are_gone_says_what_to_do(exam_zip, tmp_path):
-    path, uids = exam_zip
+def test_a_pick_after_the_files_are_gone_says_what_to_do(small_zip, tmp_path):
+    path, uids = small_zip
     copy = shutil.copy(path, tmp_path / "upload.zip")
     session = Session(model=ClinicalPlanner(), output_dir=tmp_path / "out")
     session.load_study(copy)
@@ -119,8 +134,8 @@ def test_a_pick_after_the_files_are_gone_says_what_to_do(exam_zip, tmp_path):
     assert isinstance(err.value, StudyError) and err.value.code == "series.source_gone"
 
 
-def test_the_saved_session_keeps_the_pick_and_the_edited_values(exam_zip, tmp_path):
-    path, uids = exam_zip
+def test_the_saved_session_keeps_the_pick_and_the_edited_values(small_zip, tmp_path):
+    path, uids = small_zip
     session = Session(model=ClinicalPlanner(), output_dir=tmp_path)
     session.load_study(path, calcium_series=NO_SERIES)
     session.update_clinical({"systolic_bp_mmhg": 135})
