@@ -63,12 +63,8 @@ def mask_from_labels(labels: np.ndarray, label_ids: list[int], *, spacing: tuple
 
 def save_mask_nifti(mask: np.ndarray, study: Study, path: str | Path) -> Path:
     """Write a mask on the study grid as NIfTI (uint8, RAS affine per the NIfTI standard)."""
-    import nibabel as nib
+    from tools.nifti_io import write_nifti
 
     if mask.shape != study.shape:
         raise ValueError(f"mask shape {mask.shape} does not match the study shape {study.shape}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ras_affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ study.affine
-    nib.save(nib.Nifti1Image(mask.astype(np.uint8), ras_affine), str(path))
-    return path
+    return write_nifti(mask.astype(np.uint8), study.affine, Path(path))

@@ -253,16 +253,15 @@ class CurriculumSamples(torch.utils.data.Dataset):
 
     def _case(self, case_id: str) -> PreparedCase:
         if case_id not in self._cases:
-            import nibabel as nib
-
             from tools import case_format as cf
+            from tools.nifti_io import read_nifti
 
             folder = self.data_root / case_id
-            ccta = nib.load(str(folder / cf.CCTA_NIFTI))
-            affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ ccta.affine  # NIfTI RAS -> our LPS
-            image = np.asarray(ccta.dataobj, dtype=np.float32)
+            # one reader for image and labels, so both are reoriented to LPS the same way
+            ccta = read_nifti(folder / cf.CCTA_NIFTI)
+            affine, image = ccta.affine, np.asarray(ccta.hu, dtype=np.float32)
             labels_path = folder / cf.LABELS_NIFTI
-            labels = np.asarray(nib.load(str(labels_path)).dataobj) if labels_path.is_file() else None
+            labels = np.asarray(read_nifti(labels_path, labels=True).hu) if labels_path.is_file() else None
             landmarks_path = folder / cf.LANDMARKS_FILE
             landmarks = json.loads(landmarks_path.read_text()) if landmarks_path.is_file() else {}
             self._cases[case_id] = prepare_case(image, labels, affine, landmarks, self.config)
