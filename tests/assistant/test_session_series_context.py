@@ -88,6 +88,9 @@ def test_dicom_age_and_sex_fill_the_clinical_context_and_the_risk_answer_names_w
     assert "these values are not known: race, systolic blood pressure, total cholesterol, HDL cholesterol" \
         in answer.answer
     assert not any(f.name == "MESA 10-year hard CHD risk" for f in answer.findings)
+    cac = session.context.cac  # the score is the image's, measured on the calcium series
+    alone = agatston_score(cac.hu, cac.spacing, affine=cac.affine, metadata=cac.metadata)
+    assert finding(answer, "Agatston score").value == pytest.approx(alone.agatston, abs=0.5)
 
 
 def test_edited_values_change_the_risk_answer_which_names_them(loaded):
