@@ -5,7 +5,9 @@ Each user loads study A, then per round: loads study B and, late in that load, a
 score (seconds under load, so it often spans the switch); asks for the LAD (a mask and its volume) on B
 and saves the answer as DICOM SEG + SR; loads A again and asks for the LAD at a random moment of that
 load; asks on A and saves. After each switch it also tries to save whatever the question across the
-switch left (accepted only for an answer about the study now loaded).
+switch left (accepted only for an answer about the study now loaded). A moment of a load is timed
+from when the load leaves the server's queue: with many users a load waits there for long, and a
+question sent meanwhile would only ever run before the switch.
 Checked and counted:
 
 - mismatched exports: a SEG and SR that do not reference one CT series, or reference the series of an
@@ -151,6 +153,22 @@ def _ask_and_export(client, name: str, study: str, seen: dict, timed: _Timed, co
     return value, export
 
 
+def _load_while_asking(client, study: str, run_s: float, fraction: float, question: str):
+    """Load ``study`` and ask ``question`` once the load has run ``fraction`` of ``run_s`` (seconds it runs
+    once it leaves the server's queue). Returns (load job, question job, seconds the load ran)."""
+    from gradio_client.utils import Status
+
+    loading = client.submit(study, "axial", "cardiac", api_name="/load_demo")
+    while loading.status().code in (Status.STARTING, Status.JOINING_QUEUE, Status.IN_QUEUE, Status.SENDING_DATA) \
+            and not loading.done():
+        time.sleep(0.05)  # still queued behind other users' loads: the switch has not begun
+    started = time.perf_counter()
+    time.sleep(fraction * run_s)
+    asked = client.submit(question, [], api_name="/ask")
+    loading.result()
+    return loading, asked, time.perf_counter() - started
+
+
 def _mid_switch(client, name: str, outcome: str, findings, saved_status, export_now: dict, value_now,
                 counts: Counter, *, finding: str = FINDING) -> bool:
     """Count what a question asked across a switch became, and check an export of it that was accepted
@@ -182,16 +200,12 @@ def _user(url: str, name: str, password: str, rounds: int, studies: tuple[str, s
     rng = random.Random(name)
     timed = _Timed(timings, counts)
     seen = {"earlier series": set()}  # CT series referenced by this user's earlier exports (other loads)
-    t0 = time.perf_counter()
     client.predict(study_a, "axial", "cardiac", api_name="/load_demo")
-    load_s = time.perf_counter() - t0
+    load_s = 5.0  # seconds a load runs once out of the queue (measured from the first switch on)
     for _ in range(rounds):
         # 1. B loaded, and late in that load the slow question: it ends before the switch (an answer about A,
         # whose export is then refused), spans it (dropped) or starts after it (about B, exported).
-        loading = client.submit(study_b, "axial", "cardiac", api_name="/load_demo")
-        time.sleep(rng.uniform(0.5, 1.1) * load_s)
-        asked = client.submit(SLOW_QUESTION, [], api_name="/ask")
-        loading.result()
+        _, asked, load_s = _load_while_asking(client, study_b, load_s, rng.uniform(0.5, 1.1), SLOW_QUESTION)
         texts, findings_1 = timed.ask(client, submitted=asked, finding=SLOW_FINDING)
         saved_1 = client.predict(None, api_name="/save_dicom")
         dropped_1 = any("answer was dropped" in t for t in texts)
@@ -205,12 +219,7 @@ def _user(url: str, name: str, password: str, rounds: int, studies: tuple[str, s
         seen["earlier series"].add(export_b.get("sr_series"))
         # 3. A loaded again, a question at a random moment of that load: about B (before the switch),
         # dropped (spanning it) or about A (after it).
-        t0 = time.perf_counter()
-        loading = client.submit(study_a, "axial", "cardiac", api_name="/load_demo")
-        time.sleep(rng.uniform(0.2, 1.1) * load_s)
-        asked = client.submit(QUESTION, [], api_name="/ask")
-        loading.result()
-        load_s = time.perf_counter() - t0
+        _, asked, load_s = _load_while_asking(client, study_a, load_s, rng.uniform(0.2, 1.1), QUESTION)
         texts, findings_3 = timed.ask(client, submitted=asked)
         saved_3 = client.predict(None, api_name="/save_dicom")
         dropped_3 = any("answer was dropped" in t for t in texts)
