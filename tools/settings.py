@@ -90,6 +90,9 @@ class Settings(BaseSettings):
         "outputs, Gradio's cache), one subfolder per server process; a restart deletes those of stopped servers")
     ui_session_ttl_s: int = Field(2 * 3600, description="idle seconds after which a browser session and its "
                                                          "files are deleted")
+    ui_users: SecretStr | None = Field(
+        None, description="logins of the browser app as 'name:password,name2:password2' (a users file, given with "
+        "--users, keeps them out of the process environment)")
     ui_login_max_failures: int = Field(
         5, ge=1, description="wrong passwords for one user name within ui_login_window_s that lock that name")
     ui_login_max_failures_per_client: int = Field(

@@ -29,15 +29,19 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def read_users(path: str | Path | None = None) -> list[tuple[str, str]]:
-    """(user, password) pairs from a file and/or CARDIOVLM_UI_USERS; blank lines and # comments skipped."""
+def read_users(path: str | Path | None = None, settings=None) -> list[tuple[str, str]]:
+    """(user, password) pairs from a file and/or the ``ui_users`` setting (``CARDIOVLM_UI_USERS``, a secret
+    string); blank lines and # comments skipped. ``settings``: default, read from the environment now."""
+    from tools.settings import Settings
+
     lines: list[str] = []
     if path:
         path = Path(path)
         if not path.is_file():
             raise ValueError(f"the users file {path} does not exist")
         lines += path.read_text().splitlines()
-    lines += [u for u in os.environ.get("CARDIOVLM_UI_USERS", "").split(",") if u.strip()]
+    from_env = (settings or Settings()).ui_users
+    lines += [u for u in (from_env.get_secret_value() if from_env else "").split(",") if u.strip()]
     users = []
     for line in lines:
         line = line.strip()

@@ -136,3 +136,13 @@ def test_the_login_limits_are_settings(monkeypatch):
     monkeypatch.setenv("CARDIOVLM_UI_LOGIN_MAX_FAILURES", "0")
     with pytest.raises(ValueError, match="ui_login_max_failures"):
         Settings()
+
+
+def test_logins_from_the_environment_are_a_secret_string(monkeypatch):
+    from tools.settings import Settings
+    from ui.server import read_users
+
+    monkeypatch.setenv("CARDIOVLM_UI_USERS", "carol:pw-carol,dan:pw-dan")
+    settings = Settings()
+    assert "pw-carol" not in repr(settings) and "pw-carol" not in str(settings.model_dump())
+    assert read_users(settings=settings) == [("carol", "pw-carol"), ("dan", "pw-dan")]
