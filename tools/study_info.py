@@ -6,7 +6,9 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import tool
 from pydantic import BaseModel, Field
 
+from tools.clinical_context import ClinicalContext
 from tools.context import StudyContext, context_from_config
+from tools.risk import session_clinical
 
 
 class StudyInfoInput(BaseModel):
@@ -21,12 +23,13 @@ class StudyInfo(BaseModel):
     case_id: str | None = None
 
 
-def study_info(ctx: StudyContext) -> StudyInfo:
+def study_info(ctx: StudyContext, clinical: ClinicalContext | None = None) -> StudyInfo:
+    """``clinical``: the session's clinical context as the clinician edited it (the case's own otherwise)."""
     return StudyInfo(
         summary=ctx.study.summary(),
         has_calcium_scoring_series=ctx.cac is not None,
         labels_source=ctx.labels_source if ctx.labels is not None else None,
-        has_clinical_context=ctx.clinical is not None,
+        has_clinical_context=clinical is not None and not clinical.is_empty(),
         case_id=ctx.case.manifest.case_id if ctx.case else None,
     )
 
@@ -35,4 +38,5 @@ def study_info(ctx: StudyContext) -> StudyInfo:
 def study_info_tool(*, config: RunnableConfig) -> dict:
     """Describe the loaded study: modality, size, voxel spacing, which series was chosen, warnings,
     and which inputs (calcium-scoring series, masks, clinical context) are available."""
-    return study_info(context_from_config(config)).model_dump()
+    ctx = context_from_config(config)
+    return study_info(ctx, session_clinical(config, ctx)).model_dump()

@@ -21,3 +21,15 @@ def test_describes_the_loaded_study():
 def test_without_a_study_it_says_to_load_one():
     with pytest.raises(ValueError, match="no study is loaded"):
         study_info_tool.invoke({})
+
+
+def test_values_the_clinician_entered_count_as_clinical_context():
+    from tools.clinical_context import ClinicalContext
+    from tools.risk import CLINICAL_CONFIG_KEY
+
+    study = Study(hu=np.zeros((8, 6, 4), np.int16), spacing=(0.5, 0.5, 1.0), affine=np.eye(4), modality="CT")
+    config = StudyContext(study=study).as_config()
+    assert not study_info_tool.invoke({}, config=config)["has_clinical_context"]
+    entered = ClinicalContext().updated({"age": 61, "systolic_bp_mmhg": 142})
+    config["configurable"][CLINICAL_CONFIG_KEY] = entered
+    assert study_info_tool.invoke({}, config=config)["has_clinical_context"]
