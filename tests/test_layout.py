@@ -19,7 +19,6 @@ LAYERS = ("tools", "vlm", "training", "assistant", "ui")
 KNOWN_CYCLES: list[frozenset[str]] = [
     frozenset({"tools.dicom_read", "tools.nifti_io", "tools.safe_zip", "tools.study"}),
     frozenset({"assistant.evidence", "assistant.findings", "assistant.verdicts"}),
-    frozenset({"assistant.compose", "assistant.planner"}),
     frozenset({"vlm.checkpoint_io", "vlm.model"}),
     frozenset({"ui.app", "ui.server"}),
 ]
