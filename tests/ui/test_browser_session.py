@@ -140,10 +140,65 @@ def test_a_reading_at_1280x720(page):
     page.locator("#status").get_by_text("Conversation cleared").wait_for(timeout=10_000)
     assert page.locator("#chat .message-row").count() == 0
     assert "No prior reports" in panel.inner_text()
-    assert page.locator("#niivue-viewer canvas").is_visible()  # the viewer is back in front
+    page.locator("#niivue-viewer canvas").wait_for(state="visible", timeout=10_000)  # the viewer is back in front
 
     # Reload: a new session, and the page says so plainly.
     page.reload(wait_until="load")
     page.locator("#study-summary").get_by_text("New session").wait_for(timeout=60_000)
     assert "lad_stenosis, 2 questions" in page.locator("#study-summary").inner_text()
     _shot(page, "reload_new_session_1280x720.png")
+
+
+@pytest.fixture(scope="module")
+def exam(tmp_path_factory):
+    """A scanner's export of one examination: localizer, calcium-scoring series and CCTA in one zip."""
+    import numpy as np
+
+    from tests.tools.series_data import write_exam, zip_folder
+
+    root = tmp_path_factory.mktemp("exam")
+    rng = np.random.default_rng(2)
+    write_exam(root / "files", rng.integers(-100, 500, (24, 20, 30)).astype(np.int16), np.eye(4),
+               rng.integers(-100, 300, (24, 20, 10)).astype(np.int16), np.diag([1.0, 1.0, 3.0, 1.0]),
+               patient={"PatientAge": "061Y", "PatientSex": "M"})
+    return zip_folder(root / "files", root / "exam.zip")
+
+
+def test_an_examination_upload_its_series_and_an_edited_clinical_value_in_the_risk_answer(page, exam):
+    # Runs on the page the reading above reloaded: a new session.
+    page.get_by_role("button", name="Upload a study").click()
+    page.locator("input[type=file]").first.set_input_files(str(exam))
+    page.get_by_role("button", name="Series").click()
+    page.locator("#series-message").get_by_text("3 series found").wait_for(timeout=60_000)
+    page.get_by_role("button", name="Load upload").click()
+    _statuses(page, "loaded in", 60)
+    table = page.locator("#series-table")
+    page.wait_for_function("() => document.querySelector('#series-table [data-testid=\"cell-2-6\"]')"
+                           "?.innerText.trim() === 'CCTA'", timeout=30_000)
+    assert table.get_by_test_id("cell-1-6").first.inner_text().strip() == "calcium scoring"
+
+    # The clinical context comes from the header; an edited value is what the risk answer uses.
+    page.get_by_role("button", name="Clinical context").click()
+    assert page.locator("#clinical-age input").input_value() == "61"
+    question = "What is this patient's risk of a MACE within 1 year?"
+
+    def risk_answer() -> str:
+        rows = page.locator("#chat .message-row").count()
+        page.locator("#question textarea").fill(question)
+        page.locator("#ask").click()
+        # this question's answer: two more rows (the question; the tool steps and the answer, grouped)
+        page.wait_for_function(
+            "(n) => { const r = document.querySelectorAll('#chat .message-row');"
+            " return r.length >= n + 2 && r[r.length - 1].innerText.includes('not for clinical use'); }",
+            arg=rows, timeout=120_000)
+        return page.locator("#chat .message-row").last.inner_text()
+
+    before = risk_answer()
+    assert "total cholesterol" in before.split("not known")[1]  # control: the value is missing at first
+    page.locator("#clinical-total-cholesterol-mg-dl input").fill("210")
+    page.locator("#clinical-save").click()
+    page.locator("#clinical-message").get_by_text("Entered by the user:").wait_for(timeout=30_000)
+    after = risk_answer()
+    missing = after.split("not known")[1].split(".")[0]
+    assert "total cholesterol" not in missing and "HDL cholesterol" in missing, after
+    _shot(page, "series_and_clinical_context_1280x720.png")
