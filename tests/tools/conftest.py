@@ -1,14 +1,13 @@
 """Fixtures for the tools tests: a real local Orthanc PACS holding two demo phantoms.
 
-Debian's orthanc, orthanc-dicomweb and dicom3tools are installed here when missing and the user may
-use apt (root on Debian); otherwise the PACS tests skip with the reason. The phantoms are written as
-CT series (``tools.dicom_write``) and uploaded over STOW-RS.
+Debian's orthanc and orthanc-dicomweb are installed by ``scripts/install_test_services.sh`` (the README's
+test command runs it before pytest); test code never installs anything, so when they are missing the PACS
+tests skip and name that script. The phantoms are written as CT series (``tools.dicom_write``) and
+uploaded over STOW-RS.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -23,7 +22,10 @@ from tools.study import load_study
 USER, PASSWORD = "cardio", "s3cret"
 # case -> (patient ID, accession number, study date) of the uploaded series
 UPLOADS = {"lad_stenosis": ("PAT-LAD", "ACC-1001", "20240105"), "healthy": ("PAT-HEALTHY", "ACC-1002", "20240210")}
-DEBIAN_PACKAGES = ("orthanc", "orthanc-dicomweb", "dicom3tools")
+# What the local PACS needs; the script also installs dicom3tools, but the tests that run its dciodvfy
+# check for it themselves.
+DEBIAN_PACKAGES = ("orthanc", "orthanc-dicomweb")
+INSTALL_SCRIPT = "scripts/install_test_services.sh"
 
 
 def _installed(package: str) -> bool:
@@ -35,25 +37,18 @@ def _installed(package: str) -> bool:
     return status.stdout.strip() == "install ok installed"
 
 
-def ensure_debian_packages() -> None:
-    """Install Orthanc, its DICOMweb plugin and dicom3tools with apt when missing (root only), else skip."""
+def require_debian_packages() -> None:
+    """Skip, naming the install script, when Orthanc or its DICOMweb plugin is not installed."""
     missing = [p for p in DEBIAN_PACKAGES if not _installed(p)]
-    if not missing:
-        return
-    if shutil.which("apt-get") is None or os.geteuid() != 0:
-        pytest.skip(f"Debian packages {', '.join(missing)} are not installed and apt-get cannot be used here "
-                    "(needs root on Debian)")
-    subprocess.run(["apt-get", "update", "-qq"], check=False, capture_output=True, timeout=600)
-    done = subprocess.run(["apt-get", "install", "-y", "-qq", *missing], capture_output=True, timeout=900,
-                          env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-    if done.returncode != 0:
-        pytest.skip(f"could not install {', '.join(missing)}: {done.stderr.decode()[-300:]}")
+    if missing:
+        pytest.skip(f"Debian package(s) {', '.join(missing)} not installed: run `bash {INSTALL_SCRIPT}` "
+                    "(needs apt and root) before the tests")
 
 
 @pytest.fixture(scope="module")
 def pacs(tmp_path_factory):
     """A running Orthanc holding two demo phantoms, and the DICOM folders they were uploaded from."""
-    ensure_debian_packages()
+    require_debian_packages()
     root = tmp_path_factory.mktemp("orthanc")
     try:
         server = LocalOrthanc(root / "server", user=USER, password=PASSWORD).start()
