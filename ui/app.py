@@ -107,12 +107,15 @@ def demo_cases() -> list[str]:
     return sorted(p.name for p in root.iterdir() if (p / "case.json").exists()) if root.exists() else []
 
 
-def _summary_markdown(summary: dict) -> str:
+def _summary_markdown(summary: dict, n_series: int = 0) -> str:
     lines = [f"**Modality** {summary['modality']}" + ("" if summary["hu_calibrated"] else " (not HU-calibrated)"),
              f"**Size** {' x '.join(map(str, summary['shape']))} voxels",
              f"**Spacing** {' x '.join(f'{s:g}' for s in summary['spacing_mm'])} mm"]
     lines = [" · ".join(lines)]  # one line: the viewer below it stays on a 720 px screen
-    if summary.get("series_choice"):
+    if n_series > 1:  # the Series panel lists them and why each was picked; one line here keeps the viewer up
+        lines.append(f"**Series** {n_series} in this study; the CCTA and calcium series loaded are listed under "
+                     "Series below")
+    elif summary.get("series_choice"):
         lines.append(f"**Series** {summary['series_choice']}")
     for w in summary.get("warnings", []):
         lines.append(f"⚠️ {w}")
@@ -185,7 +188,7 @@ def build_app(max_upload_mb: int = 2048) -> gr.Blocks:
                     case = gr.Dropdown(demo_cases(), label="Demo case", value=None, scale=3, show_label=False,
                                        container=False)
                     load_demo = gr.Button("Load demo case", variant="primary", scale=1, min_width=120)
-                with gr.Accordion("Upload a study", open=False):
+                with gr.Accordion("Upload a study", open=False) as upload_box:
                     upload = gr.File(label="DICOM zip, DICOM files or a NIfTI", file_count="multiple",
                                      file_types=[".zip", ".nii", ".gz", ".dcm", ""])
                     load_upload = gr.Button("Load upload")
@@ -227,11 +230,11 @@ def build_app(max_upload_mb: int = 2048) -> gr.Blocks:
                 status = gr.Markdown("", elem_id="status")
                 with gr.Row():
                     example_buttons = [gr.Button(text, size="sm", elem_classes=["example"]) for text in EXAMPLES]
-                with gr.Tabs():
-                    with gr.Tab("Findings"):
+                with gr.Tabs(selected="findings") as answer_tabs:
+                    with gr.Tab("Findings", id="findings"):
                         findings = gr.Dataframe(headers=["finding", "value", "unit", "tool"], show_label=False,
                                                 interactive=False)
-                    with gr.Tab("Prior reports", elem_id="prior-reports-tab"):
+                    with gr.Tab("Prior reports", id="reports", elem_id="prior-reports-tab"):
                         reports = gr.HTML(NO_REPORTS, elem_id="prior-reports", css_template=REPORTS_CSS,
                                           js_on_load=None, max_height=260)
                 downloads = gr.File(label="Downloads (masks, report)", interactive=False, file_count="multiple",
@@ -254,13 +257,15 @@ def build_app(max_upload_mb: int = 2048) -> gr.Blocks:
 
             for out in _load(state, "upload", files, plane, preset, request, max_upload_mb,
                              load_kwargs(ccta, calcium)):
-                yield (*out, None)
+                loaded = str(out[6]).startswith("✓")  # folded once loaded: the viewer moves back up
+                yield (*out, None, gr.Accordion(open=False) if loaded else gr.update())
 
         # The status line is the progress display of loads: Gradio's own overlay would hide it.
         loads = [load_demo.click(load_demo_case, [state, case, plane, preset], load_outputs, api_name="load_demo",
                                  show_progress="hidden"),
                  load_upload.click(load_uploaded, [state, upload, plane, preset, series.ccta, series.calcium],
-                                   [*load_outputs, upload], api_name="load_upload", show_progress="hidden")]
+                                   [*load_outputs, upload, upload_box], api_name="load_upload",
+                                   show_progress="hidden")]
         upload.change(_series_preview, upload, series.outputs, api_name=False)
 
         def pick(state, plane, preset, ccta, calcium, request: gr.Request):
@@ -299,6 +304,8 @@ def build_app(max_upload_mb: int = 2048) -> gr.Blocks:
         for event in answered:  # a stenosis or stent answer draws its vessel and shows it in place of the viewer
             event.then(_vessel_view, [state, downloads, status],
                        [vessel_image, vessel_caption, image_tabs, downloads, status], api_name=False)
+        for event in answered:  # an answer that retrieved reports brings them to the front
+            event.then(_answer_tab, state, answer_tabs, api_name=False)
         for event in loads:  # a new study: its series, its clinical values, no vessel of the previous one
             event.then(_series_view, state, series.outputs, api_name=False)
             event.then(_context_view, state, clinical.outputs, api_name=False)
@@ -384,7 +391,7 @@ def _load(state, source: str, what, plane: str, preset: str, request, max_upload
 
     n = plane_size(ctx.study.shape, plane)  # a new study opens in the plane being read
     image = _render(state, plane, n // 2, preset, [], request)
-    yield (state, _summary_markdown(ctx.study.summary()), image, gr.update(maximum=n - 1, value=n // 2),
+    yield (state, _summary_markdown(ctx.study.summary(), len(state.session.series or [])), image, gr.update(maximum=n - 1, value=n // 2),
            gr.update(choices=[], value=[]), [], clock.summary("✓ loaded"), [], None, NO_REPORTS)
 
 
@@ -461,6 +468,17 @@ def _save_context(request: gr.Request, state: UiSession | None, *values):  # the
     except SessionOwnerError as err:
         return (*(gr.update() for _ in FIELDS), f"⚠️ {err}")
     return save_context(state.session if state is not None else None, *values)
+
+
+def _answer_tab(state: UiSession | None, request: gr.Request = None):
+    """The Prior reports tab for an answer that cites reports, else the Findings tab."""
+    try:
+        answer = _current_answer(_owned(state, request))
+    except SessionOwnerError:
+        return gr.update()
+    if answer is None:
+        return gr.update()
+    return gr.Tabs(selected="reports" if answer.citations else "findings")
 
 
 def _no_vessel():

@@ -49,7 +49,8 @@ def test_corrupt_zip_gives_a_readable_message_and_keeps_the_study(client, tmp_pa
     client.predict("healthy", "axial", "cardiac", api_name="/load_demo")
     bad = tmp_path / "study.zip"
     bad.write_bytes(b"PK\x03\x04 this is not really a zip")
-    summary, *_ = client.predict([handle_file(str(bad))], "axial", "cardiac", api_name="/load_upload")
+    summary, *_ = client.predict([handle_file(str(bad))], "axial", "cardiac", None, None,  # series: automatic
+                                 api_name="/load_upload")
     assert summary.startswith("⚠️") and "Traceback" not in summary
     chat, *_ = client.predict("What is the calcium score?", [], api_name="/ask")
     assert "Agatston" in _texts(chat)[-1]

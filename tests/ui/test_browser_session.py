@@ -125,9 +125,8 @@ def test_a_reading_at_1280x720(page):
     page.locator("#question textarea").fill("Find similar cases from other patients with proximal LAD stenosis")
     page.locator("#ask").click()
     _statuses(page, "answered in", 120)
-    page.get_by_role("tab", name="Prior reports").click()
     panel = page.locator("#prior-reports")
-    panel.get_by_text("prior-7").first.wait_for(timeout=10_000)
+    panel.get_by_text("prior-7").first.wait_for(timeout=10_000)  # its tab comes to the front by itself
     assert panel.locator("mark").count() >= 1 and "stenosis" in panel.locator("mark").first.inner_text().lower()
     assert "<img" in panel.inner_text()  # the report's markup is shown as the text it is
     assert panel.locator("img").count() == 0 and panel.locator("a").count() == 0 and page.fetched == []
@@ -201,4 +200,5 @@ def test_an_examination_upload_its_series_and_an_edited_clinical_value_in_the_ri
     after = risk_answer()
     missing = after.split("not known")[1].split(".")[0]
     assert "total cholesterol" not in missing and "HDL cholesterol" in missing, after
+    page.locator("#series-panel").scroll_into_view_if_needed()
     _shot(page, "series_and_clinical_context_1280x720.png")
