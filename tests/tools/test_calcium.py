@@ -188,14 +188,13 @@ def test_cli_without_labels_gives_the_total_and_says_why_no_split(tmp_path, caps
 
 
 @pytest.fixture(scope="module")
-def phantom_cases(tmp_path_factory):
+def phantom_cases(phantom_case):
     """Two small phantoms: calcified pLAD + mixed mRCA plaque, and a non-calcified mLAD plaque."""
-    from training.phantoms import FindingRequest, generate_case
+    from training.phantoms import FindingRequest
 
-    out = tmp_path_factory.mktemp("phantoms")
     requests = {3: [FindingRequest("pLAD", "calcified_plaque", stenosis_percent=40)],
                 7: [FindingRequest("mLAD", "noncalcified_plaque", stenosis_percent=50)]}
-    return [generate_case(out, seed=seed, size="small", findings=f, with_dicom=False) for seed, f in requests.items()]
+    return [phantom_case(seed=seed, size="small", findings=f, with_dicom=False) for seed, f in requests.items()]
 
 
 def test_phantom_calcium_image_only_and_per_artery_with_the_case_labels(phantom_cases):

@@ -60,12 +60,10 @@ def test_format_table_and_gaps():
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    from training.phantoms.generate import generate_case
-
+def tiny_run(tmp_path_factory, phantom_case):
     root = tmp_path_factory.mktemp("evaluate")
-    data = root / "cases"
-    generate_case(data, seed=11, size="small", with_dicom=False, with_cac=False)
+    # the shared case's parent holds that case only: a one-case data folder
+    data = phantom_case(seed=11, size="small", with_dicom=False, with_cac=False).parent
     torch.manual_seed(0)
     checkpoint = CardioVLM(CardioVLMConfig.tiny()).save(root / "checkpoint")
     return checkpoint, data

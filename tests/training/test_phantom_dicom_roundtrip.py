@@ -4,11 +4,10 @@ import numpy as np
 
 from tools import case_format as cf
 from tools.study import load_nifti, load_study
-from training.phantoms.generate import generate_case
 
 
-def test_phantom_dicom_ingest_round_trip(tmp_path):
-    case = generate_case(tmp_path, seed=11, size="small", with_cac=True, with_dicom=True)
+def test_phantom_dicom_ingest_round_trip(phantom_case):
+    case = phantom_case(seed=11, size="small", with_cac=True, with_dicom=True)
     from_dicom = load_study(case / cf.CCTA_DICOM_DIR)
     from_nifti = load_nifti(case / cf.CCTA_NIFTI)
     assert from_dicom.modality == "CT" and from_dicom.hu_calibrated

@@ -24,9 +24,8 @@ CA = FindingRequest("pLAD", "calcified_plaque", stenosis_percent=30, length_mm=8
 
 
 @pytest.fixture(scope="module")
-def realistic(tmp_path_factory):
-    root = generate_case(tmp_path_factory.mktemp("real"), seed=21, findings=[CA], with_dicom=False,
-                         with_cac=False, realistic=True)
+def realistic(phantom_case):
+    root = phantom_case(seed=21, findings=[CA], with_dicom=False, with_cac=False, realistic=True)
     return (root, np.asarray(read_nifti(root / cf.CCTA_NIFTI).hu).astype(np.float32),
             np.asarray(read_nifti(root / cf.LABELS_NIFTI, labels=True).hu))
 

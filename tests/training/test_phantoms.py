@@ -29,9 +29,8 @@ def _arrays(case: Path) -> dict[str, np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def case(tmp_path_factory) -> Path:
-    return generate_case(tmp_path_factory.mktemp("ph"), seed=11, findings=[LAD_70, RCA_CA], dominance="right",
-                         with_dicom=False)
+def case(phantom_case) -> Path:
+    return phantom_case(seed=11, findings=[LAD_70, RCA_CA], dominance="right", with_dicom=False)
 
 
 def test_same_seed_gives_identical_arrays_and_json(case, tmp_path):
