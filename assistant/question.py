@@ -208,6 +208,8 @@ def _is_clause(text: str) -> bool:
     return bool(_CLAUSE_START.match(text)) or len(_content_words(text)) >= 2
 
 
+_ASKS_ABOUT_IT = re.compile(r"(?:^|[:,]\s*)(?:is|does|will|would|can|could|did|has|was)\s+it\b", re.I)
+_CONDITION = re.compile(r"^\s*(?:if|when|once|assuming|supposing|suppose|given|provided)\b", re.I)
 _SEPARATOR = re.compile(r"(,?\s+(?:and also|and then|and|also|as well as|plus|then)\s+|\s*\+\s*|\s*;\s*|(?<=\?)\s+|,\s+)",
                         re.I)
 # Two pieces that each read as a confident request of a different kind are two requests even when
@@ -266,7 +268,13 @@ def _split(text: str, lesion_context: bool) -> list[tuple[str, IntentMatch]]:
             # assistant knows still splits off when it starts like a clause, so it is named as not answered.
             slot_backed = "unknown" not in (intent, prev_intent) and bool(_content_words(prev_text)) and (
                 _carries_own_slot(piece, intent, lesion_context))
-            if intent == prev_intent or not (clauses or confident or slot_backed):
+            # "If I put a 22 mm stent in, am I covering it?": a condition and its question are one request.
+            conditional = bool(_CONDITION.match(prev_text)) and separators[i - 1].strip() == ","
+            # "a 30 mm BMS, mid RCA: does it cover edge to edge?": a yes/no on "it" naming no finding of its
+            # own asks about the piece before ("is the circ calcified and is it narrowed?" asks two things).
+            about_it = bool(_ASKS_ABOUT_IT.search(piece)) and not (
+                _NARROWING_EVIDENCE.search(piece) or any(p.search(piece) for _, p in _FINDING_PATTERNS))
+            if intent == prev_intent or conditional or about_it or not (clauses or confident or slot_backed):
                 joined = prev_text + separators[i - 1] + piece if i - 1 < len(separators) else prev_text + " " + piece
                 joined_match = match_cached(joined) if joined != text else whole
                 parts[-1] = (joined, joined_match, _piece_intent(joined, joined_match, lesion_context))
@@ -383,6 +391,9 @@ def _parse_part(text: str, match: IntentMatch, lesion_context: bool = False, bef
                    r"\b(stenos|narrow|diseased|lesion|obstruct|block)|\b(worst|tightest|severest|most severe)\b",
                    text, re.I):
         superlative = "most_stenosed"
+    if intent == "segment" and superlative and not _DISPLAY_WORD.search(text):
+        # "the worst stenosis in that vessel": a superlative is measured unless it is to be shown.
+        intent = "calcium" if superlative == "most_calcified" else "stenosis"
 
     threshold = None
     if re.search(r"\b(severe|critical|tight|high[- ]grade)\b", text, re.I):
@@ -417,7 +428,10 @@ def _parse_part(text: str, match: IntentMatch, lesion_context: bool = False, bef
 _DISPLAY = re.compile(r"^\s*(?:(?:can|could|would|will) (?:you|i)\s+(?:please\s+)?(?:see\s+)?|please\s+|i(?:'d| would) "
                       r"like (?:to see\s+)?|let me see\s+)?(?:show|highlight|draw|outline|paint|mask|segment|display|"
                       r"visuali[sz]e|overlay|contour|delineate|colou?r|trace|make a mask|give me a mask|pull up)\b", re.I)
-_STENT_EVIDENCE = re.compile(r"\bstent|\bdes\b|\bbms\b|\bscaffold|\bpci\b|\bdevice|\brestenos|\bisr\b", re.I)
+_DISPLAY_WORD = re.compile(r"\b(?:show|highlight|draw|outline|paint|mask|segment|display|visuali[sz]e|overlay|contour|"
+                           r"delineate|colou?r|trace|see|pull up|view)", re.I)
+_STENT_EVIDENCE = re.compile(r"\bstent|\bdes\b|\bbms\b|\bscaffold|\bpci\b|\bdevice|\brestenos|\bisr\b|\bcover|\bspan",
+                             re.I)  # covering a lesion is what a stent does
 # Another time or other patients: the answer is in the reports, not in this study's images.
 _RETRIEVAL_CUE = re.compile(
     r"\b(?:other|similar|comparable|matching)\s+(?:patients?|people|cases?|stud(?:y|ies)|reports?|exams?)\b|"

@@ -38,6 +38,10 @@ _RANGE = re.compile(r"(?:between\s+)?" + _NUM + r"\s*(?:mm|cm)?\s*(?:-|–|to|an
 _BY = re.compile(_NUM + r"\s*(?:mm|cm)?\s*(?:x|×|by|\*|/)\s*" + _NUM + r"\s*-?\s*(?:" + _LENGTH_UNIT + r")?", re.I)
 _LENGTH = re.compile(_NUM + r"\s*-?\s*" + _LENGTH_UNIT, re.I)
 _STENT_NOUN = r"(?:stents?|one|ones|des|bms|device|scaffold|drug[- ]eluting|bare[- ]metal|long|length)"
+# "a 3.0 DES", "3.5 stent": a decimal without a unit before the device is its diameter (an integer
+# there may be a count: "2 stents").
+_BARE_DIAMETER = re.compile(r"(?<![\w.,])(\d[.,]\d{1,2})\s*(?=(?:des|bms|stents?|scaffold|drug[- ]?eluting|bare[- ]?metal)\b)",
+                            re.I)
 _DIAMETER_WORD = re.compile(r"\b(diameter|wide|calibre|caliber|across)\b", re.I)
 
 _TROPONIN_WORD = re.compile(r"\b(?:hs[- ]?)?(?:c?tn[- ]?[it]|troponin(?:[- ]?[it])?|trop)\b", re.I)
@@ -139,6 +143,8 @@ _SHORTHAND: list[tuple[re.Pattern, str]] = [
     (re.compile(r"\bdist\.?(?=\s)", re.I), "distal"),
     (re.compile(r"\bmid[- ]?(?:to[- ])?distal\b", re.I), "mid"),  # SCCT segment 13 is the mid and distal LCx
     (re.compile(r"\b(?:circ|circum|cfx)\b", re.I), "circumflex"),
+    (re.compile(r"\bmld\b", re.I), "minimal lumen diameter"),
+    (re.compile(r"\bmla\b", re.I), "minimal lumen area"),
     (re.compile(r"\bheart muscle\b", re.I), "myocardium"),
     (re.compile(r"\bventricles\b", re.I), "ventricle"),
     (re.compile(r"\batria\b", re.I), "atrium"),
@@ -242,6 +248,10 @@ def numbers_in(text: str) -> Numbers:
             out.stent_diameter_mm = out.stent_diameter_mm or value
         elif out.stent_length_mm is None:
             out.stent_length_mm = value
+    if out.stent_diameter_mm is None and (m := _BARE_DIAMETER.search(rest)):
+        value = to_number(m.group(1))
+        if 2.0 <= value < MAX_STENT_DIAMETER_MM:
+            out.stent_diameter_mm = value
     return out
 
 

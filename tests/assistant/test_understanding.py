@@ -233,3 +233,28 @@ def test_a_pressure_is_a_reasoned_cannot():
 ])
 def test_questions_about_another_time_or_other_patients_go_to_the_reports(text, intent):
     assert understand(text).intents == [intent]
+
+
+@pytest.mark.parametrize(("text", "intents", "slots"), [
+    # A condition and the question it conditions are one request.
+    ("Assuming a 28 mm DES in the RCA, are both edges of the plaque covered?", ["stent"],
+     {"vessel": "RCA", "stent_length_mm": 28.0}),
+    # Telegraphic sizes, then a yes/no on "it": one stent question (and a bare 3.0 before DES is its diameter).
+    ("a 3.0 DES, 22 mm, mid RCA: will it reach both ends?", ["stent"],
+     {"vessel": "mRCA", "stent_length_mm": 22.0, "stent_diameter_mm": 3.0}),
+    ("What is the calcium score and is it above 400?", ["calcium"], {}),
+    # ... but "it" with a finding of its own asks a second thing.
+    ("Is the RCA calcified and is it significantly stenosed?", ["calcium", "stenosis"], {"vessel": "RCA"}),
+    # MLA / MLD are lumen measurements: a stenosis request beside the stent one.
+    ("Is a 3.5 by 24 enough for the mid LAD, and what's the MLA there?", ["stent", "stenosis"],
+     {"vessel": "mLAD", "stent_length_mm": 24.0, "stent_diameter_mm": 3.5}),
+    # A superlative is measured unless it is to be shown.
+    ("most severe lesion in the circumflex?", ["stenosis"], {"vessel": "LCx"}),
+    ("the vessel with the heaviest calcification", ["calcium"], {}),
+    ("Show me the most calcified artery", ["segment"], {}),
+])
+def test_one_request_or_several(text, intents, slots):
+    plan = understand(text)
+    assert plan.intents == intents
+    for name, value in slots.items():
+        assert {getattr(p.slots, name) for p in plan.parts} - {None} == {value}, (name, plan.parts)
