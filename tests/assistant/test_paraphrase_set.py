@@ -5,9 +5,9 @@ is right when its set of intents and every slot it states are what the plan says
 no other slot (a slot read into a question that does not state it is an error too). Follow-ups are
 resolved against their context; a follow-up marked ``new_request`` must not carry the previous intent.
 
-The floors below are the accuracies measured when this test was written; the targets (95 % single,
-90 % compound, no follow-up answered with the previous intent) are asserted where reached, and the
-gaps are reported by ``python tests/assistant/test_paraphrase_set.py``.
+The floors below are the accuracies last measured (at or above the targets: 95 % overall and on
+single questions, 90 % compound, no follow-up answered with the previous intent); the remaining
+misses are listed by ``python tests/assistant/test_paraphrase_set.py -v``.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ FINDINGS = {"calcification": "calcification", "calcium": "calcification", "calci
             "plaque": "plaque", "soft plaque": "plaque", "non-calcified plaque": "plaque", "stent": "stent"}
 
 # Measured floors (fraction correct) per kind; raise them when the understanding improves.
-FLOORS = {"single": 0.92, "compound": 0.90, "comparison": 0.95, "followup": 1.0}
+FLOORS = {"single": 0.97, "compound": 0.96, "comparison": 1.0, "followup": 1.0}
+OVERALL_FLOOR = 0.975  # measured 97.8 %; the target is 95 %
 
 
 def _structure_key(name: str) -> str:
@@ -113,6 +114,10 @@ def test_the_set_is_large_and_covers_every_intent():
 @pytest.mark.parametrize("kind", sorted(FLOORS))
 def test_accuracy_does_not_fall_below_the_measured_floor(kind):
     assert accuracy(kind) >= FLOORS[kind], report()
+
+
+def test_overall_accuracy_meets_the_target():
+    assert accuracy() >= OVERALL_FLOOR, report()
 
 
 def test_no_new_request_is_answered_with_the_previous_intent():
