@@ -185,8 +185,7 @@ def build_app(max_upload_mb: int = 2048) -> gr.Blocks:
         with gr.Row(equal_height=False):
             with gr.Column(scale=5, min_width=360):
                 with gr.Row(equal_height=True):
-                    case = gr.Dropdown(demo_cases(), label="Demo case", value=None, scale=3, show_label=False,
-                                       container=False)
+                    case = gr.Dropdown(demo_cases(), label="Demo case", value=None, scale=3)
                     load_demo = gr.Button("Load demo case", variant="primary", scale=1, min_width=120)
                 with gr.Accordion("Upload a study", open=False) as upload_box:
                     upload = gr.File(label="DICOM zip, DICOM files or a NIfTI", file_count="multiple",
