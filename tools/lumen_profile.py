@@ -12,15 +12,19 @@ from the Hounsfield units. Method, per cross-section (summarised in :data:`AREA_
 3. Contrast of this study: lumen attenuation ``L`` = the ``lumen_percentile`` of the per-plane lumen
    peaks along the path; calcium / metal threshold ``T = max(calcium_floor_hu, L + calcium_margin_hu)``.
    A path whose lumen is less than ``min_contrast_hu`` above its surroundings has no contrast-filled
-   lumen (:class:`NoLumenFound`): a uniform image, a non-contrast series.
+   lumen (:class:`NoLumenFound`): a uniform image, a non-contrast series. A plane's peak contrast is
+   read against the nearby lumen (a percentile of the peaks within ``local_lumen_mm``, never above
+   ``L``), so the contrast's fall along the vessel is not read as narrowing.
 4. Wall: a narrowed lumen lies in plaque, a healthy one in fat. The lumen edge is first sought
    against non-calcified plaque (``wall_start_hu``); where at least ``plaque_ray_fraction`` of the
    rays then meet a wall at least ``wall_min_mm`` thick before the first fat sample, the wall
    attenuation is read on that wall's inner plateau (clear of the lumen's blurred edge), else the
    wall is the fat just beyond the lumen's blurred edge (``blur_margin_mm``), iterated per ray.
 5. Lumen boundary along each ray: where the smoothed profile first falls half-way between the
-   plane's lumen peak (at most ``L``) and the wall, or meets calcium / metal (>= ``T``), so blooming
-   is never read as lumen. The half-maximum radius is corrected for the blur's pull on a curved
+   plane's lumen peak (at most ``L``) and the wall, or climbs towards calcium / metal: at the dip
+   before the climb where darker tissue lies between, else half-way between the lumen peak and the
+   calcium's top (a blurred step is symmetric), so blooming is never read as lumen. Each ray's
+   edge is the median over ``edge_median_rays`` neighbours (a ray grazing a nodule's blur is a spike). The half-maximum radius is corrected for the blur's pull on a curved
    edge (a disk blurred by a Gaussian: :func:`_radius_from_half_max`), the blur sigma measured on
    this path's resolved edges (25-75 % rise).
 6. Unresolved lumens: a lumen narrower than about two blur sigmas (the 0.36 mm residual lumen of
@@ -49,8 +53,9 @@ from scipy import ndimage
 AREA_METHOD = ("CT resampled on cross-sections perpendicular to the centerline (48 rays, 0.1 mm steps); lumen "
                "boundary along each ray at half maximum between the local lumen peak and the surrounding wall "
                "(plaque plateau or fat), corrected for the measured blur; lumens too narrow to reach full "
-               "attenuation sized from their peak contrast (blurred-disk model); lumen attenuation of this "
-               "study from the vessel's own lumen; calcium and metal (>= max(350 HU, lumen or blood pool + 100 HU)) "
+               "attenuation sized from their peak contrast (blurred-disk model) against the lumen attenuation of the "
+               "vessel's own nearby lumen (30 mm); where a lumen runs straight into calcium, its boundary half-way "
+               "between lumen and calcium; calcium and metal (>= max(350 HU, lumen or blood pool + 100 HU)) "
                "excluded from the lumen")
 WALL_METHOD = ("wall samples beyond the lumen's blurred edge up to the first fat sample (< -30 HU): calcified "
                ">= calcium threshold, non-calcified 30 HU to the threshold, low-attenuation -30 to 30 HU")
@@ -78,6 +83,11 @@ class CrossSectionConfig(BaseModel):
                                   "plus the voxel)")
     lumen_percentile: float = Field(60.0, gt=0, le=100, description="percentile of the per-plane lumen peaks "
                                     "taken as this study's lumen attenuation")
+    local_lumen_mm: float = Field(30.0, ge=0, description="length of path whose lumen peaks give a plane's "
+                                  "own lumen attenuation (0: the study's, for the whole path)")
+    lumen_percentile_local: float = Field(75.0, gt=0, le=100, description="percentile of the nearby peaks taken "
+                                          "as the local lumen attenuation (a lesion shorter than the window "
+                                          "does not lower it)")
     calcium_floor_hu: float = Field(350.0, description="calcium / metal threshold never below this")
     calcium_margin_hu: float = Field(100.0, ge=0, description="calcium / metal threshold above the lumen "
                                      "attenuation (noise and contrast gradients stay below it)")
@@ -336,7 +346,17 @@ def read_cross_sections(hu: np.ndarray, affine: np.ndarray, points_mm: np.ndarra
         merged |= np.median(wall, 1) > (lumen_hu + surroundings) / 2  # walled by blood, not tissue
     outer = rho[last]
     wall_plane = np.median(wall, 1)
-    contrast = np.clip((peak - wall_plane) / np.maximum(lumen_hu - wall_plane, 1.0), 0.0, None)
+    # Contrast dims along a vessel (the transluminal gradient): the lumen a plane's peak is compared
+    # with is the vessel's own nearby lumen (a high percentile of the peaks within ``local_lumen_mm``),
+    # never above the study's, so a dimmer distal lumen is not read as a narrower one.
+    near_lumen = np.full(n, lumen_hu)
+    if cfg.local_lumen_mm > 0 and np.isfinite(core).sum() >= 4:
+        filled = np.where(np.isfinite(core), core, np.nanmedian(core))
+        size = max(int(round(cfg.local_lumen_mm / step_mm)), 1)
+        near_lumen = np.minimum(ndimage.percentile_filter(filled, cfg.lumen_percentile_local, size=size,
+                                                          mode="nearest"), lumen_hu)
+    contrast = np.clip((np.minimum(peak, near_lumen) - wall_plane) / np.maximum(near_lumen - wall_plane, 1.0),
+                       0.0, None)
     sigma = _blur_sigma(smooth, rho, peak, wall, first, contrast, cfg, affine)
     # Resolved lumen: the half-maximum radius, corrected for the blur's pull on a curved edge.
     radius = sigma * _radius_from_half_max(edge / sigma)

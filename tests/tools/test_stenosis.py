@@ -271,6 +271,36 @@ def test_old_label_only_call_is_refused_clearly():
         measure_vessel(labels, affine, ("pLAD", "mLAD"), centerlines=cl)
 
 
+def test_a_lumen_dimming_along_the_vessel_is_not_read_as_a_narrowing():
+    # The contrast falls from 430 to 230 HU along a healthy tube (a transluminal gradient): each plane
+    # is compared with its own stretch of lumen, not the whole vessel's.
+    from scipy import ndimage
+
+    from tools.lumen_profile import CrossSectionConfig
+    from tools.stenosis import StenosisConfig
+
+    total = 46.0
+    shape = (30, 30, int(total / VOXEL) + 16)
+    i, j, k = np.meshgrid(*[np.arange(n) * VOXEL for n in shape], indexing="ij")
+    s, d = k - 8 * VOXEL, np.hypot(i - 15 * VOXEL, j - 15 * VOXEL)
+    valid = (s >= 0) & (s <= total)
+    r = np.where(valid, healthy_radius(s), 0.0)
+    # the image is linear in the lumen attenuation: fat/blur part plus lumen HU x lumen part
+    fat = tube_image(d, r, VOXEL, image=TubeImage(lumen_hu=0.0, noise_sd=0.0))
+    lumen_part = tube_image(d, r, VOXEL, image=TubeImage(lumen_hu=1.0, noise_sd=0.0)) - fat
+    noise = ndimage.gaussian_filter(np.random.default_rng(3).standard_normal(shape), 0.5 / VOXEL)
+    hu = fat + (430.0 - 200.0 * np.clip(s, 0, total) / total) * lumen_part + noise * (15.0 / noise.std())
+    labels = np.zeros(shape, np.uint8)
+    for code, s0 in SEGMENTS:
+        labels[valid & (s >= s0) & (d < r)] = SEGMENTS_BY_CODE[code].label_id
+    affine = np.diag([VOXEL, VOXEL, VOXEL, 1.0])
+    m = lad(hu, labels, affine)
+    assert m.lesions == [] and m.profile.mld_stenosis_percent.max() < 10
+    # Control: against the whole vessel's lumen, the dim distal lumen reads as a 15-25 % narrowing.
+    whole = StenosisConfig(cross_section=CrossSectionConfig(local_lumen_mm=0))
+    assert lad(hu, labels, affine, config=whole).profile.mld_stenosis_percent.max() > 15
+
+
 # --- 1 mm voxels ---------------------------------------------------------------------------------------
 
 def test_70_percent_at_1mm_voxels_on_several_axes_and_offsets():
