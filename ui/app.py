@@ -311,8 +311,11 @@ def build_app(max_upload_mb: int = 2048) -> gr.Blocks:
             event.then(_no_vessel, None, [vessel_image, vessel_caption, image_tabs], api_name=False)
         clinical.save.click(_save_context, [state, *clinical.fields], clinical.outputs, api_name="save_context")
         # Clear stops a running question too: its answer would belong to the conversation just forgotten.
-        clear.click(_clear, state, [state, chat, question, findings, downloads, status, reports, save_dicom,
-                                    send_pacs, dicom_status], cancels=answered, api_name="clear").then(
+        cleared = [state, chat, question, findings, downloads, status, reports, save_dicom, send_pacs, dicom_status]
+        clear.click(_clear, state, cleared, cancels=answered, api_name="clear").then(
+            _no_vessel, None, [vessel_image, vessel_caption, image_tabs], api_name=False)
+        # The chat's own bin icon clears the same way: an emptied screen with a remembering assistant misleads.
+        chat.clear(_clear, state, cleared, cancels=answered, api_name=False).then(
             _no_vessel, None, [vessel_image, vessel_caption, image_tabs], api_name=False)
         app.load(_greet, last_seen, [summary, last_seen], api_name=False)
 

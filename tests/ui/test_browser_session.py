@@ -202,3 +202,7 @@ def test_an_examination_upload_its_series_and_an_edited_clinical_value_in_the_ri
     assert "total cholesterol" not in missing and "HDL cholesterol" in missing, after
     page.locator("#series-panel").scroll_into_view_if_needed()
     _shot(page, "series_and_clinical_context_1280x720.png")
+
+    # The chat's own bin icon makes the assistant forget too, like Clear.
+    page.locator("#chat").get_by_role("button", name="Clear").click()
+    page.locator("#status").get_by_text("Conversation cleared").wait_for(timeout=10_000)
