@@ -26,6 +26,16 @@ needs_demo = pytest.mark.skipif(not (DEMOS / "healthy" / "case.json").is_file(),
 ALICE = SimpleNamespace(username="alice")
 
 
+@pytest.fixture(scope="module")
+def healthy():
+    """The healthy demo, loaded once (tracing its coronary tree takes seconds); each test gets a fresh copy."""
+    from tools.context import load_context
+
+    if not (DEMOS / "healthy" / "case.json").is_file():
+        pytest.skip("the healthy demo case is not bundled")
+    return load_context(DEMOS / "healthy")
+
+
 @pytest.fixture
 def state():
     from ui.app import UiSession
@@ -33,6 +43,13 @@ def state():
     s = UiSession(owner="alice")
     yield s
     s.close()
+
+
+def _use(state, healthy) -> None:
+    """Make a fresh copy of the loaded demo this session's study (its own masks and output folder)."""
+    from dataclasses import replace
+
+    state.session.use_context(replace(healthy, extra_masks={}, output_dir=None), study_path=str(DEMOS / "healthy"))
 
 
 def _ask(state, question):
@@ -53,10 +70,10 @@ def _workers_done(timeout_s: float = 60) -> None:
 
 
 @needs_demo
-def test_clear_makes_the_assistant_forget_the_conversation(state):
+def test_clear_makes_the_assistant_forget_the_conversation(state, healthy):
     from ui.app import _clear
 
-    state.session.load_study(DEMOS / "healthy")
+    _use(state, healthy)
     _ask(state, "What is the calcium score?")
     _ask(state, "and in the LAD?")  # control: before Clear the follow-up continues the calcium question
     assert _tools(state) == ["calcium_score"] and state.answer.findings
@@ -70,10 +87,10 @@ def test_clear_makes_the_assistant_forget_the_conversation(state):
 
 
 @needs_demo
-def test_a_question_running_when_clear_is_pressed_is_neither_shown_nor_remembered(state):
+def test_a_question_running_when_clear_is_pressed_is_neither_shown_nor_remembered(state, healthy):
     from ui.app import _answer, _clear
 
-    state.session.load_study(DEMOS / "healthy")
+    _use(state, healthy)
     stream = _answer(state, "What is the calcium score?", [], ALICE)
     next(stream)  # the question is shown; the assistant works in its thread
     _clear(state, ALICE)
@@ -83,8 +100,8 @@ def test_a_question_running_when_clear_is_pressed_is_neither_shown_nor_remembere
 
 
 @needs_demo
-def test_downloads_are_named_after_the_case_and_the_answer_and_name_no_server_folder(state):
-    state.session.load_study(DEMOS / "healthy")
+def test_downloads_are_named_after_the_case_and_the_answer_and_name_no_server_folder(state, healthy):
+    _use(state, healthy)
     final = _ask(state, "What is the calcium score?")
     files = [Path(p) for p in final[4]]
     names = sorted(p.name for p in files)
@@ -172,7 +189,7 @@ def test_the_reports_panel_marks_the_cited_sentences_and_is_inert():
 
 
 @needs_demo
-def test_retrieved_reports_reach_the_panel_with_their_cited_sentences(state, tmp_path):
+def test_retrieved_reports_reach_the_panel_with_their_cited_sentences(state, healthy, tmp_path):
     from tools import report_store as rs
     from tools.settings import Settings
     from ui.app import _answer
@@ -185,7 +202,7 @@ def test_retrieved_reports_reach_the_panel_with_their_cited_sentences(state, tmp
                         text="Mild plaque in the mid RCA. No LAD stenosis."),
     ])
     state.session.report_store = store
-    state.session.load_study(DEMOS / "healthy")
+    _use(state, healthy)
     *_, final = _answer(state, "Find similar cases from other patients with proximal LAD stenosis", [], ALICE)
     panel = final[-1]
     assert state.answer.citations and "other-7" in panel and "2022-03-04" in panel
