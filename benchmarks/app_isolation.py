@@ -22,6 +22,11 @@ Answer latency runs from the question to its last streamed update, so it include
 server's queue (two events at a time by default) behind the other users.
 
 Run: ``OMP_NUM_THREADS=1 python benchmarks/app_isolation.py --users 16`` (``--rounds`` switches per user).
+
+Measured (3 Dec 2026, 2 shared cores at load average ~10, 16 users, 1 round, 247 s): 64 questions, 57
+answers and 7 dropped by a switch; 44 SEG / SR exports checked (12 of them saved across a switch), 0
+mismatched, control 0; 90 probes, 0 cross-session reads; 0 errors; answer latency median 1.9 s, p95 20 s;
+slowest login 9.3 s.
 """
 
 from __future__ import annotations
