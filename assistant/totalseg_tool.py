@@ -10,7 +10,6 @@ study and kept for the session.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -46,11 +45,11 @@ class TotalSegmentatorTargetUnsupported(TotalSegmentatorError):
 
 
 def weights_dir() -> Path:
-    """TotalSegmentator's weights folder: TOTALSEG_WEIGHTS_PATH, else TOTALSEG_HOME_DIR (default
-    ~/.totalsegmentator)/nnunet/results."""
-    if os.environ.get("TOTALSEG_WEIGHTS_PATH"):
-        return Path(os.environ["TOTALSEG_WEIGHTS_PATH"])
-    return Path(os.environ.get("TOTALSEG_HOME_DIR", Path.home() / ".totalsegmentator")) / "nnunet" / "results"
+    """TotalSegmentator's weights folder, found as TotalSegmentator itself finds it (one rule, kept with
+    the pseudo-labelling that runs it: :func:`training.curriculum.real_data.totalseg_weights_dir`)."""
+    from training.curriculum.real_data import totalseg_weights_dir
+
+    return totalseg_weights_dir()
 
 
 def weights_installed() -> bool:

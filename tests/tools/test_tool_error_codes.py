@@ -76,3 +76,14 @@ def test_every_tool_error_class_has_a_specific_code():
                VLMBelowBar, VLMAnswerWithheld]
     codes = [cls.code for cls in classes]
     assert StudyError.code not in codes and len(set(codes)) == len(codes)
+
+
+def test_totalsegmentator_weights_are_looked_for_where_it_looks(tmp_path, monkeypatch):
+    from assistant.totalseg_tool import weights_dir, weights_installed
+
+    monkeypatch.delenv("TOTALSEG_WEIGHTS_PATH", raising=False)
+    monkeypatch.setenv("TOTALSEG_HOME_DIR", str(tmp_path / "home"))
+    assert weights_dir() == tmp_path / "home" / "nnunet" / "results" and not weights_installed()
+    (tmp_path / "weights" / "Dataset291").mkdir(parents=True)
+    monkeypatch.setenv("TOTALSEG_WEIGHTS_PATH", str(tmp_path / "weights"))
+    assert weights_dir() == tmp_path / "weights" and weights_installed()
