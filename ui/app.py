@@ -393,7 +393,8 @@ def _load(state, source: str, what, plane: str, preset: str, request, max_upload
 
     n = plane_size(ctx.study.shape, plane)  # a new study opens in the plane being read
     image = _render(state, plane, n // 2, preset, [], request)
-    yield (state, _summary_markdown(ctx.study.summary(), len(state.session.series or [])), image, gr.update(maximum=n - 1, value=n // 2),
+    summary = _summary_markdown(ctx.study.summary(), len(state.session.series or []))
+    yield (state, summary, image, gr.update(maximum=n - 1, value=n // 2),
            gr.update(choices=[], value=[]), [], clock.summary("✓ loaded"), [], None, NO_REPORTS)
 
 
