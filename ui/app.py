@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -32,8 +31,12 @@ import numpy as np  # noqa: E402
 
 from tools.settings import get_settings  # noqa: E402
 from ui import progress  # noqa: E402
+from ui.panels import (  # noqa: E402
+    answer_tab, no_vessel, save_clinical, series_preview, show_context, show_series, show_vessel_view)
 from ui.redact import hide_server_paths, inert  # noqa: E402
 from ui.reports_panel import EMPTY as NO_REPORTS  # noqa: E402
+from ui.session_state import (  # noqa: E402
+    SessionOwnerError, UiSession, answer_masks, close_session, current_answer, owned, session_for)
 
 log = logging.getLogger("cardiovlm.ui")
 
@@ -46,60 +49,6 @@ EXAMPLES = [
 DISCLAIMER = ("**Research software, not for clinical use.** The model is trained on synthetic phantoms only; "
               "nothing shown here is clinically validated.")
 SESSION_TTL_S = get_settings().ui_session_ttl_s  # idle time after which a session and its files are deleted
-
-
-class SessionOwnerError(PermissionError):
-    """A request of one login named a browser session that another login opened."""
-
-
-class UiSession:
-    """What one browser session owns: its assistant session, its private file folder and its login."""
-
-    def __init__(self, owner: str | None = None) -> None:
-        from assistant.backends import chat_model
-        from assistant.session import Session
-        from ui.workdir import sessions_dir
-
-        self.owner = owner  # the login that opened this session (None when the app runs without users)
-        self.folder = Path(tempfile.mkdtemp(prefix="session-", dir=sessions_dir()))
-        # study_folders: each study load writes into its own folder, so nothing is overwritten or reused.
-        # keep_retrieved off: a PACS series is deleted once loaded (its headers stay in memory for exports).
-        self.session = Session(model=chat_model(), output_dir=self.folder / "outputs", study_folders=True,
-                               keep_retrieved=False)
-        self.answer = None  # the last GroundedAnswer, for "Save as DICOM" / "Send to PACS"
-        self.answer_load = -1  # the study load that answer belongs to
-        self.exported = None  # (answer, tools.dicom_export.AnswerExport) of the last DICOM export
-        self.plane, self.preset = "axial", "cardiac"  # the viewer's last plane and window, for answer views
-        self.epoch = 0  # bumped by Clear: a question still running from before it stops and is not shown
-        self.questions = 0  # questions answered on the study now loaded (names the downloads)
-        from ui.viewer import ViewerFiles
-
-        self.viewer = ViewerFiles()  # the CT and masks the interactive viewer reads
-
-    def close(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
-        self.viewer.close()
-
-
-def _close(state: UiSession | None) -> None:
-    if state is not None:
-        state.close()
-
-
-def _user(request) -> str | None:
-    return getattr(request, "username", None) if request is not None else None
-
-
-def _owned(state: UiSession | None, request) -> UiSession | None:
-    """``state`` when the requesting login owns it (or it is new); raises SessionOwnerError otherwise."""
-    if state is not None and state.owner != _user(request):
-        log.warning("a request named a session of another login; refused")
-        raise SessionOwnerError("this session belongs to another login")
-    return state
-
-
-def _session_for(state: UiSession | None, request) -> UiSession:
-    return _owned(state, request) or UiSession(owner=_user(request))
 
 
 def demo_cases() -> list[str]:
@@ -128,7 +77,7 @@ def _render(state: UiSession | None, plane: str, index: int, preset: str, shown:
     from tools.render import render
 
     try:
-        state = _owned(state, request)
+        state = owned(state, request)
     except SessionOwnerError:
         return None
     if state is None or state.session.context is None:
@@ -152,7 +101,7 @@ def _display(rgb: np.ndarray, target: int = 512) -> np.ndarray:
 def _viewer_value(state: UiSession | None, shown: list[str], request: gr.Request = None):
     """The interactive viewer's payload: this session's CT and the ``shown`` masks (unchanged when none)."""
     try:
-        state = _owned(state, request)
+        state = owned(state, request)
     except SessionOwnerError:
         return gr.update()
     if state is None or state.session.context is None:
@@ -165,7 +114,7 @@ def _slider_for(state: UiSession | None, plane: str, request: gr.Request = None)
     from tools.render import plane_size
 
     try:
-        state = _owned(state, request)
+        state = owned(state, request)
     except SessionOwnerError:
         return gr.update(maximum=1, value=0)
     if state is None or state.session.context is None:
@@ -178,7 +127,7 @@ def build_app(max_upload_mb: int = 2048) -> gr.Blocks:
     from ui.reports_panel import CSS as REPORTS_CSS
 
     with gr.Blocks(title="CardioVLM", analytics_enabled=False, delete_cache=(3600, SESSION_TTL_S)) as app:
-        state = gr.State(None, time_to_live=SESSION_TTL_S, delete_callback=_close)
+        state = gr.State(None, time_to_live=SESSION_TTL_S, delete_callback=close_session)
         # What this browser last did here (no patient details): a reload then says plainly that it is a new session.
         last_seen = gr.BrowserState(None, storage_key="cardiovlm-last-session")
         gr.Markdown("**CardioVLM** — coronary CT assistant. " + DISCLAIMER, elem_id="header")  # one line: 720 px
@@ -265,7 +214,7 @@ def build_app(max_upload_mb: int = 2048) -> gr.Blocks:
                  load_upload.click(load_uploaded, [state, upload, plane, preset, series.ccta, series.calcium],
                                    [*load_outputs, upload, upload_box], api_name="load_upload",
                                    show_progress="hidden")]
-        upload.change(_series_preview, upload, series.outputs, api_name=False)
+        upload.change(series_preview, upload, series.outputs, api_name=False)
 
         def pick(state, plane, preset, ccta, calcium, request: gr.Request):
             yield from _load(state, "pick", None, plane, preset, request, max_upload_mb, {"ccta": ccta,
@@ -301,22 +250,22 @@ def build_app(max_upload_mb: int = 2048) -> gr.Blocks:
             event.then(_viewer_value, [state, overlays], volume_view, api_name=False)
             event.then(_remember, state, last_seen, api_name=False)
         for event in answered:  # a stenosis or stent answer draws its vessel and shows it in place of the viewer
-            event.then(_vessel_view, [state, downloads, status],
+            event.then(show_vessel_view, [state, downloads, status],
                        [vessel_image, vessel_caption, image_tabs, downloads, status], api_name=False)
         for event in answered:  # an answer that retrieved reports brings them to the front
-            event.then(_answer_tab, state, answer_tabs, api_name=False)
+            event.then(answer_tab, state, answer_tabs, api_name=False)
         for event in loads:  # a new study: its series, its clinical values, no vessel of the previous one
-            event.then(_series_view, state, series.outputs, api_name=False)
-            event.then(_context_view, state, clinical.outputs, api_name=False)
-            event.then(_no_vessel, None, [vessel_image, vessel_caption, image_tabs], api_name=False)
-        clinical.save.click(_save_context, [state, *clinical.fields], clinical.outputs, api_name="save_context")
+            event.then(show_series, state, series.outputs, api_name=False)
+            event.then(show_context, state, clinical.outputs, api_name=False)
+            event.then(no_vessel, None, [vessel_image, vessel_caption, image_tabs], api_name=False)
+        clinical.save.click(save_clinical, [state, *clinical.fields], clinical.outputs, api_name="save_context")
         # Clear stops a running question too: its answer would belong to the conversation just forgotten.
         cleared = [state, chat, question, findings, downloads, status, reports, save_dicom, send_pacs, dicom_status]
         clear.click(_clear, state, cleared, cancels=answered, api_name="clear").then(
-            _no_vessel, None, [vessel_image, vessel_caption, image_tabs], api_name=False)
+            no_vessel, None, [vessel_image, vessel_caption, image_tabs], api_name=False)
         # The chat's own bin icon clears the same way: an emptied screen with a remembering assistant misleads.
         chat.clear(_clear, state, cleared, cancels=answered, api_name=False).then(
-            _no_vessel, None, [vessel_image, vessel_caption, image_tabs], api_name=False)
+            no_vessel, None, [vessel_image, vessel_caption, image_tabs], api_name=False)
         app.load(_greet, last_seen, [summary, last_seen], api_name=False)
 
         def save(state, shown, request: gr.Request):
@@ -346,7 +295,7 @@ def _load(state, source: str, what, plane: str, preset: str, request, max_upload
 
     keep = (gr.update(),) * 8  # viewer, index, overlays, chat, [status], findings, downloads, reports
     try:
-        state = _session_for(state, request)
+        state = session_for(state, request)
     except SessionOwnerError as err:
         yield (state, f"⚠️ {err}", *keep[:5], "", *keep[5:])
         return
@@ -402,7 +351,7 @@ def _load(state, source: str, what, plane: str, preset: str, request, max_upload
 def _clear(state: UiSession | None, request: gr.Request = None):
     """Forget the conversation: the assistant's memory, the chat and the answer's panels (the study stays)."""
     try:
-        state = _owned(state, request)
+        state = owned(state, request)
     except SessionOwnerError as err:
         return (state, gr.update(), gr.update(), gr.update(), gr.update(), f"⚠️ {err}", gr.update(),
                 gr.update(), gr.update(), gr.update())
@@ -434,103 +383,6 @@ def _greet(last: dict | None):
     earlier = f"{inert(last.get('study') or 'a study')}, {questions} question{'s' if questions != 1 else ''}"
     return (f"**New session.** This page was reloaded or reopened: the earlier session ({earlier}) does not "
             "carry over, and its files are deleted when it times out. Load a study to start."), None
-
-
-# --- the panels of other modules: series, clinical context, vessel view ---
-def _series_preview(files):
-    from ui.series_panel import preview_upload
-
-    return preview_upload(files)
-
-
-def _series_view(state: UiSession | None, request: gr.Request = None):
-    from ui.series_panel import series_view
-
-    try:
-        state = _owned(state, request)
-    except SessionOwnerError as err:
-        return gr.update(), gr.update(), gr.update(), f"⚠️ {err}"
-    return series_view(state.session if state is not None else None)
-
-
-def _context_view(state: UiSession | None, request: gr.Request = None):
-    from ui.context_panel import FIELDS, context_view
-
-    try:
-        state = _owned(state, request)
-    except SessionOwnerError as err:
-        return (*(gr.update() for _ in FIELDS), f"⚠️ {err}")
-    return context_view(state.session if state is not None else None)
-
-
-def _save_context(request: gr.Request, state: UiSession | None, *values):  # the request first: values vary in number
-    from ui.context_panel import FIELDS, save_context
-
-    try:
-        state = _owned(state, request)
-    except SessionOwnerError as err:
-        return (*(gr.update() for _ in FIELDS), f"⚠️ {err}")
-    return save_context(state.session if state is not None else None, *values)
-
-
-def _answer_tab(state: UiSession | None, request: gr.Request = None):
-    """The Prior reports tab for an answer that cites reports, else the Findings tab."""
-    try:
-        answer = _current_answer(_owned(state, request))
-    except SessionOwnerError:
-        return gr.update()
-    if answer is None:
-        return gr.update()
-    return gr.Tabs(selected="reports" if answer.citations else "findings")
-
-
-def _no_vessel():
-    """A new study or a cleared chat: no vessel of an earlier answer stays on screen."""
-    return None, "Ask about a stenosis or a stent: its vessel is drawn here.", gr.Tabs(selected="viewer")
-
-
-def _vessel_view(state: UiSession | None, downloads, status: str, request: gr.Request = None):
-    """After an answer: a stenosis or stent answer draws its vessel, which takes the viewer's place.
-
-    The picture is also offered as a download. An answer that measured no vessel changes nothing
-    here (an answer with a mask brings the viewer back to the front, where the mask is drawn).
-    """
-    from tools.vessel_view import VesselViewError
-    from ui.vessel_panel import VESSEL_TOOLS, vessel_view_for_answer
-
-    unchanged = (gr.update(),) * 5
-    try:
-        state = _owned(state, request)
-    except SessionOwnerError:
-        yield unchanged
-        return
-    answer = _current_answer(state)
-    if answer is None:
-        yield unchanged
-        return
-    if not any(c.ok and c.name in VESSEL_TOOLS for c in answer.tool_calls):
-        yield gr.update(), gr.update(), gr.Tabs(selected="viewer") if answer.masks else gr.update(), gr.update(), \
-            gr.update()
-        return
-    status = status or ""
-    yield gr.update(), gr.update(), gr.update(), gr.update(), f"{status} · working: drawing the vessel view"
-    try:
-        view = vessel_view_for_answer(state.session, answer)
-    except VesselViewError as err:
-        yield (gr.update(), f"⚠️ The vessel view could not be drawn: {inert(err)}", gr.update(), gr.update(),
-               status)
-        return
-    except Exception as err:  # the answer stands; the reader sees why its picture is missing
-        log.exception("vessel view failed")
-        yield (gr.update(), f"⚠️ The vessel view could not be drawn ({type(err).__name__}).", gr.update(),
-               gr.update(), status)
-        return
-    if view is None or _current_answer(state) is not answer:  # nothing to draw, or another answer came meanwhile
-        yield unchanged[:4] + (status,)
-        return
-    files = [f if isinstance(f, str) else getattr(f, "path", str(f)) for f in (downloads or [])]
-    yield (str(view.path), inert(view.caption), gr.Tabs(selected="vessel"), [*files, str(view.path)],
-           f"{status} · vessel view drawn in {view.seconds:.0f} s")
 
 
 # --- PACS: load from it, send results to it ---
@@ -582,30 +434,15 @@ def _load_from_pacs(state: UiSession, study_uid: str | None, progress):
     return state.session.load_from_pacs(PacsClient.from_settings(), study_uid, progress=progress)
 
 
-def _current_answer(state: UiSession | None):
-    """The last answer, when it belongs to the study now loaded (else None: it is never exported)."""
-    if state is None or state.answer is None or state.session.context is None:
-        return None
-    return state.answer if state.answer_load == state.session.load_id else None
-
-
-def _answer_masks(state: UiSession | None) -> dict[str, np.ndarray]:
-    answer = _current_answer(state)
-    if answer is None:
-        return {}
-    ctx = state.session.context
-    return {m.name: ctx.extra_masks[m.name] for m in answer.masks if m.name in ctx.extra_masks}
-
-
 def _dicom_buttons(state: UiSession | None, request: gr.Request = None):
     """Save is offered for answers with masks or findings; Send to PACS for answers with masks."""
     try:
-        state = _owned(state, request)
+        state = owned(state, request)
     except SessionOwnerError:
         return gr.update(interactive=False), gr.update(interactive=False), ""
-    answer = _current_answer(state)
+    answer = current_answer(state)
     findings = bool(answer is not None and answer.findings)
-    masks = bool(_answer_masks(state))
+    masks = bool(answer_masks(state))
     return gr.update(interactive=masks or findings), gr.update(interactive=masks), ""
 
 
@@ -619,12 +456,12 @@ def _export_dicom(state: UiSession | None, downloads, *, send: bool, request=Non
     from ui.downloads import answer_stem
 
     try:
-        state = _owned(state, request)
+        state = owned(state, request)
     except SessionOwnerError as err:
         return gr.update(), f"⚠️ {err}"
     if state is None or state.answer is None or state.session.context is None:
         return gr.update(), "⚠️ ask a question first"
-    answer = _current_answer(state)
+    answer = current_answer(state)
     if answer is None:
         return gr.update(), "⚠️ that answer was about the previous study: ask again about the study now loaded"
     try:
@@ -632,7 +469,7 @@ def _export_dicom(state: UiSession | None, downloads, *, send: bool, request=Non
             # Once per answer: what is downloaded and what the PACS receives are the same objects (UIDs).
             ctx = state.session.context
             state.exported = (answer, export_answer(
-                answer, ctx.study, _answer_masks(state), ctx.outputs() / "dicom",
+                answer, ctx.study, answer_masks(state), ctx.outputs() / "dicom",
                 stem=answer_stem(ctx, state.questions, answer), reference=state.session.reference))
         export = state.exported[1]
         written = [str(p) for p in (export.seg, export.sr) if p is not None]
@@ -714,7 +551,7 @@ def _answer(state: UiSession | None, text: str, history: list, request=None):
 
     text = (text or "").strip()
     try:
-        state = _session_for(state, request)
+        state = session_for(state, request)
     except SessionOwnerError as err:
         yield (state, [*history, gr.ChatMessage(role="assistant", content=f"⚠️ {err}")], "", *_UNCHANGED, "",
                gr.update())
