@@ -14,9 +14,11 @@ analysis, stated in every result (:data:`METHOD`):
 3. **Which tubes are coronaries**: long, thin pieces that touch the blood pool at most at one end
    (a chamber rim or trabeculation touches it along its length; a piece whose skeleton touches large
    bright structures along ``rim_contact_fraction`` of it and runs straight is a great vessel's
-   partial-volume rim and is dropped). The two longest touching pieces are
-   the left and right trees (left by patient position); pieces cut off by a tight stenosis or an
-   occlusion are joined to the nearest tree end within ``max_gap_mm``.
+   partial-volume rim and is dropped; so is a piece with no fat beside most of its skeleton: coronaries
+   run in the epicardial fat, a chamber's bright inner rim against myocardium). The two longest
+   touching pieces are the left and right trees (left by patient position); pieces cut off by a tight stenosis or an
+   occlusion are joined to the nearest tree end within ``max_gap_mm`` when the CT along the gap stays
+   above fat with fat beside it (plaque in the epicardial fat, not a way through the myocardium).
 4. **Centerlines** by TEASAR skeletonisation (kimimaro), rooted at the ostium.
 5. **SCCT segments by anatomical rules**: the left main ends at the first major bifurcation; of its
    branches the most anterior is the LAD, the most posterior the circumflex, one between them the
@@ -73,6 +75,8 @@ class TreeConfig:
     rim_contact_fraction: float = 0.8  # a piece touching big structures along this share of its skeleton,
     rim_straight_mm: float = 0.5  # straight (RMS off its axis at most this: left-main stubs measured 0.6-1.1)
     rim_min_mm: float = 12.0  # and this long is the partial-volume rim of a great vessel, not a coronary
+    fat_reach_mm: float = 2.0  # a coronary runs in epicardial fat: fat lies this close to its centerline
+    min_epicardial_fraction: float = 0.5  # share of a piece's skeleton with fat that close (chamber rims: < 0.3)
     max_gap_mm: float = 20.0  # a piece this far ahead of a vessel end is the vessel beyond a stenosis
     touch_gap_mm: float = 3.0  # pieces this close are joined whatever the direction
     max_bridge_angle_deg: float = 35.0  # a longer bridge must continue the vessel's direction
@@ -157,7 +161,9 @@ def _tube_pieces(study: Study, config: TreeConfig):
     pieces = watershed(-smooth, seeds, mask=thin).astype(np.int32)
     touching = ndimage.binary_dilation(big & ~bone, structure=_ball(1.5 / spacing)) & thin
     gap_floor = fat + config.bridge_fraction * (lumen - fat)
-    return pieces, touching, lumen, _tube_fraction(smooth, pieces, spacing, config), (smooth, gap_floor)
+    reach = 2 * np.round(config.fat_reach_mm / spacing).astype(int) + 1
+    fat_near = ndimage.minimum_filter(smooth, size=tuple(reach)) < gap_floor
+    return pieces, touching, lumen, _tube_fraction(smooth, pieces, spacing, config), (smooth, gap_floor, fat_near)
 
 
 def _tube_fraction(smooth: np.ndarray, pieces: np.ndarray, spacing: np.ndarray, config: TreeConfig) -> np.ndarray:
@@ -416,12 +422,16 @@ def _label_right(tree: _Tree, apex, config: TreeConfig, out: _Labelled) -> tuple
     return terminal is not None, float(tree.dist[trunk[-1]] - tree.dist[trunk[0]])
 
 
-def _bridge_supported(smooth: np.ndarray, study: Study, a: np.ndarray, b: np.ndarray, floor: float) -> bool:
-    """True when the CT between two points never drops to fat: a narrowed lumen or plaque, not a gap
-    between two unrelated vessels."""
+def _bridge_supported(smooth: np.ndarray, study: Study, a: np.ndarray, b: np.ndarray, floor: float,
+                      fat_near: np.ndarray) -> bool:
+    """True when the CT between two points never drops to fat, with fat beside it all along: a
+    narrowed lumen or plaque in the epicardial fat, not a gap between two unrelated vessels nor a way
+    through the myocardium (as dim as plaque, but with no fat beside it)."""
     pts = a + np.linspace(0.0, 1.0, 12)[1:-1, None] * (b - a)
-    values = ndimage.map_coordinates(smooth, study.mm_to_index(pts).T, order=1, mode="nearest")
-    return bool(values.min() >= floor)
+    ijk = study.mm_to_index(pts)
+    values = ndimage.map_coordinates(smooth, ijk.T, order=1, mode="nearest")
+    beside = fat_near[tuple(np.clip(np.round(ijk).astype(int), 0, np.array(fat_near.shape) - 1).T)]
+    return bool(values.min() >= floor and beside.all())
 
 
 def _join_gaps(graph: _Graph, config: TreeConfig, supported) -> set[int]:
@@ -495,6 +505,28 @@ def _drop_rims(graph: _Graph, contact: np.ndarray, config: TreeConfig) -> tuple[
     return _Graph(graph.xyz[keep], graph.radius[keep], edges, graph.piece[keep]), contact[keep]
 
 
+def _drop_buried(graph: _Graph, contact: np.ndarray, fat_near: np.ndarray, study: Study,
+                 config: TreeConfig) -> tuple[_Graph, np.ndarray]:
+    """Remove pieces with no epicardial fat beside most of their skeleton.
+
+    A coronary runs in the epicardial fat (measured: 99-100 % of coronary skeleton points have fat
+    within 2 mm); the bright rim of a chamber's inside or its trabeculae lie against myocardium and
+    blood (14-27 % of theirs).
+    """
+    ijk = np.clip(np.round(study.mm_to_index(graph.xyz)).astype(int), 0, np.array(fat_near.shape) - 1)
+    beside = fat_near[tuple(ijk.T)]
+    share = np.bincount(graph.piece, weights=beside) / np.maximum(np.bincount(graph.piece), 1)
+    keep = share[graph.piece] >= config.min_epicardial_fraction
+    if keep.all():
+        return graph, contact
+    if not keep.any():
+        raise CoronaryTreeError("no coronary artery was found in the image (no thin vessel in the epicardial fat)")
+    new = -np.ones(len(keep), int)
+    new[keep] = np.arange(keep.sum())
+    edges = [(int(new[a]), int(new[b])) for a, b in graph.edges if keep[a] and keep[b]]
+    return _Graph(graph.xyz[keep], graph.radius[keep], edges, graph.piece[keep]), contact[keep]
+
+
 def _find_ostia(graph: _Graph, contact: np.ndarray) -> tuple[dict[str, int], list[str]]:
     """The left and right coronary roots: where the two longest vessel systems touch the aortic root.
 
@@ -549,7 +581,7 @@ def extract_coronary_tree(study: Study, config: TreeConfig | None = None) -> Cor
     if min(study.shape) < 8:
         raise CoronaryTreeError(f"the series has only {min(study.shape)} slices in one direction: too few to "
                                 "trace coronary arteries")
-    pieces, touching, lumen, tube_fraction, (smooth, gap_floor) = _tube_pieces(study, config)
+    pieces, touching, lumen, tube_fraction, (smooth, gap_floor, fat_near) = _tube_pieces(study, config)
     spacing = np.asarray(study.spacing, float)
     boxes = cc3d.statistics(pieces)["bounding_boxes"]
     keep = []
@@ -566,7 +598,8 @@ def extract_coronary_tree(study: Study, config: TreeConfig | None = None) -> Cor
     graph = _skeleton_graph(pieces, keep, study)
     contact = cKDTree(study.index_to_mm(np.argwhere(touching))).query(graph.xyz)[0] <= 1.5
     graph, contact = _drop_rims(graph, contact, config)
-    joined = _join_gaps(graph, config, lambda a, b: _bridge_supported(smooth, study, a, b, gap_floor))
+    graph, contact = _drop_buried(graph, contact, fat_near, study, config)
+    joined = _join_gaps(graph, config, lambda a, b: _bridge_supported(smooth, study, a, b, gap_floor, fat_near))
     sides, warnings = _find_ostia(graph, contact)
 
     trees: dict[str, _Tree] = {}
