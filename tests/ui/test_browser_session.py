@@ -93,6 +93,8 @@ def test_a_reading_at_1280x720(page):
     page.get_by_label("Demo case").click()
     page.get_by_role("option", name="lad_stenosis").click()
     page.get_by_role("button", name="Load demo case").click()
+    page.locator("#status").get_by_text("Working: loading the study").wait_for(timeout=30_000)
+    _shot(page, "loading_progress_1280x720.png")
     seen = _statuses(page, "loaded in", 120)
     assert any(re.fullmatch(r"Working: loading the study.* · \d+ s", s) for s in seen), seen
     assert re.match(r"✓ loaded in \d+ s", seen[-1]), seen
