@@ -560,7 +560,11 @@ def _answer(state: UiSession | None, text: str, history: list, request=None):
         yield state, history, "", *_UNCHANGED, gr.update(), gr.update()
         return
     load_id, epoch = state.session.load_id, state.epoch  # the study load and conversation asked in
-    clock = progress.StageClock(progress.PLANNING)
+    from assistant.intents import default_matcher
+
+    # Every question is read by the intent model; loading it makes the first question of the process slow.
+    first = default_matcher.cache_info().currsize == 0
+    clock = progress.StageClock(progress.PLANNING_FIRST if first else progress.PLANNING)
     history = [*history, gr.ChatMessage(role="user", content=inert(text))]
     yield state, history, "", *_UNCHANGED, clock.line(), gr.update()
     steps: dict[str, int] = {}

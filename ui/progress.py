@@ -37,6 +37,7 @@ TOOL_STAGES = {
     "vlm_ask": "encoding the image (VLM)",
 }
 PLANNING = "planning"
+PLANNING_FIRST = "planning (the first question loads the question model)"
 WRITING = "writing the answer"
 LOADING = "loading the study: reading the images, tracing the coronary tree"
 TICK = object()  # what run_with_ticks yields when a second passed without an item
