@@ -10,6 +10,7 @@ registry (:func:`tools.anatomy.find_anatomy`), never from a list of our own.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -165,6 +166,7 @@ def _vocabulary() -> tuple[str, ...]:
     return _WORDS_FOR_TYPOS
 
 
+@lru_cache(maxsize=4096)  # every extractor normalises the same pieces of a question again
 def normalise_clinical(text: str) -> str:
     """Shorthand written out, shared modifiers distributed and misspelt anatomy words corrected
     ("prox circ" -> "proximal circumflex", "mid and distal LAD" -> "mid LAD and distal LAD",

@@ -138,8 +138,43 @@ def report() -> str:
     return "\n".join(lines)
 
 
+def planning_times() -> dict[str, tuple[float, float]]:
+    """Median and 95th percentile planning time per question (ms) on one thread: wall clock and CPU time.
+
+    Each question is planned as a session would: its earlier turns already seen, its own text new.
+    CPU time is what an idle machine's wall clock would show; on a shared machine the wall clock
+    also counts the time other processes hold the cores.
+    """
+    import statistics
+    import time
+
+    import torch
+
+    torch.set_num_threads(1)
+
+    from assistant import intents
+    from assistant.slots import normalise_clinical
+
+    understand("warm up")
+    wall, cpu = [], []
+    for item in items():
+        intents._CACHE.clear()  # nothing remembered from the scoring run
+        normalise_clinical.cache_clear()
+        prior = item.get("context") or ()
+        for text in prior:
+            understand(text)
+        start, start_cpu = time.perf_counter(), time.thread_time()
+        understand(item["question"], prior=prior)
+        wall.append(1000 * (time.perf_counter() - start))
+        cpu.append(1000 * (time.thread_time() - start_cpu))
+    return {name: (statistics.median(v), sorted(v)[int(0.95 * len(v))]) for name, v in (("wall", wall), ("cpu", cpu))}
+
+
 if __name__ == "__main__":
     print(report())
+    if "--latency" in sys.argv:
+        for name, (median, p95) in planning_times().items():
+            print(f"planning time per question ({name}): median {median:.1f} ms, p95 {p95:.1f} ms")
     if "-v" in sys.argv:
         for r in scores():
             if not r["ok"]:

@@ -110,20 +110,21 @@ def test_a_question_is_embedded_once(monkeypatch):
 
 
 def test_planning_takes_at_most_50_ms_per_question():
-    from assistant.intents import default_matcher
+    # Planning on one thread, timed in its CPU time: what an idle machine's clock shows, unaffected by
+    # the other processes a shared machine runs meanwhile (its wall clock is not).
+    import torch
 
-    model = default_matcher().model
-    start = time.perf_counter()
-    for _ in range(5):
-        model.encode(["How severe is the stenosis in the LAD?"], normalize_embeddings=True)
-    one_encode = (time.perf_counter() - start) / 5
-    if one_encode > 0.025:  # the 50 ms budget is for an idle CPU; a loaded one cannot show it
-        pytest.skip(f"CPU busy: one sentence embedding took {1000 * one_encode:.0f} ms")
-    times = []
-    for i, q in enumerate(QUESTIONS * 3):
-        start = time.perf_counter()
-        understand(q.rstrip("?") + "." * (i + 1))  # distinct texts: nothing served from the per-text cache
-        times.append(time.perf_counter() - start)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        understand("warm up the matcher")
+        times = []
+        for i, q in enumerate(QUESTIONS * 3):
+            start = time.thread_time()
+            understand(q.rstrip("?") + "." * (i + 1))  # distinct texts: nothing served from the per-text cache
+            times.append(time.thread_time() - start)
+    finally:
+        torch.set_num_threads(threads)
     assert statistics.median(times) <= 0.050, times
 
 
