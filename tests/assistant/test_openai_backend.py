@@ -2,7 +2,10 @@
 
 The server speaks the real protocol (POST /v1/chat/completions with messages and tools): it asks
 for ``measure_lesion`` on the pLAD, then answers from the tool result it is sent back, as a hosted
-model would. The test checks what went over the wire and the grounded answer that came out.
+model would. The test checks what went over the wire and the grounded answer that came out. A second, scripted
+server plays given replies (tool calls, several in one reply, then text) to show that a yes/no
+verdict is read from the tools' results, never from the model's words, and that follow-ups reach
+the model with the conversation.
 """
 
 from __future__ import annotations
@@ -121,3 +124,94 @@ def test_an_unreachable_endpoint_is_a_message_and_the_session_is_kept(patient):
     answer = session.ask("How severe is the stenosis in the proximal LAD?")
     assert answer.answer.startswith("The language model could not answer") and answer.tool_calls == []
     assert session.context is patient and len(session.history) == 2  # the question and the message
+
+
+class ScriptedChatCompletions(BaseHTTPRequestHandler):
+    """A chat-completions server that plays a script: each reply is a list of tool calls (name, args)
+    or, once the tools have answered, a final text. It knows nothing of the study, like a hosted LLM."""
+
+    script: list = []
+    requests: list[dict] = []
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        cls = type(self)
+        cls.requests.append(body)
+        step = cls.script[len(cls.requests) - 1]
+        if isinstance(step, list):
+            message = {"role": "assistant", "content": None, "tool_calls": [
+                {"id": f"call_{len(cls.requests)}_{i}", "type": "function",
+                 "function": {"name": name, "arguments": json.dumps(args)}} for i, (name, args) in enumerate(step)]}
+            finish = "tool_calls"
+        else:
+            message, finish = {"role": "assistant", "content": step}, "stop"
+        payload = json.dumps({"id": f"chatcmpl-{len(cls.requests)}", "object": "chat.completion", "created": 0,
+                              "model": body["model"], "choices": [{"index": 0, "message": message,
+                                                                   "finish_reason": finish}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+@pytest.fixture
+def scripted():
+    ScriptedChatCompletions.requests = []
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), ScriptedChatCompletions)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+
+    def session_with(script: list, patient) -> Session:
+        ScriptedChatCompletions.script = script
+        spec = f"openai:scripted@http://127.0.0.1:{httpd.server_address[1]}/v1"
+        s = Session(model=chat_model(spec), backend=spec)
+        s.use_context(patient)
+        return s
+
+    yield session_with
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.mark.parametrize(("length", "verdict"), [(20, "yes"), (12, "no")])
+def test_the_verdict_comes_from_the_tool_result_whatever_the_model_writes(scripted, patient, length, verdict):
+    # The study's pLAD lesion is 8 mm long: a 20 mm stent covers it with landing zones, a 12 mm one does not.
+    # The scripted model words its answer ambiguously; the verdict is read from stent_coverage's result.
+    session = scripted([[("stent_coverage", {"vessel": "pLAD", "stent_length_mm": length})],
+                        "Hard to say from here; see the tool output."], patient)
+    answer = session.ask(f"Will a {length} mm stent fully cover the proximal LAD lesion?")
+    assert [(c.name, c.ok) for c in answer.tool_calls] == [("stent_coverage", True)]
+    sent = json.loads(next(m for m in ScriptedChatCompletions.requests[1]["messages"] if m["role"] == "tool")["content"])
+    assert sent["covers"] is (verdict == "yes")
+    assert answer.verdict == verdict
+    assert answer.answer == "Hard to say from here; see the tool output."
+
+
+def test_several_tool_calls_in_one_reply_each_run_and_give_findings(scripted, patient):
+    session = scripted([[("calcium_score", {}), ("measure_lesion", {"vessel": "LAD"})],
+                        "Calcium and the LAD were measured."], patient)
+    answer = session.ask("What is the calcium score and how severe is the LAD stenosis?")
+    assert [(c.name, c.args, c.ok) for c in answer.tool_calls] == [
+        ("calcium_score", {}, True), ("measure_lesion", {"vessel": "LAD"}, True)]
+    tool_messages = [m for m in ScriptedChatCompletions.requests[1]["messages"] if m["role"] == "tool"]
+    assert [m["tool_call_id"] for m in tool_messages] == ["call_1_0", "call_1_1"]
+    names = {f.name for f in answer.findings}
+    assert "Agatston score" in names and any("diameter stenosis" in n for n in names), names
+    assert answer.verdict is None  # not a yes/no question
+
+
+def test_a_follow_up_goes_to_the_model_with_the_conversation(scripted, patient):
+    session = scripted([[("measure_lesion", {"vessel": "pLAD"})], "Measured the proximal LAD.",
+                        [("measure_lesion", {"vessel": "RCA"})], "Measured the RCA."], patient)
+    session.ask("Is there a significant stenosis in the proximal LAD?")
+    answer = session.ask("and in the RCA?")
+    third = ScriptedChatCompletions.requests[2]["messages"]
+    assert [m["content"] for m in third if m["role"] == "user"] == [
+        "Is there a significant stenosis in the proximal LAD?", "and in the RCA?"]
+    assert [(c.name, c.args) for c in answer.tool_calls] == [("measure_lesion", {"vessel": "RCA"})]
+    # The follow-up keeps the yes/no question and its threshold; the RCA of the study is not narrowed.
+    assert answer.verdict == "no"
