@@ -19,6 +19,9 @@ analysis, stated in every result (:data:`METHOD`):
    touching pieces are the left and right trees (left by patient position); pieces cut off by a tight stenosis or an
    occlusion are joined to the nearest tree end within ``max_gap_mm`` when the CT along the gap stays
    above fat with fat beside it (plaque in the epicardial fat, not a way through the myocardium).
+   A system coming within ``attach_mm`` of the left ostium is a branch whose origin the left main's
+   opening hid (and maybe a proximal lesion cut off): it joins the left tree along the CT's
+   least-cost path (skimage ``MCP_Geometric``) when that path is no long detour.
 4. **Centerlines** by TEASAR skeletonisation (kimimaro), rooted at the ostium.
 5. **SCCT segments by anatomical rules**: the left main ends at the first major bifurcation; of its
    branches the most anterior is the LAD, the most posterior the circumflex, one between them the
@@ -48,8 +51,8 @@ from tools.centerline import resample_polyline
 from tools.study import Study, StudyError
 
 METHOD = ("coronary tree from CT intensities: half-maximum lumen threshold, opened blood pool removed, "
-          "watershed-split tubes touching the aortic root, TEASAR centerlines (kimimaro), SCCT segments by "
-          "anatomical branching rules")
+          "watershed-split tubes in the epicardial fat touching the aortic root, TEASAR centerlines (kimimaro), "
+          "SCCT segments by anatomical branching rules")
 SOURCE = "image-derived coronary tree"
 OSTIA_SPAN_MM = (8.0, 60.0)  # left and right coronary ostia on one aortic root (root diameter 25-40 mm)
 CENTERLINE_SOURCE = "image-derived centerline (TEASAR skeleton of the tubes found in the CT)"
@@ -79,6 +82,11 @@ class TreeConfig:
     min_epicardial_fraction: float = 0.5  # share of a piece's skeleton with fat that close (chamber rims: < 0.3)
     max_gap_mm: float = 20.0  # a piece this far ahead of a vessel end is the vessel beyond a stenosis
     touch_gap_mm: float = 3.0  # pieces this close are joined whatever the direction
+    attach_mm: float = 40.0  # a vessel this close to the left ostium may be a branch the left main hid (LM 5-15 mm
+    # + a proximal segment + a lesion)
+    attach_contact_fraction: float = 0.5  # ... touching big structures along at most this share (hidden
+    # branches measured 0-0.07, rims of the pulmonary trunk and the LV 0.78-1.0)
+    detour: float = 1.5  # a path back through the CT is at most this x the straight distance (+ 2 mm)
     max_bridge_angle_deg: float = 35.0  # a longer bridge must continue the vessel's direction
     checked_gap_mm: float = 6.0  # a bridge longer than this must have CT support along it
     bridge_fraction: float = 0.25  # along a longer bridge the CT stays above this (fat 0, lumen 1): plaque
@@ -163,7 +171,7 @@ def _tube_pieces(study: Study, config: TreeConfig):
     gap_floor = fat + config.bridge_fraction * (lumen - fat)
     reach = 2 * np.round(config.fat_reach_mm / spacing).astype(int) + 1
     fat_near = ndimage.minimum_filter(smooth, size=tuple(reach)) < gap_floor
-    return pieces, touching, lumen, _tube_fraction(smooth, pieces, spacing, config), (smooth, gap_floor, fat_near)
+    return pieces, touching, lumen, _tube_fraction(smooth, pieces, spacing, config), (smooth, gap_floor, fat_near, fat)
 
 
 def _tube_fraction(smooth: np.ndarray, pieces: np.ndarray, spacing: np.ndarray, config: TreeConfig) -> np.ndarray:
@@ -317,11 +325,17 @@ def _split_terminal(tree: _Tree, path: list[int], apex: np.ndarray | None, confi
     return None
 
 
-def _label_left(tree: _Tree, config: TreeConfig, out: _Labelled) -> tuple[list[int] | None, list[int] | None]:
-    """LM, LAD (+ diagonals), circumflex (+ marginals), ramus; returns the LAD and LCx main paths."""
+def _label_left(tree: _Tree, config: TreeConfig, out: _Labelled,
+                attached: bool = False) -> tuple[list[int] | None, list[int] | None]:
+    """LM, LAD (+ diagonals), circumflex (+ marginals), ramus; returns the LAD and LCx main paths.
+
+    ``attached``: a branch was joined to the tree at its root (the left main hidden), so the left main
+    bifurcation may be the root itself.
+    """
     trunk = tree.main_path(tree.root)
     bif = None
-    for i, v in enumerate(trunk[1:], 1):
+    first = 0 if attached else 1
+    for i, v in enumerate(trunk[first:], first):
         major = [c for c in tree.children[v] if tree.below(c) + (tree.dist[c] - tree.dist[v]) >= config.major_branch_mm]
         if len(major) >= 2:
             bif = i
@@ -478,6 +492,111 @@ def _join_gaps(graph: _Graph, config: TreeConfig, supported) -> set[int]:
     return bridged
 
 
+class _Router:
+    """Least-cost paths through the CT (skimage ``MCP_Geometric``), never through fat nor through the
+    inside of a chamber.
+
+    The cost of a voxel is 1 / level^2 (fat 0, lumen 1), so a path keeps to the lumen and crosses a
+    narrowed stretch only where it must; voxels below ``bridge_fraction`` and voxels deeper than
+    ``opening_radius_mm`` inside a bright structure (a chamber's or the aorta's inside) are impassable.
+    """
+
+    def __init__(self, smooth: np.ndarray, study: Study, fat: float, lumen: float, config: TreeConfig):
+        self.level = (smooth - fat) / max(lumen - fat, 1.0)
+        self.study, self.config = study, config
+        self.spacing = np.asarray(study.spacing, float)
+
+    def _cost(self, box: tuple[slice, ...]) -> np.ndarray:
+        config = self.config  # the depth is measured in a padded box, so a border is no false edge
+        pad = tuple(slice(max(b.start - 8, 0), b.stop + 8) for b in box)
+        inner = tuple(slice(b.start - p.start, b.start - p.start + (b.stop - b.start)) for b, p in zip(box, pad))
+        depth = ndimage.distance_transform_edt(self.level[pad] >= config.lumen_fraction, sampling=self.spacing)[inner]
+        level = self.level[box]
+        open_ = (level >= config.bridge_fraction) & (depth <= config.opening_radius_mm)
+        return np.where(open_, 1.0 / np.clip(level, config.bridge_fraction, 1.0) ** 2, np.inf)
+
+    def route(self, a: np.ndarray, targets: np.ndarray, margin_mm: float = 4.0):
+        """(index into ``targets``, path in mm from ``a``) of the cheapest target reachable, or None."""
+        from skimage.graph import MCP_Geometric
+
+        ends = np.round(self.study.mm_to_index(np.vstack([a, targets]))).astype(int)
+        pad = np.ceil(margin_mm / self.spacing).astype(int)
+        lo = np.maximum(ends.min(axis=0) - pad, 0)
+        hi = np.minimum(ends.max(axis=0) + pad + 1, self.level.shape)
+        ends = np.clip(ends, lo, hi - 1) - lo
+        crop = self._cost(tuple(slice(a_, b_) for a_, b_ in zip(lo, hi)))
+        crop[tuple(ends.T)] = 1.0  # skeleton vertices lie in their pieces, whatever the voxel's value
+        mcp = MCP_Geometric(crop, sampling=tuple(self.spacing))
+        cumulative, _ = mcp.find_costs([tuple(ends[0])], ends=[tuple(e) for e in ends[1:]])
+        reached = cumulative[tuple(ends[1:].T)]
+        if not np.isfinite(reached).any():
+            return None
+        k = int(np.argmin(reached))
+        path = np.asarray(mcp.traceback(tuple(ends[1 + k])), float) + lo
+        if len(path) > 4:  # voxel steps zigzag: a short running mean gives a path a tangent can follow
+            path[1:-1] = ndimage.uniform_filter1d(path, 3, axis=0, mode="nearest")[1:-1]
+        return k, self.study.index_to_mm(path)
+
+
+def _attach_left_branches(graph: _Graph, sides: dict[str, int], contact: np.ndarray, config: TreeConfig,
+                          router: _Router) -> tuple[_Graph, set[int], set[int]]:
+    """Join to the left tree each other vessel system that comes within ``attach_mm`` of the left ostium.
+
+    The left main and the first millimetres of its branches run against the aortic root and the
+    pulmonary trunk, and the opening that removes those takes them along; a stenosis just beyond
+    (the proximal LAD's usual lesion) cuts the branch off further. The branch then starts as a
+    separate system near the left ostium. It is joined from its point nearest the ostium along the
+    CT's least-cost path to the left tree (:class:`_Router`), when that path is at most ``detour``
+    times the straight distance (+ 2 mm). A system touching large bright structures along more than
+    ``attach_contact_fraction`` of it is a rim, never joined.
+
+    Returns the graph, the pieces joined and the tree vertices where they join.
+    """
+    components = _components(graph)
+    left = sides["left"]
+    trees = {components[v] for v in sides.values()}
+    a, b = np.array(graph.edges).T
+    seg_len = np.linalg.norm(graph.xyz[a] - graph.xyz[b], axis=1)
+    length = np.bincount(components[a], weights=seg_len, minlength=components.max() + 1)
+    to_root = np.linalg.norm(graph.xyz - graph.xyz[left], axis=1)
+    own = np.flatnonzero((components == components[left]) & (to_root <= config.attach_mm))
+    paths, joined = [], set()
+    for c in np.unique(components):
+        members = np.flatnonzero(components == c)
+        # touching a great vessel or a chamber along most of its length: a rim, not a hidden branch
+        if c in trees or length[c] < config.major_branch_mm or contact[members].mean() > config.attach_contact_fraction:
+            continue
+        v = int(members[np.argmin(to_root[members])])
+        if to_root[v] > config.attach_mm:
+            continue
+        found = router.route(graph.xyz[v], graph.xyz[own])
+        if found is None:
+            continue
+        k, route = found
+        if _length(route) <= config.detour * float(np.linalg.norm(graph.xyz[own[k]] - graph.xyz[v])) + 2.0:
+            paths.append((v, int(own[k]), route[1:-1]))
+            joined.add(int(graph.piece[v]))
+    return _with_paths(graph, paths), joined, {b for _, b, _ in paths}
+
+
+def _length(points: np.ndarray) -> float:
+    return float(np.linalg.norm(np.diff(points, axis=0), axis=1).sum())
+
+
+def _with_paths(graph: _Graph, paths: list[tuple[int, int, np.ndarray]]) -> _Graph:
+    """``graph`` with each path's inner points added as vertices between its two ends."""
+    xyz, radius, piece, edges = [graph.xyz], [graph.radius], [graph.piece], list(graph.edges)
+    n = len(graph.xyz)
+    for a, b, inner in paths:
+        chain = [a, *range(n, n + len(inner)), b]
+        edges.extend(zip(chain[:-1], chain[1:]))
+        xyz.append(inner)
+        radius.append(np.linspace(graph.radius[a], graph.radius[b], len(inner) + 2)[1:-1])
+        piece.append(np.full(len(inner), graph.piece[a]))
+        n += len(inner)
+    return _Graph(np.concatenate(xyz), np.concatenate(radius), edges, np.concatenate(piece))
+
+
 def _drop_rims(graph: _Graph, contact: np.ndarray, config: TreeConfig) -> tuple[_Graph, np.ndarray]:
     """Remove pieces that touch large bright structures along most of their length.
 
@@ -581,7 +700,7 @@ def extract_coronary_tree(study: Study, config: TreeConfig | None = None) -> Cor
     if min(study.shape) < 8:
         raise CoronaryTreeError(f"the series has only {min(study.shape)} slices in one direction: too few to "
                                 "trace coronary arteries")
-    pieces, touching, lumen, tube_fraction, (smooth, gap_floor, fat_near) = _tube_pieces(study, config)
+    pieces, touching, lumen, tube_fraction, (smooth, gap_floor, fat_near, fat) = _tube_pieces(study, config)
     spacing = np.asarray(study.spacing, float)
     boxes = cc3d.statistics(pieces)["bounding_boxes"]
     keep = []
@@ -601,6 +720,11 @@ def extract_coronary_tree(study: Study, config: TreeConfig | None = None) -> Cor
     graph, contact = _drop_buried(graph, contact, fat_near, study, config)
     joined = _join_gaps(graph, config, lambda a, b: _bridge_supported(smooth, study, a, b, gap_floor, fat_near))
     sides, warnings = _find_ostia(graph, contact)
+    landed: set[int] = set()
+    if "left" in sides and "right" in sides:
+        router = _Router(smooth, study, fat, lumen, config)
+        graph, attached, landed = _attach_left_branches(graph, sides, contact, config, router)
+        joined |= attached
 
     trees: dict[str, _Tree] = {}
     components = _components(graph)
@@ -615,7 +739,7 @@ def extract_coronary_tree(study: Study, config: TreeConfig | None = None) -> Cor
     labelled = {side: _Labelled() for side in trees}
     lad = lcx = apex = None
     if "left" in trees:
-        lad, lcx = _label_left(trees["left"], config, labelled["left"])
+        lad, lcx = _label_left(trees["left"], config, labelled["left"], sides["left"] in landed)
         apex = trees["left"].xyz(lad[-1]) if lad else None
     right_dominant, rca_mm = (_label_right(trees["right"], apex, config, labelled["right"]) if "right" in trees
                               else (False, 0.0))
