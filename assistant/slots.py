@@ -146,6 +146,13 @@ _SHORTHAND: list[tuple[re.Pattern, str]] = [
     (re.compile(r"\b(?:circ|circum|cfx)\b", re.I), "circumflex"),
     (re.compile(r"\bmld\b", re.I), "minimal lumen diameter"),
     (re.compile(r"\bmla\b", re.I), "minimal lumen area"),
+    # Acquisition and identifier abbreviations: the sentence model knows the words, not the letters.
+    (re.compile(r"\bkvp?\b", re.I), "tube voltage"),
+    (re.compile(r"\bmas\b", re.I), "tube current"),
+    (re.compile(r"\brecon\b", re.I), "reconstruction"),
+    (re.compile(r"\bfov\b", re.I), "field of view"),
+    (re.compile(r"\bdob\b", re.I), "date of birth"),
+    (re.compile(r"\bmrn\b", re.I), "medical record number"),
     (re.compile(r"\bheart muscle\b", re.I), "myocardium"),
     (re.compile(r"\bventricles\b", re.I), "ventricle"),
     (re.compile(r"\batria\b", re.I), "atrium"),

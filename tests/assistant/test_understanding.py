@@ -259,3 +259,12 @@ def test_one_request_or_several(text, intents, slots):
     assert plan.intents == intents
     for name, value in slots.items():
         assert {getattr(p.slots, name) for p in plan.parts} - {None} == {value}, (name, plan.parts)
+
+
+@pytest.mark.parametrize(("text", "intent"), [
+    ("which kV and mAs were used", "study_info"),
+    ("FOV of the recon?", "study_info"),
+    ("MRN and DOB for the request form", "identity"),
+])
+def test_acquisition_and_identifier_abbreviations(text, intent):
+    assert understand(text).intents == [intent]
