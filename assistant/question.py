@@ -188,10 +188,15 @@ def _clean(text: str) -> str:
     return " ".join(text.split())
 
 
+# "the mid segment", "that segment": the noun names a place, it is no request to segment.
+_SEGMENT_NOUN = re.compile(r"\b(proximal|prox|mid|middle|distal|dist|the|that|this|same|next|other|each|which)\s+"
+                           r"segments?\b", re.I)
+
+
 def _content_words(text: str) -> list[str]:
     from assistant.slots import mask_for_embedding
 
-    words = re.findall(r"[a-z][a-z'-]*", mask_for_embedding(text))
+    words = re.findall(r"[a-z][a-z'-]*", mask_for_embedding(_SEGMENT_NOUN.sub(r"\1", text)))
     return [w for w in words if w not in _FILLER and w not in ("vessel", "structure")]
 
 

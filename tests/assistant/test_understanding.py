@@ -268,3 +268,9 @@ def test_one_request_or_several(text, intents, slots):
 ])
 def test_acquisition_and_identifier_abbreviations(text, intent):
     assert understand(text).intents == [intent]
+
+
+def test_a_segment_named_as_a_place_is_no_request_to_segment():
+    plan = understand("what about the mid segment?", prior=["How tight is the proximal LAD?"])
+    assert plan.intents == ["stenosis"] and plan.parts[0].slots.vessel == "mLAD" and plan.follow_up
+    assert understand("Segment the LAD").intents == ["segment"]
