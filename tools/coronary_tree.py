@@ -78,6 +78,7 @@ class TreeConfig:
     rim_contact_fraction: float = 0.8  # a piece touching big structures along this share of its skeleton,
     rim_straight_mm: float = 0.5  # straight (RMS off its axis at most this: left-main stubs measured 0.6-1.1)
     rim_min_mm: float = 12.0  # and this long is the partial-volume rim of a great vessel, not a coronary
+    rim_long_mm: float = 40.0  # so is one this long, curved or not (a great vessel's curved rim: phantom 9300)
     fat_reach_mm: float = 2.0  # a coronary runs in epicardial fat: fat lies this close to its centerline
     min_epicardial_fraction: float = 0.5  # share of a piece's skeleton with fat that close (chamber rims: < 0.3)
     max_gap_mm: float = 20.0  # a piece this far ahead of a vessel end is the vessel beyond a stenosis
@@ -611,7 +612,8 @@ def _drop_rims(graph: _Graph, contact: np.ndarray, config: TreeConfig) -> tuple[
         xyz = graph.xyz[m] - graph.xyz[m].mean(axis=0)
         sv = np.linalg.svd(xyz, compute_uv=False)
         off_axis = float(np.sqrt((sv[1:] ** 2).sum() / m.sum()))  # RMS distance from the best line
-        if off_axis <= config.rim_straight_mm and np.linalg.norm(np.ptp(xyz, axis=0)) >= config.rim_min_mm:
+        extent = np.linalg.norm(np.ptp(xyz, axis=0))
+        if extent >= config.rim_long_mm or (off_axis <= config.rim_straight_mm and extent >= config.rim_min_mm):
             drop.add(int(p))
     if not drop:
         return graph, contact
