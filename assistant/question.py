@@ -310,9 +310,12 @@ def parse_question(text: str, previous: ParsedQuestion | None = None) -> ParsedQ
     # An elliptic follow-up ("which artery has the most?") leaves its topic word in the question before.
     before = " ".join(p.text for p in previous.all_parts()) if previous is not None else ""
     parts = [_parse_part(piece, match, lesion_context, before) for piece, match in pieces]
-    # Anatomy or a number after "and ..." is no request of its own, whatever it resembles.
-    parts = [p if _has_own_request(p) else p.model_copy(update={"intent": "unknown", "task": "unknown",
-                                                                 "is_yes_no": False}) for p in parts]
+    # Anatomy or a number after "and ..." is no request of its own, whatever it resembles; a whole
+    # first question worded as one ("How is the LAD?") keeps what it reads as.
+    opening = previous is None and len(parts) == 1 and bool(_CLAUSE_START.match(clean)) \
+        and not _FOLLOW_UP_START.search(clean)
+    parts = [p if opening or _has_own_request(p) else p.model_copy(update={"intent": "unknown", "task": "unknown",
+                                                                            "is_yes_no": False}) for p in parts]
     prev_parts = previous.all_parts() if previous is not None else []
     history = _history(previous)
     resolved: list[ParsedQuestion] = []

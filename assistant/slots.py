@@ -83,20 +83,20 @@ _LANDMARK_PATTERNS: list[tuple[str, re.Pattern]] = [
     ("left_coronary_ostium", re.compile(
         r"\b(?:left main|lm|lmca|left coronary|left)\s+(?:coronary\s+)?(?:ostium|orifice|origin)\b|"
         r"\b(?:ostium|orifice|origin) of the (?:left main|lm|left coronary)\b|"
-        r"\b(?:left main|lm|left coronary artery)\s+(?:arises?|originates?|comes? off|takes? off|starts?)\b", re.I)),
+        r"\b(?:left main|lm|left coronary artery)\s+(?:arises?|originates?|comes? (?:off|from)|takes? off|starts?)\b", re.I)),
     ("right_coronary_ostium", re.compile(
         r"\b(?:rca|right coronary(?: artery)?|right)\s+(?:ostium|orifice|origin)\b|"
         r"\b(?:ostium|orifice|origin) of the (?:rca|right coronary)\b|"
-        r"\b(?:rca|right coronary(?: artery)?)\s+(?:arises?|originates?|comes? off|takes? off)\b", re.I)),
+        r"\b(?:rca|right coronary(?: artery)?)\s+(?:arises?|originates?|comes? (?:off|from)|takes? off)\b", re.I)),
     ("aortic_annulus_centre", re.compile(r"\bannul(?:us|ar plane)\b", re.I)),
     ("lv_apex", re.compile(r"\bapex\b|\bapical point\b", re.I)),
     ("crux", re.compile(r"\bcrux\b", re.I)),
     ("d1_origin", re.compile(r"\b(?:origin of the (?:first diagonal|d1)|(?:first diagonal|d1)\s+(?:origin|arises?|"
-                             r"originates?|comes? off|takes? off|branches? off))\b", re.I)),
+                             r"originates?|comes? (?:off|from)|takes? off|branches? off))\b", re.I)),
     ("om1_origin", re.compile(r"\b(?:origin of the (?:first obtuse marginal|om1)|(?:first obtuse marginal|om1)\s+"
-                              r"(?:origin|arises?|originates?|comes? off|takes? off|branches? off))\b", re.I)),
+                              r"(?:origin|arises?|originates?|comes? (?:off|from)|takes? off|branches? off))\b", re.I)),
     ("pda_origin", re.compile(r"\b(?:origin of the (?:pda|posterior descending)|(?:pda|posterior descending(?: artery)?)"
-                              r"\s+(?:origin|arises?|originates?|comes? off|takes? off))\b", re.I)),
+                              r"\s+(?:origin|arises?|originates?|comes? (?:off|from)|takes? off))\b", re.I)),
     ("lesion_start", re.compile(r"\b(?:start|beginning|proximal (?:end|edge|border|shoulder)|onset)\b.{0,30}\b(?:lesion|"
                                 r"stenosis|narrowing|plaque)\b|\b(?:lesion|stenosis|narrowing|plaque)\b.{0,30}\b(?:start|"
                                 r"begin)s?\b", re.I)),

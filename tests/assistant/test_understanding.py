@@ -274,3 +274,17 @@ def test_a_segment_named_as_a_place_is_no_request_to_segment():
     plan = understand("what about the mid segment?", prior=["How tight is the proximal LAD?"])
     assert plan.intents == ["stenosis"] and plan.parts[0].slots.vessel == "mLAD" and plan.follow_up
     assert understand("Segment the LAD").intents == ["segment"]
+
+
+@pytest.mark.parametrize(("text", "intent", "slots"), [
+    # Where a branch "comes from" is its origin, a landmark.
+    ("Where does the PDA come from?", "locate", {"landmark": "pda_origin"}),
+    # A first question about a vessel's state asks how narrowed it is ...
+    ("How is the LAD?", "stenosis", {"vessel": "LAD"}),
+    # ... but a bare fragment with nothing before it asks nothing yet.
+    ("the LAD?", "unknown", {"vessel": "LAD"}),
+])
+def test_origins_and_questions_on_a_vessel_state(text, intent, slots):
+    plan = understand(text)
+    assert plan.intents == [intent]
+    assert plan.parts[0].slots.model_dump(exclude_defaults=True, exclude={"vessels"}) == slots
