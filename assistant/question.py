@@ -238,8 +238,24 @@ def _piece_numbers(piece: str):
         return Numbers()
 
 
+def _superlative(text: str) -> Literal["most_calcified", "most_stenosed"] | None:
+    if re.search(r"\b(most|heaviest|highest|biggest|largest|greatest|maximal|max)\b.{0,25}\bcalci|\bmost (heavily )?calcif",
+                 text, re.I):
+        return "most_calcified"
+    if re.search(r"\b(most|worst|tightest|severest|highest[- ]grade|narrowest|most severe(ly)?)\b[^?.]{0,25}"
+                 r"\b(stenos|narrow|diseased|lesion|obstruct|block)|\b(worst|tightest|severest|most severe)\b",
+                 text, re.I):
+        return "most_stenosed"
+    return None
+
+
 def _piece_intent(piece: str, match: IntentMatch, lesion_context: bool) -> str:
-    return _choose_intent(match, _piece_numbers(piece), landmark_in(piece, lesion_context), piece)
+    intent = _choose_intent(match, _piece_numbers(piece), landmark_in(piece, lesion_context), piece)
+    if intent == "segment" and not _DISPLAY_WORD.search(piece):
+        superlative = _superlative(piece)
+        if superlative:  # measured unless it is to be shown (as in _parse_part)
+            return "calcium" if superlative == "most_calcified" else "stenosis"
+    return intent
 
 
 def _carries_own_slot(piece: str, intent: str, lesion_context: bool) -> bool:
@@ -248,6 +264,17 @@ def _carries_own_slot(piece: str, intent: str, lesion_context: bool) -> bool:
     return ((intent == "risk" and n.troponin_value is not None)
             or (intent == "stent" and (n.stent_length_mm is not None or n.stent_diameter_mm is not None))
             or (intent == "locate" and landmark_in(piece, lesion_context) is not None))
+
+
+def _own_topics(first: str, second: str) -> bool:
+    """One piece names calcium and no narrowing, the other narrowing and no calcium ("Agatston per
+    vessel, then the worst stenosis"): two requests, however short."""
+    def topic(piece: str) -> str | None:
+        calcium, narrowing = bool(_CALCIUM_EVIDENCE.search(piece)), bool(_NARROWING_EVIDENCE.search(piece))
+        return None if calcium == narrowing else ("calcium" if calcium else "narrowing")
+
+    a, b = topic(first), topic(second)
+    return a is not None and b is not None and a != b
 
 
 def _split(text: str, lesion_context: bool) -> list[tuple[str, IntentMatch]]:
@@ -272,7 +299,7 @@ def _split(text: str, lesion_context: bool) -> list[tuple[str, IntentMatch]]:
             # A new request: both sides ask something, and different things. A side that asks nothing the
             # assistant knows still splits off when it starts like a clause, so it is named as not answered.
             slot_backed = "unknown" not in (intent, prev_intent) and bool(_content_words(prev_text)) and (
-                _carries_own_slot(piece, intent, lesion_context))
+                _carries_own_slot(piece, intent, lesion_context) or _own_topics(prev_text, piece))
             # "If I put a 22 mm stent in, am I covering it?": a condition and its question are one request.
             conditional = bool(_CONDITION.match(prev_text)) and separators[i - 1].strip() == ","
             # "a 30 mm BMS, mid RCA: does it cover edge to edge?": a yes/no on "it" naming no finding of its
@@ -323,6 +350,10 @@ def parse_question(text: str, previous: ParsedQuestion | None = None) -> ParsedQ
         # The first part continues the previous question; later parts continue the part before them.
         context = [*prev_parts] if i == 0 else [resolved[-1]]
         part = _resolve_follow_up(part, context, previous_all=history)
+        if (i > 0 and part.intent in ANATOMY_INTENTS and not (part.vessels or part.structures)
+                and resolved[-1].vessels and resolved[-1].is_yes_no and not _CLAUSE_START.match(part.text)):
+            # "Is the LAD calcified and narrowed?": a second predicate of a yes/no question shares its subject.
+            part = part.model_copy(update=_anatomy_of(resolved[-1]))
         if part.intent == "cadrads_patient" and part.vessels:  # "what's its CAD-RADS?" about a vessel
             part = part.model_copy(update={"intent": "stenosis", "task": "stenosis"})
         resolved.append(part)
@@ -391,14 +422,7 @@ def _parse_part(text: str, match: IntentMatch, lesion_context: bool = False, bef
     structures = list(anatomy.structures)
 
     finding = next((name for name, pattern in _FINDING_PATTERNS if pattern.search(text)), None)
-    superlative = None
-    if re.search(r"\b(most|heaviest|highest|biggest|largest|greatest|maximal|max)\b.{0,25}\bcalci|\bmost (heavily )?calcif",
-                 text, re.I):
-        superlative = "most_calcified"
-    elif re.search(r"\b(most|worst|tightest|severest|highest[- ]grade|narrowest|most severe(ly)?)\b[^?.]{0,25}"
-                   r"\b(stenos|narrow|diseased|lesion|obstruct|block)|\b(worst|tightest|severest|most severe)\b",
-                   text, re.I):
-        superlative = "most_stenosed"
+    superlative = _superlative(text)
     if intent == "segment" and superlative and not _DISPLAY_WORD.search(text):
         # "the worst stenosis in that vessel": a superlative is measured unless it is to be shown.
         intent = "calcium" if superlative == "most_calcified" else "stenosis"

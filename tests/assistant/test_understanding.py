@@ -288,3 +288,16 @@ def test_origins_and_questions_on_a_vessel_state(text, intent, slots):
     plan = understand(text)
     assert plan.intents == [intent]
     assert plan.parts[0].slots.model_dump(exclude_defaults=True, exclude={"vessels"}) == slots
+
+
+@pytest.mark.parametrize(("text", "intents", "vessels"), [
+    # Calcium named on one side, narrowing on the other: two requests, however short the pieces.
+    ("Agatston per vessel, then the worst stenosis", ["calcium", "stenosis"], [None, None]),
+    ("total Agatston plus the tightest lesion", ["calcium", "stenosis"], [None, None]),
+    # A second predicate of a yes/no question is about the same vessel.
+    ("Is the LAD calcified and narrowed?", ["calcium", "stenosis"], ["LAD", "LAD"]),
+    ("How tight is the LAD, and the calcium score?", ["stenosis", "calcium"], ["LAD", None]),
+])
+def test_short_requests_on_calcium_and_narrowing_are_split(text, intents, vessels):
+    plan = understand(text)
+    assert plan.intents == intents and [p.slots.vessel for p in plan.parts] == vessels
