@@ -31,9 +31,6 @@ def _texts(chat) -> list[str]:
     return out
 
 
-@pytest.mark.xfail(strict=True, reason="known gap: the coronary tree found in the image misses the pLAD lesion of "
-                   "lad_stenosis (it reads a 2.9 mm 99 % narrowing instead of the 14 mm 70 % lesion); passes once "
-                   "the image-derived tree finds it")
 def test_stent_question_on_the_lad_stenosis_demo(client):
     summary, *_ = client.predict("lad_stenosis", "axial", "cardiac", api_name="/load_demo")
     assert "Modality** CT" in summary

@@ -65,8 +65,6 @@ def page(browser):
     app.close()
 
 
-@pytest.mark.xfail(strict=True, reason="known gap: the image-derived coronary tree misses the pLAD lesion of "
-                   "lad_stenosis, so the answer is 'No'; passes once the tree finds it")
 def test_stent_example_on_the_lad_stenosis_case(page):
     page.get_by_label("Demo case").click()
     page.get_by_role("option", name="lad_stenosis").click()
