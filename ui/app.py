@@ -138,7 +138,7 @@ def build_app(max_upload_mb: int = 2048) -> gr.Blocks:
                     load_demo = gr.Button("Load demo case", variant="primary", scale=1, min_width=120)
                 with gr.Accordion("Upload a study", open=False) as upload_box:
                     upload = gr.File(label="DICOM zip, DICOM files or a NIfTI", file_count="multiple",
-                                     file_types=[".zip", ".nii", ".gz", ".dcm", ""])
+                                     file_types=[".zip", ".nii", ".gz", ".dcm", ""], elem_id="upload")
                     load_upload = gr.Button("Load upload")
                 pacs = _pacs_panel() if get_settings().pacs_url else None
                 summary = gr.Markdown("No study loaded.", elem_id="study-summary")

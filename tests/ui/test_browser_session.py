@@ -168,7 +168,7 @@ def exam(tmp_path_factory):
 def test_an_examination_upload_its_series_and_an_edited_clinical_value_in_the_risk_answer(page, exam):
     # Runs on the page the reading above reloaded: a new session.
     page.get_by_role("button", name="Upload a study").click()
-    page.locator("input[type=file]").first.set_input_files(str(exam))
+    page.locator("#upload input[type=file]").set_input_files(str(exam))
     page.get_by_role("button", name="Series").click()
     page.locator("#series-message").get_by_text("3 series found").wait_for(timeout=60_000)
     page.get_by_role("button", name="Load upload").click()
