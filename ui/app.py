@@ -143,7 +143,7 @@ def build_app(max_upload_mb: int = 2048) -> gr.Blocks:
                 pacs = _pacs_panel() if get_settings().pacs_url else None
                 summary = gr.Markdown("No study loaded.", elem_id="study-summary")
                 from ui.context_panel import build_context_panel
-                from ui.series_panel import build_series_panel
+                from ui.series_panel import build_series_panel, unfold_for_several
                 from ui.viewer import viewer_panel
 
                 # The vessel view takes the viewer's place when an answer measured a vessel, so the picture,
@@ -214,7 +214,8 @@ def build_app(max_upload_mb: int = 2048) -> gr.Blocks:
                  load_upload.click(load_uploaded, [state, upload, plane, preset, series.ccta, series.calcium],
                                    [*load_outputs, upload, upload_box], api_name="load_upload",
                                    show_progress="hidden")]
-        upload.change(series_preview, upload, series.outputs, api_name=False)
+        upload.change(series_preview, upload, series.outputs, api_name=False).then(
+            unfold_for_several, series.table, series.box, api_name=False)
 
         def pick(state, plane, preset, ccta, calcium, request: gr.Request):
             yield from _load(state, "pick", None, plane, preset, request, max_upload_mb, {"ccta": ccta,
@@ -255,7 +256,8 @@ def build_app(max_upload_mb: int = 2048) -> gr.Blocks:
         for event in answered:  # an answer that retrieved reports brings them to the front
             event.then(answer_tab, state, answer_tabs, api_name=False)
         for event in loads:  # a new study: its series, its clinical values, no vessel of the previous one
-            event.then(show_series, state, series.outputs, api_name=False)
+            event.then(show_series, state, series.outputs, api_name=False).then(
+                unfold_for_several, series.table, series.box, api_name=False)
             event.then(show_context, state, clinical.outputs, api_name=False)
             event.then(no_vessel, None, [vessel_image, vessel_caption, image_tabs], api_name=False)
         clinical.save.click(save_clinical, [state, *clinical.fields], clinical.outputs, api_name="save_context")

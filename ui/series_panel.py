@@ -48,6 +48,7 @@ NONE_LABEL = "none (no calcium-scoring series)"
 
 @dataclass
 class SeriesPanel:
+    box: gr.Accordion
     table: gr.Dataframe
     ccta: gr.Dropdown
     calcium: gr.Dropdown
@@ -62,7 +63,7 @@ class SeriesPanel:
 
 def build_series_panel(*, open: bool = False) -> SeriesPanel:
     """The panel's components, built where it is called (inside a ``gr.Blocks``)."""
-    with gr.Accordion("Series", open=open, elem_id="series-panel"):
+    with gr.Accordion("Series", open=open, elem_id="series-panel") as box:
         table = gr.Dataframe(headers=COLUMNS, value=[], label="Series of this study", interactive=False,
                              elem_id="series-table")
         with gr.Row():
@@ -71,7 +72,12 @@ def build_series_panel(*, open: bool = False) -> SeriesPanel:
                                   elem_id="series-calcium")
         apply = gr.Button("Load this pick", size="sm", elem_id="series-apply")
         message = gr.Markdown("", elem_id="series-message")
-    return SeriesPanel(table=table, ccta=ccta, calcium=calcium, apply=apply, message=message)
+    return SeriesPanel(box=box, table=table, ccta=ccta, calcium=calcium, apply=apply, message=message)
+
+
+def unfold_for_several(rows) -> dict:
+    """Open the panel when a study has several series (the pick is the user's to check); else leave it."""
+    return gr.update(open=True) if rows is not None and len(rows) > 1 else gr.update()
 
 
 def series_rows(listing: list[SeriesInfo], pick: SeriesPick | None) -> list[list]:

@@ -169,7 +169,7 @@ def test_an_examination_upload_its_series_and_an_edited_clinical_value_in_the_ri
     # Runs on the page the reading above reloaded: a new session.
     page.get_by_role("button", name="Upload a study").click()
     page.locator("#upload input[type=file]").set_input_files(str(exam))
-    page.get_by_role("button", name="Series").click()
+    # several series: the panel opens by itself, so the user sees the pick before loading
     page.locator("#series-message").get_by_text("3 series found").wait_for(timeout=60_000)
     page.get_by_role("button", name="Load upload").click()
     _statuses(page, "loaded in", 60)
