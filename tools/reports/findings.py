@@ -12,29 +12,23 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from tools.anatomy import ARTERIES, SEGMENTS_BY_CODE
+from tools.cadrads import STENOSIS_BANDS, stenosis_band
 
 StenosisGrade = Literal["none", "minimal", "mild", "moderate", "severe", "occluded"]
 PlaqueType = Literal["calcified", "noncalcified", "mixed"]
 
-# CAD-RADS 2.0 stenosis ranges of the grading words radiologists use (REFERENCE.md).
-GRADE_RANGES: dict[str, tuple[float, float]] = {
-    "none": (0, 0), "minimal": (1, 24), "mild": (25, 49), "moderate": (50, 69),
-    "severe": (70, 99), "occluded": (100, 100),
-}
-GRADE_CATEGORY: dict[str, str] = {
-    "none": "0", "minimal": "1", "mild": "2", "moderate": "3", "severe": "4A", "occluded": "5",
-}
+# The grading words and their CAD-RADS categories come from the one table of bands in tools.cadrads;
+# "none" is the report's own word for a stated absence of stenosis.
+GRADE_CATEGORY: dict[str, str] = {"none": "0", **{b.grade: b.category for b in STENOSIS_BANDS}}
 
 
 def grade_of_percent(percent: float) -> StenosisGrade:
-    """The grading word whose CAD-RADS range holds ``percent``."""
-    if not 0 <= percent <= 100:
-        raise ValueError(f"stenosis must be between 0 and 100 %, got {percent}")
-    for grade, (low, high) in GRADE_RANGES.items():
-        if low <= percent <= high:
-            return grade  # type: ignore[return-value]
-    # Fractional percentages between ranges (e.g. 24.5) fall to the next band up.
-    return next(g for g, (low, _) in GRADE_RANGES.items() if percent < low)  # type: ignore[return-value]
+    """The grading word of a stenosis a report gives as a number: "none" for a stated 0 %, else the
+    word of the CAD-RADS band holding it (:func:`tools.cadrads.stenosis_band`, so 24.5 % is minimal,
+    69.5 % moderate and 99.5 % severe, as the measured answers grade them)."""
+    if percent == 0:
+        return "none"
+    return stenosis_band(percent).grade  # type: ignore[return-value]
 
 
 class SegmentFinding(BaseModel):
