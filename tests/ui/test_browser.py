@@ -1,14 +1,12 @@
 """The app in a real browser (Debian's chromium driven by Playwright), as a clinician uses it.
 
-Chromium comes from Debian's package (installed here when missing and apt is usable); Playwright
-never downloads a browser. Screenshots are saved under test-artifacts/ for review.
+Chromium comes from Debian's package, installed beforehand by scripts/install_test_services.sh (the
+README's test command runs it); the tests never install anything and Playwright never downloads a
+browser. Screenshots are saved under test-artifacts/ for review.
 """
 
-import os
 import re
-import shutil
 import socket
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -24,14 +22,9 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "-
 
 
 def _ensure_chromium() -> None:
-    if Path(CHROMIUM).exists():
-        return
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        pytest.skip("Debian chromium is not installed and apt-get cannot be used here (needs root)")
-    subprocess.run(["apt-get", "update", "-qq"], check=False, capture_output=True, timeout=600)
-    done = subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], capture_output=True, timeout=900)
-    if done.returncode != 0 or not Path(CHROMIUM).exists():
-        pytest.skip(f"could not install Debian chromium: {done.stderr.decode()[-300:]}")
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"Debian chromium is not installed ({CHROMIUM} missing): run "
+                    "`bash scripts/install_test_services.sh` first (the README's test command does)")
 
 
 def _free_port() -> int:
