@@ -25,15 +25,13 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 
 from tools.settings import Settings, get_settings
-from tools.study import (
-    LIMITS,
+from tools.study_errors import (
     CorruptDicomError,
     EmptyFolderError,
     GantryTiltError,
     ImageTooLargeError,
     ImplausibleValuesError,
     InconsistentSeriesError,
-    IngestLimits,
     InvalidOrientationError,
     InvalidPixelSpacingError,
     InvalidPositionError,
@@ -45,11 +43,15 @@ from tools.study import (
     NonImageObjectsOnlyError,
     NotAVolumeError,
     SeriesNotFoundError,
-    Study,
     StudyError,
     UndecodableCompressionError,
     UnevenSpacingError,
     UnsupportedPixelFormatError,
+)
+from tools.study_value import (
+    LIMITS,
+    IngestLimits,
+    Study,
     check_hu_range,
     check_voxel_size,
     hash_patient_id,

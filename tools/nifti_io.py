@@ -14,16 +14,18 @@ import nibabel as nib
 import numpy as np
 from nibabel.openers import ImageOpener
 
-from tools.study import (
-    LIMITS,
+from tools.study_errors import (
     ImageTooLargeError,
-    IngestLimits,
     InvalidGeometryError,
     InvalidNiftiAffineError,
     InvalidNiftiError,
     NotAVolumeError,
-    Study,
     StudyNotFoundError,
+)
+from tools.study_value import (
+    LIMITS,
+    IngestLimits,
+    Study,
     check_hu_range,
     check_voxel_size,
     reorient_to_lps,

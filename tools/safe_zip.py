@@ -15,7 +15,7 @@ import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
-from tools.study import DamagedZipError, UnsafeZipError, ZipTooLargeError
+from tools.study_errors import DamagedZipError, UnsafeZipError, ZipTooLargeError
 
 _CHUNK = 1 << 20
 # What reading a damaged archive raises, from the directory parser and the three decompressors.
