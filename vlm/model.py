@@ -8,11 +8,11 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
 from tools.anatomy import label_table
+from vlm.checkpoint_format import save_checkpoint
 from vlm.config import ANSWER_CLASSES, CardioVLMConfig
 from vlm.image_encoder import ImageEncoder
 from vlm.input_check import require_ct
@@ -269,6 +269,4 @@ class CardioVLM(nn.Module):
 
     def save(self, checkpoint_dir: str | Path) -> Path:
         """Write ``config.json`` and ``model.safetensors`` into ``checkpoint_dir``."""
-        from vlm.checkpoint_io import save_checkpoint
-
         return save_checkpoint(self, checkpoint_dir)
