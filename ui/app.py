@@ -661,11 +661,3 @@ def _show_answer(state: UiSession, history: list, answer, load_id: int):
                                  [(ctx.extra_masks[n], mask_color(n)) for n in shown]))
     return history, "", rows, files, gr.update(choices=names, value=shown), index, viewer
 
-
-if __name__ == "__main__":  # Hugging Face Spaces runs this file directly
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from ui.server import launch
-
-    launch(host="0.0.0.0" if os.environ.get("SPACE_ID") else "127.0.0.1", insecure=bool(os.environ.get("SPACE_ID")))

@@ -84,3 +84,10 @@ def launch(host: str = "127.0.0.1", port: int = 7860, *, users_file: str | None 
                            max_file_size=f"{max_upload_mb}mb", prevent_thread_lock=not block, show_error=False,
                            quiet=True, app_kwargs={"middleware": [guard]})
     return app, url
+
+
+if __name__ == "__main__":  # Hugging Face Spaces runs this file directly (README's app_file)
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    launch(host="0.0.0.0" if os.environ.get("SPACE_ID") else "127.0.0.1", insecure=bool(os.environ.get("SPACE_ID")))
