@@ -37,6 +37,7 @@ import numpy as np
 from scipy import ndimage
 
 from tools.anatomy import SEGMENT_PARENT
+from tools.cadrads import shown_percent
 from tools.centerline import resample_polyline
 
 
@@ -192,6 +193,11 @@ class LesionMark:
     category: str  # CAD-RADS 2.0 of this stenosis alone
     segment: str  # segment at the MLD
 
+    @property
+    def percent_text(self) -> str:
+        """The stenosis as the answer writes it (never rounded across a CAD-RADS band edge)."""
+        return f"{shown_percent(self.stenosis_percent)}%"
+
 
 @dataclass(frozen=True)
 class StentMark:
@@ -331,6 +337,7 @@ class RenderedVesselView:
     path: Path | None  # the PNG written, when out_path was given
     rgb: np.ndarray  # (H, W, 3) uint8, the same picture
     marks_mm: dict[str, tuple[float, ...]]  # e.g. {"mld": (12.0,), "lesion": (8.1, 15.9), "stent": (...)}
+    texts: tuple[str, ...] = ()  # every piece of text drawn, read back from the figure (title included)
 
 
 LESION_COLOUR = "#ffb000"
@@ -359,6 +366,7 @@ def render_vessel_view(view: StraightenedView, drawing: VesselDrawing, *, out_pa
     # (the app may serve several sessions at once).
     from matplotlib.figure import Figure
     from matplotlib.patches import Rectangle
+    from matplotlib.text import Text
 
     cfg = config or VesselViewConfig()
     length = max(view.length_mm, float(drawing.arc_mm[-1]) if len(drawing.arc_mm) else 0.0, 1.0)
@@ -426,7 +434,7 @@ def render_vessel_view(view: StraightenedView, drawing: VesselDrawing, *, out_pa
         for ax in image_axes:
             for x in (les.start_mm, les.end_mm):
                 ax.axvline(x, color=LESION_COLOUR, lw=1.0 if is_focus else 0.6, ls="--", alpha=0.9)
-        plot.text((les.start_mm + les.end_mm) / 2, 0.74, f"{les.stenosis_percent:.0f}%", color="0.25",
+        plot.text((les.start_mm + les.end_mm) / 2, 0.74, les.percent_text, color="0.25",
                   ha="center", va="bottom", fontsize=7, transform=plot.get_xaxis_transform())
 
     if focus is not None:
@@ -496,6 +504,7 @@ def render_vessel_view(view: StraightenedView, drawing: VesselDrawing, *, out_pa
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=cfg.dpi)
+    texts = tuple(t.get_text() for t in fig.findobj(Text) if t.get_text())
     png = buf.getvalue()
     from PIL import Image
 
@@ -505,7 +514,7 @@ def render_vessel_view(view: StraightenedView, drawing: VesselDrawing, *, out_pa
         path = Path(out_path)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(png)
-    return RenderedVesselView(path=path, rgb=rgb, marks_mm=marks)
+    return RenderedVesselView(path=path, rgb=rgb, marks_mm=marks, texts=texts)
 
 
 def _draw_section(fig, sec: CrossSectionImage, box, lo: float, hi: float, cfg: VesselViewConfig, *,

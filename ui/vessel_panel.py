@@ -36,11 +36,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from assistant.answer import GroundedAnswer
+from tools.cadrads import shown_percent
 from tools.context import StudyContext
-from tools.stenosis import LesionMeasurement, StenosisError, measure_lesion, segments_for
+from tools.stenosis import (
+    LesionMeasurement,
+    StenosisError,
+    measure_lesion,
+    segments_for,
+)
 from tools.stent import StentError, StentPlan, stent_coverage
-from tools.vessel_view import (VesselViewConfig, VesselViewError, drawing_from_measurement, lesion_sections,
-                               render_vessel_view, straighten)
+from tools.vessel_view import (
+    VesselViewConfig,
+    VesselViewError,
+    drawing_from_measurement,
+    lesion_sections,
+    render_vessel_view,
+    straighten,
+)
 
 VESSEL_TOOLS = ("measure_lesion", "stent_coverage")
 STENT_ARGS = ("stent_diameter_mm", "landing_zone_mm")
@@ -100,8 +112,9 @@ def _check_same(answer: GroundedAnswer, measured: LesionMeasurement, plan: Stent
     elif measured.lesion is None:
         said, now = _findings(answer, f"{where} lesion", "measure_lesion"), "none found"
     else:
+        # The answer's finding holds the shown percent, so the re-measurement is compared as shown.
         said = [round(float(v)) for v in _findings(answer, f"{where} diameter stenosis", "measure_lesion")]
-        now = round(measured.lesion.stenosis_percent)
+        now = shown_percent(measured.lesion.stenosis_percent)
     if said and now not in said:
         raise VesselViewError(f"the {where} measured now ({now}) differs from the answer ({', '.join(map(str, said))}):"
                               " another study was loaded since this answer, so its vessel view is not drawn")
@@ -143,7 +156,7 @@ def caption_for(measured: LesionMeasurement, plan: StentPlan | None, source: str
     if les is None:
         text += f"No lesion found on the {where}; lumen and reference diameter plotted along {m.length_mm:.1f} mm."
     else:
-        text += (f"Lesion (orange) in the {les.segment}: {les.stenosis_percent:.0f}% diameter stenosis "
+        text += (f"Lesion (orange) in the {les.segment}: {shown_percent(les.stenosis_percent)}% diameter stenosis "
                  f"(CAD-RADS {les.category}), {les.start_mm:.1f}-{les.end_mm:.1f} mm, {les.length_mm:.1f} mm long; "
                  f"minimal lumen diameter (red) {les.minimal_lumen_diameter_mm:.1f} mm at {les.mld_position_mm:.1f} mm, "
                  f"reference {les.reference_diameter_mm:.1f} mm.")
@@ -189,7 +202,8 @@ def vessel_view_for_answer(session_or_ctx, answer: GroundedAnswer, *,
         name += f"_stent-{float(stent_args['stent_length_mm']):g}mm"
     file_name = f"{name}_vessel_view.png"
     title = (f"{where}: " + ("no lesion found" if lesion is None else
-                             f"{lesion.stenosis_percent:.0f}% diameter stenosis (CAD-RADS {lesion.category}) "
+                             f"{shown_percent(lesion.stenosis_percent)}% diameter stenosis "
+                             f"(CAD-RADS {lesion.category}) "
                              f"in the {lesion.segment}")
              + ("" if plan is None else f"; {plan.stent_length_mm:g} mm stent: {plan.status.replace('_', ' ')}"))
     sections = lesion_sections(ctx.study.hu, ctx.study.affine, view, drawing)

@@ -9,9 +9,23 @@ from scipy import ndimage
 
 from tools.stenosis import measure_vessel
 from tools.stent import lesion_site, plan_stent
-from tools.vessel_view import (VesselViewConfig, VesselViewError, drawing_from_measurement, lesion_sections,
-                               render_vessel_view, rotation_minimising_frame, straighten)
-from training.phantoms.tubes import OBLIQUE, SEGMENTS, healthy_radius, lesion_weight, straight_tube, tube_image
+from tools.vessel_view import (
+    VesselViewConfig,
+    VesselViewError,
+    drawing_from_measurement,
+    lesion_sections,
+    render_vessel_view,
+    rotation_minimising_frame,
+    straighten,
+)
+from training.phantoms.tubes import (
+    OBLIQUE,
+    SEGMENTS,
+    healthy_radius,
+    lesion_weight,
+    straight_tube,
+    tube_image,
+)
 
 NARROWEST = 18.0  # mm along the tube: a 70 % cosine narrowing over 12-24 mm
 PLAD_START = dict(SEGMENTS)["pLAD"]  # the measured LAD path starts here
@@ -133,3 +147,21 @@ def test_bad_input_is_refused_with_the_projects_error(tube):
     with pytest.raises(VesselViewError, match="positive"):
         VesselViewConfig(half_width_mm=0)
     assert VesselViewError.code == "vessel_view.unavailable"
+
+
+@pytest.mark.parametrize(("percent", "shown", "not_shown"), [(69.5, "69%", "70%"), (99.5, "99%", "100%"),
+                                                            (24.5, "24%", "25%")])
+def test_picture_writes_a_band_edge_stenosis_as_the_answer_does(tube, percent, shown, not_shown):
+    """69.5 % is moderate (CAD-RADS 3) and the answer says 69 %: the picture must not say 70 %."""
+    import dataclasses
+
+    m = measure_vessel(tube.hu, tube.affine, ("pLAD", "mLAD"), labels=tube.labels, vessel="LAD",
+                       centerlines=tube.centerlines)
+    lesion = m.worst_lesion().model_copy(update={"stenosis_percent": percent})
+    drawing = drawing_from_measurement(m, lesion)
+    drawing = dataclasses.replace(drawing, lesions=[dataclasses.replace(mark, stenosis_percent=percent)
+                                                    for mark in drawing.lesions])
+    view = straighten(tube.hu, tube.affine, m.profile.path.points_mm)
+    out = render_vessel_view(view, drawing)
+    assert drawing.focus.percent_text == shown
+    assert shown in out.texts and not_shown not in out.texts

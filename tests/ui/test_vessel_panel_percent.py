@@ -1,0 +1,31 @@
+"""The vessel panel writes a stenosis as the answer does, and accepts its own answer's number."""
+
+from __future__ import annotations
+
+import pytest
+
+from assistant.answer import GroundedAnswer, ToolCallRecord
+from assistant.findings import lesion_findings
+from tools.stenosis import LesionMeasurement, measure_vessel
+from training.phantoms.tubes import OBLIQUE, straight_tube
+from ui.vessel_panel import _check_same, caption_for
+
+
+@pytest.fixture(scope="module")
+def measured_lad():
+    tube = straight_tube(70.0, voxel=0.5, direction=OBLIQUE, shape="cosine", start=12.0, length=12.0, total=40.0)
+    m = measure_vessel(tube.hu, tube.affine, ("pLAD", "mLAD"), labels=tube.labels, vessel="LAD",
+                       centerlines=tube.centerlines)
+    return m
+
+
+@pytest.mark.parametrize(("percent", "shown"), [(69.5, 69), (99.5, 99), (24.5, 24)])
+def test_a_band_edge_stenosis_is_captioned_and_checked_as_the_answer_shows_it(measured_lad, percent, shown):
+    lesion = measured_lad.worst_lesion().model_copy(update={"stenosis_percent": percent})
+    measured = LesionMeasurement(vessel="LAD", segment=None, lesion=lesion, message="", measurement=measured_lad,
+                                 labels_source=None)
+    findings = lesion_findings("LAD", lesion.model_dump(), "measure_lesion")
+    answer = GroundedAnswer(question="q", answer="a", findings=findings,
+                            tool_calls=[ToolCallRecord(name="measure_lesion", args={"vessel": "LAD"}, ok=True)])
+    assert f"{shown}% diameter stenosis" in caption_for(measured, None, "measured centerline")
+    _check_same(answer, measured, None)  # the answer's own number: no "another study was loaded"
