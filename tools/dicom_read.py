@@ -171,7 +171,8 @@ class SeriesFiles:
         return max(values, key=values.count)
 
     @property
-    def is_axial(self) -> bool:
+    def slice_normal(self) -> np.ndarray | None:
+        """Unit normal of the slices from the first usable ImageOrientationPatient; None when none has one."""
         for ds in self.headers[:3]:  # the first slice may be the damaged one
             try:
                 iop = _numbers(ds, "ImageOrientationPatient")
@@ -181,11 +182,25 @@ class SeriesFiles:
                 continue
             normal = np.cross(np.asarray(iop[:3]), np.asarray(iop[3:]))
             norm = float(np.linalg.norm(normal))
-            return norm > 0 and abs(normal[2]) >= _AXIAL_MIN_COS * norm
-        return False
+            if norm > 0:
+                return normal / norm
+        return None
+
+    @property
+    def is_axial(self) -> bool:
+        normal = self.slice_normal
+        return normal is not None and abs(normal[2]) >= _AXIAL_MIN_COS
 
     def label(self) -> str:
-        orientation = "axial" if self.is_axial else "localizer" if self.is_localizer else "non-axial"
+        if self.is_axial:
+            orientation = "axial"
+        elif self.is_localizer:
+            orientation = "localizer"
+        elif self.slice_normal is None:
+            # Without an orientation the series may well be axial; calling it "non-axial" would be a guess.
+            orientation = "no usable ImageOrientationPatient"
+        else:
+            orientation = "non-axial"
         return (f"series {self.number} '{self.description}' ({self.modality}, {orientation}, "
                 f"{len(self.headers)} slice{'s' if len(self.headers) != 1 else ''})")
 
