@@ -53,7 +53,8 @@ import torch  # noqa: E402
 
 from tools.anatomy import SEGMENTS_BY_CODE  # noqa: E402
 from tools.case_format import Finding, Findings  # noqa: E402
-from tools.report_store import ReportFilter, ReportRecord, ReportStore  # noqa: E402
+from tools.reports.records import ReportFilter, ReportRecord  # noqa: E402
+from tools.reports.store import ReportStore  # noqa: E402
 from training.phantoms.clinical import sample_clinical  # noqa: E402
 from training.phantoms.generate import _cadrads_text, _summaries, build, case_seed  # noqa: E402
 from training.phantoms.geometry import sample_anatomy  # noqa: E402

@@ -233,7 +233,9 @@ def test_http_client_is_used_when_a_server_is_configured(monkeypatch):
 def test_cli_ingest_and_search(tmp_path, monkeypatch, capsys):
     from ui.cli import main
 
-    monkeypatch.setattr(rs, "get_settings", lambda: Settings(reports_dir=tmp_path / "store"))
+    from tools.reports import store as store_module
+
+    monkeypatch.setattr(store_module, "get_settings", lambda: Settings(reports_dir=tmp_path / "store"))
     reports = tmp_path / "in"
     reports.mkdir()
     (reports / "r1.json").write_text(json.dumps({"text": PHI_REPORT, "patient_hash": "pz", "study_date": "2024-03-05"}))
