@@ -59,7 +59,8 @@ from training.phantoms.clinical import sample_clinical  # noqa: E402
 from training.phantoms.generate import _cadrads_text, _summaries, build, case_seed  # noqa: E402
 from training.phantoms.geometry import sample_anatomy  # noqa: E402
 from training.phantoms.lesions import FindingRequest, sample_requests  # noqa: E402
-from training.phantoms.report import grade_of, write_report  # noqa: E402
+from training.phantoms.report import write_report  # noqa: E402
+from training.phantoms.report_phrasing import grade_of  # noqa: E402
 
 PLAQUES = ("calcified_plaque", "noncalcified_plaque", "mixed_plaque")
 # Clinician words for the query, by CAD-RADS grade and plaque kind (the writer's own words differ).

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from tools.anatomy import CORONARY_SEGMENTS, SEGMENTS_BY_CODE, SYNONYM_INDEX, find_anatomy
-from tools.cadrads import cad_rads
+from tools.cadrads import cad_rads, stenosis_band
 from tools.case_format import ClinicalContext, Finding, Findings, SegmentSummary
-from training.phantoms.report import (
-    artery_phrasings, distinct_shapes, load_grammar, parse_template, report_sentences, segment_phrasings,
-    sentence_shape, write_report,
-)
+from training.phantoms.report import write_report
+from training.phantoms.report_phrasing import artery_phrasings, grade_of, segment_phrasings
+from training.phantoms.report_template import load_grammar, parse_template
+from training.phantoms.report_variety import distinct_shapes, report_sentences, sentence_shape
 
 KINDS = ("calcified_plaque", "noncalcified_plaque", "mixed_plaque", "occlusion", "stent")
 PLAQUE_TYPE = {"calcified_plaque": "calcified", "noncalcified_plaque": "noncalcified", "mixed_plaque": "mixed"}
@@ -116,7 +116,7 @@ def stenosis_consistent(sentence: str, percent: float) -> bool:
     grades = [g for g in BANDS if re.search(rf"\b{g}\b", s)]
     if percent <= 0:
         return grades == ["minimal"] and "%" not in s
-    band = next(g for g, (lo, hi) in BANDS.items() if percent < hi + 1)
+    band = stenosis_band(percent).grade  # the one CAD-RADS table is the oracle
     lo, hi = BANDS[band]
     ranges = re.findall(r"(\d+)(?:-| to )(\d+)%", s)
     singles = [int(x) for x in re.findall(r"(?<![\d-])(\d+)%", re.sub(r"\d+(?:-| to )\d+%", "", s))]
@@ -195,6 +195,26 @@ def test_impression_gives_the_cad_rads_category_and_management():
             or f"CAD-RADS 2.0: {findings.cad_rads}" in impression, impression
         management = load_grammar()["management"][findings.cad_rads.split("/")[0]]
         assert any(m.split("<")[0][:20] in impression for m in management), impression
+
+
+@pytest.mark.parametrize("percent, word", [(24.5, "minimal"), (25.0, "mild"), (49.5, "mild"), (69.5, "moderate"),
+                                           (70.0, "severe"), (99.5, "severe")])
+def test_a_stenosis_at_a_band_edge_is_written_in_the_cadrads_band(percent, word):
+    # The writer once kept its own copy of the bands; it now reads tools.cadrads, so a measured 69.5 %
+    # is "moderate" with a number of at most 69 % in the report too, never "70%".
+    assert grade_of(percent)[0] == word == stenosis_band(percent).grade
+    f = Finding(id="f1", segment="pLAD", kind="mixed_plaque", stenosis_percent=percent, length_mm=10, start_mm=1,
+                calcium_peak_hu=700)
+    findings = Findings(findings=[f], cad_rads=cad_rads({"pLAD": percent}).text)
+    low, high = BANDS[word]
+    for seed in range(12):
+        report = write_report(findings, patient(), dominance="right", rng=np.random.default_rng(seed))
+        described = [s for s in report_sentences(findings_part(report)) if describes(s, f)]
+        assert described, report
+        numbers = [int(x) for s in described for x in re.findall(r"(\d+)%", s)]
+        assert all(low <= x <= high for x in numbers), described
+    with pytest.raises(ValueError, match="occlusions"):
+        grade_of(100.0)
 
 
 def test_same_seed_same_report_and_seeds_differ():
