@@ -34,9 +34,11 @@ import json
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 from pydantic import BaseModel, Field
 
 from tools.anatomy import FINDING_KINDS, SEGMENTS_BY_CODE
+from tools.nifti_io import read_nifti
 
 CASE_FORMAT_VERSION = "1.0"
 
@@ -214,6 +216,21 @@ def load_case(path: str | Path) -> Case:
         raise CaseFormatError(f"case {root.name}: invalid ground-truth JSON: {err}") from err
     report = (root / REPORT_FILE).read_text() if (root / REPORT_FILE).exists() else None
     return Case(root=root, manifest=manifest, findings=findings, clinical=clinical, report=report)
+
+
+def read_labels(root: str | Path, name: str = LABELS_NIFTI) -> np.ndarray:
+    """A case's label map (``labels.nii.gz``, or ``cac_labels.nii.gz`` by ``name``) in the LPS ``[i, j, k]``
+    voxel order its image is read in, whatever order the file stores: a label map read without this
+    reorientation lies mirrored over a reoriented image.
+
+    Raises:
+        CaseFormatError: the case has no such label map.
+        tools.study_errors.StudyError: the file is not a readable label map.
+    """
+    path = Path(root) / name
+    if not path.is_file():
+        raise CaseFormatError(f"case {Path(root).name} has no {name}")
+    return read_nifti(path, labels=True).hu
 
 
 def iter_cases(root: str | Path) -> list[Case]:

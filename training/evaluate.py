@@ -229,16 +229,13 @@ class EvaluationReport:
 
 
 def _case_arrays(folder: Path):
-    import nibabel as nib
-
     from tools import case_format as cf
     from tools.study import load_study
 
     study = load_study(folder)
-    labels_path = folder / cf.LABELS_NIFTI
-    if not labels_path.is_file():
+    if not (folder / cf.LABELS_NIFTI).is_file():
         raise EvaluationError(f"case {folder.name} has no {cf.LABELS_NIFTI}; evaluation needs ground truth")
-    labels = np.asarray(nib.load(str(labels_path)).dataobj)
+    labels = cf.read_labels(folder)  # in the image's voxel order, however the file stores it
     if labels.shape != study.shape:
         raise EvaluationError(f"case {folder.name}: label map {labels.shape} and image {study.shape} differ")
     landmarks_path = folder / cf.LANDMARKS_FILE
