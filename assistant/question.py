@@ -176,8 +176,9 @@ _FILLER = set("""a an the and or of in on at for to about what how is are was we
 then also same now ok okay please one ones what's where's how's it's that's there's there with same as well vs versus do does did i we you me my our your
 any also too again instead rather either both proximal mid middle distal patient patients sex female male
 woman man lady gentleman per total each all mm millimetre millimeter millimetres millimeters cm if so just
-""".split())
-_CLAUSE_START = re.compile(r"^\s*(what|which|where|how|is|are|does|do|will|would|can|could|should|has|have|was|were|"
+he she him his her hers they them their theirs
+""".split())  # a pronoun refers to the patient or to a vessel named before: it asks nothing itself
+_CLAUSE_START = re.compile(r"^\s*(what|which|whose|where|how|is|are|does|do|will|would|can|could|should|has|have|was|were|"
                            r"did|any|show|segment|outline|draw|highlight|give|tell|measure|grade|quantify|locate|mark|"
                            r"point|find|search|list|compare|check|assess|evaluate|calculate|compute|estimate|score|"
                            r"display|plan|size|recommend|who|when|why)\b", re.I)
@@ -215,8 +216,24 @@ def _is_clause(text: str) -> bool:
 
 _ASKS_ABOUT_IT = re.compile(r"(?:^|[:,]\s*)(?:is|does|will|would|can|could|did|has|was)\s+it\b", re.I)
 _CONDITION = re.compile(r"^\s*(?:if|when|once|assuming|supposing|suppose|given|provided)\b", re.I)
-_SEPARATOR = re.compile(r"(,?\s+(?:and also|and then|and|also|as well as|plus|then)\s+|\s*\+\s*|\s*;\s*|(?<=\?)\s+|,\s+)",
-                        re.I)
+# A connective after a semicolon or a sentence's end ("; also draw it", "? And the RCA") belongs to the
+# separator, so the piece after it starts with its own verb.
+_THEN_WORDS = r"(?:(?:and\s+)?(?:also|then|plus)\s+|and\s+)?"
+_SENTENCE_END = (r"(?<=[.!])(?<!\bvs\.)(?<!\bDr\.)(?<!\bMr\.)(?<!\bMs\.)(?<!\bMrs\.)(?<!\be\.g\.)(?<!\bi\.e\.)"
+                 r"\s+(?=[A-Za-z])")
+_SEPARATOR = re.compile(r"(,?\s+(?:and also|and then|and|also|as well as|plus|then)\s+|\s*\+\s*|\s*;\s*" + _THEN_WORDS
+                        + r"|(?<=\?)\s+" + _THEN_WORDS + "|" + _SENTENCE_END + _THEN_WORDS + r"|,\s+)", re.I)
+# Separators that add a request rather than list names: "plus", "also", "as well as", a semicolon or a
+# new sentence. Two pieces of different known intents around one of these are two requests even when
+# neither is a clause or a confident match ("slice thickness, as well as the total calcium").
+_ADDING = re.compile(r"\balso\b|\bas well as\b|\bplus\b|\bthen\b|[;?.!+]", re.I)
+# A plain list separator between two names ("the left main, LAD and RCA by narrowing") lists what
+# one request is about.
+_LISTING = re.compile(r"^\s*(?:,|,?\s*\b(?:and|or)\b)\s*$", re.I)
+# A statement of context ("She has an RCA lesion; would a 28 mm stent cover it?") is no request of
+# its own: it belongs to the question after it.
+_STATEMENT = re.compile(r"^\s*(?:he|she|they|the patient|this patient|patient|pt|there)\s+(?:has|had|have|is|was|got|"
+                        r"presents?|presented|underwent|came|comes)\b(?![^?]*\?\s*$)", re.I)
 # Two pieces that each read as a confident request of a different kind are two requests even when
 # neither is a full clause ("CAC-DRS and MACE risk?", "slice thickness and agatston?").
 CONFIDENT = 0.6
@@ -277,6 +294,16 @@ def _own_topics(first: str, second: str) -> bool:
     return a is not None and b is not None and a != b
 
 
+def _names_at(piece: str, end: bool) -> bool:
+    """The piece ends (or starts, after an article) with the name of a vessel or structure."""
+    from assistant.slots import mask_for_embedding
+
+    words = [w for w in mask_for_embedding(piece).split() if w != "?"]
+    if not end:
+        words = words[1:] if words[:1] == ["the"] else words
+    return bool(words) and words[-1 if end else 0] in ("vessel", "structure")
+
+
 def _split(text: str, lesion_context: bool) -> list[tuple[str, IntentMatch]]:
     """The requests of a question, each with its intent match; one entry for a single request."""
     tokens = _SEPARATOR.split(text)
@@ -306,7 +333,14 @@ def _split(text: str, lesion_context: bool) -> list[tuple[str, IntentMatch]]:
             # own asks about the piece before ("is the circ calcified and is it narrowed?" asks two things).
             about_it = bool(_ASKS_ABOUT_IT.search(piece)) and not (
                 _NARROWING_EVIDENCE.search(piece) or any(p.search(piece) for _, p in _FINDING_PATTERNS))
-            if intent == prev_intent or conditional or about_it or not (clauses or confident or slot_backed):
+            separator = separators[i - 1] if i - 1 < len(separators) else " "
+            adding = (bool(_ADDING.search(separator)) and "unknown" not in (intent, prev_intent)
+                      and bool(_request_words(piece)) and bool(_content_words(prev_text)))
+            listing = (bool(_LISTING.match(separator)) and _names_at(prev_text, end=True) and _names_at(piece, end=False)
+                       and not _own_topics(prev_text, piece))
+            statement = bool(_STATEMENT.match(prev_text))
+            if (intent == prev_intent or conditional or about_it or listing or statement
+                    or not (clauses or confident or slot_backed or adding)):
                 joined = prev_text + separators[i - 1] + piece if i - 1 < len(separators) else prev_text + " " + piece
                 joined_match = match_cached(joined) if joined != text else whole
                 parts[-1] = (joined, joined_match, _piece_intent(joined, joined_match, lesion_context))

@@ -55,9 +55,14 @@ _DEVICE = [("DES", re.compile(r"\bdes\b|\bdrug[- ]?eluting\b", re.I)),
            ("BMS", re.compile(r"\bbms\b|\bbare[- ]?metal\b", re.I)),
            ("scaffold", re.compile(r"\b(?:bioresorbable\s+)?scaffold\b|\bbvs\b", re.I))]
 
-# A title is part of a name, not a statement of sex; "54F" / "62 M" is.
-_FEMALE = re.compile(r"\b(female|woman|women|lady|she|her|hers|girl)\b|\b\d{1,3}\s?(?:y/?o\s?)?f\b", re.I)
-_MALE = re.compile(r"\b(male|man|men|gentleman|he|him|his|boy)\b|\b\d{1,3}\s?(?:y/?o\s?)?m\b", re.I)
+# Only a statement of sex is one: a noun ("female", "a man"), an age-sex shorthand ("54F", "62 yo M") or
+# "sex: F". A pronoun ("his LAD", "her troponin") or a title ("Mr Smith") only refers to the patient: a
+# clinician writes "he" of a patient whose sex the tools may know otherwise, and a troponin read against
+# the wrong sex-specific limit would be a wrong verdict, where "sex unknown" compares with both.
+_FEMALE = re.compile(r"\b(female|woman|women|lady|girl)\b|\b\d{1,3}\s?(?:y/?o\s?|-?year-?old\s?)?f\b|"
+                     r"\b(?:sex|gender)\s*[:=]?\s*f\b", re.I)
+_MALE = re.compile(r"\b(male|man|men|gentleman|boy)\b|\b\d{1,3}\s?(?:y/?o\s?|-?year-?old\s?)?m\b|"
+                   r"\b(?:sex|gender)\s*[:=]?\s*m\b", re.I)
 _NUMBER_WORDS = {w: n for n, w in enumerate(
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
     "seventeen eighteen nineteen twenty".split())}
