@@ -329,7 +329,7 @@ def main() -> None:
         # The slow question's answers: those refused for export were about A, those exported about B; each
         # group shows one score, and the two groups differ.
         groups = {flag: Counter(v for f, v in slow_answers if f == flag) for flag in (False, True)}
-        for flag, group in groups.items():
+        for group in groups.values():
             if group:
                 counts["answers about another study"] += sum(group.values()) - group.most_common(1)[0][1]
         if all(groups.values()) and groups[False].most_common(1)[0][0] == groups[True].most_common(1)[0][0]:
@@ -346,7 +346,8 @@ def main() -> None:
             ("slowest login + app config (s)", counts["login s max"]),
             ("answers", counts["answers"]), ("answer latency median (s)", f"{_percentile(timings, 50):.1f}"),
             ("answer latency p95 (s)", f"{_percentile(timings, 95):.1f}"),
-            ("exports checked (SEG+SR)", counts["exports checked"]), ("mismatched exports", counts["mismatched exports"]),
+            ("exports checked (SEG+SR)", counts["exports checked"]),
+            ("mismatched exports", counts["mismatched exports"]),
             ("control: B's export passing as A's (must be 0)", counts["control: B's export passing as A's"]),
             ("questions across a switch: dropped", counts["questions dropped (switch during the question)"]),
             ("questions across a switch: answered (export accepted only for the study loaded)",

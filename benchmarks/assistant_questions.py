@@ -42,15 +42,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from assistant.answer import GroundedAnswer  # noqa: E402
-from assistant.planner import ClinicalPlanner  # noqa: E402
-from assistant.session import Session  # noqa: E402
-from tools import case_format as cf  # noqa: E402
-from tools.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME, segments_of_artery  # noqa: E402
-from tools.cadrads import MILD_PERCENT, OBSTRUCTIVE_PERCENT, worst_lesion  # noqa: E402
-from tools.risk import mesa_chd_risk  # noqa: E402
-from tools.settings import get_settings  # noqa: E402
-from tools.troponin import find_assay  # noqa: E402
+from assistant.answer import GroundedAnswer
+from assistant.planner import ClinicalPlanner
+from assistant.session import Session
+from tools import case_format as cf
+from tools.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME, segments_of_artery
+from tools.cadrads import MILD_PERCENT, OBSTRUCTIVE_PERCENT, worst_lesion
+from tools.risk import mesa_chd_risk
+from tools.settings import get_settings
+from tools.troponin import find_assay
 
 LANDING_MM = 2.5
 STENOSIS_TOLERANCE = 15.0  # percentage points between measured and ground-truth stenosis
@@ -230,8 +230,9 @@ def questions_for(truth: Truth) -> list[Question]:
     stent_findings = [f for f in truth.findings if f.kind == "stent"]
     # The in-stent lumen is not graded from the CT (metal blooming, tools.stenosis): with a stent, the
     # right answer is "undetermined" with that reason, whatever the ground-truth patency.
-    not_graded: Check = (lambda a: (a.verdict == "unknown" and "cannot be graded from this CT"
-                                    in a.answer, f"verdict {a.verdict}"))
+    def not_graded(a: GroundedAnswer) -> tuple[bool, str]:
+        return a.verdict == "unknown" and "cannot be graded from this CT" in a.answer, f"verdict {a.verdict}"
+
     if stent_findings:
         qs.append(Question("Any in-stent restenosis?", "stent status", "unknown: in-stent lumen not graded",
                            not_graded))
@@ -326,7 +327,7 @@ def run_case(case_dir: Path, anatomy: str = "image") -> list[Row]:
         seconds = time.perf_counter() - start
         try:
             ok, got = q.check(answer)
-        except Exception as err:  # a check that cannot read the answer is a wrong answer
+        except Exception as err:  # noqa: BLE001 - a check that cannot read the answer is a wrong answer
             ok, got = False, f"check failed: {err}"
         rows.append(Row(case_dir.name, anatomy, q.category, q.text, q.expected, got, ok, seconds,
                         [c.name for c in answer.tool_calls]))

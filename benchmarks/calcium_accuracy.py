@@ -93,8 +93,8 @@ def main(argv: list[str] | None = None) -> int:
                  "aortic valve" in findings or "mitral annulus" in findings)
             rows.append(r)
             flag = "" if r[4] == r[5] and abs(r[3] - r[2]) <= max(0.05 * r[2], 1.0) else "  <-- differs"
-            print(f"{r[0]:>5} {r[1]:>11} {r[2]:>10.1f} {r[3]:>10.1f} {r[4]:>8} {r[5]:>8}  {'yes' if r[6] else '':<3}{flag}",
-                  flush=True)
+            print(f"{r[0]:>5} {r[1]:>11} {r[2]:>10.1f} {r[3]:>10.1f} {r[4]:>8} {r[5]:>8}  "
+                  f"{'yes' if r[6] else '':<3}{flag}", flush=True)
     print()
     print(_summary("all", rows))
     print(_summary("without valve/annulus calcium", [r for r in rows if not r[6]]))

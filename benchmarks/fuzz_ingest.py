@@ -18,8 +18,9 @@ Each run ends in one of: ``loaded`` (checked for a sane result: finite values, H
 error (counted by its ``code``; a message that reads like a Python internal one is counted as
 ``internal_message`` as well), ``untyped`` (any other exception, counted by its code site: the
 deepest frame in this repository), or ``hang`` (no answer within ``--timeout`` seconds, enforced with
-``SIGALRM``; a load that outlives the alarm because it swallowed it counts as a hang too). Runs are seeded (``random.Random(f"{seed}-{run}")``), so a failing run is replayed
-with ``--seed S --start N --runs 1 --verbose``.
+``SIGALRM``; a load that outlives the alarm because it swallowed it counts as a hang too). Runs are
+seeded (``random.Random(f"{seed}-{run}")``), so a failing run is replayed with
+``--seed S --start N --runs 1 --verbose``.
 
 Usage::
 
@@ -211,7 +212,7 @@ def mutate_slices(rng: random.Random, base: Base) -> tuple[list[bytes], list[str
                     ds = pydicom.dcmread(io.BytesIO(slices[t]))
                     what = _tag_mutation(random.Random(seed), ds)
                     ds.save_as(out, enforce_file_format=False)
-                except Exception:  # the combination: then the slice stays as it was
+                except Exception:  # noqa: BLE001 - the combination: then the slice stays as it was
                     continue
                 slices[t] = out.getvalue()
             op = f"{op}:{what}"
@@ -389,7 +390,7 @@ def run_one(path: Path, timeout_s: float) -> tuple[str, str]:
         return "hang", ""
     except StudyError as err:
         result = ("typed", err.code + ("\tinternal" if _INTERNAL.search(str(err)) else "") + f"\t{err}")
-    except Exception as err:
+    except Exception as err:  # noqa: BLE001 - any other exception is what this benchmark counts
         result = ("untyped", _site(err) + f"\t{err}")
     else:
         problem = sanity_problem(study)
@@ -470,7 +471,8 @@ def main() -> None:
     result = counts.as_dict()
     print(f"runs {counts.runs} in {counts.seconds:.0f} s: loaded {counts.loaded}, typed errors "
           f"{sum(counts.typed.values())}, untyped exceptions {sum(counts.untyped.values())}, hangs {counts.hangs}, "
-          f"insane loads {sum(counts.insane.values())}, internal-looking messages {sum(counts.internal_message.values())}, "
+          f"insane loads {sum(counts.insane.values())}, "
+          f"internal-looking messages {sum(counts.internal_message.values())}, "
           f"slowest load {counts.slowest_s:.2f} s")
     print("typed errors by code:")
     for code, n in counts.typed.most_common():

@@ -61,12 +61,12 @@ def main() -> None:
                 series = client.search_series(hit.study_uid)[0]
                 size_mb = sum(p.stat().st_size for p in paths) / 1024**2
 
-                def from_pacs():
+                def from_pacs(study_uid=hit.study_uid, series_uid=series.series_uid):
                     dest = tmp / "retrieved"
                     shutil.rmtree(dest, ignore_errors=True)
-                    return client.load_series(hit.study_uid, series.series_uid, dest)
+                    return client.load_series(study_uid, series_uid, dest)
 
-                disk = best_of(lambda: load_study(folder), args.repeat)
+                disk = best_of(lambda folder=folder: load_study(folder), args.repeat)
                 pacs = best_of(from_pacs, args.repeat)
                 rows.append((case, "x".join(map(str, study.shape)), len(paths), size_mb, disk, pacs))
 

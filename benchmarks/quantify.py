@@ -27,8 +27,9 @@ import argparse
 import gc
 import time
 import tracemalloc
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -217,7 +218,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for case in CASES:
         inputs = case.setup()
-        seconds, mib, result = measure(lambda: case.run(inputs), args.repeat)
+        seconds, mib, result = measure(lambda case=case, inputs=inputs: case.run(inputs), args.repeat)
         rows.append((case.name, seconds, mib, case.check(result)))
         del inputs
     width = max(len(r[0]) for r in rows)

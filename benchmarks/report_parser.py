@@ -13,7 +13,8 @@ are generated. Compared per SCCT segment, as sets of (study, segment, value):
 
 Precision = matched / extracted, recall = matched / ground truth; a finding the report only places
 on an artery (no segment) counts as missed. A last row counts wrong negations: passages the parser
-read as denying disease on a segment (or a whole artery) that has a ground-truth finding. Throughput is parse_report alone, reports per second.
+read as denying disease on a segment (or a whole artery) that has a ground-truth finding. Throughput is
+parse_report alone, reports per second.
 
 Usage::
 
@@ -30,11 +31,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tools.anatomy import SEGMENTS_BY_CODE  # noqa: E402
-from tools.cadrads import stenosis_category  # noqa: E402
-from tools.case_format import Findings  # noqa: E402
-from tools.reports.findings import ReportFindings  # noqa: E402
-from tools.reports.parser import parse_report  # noqa: E402
+from tools.anatomy import SEGMENTS_BY_CODE
+from tools.cadrads import stenosis_category
+from tools.case_format import Findings
+from tools.reports.findings import ReportFindings
+from tools.reports.parser import parse_report
 
 TYPES = ("stenosis category", "plaque type", "calcium presence", "stent")
 

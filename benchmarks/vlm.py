@@ -74,7 +74,8 @@ def run_benchmark(checkpoint: str | Path | None = None, *, device: str = "cpu", 
     first, second = statistics.median(firsts), statistics.median(seconds)
     figures = {
         "checkpoint": str(checkpoint), "device": device, "threads": torch.get_num_threads(),
-        "study": f"{study_name} {'x'.join(map(str, study.shape))}", "model_grid": "x".join(map(str, model.config.input_shape)),
+        "study": f"{study_name} {'x'.join(map(str, study.shape))}",
+        "model_grid": "x".join(map(str, model.config.input_shape)),
         "first_s": first, "second_s": second, "ratio": first / second if second else float("inf"),
         "peak_rss_mb": _peak_rss_mb(), "rss_growth_mb": _peak_rss_mb() - rss_loaded,
     }

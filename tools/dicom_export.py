@@ -184,7 +184,8 @@ def _frames(mask: np.ndarray, study: Study, datasets: list) -> np.ndarray:
     frames = []
     for ds in datasets:
         rows, cols = int(ds.Rows), int(ds.Columns)
-        row_dir, col_dir = np.asarray(ds.ImageOrientationPatient[:3], float), np.asarray(ds.ImageOrientationPatient[3:], float)
+        row_dir = np.asarray(ds.ImageOrientationPatient[:3], float)
+        col_dir = np.asarray(ds.ImageOrientationPatient[3:], float)
         dr, dc = (float(v) for v in ds.PixelSpacing)
         r, c = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
         xyz = (np.asarray(ds.ImagePositionPatient, float) + c[..., None] * dc * row_dir + r[..., None] * dr * col_dir)

@@ -52,7 +52,7 @@ def model_dir() -> Path:
 
 
 @lru_cache(maxsize=4)
-def load_model(device: str = "cpu") -> "SentenceTransformer":
+def load_model(device: str = "cpu") -> SentenceTransformer:
     """The bundled model loaded on ``device``, cached per process (load takes about a second).
 
     Args:

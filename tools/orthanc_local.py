@@ -82,7 +82,7 @@ class LocalOrthanc:
         self.folder.mkdir(parents=True, exist_ok=True)
         config = self.folder / "orthanc.json"
         config.write_text(json.dumps(self.config(), indent=1))
-        log = open(self.folder / "orthanc.log", "wb")  # noqa: SIM115 (kept open for the server's life)
+        log = open(self.folder / "orthanc.log", "wb")  # kept open for the server's life
         self.process = subprocess.Popen([ORTHANC_BINARY, str(config)], stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

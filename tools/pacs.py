@@ -25,6 +25,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -300,7 +301,7 @@ class PacsClient:
             by_study.setdefault(str(ds.StudyInstanceUID), []).append(ds)
         stored = 0
         for study_uid, group in by_study.items():
-            answer = self._call(lambda: self._client.store_instances(group, study_instance_uid=study_uid))
+            answer = self._call(partial(self._client.store_instances, group, study_instance_uid=study_uid))
             failed = list(getattr(answer, "FailedSOPSequence", []) or [])
             if failed:
                 reasons = sorted({str(getattr(item, "FailureReason", "?")) for item in failed})
@@ -330,7 +331,7 @@ class PacsClient:
             return self._translated_iter(fn)
         try:
             return fn()
-        except Exception as err:  # noqa: BLE001 (translated below, re-raised unchanged when unknown)
+        except Exception as err:  # translated below, re-raised unchanged when unknown
             raise self._translate(err) from err
 
     def _translated_iter(self, fn):
@@ -338,7 +339,7 @@ class PacsClient:
             yield from fn()
         except PacsError:
             raise
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:
             raise self._translate(err) from err
 
     def _translate(self, err: Exception) -> Exception:

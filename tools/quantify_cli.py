@@ -41,7 +41,7 @@ def _print_reference(args: argparse.Namespace, ctx, measure) -> None:
     truth_ctx = load_context(args.path, anatomy="case_labels")
     try:
         print(f"reference ({ctx.reference.source}): {measure(truth_ctx)}")
-    except Exception as err:  # the reference path is reported, whatever stops it
+    except Exception as err:  # noqa: BLE001 - the reference path is reported, whatever stops it
         print(f"reference ({ctx.reference.source}): could not be computed ({err})")
     if ctx.labels is not None:
         ids = list(CORONARY_LABELS)

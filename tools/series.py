@@ -31,8 +31,7 @@ from pydantic import BaseModel, Field
 
 from tools import case_format as cf
 from tools.calcium_series import CALCIUM_WORDS
-from tools.study import (SeriesNotFoundError, SeriesPickError, Study, StudyNotFoundError,
-                         UnsupportedFormatError)
+from tools.study import SeriesNotFoundError, SeriesPickError, Study, StudyNotFoundError, UnsupportedFormatError
 
 if TYPE_CHECKING:
     from tools.context import AnatomySource, StudyContext
@@ -128,7 +127,7 @@ def _nifti_info(path: Path, kind: SeriesKind, description: str, reason: str) -> 
     try:
         image = nib.load(path)
         shape, zooms = image.shape, image.header.get_zooms()
-    except Exception as err:  # nibabel raises several types for a damaged file
+    except Exception as err:  # noqa: BLE001 - nibabel raises several types for a damaged file
         raise UnsupportedFormatError(f"{path.name}: not a readable NIfTI file ({type(err).__name__})") from None
     n = int(shape[2]) if len(shape) >= 3 else 1
     step = float(zooms[2]) if len(zooms) >= 3 else None

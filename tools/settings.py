@@ -131,7 +131,8 @@ def install_salt(data_dir: Path) -> str:
         raise ValueError(f"cannot keep the patient-hash salt in {path} ({err.strerror}): make the folder writable "
                          "or set CARDIOVLM_PATIENT_HASH_SALT to a secret value") from err
     if len(salt) < 32:
-        raise ValueError(f"the patient-hash salt in {path} is too short to be secret; delete the file to make a new one")
+        raise ValueError(f"the patient-hash salt in {path} is too short to be secret; "
+                         "delete the file to make a new one")
     return salt
 
 

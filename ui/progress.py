@@ -113,7 +113,7 @@ def run_with_ticks(items: Iterator | Callable[[], object], tick_s: float = 1.0,
                     box.put(("end", None))
                     return
                 box.put(("item", item))
-        except BaseException as err:  # handed to the caller's thread, which raises it
+        except BaseException as err:  # noqa: BLE001 - handed to the caller's thread, which raises it
             box.put(("error", err))
 
     threading.Thread(target=work, name="cardiovlm-work", daemon=True).start()

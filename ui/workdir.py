@@ -1,10 +1,10 @@
 """The app's working folder: everything it writes that may hold patient data, and its clean-up.
 
 Uploads (Gradio's upload cache), session outputs, Gradio's file cache and the server's temporary
-files (zips extracted during ingest) all live under ``settings.ui_work_dir/<process folder>``. Each server process holds an exclusive ``flock`` on its
-own folder while it runs; at start-up every folder whose lock can be taken belongs to a server that
-has stopped (or crashed) and is deleted, so nothing with patient details survives a restart, while
-servers still running on the same machine keep theirs.
+files (zips extracted during ingest) all live under ``settings.ui_work_dir/<process folder>``. Each
+server process holds an exclusive ``flock`` on its own folder while it runs; at start-up every folder
+whose lock can be taken belongs to a server that has stopped (or crashed) and is deleted, so nothing
+with patient details survives a restart, while servers still running on the same machine keep theirs.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def process_dir() -> Path:
     if key not in _held:
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
         folder = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=root))
-        lock = open(folder / _LOCK_NAME, "w")  # noqa: SIM115 (held open for the life of the process)
+        lock = open(folder / _LOCK_NAME, "w")  # held open for the life of the process
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         _held[key] = (folder, lock)
     return _held[key][0]

@@ -79,7 +79,7 @@ class CardioVLMConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "CardioVLMConfig":
+    def from_dict(cls, data: dict) -> CardioVLMConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -87,7 +87,7 @@ class CardioVLMConfig:
         return cls(**data)
 
     @classmethod
-    def tiny(cls, **overrides) -> "CardioVLMConfig":
+    def tiny(cls, **overrides) -> CardioVLMConfig:
         """A configuration that trains on the CPU in seconds (tests, smoke runs)."""
         base = dict(input_shape=(32, 32, 32), init_filters=8, blocks_down=(1, 1, 1), feature_channels=8,
                     text_encoder="hashed", text_vocab_size=512, width=32, fusion_layers=1, fusion_heads=2,

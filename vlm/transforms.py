@@ -64,7 +64,7 @@ class RoiGrid:
     study_shape: tuple[int, int, int]  # the study grid
 
     @classmethod
-    def around(cls, centre: np.ndarray, spacing, config: CardioVLMConfig, study_shape) -> "RoiGrid":
+    def around(cls, centre: np.ndarray, spacing, config: CardioVLMConfig, study_shape) -> RoiGrid:
         """The ``config.roi_mm`` cube centred on ``centre`` (fractional study index)."""
         n = np.asarray(config.input_shape, dtype=float)
         step = np.asarray(config.roi_mm, dtype=float) / n / np.asarray(spacing, dtype=float)

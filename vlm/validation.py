@@ -13,8 +13,14 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from tools.anatomy import (ARTERIES, HEART_CHAMBERS, SEGMENTS_BY_CODE, STRUCTURES_BY_NAME, find_anatomy,
-                           segments_of_artery)
+from tools.anatomy import (
+    ARTERIES,
+    HEART_CHAMBERS,
+    SEGMENTS_BY_CODE,
+    STRUCTURES_BY_NAME,
+    find_anatomy,
+    segments_of_artery,
+)
 
 # Dice rows of the evaluation table, in order.
 DICE_ROWS = ("chambers", "myocardium", "aorta", "LM", "LAD", "LCx", "RCA", "calcifications", "plaques", "stents")

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tools.cadrads import (STENOSIS_BANDS, cad_rads, shown_percent, stenosis_band, stenosis_category,
-                           worst_lesion)
+from tools.cadrads import STENOSIS_BANDS, cad_rads, shown_percent, stenosis_band, stenosis_category, worst_lesion
 
 
 @pytest.mark.parametrize(("percent", "category", "grade", "shown"), [

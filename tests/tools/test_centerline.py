@@ -7,8 +7,15 @@ import pytest
 
 from tools import case_format as cf
 from tools.anatomy import SEGMENTS_BY_CODE
-from tools.centerline import (PHANTOM_SOURCE, SKELETON_SOURCE, CenterlineError, path_from_centerlines,
-                              path_from_mask, resample_polyline, vessel_path)
+from tools.centerline import (
+    PHANTOM_SOURCE,
+    SKELETON_SOURCE,
+    CenterlineError,
+    path_from_centerlines,
+    path_from_mask,
+    resample_polyline,
+    vessel_path,
+)
 
 VOXEL = 0.4
 BEND = 40.0  # mm, radius of the arc the tube follows

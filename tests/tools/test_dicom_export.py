@@ -13,8 +13,14 @@ import pytest
 from assistant.answer import AnswerFinding, GroundedAnswer
 from tests.assistant.conftest import make_patient_context
 from tools.anatomy import SEGMENTS_BY_CODE, segments_of_artery
-from tools.dicom_export import (DicomExportError, anatomy_codes, capture_reference, export_answer, reference_series,
-                                save_mask_dicom_seg)
+from tools.dicom_export import (
+    DicomExportError,
+    anatomy_codes,
+    capture_reference,
+    export_answer,
+    reference_series,
+    save_mask_dicom_seg,
+)
 from tools.study import load_study
 
 FINDINGS = [

@@ -17,7 +17,7 @@ class _Recorder(http.server.BaseHTTPRequestHandler):
 
     seen: list[str | None] = []
 
-    def do_GET(self):  # noqa: N802 (http.server's naming)
+    def do_GET(self):  # http.server's naming
         _Recorder.seen.append(self.headers.get("Authorization"))
         self.send_response(200)
         self.send_header("Content-Type", "application/dicom+json")

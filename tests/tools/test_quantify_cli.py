@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ui.cli import main
 from tools.settings import get_settings
+from ui.cli import main
 
 CASE = get_settings().demo_cases_dir / "lad_calcified"
 

@@ -16,10 +16,10 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.tag import Tag
 
+from tools import study as study_module
 from tools.dicom_write import write_ct_series
 from tools.safe_zip import check_zip
 from tools.settings import Settings
-from tools import study as study_module
 from tools.study import (
     CorruptDicomError,
     EmptyFolderError,
@@ -591,7 +591,8 @@ def test_int64_nifti_beyond_hounsfield_units(tmp_path):
     data = np.zeros((8, 8, 4), np.int64)
     data[1, 2, 3] = 10**12
     path = _nifti(tmp_path / "big.nii.gz", data, np.eye(4))
-    with pytest.raises(ImplausibleValuesError, match="values from 0 to 1,000,000,000,000, outside anything a CT") as err:
+    expected = "values from 0 to 1,000,000,000,000, outside anything a CT"
+    with pytest.raises(ImplausibleValuesError, match=expected) as err:
         load_study(path)
     assert err.value.code == "study.values_implausible"
 

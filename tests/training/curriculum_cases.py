@@ -4,8 +4,17 @@ from pathlib import Path
 
 from tools.anatomy import CORONARY_SEGMENTS, label_table
 from tools.case_format import (
-    FINDINGS_FILE, LABEL_TABLE_FILE, LANDMARKS_FILE, MANIFEST_FILE, REPORT_FILE, CaseManifest, Finding,
-    Findings, GridInfo, SegmentSummary, write_json,
+    FINDINGS_FILE,
+    LABEL_TABLE_FILE,
+    LANDMARKS_FILE,
+    MANIFEST_FILE,
+    REPORT_FILE,
+    CaseManifest,
+    Finding,
+    Findings,
+    GridInfo,
+    SegmentSummary,
+    write_json,
 )
 
 REPORT = """Right dominant coronary system. Agatston score 310.

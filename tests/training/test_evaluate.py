@@ -4,16 +4,27 @@ evaluated end to end on one small phantom case (CPU, a few seconds)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from tools.anatomy import STRUCTURES_BY_NAME, segments_of_artery
-from training.evaluate import (DICE_ROWS, TARGETS, EvaluationError, balanced_accuracy, control_gaps, derangement, dice,
-                               evaluate_folder, expected_calibration_error, format_table, lesion_counts,
-                               structure_group, target_gaps)
+from training.evaluate import (
+    DICE_ROWS,
+    TARGETS,
+    EvaluationError,
+    balanced_accuracy,
+    control_gaps,
+    derangement,
+    dice,
+    evaluate_folder,
+    expected_calibration_error,
+    format_table,
+    lesion_counts,
+    structure_group,
+    target_gaps,
+)
 from vlm import CardioVLM, CardioVLMConfig
 
 torch.set_num_threads(1)

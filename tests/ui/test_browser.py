@@ -9,7 +9,6 @@ import re
 import socket
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 pytestmark = pytest.mark.browser

@@ -9,8 +9,17 @@ import pytest
 
 from tools.settings import PACKAGE_ROOT
 from tools.study import StudyError, load_nifti, load_study
-from vlm.input_check import (BlankVolumeError, FieldOfViewError, LocalizerError, NoContrastError, NoiseVolumeError,
-                             NotCTError, ThickSlicesError, UnsupportedInputError, check_input)
+from vlm.input_check import (
+    BlankVolumeError,
+    FieldOfViewError,
+    LocalizerError,
+    NoContrastError,
+    NoiseVolumeError,
+    NotCTError,
+    ThickSlicesError,
+    UnsupportedInputError,
+    check_input,
+)
 
 DEMO = PACKAGE_ROOT / "tools" / "demo_cases"
 DEMO_CASES = sorted(p.name for p in DEMO.iterdir() if (p / "ccta.nii.gz").is_file())

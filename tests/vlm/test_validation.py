@@ -6,12 +6,13 @@ import json
 
 import pytest
 
-from vlm.validation import (EVALUATION_FILE, HELD_OUT_SPLIT, measured_dice, measured_scores, structure_group_of_text)
+from vlm.validation import EVALUATION_FILE, HELD_OUT_SPLIT, measured_dice, measured_scores, structure_group_of_text
 
 
 @pytest.mark.parametrize("text,group", [("LAD", "LAD"), ("proximal RCA", "RCA"), ("circumflex", "LCx"),
                                         ("left ventricle", "chambers"), ("aorta", "aorta"),
-                                        ("calcified plaque of the LAD", "calcifications"), ("stent in the RCA", "stents"),
+                                        ("calcified plaque of the LAD", "calcifications"),
+                                        ("stent in the RCA", "stents"),
                                         ("crux cordis", None)])
 def test_structure_group_of_text(text, group):
     assert structure_group_of_text(text) == group

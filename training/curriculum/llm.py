@@ -118,7 +118,7 @@ def ask(model: BaseChatModel, template_id: str, report: str, **params) -> BaseMo
     for role, text in render_messages(template_id, report, **params):
         messages.append(SystemMessage(text) if role == "system" else HumanMessage(text))
     structured = model.with_structured_output(schema, method="json_mode", include_raw=True)
-    for attempt in range(2):
+    for _attempt in range(2):
         result = structured.invoke(messages)
         if result["parsed"] is not None:
             return result["parsed"]

@@ -31,7 +31,14 @@ from pydantic import BaseModel, Field, model_validator
 
 from tools.anatomy import STRUCTURES_BY_NAME, label_table
 from tools.case_format import (
-    CCTA_NIFTI, LABEL_TABLE_FILE, LABELS_NIFTI, MANIFEST_FILE, REPORT_FILE, CaseManifest, GridInfo, write_json,
+    CCTA_NIFTI,
+    LABEL_TABLE_FILE,
+    LABELS_NIFTI,
+    MANIFEST_FILE,
+    REPORT_FILE,
+    CaseManifest,
+    GridInfo,
+    write_json,
 )
 
 
@@ -46,7 +53,7 @@ class ManifestEntry(BaseModel):
     study_date: date | None = None
 
     @model_validator(mode="after")
-    def _one_report(self) -> "ManifestEntry":
+    def _one_report(self) -> ManifestEntry:
         if self.report is not None and self.report_path is not None:
             raise ValueError(f"study {self.study_id}: give 'report' or 'report_path', not both")
         return self

@@ -17,7 +17,6 @@ import yaml
 from pydantic import BaseModel, Field
 
 from tools.anatomy import ARTERIES, ARTERY_NAMES, SEGMENTS_BY_CODE, resolve_structure_or_segment
-
 from tools.reports.findings import ReportFindings, SegmentFinding
 
 TEMPLATES_FILE = Path(__file__).with_name("templates.yaml")
