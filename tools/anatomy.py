@@ -15,8 +15,9 @@ Segment 13 (mid and distal circumflex) is keyed "dLCx" so that "LCx" always mean
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Literal
+from typing import Literal
 
 Artery = Literal["LM", "LAD", "LCx", "RCA"]
 ARTERIES: tuple[Artery, ...] = ("LM", "LAD", "LCx", "RCA")
@@ -299,6 +300,25 @@ SYNONYM_INDEX: dict[str, tuple[str, str]] = _synonym_index()
 _MAX_PHRASE_WORDS = max(len(p.split()) for p in SYNONYM_INDEX)
 
 
+def anatomy_at(words: Sequence[str], i: int,
+               skip: Callable[[str], bool] | None = None) -> tuple[int, str, str] | None:
+    """The longest registry phrase beginning at ``words[i]``: (how many words it spans, kind, key), or
+    None when no phrase begins there. The one longest-match rule of every anatomy scanner.
+
+    ``words`` are matched as given (lower case, as :func:`find_anatomy` normalises them). The longest
+    phrase wins whatever its kind, so "left main bronchus" is the bronchus and never the left main;
+    a caller that wants vessels only drops the other kinds after the match. ``skip(phrase)`` refuses a
+    phrase that cannot be one (it spans punctuation, or a short word is ordinary English there) and
+    the next shorter phrase is tried.
+    """
+    for n in range(min(_MAX_PHRASE_WORDS, len(words) - i), 0, -1):
+        phrase = " ".join(words[i:i + n])
+        hit = SYNONYM_INDEX.get(phrase)
+        if hit is not None and not (skip and skip(phrase)):
+            return n, hit[0], hit[1]
+    return None
+
+
 def find_anatomy(text: str) -> list[tuple[str, str, str]]:
     """All anatomy mentions in ``text``, longest phrase first at each position, left to right.
 
@@ -315,15 +335,13 @@ def find_anatomy(text: str) -> list[tuple[str, str, str]]:
         words = _normalise(clause).split()
         i = 0
         while i < len(words):
-            for n in range(min(_MAX_PHRASE_WORDS, len(words) - i), 0, -1):
-                phrase = " ".join(words[i:i + n])
-                if phrase in SYNONYM_INDEX:
-                    kind, key = SYNONYM_INDEX[phrase]
-                    found.append((kind, key, phrase))
-                    i += n
-                    break
-            else:
+            hit = anatomy_at(words, i)
+            if hit is None:
                 i += 1
+                continue
+            n, kind, key = hit
+            found.append((kind, key, " ".join(words[i:i + n])))
+            i += n
     return found
 
 

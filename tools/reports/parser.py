@@ -18,12 +18,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from tools.anatomy import SEGMENTS_BY_CODE, SYNONYM_INDEX, MAIN_VESSEL_PATHS
-
+from tools.anatomy import MAIN_VESSEL_PATHS, SEGMENTS_BY_CODE, SYNONYM_INDEX, anatomy_at
 from tools.reports.findings import ReportFindings, SegmentFinding, grade_of_percent
 
 _TOKEN = re.compile(r"[A-Za-z0-9]+(?:[-/][A-Za-z0-9]+)*(?:\.\d+)?%?|[;,:()]")
-_MAX_WORDS = max(len(p.split()) for p in SYNONYM_INDEX)
 
 # Nouns that open a new chunk: each is one finding of its own.
 _FINDING_NOUNS = {
@@ -123,6 +121,7 @@ def _mentions(tokens: list[tuple[str, int, int]], context_artery: str | None = N
     it over from the previous sentence, e.g. a "LAD:" heading).
     """
     found = []
+    words_of = [t[0] for t in tokens]
     i = 0
     while i < len(tokens):
         if tokens[i][0] in _POSITION_WORDS and context_artery:
@@ -140,20 +139,21 @@ def _mentions(tokens: list[tuple[str, int, int]], context_artery: str | None = N
                 if codes:
                     i = j + 1
                     continue
-        for n in range(min(_MAX_WORDS, len(tokens) - i), 0, -1):
-            words = [t[0] for t in tokens[i:i + n]]
-            if any(w in ";,:()" for w in words):
-                continue
-            hit = SYNONYM_INDEX.get(" ".join(words))
-            if hit and hit[0] in ("segment", "artery"):
-                segment, artery = _artery_of(*hit)
-                context_artery = artery
-                found.append((i, i + n, _Mention(segment, artery, tokens[i][1], tokens[i + n - 1][2])))
-                i += n
-                break
-        else:
+        hit = anatomy_at(words_of, i, skip=_spans_punctuation)
+        if hit is None:
             i += 1
+            continue
+        n, kind, key = hit
+        if kind in ("segment", "artery"):  # a structure ("left main bronchus") is passed over whole
+            segment, artery = _artery_of(kind, key)
+            context_artery = artery
+            found.append((i, i + n, _Mention(segment, artery, tokens[i][1], tokens[i + n - 1][2])))
+        i += n
     return found
+
+
+def _spans_punctuation(phrase: str) -> bool:
+    return any(w in ";,:()" for w in phrase.split())
 
 
 def _chunks(tokens: list[tuple[str, int, int]], sentence_span: tuple[int, int],
