@@ -22,14 +22,12 @@ not mapped.
 from __future__ import annotations
 
 import json
-import os
 from datetime import date
 from pathlib import Path
 
-import numpy as np
 from pydantic import BaseModel, Field, model_validator
 
-from tools.anatomy import STRUCTURES_BY_NAME, label_table
+from tools.anatomy import label_table
 from tools.case_format import (
     CCTA_NIFTI,
     LABEL_TABLE_FILE,
@@ -40,6 +38,16 @@ from tools.case_format import (
     GridInfo,
     write_json,
 )
+
+# TotalSegmentator is run, and its weights looked for, by tools.totalseg alone; these names stay for
+# the curriculum's callers.
+from tools.totalseg import (
+    TOTALSEG_TO_REGISTRY,  # noqa: F401
+    label_with_totalsegmentator,
+)
+from tools.totalseg import TotalSegmentatorUnavailable as PseudoLabelError  # noqa: F401
+from tools.totalseg import require_totalsegmentator as check_totalsegmentator  # noqa: F401
+from tools.totalseg import weights_dir as totalseg_weights_dir  # noqa: F401
 
 
 class ManifestEntry(BaseModel):
@@ -128,77 +136,16 @@ def import_manifest(manifest: str | Path, out_dir: str | Path, *, pseudo_labels:
     return out
 
 
-# TotalSegmentator class names -> tools.anatomy structure names.
-TOTALSEG_TO_REGISTRY: dict[str, str] = {
-    "heart_myocardium": "lv_myocardium", "heart_atrium_left": "la_blood", "heart_ventricle_left": "lv_blood",
-    "heart_atrium_right": "ra_blood", "heart_ventricle_right": "rv_blood", "aorta": "aorta",
-    "pulmonary_artery": "pulmonary_artery", "sternum": "sternum", "liver": "liver",
-    "lung_upper_lobe_left": "lung_left", "lung_lower_lobe_left": "lung_left",
-    "lung_upper_lobe_right": "lung_right", "lung_middle_lobe_right": "lung_right",
-    "lung_lower_lobe_right": "lung_right",
-    **{f"vertebrae_T{i}": "spine" for i in range(1, 13)},
-}
 # Later tasks overwrite earlier ones where they overlap: the chambers refine "total".
 DEFAULT_TASKS = ("total", "heartchambers_highres")
 
 
-class PseudoLabelError(ValueError):
-    """TotalSegmentator is missing, or its weights are not installed."""
-
-
-def totalseg_weights_dir() -> Path:
-    """Where TotalSegmentator looks for weights (TOTALSEG_WEIGHTS_PATH, else TOTALSEG_HOME_DIR/nnunet/results)."""
-    if os.environ.get("TOTALSEG_WEIGHTS_PATH"):
-        return Path(os.environ["TOTALSEG_WEIGHTS_PATH"])
-    home = Path(os.environ.get("TOTALSEG_HOME_DIR", Path.home() / ".totalsegmentator"))
-    return home / "nnunet" / "results"
-
-
-def check_totalsegmentator() -> None:
-    """Raise :class:`PseudoLabelError` with what to do when TotalSegmentator cannot run offline."""
-    try:
-        import totalsegmentator.python_api  # noqa: F401
-    except ImportError as err:
-        raise PseudoLabelError(
-            "pseudo-labelling needs TotalSegmentator, which is not installed: "
-            "pip install 'cardiovlm[totalseg]' (or pip install totalsegmentator)") from err
-    weights = totalseg_weights_dir()
-    if not weights.is_dir() or not any(weights.iterdir()):
-        raise PseudoLabelError(
-            f"TotalSegmentator weights are not installed in {weights}: run `totalseg_download_weights -t total` "
-            "(and `-t heartchambers_highres` with a licence) on a machine with internet, then copy the "
-            "folder here or point TOTALSEG_HOME_DIR / TOTALSEG_WEIGHTS_PATH at it")
-
-
 def pseudo_label(image: str | Path, out_path: str | Path, *, tasks: tuple[str, ...] = DEFAULT_TASKS,
                  device: str = "cpu") -> dict[str, int]:
-    """Label a CT with TotalSegmentator, mapped to ``tools.anatomy`` ids; returns voxels per structure.
+    """Label a CT with TotalSegmentator (:func:`tools.totalseg.label_with_totalsegmentator`), mapped to
+    ``tools.anatomy`` ids; returns voxels per structure.
 
     Raises:
         PseudoLabelError: TotalSegmentator or its weights missing (message says how to install them).
     """
-    os.environ.setdefault("TOTALSEG_DISABLE_USAGE_STATS", "1")  # no telemetry from hospital machines
-    check_totalsegmentator()
-    import nibabel as nib
-    from totalsegmentator.map_to_binary import class_map
-    from totalsegmentator.python_api import totalsegmentator
-
-    reference = nib.load(str(image))
-    labels = np.zeros(reference.shape, dtype=np.uint8)
-    for task in tasks:
-        result = totalsegmentator(str(image), None, ml=True, task=task, device=device, quiet=True)
-        data = np.asarray(result.dataobj).astype(np.int32)
-        if data.shape != labels.shape:
-            raise PseudoLabelError(f"TotalSegmentator task {task} returned shape {data.shape}, "
-                                   f"expected {labels.shape}")
-        for ts_id, ts_name in class_map[task].items():
-            if ts_name in TOTALSEG_TO_REGISTRY:
-                labels[data == int(ts_id)] = STRUCTURES_BY_NAME[TOTALSEG_TO_REGISTRY[ts_name]].label_id
-    # Same grid and affine as the image it was computed on (NIfTI RAS, as written by save_nifti).
-    out = nib.Nifti1Image(labels, reference.affine)
-    out.set_sform(reference.affine, code=1)
-    out.set_qform(reference.affine, code=1)
-    nib.save(out, str(out_path))
-    names = {STRUCTURES_BY_NAME[n].label_id: n for n in set(TOTALSEG_TO_REGISTRY.values())}
-    ids, counts = np.unique(labels[labels > 0], return_counts=True)
-    return {names[int(i)]: int(c) for i, c in zip(ids, counts)}
+    return label_with_totalsegmentator(image, out_path, tasks=tasks, device=device)
