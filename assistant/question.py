@@ -504,6 +504,11 @@ _RETRIEVAL_CUE = re.compile(
     r"\b(?:on file|in the (?:archive|records?|chart|database))\b|\breported\b|\blast (?:time|year|month|visit)'?s?\b|"
     r"\b(?:previous|prior|earlier|older|old|last)\s+(?:\w+\s+)?(?:reports?|stud(?:y|ies)|scans?|ct|cta|ccta|exams?|echo|"
     r"angiograms?|imaging|results?|visits?)\b", re.I)
+# "What did it show?", "the last CT showed": a study or a vessel showed something, nobody asks to be shown it.
+_REPORTED_SHOW = re.compile(r"\b(?:did|does|do|has|have)\s+(?!you\b|u\b|i\b|we\b)(?:the\s+)?[\w-]+\s+show\b|"
+                            r"\bshow(?:ed|s|n)\b", re.I)
+# "who" and "whose" ask for a person, and the person a study is about is its patient.
+_PERSON_CUE = re.compile(r"^\s*(?:who|whose)\b|\bwhose\b", re.I)
 # A calcium question names calcium (or its score); a question naming calcium and no narrowing leans to calcium.
 _CALCIUM_EVIDENCE = re.compile(r"\bcalci|\bca\b|\bcacs?\b|\bcac-?drs|\bagatston|\bscor|\bburden|\bhounsfield", re.I)
 _NARROWING_EVIDENCE = re.compile(r"\bstenos|\bnarrow|\blesion|\bobstruct|\bblock|\btight|\boccl|\bsignifican|\bsevere|"
@@ -542,6 +547,10 @@ def _choose_intent(match: IntentMatch, numbers, landmark: str | None, text: str,
         scores["reports"] += 3 * SLOT_PULL
     if _DISPLAY.match(text):
         scores["segment"] += 1.5 * SLOT_PULL
+    elif _REPORTED_SHOW.search(text):
+        scores["segment"] -= 2 * SLOT_PULL
+    if _PERSON_CUE.search(text):
+        scores["identity"] += SLOT_PULL
     if match.intent == "unknown" and max(scores.values()) < match.score + SLOT_PULL:
         return "unknown"
     from assistant.intents import default_matcher
