@@ -16,10 +16,11 @@ Examples::
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from tools.settings import OFFLINE_HUB, set_library_environment
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -61,8 +62,7 @@ def load_model(device: str = "cpu") -> SentenceTransformer:
     """
     folder = model_dir()
     # Belt and braces: a local folder never reaches the hub, but keep any accidental lookup offline.
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    set_library_environment(OFFLINE_HUB)
     from sentence_transformers import SentenceTransformer
 
     return SentenceTransformer(str(folder), device=device, local_files_only=True)

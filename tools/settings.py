@@ -2,7 +2,10 @@
 
 Every value can be set by an environment variable ``CARDIOVLM_<FIELD>`` (e.g.
 ``CARDIOVLM_MAX_ZIP_BYTES=1073741824``) or a ``.env`` file in the working folder. Library code takes
-a ``Settings`` argument or calls :func:`get_settings`; nothing else reads the environment.
+a ``Settings`` argument or calls :func:`get_settings`; nothing else reads the environment. The
+variables of other programs that CardioVLM must agree with (TotalSegmentator's weights folder,
+torchrun's ranks, Hugging Face Spaces) are read by :func:`external_environment`, and the variables
+CardioVLM hands to third-party libraries are written by :func:`set_library_environment`.
 """
 
 from __future__ import annotations
@@ -10,16 +13,23 @@ from __future__ import annotations
 import os
 import secrets
 import tempfile
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 SALT_FILE = "patient_hash_salt"  # under data_dir: the per-install salt, generated once
 PUBLIC_SALT = "cardiovlm-default-salt"  # the old shipped default: public, so it protects nothing
+
+# What third-party libraries read from the environment, set in one place: every model is a local folder,
+# so the Hugging Face clients never go online, and no library sends usage statistics from a hospital.
+OFFLINE_HUB: dict[str, str] = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+NO_TELEMETRY: dict[str, str] = {"GRADIO_ANALYTICS_ENABLED": "False", "ANONYMIZED_TELEMETRY": "False",
+                                "TOTALSEG_DISABLE_USAGE_STATS": "1"}
 
 
 class Settings(BaseSettings):
@@ -41,6 +51,8 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path.home() / ".cardiovlm", description="user data: report store, sessions")
     demo_cases_dir: Path = Field(PACKAGE_ROOT / "tools" / "demo_cases", description="bundled demo studies")
     checkpoint_dir: Path = Field(PACKAGE_ROOT / "vlm" / "checkpoint", description="shipped VLM checkpoint")
+    cache_dir: Path = Field(Path.home() / ".cache" / "cardiovlm", description="files derived from shipped "
+                            "data and rebuilt when missing (e.g. the question bank's embeddings)")
     vlm_min_dice: float = Field(
         0.5, ge=0.0, le=1.0, description="VLM masks are drawn only for kinds of structure whose held-out phantom "
         "Dice (the checkpoint's evaluation.json) reaches this; 0 draws every mask, even of an unevaluated checkpoint")
@@ -139,3 +151,47 @@ def install_salt(data_dir: Path) -> str:
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()
+
+
+class ExternalEnvironment(BaseSettings):
+    """Variables that belong to other programs, read so that CardioVLM agrees with them."""
+
+    # An empty variable counts as unset, as in the programs that own them.
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, env_ignore_empty=True)
+
+    totalseg_weights_path: Path | None = Field(
+        None, validation_alias=AliasChoices("TOTALSEG_WEIGHTS_PATH", "totalseg_weights_path"),
+        description="TotalSegmentator's weights folder when set; else <totalseg_home_dir>/nnunet/results")
+    totalseg_home_dir: Path = Field(
+        Path.home() / ".totalsegmentator", validation_alias=AliasChoices("TOTALSEG_HOME_DIR", "totalseg_home_dir"),
+        description="TotalSegmentator's home folder")
+    space_id: str | None = Field(
+        None, validation_alias=AliasChoices("SPACE_ID", "space_id"),
+        description="set by Hugging Face Spaces, where the app serves on all interfaces behind the Space's login")
+    # torchrun's process coordinates; a plain run is rank 0 of 1
+    rank: int = Field(0, ge=0, validation_alias=AliasChoices("RANK", "rank"))
+    world_size: int = Field(1, ge=1, validation_alias=AliasChoices("WORLD_SIZE", "world_size"))
+    local_rank: int = Field(0, ge=0, validation_alias=AliasChoices("LOCAL_RANK", "local_rank"))
+
+    @property
+    def totalseg_weights_dir(self) -> Path:
+        """Where TotalSegmentator looks for its weights."""
+        return self.totalseg_weights_path or self.totalseg_home_dir / "nnunet" / "results"
+
+
+def external_environment() -> ExternalEnvironment:
+    """The other programs' variables as they are now (not cached: a launcher or a test may change them)."""
+    return ExternalEnvironment()
+
+
+def set_library_environment(values: Mapping[str, str], *, override: bool = False) -> None:
+    """Hand ``values`` to third-party libraries that read them from the environment (e.g. :data:`OFFLINE_HUB`).
+
+    Call before the library is imported. A value already set by the user is kept, unless ``override``
+    (for the settings that keep patient data out of places it must not go).
+    """
+    for name, value in values.items():
+        if override:
+            os.environ[name] = value
+        else:
+            os.environ.setdefault(name, value)

@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 
+from tools.settings import NO_TELEMETRY, OFFLINE_HUB, set_library_environment
+
 # Keep third-party telemetry off before anything imports gradio, chromadb or TotalSegmentator.
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
-os.environ.setdefault("TOTALSEG_DISABLE_USAGE_STATS", "1")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+set_library_environment(NO_TELEMETRY | OFFLINE_HUB)
 
 SUBCOMMAND_MODULES = (
     "training.phantoms.cli",  # phantoms

@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from tools.settings import get_settings
+from tools.settings import get_settings, set_library_environment
 
 _LOCK_NAME = ".owner.lock"
 _held: dict[str, object] = {}  # this process's folder -> its open lock file (kept open: the lock lives with it)
@@ -49,7 +49,7 @@ def use_for_gradio() -> Path:
     """Point Gradio's upload and cache folder here; call before any Gradio component is built."""
     folder = gradio_dir()
     folder.mkdir(exist_ok=True)
-    os.environ["GRADIO_TEMP_DIR"] = str(folder)
+    set_library_environment({"GRADIO_TEMP_DIR": str(folder)}, override=True)
     return folder
 
 

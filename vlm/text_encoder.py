@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import zlib
 from collections import OrderedDict
@@ -10,6 +9,8 @@ from pathlib import Path
 
 import torch
 from torch import nn
+
+from tools.settings import OFFLINE_HUB, set_library_environment
 
 MINILM_WIDTH = 384  # hidden size of all-MiniLM-L6-v2
 TEXT_CACHE_ENTRIES = 8192  # frozen-MiniLM states kept per distinct text (a curriculum has a few thousand)
@@ -55,8 +56,7 @@ class InstructionEncoder(nn.Module):
         if kind == "minilm":
             from transformers import AutoModel, AutoTokenizer
 
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder; never reach a hub
-            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            set_library_environment(OFFLINE_HUB)  # a local folder; never reach a hub
             path = minilm_path()
             self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
             self.backbone = AutoModel.from_pretrained(str(path), local_files_only=True)

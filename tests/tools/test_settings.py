@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import stat
 
 import pytest
@@ -42,3 +43,31 @@ def test_api_keys_are_secret_strings(tmp_path, monkeypatch):
     shown = repr(settings) + str(settings.model_dump())
     assert "sk-very-secret" not in shown and "pacs-secret" not in shown
     assert settings.openai_api_key.get_secret_value() == "sk-very-secret"
+
+
+def test_other_programs_variables_are_read_as_those_programs_read_them(monkeypatch, tmp_path):
+    from tools.settings import external_environment
+
+    for name in ("TOTALSEG_WEIGHTS_PATH", "TOTALSEG_HOME_DIR", "SPACE_ID", "RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    plain = external_environment()
+    assert (plain.rank, plain.world_size, plain.local_rank, plain.space_id) == (0, 1, 0, None)
+    monkeypatch.setenv("TOTALSEG_HOME_DIR", str(tmp_path / "home"))
+    monkeypatch.setenv("TOTALSEG_WEIGHTS_PATH", "")  # empty: unset, as TotalSegmentator takes it
+    assert external_environment().totalseg_weights_dir == tmp_path / "home" / "nnunet" / "results"
+    monkeypatch.setenv("TOTALSEG_WEIGHTS_PATH", str(tmp_path / "weights"))  # wins over the home folder
+    assert external_environment().totalseg_weights_dir == tmp_path / "weights"
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert (external_environment().rank, external_environment().world_size) == (3, 4)
+
+
+def test_library_variables_keep_the_users_choice_unless_overridden(monkeypatch):
+    from tools.settings import OFFLINE_HUB, set_library_environment
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "0")
+    set_library_environment(OFFLINE_HUB)
+    assert os.environ["HF_HUB_OFFLINE"] == "1" and os.environ["TRANSFORMERS_OFFLINE"] == "0"
+    set_library_environment(OFFLINE_HUB, override=True)
+    assert os.environ["TRANSFORMERS_OFFLINE"] == "1"
