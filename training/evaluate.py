@@ -303,7 +303,7 @@ def score_record(model, record, study, labels: np.ndarray, landmarks: dict, scor
 def load_records(data_dir: Path, curriculum: str | Path | None = None, seed: int = 0) -> list:
     """Curriculum records of the cases in ``data_dir``: from ``curriculum`` (or ``data_dir/curriculum.jsonl``
     when present), else built now with the embedded (offline) report reader."""
-    from training.train import read_curriculum
+    from training.curriculum.jsonl import read_curriculum
 
     path = Path(curriculum) if curriculum is not None else data_dir / "curriculum.jsonl"
     if path.is_file():

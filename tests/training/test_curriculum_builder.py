@@ -12,9 +12,8 @@ from curriculum_cases import REPORT, write_case, write_tube_labels  # noqa: E402
 
 from tools.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME, SEGMENT_PARENT  # noqa: E402
 from tools.case_format import iter_cases, load_case  # noqa: E402
-from training.curriculum.builder import (  # noqa: E402
-    build_case_instructions, build_curriculum, load_phrasings, read_curriculum, write_curriculum,
-)
+from training.curriculum.builder import build_case_instructions, build_curriculum, load_phrasings  # noqa: E402
+from training.curriculum.jsonl import CurriculumFileError, read_curriculum, read_header, write_curriculum  # noqa: E402
 from tools.reports.parser import parse_report  # noqa: E402
 from training.curriculum.schema import CURRICULUM_VERSION  # noqa: E402
 
@@ -110,11 +109,36 @@ def test_jsonl_round_trip_with_versioned_header(records, tmp_path):
     first = json.loads(path.read_text().splitlines()[0])["header"]
     assert first["curriculum_version"] == CURRICULUM_VERSION and first["records"] == len(records)
     assert sum(header.counts.values()) == len(records) and header.distinct_phrasings > 20
-    again_header, again = read_curriculum(path)
-    assert again == records and again_header == header
+    assert read_curriculum(path) == records and read_header(path) == header
+    training = read_curriculum(path, include_held_out=False)
+    assert not any(r.held_out_phrasing for r in training) and len(training) < len(records)
     path.write_text(path.read_text().replace(f'"curriculum_version": "{CURRICULUM_VERSION}"', '"curriculum_version": "0"', 1))
-    with pytest.raises(ValueError, match="curriculum version 0"):
+    with pytest.raises(CurriculumFileError, match="curriculum version 0"):
         read_curriculum(path)
+
+
+def test_the_one_reader_refuses_what_training_used_to_skip(records, tmp_path):
+    # Training had its own reader that skipped any line without a "task" (a header of another version,
+    # a stray object) and never checked the version; the builder's reader needed a header and gave no
+    # line numbers. The one reader: header optional, version checked, every other line a record.
+    path = tmp_path / "c.jsonl"
+    write_curriculum(records[:3], path, llm="default", seed=0)
+    lines = path.read_text().splitlines()
+    assert len(read_curriculum(path)) == 3
+    (tmp_path / "records_only.jsonl").write_text("\n".join(lines[1:]) + "\n")  # hand-written: no header
+    assert read_curriculum(tmp_path / "records_only.jsonl") == records[:3]
+    assert read_header(tmp_path / "records_only.jsonl") is None
+    for name, text, message in [
+        ("old_header.jsonl", [json.dumps({"curriculum_version": "1"}), *lines[1:]], "line 1 is not a curriculum record"),
+        ("stray.jsonl", [*lines[:2], json.dumps({"note": "x"}), *lines[2:]], "line 3 is not a curriculum record"),
+        ("broken.jsonl", [*lines[:3], "{not json"], "line 4 is not JSON"),
+        ("empty.jsonl", lines[:1], "holds no records"),
+    ]:
+        (tmp_path / name).write_text("\n".join(text) + "\n")
+        with pytest.raises(CurriculumFileError, match=message):
+            read_curriculum(tmp_path / name)
+    with pytest.raises(CurriculumFileError, match="does not exist"):
+        read_curriculum(tmp_path / "missing.jsonl")
 
 
 def test_builds_are_reproducible(tmp_path):

@@ -151,20 +151,27 @@ def _record(i: int, task: str, instruction: str, target: dict, stage: int = 1) -
             "phrasing_id": "p0"}
 
 
+def _write_curriculum(path: Path, records: list[dict]) -> None:
+    """A curriculum file as the builder writes it: versioned header line, then the records."""
+    from training.curriculum.jsonl import write_curriculum
+    from training.curriculum.schema import InstructionRecord
+
+    write_curriculum([InstructionRecord.model_validate(r) for r in records], path, llm="test", seed=0)
+
+
 def test_cli_trains_from_a_curriculum_file(tmp_path):
     from tools.anatomy import STRUCTURES_BY_NAME
     from ui.cli import main
 
     _write_case(tmp_path / "data" / "case_000")
     aorta = STRUCTURES_BY_NAME["aorta"].label_id
-    lines = [{"curriculum_version": "1"},
-             _record(0, "segment", "segment the aorta", {"mask": {"label_ids": [aorta]}}),
+    lines = [_record(0, "segment", "segment the aorta", {"mask": {"label_ids": [aorta]}}),
              _record(1, "yes_no", "is there a stent?", {"answer": "no"}, stage=3),
              _record(2, "landmark", "locate the aortic annulus", {"landmark": "aortic_annulus_centre"}, stage=2),
              _record(3, "choice", "which is the biggest vessel?",
                      {"answer": "aorta", "choices": ["aorta", "left main"]}, stage=2)]
     curriculum = tmp_path / "data" / "curriculum.jsonl"
-    curriculum.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    _write_curriculum(curriculum, lines)
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"model": {**tiny_config().to_dict()},
                                   "train": {"steps_per_stage": 1, "mixed_steps": 2, "log_every": 1}}))
@@ -176,6 +183,22 @@ def test_cli_trains_from_a_curriculum_file(tmp_path):
 
     config.write_text(json.dumps({"train": {"steps_per_stag": 1}}))
     assert main(["train", "--curriculum", str(curriculum), "--config", str(config), "--out", str(tmp_path / "o2")]) == 2
+
+
+def test_cli_refuses_a_curriculum_of_another_version_before_training(tmp_path, capsys):
+    # Training once read curricula with its own reader, which skipped header lines unchecked: a file
+    # of another curriculum version trained silently. It now reads through the builder's one reader.
+    from ui.cli import main
+
+    _write_case(tmp_path / "data" / "case_000")
+    curriculum = tmp_path / "data" / "curriculum.jsonl"
+    _write_curriculum(curriculum, [_record(0, "yes_no", "is there a stent?", {"answer": "no"}, stage=3)])
+    curriculum.write_text(curriculum.read_text().replace('"curriculum_version": "1"', '"curriculum_version": "0"'))
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"model": tiny_config().to_dict(), "train": {"steps_per_stage": 1, "mixed_steps": 1}}))
+    out = tmp_path / "out"
+    assert main(["train", "--curriculum", str(curriculum), "--config", str(config), "--out", str(out)]) == 2
+    assert "curriculum version 0" in capsys.readouterr().err and not out.exists()
 
 
 @pytest.mark.slow
@@ -223,7 +246,7 @@ def test_balanced_draws_give_rare_target_kinds_as_many_draws_as_common_ones():
 
 
 def test_anatomy_classes_map_registry_ids_and_ignore_unknown_ones():
-    from training.train import anatomy_classes
+    from training.samples import anatomy_classes
     from vlm.model import ANATOMY_LABEL_IDS
 
     classes = anatomy_classes(np.array([[[0, 15, 25, 99]]]))
@@ -236,11 +259,10 @@ def test_anatomy_head_and_balanced_targets_train_from_case_folders(tmp_path):
 
     _write_case(tmp_path / "data" / "case_000")
     aorta = STRUCTURES_BY_NAME["aorta"].label_id
-    lines = [{"curriculum_version": "1"},
-             _record(0, "segment", "segment the aorta", {"mask": {"label_ids": [aorta]}}),
+    lines = [_record(0, "segment", "segment the aorta", {"mask": {"label_ids": [aorta]}}),
              _record(1, "yes_no", "is there a stent?", {"answer": "no"}, stage=3)]
     curriculum = tmp_path / "data" / "curriculum.jsonl"
-    curriculum.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    _write_curriculum(curriculum, lines)
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"model": tiny_config(anatomy_head=True).to_dict(),
                                   "train": {"steps_per_stage": 0, "mixed_steps": 30, "log_every": 1, "lr": 3e-3,
@@ -257,7 +279,7 @@ def test_anatomy_head_and_balanced_targets_train_from_case_folders(tmp_path):
 
 
 def test_init_from_copies_matching_weights_and_keeps_new_ones(tmp_path):
-    from training.train import _init_from
+    from training.run_folder import init_from
 
     torch.manual_seed(0)
     old = CardioVLM(tiny_config())
@@ -265,10 +287,10 @@ def test_init_from_copies_matching_weights_and_keeps_new_ones(tmp_path):
     torch.manual_seed(1)
     grown = CardioVLM(tiny_config(anatomy_head=True))
     head_before = grown.anatomy_head.weight.clone()
-    _init_from(grown, tmp_path / "old")
+    init_from(grown, tmp_path / "old")
     assert torch.equal(grown.answer_head.weight, old.answer_head.weight)
     assert torch.equal(grown.anatomy_head.weight, head_before)  # not in the old checkpoint: left as initialised
     from vlm.checkpoint_io import CheckpointError
 
     with pytest.raises(CheckpointError, match="does not exist"):
-        _init_from(grown, tmp_path / "missing")
+        init_from(grown, tmp_path / "missing")

@@ -18,16 +18,14 @@ provenance says so. Real cases without ground truth get stage-3 instructions fro
 
 from __future__ import annotations
 
-import json
 import math
 import random
-from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from tools.anatomy import (
     ARTERIES, ARTERY_NAMES, CORONARY_SEGMENTS, HEART_CHAMBERS, LANDMARKS, SEGMENT_PARENT, SEGMENTS_BY_CODE,
@@ -36,9 +34,7 @@ from tools.anatomy import (
 from tools.case_format import Case, Finding
 
 from tools.reports.findings import ReportFindings, SegmentFinding
-from training.curriculum.schema import (
-    CURRICULUM_VERSION, InstructionRecord, MaskTarget, Provenance, Target,
-)
+from training.curriculum.schema import InstructionRecord, MaskTarget, Provenance, Target
 from training.curriculum.templates import format_choices
 
 PHRASINGS_FILE = Path(__file__).with_name("phrasings.yaml")
@@ -400,55 +396,6 @@ def build_case_instructions(case: Case, report: ReportFindings, *, rng: random.R
     else:
         _stage3_report_only(b, report)
     return b.records
-
-
-class CurriculumHeader(BaseModel):
-    """First line of a curriculum JSONL file."""
-
-    curriculum_version: str = CURRICULUM_VERSION
-    llm: str
-    seed: int
-    studies: int
-    records: int
-    counts: dict[str, int] = Field(description="records per 'stage<N>/<task>'")
-    distinct_phrasings: int
-    held_out_records: int
-
-
-def summarise(records: list[InstructionRecord]) -> dict:
-    """Counts per stage and task, distinct phrasings, held-out records."""
-    counts = Counter(f"stage{r.stage}/{r.task}" for r in records)
-    return {"counts": dict(sorted(counts.items())), "distinct_phrasings": len({r.phrasing_id for r in records}),
-            "held_out_records": sum(r.held_out_phrasing for r in records)}
-
-
-def write_curriculum(records: list[InstructionRecord], path: str | Path, *, llm: str, seed: int) -> CurriculumHeader:
-    """Write the header line then one record per line."""
-    header = CurriculumHeader(llm=llm, seed=seed, studies=len({r.study_id for r in records}),
-                              records=len(records), **summarise(records))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as out:
-        out.write(json.dumps({"header": header.model_dump()}) + "\n")
-        for r in records:
-            out.write(r.model_dump_json() + "\n")
-    return header
-
-
-def read_curriculum(path: str | Path) -> tuple[CurriculumHeader, list[InstructionRecord]]:
-    """Read a curriculum file; refuses another curriculum version.
-
-    Raises:
-        ValueError: not a curriculum file, or written by another curriculum version.
-    """
-    lines = Path(path).read_text().splitlines()
-    if not lines or "header" not in json.loads(lines[0]):
-        raise ValueError(f"{path} is not a CardioVLM curriculum file (no header line)")
-    header = CurriculumHeader(**json.loads(lines[0])["header"])
-    if header.curriculum_version != CURRICULUM_VERSION:
-        raise ValueError(f"{path} has curriculum version {header.curriculum_version}; "
-                         f"this code reads version {CURRICULUM_VERSION}: rebuild it with `cardiovlm curriculum`")
-    return header, [InstructionRecord.model_validate_json(line) for line in lines[1:] if line.strip()]
 
 
 def build_curriculum(cases: list[Case], *, llm: str = "default", seed: int = 0, measure: bool = True,

@@ -32,7 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     from tools.case_format import iter_cases
     from tools.settings import get_settings
-    from training.curriculum.builder import build_curriculum, write_curriculum
+    from training.curriculum.builder import build_curriculum
+    from training.curriculum.jsonl import write_curriculum
 
     if args.manifest:
         from training.curriculum.real_data import import_manifest
