@@ -131,7 +131,8 @@ def build(seed: int, *, findings: list[FindingRequest] | None = None, dominance:
     trng = np.random.default_rng([seed, 2])
     sex = "male" if trng.random() < 0.6 else "female"
     habitus = float(np.clip(trng.normal(), -2.0, 2.0))  # body size in SDs of the population
-    anat = sample_anatomy(rng, dominance, heart_scale=_heart_scale(sex, habitus) if thorax else 1.0)
+    spread = _population_sizes(np.random.default_rng([seed, 4]), sex, habitus) if thorax else {}
+    anat = sample_anatomy(rng, dominance, heart_scale=_heart_scale(sex, habitus) if thorax else 1.0, **spread)
     requests = sample_requests(rng, anat) if findings is None else list(findings)
     lumens, calcs, gt = apply_findings(anat, requests)
     extra, where = _extracoronary(anat, rng)
@@ -149,6 +150,21 @@ def _heart_scale(sex: str, habitus: float) -> float:
     larger hearts: chamber volumes scale with body surface area (hence volumes indexed to it), whose SD is
     about 10 % of its mean, so linear size grows about 3.5 % per SD of body habitus."""
     return (1.26 if sex == "male" else 1.16) * (1.0 + 0.035 * habitus)
+
+
+def _population_sizes(rng: np.random.Generator, sex: str, habitus: float) -> dict[str, float]:
+    """LV wall and aortic root drawn over the adult population's spread (mean +/- 2 SD per sex).
+
+    LV wall (septum, CT): 10.8 +/- 1.8 mm in men, 9.0 +/- 1.7 mm in women (Kang et al. 2017, tabulated in
+    Cardiovasc Diagn Ther 2020;10:1918, table 3); kept at 6.5 mm or more, since the apex is thinner still.
+    Aortic root at the sinuses: 34 +/- 3 mm in men, 30 +/- 3 mm in women (Lang et al., ASE/EACVI chamber
+    quantification 2015); it grows with body size (correlation with habitus taken as 0.5)."""
+    male = sex == "male"
+    wall_mean, wall_sd = (10.8, 1.8) if male else (9.0, 1.7)
+    z_wall = float(np.clip(rng.normal(), -2.0, 2.0))
+    z_root = float(np.clip(0.5 * habitus + np.sqrt(0.75) * rng.normal(), -2.0, 2.0))
+    return {"lv_wall_mm": max(wall_mean + wall_sd * z_wall, 6.5),
+            "aortic_root_mm": (34.0 if male else 30.0) + 3.0 * z_root}
 
 
 def _fit_body(anat: Anatomy, sex: str, habitus: float) -> None:

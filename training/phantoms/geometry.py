@@ -21,6 +21,10 @@ from scipy.interpolate import CubicSpline
 from tools.anatomy import SEGMENT_PARENT
 
 CENTERLINE_STEP_MM = 0.25  # centerline sampling; well under any voxel size we rasterise at
+# sinus-to-opposite-sinus diameter / root radius: sinuses sit 0.55 r out and have radius 0.62 r
+ROOT_DIAMETER_PER_RADIUS = 2 * (0.55 + 0.62)
+MEAN_LV_WALL_MM = 10.5  # the wall the LV's outer size was tuned with
+APEX_WALL_FRACTION = 0.55  # the LV apex is thinner than the base and mid walls (about half)
 
 
 def _unit(v) -> np.ndarray:
@@ -125,6 +129,10 @@ def _spline(ctrl: np.ndarray, step: float = CENTERLINE_STEP_MM) -> np.ndarray:
     return spline(np.r_[t, dense_t[-1]])
 
 
+def _override(drawn: float, given: float | None) -> float:
+    return float(drawn) if given is None else float(given)
+
+
 def _taper(n: int, r0: float, r1: float) -> np.ndarray:
     return r0 * (r1 / r0) ** np.linspace(0.0, 1.0, n)
 
@@ -147,7 +155,8 @@ def _path(heart: HeartFrame, ctrl_sphi: list[tuple[float, float]], offset: float
 
 
 def sample_anatomy(rng: np.random.Generator, dominance: str | None = None, ramus: bool | None = None,
-                   heart_scale: float = 1.0) -> Anatomy:
+                   heart_scale: float = 1.0, lv_wall_mm: float | None = None,
+                   aortic_root_mm: float | None = None) -> Anatomy:
     """Draw one thorax with heart and coronary tree.
 
     Args:
@@ -155,6 +164,9 @@ def sample_anatomy(rng: np.random.Generator, dominance: str | None = None, ramus
         dominance: "right" or "left"; drawn (about 88 % right) when None.
         ramus: whether a ramus intermedius exists; drawn (about 20 %) when None.
         heart_scale: multiplies the drawn heart size (generator 2.0 sets it from sex and body habitus).
+        lv_wall_mm: LV base/mid wall thickness; drawn from 9-12 mm when None (the draw is made either way,
+            so the stream's later draws stay).
+        aortic_root_mm: sinus-to-sinus diameter of the aortic root; the ascending aorta is then 0.9 of it.
     """
     if dominance is None:
         dominance = "right" if rng.random() < 0.88 else "left"
@@ -175,11 +187,18 @@ def sample_anatomy(rng: np.random.Generator, dominance: str | None = None, ramus
     heart = HeartFrame(base, u, e1, e2, length, radius, phi_ant=rng.uniform(35, 45), phi_post=rng.uniform(195, 210))
     phi_lv = 0.5 * (heart.phi_ant + heart.phi_post)
     lv_len, lv_rad = 0.97 * length, 0.74 * radius
+    if lv_wall_mm is not None:
+        # wall thickness and cavity size vary independently (both have their own norms): the LV's outer
+        # surface moves with the wall, so the cavity stays the size drawn for a mean wall
+        lv_rad += float(lv_wall_mm) - MEAN_LV_WALL_MM
+        lv_len += APEX_WALL_FRACTION * (float(lv_wall_mm) - MEAN_LV_WALL_MM)
 
     la_c = base - 20 * scale * u - 16 * scale * e1 + 4 * e2
     ra_c = base - 16 * scale * u - 4 * scale * e1 - 30 * scale * e2
     root_c = base - 13 * scale * u + 6 * scale * e1 - 8 * scale * e2
     root_r = 14.0 * scale / float(heart_scale) ** 0.7  # the aortic root grows less than the heart
+    if aortic_root_mm is not None:
+        root_r = float(aortic_root_mm) / ROOT_DIAMETER_PER_RADIUS
     asc_dir = _unit([-0.2, -0.15, 1.0])
     root_axis = _unit(asc_dir - 0.6 * u)
     # three sinuses of Valsalva: left (towards the LM), right (anterior), non-coronary (posterior)
@@ -188,15 +207,18 @@ def sample_anatomy(rng: np.random.Generator, dominance: str | None = None, ramus
     non_dir = _unit(-(left_dir + right_dir))
     sinuses = [(root_c + 0.55 * root_r * d, 0.62 * root_r) for d in (left_dir, right_dir, non_dir)]
     asc_start = root_c + 10 * root_axis
+    asc_r = rng.uniform(14, 17)
+    if aortic_root_mm is not None:
+        asc_r = 0.45 * float(aortic_root_mm)  # the ascending aorta is a little narrower than the sinuses
     aorta = [Tube(root_c, asc_start, 0.9 * root_r),
-             Tube(asc_start, asc_start + 90 * asc_dir, rng.uniform(14, 17)),
+             Tube(asc_start, asc_start + 90 * asc_dir, asc_r),
              Tube(np.array([-2.0, 62.0, -120.0]), np.array([-2.0, 62.0, 120.0]), rng.uniform(11, 13))]
     pa_start = heart.surface(-0.08, 20.0, -14.0)
     pulmonary = Tube(pa_start, pa_start + 55 * _unit([0.35, 0.55, 1.0]), rng.uniform(12, 14))
 
     anatomy = Anatomy(
         dominance=dominance, heart=heart, lv_shift=0.3 * radius, phi_lv=phi_lv, lv_outer=(lv_len, lv_rad),
-        lv_wall_mm=rng.uniform(9, 12), rv_wall_mm=3.0,
+        lv_wall_mm=_override(rng.uniform(9, 12), lv_wall_mm), rv_wall_mm=3.0,
         la=(la_c, 21 * scale), ra=(ra_c, 23 * scale), aortic_root=(root_c, root_axis, root_r), sinuses=sinuses,
         aorta=aorta, pulmonary=pulmonary,
         body_centre=np.array([-25.0, 20.0]) + rng.normal(0, 3, 2),

@@ -16,11 +16,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from training.phantoms.geometry import Anatomy, Tube, _spline, _unit
+from training.phantoms.geometry import APEX_WALL_FRACTION, Anatomy, Tube, _spline, _unit
 
 MURRAY = 2.0 ** (-1.0 / 3.0)  # child / parent radius at a symmetric bifurcation
 MIN_TREE_RADIUS_MM = 0.45  # stop branching below this calibre (under half a small-size voxel)
-APEX_WALL_FRACTION = 0.55  # the LV apex is thinner than the base and mid walls (about half)
 
 
 @dataclass
