@@ -35,7 +35,7 @@ import cc3d
 import numpy as np
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import tool
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
@@ -102,8 +102,23 @@ class ArteryCalcium(BaseModel):
     lesions: int
 
 
+@dataclass(frozen=True)
+class LesionVoxels:
+    """Where the counted lesions lie on the scored series: flat indices into ``hu[roi]`` and the
+    ``lesion_id`` of each (the ids of ``CalciumScore.lesions``)."""
+
+    shape: tuple[int, int, int]  # the scored series' grid
+    affine: np.ndarray  # its voxel index -> patient LPS mm
+    roi: tuple[slice, slice, slice]
+    vox: np.ndarray
+    lab: np.ndarray
+
+
 class CalciumScore(BaseModel):
     """Result of :func:`agatston_score` or :func:`contrast_calcium_volume`."""
+
+    # The voxels behind the lesions, for a mask of exactly the calcium that was counted (not serialised).
+    _voxels: LesionVoxels | None = PrivateAttr(None)
 
     kind: Literal["agatston", "contrast_volume"]
     label: str = Field(description="what the numbers are; read it before quoting them")
@@ -333,7 +348,7 @@ def agatston_score(hu: np.ndarray, spacing, labels: np.ndarray | None = None, *,
                         "calibration of this scanner: compare masses only within this method")
     if not found.heart_found:
         warnings.append("the heart was not found in the image: calcium was searched in the whole field of view")
-    return CalciumScore(
+    score = CalciumScore(
         kind="agatston", label="Agatston calcium score (non-contrast calcium-scoring series)", agatston=total,
         volume_mm3=round(float(sum(l.volume_mm3 for l in lesions)), 3),
         mass_mg=round(float(sum(l.mass_mg for l in lesions)), 3), mass_calibrated=calibrated,
@@ -342,6 +357,8 @@ def agatston_score(hu: np.ndarray, spacing, labels: np.ndarray | None = None, *,
         plaque_burden=plaque_burden_from_cac(total), lesions=lesions, excluded=excluded,
         slice_spacing_mm=spacing[2], series_kind="non_contrast", method=method, labels_source=labels_source,
         warnings=warnings)
+    score._voxels = LesionVoxels(shape=hu.shape, affine=affine, roi=(slice(None),) * 3, vox=kept.vox, lab=kept.lab)
+    return score
 
 
 def _centroids(coords: np.ndarray, lab: np.ndarray, n: int) -> np.ndarray:
@@ -408,42 +425,24 @@ def _shift_affine(affine: np.ndarray | None, roi) -> np.ndarray:
     return affine @ shift
 
 
-def contrast_calcium_volume(hu: np.ndarray, spacing, labels: np.ndarray | None, *,
-                            affine: np.ndarray | None = None, k_sd: float = 3.0, min_sd_hu: float = 10.0,
-                            min_margin_hu: float = 50.0, local_voxels: int = 64, lumen_percentile: float = 90.0,
-                            min_volume_mm3: float = 1.0, max_distance_mm: float = 3.0, modality: str = "CT",
-                            hu_calibrated: bool = True, labels_source: str | None = None) -> CalciumScore:
-    """Calcium volume on a contrast CCTA, where the Agatston score is not defined.
+@dataclass
+class _ContrastCalcium:
+    """Calcium voxels found on a contrast CCTA, inside the box ``roi`` around the coronary labels."""
 
-    Rule: a voxel within ``max_distance_mm`` of a coronary lumen label is calcium when it exceeds
-    the LOCAL lumen attenuation, and the labelled blood pool (aorta, aortic root, left ventricle) when
-    there is one, by ``max(k_sd x noise SD, min_margin_hu)`` (and 130 HU). The local
-    lumen attenuation is the ``lumen_percentile`` (90th) of the ``local_voxels`` lumen voxels
-    nearest to it: a few mm of vessel, because the lumen darkens along a vessel; a high
-    percentile, because partial volume darkens the lumen edge voxels while calcium must beat the
-    fully opacified centre. The margin has a floor of ``min_margin_hu`` (50 HU) because at low
-    noise k x SD shrinks to a few tens of HU, below the spread of contrast next to the vessel; and
-    calcium must also beat the blood pool, because contrast-filled structures that an image-derived
-    tree does not outline lie next to coronaries and are brighter than a distal lumen. Voxels in labelled blood pools (aorta, chambers,
-    pulmonary trunk) are never calcium. The noise SD is the robust SD (1.4826 x MAD) of the
-    labelled blood pool (aorta, aortic root, left ventricle) when present, else of all lumen
-    voxels, at least ``min_sd_hu``. Calcium voxels form 26-connected lesions; those under
-    ``min_volume_mm3`` are ignored. Only volumes are reported (partial volume makes them
-    approximate); the label says so.
+    roi: tuple[slice, slice, slice]
+    sub_labels: np.ndarray  # the label map inside the box
+    vox: np.ndarray  # flat indices (into the box) of the calcium voxels kept
+    lab: np.ndarray  # their lesion number, 1..n
+    n: int
+    spacing: tuple[float, float, float]
+    pool_hu: float  # median HU of the labelled blood pool; -inf when none is labelled
+    lines: list[str]  # how the threshold came out, for the method text
 
-    Args:
-        hu, spacing, labels, affine, max_distance_mm, modality, hu_calibrated, labels_source: as
-            :func:`agatston_score`, on the contrast series; ``labels`` must hold coronary segments.
-        k_sd: how many noise SDs above the local lumen attenuation calcium starts.
-        min_sd_hu: floor on the noise SD.
-        min_margin_hu: floor on the margin above the local lumen attenuation.
-        local_voxels: nearest lumen voxels that give the local lumen attenuation.
-        lumen_percentile: percentile of those voxels taken as the local lumen attenuation.
-        min_volume_mm3: smallest lesion counted.
 
-    Raises:
-        NotHounsfieldError, EmptySeriesError, NoCoronaryLabelsError, CalciumError.
-    """
+def _find_contrast_calcium(hu: np.ndarray, spacing, labels: np.ndarray | None, *, k_sd: float, min_sd_hu: float,
+                           min_margin_hu: float, local_voxels: int, lumen_percentile: float, min_volume_mm3: float,
+                           max_distance_mm: float, modality: str, hu_calibrated: bool) -> _ContrastCalcium:
+    """The calcium voxels of :func:`contrast_calcium_volume` (its docstring gives the rule)."""
     spacing = _check_image(hu, spacing, modality=modality, hu_calibrated=hu_calibrated)
     labels = _check_labels(hu, labels)
     coronary = coronary_mask(labels) if labels is not None else None
@@ -502,6 +501,55 @@ def contrast_calcium_volume(hu: np.ndarray, spacing, labels: np.ndarray | None, 
     vox = vox_all[keep]
     kept_ids, lab = np.unique(lab_all[keep], return_inverse=True)
     lab, n = lab.astype(np.int64).ravel() + 1, len(kept_ids)
+    return _ContrastCalcium(roi=roi, sub_labels=sub_labels, vox=vox, lab=lab, n=n, spacing=spacing,
+                            pool_hu=pool_hu, lines=lines)
+
+
+def contrast_calcium_volume(hu: np.ndarray, spacing, labels: np.ndarray | None, *,
+                            affine: np.ndarray | None = None, k_sd: float = 3.0, min_sd_hu: float = 10.0,
+                            min_margin_hu: float = 50.0, local_voxels: int = 64, lumen_percentile: float = 90.0,
+                            min_volume_mm3: float = 1.0, max_distance_mm: float = 3.0, modality: str = "CT",
+                            hu_calibrated: bool = True, labels_source: str | None = None) -> CalciumScore:
+    """Calcium volume on a contrast CCTA, where the Agatston score is not defined.
+
+    Rule: a voxel within ``max_distance_mm`` of a coronary lumen label is calcium when it exceeds
+    the LOCAL lumen attenuation, and the labelled blood pool (aorta, aortic root, left ventricle) when
+    there is one, by ``max(k_sd x noise SD, min_margin_hu)`` (and 130 HU). The local
+    lumen attenuation is the ``lumen_percentile`` (90th) of the ``local_voxels`` lumen voxels
+    nearest to it: a few mm of vessel, because the lumen darkens along a vessel; a high
+    percentile, because partial volume darkens the lumen edge voxels while calcium must beat the
+    fully opacified centre. The margin has a floor of ``min_margin_hu`` (50 HU) because at low
+    noise k x SD shrinks to a few tens of HU, below the spread of contrast next to the vessel; and
+    calcium must also beat the blood pool, because contrast-filled structures that an image-derived
+    tree does not outline lie next to coronaries and are brighter than a distal lumen. Voxels in labelled blood pools (aorta, chambers,
+    pulmonary trunk) are never calcium. The noise SD is the robust SD (1.4826 x MAD) of the
+    labelled blood pool (aorta, aortic root, left ventricle) when present, else of all lumen
+    voxels, at least ``min_sd_hu``. Calcium voxels form 26-connected lesions; those under
+    ``min_volume_mm3`` are ignored. Only volumes are reported (partial volume makes them
+    approximate); the label says so.
+
+    Args:
+        hu, spacing, labels, affine, max_distance_mm, modality, hu_calibrated, labels_source: as
+            :func:`agatston_score`, on the contrast series; ``labels`` must hold coronary segments.
+        k_sd: how many noise SDs above the local lumen attenuation calcium starts.
+        min_sd_hu: floor on the noise SD.
+        min_margin_hu: floor on the margin above the local lumen attenuation.
+        local_voxels: nearest lumen voxels that give the local lumen attenuation.
+        lumen_percentile: percentile of those voxels taken as the local lumen attenuation.
+        min_volume_mm3: smallest lesion counted.
+
+    Raises:
+        NotHounsfieldError, EmptySeriesError, NoCoronaryLabelsError, CalciumError.
+    """
+    found = _find_contrast_calcium(hu, spacing, labels, k_sd=k_sd, min_sd_hu=min_sd_hu, min_margin_hu=min_margin_hu,
+                                   local_voxels=local_voxels, lumen_percentile=lumen_percentile,
+                                   min_volume_mm3=min_volume_mm3, max_distance_mm=max_distance_mm, modality=modality,
+                                   hu_calibrated=hu_calibrated)
+    roi, sub_labels, vox, lab, n, spacing = found.roi, found.sub_labels, found.vox, found.lab, found.n, found.spacing
+    pool_hu, lines = found.pool_hu, found.lines
+    sub = hu[roi]
+    flat_hu = sub.ravel()
+    voxel_volume = float(np.prod(spacing))
     peak = np.zeros(n + 1)
     np.maximum.at(peak, lab, flat_hu[vox].astype(np.float64))
     scored = ScoredMask(vox=vox, lab=lab, n=n, agatston=np.zeros(n + 1), volume=np.bincount(lab, minlength=n + 1)
@@ -523,15 +571,18 @@ def contrast_calcium_volume(hu: np.ndarray, spacing, labels: np.ndarray | None, 
             per_artery[t.artery].volume_mm3 = round(per_artery[t.artery].volume_mm3 + lesion.volume_mm3, 3)
     method = (f"contrast CCTA: calcium = voxels within {max_distance_mm:g} mm of the coronary lumen above the "
               f"local lumen attenuation ({lumen_percentile:g}th percentile of the {local_voxels} nearest lumen voxels) "
-              f"and the blood pool ({'none labelled' if pool.size < 1000 else f'{pool_hu:.0f} HU'}) + max({k_sd:g} x noise "
+              f"and the blood pool ({'none labelled' if not np.isfinite(pool_hu) else f'{pool_hu:.0f} HU'}) + max({k_sd:g} x noise "
               f"SD, {min_margin_hu:g} HU), and >= 130 HU ({'; '.join(lines)}); 26-connected "
               f"lesions >= {min_volume_mm3:g} mm^3; volume only: Agatston is defined on non-contrast scans")
-    return CalciumScore(
+    score = CalciumScore(
         kind="contrast_volume", label=CONTRAST_LABEL, agatston=None,
         volume_mm3=round(float(sum(l.volume_mm3 for l in lesions)), 3), mass_mg=None, per_artery=per_artery,
         cac_drs=None, plaque_burden=None, lesions=lesions, excluded=[], slice_spacing_mm=spacing[2],
         series_kind="contrast", method=method, labels_source=labels_source,
         warnings=["no non-contrast calcium-scoring series: calcium volume on the contrast CCTA instead"])
+    score._voxels = LesionVoxels(shape=hu.shape, affine=np.eye(4) if affine is None else np.asarray(affine, float),
+                                 roi=roi, vox=vox, lab=lab)
+    return score
 
 
 # ------------------------------------------------------------------------------------------- session
@@ -611,6 +662,41 @@ def calcium_score_tool(artery: str | None = None, *, config: RunnableConfig) -> 
         if not result.per_artery:  # answer with the total and say why there is no split
             result.warnings.append(f"asked about the {key}: {NO_TREE_NOTE}")
             return result.model_dump()
-        keep = (lambda l: l.artery == key) if kind == "artery" else (lambda l: l.segment == key)
-        result.lesions = [l for l in result.lesions if keep(l)]
+        result.lesions = [les for les in result.lesions if _lies_in(les, kind, key)]
     return result.model_dump()
+
+
+def _lies_in(lesion: CalciumLesion, kind: str, key: str) -> bool:
+    """A lesion is "in" an artery when assigned to it, "in" a segment when that is its nearest segment."""
+    return lesion.artery == key if kind == "artery" else lesion.segment == key
+
+
+def calcium_mask(ctx, where: str | None = None) -> tuple[np.ndarray, CalciumScore]:
+    """The calcium the calcium score counts, as a mask on the session's study grid: every counted lesion,
+    or those in the artery or segment ``where`` names (as :func:`calcium_score_tool` reports them). So
+    "show the calcium in the LAD" shows the lesions behind "how much calcium is in the LAD".
+
+    Returns:
+        the boolean mask, and the score it comes from.
+
+    Raises:
+        CalciumError: ``where`` is not a coronary artery or segment, or no series could be scored.
+    """
+    result = score_context(ctx)
+    ids = {les.lesion_id for les in result.lesions}
+    if where is not None:
+        kind, key = resolve_structure_or_segment(where)
+        if kind not in ("artery", "segment"):
+            raise CalciumError(f"{where!r} is not a coronary artery or segment")
+        ids = {les.lesion_id for les in result.lesions if _lies_in(les, kind, key)}
+    v = result._voxels
+    if v is None:
+        raise CalciumError("the calcium score kept no lesion voxels to draw")
+    scored = np.zeros(v.shape, dtype=np.uint8)
+    box = np.zeros(scored[v.roi].shape, dtype=bool)
+    box.ravel()[v.vox[np.isin(v.lab, sorted(ids))]] = True
+    scored[v.roi] = box
+    study = ctx.study
+    # A 3 mm calcium-scoring series is sampled onto the study's grid (nearest neighbour, patient mm).
+    mask = labels_on_grid(scored, v.affine, study.shape, study.affine).astype(bool)
+    return mask, result

@@ -15,6 +15,7 @@ from langchain_core.tools import tool
 from pydantic import BaseModel, Field
 
 from tools.anatomy import STRUCTURES_BY_NAME, resolve_structure_or_segment
+from tools.calcium import calcium_mask
 from tools.context import context_from_config
 from tools.masks import label_ids_for, mask_from_labels, save_mask_nifti
 from tools.study import StudyError
@@ -56,18 +57,27 @@ def segment(ctx, target: str, on_artery: str | None = None) -> tuple[Segmentatio
             "no segmentation is available for this study: no label map was supplied and no TotalSegmentator "
             "weights are installed (masks from the trained VLM, where one is installed, come from vlm_segment)")
     finding = FINDING_TARGETS.get(target.lower().rstrip("s"))
-    if finding:
-        name, ids = finding, [STRUCTURES_BY_NAME[finding].label_id]
-    else:
-        _, name = resolve_structure_or_segment(target)
-        ids = label_ids_for(name)
-    near = []
+    near: list[str] = []
     if on_artery:
         kind, key = resolve_structure_or_segment(on_artery)
         if kind not in ("artery", "segment"):
             raise ValueError(f"{on_artery!r} is not a coronary artery or segment")
         near = [key]
-    mask = mask_from_labels(ctx.labels, ids, spacing=ctx.study.spacing, near_segments=near)
+    source = ctx.labels_source or "unknown"
+    if finding == "calcified_plaque" and not np.any(ctx.labels == STRUCTURES_BY_NAME[finding].label_id):
+        # A label map traced from the image outlines vessels, not their calcium: the calcium is then the
+        # calcium score's own lesions, so "show the calcium in the LAD" and "how much" agree.
+        name = finding
+        mask, score = calcium_mask(ctx, near[0] if near else None)
+        source = (f"the lesions the calcium score counts ({score.scored_series or score.series_kind}), "
+                  f"assigned to arteries along the {source}")
+    else:
+        if finding:
+            name, ids = finding, [STRUCTURES_BY_NAME[finding].label_id]
+        else:
+            _, name = resolve_structure_or_segment(target)
+            ids = label_ids_for(name)
+        mask = mask_from_labels(ctx.labels, ids, spacing=ctx.study.spacing, near_segments=near)
     voxels = int(mask.sum())
     full_name = f"{name}_{near[0]}" if near else name
     path = None
@@ -77,7 +87,7 @@ def segment(ctx, target: str, on_artery: str | None = None) -> tuple[Segmentatio
     result = SegmentationResult(
         target=full_name, present=voxels > 0, voxels=voxels,
         volume_mm3=round(voxels * float(np.prod(ctx.study.spacing)), 1), mask_path=path,
-        labels_source=ctx.labels_source or "unknown")
+        labels_source=source)
     return result, mask
 
 
