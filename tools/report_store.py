@@ -21,14 +21,24 @@ from tools.reports.files import read_reports
 from tools.reports.ingest import content_hash
 from tools.reports.records import IngestResult, ReportFilter, ReportHit, ReportRecord, ReportStoreError
 from tools.reports.retrieve_tool import (
-    PATIENT_CONFIG_KEY, STORE_CONFIG_KEY, RetrieveReportsInput, _default_store, retrieve_reports,
+    PATIENT_CONFIG_KEY,
+    STORE_CONFIG_KEY,
+    RetrieveReportsInput,
+    _default_store,
+    retrieve_reports,
     retrieve_reports_tool,
 )
 from tools.reports.snippets import best_snippet
 from tools.reports.store import ReportStore
 from tools.reports.terms import (
-    NORMAL_TERM, anatomy_keys, canonical_anatomy, canonical_severity, embedding_text, finding_agreement,
-    finding_terms, query_finding_terms,
+    NORMAL_TERM,
+    anatomy_keys,
+    canonical_anatomy,
+    canonical_severity,
+    embedding_text,
+    finding_agreement,
+    finding_terms,
+    query_finding_terms,
 )
 
 __all__ = [

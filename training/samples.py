@@ -17,9 +17,9 @@ from __future__ import annotations
 import json
 import math
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -29,7 +29,7 @@ from vlm.config import ANSWER_CLASSES, CardioVLMConfig
 from vlm.transforms import RoiGrid
 
 
-def sample_from_record(record, case: "PreparedCase", config: CardioVLMConfig) -> dict:
+def sample_from_record(record, case: PreparedCase, config: CardioVLMConfig) -> dict:
     """Turn one ``InstructionRecord`` and its prepared case (see :func:`prepare_case`) into a sample."""
     from tools.masks import mask_from_labels
     from vlm.transforms import index_to_fraction
@@ -74,7 +74,7 @@ class PreparedCase:
 
     image: torch.Tensor  # (1, *input_shape) windowed heart-centred cube
     labels: np.ndarray | None  # (*input_shape) label map sampled by nearest neighbour into the cube
-    roi: "RoiGrid"  # where the cube sits in the study
+    roi: RoiGrid  # where the cube sits in the study
     affine: np.ndarray  # (4, 4) study index -> LPS mm
     landmarks_mm: dict[str, list[float]]  # named landmarks in LPS mm
     model_spacing: tuple[float, float, float]  # mm per model voxel (roi_mm / input_shape)

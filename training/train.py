@@ -18,9 +18,9 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -28,7 +28,13 @@ import torch
 from training.curriculum.jsonl import read_curriculum
 from training.losses import compute_losses
 from training.run_folder import (
-    CHECKPOINT_SUBDIR, STATE_FILE, init_from, load_state, log_row, save_state, tensorboard_writer,
+    CHECKPOINT_SUBDIR,
+    STATE_FILE,
+    init_from,
+    load_state,
+    log_row,
+    save_state,
+    tensorboard_writer,
 )
 from training.samples import CurriculumSamples, collate
 from training.train_config import TrainConfig, TrainError, load_config_file

@@ -50,7 +50,7 @@ class TrainConfig:
             raise ConfigError("train config: lr must be > 0")
 
     @classmethod
-    def from_dict(cls, data: dict) -> "TrainConfig":
+    def from_dict(cls, data: dict) -> TrainConfig:
         unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
             raise ConfigError(f"unknown train config field(s): {', '.join(unknown)}")

@@ -231,9 +231,8 @@ def test_http_client_is_used_when_a_server_is_configured(monkeypatch):
 
 
 def test_cli_ingest_and_search(tmp_path, monkeypatch, capsys):
-    from ui.cli import main
-
     from tools.reports import store as store_module
+    from ui.cli import main
 
     monkeypatch.setattr(store_module, "get_settings", lambda: Settings(reports_dir=tmp_path / "store"))
     reports = tmp_path / "in"

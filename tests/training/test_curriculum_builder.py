@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from curriculum_cases import REPORT, write_case, write_tube_labels  # noqa: E402
+from curriculum_cases import REPORT, write_case, write_tube_labels
 
-from tools.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME, SEGMENT_PARENT  # noqa: E402
-from tools.case_format import iter_cases, load_case  # noqa: E402
-from training.curriculum.builder import build_case_instructions, build_curriculum, load_phrasings  # noqa: E402
-from training.curriculum.jsonl import CurriculumFileError, read_curriculum, read_header, write_curriculum  # noqa: E402
-from tools.reports.parser import parse_report  # noqa: E402
-from training.curriculum.schema import CURRICULUM_VERSION  # noqa: E402
+from tools.anatomy import SEGMENT_PARENT, SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
+from tools.case_format import iter_cases, load_case
+from tools.reports.parser import parse_report
+from training.curriculum.builder import build_case_instructions, build_curriculum, load_phrasings
+from training.curriculum.jsonl import CurriculumFileError, read_curriculum, read_header, write_curriculum
+from training.curriculum.schema import CURRICULUM_VERSION
 
 CALCIUM = STRUCTURES_BY_NAME["calcified_plaque"].label_id
 STENT = STRUCTURES_BY_NAME["stent"].label_id
@@ -112,7 +112,8 @@ def test_jsonl_round_trip_with_versioned_header(records, tmp_path):
     assert read_curriculum(path) == records and read_header(path) == header
     training = read_curriculum(path, include_held_out=False)
     assert not any(r.held_out_phrasing for r in training) and len(training) < len(records)
-    path.write_text(path.read_text().replace(f'"curriculum_version": "{CURRICULUM_VERSION}"', '"curriculum_version": "0"', 1))
+    version = f'"curriculum_version": "{CURRICULUM_VERSION}"'
+    path.write_text(path.read_text().replace(version, '"curriculum_version": "0"', 1))
     with pytest.raises(CurriculumFileError, match="curriculum version 0"):
         read_curriculum(path)
 
@@ -129,7 +130,8 @@ def test_the_one_reader_refuses_what_training_used_to_skip(records, tmp_path):
     assert read_curriculum(tmp_path / "records_only.jsonl") == records[:3]
     assert read_header(tmp_path / "records_only.jsonl") is None
     for name, text, message in [
-        ("old_header.jsonl", [json.dumps({"curriculum_version": "1"}), *lines[1:]], "line 1 is not a curriculum record"),
+        ("old_header.jsonl", [json.dumps({"curriculum_version": "1"}), *lines[1:]],
+         "line 1 is not a curriculum record"),
         ("stray.jsonl", [*lines[:2], json.dumps({"note": "x"}), *lines[2:]], "line 3 is not a curriculum record"),
         ("broken.jsonl", [*lines[:3], "{not json"], "line 4 is not JSON"),
         ("empty.jsonl", lines[:1], "holds no records"),

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from training.train import TrainConfig, TrainError, stage_plan, train
 import vlm
+from training.train import TrainConfig, TrainError, stage_plan, train
 from vlm import CardioVLM, CardioVLMConfig
 
 torch.set_num_threads(1)

@@ -8,17 +8,17 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from curriculum_cases import write_case, write_images  # noqa: E402
+from curriculum_cases import write_case, write_images
 
-from tools.anatomy import STRUCTURES_BY_NAME  # noqa: E402
-from tools.case_format import iter_cases  # noqa: E402
-from tools.masks import mask_from_labels  # noqa: E402
-from tools.study import load_study  # noqa: E402
-from training.curriculum.builder import build_curriculum  # noqa: E402
-from training.curriculum.jsonl import read_curriculum, write_curriculum  # noqa: E402
-from training.samples import CurriculumSamples  # noqa: E402
-from vlm.config import ANSWER_CLASSES, CardioVLMConfig  # noqa: E402
-from vlm.transforms import HeartRoi  # noqa: E402
+from tools.anatomy import STRUCTURES_BY_NAME
+from tools.case_format import iter_cases
+from tools.masks import mask_from_labels
+from tools.study import load_study
+from training.curriculum.builder import build_curriculum
+from training.curriculum.jsonl import read_curriculum, write_curriculum
+from training.samples import CurriculumSamples
+from vlm.config import ANSWER_CLASSES, CardioVLMConfig
+from vlm.transforms import HeartRoi
 
 LV = STRUCTURES_BY_NAME["lv_blood"].label_id
 # A 26 mm cube on 32 voxels: about the 0.8 mm of the 32 x 32 x 24 test study, so one-voxel calcifications survive.

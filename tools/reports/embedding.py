@@ -8,9 +8,10 @@ when the collection is reopened; that lookup only finds classes registered in th
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from functools import lru_cache
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
@@ -100,6 +101,6 @@ class ReportEmbeddingFunction(EmbeddingFunction[Documents]):
         return {"device": self.device}
 
     @staticmethod
-    def build_from_config(config: dict[str, Any]) -> "ReportEmbeddingFunction":
+    def build_from_config(config: dict[str, Any]) -> ReportEmbeddingFunction:
         return ReportEmbeddingFunction(device=config.get("device", "cpu"))
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 from tools.phi import scrub_phi
 from tools.reports.records import IngestResult, ReportRecord, day_number

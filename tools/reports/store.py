@@ -32,9 +32,9 @@ Usage::
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from datetime import date
 from pathlib import Path
-from typing import Iterable
 
 import chromadb
 from chromadb.api import ClientAPI
@@ -86,7 +86,7 @@ class ReportStore:
         self._index_checked = 0.0
 
     @classmethod
-    def open(cls, settings: Settings | None = None, *, path: str | Path | None = None) -> "ReportStore":
+    def open(cls, settings: Settings | None = None, *, path: str | Path | None = None) -> ReportStore:
         """Open the store the settings describe: a Chroma server when ``chroma_host`` is set, else the
         embedded store at ``path`` (default ``settings.reports_dir`` or ``<data_dir>/reports``)."""
         settings = settings or get_settings()

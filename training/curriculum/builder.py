@@ -28,11 +28,17 @@ import yaml
 from pydantic import BaseModel
 
 from tools.anatomy import (
-    ARTERIES, ARTERY_NAMES, CORONARY_SEGMENTS, HEART_CHAMBERS, LANDMARKS, SEGMENT_PARENT, SEGMENTS_BY_CODE,
-    STRUCTURES_BY_NAME, segments_of_artery,
+    ARTERIES,
+    ARTERY_NAMES,
+    CORONARY_SEGMENTS,
+    HEART_CHAMBERS,
+    LANDMARKS,
+    SEGMENT_PARENT,
+    SEGMENTS_BY_CODE,
+    STRUCTURES_BY_NAME,
+    segments_of_artery,
 )
 from tools.case_format import Case, Finding
-
 from tools.reports.findings import ReportFindings, SegmentFinding
 from training.curriculum.schema import InstructionRecord, MaskTarget, Provenance, Target
 from training.curriculum.templates import format_choices
@@ -333,7 +339,7 @@ def _stage3_ground_truth(b: _Builder, case: Case, segments: list[str], report: R
                   finding=word, name=name, short="LCA" if len(arteries) > 1 else arteries[0])
     # Negatives: ask to segment what is not there.
     for artery in ARTERIES:
-        for kind, word in (("stent", "stent"), ("calcified_plaque", "calcification")):
+        for word in ("stent", "calcification"):
             if word not in present[artery]:
                 b.add("segment_finding", 3, "segment", Target(answer="not present"),
                       Provenance(source="ground_truth", text=f"findings.json: no {word} in the {artery}"),

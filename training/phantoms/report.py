@@ -71,7 +71,13 @@ from tools.case_format import ClinicalContext, Finding, Findings
 from tools.troponin import interpret_troponin
 from training.phantoms.clinical import as_generator
 from training.phantoms.report_phrasing import (
-    artery_phrasings, finding_sentences, join_list, segment_phrasings, segment_slots, short_artery, stenosis_slots,
+    artery_phrasings,
+    finding_sentences,
+    join_list,
+    segment_phrasings,
+    segment_slots,
+    short_artery,
+    stenosis_slots,
 )
 from training.phantoms.report_template import TemplateWriter, capitalise, load_grammar
 

@@ -9,8 +9,8 @@ stenosis in the same band.
 from __future__ import annotations
 
 import re
-from functools import lru_cache
-from typing import Sequence
+from collections.abc import Sequence
+from functools import cache
 
 from tools.anatomy import ARTERY_NAMES, ARTERY_SYNONYMS, SEGMENTS_BY_CODE, SYNONYM_INDEX, CoronarySegment
 from tools.cadrads import stenosis_band
@@ -37,7 +37,7 @@ def _maps_to(phrase: str, kind: str, key: str) -> bool:
     return hit is not None and hit[1] == key and (hit[0] == kind or kind == "artery" and hit[0] == "segment")
 
 
-@lru_cache(maxsize=None)
+@cache
 def segment_phrasings(code: str) -> tuple[str, ...]:
     """Noun phrases (with article) that name segment ``code`` unambiguously, e.g. 'the proximal LAD'."""
     seg = SEGMENTS_BY_CODE[code]
@@ -54,7 +54,7 @@ def segment_phrasings(code: str) -> tuple[str, ...]:
     return tuple(phrases)
 
 
-@lru_cache(maxsize=None)
+@cache
 def artery_phrasings(artery: str) -> tuple[str, ...]:
     """Noun phrases (with article) for a whole artery, e.g. 'the LAD', 'the right coronary artery'."""
     words = [ARTERY_NAMES[artery], *ARTERY_SYNONYMS[artery]]

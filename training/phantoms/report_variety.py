@@ -7,11 +7,12 @@ shape; the number of distinct shapes over many reports is the writer's variety.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import Sequence
 
 from tools.anatomy import ARTERY_NAMES, ARTERY_SYNONYMS, CORONARY_SEGMENTS
 from training.phantoms.report_template import Alt, Opt, load_grammar, parse_template
+
 
 def _anatomy_pattern() -> re.Pattern:
     phrases = {s.code for s in CORONARY_SEGMENTS} | {s.name for s in CORONARY_SEGMENTS}
