@@ -1,4 +1,4 @@
-"""Hierarchical instruction curriculum from cases (patent [0028]-[0031]).
+"""Hierarchical instruction curriculum from cases: anatomy first, then relations, then findings.
 
 Stage 1, anatomy -> descriptors: segment a named structure or artery, locate a landmark.
 Stage 2, anatomy -> anatomy: most anterior chamber, which vessel a segment arises from
@@ -290,7 +290,7 @@ def _stage3_ground_truth(b: _Builder, case: Case, segments: list[str], report: R
     volumes, calcium_provenance = calcium
     ranked = sorted(volumes.items(), key=lambda kv: -kv[1])
     if ranked and ranked[0][1] > 0 and (len(ranked) == 1 or ranked[0][1] > ranked[1][1]):
-        # The patent's "segment the most calcified artery": only when one artery clearly leads.
+        # "Segment the most calcified artery": asked only when one artery clearly leads.
         ids = [s.label_id for s in segments_of_artery(ranked[0][0]) if s.code in segments]
         b.add("segment_most_calcified", 3, "segment", Target(mask=MaskTarget(label_ids=ids)), calcium_provenance)
     for f in findings:
@@ -314,7 +314,7 @@ def _stage3_ground_truth(b: _Builder, case: Case, segments: list[str], report: R
                 source=m.provenance.source, report_span=prov.report_span,
                 text=f"lesion {m.length_mm:.1f} mm + 2 x {landing_zone_mm:g} mm landing zone vs {stent:g} mm stent"),
                 name=seg.name, short=seg.code, stent_mm=f"{stent:g}")
-    # The patent's "segment the artery with a calcification" and its multiple-choice twin.
+    # "Segment the artery with a calcification" and its multiple-choice twin.
     by_kind = {"calcification": sorted({f.segment for f in findings if f.has_calcium
                                         or f.kind in ("calcified_plaque", "mixed_plaque")}),
                "stent": sorted({f.segment for f in findings if f.kind == "stent"})}

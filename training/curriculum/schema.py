@@ -1,8 +1,8 @@
 """The curriculum record: one instruction with its target, study and provenance.
 
 Written by the curriculum builder (JSONL, one record per line, with a header record giving the
-curriculum version) and read by the VLM's training dataset and the evaluation. Stages follow the
-patent's hierarchy: 1 anatomy -> descriptors, 2 anatomy -> anatomy, 3 anatomy -> findings.
+curriculum version, :mod:`training.curriculum.jsonl`) and read by training and evaluation. Stages go
+from simple to hard: 1 anatomy -> descriptors, 2 anatomy -> anatomy, 3 anatomy -> findings.
 """
 
 from __future__ import annotations
