@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
@@ -21,11 +21,17 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 
 from assistant.compose import compose_answer, compose_parts
 from assistant.evidence import ToolOutcome, current_turn
+from assistant.outcomes import succeeded
 from assistant.question import ParsedQuestion
 from assistant.slots import LESION_LANDMARKS, landmark_display
 from assistant.tool_errors import read_tool_error
 from tools.anatomy import ARTERIES, SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
+from tools.cadrads import worst_lesion as most_severe
 from tools.settings import get_settings
+
+if TYPE_CHECKING:
+    from tools.calcium import CalciumScore
+    from tools.stenosis import Lesion
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +76,6 @@ def _safe_compose(question: ParsedQuestion | None, done: list[ToolOutcome], avai
         lines = [f"{o.name}: {'ok' if o.ok else 'failed: ' + read_tool_error(o.error).message}" for o in done]
         return (f"I could not write the answer ({type(err).__name__}); the tool results are in the findings "
                 "and the trace: " + "; ".join(lines))
-
-
-def _ok(done: list[ToolOutcome], name: str) -> list[ToolOutcome]:
-    return [o for o in done if o.name == name and o.ok and o.result is not None]
 
 
 def vessel_of(q: ParsedQuestion) -> str | None:
@@ -181,7 +183,7 @@ def _plan_stent(q: ParsedQuestion, done: list[ToolOutcome], want: Want) -> None:
         worst = worst_lesion(done)
         if worst is None:
             return
-        vessels = [worst["segment"]]
+        vessels = [worst.segment]
     for vessel in vessels:
         for length in lengths:
             args = {"vessel": vessel, "stent_length_mm": length}
@@ -189,9 +191,9 @@ def _plan_stent(q: ParsedQuestion, done: list[ToolOutcome], want: Want) -> None:
                 args["stent_diameter_mm"] = q.stent_diameter_mm
             want("stent_coverage", args)
     # Show where: the mask of the lesion's segment, drawn on the images with the answer.
-    placed = [o.result.get("lesion") for o in _ok(done, "stent_coverage")]
-    if placed and placed[-1] and placed[-1].get("segment"):
-        want("segment_anatomy", {"target": placed[-1]["segment"]})
+    placed = [o.value.lesion for o in succeeded(done, "stent_coverage")]
+    if placed and placed[-1] is not None:
+        want("segment_anatomy", {"target": placed[-1].segment})
 
 
 def _plan_presence(q: ParsedQuestion, done: list[ToolOutcome], want: Want) -> None:
@@ -220,9 +222,9 @@ def _plan_presence(q: ParsedQuestion, done: list[ToolOutcome], want: Want) -> No
 def _plan_segment(q: ParsedQuestion, done: list[ToolOutcome], want: Want) -> None:
     if q.superlative == "most_calcified":
         want("calcium_score", {})
-        scored = _ok(done, "calcium_score")
+        scored = succeeded(done, "calcium_score")
         if scored:
-            artery = most_calcified_artery(scored[-1].result)
+            artery = most_calcified_artery(scored[-1].value)
             if artery:
                 want("segment_anatomy", {"target": artery})
         return
@@ -231,7 +233,7 @@ def _plan_segment(q: ParsedQuestion, done: list[ToolOutcome], want: Want) -> Non
             want("measure_lesion", {"vessel": artery})
         worst = worst_lesion(done)
         if worst is not None:
-            want("segment_anatomy", {"target": worst["segment"]})
+            want("segment_anatomy", {"target": worst.segment})
         return
     targets = [*vessels_of(q), *(q.structures or ([q.structure] if q.structure else []))]
     if q.finding in ("calcification", "plaque", "stent"):
@@ -259,21 +261,17 @@ def _segment_target_text(q: ParsedQuestion) -> str:
     return f"{q.finding} of the {target}" if q.finding and target != q.finding else str(target)
 
 
-def worst_lesion(done: list[ToolOutcome]) -> dict | None:
-    """The most severe lesion among this turn's measure_lesion results (None when there is none)."""
-    lesions = [o.result["lesion"] for o in _ok(done, "measure_lesion") if o.result.get("lesion")]
-    return max(lesions, key=lambda les: (les["stenosis_percent"], les["length_mm"]), default=None)
+def worst_lesion(done: list[ToolOutcome]) -> Lesion | None:
+    """The most severe lesion among this turn's measure_lesion results (None when there is none), by
+    the one rule the answer also names it by (:func:`tools.cadrads.worst_lesion`)."""
+    return most_severe(o.value.lesion for o in succeeded(done, "measure_lesion") if o.value.lesion is not None)
 
 
-def most_calcified_artery(calcium: dict) -> str | None:
+def most_calcified_artery(calcium: CalciumScore) -> str | None:
     """The artery with the highest calcium score in a calcium_score result, or None without calcium."""
-    per_artery = calcium.get("per_artery") or {}
-    scores = {}
-    for artery, value in per_artery.items():
-        if isinstance(value, dict):
-            # Agatston on a calcium-scoring series; calcium volume on a contrast CCTA.
-            value = value["agatston"] if value.get("agatston") is not None else value.get("volume_mm3")
-        scores[artery] = value or 0
+    # Agatston on a calcium-scoring series; calcium volume on a contrast CCTA.
+    scores = {artery: (value.agatston if value.agatston is not None else value.volume_mm3) or 0
+              for artery, value in calcium.per_artery.items()}
     if not scores or max(scores.values()) <= 0:
         return None
     return max(scores, key=scores.get)

@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field
 from assistant.intents import Intent, IntentMatch, match_cached, match_texts
 from assistant.slots import MAX_STENT_DIAMETER_MM, QuestionValueError, anatomy_in, landmark_in, numbers_in, sex_in
 from tools.anatomy import SEGMENTS_BY_CODE
+from tools.cadrads import OBSTRUCTIVE_PERCENT, SEVERE_PERCENT
 
 # What the planner does for a part. The public intent is coarser: "calcium" is a score or a
 # presence check, "stent" a coverage check or a presence / patency check.
@@ -463,9 +464,9 @@ def _parse_part(text: str, match: IntentMatch, lesion_context: bool = False, bef
 
     threshold = None
     if re.search(r"\b(severe|critical|tight|high[- ]grade)\b", text, re.I):
-        threshold = 70.0  # CAD-RADS 4A
+        threshold = SEVERE_PERCENT  # CAD-RADS 4A
     elif re.search(r"\b(significant|obstructive|flow[- ]limiting|ha?emodynamic|relevant)\b", text, re.I):
-        threshold = 50.0  # obstructive by CT, CAD-RADS 3 or more
+        threshold = OBSTRUCTIVE_PERCENT  # obstructive by CT, CAD-RADS 3 or more
 
     stent_status = None
     if re.search(r"\brestenos|\bISR\b|\bin-?stent (stenosis|narrowing|occlusion)", text, re.I):

@@ -1,0 +1,62 @@
+"""The embedded planner's choice of tool calls where it depends on results: the worst lesion, the
+most calcified artery, and the stenosis a yes/no question asks about."""
+
+import pytest
+
+from assistant.outcomes import ToolOutcome
+from assistant.planner import plan_next, worst_lesion
+from assistant.question import parse_question
+from tools.cadrads import STENOSIS_BANDS
+from tools.stenosis import Lesion, LesionMeasurement
+
+TOOLS = {"measure_lesion", "stent_coverage", "segment_anatomy", "calcium_score"}
+
+
+def _measured(vessel: str, segment: str, percent: float, length: float, start: float) -> ToolOutcome:
+    # Only the fields the planner reads; the rest of a measurement does not bear on the choice.
+    lesion = Lesion.model_construct(segment=segment, segments=[segment], stenosis_percent=percent, length_mm=length,
+                                    start_mm=start)
+    return ToolOutcome("measure_lesion", {"vessel": vessel},
+                       value=LesionMeasurement.model_construct(vessel=vessel, segment=None, lesion=lesion))
+
+
+# Two lesions alike in stenosis and length: the more proximal one is the worst (a longer stretch of
+# myocardium lies beyond it). The planner once broke this tie by the order the results came in, so
+# it placed the stent on the distal LAD while the answer called the proximal RCA lesion the worst.
+TIED = [_measured("LAD", "dLAD", 60.0, 12.0, 45.0), _measured("RCA", "pRCA", 60.0, 12.0, 8.0),
+        _measured("LCx", "pCx", 30.0, 20.0, 2.0), ToolOutcome("measure_lesion", {"vessel": "LM"},
+                                                              value=LesionMeasurement.model_construct(
+                                                                  vessel="LM", segment=None, lesion=None))]
+
+
+def test_a_tie_in_stenosis_and_length_goes_to_the_more_proximal_lesion():
+    assert worst_lesion(TIED).segment == "pRCA"
+    assert worst_lesion(list(reversed(TIED))).segment == "pRCA"
+
+
+def test_a_stent_without_a_vessel_is_placed_on_the_lesion_the_answer_names_worst():
+    q = parse_question("Would a 20 mm stent cover the worst lesion?")
+    assert not q.vessels
+    calls = plan_next(q, TIED, TOOLS)
+    assert ("stent_coverage", {"vessel": "pRCA", "stent_length_mm": 20.0}) in calls
+    assert not any(name == "stent_coverage" and args["vessel"] == "dLAD" for name, args in calls)
+
+
+def test_the_most_stenosed_vessel_shown_is_the_proximal_one_of_a_tie():
+    calls = plan_next(parse_question("Show me the most stenosed vessel"), TIED, TOOLS)
+    assert ("segment_anatomy", {"target": "pRCA"}) in calls
+
+
+def test_no_lesion_anywhere_places_no_stent():
+    none = [ToolOutcome("measure_lesion", {"vessel": v}, value=LesionMeasurement.model_construct(
+        vessel=v, segment=None, lesion=None)) for v in ("LM", "LAD", "LCx", "RCA")]
+    assert worst_lesion(none) is None
+    assert not [c for c in plan_next(parse_question("Would a 20 mm stent cover the worst lesion?"), none, TOOLS)
+                if c[0] == "stent_coverage"]
+
+
+@pytest.mark.parametrize(("question", "grade"), [("Is there a severe stenosis in the LAD?", "severe"),
+                                                 ("Any significant narrowing of the RCA?", "moderate")])
+def test_the_stenosis_asked_about_is_the_lower_edge_of_its_cad_rads_band(question, grade):
+    band = next(b for b in STENOSIS_BANDS if b.grade == grade)
+    assert parse_question(question).stenosis_threshold_percent == band.low
