@@ -12,6 +12,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("assistant", "tools", "vlm", "training", "ui")
@@ -79,3 +81,18 @@ def test_no_test_installs_packages():
     assert not found, f"install in scripts/install_test_services.sh instead: {found}"
     # The control: the way a test used to install Chromium is seen.
     assert _installs('subprocess.run(["apt-get", "install", "-y", "chromium"])\n') == [1]
+
+
+def test_the_constraints_pin_every_requirement_inside_its_range():
+    # constraints.txt reproduces a known-good install only while it names every requirement at a version
+    # that pyproject.toml allows; `python scripts/write_constraints.py` writes it anew.
+    tomllib = pytest.importorskip("tomllib", reason="reading pyproject.toml needs Python 3.11's tomllib")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    pins = {canonicalize_name(name): version for name, _, version in
+            (line.strip().partition("==") for line in (ROOT / "constraints.txt").read_text().splitlines()
+             if line.strip() and not line.startswith("#"))}
+    requirements = [Requirement(r) for r in project["dependencies"] + project["optional-dependencies"]["test"]]
+    unpinned = [str(r) for r in requirements if canonicalize_name(r.name) not in pins]
+    outside = [f"{r} (pinned {pins[canonicalize_name(r.name)]})" for r in requirements
+               if canonicalize_name(r.name) in pins and not r.specifier.contains(pins[canonicalize_name(r.name)])]
+    assert not unpinned and not outside, f"not pinned: {unpinned}; pinned outside the range: {outside}"
