@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from assistant.answer import GroundedAnswer
-from tools.cadrads import shown_percent
+from tools.cadrads import shown_percent, worst_lesion
 from tools.context import StudyContext
 from tools.stenosis import (
     LesionMeasurement,
@@ -120,6 +120,24 @@ def _check_same(answer: GroundedAnswer, measured: LesionMeasurement, plan: Stent
                               " another study was loaded since this answer, so its vessel view is not drawn")
 
 
+def _most_stenosed_said(answer: GroundedAnswer, vessels: list[str]) -> list[str]:
+    """The vessels whose stenosis, as the answer shows it, is the highest: usually one, so only it is
+    measured again; several when the shown percents tie (the answer's own rule then decides)."""
+    said = {v: [float(x) for x in _findings(answer, f"{_where(v)} diameter stenosis", "measure_lesion")]
+            for v in vessels}
+    if not any(said.values()):
+        return vessels
+    top = max(max(p) for p in said.values() if p)
+    return [v for v in vessels if said[v] and max(said[v]) == top]
+
+
+def _holding_worst(measured: list[LesionMeasurement]) -> LesionMeasurement:
+    """The measurement holding the most severe lesion by the answer's rule (:func:`tools.cadrads.worst_lesion`:
+    highest stenosis, then longer, then more proximal), so the picture shows the lesion the answer names."""
+    worst = worst_lesion(m.lesion for m in measured if m.lesion is not None)
+    return next((m for m in measured if worst is not None and m.lesion is worst), measured[0])
+
+
 def _pick(ctx: StudyContext, answer: GroundedAnswer):
     """(measurement, stent plan or None, stent args) of the vessel the answer is about, or None."""
     calls = [c for c in answer.tool_calls if c.ok and c.name in VESSEL_TOOLS and c.args.get("vessel")]
@@ -135,13 +153,8 @@ def _pick(ctx: StudyContext, answer: GroundedAnswer):
             return measured, plan, args
         # Several vessels measured (a CAD-RADS answer): draw the most severe lesion's, picked by the
         # answer's own findings so that only that vessel is measured again.
-        vessels = list(dict.fromkeys(c.args["vessel"] for c in calls))
-        said = {v: _findings(answer, f"{_where(v)} diameter stenosis", "measure_lesion") for v in vessels}
-        if len(vessels) > 1 and any(said.values()):
-            vessels = [max(vessels, key=lambda v: max((float(x) for x in said[v]), default=-1.0))]
-        measured = [measure_lesion(ctx, v) for v in vessels]
-        worst = max(measured, key=lambda m: -1.0 if m.lesion is None else m.lesion.stenosis_percent)
-        return worst, None, None
+        vessels = _most_stenosed_said(answer, list(dict.fromkeys(c.args["vessel"] for c in calls)))
+        return _holding_worst([measure_lesion(ctx, v) for v in vessels]), None, None
     except (StenosisError, StentError, KeyError, ValueError) as err:
         if isinstance(err, VesselViewError):
             raise
