@@ -1,15 +1,18 @@
-"""The grounded answer returned for one question: text plus the evidence behind it.
+"""The grounded answer returned for one question: the typed record of the whole turn.
 
 Every number a clinician reads in ``answer`` also appears in ``findings`` with its unit and the
-tool that measured it; ``tool_calls`` is the trace; ``citations`` the prior reports used; ``masks``
-the mask files written. ``cardiovlm ask --json`` prints this model.
+tool that measured it; ``plan`` is how the question was understood; ``tool_calls`` the trace, each
+call with its typed result or its failure code; ``citations`` the prior reports used; ``masks`` the
+mask files written. The session, the CLI (``cardiovlm ask --json`` prints this model), the app and
+the exports all consume this one object.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_serializer
+from pydantic_core import to_jsonable_python
 
 
 class AnswerFinding(BaseModel):
@@ -24,6 +27,22 @@ class ToolCallRecord(BaseModel):
     args: dict
     ok: bool
     message: str | None = Field(None, description="the error text when ok is false")
+    code: str | None = Field(None, description="the failure's stable code when ok is false (what routing reads)")
+    result: Any = Field(None, description="the tool's typed result when ok (a model from tools/, or a list of "
+                        "them); written out as JSON")
+
+    @field_serializer("result")
+    def _result_as_json(self, value: Any) -> Any:
+        # dates and tuples of a result are written as JSON types, so a dump can go straight to json.dumps
+        return to_jsonable_python(value)
+
+
+class PlannedPart(BaseModel):
+    """One request of the question as the assistant understood it."""
+
+    text: str = Field(description="the words of this request")
+    task: str = Field(description="what was answered, e.g. 'stenosis', 'calcium_score'; 'unknown' when not understood")
+    yes_no: bool = Field(False, description="a yes/no request, answered with a verdict")
 
 
 class Citation(BaseModel):
@@ -45,6 +64,7 @@ class GroundedAnswer(BaseModel):
     verdict: Literal["yes", "no", "unknown"] | None = Field(
         None, description="for a yes/no question: the answer's verdict; null for other questions")
     findings: list[AnswerFinding] = Field(default_factory=list)
+    plan: list[PlannedPart] = Field(default_factory=list, description="the requests of the question, in order")
     tool_calls: list[ToolCallRecord] = Field(default_factory=list)
     citations: list[Citation] = Field(default_factory=list)
     masks: list[MaskFile] = Field(default_factory=list)

@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"  overlay: {answer.overlay_png}")
     for name, reason in unavailable_tools().items():
         print(f"  not available: {name}: {reason}")
-    print("  trace: " + " -> ".join(f"{t.name}({json.dumps(t.args)}){'' if t.ok else ' FAILED'}"
+    print("  trace: " + " -> ".join(f"{t.name}({json.dumps(t.args)}){'' if t.ok else f' FAILED [{t.code}]'}"
                                     for t in answer.tool_calls) if answer.tool_calls else "  trace: no tool used")
     print(f"  ({answer.disclaimer})")
     return 0

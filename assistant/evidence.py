@@ -1,30 +1,22 @@
 """From one turn's messages to the evidence of the answer: outcomes, findings, citations, masks.
 
-Tool results are JSON (every tool returns a pydantic model dumped to a dict); this module reads
-them back with ``json.loads`` and never evaluates anything. The numbers shown in an answer are
-taken from here, so every number carries the unit and the tool it came from.
+Each tool's typed result travels as the ``artifact`` of its ``ToolMessage`` (see
+:mod:`assistant.outcomes`); this module reads those results, never the JSON the chat model saw. The
+numbers shown in an answer are taken from here, so every number carries the unit and the tool it
+came from.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
-
-from assistant.answer import AnswerFinding, Citation, GroundedAnswer, MaskFile, ToolCallRecord
+from assistant import findings as extract
+from assistant.answer import AnswerFinding, Citation, GroundedAnswer, MaskFile, PlannedPart, ToolCallRecord
+from assistant.outcomes import ToolOutcome, outcomes
 from assistant.question import ParsedQuestion, parse_question
+from assistant.verdicts import verdict_for
 
-
-@dataclass
-class ToolOutcome:
-    """One tool call of the current turn and what came back."""
-
-    name: str
-    args: dict
-    ok: bool
-    result: dict | None  # the parsed JSON result when ok
-    error: str | None  # the message when not ok
+__all__ = ["ToolOutcome", "assemble_answer", "current_turn", "outcomes"]
 
 
 def current_turn(messages: list[BaseMessage]) -> tuple[ParsedQuestion | None, list[ToolOutcome]]:
@@ -41,33 +33,6 @@ def current_turn(messages: list[BaseMessage]) -> tuple[ParsedQuestion | None, li
     return question, outcomes(messages[humans[-1] + 1:])
 
 
-def outcomes(messages: list[BaseMessage]) -> list[ToolOutcome]:
-    """Pair each tool call of the AI messages with its ToolMessage."""
-    calls = {}
-    for m in messages:
-        if isinstance(m, AIMessage):
-            for call in m.tool_calls:
-                calls[call["id"]] = call
-    found = []
-    for m in messages:
-        if not isinstance(m, ToolMessage) or m.tool_call_id not in calls:
-            continue
-        call = calls[m.tool_call_id]
-        text = m.content if isinstance(m.content, str) else json.dumps(m.content)
-        ok = m.status != "error"
-        result = None
-        if ok:
-            try:
-                result = json.loads(text)
-            except json.JSONDecodeError:
-                result = {"text": text}
-            if isinstance(result, list):  # list-valued tools (report hits)
-                result = {"items": result}
-        found.append(ToolOutcome(call["name"], dict(call["args"]), ok, result if ok else None,
-                                 None if ok else text.removeprefix("error: ")))
-    return found
-
-
 def assemble_answer(messages: list[BaseMessage], new_messages: list[BaseMessage], *, context=None,
                     backend: str = "default", dicom_seg: bool = False) -> GroundedAnswer:
     """The grounded answer of one turn.
@@ -76,8 +41,6 @@ def assemble_answer(messages: list[BaseMessage], new_messages: list[BaseMessage]
         messages: the session history up to and including this turn's question.
         new_messages: what the graph produced for this turn (plans, tool results, final answer).
     """
-    from assistant import findings as extract
-
     parsed, _ = current_turn(messages)
     question = str(messages[-1].content)
     turn = outcomes(new_messages)
@@ -89,21 +52,24 @@ def assemble_answer(messages: list[BaseMessage], new_messages: list[BaseMessage]
     points: list = []
     landmarks = [p.landmark for p in parsed.all_parts() if p.landmark] if parsed is not None else []
     for outcome in turn:
-        if not outcome.ok or outcome.result is None:
+        if not outcome.ok or outcome.value is None:
             continue
-        found += extract.findings_of(outcome.name, outcome.result)
-        citations += extract.citations_of(outcome.name, outcome.result)
-        masks += extract.masks_of(outcome.name, outcome.result)
+        found += extract.findings_of(outcome.name, outcome.value)
+        citations += extract.citations_of(outcome.name, outcome.value)
+        masks += extract.masks_of(outcome.name, outcome.value)
         for landmark in landmarks or [None]:
-            points += extract.points_of(outcome.name, outcome.result, landmark)
+            points += extract.points_of(outcome.name, outcome.value, landmark)
     if dicom_seg and context is not None:
         masks += _dicom_seg_files(masks, context)
     # The verdict comes from the tool results, not from the wording of the answer, so it is the
     # same whichever chat model wrote the text.
-    verdict = extract.verdict_for(parsed, turn) if parsed is not None and parsed.is_yes_no else None
+    verdict = verdict_for(parsed, turn) if parsed is not None and parsed.is_yes_no else None
+    plan = [PlannedPart(text=p.text, task=p.task, yes_no=p.is_yes_no) for p in parsed.all_parts()] if parsed else []
     return GroundedAnswer(
-        question=question, answer=text, verdict=verdict, findings=found,
-        tool_calls=[ToolCallRecord(name=o.name, args=o.args, ok=o.ok, message=o.error) for o in turn],
+        question=question, answer=text, verdict=verdict, findings=found, plan=plan,
+        tool_calls=[ToolCallRecord(name=o.name, args=o.args, ok=o.ok, message=o.error,
+                                   code=None if o.failure is None else o.failure.code, result=o.value)
+                    for o in turn],
         citations=citations, masks=masks, overlay_png=extract.overlay_for(masks, context, points), backend=backend,
     )
 

@@ -1,20 +1,26 @@
 """Per-tool readers of results: the numbers (with units), citations and masks an answer shows.
 
-One small reader per tool name; a tool without a reader contributes no findings (its result still
-appears in the trace). Readers only copy values that are in the result.
+One small reader per tool name, reading that tool's typed result (the ``artifact`` of its
+ToolMessage); a tool without a reader contributes no findings (its result still appears in the
+trace). Readers only copy values that are in the result.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
+from typing import Any
 
 from assistant.answer import AnswerFinding, Citation, MaskFile
-from assistant.evidence import ToolOutcome
-from assistant.question import ParsedQuestion
+from assistant.vlm_tools import VLMAskResult, VLMLocateResult, VLMSegmentResult
 from tools.anatomy import mask_color
 from tools.cadrads import shown_percent
-
+from tools.calcium import CalciumScore
+from tools.risk import RiskContext
+from tools.segmentation import SegmentationResult
+from tools.stenosis import Lesion, LesionMeasurement
+from tools.stent import StentPlan
+from tools.study_info import StudyInfo
 
 # Decimals shown per unit: stenosis in whole percent as reports give it, lengths to 0.1 mm.
 DIGITS_BY_UNIT = {"%": 0, "AU": 1, "mm^3": 1, "mg": 1, "mm": 1, "ng/L": 1, "ratio": 2, "": 2}
@@ -43,61 +49,61 @@ def show(finding: AnswerFinding) -> str:
     return f"{value}{finding.unit}" if finding.unit == "%" else f"{value} {unit}"
 
 
-def _calcium_categories(result: dict, tool: str) -> list[AnswerFinding]:
+def _calcium_categories(result: CalciumScore | RiskContext, tool: str) -> list[AnswerFinding]:
     """Agatston score, CAC-DRS and plaque burden, as the calcium and risk tools both report them."""
     out = []
-    if result.get("agatston") is not None:
-        out.append(_f("Agatston score", result["agatston"], "AU", tool))
-    if result.get("cac_drs"):
-        out.append(_f("CAC-DRS", result["cac_drs"], "", tool))
-    if result.get("plaque_burden"):
-        out.append(_f("plaque burden", result["plaque_burden"], "", tool))
+    if result.agatston is not None:
+        out.append(_f("Agatston score", result.agatston, "AU", tool))
+    if result.cac_drs:
+        out.append(_f("CAC-DRS", result.cac_drs, "", tool))
+    if result.plaque_burden:
+        out.append(_f("plaque burden", result.plaque_burden, "", tool))
     return out
 
 
-def _calcium(result: dict) -> list[AnswerFinding]:
+def _calcium(result: CalciumScore) -> list[AnswerFinding]:
     tool = "calcium_score"
     out = _calcium_categories(result, tool)
-    out.append(_f("calcium volume" if result.get("kind") == "agatston" else "calcium volume (contrast CCTA)",
-                  result["volume_mm3"], "mm^3", tool))
-    if result.get("mass_mg") is not None:
-        out.append(_f("calcium mass", result["mass_mg"], "mg", tool))
-    for artery, value in (result.get("per_artery") or {}).items():
-        if value.get("agatston") is not None:
-            out.append(_f(f"{artery} Agatston score", value["agatston"], "AU", tool))
+    out.append(_f("calcium volume" if result.kind == "agatston" else "calcium volume (contrast CCTA)",
+                  result.volume_mm3, "mm^3", tool))
+    if result.mass_mg is not None:
+        out.append(_f("calcium mass", result.mass_mg, "mg", tool))
+    for artery, value in result.per_artery.items():
+        if value.agatston is not None:
+            out.append(_f(f"{artery} Agatston score", value.agatston, "AU", tool))
         else:
-            out.append(_f(f"{artery} calcium volume", value["volume_mm3"], "mm^3", tool))
-    if result.get("excluded"):
-        out.append(_f("calcifications not counted", len(result["excluded"]), "lesions", tool))
+            out.append(_f(f"{artery} calcium volume", value.volume_mm3, "mm^3", tool))
+    if result.excluded:
+        out.append(_f("calcifications not counted", len(result.excluded), "lesions", tool))
     return out
 
 
-def _segmentation(result: dict) -> list[AnswerFinding]:
-    if not result.get("present"):
-        return [_f(f"{result['target']} present", "no", "", "segment_anatomy")]
-    return [_f(f"{result['target']} volume", result["volume_mm3"], "mm^3", "segment_anatomy")]
+def _segmentation(tool: str, result: SegmentationResult) -> list[AnswerFinding]:
+    if not result.present:
+        return [_f(f"{result.target} present", "no", "", tool)]
+    return [_f(f"{result.target} volume", result.volume_mm3, "mm^3", tool)]
 
 
-def lesion_findings(where: str, lesion: dict, tool: str) -> list[AnswerFinding]:
+def lesion_findings(where: str, lesion: Lesion, tool: str) -> list[AnswerFinding]:
     """The numbers of one measured lesion, named after where it lies."""
     return [
         # whole percent, never rounded across a CAD-RADS band edge (69.5 % is shown 69 %, category 3)
-        _f(f"{where} diameter stenosis", shown_percent(lesion["stenosis_percent"]), "%", tool),
-        _f(f"{where} CAD-RADS", lesion["category"], "", tool),
-        _f(f"{where} lesion length", lesion["length_mm"], "mm", tool),
-        _f(f"{where} minimal lumen diameter", lesion["minimal_lumen_diameter_mm"], "mm", tool),
-        _f(f"{where} reference diameter", lesion["reference_diameter_mm"], "mm", tool),
+        _f(f"{where} diameter stenosis", shown_percent(lesion.stenosis_percent), "%", tool),
+        _f(f"{where} CAD-RADS", lesion.category, "", tool),
+        _f(f"{where} lesion length", lesion.length_mm, "mm", tool),
+        _f(f"{where} minimal lumen diameter", lesion.minimal_lumen_diameter_mm, "mm", tool),
+        _f(f"{where} reference diameter", lesion.reference_diameter_mm, "mm", tool),
     ]
 
 
-def _measure(result: dict) -> list[AnswerFinding]:
-    where = result.get("segment") or result["vessel"]
-    lesion = result.get("lesion")
+def _measure(result: LesionMeasurement) -> list[AnswerFinding]:
+    where = result.segment or result.vessel
+    lesion = result.lesion
     if lesion is None:
         return [_f(f"{where} lesion", "none found", "", "measure_lesion")]
-    points = [_f(f"{where} {name} (LPS)", _point(lesion[key]), "mm", "measure_lesion")
-              for key, name in (("start_point_mm", "lesion start"), ("end_point_mm", "lesion end"),
-                                ("mld_point_mm", "minimal lumen position")) if lesion.get(key)]
+    points = [_f(f"{where} {name} (LPS)", _point(xyz), "mm", "measure_lesion")
+              for xyz, name in ((lesion.start_point_mm, "lesion start"), (lesion.end_point_mm, "lesion end"),
+                                (lesion.mld_point_mm, "minimal lumen position")) if xyz]
     return lesion_findings(where, lesion, "measure_lesion") + points
 
 
@@ -105,56 +111,55 @@ def _point(xyz) -> str:
     return ", ".join(f"{v:.1f}" for v in xyz)
 
 
-def _stent(result: dict) -> list[AnswerFinding]:
+def _stent(result: StentPlan) -> list[AnswerFinding]:
     tool = "stent_coverage"
-    out = [_f("stent length", result["stent_length_mm"], "mm", tool),
-           _f("stent coverage", result["status"].replace("_", " "), "", tool)]
-    for key, name, unit in (("lesion_length_mm", "lesion length", "mm"),
-                            ("required_length_mm", "required stent length", "mm"),
-                            ("landing_zone_mm", "landing zone per end", "mm"),
-                            ("margin_proximal_mm", "proximal margin", "mm"),
-                            ("margin_distal_mm", "distal margin", "mm"),
-                            ("shortest_catalogue_length_mm", "shortest covering catalogue length", "mm"),
-                            ("suggested_diameter_mm", "suggested stent diameter", "mm2"),
-                            ("diameter_to_reference", "stent / reference diameter", "ratio")):
-        if result.get(key) is not None:
+    out = [_f("stent length", result.stent_length_mm, "mm", tool),
+           _f("stent coverage", result.status.replace("_", " "), "", tool)]
+    for value, name, unit in ((result.lesion_length_mm, "lesion length", "mm"),
+                              (result.required_length_mm, "required stent length", "mm"),
+                              (result.landing_zone_mm, "landing zone per end", "mm"),
+                              (result.margin_proximal_mm, "proximal margin", "mm"),
+                              (result.margin_distal_mm, "distal margin", "mm"),
+                              (result.shortest_catalogue_length_mm, "shortest covering catalogue length", "mm"),
+                              (result.suggested_diameter_mm, "suggested stent diameter", "mm2"),
+                              (result.diameter_to_reference, "stent / reference diameter", "ratio")):
+        if value is not None:
             # stent diameters come in 0.25 mm steps: two decimals
-            out.append(_f(name, result[key], "mm", tool, digits=2) if unit == "mm2" else _f(name, result[key], unit, tool))
-    lesion = result.get("lesion")
-    if lesion:
-        out.append(_f("lesion diameter stenosis", lesion["stenosis_percent"], "%", tool))
-        out.append(_f("reference diameter", lesion["reference_diameter_mm"], "mm", tool))
+            out.append(_f(name, value, "mm", tool, digits=2) if unit == "mm2" else _f(name, value, unit, tool))
+    if result.lesion:
+        out.append(_f("lesion diameter stenosis", result.lesion.stenosis_percent, "%", tool))
+        out.append(_f("reference diameter", result.lesion.reference_diameter_mm, "mm", tool))
     return out
 
 
-def _risk(result: dict) -> list[AnswerFinding]:
+def _risk(result: RiskContext) -> list[AnswerFinding]:
     tool = "risk_context"
     out = _calcium_categories(result, tool)
-    mesa = result.get("mesa")
+    mesa = result.mesa
     if mesa:
-        out.append(_f("MESA 10-year hard CHD risk", mesa["ten_year_chd_risk_percent"], "%", tool, digits=1))
-        inputs = mesa.get("inputs") or {}
+        out.append(_f("MESA 10-year hard CHD risk", mesa.ten_year_chd_risk_percent, "%", tool, digits=1))
+        # the MESA inputs are a free-form record of the values used (the risk module's own keys)
         for key, name, unit in (("age_years", "age", "years"), ("systolic_bp_mmhg", "systolic BP", "mmHg"),
                                 ("total_cholesterol_mg_dl", "total cholesterol", "mg/dL"),
                                 ("hdl_cholesterol_mg_dl", "HDL cholesterol", "mg/dL")):
-            if inputs.get(key) is not None:
-                out.append(_f(name, inputs[key], unit, tool, digits=0))
-    trop = result.get("troponin")
+            if mesa.inputs.get(key) is not None:
+                out.append(_f(name, mesa.inputs[key], unit, tool, digits=0))
+    trop = result.troponin
     if trop:
-        out.append(_f("hs-cTnI", trop["value_ng_l"], "ng/L", tool))
-        out.append(_f(f"hs-cTnI 99th-percentile URL ({trop['sex']})", trop["url_ng_l"], "ng/L", tool))
-        out.append(_f("hs-cTnI / URL", trop["times_url"], "ratio", tool))
-    both = result.get("troponin_sex_unknown")
+        out.append(_f("hs-cTnI", trop.value_ng_l, "ng/L", tool))
+        out.append(_f(f"hs-cTnI 99th-percentile URL ({trop.sex})", trop.url_ng_l, "ng/L", tool))
+        out.append(_f("hs-cTnI / URL", trop.times_url, "ratio", tool))
+    both = result.troponin_sex_unknown
     if both and not trop:
-        out.append(_f("hs-cTnI", both["value_ng_l"], "ng/L", tool))
-        out.append(_f("hs-cTnI 99th-percentile URL (female)", both["female_url_ng_l"], "ng/L", tool))
-        out.append(_f("hs-cTnI 99th-percentile URL (male)", both["male_url_ng_l"], "ng/L", tool))
+        out.append(_f("hs-cTnI", both.value_ng_l, "ng/L", tool))
+        out.append(_f("hs-cTnI 99th-percentile URL (female)", both.female_url_ng_l, "ng/L", tool))
+        out.append(_f("hs-cTnI 99th-percentile URL (male)", both.male_url_ng_l, "ng/L", tool))
     return out
 
 
-def _study_info(result: dict) -> list[AnswerFinding]:
+def _study_info(result: StudyInfo) -> list[AnswerFinding]:
     tool = "study_info"
-    summary = result.get("summary") or {}
+    summary = result.summary  # the study's own summary record (tools.study.Study.summary)
     out = [_f("modality", summary.get("modality", "unknown"), "", tool)]
     if summary.get("shape"):
         out.append(_f("matrix", " x ".join(str(n) for n in summary["shape"]), "voxels", tool))
@@ -163,75 +168,90 @@ def _study_info(result: dict) -> list[AnswerFinding]:
     return out
 
 
-def _vlm(tool: str, result: dict) -> list[AnswerFinding]:
-    out = []
-    if result.get("answer") is not None and tool == "vlm_ask":
-        out.append(_f("VLM answer", result["answer"], "", tool))
-        out.append(_f("VLM answer confidence", result["answer_confidence"], "", tool))
-        if result.get("measured_accuracy") is not None:
-            out.append(_f("VLM held-out phantom accuracy", result["measured_accuracy"], "", tool))
-    if tool == "vlm_segment":
-        out.append(_f(f"{result['target']} volume (VLM)", result["volume_mm3"], "mm^3", tool))
-        out.append(_f("VLM mask confidence", result["mask_confidence"], "", tool))
-        if result.get("measured_dice") is not None:
-            out.append(_f("VLM held-out phantom Dice", result["measured_dice"], "", tool))
-    if tool == "vlm_locate":
-        out.append(_f(f"{result['target']} position (VLM)", _point(result["landmark_mm"]), "mm", tool))
-        out.append(_f("VLM landmark confidence", result["landmark_confidence"], "", tool))
+def _vlm_segment(result: VLMSegmentResult) -> list[AnswerFinding]:
+    tool = "vlm_segment"
+    out = [_f(f"{result.target} volume (VLM)", result.volume_mm3, "mm^3", tool),
+           _f("VLM mask confidence", result.mask_confidence, "", tool)]
+    if result.measured_dice is not None:
+        out.append(_f("VLM held-out phantom Dice", result.measured_dice, "", tool))
     return out
 
 
-FINDING_READERS: dict[str, Callable[[dict], list[AnswerFinding]]] = {
+def _vlm_locate(result: VLMLocateResult) -> list[AnswerFinding]:
+    tool = "vlm_locate"
+    return [_f(f"{result.target} position (VLM)", _point(result.landmark_mm), "mm", tool),
+            _f("VLM landmark confidence", result.landmark_confidence, "", tool)]
+
+
+def _vlm_ask(result: VLMAskResult) -> list[AnswerFinding]:
+    tool = "vlm_ask"
+    out = [_f("VLM answer", result.answer, "", tool), _f("VLM answer confidence", result.answer_confidence, "", tool)]
+    if result.measured_accuracy is not None:
+        out.append(_f("VLM held-out phantom accuracy", result.measured_accuracy, "", tool))
+    return out
+
+
+FINDING_READERS: dict[str, Callable[[Any], list[AnswerFinding]]] = {
     "calcium_score": _calcium,
-    "segment_anatomy": _segmentation,
+    "segment_anatomy": partial(_segmentation, "segment_anatomy"),
     "measure_lesion": _measure,
     "stent_coverage": _stent,
     "risk_context": _risk,
     "study_info": _study_info,
-    "vlm_segment": partial(_vlm, "vlm_segment"),
-    "vlm_locate": partial(_vlm, "vlm_locate"),
-    "vlm_ask": partial(_vlm, "vlm_ask"),
-    "totalsegmentator_anatomy": _segmentation,
+    "vlm_segment": _vlm_segment,
+    "vlm_locate": _vlm_locate,
+    "vlm_ask": _vlm_ask,
+    "totalsegmentator_anatomy": partial(_segmentation, "segment_anatomy"),
 }
 
 
-def findings_of(tool: str, result: dict) -> list[AnswerFinding]:
+def findings_of(tool: str, result: Any) -> list[AnswerFinding]:
+    """The findings of one tool's typed result (none for a tool without a reader).
+
+    ``result`` may also be the dump a direct ``tool.invoke(args)`` returns: it is validated into the
+    tool's result type first, so every reader works on the type alone.
+    """
     reader = FINDING_READERS.get(tool)
-    return reader(result) if reader else []
+    if reader is None:
+        return []
+    if isinstance(result, dict):
+        from assistant.registry import result_adapter
+
+        adapter = result_adapter(tool)
+        result = adapter.validate_python(result) if adapter is not None else result
+    return reader(result)
 
 
-def citations_of(tool: str, result: dict) -> list[Citation]:
+def citations_of(tool: str, result: Any) -> list[Citation]:
     if tool != "retrieve_reports":
         return []
-    return [Citation(report_id=hit["report_id"], date=hit.get("study_date"), snippet=hit["snippet"])
-            for hit in result.get("items", [])]
+    return [Citation(report_id=hit.report_id, date=None if hit.study_date is None else hit.study_date.isoformat(),
+                     snippet=hit.snippet) for hit in result]
 
 
-def masks_of(tool: str, result: dict) -> list[MaskFile]:
+def masks_of(tool: str, result: Any) -> list[MaskFile]:
     # A tool that keeps its mask under another name than its target (the VLM's "vlm_aorta") says so in
     # mask_name: the overlay, the DICOM SEG and the app look the mask up by this name.
-    name = result.get("mask_name") or result.get("target", tool)
-    out = []
-    if result.get("mask_path"):
-        out.append(MaskFile(name=name, path=result["mask_path"], format="nifti"))
-    if result.get("dicom_seg_path"):
-        out.append(MaskFile(name=name, path=result["dicom_seg_path"], format="dicom-seg"))
-    return out
+    path = getattr(result, "mask_path", None)
+    if not path:
+        return []
+    name = getattr(result, "mask_name", None) or getattr(result, "target", tool)
+    return [MaskFile(name=name, path=path, format="nifti")]
 
 
 LANDMARK_COLOR = (0, 255, 255)  # cyan: no registry structure uses it
 LANDMARK_RADIUS_MM = 2.5  # a visible dot on a 0.4-1 mm grid that does not hide the vessel
 
 
-def points_of(tool: str, result: dict, landmark: str | None = None) -> list[tuple[str, tuple[float, float, float]]]:
+def points_of(tool: str, result: Any, landmark: str | None = None) -> list[tuple[str, tuple[float, float, float]]]:
     """Points an answer marks on the image (patient LPS mm): a located landmark, or a lesion end asked for."""
-    if tool == "vlm_locate" and result.get("landmark_mm"):
-        return [(result.get("target", "landmark"), tuple(result["landmark_mm"]))]
-    lesion = result.get("lesion") if tool == "measure_lesion" else None
+    if tool == "vlm_locate":
+        return [(result.target, tuple(result.landmark_mm))]
+    lesion = result.lesion if tool == "measure_lesion" else None
     key = {"lesion_start": "start_point_mm", "lesion_end": "end_point_mm", "lesion_mld": "mld_point_mm"}.get(
         landmark or "")
-    if lesion and key and lesion.get(key):
-        return [(landmark, tuple(lesion[key]))]
+    if lesion and key:
+        return [(landmark, tuple(getattr(lesion, key)))]
     return []
 
 
@@ -275,11 +295,3 @@ def overlay_for(masks: list[MaskFile], context, points=()) -> str | None:
     path = context.outputs() / ("overlay_" + "_".join(names)[:80] + ".png")
     save_png(rgb, path)
     return str(path)
-
-
-def verdict_for(q: ParsedQuestion, done: list[ToolOutcome]) -> str:
-    """'yes' / 'no' from tool results for a yes/no question; 'unknown' when they do not decide it."""
-    from assistant.verdicts import VERDICT_RULES
-
-    rule = VERDICT_RULES.get(q.task)
-    return rule(q, done) if rule else "unknown"

@@ -3,7 +3,8 @@
 The same graph serves every chat-model backend (the embedded clinical planner, an OpenAI-compatible
 endpoint). Tools read the session's study from the ``RunnableConfig`` (see ``tools.context``), so
 the graph itself holds no study and two sessions never share one. The number of model steps is
-bounded; tool failures come back to the model as error messages instead of stopping the session.
+bounded; tool failures come back to the model as error messages instead of stopping the session. Each
+ToolMessage carries the typed result of its call (or its typed failure) as its ``artifact``.
 """
 
 from __future__ import annotations
@@ -12,14 +13,14 @@ import logging
 from collections.abc import Iterator, Sequence
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage, SystemMessage
+from langchain_core.messages import AIMessage, BaseMessage, SystemMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
-from langgraph.errors import GraphRecursionError
+from langgraph.errors import GraphBubbleUp, GraphRecursionError
 from langgraph.graph import START, MessagesState, StateGraph
 from langgraph.prebuilt import ToolNode, tools_condition
 
-from assistant.tool_errors import tool_error_text
+from assistant.tool_errors import ToolFailure
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +38,18 @@ SYSTEM_PROMPT = (
 )
 
 
-def _tool_error_message(err: Exception) -> str:
-    # The clinician-readable message plus a code tag the planner routes on (see assistant.tool_errors).
-    return tool_error_text(err)
+def _typed_failures(request, execute) -> ToolMessage:
+    """Run one tool call; a failure becomes an error ToolMessage whose artifact is the typed
+    :class:`ToolFailure` (what the planner routes on) and whose text the model reads."""
+    try:
+        return execute(request)
+    except GraphBubbleUp:  # an interrupt is the graph's own control flow, not a tool failure
+        raise
+    except Exception as err:  # noqa: BLE001 - every tool failure goes back to the model, never ends the turn
+        failure = ToolFailure.of(err)
+        call = request.tool_call
+        return ToolMessage(content=failure.text(), artifact=failure, name=call["name"], tool_call_id=call["id"],
+                           status="error")
 
 
 def build_graph(model: BaseChatModel, tools: Sequence[BaseTool]):
@@ -51,7 +61,7 @@ def build_graph(model: BaseChatModel, tools: Sequence[BaseTool]):
 
     graph = StateGraph(MessagesState)
     graph.add_node("agent", agent)
-    graph.add_node("tools", ToolNode(list(tools), handle_tool_errors=_tool_error_message))
+    graph.add_node("tools", ToolNode(list(tools), handle_tool_errors=False, wrap_tool_call=_typed_failures))
     graph.add_edge(START, "agent")
     graph.add_conditional_edges("agent", tools_condition)
     graph.add_edge("tools", "agent")

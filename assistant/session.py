@@ -35,14 +35,17 @@ from assistant.evidence import assemble_answer
 from assistant.graph import build_graph, run_turn
 from assistant.registry import available_tools
 from tools.clinical_context import ClinicalContext
+from tools.errors import CardioVLMError
 from tools.context import AnatomySource, StudyContext
 from tools.series import NO_SERIES, SeriesInfo, SeriesPick, load_series_context
 
 MAX_HISTORY_MESSAGES = 60  # older turns are dropped: follow-ups only need the recent ones
 
 
-class StudyChangedError(ValueError):
+class StudyChangedError(CardioVLMError):
     """Another study was loaded while a question ran: its answer would describe the previous study."""
+
+    code = "session.study_changed"
 
 
 @dataclass
@@ -256,7 +259,11 @@ class Session:
 
     # --- persistence for the CLI ---
     def save(self, path: str | Path) -> None:
-        state = {"study_path": self.study_path, "history": messages_to_dict(self.history),
+        # Only the text of past turns is kept: a typed tool result (the artifact) answers its own turn,
+        # and a resumed follow-up is resolved from the questions, not from earlier results.
+        history = [m.model_copy(update={"artifact": None}) if getattr(m, "artifact", None) is not None else m
+                   for m in self.history]
+        state = {"study_path": self.study_path, "history": messages_to_dict(history),
                  "series_pick": self.series_pick.model_dump() if self.series_pick else None,
                  "clinical": self.clinical.model_dump(mode="json")}
         Path(path).write_text(json.dumps(state))

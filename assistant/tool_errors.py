@@ -1,9 +1,11 @@
-"""Tool errors as the model sees them, with a stable code to route on (never the message's words).
+"""A failed tool call as a typed value, with a stable code to route on (never the message's words).
 
-A tool error reaches the planner as the text of a ``ToolMessage``: the clinician-readable message
-followed by a tag ``[code: CODE; class: CLASS]``. ``CODE`` is the exception's ``code`` attribute
-(the project's typed errors carry one) or, failing that, its class name. The planner decides on the
-tag only; the answer shows the message without it.
+When a tool raises, the graph turns the exception into a :class:`ToolFailure` (message, code,
+class) and hands it on as the ``artifact`` of the error ``ToolMessage``; the model sees the text of
+:meth:`ToolFailure.text`: the clinician-readable message followed by a tag ``[code: CODE; class:
+CLASS]``. ``CODE`` is the exception's ``code`` (every :class:`tools.errors.CardioVLMError` carries
+one) or, failing that, its class name. The planner and the answer read the ``ToolFailure``; the tag
+is read back only for a message that lost its artifact (a conversation restored from a file).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from tools.errors import error_code
 from tools.segmentation import NoSegmentationAvailable
 
 _TAG = re.compile(r"\s*\[code: (?P<code>[\w.\-]+); class: (?P<cls>\w+)\]\s*$")
@@ -21,34 +24,39 @@ NO_LABEL_MAP_CODES = frozenset({NoSegmentationAvailable.code})
 
 
 @dataclass(frozen=True)
-class ToolErrorInfo:
+class ToolFailure:
+    """Why one tool call gave no result: the message a clinician reads and the code code routes on."""
+
     message: str
     code: str | None
     error_class: str | None
+
+    @classmethod
+    def of(cls, err: BaseException) -> ToolFailure:
+        if isinstance(err, ValueError):  # the project's errors: the text is written for a clinician
+            message = str(err)
+        else:
+            message = f"the tool failed unexpectedly ({type(err).__name__}: {err})"
+        return cls(message, error_code(err), type(err).__name__)
 
     @property
     def no_label_map(self) -> bool:
         return self.code in NO_LABEL_MAP_CODES
 
-
-def error_code(err: BaseException) -> str:
-    code = getattr(err, "code", None)
-    return code if isinstance(code, str) and code else type(err).__name__
+    def text(self) -> str:
+        """The ToolMessage text the model reads: message, then the routing tag."""
+        return f"error: {self.message} [code: {self.code}; class: {self.error_class}]"
 
 
 def tool_error_text(err: BaseException) -> str:
     """The ToolMessage text of a failed tool call: message, then the routing tag."""
-    if isinstance(err, ValueError):  # our library errors: the text is written for a clinician
-        message = str(err)
-    else:
-        message = f"the tool failed unexpectedly ({type(err).__name__}: {err})"
-    return f"error: {message} [code: {error_code(err)}; class: {type(err).__name__}]"
+    return ToolFailure.of(err).text()
 
 
-def read_tool_error(text: str | None) -> ToolErrorInfo:
-    """Message, code and class of a tool error text (untagged text: code and class None)."""
+def read_tool_error(text: str | None) -> ToolFailure:
+    """The failure written in a tool error text (untagged text: code and class None)."""
     text = (text or "").removeprefix("error: ")
     m = _TAG.search(text)
     if m is None:
-        return ToolErrorInfo(text, None, None)
-    return ToolErrorInfo(text[:m.start()], m.group("code"), m.group("cls"))
+        return ToolFailure(text, None, None)
+    return ToolFailure(text[:m.start()], m.group("code"), m.group("cls"))

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 from tools.anatomy import STRUCTURES_BY_NAME, resolve_structure_or_segment
 from tools.context import StudyContext, context_from_config
 from tools.masks import save_mask_nifti
+from tools.segmentation import SegmentationResult
 from tools.study import StudyError
 
 TOTALSEG_TASKS = ("total",)  # open weights; heartchambers_highres needs a licence
@@ -93,8 +94,8 @@ class TotalSegmentatorInput(BaseModel):
                         "ventricle', 'myocardium', 'sternum', 'spine', 'left lung'")
 
 
-@tool("totalsegmentator_anatomy", args_schema=TotalSegmentatorInput)
-def totalsegmentator_tool(target: str, *, config: RunnableConfig) -> dict:
+@tool("totalsegmentator_anatomy", args_schema=TotalSegmentatorInput, response_format="content_and_artifact")
+def totalsegmentator_tool(target: str, *, config: RunnableConfig) -> tuple[dict, SegmentationResult]:
     """Segment a non-coronary structure (aorta, pulmonary trunk, heart chambers, lungs, sternum, spine)
     of any CT with TotalSegmentator; returns its volume and the mask file. Not for coronary arteries."""
     from training.curriculum.real_data import TOTALSEG_TO_REGISTRY
@@ -112,6 +113,7 @@ def totalsegmentator_tool(target: str, *, config: RunnableConfig) -> dict:
     if voxels:
         path = str(save_mask_nifti(mask, ctx.study, ctx.outputs() / f"totalseg_{key}.nii.gz"))
         ctx.extra_masks[key] = mask
-    return {"target": key, "present": voxels > 0, "voxels": voxels,
-            "volume_mm3": round(voxels * float(np.prod(ctx.study.spacing)), 1), "mask_path": path,
-            "labels_source": "TotalSegmentator (task total)"}
+    result = SegmentationResult(target=key, present=voxels > 0, voxels=voxels,
+                                volume_mm3=round(voxels * float(np.prod(ctx.study.spacing)), 1), mask_path=path,
+                                labels_source="TotalSegmentator (task total)")
+    return result.model_dump(), result

@@ -1,6 +1,7 @@
 """Yes / no verdicts decided from tool results, never from the wording of an answer.
 
-One rule per task of a question (:data:`assistant.question.Task`). A rule reads the structured results of this turn's tools and returns "yes",
+One rule per task of a question (:data:`assistant.question.Task`). A rule reads the typed results of
+this turn's tools (:class:`assistant.outcomes.ToolOutcome`) and returns "yes",
 "no" or "unknown" (the tools did not run, failed, or do not decide the question). Because the
 verdict never looks at the answer text, it is the same whichever chat model wrote that text, and a
 benchmark can score it without parsing prose.
@@ -11,9 +12,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from assistant.evidence import ToolOutcome
+from assistant.outcomes import ToolOutcome, succeeded
 from assistant.question import ParsedQuestion
 from tools.cadrads import MILD_PERCENT, OBSTRUCTIVE_PERCENT
+from tools.stenosis import Lesion
 
 Verdict = str  # "yes" | "no" | "unknown"
 
@@ -27,63 +29,58 @@ _CALCIUM_ZERO = re.compile(r"\b(zero|0)\b", re.I)
 _TROPONIN_HIGH = re.compile(r"\b(elevated|high|raised|above|abnormal|positive|increased)\b", re.I)
 
 
-def _ok(done: list[ToolOutcome], name: str) -> list[ToolOutcome]:
-    return [o for o in done if o.name == name and o.ok and o.result is not None]
-
-
 def _stent_coverage(q: ParsedQuestion, done: list[ToolOutcome]) -> Verdict:
-    plans = _ok(done, "stent_coverage")
+    plans = succeeded(done, "stent_coverage")
     if not plans or q.stent_length_mm is None:
         return "unknown"
-    plan = plans[-1].result
-    if plan["status"] == "no_lesion":
+    plan = plans[-1].value
+    if plan.status == "no_lesion":
         return "unknown"  # nothing to cover: the answer says so
-    return "yes" if plan["covers"] else "no"
+    return "yes" if plan.covers else "no"
 
 
 def _lesion_verdict(q: ParsedQuestion, done: list[ToolOutcome]) -> Verdict:
-    measured = _ok(done, "measure_lesion")
+    measured = succeeded(done, "measure_lesion")
     if not measured:
         return "unknown"
-    lesions = [o.result["lesion"] for o in measured if o.result.get("lesion")]
+    lesions = [o.value.lesion for o in measured if o.value.lesion]
     if q.finding == "occlusion":
-        return "yes" if any(les["occluded"] for les in lesions) else "no"
+        return "yes" if any(les.occluded for les in lesions) else "no"
     threshold = q.stenosis_threshold_percent or ANY_STENOSIS_PERCENT
-    return "yes" if any(les["stenosis_percent"] >= threshold for les in lesions) else "no"
+    return "yes" if any(les.stenosis_percent >= threshold for les in lesions) else "no"
 
 
 def _finding_verdict(q: ParsedQuestion, done: list[ToolOutcome]) -> Verdict:
-    masks = _ok(done, "segment_anatomy")
+    masks = succeeded(done, "segment_anatomy")
     if masks:
-        return "yes" if any(o.result["present"] for o in masks) else "no"
-    if _ok(done, "vlm_ask"):
-        answer = _ok(done, "vlm_ask")[-1].result["answer"]
+        return "yes" if any(o.value.present for o in masks) else "no"
+    if succeeded(done, "vlm_ask"):
+        answer = succeeded(done, "vlm_ask")[-1].value.answer
         return "yes" if answer == "yes" else "no" if answer in ("no", "not present") else "unknown"
     return _lesion_verdict(q, done)
 
 
-def in_stent_lesions(done: list[ToolOutcome]) -> list[dict]:
+def in_stent_lesions(done: list[ToolOutcome]) -> list[Lesion]:
     """Lesions measured inside a stent this turn."""
-    return [o.result["lesion"] for o in _ok(done, "measure_lesion")
-            if o.result.get("lesion") and o.result["lesion"]["in_stent"]]
+    return [o.value.lesion for o in succeeded(done, "measure_lesion") if o.value.lesion and o.value.lesion.in_stent]
 
 
 def in_stent_graded(done: list[ToolOutcome]) -> bool:
     """Whether a measurement this turn graded the lumen inside the stent it found."""
-    return any(o.result["measurement"]["stent_present"] and o.result["measurement"].get("in_stent_graded")
-               for o in _ok(done, "measure_lesion"))
+    return any(o.value.measurement.stent_present and o.value.measurement.in_stent_graded
+               for o in succeeded(done, "measure_lesion"))
 
 
 def _stent_status(q: ParsedQuestion, done: list[ToolOutcome]) -> Verdict:
     # In-stent restenosis: a lesion the measuring tool flags in_stent with >= 50 % diameter stenosis
     # (an occluded stent is 100 %). Patency needs the in-stent lumen graded: where the tool did not
     # grade it (metal blooming), neither patency nor restenosis is decided.
-    stents = [o for o in _ok(done, "segment_anatomy") if o.result["target"].startswith("stent")]
-    if not stents or not _ok(done, "measure_lesion"):
+    stents = [o for o in succeeded(done, "segment_anatomy") if o.value.target.startswith("stent")]
+    if not stents or not succeeded(done, "measure_lesion"):
         return "unknown"
-    if not any(o.result["present"] for o in stents):
+    if not any(o.value.present for o in stents):
         return "unknown" if q.stent_status == "patency" else "no"
-    restenosis = any(les["stenosis_percent"] >= OBSTRUCTIVE_PERCENT for les in in_stent_lesions(done))
+    restenosis = any(les.stenosis_percent >= OBSTRUCTIVE_PERCENT for les in in_stent_lesions(done))
     if not restenosis and not in_stent_graded(done):
         return "unknown"
     return ("yes" if restenosis else "no") if q.stent_status == "restenosis" else ("no" if restenosis else "yes")
@@ -98,24 +95,24 @@ def _presence(q: ParsedQuestion, done: list[ToolOutcome]) -> Verdict:
 
 
 def _stenosis(q: ParsedQuestion, done: list[ToolOutcome]) -> Verdict:
-    if q.finding == "stent" and _ok(done, "segment_anatomy") and not _ok(done, "measure_lesion"):
+    if q.finding == "stent" and succeeded(done, "segment_anatomy") and not succeeded(done, "measure_lesion"):
         return _finding_verdict(q, done)
     return _lesion_verdict(q, done)
 
 
 def _calcium(q: ParsedQuestion, done: list[ToolOutcome]) -> Verdict:
-    scored = _ok(done, "calcium_score")
+    scored = succeeded(done, "calcium_score")
     if not scored:
         return "unknown"
-    result = scored[-1].result
+    result = scored[-1].value
     if q.artery:
-        per = (result.get("per_artery") or {}).get(q.artery)
-        value = None if per is None else (per["agatston"] if per.get("agatston") is not None else per["volume_mm3"])
+        per = result.per_artery.get(q.artery)
+        value = None if per is None else (per.agatston if per.agatston is not None else per.volume_mm3)
         value = value or 0.0
     else:
-        value = result["agatston"] if result.get("agatston") is not None else result["volume_mm3"]
+        value = result.agatston if result.agatston is not None else result.volume_mm3
     if m := _CALCIUM_THRESHOLD.search(q.text):
-        if result.get("agatston") is None:
+        if result.agatston is None:
             return "unknown"  # a threshold on the Agatston score cannot be read from a contrast volume
         return "yes" if value > float(m.group(1)) else "no"
     if _CALCIUM_ZERO.search(q.text):
@@ -126,15 +123,15 @@ def _calcium(q: ParsedQuestion, done: list[ToolOutcome]) -> Verdict:
 def _risk(q: ParsedQuestion, done: list[ToolOutcome]) -> Verdict:
     # Only the troponin question has a yes/no answer in the established scores; "will this
     # patient have a MACE" has none, and the answer explains why.
-    risk = _ok(done, "risk_context")
+    risk = succeeded(done, "risk_context")
     if risk and re.search(r"troponin|tn-?i", q.text, re.I) and _TROPONIN_HIGH.search(q.text) \
             and not re.search(r"\bmace\b|\bevent|\brisk\b", q.text, re.I):
-        trop = risk[-1].result.get("troponin")
+        trop = risk[-1].value.troponin
         if trop:
-            return "yes" if trop["above_url"] else "no"
-        both = risk[-1].result.get("troponin_sex_unknown")
+            return "yes" if trop.above_url else "no"
+        both = risk[-1].value.troponin_sex_unknown
         if both:  # sex unknown: decided only when the value is above both limits or below both
-            return {"both": "yes", "neither": "no"}.get(both["above"], "unknown")
+            return {"both": "yes", "neither": "no"}.get(both.above, "unknown")
     return "unknown"
 
 
@@ -146,3 +143,9 @@ VERDICT_RULES: dict[str, Callable[[ParsedQuestion, list[ToolOutcome]], Verdict]]
     "calcium_score": _calcium,
     "risk": _risk,
 }
+
+
+def verdict_for(q: ParsedQuestion, done: list[ToolOutcome]) -> Verdict:
+    """'yes' / 'no' from tool results for a yes/no question; 'unknown' when they do not decide it."""
+    rule = VERDICT_RULES.get(q.task)
+    return rule(q, done) if rule else "unknown"

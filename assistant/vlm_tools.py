@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 import threading
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from langchain_core.runnables import RunnableConfig
@@ -51,6 +52,7 @@ class VLMAnswerWithheld(VLMUnavailable):
     code = "vlm.answer_withheld"
 
 
+R = TypeVar("R", bound=BaseModel)
 _lock = threading.Lock()
 _loaded: dict[str, tuple[float, object]] = {}  # checkpoint folder -> (weights mtime, model)
 
@@ -224,6 +226,11 @@ class VLMAskResult(BaseModel):
 
 
 # -------------------------------------------------------------------------------------------- tools
+def _content_and_artifact(result: R) -> tuple[dict, R]:
+    # the dump is the JSON the chat model reads; the typed result travels beside it as the artifact
+    return result.model_dump(), result
+
+
 def vlm_segment(ctx: StudyContext, target: str) -> VLMSegmentResult:
     model = _checked_model(ctx)  # before any judgement of the checkpoint's scores
     measured = _check_mask_quality(target)
@@ -241,28 +248,30 @@ def vlm_segment(ctx: StudyContext, target: str) -> VLMSegmentResult:
                             mask_name=name if voxels else None, measured_dice=measured, note=_note())
 
 
-@tool("vlm_segment", args_schema=VLMSegmentInput)
-def vlm_segment_tool(target: str, *, config: RunnableConfig) -> dict:
+@tool("vlm_segment", args_schema=VLMSegmentInput, response_format="content_and_artifact")
+def vlm_segment_tool(target: str, *, config: RunnableConfig) -> tuple[dict, VLMSegmentResult]:
     """Segment a structure or finding described in words with the trained CardioVLM model; returns
     its volume, the model's confidence and the mask file. Use when the study has no label map."""
-    return vlm_segment(context_from_config(config), target).model_dump()
+    return _content_and_artifact(vlm_segment(context_from_config(config), target))
 
 
-@tool("vlm_locate", args_schema=VLMLocateInput)
-def vlm_locate_tool(target: str, *, config: RunnableConfig) -> dict:
+@tool("vlm_locate", args_schema=VLMLocateInput, response_format="content_and_artifact")
+def vlm_locate_tool(target: str, *, config: RunnableConfig) -> tuple[dict, VLMLocateResult]:
     """Locate a landmark or finding described in words with the trained CardioVLM model; returns its
     position in patient coordinates (LPS mm) and the model's confidence."""
     ctx = context_from_config(config)
     result = _checked_model(ctx).run(ctx.study, f"locate the {target}")
-    return VLMLocateResult(target=target, landmark_mm=tuple(round(v, 2) for v in result.landmark_mm),
-                           landmark_confidence=round(result.landmark_confidence, 3), note=_note()).model_dump()
+    return _content_and_artifact(VLMLocateResult(
+        target=target, landmark_mm=tuple(round(v, 2) for v in result.landmark_mm),
+        landmark_confidence=round(result.landmark_confidence, 3), note=_note()))
 
 
-@tool("vlm_ask", args_schema=VLMAskInput)
-def vlm_ask_tool(question: str, choices: list[str] | None = None, *, config: RunnableConfig) -> dict:
+@tool("vlm_ask", args_schema=VLMAskInput, response_format="content_and_artifact")
+def vlm_ask_tool(question: str, choices: list[str] | None = None, *,
+                 config: RunnableConfig) -> tuple[dict, VLMAskResult]:
     """Ask the trained CardioVLM model a yes/no or multiple-choice question about the image; returns
     its answer and confidence. A model reading, not a measurement: prefer the measuring tools."""
-    return vlm_ask(context_from_config(config), question, choices).model_dump()
+    return _content_and_artifact(vlm_ask(context_from_config(config), question, choices))
 
 
 def vlm_ask(ctx: StudyContext, question: str, choices: list[str] | None = None) -> VLMAskResult:

@@ -215,3 +215,25 @@ def test_a_follow_up_goes_to_the_model_with_the_conversation(scripted, patient):
     assert [(c.name, c.args) for c in answer.tool_calls] == [("measure_lesion", {"vessel": "RCA"})]
     # The follow-up keeps the yes/no question and its threshold; the RCA of the study is not narrowed.
     assert answer.verdict == "no"
+
+
+def test_the_openai_path_reads_the_typed_results_never_the_json_it_sent(scripted, patient, monkeypatch):
+    """The verdict and findings of a general LLM's turn come from the tools' typed results (the
+    ToolMessage artifacts): reading a result back from its JSON text is made to fail here."""
+    from langchain_core.messages import ToolMessage
+
+    import assistant.registry
+    from tools.stent import StentPlan
+
+    def parsed_back(name):
+        raise AssertionError(f"the JSON sent to the model for {name} was parsed back")
+
+    monkeypatch.setattr(assistant.registry, "result_adapter", parsed_back)
+    session = scripted([[("stent_coverage", {"vessel": "pLAD", "stent_length_mm": 12})], "Yes, it fits nicely."],
+                       patient)
+    answer = session.ask("Will a 12 mm stent fully cover the proximal LAD lesion?")
+    [message] = [m for m in session.history if isinstance(m, ToolMessage)]
+    assert isinstance(message.artifact, StentPlan) and message.artifact.covers is False
+    # the model wrote "yes"; the verdict is the typed result's
+    assert answer.verdict == "no" and answer.tool_calls[0].result is message.artifact
+    assert any(f.name == "stent coverage" and f.value == "does not cover" for f in answer.findings)

@@ -174,8 +174,13 @@ def test_cli_ask_json_and_a_follow_up_through_the_session_file(tmp_path, capsys,
                  "--out", str(tmp_path / "out"), "--anatomy", "case_labels"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert {"answer", "verdict", "findings", "tool_calls", "citations", "masks"} <= set(out)
-    assert out["verdict"] == "no" and out["tool_calls"] == [
-        {"name": "segment_anatomy", "args": {"target": "stent", "on_artery": "RCA"}, "ok": True, "message": None}]
+    [call] = out["tool_calls"]
+    assert out["verdict"] == "no" and {k: call[k] for k in ("name", "args", "ok", "message", "code")} == {
+        "name": "segment_anatomy", "args": {"target": "stent", "on_artery": "RCA"}, "ok": True, "message": None,
+        "code": None}
+    # the trace carries the tool's typed result, written out as JSON: the absent stent the verdict rests on
+    assert (call["result"]["target"], call["result"]["present"]) == ("stent_RCA", False)
+    assert [p["task"] for p in out["plan"]] == ["presence"]
     assert main(["ask", str(case), "and the LCx?", "--json", "--session", str(session_file),
                  "--out", str(tmp_path / "out"), "--anatomy", "case_labels"]) == 0
     out = json.loads(capsys.readouterr().out)
@@ -264,8 +269,11 @@ def test_a_vlm_mask_keeps_its_overlay_and_dicom_seg(tmp_path, monkeypatch):
     model = SimpleNamespace(run=lambda study, instruction: SimpleNamespace(mask=drawn, mask_confidence=0.8))
     monkeypatch.setattr(vt, "_checked_model", lambda ctx: model)  # the drawing stands in for the network
     monkeypatch.setattr(vt, "_check_mask_quality", lambda target: 0.9)
-    result = vt.vlm_segment_tool.invoke({"target": "aorta"}, config=ctx.as_config())
-    masks = masks_of("vlm_segment", result)
+    message = vt.vlm_segment_tool.invoke({"name": "vlm_segment", "args": {"target": "aorta"}, "id": "c1",
+                                          "type": "tool_call"}, config=ctx.as_config())
+    # the model reads the JSON; the answer reads the typed result beside it
+    assert isinstance(message.artifact, vt.VLMSegmentResult) and json.loads(message.content)["mask_name"] == "vlm_aorta"
+    masks = masks_of("vlm_segment", message.artifact)
     assert [m.name for m in masks] == ["vlm_aorta"] and np.array_equal(ctx.extra_masks["vlm_aorta"], drawn)
     assert overlay_for(masks, ctx) is not None
     seg = pydicom.dcmread(_dicom_seg_files(masks, ctx)[0].path)

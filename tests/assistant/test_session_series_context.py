@@ -72,7 +72,8 @@ def test_the_zip_is_listed_and_the_ccta_and_calcium_series_load_together(loaded)
 def test_the_calcium_answer_is_measured_on_the_calcium_series(loaded):
     session, _ = loaded
     answer = session.ask("What is the calcium score?")
-    assert answer.answer.startswith("Coronary calcium on the non-contrast calcium-scoring series: Agatston score")
+    assert answer.answer.startswith("Coronary calcium on the calcium-scoring series loaded with the CCTA (series 2 "
+                                    "'Calcium Score 3.0 mm'), a non-contrast series: Agatston score")
     cac = session.context.cac
     alone = agatston_score(cac.hu, cac.spacing, affine=cac.affine, metadata=cac.metadata)
     assert finding(answer, "Agatston score").value == pytest.approx(alone.agatston, abs=0.5)

@@ -164,20 +164,20 @@ def test_a_landmark_consumes_the_anatomy_that_names_it():
 
 
 def test_the_vlm_fallback_routes_on_the_error_class_not_its_words():
-    from assistant.evidence import ToolOutcome
+    from assistant.outcomes import ToolOutcome
     from assistant.planner import plan_next
     from assistant.question import parse_question
-    from assistant.tool_errors import tool_error_text
+    from assistant.tool_errors import ToolFailure
     from tools.segmentation import NoSegmentationAvailable
     from tools.stenosis import StenosisError
 
     q = parse_question("How tight is the L-PDA?")
     tools = {"measure_lesion", "vlm_ask"}
-    absent = ToolOutcome("measure_lesion", {"vessel": "L-PDA"}, False, None, tool_error_text(
-        StenosisError("the L-PDA is not present in this study's coronary segmentation")).removeprefix("error: "))
+    absent = ToolOutcome("measure_lesion", {"vessel": "L-PDA"}, failure=ToolFailure.of(
+        StenosisError("the L-PDA is not present in this study's coronary segmentation")))
     assert plan_next(q, [absent], tools) == []  # a right-dominant heart: said, not handed to the VLM
-    no_map = ToolOutcome("measure_lesion", {"vessel": "L-PDA"}, False, None, tool_error_text(
-        NoSegmentationAvailable("nothing to measure on")).removeprefix("error: "))
+    no_map = ToolOutcome("measure_lesion", {"vessel": "L-PDA"}, failure=ToolFailure.of(
+        NoSegmentationAvailable("nothing to measure on")))
     assert plan_next(q, [no_map], tools) == [("vlm_ask", {"question": q.text})]
 
 
