@@ -95,7 +95,12 @@ def prepare_case(image: np.ndarray, labels: np.ndarray | None, affine: np.ndarra
         model_labels = roi.sample(labels.astype(np.float32), mode="nearest").round().to(torch.int32).numpy()
         anatomy = torch.from_numpy(anatomy_classes(model_labels))
     return PreparedCase(image=cube.float(), labels=model_labels, roi=roi, affine=affine, landmarks_mm=landmarks_mm,
-                        model_spacing=tuple(float(v) for v in np.asarray(roi.step) * spacing), anatomy=anatomy)
+                        model_spacing=_triple(np.asarray(roi.step) * spacing), anatomy=anatomy)
+
+
+def _triple(values) -> tuple[float, float, float]:
+    i, j, k = (float(v) for v in values)
+    return i, j, k
 
 
 def anatomy_classes(labels: np.ndarray) -> np.ndarray:
@@ -122,7 +127,7 @@ class CurriculumSamples(torch.utils.data.Dataset):
         self.groups = [r.study_id for r in self.records]  # records of one case share one image
         self.kinds = [target_kind(r) for r in self.records]  # for balanced draws
         self.cache_cases = cache_cases
-        self._cases: OrderedDict[str, tuple] = OrderedDict()
+        self._cases: OrderedDict[str, PreparedCase] = OrderedDict()
         missing = sorted({r.study_id for r in self.records} - {p.name for p in self.data_root.iterdir()}
                          if self.data_root.is_dir() else {r.study_id for r in self.records})
         if missing:
@@ -174,7 +179,8 @@ def collate(samples: list[dict]) -> dict:
     """
     shape = samples[0]["image"].shape
     rows: dict[int, int] = {}
-    images, anatomy = [], []
+    images: list[torch.Tensor] = []
+    anatomy: list[torch.Tensor | None] = []
     for s in samples:
         if id(s["image"]) not in rows:
             rows[id(s["image"])] = len(images)

@@ -51,7 +51,8 @@ class TrainResult:
 
 def stage_plan(stages: Sequence[int], config: TrainConfig) -> list[tuple[int | None, int]]:
     """[(stage or None for mixed, end step)] for the stages present, in curriculum order."""
-    plan, end = [], 0
+    plan: list[tuple[int | None, int]] = []
+    end = 0
     for stage in sorted(set(stages)):
         end += config.steps_per_stage
         plan.append((stage, end))
@@ -140,27 +141,27 @@ def train(dataset, out_dir: str | Path, *, model_config: CardioVLMConfig, train_
     rank, world, local_rank, created_group = _distributed()
     if device is None:
         device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
-    device = torch.device(device)
+    run_device = torch.device(device)
     torch.manual_seed(train_config.seed)
     if resume:
-        model = load_checkpoint(out_dir / CHECKPOINT_SUBDIR, device=device)
+        model = load_checkpoint(out_dir / CHECKPOINT_SUBDIR, device=run_device)
         if model.config != model_config:
             raise TrainError(f"the model config differs from the one of the run in {out_dir}; resume with "
                              "the same --config")
     else:
-        model = CardioVLM(model_config).to(device)
+        model = CardioVLM(model_config).to(run_device)
         if train_config.init_from:
             init_from(model, Path(train_config.init_from))
     model.train()
     parameters = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=train_config.lr, weight_decay=train_config.weight_decay)
-    use_amp = train_config.amp and device.type == "cuda"
+    use_amp = train_config.amp and run_device.type == "cuda"
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
     step = 0
     if resume:
-        step = load_state(out_dir, optimizer, scaler, device)
-    wrapped = (DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+        step = load_state(out_dir, optimizer, scaler, run_device)
+    wrapped = (DistributedDataParallel(model, device_ids=[run_device.index] if run_device.type == "cuda" else None,
                                        find_unused_parameters=True) if world > 1 else model)
 
     plan = stage_plan(stages, train_config)
@@ -186,9 +187,9 @@ def train(dataset, out_dir: str | Path, *, model_config: CardioVLMConfig, train_
         lr = _learning_rate(step, total, train_config)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-            out = wrapped(batch["image"].to(device), batch["instruction"],
-                          batch["choices"] if any(batch["choices"]) else None, batch["image_index"].to(device))
+        with torch.autocast(run_device.type, dtype=amp_dtype, enabled=use_amp):
+            out = wrapped(batch["image"].to(run_device), batch["instruction"],
+                          batch["choices"] if any(batch["choices"]) else None, batch["image_index"].to(run_device))
         result = compute_losses(out, batch, train_config)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(result["loss"]).backward()

@@ -68,6 +68,6 @@ def retrieve_reports_tool(query: str, scope: str = "this_patient", modality: str
     patient_hash = configurable.get(PATIENT_CONFIG_KEY)
     if patient_hash is None and configurable.get(STUDY_CONFIG_KEY) is not None:
         patient_hash = configurable[STUDY_CONFIG_KEY].study.patient_hash
-    params = RetrieveReportsInput(query=query, scope=scope, modality=modality,  # type: ignore[arg-type]
+    params = RetrieveReportsInput(query=query, scope=scope, modality=modality,
                                   date_from=date_from, date_to=date_to, k=k)
     return [hit.model_dump(mode="json") for hit in retrieve_reports(store, params, patient_hash)]

@@ -75,7 +75,7 @@ class ReportStore:
         self.client = client
         self._embed = ReportEmbeddingFunction()
         self.collection = client.get_or_create_collection(
-            collection, embedding_function=self._embed,  # type: ignore[arg-type]
+            collection, embedding_function=self._embed,
             configuration={"hnsw": {"space": "cosine"}})
         # chroma id -> finding terms of every stored report: the lexical half of the search, kept in
         # memory because a chroma metadata filter over the terms costs 7-10 ms a query (on 1,200
@@ -113,7 +113,7 @@ class ReportStore:
         if not self._finding_index or now - self._index_checked > _INDEX_CHECK_S:
             self._index_checked = now
             if len(self._finding_index) != self.collection.count():
-                stored = self.collection.get(include=["metadatas"])  # type: ignore[list-item]
+                stored = self.collection.get(include=["metadatas"])
                 self._finding_index = {key: frozenset(stored_set((meta or {}).get("findings")))
                                        for key, meta in zip(stored["ids"], stored["metadatas"] or [])}
         return self._finding_index
@@ -133,7 +133,7 @@ class ReportStore:
                     result.skipped_ids.append(str(pending[k][1]["report_id"]))
             if new:
                 self.collection.add(ids=new, documents=[pending[k][0] for k in new],
-                                    metadatas=[pending[k][1] for k in new])  # type: ignore[misc]
+                                    metadatas=[pending[k][1] for k in new])
                 if self._finding_index:  # else read in full at the next search
                     self._finding_index.update((k, frozenset(stored_set(pending[k][1]["findings"]))) for k in new)
                 result.added += len(new)
@@ -147,12 +147,12 @@ class ReportStore:
         total = self.collection.count()
         for offset in range(0, total, batch_size):
             got = self.collection.get(limit=batch_size, offset=offset,
-                                      include=["documents", "metadatas"])  # type: ignore[list-item]
+                                      include=["documents", "metadatas"])
             documents = got["documents"] or []
             metadatas = [dict(meta or {}) | read_metadata(doc) for doc, meta in zip(documents, got["metadatas"] or [])]
             if got["ids"]:  # documents given again: chroma re-embeds them with this store's function
                 self.collection.update(ids=got["ids"], documents=documents,
-                                       metadatas=metadatas)  # type: ignore[arg-type]
+                                       metadatas=metadatas)
         self._finding_index = {}
         return total
 
@@ -184,9 +184,9 @@ class ReportStore:
             # Metadata and distances only: documents are fetched for the k hits alone (each included
             # field costs about 0.1 ms per candidate, the vector search itself about 1 ms).
             result = self.collection.query(query_embeddings=vector, n_results=n, where=base, ids=ids,
-                                           include=["metadatas", "distances"])  # type: ignore[list-item]
-            for key, meta, dist in zip(result["ids"][0], result["metadatas"][0],  # type: ignore[index]
-                                       result["distances"][0]):  # type: ignore[index]
+                                           include=["metadatas", "distances"])
+            for key, meta, dist in zip(result["ids"][0], result["metadatas"][0],
+                                       result["distances"][0]):
                 found.setdefault(key, (dict(meta), float(dist)))
 
         if wanted_findings:  # first the reports stating every finding asked about
@@ -211,7 +211,7 @@ class ReportStore:
         ranked.sort(key=lambda item: -item[0])
         top = ranked[:k]
         stored_docs = self.collection.get(ids=[key for _, _, key, _ in top],
-                                          include=["documents"])  # type: ignore[list-item]
+                                          include=["documents"])
         documents = dict(zip(stored_docs["ids"], stored_docs["documents"] or []))
         hits = []
         for score, similarity, key, meta in top:

@@ -98,7 +98,7 @@ def query_finding_terms(query: str) -> frozenset[str]:
     return frozenset(terms)
 
 
-def finding_agreement(wanted: frozenset[str] | set[str], stated: set[str]) -> float:
+def finding_agreement(wanted: frozenset[str] | set[str], stated: frozenset[str] | set[str]) -> float:
     """0..1: the share of the ``wanted`` terms a report states (weight 0.7) plus the share of its own
     terms that were asked for (0.3); 1 for a report stating exactly the findings asked about."""
     if not wanted or not stated:

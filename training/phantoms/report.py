@@ -140,7 +140,7 @@ def _indication(w: TemplateWriter, case: _Case) -> list[str]:
         trend_key = ("trend_mildly_elevated" if mildly else "trend_elevated") if elevated else "trend_normal"
         trend = w.pick(w.g["indication"][trend_key])
         assay = c.troponin_assay or "hs-cTnI"
-        out.append(w.say("indication.troponin", {"value": value, "unit": c.troponin_unit, "trend": trend,
+        out.append(w.say("indication.troponin", {"value": value, "unit": c.troponin_unit or "", "trend": trend,
                                                  "assay": assay}))
     return out
 

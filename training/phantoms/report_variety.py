@@ -85,7 +85,7 @@ def sentence_shape(sentence: str) -> str:
 
 def report_sentences(report: str) -> list[str]:
     """The sentences of a report (headings dropped), split at full stops that end a sentence."""
-    out = []
+    out: list[str] = []
     for line in report.splitlines():
         line = re.sub(r"^\d+\.\s+", "", line.strip())
         if not line or (line.endswith(":") and len(line.split()) <= 6):
