@@ -43,8 +43,9 @@ REFERENCE_SERIES_DIR = "ct_series_for_seg"
 PRIVATE_SCHEME = "99CVLM"  # DICOM private coding scheme designators start with "99"
 SEG_SERIES_NUMBER, SR_SERIES_NUMBER = 900, 901
 VLM_MASK_PREFIX = "vlm_"  # assistant.vlm_tools keeps VLM masks apart from label-map masks of the same name
-# Findings' units (assistant.findings) as UCUM; anything else becomes a UCUM annotation "{unit}".
-UCUM = {"mm": ("mm", "millimeter"), "mm2": ("mm2", "square millimeter"), "mm^3": ("mm3", "cubic millimeter"),
+# Findings' units (assistant.findings) as UCUM; anything else becomes a UCUM annotation "{unit}". Powers
+# are written with a caret as the findings write them ("mm^2", "mm^3"), never "mm2".
+UCUM = {"mm": ("mm", "millimeter"), "mm^2": ("mm2", "square millimeter"), "mm^3": ("mm3", "cubic millimeter"),
         "%": ("%", "percent"), "mg": ("mg", "milligram"), "ng/L": ("ng/L", "nanogram per liter"),
         "HU": ("[hnsf'U]", "Hounsfield unit"), "AU": ("1", "no units"), "": ("1", "no units"),
         "ratio": ("{ratio}", "ratio"), "years": ("a", "year"), "mmHg": ("mm[Hg]", "millimeter of mercury")}
