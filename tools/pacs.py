@@ -166,7 +166,7 @@ class PacsClient:
         self.max_bytes = max_study_mb * 1024**2
         session = PacsSession()
         session.verify = str(ca_bundle) if (verify_tls and ca_bundle) else verify_tls
-        if auth == "basic":
+        if auth == "basic" and username and password:  # both checked above
             session.auth = (username, password)
         headers = {"Authorization": f"Bearer {token}"} if auth == "bearer" else None
         self._client = DICOMwebClient(self.url, session=session, headers=headers, timeout=timeout_s)

@@ -63,7 +63,7 @@ def _search(args: argparse.Namespace) -> int:
     client = _client(args)
     if args.study:
         hits = client.search_series(args.study, modality=args.modality)
-        columns = ("series_uid", "modality", "series_number", "n_instances", "description")
+        columns: tuple[str, ...] = ("series_uid", "modality", "series_number", "n_instances", "description")
     else:
         hits = client.search_studies(patient_id=args.patient_id, patient_name=args.patient_name,
                                      accession_number=args.accession, study_date=args.date, modality=args.modality)

@@ -50,8 +50,8 @@ class LoginLimiter:
     window_s: float = 15 * 60
     lockout_s: float = 15 * 60
     # Bounded, so guessing with endless made-up user names cannot fill the memory.
-    _failures: dict[str, deque] = field(default_factory=lambda: _Bounded())
-    _locked_until: dict[str, float] = field(default_factory=lambda: _Bounded())
+    _failures: _Bounded = field(default_factory=_Bounded)
+    _locked_until: _Bounded = field(default_factory=_Bounded)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod

@@ -81,7 +81,7 @@ def current_answer(state: UiSession | None):
 
 def answer_masks(state: UiSession | None) -> dict[str, np.ndarray]:
     answer = current_answer(state)
-    if answer is None:
+    if answer is None or state is None or state.session.context is None:  # an answer implies both
         return {}
     ctx = state.session.context
     return {m.name: ctx.extra_masks[m.name] for m in answer.masks if m.name in ctx.extra_masks}

@@ -73,7 +73,7 @@ class ViewerFiles:
             overlays.append({"name": name, "path": str(self.masks[name]), "color": list(mask_color(name))})
         windows = {name: [WINDOWS[name][1] - WINDOWS[name][0] / 2, WINDOWS[name][1] + WINDOWS[name][0] / 2]
                    for name in VIEWER_PRESETS}
-        focus = _focus(masks[overlays[0]["name"]]) if overlays else None
+        focus = _focus((masks or {})[str(overlays[0]["name"])]) if overlays else None
         return json.dumps({"volume": str(self.volume), "overlays": overlays, "windows": windows,
                            "load": load_id, "focus": focus})
 

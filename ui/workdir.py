@@ -14,11 +14,13 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import IO
 
 from tools.settings import get_settings, set_library_environment
 
 _LOCK_NAME = ".owner.lock"
-_held: dict[str, object] = {}  # this process's folder -> its open lock file (kept open: the lock lives with it)
+# this process's folder and its open lock file (kept open: the lock lives with it)
+_held: dict[str, tuple[Path, IO[str]]] = {}
 
 
 def process_dir() -> Path:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 # Answer classes of the yes/no head; index order is part of the checkpoint format.
 ANSWER_CLASSES: tuple[str, ...] = ("yes", "no", "not present")
@@ -73,7 +73,8 @@ class CardioVLMConfig:
     def token_grid(self) -> tuple[int, int, int]:
         """Shape of the image-token grid (the encoder bottleneck)."""
         factor = 2 ** (len(self.blocks_down) - 1)
-        return tuple(n // factor for n in self.input_shape)  # type: ignore[return-value]
+        x, y, z = (n // factor for n in self.input_shape)
+        return x, y, z
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -89,7 +90,7 @@ class CardioVLMConfig:
     @classmethod
     def tiny(cls, **overrides) -> CardioVLMConfig:
         """A configuration that trains on the CPU in seconds (tests, smoke runs)."""
-        base = dict(input_shape=(32, 32, 32), init_filters=8, blocks_down=(1, 1, 1), feature_channels=8,
+        base: dict[str, Any] = dict(input_shape=(32, 32, 32), init_filters=8, blocks_down=(1, 1, 1), feature_channels=8,
                     text_encoder="hashed", text_vocab_size=512, width=32, fusion_layers=1, fusion_heads=2,
                     max_text_tokens=24)
         base.update(overrides)

@@ -172,7 +172,8 @@ def check_input(study: Study, config: InputCheckConfig | None = None) -> InputCh
     if correlation < config.min_neighbour_correlation:
         raise NoiseVolumeError(f"the volume looks like noise (neighbouring voxels correlate {correlation:.2f}; a CT "
                                f"image is above {config.min_neighbour_correlation:.1f}); {_REFUSAL}")
-    extent = tuple(float(n * s) for n, s in zip(study.shape, study.spacing))
+    ex, ey, ez = (float(n * s) for n, s in zip(study.shape, study.spacing))
+    extent = (ex, ey, ez)
     transverse = min(extent[:2]), max(extent[:2])
     if (transverse[0] < config.min_transverse_mm or transverse[1] > config.max_transverse_mm
             or not config.min_length_mm <= extent[2] <= config.max_length_mm):

@@ -46,5 +46,5 @@ def study_fingerprint(study) -> str:
     hu = np.ascontiguousarray(study.hu)
     digest.update(str((hu.shape, hu.dtype.str)).encode())
     digest.update(np.asarray(study.affine, dtype=np.float64).tobytes())
-    digest.update(memoryview(hu).cast("B"))
+    digest.update(hu.data.cast("B"))
     return digest.hexdigest()

@@ -69,8 +69,11 @@ class RoiGrid:
         n = np.asarray(config.input_shape, dtype=float)
         step = np.asarray(config.roi_mm, dtype=float) / n / np.asarray(spacing, dtype=float)
         origin = np.asarray(centre, dtype=float) - (n - 1) / 2.0 * step
-        return cls(tuple(float(v) for v in origin), tuple(float(v) for v in step),
-                   tuple(int(v) for v in config.input_shape), tuple(int(v) for v in study_shape))
+        ox, oy, oz = (float(v) for v in origin)
+        sx, sy, sz = (float(v) for v in step)
+        mx, my, mz = (int(v) for v in config.input_shape)
+        nx, ny, nz = (int(v) for v in study_shape)
+        return cls((ox, oy, oz), (sx, sy, sz), (mx, my, mz), (nx, ny, nz))
 
     def model_to_study(self, index: np.ndarray) -> np.ndarray:
         """(N, 3) model-grid indices -> (N, 3) fractional study indices."""
