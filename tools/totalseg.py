@@ -10,12 +10,12 @@ fetches missing weights from the internet by itself, so it is only started once 
 from __future__ import annotations
 
 import importlib.util
-import os
 from pathlib import Path
 
 import numpy as np
 
 from tools.anatomy import STRUCTURES_BY_NAME
+from tools.settings import external_environment, set_library_environment
 from tools.study_errors import StudyError
 
 # TotalSegmentator class names -> tools.anatomy structure names.
@@ -40,12 +40,9 @@ class TotalSegmentatorUnavailable(StudyError):
 
 def weights_dir() -> Path:
     """Where TotalSegmentator itself looks for its weights: ``TOTALSEG_WEIGHTS_PATH``, else
-    ``TOTALSEG_HOME_DIR/nnunet/results`` (home ``~/.totalsegmentator``). These are TotalSegmentator's own
-    variables, read as it reads them, so the check and the run agree."""
-    if os.environ.get("TOTALSEG_WEIGHTS_PATH"):
-        return Path(os.environ["TOTALSEG_WEIGHTS_PATH"])
-    home = Path(os.environ.get("TOTALSEG_HOME_DIR", Path.home() / ".totalsegmentator"))
-    return home / "nnunet" / "results"
+    ``TOTALSEG_HOME_DIR/nnunet/results`` (home ``~/.totalsegmentator``), read by tools.settings as
+    TotalSegmentator reads them, so the check and the run agree."""
+    return external_environment().totalseg_weights_dir
 
 
 def weights_installed() -> bool:
@@ -94,7 +91,7 @@ def label_with_totalsegmentator(image: str | Path, out_path: str | Path, *, task
         TotalSegmentatorUnavailable: TotalSegmentator or its weights are missing.
         StudyError: a task returned a label map of another shape than the image.
     """
-    os.environ.setdefault("TOTALSEG_DISABLE_USAGE_STATS", "1")  # no telemetry from hospital machines
+    set_library_environment({"TOTALSEG_DISABLE_USAGE_STATS": "1"})  # no telemetry from hospital machines
     require_totalsegmentator()
     import nibabel as nib
     from totalsegmentator.map_to_binary import class_map
