@@ -1,8 +1,9 @@
 """The ``segment_anatomy`` tool: the mask of a named structure or finding, written as a file.
 
 Masks come from the session's label map, whose source is always stated: the trained VLM, the
-phantom's ground truth, TotalSegmentator or a supplied label map. Without any label map the tool
-says so instead of guessing.
+phantom's ground truth, TotalSegmentator or a supplied label map. Calcium that the label map does
+not outline (a map traced from the image has vessels, not calcium) is the calcium score's own lesions
+(:func:`tools.calcium.calcium_mask`). Without any label map the tool says so instead of guessing.
 """
 
 from __future__ import annotations
