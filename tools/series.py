@@ -141,8 +141,10 @@ def _case_listing(root: Path) -> list[SeriesInfo]:
     from tools.dicom_read import scan_folder
 
     out = []
-    for dicom_dir, nifti, kind, name in ((cf.CCTA_DICOM_DIR, cf.CCTA_NIFTI, "ccta", "CCTA"),
-                                         (cf.CAC_DICOM_DIR, cf.CAC_NIFTI, "calcium_scoring", "calcium scoring")):
+    series: tuple[tuple[str, str, SeriesKind, str], ...] = (
+        (cf.CCTA_DICOM_DIR, cf.CCTA_NIFTI, "ccta", "CCTA"),
+        (cf.CAC_DICOM_DIR, cf.CAC_NIFTI, "calcium_scoring", "calcium scoring"))
+    for dicom_dir, nifti, kind, name in series:
         folder = root / dicom_dir
         if folder.is_dir() and any(folder.iterdir()):
             for info in list_scan(scan_folder(folder)):
@@ -306,6 +308,8 @@ def _load_case_series(root: Path, uid: str, settings: Settings) -> Study:
 def _note_pairing(ccta: Study, calcium: Study, listing: dict[str, SeriesInfo], pick: SeriesPick) -> None:
     """Say when the two series do not share a frame of reference: the CCTA's anatomy is carried to the
     calcium series in patient coordinates, which then do not match."""
+    if pick.calcium is None:  # no calcium series was picked: nothing to pair
+        return
     a, b = listing[pick.ccta].frame_of_reference_uid, listing[pick.calcium].frame_of_reference_uid
     if a and b and a != b:
         ccta.warnings.append("the calcium-scoring series has another frame of reference than the CCTA: the coronary "

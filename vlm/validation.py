@@ -40,7 +40,7 @@ MYOCARDIUM_ID = STRUCTURES_BY_NAME["lv_myocardium"].label_id
 CALCIFICATION_ID = STRUCTURES_BY_NAME["calcified_plaque"].label_id
 PLAQUE_ID = STRUCTURES_BY_NAME["noncalcified_plaque"].label_id
 STENT_ID = STRUCTURES_BY_NAME["stent"].label_id
-ARTERY_IDS = {a: {s.label_id for s in segments_of_artery(a)} for a in ARTERIES}
+ARTERY_IDS: dict[str, set[int]] = {a: {s.label_id for s in segments_of_artery(a)} for a in ARTERIES}
 
 
 def structure_group(label_ids: list[int]) -> str | None:
@@ -181,7 +181,7 @@ def answer_evidence(checkpoint_dir: str | Path, question: str, *, choices: list[
     kind = "multiple choice" if choices else question_kind(question)
     row = "multiple-choice accuracy" if choices else f"yes/no balanced accuracy ({kind})"
     accuracy = (measured_scores(checkpoint_dir) or {}).get(row)
-    measured = [(label, split.get(row)) for label, split in measured_controls(checkpoint_dir).items()
+    measured = [(label, float(split[row])) for label, split in measured_controls(checkpoint_dir).items()
                 if split.get(row) is not None]
     control, control_accuracy = max(measured, key=lambda item: item[1]) if measured else (None, None)
     depends = (accuracy is not None and control_accuracy is not None
