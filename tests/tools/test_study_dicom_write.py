@@ -65,7 +65,8 @@ def test_tilted_affine_is_refused(tmp_path):
         write_ct_series(_volume(), affine, tmp_path, series_description="tilt")
 
 
-@pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dicom3tools not installed")
+@pytest.mark.skipif(shutil.which("dciodvfy") is None,
+                    reason="dicom3tools (dciodvfy) not installed: run `bash scripts/install_test_services.sh`")
 def test_dciodvfy_reports_no_errors(tmp_path):
     paths = write_ct_series(_volume(), _affine(), tmp_path, series_description="CCTA", uid_seed=1, contrast=True)
     out = subprocess.run(["dciodvfy", str(paths[0])], capture_output=True, text=True)
