@@ -43,7 +43,7 @@ SIZES: dict[str, SizePreset] = {
     # clinical in-plane resolution on a reconstruction-sized FOV
     "demo": SizePreset((0.65, 0.65, 1.0), (195.0, 195.0, 130.0), 0.65),
     # a chest CT at the real reference's voxel size (1.5 mm), for realism checks against it
-    "chest": SizePreset((1.5, 1.5, 1.5), (360.0, 280.0, 240.0), 1.5, centre_on="chest"),
+    "chest": SizePreset((1.5, 1.5, 1.5), (420.0, 300.0, 240.0), 1.5, centre_on="chest"),
 }
 
 

@@ -21,7 +21,9 @@ from training.phantoms.lesions import Calcification, SegmentLumen
 from training.phantoms.noise import kernel_noise
 from training.phantoms.physics import Physics
 from training.phantoms.thorax import APEX_WALL_FRACTION
-from training.phantoms.thorax_raster import abdomen, body_wall, posterior_elements, vessels_and_airways
+from training.phantoms.body import HUMERUS_LABEL, paint_body_wall
+from training.phantoms.thorax_raster import abdomen, paint_segments, vessels_and_airways
+from training.phantoms.vertebrae import paint_spine
 
 LABEL = {name: s.label_id for name, s in STRUCTURES_BY_NAME.items()}
 PSF_SIGMA_MM = 0.5  # scanner point-spread function, Gaussian sigma
@@ -76,6 +78,9 @@ class Contrast:
     ivc: float = 40.0  # unopacified venous return from below
     cartilage: float = 140.0
     stomach: float = 25.0
+    marrow: float = -20.0  # fatty marrow of the humeral shaft
+    table_shell: float = 250.0  # carbon-fibre skin of the table top
+    table_core: float = -900.0  # its foam core
 
 
 def _capsule_dist(x, y, z, tube: Tube) -> np.ndarray:
@@ -113,7 +118,8 @@ def _tissues(anat: Anatomy, grid: Grid) -> tuple[np.ndarray, np.ndarray, dict]:
     thorax = anat.thorax
     extras: dict = {}
     if thorax is not None:
-        cavity, rib_cortex = body_wall(lab, grid, anat, thorax)
+        cavity, rib_cortex, extras = paint_body_wall(lab, grid, anat, thorax.body, thorax.wall, thorax.ribs,
+                                                     thorax.spine.canal_centre)
     else:
         ell = lambda dx, dy: ((x - bx) / (ax_ - dx)) ** 2 + ((y - by) / (ay - dx)) ** 2 <= 1  # noqa: E731
         body, below_fat, cavity = ell(0, 0), ell(anat.fat_mm, 0), ell(anat.fat_mm + anat.muscle_mm, 0)
@@ -149,8 +155,11 @@ def _tissues(anat: Anatomy, grid: Grid) -> tuple[np.ndarray, np.ndarray, dict]:
         extras["stomach_air"] = abdomen(lab, grid, anat, thorax, cavity, half(h.length, h.radius, 7.0))
         extras["airway"] = vessels_and_airways(lab, grid, anat, thorax)
     # great vessels
-    for tube in anat.aorta[1:]:
-        lab[_capsule_dist(x, y, z, tube) <= tube.radius] = LABEL["aorta"]
+    if thorax is None:
+        for tube in anat.aorta[1:]:
+            lab[_capsule_dist(x, y, z, tube) <= tube.radius] = LABEL["aorta"]
+    else:
+        paint_segments(lab, grid, thorax.aorta, LABEL["aorta"])
     lab[_capsule_dist(x, y, z, anat.pulmonary) <= anat.pulmonary.radius] = LABEL["pulmonary_artery"]
     # atria, with a thin wall
     for (c, r), name in ((anat.la, "la_blood"), (anat.ra, "ra_blood")):
@@ -186,7 +195,17 @@ def _tissues(anat: Anatomy, grid: Grid) -> tuple[np.ndarray, np.ndarray, dict]:
     for c, r in anat.sinuses:
         root |= _ball(x, y, z, c, r)
     lab[root] = LABEL["aortic_root"]
-    # bones: vertebral bodies with discs, sternum; spinal canal behind as soft tissue
+    # bones: sternum; vertebral bodies with discs and the spinal canal behind them
+    (stx, sty), (hw, hd) = (float(v) for v in anat.sternum[0]), anat.sternum[1]
+    sternum = np.broadcast_to(((x - stx) / hw) ** 2 + ((y - sty) / hd) ** 2 <= 1, grid.shape)
+    sternum_cortex = sternum & ~np.broadcast_to(((x - stx) / (hw - 1.5)) ** 2 + ((y - sty) / (hd - 1.5)) ** 2 <= 1,
+                                                grid.shape)
+    if thorax is not None:
+        lab[sternum] = LABEL["sternum"]
+        cortex, processes = paint_spine(lab, grid, thorax.spine, paint_segments)
+        cortex = cortex | sternum_cortex | (rib_cortex & np.isin(lab, [LABEL["ribs"], HUMERUS_LABEL]))
+        cortex |= processes & ~ndimage.binary_erosion(processes, iterations=1)
+        return lab, cortex, extras
     sx, sy = (float(v) for v in anat.spine_centre)
     d_spine = np.sqrt((x - sx) ** 2 + (y - sy) ** 2)
     vb = np.broadcast_to(d_spine <= anat.spine_radius, grid.shape)
@@ -194,19 +213,11 @@ def _tissues(anat: Anatomy, grid: Grid) -> tuple[np.ndarray, np.ndarray, dict]:
     lab[vb] = LABEL["spine"]
     canal = np.broadcast_to(np.sqrt((x - sx) ** 2 + (y - sy - anat.spine_radius - 9) ** 2) <= 8, grid.shape)
     lab[canal] = LABEL["soft_tissue"]
-    (stx, sty), (hw, hd) = (float(v) for v in anat.sternum[0]), anat.sternum[1]
-    sternum = np.broadcast_to(((x - stx) / hw) ** 2 + ((y - sty) / hd) ** 2 <= 1, grid.shape)
     lab[sternum] = LABEL["sternum"]
     cortex = np.broadcast_to(d_spine >= anat.spine_radius - 1.8, grid.shape) & vb
-    cortex |= sternum & ~np.broadcast_to(((x - stx) / (hw - 1.5)) ** 2 + ((y - sty) / (hd - 1.5)) ** 2 <= 1,
-                                         grid.shape)
+    cortex |= sternum_cortex
     cortex &= ~disc
     lab[vb & disc] = LABEL["soft_tissue"]
-    if thorax is not None:
-        processes = posterior_elements(lab, grid, anat)
-        cortex |= rib_cortex & (lab == LABEL["ribs"])
-        cortex |= processes & ~ndimage.binary_erosion(processes, iterations=1)
-        return lab, cortex, extras
     # liver dome under the right hemidiaphragm (lowest slices only)
     lc, (la_, lb, lc_) = [float(v) for v in anat.liver_centre], anat.liver_axes
     liver = ((x - lc[0]) / la_) ** 2 + ((y - lc[1]) / lb) ** 2 + ((z - lc[2]) / lc_) ** 2 <= 1
@@ -329,8 +340,10 @@ def form_image(lab: np.ndarray, parts: dict, grid: Grid, contrast: Contrast, noi
         lut[seg.label_id] = c.fat  # lumen HU is mixed in below from the analytic occupancy
     hu = lut[lab]
     hu[parts["cortex"]] = c.cortical
-    if "stomach_air" in parts:
-        hu[parts["stomach_air"]] = c.air
+    for mask, value in (("stomach_air", c.air), ("marrow", c.marrow), ("table_shell", c.table_shell),
+                        ("table_core", c.table_core)):
+        if mask in parts:
+            hu[parts[mask]] = value
     huf = hu.reshape(-1)
     band, occ = parts["band"], parts["occ"]
     huf[band] = huf[band] * (1 - occ) + 0.97 * c.blood_left * occ

@@ -16,38 +16,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from training.phantoms.body import Body, cavity_depth, sample_body, wall_depths
 from training.phantoms.geometry import APEX_WALL_FRACTION, Anatomy, Tube, _spline, _unit
+from training.phantoms.segments import Segments
+from training.phantoms.vertebrae import Spine, sample_spine
 
 MURRAY = 2.0 ** (-1.0 / 3.0)  # child / parent radius at a symmetric bifurcation
 MIN_TREE_RADIUS_MM = 0.45  # stop branching below this calibre (under half a small-size voxel)
-
-
-@dataclass
-class Segments:
-    """Tapered capsules: segment n runs from ``p0[n]`` (radius ``r0[n]``) to ``p1[n]`` (radius ``r1[n]``)."""
-
-    p0: np.ndarray
-    p1: np.ndarray
-    r0: np.ndarray
-    r1: np.ndarray
-
-    @classmethod
-    def empty(cls) -> "Segments":
-        return cls(np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0), np.zeros(0))
-
-    @classmethod
-    def polyline(cls, ctrl, r_start: float, r_end: float | None = None, step: float = 2.0) -> "Segments":
-        """A smooth path through control points, tapering linearly from ``r_start`` to ``r_end``."""
-        pts = _spline(np.asarray(ctrl, dtype=np.float64), step)
-        r = np.linspace(r_start, r_start if r_end is None else r_end, len(pts))
-        return cls(pts[:-1], pts[1:], r[:-1], r[1:])
-
-    def __add__(self, other: "Segments") -> "Segments":
-        return Segments(np.vstack([self.p0, other.p0]), np.vstack([self.p1, other.p1]),
-                        np.r_[self.r0, other.r0], np.r_[self.r1, other.r1])
-
-    def __len__(self) -> int:
-        return len(self.r0)
+MAX_TREE_DEPTH = 11  # generations below a lobar stem: enough to reach the pleura
+PLEURA_GAP_MM = 3.0  # vessels we draw end this far inside the pleura
+LUNG_LOOKUP_MM = 3.0  # grid on which the tree generator looks up whether a point is in the lung
 
 
 @dataclass
@@ -101,6 +79,9 @@ class Thorax:
     azygos: Segments
     stomach: tuple[np.ndarray, tuple[float, float, float]]  # centre, semi-axes
     diaphragm: tuple[np.ndarray, np.ndarray, float]  # right dome top, left dome top, dome curvature radius
+    body: Body  # skin contour, paraspinal muscles, arms, table
+    spine: Spine  # vertebral bodies and posterior arches
+    aorta: Segments  # ascending and descending aorta (curved, calibre and section varying)
     contrast_inflow_hu: float = 0.0  # undiluted contrast arriving by the SVC (drawn per case)
     extra: dict = field(default_factory=dict)
 
@@ -128,7 +109,7 @@ def _tree(rng, start, direction, radius, length, inside) -> Segments:
         p1.append(end)
         r0.append(r)
         child_r = r * MURRAY
-        if child_r < MIN_TREE_RADIUS_MM or depth >= 9:
+        if child_r < MIN_TREE_RADIUS_MM or depth >= MAX_TREE_DEPTH:
             continue
         perp = _unit(np.cross(d, rng.normal(size=3)))
         for sign in (-1.0, 1.0):
@@ -162,6 +143,14 @@ def sample_thorax(rng: np.random.Generator, anat: Anatomy, sex: str | None = Non
     ribs = Ribs(z_spine=np.arange(-230.0, 200.0, rng.uniform(24, 28)) + rng.uniform(0, 10),
                 height_mm=float(rng.uniform(9, 12)), thickness_mm=wall.rib_layer_mm - 1.0,
                 drop_mm=float(rng.uniform(90, 130)), cartilage_deg=float(rng.uniform(30, 42)))
+    body = sample_body(rng, anat, wall, sex)
+    spine = sample_spine(rng, anat)
+    # the sternum sits under the anterior wall of the drawn contour, level with the heart's base
+    z0 = float(anat.heart.base[2])
+    front = -np.pi / 2
+    fat0, rib_top0 = (float(v) for v in wall_depths(body, wall, np.array(front), z0))
+    front_y = by - float(body.outline.radius(np.array(front), z0))
+    anat.sternum = (np.array([float(anat.sternum[0][0]), front_y + rib_top0 + 6.0]), anat.sternum[1])
 
     # descending aorta: left-anterolateral of the vertebral bodies
     asc = anat.aorta[1]
@@ -175,6 +164,15 @@ def sample_thorax(rng: np.random.Generator, anat: Anatomy, sex: str | None = Non
                               desc_top - np.array([0, 0, 30.0])], asc.radius, anat.aorta[2].radius)
     anat.aorta[2] = Tube(np.array([desc_xy[0], desc_xy[1], -260.0]), desc_top - np.array([0, 0, 25.0]),
                          anat.aorta[2].radius)
+    # the painted aorta bows a little: the ascending part to the right and forwards, the descending part
+    # drifting towards the midline and forwards on its way to the aortic hiatus
+    bow = _unit(np.cross(asc.end - asc.start, [0.0, 0.0, 1.0]) + [0.0, -0.5, 0.0]) * rng.uniform(2, 6)
+    ascending = Segments.polyline([asc.start, 0.5 * (asc.start + asc.end) + bow, asc.end], asc.radius)
+    d_top, d_bot = anat.aorta[2].end + np.array([0, 0, 5.0]), anat.aorta[2].start
+    descending = Segments.polyline([d_top, 0.5 * (d_top + d_bot) + np.array([rng.uniform(0, 5), rng.uniform(-2, 3), 0]),
+                                    d_bot + np.array([-rng.uniform(6, 14), -rng.uniform(6, 14), 0])],
+                                   anat.aorta[2].radius, 0.9 * anat.aorta[2].radius)
+    aorta = ascending.varied(rng, 0.03, (0.92, 1.0)) + descending.varied(rng, 0.04, (0.88, 1.0))
     # arch branches from the top of the arch, right to left
     pts = _spline(np.array([asc_top, arch_mid, desc_top]), 2.0)
     upper = pts[np.argsort(-pts[:, 2])[:max(len(pts) // 2, 3)]]
@@ -186,7 +184,7 @@ def sample_thorax(rng: np.random.Generator, anat: Anatomy, sex: str | None = Non
                                          rng.uniform(60, 90, 3)):
         o = upper[int(frac * (len(upper) - 1))]
         branches[name] = Segments.polyline([o - np.array([0, 0, 4.0]), o + np.array([0.3 * dx, 0, 0.4 * rise]),
-                                            o + np.array([dx, 4.0, rise])], r, 0.9 * r)
+                                            o + np.array([dx, 4.0, rise])], r, 0.9 * r).varied(rng, 0.05, (0.85, 1.0))
 
     # superior vena cava: right of the ascending aorta, down into the roof of the right atrium
     def asc_at(z):
@@ -199,29 +197,29 @@ def sample_thorax(rng: np.random.Generator, anat: Anatomy, sex: str | None = Non
     for z in (ra_c[2] + ra_r + 12, asc_top[2] - 10, asc_top[2] + 30):
         a = asc_at(z)
         svc_ctrl.append(np.array([min(a[0] - gap, svc_ctrl[0][0] - 3), a[1] + 8.0, z]))
-    svc = Segments.polyline(svc_ctrl, svc_r)
+    svc = Segments.polyline(svc_ctrl, svc_r).varied(rng, 0.06, (0.7, 0.9))
     # left brachiocephalic vein crosses in front of the arch branches into the top of the SVC
     top = svc_ctrl[-1]
     bcv = Segments.polyline([top + np.array([0, 0, 10.0]), top + np.array([35, -18, 25.0]),
                              top + np.array([90, -12, 35.0])], svc_r * 0.7, svc_r * 0.6)
-    bcv = bcv + Segments.polyline([top, top + np.array([-15, 0, 40.0])], svc_r * 0.8)
+    bcv = (bcv + Segments.polyline([top, top + np.array([-15, 0, 40.0])], svc_r * 0.8)).varied(rng, 0.08, (0.55, 0.8))
     # inferior vena cava: from the floor of the right atrium down, posterior, into the liver
     ivc_r = float(rng.uniform(10, 13))
     ivc = Segments.polyline([ra_c + np.array([0.0, 0.35 * ra_r, -0.3 * ra_r]),
                              ra_c + np.array([4.0, 0.6 * ra_r + 6, -ra_r - 20]),
-                             ra_c + np.array([8.0, 0.6 * ra_r + 10, -ra_r - 120])], ivc_r)
+                             ra_c + np.array([8.0, 0.6 * ra_r + 10, -ra_r - 120])], ivc_r).varied(rng, 0.05, (0.75, 0.95))
     # azygos: up the right side of the spine, arching over the right hilum into the SVC
     azy = Segments.polyline([np.array([sx - 12, sy - sr + 2, ra_c[2] - 120]),
                              np.array([sx - 14, sy - sr + 2, ra_c[2] + 40]),
                              np.array([sx - 30, sy - sr - 10, svc_ctrl[2][2] - 20]),
-                             svc_ctrl[2] + np.array([0, 5.0, -20])], rng.uniform(3.5, 5))
+                             svc_ctrl[2] + np.array([0, 5.0, -20])], rng.uniform(3.5, 5)).varied(rng, 0.08, (0.7, 0.95))
 
     # airways and oesophagus, front to back between the great vessels and the spine
     carina_z = float(anat.pulmonary.end[2] + rng.uniform(8, 18))
     trachea_r = float(rng.uniform(8, 10.5) if sex == "male" else rng.uniform(7, 9))
     carina = np.array([trachea_xy[0], trachea_xy[1], carina_z])
     trachea = Segments.polyline([carina, carina + np.array([-2, -6, 80.0]), carina + np.array([-3, -14, 200.0])],
-                                trachea_r)
+                                trachea_r).varied(rng, 0.03, (0.85, 1.0))
     hil_z = carina_z - rng.uniform(18, 28)
     hil_r = np.array([bx - 0.45 * ax_, la_c[1] + 8, hil_z])
     hil_l = np.array([bx + 0.40 * ax_, la_c[1] + 10, hil_z + 6])
@@ -232,7 +230,8 @@ def sample_thorax(rng: np.random.Generator, anat: Anatomy, sex: str | None = Non
     oes_xy = np.array([sx + 3.0, sy - sr - 10.0])
     oesophagus = Segments.polyline([np.array([oes_xy[0] + 12, oes_xy[1] - 15, ra_c[2] - 120]),
                                     np.array([oes_xy[0] + 4, oes_xy[1], la_c[2]]),
-                                    np.array([oes_xy[0], oes_xy[1], carina_z + 200])], rng.uniform(6, 8))
+                                    np.array([oes_xy[0], oes_xy[1], carina_z + 200])],
+                                   rng.uniform(6, 8)).varied(rng, 0.1, (0.5, 0.75))  # collapsed: flat
 
     # pulmonary arteries: from the trunk's end to each hilum (the right one behind the aorta and SVC)
     pa = anat.pulmonary
@@ -245,21 +244,26 @@ def sample_thorax(rng: np.random.Generator, anat: Anatomy, sex: str | None = Non
     lpa = Segments.polyline([bif, bif + np.array([12, 18, 2.0]), hil_l + np.array([-8, 0, 10.0]), hil_l],
                             0.95 * r_main, 0.75 * r_main)
 
-    # the lung as seen by the tree generator: inside the rib cage, off the mediastinum and the heart
-    inner_a, inner_b = ax_ - 45, ay - 40
+    # the lung as seen by the tree generator: inside the rib cage (a few mm off the pleura), off the
+    # mediastinum and the heart
     heart_c = anat.heart.base + 0.45 * anat.heart.length * anat.heart.u
     dome_r = np.array([bx - 55, by - 5, anat.liver_centre[2] + anat.liver_axes[2] - 4])
     dome_l = np.array([bx + 55, by + 5, dome_r[2] - rng.uniform(5, 20)])
     dome_curv = float(rng.uniform(110, 150))
 
-    def dome_z(x, y):
-        return max(d[2] - ((x - d[0]) ** 2 + (y - d[1]) ** 2) / (2 * dome_curv) for d in (dome_r, dome_l))
+    # where the lung is, looked up on a coarse grid (a tree asks for thousands of points)
+    step = LUNG_LOOKUP_MM
+    lo = np.array([bx - 1.3 * ax_, by - 1.3 * ay, min(dome_r[2], dome_l[2]) - 60.0])
+    n = np.ceil((np.array([bx + 1.3 * ax_, by + 1.3 * ay, carina_z + 125.0]) - lo) / step).astype(int) + 1
+    gx, gy, gz = (lo[a] + step * np.arange(n[a]).reshape([-1 if a == b else 1 for b in range(3)]) for a in range(3))
+    dome = np.maximum(*(d[2] - ((gx - d[0]) ** 2 + (gy - d[1]) ** 2) / (2 * dome_curv) for d in (dome_r, dome_l)))
+    lung = (cavity_depth(body, wall, gx, gy, gz) >= PLEURA_GAP_MM) & (gz >= dome + 4) & (gz <= carina_z + 120)
 
     def inside(p):
-        x, y, z = p
-        if ((x - bx) / inner_a) ** 2 + ((y - by) / inner_b) ** 2 > 1 or z < dome_z(x, y) + 4 or z > carina_z + 120:
+        i = np.round((p - lo) / step).astype(int)
+        if np.any(i < 0) or np.any(i >= n) or not lung[i[0], i[1], i[2]]:
             return False
-        if abs(x - bx) < 28 and y > by - 40:
+        if abs(p[0] - bx) < 28 and p[1] > by - 40:
             return False  # mediastinum
         return np.linalg.norm(p - heart_c) > 0.62 * anat.heart.length + 8
 
@@ -267,12 +271,13 @@ def sample_thorax(rng: np.random.Generator, anat: Anatomy, sex: str | None = Non
         out = Segments.empty()
         for k in range(n_stems):
             el = np.deg2rad(-60 + 120 * (k + rng.uniform(0.2, 0.8)) / n_stems)
-            az = np.deg2rad(rng.uniform(-40, 40))
-            d = _unit([side * np.cos(el) * np.cos(az), np.cos(el) * np.sin(az) + 0.2, np.sin(el)])
+            az = np.deg2rad(rng.uniform(-65, 65))  # forwards and backwards too: the lobes wrap the heart
+            d = _unit([side * np.cos(el) * np.cos(az), np.cos(el) * np.sin(az) + 0.05, np.sin(el)])
             out = out + _tree(rng, hilum, d, r0, rng.uniform(22, 32), inside)
         return out
 
-    arteries = rpa + lpa + grow(hil_r, -1.0, 0.55 * r_main, 9) + grow(hil_l, 1.0, 0.55 * r_main, 8)
+    arteries = (rpa + lpa).varied(rng, 0.04, (0.85, 1.0)) + grow(hil_r, -1.0, 0.55 * r_main, 9) \
+        + grow(hil_l, 1.0, 0.55 * r_main, 8)
     # four pulmonary veins into the back of the left atrium, each the trunk of a venous tree
     veins = Segments.empty()
     for side in (-1.0, 1.0):
@@ -304,5 +309,5 @@ def sample_thorax(rng: np.random.Generator, anat: Anatomy, sex: str | None = Non
     return Thorax(sex=sex, body_diameter_mm=float(2 * np.sqrt(ax_ * ay)), wall=wall, ribs=ribs, svc=svc, ivc=ivc,
                   brachiocephalic_veins=bcv, arch=arch, arch_branches=branches, pulmonary_arteries=arteries,
                   pulmonary_veins=veins, trachea=trachea, bronchi=bronchi, oesophagus=oesophagus, azygos=azy,
-                  stomach=stomach, diaphragm=(dome_r, dome_l, dome_curv),
+                  stomach=stomach, diaphragm=(dome_r, dome_l, dome_curv), body=body, spine=spine, aorta=aorta,
                   contrast_inflow_hu=float(rng.uniform(700, 1600)), extra={"trabeculae": trabeculae})

@@ -1,5 +1,6 @@
-"""Paint the thorax of :mod:`training.phantoms.thorax` into a label map (chest wall, ribs, spine, abdomen, vessels).
+"""Paint the thorax of :mod:`training.phantoms.thorax` into a label map (abdomen, mediastinum, airways, lung trees).
 
+The chest wall is painted by :mod:`training.phantoms.body`, the spine by :mod:`training.phantoms.vertebrae`.
 Every structure is a registry label (``tools.anatomy``). Tubes are painted segment by segment inside
 each segment's bounding box, so a lung tree of thousands of branches costs well under a second. New
 structures never paint within ``KEEP_OUT_MM`` of a coronary lumen: the coronaries run in their own fat.
@@ -18,9 +19,10 @@ KEEP_OUT_MM = 3.0  # fat kept between a coronary lumen and any other vessel or a
 
 
 def paint_segments(lab: np.ndarray, grid, segs: Segments, label: int, allowed: set[int] | None = None,
-                   grow: float = 0.0, keep_out: tuple[cKDTree, np.ndarray] | None = None) -> int:
-    """Paint tapered capsules (radius + ``grow``) as ``label`` where the current label is in ``allowed``
-    (anywhere when None); returns the number of voxels painted."""
+                   grow: float = 0.0, keep_out: tuple[cKDTree, np.ndarray] | None = None,
+                   min_radius: float = 0.0) -> int:
+    """Paint tapered capsules (radius + ``grow``, at least ``min_radius``) as ``label`` where the current
+    label is in ``allowed`` (anywhere when None), oval where the segments say so; returns the voxel count."""
     if len(segs) == 0:
         return 0
     org, sp, shape = np.asarray(grid.origin), np.asarray(grid.spacing), np.asarray(grid.shape)
@@ -29,7 +31,12 @@ def paint_segments(lab: np.ndarray, grid, segs: Segments, label: int, allowed: s
         allowed_lut = np.zeros(256, bool)
         allowed_lut[list(allowed)] = True
     painted = 0
-    for p0, p1, r0, r1 in zip(segs.p0, segs.p1, segs.r0 + grow, segs.r1 + grow):
+    r0s = np.maximum(segs.r0 + grow, min_radius)
+    r1s = np.maximum(segs.r1 + grow, min_radius)
+    thin = np.maximum(r0s, r1s) <= min_radius if min_radius > 0 else np.zeros(len(r0s), bool)
+    if thin.any():
+        painted += _paint_lines(lab, grid, segs.p0[thin], segs.p1[thin], label, allowed_lut, keep_out)
+    for p0, p1, r0, r1, ecc in zip(segs.p0[~thin], segs.p1[~thin], r0s[~thin], r1s[~thin], segs.eccentricity()[~thin]):
         rmax = max(r0, r1)
         lo = np.floor((np.minimum(p0, p1) - rmax - org) / sp).astype(int)
         hi = np.ceil((np.maximum(p0, p1) + rmax - org) / sp).astype(int) + 1
@@ -43,7 +50,17 @@ def paint_segments(lab: np.ndarray, grid, segs: Segments, label: int, allowed: s
         qy = ys[None, :, None] - float(p0[1])
         qz = zs[None, None, :] - float(p0[2])
         t = np.clip((qx * dx + qy * dy + qz * dz) / max(ln2, 1e-9), 0.0, 1.0)
-        d2 = (qx - t * dx) ** 2 + (qy - t * dy) ** 2 + (qz - t * dz) ** 2
+        vx, vy, vz = qx - t * dx, qy - t * dy, qz - t * dz
+        if ecc < 0.999:
+            # oval section: the axis perpendicular to the segment nearest to anterior-posterior is shortened
+            axis = (p1 - p0) / max(np.sqrt(ln2), 1e-9)
+            ap = np.array([0.0, 1.0, 0.0]) if abs(axis[1]) < 0.9 else np.array([0.0, 0.0, 1.0])
+            n2 = ap - (ap @ axis) * axis
+            n2 /= np.linalg.norm(n2)
+            c2 = vx * float(n2[0]) + vy * float(n2[1]) + vz * float(n2[2])
+            d2 = vx ** 2 + vy ** 2 + vz ** 2 + (1.0 / float(ecc) ** 2 - 1.0) * c2 ** 2
+        else:
+            d2 = vx ** 2 + vy ** 2 + vz ** 2
         r = float(r0) + (float(r1) - float(r0)) * t
         inside = d2 <= r * r
         box = lab[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
@@ -64,49 +81,31 @@ def paint_segments(lab: np.ndarray, grid, segs: Segments, label: int, allowed: s
     return painted
 
 
-def _polar(grid, centre, axes):
-    """In-plane angle around the body centre and depth below the skin (mm), both (I, J, 1)."""
-    x, y, _ = grid.axes()
-    bx, by = (float(v) for v in centre)
-    a, b = (float(v) for v in axes)
-    theta = np.arctan2(y - by, x - bx)
-    rho = np.sqrt(((x - bx) / a) ** 2 + ((y - by) / b) ** 2)
-    radius = 1.0 / np.sqrt((np.cos(theta) / a) ** 2 + (np.sin(theta) / b) ** 2)
-    return theta, (1.0 - rho) * radius
-
-
-def body_wall(lab: np.ndarray, grid, anat, thorax: Thorax) -> tuple[np.ndarray, np.ndarray]:
-    """Skin to pleura: subcutaneous fat and muscle of angle-dependent thickness, ribs with costal
-    cartilage, the lungs inside. Returns (cavity mask, rib cortex mask)."""
-    x, y, z = grid.axes()
-    theta, depth = _polar(grid, anat.body_centre, anat.body_axes)
-    w = thorax.wall
-    fat, muscle = w.fat(theta), w.muscle(theta)
-    full = grid.shape
-    body = np.broadcast_to(depth >= 0, full)
-    lab[body] = LABEL["subcutaneous_fat"]
-    lab[np.broadcast_to(depth >= fat, full)] = LABEL["soft_tissue"]
-    rib_top = fat + muscle
-    cavity = np.broadcast_to(depth >= rib_top + w.rib_layer_mm, full)
-    bx = float(anat.body_centre[0])
-    lab[cavity & (x >= bx)] = LABEL["lung_left"]
-    lab[cavity & (x < bx)] = LABEL["lung_right"]
-    # ribs: angle from the posterior midline decides how far the rib has descended
-    r = thorax.ribs
-    from_back = np.abs(np.angle(np.exp(1j * (theta - np.pi / 2))))  # 0 at the spine, pi at the sternum
-    z_rib = z + r.drop_mm * (1 - np.cos(from_back)) / 2  # the rib's height at the spine
-    step = float(np.mean(np.diff(r.z_spine)))
-    phase = np.mod(z_rib - float(r.z_spine[0]), step)
-    in_layer = (depth >= rib_top) & (depth < rib_top + r.thickness_mm) & (from_back > np.deg2rad(12)) \
-        & (from_back < np.pi - np.deg2rad(9))
-    rib = in_layer & (phase < r.height_mm)
-    cartilage = rib & (from_back > np.pi - np.deg2rad(r.cartilage_deg))
-    bone = rib & ~cartilage
-    lab[bone] = LABEL["ribs"]
-    lab[cartilage] = LABEL["costal_cartilage"]
-    shell = bone & ((phase < 1.2) | (phase > r.height_mm - 1.2) | (depth < rib_top + 1.2)
-                    | (depth > rib_top + r.thickness_mm - 1.2))
-    return cavity, np.broadcast_to(shell, full)
+def _paint_lines(lab: np.ndarray, grid, p0: np.ndarray, p1: np.ndarray, label: int, allowed_lut,
+                 keep_out) -> int:
+    """Vessels at the voxel scale, all at once: every voxel a segment passes through (sampled every half
+    voxel) takes ``label`` -- a continuous line one voxel across."""
+    org, sp, shape = np.asarray(grid.origin), np.asarray(grid.spacing), np.asarray(grid.shape)
+    length = np.linalg.norm(p1 - p0, axis=1)
+    count = np.maximum(np.ceil(length / (0.5 * sp.min())).astype(int), 1) + 1
+    seg = np.repeat(np.arange(len(p0)), count)
+    t = (np.arange(len(seg)) - np.repeat(np.cumsum(count) - count, count)) / np.repeat(count - 1, count)
+    pts = p0[seg] + t[:, None] * (p1 - p0)[seg]
+    idx = np.rint((pts - org) / sp).astype(int)
+    idx = idx[np.all((idx >= 0) & (idx < shape), axis=1)]
+    flat = np.unique(np.ravel_multi_index(idx.T, grid.shape))
+    labf = lab.reshape(-1)
+    if allowed_lut is not None:
+        flat = flat[allowed_lut[labf[flat]]]
+    if keep_out is not None and len(flat):
+        tree, reach = keep_out
+        xyz = org + np.stack(np.unravel_index(flat, grid.shape), axis=1) * sp
+        d, nn = tree.query(xyz, distance_upper_bound=float(reach.max()) + KEEP_OUT_MM)
+        near = np.isfinite(d)
+        near[near] = d[near] <= reach[nn[near]] + KEEP_OUT_MM
+        flat = flat[~near]
+    labf[flat] = label
+    return len(flat)
 
 
 def abdomen(lab: np.ndarray, grid, anat, thorax: Thorax, cavity: np.ndarray, heart_zone: np.ndarray) -> np.ndarray:
@@ -139,9 +138,7 @@ def vessels_and_airways(lab: np.ndarray, grid, anat, thorax: Thorax) -> np.ndarr
     t = thorax
     # mediastinal fat: a sheath round every mediastinal tube, so the fat takes the shape of its contents
     lungs = {LABEL["lung_left"], LABEL["lung_right"]}
-    desc = anat.aorta[2]
-    desc = Segments(desc.start[None], desc.end[None], np.array([desc.radius]), np.array([desc.radius]))
-    for segs, sheath in ((t.oesophagus, 4.0), (t.trachea, 4.0), (t.arch, 4.0), (desc, 3.0), (t.svc, 4.0),
+    for segs, sheath in ((t.oesophagus, 4.0), (t.trachea, 4.0), (t.arch, 4.0), (t.aorta, 3.0), (t.svc, 4.0),
                          (t.azygos, 3.0), (t.brachiocephalic_veins, 3.0), (t.bronchi, 2.0),
                          *((b, 3.0) for b in t.arch_branches.values())):
         paint_segments(lab, grid, segs, LABEL["epicardial_fat"], lungs, grow=sheath)
@@ -162,28 +159,12 @@ def vessels_and_airways(lab: np.ndarray, grid, anat, thorax: Thorax) -> np.ndarr
     paint_segments(lab, grid, t.svc, LABEL["superior_vena_cava"], vessel_ok | {LABEL["brachiocephalic_veins"]},
                    keep_out=keep)
     paint_segments(lab, grid, t.ivc, LABEL["inferior_vena_cava"], vessel_ok | {LABEL["liver"]}, keep_out=keep)
-    paint_segments(lab, grid, t.pulmonary_arteries, LABEL["pulmonary_arteries"], vessel_ok, keep_out=keep)
-    paint_segments(lab, grid, t.pulmonary_veins, LABEL["pulmonary_veins"], vessel_ok, keep_out=keep)
+    # the smallest lung vessels are drawn at least about a voxel across: at the voxel scale a real CT shows
+    # them as continuous (partial-volume) lines, where a thinner binary tube would break into dots
+    thin = 0.55 * float(min(grid.spacing))
+    paint_segments(lab, grid, t.pulmonary_arteries, LABEL["pulmonary_arteries"], vessel_ok, keep_out=keep,
+                   min_radius=thin)
+    paint_segments(lab, grid, t.pulmonary_veins, LABEL["pulmonary_veins"], vessel_ok, keep_out=keep,
+                   min_radius=thin)
     air &= np.isin(lab, [LABEL["trachea"], LABEL["main_bronchi"]])
     return air
-
-
-def posterior_elements(lab: np.ndarray, grid, anat) -> np.ndarray:
-    """Pedicles, laminae, transverse and spinous processes behind each vertebral body (spine label);
-    returns their mask (they take cancellous bone HU with a cortex like the bodies)."""
-    x, y, z = grid.axes()
-    sx, sy = (float(v) for v in anat.spine_centre)
-    sr = float(anat.spine_radius)
-    cy = sy + sr + 9.0  # spinal canal centre
-    d_canal = np.sqrt((x - sx) ** 2 + (y - cy) ** 2)
-    arch = (d_canal > 8.0) & (d_canal <= 14.5) & (y > sy + 0.5 * sr)
-    spinous = (np.abs(x - sx) <= 3.5) & (y > cy) & (y < cy + 38.0)
-    transverse = (np.abs(y - cy + 2.0) <= 4.5) & (np.abs(x - sx) <= 30.0) & (np.abs(x - sx) >= 8.0)
-    # segmental: processes are present over most of each vertebral level, not across the joints
-    level = np.abs(((z + 300) % 27.0) - 13.5) < 10.5
-    mask = np.broadcast_to((arch | spinous | transverse) & level, grid.shape)
-    target = np.isin(lab, [LABEL["soft_tissue"], LABEL["subcutaneous_fat"], LABEL["epicardial_fat"],
-                           LABEL["lung_left"], LABEL["lung_right"]])
-    mask = mask & target
-    lab[mask] = LABEL["spine"]
-    return mask

@@ -1,0 +1,240 @@
+"""The patient's outline and chest wall: skin contour, subcutaneous fat, muscles, ribs, arms and the table.
+
+Geometry and painting of everything between the air outside and the pleura, in patient LPS millimetres
+(x to the patient's left, y posterior, z superior). The skin contour is a superellipse in polar form
+around the body centre (exponent above 2: a flatter front over the sternum and a back flattened on the
+table, with squarer posterolateral corners), with a shallow midline groove between the paraspinal
+muscles, a little irregularity and, in women, breasts. Layers (fat, muscle, ribs) are radial depths
+below that contour, so they follow it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from tools.anatomy import STRUCTURES_BY_NAME
+
+if TYPE_CHECKING:  # geometry types only; thorax imports this module to sample the body
+    from training.phantoms.thorax import ChestWall, Ribs
+
+LABEL = {name: s.label_id for name, s in STRUCTURES_BY_NAME.items()}
+# the humerus has no registry label yet: it takes the soft-tissue label, its HU comes from its own masks
+HUMERUS_LABEL = LABEL.get("humerus", LABEL["soft_tissue"])
+RIB_CORTEX_MM = 1.2  # rib cortical shell; marrow inside takes the cancellous HU
+ARMS_DOWN_SHARE = 0.3  # most cardiac and chest CTs are taken with the arms raised out of the field
+TABLE_SHARE = 0.6  # a cardiac reconstruction often crops the table; the whole-chest field often shows it
+
+
+@dataclass
+class Outline:
+    """Skin contour ``R(theta, z)``: ``theta = atan2(y - cy, x - cx)`` (0 the patient's left, pi/2 posterior)."""
+
+    centre: tuple[float, float]
+    axes: tuple[float, float]  # half width (x) and half depth (y) at ``z0``
+    n_front: float  # superellipse exponent of the anterior half (2 = ellipse)
+    n_back: float  # of the posterior half
+    ripple: tuple[float, float, float, float]  # a3, phase3, a4, phase4: relative irregularity
+    groove_mm: float  # depth of the posterior midline groove between the paraspinal muscles
+    taper: float  # relative growth of the contour per 100 mm towards the feet
+    z0: float
+    breast: tuple[float, float, float, float] | None  # projection (mm), angle off the midline (rad), z, half-height
+
+    def radius(self, theta, z) -> np.ndarray:
+        a, b = self.axes
+        c, s = np.abs(np.cos(theta)), np.abs(np.sin(theta))
+        n = np.where(np.sin(theta) < 0, self.n_front, self.n_back)
+        r = ((c / a) ** n + (s / b) ** n) ** (-1.0 / n)
+        a3, p3, a4, p4 = self.ripple
+        r = r * (1 + a3 * np.cos(3 * theta - p3) + a4 * np.cos(4 * theta - p4))
+        from_back = np.abs(np.angle(np.exp(1j * (theta - np.pi / 2))))
+        r = r - self.groove_mm * np.exp(-(from_back / 0.07) ** 2)
+        r = r * (1 + self.taper * (self.z0 - z) / 100.0)
+        return r + self.breast_mm(theta, z)
+
+    def breast_mm(self, theta, z) -> np.ndarray:
+        if self.breast is None:
+            return np.zeros(np.broadcast_shapes(np.shape(theta), np.shape(z)), np.float32)
+        proj, off, zc, half = self.breast
+        d = np.minimum(np.abs(np.angle(np.exp(1j * (theta + np.pi / 2 - off)))),
+                       np.abs(np.angle(np.exp(1j * (theta + np.pi / 2 + off)))))
+        return proj * np.exp(-(d / 0.32) ** 2) * np.exp(-((z - zc) / half) ** 2)
+
+    def polar(self, x, y):
+        cx, cy = self.centre
+        return np.arctan2(y - cy, x - cx), np.sqrt((x - cx) ** 2 + (y - cy) ** 2)
+
+    def depth(self, x, y, z) -> np.ndarray:
+        """Radial depth below the skin (mm; negative outside the body)."""
+        theta, rho = self.polar(x, y)
+        return self.radius(theta, z) - rho
+
+
+@dataclass
+class Arm:
+    """One upper arm beside the chest, running along z: soft tissue round a humerus."""
+
+    centre: tuple[float, float]
+    axes: tuple[float, float]  # semi-axes of the arm's cross-section
+    fat_mm: float
+    humerus: tuple[float, float, float]  # x, y offset from the arm's centre, radius
+    cortex_mm: float
+
+
+@dataclass
+class Table:
+    """Curved carbon-fibre table top with a foam core, under the patient's back."""
+
+    top_y: float  # height of the table's upper surface at the midline
+    curvature_mm: float  # radius of the table's transverse curvature (concave upwards)
+    shell_mm: float
+    core_mm: float
+    half_width: float
+    centre_x: float
+
+
+@dataclass
+class Body:
+    outline: Outline
+    paraspinal: tuple[float, float, float, float]  # x offset, y offset from the canal, semi-axes x and y
+    arms: tuple[Arm, Arm] | None
+    table: Table | None
+
+
+def sample_body(rng: np.random.Generator, anat, wall: ChestWall, sex: str) -> Body:
+    """Draw the skin contour, paraspinal muscles, arms (arms-down scans) and table around ``anat``."""
+    cx, cy = (float(v) for v in anat.body_centre)
+    a, b = (float(v) for v in anat.body_axes)
+    breast = None
+    if sex == "female":
+        breast = (float(rng.uniform(8, 45)), float(rng.uniform(0.45, 0.7)),
+                  float(anat.heart.base[2] + rng.uniform(-40, 10)), float(rng.uniform(45, 70)))
+    outline = Outline(centre=(cx, cy), axes=(a, b), n_front=float(rng.uniform(2.1, 2.45)),
+                      n_back=float(rng.uniform(2.2, 2.7)),
+                      ripple=(float(rng.uniform(0, 0.02)), float(rng.uniform(0, 2 * np.pi)),
+                              float(rng.uniform(0, 0.015)), float(rng.uniform(0, 2 * np.pi))),
+                      groove_mm=float(rng.uniform(2, 6)), taper=float(rng.uniform(-0.02, 0.03)),
+                      z0=float(anat.heart.base[2]), breast=breast)
+    paraspinal = (float(rng.uniform(22, 28)), float(rng.uniform(18, 24)), float(rng.uniform(17, 22)),
+                  float(rng.uniform(13, 18)))
+    arms = None
+    if rng.random() < ARMS_DOWN_SHARE:
+        ar = float(rng.uniform(38, 50))
+        sides = []
+        for side in (-1.0, 1.0):
+            edge = cx + side * float(outline.radius(np.array(0.0 if side > 0 else np.pi), outline.z0))
+            gap = float(rng.uniform(-4, 15))
+            hum = (side * float(rng.uniform(-8, 4)), float(rng.uniform(-6, 6)), float(rng.uniform(10, 13)))
+            sides.append(Arm(centre=(edge + side * (gap + ar), cy + float(rng.uniform(5, 25))),
+                             axes=(ar, ar * float(rng.uniform(1.0, 1.2))), fat_mm=float(rng.uniform(4, 14)),
+                             humerus=hum, cortex_mm=float(rng.uniform(2.5, 4))))
+        arms = (sides[0], sides[1])
+    table = None
+    if rng.random() < TABLE_SHARE:
+        back = cy + float(outline.radius(np.array(np.pi / 2), outline.z0))
+        table = Table(top_y=back + float(rng.uniform(0.5, 6)), curvature_mm=float(rng.uniform(450, 800)),
+                      shell_mm=float(rng.uniform(1.5, 2.5)), core_mm=float(rng.uniform(25, 45)),
+                      half_width=float(rng.uniform(200, 240)), centre_x=cx + float(rng.normal(0, 4)))
+    return Body(outline=outline, paraspinal=paraspinal, arms=arms, table=table)
+
+
+def wall_depths(body: Body, wall: ChestWall, theta, z):
+    """Depth (mm below the skin) where the muscle starts and where the rib layer starts."""
+    fat = wall.fat(theta) * (1 + 0.15 * np.sin((z - body.outline.z0) / 60.0)) + body.outline.breast_mm(theta, z)
+    return fat, fat + wall.muscle(theta)
+
+
+def cavity_depth(body: Body, wall: ChestWall, x, y, z) -> np.ndarray:
+    """Depth of a point inside the pleural cavity (mm; negative outside it)."""
+    theta, _ = body.outline.polar(x, y)
+    _, rib_top = wall_depths(body, wall, theta, z)
+    return body.outline.depth(x, y, z) - rib_top - wall.rib_layer_mm
+
+
+def paint_body_wall(lab: np.ndarray, grid, anat, body: Body, wall: ChestWall, ribs: Ribs,
+                    spine_canal: tuple[float, float]) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Skin to pleura: fat and muscle of varying thickness, paraspinal muscles, ribs (curved bands with
+    a cortex round the marrow) and costal cartilage, the lungs inside; arms and table outside.
+
+    Returns (cavity mask, cortex mask, image masks for the humeral marrow and the table)."""
+    x, y, z = grid.axes()
+    full = grid.shape
+    theta, rho = body.outline.polar(x, y)
+    depth = body.outline.radius(theta, z) - rho  # (I, J, K)
+    fat, rib_top = wall_depths(body, wall, theta, z)
+    lab[depth >= 0] = LABEL["subcutaneous_fat"]
+    lab[depth >= fat] = LABEL["soft_tissue"]
+    # erector spinae: two oval muscle masses either side of the spinous processes, under the back's fat
+    ox, oy, sa, sb = body.paraspinal
+    sx, canal_y = spine_canal
+    for side in (-1.0, 1.0):
+        mass = ((x - sx - side * ox) / sa) ** 2 + ((y - canal_y - oy) / sb) ** 2 <= 1
+        lab[np.broadcast_to(mass, full) & (lab == LABEL["subcutaneous_fat"]) & (depth >= 0.4 * fat)] = \
+            LABEL["soft_tissue"]
+    cavity = depth >= rib_top + wall.rib_layer_mm
+    bx = float(anat.body_centre[0])
+    lab[cavity & (x >= bx)] = LABEL["lung_left"]
+    lab[cavity & (x < bx)] = LABEL["lung_right"]
+    # ribs: rib n's upper edge sits at z_spine[n] beside the spine and descends by drop_mm towards the
+    # sternum; its cross-section (craniocaudal height x thickness) is an ellipse just outside the pleura
+    from_back = np.abs(np.angle(np.exp(1j * (theta - np.pi / 2))))  # 0 at the spine, pi at the sternum
+    z_rib = z + ribs.drop_mm * (1 - np.cos(from_back)) / 2
+    step = float(np.mean(np.diff(ribs.z_spine)))
+    phase = np.mod(z_rib - float(ribs.z_spine[0]), step)
+    half_h, half_t = 0.5 * ribs.height_mm, 0.5 * ribs.thickness_mm
+    centre_depth = rib_top + wall.rib_layer_mm - half_t - 0.5
+    u = (phase - half_h) / half_h
+    v = (depth - centre_depth) / half_t
+    span = (from_back > np.deg2rad(12)) & (from_back < np.pi - np.deg2rad(9))
+    rib = span & (u * u + v * v <= 1)
+    inner = (((phase - half_h) / (half_h - RIB_CORTEX_MM)) ** 2
+             + ((depth - centre_depth) / max(half_t - RIB_CORTEX_MM, 0.5)) ** 2 <= 1)
+    cartilage = rib & (from_back > np.pi - np.deg2rad(ribs.cartilage_deg))
+    bone = rib & ~cartilage
+    lab[bone] = LABEL["ribs"]
+    lab[cartilage] = LABEL["costal_cartilage"]
+    cortex = bone & ~inner
+    masks = {}
+    if body.arms is not None:
+        marrow = np.zeros(full, bool)
+        for arm in body.arms:
+            m_cortex, m_marrow = _paint_arm(lab, grid, arm)
+            cortex |= m_cortex
+            marrow |= m_marrow
+        masks["marrow"] = marrow
+    if body.table is not None:
+        masks["table_shell"], masks["table_core"] = _table(lab, grid, body.table)
+    return cavity, np.broadcast_to(cortex, full), masks
+
+
+def _paint_arm(lab: np.ndarray, grid, arm: Arm) -> tuple[np.ndarray, np.ndarray]:
+    """Fat, muscle and humerus of one arm where the image is still air; returns (cortex, marrow)."""
+    x, y, _ = grid.axes()
+    full = grid.shape
+    ax_, ay = arm.axes
+    ell = lambda grow: ((x - arm.centre[0]) / (ax_ - grow)) ** 2 + ((y - arm.centre[1]) / (ay - grow)) ** 2 <= 1  # noqa: E731
+    outside = lab == 0
+    lab[np.broadcast_to(ell(0.0), full) & outside] = LABEL["subcutaneous_fat"]
+    lab[np.broadcast_to(ell(arm.fat_mm), full) & outside] = LABEL["soft_tissue"]
+    hx, hy, hr = arm.humerus
+    d = np.sqrt((x - arm.centre[0] - hx) ** 2 + (y - arm.centre[1] - hy) ** 2)
+    bone = np.broadcast_to(d <= hr, full) & outside
+    lab[bone] = HUMERUS_LABEL
+    marrow = bone & np.broadcast_to(d <= hr - arm.cortex_mm, full)
+    return bone & ~marrow, marrow
+
+
+def _table(lab: np.ndarray, grid, table: Table) -> tuple[np.ndarray, np.ndarray]:
+    """Masks of the table's shell and foam core, in the air below the patient (label stays 0)."""
+    x, y, _ = grid.axes()
+    full = grid.shape
+    dx = x - table.centre_x
+    sag = table.curvature_mm - np.sqrt(np.maximum(table.curvature_mm ** 2 - dx ** 2, 0.0))
+    top = table.top_y - sag  # the table curves up at its sides
+    h = y - top
+    inside = (np.abs(dx) <= table.half_width) & (h >= 0) & (h <= 2 * table.shell_mm + table.core_mm)
+    shell = inside & ((h < table.shell_mm) | (h > table.shell_mm + table.core_mm))
+    air = lab == 0
+    return np.broadcast_to(shell, full) & air, np.broadcast_to(inside & ~shell, full) & air
