@@ -107,8 +107,9 @@ def _study_info(q: ParsedQuestion, done: list[ToolOutcome]) -> str:
 def _calcium(q: ParsedQuestion, done: list[ToolOutcome], verdict: str | None) -> str:
     scored = succeeded(done, "calcium_score")
     if not scored:
-        return "I could not measure coronary calcium: " + " ".join(o.failure.message for o in failed(done) if o.failure) \
-            if failed(done) else "No calcium score was measured."
+        messages = [o.failure.message for o in failed(done) if o.failure]
+        return "I could not measure coronary calcium: " + " ".join(messages) if messages \
+            else "No calcium score was measured."
     outcome = scored[-1]
     r, facts = outcome.value, _facts(outcome)
     per_artery = r.per_artery or {}
@@ -140,7 +141,8 @@ def _calcium(q: ParsedQuestion, done: list[ToolOutcome], verdict: str | None) ->
             value = facts.get(f"{target} calcium volume", "0 mm³")
             text = f"{_lead(verdict)}Calcium volume on the {target}: {value}."
         else:
-            text = f"{_lead(verdict)}Coronary calcium volume on the contrast CCTA: {facts['calcium volume (contrast CCTA)']}."
+            volume = facts["calcium volume (contrast CCTA)"]
+            text = f"{_lead(verdict)}Coronary calcium volume on the contrast CCTA: {volume}."
             with_calcium = [a for a in ARTERIES if getattr(per_artery.get(a), "volume_mm3", None)]
             if with_calcium:
                 text += " Per artery: " + ", ".join(f"{a} {facts[f'{a} calcium volume']}" for a in with_calcium) + "."
@@ -157,16 +159,16 @@ def _calcium(q: ParsedQuestion, done: list[ToolOutcome], verdict: str | None) ->
 
 
 def _most_calcified_line(r: CalciumScore, facts: dict[str, str]) -> str:
-    scores = {}
-    for artery, value in r.per_artery.items():
-        amount = value.agatston if value.agatston is not None else value.volume_mm3
+    scores: dict[str, float] = {}
+    for artery, calcium in r.per_artery.items():
+        amount = calcium.agatston if calcium.agatston is not None else calcium.volume_mm3
         if amount:
             scores[artery] = amount
     if not scores:
         return "There is no coronary calcium, so no artery is the most calcified."
-    artery = max(scores, key=scores.get)
-    value = facts.get(f"{artery} Agatston score") or facts.get(f"{artery} calcium volume")
-    return f"The most calcified artery is the {artery} ({value})."
+    artery = max(scores, key=lambda a: scores[a])
+    shown = facts.get(f"{artery} Agatston score") or facts.get(f"{artery} calcium volume")
+    return f"The most calcified artery is the {artery} ({shown})."
 
 
 def _lesion_line(outcome: ToolOutcome) -> str:
@@ -366,7 +368,8 @@ def _segment(q: ParsedQuestion, done: list[ToolOutcome]) -> str:
         r, facts = o.value, _facts(o)
         if o.name == "vlm_segment":
             dice = facts.get("VLM held-out phantom Dice")
-            measured = "" if dice is None else f"; this checkpoint's Dice for such structures on held-out phantoms is {dice}"
+            measured = ("" if dice is None
+                        else f"; this checkpoint's Dice for such structures on held-out phantoms is {dice}")
             if not r.present:
                 parts.append(f"The VLM found no {r.target} in this study (its mask is empty{measured}). {r.note}")
                 continue
@@ -433,8 +436,8 @@ def _risk(q: ParsedQuestion, done: list[ToolOutcome], verdict: str | None) -> st
     if both:
         pieces.append(
             f"hs-cTnI {facts['hs-cTnI']} (given as {both.given}) with the patient's sex unknown: "
-            + {"both": "above both", "neither": "not above either of", "female_only": "above the female but not the male"}[
-                both.above]
+            + {"both": "above both", "neither": "not above either of",
+               "female_only": "above the female but not the male"}[both.above]
             + f" sex-specific 99th-percentile limits (female {facts['hs-cTnI 99th-percentile URL (female)']}, "
             f"male {facts['hs-cTnI 99th-percentile URL (male)']}; {both.assay})"
             + {"both": ": myocardial injury whatever the sex; serial values and the clinical picture decide whether it "
@@ -505,6 +508,8 @@ def _locate(q: ParsedQuestion, done: list[ToolOutcome], verdict: str | None) -> 
                 return f"No lesion was found on the {names}, so there is no {what} to point to."
             return _could_not(done, f"find the {what}")
         best = _worst_outcome(measured)
+        if best is None:  # every outcome here holds a lesion, so one is the worst
+            return _could_not(done, f"find the {what}")
         where = best.value.segment or best.value.vessel
         lesion, facts = best.value.lesion, _facts(best)
         key = {"lesion_start": "lesion start", "lesion_end": "lesion end", "lesion_mld": "minimal lumen position"}[

@@ -50,7 +50,7 @@ def assemble_answer(messages: list[BaseMessage], new_messages: list[BaseMessage]
     citations: list[Citation] = []
     masks: list[MaskFile] = []
     points: list = []
-    landmarks = [p.landmark for p in parsed.all_parts() if p.landmark] if parsed is not None else []
+    landmarks: list[str | None] = [p.landmark for p in parsed.all_parts() if p.landmark] if parsed is not None else []
     for outcome in turn:
         if not outcome.ok or outcome.value is None:
             continue

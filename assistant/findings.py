@@ -11,6 +11,8 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+import numpy as np
+
 from assistant.answer import AnswerFinding, Citation, MaskFile
 from assistant.vlm_tools import VLMAskResult, VLMLocateResult, VLMSegmentResult
 from tools.anatomy import mask_color
@@ -250,14 +252,12 @@ def points_of(tool: str, result: Any, landmark: str | None = None) -> list[tuple
     lesion = result.lesion if tool == "measure_lesion" else None
     key = {"lesion_start": "start_point_mm", "lesion_end": "end_point_mm", "lesion_mld": "mld_point_mm"}.get(
         landmark or "")
-    if lesion and key:
+    if lesion is not None and landmark is not None and key is not None:
         return [(landmark, tuple(getattr(lesion, key)))]
     return []
 
 
-def _point_mask(context, xyz) -> "np.ndarray | None":
-    import numpy as np
-
+def _point_mask(context, xyz) -> np.ndarray | None:
     study = context.study
     ijk = np.asarray(study.mm_to_index(np.asarray(xyz, dtype=float)[None, :])).reshape(-1)
     grid = np.indices(study.shape, sparse=True)
@@ -272,8 +272,6 @@ def overlay_for(masks: list[MaskFile], context, points=()) -> str | None:
     nifti = [m for m in masks if m.format == "nifti"]
     if not (nifti or points) or context is None:
         return None
-    import numpy as np
-
     from tools.render import best_slice, render, save_png
 
     drawn = []
@@ -281,11 +279,11 @@ def overlay_for(masks: list[MaskFile], context, points=()) -> str | None:
         mask = context.extra_masks.get(m.name)
         if mask is not None:
             drawn.append((mask, mask_color(m.name)))
-    marked = [(name, m) for name, xyz in points if (m := _point_mask(context, xyz)) is not None]
+    marked = [(name, dot) for name, xyz in points if (dot := _point_mask(context, xyz)) is not None]
     if marked:
         # The slice through the point, whatever masks are drawn with it.
-        index = best_slice(np.logical_or.reduce([m for _, m in marked]), "axial")
-        drawn += [(m, LANDMARK_COLOR) for _, m in marked]
+        index = best_slice(np.logical_or.reduce([dot for _, dot in marked]), "axial")
+        drawn += [(dot, LANDMARK_COLOR) for _, dot in marked]
     elif drawn:
         index = best_slice(np.logical_or.reduce([d[0] for d in drawn]), "axial")
     else:

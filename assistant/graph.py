@@ -82,7 +82,7 @@ def run_turn(graph, messages: list[BaseMessage], config: RunnableConfig) -> Iter
     except GraphRecursionError:
         yield AIMessage(content=f"I stopped after {MAX_MODEL_STEPS} planning steps without a final answer; "
                                 "please ask a more specific question.")
-    except Exception as err:  # noqa: BLE001 - a chat-model failure (endpoint down, bad reply) ends the turn only
+    except Exception as err:  # a chat-model failure (endpoint down, bad reply) ends the turn only
         log.warning("chat model failed: %s", err, exc_info=True)
         yield AIMessage(content=f"The language model could not answer ({type(err).__name__}: {err}). The study "
                                 "and the conversation are kept; try again, or use the embedded planner "

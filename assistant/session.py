@@ -26,6 +26,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage, messages_from_dict, messages_to_dict
@@ -35,8 +36,8 @@ from assistant.evidence import assemble_answer
 from assistant.graph import build_graph, run_turn
 from assistant.registry import available_tools
 from tools.clinical_context import ClinicalContext
-from tools.errors import CardioVLMError
 from tools.context import AnatomySource, StudyContext
+from tools.errors import CardioVLMError
 from tools.series import NO_SERIES, SeriesInfo, SeriesPick, load_series_context
 
 MAX_HISTORY_MESSAGES = 60  # older turns are dropped: follow-ups only need the recent ones
@@ -71,7 +72,7 @@ class Session:
         self.series_pick: SeriesPick | None = None  # which were loaded as the CCTA and the calcium series
         self.clinical = ClinicalContext()  # the patient's risk factors and labs, as edited
         self._anatomy: AnatomySource = "image"
-        self._pacs_source = None  # (client, study_uid) of a study retrieved whole from a PACS
+        self._pacs_source: tuple[Any, str] | None = None  # (client, study_uid) of a study retrieved whole from a PACS
         self._lock = threading.Lock()  # a load and the end of a question never interleave
 
     def load_study(self, path: str | Path, *, anatomy: AnatomySource = "image", ccta_series: str | None = None,
@@ -281,9 +282,9 @@ class Session:
         except (ValueError, KeyError, TypeError) as err:
             raise ValueError(f"the session file {path} is not a CardioVLM session ({err})") from err
         if state.get("study_path"):
-            chosen = pick is not None and not pick.automatic  # the user's own pick is kept, else chosen anew
-            self.load_study(state["study_path"], anatomy=anatomy, ccta_series=pick.ccta if chosen else None,
-                            calcium_series=(pick.calcium or NO_SERIES) if chosen else None)
+            chosen = pick if pick is not None and not pick.automatic else None  # the user's own pick is kept
+            self.load_study(state["study_path"], anatomy=anatomy, ccta_series=chosen.ccta if chosen else None,
+                            calcium_series=(chosen.calcium or NO_SERIES) if chosen else None)
         if clinical is not None:
             self.clinical = clinical
         self.history = history

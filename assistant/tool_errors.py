@@ -44,8 +44,10 @@ class ToolFailure:
         return self.code in NO_LABEL_MAP_CODES
 
     def text(self) -> str:
-        """The ToolMessage text the model reads: message, then the routing tag."""
-        return f"error: {self.message} [code: {self.code}; class: {self.error_class}]"
+        """The ToolMessage text the model reads: message, then the routing tag (none when nothing is known)."""
+        if self.code is None:
+            return f"error: {self.message}"
+        return f"error: {self.message} [code: {self.code}; class: {self.error_class or 'none'}]"
 
 
 def tool_error_text(err: BaseException) -> str:

@@ -26,7 +26,7 @@ class FakeChatCompletions(BaseHTTPRequestHandler):
     def log_message(self, *args) -> None:  # keep pytest output clean
         pass
 
-    def do_POST(self) -> None:  # noqa: N802 (http.server naming)
+    def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         type(self).requests.append({"path": self.path, "body": body})
         last_user = max(i for i, m in enumerate(body["messages"]) if m["role"] == "user")
@@ -136,7 +136,7 @@ class ScriptedChatCompletions(BaseHTTPRequestHandler):
     def log_message(self, *args) -> None:
         pass
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         cls = type(self)
         cls.requests.append(body)
@@ -185,7 +185,8 @@ def test_the_verdict_comes_from_the_tool_result_whatever_the_model_writes(script
                         "Hard to say from here; see the tool output."], patient)
     answer = session.ask(f"Will a {length} mm stent fully cover the proximal LAD lesion?")
     assert [(c.name, c.ok) for c in answer.tool_calls] == [("stent_coverage", True)]
-    sent = json.loads(next(m for m in ScriptedChatCompletions.requests[1]["messages"] if m["role"] == "tool")["content"])
+    sent = json.loads(next(m for m in ScriptedChatCompletions.requests[1]["messages"]
+                           if m["role"] == "tool")["content"])
     assert sent["covers"] is (verdict == "yes")
     assert answer.verdict == verdict
     assert answer.answer == "Hard to say from here; see the tool output."

@@ -186,7 +186,8 @@ def test_cli_ask_json_and_a_follow_up_through_the_session_file(tmp_path, capsys,
     out = json.loads(capsys.readouterr().out)
     assert out["verdict"] == "yes"
     assert out["masks"] and out["masks"][0]["path"].startswith(str(tmp_path / "out"))
-    assert main(["ask", str(case), "Segment the proximal LAD", "--out", str(tmp_path / "out"), "--anatomy", "case_labels"]) == 0
+    assert main(["ask", str(case), "Segment the proximal LAD", "--out", str(tmp_path / "out"),
+                 "--anatomy", "case_labels"]) == 0
     text = capsys.readouterr().out
     assert "Segmented the pLAD" in text and "mask pLAD:" in text and "trace: segment_anatomy" in text
 
@@ -199,7 +200,8 @@ def test_dicom_seg_of_an_answer_mask_references_a_written_ct_series(patient, tmp
     seg_file = next(m for m in answer.masks if m.format == "dicom-seg")
     assert "written as a DICOM series" in seg_file.note
     seg = pydicom.dcmread(seg_file.path)
-    ct = [pydicom.dcmread(p, stop_before_pixels=True) for p in sorted((patient.output_dir / "ct_series_for_seg").iterdir())]
+    ct = [pydicom.dcmread(p, stop_before_pixels=True)
+          for p in sorted((patient.output_dir / "ct_series_for_seg").iterdir())]
     assert seg.Modality == "SEG" and seg.SegmentSequence[0].SegmentLabel == "pLAD"
     assert seg.SegmentSequence[0].SegmentedPropertyTypeCodeSequence[0].CodeValue == "68787002"  # CID 3014 pLAD
     referenced = {item.ReferencedSOPInstanceUID for item in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence}
@@ -217,7 +219,8 @@ def test_totalsegmentator_is_registered_only_with_its_weights(tmp_path, monkeypa
 
     monkeypatch.setenv("TOTALSEG_WEIGHTS_PATH", str(tmp_path / "empty"))
     reasons = unavailable_tools()
-    assert "totalsegmentator_anatomy" in reasons and "totalsegmentator_anatomy" not in {t.name for t in available_tools()}
+    assert "totalsegmentator_anatomy" in reasons
+    assert "totalsegmentator_anatomy" not in {t.name for t in available_tools()}
     installed = importlib.util.find_spec("totalsegmentator") is not None
     assert ("weights are not installed" in reasons["totalsegmentator_anatomy"]) == installed
     (tmp_path / "weights" / "Dataset297_TotalSegmentator_total_3mm_1559subj").mkdir(parents=True)
