@@ -139,11 +139,10 @@ class CurriculumSamples(torch.utils.data.Dataset):
             from tools.nifti_io import read_nifti
 
             folder = self.data_root / case_id
-            # one reader for image and labels, so both are reoriented to LPS the same way
             ccta = read_nifti(folder / cf.CCTA_NIFTI)
             affine, image = ccta.affine, np.asarray(ccta.hu, dtype=np.float32)
-            labels_path = folder / cf.LABELS_NIFTI
-            labels = np.asarray(read_nifti(labels_path, labels=True).hu) if labels_path.is_file() else None
+            # the case format's label reader reorients the map to LPS as the image above is
+            labels = np.asarray(cf.read_labels(folder)) if (folder / cf.LABELS_NIFTI).is_file() else None
             landmarks_path = folder / cf.LANDMARKS_FILE
             landmarks = json.loads(landmarks_path.read_text()) if landmarks_path.is_file() else {}
             self._cases[case_id] = prepare_case(image, labels, affine, landmarks, self.config)

@@ -217,6 +217,27 @@ def test_a_stenosis_at_a_band_edge_is_written_in_the_cadrads_band(percent, word)
         grade_of(100.0)
 
 
+@pytest.mark.parametrize("percent", [49.5, 50.0, 69.5, 70.0])
+def test_the_impression_and_hedges_follow_the_cadrads_obstructive_and_severe_edges(percent):
+    # The writer once wrote 50 and 70 itself; the one CAD-RADS table is the oracle here, so the two
+    # cannot drift apart: only an obstructive stenosis is named in the impression, and only a moderate
+    # one gets the "significance uncertain" hedge.
+    band = stenosis_band(percent)
+    obstructive, moderate = band.category not in ("1", "2"), band.grade == "moderate"
+    f = Finding(id="f1", segment="pLAD", kind="noncalcified_plaque", stenosis_percent=percent, length_mm=10,
+                start_mm=1)
+    findings = Findings(findings=[f], cad_rads=cad_rads({"pLAD": percent}).text)
+    hedges = load_grammar()["moderate_hedge"]
+    named, hedged = set(), set()
+    for seed in range(30):
+        report = write_report(findings, patient(), dominance="right", rng=np.random.default_rng(seed))
+        impression = report[len(findings_part(report)):]
+        named.add("pLAD" in segments_named(impression))
+        hedged.add(any(h in report for h in hedges))
+    assert named == {obstructive}, (percent, named)
+    assert hedged == ({True, False} if moderate else {False}), (percent, hedged)
+
+
 def test_same_seed_same_report_and_seeds_differ():
     assert sample(7)[2] == sample(7)[2]
     assert len({sample(s)[2] for s in range(10)}) == 10

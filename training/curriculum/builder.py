@@ -220,17 +220,17 @@ def measure_findings(case: Case) -> dict[str, _Measured]:
     a case without a label map or coronary labels gives an empty dict. Where the tool's stenosis is
     more than ``MAX_MEASUREMENT_DISAGREEMENT_PERCENT`` off the ground truth, the ground truth is kept.
     """
-    from tools.case_format import CCTA_NIFTI, CENTERLINES_FILE, LABELS_NIFTI
+    from tools.case_format import CCTA_NIFTI, CENTERLINES_FILE, LABELS_NIFTI, read_labels
     from tools.stenosis import StenosisError, measure_study
     from tools.study import load_nifti
 
     if case.findings is None or not case.has(LABELS_NIFTI) or not case.has(CCTA_NIFTI):
         return {}
-    labels = load_nifti(case.path(LABELS_NIFTI), labels=True)
     ccta = load_nifti(case.path(CCTA_NIFTI))
+    labels = read_labels(case.root)  # on the image's voxel grid, reoriented as the image is
     centerlines = case.centerlines() if case.has(CENTERLINES_FILE) else None
     try:
-        study = measure_study(ccta.hu, labels.affine, labels=labels.hu, centerlines=centerlines)
+        study = measure_study(ccta.hu, ccta.affine, labels=labels, centerlines=centerlines)
     except StenosisError:
         return {}
     lesions = [lesion for vessel in study.vessels for lesion in vessel.lesions if not lesion.in_stent]
@@ -260,16 +260,16 @@ def calcium_by_artery(case: Case, *, measure: bool) -> tuple[dict[str, float], P
     """Calcium volume (mm^3) per artery: measured by ``tools.calcium.contrast_calcium_volume`` on the
     CCTA and its ground-truth label map when ``measure`` and both exist, else a sphere-volume
     estimate from the ground-truth calcium diameters."""
-    from tools.case_format import CCTA_NIFTI, LABELS_NIFTI
+    from tools.case_format import CCTA_NIFTI, LABELS_NIFTI, read_labels
 
     if measure and case.has(CCTA_NIFTI) and case.has(LABELS_NIFTI):
         from tools.calcium import CalciumError, contrast_calcium_volume
         from tools.study import load_nifti
 
         image = load_nifti(case.path(CCTA_NIFTI))
-        labels = load_nifti(case.path(LABELS_NIFTI), labels=True)
+        labels = read_labels(case.root)
         try:
-            score = contrast_calcium_volume(image.hu, image.spacing, labels.hu, affine=image.affine)
+            score = contrast_calcium_volume(image.hu, image.spacing, labels, affine=image.affine)
         except CalciumError:
             score = None
         if score is not None:

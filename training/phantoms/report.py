@@ -66,7 +66,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tools.anatomy import ARTERIES, CORONARY_SEGMENTS, MAIN_VESSEL_PATHS, SEGMENTS_BY_CODE, segments_of_artery
-from tools.cadrads import cac_drs
+from tools.cadrads import OBSTRUCTIVE_PERCENT, cac_drs
 from tools.case_format import ClinicalContext, Finding, Findings
 from tools.troponin import interpret_troponin
 from training.phantoms.clinical import as_generator
@@ -251,7 +251,8 @@ def _extracardiac(w: TemplateWriter) -> list[str]:
 def _impression(w: TemplateWriter, case: _Case) -> list[str]:
     out: list[str] = []
     findings = sorted(case.findings.findings, key=lambda f: -f.stenosis_percent)
-    key_findings = [f for f in findings if f.kind == "stent" or f.stenosis_percent >= 50][:3]
+    # The impression names the stents and the obstructive stenoses (CAD-RADS >= 3), worst first.
+    key_findings = [f for f in findings if f.kind == "stent" or f.stenosis_percent >= OBSTRUCTIVE_PERCENT][:3]
     for f in key_findings:
         slots = segment_slots(w, SEGMENTS_BY_CODE[f.segment])
         if f.kind == "stent":
@@ -273,7 +274,7 @@ def _impression(w: TemplateWriter, case: _Case) -> list[str]:
     elif not key_findings:
         category = case.findings.cad_rads.split("/")[0].strip()
         out.append(w.say(f"impression_nonobstructive.{category if category in ('1', '2') else 'default'}"))
-    elif rest and all(f.stenosis_percent < 50 for f in rest) and w.chance(0.6):
+    elif rest and all(f.stenosis_percent < OBSTRUCTIVE_PERCENT for f in rest) and w.chance(0.6):
         out.append(w.say("impression_elsewhere"))
     out.append(w.say("cadrads", {"cadrads": case.findings.cad_rads}))
     category = case.findings.cad_rads.split("/")[0].strip().upper()

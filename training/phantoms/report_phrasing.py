@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from functools import cache
 
 from tools.anatomy import ARTERY_NAMES, ARTERY_SYNONYMS, SEGMENTS_BY_CODE, SYNONYM_INDEX, CoronarySegment
-from tools.cadrads import stenosis_band
+from tools.cadrads import OBSTRUCTIVE_PERCENT, SEVERE_PERCENT, stenosis_band
 from tools.case_format import Finding, Findings
 from training.phantoms.report_template import TemplateWriter, capitalise
 
@@ -167,9 +167,9 @@ def finding_sentences(w: TemplateWriter, f: Finding, findings: Findings, hrp: bo
         return [w.say("plaque_minimal", slots)]
     slots["sten"] = w.expand(w.pick(w.g["stenosis"]), stenosis_slots(w, f.stenosis_percent))
     sentence = w.say("plaque", slots)
-    if f.stenosis_percent >= 50 and f.kind != "noncalcified_plaque" and w.chance(0.2):
+    if f.stenosis_percent >= OBSTRUCTIVE_PERCENT and f.kind != "noncalcified_plaque" and w.chance(0.2):
         hedge.append(w.say("calcium_hedge"))
-    elif 50 <= f.stenosis_percent < 70 and w.chance(0.2):
+    elif OBSTRUCTIVE_PERCENT <= f.stenosis_percent < SEVERE_PERCENT and w.chance(0.2):
         hedge.append(w.say("moderate_hedge"))
     return [sentence, *hedge]
 
