@@ -15,6 +15,7 @@ The parts: the run's configuration (:mod:`training.train_config`), samples and b
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
@@ -40,6 +41,8 @@ from training.samples import CurriculumSamples, collate
 from training.train_config import TrainConfig, TrainError, load_config_file
 from vlm.config import CardioVLMConfig
 from vlm.model import CardioVLM
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -172,6 +175,12 @@ def train(dataset, out_dir: str | Path, *, model_config: CardioVLMConfig, train_
         if getattr(dataset, "kinds", None) is None:
             raise TrainError("balance_targets needs a dataset with a `kinds` attribute (e.g. CurriculumSamples)")
         weights = balanced_weights(dataset.kinds)
+    if rank == 0:
+        if step:
+            log.info("resuming the run in %s at step %d of %d", out_dir, step, total)
+        else:
+            log.info("training %d samples for %d steps on %s (%d process(es)); output in %s", len(stages), total,
+                     run_device, world, out_dir)
     by_stage: dict[int | None, np.ndarray] = {None: np.arange(len(stages))}
     for s in set(stages):
         by_stage[s] = np.flatnonzero(np.asarray(stages) == s)
@@ -206,8 +215,11 @@ def train(dataset, out_dir: str | Path, *, model_config: CardioVLMConfig, train_
             history.append(row)
             if rank == 0:
                 log_row(out_dir, row, writer)
+                log.info("step %d/%d (stage %s): loss %.4f, lr %.2e, %.0f s", step, total, row["stage"],
+                         row["loss"], lr, row["seconds"])
         if rank == 0 and (step % train_config.checkpoint_every == 0 or step == total):
             save_state(model, optimizer, scaler, step, train_config, out_dir)
+            log.info("checkpoint saved at step %d in %s", step, out_dir / CHECKPOINT_SUBDIR)
     if writer is not None:
         writer.close()
     if created_group:

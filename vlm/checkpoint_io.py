@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from pathlib import Path
 
 import torch
@@ -18,6 +20,8 @@ from vlm.checkpoint_format import (  # noqa: F401
 )
 from vlm.model import CardioVLM
 
+log = logging.getLogger(__name__)
+
 
 def load_checkpoint(checkpoint_dir: str | Path, *, device: str | torch.device | None = None):
     """Build a :class:`vlm.model.CardioVLM` from a checkpoint folder, in eval mode.
@@ -30,8 +34,9 @@ def load_checkpoint(checkpoint_dir: str | Path, *, device: str | torch.device | 
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    started = time.perf_counter()
     folder = Path(checkpoint_dir)
-    config = read_config(folder)
+    config = read_config(folder)  # refuses any format version but CHECKPOINT_FORMAT_VERSION
     weights = folder / WEIGHTS_FILE
     if not weights.is_file():
         raise CheckpointError(f"checkpoint {folder} has no {WEIGHTS_FILE}")
@@ -51,4 +56,7 @@ def load_checkpoint(checkpoint_dir: str | Path, *, device: str | torch.device | 
         raise CheckpointError(f"{weights} does not match its {CONFIG_FILE} ({'; '.join(parts)})")
     model.load_state_dict(state, strict=False)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return model.to(device).eval()
+    model = model.to(device).eval()
+    log.info("loaded VLM checkpoint %s (format version %d, %d tensors) on %s in %.2f s", folder.resolve(),
+             CHECKPOINT_FORMAT_VERSION, len(state), device, time.perf_counter() - started)
+    return model

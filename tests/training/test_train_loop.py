@@ -4,7 +4,9 @@ the ``cardiovlm train`` CLI reads case folders, and two gloo processes under tor
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -105,7 +107,7 @@ def test_tiny_model_learns_a_trivial_curriculum(tmp_path):
     assert log[0].startswith("step,stage,loss") and len(log) == 1 + len(result.history)
 
 
-def test_resume_continues_from_the_saved_step(tmp_path):
+def test_resume_continues_from_the_saved_step(tmp_path, caplog):
     samples = shapes_samples(3, seed=1)
     config = TrainConfig(steps_per_stage=2, mixed_steps=2, batch_size=2, log_every=1, checkpoint_every=2)
     first = train(samples, tmp_path / "run", model_config=tiny_config(), train_config=config)
@@ -113,8 +115,17 @@ def test_resume_continues_from_the_saved_step(tmp_path):
     with pytest.raises(TrainError, match="already holds a training run"):
         train(samples, tmp_path / "run", model_config=tiny_config(), train_config=config)
     longer = TrainConfig(steps_per_stage=2, mixed_steps=5, batch_size=2, log_every=1, checkpoint_every=2)
-    resumed = train(samples, tmp_path / "run", model_config=tiny_config(), train_config=longer, resume=True)
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        resumed = train(samples, tmp_path / "run", model_config=tiny_config(), train_config=longer, resume=True)
     assert resumed.steps == 9
+    # What an engineer watching the run looks for: the checkpoint read, where it resumed, each step's
+    # loss, each checkpoint written.
+    logged = caplog.text
+    assert f"loaded VLM checkpoint {(tmp_path / 'run' / 'checkpoint').resolve()} (format version 1" in logged
+    assert f"resuming the run in {tmp_path / 'run'} at step 6 of 9" in logged
+    assert re.search(r"step 7/9 \(stage mixed\): loss \d+\.\d{4}", logged), logged
+    assert logged.count("checkpoint saved at step") == 2 and "checkpoint saved at step 9" in logged
     assert [row["step"] for row in resumed.history] == [7, 8, 9]
     log = (tmp_path / "run" / "log.csv").read_text().splitlines()
     assert [line.split(",")[0] for line in log[1:]] == [str(n) for n in range(1, 10)]
