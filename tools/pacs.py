@@ -20,8 +20,10 @@ Example::
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
+import time
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -36,6 +38,8 @@ if TYPE_CHECKING:
 
     from tools.settings import Settings
     from tools.study import Study
+
+log = logging.getLogger(__name__)
 
 RETRY_ATTEMPTS = 3
 UID_PATTERN = re.compile(r"[0-9]+(\.[0-9]+)*")
@@ -163,6 +167,7 @@ class PacsClient:
         if auth == "bearer" and not token:
             raise ValueError("bearer PACS authentication needs CARDIOVLM_PACS_TOKEN")
         self.url = url.rstrip("/")
+        self.server = _server_name(self.url)
         self.max_bytes = max_study_mb * 1024**2
         session = PacsSession()
         session.verify = str(ca_bundle) if (verify_tls and ca_bundle) else verify_tls
@@ -203,6 +208,9 @@ class PacsClient:
                   "StudyDescription", "NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances")
         items = self._call(lambda: self._client.search_for_studies(
             search_filters=filters, fields=fields, limit=limit))
+        # Which filters, never their values: a patient name or ID must not reach a log file.
+        log.info("PACS %s: study search by %s found %d studies", self.server,
+                 ", ".join(sorted(filters)) or "no filter", len(items))
         return [StudyHit(
             study_uid=_value(i, "0020000D"), patient_id=str(_value(i, "00100020")),
             patient_name=str(_value(i, "00100010")), study_date=str(_value(i, "00080020")),
@@ -217,6 +225,7 @@ class PacsClient:
         fields = ("Modality", "SeriesNumber", "SeriesDescription", "NumberOfSeriesRelatedInstances")
         items = self._call(lambda: self._client.search_for_series(
             study_instance_uid=study_uid, search_filters=filters, fields=fields))
+        log.info("PACS %s: study %s holds %d series", self.server, short_uid(study_uid), len(items))
         hits = [SeriesHit(study_uid=study_uid, series_uid=_value(i, "0020000E"), modality=str(_value(i, "00080060")),
                           series_number=_int(i, "00200011"), description=str(_value(i, "0008103E")),
                           n_instances=_int(i, "00201209")) for i in items]
@@ -244,6 +253,9 @@ class PacsClient:
         final = dest / series_uid
         partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=dest))
         bar = None
+        started = time.perf_counter()
+        log.info("PACS %s: retrieving series %s of study %s (%s images expected)", self.server,
+                 short_uid(series_uid), short_uid(study_uid), expected if expected is not None else "unknown")
         try:
             if show_bar:
                 from tqdm import tqdm
@@ -267,9 +279,13 @@ class PacsClient:
                 raise PacsNotFoundError(f"series {series_uid} holds no images on the PACS")
             shutil.rmtree(final, ignore_errors=True)
             partial.rename(final)
+            log.info("PACS %s: retrieved series %s, %d images, %s in %.1f s", self.server, short_uid(series_uid),
+                     n, _mb(written), time.perf_counter() - started)
             return final
-        except BaseException:  # KeyboardInterrupt included: never leave a half series behind
+        except BaseException as err:  # KeyboardInterrupt included: never leave a half series behind
             shutil.rmtree(partial, ignore_errors=True)
+            log.warning("PACS %s: retrieval of series %s stopped (%s); nothing kept", self.server,
+                        short_uid(series_uid), type(err).__name__)
             raise
         finally:
             if bar is not None:
@@ -305,9 +321,14 @@ class PacsClient:
             failed = list(getattr(answer, "FailedSOPSequence", []) or [])
             if failed:
                 reasons = sorted({str(getattr(item, "FailureReason", "?")) for item in failed})
+                log.warning("PACS %s: refused %d of %d objects for study %s (failure reason %s)", self.server,
+                            len(failed), len(group), short_uid(study_uid), ", ".join(reasons))
                 raise PacsTransferError(f"the PACS refused {len(failed)} of {len(group)} objects "
                                         f"(DICOM failure reason {', '.join(reasons)})")
-            stored += len(getattr(answer, "ReferencedSOPSequence", []) or [])
+            accepted = len(getattr(answer, "ReferencedSOPSequence", []) or [])
+            log.info("PACS %s: stored %d of %d objects for study %s", self.server, accepted, len(group),
+                     short_uid(study_uid))
+            stored += accepted
         return stored
 
     def send_files(self, paths: Sequence[str | Path]) -> int:
@@ -367,6 +388,21 @@ class PacsClient:
         if isinstance(err, requests.exceptions.RequestException):
             return PacsUnreachableError(f"the transfer from {where} was interrupted ({type(err).__name__})")
         return err
+
+
+def short_uid(uid: str) -> str:
+    """A DICOM UID shortened for logs: its last 12 characters, enough to find the study in the PACS's own
+    log, and no patient data (UIDs carry none)."""
+    uid = str(uid)
+    return uid if len(uid) <= 12 else "..." + uid[-12:]
+
+
+def _server_name(url: str) -> str:
+    """The PACS's host, port and path, without any user name or password written into the URL."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}{parts.path}" or url
 
 
 def _reason(err: Exception) -> str:
