@@ -10,21 +10,18 @@ from __future__ import annotations
 from html import escape
 
 from assistant.answer import Citation
-from assistant.evidence import outcomes
+from assistant.outcomes import outcomes, succeeded
 
 EMPTY = "<p class='cv-reports-empty'>No prior reports were retrieved for the last answer.</p>"
 MAX_REPORT_CHARS = 2000  # a long report is cut: the cited sentences are what the answer rests on
 
 
 def report_texts(turn_messages: list) -> dict[str, str]:
-    """Report id -> whole stored text, from one turn's ``retrieve_reports`` results (parsed as JSON)."""
+    """Report id -> whole stored text, from one turn's ``retrieve_reports`` results (their typed hits)."""
     texts: dict[str, str] = {}
-    for outcome in outcomes(turn_messages):
-        if outcome.name != "retrieve_reports" or not outcome.ok or outcome.result is None:
-            continue
-        for hit in outcome.result.get("items", []):
-            if isinstance(hit, dict) and hit.get("report_id") and isinstance(hit.get("text"), str):
-                texts.setdefault(str(hit["report_id"]), hit["text"])
+    for outcome in succeeded(outcomes(turn_messages), "retrieve_reports"):
+        for hit in outcome.value:
+            texts.setdefault(hit.report_id, hit.text)
     return texts
 
 

@@ -116,3 +116,18 @@ def test_the_calcium_answer_names_the_series_that_was_scored(scored, said):
     text = compose_answer(parse_question("What is the calcium score?"),
                           [ToolOutcome("calcium_score", {}, value=result)])
     assert text.startswith(said)
+
+
+def test_the_reports_panel_takes_the_report_texts_from_the_typed_hits():
+    import datetime
+
+    from tools.report_store import ReportHit
+    from ui.reports_panel import report_texts
+
+    hit = ReportHit(report_id="r1", study_date=datetime.date(2023, 1, 2), score=0.9, similarity=0.8,
+                    snippet="50% pLAD", text="Prior CCTA: 50% pLAD stenosis.", metadata={})
+    call = _call("retrieve_reports", {"query": "LAD"})
+    sent = json.dumps([hit.model_dump(mode="json") | {"text": "what the model saw"}])
+    turn = [AIMessage("", tool_calls=[call]), ToolMessage(sent, tool_call_id="c1", name="retrieve_reports",
+                                                          artifact=[hit])]
+    assert report_texts(turn) == {"r1": "Prior CCTA: 50% pLAD stenosis."}
