@@ -18,7 +18,7 @@ SETTINGS = "tools/settings.py"
 # set_library_environment). The test fails on any other module, and when a listed one is clean, so
 # this set only shrinks.
 PENDING: frozenset[str] = frozenset({
-    "assistant/intents.py", "training/train.py", "training/train_cli.py", "ui/app.py",
+    "assistant/intents.py", "training/train.py", "training/train_cli.py",
     "ui/server.py",
 })
 

@@ -17,19 +17,19 @@ kept in the browser's run history.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 from pathlib import Path
 
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+from tools.settings import NO_TELEMETRY, get_settings, set_library_environment
+
+set_library_environment(NO_TELEMETRY)
 # Gradio's run history would keep every answer (CT slices with masks, findings) in the browser's storage,
 # where the next user of that browser can replay it; launch() reads this when it is not told otherwise.
-os.environ["GRADIO_RUN_HISTORY"] = "False"
+set_library_environment({"GRADIO_RUN_HISTORY": "False"}, override=True)
 
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 
-from tools.settings import get_settings  # noqa: E402
 from ui import progress  # noqa: E402
 from ui.panels import (  # noqa: E402
     answer_tab, no_vessel, save_clinical, series_preview, show_context, show_series, show_vessel_view)
