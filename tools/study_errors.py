@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from tools.errors import CardioVLMError
 
-class StudyError(ValueError):
+
+class StudyError(CardioVLMError):
     """Base class of every ingest error; ``str(err)`` is a message a clinician understands.
 
     ``code`` is stable across releases (callers route on it, never on the wording of the message).

@@ -131,3 +131,13 @@ def test_the_reports_panel_takes_the_report_texts_from_the_typed_hits():
     turn = [AIMessage("", tool_calls=[call]), ToolMessage(sent, tool_call_id="c1", name="retrieve_reports",
                                                           artifact=[hit])]
     assert report_texts(turn) == {"r1": "Prior CCTA: 50% pLAD stenosis."}
+
+
+def test_the_errors_the_assistant_routes_on_derive_from_the_one_root():
+    from assistant.totalseg_tool import TotalSegmentatorError
+    from assistant.vlm_tools import VLMUnavailable
+    from tools.calcium import CalciumError
+    from tools.study import StudyError
+
+    for error in (StudyError, NoSegmentationAvailable, CalciumError, VLMUnavailable, TotalSegmentatorError):
+        assert issubclass(error, CardioVLMError) and "." in error.code, error
