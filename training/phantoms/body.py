@@ -111,8 +111,8 @@ def sample_body(rng: np.random.Generator, anat, wall: ChestWall, sex: str) -> Bo
     if sex == "female":
         breast = (float(rng.uniform(8, 45)), float(rng.uniform(0.45, 0.7)),
                   float(anat.heart.base[2] + rng.uniform(-40, 10)), float(rng.uniform(45, 70)))
-    outline = Outline(centre=(cx, cy), axes=(a, b), n_front=float(rng.uniform(2.1, 2.45)),
-                      n_back=float(rng.uniform(2.2, 2.7)),
+    outline = Outline(centre=(cx, cy), axes=(a, b), n_front=float(rng.uniform(2.25, 2.6)),
+                      n_back=float(rng.uniform(2.4, 2.9)),
                       ripple=(float(rng.uniform(0, 0.02)), float(rng.uniform(0, 2 * np.pi)),
                               float(rng.uniform(0, 0.015)), float(rng.uniform(0, 2 * np.pi))),
                       groove_mm=float(rng.uniform(2, 6)), taper=float(rng.uniform(-0.02, 0.03)),

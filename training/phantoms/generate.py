@@ -9,7 +9,6 @@ Example::
 
 from __future__ import annotations
 
-
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -21,9 +20,9 @@ from tools.cadrads import cad_rads
 from tools.nifti_io import write_nifti
 from training.phantoms.geometry import Anatomy, sample_anatomy
 from training.phantoms.lesions import Calcification, FindingRequest, apply_findings, sample_requests
-from training.phantoms.raster import Contrast, Grid, form_image, rasterise
 from training.phantoms.noise import NoiseModel
 from training.phantoms.physics import sample_physics
+from training.phantoms.raster import Contrast, Grid, form_image, rasterise
 from training.phantoms.thorax import sample_thorax
 
 GENERATOR_VERSION = "2.0"
@@ -178,6 +177,14 @@ def _fit_body(anat: Anatomy, sex: str, habitus: float) -> None:
     anat.sternum = (np.array([anat.body_centre[0] + 3, by - ay + anat.fat_mm + anat.muscle_mm + 6]), anat.sternum[1])
 
 
+def case_grid(anat: Anatomy, preset: SizePreset) -> Grid:
+    """The CCTA grid of a size preset: centred on the heart, or on the chest for a whole-thorax field."""
+    centre = anat.heart.base + 0.3 * anat.heart.length * anat.heart.u
+    if preset.centre_on == "chest":
+        centre = np.array([anat.body_centre[0], anat.body_centre[1], centre[2] + 30.0])
+    return Grid.centred(np.round(centre, 1), preset.fov_mm, preset.spacing_mm)
+
+
 def _cac_series(anat, lumens, calcs, extra, grid: Grid, contrast: Contrast, rng) -> tuple[np.ndarray, np.ndarray, Grid]:
     """Non-contrast 3 mm series: rasterised on 1 mm sub-slices, HU averaged over each 3 mm slab."""
     fine = Grid(grid.shape[:2] + (int(grid.shape[2] * grid.spacing[2] // 3) * 3,), grid.spacing[:2] + (1.0,),
@@ -261,12 +268,9 @@ def generate_case(out_dir: Path, *, seed: int, size: str = "small", findings: li
                            blood_right=float(blood_hu) * contrast.blood_right / contrast.blood_left)
     if noise_sd_hu is not None:
         noise_sd = float(noise_sd_hu)
-    centre = anat.heart.base + 0.3 * anat.heart.length * anat.heart.u
     if preset.centre_on == "chest" and not realistic:
         raise PhantomError(f"size {size!r} shows the whole thorax: use it with realistic=True (--realistic)")
-    if preset.centre_on == "chest":
-        centre = np.array([anat.body_centre[0], anat.body_centre[1], centre[2] + 30.0])
-    grid = Grid.centred(np.round(centre, 1), preset.fov_mm, preset.spacing_mm)
+    grid = case_grid(anat, preset)
     lab, parts = rasterise(anat, lumens, calcs, grid, extra)
     hu = form_image(lab, parts, grid, contrast, noise_sd, rng, physics)
 

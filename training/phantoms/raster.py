@@ -15,13 +15,13 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from tools.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
-from training.phantoms.geometry import Anatomy, Tube
 from training.phantoms import physics as phys
+from training.phantoms.body import HUMERUS_LABEL, paint_body_wall
+from training.phantoms.geometry import Anatomy, Tube
 from training.phantoms.lesions import Calcification, SegmentLumen
 from training.phantoms.noise import kernel_noise
 from training.phantoms.physics import Physics
 from training.phantoms.thorax import APEX_WALL_FRACTION
-from training.phantoms.body import HUMERUS_LABEL, paint_body_wall
 from training.phantoms.thorax_raster import abdomen, paint_segments, vessels_and_airways
 from training.phantoms.vertebrae import paint_spine
 
@@ -39,7 +39,7 @@ class Grid:
     origin: tuple[float, float, float]
 
     @classmethod
-    def centred(cls, centre, fov_mm: tuple[float, float, float], spacing: tuple[float, float, float]) -> "Grid":
+    def centred(cls, centre, fov_mm: tuple[float, float, float], spacing: tuple[float, float, float]) -> Grid:
         shape = tuple(int(round(f / s)) for f, s in zip(fov_mm, spacing))
         origin = tuple(round(float(c - (n - 1) * s / 2), 3) for c, n, s in zip(centre, shape, spacing))
         return cls(shape, tuple(float(s) for s in spacing), origin)

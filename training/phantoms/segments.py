@@ -23,11 +23,11 @@ class Segments:
     ecc: np.ndarray | None = None
 
     @classmethod
-    def empty(cls) -> "Segments":
+    def empty(cls) -> Segments:
         return cls(np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0), np.zeros(0))
 
     @classmethod
-    def polyline(cls, ctrl, r_start: float, r_end: float | None = None, step: float = 2.0) -> "Segments":
+    def polyline(cls, ctrl, r_start: float, r_end: float | None = None, step: float = 2.0) -> Segments:
         """A smooth path through control points, tapering linearly from ``r_start`` to ``r_end``."""
         pts = _spline(np.asarray(ctrl, dtype=np.float64), step)
         r = np.linspace(r_start, r_start if r_end is None else r_end, len(pts))
@@ -36,7 +36,7 @@ class Segments:
     def eccentricity(self) -> np.ndarray:
         return np.ones(len(self.r0)) if self.ecc is None else self.ecc
 
-    def varied(self, rng: np.random.Generator, calibre_sd: float, ecc: tuple[float, float]) -> "Segments":
+    def varied(self, rng: np.random.Generator, calibre_sd: float, ecc: tuple[float, float]) -> Segments:
         """The same path with a calibre that wanders smoothly (relative SD ``calibre_sd`` over ~10 mm) and an
         oval section (ratio of minor to major axis drawn from ``ecc``, varying slowly along the path)."""
         n = len(self.r0)
@@ -47,7 +47,7 @@ class Segments:
         e = np.clip(rng.uniform(*ecc) + 0.03 * smooth(rng.normal(size=n)) * np.sqrt(5), 0.4, 1.0)
         return Segments(self.p0, self.p1, self.r0 * f[:-1], self.r1 * f[1:], e)
 
-    def __add__(self, other: "Segments") -> "Segments":
+    def __add__(self, other: Segments) -> Segments:
         ecc = None
         if self.ecc is not None or other.ecc is not None:
             ecc = np.r_[self.eccentricity(), other.eccentricity()]

@@ -89,7 +89,7 @@ class Thorax:
 def _rotate(v: np.ndarray, axis: np.ndarray, angle: float) -> np.ndarray:
     """Rodrigues rotation of ``v`` about the unit ``axis``."""
     c, s = np.cos(angle), np.sin(angle)
-    cross = np.array([axis[1] * v[2] - axis[2] * v[1], axis[2] * v[0] - axis[0] * v[2], axis[0] * v[1] - axis[1] * v[0]])
+    cross = np.cross(axis, v)
     return v * c + cross * s + axis * float(axis @ v) * (1 - c)
 
 
@@ -136,12 +136,14 @@ def sample_thorax(rng: np.random.Generator, anat: Anatomy, sex: str | None = Non
     la_c, la_r = anat.la
     ra_c, ra_r = anat.ra
 
-    wall = ChestWall(fat_mm=float(anat.fat_mm), fat_harmonics=(float(rng.uniform(0.1, 0.4)), float(rng.uniform(0, 2 * np.pi)),
-                                                               float(rng.uniform(0.1, 0.3)), float(rng.uniform(0, 2 * np.pi))),
+    harmonics = (float(rng.uniform(0.1, 0.4)), float(rng.uniform(0, 2 * np.pi)),
+                 float(rng.uniform(0.1, 0.3)), float(rng.uniform(0, 2 * np.pi)))
+    wall = ChestWall(fat_mm=float(anat.fat_mm), fat_harmonics=harmonics,
                      muscle_mm=float(anat.muscle_mm), paraspinal_mm=float(rng.uniform(25, 40)),
                      rib_layer_mm=float(rng.uniform(7, 10)))
     ribs = Ribs(z_spine=np.arange(-230.0, 200.0, rng.uniform(24, 28)) + rng.uniform(0, 10),
-                height_mm=float(rng.uniform(9, 12)), thickness_mm=wall.rib_layer_mm - 1.0,
+                height_mm=float(rng.uniform(9, 12)),
+                thickness_mm=min(wall.rib_layer_mm - 1.0, float(rng.uniform(5.5, 7.5))),
                 drop_mm=float(rng.uniform(90, 130)), cartilage_deg=float(rng.uniform(30, 42)))
     body = sample_body(rng, anat, wall, sex)
     spine = sample_spine(rng, anat)
@@ -207,7 +209,8 @@ def sample_thorax(rng: np.random.Generator, anat: Anatomy, sex: str | None = Non
     ivc_r = float(rng.uniform(10, 13))
     ivc = Segments.polyline([ra_c + np.array([0.0, 0.35 * ra_r, -0.3 * ra_r]),
                              ra_c + np.array([4.0, 0.6 * ra_r + 6, -ra_r - 20]),
-                             ra_c + np.array([8.0, 0.6 * ra_r + 10, -ra_r - 120])], ivc_r).varied(rng, 0.05, (0.75, 0.95))
+                             ra_c + np.array([8.0, 0.6 * ra_r + 10, -ra_r - 120])],
+                            ivc_r).varied(rng, 0.05, (0.75, 0.95))
     # azygos: up the right side of the spine, arching over the right hilum into the SVC
     azy = Segments.polyline([np.array([sx - 12, sy - sr + 2, ra_c[2] - 120]),
                              np.array([sx - 14, sy - sr + 2, ra_c[2] + 40]),
@@ -224,7 +227,8 @@ def sample_thorax(rng: np.random.Generator, anat: Anatomy, sex: str | None = Non
     hil_r = np.array([bx - 0.45 * ax_, la_c[1] + 8, hil_z])
     hil_l = np.array([bx + 0.40 * ax_, la_c[1] + 10, hil_z + 6])
     rmb, lmb = 0.72 * trachea_r, 0.62 * trachea_r
-    bronchi = Segments.polyline([carina, carina + np.array([-18, 4, -10.0]), hil_r + np.array([0, 12, 0])], rmb, 0.8 * rmb)
+    bronchi = Segments.polyline([carina, carina + np.array([-18, 4, -10.0]), hil_r + np.array([0, 12, 0])],
+                                rmb, 0.8 * rmb)
     bronchi = bronchi + Segments.polyline([carina, carina + np.array([22, 0, -10.0]),
                                            hil_l + np.array([0, 12, 0])], lmb, 0.8 * lmb)
     oes_xy = np.array([sx + 3.0, sy - sr - 10.0])
