@@ -23,8 +23,8 @@ from __future__ import annotations
 import logging
 import re
 import shutil
-import time
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial

@@ -13,7 +13,12 @@ from tools.anatomy import STRUCTURES_BY_NAME
 from tools.case_format import LABELS_NIFTI, load_case
 from tools.nifti_io import write_nifti
 from training.curriculum.real_data import (
-    PseudoLabelError, check_totalsegmentator, import_manifest, load_manifest, pseudo_label,
+    ManifestError,
+    PseudoLabelError,
+    check_totalsegmentator,
+    import_manifest,
+    load_manifest,
+    pseudo_label,
 )
 
 
@@ -41,13 +46,21 @@ def test_manifest_import_writes_real_case_folders(tmp_path):
     ('{"study_id": "a", "image": "missing.nii.gz"}', "does not exist"),
     ('{"study_id": "a b", "image": "x"}', "invalid manifest entry"),
     ('{"study_id": "a", "image": "ct.nii.gz", "report": "x", "report_path": "ct.nii.gz"}', "not both"),
+    # The manifest is read by the curriculum's JSON-lines reader: its rules, with line numbers.
+    ('{"study_id": "a", "image": ', "line 2 is not JSON"),
+    ('["a", "ct.nii.gz"]', "line 2 is not a JSON object"),
 ])
 def test_manifest_errors_name_the_line(tmp_path, line, message):
     _image(tmp_path / "ct.nii.gz")
     path = tmp_path / "m.jsonl"
-    path.write_text(line + "\n")
-    with pytest.raises(ValueError, match=message):
+    path.write_text("\n" + line + "\n")  # a blank first line: the numbers count every line
+    with pytest.raises(ManifestError, match=message):
         load_manifest(path)
+
+
+def test_a_missing_manifest_is_a_manifest_error_not_a_traceback(tmp_path):
+    with pytest.raises(ManifestError, match="manifest .*nowhere.jsonl does not exist"):
+        load_manifest(tmp_path / "nowhere.jsonl")
 
 
 def test_missing_totalsegmentator_package(monkeypatch):
@@ -61,7 +74,7 @@ def _fake_totalsegmentator(monkeypatch, calls):
     names = {"total": {1: "liver", 2: "heart", 3: "lung_upper_lobe_left"},
              "heartchambers_highres": {1: "heart_ventricle_left", 2: "heart_atrium_right"}}
 
-    def run(input, output, ml, task, device, quiet):  # noqa: A002 (TotalSegmentator's argument name)
+    def run(input, output, ml, task, device, quiet):
         calls.append((task, ml))
         ref = nib.load(input)
         data = np.zeros(ref.shape, dtype=np.uint8)

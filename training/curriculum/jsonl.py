@@ -59,11 +59,16 @@ def write_curriculum(records: list[InstructionRecord], path: str | Path, *, llm:
     return header
 
 
-def _lines(path: str | Path) -> list[tuple[int, dict]]:
-    """(line number, JSON object) of each non-blank line."""
+def json_lines(path: str | Path, *, what: str = "curriculum file",
+               error: type[ValueError] = CurriculumFileError) -> list[tuple[int, dict]]:
+    """(line number, JSON object) of each non-blank line of a JSON-lines file (a curriculum, a manifest).
+
+    Raises:
+        ``error``: the file does not exist, or a line is not JSON or not a JSON object (with its number).
+    """
     path = Path(path)
     if not path.is_file():
-        raise CurriculumFileError(f"curriculum file {path} does not exist")
+        raise error(f"{what} {path} does not exist")
     out = []
     for number, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip():
@@ -71,9 +76,9 @@ def _lines(path: str | Path) -> list[tuple[int, dict]]:
         try:
             data = json.loads(line)
         except json.JSONDecodeError as err:
-            raise CurriculumFileError(f"{path} line {number} is not JSON: {err}") from err
+            raise error(f"{path} line {number} is not JSON: {err}") from err
         if not isinstance(data, dict):
-            raise CurriculumFileError(f"{path} line {number} is not a JSON object")
+            raise error(f"{path} line {number} is not a JSON object")
         out.append((number, data))
     return out
 
@@ -94,7 +99,7 @@ def _header(path: str | Path, lines: list[tuple[int, dict]]) -> CurriculumHeader
 
 def read_header(path: str | Path) -> CurriculumHeader | None:
     """The file's header (None for a file of records only); refuses another curriculum version."""
-    return _header(path, _lines(path))
+    return _header(path, json_lines(path))
 
 
 def read_curriculum(path: str | Path, *, include_held_out: bool = True) -> list[InstructionRecord]:
@@ -107,7 +112,7 @@ def read_curriculum(path: str | Path, *, include_held_out: bool = True) -> list[
         CurriculumFileError: a missing file, another curriculum version, a line that is not a record,
             or no record left.
     """
-    lines = _lines(path)
+    lines = json_lines(path)
     body = lines[1:] if _header(path, lines) is not None else lines
     records = []
     for number, data in body:

@@ -21,7 +21,6 @@ not mapped.
 
 from __future__ import annotations
 
-import json
 from datetime import date
 from pathlib import Path
 
@@ -48,6 +47,11 @@ from tools.totalseg import (
 from tools.totalseg import TotalSegmentatorUnavailable as PseudoLabelError  # noqa: F401
 from tools.totalseg import require_totalsegmentator as check_totalsegmentator  # noqa: F401
 from tools.totalseg import weights_dir as totalseg_weights_dir  # noqa: F401
+from training.curriculum.jsonl import json_lines
+
+
+class ManifestError(ValueError):
+    """A manifest that cannot be read; the message names the file (and line) and what is wrong."""
 
 
 class ManifestEntry(BaseModel):
@@ -74,28 +78,27 @@ def load_manifest(path: str | Path) -> list[ManifestEntry]:
     """Entries of a manifest with paths resolved against its folder.
 
     Raises:
-        ValueError: an invalid line (with its number), a missing file or a repeated study id.
+        ManifestError: no such manifest, an invalid line (with its number), a missing file or a
+            repeated study id.
     """
     path = Path(path)
     entries: list[ManifestEntry] = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
+    for number, data in json_lines(path, what="manifest", error=ManifestError):
         try:
-            entry = ManifestEntry(**json.loads(line))
+            entry = ManifestEntry(**data)
         except ValueError as err:
-            raise ValueError(f"{path}:{number}: invalid manifest entry: {err}") from err
+            raise ManifestError(f"{path} line {number}: invalid manifest entry: {err}") from err
         for name in ("image", "labels", "report_path"):
             value = getattr(entry, name)
             if value is not None:
                 resolved = value if value.is_absolute() else path.parent / value
                 if not resolved.exists():
-                    raise ValueError(f"{path}:{number}: {name} {resolved} does not exist")
+                    raise ManifestError(f"{path} line {number}: {name} {resolved} does not exist")
                 setattr(entry, name, resolved)
         entries.append(entry)
     ids = [e.study_id for e in entries]
     if len(set(ids)) != len(ids):
-        raise ValueError(f"{path}: repeated study ids {sorted({i for i in ids if ids.count(i) > 1})}")
+        raise ManifestError(f"{path}: repeated study ids {sorted({i for i in ids if ids.count(i) > 1})}")
     return entries
 
 
