@@ -4,8 +4,10 @@ Nothing here reads a label map, centerlines or findings shipped with a study: a 
 truth only grades this module (``benchmarks/coronary_tree.py``). The method is classical image
 analysis, stated in every result (:data:`METHOD`):
 
-1. **Contrast levels** from the image: the cardiac blood pool is the largest bright structure that is
-   not bone (an opening removes everything thinner than ``opening_radius_mm``); the lumen level is a
+1. **Contrast levels** from the image: bone is its thin dense cortex and what the cortex encloses
+   (a solid lake of dense contrast, as in the superior vena cava, is not bone); the cardiac blood
+   pool is the largest bright structure that is not bone (an opening removes everything thinner
+   than ``opening_radius_mm``); the lumen level is a
    high percentile of its attenuation and the fat level the histogram peak between -200 and 0 HU.
 2. **Bright tubes**: voxels above the half-maximum between fat and lumen (the usual CT lumen edge),
    minus the opened blood pool and bone, within ``heart_margin_mm`` of the blood pool. A watershed
@@ -15,7 +17,8 @@ analysis, stated in every result (:data:`METHOD`):
    (a chamber rim or trabeculation touches it along its length; a piece whose skeleton touches large
    bright structures along ``rim_contact_fraction`` of it and runs straight is a great vessel's
    partial-volume rim and is dropped; so is a piece with no fat beside most of its skeleton: coronaries
-   run in the epicardial fat, a chamber's bright inner rim against myocardium). The two longest
+   run in the epicardial fat, a chamber's bright inner rim against myocardium; and one with lung beside
+   most of it, a pulmonary vessel). The two longest
    touching pieces are the left and right trees (left by patient position); pieces cut off by a tight stenosis or an
    occlusion are joined to the nearest tree end within ``max_gap_mm`` when the CT along the gap stays
    above fat with fat beside it (plaque in the epicardial fat, not a way through the myocardium).
@@ -44,6 +47,7 @@ from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import dijkstra
 from scipy.spatial import cKDTree
+from skimage.morphology import convex_hull_image
 
 from tools import case_format as cf
 from tools.anatomy import SEGMENTS_BY_CODE
@@ -74,6 +78,8 @@ class TreeConfig:
     hessian_sigma_mm: float = 1.0  # scale of a coronary lumen
     tube_eigen_ratio: float = 0.4  # a voxel is line-like when its second eigenvalue is >= this x the first
     min_tube_fraction: float = 0.35  # share of line-like voxels for a piece to be a vessel (rims score < 0.25)
+    teasar_scale: float = 1.5  # TEASAR invalidation ball: scale x the distance to the boundary + const
+    teasar_const_mm: float = 3.0  # ... so a spur shorter than a vessel radius + this is no branch
     min_piece_mm: float = 8.0  # shortest piece worth keeping (bounding-box diagonal)
     rim_contact_fraction: float = 0.8  # a piece touching big structures along this share of its skeleton,
     rim_straight_mm: float = 0.5  # straight (RMS off its axis at most this: left-main stubs measured 0.6-1.1)
@@ -81,6 +87,9 @@ class TreeConfig:
     rim_long_mm: float = 40.0  # so is one this long, curved or not (a great vessel's curved rim: phantom 9300)
     fat_reach_mm: float = 2.0  # a coronary runs in epicardial fat: fat lies this close to its centerline
     min_epicardial_fraction: float = 0.5  # share of a piece's skeleton with fat that close (chamber rims: < 0.3)
+    lung_hu: float = -400.0  # aerated lung; fat and soft tissue stay above
+    max_lung_fraction: float = 0.5  # share of a piece's skeleton with lung within fat_reach_mm (coronaries <= 0.03,
+    # pulmonary vessels 0.75-1.0 on realistic phantoms)
     max_gap_mm: float = 20.0  # a piece this far ahead of a vessel end is the vessel beyond a stenosis
     touch_gap_mm: float = 3.0  # pieces this close are joined whatever the direction
     attach_mm: float = 40.0  # a vessel this close to the left ostium may be a branch the left main hid (LM 5-15 mm
@@ -96,6 +105,10 @@ class TreeConfig:
     side_branch_mm: float = 10.0  # a side branch this long is a diagonal / marginal
     left_dominant_rca_ratio: float = 0.7  # an RCA shorter than this x the circumflex may be non-dominant
     min_blood_hu: float = 150.0  # below this the blood pool is not enhanced: no contrast
+    dense_hu: float = 700.0  # bone cortex and undiluted contrast; opacified blood in a chamber stays below
+    cortex_reach_mm: float = 2.0  # bone: this close to its cortex (partial volume and smoothing blur it)
+    bone_min_mm3: float = 1000.0  # smallest bone cortex (a long stent ~200 mm3, a large calcium nodule ~500)
+    bone_share: float = 0.2  # a bright region this much within 2 x cortex_reach_mm of a cortex is marrow
 
 
 @dataclass
@@ -127,18 +140,48 @@ def _ball(radius_vox: np.ndarray) -> np.ndarray:
     return sum((g / rr) ** 2 for g, rr in zip(grid, r)) <= 1.0 + 1e-6
 
 
+def _bone(smooth: np.ndarray, enhanced: np.ndarray, spacing: np.ndarray,
+          config: TreeConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(bone, cortex): the thin dense cortex (> ``dense_hu``) and what it encloses in an axial slice.
+
+    A solid lake of dense voxels at least ``2 x opening_radius_mm`` across is undiluted contrast (the
+    superior vena cava at 700-2000 HU), never bone: a cortex is 1-3 mm thick. Judging whole connected
+    bright regions instead fails once the sternum, ribs or spine touch an enhanced chamber or the
+    dense SVC: aorta, atria and vena cava were then all called bone (realistic phantoms).
+    """
+    dense = smooth > config.dense_hu
+    lake = ndimage.binary_opening(dense, structure=_ball(config.opening_radius_mm / spacing))
+    cortex = dense & ~ndimage.binary_dilation(lake, structure=_ball(1.5 / spacing))
+    # a stent or a calcified plaque is dense and thin too, but far smaller than a rib or a vertebra
+    cortex = cc3d.dust(cortex, threshold=int(config.bone_min_mm3 / np.prod(spacing)), connectivity=26)
+    shell = ndimage.binary_dilation(cortex, structure=_ball(config.cortex_reach_mm / spacing))
+    inside = np.zeros_like(shell)
+    for k in np.flatnonzero(shell.any(axis=(0, 1))):  # marrow lies inside the cortex ring of its axial slice
+        ring = shell[:, :, k]
+        inside[:, :, k] = ndimage.binary_fill_holes(ring)
+        # a ring the field of view cuts open (the spine at the back of a cardiac field) is closed by its hull
+        parts, n = ndimage.label(ring)
+        m = 5  # voxels: the cortex of a cut bone fades out a few voxels before the image border
+        edge = np.unique(np.r_[parts[:m].ravel(), parts[-m:].ravel(), parts[:, :m].ravel(), parts[:, -m:].ravel()])
+        for part in edge[edge > 0]:
+            inside[:, :, k] |= convex_hull_image(parts == part)
+    return inside & enhanced, cortex
+
+
 def _levels(smooth: np.ndarray, spacing: np.ndarray, config: TreeConfig):
     """(cardiac blood pool mask, bone mask, lumen HU, fat HU) from the image."""
     enhanced = smooth > config.min_blood_hu
-    opened = ndimage.binary_opening(enhanced, structure=_ball(config.opening_radius_mm / spacing))
+    bone, cortex = _bone(smooth, enhanced, spacing, config)
+    opened = ndimage.binary_opening(enhanced & ~bone, structure=_ball(config.opening_radius_mm / spacing))
     comps = cc3d.connected_components(opened, connectivity=6)
     sizes = np.bincount(comps.ravel())
     sizes[0] = 0
-    dense = np.bincount(comps.ravel(), weights=(smooth > 700).ravel(), minlength=len(sizes))
-    # bone has a dense cortex; opacified blood stays below 700 HU at the usual contrast levels
-    is_bone = dense > 0.05 * np.maximum(sizes, 1)
+    near_cortex = ndimage.binary_dilation(cortex, structure=_ball(2 * config.cortex_reach_mm / spacing))
+    # marrow the slice-wise filling missed (a ring open at the edge of the field) lies along its cortex
+    boned = np.bincount(comps.ravel(), weights=near_cortex.ravel(), minlength=len(sizes))
+    is_bone = boned > config.bone_share * np.maximum(sizes, 1)
     is_bone[0] = False
-    bone = is_bone[comps]
+    bone = bone | is_bone[comps]
     blood = [label for label in np.argsort(sizes)[::-1] if sizes[label] and not is_bone[label]]
     if not blood or sizes[blood[0]] * np.prod(spacing) < 20_000:  # < 20 mL: no enhanced heart in view
         raise CoronaryTreeError("no contrast-enhanced cardiac blood pool was found: the coronary tree needs a "
@@ -171,8 +214,10 @@ def _tube_pieces(study: Study, config: TreeConfig):
     touching = ndimage.binary_dilation(big & ~bone, structure=_ball(1.5 / spacing)) & thin
     gap_floor = fat + config.bridge_fraction * (lumen - fat)
     reach = 2 * np.round(config.fat_reach_mm / spacing).astype(int) + 1
-    fat_near = ndimage.minimum_filter(smooth, size=tuple(reach)) < gap_floor
-    return pieces, touching, lumen, _tube_fraction(smooth, pieces, spacing, config), (smooth, gap_floor, fat_near, fat)
+    low = ndimage.minimum_filter(smooth, size=tuple(reach))
+    fat_near, lung_near = low < gap_floor, low < config.lung_hu
+    return (pieces, touching, lumen, _tube_fraction(smooth, pieces, spacing, config),
+            (smooth, gap_floor, fat_near, lung_near, fat))
 
 
 def _tube_fraction(smooth: np.ndarray, pieces: np.ndarray, spacing: np.ndarray, config: TreeConfig) -> np.ndarray:
@@ -214,13 +259,16 @@ class _Graph:
         return coo_matrix((np.r_[w, w], (np.r_[a, b], np.r_[b, a])), shape=(n, n)).tocsr()
 
 
-def _skeleton_graph(pieces: np.ndarray, keep: list[int], study: Study) -> _Graph:
+def _skeleton_graph(pieces: np.ndarray, keep: list[int], study: Study, config: TreeConfig) -> _Graph:
     import kimimaro
 
     spacing = np.asarray(study.spacing, float)
     volume = np.where(np.isin(pieces, keep), pieces, 0)
-    skels = kimimaro.skeletonize(volume, anisotropy=tuple(spacing), dust_threshold=0, progress=False,
-                                 fix_branching=True, fix_borders=True, parallel=1)
+    # kimimaro's default invalidation constant (300) is meant for nanometres: in mm it keeps only the
+    # longest path of each piece, and a piece holding a bifurcation loses its other branch
+    teasar = {"scale": config.teasar_scale, "const": config.teasar_const_mm}
+    skels = kimimaro.skeletonize(volume, teasar_params=teasar, anisotropy=tuple(spacing), dust_threshold=0,
+                                 progress=False, fix_branching=True, fix_borders=True, parallel=1)
     xyz, radius, edges, piece = [], [], [], []
     offset = 0
     for label, skel in skels.items():
@@ -626,18 +674,21 @@ def _drop_rims(graph: _Graph, contact: np.ndarray, config: TreeConfig) -> tuple[
     return _Graph(graph.xyz[keep], graph.radius[keep], edges, graph.piece[keep]), contact[keep]
 
 
-def _drop_buried(graph: _Graph, contact: np.ndarray, fat_near: np.ndarray, study: Study,
+def _drop_buried(graph: _Graph, contact: np.ndarray, fat_near: np.ndarray, lung_near: np.ndarray, study: Study,
                  config: TreeConfig) -> tuple[_Graph, np.ndarray]:
-    """Remove pieces with no epicardial fat beside most of their skeleton.
+    """Remove pieces with no epicardial fat beside most of their skeleton, and pieces in the lung.
 
     A coronary runs in the epicardial fat (measured: 99-100 % of coronary skeleton points have fat
     within 2 mm); the bright rim of a chamber's inside or its trabeculae lie against myocardium and
-    blood (14-27 % of theirs).
+    blood (14-27 % of theirs). The pericardium and its fat keep air away from a coronary (0-3 % of
+    coronary skeleton points have lung within 2 mm); a pulmonary vein or artery branch runs in the
+    lung (75-100 %), as bright and as thin as a coronary.
     """
     ijk = np.clip(np.round(study.mm_to_index(graph.xyz)).astype(int), 0, np.array(fat_near.shape) - 1)
-    beside = fat_near[tuple(ijk.T)]
-    share = np.bincount(graph.piece, weights=beside) / np.maximum(np.bincount(graph.piece), 1)
-    keep = share[graph.piece] >= config.min_epicardial_fraction
+    count = np.maximum(np.bincount(graph.piece), 1)
+    share = np.bincount(graph.piece, weights=fat_near[tuple(ijk.T)]) / count
+    in_lung = np.bincount(graph.piece, weights=lung_near[tuple(ijk.T)], minlength=len(count)) / count
+    keep = (share[graph.piece] >= config.min_epicardial_fraction) & (in_lung[graph.piece] <= config.max_lung_fraction)
     if keep.all():
         return graph, contact
     if not keep.any():
@@ -664,6 +715,7 @@ def _find_ostia(graph: _Graph, contact: np.ndarray) -> tuple[dict[str, int], lis
         raise CoronaryTreeError("no coronary artery leaving the aortic root was found in the image")
     # both ostia sit on the one aortic root: of the longest systems, the pair whose contact points
     # lie OSTIA_SPAN_MM apart with the most vessel between them
+
     best = None
     for i, first_system in enumerate(systems):
         for second_system in systems[i + 1:]:
@@ -702,7 +754,7 @@ def extract_coronary_tree(study: Study, config: TreeConfig | None = None) -> Cor
     if min(study.shape) < 8:
         raise CoronaryTreeError(f"the series has only {min(study.shape)} slices in one direction: too few to "
                                 "trace coronary arteries")
-    pieces, touching, lumen, tube_fraction, (smooth, gap_floor, fat_near, fat) = _tube_pieces(study, config)
+    pieces, touching, lumen, tube_fraction, (smooth, gap_floor, fat_near, lung_near, fat) = _tube_pieces(study, config)
     spacing = np.asarray(study.spacing, float)
     boxes = cc3d.statistics(pieces)["bounding_boxes"]
     keep = []
@@ -716,10 +768,10 @@ def extract_coronary_tree(study: Study, config: TreeConfig | None = None) -> Cor
     if not keep:
         raise CoronaryTreeError("no coronary artery was found in the image (no thin contrast-filled vessel "
                                 "near the heart)")
-    graph = _skeleton_graph(pieces, keep, study)
+    graph = _skeleton_graph(pieces, keep, study, config)
     contact = cKDTree(study.index_to_mm(np.argwhere(touching))).query(graph.xyz)[0] <= 1.5
     graph, contact = _drop_rims(graph, contact, config)
-    graph, contact = _drop_buried(graph, contact, fat_near, study, config)
+    graph, contact = _drop_buried(graph, contact, fat_near, lung_near, study, config)
     joined = _join_gaps(graph, config, lambda a, b: _bridge_supported(smooth, study, a, b, gap_floor, fat_near))
     sides, warnings = _find_ostia(graph, contact)
     landed: set[int] = set()
