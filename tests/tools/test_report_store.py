@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import socket
@@ -102,9 +103,11 @@ def test_snippet_resolves_anatomy_synonyms():
         "Findings: mild mixed plaque in the mid RCA. CAD-RADS 2.")
 
 
-def test_duplicates_are_skipped_but_templated_reports_of_other_patients_are_kept(store):
-    again = store.ingest([_records()[0], _records()[0].model_copy(update={"text": _records()[0].text.upper()})])
+def test_duplicates_are_skipped_but_templated_reports_of_other_patients_are_kept(store, caplog):
+    with caplog.at_level(logging.INFO, logger="tools.reports.store"):
+        again = store.ingest([_records()[0], _records()[0].model_copy(update={"text": _records()[0].text.upper()})])
     assert (again.added, again.skipped_duplicates) == (0, 2)
+    assert "report ingest into cardiovlm_reports: 0 stored, 2 skipped as duplicates; PHI scrubbed: none" in caplog.text
     template = "No coronary artery stenosis. CAD-RADS 0."
     result = store.ingest([rs.ReportRecord(report_id="t1", patient_hash="p8", text=template),
                            rs.ReportRecord(report_id="t2", patient_hash="p9", text=template),
@@ -112,11 +115,18 @@ def test_duplicates_are_skipped_but_templated_reports_of_other_patients_are_kept
     assert (result.added, result.skipped_duplicates, result.skipped_ids) == (2, 1, ["t3"])
 
 
-def test_phi_is_scrubbed_from_documents_and_metadata(store):
+def test_phi_is_scrubbed_from_documents_and_metadata(store, caplog):
     record = rs.ReportRecord.model_validate({"text": PHI_REPORT, "report_id": "phi-1", "patient_hash": "p5",
                                              "study_date": "2024-03-05", "patient_name": "Jonathan Whitfield"})
-    result = store.ingest([record])
+    with caplog.at_level(logging.INFO, logger="tools.reports.store"):
+        result = store.ingest([record])
     assert result.added == 1 and result.redactions["NAME"] >= 2
+    # The log counts what was scrubbed, by kind, and holds none of it.
+    assert (f"report ingest into cardiovlm_reports: 1 stored, 0 skipped as duplicates; PHI scrubbed: "
+            f"{result.redactions['ADDRESS']} ADDRESS" in caplog.text), caplog.text
+    assert f"{result.redactions['NAME']} NAME" in caplog.text
+    for secret in ("Jonathan", "Whitfield", "88412937", "phi-1"):
+        assert secret not in caplog.text
     stored = store.collection.get(where={"report_id": "phi-1"}, include=["documents", "metadatas"])
     blob = json.dumps(stored["documents"]) + json.dumps(stored["metadatas"])
     for secret in ("Jonathan", "Whitfield", "88412937", "1951-07-23", "201-7788", "Larch"):

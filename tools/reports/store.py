@@ -31,6 +31,7 @@ Usage::
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable
 from datetime import date
@@ -47,6 +48,8 @@ from tools.reports.records import IngestResult, ReportFilter, ReportHit, ReportR
 from tools.reports.snippets import best_snippet
 from tools.reports.terms import anatomy_keys, finding_agreement, query_finding_terms
 from tools.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
 
 _CANDIDATES = 40  # reports fetched by embedding similarity before the anatomy re-ranking
 _INDEX_CHECK_S = 2.0  # seconds between checks that the in-memory finding index is complete
@@ -138,6 +141,12 @@ class ReportStore:
                     self._finding_index.update((k, frozenset(stored_set(pending[k][1]["findings"]))) for k in new)
                 result.added += len(new)
                 result.added_ids.extend(str(pending[k][1]["report_id"]) for k in new)
+            log.debug("report ingest: batch of %d written (%d of %d unique reports done)", len(batch),
+                      start + len(batch), len(keys))
+        # Counts only: report ids and texts stay out of the log.
+        scrubbed = ", ".join(f"{n} {name}" for name, n in sorted(result.redactions.items())) or "none"
+        log.info("report ingest into %s: %d stored, %d skipped as duplicates; PHI scrubbed: %s",
+                 self.collection.name, result.added, result.skipped_duplicates, scrubbed)
         return result
 
     def reindex(self, *, batch_size: int = 256) -> int:
@@ -154,6 +163,7 @@ class ReportStore:
                 self.collection.update(ids=got["ids"], documents=documents,
                                        metadatas=metadatas)
         self._finding_index = {}
+        log.info("report store %s: %d reports re-read and re-embedded", self.collection.name, total)
         return total
 
     def ingest_dir(self, directory: str | Path) -> IngestResult:
