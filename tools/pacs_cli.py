@@ -48,8 +48,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _client(args: argparse.Namespace):
+    from tools.cli_logging import configure_cli_logging
     from tools.pacs import PacsClient
     from tools.settings import get_settings
+
+    configure_cli_logging()  # each exchange with the PACS on stderr, for the hospital's IT
 
     settings = get_settings()
     if args.url:

@@ -22,7 +22,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     import os
 
+    from tools.cli_logging import configure_cli_logging
     from training.train import train_from_files
+
+    configure_cli_logging()  # the steps, losses and checkpoints as the run goes (the same rows as log.csv)
 
     result = train_from_files(args.curriculum, args.config, args.out, data_root=args.data, resume=args.resume,
                               device=args.device)
