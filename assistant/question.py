@@ -470,6 +470,8 @@ def _parse_part(text: str, match: IntentMatch, lesion_context: bool = False, bef
     if intent == "segment" and superlative and not _DISPLAY_WORD.search(text):
         # "the worst stenosis in that vessel": a superlative is measured unless it is to be shown.
         intent = "calcium" if superlative == "most_calcified" else "stenosis"
+    if intent == "stenosis" and not vessels and superlative is None and _PATIENT_LEVEL.search(text):
+        intent = "cadrads_patient"  # the patient's disease as a whole is what CAD-RADS grades
 
     threshold = None
     if re.search(r"\b(severe|critical|tight|high[- ]grade)\b", text, re.I):
@@ -518,7 +520,14 @@ _RETRIEVAL_CUE = re.compile(
 _REPORTED_SHOW = re.compile(r"\b(?:did|does|do|has|have)\s+(?!you\b|u\b|i\b|we\b)(?:the\s+)?[\w-]+\s+show\b|"
                             r"\bshow(?:ed|s|n)\b", re.I)
 # "who" and "whose" ask for a person, and the person a study is about is its patient.
-_PERSON_CUE = re.compile(r"^\s*(?:who|whose)\b|\bwhose\b", re.I)
+_PERSON_CUE = re.compile(r"^\s*(?:who|whose)\b|\bwhose\b|\bname\b(?!\s+(?:of\s+)?(?:the\s+)?(?:vessel|artery|arteries|"
+                         r"segment|branch|series|protocol|kernel|scanner|structure))", re.I)
+# Disease of the patient as a whole, not of a vessel: "obstructive disease anywhere", "overall".
+_PATIENT_LEVEL = re.compile(r"\b(?:overall|anywhere|in (?:any|all) (?:of (?:the|his|her) )?(?:vessels?|arteries)|"
+                            r"obstructive (?:coronary )?(?:artery )?disease|obstructive cad|multi-?vessel disease)\b", re.I)
+# A series, an acquisition or its header is what a study question is about, whatever else it names
+# ("is there a calcium score series?").
+_STUDY_CUE = re.compile(r"\bseries\b|\bacquisition|\bacquired\b|\bprotocol\b|\bdicom\b|\bheader\b|\bmodality\b", re.I)
 # A calcium question names calcium (or its score); a question naming calcium and no narrowing leans to calcium.
 _CALCIUM_EVIDENCE = re.compile(r"\bcalci|\bca\b|\bcacs?\b|\bcac-?drs|\bagatston|\bscor|\bburden|\bhounsfield", re.I)
 _NARROWING_EVIDENCE = re.compile(r"\bstenos|\bnarrow|\blesion|\bobstruct|\bblock|\btight|\boccl|\bsignifican|\bsevere|"
@@ -561,6 +570,8 @@ def _choose_intent(match: IntentMatch, numbers, landmark: str | None, text: str,
         scores["segment"] -= 2 * SLOT_PULL
     if _PERSON_CUE.search(text):
         scores["identity"] += SLOT_PULL
+    if _STUDY_CUE.search(text):
+        scores["study_info"] += SLOT_PULL
     if match.intent == "unknown" and max(scores.values()) < match.score + SLOT_PULL:
         return "unknown"
     from assistant.intents import default_matcher
