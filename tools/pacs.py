@@ -353,7 +353,7 @@ class PacsClient:
         try:
             return fn()
         except Exception as err:  # translated below, re-raised unchanged when unknown
-            raise self._translate(err) from err
+            raise self._logged(self._translate(err)) from err
 
     def _translated_iter(self, fn):
         try:
@@ -361,7 +361,13 @@ class PacsClient:
         except PacsError:
             raise
         except Exception as err:
-            raise self._translate(err) from err
+            raise self._logged(self._translate(err)) from err
+
+    def _logged(self, err: Exception) -> Exception:
+        # The error's class and message (server, HTTP status, the setting to check) hold no patient data.
+        if isinstance(err, PacsError):
+            log.warning("PACS %s: %s: %s", self.server, type(err).__name__, err)
+        return err
 
     def _translate(self, err: Exception) -> Exception:
         where = f"the PACS at {self.url}"

@@ -7,10 +7,11 @@ import logging
 
 import pydicom
 import pytest
+import requests
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
-from tools.pacs import PacsClient, PacsTooLargeError
+from tools.pacs import PacsClient, PacsTooLargeError, PacsUnreachableError
 
 PATIENT_NAME, PATIENT_ID = "DOE^JANE", "PID-4711"
 STUDY_UID, SERIES_UID = "1.2.826.0.1.3680043.8.498.111111111111111", "1.2.826.0.1.3680043.8.498.222222222222222"
@@ -68,3 +69,16 @@ def test_a_stopped_retrieval_is_logged_as_a_warning(client, tmp_path, caplog):
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warnings == ["PACS pacs.hospital.example:8042/dicom-web: retrieval of series ...222222222222 stopped "
                         "(PacsTooLargeError); nothing kept"]
+
+
+def test_an_unreachable_pacs_is_logged_with_the_error_class(client, monkeypatch, caplog):
+    def refuse(**_):
+        raise requests.exceptions.ConnectionError("[Errno 111] Connection refused")
+
+    monkeypatch.setattr(client._client, "search_for_studies", refuse)
+    with caplog.at_level(logging.INFO, logger="tools.pacs"), pytest.raises(PacsUnreachableError):
+        client.search_studies(patient_name="DOE*")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and warnings[0].startswith(
+        "PACS pacs.hospital.example:8042/dicom-web: PacsUnreachableError: ") and "connection refused" in warnings[0]
+    assert "DOE" not in caplog.text
