@@ -56,7 +56,7 @@ def _run(args: argparse.Namespace) -> int:
     print(f"checkpoint {checkpoint}; " + "; ".join(f"{r.data}: {r.cases} case(s), {r.seconds:.0f} s" for r in reports))
     print(format_table(reports))
     gaps = target_gaps(reports[0].splits[args.name])
-    print(f"gap to the issue 5 targets ({args.name}): "
+    print(f"gap to the targets ({args.name}; Dice, calcification F1 and yes/no minimums): "
           + (", ".join(f"{k} short by {v:.3f}" for k, v in gaps.items()) if gaps else "all targets met"))
     for control, rows in control_gaps(reports[0], args.name).items():
         print(f"{args.name} minus {control}: "

@@ -10,8 +10,8 @@ from torch import nn
 class ImageEncoder(nn.Module):
     """3D encoder-decoder giving a coarse grid of image tokens and full-resolution voxel features.
 
-    The bottleneck of a SegResNet is the patent's "image embedding" ([0025]-[0026]): one token per
-    coarse cell, projected to the fusion width. The decoder's last feature map is what the [SEG]
+    The bottleneck of a SegResNet is the image embedding the fusion transformer attends to: one token
+    per coarse cell, projected to the fusion width. The decoder's last feature map is what the [SEG]
     and [LMK] queries are dotted with (SAT / LISA style), so masks come out at the input resolution.
 
     Args:

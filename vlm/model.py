@@ -1,5 +1,9 @@
 """CardioVLM: image tokens and instruction tokens concatenated, fused by a transformer, decoded by
-learned [SEG], [LMK] and [ANS] queries into a mask, a landmark and an answer (patent [0033]-[0035])."""
+learned [SEG], [LMK] and [ANS] queries into a mask, a landmark and an answer.
+
+One forward pass serves every kind of instruction: the [SEG] query dotted with the voxel features gives
+the mask, the [LMK] query a heatmap whose soft-argmax is the landmark, the [ANS] query the yes / no /
+not-present answer, so a question and the mask that backs it come from the same fused state."""
 
 from __future__ import annotations
 

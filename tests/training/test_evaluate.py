@@ -72,52 +72,179 @@ def test_format_table_and_gaps():
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory, phantom_case):
+    """An untrained tiny checkpoint, a one-case data folder and that case's curriculum, built once.
+
+    The curriculum is written next to the checkpoint (the shared case folder stays untouched) and handed
+    to the evaluations that are not about building it: building it takes longer than scoring it."""
+    from training.curriculum.jsonl import write_curriculum
+    from training.evaluate import load_records
+
     root = tmp_path_factory.mktemp("evaluate")
     # the shared case's parent holds that case only: a one-case data folder
     data = phantom_case(seed=11, size="small", with_dicom=False, with_cac=False).parent
     torch.manual_seed(0)
     checkpoint = CardioVLM(CardioVLMConfig.tiny()).save(root / "checkpoint")
-    return checkpoint, data
+    curriculum = root / "curriculum.jsonl"
+    write_curriculum(load_records(data), curriculum, llm="default", seed=0)
+    return checkpoint, data, curriculum
 
 
-def test_evaluate_folder_tiny(tiny_run):
-    checkpoint, data = tiny_run
-    report = evaluate_folder(checkpoint, data, max_records_per_case=60)
-    assert report.cases == 1
-    summary = report.splits["held-out seeds"]
-    assert 0 < summary["records"] <= 60
-    scored = [v for k, v in summary.items() if k != "records" and v is not None]
-    assert scored and all(np.isfinite(scored))
-    assert all(0.0 <= summary[f"Dice {r}"] <= 1.0 for r in DICE_ROWS if summary[f"Dice {r}"] is not None)
+class _GroundTruthModel:
+    """Answers each record of one case from that case's ground truth, read here independently of the
+    evaluator: the label map through ``tools.case_format``, the landmarks from their file.
+
+    ``mode`` "oracle" gives the right answer to everything; "empty" an empty mask, "no", and the origin
+    for every request; "aorta" segments the aorta whatever is asked and is otherwise an oracle."""
+
+    def __init__(self, case, records, mode: str):
+        from tools import case_format as cf
+        from tools.study import load_study
+
+        self.mode = mode
+        self.spacing = load_study(case).spacing
+        self.labels = cf.read_labels(case)
+        self.landmarks = json.loads((case / cf.LANDMARKS_FILE).read_text())
+        self.records = {(r.instruction, tuple(r.target.choices)): r for r in records}
+        assert len(self.records) == len(records), "two records share an instruction: the oracle would guess"
+
+    def run(self, study, instruction, choices=None):
+        from types import SimpleNamespace
+
+        from tools.masks import mask_from_labels
+
+        record = self.records[(instruction, tuple(choices or ()))]
+        target = record.target
+        mask = np.zeros(self.labels.shape, bool)
+        answer, landmark = target.answer or "yes", (0.0, 0.0, 0.0)
+        if record.task == "segment" and target.mask is None:
+            answer = "not present"
+        elif record.task == "segment" and self.mode == "aorta":
+            mask = self.labels == _id("aorta")
+        elif record.task == "segment":
+            mask = mask_from_labels(self.labels, target.mask.label_ids, spacing=self.spacing,
+                                    near_segments=target.mask.near_segments or None, near_mm=target.mask.near_mm)
+        if record.task == "landmark":
+            landmark = tuple(self.landmarks[target.landmark])
+        if self.mode == "empty":
+            mask, answer, landmark = np.zeros_like(mask), "no", (0.0, 0.0, 0.0)
+        return SimpleNamespace(answer=answer, answer_confidence=1.0, mask=mask, mask_confidence=1.0,
+                               landmark_mm=landmark)
+
+    def clear_cache(self):
+        pass
+
+
+def _kind(record) -> tuple:
+    """What a record exercises in the scoring: its task and intent, its column, the row its mask lands in
+    and, for questions, the answer wanted."""
     from vlm.validation import CHAMBER_ROWS
 
-    # Each chamber has its own row next to the pooled one (the assistant judges a chamber by it).
-    assert {f"Dice {name}" for name in CHAMBER_ROWS.values()} <= set(summary)
-    if summary["Dice chambers"] is not None:
-        assert any(summary[f"Dice {name}"] is not None for name in CHAMBER_ROWS.values())
-    assert summary["landmark error mm (mean)"] is None or summary["landmark error mm (mean)"] >= 0
+    ids = record.target.mask.label_ids if record.target.mask is not None else []
+    chamber = CHAMBER_ROWS.get(ids[0]) if len(ids) == 1 else None
+    return (record.task, record.intent, record.held_out_phrasing, structure_group(ids), chamber,
+            record.target.answer if record.task == "yes_no" else None)
+
+
+@pytest.fixture(scope="module")
+def sample_curriculum(tiny_run):
+    """One record of each kind of the case's curriculum: every row of the scoring at a fifth of the cost
+    (scoring a mask reads the 3.5 M voxel label map each time)."""
+    from training.curriculum.jsonl import read_curriculum, write_curriculum
+
+    _, _, curriculum = tiny_run
+    records, kinds = [], set()
+    for record in read_curriculum(curriculum):
+        if _kind(record) not in kinds:
+            kinds.add(_kind(record))
+            records.append(record)
+    path = curriculum.with_name("sample.jsonl")
+    write_curriculum(records, path, llm="default", seed=0)
+    return path
+
+
+def _scored(tiny_run, curriculum, mode: str) -> dict:
+    from training.curriculum.jsonl import read_curriculum
+
+    _, data, _ = tiny_run
+    model = _GroundTruthModel(next(data.iterdir()), read_curriculum(curriculum), mode)
+    report = evaluate_folder("ground truth", data, curriculum=curriculum, model=model)
+    assert report.cases == 1
+    return report.splits
+
+
+@pytest.fixture(scope="module")
+def oracle_splits(tiny_run):
+    """Every record of the case answered from its ground truth."""
+    return _scored(tiny_run, tiny_run[2], "oracle")
+
+
+def test_an_oracle_model_scores_perfectly_in_every_row(oracle_splits):
+    from vlm.validation import CHAMBER_ROWS
+
+    assert set(oracle_splits) == {"held-out seeds", "held-out seeds, held-out phrasings"}
+    assert oracle_splits["held-out seeds, held-out phrasings"]["records"] > 0
+    summary = oracle_splits["held-out seeds"]
+    dice_rows = {k: v for k, v in summary.items() if k.startswith("Dice ") and v is not None}
+    # The case has chambers, aorta and all four arteries; each chamber also has a row of its own.
+    assert {"Dice chambers", "Dice aorta", "Dice LM", "Dice LAD", "Dice LCx", "Dice RCA"} <= set(dice_rows)
+    assert {f"Dice {name}" for name in CHAMBER_ROWS.values()} & set(dice_rows)
+    assert dice_rows == {k: 1.0 for k in dice_rows}
+    for row in ("yes/no accuracy", "yes/no balanced accuracy", "multiple-choice accuracy", "not-present accuracy"):
+        assert summary[row] == 1.0, row
+    assert summary["calcification F1"] in (None, 1.0)
+    assert summary["landmark error mm (mean)"] == 0.0 and summary["yes/no ECE"] == 0.0
+    assert target_gaps(summary) == {}
+
+
+@pytest.mark.xfail(strict=True, reason="training/evaluate.py scores a referring target that names two arteries "
+                   "('the artery with a calcification' when two have one) as one artery group, so the true mask "
+                   "counts as wrong: referring accuracy 0.5 for a perfect model on this case")
+def test_an_oracle_model_is_right_on_every_referring_record(oracle_splits):
+    assert oracle_splits["held-out seeds"]["referring accuracy"] == 1.0
+
+
+def test_a_model_that_answers_nothing_scores_zero(tiny_run, sample_curriculum):
+    summary = _scored(tiny_run, sample_curriculum, "empty")["held-out seeds"]
+    dice_rows = {k: v for k, v in summary.items() if k.startswith("Dice ") and v is not None}
+    assert {"Dice chambers", "Dice aorta", "Dice LAD"} <= set(dice_rows)
+    assert dice_rows == {k: 0.0 for k in dice_rows}
+    assert summary["referring accuracy"] == 0.0 and summary["multiple-choice accuracy"] == 0.0
+    # Always "no": right on the no questions only, which balanced accuracy reads as chance.
+    assert 0.0 < summary["yes/no accuracy"] < 1.0 and summary["yes/no balanced accuracy"] == 0.5
+    assert summary["landmark error mm (mean)"] > 10  # the origin is far from the heart
+    assert {"chambers", "aorta", "LAD", "yes/no accuracy"} <= set(target_gaps(summary))
+
+
+def test_a_mask_is_scored_in_the_row_of_the_structure_asked_for(tiny_run, sample_curriculum):
+    """A model that draws the aorta for every request scores on the aorta row and nowhere else."""
+    summary = _scored(tiny_run, sample_curriculum, "aorta")["held-out seeds"]
+    assert 0.0 < summary["Dice aorta"] and summary["Dice chambers"] == 0.0
+    assert all(summary[f"Dice {artery}"] == 0.0 for artery in ("LM", "LAD", "LCx", "RCA"))
+    assert summary["yes/no accuracy"] == 1.0  # the answers stay the oracle's
 
 
 def test_evaluate_cli_json_and_table(tiny_run, capsys):
     from ui.cli import main
 
-    checkpoint, data = tiny_run
+    checkpoint, data, curriculum = tiny_run
+    # This call builds the curriculum from the case folder, as a user's first run does; the others reuse it.
     assert main(["evaluate", "--checkpoint", str(checkpoint), "--data", str(data), "--max-records", "8",
                  "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out[0]["cases"] == 1 and "held-out seeds" in out[0]["splits"]
-    assert main(["evaluate", "--checkpoint", str(checkpoint), "--data", str(data), "--max-records", "8"]) == 0
+    assert main(["evaluate", "--checkpoint", str(checkpoint), "--data", str(data), "--curriculum", str(curriculum),
+                 "--max-records", "8"]) == 0
     text = capsys.readouterr().out
-    assert "Dice LAD" in text and "gap to the issue 5 targets" in text
-    assert main(["evaluate", "--checkpoint", str(checkpoint), "--data", str(data), "--max-records", "8",
-                 "--name", "shifted generator", "--json"]) == 0
+    assert "Dice LAD" in text and "gap to the targets" in text
+    assert main(["evaluate", "--checkpoint", str(checkpoint), "--data", str(data), "--curriculum", str(curriculum),
+                 "--max-records", "8", "--name", "shifted generator", "--json"]) == 0
     assert set(json.loads(capsys.readouterr().out)[0]["splits"]) >= {"shifted generator"}
 
 
 def test_evaluate_errors(tmp_path, tiny_run):
     from ui.cli import main
 
-    checkpoint, _ = tiny_run
+    checkpoint, _, _ = tiny_run
     with pytest.raises(EvaluationError, match="does not exist"):
         evaluate_folder(checkpoint, tmp_path / "nowhere")
     (tmp_path / "empty").mkdir()
@@ -244,9 +371,9 @@ def test_balanced_accuracy_and_ece():
 
 
 def test_controls_need_two_cases_and_known_names(tiny_run):
-    checkpoint, data = tiny_run
+    checkpoint, data, curriculum = tiny_run
     with pytest.raises(EvaluationError, match="at least two cases"):
-        evaluate_folder(checkpoint, data, max_records_per_case=2, controls=("shuffled",))
+        evaluate_folder(checkpoint, data, curriculum=curriculum, max_records_per_case=2, controls=("shuffled",))
     with pytest.raises(EvaluationError, match="unknown control"):
         evaluate_folder(checkpoint, data, controls=("mirror",))
 
@@ -254,16 +381,15 @@ def test_controls_need_two_cases_and_known_names(tiny_run):
 def test_evaluate_cli_controls(tiny_run, capsys):
     from ui.cli import main
 
-    checkpoint, data = tiny_run
-    assert main(["evaluate", "--checkpoint", str(checkpoint), "--data", str(data), "--max-records", "6",
-                 "--controls", "blank", "noise", "--json"]) == 0
+    checkpoint, data, curriculum = tiny_run
+    given = ["evaluate", "--checkpoint", str(checkpoint), "--data", str(data), "--curriculum", str(curriculum)]
+    assert main([*given, "--max-records", "6", "--controls", "blank", "noise", "--json"]) == 0
     splits = json.loads(capsys.readouterr().out)[0]["splits"]
     assert {"held-out seeds, blank volumes", "held-out seeds, noise volumes"} <= set(splits)
     assert "yes/no balanced accuracy" in splits["held-out seeds, blank volumes"]
-    assert main(["evaluate", "--checkpoint", str(checkpoint), "--data", str(data), "--max-records", "6",
-                 "--controls", "blank"]) == 0
+    assert main([*given, "--max-records", "6", "--controls", "blank"]) == 0
     text = capsys.readouterr().out
     assert "held-out seeds, blank volumes" in text and "held-out seeds minus blank volumes:" in text
     # One case cannot be shuffled: a clear refusal, exit code 2, no traceback.
-    assert main(["evaluate", "--checkpoint", str(checkpoint), "--data", str(data), "--controls"]) == 2
+    assert main([*given, "--controls"]) == 2
     assert "at least two cases" in capsys.readouterr().err
