@@ -241,6 +241,8 @@ CONFIDENT = 0.6
 # ... or as one that understood and far ahead of any other reading ("series description": study 0.50,
 # the next intent 0.18).
 CLEAR_LEAD = 0.25
+# A piece this close to the bank's off-topic requests asks something else, however short.
+OFF_TOPIC = 0.3
 
 
 def _confident(m: IntentMatch) -> bool:
@@ -249,11 +251,15 @@ def _confident(m: IntentMatch) -> bool:
     return m.score >= CONFIDENT or (m.intent != "unknown" and lead >= CLEAR_LEAD)
 
 
-def _asks_something_else(piece: str) -> bool:
+def _asks_something_else(piece: str, match: IntentMatch | None = None) -> bool:
     """A piece the assistant does not understand is a request of its own ('tell me a joke about
-    bananas') only when it starts like a clause and says enough; 'where?' or 'what do you measure?'
-    only continue the request before it."""
-    return bool(_CLAUSE_START.match(piece)) and len(_content_words(piece)) >= 2
+    bananas') only when it starts like a clause and says enough, or reads like the bank's off-topic
+    requests ('what's the weather'); 'where?' or 'what do you measure?' only continue the request
+    before it."""
+    if not _CLAUSE_START.match(piece):
+        return False
+    off_topic = match is not None and match.ranked()[0][0] == "unknown" and match.score >= OFF_TOPIC
+    return off_topic or len(_content_words(piece)) >= 2
 
 
 def _piece_numbers(piece: str):
@@ -329,8 +335,8 @@ def _split(text: str, lesion_context: bool) -> list[tuple[str, IntentMatch]]:
         if parts:
             prev_text, prev, prev_intent = parts[-1]
             clauses = (_is_clause(piece) and _is_clause(prev_text)
-                       and (intent != "unknown" or _asks_something_else(piece))
-                       and (prev_intent != "unknown" or _asks_something_else(prev_text)))
+                       and (intent != "unknown" or _asks_something_else(piece, m))
+                       and (prev_intent != "unknown" or _asks_something_else(prev_text, prev)))
             confident = (_confident(m) and _confident(prev) and "unknown" not in (intent, prev_intent)
                          and bool(_request_words(piece)) and bool(_content_words(prev_text)))
             # A new request: both sides ask something, and different things. A side that asks nothing the

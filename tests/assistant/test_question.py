@@ -74,3 +74,36 @@ def test_new_question_is_not_a_follow_up():
 def test_empty_question_is_refused():
     with pytest.raises(ValueError, match="empty"):
         parse_question("   ")
+
+
+@pytest.mark.parametrize(("text", "sex"), [
+    ("What is his MACE risk with a troponin of 30 ng/L?", None),  # a pronoun refers to the patient
+    ("her hs-TnI is 12 ng/L, is she above the limit?", None),
+    ("Is this Mrs Okoro's scan?", None),  # a title is part of a name
+    ("troponin 30 ng/L in a 71 year old man", "male"),
+    ("hs-TnT 19 ng/L, 66F", "female"),
+    ("sex: F, troponin 40 ng/L", "female"),
+])
+def test_only_a_stated_sex_is_a_sex(text, sex):
+    assert parse_question(text).sex == sex
+
+
+@pytest.mark.parametrize(("text", "intents"), [
+    # adding separators: a semicolon, "also", "plus", "as well as", a new sentence
+    ("how narrowed is the RCA; also outline it", ["stenosis", "segment"]),
+    ("the calcium score plus the CAD-RADS", ["calcium", "cadrads_patient"]),
+    ("Grade the LAD. Then give me the MACE risk.", ["stenosis", "risk"]),
+    # an off-topic part is kept, so the answer names it as not answered
+    ("what's the weather and what's the calcium score", ["unknown", "calcium"]),
+    # a list of names is one request; a statement of context belongs to the question after it
+    ("rank the LAD, the circumflex and the RCA by stenosis", ["stenosis"]),
+    ("He has a mid LAD lesion; would a 24 mm stent cover it?", ["stent"]),
+])
+def test_every_request_of_a_compound_question_is_a_part(text, intents):
+    q = parse_question(text)
+    assert [p.intent for p in q.all_parts()] == intents
+
+
+def test_a_statement_of_context_lends_its_anatomy_to_the_question():
+    q = parse_question("He has a mid LAD lesion; would a 24 mm stent cover it?")
+    assert (q.task, q.segment, q.stent_length_mm) == ("stent_coverage", "mLAD", 24.0)
