@@ -646,7 +646,8 @@ def _show_answer(state: UiSession, history: list, answer, load_id: int):
     rows = [[f.name, f.value, f.unit, f.tool] for f in answer.findings]
     ctx = state.session.context
     # Named after the case and the answer, in this study load's own folder (a switch never overwrites them).
-    files = write_answer_files(answer, ctx, state.questions)
+    # A question asked before any study is loaded is answered (the tool says why it cannot), with no files.
+    files = write_answer_files(answer, ctx, state.questions) if ctx is not None else []
     names = sorted(ctx.extra_masks) if ctx else []
     shown = [m.name for m in answer.masks if m.name in names]
     index, viewer = gr.update(), gr.update()
