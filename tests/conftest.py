@@ -9,15 +9,23 @@ The folders are shared, so they are read-only by convention: a test that changes
 (``shutil.copytree(case, tmp_path / case.name)``). The cache checks this at the end of the session and
 fails the run naming any file that was changed, added or removed, so a test that writes into a shared
 case cannot silently poison the cases of the tests after it.
+
+The default run is spread over two pytest-xdist workers (``addopts`` in ``pyproject.toml``; ``-n 0`` runs in
+one process, e.g. for ``--pdb``). The workers share one phantom folder: the first worker to ask for a case
+generates it under a file lock and the other reads it, so a case costs its seconds once per run, not once
+per worker.
 """
 
 from __future__ import annotations
 
+import hashlib
 import inspect
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
+from filelock import FileLock
 
 
 def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
@@ -27,14 +35,19 @@ def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
 
 
 class PhantomCache:
-    """Generated phantom case folders, keyed by the full set of ``generate_case`` arguments."""
+    """Generated phantom case folders, keyed by the full set of ``generate_case`` arguments.
 
-    def __init__(self, root_factory: pytest.TempPathFactory) -> None:
+    ``root`` may be shared by several processes (the xdist workers of one run): each case is generated
+    in its own folder under a lock, and a marker written after it is complete tells the others to read it.
+    """
+
+    def __init__(self, root: Path) -> None:
         from training.phantoms.generate import generate_case
 
         self._generate = generate_case
         self._signature = inspect.signature(generate_case)
-        self._factory = root_factory
+        self._root = root
+        self._root.mkdir(parents=True, exist_ok=True)
         self._cases: dict[str, Path] = {}
         self._snapshots: dict[Path, dict[str, tuple[int, int]]] = {}
 
@@ -50,8 +63,16 @@ class PhantomCache:
             raise TypeError("phantom_case chooses the folder itself; copy the case to write elsewhere")
         key = self._key(kwargs)
         if key not in self._cases:
-            # One parent folder per case, so the parent also serves as a one-case data folder.
-            case = self._generate(self._factory.mktemp("phantom"), **kwargs)
+            name = hashlib.sha256(key.encode()).hexdigest()[:16]
+            done = self._root / f"{name}.done"  # holds the case's folder name once it is complete
+            with FileLock(str(self._root / f"{name}.lock")):
+                if not done.is_file():
+                    # One parent folder per case, so the parent also serves as a one-case data folder; a
+                    # generation that failed half-way left no marker, and its files are removed here.
+                    shutil.rmtree(self._root / name, ignore_errors=True)
+                    case = self._generate(self._root / name, **kwargs)
+                    done.write_text(case.name)
+                case = self._root / name / done.read_text()
             self._cases[key] = case
             self._snapshots[case] = _snapshot(case)
         return self._cases[key]
@@ -67,13 +88,17 @@ class PhantomCache:
 
 
 @pytest.fixture(scope="session")
-def phantom_case(tmp_path_factory) -> Iterator[PhantomCache]:
+def phantom_case(tmp_path_factory, request) -> Iterator[PhantomCache]:
     """``phantom_case(seed=..., size="small", findings=[...], ...)`` -> the case folder, generated once.
 
     Takes ``training.phantoms.generate.generate_case``'s keyword arguments with the same defaults
     (mind ``with_dicom=True``). The folder is shared: copy it before changing anything in it.
     """
-    cache = PhantomCache(tmp_path_factory)
+    base = tmp_path_factory.getbasetemp()
+    # An xdist worker's temporary folder lies inside the run's own folder, which all its workers share
+    # (and no other run); a single process keeps the cases in its own folder.
+    root = (base.parent if hasattr(request.config, "workerinput") else base) / "phantoms"
+    cache = PhantomCache(root)
     yield cache
     changed = cache.changed()
     if changed:
