@@ -186,8 +186,14 @@ _CLAUSE_START = re.compile(r"^\s*(what|which|whose|where|how|is|are|does|do|will
 _LESION_WORDS = re.compile(r"\b(lesion|stenos[ie]s|narrowing|plaque|blockage)\b", re.I)
 
 
+# One request per line or per numbered item ("1) calcium score 2) CAD-RADS") reads as one per clause.
+_LINE_BREAK = re.compile(r"\s*[\r\n]+\s*(?:[-*\u2022]\s+)?")
+_LIST_MARK = re.compile(r"^\s*\(?\d{1,2}[.)]\s+|(?<=\s)\(?\d{1,2}\)\s+(?=[A-Za-z])")
+
+
 def _clean(text: str) -> str:
-    return " ".join(text.split())
+    text = _LIST_MARK.sub("; ", _LINE_BREAK.sub("; ", text.strip()))
+    return " ".join(text.split()).strip(" ;")
 
 
 # "the mid segment", "that segment": the noun names a place, it is no request to segment.
@@ -222,12 +228,15 @@ _CONDITION = re.compile(r"^\s*(?:if|when|once|assuming|supposing|suppose|given|p
 _THEN_WORDS = r"(?:(?:and\s+)?(?:also|then|plus)\s+|and\s+)?"
 _SENTENCE_END = (r"(?<=[.!])(?<!\bvs\.)(?<!\bDr\.)(?<!\bMr\.)(?<!\bMs\.)(?<!\bMrs\.)(?<!\be\.g\.)(?<!\bi\.e\.)"
                  r"\s+(?=[A-Za-z])")
-_SEPARATOR = re.compile(r"(,?\s+(?:and also|and then|and|also|as well as|plus|then)\s+|\s*\+\s*|\s*;\s*" + _THEN_WORDS
+_SEPARATOR = re.compile(r"(,?\s+(?:and also|and then|and additionally|and|also|as well as|along with|together with|"
+                        r"in addition to|additionally|plus|then|or)\s+|\s*\+\s*|(?<=[A-Za-z]{3})\s+/\s+(?=[A-Za-z]{3})|\s*;\s*"
+                        + _THEN_WORDS
                         + r"|(?<=\?)\s+" + _THEN_WORDS + "|" + _SENTENCE_END + _THEN_WORDS + r"|,\s+)", re.I)
 # Separators that add a request rather than list names: "plus", "also", "as well as", a semicolon or a
 # new sentence. Two pieces of different known intents around one of these are two requests even when
 # neither is a clause or a confident match ("slice thickness, as well as the total calcium").
-_ADDING = re.compile(r"\balso\b|\bas well as\b|\bplus\b|\bthen\b|[;?.!+]", re.I)
+_ADDING = re.compile(r"\balso\b|\bas well as\b|\bplus\b|\bthen\b|\balong with\b|\btogether with\b|\bin addition to\b|"
+                     r"\badditionally\b|[;?.!+/]", re.I)
 # A plain list separator between two names ("the left main, LAD and RCA by narrowing") lists what
 # one request is about.
 _LISTING = re.compile(r"^\s*(?:,|,?\s*\b(?:and|or)\b)\s*$", re.I)
@@ -355,7 +364,10 @@ def _split(text: str, lesion_context: bool) -> list[tuple[str, IntentMatch]]:
             listing = (bool(_LISTING.match(separator)) and _names_at(prev_text, end=True) and _names_at(piece, end=False)
                        and not _own_topics(prev_text, piece))
             statement = bool(_STATEMENT.match(prev_text))
-            if (intent == prev_intent or conditional or about_it or listing or statement
+            # "... with a single 20 mm stent, or will I need two?": an alternative that asks nothing
+            # known of its own is the other answer to the same question ("narrowed or calcified?" asks two).
+            alternative = bool(re.search(r"\bor\b", separator, re.I)) and "unknown" in (intent, prev_intent)
+            if (intent == prev_intent or conditional or about_it or listing or statement or alternative
                     or not (clauses or confident or slot_backed or adding)):
                 joined = prev_text + separators[i - 1] + piece if i - 1 < len(separators) else prev_text + " " + piece
                 joined_match = match_cached(joined) if joined != text else whole

@@ -93,6 +93,13 @@ def test_only_a_stated_sex_is_a_sex(text, sex):
     ("how narrowed is the RCA; also outline it", ["stenosis", "segment"]),
     ("the calcium score plus the CAD-RADS", ["calcium", "cadrads_patient"]),
     ("Grade the LAD. Then give me the MACE risk.", ["stenosis", "risk"]),
+    ("the Agatston score along with the tightest lesion", ["calcium", "stenosis"]),
+    ("MACE risk / calcium score", ["risk", "calcium"]),
+    ("1) slice thickness 2) patient name", ["study_info", "identity"]),
+    ("slice thickness\npatient name", ["study_info", "identity"]),
+    ("is the LCx narrowed or calcified?", ["stenosis", "calcium"]),
+    # an alternative that asks nothing of its own is the other answer to the same question
+    ("will one 24 mm stent cover the pRCA lesion, or do I need two?", ["stent"]),
     # an off-topic part is kept, so the answer names it as not answered
     ("what's the weather and what's the calcium score", ["unknown", "calcium"]),
     # a list of names is one request; a statement of context belongs to the question after it
