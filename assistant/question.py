@@ -4,8 +4,12 @@
 - Slots: numbers with their units, devices, troponin, sex and landmarks by rule
   (:mod:`assistant.slots`); anatomy from the registry (:mod:`tools.anatomy`).
 - Several requests in one question ("What is the calcium score and how severe is the LAD
-  stenosis?") become several parts, each planned and answered; a comparison of vessels is one
-  part over every vessel named.
+  stenosis?") become several parts, each planned and answered, or named as not answered; a
+  comparison of vessels is one part over every vessel named. Pieces split at conjunctions, commas,
+  semicolons, "also" / "plus" / "as well as", sentence ends, lines and numbered items; a list of
+  names, a statement of context or an "or" alternative stays with its request.
+- Sex is a slot only where the question states it ("female", "a man", "54F"): "his" and "her"
+  refer to the patient and say nothing the tools may take as the sex.
 - A follow-up ("and in the RCA?", "what about a 24 mm one?") takes what it leaves out from the
   previous question; a request with an intent of its own never inherits the previous intent, and
   anatomy alone never carries an intent that does not take anatomy (a MACE question).
