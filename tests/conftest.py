@@ -10,9 +10,10 @@ The folders are shared, so they are read-only by convention: a test that changes
 fails the run naming any file that was changed, added or removed, so a test that writes into a shared
 case cannot silently poison the cases of the tests after it.
 
-The default run is spread over two pytest-xdist workers (``addopts`` in ``pyproject.toml``; ``-n 0`` runs in
-one process, e.g. for ``--pdb``). The workers share one phantom folder: the first worker to ask for a case
-generates it under a file lock and the other reads it, so a case costs its seconds once per run, not once
+The default run is spread over pytest-xdist workers that take whole test files (``-n auto --dist
+loadfile`` in ``pyproject.toml``; how many is decided by ``pytest_xdist_auto_num_workers`` below, and
+``-n 0`` runs in one process). The workers share one phantom folder: the first worker to ask for a case
+generates it under a file lock and the others read it, so a case costs its seconds once per run, not once
 per worker.
 """
 
@@ -20,12 +21,24 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from filelock import FileLock
+
+MAX_WORKERS = 4  # each worker holds torch, MiniLM and the model caches (~1 GB); more gains little here
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """Workers for ``-n auto``: one process for a run of a single test file (starting workers costs more
+    than it saves there), else one worker per available CPU, at most ``MAX_WORKERS``."""
+    files = {str(arg).split("::")[0] for arg in config.args}
+    if len(files) == 1 and Path(next(iter(files))).is_file():
+        return 0
+    return max(1, min(len(os.sched_getaffinity(0)), MAX_WORKERS))
 
 
 def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
