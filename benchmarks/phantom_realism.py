@@ -11,11 +11,12 @@ Normal ranges (adult, both sexes pooled; mean +/- 2 SD unless stated):
 * LV end-diastolic volume by CT: study means of 98-146 mL with SDs of 21-40 mL (CT reference studies
   tabulated in Cardiovasc Diagn Ther 2020;10:1918, table 3: Kang 2017, Stolzmann 2008, ...) -> 60-220 mL.
 * LV wall thickness by CT: septum 10.8 +/- 1.8 mm (men), 9.0 +/- 1.7 mm (women) (Kang et al. 2017, same
-  table) -> 6-14 mm.
+  table) -> 6-14 mm. The generator draws each sex's mean +/- 2 SD, so the spread across phantoms is the
+  population's; the median wall measured here is a little thinner than the drawn septum (the apex is thinner).
 * LA volume by 320-detector CCTA: upper limit (97.5th percentile) 57-60 mL/m^2 (Fuchs et al., Eur Heart J
   Cardiovasc Imaging 2016;17:1009); with a body surface area of 1.6-2.2 m^2 -> 35-130 mL.
 * Aortic root at the sinuses: 3.4 +/- 0.3 cm (men), 3.0 +/- 0.3 cm (women) (Lang et al., ASE/EACVI
-  chamber quantification 2015) -> 24-40 mm.
+  chamber quantification 2015) -> 24-40 mm; drawn per sex over mean +/- 2 SD as well.
 * Coronary lumen diameter per segment, angiographic (Dodge et al., Circulation 1992;86:232), as recalled
   here, to be checked against the paper: LM 4-5.5 mm, pLAD 3-4.5, mLAD 2.2-3.5, dLAD 1.3-2.5,
   pRCA 3.2-4.8, mRCA 2.8-4.2, dRCA 2.4-3.8, pCx 2.8-4.2, dLCx 1.6-3.2.
@@ -41,6 +42,7 @@ from tools import case_format as cf
 from tools.anatomy import CORONARY_LABELS, STRUCTURES_BY_NAME
 from tools.nifti_io import read_nifti
 from training.phantoms.generate import build, case_seed, generate_case
+from training.phantoms.geometry import ROOT_DIAMETER_PER_RADIUS
 from training.phantoms.noise import NoiseModel, local_sd, radial_nps_peak
 
 L = {n: s.label_id for n, s in STRUCTURES_BY_NAME.items()}
@@ -85,7 +87,7 @@ def measure(root: Path, seed: int) -> dict:
                                          "cardiac_wall")])
     anat = build(seed, thorax=True)[0]
     _, _, root_r = anat.aortic_root
-    sinus = 2 * (0.55 * root_r + 0.62 * root_r)  # sinus-to-opposite-sinus diameter of the generator's root
+    sinus = ROOT_DIAMETER_PER_RADIUS * root_r  # sinus-to-opposite-sinus diameter of the generator's root
     anatomy = {"LV EDV (mL)": float((lab == L["lv_blood"]).sum() * voxel_ml),
                "LV wall (mm)": _wall_thickness(lab == L["lv_myocardium"], sp),
                "LA volume (mL)": float((lab == L["la_blood"]).sum() * voxel_ml),
