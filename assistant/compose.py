@@ -84,22 +84,22 @@ def _study_info(q: ParsedQuestion, done: list[ToolOutcome]) -> str:
     if not info:
         return "I could not read the study. " + " ".join(_failure_notes(done))
     r, facts = info[-1].value, _facts(info[-1])
-    summary = r.summary or {}
+    summary = r.summary
     parts = [f"The loaded study is {facts['modality']}"]
     if "matrix" in facts:
         parts.append(f"{facts['matrix']}")
     if "voxel spacing" in facts:
         parts.append(f"voxel spacing {facts['voxel spacing']}")
     text = ", ".join(parts) + "."
-    if summary.get("series_choice"):
-        text += f" Series: {summary['series_choice']}."
+    if summary.series_choice:
+        text += f" Series: {summary.series_choice}."
     text += (" A non-contrast calcium-scoring series is loaded." if r.has_calcium_scoring_series
              else " No non-contrast calcium-scoring series is loaded (no Agatston score possible).")
     text += (f" Masks: {r.labels_source}." if r.labels_source
              else " No segmentation is available for this study.")
     text += " Clinical context (risk factors, labs) is known." if r.has_clinical_context else \
         " No clinical context (risk factors, labs) is known."
-    for warning in summary.get("warnings") or []:
+    for warning in summary.warnings:
         text += f" Warning: {_sentence(warning)}"
     return text
 
@@ -412,13 +412,13 @@ def _risk(q: ParsedQuestion, done: list[ToolOutcome], verdict: str | None) -> st
     mesa = r.mesa
     if mesa:
         inputs = mesa.inputs
-        flags = [name for key, name in (("diabetes", "diabetes"), ("current_smoker", "current smoker"),
-                                        ("lipid_lowering", "lipid-lowering treatment"),
-                                        ("bp_medication", "BP treatment"),
-                                        ("family_history_mi", "family history of MI")) if inputs.get(key)]
+        flags = [name for flag, name in ((inputs.diabetes, "diabetes"), (inputs.current_smoker, "current smoker"),
+                                         (inputs.lipid_lowering, "lipid-lowering treatment"),
+                                         (inputs.bp_medication, "BP treatment"),
+                                         (inputs.family_history_mi, "family history of MI")) if flag]
         pieces.append(
             f"MESA 10-year hard CHD risk {facts['MESA 10-year hard CHD risk']} (McClelland et al., JACC 2015; inputs: "
-            f"age {facts['age']}, {inputs['sex']}, {inputs['race'].replace('_', ' ')}, systolic BP "
+            f"age {facts['age']}, {inputs.sex}, {inputs.race.replace('_', ' ')}, systolic BP "
             f"{facts['systolic BP']}, total cholesterol {facts['total cholesterol']}, HDL {facts['HDL cholesterol']}"
             + (", " + ", ".join(flags) if flags else ", no diabetes, smoking, treatment or family history flags")
             + "; it predicts 10-year hard CHD events, not 1-year MACE)")

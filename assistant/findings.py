@@ -140,12 +140,11 @@ def _risk(result: RiskContext) -> list[AnswerFinding]:
     mesa = result.mesa
     if mesa:
         out.append(_f("MESA 10-year hard CHD risk", mesa.ten_year_chd_risk_percent, "%", tool, digits=1))
-        # the MESA inputs are a free-form record of the values used (the risk module's own keys)
-        for key, name, unit in (("age_years", "age", "years"), ("systolic_bp_mmhg", "systolic BP", "mmHg"),
-                                ("total_cholesterol_mg_dl", "total cholesterol", "mg/dL"),
-                                ("hdl_cholesterol_mg_dl", "HDL cholesterol", "mg/dL")):
-            if mesa.inputs.get(key) is not None:
-                out.append(_f(name, mesa.inputs[key], unit, tool, digits=0))
+        x = mesa.inputs  # every value known: the score is not given otherwise
+        for value, name, unit in ((x.age_years, "age", "years"), (x.systolic_bp_mmhg, "systolic BP", "mmHg"),
+                                  (x.total_cholesterol_mg_dl, "total cholesterol", "mg/dL"),
+                                  (x.hdl_cholesterol_mg_dl, "HDL cholesterol", "mg/dL")):
+            out.append(_f(name, value, unit, tool, digits=0))
     trop = result.troponin
     if trop:
         out.append(_f("hs-cTnI", trop.value_ng_l, "ng/L", tool))
@@ -161,12 +160,12 @@ def _risk(result: RiskContext) -> list[AnswerFinding]:
 
 def _study_info(result: StudyInfo) -> list[AnswerFinding]:
     tool = "study_info"
-    summary = result.summary  # the study's own summary record (tools.study.Study.summary)
-    out = [_f("modality", summary.get("modality", "unknown"), "", tool)]
-    if summary.get("shape"):
-        out.append(_f("matrix", " x ".join(str(n) for n in summary["shape"]), "voxels", tool))
-    if summary.get("spacing_mm"):
-        out.append(_f("voxel spacing", " x ".join(f"{s:g}" for s in summary["spacing_mm"]), "mm", tool))
+    summary = result.summary
+    out = [_f("modality", summary.modality, "", tool)]
+    if summary.shape:
+        out.append(_f("matrix", " x ".join(str(n) for n in summary.shape), "voxels", tool))
+    if summary.spacing_mm:
+        out.append(_f("voxel spacing", " x ".join(f"{s:g}" for s in summary.spacing_mm), "mm", tool))
     return out
 
 

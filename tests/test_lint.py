@@ -39,7 +39,7 @@ RUFF_PENDING: frozenset[str] = frozenset({
 MYPY_PENDING: frozenset[str] = frozenset({
     "assistant.intents", "assistant.planner", "assistant.question", "assistant.slots", "tools.calcium",
     "tools.calcium_labels", "tools.calcium_reference", "tools.coronary_tree", "tools.dicom_read",
-    "tools.lumen_profile", "tools.nifti_io", "tools.reports.parser", "tools.risk", "tools.stenosis",
+    "tools.lumen_profile", "tools.nifti_io", "tools.reports.parser", "tools.stenosis",
     "training.curriculum.builder", "training.evaluate", "training.phantoms.generate", "training.phantoms.physics",
     "training.phantoms.raster", "training.phantoms.thorax", "ui.app", "ui.panels", "ui.vessel_panel", "vlm.model"
 })

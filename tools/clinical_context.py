@@ -10,11 +10,12 @@ it used and the ones it lacked.
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tools import case_format as cf
+from tools.errors import CardioVLMError
 
 Race = Literal["white", "chinese", "african_american", "hispanic"]
 TroponinUnit = Literal["pg/mL", "ng/L", "ng/mL"]
@@ -34,10 +35,11 @@ UNITS = {"age": "years", "systolic_bp_mmhg": "mmHg", "total_cholesterol_mg_dl": 
          "hdl_cholesterol_mg_dl": "mg/dL"}
 
 
-class ClinicalContextError(ValueError):
-    """A clinical value is not valid; the message names the value and the allowed range."""
+class ClinicalContextError(CardioVLMError):
+    """A clinical value is not valid (out of range, of the wrong kind, a value without its unit, or a name
+    that is not a clinical value); the message names the value and what is allowed. Nothing is changed."""
 
-    code: ClassVar[str] = "clinical.invalid"
+    code = "clinical.invalid"
 
 
 class ClinicalContext(BaseModel):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import weakref
 from collections.abc import Mapping
-from typing import Literal
+from typing import Literal, overload
 
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import tool
@@ -23,8 +23,9 @@ from pydantic import BaseModel, Field
 
 from tools import case_format as cf
 from tools.cadrads import cac_drs, plaque_burden_from_cac
-from tools.clinical_context import FIELD_NAMES, MESA_FIELDS, ClinicalContext, ClinicalContextError
+from tools.clinical_context import FIELD_NAMES, MESA_FIELDS, ClinicalContext, Race
 from tools.context import StudyContext, context_from_config
+from tools.errors import CardioVLMError
 from tools.study import StudyError
 from tools.troponin import TroponinError, TroponinInterpretation, interpret_troponin
 
@@ -41,31 +42,79 @@ NO_MACE_MODEL = ("MESA predicts 10-year hard CHD events, not 1-year MACE; no val
                  "troponin into a 1-year MACE probability, so none is given")
 
 
-class RiskError(ValueError):
-    """A risk score cannot be computed on these inputs; the message says why."""
+class RiskError(CardioVLMError):
+    """A risk score cannot be computed on these inputs; the message says why (the subclasses say which)."""
+
+    code = "risk.not_computed"
 
 
 class MesaOutOfRangeError(RiskError):
-    """The patient is outside the ages the MESA score was derived for."""
+    """The patient is outside the ages the MESA score was derived for, so it is refused, not extrapolated."""
+
+    code = "risk.mesa_age_out_of_range"
 
 
 class MesaInputsMissingError(RiskError):
     """A value the MESA score needs is not known; the message names each one."""
 
+    code = "risk.mesa_inputs_missing"
+
+
+class AgatstonValueError(RiskError):
+    """The calcium score given is not an Agatston score (negative or not a finite number)."""
+
+    code = "risk.agatston_invalid"
+
 
 CLINICAL_CONFIG_KEY = "clinical_context"  # a session's edited ClinicalContext in the run config
 
 
+@overload
+def as_clinical(clinical: ClinicalContext | cf.ClinicalContext) -> ClinicalContext: ...
+@overload
+def as_clinical(clinical: ClinicalContext | cf.ClinicalContext | None) -> ClinicalContext | None: ...
 def as_clinical(clinical: ClinicalContext | cf.ClinicalContext | None) -> ClinicalContext | None:
     """A case's complete clinical file as the session's (partly known) clinical context."""
     return ClinicalContext.from_case(clinical) if isinstance(clinical, cf.ClinicalContext) else clinical
+
+
+class MesaInputs(BaseModel):
+    """The values the MESA score was computed from; every one is known, or no score is given."""
+
+    age_years: int = Field(description="years, 45-85")
+    sex: Literal["male", "female"]
+    race: Race = Field(description="one of the four groups the score was derived for; white is the reference")
+    diabetes: bool
+    current_smoker: bool
+    total_cholesterol_mg_dl: float
+    hdl_cholesterol_mg_dl: float
+    lipid_lowering: bool = Field(description="takes lipid-lowering medication")
+    systolic_bp_mmhg: float
+    bp_medication: bool = Field(description="takes blood-pressure medication")
+    family_history_mi: bool = Field(description="heart attack in a parent, sibling or child")
+    agatston: float = Field(description="Agatston score of a non-contrast calcium-scoring CT")
+
+    @classmethod
+    def of(cls, clinical: ClinicalContext, agatston: float) -> MesaInputs:
+        """The inputs of ``clinical``; raises :class:`MesaInputsMissingError` naming each unknown value."""
+        missing = clinical.missing(MESA_FIELDS)
+        if missing:
+            raise MesaInputsMissingError(
+                f"MESA 10-year CHD risk: not computed, these values are not known: {', '.join(missing)} (enter "
+                "them in the clinical context)")
+        return cls.model_validate({
+            "age_years": clinical.age, "sex": clinical.sex, "race": clinical.race, "diabetes": clinical.diabetes,
+            "current_smoker": clinical.smoker, "total_cholesterol_mg_dl": clinical.total_cholesterol_mg_dl,
+            "hdl_cholesterol_mg_dl": clinical.hdl_cholesterol_mg_dl, "lipid_lowering": clinical.lipid_lowering,
+            "systolic_bp_mmhg": clinical.systolic_bp_mmhg, "bp_medication": clinical.hypertension_treatment,
+            "family_history_mi": clinical.family_history_mi, "agatston": agatston})
 
 
 class MesaRisk(BaseModel):
     ten_year_chd_risk: float = Field(description="10-year hard CHD event risk, fraction 0-1")
     ten_year_chd_risk_percent: float
     linear_predictor: float = Field(description="the sum of coefficient x input")
-    inputs: dict = Field(description="the values used, with units")
+    inputs: MesaInputs = Field(description="the values used, with units")
     inputs_shown: list[str] = Field(default_factory=list, description="each value used as the answer names it, "
                                     "with where it came from")
     source: str = "McClelland et al., JACC 2015;66:1643-53 (MESA risk score with CAC)"
@@ -84,38 +133,29 @@ def mesa_chd_risk(clinical: ClinicalContext | cf.ClinicalContext, agatston: floa
     Raises:
         MesaInputsMissingError: a value the score needs is not known (the message names them).
         MesaOutOfRangeError: age outside 45-85 (the score is refused, not extrapolated).
-        RiskError: a negative or non-finite calcium score.
+        AgatstonValueError: a negative or non-finite calcium score.
     """
-    clinical = as_clinical(clinical)
-    missing = clinical.missing(MESA_FIELDS)
-    if missing:
-        raise MesaInputsMissingError(
-            f"MESA 10-year CHD risk: not computed, these values are not known: {', '.join(missing)} (enter them in "
-            "the clinical context)")
+    session = as_clinical(clinical)
+    x = MesaInputs.of(session, agatston)
     lo, hi = MESA_AGE_RANGE
-    if not lo <= clinical.age <= hi:
+    if not lo <= x.age_years <= hi:
         raise MesaOutOfRangeError(
-            f"the MESA risk score is validated for ages {lo}-{hi}; this patient is {clinical.age}, so it is "
+            f"the MESA risk score is validated for ages {lo}-{hi}; this patient is {x.age_years}, so it is "
             "not computed")
     if not math.isfinite(agatston) or agatston < 0:
-        raise RiskError(f"the Agatston score must be >= 0, got {agatston}")
+        raise AgatstonValueError(f"an Agatston score is a number of 0 or more; {agatston} is not one, so MESA "
+                                 "is not computed")
     c = MESA_COEFFICIENTS
-    total = (c["age"] * clinical.age + c["male"] * (clinical.sex == "male")
-             + c.get(clinical.race, 0.0)  # white is the reference group
-             + c["diabetes"] * clinical.diabetes + c["smoker"] * clinical.smoker
-             + c["total_cholesterol"] * clinical.total_cholesterol_mg_dl + c["hdl"] * clinical.hdl_cholesterol_mg_dl
-             + c["lipid_lowering"] * clinical.lipid_lowering + c["systolic_bp"] * clinical.systolic_bp_mmhg
-             + c["bp_medication"] * clinical.hypertension_treatment
-             + c["family_history"] * clinical.family_history_mi + c["ln_cac_plus_1"] * math.log(agatston + 1))
+    total = (c["age"] * x.age_years + c["male"] * (x.sex == "male")
+             + c.get(x.race, 0.0)  # white is the reference group
+             + c["diabetes"] * x.diabetes + c["smoker"] * x.current_smoker
+             + c["total_cholesterol"] * x.total_cholesterol_mg_dl + c["hdl"] * x.hdl_cholesterol_mg_dl
+             + c["lipid_lowering"] * x.lipid_lowering + c["systolic_bp"] * x.systolic_bp_mmhg
+             + c["bp_medication"] * x.bp_medication
+             + c["family_history"] * x.family_history_mi + c["ln_cac_plus_1"] * math.log(agatston + 1))
     risk = 1 - MESA_BASELINE_SURVIVAL ** math.exp(total)
-    inputs = {
-        "age_years": clinical.age, "sex": clinical.sex, "race": clinical.race, "diabetes": clinical.diabetes,
-        "current_smoker": clinical.smoker, "total_cholesterol_mg_dl": clinical.total_cholesterol_mg_dl,
-        "hdl_cholesterol_mg_dl": clinical.hdl_cholesterol_mg_dl, "lipid_lowering": clinical.lipid_lowering,
-        "systolic_bp_mmhg": clinical.systolic_bp_mmhg, "bp_medication": clinical.hypertension_treatment,
-        "family_history_mi": clinical.family_history_mi, "agatston": agatston}
     return MesaRisk(ten_year_chd_risk=risk, ten_year_chd_risk_percent=round(100 * risk, 1),
-                    linear_predictor=total, inputs=inputs, inputs_shown=[clinical.shown(f) for f in MESA_FIELDS])
+                    linear_predictor=total, inputs=x, inputs_shown=[session.shown(f) for f in MESA_FIELDS])
 
 
 class TroponinBothLimits(BaseModel):
@@ -207,6 +247,7 @@ def risk_context(clinical: ClinicalContext | cf.ClinicalContext | None, agatston
                 if clinical.sex is None:  # both sex-specific limits: a value above (or below) both still reads
                     both = troponin_against_both_limits(clinical.troponin_value, clinical.troponin_unit,
                                                         clinical.troponin_assay)
+                    used.append(f"hs-cTnI vs both sex-specific 99th-percentile URLs ({both.assay})")
                 else:
                     trop = interpret_troponin(clinical.troponin_value, clinical.troponin_unit, clinical.sex,
                                               clinical.troponin_assay)
@@ -250,7 +291,10 @@ def session_clinical(config: RunnableConfig | None, ctx: StudyContext) -> Clinic
     return ClinicalContext.for_study(None, ctx.study.metadata)
 
 
-def measured_calcium(ctx: StudyContext) -> tuple[float | None, str | None, dict[str, float] | None]:
+MeasuredCalcium = tuple[float | None, str | None, dict[str, float] | None]
+
+
+def measured_calcium(ctx: StudyContext) -> MeasuredCalcium:
     """(Agatston, where it was measured, per artery) from the loaded CT alone, or (None, why not, None).
 
     The image decides which loaded series is non-contrast (``tools.calcium.score_context``); a phantom's
@@ -262,6 +306,7 @@ def measured_calcium(ctx: StudyContext) -> tuple[float | None, str | None, dict[
     cached = _MEASURED.get(id(ctx))
     if cached is not None and cached[0]() is ctx and cached[1] == key:
         return cached[2]
+    found: MeasuredCalcium
     try:
         score = score_context(ctx)
     except StudyError as err:
@@ -272,14 +317,15 @@ def measured_calcium(ctx: StudyContext) -> tuple[float | None, str | None, dict[
                            "loaded", None)
         else:
             found = (score.agatston, f"measured on {score.scored_series or 'the non-contrast series'}",
-                     {artery: a.agatston for artery, a in score.per_artery.items()})
+                     {artery: a.agatston for artery, a in score.per_artery.items() if a.agatston is not None})
     if id(ctx) not in _MEASURED:
         weakref.finalize(ctx, _MEASURED.pop, id(ctx), None)  # forgotten with the context
     _MEASURED[id(ctx)] = (weakref.ref(ctx), key, found)
     return found
 
 
-_MEASURED: dict[int, tuple] = {}  # id(context) -> (weak reference, series ids, result); checked on read
+# id(context) -> (weak reference, series ids, result); checked on read
+_MEASURED: dict[int, tuple[weakref.ref, tuple, MeasuredCalcium]] = {}
 
 
 @tool("risk_context", args_schema=RiskContextInput)
@@ -295,15 +341,12 @@ def risk_context_tool(agatston: float | None = None, troponin_value: float | Non
         agatston, found, per_artery = measured_calcium(ctx)
         source, note = (found, None) if agatston is not None else (None, found)
     clinical = session_clinical(config, ctx) or ClinicalContext()
-    try:
-        if troponin_value is not None:  # a result given in the question replaces the stored one
-            if not troponin_unit:
-                raise RiskError("a troponin value needs its unit (ng/L, pg/mL or ng/mL)")
-            clinical = clinical.updated({"troponin_value": troponin_value, "troponin_unit": troponin_unit},
-                                        source="given in the question")
-        if sex is not None and clinical.sex is None:
-            clinical = clinical.updated({"sex": sex}, source="given in the question")
-    except ClinicalContextError as err:
-        raise RiskError(str(err)) from None
+    # A value given in the question replaces the stored one; a bad one (a troponin without its unit)
+    # raises ClinicalContextError, whose message names the value.
+    if troponin_value is not None:
+        clinical = clinical.updated({"troponin_value": troponin_value, "troponin_unit": troponin_unit},
+                                    source="given in the question")
+    if sex is not None and clinical.sex is None:
+        clinical = clinical.updated({"sex": sex}, source="given in the question")
     return risk_context(clinical, agatston, agatston_source=source, per_artery=per_artery,
                         calcium_note=note).model_dump()

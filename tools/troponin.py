@@ -13,9 +13,25 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from tools.errors import CardioVLMError
 
-class TroponinError(ValueError):
-    """A troponin value cannot be interpreted; the message says why."""
+
+class TroponinError(CardioVLMError):
+    """A troponin result cannot be read: a negative or non-finite value, or no sex to pick the limit by."""
+
+    code = "troponin.invalid"
+
+
+class TroponinUnitError(TroponinError):
+    """The troponin's unit is not a concentration unit this module converts (ng/L, pg/mL, ng/mL, ug/L)."""
+
+    code = "troponin.unit_unknown"
+
+
+class TroponinAssayError(TroponinError):
+    """No 99th-percentile limits are stored for the named assay, so the value is not read against any."""
+
+    code = "troponin.assay_unknown"
 
 
 @dataclass(frozen=True)
@@ -44,7 +60,7 @@ def to_ng_per_l(value: float, unit: str) -> float:
     """Convert a troponin concentration to ng/L (pg/mL = ng/L; ng/mL = ug/L = 1000 ng/L)."""
     factor = _TO_NG_PER_L.get(unit.strip().lower())
     if factor is None:
-        raise TroponinError(f"troponin unit {unit!r} is not known; give ng/L, pg/mL or ng/mL")
+        raise TroponinUnitError(f"troponin unit {unit!r} is not known; give ng/L, pg/mL or ng/mL")
     if not math.isfinite(value) or value < 0:
         raise TroponinError(f"troponin must be a concentration >= 0, got {value}")
     return value * factor
@@ -58,7 +74,7 @@ def find_assay(name: str | None) -> TroponinAssay:
     for alias, assay in ASSAYS.items():
         if alias in key or key in assay.name.lower():
             return assay
-    raise TroponinError(
+    raise TroponinAssayError(
         f"no 99th-percentile limits are stored for the troponin assay {name!r}; known: "
         f"{', '.join(a.name for a in ASSAYS.values())}. Interpret it against that assay's own URLs.")
 

@@ -1,5 +1,7 @@
 """MESA 10-year CHD risk, troponin against the 99th percentile, and the risk_context answer's limits."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -212,3 +214,53 @@ def test_a_troponin_of_an_assay_without_stored_limits_is_not_read_and_the_answer
     assert any(m.startswith("troponin: no 99th-percentile limits are stored for the troponin assay 'Roche")
                for m in out.not_computed)
     assert "troponin assay Roche Elecsys hs-TnT (entered by the user)" in out.clinical_values
+
+
+# --- typed errors with stable codes, and the typed MESA inputs ---
+from tools.errors import CardioVLMError  # noqa: E402
+from tools.risk import AgatstonValueError, MesaInputsMissingError  # noqa: E402
+from tools.troponin import TroponinAssayError, TroponinUnitError  # noqa: E402
+
+
+def test_the_mesa_inputs_are_the_typed_values_used():
+    inputs = mesa_chd_risk(patient(race="hispanic", smoker=True), 120).inputs
+    assert (inputs.age_years, inputs.sex, inputs.race, inputs.current_smoker) == (60, "male", "hispanic", True)
+    assert (inputs.systolic_bp_mmhg, inputs.bp_medication, inputs.agatston) == (130, True, 120)
+
+
+@pytest.mark.parametrize("call, kind, code, words", [
+    (lambda: mesa_chd_risk(SessionClinical().updated({"age": 60}), 10), MesaInputsMissingError,
+     "risk.mesa_inputs_missing", "these values are not known: sex, race"),
+    (lambda: mesa_chd_risk(patient(age=30), 10), MesaOutOfRangeError, "risk.mesa_age_out_of_range",
+     "this patient is 30, so it is not computed"),
+    (lambda: mesa_chd_risk(patient(), float("nan")), AgatstonValueError, "risk.agatston_invalid",
+     "nan is not one, so MESA is not computed"),
+    (lambda: to_ng_per_l(3, "mmol/L"), TroponinUnitError, "troponin.unit_unknown", "give ng/L, pg/mL or ng/mL"),
+    (lambda: to_ng_per_l(-3, "ng/L"), TroponinError, "troponin.invalid", "concentration"),
+    (lambda: interpret_troponin(3, "ng/L", "male", assay="Roche Elecsys hs-TnT"), TroponinAssayError,
+     "troponin.assay_unknown", "no 99th-percentile limits are stored"),
+    (lambda: SessionClinical().updated({"age": 12}), ClinicalContextError, "clinical.invalid",
+     "age: input should be greater than or equal to 18 (got 12)"),
+])
+def test_bad_inputs_raise_project_errors_with_stable_codes(call, kind, code, words):
+    with pytest.raises(kind, match=re.escape(words)) as caught:
+        call()
+    assert isinstance(caught.value, CardioVLMError) and caught.value.code == code
+
+
+def test_a_troponin_given_without_its_unit_is_a_typed_failure_the_model_reads():
+    from assistant.tool_errors import ToolFailure
+
+    study = Study(hu=np.zeros((4, 4, 4), np.int16), spacing=(1.0, 1.0, 1.0), affine=np.eye(4))
+    ctx = StudyContext(study=study, clinical=patient())
+    with pytest.raises(ClinicalContextError) as caught:
+        risk_context_tool.invoke({"agatston": 10, "troponin_value": 40}, config=ctx.as_config())
+    failure = ToolFailure.of(caught.value)
+    assert failure.code == "clinical.invalid"
+    assert failure.message == "troponin: a value needs its unit (ng/L, pg/mL or ng/mL)"
+
+
+def test_a_troponin_read_against_both_limits_is_named_among_the_scores_used():
+    clinical = SessionClinical().updated({"troponin_value": 60, "troponin_unit": "ng/L"})
+    out = risk_context(clinical, None)
+    assert "hs-cTnI vs both sex-specific 99th-percentile URLs (Abbott ARCHITECT STAT hs-cTnI)" in out.scores_used
