@@ -134,13 +134,40 @@ def test_cached_embedding_is_a_plain_tensor():
     assert type(tokens) is torch.Tensor and type(features) is torch.Tensor
 
 
-def test_multiple_choice_returns_one_of_the_options():
-    model = CardioVLM(tiny())
+class _FixedAnswerModel(CardioVLM):
+    """The tiny model with its answer and choice logits set: isolates how ``run`` turns them into an answer."""
+
+    answer_logits = torch.tensor([[0.0, 0.0, 0.0]])
+    choice_logits = torch.tensor([[0.0, 0.0, 0.0]])
+
+    def decode(self, tokens, features, instructions, choices=None, image_index=None):
+        import dataclasses
+
+        out = super().decode(tokens, features, instructions, choices, image_index)
+        return dataclasses.replace(out, answer_logits=self.answer_logits,
+                                   choice_logits=self.choice_logits if choices else out.choice_logits)
+
+
+def test_multiple_choice_answers_the_likeliest_option_unless_the_answer_head_says_absent():
+    model = _FixedAnswerModel(tiny())
     options = ["left main", "left anterior descending artery", "right coronary artery"]
+    model.choice_logits = torch.tensor([[0.0, 2.0, 1.0]])
     result = model.run(block_study(), "which artery has the calcification?", choices=options)
-    assert set(result.choice_probabilities) == set(options)
-    assert abs(sum(result.choice_probabilities.values()) - 1) < 1e-5
-    assert result.answer in options + ["not present"]
+    expected = torch.tensor([0.0, 2.0, 1.0]).softmax(-1).tolist()
+    assert result.answer == "left anterior descending artery"
+    assert result.answer_confidence == pytest.approx(expected[1], abs=1e-6)
+    assert result.choice_probabilities == pytest.approx(dict(zip(options, expected)), abs=1e-6)
+    # Another study: the likeliest option is the answer, whichever position it has.
+    model.choice_logits = torch.tensor([[3.0, 0.0, 1.0]])
+    other = block_study(block=(slice(0, 5), slice(0, 5), slice(0, 5)))
+    assert model.run(other, "which artery has the calcification?", choices=options).answer == "left main"
+    # The [ANS] head above 0.5 on "not present" overrides the options: the thing asked about is absent.
+    model.answer_logits = torch.tensor([[0.0, 0.0, 3.0]])
+    absent = model.run(other, "which artery has the stent?", choices=options)
+    assert absent.answer == "not present" and absent.answer_confidence > 0.5
+    # Without options the [ANS] head answers on its own.
+    model.answer_logits = torch.tensor([[0.0, 2.0, 0.0]])
+    assert model.run(other, "is there a stent?").answer == "no"
     with pytest.raises(ValueError, match="choices"):
         model.run(block_study(), "which artery?", choices=[])
 

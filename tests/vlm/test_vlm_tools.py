@@ -6,12 +6,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from tools.context import StudyContext
+from tools.nifti_io import read_nifti
 from tools.settings import PACKAGE_ROOT, get_settings
 from vlm.validation import EVALUATION_FILE, HELD_OUT_SPLIT
 
@@ -77,7 +79,8 @@ def test_an_answer_is_quoted_only_when_it_beats_the_image_controls(tiny_checkpoi
                 {"shuffled images": {FINDINGS: 0.55}, "blank volumes": {FINDINGS: 0.5},
                  "noise volumes": {FINDINGS: 0.7}})
     asked = _ask(ctx, question)
-    assert asked["answer"] in ("yes", "no", "not present") and asked["question_kind"] == "findings"
+    probabilities = asked["answer_probabilities"]
+    assert asked["answer"] == max(probabilities, key=probabilities.get) and asked["question_kind"] == "findings"
     assert (asked["measured_balanced_accuracy"], asked["control_accuracy"]) == (0.91, 0.7)
     _evaluation(tiny_checkpoint, {FINDINGS: 0.79},
                 {"shuffled images": {FINDINGS: 0.55}, "noise volumes": {FINDINGS: 0.7}})
@@ -147,10 +150,26 @@ def test_masks_follow_the_measured_dice_and_answers_carry_their_evidence(tiny_ch
         vt.vlm_segment_tool.invoke({"target": "LAD"}, config=config)
     monkeypatch.setenv("CARDIOVLM_VLM_MIN_DICE", "0")
     get_settings.cache_clear()
+    # What the tool does with the model's mask, with the mask known: a block of voxels, then nothing.
+    model, real_run = vt.load_vlm(), vt.load_vlm().run
+    block = np.zeros(demo_study.shape, bool)
+    block[40:50, 30:36, 20:24] = True
+    monkeypatch.setattr(model, "run", lambda study, instruction, choices=None: dataclasses.replace(
+        real_run(study, instruction, choices), mask=block))
     seg = vt.vlm_segment_tool.invoke({"target": "LAD"}, config=config)
-    assert seg["voxels"] == 0 or os.path.exists(seg["mask_path"])
+    assert (seg["present"], seg["voxels"], seg["mask_name"]) == (True, 10 * 6 * 4, "vlm_LAD")
+    assert seg["volume_mm3"] == pytest.approx(240 * float(np.prod(demo_study.spacing)), abs=0.1)
     assert seg["measured_dice"] is None and "not for clinical use" in seg["note"]
-    assert seg["volume_mm3"] == pytest.approx(seg["voxels"] * 1.0, abs=0.1)  # 1 mm voxels
+    written = read_nifti(Path(seg["mask_path"]), labels=True)
+    np.testing.assert_array_equal(np.asarray(written.hu) > 0, block)  # on the study grid, where the model put it
+    np.testing.assert_allclose(written.affine, demo_study.affine, atol=1e-4)
+    np.testing.assert_array_equal(ctx.extra_masks["vlm_LAD"], block)  # and shown on the viewer
+    monkeypatch.setattr(model, "run", lambda study, instruction, choices=None: dataclasses.replace(
+        real_run(study, instruction, choices), mask=np.zeros_like(block)))
+    empty = vt.vlm_segment_tool.invoke({"target": "RCA"}, config=config)
+    assert (empty["present"], empty["voxels"], empty["mask_path"], empty["mask_name"]) == (False, 0, None, None)
+    assert "vlm_RCA" not in ctx.extra_masks and not list(ctx.outputs().glob("vlm_RCA*"))
+    monkeypatch.setattr(model, "run", real_run)
     monkeypatch.delenv("CARDIOVLM_VLM_MIN_DICE")
     get_settings.cache_clear()
     _evaluation(tiny_checkpoint, {"Dice LAD": 0.61, "Dice RCA": 0.12, "yes/no accuracy": 0.83, FINDINGS: 0.9},
