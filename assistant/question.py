@@ -170,7 +170,7 @@ _STENT_SIZE_WORDS = re.compile(r"\bsize|\bsizing|\blength|\bdiameter|\blong\b|\b
                                r"\bsingle|\bone\b", re.I)
 _REFERS_BACK = re.compile(r"\b(?:it|its|there|(?:that|this|the same|the) (?:lesion|stenosis|one|segment|vessel|artery|"
                           r"plaque|narrowing|stent))\b", re.I)
-_POSITION = re.compile(r"\b(proximal|prox|mid|middle|distal|dist)\b", re.I)
+_POSITION = re.compile(r"\b(proximal(?:ly)?|prox|mid|middle|distal(?:ly)?|dist)\b", re.I)
 _BARE_NUMBER = re.compile(r"(?<![\w.])(\d+(?:[.,]\d+)?)(?![\w.%])")
 _COMPARE_BACK = re.compile(r"\bcompare (?:it|that|this)\b|\b(?:it|that|this) (?:vs\.?|versus|compared (?:with|to))\b", re.I)
 _FOLLOW_UP_START = re.compile(r"^\s*(and|what about|how about|same (?:for|in|on)|and for|also|what of|now|then|ok(?:ay)?"
@@ -738,7 +738,8 @@ def _same_position_segment(position: str, vessel: str) -> str | None:
 
     artery = vessel if vessel in MAIN_VESSEL_PATHS else SEGMENTS_BY_CODE[vessel].artery
     path = MAIN_VESSEL_PATHS.get(artery, ())
-    index = {"proximal": 0, "prox": 0, "mid": 1, "middle": 1, "distal": 2, "dist": 2}[position.lower()]
+    index = {"proximal": 0, "proximally": 0, "prox": 0, "mid": 1, "middle": 1, "distal": 2, "distally": 2,
+             "dist": 2}[position.lower()]
     if len(path) == 2 and index >= 1:  # the LCx: pCx, then the mid-and-distal dLCx
         return path[1]
     return path[index] if index < len(path) else None

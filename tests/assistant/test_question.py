@@ -114,3 +114,9 @@ def test_every_request_of_a_compound_question_is_a_part(text, intents):
 def test_a_statement_of_context_lends_its_anatomy_to_the_question():
     q = parse_question("He has a mid LAD lesion; would a 24 mm stent cover it?")
     assert (q.task, q.segment, q.stent_length_mm) == ("stent_coverage", "mLAD", 24.0)
+
+
+def test_an_adverb_of_position_follows_up_on_the_same_artery():
+    first = parse_question("How tight is the mid LAD?")
+    assert parse_question("and proximally?", previous=first).segment == "pLAD"
+    assert parse_question("distally?", previous=first).segment == "dLAD"
