@@ -1,8 +1,11 @@
 """The root of the project's errors: a message written for a clinician and a stable code to route on.
 
-Every typed error of the project derives from :class:`CardioVLMError` and names its ``code`` (a
-dotted, lower-case string such as ``"segmentation.unavailable"``). Callers decide on the code or the
-class, never on the words of the message, so a message can be reworded without changing behaviour.
+Every typed error of the project derives from :class:`CardioVLMError` and names its own ``code``:
+``"area.reason"`` in snake_case words (``"segmentation.unavailable"``, ``"risk.mesa_inputs_missing"``),
+its meaning stated by the class docstring, unique across the project and never changed once callers
+or saved conversations route on it (``tests/test_error_codes.py`` checks all three of root, own code,
+uniqueness). Callers decide on the code or the class, never on the words of the message, so a
+message can be reworded without changing behaviour.
 It is a ``ValueError`` because each one reports bad or missing input, which is what callers of the
 standard library already catch.
 """
