@@ -1,5 +1,6 @@
-"""``training.evaluate`` and ``cardiovlm evaluate``: scoring helpers, and a tiny untrained checkpoint
-evaluated end to end on one small phantom case (CPU, a few seconds)."""
+"""``training.evaluate`` and ``cardiovlm evaluate``: scoring helpers; the scoring of one small phantom case
+checked with models whose scores are known (an oracle answering from the ground truth scores 1.0, a
+model answering nothing scores 0); the CLI end to end with a tiny untrained checkpoint."""
 
 from __future__ import annotations
 
