@@ -26,6 +26,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("assistant", "tools", "vlm", "training", "ui")
 ROOT_ERROR = "tools.errors.CardioVLMError"
+# Libraries whose import costs seconds (torch alone about 8 s here); their bases are judged by name.
+HEAVY = frozenset({"torch", "gradio", "monai", "transformers", "sentence_transformers"})
 CODE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")  # snake_case words, dotted "area.reason"
 
 # Qualified class name -> the change its owner still has to make. Only shrinks (see the module docstring).
@@ -199,6 +201,9 @@ def _is_exception(qualname: str) -> bool:
         if module == "builtins":
             kind = getattr(builtins, name, None)
             if isinstance(kind, type) and issubclass(kind, BaseException):
+                return True
+        elif module.split(".")[0] in HEAVY:  # torch.nn.Module etc.: named as exceptions are, or not one
+            if name.endswith(("Error", "Exception", "Warning")):
                 return True
         elif module.split(".")[0] not in PACKAGES and ancestor not in _classes():
             try:  # a third-party base (e.g. an HTTP library's error): ask the library itself
