@@ -34,8 +34,7 @@ CODE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")  # snake_case words,
 # "root" = derive from tools.errors.CardioVLMError (``from tools.errors import CardioVLMError``).
 PENDING: dict[str, str] = {
     # H5 (assistant/slots.py)
-    "assistant.slots.QuestionValueError":
-        'root: class QuestionValueError(CardioVLMError); code = "question.value_invalid"',
+    "assistant.slots.QuestionValueError": "root: class QuestionValueError(CardioVLMError) (keeps question_value)",
     # H7 (tools/centerline.py, stenosis.py, stent.py, lumen_profile.py, context.py)
     "tools.centerline.CenterlineError": 'root: class CenterlineError(CardioVLMError); code = "centerline.unavailable"',
     "tools.stenosis.StenosisError": "root: class StenosisError(CardioVLMError) (keeps stenosis.unmeasurable)",
@@ -77,7 +76,7 @@ PENDING: dict[str, str] = {
     # H9 (ui/session_state.py): stays a PermissionError as well
     "ui.session_state.SessionOwnerError":
         'root: class SessionOwnerError(CardioVLMError, PermissionError); code = "session.not_owner"',
-    # the lead (files no helper owns this session)
+    # the lead (files no helper owns this session; the vlm/ ones were named H1's in the brief)
     "tools.dicom_export.DicomExportError":
         'root: class DicomExportError(CardioVLMError); code = "dicom_export.invalid"',
     "tools.dicom_write.DicomWriteError": 'root: class DicomWriteError(CardioVLMError); code = "dicom_write.invalid"',
