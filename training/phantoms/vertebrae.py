@@ -1,6 +1,7 @@
 """Thoracic vertebrae: rounded bodies with discs, the spinal canal, and each level's posterior arch.
 
-A vertebral body is an ellipse in the axial plane whose posterior border is pressed in by the canal;
+A vertebral body is an ellipse in the axial plane whose posterior border is pressed in by the canal,
+waisted between its endplates and a little larger at each level down;
 behind it, per level, pedicles run back to the laminae, which meet in the midline where the spinous
 process leaves, sloping steeply towards the feet as thoracic spinous processes do (so an axial slice
 shows it as a separate bar behind the canal); transverse processes point posterolaterally towards the
@@ -31,6 +32,8 @@ class Spine:
     spinous_len: float
     spinous_slope_deg: float  # angle of the spinous process below the horizontal
     transverse_len: float
+    waist: float  # a body is this much narrower at mid-height than at its endplates (concave sides)
+    z_ref: float  # height at which the body has ``radius``; bodies grow towards the feet
 
     @property
     def canal_centre(self) -> tuple[float, float]:
@@ -42,7 +45,8 @@ def sample_spine(rng: np.random.Generator, anat) -> Spine:
     return Spine(centre=(float(anat.spine_centre[0]), float(anat.spine_centre[1])), radius=float(anat.spine_radius),
                  depth_ratio=float(rng.uniform(0.82, 0.95)), canal_r=float(rng.uniform(6.5, 8.0)),
                  spinous_len=float(rng.uniform(26, 36)), spinous_slope_deg=float(rng.uniform(35, 55)),
-                 transverse_len=float(rng.uniform(17, 23)))
+                 transverse_len=float(rng.uniform(17, 23)), waist=float(rng.uniform(0.05, 0.1)),
+                 z_ref=float(anat.heart.base[2]))
 
 
 def level_centres(z_lo: float, z_hi: float) -> np.ndarray:
@@ -77,17 +81,19 @@ def paint_spine(lab: np.ndarray, grid, spine: Spine, paint_segments) -> tuple[np
     full = grid.shape
     sx, sy = spine.centre
     cx, cy = spine.canal_centre
-    rho = np.sqrt(((x - sx) / spine.radius) ** 2 + ((y - sy) / (spine.depth_ratio * spine.radius)) ** 2)
-    d_canal = np.sqrt((x - cx) ** 2 + (y - cy) ** 2)
-    body2d = (rho <= 1) & (d_canal > spine.canal_r + 1.5)
     phase = np.mod(z + 300.0, LEVEL_MM)  # 0 at a disc's centre
     to_disc = np.minimum(phase, LEVEL_MM - phase)
+    # vertebral bodies widen towards the feet (~1.5 % per 10 mm) and are waisted between their endplates
+    size = spine.radius * (1 + 0.0015 * (spine.z_ref - z)) * (1 - spine.waist * np.sin(np.pi * phase / LEVEL_MM) ** 2)
+    rho = np.sqrt(((x - sx) / size) ** 2 + ((y - sy) / (spine.depth_ratio * size)) ** 2)
+    d_canal = np.sqrt((x - cx) ** 2 + (y - cy) ** 2)
+    body2d = (rho <= 1) & (d_canal > spine.canal_r + 1.5)
     disc = to_disc < DISC_HALF_MM
-    body = np.broadcast_to(body2d, full) & ~np.broadcast_to(disc, full)
+    body = body2d & ~disc
     lab[body] = LABEL["spine"]
-    lab[np.broadcast_to(body2d, full) & np.broadcast_to(disc, full)] = LABEL["soft_tissue"]
-    shell2d = body2d & ((rho >= 1 - BODY_CORTEX_MM / spine.radius) | (d_canal <= spine.canal_r + 1.5 + BODY_CORTEX_MM))
-    cortex = body & (np.broadcast_to(shell2d, full) | np.broadcast_to(to_disc < DISC_HALF_MM + 1.2, full))
+    lab[body2d & disc] = LABEL["soft_tissue"]
+    shell2d = body2d & ((rho >= 1 - BODY_CORTEX_MM / size) | (d_canal <= spine.canal_r + 1.5 + BODY_CORTEX_MM))
+    cortex = body & (shell2d | (to_disc < DISC_HALF_MM + 1.2))
     canal = np.broadcast_to(d_canal <= spine.canal_r, full)
     lab[canal] = LABEL["soft_tissue"]  # cord and CSF
     zs = grid.origin[2] + grid.spacing[2] * np.arange(grid.shape[2])
