@@ -138,7 +138,7 @@ def build_app(max_upload_mb: int = 2048) -> gr.Blocks:
                     load_demo = gr.Button("Load demo case", variant="primary", scale=1, min_width=120)
                 with gr.Accordion("Upload a study", open=False) as upload_box:
                     upload = gr.File(label="DICOM zip, DICOM files or a NIfTI", file_count="multiple",
-                                     file_types=[".zip", ".nii", ".gz", ".dcm", ""], elem_id="upload")
+                                     elem_id="upload")  # any file: the server says what a wrong one is not
                     load_upload = gr.Button("Load upload")
                 pacs = _pacs_panel() if get_settings().pacs_url else None
                 summary = gr.Markdown("No study loaded.", elem_id="study-summary")
@@ -331,7 +331,9 @@ def _load(state, source: str, what, plane: str, preset: str, request, max_upload
                 ctx = item
     except (StudyError, PacsError) as err:
         gr.Warning(str(err))
-        yield (state, f"⚠️ {err}", *keep[:4], clock.summary("✗ not loaded"), *keep[5:])
+        # The summary is the only place naming the study: say that the one loaded before is still there.
+        kept = " (the study loaded before stays loaded)" if state.session.context is not None else ""
+        yield (state, f"⚠️ {err}{kept}", *keep[:4], clock.summary("✗ not loaded"), *keep[5:])
         return
     except Exception as err:  # never a traceback in the browser
         log.exception("study load failed")
@@ -510,6 +512,9 @@ def _load_upload(state: UiSession, files, max_upload_mb: int, **series):
         if missing:
             raise StudyError(f"{missing[0]} is no longer on the server (uploads are deleted once loaded): "
                              "upload it again")
+        from ui.series_panel import read_alone
+
+        single = len(paths) == 1 and read_alone(paths[0])
         total = sum(p.stat().st_size for p in paths)
         if total > max_upload_mb * 1024**2:
             raise StudyError(f"the upload is {total / 1024**2:.0f} MB, over this server's limit of {max_upload_mb} MB")
@@ -517,7 +522,6 @@ def _load_upload(state: UiSession, files, max_upload_mb: int, **series):
         target.mkdir(parents=True)
         for i, p in enumerate(paths):
             shutil.move(p, target / (p.name if len(paths) == 1 else f"{i:05d}_{p.name}"))
-        single = len(paths) == 1 and paths[0].suffix in (".zip", ".nii", ".gz")
         return state.session.load_study(target / paths[0].name if single else target, **series)
     finally:
         shutil.rmtree(target, ignore_errors=True)

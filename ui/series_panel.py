@@ -138,6 +138,22 @@ def load_kwargs(ccta: str | None, calcium: str | None) -> dict:
     return out
 
 
+def read_alone(path: Path) -> bool:
+    """Whether one uploaded file is read as itself rather than as a folder of one DICOM image.
+
+    A zip or NIfTI is a study on its own. So is any file that is not DICOM (a picture, a text): the
+    reader then says plainly what it is not, instead of "no 3D image series" about an unseen folder.
+    """
+    if path.suffix.lower() in (".zip", ".nii", ".gz"):
+        return True
+    try:
+        with open(path, "rb") as f:  # a DICOM file carries "DICM" after its 128-byte preamble
+            f.seek(128)
+            return f.read(4) != b"DICM"
+    except OSError:
+        return False
+
+
 def preview_upload(files) -> tuple:
     """List the series of an upload before it is loaded, with the automatic pick preselected.
 
@@ -149,7 +165,7 @@ def preview_upload(files) -> tuple:
     paths = [Path(f if isinstance(f, str) else getattr(f, "name", str(f)))
              for f in (files if isinstance(files, list) else [files])]
     try:
-        if len(paths) == 1 and (paths[0].is_dir() or paths[0].suffix.lower() in (".zip", ".nii", ".gz")):
+        if len(paths) == 1 and (paths[0].is_dir() or read_alone(paths[0])):
             listing = list_series(paths[0])
         else:
             folder = Path(tempfile.mkdtemp(prefix="cardiovlm-preview-"))

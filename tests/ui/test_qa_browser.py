@@ -1,0 +1,73 @@
+"""Wrong files, as a clinician drops them on the app in a real browser (Debian's chromium) at 1280x720.
+
+One launched app and one page for the module: the healthy demo is loaded, then a picture and a text
+file named ``.dcm`` are uploaded. Each gets a message saying what the file is not, and the study
+loaded before stays loaded (the summary says so).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.ui.test_browser import CHROMIUM, FLAGS, _ensure_chromium, _free_port
+from tools.settings import get_settings
+
+pytestmark = [pytest.mark.browser, pytest.mark.skipif(
+    not (get_settings().demo_cases_dir / "healthy" / "case.json").is_file(),
+    reason="the healthy demo case is not bundled")]
+W, H = 1280, 720
+
+
+@pytest.fixture(scope="module")
+def page():
+    _ensure_chromium()
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from ui.server import launch
+
+    app, url = launch("127.0.0.1", _free_port(), block=False)
+    try:
+        with sync_api.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+            page = browser.new_page(viewport={"width": W, "height": H})
+            page.goto(url, wait_until="load")
+            page.get_by_text("not for clinical use").first.wait_for(timeout=60_000)
+            page.get_by_label("Demo case").click()
+            page.get_by_role("option", name="healthy").click()
+            page.get_by_role("button", name="Load demo case").click()
+            page.locator("#status").get_by_text("loaded in").wait_for(timeout=120_000)
+            yield page
+            browser.close()
+    finally:
+        app.close()
+
+
+def _upload(page, path) -> str:
+    """Upload one file and load it; the study summary's text once the load has been refused."""
+    if not page.locator("#upload").is_visible():
+        page.get_by_role("button", name="Upload a study").click()
+    page.locator("#upload input[type=file]").set_input_files(str(path))
+    page.wait_for_timeout(1500)  # the upload and its series preview
+    page.get_by_role("button", name="Load upload").click()
+    page.wait_for_function("(n) => document.querySelector('#status').innerText.includes('not loaded') && "
+                           "document.querySelector('#study-summary').innerText.includes(n)", arg=path.name,
+                           timeout=60_000)
+    return page.locator("#study-summary").inner_text()
+
+
+@pytest.mark.parametrize("name", ["scan.png", "notes.dcm"])
+def test_a_file_that_is_not_a_ct_study_is_named_as_such(page, tmp_path, name):
+    from PIL import Image
+
+    path = tmp_path / name
+    if name.endswith(".png"):
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(path)
+    else:
+        path.write_text("a text file, not DICOM\n" * 20)
+    summary = _upload(page, path)
+    # The file the user chose is named and said not to be a study; never "choose a file first" or "nothing".
+    assert summary.startswith(f"⚠️ {name}: not a") and "NIfTI" in summary, summary  # what to upload instead
+    assert "choose a file" not in summary and "nothing" not in summary, summary
+    assert "the study loaded before stays loaded" in summary, summary
+    assert "/tmp" not in page.locator("body").inner_text()
+    page.get_by_role("button", name="Upload a study").click()  # folded again for the next upload
