@@ -542,7 +542,7 @@ _RETRIEVAL_CUE = re.compile(
 _REPORTED_SHOW = re.compile(r"\b(?:did|does|do|has|have)\s+(?!you\b|u\b|i\b|we\b)(?:the\s+)?[\w-]+\s+show\b|"
                             r"\bshow(?:ed|s|n)\b", re.I)
 # "who" and "whose" ask for a person, and the person a study is about is its patient.
-_PERSON_CUE = re.compile(r"^\s*(?:who|whose)\b|\bwhose\b|\bname\b(?!\s+(?:of\s+)?(?:the\s+)?(?:vessel|artery|arteries|"
+_PERSON_CUE = re.compile(r"^\s*(?:who|whose)\b|\bwhose\b|\b(?:which|what) (?:patient|person)\b|\bname\b(?!\s+(?:of\s+)?(?:the\s+)?(?:vessel|artery|arteries|"
                          r"segment|branch|series|protocol|kernel|scanner|structure))", re.I)
 # Disease of the patient as a whole, not of a vessel: "obstructive disease anywhere", "overall".
 _PATIENT_LEVEL = re.compile(r"\b(?:overall|anywhere|in (?:any|all) (?:of (?:the|his|her) )?(?:vessels?|arteries)|"
