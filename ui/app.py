@@ -624,7 +624,8 @@ def _answer(state: UiSession | None, text: str, history: list, request=None):
         yield state, history, "", *_UNCHANGED, clock.summary("✗ dropped"), gr.update()
     except Exception as err:  # the session continues; the clinician sees a readable message
         log.exception("question failed")
-        message = str(err) if isinstance(err, ValueError) else f"the question could not be answered ({type(err).__name__})"
+        message = (hide_server_paths(str(err)) if isinstance(err, ValueError)
+                   else f"the question could not be answered ({type(err).__name__})")
         history.append(gr.ChatMessage(role="assistant", content=f"⚠️ {inert(message)}"))
         yield state, history, "", *_UNCHANGED, clock.summary("✗ not answered"), gr.update()
 

@@ -42,3 +42,18 @@ def test_a_question_before_any_study_is_answered_plainly(state):
     assert "could not be answered" not in said and "Error" not in said, said
     assert status.startswith("✓ answered"), status
     assert downloads == []  # nothing to download about no study
+
+
+def test_a_failing_question_never_shows_a_server_folder(state, monkeypatch):
+    # A tool's ValueError is shown to the reader as it is worded, but the session's folder is not.
+    secret = state.folder / "outputs" / "load-1" / "RCA.nii.gz"
+
+    def failing(question):
+        raise ValueError(f"could not read {secret}")
+        yield  # a generator, as the session's own
+
+    monkeypatch.setattr(state.session, "ask_stream", failing)
+    final = _ask(state, "Show me the RCA")
+    said = " ".join(_text(m) for m in final[1])
+    assert "could not read RCA" in said and str(state.folder) not in said, said
+    assert final[8].startswith("✗ not answered")
