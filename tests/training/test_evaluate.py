@@ -192,7 +192,7 @@ def test_an_oracle_model_scores_perfectly_in_every_row(oracle_splits):
     assert dice_rows == {k: 1.0 for k in dice_rows}
     for row in ("yes/no accuracy", "yes/no balanced accuracy", "multiple-choice accuracy", "not-present accuracy"):
         assert summary[row] == 1.0, row
-    assert summary["calcification F1"] in (None, 1.0)
+    assert summary["calcification F1"] == 1.0  # the case has calcium in the dRCA and the pCx
     assert summary["landmark error mm (mean)"] == 0.0 and summary["yes/no ECE"] == 0.0
     assert target_gaps(summary) == {}
 
@@ -210,6 +210,7 @@ def test_a_model_that_answers_nothing_scores_zero(tiny_run, sample_curriculum):
     assert {"Dice chambers", "Dice aorta", "Dice LAD"} <= set(dice_rows)
     assert dice_rows == {k: 0.0 for k in dice_rows}
     assert summary["referring accuracy"] == 0.0 and summary["multiple-choice accuracy"] == 0.0
+    assert summary["calcification F1"] == 0.0  # every calcified lesion missed
     # Always "no": right on the no questions only, which balanced accuracy reads as chance.
     assert 0.0 < summary["yes/no accuracy"] < 1.0 and summary["yes/no balanced accuracy"] == 0.5
     assert summary["landmark error mm (mean)"] > 10  # the origin is far from the heart
