@@ -45,52 +45,14 @@ PENDING: dict[str, str] = {
     "tools.stent.StentError": 'root: class StentError(CardioVLMError); code = "stent.question_invalid"',
     "tools.context.NoStudyLoaded": 'own code: code = "study.not_loaded" (inherits study.error)',
     # H2 (tools/calcium.py, case_format.py, vessel_view.py)
-    "tools.calcium.CalciumError": 'own code: code = "calcium.unscorable"',
-    "tools.calcium.NotHounsfieldError": 'own code: code = "calcium.not_hounsfield"',
-    "tools.calcium.NoCoronaryLabelsError": 'own code: code = "calcium.no_coronary_labels"',
-    "tools.calcium.EmptySeriesError": 'own code: code = "calcium.empty_series"',
-    "tools.case_format.CaseFormatError": 'root: class CaseFormatError(CardioVLMError); code = "case.invalid"',
-    "tools.vessel_view.VesselViewError": "root: class VesselViewError(CardioVLMError) (keeps vessel_view.unavailable)",
     # H2b (tools/pacs.py, tools/reports/records.py, training/*)
-    "tools.pacs.PacsError": 'root: class PacsError(CardioVLMError); code = "pacs.failed"',
-    "tools.pacs.PacsNotConfiguredError": 'own code: code = "pacs.not_configured"',
-    "tools.pacs.PacsAuthError": 'own code: code = "pacs.auth_refused"',
-    "tools.pacs.PacsUnreachableError": 'own code: code = "pacs.unreachable"',
-    "tools.pacs.PacsTlsError": 'own code: code = "pacs.tls_failed"',
-    "tools.pacs.PacsNotFoundError": 'own code: code = "pacs.not_found"',
-    "tools.pacs.PacsTooLargeError": 'own code: code = "pacs.too_large"',
-    "tools.pacs.PacsTransferError": 'own code: code = "pacs.transfer_failed"',
-    "tools.reports.records.ReportStoreError": 'root: class ReportStoreError(CardioVLMError); code = "reports.invalid"',
-    "training.curriculum.jsonl.CurriculumFileError":
-        'root: class CurriculumFileError(CardioVLMError); code = "curriculum.file_invalid"',
-    "training.curriculum.real_data.ManifestError":
-        'root: class ManifestError(CardioVLMError); code = "curriculum.manifest_invalid"',
-    "training.evaluate.EvaluationError": 'root: class EvaluationError(CardioVLMError); code = "evaluation.cannot_run"',
-    "training.train_config.TrainError": 'root: class TrainError(CardioVLMError); code = "train.cannot_start"',
     # H8 (training/phantoms/*)
-    "training.phantoms.generate.PhantomError": 'root: class PhantomError(CardioVLMError); code = "phantom.invalid"',
-    "training.phantoms.lesions.PhantomFindingError":
-        'root: class PhantomFindingError(CardioVLMError); code = "phantom.finding_unplaceable"',
     # H1 (ui/server.py)
     "ui.server.InsecureBindError": 'root: class InsecureBindError(CardioVLMError); code = "server.insecure_bind"',
     # H9 (ui/session_state.py): stays a PermissionError as well
     "ui.session_state.SessionOwnerError":
         'root: class SessionOwnerError(CardioVLMError, PermissionError); code = "session.not_owner"',
     # the lead (files no helper owns this session; the vlm/ ones were named H1's in the brief)
-    "tools.dicom_export.DicomExportError":
-        'root: class DicomExportError(CardioVLMError); code = "dicom_export.invalid"',
-    "tools.dicom_write.DicomWriteError": 'root: class DicomWriteError(CardioVLMError); code = "dicom_write.invalid"',
-    "tools.embeddings.EmbeddingModelMissing":
-        'root: class EmbeddingModelMissing(CardioVLMError); code = "embeddings.model_missing"',
-    "tools.orthanc_local.OrthancUnavailable":
-        'root: class OrthancUnavailable(CardioVLMError, RuntimeError); code = "orthanc.unavailable"',
-    "training.curriculum.llm.ReportModelError":
-        'root: class ReportModelError(CardioVLMError); code = "curriculum.report_model_failed"',
-    "vlm.checkpoint_format.CheckpointError":
-        'root: class CheckpointError(CardioVLMError); code = "vlm.checkpoint_invalid"',
-    "vlm.config.ConfigError": 'root: class ConfigError(CardioVLMError); code = "vlm.config_invalid"',
-    "vlm.text_encoder.TextEncoderUnavailable":
-        'root: class TextEncoderUnavailable(CardioVLMError); code = "vlm.text_encoder_missing"',
 }
 
 

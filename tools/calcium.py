@@ -39,8 +39,14 @@ from pydantic import BaseModel, Field, PrivateAttr
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from tools.anatomy import (ARTERIES, CORONARY_LABELS, SEGMENTS_BY_CODE, STRUCTURES_BY_LABEL, STRUCTURES_BY_NAME,
-                           resolve_structure_or_segment)
+from tools.anatomy import (
+    ARTERIES,
+    CORONARY_LABELS,
+    SEGMENTS_BY_CODE,
+    STRUCTURES_BY_LABEL,
+    STRUCTURES_BY_NAME,
+    resolve_structure_or_segment,
+)
 from tools.cadrads import cac_drs, plaque_burden_from_cac
 from tools.calcium_anatomy import REASONS, AnatomyConfig, find_noncoronary
 from tools.calcium_labels import assign_territories, coronary_mask, labels_on_grid
@@ -63,17 +69,25 @@ NO_TREE_NOTE = ("per-artery assignment needs a coronary tree (segment labels of 
 class CalciumError(StudyError):
     """Calcium cannot be scored on this input; the message says why and what to do."""
 
+    code = "calcium.unscorable"
+
 
 class NotHounsfieldError(CalciumError):
     """The study is not a CT in Hounsfield units (e.g. MR)."""
+
+    code = "calcium.not_hounsfield"
 
 
 class NoCoronaryLabelsError(CalciumError):
     """No coronary segment labels, where the method needs them (calcium volume on a contrast CCTA)."""
 
+    code = "calcium.no_coronary_labels"
+
 
 class EmptySeriesError(CalciumError):
     """The series holds no voxels."""
+
+    code = "calcium.empty_series"
 
 
 class CalciumLesion(BaseModel):

@@ -38,6 +38,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from tools.anatomy import FINDING_KINDS, SEGMENTS_BY_CODE
+from tools.errors import CardioVLMError
 from tools.nifti_io import read_nifti
 
 CASE_FORMAT_VERSION = "1.0"
@@ -189,8 +190,10 @@ class Case(BaseModel):
         return {int(k): v for k, v in json.loads(self.path(LABEL_TABLE_FILE).read_text()).items()}
 
 
-class CaseFormatError(ValueError):
+class CaseFormatError(CardioVLMError):
     """A case folder is missing a required file or holds invalid JSON."""
+
+    code = "case.invalid"
 
 
 def is_case_dir(path: str | Path) -> bool:

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from tools.anatomy import ARTERIES, SEGMENTS_BY_CODE, find_anatomy
+from tools.errors import CardioVLMError
 from tools.study import Study
 
 if TYPE_CHECKING:
@@ -51,8 +52,10 @@ UCUM = {"mm": ("mm", "millimeter"), "mm^2": ("mm2", "square millimeter"), "mm^3"
         "ratio": ("{ratio}", "ratio"), "years": ("a", "year"), "mmHg": ("mm[Hg]", "millimeter of mercury")}
 
 
-class DicomExportError(ValueError):
+class DicomExportError(CardioVLMError):
     """Masks or findings cannot be written as DICOM (empty, wrong grid, nothing to export)."""
+
+    code = "dicom_export.invalid"
 
 
 # --- anatomy codes ---

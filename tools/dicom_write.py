@@ -18,9 +18,13 @@ import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
+from tools.errors import CardioVLMError
 
-class DicomWriteError(ValueError):
+
+class DicomWriteError(CardioVLMError):
     """The volume or its geometry cannot be written as an axial CT series."""
+
+    code = "dicom_write.invalid"
 
 
 def _uid(seed: str | None, *parts: str) -> str:

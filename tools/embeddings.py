@@ -20,6 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tools.errors import CardioVLMError
 from tools.settings import OFFLINE_HUB, set_library_environment
 
 if TYPE_CHECKING:
@@ -30,8 +31,10 @@ MODEL_NAME = "all-MiniLM-L6-v2"  # the upstream sentence-transformers model it p
 EMBEDDING_DIM = 384
 
 
-class EmbeddingModelMissing(ValueError):
+class EmbeddingModelMissing(CardioVLMError):
     """The bundled embedding model is not installed (or its folder is empty)."""
+
+    code = "embeddings.model_missing"
 
 
 def model_dir() -> Path:

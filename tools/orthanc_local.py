@@ -20,12 +20,16 @@ import subprocess
 import time
 from pathlib import Path
 
+from tools.errors import CardioVLMError
+
 ORTHANC_BINARY = "Orthanc"
 DICOMWEB_PACKAGE = "orthanc-dicomweb"
 
 
-class OrthancUnavailable(RuntimeError):
+class OrthancUnavailable(CardioVLMError, RuntimeError):
     """Orthanc or its DICOMweb plugin is not installed, or the server did not start."""
+
+    code = "orthanc.unavailable"
 
 
 def free_port() -> int:

@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING
 
 import requests
 
+from tools.errors import CardioVLMError
+
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
 
@@ -46,36 +48,52 @@ UID_PATTERN = re.compile(r"[0-9]+(\.[0-9]+)*")
 ProgressCallback = Callable[[int, int | None], None]  # (instances received, instances expected or None)
 
 
-class PacsError(ValueError):
+class PacsError(CardioVLMError):
     """Base class of every PACS failure; ``str(err)`` says what went wrong and what to check."""
+
+    code = "pacs.failed"
 
 
 class PacsNotConfiguredError(PacsError):
     """No PACS URL is set."""
 
+    code = "pacs.not_configured"
+
 
 class PacsAuthError(PacsError):
     """The PACS refused the credentials (HTTP 401 or 403)."""
+
+    code = "pacs.auth_refused"
 
 
 class PacsUnreachableError(PacsError):
     """The PACS could not be reached (refused, unknown host, timeout, connection dropped)."""
 
+    code = "pacs.unreachable"
+
 
 class PacsTlsError(PacsError):
     """The TLS handshake failed, usually an untrusted or expired server certificate."""
+
+    code = "pacs.tls_failed"
 
 
 class PacsNotFoundError(PacsError):
     """The study or series does not exist on the PACS, or holds no instances."""
 
+    code = "pacs.not_found"
+
 
 class PacsTooLargeError(PacsError):
     """The series is larger than ``settings.pacs_max_study_mb``."""
 
+    code = "pacs.too_large"
+
 
 class PacsTransferError(PacsError):
     """The PACS answered, but not as DICOMweb expects (other HTTP errors, broken multipart)."""
+
+    code = "pacs.transfer_failed"
 
 
 class PacsSession(requests.Session):

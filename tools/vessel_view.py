@@ -39,9 +39,10 @@ from scipy import ndimage
 from tools.anatomy import SEGMENT_PARENT
 from tools.cadrads import shown_percent
 from tools.centerline import resample_polyline
+from tools.errors import CardioVLMError
 
 
-class VesselViewError(ValueError):
+class VesselViewError(CardioVLMError):
     """The vessel view cannot be drawn as asked (bad input, a path outside the image, a stale answer)."""
 
     code = "vessel_view.unavailable"

@@ -46,8 +46,17 @@ from pathlib import Path
 
 import numpy as np
 
-from vlm.validation import (ARTERY_IDS, CHAMBER_ROWS, CONTROL_SPLITS, DICE_ROWS, QUESTION_KINDS, finding_ids_in_text,
-                            question_kind, structure_group)
+from tools.errors import CardioVLMError
+from vlm.validation import (
+    ARTERY_IDS,
+    CHAMBER_ROWS,
+    CONTROL_SPLITS,
+    DICE_ROWS,
+    QUESTION_KINDS,
+    finding_ids_in_text,
+    question_kind,
+    structure_group,
+)
 
 # Issue 5 targets on held-out seeds: (row, minimum).
 TARGETS: dict[str, float] = {"chambers": 0.90, "aorta": 0.90, "LM": 0.80, "LAD": 0.80, "LCx": 0.80, "RCA": 0.80,
@@ -61,8 +70,10 @@ ECE_BINS = 10
 USABLE_DICE = 0.5  # a mask counts as usable at this Dice (the assistant's default bar to draw one)
 
 
-class EvaluationError(ValueError):
+class EvaluationError(CardioVLMError):
     """Evaluation cannot run: no cases, no curriculum records, or an unreadable folder."""
+
+    code = "evaluation.cannot_run"
 
 
 def dice(pred: np.ndarray, truth: np.ndarray) -> float:

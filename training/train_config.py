@@ -7,11 +7,14 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from tools.errors import CardioVLMError
 from vlm.config import CardioVLMConfig, ConfigError
 
 
-class TrainError(ValueError):
+class TrainError(CardioVLMError):
     """A training run that cannot start or resume; the message says which file or field is wrong."""
+
+    code = "train.cannot_start"
 
 
 @dataclass

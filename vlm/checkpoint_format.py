@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from tools.errors import CardioVLMError
 from vlm.config import CardioVLMConfig, ConfigError
 
 CONFIG_FILE = "config.json"
@@ -17,8 +18,10 @@ CHECKPOINT_FORMAT = "cardiovlm-checkpoint"
 CHECKPOINT_FORMAT_VERSION = 1
 
 
-class CheckpointError(ValueError):
+class CheckpointError(CardioVLMError):
     """A checkpoint folder that cannot be loaded; the message names the path and what is wrong."""
+
+    code = "vlm.checkpoint_invalid"
 
 
 def save_checkpoint(model, checkpoint_dir: str | Path) -> Path:

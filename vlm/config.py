@@ -6,12 +6,16 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from tools.errors import CardioVLMError
+
 # Answer classes of the yes/no head; index order is part of the checkpoint format.
 ANSWER_CLASSES: tuple[str, ...] = ("yes", "no", "not present")
 
 
-class ConfigError(ValueError):
+class ConfigError(CardioVLMError):
     """A model configuration that cannot build a network; the message names the field."""
+
+    code = "vlm.config_invalid"
 
 
 @dataclass

@@ -10,14 +10,17 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from tools.errors import CardioVLMError
 from tools.settings import OFFLINE_HUB, set_library_environment
 
 MINILM_WIDTH = 384  # hidden size of all-MiniLM-L6-v2
 TEXT_CACHE_ENTRIES = 8192  # frozen-MiniLM states kept per distinct text (a curriculum has a few thousand)
 
 
-class TextEncoderUnavailable(ValueError):
+class TextEncoderUnavailable(CardioVLMError):
     """The offline MiniLM model cannot be found; the message says how to get it or avoid it."""
+
+    code = "vlm.text_encoder_missing"
 
 
 def minilm_path() -> Path:

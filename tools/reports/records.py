@@ -6,9 +6,13 @@ from datetime import date
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from tools.errors import CardioVLMError
 
-class ReportStoreError(ValueError):
+
+class ReportStoreError(CardioVLMError):
     """A report could not be read, stored or searched; the message says why."""
+
+    code = "reports.invalid"
 
 
 class ReportRecord(BaseModel):

@@ -19,11 +19,14 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from tools.errors import CardioVLMError
 from training.curriculum.schema import CURRICULUM_VERSION, InstructionRecord
 
 
-class CurriculumFileError(ValueError):
+class CurriculumFileError(CardioVLMError):
     """A curriculum file that cannot be read; the message names the file (and line) and what is wrong."""
+
+    code = "curriculum.file_invalid"
 
 
 class CurriculumHeader(BaseModel):

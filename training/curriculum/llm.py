@@ -25,12 +25,15 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
 from pydantic import BaseModel
 
+from tools.errors import CardioVLMError
 from tools.reports.parser import parse_report
 from training.curriculum.templates import ANSWER_MODELS, answer_from_findings, get_template, render_messages
 
 
-class ReportModelError(ValueError):
+class ReportModelError(CardioVLMError):
     """A language model gave no valid answer to a template, even after the retry."""
+
+    code = "curriculum.report_model_failed"
 
 
 _FIELD = re.compile(r"^(Template|Parameters): (.*)$", re.M)

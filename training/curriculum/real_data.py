@@ -37,6 +37,7 @@ from tools.case_format import (
     GridInfo,
     write_json,
 )
+from tools.errors import CardioVLMError
 
 # TotalSegmentator is run, and its weights looked for, by tools.totalseg alone; these names stay for
 # the curriculum's callers.
@@ -50,8 +51,10 @@ from tools.totalseg import weights_dir as totalseg_weights_dir  # noqa: F401
 from training.curriculum.jsonl import json_lines
 
 
-class ManifestError(ValueError):
+class ManifestError(CardioVLMError):
     """A manifest that cannot be read; the message names the file (and line) and what is wrong."""
+
+    code = "curriculum.manifest_invalid"
 
 
 class ManifestEntry(BaseModel):

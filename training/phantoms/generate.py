@@ -17,6 +17,7 @@ import numpy as np
 from tools import case_format as cf
 from tools.anatomy import CORONARY_SEGMENTS, label_table
 from tools.cadrads import cad_rads
+from tools.errors import CardioVLMError
 from tools.nifti_io import write_nifti
 from training.phantoms.geometry import Anatomy, sample_anatomy
 from training.phantoms.lesions import Calcification, FindingRequest, apply_findings, sample_requests
@@ -46,8 +47,10 @@ SIZES: dict[str, SizePreset] = {
 }
 
 
-class PhantomError(ValueError):
+class PhantomError(CardioVLMError):
     """The phantom cannot be written as asked."""
+
+    code = "phantom.invalid"
 
 
 def _contrast(rng: np.random.Generator) -> Contrast:

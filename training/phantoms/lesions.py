@@ -14,13 +14,16 @@ import numpy as np
 
 from tools.anatomy import FINDING_KINDS, SEGMENTS_BY_CODE
 from tools.case_format import Finding
+from tools.errors import CardioVLMError
 from training.phantoms.geometry import CENTERLINE_STEP_MM, Anatomy
 
 END_MARGIN_MM = 3.0  # lesions stay this far from segment ends, where neighbouring tubes overlap
 
 
-class PhantomFindingError(ValueError):
+class PhantomFindingError(CardioVLMError):
     """A requested finding cannot be placed on this anatomy."""
+
+    code = "phantom.finding_unplaceable"
 
 
 @dataclass(frozen=True)
