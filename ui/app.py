@@ -48,6 +48,20 @@ EXAMPLES = [
 ]
 DISCLAIMER = ("**Research software, not for clinical use.** The model is trained on synthetic phantoms only; "
               "nothing shown here is clinically validated.")
+# The chat scrolls to its end; an answer taller than the chat would then show its method and hide its
+# verdict. After each answer the chat is scrolled back to the answer's first line.
+SHOW_ANSWER_START = """() => {
+  const show = () => {
+    const rows = document.querySelectorAll('#chat .message-row');
+    const row = rows[rows.length - 1];
+    let box = row ? row.parentElement : null;
+    while (box && !(box.scrollHeight > box.clientHeight + 1 && /auto|scroll/.test(getComputedStyle(box).overflowY)))
+      box = box.parentElement;
+    if (!box || row.getBoundingClientRect().height <= box.clientHeight) return;
+    box.scrollTop += row.getBoundingClientRect().top - box.getBoundingClientRect().top - 8;
+  };
+  setTimeout(show, 400);  // after the chat's own scroll to its end, which follows the last render
+}"""
 SESSION_TTL_S = get_settings().ui_session_ttl_s  # idle time after which a session and its files are deleted
 
 
@@ -255,6 +269,7 @@ def build_app(max_upload_mb: int = 2048) -> gr.Blocks:
                        [vessel_image, vessel_caption, image_tabs, downloads, status], api_name=False)
         for event in answered:  # an answer that retrieved reports brings them to the front
             event.then(answer_tab, state, answer_tabs, api_name=False)
+            event.then(None, js=SHOW_ANSWER_START)
         for event in loads:  # a new study: its series, its clinical values, no vessel of the previous one
             event.then(show_series, state, series.outputs, api_name=False).then(
                 unfold_for_several, series.table, series.box, api_name=False)

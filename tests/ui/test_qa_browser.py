@@ -71,3 +71,17 @@ def test_a_file_that_is_not_a_ct_study_is_named_as_such(page, tmp_path, name):
     assert "the study loaded before stays loaded" in summary, summary
     assert "/tmp" not in page.locator("body").inner_text()
     page.get_by_role("button", name="Upload a study").click()  # folded again for the next upload
+
+
+def test_a_long_answer_opens_at_its_first_line(page):
+    # The chat scrolls to its end; an answer taller than the chat must still show its verdict, not its method.
+    page.locator("#question textarea").fill("Is there any coronary artery disease, and what is the calcium score?")
+    page.locator("#ask").click()
+    page.locator("#status").get_by_text("answered in").wait_for(timeout=180_000)
+    page.wait_for_timeout(2000)  # the answer's panels, then the scroll
+    row = page.locator("#chat .message-row").last
+    assert "not for clinical use" in row.inner_text()  # the answer itself, not a tool step
+    answer, chat = row.bounding_box(), page.locator("#chat").bounding_box()
+    if answer["height"] <= chat["height"]:
+        pytest.skip("the answer fits the chat: nothing to scroll")
+    assert chat["y"] <= answer["y"] <= chat["y"] + chat["height"] / 2, (answer, chat)
