@@ -10,18 +10,18 @@ registry (:func:`tools.anatomy.find_anatomy`), never from a list of our own.
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Literal
 
-from tools.anatomy import (ARTERIES, LANDMARKS, SEGMENTS_BY_CODE, STRUCTURES_BY_NAME, SYNONYM_INDEX,
-                           find_anatomy)
+from tools.anatomy import ARTERIES, LANDMARKS, SEGMENTS_BY_CODE, STRUCTURES_BY_NAME, SYNONYM_INDEX, find_anatomy
+from tools.errors import CardioVLMError
 
 Sex = Literal["male", "female"]
 Device = Literal["DES", "BMS", "scaffold"]
 
 
-class QuestionValueError(ValueError):
+class QuestionValueError(CardioVLMError):
     """A number in the question cannot be a measurement (negative length, troponin without meaning)."""
 
     code = "question_value"

@@ -33,23 +33,9 @@ CODE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")  # snake_case words,
 # Qualified class name -> the change its owner still has to make. Only shrinks (see the module docstring).
 # "root" = derive from tools.errors.CardioVLMError (``from tools.errors import CardioVLMError``).
 PENDING: dict[str, str] = {
-    # H5 (assistant/slots.py)
-    "assistant.slots.QuestionValueError": "root: class QuestionValueError(CardioVLMError) (keeps question_value)",
-    # H7 (tools/centerline.py, stenosis.py, stent.py, lumen_profile.py, context.py)
-    "tools.centerline.CenterlineError": 'root: class CenterlineError(CardioVLMError); code = "centerline.unavailable"',
-    "tools.stenosis.StenosisError": "root: class StenosisError(CardioVLMError) (keeps stenosis.unmeasurable)",
-    "tools.stenosis.NoLumenError": "inherits the fix of StenosisError; its code stenosis.no_lumen is shared with "
-                                   "tools.lumen_profile.NoLumenFound",
-    "tools.lumen_profile.NoLumenFound": 'root: class NoLumenFound(CardioVLMError); code = "lumen.not_found" '
-                                        "(stenosis.no_lumen is NoLumenError's)",
-    "tools.stent.StentError": 'root: class StentError(CardioVLMError); code = "stent.question_invalid"',
-    "tools.context.NoStudyLoaded": 'own code: code = "study.not_loaded" (inherits study.error)',
-    # H2 (tools/calcium.py, case_format.py, vessel_view.py)
-    # H2b (tools/pacs.py, tools/reports/records.py, training/*)
-    # H8 (training/phantoms/*)
-    # H1 (ui/server.py)
+    # ui/server.py
     "ui.server.InsecureBindError": 'root: class InsecureBindError(CardioVLMError); code = "server.insecure_bind"',
-    # H9 (ui/session_state.py): stays a PermissionError as well
+    # ui/session_state.py: stays a PermissionError as well
     "ui.session_state.SessionOwnerError":
         'root: class SessionOwnerError(CardioVLMError, PermissionError); code = "session.not_owner"',
     # the lead (files no helper owns this session; the vlm/ ones were named H1's in the brief)

@@ -18,14 +18,17 @@ from scipy.sparse.csgraph import dijkstra
 
 from tools import case_format as cf
 from tools.anatomy import SEGMENT_PARENT, SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
+from tools.errors import CardioVLMError
 
 DEFAULT_STEP_MM = 0.5
 PHANTOM_SOURCE = "phantom centerline"
 SKELETON_SOURCE = "skeleton of the lumen mask (kimimaro TEASAR)"
 
 
-class CenterlineError(ValueError):
+class CenterlineError(CardioVLMError):
     """No centerline can be built for the requested vessel (absent from the masks, too short)."""
+
+    code = "centerline.unavailable"
 
 
 @dataclass(frozen=True)

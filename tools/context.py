@@ -41,6 +41,8 @@ class ReferenceTruth:
 class NoStudyLoaded(StudyError):
     """A tool was called before any study was loaded in the session."""
 
+    code = "study.not_loaded"
+
 
 @dataclass
 class StudyContext:

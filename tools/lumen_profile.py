@@ -50,6 +50,8 @@ import numpy as np
 from pydantic import BaseModel, Field
 from scipy import ndimage
 
+from tools.errors import CardioVLMError
+
 AREA_METHOD = ("CT resampled on cross-sections perpendicular to the centerline (48 rays, 0.1 mm steps); lumen "
                "boundary along each ray at half maximum between the local lumen peak and the surrounding wall "
                "(plaque plateau or fat), corrected for the measured blur; lumens too narrow to reach full "
@@ -62,10 +64,10 @@ WALL_METHOD = ("wall samples beyond the lumen's blurred edge up to the first fat
 LAP_RANGE_HU = (-30.0, 30.0)  # low-attenuation plaque, below the 30 HU of fibrous tissue, above fat
 
 
-class NoLumenFound(ValueError):
+class NoLumenFound(CardioVLMError):
     """The CT along the path holds no contrast-filled lumen (uniform image, non-contrast series, wrong path)."""
 
-    code = "stenosis.no_lumen"
+    code = "lumen.not_found"
 
 
 class CrossSectionConfig(BaseModel):

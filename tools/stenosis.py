@@ -38,12 +38,26 @@ from pydantic import BaseModel, ConfigDict, Field
 from scipy import ndimage
 
 from tools import case_format as cf
-from tools.anatomy import (ARTERIES, CORONARY_LABELS, MAIN_VESSEL_PATHS, SEGMENT_PARENT, SEGMENTS_BY_CODE,
-                           STRUCTURES_BY_NAME, resolve_structure_or_segment)
+from tools.anatomy import (
+    ARTERIES,
+    CORONARY_LABELS,
+    MAIN_VESSEL_PATHS,
+    SEGMENT_PARENT,
+    SEGMENTS_BY_CODE,
+    STRUCTURES_BY_NAME,
+    resolve_structure_or_segment,
+)
 from tools.cadrads import MILD_PERCENT, CadRads, cad_rads, shown_percent, stenosis_category, worst_lesion
 from tools.centerline import LabelBoxes, VesselPath, label_boxes, resample_polyline, vessel_path
-from tools.lumen_profile import (AREA_METHOD, WALL_METHOD, CrossSectionConfig, CrossSections, NoLumenFound,
-                                 read_cross_sections)
+from tools.errors import CardioVLMError
+from tools.lumen_profile import (
+    AREA_METHOD,
+    WALL_METHOD,
+    CrossSectionConfig,
+    CrossSections,
+    NoLumenFound,
+    read_cross_sections,
+)
 
 REFERENCE_METHOD = "linear taper fitted to the healthy (calcium-free, non-narrowed) diameters of the whole path"
 MEASURED_FROM = "CT intensities (the label map and centerline only locate the vessel)"
@@ -55,7 +69,7 @@ IN_STENT_NOT_GRADED = ("the stent's metal blooms into its lumen at CT angiograph
                        "lumen inside a stent is not graded")
 
 
-class StenosisError(ValueError):
+class StenosisError(CardioVLMError):
     """The vessel cannot be measured (wrong modality, no coronary tree, unknown vessel, no lumen in the CT)."""
 
     code = "stenosis.unmeasurable"

@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 from tools.anatomy import SEGMENT_PARENT, SEGMENTS_BY_CODE
 from tools.cadrads import OBSTRUCTIVE_PERCENT, shown_percent
 from tools.centerline import label_boxes
+from tools.errors import CardioVLMError
 from tools.settings import Settings, get_settings
 from tools.stenosis import Lesion, VesselMeasurement, measure_lesion
 
@@ -29,8 +30,10 @@ TOLERANCE_MM = 1e-6  # a margin exactly equal to the landing zone counts as enou
 DIAMETER_STEP_MM = 0.25
 
 
-class StentError(ValueError):
+class StentError(CardioVLMError):
     """A stent question that cannot be answered as asked (e.g. a non-positive length)."""
+
+    code = "stent.question_invalid"
 
 
 class LesionSite(BaseModel):
