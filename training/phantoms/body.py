@@ -11,14 +11,10 @@ below that contour, so they follow it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from tools.anatomy import STRUCTURES_BY_NAME
-
-if TYPE_CHECKING:  # geometry types only; thorax imports this module to sample the body
-    from training.phantoms.thorax import ChestWall, Ribs
 
 LABEL = {name: s.label_id for name, s in STRUCTURES_BY_NAME.items()}
 # the humerus has no registry label yet: it takes the soft-tissue label, its HU comes from its own masks
@@ -26,6 +22,38 @@ HUMERUS_LABEL = LABEL.get("humerus", LABEL["soft_tissue"])
 RIB_CORTEX_MM = 1.2  # rib cortical shell; marrow inside takes the cancellous HU
 ARMS_DOWN_SHARE = 0.3  # most cardiac and chest CTs are taken with the arms raised out of the field
 TABLE_SHARE = 0.6  # a cardiac reconstruction often crops the table; the whole-chest field often shows it
+
+
+@dataclass
+class ChestWall:
+    """Body-wall layers as functions of the in-plane angle ``theta`` around the body centre
+    (``atan2(y, x)``: 0 the patient's left, pi/2 posterior)."""
+
+    fat_mm: float  # mean subcutaneous fat
+    fat_harmonics: tuple[float, float, float, float]  # a1, phase1, a2, phase2 (relative amplitudes)
+    muscle_mm: float  # anterior/lateral muscle (pectoral, serratus, intercostal)
+    paraspinal_mm: float  # extra muscle either side of the spine, posteriorly
+    rib_layer_mm: float  # ribs and intercostal muscle inside the muscle
+
+    def fat(self, theta):
+        a1, p1, a2, p2 = self.fat_harmonics
+        return self.fat_mm * np.clip(1 + a1 * np.cos(theta - p1) + a2 * np.cos(2 * theta - p2), 0.25, None)
+
+    def muscle(self, theta):
+        posterior = np.exp(-((np.angle(np.exp(1j * (theta - np.pi / 2)))) / 0.55) ** 2)
+        return self.muscle_mm + self.paraspinal_mm * posterior
+
+
+@dataclass
+class Ribs:
+    """Twelve pairs of ribs: rib n's upper edge at the spine sits at ``z_spine[n]``; ribs descend by
+    ``drop_mm`` from the spine to the sternum; the anterior ``cartilage_deg`` are costal cartilage."""
+
+    z_spine: np.ndarray
+    height_mm: float
+    thickness_mm: float
+    drop_mm: float
+    cartilage_deg: float
 
 
 @dataclass

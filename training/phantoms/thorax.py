@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from training.phantoms.body import Body, cavity_depth, sample_body, wall_depths
+from training.phantoms.body import Body, ChestWall, Ribs, cavity_depth, sample_body, wall_depths
 from training.phantoms.geometry import APEX_WALL_FRACTION, Anatomy, Tube, _spline, _unit
 from training.phantoms.segments import Segments
 from training.phantoms.vertebrae import Spine, sample_spine
@@ -26,38 +26,6 @@ MIN_TREE_RADIUS_MM = 0.45  # stop branching below this calibre (under half a sma
 MAX_TREE_DEPTH = 11  # generations below a lobar stem: enough to reach the pleura
 PLEURA_GAP_MM = 3.0  # vessels we draw end this far inside the pleura
 LUNG_LOOKUP_MM = 3.0  # grid on which the tree generator looks up whether a point is in the lung
-
-
-@dataclass
-class ChestWall:
-    """Body-wall layers as functions of the in-plane angle ``theta`` around the body centre
-    (``atan2(y, x)``: 0 the patient's left, pi/2 posterior)."""
-
-    fat_mm: float  # mean subcutaneous fat
-    fat_harmonics: tuple[float, float, float, float]  # a1, phase1, a2, phase2 (relative amplitudes)
-    muscle_mm: float  # anterior/lateral muscle (pectoral, serratus, intercostal)
-    paraspinal_mm: float  # extra muscle either side of the spine, posteriorly
-    rib_layer_mm: float  # ribs and intercostal muscle inside the muscle
-
-    def fat(self, theta):
-        a1, p1, a2, p2 = self.fat_harmonics
-        return self.fat_mm * np.clip(1 + a1 * np.cos(theta - p1) + a2 * np.cos(2 * theta - p2), 0.25, None)
-
-    def muscle(self, theta):
-        posterior = np.exp(-((np.angle(np.exp(1j * (theta - np.pi / 2)))) / 0.55) ** 2)
-        return self.muscle_mm + self.paraspinal_mm * posterior
-
-
-@dataclass
-class Ribs:
-    """Twelve pairs of ribs: rib n's upper edge at the spine sits at ``z_spine[n]``; ribs descend by
-    ``drop_mm`` from the spine to the sternum; the anterior ``cartilage_deg`` are costal cartilage."""
-
-    z_spine: np.ndarray
-    height_mm: float
-    thickness_mm: float
-    drop_mm: float
-    cartilage_deg: float
 
 
 @dataclass
