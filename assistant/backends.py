@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from langchain_core.language_models import BaseChatModel
 
-from tools.settings import Settings, get_settings
+from tools.core.settings import Settings, get_settings
 
 
 def parse_llm_spec(spec: str) -> tuple[str, str | None, str | None]:

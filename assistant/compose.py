@@ -1,6 +1,6 @@
 """The embedded planner's final answer: clinical text written from this turn's tool results only.
 
-Every number in the text is rendered from an :class:`~assistant.answer.AnswerFinding` produced by
+Every number in the text is rendered from an :class:`~tools.core.answer.AnswerFinding` produced by
 :mod:`assistant.findings` (same value, same rounding, same unit), or quoted from a tool's own
 message, so the text never holds a number that no tool returned. Refusals and uncertainty are
 stated: a tool's failure message is passed on, a missing input is named, and a MACE question is
@@ -18,9 +18,9 @@ from assistant.outcomes import ToolOutcome, failed, succeeded
 from assistant.question import ParsedQuestion
 from assistant.slots import LESION_LANDMARKS, landmark_display
 from assistant.verdicts import in_stent_graded, verdict_for
-from tools.anatomy import ARTERIES, SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
-from tools.cadrads import cad_rads, shown_percent, worst_lesion
-from tools.calcium import CalciumScore
+from tools.core.anatomy import ARTERIES, SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
+from tools.quant.cadrads import cad_rads, shown_percent, worst_lesion
+from tools.quant.calcium import CalciumScore
 
 CAPABILITIES = (
     "I can answer questions about the loaded coronary CT study, for example: "
@@ -192,7 +192,7 @@ def _lesion_line(outcome: ToolOutcome) -> str:
 
 
 def _worst_outcome(measured: list[ToolOutcome]) -> ToolOutcome | None:
-    """The measurement holding the most severe lesion (:func:`tools.cadrads.worst_lesion`)."""
+    """The measurement holding the most severe lesion (:func:`tools.quant.cadrads.worst_lesion`)."""
     lesion = worst_lesion(o.value.lesion for o in measured if o.value.lesion)
     return None if lesion is None else next(o for o in measured if o.value.lesion is lesion)
 
@@ -236,7 +236,7 @@ def _stenosis(q: ParsedQuestion, done: list[ToolOutcome], verdict: str | None) -
 
 def _patient_cad_rads(measured: list[ToolOutcome]) -> str:
     """The patient-level CAD-RADS 2.0 category over the measured arteries' worst lesions, by the
-    guideline's rules in :func:`tools.cadrads.cad_rads` (left main and three-vessel 4B included)."""
+    guideline's rules in :func:`tools.quant.cadrads.cad_rads` (left main and three-vessel 4B included)."""
     per_segment: dict[str, float] = {}
     for les in (o.value.lesion for o in measured if o.value.lesion):
         per_segment[les.segment] = max(per_segment.get(les.segment, 0.0), les.stenosis_percent)

@@ -11,10 +11,10 @@ from __future__ import annotations
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
 from assistant import findings as extract
-from assistant.answer import AnswerFinding, Citation, GroundedAnswer, MaskFile, PlannedPart, ToolCallRecord
 from assistant.outcomes import ToolOutcome, outcomes
 from assistant.question import ParsedQuestion, parse_question
 from assistant.verdicts import verdict_for
+from tools.core.answer import AnswerFinding, Citation, GroundedAnswer, MaskFile, PlannedPart, ToolCallRecord
 
 __all__ = ["ToolOutcome", "assemble_answer", "current_turn", "outcomes"]
 
@@ -75,10 +75,10 @@ def assemble_answer(messages: list[BaseMessage], new_messages: list[BaseMessage]
 
 
 def _dicom_seg_files(masks: list[MaskFile], context) -> list[MaskFile]:
-    """A DICOM SEG beside each NIfTI mask of the answer (see :mod:`tools.dicom_export`)."""
+    """A DICOM SEG beside each NIfTI mask of the answer (see :mod:`tools.dicom.dicom_export`)."""
     from pathlib import Path
 
-    from tools.dicom_export import save_mask_dicom_seg
+    from tools.dicom.dicom_export import save_mask_dicom_seg
 
     out = []
     for m in masks:

@@ -13,16 +13,16 @@ from typing import Any
 
 import numpy as np
 
-from assistant.answer import AnswerFinding, Citation, MaskFile
-from assistant.vlm_tools import VLMAskResult, VLMLocateResult, VLMSegmentResult
-from tools.anatomy import mask_color
-from tools.cadrads import shown_percent
-from tools.calcium import CalciumScore
-from tools.risk import RiskContext
-from tools.segmentation import SegmentationResult
-from tools.stenosis import Lesion, LesionMeasurement
-from tools.stent import StentPlan
-from tools.study_info import StudyInfo
+from assistant.tools.segment_anatomy import SegmentationResult
+from assistant.tools.study_info import StudyInfo
+from assistant.tools.vlm import VLMAskResult, VLMLocateResult, VLMSegmentResult
+from tools.core.anatomy import mask_color
+from tools.core.answer import AnswerFinding, Citation, MaskFile
+from tools.quant.cadrads import shown_percent
+from tools.quant.calcium import CalciumScore
+from tools.quant.risk import RiskContext
+from tools.quant.stenosis import Lesion, LesionMeasurement
+from tools.quant.stent import StentPlan
 
 # Decimals shown per unit: stenosis in whole percent as reports give it, lengths to 0.1 mm.
 DIGITS_BY_UNIT = {"%": 0, "AU": 1, "mm^3": 1, "mg": 1, "mm": 1, "ng/L": 1, "ratio": 2, "": 2}
@@ -271,7 +271,7 @@ def overlay_for(masks: list[MaskFile], context, points=()) -> str | None:
     nifti = [m for m in masks if m.format == "nifti"]
     if not (nifti or points) or context is None:
         return None
-    from tools.render import best_slice, render, save_png
+    from tools.views.render import best_slice, render, save_png
 
     drawn = []
     for m in nifti:

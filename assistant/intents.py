@@ -2,7 +2,7 @@
 
 The phrasing bank (``phrasing_bank.yaml`` beside this module) lists varied ways to ask for each
 intent. Bank and question are masked the same way (:func:`assistant.slots.mask_for_embedding`)
-and embedded with the bundled ``all-MiniLM-L6-v2`` (:mod:`tools.embeddings`, never downloaded).
+and embedded with the bundled ``all-MiniLM-L6-v2`` (:mod:`tools.core.embeddings`, never downloaded).
 A phrasing's similarity to the question mixes the embeddings' cosine with a word TF-IDF cosine
 (weight ``1 - embedding_weight``), so a rare domain word the small sentence model blurs ("reports",
 "FFR", "MRN") still counts. An intent's score is the mean similarity of its ``top_k`` nearest
@@ -111,7 +111,7 @@ class IntentMatcher:
         self.bank = bank or load_bank()
         self.config = config or MatcherConfig()
         if model is None:
-            from tools.embeddings import load_model
+            from tools.core.embeddings import load_model
 
             model = load_model()
         self.model = model
@@ -124,7 +124,7 @@ class IntentMatcher:
 
     def _cache_file(self) -> Path:
         root = self.config.cache_dir or Path(os.environ.get("CARDIOVLM_CACHE", Path.home() / ".cache" / "cardiovlm"))
-        from tools.embeddings import MODEL_NAME
+        from tools.core.embeddings import MODEL_NAME
 
         # The key covers the masking too: a change to it changes what the bank's phrasings embed as.
         masked = "\n".join(mask_for_embedding(p.text) for p in self.bank.phrasings)

@@ -25,13 +25,13 @@ from assistant.outcomes import succeeded
 from assistant.question import ParsedQuestion
 from assistant.slots import LESION_LANDMARKS, landmark_display
 from assistant.tool_errors import read_tool_error
-from tools.anatomy import ARTERIES, SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
-from tools.cadrads import worst_lesion as most_severe
-from tools.settings import get_settings
+from tools.core.anatomy import ARTERIES, SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
+from tools.core.settings import get_settings
+from tools.quant.cadrads import worst_lesion as most_severe
 
 if TYPE_CHECKING:
-    from tools.calcium import CalciumScore
-    from tools.stenosis import Lesion
+    from tools.quant.calcium import CalciumScore
+    from tools.quant.stenosis import Lesion
 
 log = logging.getLogger(__name__)
 
@@ -263,7 +263,7 @@ def _segment_target_text(q: ParsedQuestion) -> str:
 
 def worst_lesion(done: list[ToolOutcome]) -> Lesion | None:
     """The most severe lesion among this turn's measure_lesion results (None when there is none), by
-    the one rule the answer also names it by (:func:`tools.cadrads.worst_lesion`)."""
+    the one rule the answer also names it by (:func:`tools.quant.cadrads.worst_lesion`)."""
     return most_severe(o.value.lesion for o in succeeded(done, "measure_lesion") if o.value.lesion is not None)
 
 

@@ -2,7 +2,7 @@
 
 - Intent: the nearest phrasings of a bank, by MiniLM sentence embeddings (:mod:`assistant.intents`).
 - Slots: numbers with their units, devices, troponin, sex and landmarks by rule
-  (:mod:`assistant.slots`); anatomy from the registry (:mod:`tools.anatomy`).
+  (:mod:`assistant.slots`); anatomy from the registry (:mod:`tools.core.anatomy`).
 - Several requests in one question ("What is the calcium score and how severe is the LAD
   stenosis?") become several parts, each planned and answered, or named as not answered; a
   comparison of vessels is one part over every vessel named. Pieces split at conjunctions, commas,
@@ -28,8 +28,8 @@ from pydantic import BaseModel, Field
 
 from assistant.intents import Intent, IntentMatch, match_cached, match_texts
 from assistant.slots import MAX_STENT_DIAMETER_MM, QuestionValueError, anatomy_in, landmark_in, numbers_in, sex_in
-from tools.anatomy import SEGMENTS_BY_CODE
-from tools.cadrads import OBSTRUCTIVE_PERCENT, SEVERE_PERCENT
+from tools.core.anatomy import SEGMENTS_BY_CODE
+from tools.quant.cadrads import OBSTRUCTIVE_PERCENT, SEVERE_PERCENT
 
 # What the planner does for a part. The public intent is coarser: "calcium" is a score or a
 # presence check, "stent" a coverage check or a presence / patency check.
@@ -734,7 +734,7 @@ def _continuable(q: ParsedQuestion, context: list[ParsedQuestion]) -> ParsedQues
 
 def _same_position_segment(position: str, vessel: str) -> str | None:
     """'distal' + the LAD (or any LAD segment) -> 'dLAD'; None when that artery has no such segment."""
-    from tools.anatomy import MAIN_VESSEL_PATHS
+    from tools.core.anatomy import MAIN_VESSEL_PATHS
 
     artery = vessel if vessel in MAIN_VESSEL_PATHS else SEGMENTS_BY_CODE[vessel].artery
     path = MAIN_VESSEL_PATHS.get(artery, ())

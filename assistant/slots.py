@@ -4,7 +4,7 @@ Intent is read by meaning (:mod:`assistant.intents`); the values a tool needs ar
 rules, because a number and its unit must be exact: "2 cm", "20 millimetres" and "20mm" are all
 20 mm, "3.0 x 20" is a diameter and a length, "18-22 mm" is a range, and a negative length is
 refused with :class:`QuestionValueError` instead of being passed to a tool. Anatomy comes from the
-registry (:func:`tools.anatomy.find_anatomy`), never from a list of our own.
+registry (:func:`tools.core.anatomy.find_anatomy`), never from a list of our own.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Literal
 
-from tools.anatomy import ARTERIES, LANDMARKS, SEGMENTS_BY_CODE, STRUCTURES_BY_NAME, SYNONYM_INDEX, find_anatomy
-from tools.errors import CardioVLMError
+from tools.core.anatomy import ARTERIES, LANDMARKS, SEGMENTS_BY_CODE, STRUCTURES_BY_NAME, SYNONYM_INDEX, find_anatomy
+from tools.core.errors import CardioVLMError
 
 Sex = Literal["male", "female"]
 Device = Literal["DES", "BMS", "scaffold"]

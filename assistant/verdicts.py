@@ -14,15 +14,15 @@ from collections.abc import Callable
 
 from assistant.outcomes import ToolOutcome, succeeded
 from assistant.question import ParsedQuestion
-from tools.cadrads import MILD_PERCENT, OBSTRUCTIVE_PERCENT
-from tools.stenosis import Lesion
+from tools.quant.cadrads import MILD_PERCENT, OBSTRUCTIVE_PERCENT
+from tools.quant.stenosis import Lesion
 
 Verdict = str  # "yes" | "no" | "unknown"
 
 # Without a qualifier a stenosis is >= 25 % (CAD-RADS >= 2): plaque narrowing the lumen by 1-24 %
 # is "minimal" and reported as plaque, not as a stenosis. "Significant" (50 %, obstructive by CT)
 # and "severe" (70 %) are read by the question parser and kept by follow-ups. The bands live in
-# tools.cadrads.
+# tools.quant.cadrads.
 ANY_STENOSIS_PERCENT = MILD_PERCENT
 _CALCIUM_THRESHOLD = re.compile(r"\b(?:above|over|greater than|more than|exceed(?:s|ing)?|>)\s*(\d+(?:\.\d+)?)", re.I)
 _CALCIUM_ZERO = re.compile(r"\b(zero|0)\b", re.I)

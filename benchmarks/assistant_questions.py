@@ -42,15 +42,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from assistant.answer import GroundedAnswer
 from assistant.planner import ClinicalPlanner
 from assistant.session import Session
-from tools import case_format as cf
-from tools.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME, segments_of_artery
-from tools.cadrads import MILD_PERCENT, OBSTRUCTIVE_PERCENT, worst_lesion
-from tools.risk import mesa_chd_risk
-from tools.settings import get_settings
-from tools.troponin import find_assay
+from tools.core import case_format as cf
+from tools.core.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME, segments_of_artery
+from tools.core.answer import GroundedAnswer
+from tools.core.settings import get_settings
+from tools.quant.cadrads import MILD_PERCENT, OBSTRUCTIVE_PERCENT, worst_lesion
+from tools.quant.risk import mesa_chd_risk
+from tools.quant.troponin import find_assay
 
 LANDING_MM = 2.5
 STENOSIS_TOLERANCE = 15.0  # percentage points between measured and ground-truth stenosis
@@ -228,7 +228,7 @@ def questions_for(truth: Truth) -> list[Question]:
                  (lambda a: (a.verdict == "no" and "No stent is present in this study" in a.answer, a.answer[:60]))),
     ]
     stent_findings = [f for f in truth.findings if f.kind == "stent"]
-    # The in-stent lumen is not graded from the CT (metal blooming, tools.stenosis): with a stent, the
+    # The in-stent lumen is not graded from the CT (metal blooming, tools.quant.stenosis): with a stent, the
     # right answer is "undetermined" with that reason, whatever the ground-truth patency.
     def not_graded(a: GroundedAnswer) -> tuple[bool, str]:
         return a.verdict == "unknown" and "cannot be graded from this CT" in a.answer, f"verdict {a.verdict}"

@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial import cKDTree
 
-from tools import case_format as cf
-from tools.anatomy import ARTERIES, SEGMENTS_BY_CODE, segments_of_artery
-from tools.coronary_tree import CoronaryTreeError, extract_coronary_tree
-from tools.study import Study, load_nifti, load_study
+from tools.core import case_format as cf
+from tools.core.anatomy import ARTERIES, SEGMENTS_BY_CODE, segments_of_artery
+from tools.ingest.study import Study, load_nifti, load_study
+from tools.quant.coronary_tree import CoronaryTreeError, extract_coronary_tree
 
 
 def segment_codes(artery: str) -> list[str]:

@@ -1,4 +1,4 @@
-"""Benchmark: loading a DICOM series with ``tools.study.load_study`` against reading its raw bytes.
+"""Benchmark: loading a DICOM series with ``tools.ingest.study.load_study`` against reading its raw bytes.
 
 Writes a 512 x 512 x 300 CT series (int16, ~157 MB) to a temporary folder, then measures
 
@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tools.dicom_write import write_ct_series
-from tools.study import load_study
+from tools.dicom.dicom_write import write_ct_series
+from tools.ingest.study import load_study
 
 
 def raw_read(folder: Path, n_pixels: int) -> list[np.ndarray]:

@@ -1,7 +1,7 @@
 """Benchmark: retrieving a demo study from a local Orthanc over DICOMweb against loading its files.
 
 Writes each demo phantom (``tools/demo_cases/<case>/ccta.nii.gz``) as a CT series, starts Debian's
-Orthanc with the DICOMweb plugin on a loopback port (``tools.orthanc_local``), uploads the series
+Orthanc with the DICOMweb plugin on a loopback port (``tests.orthanc_local``), uploads the series
 (STOW-RS), then times, in the same run and on the same files:
 
 * disk: ``load_study(folder)`` on the written series (page cache warm), and
@@ -20,15 +20,18 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from tools.dicom_write import write_ct_series
-from tools.orthanc_local import LocalOrthanc
-from tools.pacs import PacsClient
-from tools.settings import get_settings
-from tools.study import load_study
+from tools.core.settings import get_settings
+from tools.dicom.dicom_write import write_ct_series
+from tools.ingest.pacs import PacsClient
+from tools.ingest.study import load_study
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root
+from tests.orthanc_local import LocalOrthanc
 
 
 def best_of(fn, repeat: int) -> float:

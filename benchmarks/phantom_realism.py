@@ -38,9 +38,9 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from tools import case_format as cf
-from tools.anatomy import CORONARY_LABELS, STRUCTURES_BY_NAME
-from tools.nifti_io import read_nifti
+from tools.core import case_format as cf
+from tools.core.anatomy import CORONARY_LABELS, STRUCTURES_BY_NAME
+from tools.ingest.nifti_io import read_nifti
 from training.phantoms.generate import build, case_seed, generate_case
 from training.phantoms.geometry import ROOT_DIAMETER_PER_RADIUS
 from training.phantoms.noise import NoiseModel, local_sd, radial_nps_peak

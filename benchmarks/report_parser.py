@@ -5,7 +5,7 @@ findings sampler draws ground-truth findings, the phantom report writer turns th
 free-text report, and ``tools.reports.parser.parse_report`` reads it back. No images
 are generated. Compared per SCCT segment, as sets of (study, segment, value):
 
-* stenosis category: CAD-RADS category of the segment's maximal stenosis (``tools.cadrads``), for
+* stenosis category: CAD-RADS category of the segment's maximal stenosis (``tools.quant.cadrads``), for
   segments with plaque or occlusion (a stent's segment counts only with in-stent restenosis);
 * plaque type: calcified / noncalcified / mixed;
 * calcium presence: segments with calcium;
@@ -31,9 +31,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tools.anatomy import SEGMENTS_BY_CODE
-from tools.cadrads import stenosis_category
-from tools.case_format import Findings
+from tools.core.anatomy import SEGMENTS_BY_CODE
+from tools.core.case_format import Findings
+from tools.quant.cadrads import stenosis_category
 from tools.reports.findings import ReportFindings
 from tools.reports.parser import parse_report
 

@@ -51,8 +51,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from tools.anatomy import SEGMENTS_BY_CODE  # noqa: E402
-from tools.case_format import Finding, Findings  # noqa: E402
+from tools.core.anatomy import SEGMENTS_BY_CODE  # noqa: E402
+from tools.core.case_format import Finding, Findings  # noqa: E402
 from tools.reports.records import ReportFilter, ReportRecord  # noqa: E402
 from tools.reports.store import ReportStore  # noqa: E402
 from training.phantoms.clinical import sample_clinical  # noqa: E402

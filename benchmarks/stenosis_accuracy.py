@@ -30,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tools.cadrads import cad_rads
-from tools.stenosis import StenosisConfig, measure_lesion, measure_study, measure_vessel
+from tools.quant.cadrads import cad_rads
+from tools.quant.stenosis import StenosisConfig, measure_lesion, measure_study, measure_vessel
 from training.phantoms.tubes import OBLIQUE, TubeImage, straight_tube
 
 DEMO_DIR = Path(__file__).resolve().parents[1] / "tools" / "demo_cases"
@@ -96,7 +96,7 @@ def synthetic_rows(config: StenosisConfig) -> list[Row]:
 
 def demo_rows(config: StenosisConfig) -> list[Row]:
     """One row per demo finding, and one per case for its CAD-RADS."""
-    from tools.context import load_context
+    from tools.quant.context import load_context
 
     rows = []
     for case in sorted(p for p in DEMO_DIR.iterdir() if (p / "case.json").exists()):

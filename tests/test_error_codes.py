@@ -25,13 +25,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("assistant", "tools", "vlm", "training", "ui")
-ROOT_ERROR = "tools.errors.CardioVLMError"
+ROOT_ERROR = "tools.core.errors.CardioVLMError"
 # Libraries whose import costs seconds (torch alone about 8 s here); their bases are judged by name.
 HEAVY = frozenset({"torch", "gradio", "monai", "transformers", "sentence_transformers"})
 CODE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")  # snake_case words, dotted "area.reason"
 
 # Qualified class name -> the change its owner still has to make. Only shrinks (see the module docstring).
-# "root" = derive from tools.errors.CardioVLMError (``from tools.errors import CardioVLMError``).
+# "root" = derive from tools.core.errors.CardioVLMError (``from tools.core.errors import CardioVLMError``).
 PENDING: dict[str, str] = {
     # ui/server.py
     "ui.server.InsecureBindError": 'root: class InsecureBindError(CardioVLMError); code = "server.insecure_bind"',
@@ -90,7 +90,7 @@ def _names(module: str) -> dict[str, str]:
 
 
 def _canonical(qualname: str, depth: int = 0) -> str:
-    """Follow re-exports (``from tools.study import StudyError`` -> ``tools.study_errors.StudyError``)."""
+    """Follow re-exports (``from tools.ingest.study import StudyError`` -> ``tools.ingest.study_errors.StudyError``)."""
     module, _, name = qualname.rpartition(".")
     if module not in _modules() or depth > 10:
         return qualname
@@ -173,7 +173,7 @@ def problems(err: ErrorClass, codes: dict[object, list[str]]) -> list[str]:
     out = []
     ancestors = set(err.bases).union(*(_ancestors(b) for b in err.bases))
     if err.qualname != ROOT_ERROR and ROOT_ERROR not in ancestors:
-        out.append("not derived from tools.errors.CardioVLMError")
+        out.append("not derived from tools.core.errors.CardioVLMError")
     if err.code is None:
         out.append("no code of its own")
     elif not isinstance(err.code, str) or not CODE.match(err.code):
@@ -209,18 +209,20 @@ def test_the_pending_list_only_shrinks():
 def test_codes_are_unique_across_the_project():
     # Also true of the pending errors: two classes with one code route as one.
     shared = {q: p for q, ps in all_problems().items() for p in ps if "shared with" in p}
-    expected = {"tools.stenosis.NoLumenError", "tools.lumen_profile.NoLumenFound"}  # pending: see PENDING
+    expected = {"tools.quant.stenosis.NoLumenError", "tools.quant.lumen_profile.NoLumenFound"}  # pending: see PENDING
     assert set(shared) <= expected, shared
 
 
 # --- controls: the reading above against what Python itself says ---
-LIGHT_MODULES = ("tools.errors", "tools.study_errors", "tools.troponin", "tools.clinical_context", "tools.risk",
-                 "tools.pacs", "tools.stenosis", "tools.lumen_profile", "assistant.session", "assistant.slots")
+LIGHT_MODULES = ("tools.core.errors", "tools.ingest.study_errors", "tools.quant.troponin",
+                 "tools.quant.clinical_context", "tools.quant.risk",
+                 "tools.ingest.pacs", "tools.quant.stenosis", "tools.quant.lumen_profile", "assistant.session",
+                 "assistant.slots")
 
 
 @pytest.mark.parametrize("module", LIGHT_MODULES)
 def test_the_source_reading_matches_the_imported_classes(module):
-    from tools.errors import CardioVLMError
+    from tools.core.errors import CardioVLMError
 
     imported = importlib.import_module(module)
     live = {f"{module}.{name}": c for name, c in inspect.getmembers(imported, inspect.isclass)
@@ -236,7 +238,7 @@ def test_the_check_catches_an_error_outside_the_root_and_a_shared_code():
     # The control of the main test: the same rules on errors that break them.
     codes = {"a.b": ["x.Good", "x.Twin"], "c.d": ["x.Outside"]}
     assert problems(ErrorClass("x.Good", "", (ROOT_ERROR,), "a.b"), codes) == ["code 'a.b' shared with x.Twin"]
-    assert "not derived from tools.errors.CardioVLMError" in problems(
+    assert "not derived from tools.core.errors.CardioVLMError" in problems(
         ErrorClass("x.Outside", "", ("builtins.ValueError",), "c.d"), codes)
     assert problems(ErrorClass("x.NoCode", "", (ROOT_ERROR,), None), codes) == ["no code of its own"]
     assert "is not dotted snake_case" in problems(ErrorClass("x.Bad", "", (ROOT_ERROR,), "Bad Code"), codes)[0]

@@ -51,7 +51,7 @@ def test_the_wheel_ships_every_module(wheel_files):
 
 def test_the_wheel_ships_the_demo_data(wheel_files):
     from assistant.intents import BANK_PATH
-    from tools.settings import Settings
+    from tools.core.settings import Settings
     from ui.viewer import NIIVUE_JS, STATIC_DIR
 
     fields = Settings.model_fields

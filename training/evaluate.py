@@ -46,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tools.errors import CardioVLMError
+from tools.core.errors import CardioVLMError
 from vlm.validation import (
     ARTERY_IDS,
     CHAMBER_ROWS,
@@ -240,8 +240,8 @@ class EvaluationReport:
 
 
 def _case_arrays(folder: Path):
-    from tools import case_format as cf
-    from tools.study import load_study
+    from tools.core import case_format as cf
+    from tools.ingest.study import load_study
 
     study = load_study(folder)
     if not (folder / cf.LABELS_NIFTI).is_file():
@@ -255,7 +255,7 @@ def _case_arrays(folder: Path):
 
 
 def _load_image(folder: Path):
-    from tools.study import load_study
+    from tools.ingest.study import load_study
 
     return load_study(folder)
 
@@ -264,7 +264,7 @@ def score_record(model, record, study, labels: np.ndarray, landmarks: dict, scor
                  image=None) -> None:
     """Run one curriculum record on its study (or on ``image``, a control shown in its place, scored
     against the same ground truth) and add its scores to ``scores``."""
-    from tools.masks import mask_from_labels
+    from tools.segmentation.masks import mask_from_labels
 
     target = record.target
     choices = list(target.choices) or None
@@ -321,7 +321,7 @@ def load_records(data_dir: Path, curriculum: str | Path | None = None, seed: int
         return read_curriculum(path, include_held_out=True)
     if curriculum is not None:
         raise EvaluationError(f"curriculum file {path} does not exist")
-    from tools.case_format import iter_cases
+    from tools.core.case_format import iter_cases
     from training.curriculum.builder import build_curriculum
 
     cases = iter_cases(data_dir)

@@ -31,7 +31,7 @@ from vlm.transforms import RoiGrid
 
 def sample_from_record(record, case: PreparedCase, config: CardioVLMConfig) -> dict:
     """Turn one ``InstructionRecord`` and its prepared case (see :func:`prepare_case`) into a sample."""
-    from tools.masks import mask_from_labels
+    from tools.segmentation.masks import mask_from_labels
     from vlm.transforms import index_to_fraction
 
     target = record.target
@@ -113,7 +113,7 @@ def anatomy_classes(labels: np.ndarray) -> np.ndarray:
 
 
 class CurriculumSamples(torch.utils.data.Dataset):
-    """Curriculum records paired with their case folders (``tools.case_format`` layout), as samples.
+    """Curriculum records paired with their case folders (``tools.core.case_format`` layout), as samples.
 
     Cases are read lazily with nibabel, prepared once on the model grid (:func:`prepare_case`, about
     2 MB each) and the last ``cache_cases`` are kept in memory.
@@ -135,8 +135,8 @@ class CurriculumSamples(torch.utils.data.Dataset):
 
     def _case(self, case_id: str) -> PreparedCase:
         if case_id not in self._cases:
-            from tools import case_format as cf
-            from tools.nifti_io import read_nifti
+            from tools.core import case_format as cf
+            from tools.ingest.nifti_io import read_nifti
 
             folder = self.data_root / case_id
             ccta = read_nifti(folder / cf.CCTA_NIFTI)

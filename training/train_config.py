@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from tools.errors import CardioVLMError
+from tools.core.errors import CardioVLMError
 from vlm.config import CardioVLMConfig, ConfigError
 
 

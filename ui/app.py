@@ -20,7 +20,7 @@ import logging
 import shutil
 from pathlib import Path
 
-from tools.settings import NO_TELEMETRY, get_settings, set_library_environment
+from tools.core.settings import NO_TELEMETRY, get_settings, set_library_environment
 
 set_library_environment(NO_TELEMETRY)
 # Gradio's run history would keep every answer (CT slices with masks, findings) in the browser's storage,
@@ -87,8 +87,8 @@ def _summary_markdown(summary: dict, n_series: int = 0) -> str:
 
 def _render(state: UiSession | None, plane: str, index: int, preset: str, shown: list[str],
             request: gr.Request = None):
-    from tools.anatomy import mask_color
-    from tools.render import render
+    from tools.core.anatomy import mask_color
+    from tools.views.render import render
 
     try:
         state = owned(state, request)
@@ -125,7 +125,7 @@ def _viewer_value(state: UiSession | None, shown: list[str], request: gr.Request
 
 
 def _slider_for(state: UiSession | None, plane: str, request: gr.Request = None):
-    from tools.render import plane_size
+    from tools.views.render import plane_size
 
     try:
         state = owned(state, request)
@@ -307,8 +307,8 @@ def _load(state, source: str, what, plane: str, preset: str, request, max_upload
     success the chat, findings, downloads and reports of the previous study are cleared (they belong
     to it); on failure everything stays as it was and the summary says why.
     """
-    from tools.pacs import PacsError
-    from tools.study import StudyError
+    from tools.ingest.pacs import PacsError
+    from tools.ingest.study import StudyError
 
     keep = (gr.update(),) * 8  # viewer, index, overlays, chat, [status], findings, downloads, reports
     try:
@@ -357,7 +357,7 @@ def _load(state, source: str, what, plane: str, preset: str, request, max_upload
                clock.summary("✗ not loaded"), *keep[5:])
         return
     state.answer, state.exported, state.questions = None, None, 0  # answers of the previous study stay with it
-    from tools.render import plane_size
+    from tools.views.render import plane_size
 
     n = plane_size(ctx.study.shape, plane)  # a new study opens in the plane being read
     image = _render(state, plane, n // 2, preset, [], request)
@@ -425,7 +425,7 @@ def _pacs_panel() -> dict:
 
 
 def _pacs_search(patient_id: str, accession: str, date: str, modality: str):
-    from tools.pacs import PacsClient, PacsError
+    from tools.ingest.pacs import PacsClient, PacsError
 
     try:
         hits = PacsClient.from_settings().search_studies(
@@ -445,8 +445,8 @@ def _load_from_pacs(state: UiSession, study_uid: str | None, progress):
     """Retrieve the study's CT series into the session, CCTA and calcium series picked by kind
     (nothing changes when it fails). ``progress(n, total)`` is called as images arrive.
     """
-    from tools.pacs import PacsClient
-    from tools.study import StudyError
+    from tools.ingest.pacs import PacsClient
+    from tools.ingest.study import StudyError
 
     if not study_uid:
         raise StudyError("search the PACS and choose a study first")
@@ -470,8 +470,8 @@ def _export_dicom(state: UiSession | None, downloads, *, send: bool, request=Non
 
     The answer is exported only against the study it was made on, with that load's DICOM headers.
     """
-    from tools.dicom_export import DicomExportError, export_answer
-    from tools.pacs import PacsClient, PacsError
+    from tools.dicom.dicom_export import DicomExportError, export_answer
+    from tools.ingest.pacs import PacsClient, PacsError
     from ui.downloads import answer_stem
 
     try:
@@ -516,7 +516,7 @@ def _load_upload(state: UiSession, files, max_upload_mb: int, **series):
     NIfTI is loaded as is, several files as one folder) and deleted once ingested or refused; the
     session keeps the de-identified study in memory and, for DICOM, the series headers an export needs.
     """
-    from tools.study import StudyError
+    from tools.ingest.study import StudyError
 
     if not files:
         raise StudyError("choose a file to upload first")
@@ -566,7 +566,7 @@ def _answer(state: UiSession | None, text: str, history: list, request=None):
     """
     from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 
-    from assistant.answer import GroundedAnswer
+    from tools.core.answer import GroundedAnswer
     from assistant.session import StudyChangedError
     from ui.reports_panel import report_texts, reports_html
 
@@ -672,8 +672,8 @@ def _show_answer(state: UiSession, history: list, answer, load_id: int):
     shown = [m.name for m in answer.masks if m.name in names]
     index, viewer = gr.update(), gr.update()
     if shown and ctx is not None:
-        from tools.anatomy import mask_color
-        from tools.render import best_slice, plane_size, render
+        from tools.core.anatomy import mask_color
+        from tools.views.render import best_slice, plane_size, render
 
         # Show the slice that holds most of the answer's mask, in the plane and window being read.
         best = best_slice(ctx.extra_masks[shown[0]], state.plane)

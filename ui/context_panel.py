@@ -19,7 +19,7 @@ whose ``.session`` is the :class:`assistant.session.Session`)::
 Both handlers return one update per field (in ``FIELDS`` order) and the message: where each known
 value came from ("case clinical file", "DICOM header", "entered by the user") and which values the
 MESA score still lacks. A value out of range comes back as a ``⚠️`` message naming it and nothing is
-changed (``tools.clinical_context.ClinicalContextError`` underneath), never a traceback. An empty
+changed (``tools.quant.clinical_context.ClinicalContextError`` underneath), never a traceback. An empty
 field means "not known"; yes/no fields have "unknown" too. Clearing the chat does not clear these
 values; loading another study replaces them with that study's.
 """
@@ -30,8 +30,8 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from tools.clinical_context import FIELD_NAMES, ClinicalContext, ClinicalContextError
-from tools.troponin import ASSAYS
+from tools.quant.clinical_context import FIELD_NAMES, ClinicalContext, ClinicalContextError
+from tools.quant.troponin import ASSAYS
 
 # The form's fields, in order: (ClinicalContext field, label, kind).
 FIELDS: tuple[tuple[str, str, str], ...] = (

@@ -75,7 +75,7 @@ def show_vessel_view(state: UiSession | None, downloads, status: str, request: g
     The picture is also offered as a download. An answer that measured no vessel changes nothing
     here (an answer with a mask brings the viewer back to the front, where the mask is drawn).
     """
-    from tools.vessel_view import VesselViewError
+    from tools.views.vessel_view import VesselViewError
     from ui.vessel_panel import VESSEL_TOOLS, vessel_view_for_answer
 
     unchanged = (gr.update(),) * 5

@@ -12,7 +12,7 @@ import re
 import tempfile
 from pathlib import Path
 
-from tools.settings import get_settings
+from tools.core.settings import get_settings
 
 _MARKDOWN_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")  # every ASCII punctuation mark
 

@@ -27,7 +27,7 @@ Every handler returns ``(rows, ccta_update, calcium_update, message)``; errors c
 ``⚠️`` message (a typed ``StudyError`` underneath), never a traceback. ``apply_pick`` works for a
 case or a DICOM folder on the server and for a PACS study (retrieved again); for an upload already
 deleted it says to load the study again and pick first. The dropdown values are SeriesInstanceUIDs
-(``tools.series.NO_SERIES`` = no calcium series).
+(``tools.ingest.series.NO_SERIES`` = no calcium series).
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ from pathlib import Path
 
 import gradio as gr
 
-from tools.series import KIND_NAMES, NO_SERIES, SeriesInfo, SeriesPick, list_series, pick_series
-from tools.study import StudyError
+from tools.ingest.series import KIND_NAMES, NO_SERIES, SeriesInfo, SeriesPick, list_series, pick_series
+from tools.ingest.study import StudyError
 
 COLUMNS = ["series", "kind", "description", "slices", "thickness (mm)", "kVp", "loaded as"]
 NONE_LABEL = "none (no calcium-scoring series)"

@@ -32,7 +32,7 @@ def is_loopback(host: str) -> bool:
 def read_users(path: str | Path | None = None, settings=None) -> list[tuple[str, str]]:
     """(user, password) pairs from a file and/or the ``ui_users`` setting (``CARDIOVLM_UI_USERS``, a secret
     string); blank lines and # comments skipped. ``settings``: default, read from the environment now."""
-    from tools.settings import Settings
+    from tools.core.settings import Settings
 
     lines: list[str] = []
     if path:

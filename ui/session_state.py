@@ -38,7 +38,7 @@ class UiSession:
                                keep_retrieved=False)
         self.answer = None  # the last GroundedAnswer, for "Save as DICOM" / "Send to PACS"
         self.answer_load = -1  # the study load that answer belongs to
-        self.exported = None  # (answer, tools.dicom_export.AnswerExport) of the last DICOM export
+        self.exported = None  # (answer, tools.dicom.dicom_export.AnswerExport) of the last DICOM export
         self.plane, self.preset = "axial", "cardiac"  # the viewer's last plane and window, for answer views
         self.epoch = 0  # bumped by Clear: a question still running from before it stops and is not shown
         self.questions = 0  # questions answered on the study now loaded (names the downloads)

@@ -50,9 +50,9 @@ class ViewerFiles:
 
         The CT is written once per study load; a mask once per name and load.
         """
-        from tools.anatomy import mask_color
-        from tools.nifti_io import write_nifti
-        from tools.render import WINDOWS
+        from tools.core.anatomy import mask_color
+        from tools.ingest.nifti_io import write_nifti
+        from tools.views.render import WINDOWS
 
         folder = self._dir()
         if load_id != self.load_id or self.volume is None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tools.errors import CardioVLMError
+from tools.core.errors import CardioVLMError
 from vlm.config import CardioVLMConfig, ConfigError
 
 CONFIG_FILE = "config.json"

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from tools.anatomy import label_table
+from tools.core.anatomy import label_table
 from vlm.checkpoint_format import save_checkpoint
 from vlm.config import ANSWER_CLASSES, CardioVLMConfig
 from vlm.image_encoder import ImageEncoder
@@ -203,7 +203,7 @@ class CardioVLM(nn.Module):
         """Answer one instruction about a study.
 
         Args:
-            study: a ``tools.study.Study`` (any shape, spacing and affine).
+            study: a ``tools.ingest.study.Study`` (any shape, spacing and affine).
             instruction: free text, e.g. "segment the left anterior descending artery".
             choices: options of a multiple-choice question, if it is one.
 

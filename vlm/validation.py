@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from tools.anatomy import (
+from tools.core.anatomy import (
     ARTERIES,
     HEART_CHAMBERS,
     SEGMENTS_BY_CODE,

@@ -14,10 +14,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tools.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
-from tools.case_format import ClinicalContext
-from tools.context import StudyContext
-from tools.study import Study
+from tools.core.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
+from tools.core.case_format import ClinicalContext
+from tools.ingest.study import Study
+from tools.quant.context import StudyContext
 from training.phantoms.tubes import TubeImage, ct_from_labels
 
 VOXEL = 0.4

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tools.settings import get_settings
+from tools.core.settings import get_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 CASE = get_settings().demo_cases_dir / "lad_stenosis"

@@ -224,7 +224,7 @@ def test_the_openai_path_reads_the_typed_results_never_the_json_it_sent(scripted
     from langchain_core.messages import ToolMessage
 
     import assistant.registry
-    from tools.stent import StentPlan
+    from tools.quant.stent import StentPlan
 
     def parsed_back(name):
         raise AssertionError(f"the JSON sent to the model for {name} was parsed back")

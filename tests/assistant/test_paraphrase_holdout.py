@@ -32,7 +32,7 @@ from pathlib import Path
 import yaml
 
 from assistant.intents import INTENTS
-from tools.anatomy import ARTERY_NAMES, SEGMENTS_BY_CODE
+from tools.core.anatomy import ARTERY_NAMES, SEGMENTS_BY_CODE
 
 HOLDOUT_PATH = Path(__file__).with_name("paraphrase_holdout.yaml")
 KINDS = ("single", "compound", "comparison", "followup")

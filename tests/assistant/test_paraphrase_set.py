@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from assistant.question import QuestionPlan, understand
-from tools.anatomy import resolve_structure_or_segment
+from tools.core.anatomy import resolve_structure_or_segment
 
 SET_PATH = Path(__file__).with_name("paraphrase_set.yaml")
 SLOTS = ("vessel", "structure", "stent_length_mm", "stent_diameter_mm", "troponin_value", "troponin_unit", "sex",

@@ -6,8 +6,8 @@ import pytest
 from assistant.outcomes import ToolOutcome
 from assistant.planner import plan_next, worst_lesion
 from assistant.question import parse_question
-from tools.cadrads import STENOSIS_BANDS
-from tools.stenosis import Lesion, LesionMeasurement
+from tools.quant.cadrads import STENOSIS_BANDS
+from tools.quant.stenosis import Lesion, LesionMeasurement
 
 TOOLS = {"measure_lesion", "stent_coverage", "segment_anatomy", "calcium_score"}
 

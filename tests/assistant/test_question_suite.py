@@ -16,8 +16,8 @@ import pytest
 from assistant.planner import ClinicalPlanner
 from assistant.session import Session
 from tests.assistant.conftest import VOXEL, make_patient_context
-from tools.anatomy import STRUCTURES_BY_NAME, segments_of_artery
-from tools.risk import mesa_chd_risk
+from tools.core.anatomy import STRUCTURES_BY_NAME, segments_of_artery
+from tools.quant.risk import mesa_chd_risk
 
 
 @pytest.fixture
@@ -178,7 +178,7 @@ def test_every_number_in_an_answer_comes_from_a_tool(session):
 
 @pytest.mark.parametrize("restenosis", [None, 80.0])
 def test_stent_patency_is_not_claimed_where_the_in_stent_lumen_is_not_graded(tmp_path, restenosis):
-    # Metal blooming hides the lumen inside a stent at CCTA resolution (tools.stenosis does not grade
+    # Metal blooming hides the lumen inside a stent at CCTA resolution (tools.quant.stenosis does not grade
     # it): a patent stent and an 80 % restenosis both get "cannot be graded", never "patent on CT".
     s = Session(model=ClinicalPlanner(), output_dir=tmp_path)
     s.use_context(make_patient_context(in_stent_restenosis=restenosis))

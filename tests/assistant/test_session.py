@@ -13,9 +13,9 @@ import pytest
 from assistant.planner import ClinicalPlanner
 from assistant.session import Session
 from tests.assistant.conftest import make_patient_context
-from tools.context import StudyContext
-from tools.settings import get_settings
-from tools.study import StudyError
+from tools.core.settings import get_settings
+from tools.ingest.study import StudyError
+from tools.quant.context import StudyContext
 
 
 def session_for(context: StudyContext | None, **kw) -> Session:
@@ -45,12 +45,12 @@ def test_an_mr_study_gets_a_refusal_and_the_session_continues(tmp_path):
 
 
 def test_an_unexpected_tool_crash_is_reported_and_the_next_question_works(patient, monkeypatch):
-    import tools.calcium
+    import tools.quant.calcium
 
     def broken(ctx, **kw):
         raise RuntimeError("disk quota exceeded")
 
-    monkeypatch.setattr(tools.calcium, "score_context", broken)
+    monkeypatch.setattr(tools.quant.calcium, "score_context", broken)
     s = session_for(patient)
     answer = s.ask("What is the calcium score?")
     assert "could not measure coronary calcium" in answer.answer and "disk quota exceeded" in answer.answer
@@ -105,8 +105,8 @@ def test_a_failed_load_keeps_the_previous_study(patient, tmp_path):
 
 
 def test_a_report_with_instructions_is_quoted_as_data(patient, tmp_path):
-    from tools import report_store as rs
-    from tools.settings import Settings
+    from tools.core.settings import Settings
+    from tools.reports import api as rs
 
     os.environ["HF_HUB_OFFLINE"] = "1"
     store = rs.ReportStore.open(Settings(data_dir=tmp_path), path=tmp_path / "reports")
@@ -131,7 +131,7 @@ def test_vlm_tools_refuse_a_study_they_were_not_trained_for(tmp_path, monkeypatc
     """The hand-made tube study (24 x 10 x 52 mm, no heart) is nothing the VLM was trained on: its tools
     refuse it with the input check's message, even with every score gate open. The tools on a demo CCTA are
     tested in tests/vlm/test_vlm_tools.py."""
-    from assistant.vlm_tools import vlm_ask_tool, vlm_segment_tool
+    from assistant.tools.vlm import vlm_ask_tool, vlm_segment_tool
     from vlm import CardioVLM, CardioVLMConfig
     from vlm.input_check import UnsupportedInputError
 
@@ -151,8 +151,8 @@ def test_vlm_tools_refuse_a_study_they_were_not_trained_for(tmp_path, monkeypatc
 
 
 def _case_folder(root, context: StudyContext):
-    from tools import case_format as cf
-    from tools.nifti_io import write_nifti
+    from tools.core import case_format as cf
+    from tools.ingest.nifti_io import write_nifti
 
     case = root / "tube_case"
     case.mkdir()
@@ -207,7 +207,7 @@ def test_dicom_seg_of_an_answer_mask_references_a_written_ct_series(patient, tmp
     referenced = {item.ReferencedSOPInstanceUID for item in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence}
     assert referenced <= {ds.SOPInstanceUID for ds in ct}
     # The frames hold the pLAD voxels: as many as the label map has (pixels are voxels on this grid).
-    from tools.anatomy import SEGMENTS_BY_CODE
+    from tools.core.anatomy import SEGMENTS_BY_CODE
 
     assert int(seg.pixel_array.astype(bool).sum()) == int((patient.labels == SEGMENTS_BY_CODE["pLAD"].label_id).sum())
 
@@ -261,7 +261,7 @@ def test_a_vlm_mask_keeps_its_overlay_and_dicom_seg(tmp_path, monkeypatch):
 
     import pydicom
 
-    import assistant.vlm_tools as vt
+    import assistant.tools.vlm as vt
     from assistant.evidence import _dicom_seg_files
     from assistant.findings import masks_of, overlay_for
 

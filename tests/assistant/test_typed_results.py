@@ -17,9 +17,9 @@ from assistant.planner import plan_next
 from assistant.question import parse_question
 from assistant.registry import available_tools, result_adapter
 from assistant.tool_errors import ToolFailure
-from tools.calcium import ArteryCalcium, CalciumScore
-from tools.errors import CardioVLMError, error_code
-from tools.segmentation import NoSegmentationAvailable
+from assistant.tools.segment_anatomy import NoSegmentationAvailable
+from tools.core.errors import CardioVLMError, error_code
+from tools.quant.calcium import ArteryCalcium, CalciumScore
 
 
 def _call(name: str, args: dict, call_id: str = "c1") -> dict:
@@ -121,7 +121,7 @@ def test_the_calcium_answer_names_the_series_that_was_scored(scored, said):
 def test_the_reports_panel_takes_the_report_texts_from_the_typed_hits():
     import datetime
 
-    from tools.report_store import ReportHit
+    from tools.reports.api import ReportHit
     from ui.reports_panel import report_texts
 
     hit = ReportHit(report_id="r1", study_date=datetime.date(2023, 1, 2), score=0.9, similarity=0.8,
@@ -134,10 +134,10 @@ def test_the_reports_panel_takes_the_report_texts_from_the_typed_hits():
 
 
 def test_the_errors_the_assistant_routes_on_derive_from_the_one_root():
-    from assistant.totalseg_tool import TotalSegmentatorError
-    from assistant.vlm_tools import VLMUnavailable
-    from tools.calcium import CalciumError
-    from tools.study import StudyError
+    from assistant.tools.totalseg import TotalSegmentatorError
+    from assistant.tools.vlm import VLMUnavailable
+    from tools.ingest.study import StudyError
+    from tools.quant.calcium import CalciumError
 
     for error in (StudyError, NoSegmentationAvailable, CalciumError, VLMUnavailable, TotalSegmentatorError):
         assert issubclass(error, CardioVLMError) and "." in error.code, error

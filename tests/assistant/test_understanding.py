@@ -168,8 +168,8 @@ def test_the_vlm_fallback_routes_on_the_error_class_not_its_words():
     from assistant.planner import plan_next
     from assistant.question import parse_question
     from assistant.tool_errors import ToolFailure
-    from tools.segmentation import NoSegmentationAvailable
-    from tools.stenosis import StenosisError
+    from assistant.tools.segment_anatomy import NoSegmentationAvailable
+    from tools.quant.stenosis import StenosisError
 
     q = parse_question("How tight is the L-PDA?")
     tools = {"measure_lesion", "vlm_ask"}

@@ -3,7 +3,7 @@ the report parser reads vessels through the same rule as every other scanner."""
 
 from __future__ import annotations
 
-from tools.anatomy import anatomy_at, find_anatomy
+from tools.core.anatomy import anatomy_at, find_anatomy
 from tools.reports.parser import parse_report
 
 

@@ -5,11 +5,17 @@ import re
 import numpy as np
 import pytest
 
-from tools.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
-from tools.calcium import (CONTRAST_LABEL, NoCoronaryLabelsError, NotHounsfieldError, agatston_score,
-                           calcium_score_tool, contrast_calcium_volume)
-from tools.context import StudyContext
-from tools.study import Study
+from tools.core.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
+from tools.quant.calcium import (
+    CONTRAST_LABEL,
+    NoCoronaryLabelsError,
+    NotHounsfieldError,
+    agatston_score,
+    contrast_calcium_volume,
+)
+from assistant.tools.calcium_score import calcium_score_tool
+from tools.quant.context import StudyContext
+from tools.ingest.study import Study
 
 PLAD = SEGMENTS_BY_CODE["pLAD"].label_id
 PRCA = SEGMENTS_BY_CODE["pRCA"].label_id
@@ -146,8 +152,8 @@ def test_tool_uses_the_calcium_scoring_series_of_the_session():
 
 def _case_with_calcium_series(root, *, with_labels=True):
     """A case folder with a contrast CCTA, a 3 mm calcium-scoring series and their label maps."""
-    from tools import case_format as cf
-    from tools.nifti_io import write_nifti
+    from tools.core import case_format as cf
+    from tools.ingest.nifti_io import write_nifti
 
     hu, labels, spacing = grid()
     hu[12:16, 15:19, 2] = 420  # LAD, 4 mm^2 x 4
@@ -198,9 +204,9 @@ def phantom_cases(phantom_case):
 
 
 def test_phantom_calcium_image_only_and_per_artery_with_the_case_labels(phantom_cases):
-    from tools.calcium import score_context
-    from tools.calcium_reference import reference_agatston
-    from tools.context import load_context
+    from tools.quant.calcium import score_context
+    from tools.quant.calcium_reference import reference_agatston
+    from tools.quant.context import load_context
 
     for case, calcified in zip(phantom_cases, ({"LAD"}, set())):
         labelled = load_context(case, anatomy="case_labels")

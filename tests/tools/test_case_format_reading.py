@@ -9,10 +9,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from tools import case_format as cf
-from tools.anatomy import STRUCTURES_BY_NAME
-from tools.context import load_context
-from tools.study import load_study
+from tools.core import case_format as cf
+from tools.core.anatomy import STRUCTURES_BY_NAME
+from tools.ingest.study import load_study
+from tools.quant.context import load_context
 
 AORTA = STRUCTURES_BY_NAME["aorta"].label_id
 

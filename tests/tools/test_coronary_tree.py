@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tools import case_format as cf
-from tools.anatomy import SEGMENTS_BY_CODE, segments_of_artery
-from tools.coronary_tree import CoronaryTreeError, extract_coronary_tree
-from tools.study import Study, load_nifti, load_study
+from tools.core import case_format as cf
+from tools.core.anatomy import SEGMENTS_BY_CODE, segments_of_artery
+from tools.ingest.study import Study, load_nifti, load_study
+from tools.quant.coronary_tree import CoronaryTreeError, extract_coronary_tree
 
 DEMO = Path(__file__).resolve().parents[2] / "tools" / "demo_cases"
 
@@ -151,7 +151,7 @@ def test_centerlines_run_on_the_lumen_core_not_the_edge_of_the_tube_piece(lad_st
     # the skeleton of a tube piece the opening cut at the aortic root ran 1.5-2.5 mm off the left main's
     # axis, at its edge, where a cross-section read the healthy left main as a 55-56 % narrowing (healthy
     # and lad_stenosis); moved onto the lumen core it lies within 1.1 mm (healthy) and reads no LM lesion
-    from tools.stenosis import measure_vessel
+    from tools.quant.stenosis import measure_vessel
 
     study, truth, tree = lad_stenosis
     lm = measure_vessel(study.hu, study.affine, ("LM",), labels=tree.labels, vessel="LM",

@@ -6,8 +6,8 @@ import numpy as np
 import pydicom
 import pytest
 
-from tools.dicom_write import write_ct_series
-from tools.study import MissingPositionError, load_study
+from tools.dicom.dicom_write import write_ct_series
+from tools.ingest.study import MissingPositionError, load_study
 
 AXIAL = np.diag([0.5, 0.5, 1.0, 1.0])
 

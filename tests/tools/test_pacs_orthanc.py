@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from tests.tools.conftest import PASSWORD, UPLOADS, USER
-from tools.pacs import PacsAuthError, PacsClient, PacsTooLargeError, PacsUnreachableError
-from tools.settings import get_settings
-from tools.study import load_study
+from tools.core.settings import get_settings
+from tools.ingest.pacs import PacsAuthError, PacsClient, PacsTooLargeError, PacsUnreachableError
+from tools.ingest.study import load_study
 
 
 def _study_of(client: PacsClient, case: str):
@@ -50,7 +50,7 @@ def test_wrong_password_gives_a_clear_message(pacs):
 
 
 def test_unreachable_server_gives_a_clear_message():
-    from tools.orthanc_local import free_port
+    from tests.orthanc_local import free_port
 
     client = PacsClient(f"http://127.0.0.1:{free_port()}/dicom-web", timeout_s=5)
     with pytest.raises(PacsUnreachableError, match="cannot be reached \\(connection refused\\)"):
@@ -102,10 +102,10 @@ def test_seg_and_sr_sent_back_are_stored_and_read_back_equal(pacs, tmp_path):
     import highdicom as hd
     import pydicom
 
-    from assistant.answer import AnswerFinding, GroundedAnswer
-    from tools.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
-    from tools.dicom_export import export_answer
-    from tools.study import load_nifti
+    from tools.core.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
+    from tools.core.answer import AnswerFinding, GroundedAnswer
+    from tools.dicom.dicom_export import export_answer
+    from tools.ingest.study import load_nifti
 
     _, client, _ = pacs
     hit, series = _study_of(client, "lad_stenosis")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tools.settings import get_settings
+from tools.core.settings import get_settings
 from ui.cli import main
 
 CASE = get_settings().demo_cases_dir / "lad_calcified"

@@ -17,9 +17,9 @@ import chromadb
 import pytest
 from chromadb.config import Settings as ChromaSettings
 
-from tools import report_store as rs
-from tools.phi import scrub_phi
-from tools.settings import Settings
+from tools.core.settings import Settings
+from tools.reports import api as rs
+from tools.reports.phi import scrub_phi
 
 PHI_REPORT = """CORONARY CT ANGIOGRAPHY
 Patient: Jonathan Whitfield
@@ -169,7 +169,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 import huggingface_hub
 def _no(*a, **k): raise SystemExit("tried to download")
 huggingface_hub.hf_hub_download = huggingface_hub.snapshot_download = _no
-from tools.report_store import ReportStore
+from tools.reports.api import ReportStore
 store = ReportStore.open(path=sys.argv[1])
 print(store.search("right coronary occlusion", k=1)[0].report_id)
 """
@@ -376,7 +376,7 @@ def test_search_path_reuses_the_loaded_model_on_one_thread(phantom_store, monkey
     import sentence_transformers
     import torch
 
-    from tools import embeddings
+    from tools.core import embeddings
 
     _, _, store = phantom_store
     store.search("warm up", k=1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tools.cadrads import STENOSIS_BANDS, stenosis_band
+from tools.quant.cadrads import STENOSIS_BANDS, stenosis_band
 from tools.reports.findings import GRADE_CATEGORY, SegmentFinding, grade_of_percent
 from tools.reports.parser import parse_report
 

@@ -5,11 +5,12 @@ import re
 import numpy as np
 import pytest
 
-from tools.case_format import ClinicalContext
-from tools.context import StudyContext
-from tools.risk import MesaOutOfRangeError, mesa_chd_risk, risk_context, risk_context_tool
-from tools.study import Study
-from tools.troponin import TroponinError, interpret_troponin, to_ng_per_l
+from assistant.tools.risk_context import risk_context_tool
+from tools.core.case_format import ClinicalContext
+from tools.ingest.study import Study
+from tools.quant.context import StudyContext
+from tools.quant.risk import MesaOutOfRangeError, mesa_chd_risk, risk_context
+from tools.quant.troponin import TroponinError, interpret_troponin, to_ng_per_l
 
 
 def patient(**changes):
@@ -95,7 +96,7 @@ def test_tool_reads_the_session_clinical_context():
 
 
 def test_tool_measures_calcium_when_no_score_is_given():
-    from tools.anatomy import SEGMENTS_BY_CODE
+    from tools.core.anatomy import SEGMENTS_BY_CODE
 
     hu = np.full((40, 40, 6), 40, np.int16)
     labels = np.zeros(hu.shape, np.uint8)
@@ -111,9 +112,9 @@ def test_tool_measures_calcium_when_no_score_is_given():
 
 
 # --- the session's clinical context: partly known, edited, named in the answer ---
-from tools.clinical_context import ClinicalContext as SessionClinical  # noqa: E402
-from tools.clinical_context import ClinicalContextError  # noqa: E402
-from tools.risk import CLINICAL_CONFIG_KEY  # noqa: E402
+from tools.quant.clinical_context import ClinicalContext as SessionClinical  # noqa: E402
+from tools.quant.clinical_context import ClinicalContextError  # noqa: E402
+from tools.quant.risk import CLINICAL_CONFIG_KEY  # noqa: E402
 
 
 def config_with(ctx, clinical):
@@ -217,9 +218,9 @@ def test_a_troponin_of_an_assay_without_stored_limits_is_not_read_and_the_answer
 
 
 # --- typed errors with stable codes, and the typed MESA inputs ---
-from tools.errors import CardioVLMError  # noqa: E402
-from tools.risk import AgatstonValueError, MesaInputsMissingError  # noqa: E402
-from tools.troponin import TroponinAssayError, TroponinUnitError  # noqa: E402
+from tools.core.errors import CardioVLMError  # noqa: E402
+from tools.quant.risk import AgatstonValueError, MesaInputsMissingError  # noqa: E402
+from tools.quant.troponin import TroponinAssayError, TroponinUnitError  # noqa: E402
 
 
 def test_the_mesa_inputs_are_the_typed_values_used():

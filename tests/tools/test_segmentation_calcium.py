@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tools.anatomy import SEGMENTS_BY_CODE
-from tools.calcium import calcium_score_tool
-from tools.context import StudyContext
-from tools.segmentation import segment_anatomy_tool
-from tools.study import Study
+from assistant.tools.calcium_score import calcium_score_tool
+from assistant.tools.segment_anatomy import segment_anatomy_tool
+from tools.core.anatomy import SEGMENTS_BY_CODE
+from tools.ingest.study import Study
+from tools.quant.context import StudyContext
 
 PLAD = SEGMENTS_BY_CODE["pLAD"].label_id
 PRCA = SEGMENTS_BY_CODE["pRCA"].label_id

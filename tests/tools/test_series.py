@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from tests.tools.series_data import write_exam, zip_folder
-from tools.series import NO_SERIES, list_series, load_series, pick_series
-from tools.study import SeriesNotFoundError, SeriesPickError, StudyNotFoundError, load_study
+from tools.ingest.series import NO_SERIES, list_series, load_series, pick_series
+from tools.ingest.study import SeriesNotFoundError, SeriesPickError, StudyNotFoundError, load_study
 
 SHAPE = (24, 20, 30)
 
@@ -109,7 +109,7 @@ def test_a_study_of_one_calcium_series_loads_it_as_the_study(tmp_path):
 
 
 def test_a_case_folder_lists_its_ccta_and_calcium_series():
-    from tools.settings import get_settings
+    from tools.core.settings import get_settings
 
     listing = list_series(get_settings().demo_cases_dir / "lad_calcified")
     assert [(s.uid, s.kind, s.n_slices) for s in listing] == [("ccta.nii.gz", "ccta", 120),
@@ -129,8 +129,8 @@ def test_a_calcium_series_of_another_frame_of_reference_is_loaded_with_a_warning
 
 def test_a_phantom_case_folder_with_dicom_series_loads_both(tmp_path):
     """A case folder as the phantom generator writes it, with ccta_dicom/ and cac_dicom/."""
-    from tools import case_format as cf
-    from tools.settings import get_settings
+    from tools.core import case_format as cf
+    from tools.core.settings import get_settings
 
     demo = get_settings().demo_cases_dir / "lad_calcified"
     case = tmp_path / "case"
@@ -150,7 +150,7 @@ def test_a_phantom_case_folder_with_dicom_series_loads_both(tmp_path):
 def test_an_empty_zip_is_named_by_its_own_name(tmp_path):
     import zipfile
 
-    from tools.study import EmptyFolderError
+    from tools.ingest.study import EmptyFolderError
 
     with zipfile.ZipFile(tmp_path / "nothing.zip", "w"):
         pass

@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tools import case_format as cf
-from tools.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
-from tools.context import StudyContext
-from tools.stenosis import (NoLumenError, StenosisError, measure_lesion, measure_lesion_tool,
-                            measure_study, measure_vessel)
-from tools.study import Study
+from tools.core import case_format as cf
+from tools.core.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
+from tools.quant.context import StudyContext
+from tools.quant.stenosis import NoLumenError, StenosisError, measure_lesion, measure_study, measure_vessel
+from assistant.tools.measure_lesion import measure_lesion_tool
+from tools.ingest.study import Study
 from training.phantoms.tubes import OBLIQUE, TubeImage, healthy_radius, straight_tube, tube_image
 
 VOXEL = 0.5  # mm, isotropic
@@ -276,8 +276,8 @@ def test_a_lumen_dimming_along_the_vessel_is_not_read_as_a_narrowing():
     # is compared with its own stretch of lumen, not the whole vessel's.
     from scipy import ndimage
 
-    from tools.lumen_profile import CrossSectionConfig
-    from tools.stenosis import StenosisConfig
+    from tools.quant.lumen_profile import CrossSectionConfig
+    from tools.quant.stenosis import StenosisConfig
 
     total = 46.0
     shape = (30, 30, int(total / VOXEL) + 16)
@@ -335,7 +335,7 @@ def phantom_case(tmp_path_factory):
 
 
 def test_phantom_findings_are_measured_from_the_ct(phantom_case):
-    from tools.context import load_context
+    from tools.quant.context import load_context
 
     # The case's label map and centerlines only say where the vessels run.
     ctx = load_context(phantom_case, anatomy="case_labels")

@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tools.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
-from tools.context import StudyContext
-from tools.stenosis import StenosisError
-from tools.stent import LesionSite, StentError, plan_stent, stent_coverage, stent_coverage_tool
-from tools.study import Study
+from assistant.tools.stent_coverage import stent_coverage_tool
+from tools.core.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
+from tools.ingest.study import Study
+from tools.quant.context import StudyContext
+from tools.quant.stenosis import StenosisError
+from tools.quant.stent import LesionSite, StentError, plan_stent, stent_coverage
 from training.phantoms.tubes import TubeImage, tube_image
 
 CATALOGUE = (8, 12, 15, 18, 20, 23, 24, 26, 28, 30, 33, 38)
@@ -152,8 +153,8 @@ def test_session_bad_input(vessel, modality, match):
 
 
 def _case_folder(root, ctx: StudyContext):
-    from tools import case_format as cf
-    from tools.nifti_io import write_nifti
+    from tools.core import case_format as cf
+    from tools.ingest.nifti_io import write_nifti
 
     case = root / "case_tube"
     case.mkdir()

@@ -16,11 +16,11 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.tag import Tag
 
-from tools import study as study_module
-from tools.dicom_write import write_ct_series
-from tools.safe_zip import check_zip
-from tools.settings import Settings
-from tools.study import (
+from tools.core.settings import Settings
+from tools.dicom.dicom_write import write_ct_series
+from tools.ingest import study as study_module
+from tools.ingest.safe_zip import check_zip
+from tools.ingest.study import (
     CorruptDicomError,
     EmptyFolderError,
     GantryTiltError,
@@ -326,21 +326,21 @@ def _jpeg2000_garbage(paths):
 
 
 def test_undecodable_compression_is_named(tmp_path, monkeypatch):
-    import tools.dicom_read
+    import tools.ingest.dicom_read
 
     paths, _ = write(tmp_path, shape=(32, 24, 4))
     _jpeg2000_garbage(paths)
-    monkeypatch.setattr(tools.dicom_read, "_decodable", lambda syntax: False)  # as with no J2K decoder
+    monkeypatch.setattr(tools.ingest.dicom_read, "_decodable", lambda syntax: False)  # as with no J2K decoder
     with pytest.raises(UndecodableCompressionError, match="JPEG 2000.*cannot decode"):
         load_study(tmp_path)
 
 
 def test_damaged_compressed_frames_are_not_blamed_on_the_decoder(tmp_path, monkeypatch):
-    import tools.dicom_read
+    import tools.ingest.dicom_read
 
     paths, _ = write(tmp_path, shape=(32, 24, 4))
     _jpeg2000_garbage(paths)
-    monkeypatch.setattr(tools.dicom_read, "_decodable", lambda syntax: True)
+    monkeypatch.setattr(tools.ingest.dicom_read, "_decodable", lambda syntax: True)
     with pytest.raises(CorruptDicomError, match="JPEG 2000 .*compressed pixel data is damaged"):
         load_study(tmp_path)
 

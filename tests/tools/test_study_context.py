@@ -1,16 +1,16 @@
-"""Case folders (tools.case_format) load through load_study and tools.context.load_context."""
+"""Case folders (tools.core.case_format) load through load_study and tools.quant.context.load_context."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from tools import case_format as cf
-from tools.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME, label_table
-from tools.context import load_context
-from tools.dicom_write import write_ct_series
-from tools.nifti_io import write_nifti
-from tools.study import UnsupportedFormatError, load_study
+from tools.core import case_format as cf
+from tools.core.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME, label_table
+from tools.dicom.dicom_write import write_ct_series
+from tools.ingest.nifti_io import write_nifti
+from tools.ingest.study import UnsupportedFormatError, load_study
+from tools.quant.context import load_context
 
 SHAPE = (32, 24, 16)
 SPACING = (0.5, 0.5, 1.0)

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from tools.context import StudyContext
-from tools.study import Study
-from tools.study_info import StudySummary, study_info, study_info_tool
+from assistant.tools.study_info import StudySummary, study_info, study_info_tool
+from tools.ingest.study import Study
+from tools.quant.context import StudyContext
 
 
 def test_describes_the_loaded_study():
@@ -34,8 +34,8 @@ def test_without_a_study_it_says_to_load_one():
 
 
 def test_values_the_clinician_entered_count_as_clinical_context():
-    from tools.clinical_context import ClinicalContext
-    from tools.risk import CLINICAL_CONFIG_KEY
+    from tools.quant.clinical_context import ClinicalContext
+    from tools.quant.risk import CLINICAL_CONFIG_KEY
 
     study = Study(hu=np.zeros((8, 6, 4), np.int16), spacing=(0.5, 0.5, 1.0), affine=np.eye(4), modality="CT")
     config = StudyContext(study=study).as_config()

@@ -11,9 +11,9 @@ import numpy as np
 import pydicom
 import pytest
 
-from tools.dicom_write import write_ct_series
-from tools.settings import Settings
-from tools.study import (
+from tools.core.settings import Settings
+from tools.dicom.dicom_write import write_ct_series
+from tools.ingest.study import (
     NotAVolumeError,
     StudyNotFoundError,
     UnsupportedFormatError,

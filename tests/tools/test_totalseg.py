@@ -8,8 +8,8 @@ import types
 
 import pytest
 
-from tools.study_errors import StudyError
-from tools.totalseg import (
+from tools.ingest.study_errors import StudyError
+from tools.segmentation.totalseg import (
     TotalSegmentatorUnavailable,
     require_totalsegmentator,
     unavailable_reason,

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from tools.stenosis import measure_vessel
-from tools.stent import lesion_site, plan_stent
-from tools.vessel_view import (
+from tools.quant.stenosis import measure_vessel
+from tools.quant.stent import lesion_site, plan_stent
+from tools.views.vessel_view import (
     VesselViewConfig,
     VesselViewError,
     drawing_from_measurement,

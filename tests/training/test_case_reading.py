@@ -7,8 +7,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from tools import case_format as cf
-from tools.anatomy import STRUCTURES_BY_NAME
+from tools.core import case_format as cf
+from tools.core.anatomy import STRUCTURES_BY_NAME
 from training.train import CurriculumSamples
 from vlm.model import CardioVLMConfig
 

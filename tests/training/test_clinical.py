@@ -7,8 +7,8 @@ import random
 import numpy as np
 import pytest
 
-from tools.case_format import Finding, Findings
-from tools.troponin import ASSAYS, interpret_troponin, to_ng_per_l
+from tools.core.case_format import Finding, Findings
+from tools.quant.troponin import ASSAYS, interpret_troponin, to_ng_per_l
 from training.phantoms.clinical import RACE_SHARES, disease_burden, sample_clinical, sample_troponin
 
 HEALTHY = Findings(cad_rads="0")

@@ -9,9 +9,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from tools.anatomy import STRUCTURES_BY_NAME
-from tools.case_format import LABELS_NIFTI, load_case
-from tools.nifti_io import write_nifti
+from tools.core.anatomy import STRUCTURES_BY_NAME
+from tools.core.case_format import LABELS_NIFTI, load_case
+from tools.ingest.nifti_io import write_nifti
 from training.curriculum.real_data import (
     ManifestError,
     PseudoLabelError,

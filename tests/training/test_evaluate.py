@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from tools.anatomy import STRUCTURES_BY_NAME, segments_of_artery
+from tools.core.anatomy import STRUCTURES_BY_NAME, segments_of_artery
 from training.evaluate import (
     DICE_ROWS,
     TARGETS,
@@ -92,14 +92,14 @@ def tiny_run(tmp_path_factory, phantom_case):
 
 class _GroundTruthModel:
     """Answers each record of one case from that case's ground truth, read here independently of the
-    evaluator: the label map through ``tools.case_format``, the landmarks from their file.
+    evaluator: the label map through ``tools.core.case_format``, the landmarks from their file.
 
     ``mode`` "oracle" gives the right answer to everything; "empty" an empty mask, "no", and the origin
     for every request; "aorta" segments the aorta whatever is asked and is otherwise an oracle."""
 
     def __init__(self, case, records, mode: str):
-        from tools import case_format as cf
-        from tools.study import load_study
+        from tools.core import case_format as cf
+        from tools.ingest.study import load_study
 
         self.mode = mode
         self.spacing = load_study(case).spacing
@@ -111,7 +111,7 @@ class _GroundTruthModel:
     def run(self, study, instruction, choices=None):
         from types import SimpleNamespace
 
-        from tools.masks import mask_from_labels
+        from tools.segmentation.masks import mask_from_labels
 
         record = self.records[(instruction, tuple(choices or ()))]
         target = record.target
@@ -288,8 +288,8 @@ class _WordingReader(_ImageReader):
 
 @pytest.fixture(scope="module")
 def toy_world(tmp_path_factory):
-    from tools import case_format as cf
-    from tools.nifti_io import write_nifti
+    from tools.core import case_format as cf
+    from tools.ingest.nifti_io import write_nifti
     from training.curriculum.schema import InstructionRecord, MaskTarget, Provenance, Target
 
     root = tmp_path_factory.mktemp("toy")

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from tools import case_format as cf
-from tools.anatomy import CORONARY_LABELS, SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
-from tools.nifti_io import read_nifti
+from tools.core import case_format as cf
+from tools.core.anatomy import CORONARY_LABELS, SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
+from tools.ingest.nifti_io import read_nifti
 from training.phantoms import FindingRequest, PhantomError, generate_case
 from training.phantoms.generate import build
 from training.phantoms.noise import NoiseModel, kernel_noise, local_sd, radial_nps_peak
@@ -138,7 +138,7 @@ def test_bad_realism_requests_are_refused(tmp_path):
 def test_cli_writes_a_realistic_case(tmp_path, capsys):
     import argparse
 
-    from training.phantoms.cli import register
+    from ui.cli.phantoms import register
 
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers())

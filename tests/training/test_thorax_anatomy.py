@@ -8,7 +8,7 @@ import pytest
 from scipy import ndimage
 from scipy.spatial import ConvexHull
 
-from tools.anatomy import STRUCTURES_BY_NAME
+from tools.core.anatomy import STRUCTURES_BY_NAME
 from training.phantoms.body import ARMS_DOWN_SHARE, TABLE_SHARE, sample_body
 from training.phantoms.generate import SIZES, _population_sizes, build, case_grid
 from training.phantoms.geometry import sample_anatomy

@@ -138,11 +138,11 @@ def test_resume_continues_from_the_saved_step(tmp_path, caplog):
 
 
 def _write_case(folder: Path) -> None:
-    """A minimal case folder in the tools.case_format layout: CCTA, label map, landmarks."""
+    """A minimal case folder in the tools.core.case_format layout: CCTA, label map, landmarks."""
     import nibabel as nib
 
-    from tools import case_format as cf
-    from tools.anatomy import STRUCTURES_BY_NAME
+    from tools.core import case_format as cf
+    from tools.core.anatomy import STRUCTURES_BY_NAME
 
     folder.mkdir(parents=True)
     hu = np.full((24, 20, 12), -50, dtype=np.int16)
@@ -171,7 +171,7 @@ def _write_curriculum(path: Path, records: list[dict]) -> None:
 
 
 def test_cli_trains_from_a_curriculum_file(tmp_path):
-    from tools.anatomy import STRUCTURES_BY_NAME
+    from tools.core.anatomy import STRUCTURES_BY_NAME
     from ui.cli import main
 
     _write_case(tmp_path / "data" / "case_000")
@@ -265,7 +265,7 @@ def test_anatomy_classes_map_registry_ids_and_ignore_unknown_ones():
 
 
 def test_anatomy_head_and_balanced_targets_train_from_case_folders(tmp_path):
-    from tools.anatomy import STRUCTURES_BY_NAME
+    from tools.core.anatomy import STRUCTURES_BY_NAME
     from ui.cli import main
 
     _write_case(tmp_path / "data" / "case_000")

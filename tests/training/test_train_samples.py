@@ -10,10 +10,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from curriculum_cases import write_case, write_images
 
-from tools.anatomy import STRUCTURES_BY_NAME
-from tools.case_format import iter_cases
-from tools.masks import mask_from_labels
-from tools.study import load_study
+from tools.core.anatomy import STRUCTURES_BY_NAME
+from tools.core.case_format import iter_cases
+from tools.ingest.study import load_study
+from tools.segmentation.masks import mask_from_labels
 from training.curriculum.builder import build_curriculum
 from training.curriculum.jsonl import read_curriculum, write_curriculum
 from training.samples import CurriculumSamples

@@ -12,7 +12,7 @@ import pytest
 from gradio_client import Client
 
 from tests.ui.test_app_api import _free_port, _texts
-from tools.settings import get_settings
+from tools.core.settings import get_settings
 from ui.access import LoginLimiter
 from ui.server import launch
 
@@ -120,7 +120,7 @@ def test_a_lockout_ends_and_guessing_across_user_names_locks_the_client():
 
 
 def test_the_login_limits_are_settings(monkeypatch):
-    from tools.settings import Settings
+    from tools.core.settings import Settings
 
     defaults = LoginLimiter.from_settings(Settings(_env_file=None))  # the settings' defaults are the class's
     assert (defaults.max_failures, defaults.max_failures_per_client, defaults.window_s, defaults.lockout_s) == (
@@ -139,7 +139,7 @@ def test_the_login_limits_are_settings(monkeypatch):
 
 
 def test_logins_from_the_environment_are_a_secret_string(monkeypatch):
-    from tools.settings import Settings
+    from tools.core.settings import Settings
     from ui.server import read_users
 
     monkeypatch.setenv("CARDIOVLM_UI_USERS", "carol:pw-carol,dan:pw-dan")

@@ -18,7 +18,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from tools.settings import get_settings
+from tools.core.settings import get_settings
 
 DEMOS = get_settings().demo_cases_dir
 needs_demo = pytest.mark.skipif(not (DEMOS / "healthy" / "case.json").is_file(),
@@ -29,7 +29,7 @@ ALICE = SimpleNamespace(username="alice")
 @pytest.fixture(scope="module")
 def healthy():
     """The healthy demo, loaded once (tracing its coronary tree takes seconds); each test gets a fresh copy."""
-    from tools.context import load_context
+    from tools.quant.context import load_context
 
     if not (DEMOS / "healthy" / "case.json").is_file():
         pytest.skip("the healthy demo case is not bundled")
@@ -172,7 +172,7 @@ class _Tags(HTMLParser):
 
 
 def test_the_reports_panel_marks_the_cited_sentences_and_is_inert():
-    from assistant.answer import Citation
+    from tools.core.answer import Citation
     from ui.reports_panel import reports_html
 
     hostile = ('<img src="http://evil.example/i.png"> <script>alert(1)</script> ${alert(2)} '
@@ -190,8 +190,8 @@ def test_the_reports_panel_marks_the_cited_sentences_and_is_inert():
 
 @needs_demo
 def test_retrieved_reports_reach_the_panel_with_their_cited_sentences(state, healthy, tmp_path):
-    from tools import report_store as rs
-    from tools.settings import Settings
+    from tools.core.settings import Settings
+    from tools.reports import api as rs
     from ui.app import _answer
 
     store = rs.ReportStore.open(Settings(data_dir=tmp_path), path=tmp_path / "reports")

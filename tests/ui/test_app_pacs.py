@@ -45,7 +45,7 @@ def test_an_answer_with_masks_is_sent_to_the_pacs_with_its_ct_series(client):
 
 
 def test_a_pacs_error_is_a_readable_message(client, monkeypatch):
-    from tools.settings import get_settings
+    from tools.core.settings import get_settings
 
     monkeypatch.setenv("CARDIOVLM_PACS_PASSWORD", "wrong")
     get_settings.cache_clear()
@@ -55,7 +55,7 @@ def test_a_pacs_error_is_a_readable_message(client, monkeypatch):
 
 @pytest.mark.parametrize("url", [None, "https://pacs.example.org/dicom-web"])
 def test_the_pacs_panel_is_shown_only_when_a_pacs_is_configured(url, monkeypatch):
-    from tools.settings import get_settings
+    from tools.core.settings import get_settings
     from ui.app import build_app
 
     monkeypatch.delenv("CARDIOVLM_PACS_URL", raising=False)

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from tools.settings import get_settings
+from tools.core.settings import get_settings
 
 CASE = get_settings().demo_cases_dir / "lad_stenosis"
 ALICE = SimpleNamespace(username="alice")

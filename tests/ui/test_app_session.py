@@ -10,7 +10,7 @@ import pydicom
 import pytest
 from markdown_it import MarkdownIt
 
-from tools.settings import get_settings
+from tools.core.settings import get_settings
 
 DEMOS = get_settings().demo_cases_dir
 pytestmark = pytest.mark.skipif(not (DEMOS / "healthy" / "case.json").is_file() or
@@ -89,7 +89,7 @@ def test_another_login_cannot_use_the_session(state):
 
 
 def test_quoted_report_text_is_inert(state):
-    from assistant.answer import Citation, GroundedAnswer
+    from tools.core.answer import Citation, GroundedAnswer
     from ui.app import _show_answer
 
     state.session.load_study(DEMOS / "healthy")
@@ -104,7 +104,7 @@ def test_quoted_report_text_is_inert(state):
 
 
 def _dicom_zip(folder, context):
-    from tools.dicom_write import write_ct_series
+    from tools.dicom.dicom_write import write_ct_series
 
     files = write_ct_series(context.study.hu, context.study.affine, folder / "ct", series_description="CCTA",
                             uid_seed="site", patient_id="MRN-4711", patient_name="Doe^Jane")
@@ -119,8 +119,8 @@ def _dicom_zip(folder, context):
 
 
 def test_an_upload_is_deleted_once_ingested_and_exports_under_its_own_identifiers(state, tmp_path):
-    from assistant.answer import AnswerFinding, GroundedAnswer
     from tests.assistant.conftest import make_patient_context
+    from tools.core.answer import AnswerFinding, GroundedAnswer
     from ui.app import _export_dicom, _load_upload
 
     archive, original = _dicom_zip(tmp_path, make_patient_context())
@@ -138,7 +138,7 @@ def test_an_upload_is_deleted_once_ingested_and_exports_under_its_own_identifier
 
 
 def test_a_failed_upload_is_deleted_too(state, tmp_path):
-    from tools.study import StudyError
+    from tools.ingest.study import StudyError
     from ui.app import _load_upload
 
     bad = tmp_path / "cache" / "ff00" / "broken.zip"

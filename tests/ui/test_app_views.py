@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tools.render import best_slice, plane_size
-from tools.settings import get_settings
+from tools.core.settings import get_settings
+from tools.views.render import best_slice, plane_size
 
 CASE = get_settings().demo_cases_dir / "lad_stenosis"
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.ui.test_browser import ARTIFACTS, CHROMIUM, FLAGS, _ensure_chromium, _free_port
-from tools.settings import get_settings
+from tools.core.settings import get_settings
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(
     not (get_settings().demo_cases_dir / "lad_stenosis" / "case.json").is_file(),
@@ -57,7 +57,7 @@ def _statuses(page, until: str, timeout_s: float) -> list[str]:
 def page(tmp_path_factory):
     _ensure_chromium()
     sync_api = pytest.importorskip("playwright.sync_api")
-    from tools import report_store as rs
+    from tools.reports import api as rs
     from ui.server import launch
 
     # A report store of other patients' reports (one with markup in it) for the prior reports panel.

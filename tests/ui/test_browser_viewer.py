@@ -51,8 +51,8 @@ def test_the_viewer_draws_the_ct_scrolls_windows_and_reads_hu(viewer_page):
     page.wait_for_timeout(500)
     readout = page.locator("#niivue-viewer .cv-readout")
     # The readout is the study's own HU at the study's own [i, j, k] (NiiVue indexes RAS internally).
-    from tools.settings import get_settings
-    from tools.study import load_study
+    from tools.core.settings import get_settings
+    from tools.ingest.study import load_study
 
     hu = load_study(get_settings().demo_cases_dir / "lad_stenosis").hu
     i, j, k = map(int, readout.get_attribute("data-voxel").split(","))
@@ -106,7 +106,7 @@ def test_the_viewer_draws_the_ct_scrolls_windows_and_reads_hu(viewer_page):
 
 
 def test_an_answer_mask_is_drawn_in_its_registry_colour(viewer_page):
-    from tools.anatomy import mask_color
+    from tools.core.anatomy import mask_color
 
     page = viewer_page
     page.locator("#niivue-viewer [data-preset=cardiac]").click()

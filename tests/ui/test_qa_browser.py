@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tests.ui.test_browser import CHROMIUM, FLAGS, _ensure_chromium, _free_port
-from tools.settings import get_settings
+from tools.core.settings import get_settings
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(
     not (get_settings().demo_cases_dir / "healthy" / "case.json").is_file(),

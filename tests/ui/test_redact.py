@@ -3,7 +3,7 @@
 import tempfile
 from pathlib import Path
 
-from tools.settings import get_settings
+from tools.core.settings import get_settings
 from ui.redact import hide_server_paths
 
 

@@ -10,7 +10,7 @@ import pytest
 from assistant.planner import ClinicalPlanner
 from assistant.session import Session
 from tests.tools.series_data import write_exam, zip_folder
-from tools.series import NO_SERIES
+from tools.ingest.series import NO_SERIES
 from ui.series_panel import COLUMNS, apply_pick, build_series_panel, load_kwargs, preview_upload, series_view
 
 

@@ -9,13 +9,13 @@ from types import SimpleNamespace
 import pytest
 from PIL import Image
 
-from assistant.answer import AnswerFinding, GroundedAnswer, ToolCallRecord
 from assistant.findings import findings_of
-from tools.context import load_context
-from tools.settings import get_settings
-from tools.stenosis import measure_lesion_tool
-from tools.stent import stent_coverage_tool
-from tools.vessel_view import VesselViewError
+from assistant.tools.measure_lesion import measure_lesion_tool
+from assistant.tools.stent_coverage import stent_coverage_tool
+from tools.core.answer import AnswerFinding, GroundedAnswer, ToolCallRecord
+from tools.core.settings import get_settings
+from tools.quant.context import load_context
+from tools.views.vessel_view import VesselViewError
 from ui.vessel_panel import case_name, vessel_view_for_answer
 
 CASE = "lad_stenosis"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.answer import GroundedAnswer, ToolCallRecord
 from assistant.findings import lesion_findings
-from tools.stenosis import LesionMeasurement, measure_vessel
+from tools.core.answer import GroundedAnswer, ToolCallRecord
+from tools.quant.stenosis import LesionMeasurement, measure_vessel
 from training.phantoms.tubes import OBLIQUE, straight_tube
 from ui.vessel_panel import _check_same, caption_for
 
@@ -41,7 +41,7 @@ def test_a_band_edge_stenosis_is_captioned_and_checked_as_the_answer_shows_it(me
 
 
 def test_the_view_draws_the_lesion_the_answer_names_when_stenoses_tie(measured_lad):
-    """Two vessels at the same stenosis: the answer names the longer lesion (tools.cadrads.worst_lesion);
+    """Two vessels at the same stenosis: the answer names the longer lesion (tools.quant.cadrads.worst_lesion);
     the picture once took whichever vessel came first."""
     from ui.vessel_panel import _holding_worst, _most_stenosed_said
 

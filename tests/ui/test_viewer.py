@@ -15,7 +15,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from tools.settings import get_settings
+from tools.core.settings import get_settings
 
 CASE = get_settings().demo_cases_dir / "lad_stenosis"
 needs_case = pytest.mark.skipif(not (CASE / "case.json").is_file(), reason="the lad_stenosis demo case is not bundled")
@@ -23,7 +23,7 @@ needs_case = pytest.mark.skipif(not (CASE / "case.json").is_file(), reason="the 
 
 @needs_case
 def test_the_viewer_reads_the_loaded_ct_and_the_answer_mask_and_no_answer_shows_a_server_path():
-    from tools.anatomy import mask_color
+    from tools.core.anatomy import mask_color
     from ui.app import UiSession, _answer, _viewer_value
     from ui.workdir import gradio_dir
 

@@ -7,8 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from tools.settings import PACKAGE_ROOT
-from tools.study import StudyError, load_nifti, load_study
+from tools.core.settings import PACKAGE_ROOT
+from tools.ingest.study import StudyError, load_nifti, load_study
 from vlm.input_check import (
     BlankVolumeError,
     FieldOfViewError,

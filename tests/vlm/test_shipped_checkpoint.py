@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import vlm
-from tools.anatomy import STRUCTURES_BY_NAME
-from tools.settings import PACKAGE_ROOT, get_settings
+from tools.core.anatomy import STRUCTURES_BY_NAME
+from tools.core.settings import PACKAGE_ROOT, get_settings
 from vlm.checkpoint_io import CONFIG_FILE, WEIGHTS_FILE
 from vlm.validation import EVALUATION_FILE, measured_scores
 
@@ -29,7 +29,7 @@ def shipped_model():
 
 @pytest.fixture(scope="module")
 def demo_study():
-    from tools.study import load_study
+    from tools.ingest.study import load_study
 
     return load_study(DEMO)
 
@@ -70,7 +70,7 @@ def test_shipped_checkpoint_segments_on_a_demo_study_what_its_evaluation_claims(
 def test_assistant_draws_only_the_masks_the_shipped_checkpoint_can_draw(tmp_path, demo_study, monkeypatch):
     from assistant.planner import ClinicalPlanner
     from assistant.session import Session
-    from tools.context import StudyContext
+    from tools.quant.context import StudyContext
 
     monkeypatch.delenv("CARDIOVLM_CHECKPOINT_DIR", raising=False)
     monkeypatch.delenv("CARDIOVLM_VLM_MIN_DICE", raising=False)
@@ -112,8 +112,8 @@ def test_the_shipped_evaluation_has_image_controls_and_the_card_quotes_them():
 
 
 def test_the_assistant_quotes_a_shipped_answer_only_as_far_as_its_controls_allow(tmp_path, demo_study, monkeypatch):
-    from assistant.vlm_tools import VLMAnswerWithheld, vlm_ask
-    from tools.context import StudyContext
+    from assistant.tools.vlm import VLMAnswerWithheld, vlm_ask
+    from tools.quant.context import StudyContext
     from vlm.validation import answer_evidence
 
     monkeypatch.delenv("CARDIOVLM_CHECKPOINT_DIR", raising=False)

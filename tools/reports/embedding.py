@@ -17,7 +17,7 @@ import numpy as np
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
 from chromadb.utils.embedding_functions import register_embedding_function
 
-from tools.embeddings import load_model
+from tools.core.embeddings import load_model
 from tools.reports.terms import embedding_text
 
 # A query (a few short texts) is encoded on one torch thread. Intra-op parallelism buys little on ~40

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from tools import case_format as cf
+from tools.core import case_format as cf
 from tools.reports.records import ReportRecord, ReportStoreError
 
 

@@ -6,7 +6,7 @@ from datetime import date
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from tools.errors import CardioVLMError
+from tools.core.errors import CardioVLMError
 
 
 class ReportStoreError(CardioVLMError):

@@ -10,7 +10,7 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import tool
 from pydantic import BaseModel, Field
 
-from tools.context import CONFIG_KEY as STUDY_CONFIG_KEY
+from tools.quant.context import CONFIG_KEY as STUDY_CONFIG_KEY
 from tools.reports.records import ReportFilter, ReportHit, ReportStoreError
 from tools.reports.store import ReportStore
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from tools.anatomy import find_anatomy
+from tools.core.anatomy import find_anatomy
 from tools.reports.terms import CORONARY_WORDS, SENTENCE_SPLIT
 
 SNIPPET_SENTENCES = 2  # sentences quoted per hit: enough for a finding and its qualifier

@@ -8,7 +8,7 @@ embedding similarity, and the stated-findings agreement decides the order before
 meaning only until :meth:`ReportStore.reindex` (``cardiovlm reports reindex``) reads and embeds them again.
 
 Reports are PHI-scrubbed and deduplicated on ingest (:mod:`tools.reports.ingest`) and embedded with
-the offline sentence-transformers model of :mod:`tools.embeddings`
+the offline sentence-transformers model of :mod:`tools.core.embeddings`
 (:mod:`tools.reports.embedding`), never with chromadb's downloading default.
 
 Storage: an embedded ``chromadb.PersistentClient`` under ``settings.reports_dir`` (default
@@ -41,13 +41,13 @@ import chromadb
 from chromadb.api import ClientAPI
 from chromadb.config import Settings as ChromaSettings
 
+from tools.core.settings import Settings, get_settings
 from tools.reports.embedding import ReportEmbeddingFunction
 from tools.reports.files import read_reports
 from tools.reports.ingest import read_metadata, scrub_records, stored_set
 from tools.reports.records import IngestResult, ReportFilter, ReportHit, ReportRecord, ReportStoreError
 from tools.reports.snippets import best_snippet
 from tools.reports.terms import anatomy_keys, finding_agreement, query_finding_terms
-from tools.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 

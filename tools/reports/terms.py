@@ -1,7 +1,7 @@
 """What the report store reads from report and query text: anatomy, stated findings, embedded text.
 
 Severity synonyms are rewritten to CAD-RADS words and coronary mentions to their registry names
-(:mod:`tools.anatomy`), so a report and a question naming one vessel or grade in different words are
+(:mod:`tools.core.anatomy`), so a report and a question naming one vessel or grade in different words are
 read, and embedded, alike. The findings a text states are read by the report parser
 (:mod:`tools.reports.parser`) as canonical terms such as ``pLAD:severe``.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from tools.anatomy import ARTERY_NAMES, SEGMENTS_BY_CODE, find_anatomy
+from tools.core.anatomy import ARTERY_NAMES, SEGMENTS_BY_CODE, find_anatomy
 from tools.reports.parser import parse_report
 
 # A sentence ends at . ! ? followed by space, or at a line break.

@@ -10,5 +10,5 @@ Modules, one responsibility each:
 * ``builder`` (+ ``phrasings.yaml``): stages 1-3 of instructions, the versioned JSONL file.
 * ``dataset``: the torch Dataset pairing instructions with volumes and targets.
 * ``real_data``: the manifest format for real studies and TotalSegmentator pseudo-labels.
-* ``cli``: ``cardiovlm curriculum``.
+* the ``cardiovlm curriculum`` command is :mod:`ui.cli.curriculum`.
 """

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from tools.errors import CardioVLMError
+from tools.core.errors import CardioVLMError
 from training.curriculum.schema import CURRICULUM_VERSION, InstructionRecord
 
 

@@ -1,4 +1,4 @@
-"""Write synthetic CCTA cases (images, labels and ground truth) in the ``tools.case_format`` layout.
+"""Write synthetic CCTA cases (images, labels and ground truth) in the ``tools.core.case_format`` layout.
 
 Example::
 
@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from tools import case_format as cf
-from tools.anatomy import CORONARY_SEGMENTS, label_table
-from tools.cadrads import cad_rads
-from tools.errors import CardioVLMError
-from tools.nifti_io import write_nifti
+from tools.core import case_format as cf
+from tools.core.anatomy import CORONARY_SEGMENTS, label_table
+from tools.core.errors import CardioVLMError
+from tools.ingest.nifti_io import write_nifti
+from tools.quant.cadrads import cad_rads
 from training.phantoms.geometry import Anatomy, sample_anatomy
 from training.phantoms.lesions import Calcification, FindingRequest, apply_findings, sample_requests
 from training.phantoms.noise import NoiseModel
@@ -224,7 +224,7 @@ def generate_case(out_dir: Path, *, seed: int, size: str = "small", findings: li
         findings: exactly these findings; None draws 0-3 from the seed (healthy cases included).
         dominance: "right" or "left"; drawn from the seed when None.
         with_cac: also write the paired non-contrast 3 mm calcium-scoring series.
-        with_dicom: also write DICOM series (needs ``tools.dicom_write``).
+        with_dicom: also write DICOM series (needs ``tools.dicom.dicom_write``).
         preview: render axial, coronal and MIP PNGs into ``preview/``.
         case_id: folder name; ``phantom_<seed>`` by default.
         noise_sd_hu: quantum noise SD in HU at this size's voxels; when None it follows the real reference
@@ -235,7 +235,7 @@ def generate_case(out_dir: Path, *, seed: int, size: str = "small", findings: li
         realistic: generator 2.0's thorax and imaging physics (kernel-textured noise scaled to the real
             reference and body size, blood inhomogeneity, right-atrial mixing, SVC streaks, blooming,
             mid-RCA motion blur). Off by default: the image-derived coronary tree
-            (``tools.coronary_tree``) does not yet find the left tree under kernel-textured noise, nor
+            (``tools.quant.coronary_tree``) does not yet find the left tree under kernel-textured noise, nor
             the RCA beside pulmonary veins, and the tools' tests run on default phantoms.
 
     Raises:
@@ -250,9 +250,9 @@ def generate_case(out_dir: Path, *, seed: int, size: str = "small", findings: li
     preset = SIZES[size]
     if with_dicom:  # fail before minutes of work, not after
         try:
-            from tools.dicom_write import write_ct_series
+            from tools.dicom.dicom_write import write_ct_series
         except ImportError as err:
-            raise PhantomError("DICOM output needs tools.dicom_write, which is not installed; "
+            raise PhantomError("DICOM output needs tools.dicom.dicom_write, which is not installed; "
                                "use with_dicom=False (--no-dicom)") from err
     anat, lumens, calcs, extra, gt, where, rng = build(seed, findings=findings, dominance=dominance,
                                                        thorax=realistic)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.interpolate import CubicSpline
 
-from tools.anatomy import SEGMENT_PARENT
+from tools.core.anatomy import SEGMENT_PARENT
 
 CENTERLINE_STEP_MM = 0.25  # centerline sampling; well under any voxel size we rasterise at
 # sinus-to-opposite-sinus diameter / root radius: sinuses sit 0.55 r out and have radius 0.62 r

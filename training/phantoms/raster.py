@@ -14,7 +14,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from tools.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
+from tools.core.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
 from training.phantoms import physics as phys
 from training.phantoms.body import HUMERUS_LABEL, paint_body_wall
 from training.phantoms.geometry import Anatomy, Tube

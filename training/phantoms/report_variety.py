@@ -10,7 +10,7 @@ import re
 from collections.abc import Sequence
 from functools import lru_cache
 
-from tools.anatomy import ARTERY_NAMES, ARTERY_SYNONYMS, CORONARY_SEGMENTS
+from tools.core.anatomy import ARTERY_NAMES, ARTERY_SYNONYMS, CORONARY_SEGMENTS
 from training.phantoms.report_template import Alt, Opt, load_grammar, parse_template
 
 

@@ -1,7 +1,7 @@
 """Paint the thorax of :mod:`training.phantoms.thorax` into a label map (abdomen, mediastinum, airways, lung trees).
 
 The chest wall is painted by :mod:`training.phantoms.body`, the spine by :mod:`training.phantoms.vertebrae`.
-Every structure is a registry label (``tools.anatomy``). Tubes are painted segment by segment inside
+Every structure is a registry label (``tools.core.anatomy``). Tubes are painted segment by segment inside
 each segment's bounding box, so a lung tree of thousands of branches costs well under a second. New
 structures never paint within ``KEEP_OUT_MM`` of a coronary lumen: the coronaries run in their own fat.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import cKDTree
 
-from tools.anatomy import STRUCTURES_BY_NAME
+from tools.core.anatomy import STRUCTURES_BY_NAME
 from training.phantoms.thorax import Segments, Thorax
 
 LABEL = {name: s.label_id for name, s in STRUCTURES_BY_NAME.items()}

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from tools import case_format as cf
-from tools.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
+from tools.core import case_format as cf
+from tools.core.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
 from training.phantoms.lesions import profile
 from training.phantoms.raster import NOISE_CORRELATION_MM, PSF_SIGMA_MM
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tools.anatomy import STRUCTURES_BY_NAME
+from tools.core.anatomy import STRUCTURES_BY_NAME
 from training.phantoms.segments import Segments
 
 LABEL = {name: s.label_id for name, s in STRUCTURES_BY_NAME.items()}

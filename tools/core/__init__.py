@@ -1,0 +1,1 @@
+"""What every package shares: the anatomy registry, settings, errors, the case layout, the answer schema."""

@@ -1,0 +1,1 @@
+"""Results as DICOM: CT series written from volumes, Segmentation and SR objects for a PACS."""

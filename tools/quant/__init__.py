@@ -1,0 +1,1 @@
+"""Measurement from the CT: coronary tree, centerlines, lumen, stenosis, stent, calcium, risk."""
