@@ -47,7 +47,7 @@ class ClinicalPlanner(BaseChatModel):
     def _llm_type(self) -> str:
         return "cardiovlm-clinical-planner"
 
-    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> "ClinicalPlanner":
+    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> ClinicalPlanner:
         names = tuple(convert_to_openai_tool(t)["function"]["name"] for t in tools)
         return self.model_copy(update={"bound_tools": names})
 
@@ -71,7 +71,7 @@ def _safe_compose(question: ParsedQuestion | None, done: list[ToolOutcome], avai
         if question is not None and len(question.all_parts()) > 1:
             return compose_parts([(part, outcomes_for(part, done, available)) for part in question.all_parts()])
         return compose_answer(question, done)
-    except Exception as err:  # noqa: BLE001 - a wording bug must not lose the clinician's results
+    except Exception as err:  # a wording bug must not lose the clinician's results
         log.exception("composing the answer failed")
         lines = [f"{o.name}: {'ok' if o.ok else 'failed: ' + read_tool_error(o.error).message}" for o in done]
         return (f"I could not write the answer ({type(err).__name__}); the tool results are in the findings "

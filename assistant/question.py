@@ -74,12 +74,12 @@ class ParsedQuestion(BaseModel):
     is_yes_no: bool = False
     follow_up: bool = Field(False, description="completed from the previous question")
     confidence: float = Field(0.0, description="similarity of the intent's nearest phrasings")
-    parts: list["ParsedQuestion"] = Field(default_factory=list,
+    parts: list[ParsedQuestion] = Field(default_factory=list,
                                           description="for a question with several requests: one entry each")
-    previous: "ParsedQuestion | None" = Field(None, exclude=True, repr=False,
+    previous: ParsedQuestion | None = Field(None, exclude=True, repr=False,
                                               description="the question asked before this one in the conversation")
 
-    def all_parts(self) -> list["ParsedQuestion"]:
+    def all_parts(self) -> list[ParsedQuestion]:
         return self.parts or [self]
 
 
@@ -144,7 +144,7 @@ def understand(question: str, prior: Sequence[str] = ()) -> QuestionPlan:
                         problem=q.problem)
 
 
-def _shown(p: "ParsedQuestion") -> list[str]:
+def _shown(p: ParsedQuestion) -> list[str]:
     """The structures a part is about; a segmentation of a finding is about that finding."""
     shown = list(p.structures)
     if p.intent == "segment" and p.finding in ("calcification", "plaque", "stent"):
@@ -172,8 +172,8 @@ _REFERS_BACK = re.compile(r"\b(?:it|its|there|(?:that|this|the same|the) (?:lesi
                           r"plaque|narrowing|stent))\b", re.I)
 _POSITION = re.compile(r"\b(proximal(?:ly)?|prox|mid|middle|distal(?:ly)?|dist)\b", re.I)
 _BARE_NUMBER = re.compile(r"(?<![\w.])(\d+(?:[.,]\d+)?)(?![\w.%])")
-_COMPARE_BACK = re.compile(r"\bcompare (?:it|that|this)\b|\b(?:it|that|this) (?:vs\.?|versus|compared (?:with|to))\b", re.I)
-_FOLLOW_UP_START = re.compile(r"^\s*(and|what about|how about|same (?:for|in|on)|and for|also|what of|now|then|ok(?:ay)?"
+_COMPARE_BACK = re.compile(r"\bcompare (?:it|that|this)\b|\b(?:it|that|this) (?:vs\.?|versus|compared (?:with|to))\b", re.I)  # noqa: E501
+_FOLLOW_UP_START = re.compile(r"^\s*(and|what about|how about|same (?:for|in|on)|and for|also|what of|now|then|ok(?:ay)?"  # noqa: E501
                               r",? and|what if)\b", re.I)
 # Words that carry no request of their own: a clause made only of these (plus anatomy and numbers)
 # continues the previous question.
@@ -182,8 +182,8 @@ then also same now ok okay please one ones what's where's how's it's that's ther
 any also too again instead rather either both proximal mid middle distal patient patients sex female male
 woman man lady gentleman per total each all mm millimetre millimeter millimetres millimeters cm if so just
 he she him his her hers they them their theirs
-""".split())  # a pronoun refers to the patient or to a vessel named before: it asks nothing itself
-_CLAUSE_START = re.compile(r"^\s*(what|which|whose|where|how|is|are|does|do|will|would|can|could|should|has|have|was|were|"
+""".split())  # a pronoun refers to the patient or to a vessel named before: it asks nothing itself  # noqa: E501
+_CLAUSE_START = re.compile(r"^\s*(what|which|whose|where|how|is|are|does|do|will|would|can|could|should|has|have|was|were|"  # noqa: E501
                            r"did|any|show|segment|outline|draw|highlight|give|tell|measure|grade|quantify|locate|mark|"
                            r"point|find|search|list|compare|check|assess|evaluate|calculate|compute|estimate|score|"
                            r"display|plan|size|recommend|who|when|why)\b", re.I)
@@ -233,7 +233,7 @@ _THEN_WORDS = r"(?:(?:and\s+)?(?:also|then|plus)\s+|and\s+)?"
 _SENTENCE_END = (r"(?<=[.!])(?<!\bvs\.)(?<!\bDr\.)(?<!\bMr\.)(?<!\bMs\.)(?<!\bMrs\.)(?<!\be\.g\.)(?<!\bi\.e\.)"
                  r"\s+(?=[A-Za-z])")
 _SEPARATOR = re.compile(r"(,?\s+(?:and also|and then|and additionally|and|also|as well as|along with|together with|"
-                        r"in addition to|additionally|plus|then|or)\s+|\s*\+\s*|(?<=[A-Za-z]{3})\s+/\s+(?=[A-Za-z]{3})|\s*;\s*"
+                        r"in addition to|additionally|plus|then|or)\s+|\s*\+\s*|(?<=[A-Za-z]{3})\s+/\s+(?=[A-Za-z]{3})|\s*;\s*"  # noqa: E501
                         + _THEN_WORDS
                         + r"|(?<=\?)\s+" + _THEN_WORDS + "|" + _SENTENCE_END + _THEN_WORDS + r"|,\s+)", re.I)
 # Separators that add a request rather than list names: "plus", "also", "as well as", a semicolon or a
@@ -285,7 +285,7 @@ def _piece_numbers(piece: str):
 
 
 def _superlative(text: str) -> Literal["most_calcified", "most_stenosed"] | None:
-    if re.search(r"\b(most|heaviest|highest|biggest|largest|greatest|maximal|max)\b.{0,25}\bcalci|\bmost (heavily )?calcif",
+    if re.search(r"\b(most|heaviest|highest|biggest|largest|greatest|maximal|max)\b.{0,25}\bcalci|\bmost (heavily )?calcif",  # noqa: E501
                  text, re.I):
         return "most_calcified"
     if re.search(r"\b(most|worst|tightest|severest|highest[- ]grade|narrowest|most severe(ly)?)\b[^?.]{0,25}"
@@ -365,7 +365,7 @@ def _split(text: str, lesion_context: bool) -> list[tuple[str, IntentMatch]]:
             separator = separators[i - 1] if i - 1 < len(separators) else " "
             adding = (bool(_ADDING.search(separator)) and "unknown" not in (intent, prev_intent)
                       and bool(_request_words(piece)) and bool(_content_words(prev_text)))
-            listing = (bool(_LISTING.match(separator)) and _names_at(prev_text, end=True) and _names_at(piece, end=False)
+            listing = (bool(_LISTING.match(separator)) and _names_at(prev_text, end=True) and _names_at(piece, end=False)  # noqa: E501
                        and not _own_topics(prev_text, piece))
             statement = bool(_STATEMENT.match(prev_text))
             # "... with a single 20 mm stent, or will I need two?": an alternative that asks nothing
@@ -527,7 +527,7 @@ def _parse_part(text: str, match: IntentMatch, lesion_context: bool = False, bef
 
 _DISPLAY = re.compile(r"^\s*(?:(?:can|could|would|will) (?:you|i)\s+(?:please\s+)?(?:see\s+)?|please\s+|i(?:'d| would) "
                       r"like (?:to see\s+)?|let me see\s+)?(?:show|highlight|draw|outline|paint|mask|segment|display|"
-                      r"visuali[sz]e|overlay|contour|delineate|colou?r|trace|make a mask|give me a mask|pull up)\b", re.I)
+                      r"visuali[sz]e|overlay|contour|delineate|colou?r|trace|make a mask|give me a mask|pull up)\b", re.I)  # noqa: E501
 _DISPLAY_WORD = re.compile(r"\b(?:show|highlight|draw|outline|paint|mask|segment|display|visuali[sz]e|overlay|contour|"
                            r"delineate|colou?r|trace|see|pull up|view)", re.I)
 _STENT_EVIDENCE = re.compile(r"\bstent|\bdes\b|\bbms\b|\bscaffold|\bpci\b|\bdevice|\brestenos|\bisr\b|\bcover|\bspan",
@@ -542,11 +542,11 @@ _RETRIEVAL_CUE = re.compile(
 _REPORTED_SHOW = re.compile(r"\b(?:did|does|do|has|have)\s+(?!you\b|u\b|i\b|we\b)(?:the\s+)?[\w-]+\s+show\b|"
                             r"\bshow(?:ed|s|n)\b", re.I)
 # "who" and "whose" ask for a person, and the person a study is about is its patient.
-_PERSON_CUE = re.compile(r"^\s*(?:who|whose)\b|\bwhose\b|\b(?:which|what) (?:patient|person)\b|\bname\b(?!\s+(?:of\s+)?(?:the\s+)?(?:vessel|artery|arteries|"
+_PERSON_CUE = re.compile(r"^\s*(?:who|whose)\b|\bwhose\b|\b(?:which|what) (?:patient|person)\b|\bname\b(?!\s+(?:of\s+)?(?:the\s+)?(?:vessel|artery|arteries|"  # noqa: E501
                          r"segment|branch|series|protocol|kernel|scanner|structure))", re.I)
 # Disease of the patient as a whole, not of a vessel: "obstructive disease anywhere", "overall".
 _PATIENT_LEVEL = re.compile(r"\b(?:overall|anywhere|in (?:any|all) (?:of (?:the|his|her) )?(?:vessels?|arteries)|"
-                            r"obstructive (?:coronary )?(?:artery )?disease|obstructive cad|multi-?vessel disease)\b", re.I)
+                            r"obstructive (?:coronary )?(?:artery )?disease|obstructive cad|multi-?vessel disease)\b", re.I)  # noqa: E501
 # A series, an acquisition or its header is what a study question is about, whatever else it names
 # ("is there a calcium score series?").
 _STUDY_CUE = re.compile(r"\bseries\b|\bacquisition|\bacquired\b|\bprotocol\b|\bdicom\b|\bheader\b|\bmodality\b", re.I)
@@ -667,7 +667,7 @@ def _resolve_follow_up(q: ParsedQuestion, context: list[ParsedQuestion], previou
             update.update(_anatomy_of(base))  # "what's its CAD-RADS?": the grade of that vessel
         if q.intent == "stent" and base.intent == "stent":
             update.update(_stent_numbers(q, base))
-        if q.intent == "segment" and base.intent == "locate" and base.landmark and not base.landmark.startswith("lesion_"):
+        if q.intent == "segment" and base.intent == "locate" and base.landmark and not base.landmark.startswith("lesion_"):  # noqa: E501
             # "mark it on the image" after a landmark: the landmark is what is to be shown.
             update.update(intent="locate", task="locate", landmark=base.landmark)
         elif q.intent == "segment" and q.finding is None and base.finding in ("calcification", "plaque", "stent"):

@@ -41,7 +41,7 @@ _LENGTH = re.compile(_NUM + r"\s*-?\s*" + _LENGTH_UNIT, re.I)
 _STENT_NOUN = r"(?:stents?|one|ones|des|bms|device|scaffold|drug[- ]eluting|bare[- ]metal|long|length)"
 # "a 3.0 DES", "3.5 stent": a decimal without a unit before the device is its diameter (an integer
 # there may be a count: "2 stents").
-_BARE_DIAMETER = re.compile(r"(?<![\w.,])(\d[.,]\d{1,2})\s*(?=(?:des|bms|stents?|scaffold|drug[- ]?eluting|bare[- ]?metal)\b)",
+_BARE_DIAMETER = re.compile(r"(?<![\w.,])(\d[.,]\d{1,2})\s*(?=(?:des|bms|stents?|scaffold|drug[- ]?eluting|bare[- ]?metal)\b)",  # noqa: E501
                             re.I)
 _DIAMETER_WORD = re.compile(r"\b(diameter|wide|calibre|caliber|across)\b", re.I)
 
@@ -88,7 +88,7 @@ _LANDMARK_PATTERNS: list[tuple[str, re.Pattern]] = [
     ("left_coronary_ostium", re.compile(
         r"\b(?:left main|lm|lmca|left coronary|left)\s+(?:coronary\s+)?(?:ostium|orifice|origin)\b|"
         r"\b(?:ostium|orifice|origin) of the (?:left main|lm|left coronary)\b|"
-        r"\b(?:left main|lm|left coronary artery)\s+(?:arises?|originates?|comes? (?:off|from)|takes? off|starts?)\b", re.I)),
+        r"\b(?:left main|lm|left coronary artery)\s+(?:arises?|originates?|comes? (?:off|from)|takes? off|starts?)\b", re.I)),  # noqa: E501
     ("right_coronary_ostium", re.compile(
         r"\b(?:rca|right coronary(?: artery)?|right)\s+(?:ostium|orifice|origin)\b|"
         r"\b(?:ostium|orifice|origin) of the (?:rca|right coronary)\b|"
@@ -100,15 +100,15 @@ _LANDMARK_PATTERNS: list[tuple[str, re.Pattern]] = [
                              r"originates?|comes? (?:off|from)|takes? off|branches? off))\b", re.I)),
     ("om1_origin", re.compile(r"\b(?:origin of the (?:first obtuse marginal|om1)|(?:first obtuse marginal|om1)\s+"
                               r"(?:origin|arises?|originates?|comes? (?:off|from)|takes? off|branches? off))\b", re.I)),
-    ("pda_origin", re.compile(r"\b(?:origin of the (?:pda|posterior descending)|(?:pda|posterior descending(?: artery)?)"
+    ("pda_origin", re.compile(r"\b(?:origin of the (?:pda|posterior descending)|(?:pda|posterior descending(?: artery)?)"  # noqa: E501
                               r"\s+(?:origin|arises?|originates?|comes? (?:off|from)|takes? off))\b", re.I)),
-    ("lesion_start", re.compile(r"\b(?:start|beginning|proximal (?:end|edge|border|shoulder)|onset)\b.{0,30}\b(?:lesion|"
+    ("lesion_start", re.compile(r"\b(?:start|beginning|proximal (?:end|edge|border|shoulder)|onset)\b.{0,30}\b(?:lesion|"  # noqa: E501
                                 r"stenosis|narrowing|plaque)\b|\b(?:lesion|stenosis|narrowing|plaque)\b.{0,30}\b(?:start|"
                                 r"begin)s?\b", re.I)),
     ("lesion_end", re.compile(r"\b(?:end|distal (?:end|edge|border|shoulder)|stop)\b.{0,30}\b(?:lesion|stenosis|"
                               r"narrowing|plaque)\b|\b(?:lesion|stenosis|narrowing|plaque)\b.{0,30}\b(?:ends?|stops?|"
                               r"finish(?:es)?)\b", re.I)),
-    ("lesion_mld", re.compile(r"\bnarrowest\b|\bminimal lumen (?:diameter|area)?\s*(?:point|position|spot|site|location)"
+    ("lesion_mld", re.compile(r"\bnarrowest\b|\bminimal lumen (?:diameter|area)?\s*(?:point|position|spot|site|location)"  # noqa: E501
                               r"|\bwhere is the (?:minimal lumen|mld|tightest point)\b|\bwhere (?:exactly )?is the "
                               r"(?:lesion|stenosis|narrowing|plaque)\b", re.I)),
 ]
@@ -164,7 +164,7 @@ _SHORTHAND: list[tuple[re.Pattern, str]] = [
     (re.compile(r"\barteries\b", re.I), "artery"),
 ]
 # "mid and distal LAD", "left and right ventricles": the shared noun belongs to both modifiers.
-_ELLIPSIS = re.compile(r"\b(proximal|mid|distal|left|right)\s+(and|or|vs\.?|versus)\s+(proximal|mid|distal|left|right)\s+"
+_ELLIPSIS = re.compile(r"\b(proximal|mid|distal|left|right)\s+(and|or|vs\.?|versus)\s+(proximal|mid|distal|left|right)\s+"  # noqa: E501
                        r"([a-z][\w-]*)", re.I)
 _WORDS_FOR_TYPOS: tuple[str, ...] = ()
 
@@ -194,7 +194,7 @@ def normalise_clinical(text: str) -> str:
         word = m.group(0)
         if word.lower() in vocabulary or len(word) < 6:
             return word
-        close = difflib.get_close_matches(word.lower(), vocabulary, n=1, cutoff=0.83)  # 'circumflx', 'ostuim' yes; 'myocardial' (a word of its own) no
+        close = difflib.get_close_matches(word.lower(), vocabulary, n=1, cutoff=0.83)  # 'circumflx', 'ostuim' yes; 'myocardial' (a word of its own) no  # noqa: E501
         return close[0] if close else word
 
     return re.sub(r"[A-Za-z]{6,}", fix, text)
@@ -340,8 +340,8 @@ def artery_of(vessel: str) -> str:
     return _artery(vessel)
 
 
-_POLITE = re.compile(r"^\s*(?:(?:and|also|ok(?:ay)?|so|now|then)\s+)?(?:(?:can|could|would|will) you\s+(?:please\s+)?|please\s+)?"
-                     r"(?:tell me|give me|let me know)\s+(?=(?:how|what|which|where|whether|if|is|are|the|its|his|her)\b)",
+_POLITE = re.compile(r"^\s*(?:(?:and|also|ok(?:ay)?|so|now|then)\s+)?(?:(?:can|could|would|will) you\s+(?:please\s+)?|please\s+)?"  # noqa: E501
+                     r"(?:tell me|give me|let me know)\s+(?=(?:how|what|which|where|whether|if|is|are|the|its|his|her)\b)",  # noqa: E501
                      re.I)
 
 

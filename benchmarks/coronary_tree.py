@@ -8,7 +8,7 @@ could fail: the same extraction on a uniform 40 HU volume and on a contrast-free
 (blood set to 40 HU) must find no tree.
 
     python benchmarks/coronary_tree.py tools/demo_cases/*/ [--phantoms N --seed S]
-"""
+"""  # noqa: E501
 
 from __future__ import annotations
 

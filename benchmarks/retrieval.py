@@ -28,7 +28,7 @@ processes beside it ("loaded"), same queries, one run; ``os.getloadavg`` is prin
 Run::
 
     python benchmarks/retrieval.py [--reports 1200] [--queries 300] [--load 2] [--seed 0]
-"""
+"""  # noqa: E501
 
 from __future__ import annotations
 
@@ -48,19 +48,19 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from tools.core.anatomy import SEGMENTS_BY_CODE  # noqa: E402
-from tools.core.case_format import Finding, Findings  # noqa: E402
-from tools.reports.records import ReportFilter, ReportRecord  # noqa: E402
-from tools.reports.store import ReportStore  # noqa: E402
-from training.phantoms.clinical import sample_clinical  # noqa: E402
-from training.phantoms.generate import _cadrads_text, _summaries, build, case_seed  # noqa: E402
-from training.phantoms.geometry import sample_anatomy  # noqa: E402
-from training.phantoms.lesions import FindingRequest, sample_requests  # noqa: E402
-from training.phantoms.report import write_report  # noqa: E402
-from training.phantoms.report_phrasing import grade_of  # noqa: E402
+from tools.core.anatomy import SEGMENTS_BY_CODE
+from tools.core.case_format import Finding, Findings
+from tools.reports.records import ReportFilter, ReportRecord
+from tools.reports.store import ReportStore
+from training.phantoms.clinical import sample_clinical
+from training.phantoms.generate import _cadrads_text, _summaries, build, case_seed
+from training.phantoms.geometry import sample_anatomy
+from training.phantoms.lesions import FindingRequest, sample_requests
+from training.phantoms.report import write_report
+from training.phantoms.report_phrasing import grade_of
 
 PLAQUES = ("calcified_plaque", "noncalcified_plaque", "mixed_plaque")
 # Clinician words for the query, by CAD-RADS grade and plaque kind (the writer's own words differ).

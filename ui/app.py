@@ -31,12 +31,18 @@ import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ui import progress  # noqa: E402
-from ui.panels import (  # noqa: E402
-    answer_tab, no_vessel, save_clinical, series_preview, show_context, show_series, show_vessel_view)
+from ui.panels import answer_tab, no_vessel, save_clinical, series_preview, show_context, show_series, show_vessel_view  # noqa: E402
 from ui.redact import hide_server_paths, inert  # noqa: E402
 from ui.reports_panel import EMPTY as NO_REPORTS  # noqa: E402
 from ui.session_state import (  # noqa: E402
-    SessionOwnerError, UiSession, answer_masks, close_session, current_answer, owned, session_for)
+    SessionOwnerError,
+    UiSession,
+    answer_masks,
+    close_session,
+    current_answer,
+    owned,
+    session_for,
+)
 
 log = logging.getLogger("cardiovlm.ui")
 
@@ -566,8 +572,8 @@ def _answer(state: UiSession | None, text: str, history: list, request=None):
     """
     from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 
-    from tools.core.answer import GroundedAnswer
     from assistant.session import StudyChangedError
+    from tools.core.answer import GroundedAnswer
     from ui.reports_panel import report_texts, reports_html
 
     text = (text or "").strip()

@@ -171,7 +171,7 @@ def caption_for(measured: LesionMeasurement, plan: StentPlan | None, source: str
     else:
         text += (f"Lesion (orange) in the {les.segment}: {shown_percent(les.stenosis_percent)}% diameter stenosis "
                  f"(CAD-RADS {les.category}), {les.start_mm:.1f}-{les.end_mm:.1f} mm, {les.length_mm:.1f} mm long; "
-                 f"minimal lumen diameter (red) {les.minimal_lumen_diameter_mm:.1f} mm at {les.mld_position_mm:.1f} mm, "
+                 f"minimal lumen diameter (red) {les.minimal_lumen_diameter_mm:.1f} mm at {les.mld_position_mm:.1f} mm, "  # noqa: E501
                  f"reference {les.reference_diameter_mm:.1f} mm.")
     if plan is not None and plan.lesion is not None and plan.margin_proximal_mm is not None:
         zones = "both healthy" if plan.covers else "not both met"

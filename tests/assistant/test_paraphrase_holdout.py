@@ -103,7 +103,7 @@ def _label_problems(item: dict) -> list[str]:
             for v in values:
                 try:
                     scoring._structure_key(str(v))
-                except Exception as error:  # the registry's own lookup error, whatever its class
+                except Exception as error:  # the registry's own lookup error, whatever its class  # noqa: BLE001
                     problems.append(f"structure {v!r}: {error}")
         else:
             problems += [f"{name} {v!r}" for v in values if not isinstance(v, (int, float)) or v <= 0]

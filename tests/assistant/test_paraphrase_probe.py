@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -43,12 +43,12 @@ PROBES = {
 }
 
 
-@lru_cache(maxsize=None)
+@cache
 def items(name: str) -> list[dict]:
     return yaml.safe_load(PROBES[name].path.read_text())
 
 
-@lru_cache(maxsize=None)
+@cache
 def scores(name: str) -> tuple[dict, ...]:
     return tuple(score(item) for item in items(name))
 
@@ -59,7 +59,7 @@ def accuracy(name: str, kind: str | None = None) -> float:
 
 
 def report(name: str) -> str:
-    lines = [f"probe {name}: {kind or 'all':<11} n={sum(1 for r in scores(name) if kind is None or r['kind'] == kind):<3} "
+    lines = [f"probe {name}: {kind or 'all':<11} n={sum(1 for r in scores(name) if kind is None or r['kind'] == kind):<3} "  # noqa: E501
              f"{accuracy(name, kind):6.1%}" for kind in ("single", "compound", "comparison", "followup", None)]
     lines += [f"{r['id']:4} {r['question'][:60]:60} want {r['want']} got {r['got']}" for r in scores(name)
               if not r["ok"]]

@@ -5,7 +5,9 @@ import re
 import numpy as np
 import pytest
 
+from assistant.tools.calcium_score import calcium_score_tool
 from tools.core.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
+from tools.ingest.study import Study
 from tools.quant.calcium import (
     CONTRAST_LABEL,
     NoCoronaryLabelsError,
@@ -13,9 +15,7 @@ from tools.quant.calcium import (
     agatston_score,
     contrast_calcium_volume,
 )
-from assistant.tools.calcium_score import calcium_score_tool
 from tools.quant.context import StudyContext
-from tools.ingest.study import Study
 
 PLAD = SEGMENTS_BY_CODE["pLAD"].label_id
 PRCA = SEGMENTS_BY_CODE["pRCA"].label_id
@@ -44,7 +44,7 @@ def test_block_gives_the_hand_computed_agatston_volume_and_mass():
     assert out.mass_mg == pytest.approx(0.002 * voxel * (31 * 300 + 450))
     assert out.per_artery["LAD"].agatston == pytest.approx(28) and out.per_artery["RCA"].agatston == 0
     assert out.cac_drs == "A1/N1" and out.plaque_burden == "P1"
-    assert [l.segment for l in out.lesions] == ["pLAD"] and out.lesions[0].peak_hu == 450
+    assert [l.segment for l in out.lesions] == ["pLAD"] and out.lesions[0].peak_hu == 450  # noqa: E741
     assert "3 mm slices" in out.method and "8-connectivity" in out.method
 
 
@@ -97,10 +97,10 @@ def test_per_artery_assignment_and_listed_exclusions():
     assert out.agatston == pytest.approx(16 + 8 + 16 + 12)
     assert {a: v.agatston for a, v in out.per_artery.items()} == {"LM": 0, "LAD": 16, "LCx": 0, "RCA": 36}
     assert out.cac_drs == "A1/N2" and out.unassigned_agatston == 0
-    far = sorted(l.distance_to_coronary_mm for l in out.lesions if l.distance_to_coronary_mm > 3)
+    far = sorted(l.distance_to_coronary_mm for l in out.lesions if l.distance_to_coronary_mm > 3)  # noqa: E741
     assert far == pytest.approx([4.0, 6.5], abs=0.3)
-    assert all("RCA territory" in l.assignment for l in out.lesions if l.distance_to_coronary_mm > 3)
-    assert [(l.location, l.excluded_reason) for l in out.excluded] == [
+    assert all("RCA territory" in l.assignment for l in out.lesions if l.distance_to_coronary_mm > 3)  # noqa: E741
+    assert [(l.location, l.excluded_reason) for l in out.excluded] == [  # noqa: E741
         ("aortic root", "lies in the aortic root, not in a coronary artery")]
 
 
@@ -146,7 +146,7 @@ def test_tool_uses_the_calcium_scoring_series_of_the_session():
     ctx = StudyContext(study=ccta, cac=cac, cac_labels=labels, labels_source="supplied")
     out = calcium_score_tool.invoke({"artery": "right coronary"}, config=ctx.as_config())
     assert out["kind"] == "agatston" and out["agatston"] == pytest.approx(24)
-    assert [l["artery"] for l in out["lesions"]] == ["RCA"]
+    assert [l["artery"] for l in out["lesions"]] == ["RCA"]  # noqa: E741
     assert out["lesions"][0]["centroid_mm"] == pytest.approx((33.5 * PIXEL, 11.5 * PIXEL, 9.0))
 
 

@@ -49,7 +49,7 @@ def test_stent_bloom_with_few_strut_labels_is_not_calcium():
     labels[9, 8:10, 2] = STRUCTURES_BY_NAME["stent"].label_id  # 2 of 192 voxels labelled as strut
     out = agatston_score(hu, spacing, labels)
     assert out.agatston == 0 and out.cac_drs == "A0"
-    assert {l.location for l in out.excluded} == {"stent"}
+    assert {l.location for l in out.excluded} == {"stent"}  # noqa: E741
 
 
 def test_calcium_touching_stent_struts_is_kept():
@@ -71,7 +71,7 @@ def test_calcium_touching_aortic_root_calcium_is_kept():
     hu[30, 22:26, 2] = 180  # the saddle between the two
     out = agatston_score(hu, spacing, labels)
     assert out.agatston == pytest.approx(3 * 4 * 0.25 * 3)  # the 3 x 4 px at 320 HU, weight 3
-    assert [l.location for l in out.excluded] == ["aortic root"]
+    assert [l.location for l in out.excluded] == ["aortic root"]  # noqa: E741
 
 
 def test_contrast_path_without_any_candidate_answers_zero():
@@ -155,7 +155,7 @@ def test_a_lone_noise_voxel_is_not_a_lesion_but_a_bright_one_is():
     hu[70, 40, 10], hu[70, 80, 20] = 150, 500  # lone voxels on the heart, 1 mm^2 each
     hu[104:108, 58:62, 14:16] = 300
     out = agatston_score(hu, spacing, None)
-    peaks = sorted(round(l.peak_hu) for l in out.lesions)
+    peaks = sorted(round(l.peak_hu) for l in out.lesions)  # noqa: E741
     assert 500 in peaks and 150 not in peaks and "taken as noise" in out.method
 
 
@@ -164,4 +164,4 @@ def test_aortic_valve_calcium_at_the_root_traced_in_the_image_is_excluded():
     hu[58:62, 40:44, 24] = 600  # at the aortic root, where the ascending aorta meets the heart, near the surface
     out = agatston_score(hu, spacing, None)
     assert out.agatston == pytest.approx(96)  # the coronary calcification only
-    assert [l.location for l in out.excluded] == ["aortic root"] and "ascending aorta traced" in out.method
+    assert [l.location for l in out.excluded] == ["aortic root"] and "ascending aorta traced" in out.method  # noqa: E741

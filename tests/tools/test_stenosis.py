@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from assistant.tools.measure_lesion import measure_lesion_tool
 from tools.core import case_format as cf
 from tools.core.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
+from tools.ingest.study import Study
 from tools.quant.context import StudyContext
 from tools.quant.stenosis import NoLumenError, StenosisError, measure_lesion, measure_study, measure_vessel
-from assistant.tools.measure_lesion import measure_lesion_tool
-from tools.ingest.study import Study
 from training.phantoms.tubes import OBLIQUE, TubeImage, healthy_radius, straight_tube, tube_image
 
 VOXEL = 0.5  # mm, isotropic

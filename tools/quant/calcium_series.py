@@ -89,7 +89,7 @@ def series_kind(hu: np.ndarray, spacing, metadata: dict | None = None,
                         f"({pool_hu:.0f} HU): no Agatston score on it")
     found = f"{pool_ml:.0f} mL at median {pool_hu:.0f} HU" if pool_hu is not None else "none"
     method = (f"series kind from the blood pool: largest connected region of {config.contrast_blood_hu:g}-"
-              f"{config.band_top_hu:g} HU (1 mm Gaussian) in the central {config.central_fraction:.0%} of the field of view "
+              f"{config.band_top_hu:g} HU (1 mm Gaussian) in the central {config.central_fraction:.0%} of the field of view "  # noqa: E501
               f"= {found}; contrast enhanced when >= "
               f"{config.min_pool_ml:g} mL")
     return SeriesKindResult(kind=kind, blood_pool_ml=pool_ml, blood_pool_hu=pool_hu, header_contrast=header_contrast,

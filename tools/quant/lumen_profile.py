@@ -39,7 +39,7 @@ from the Hounsfield units. Method, per cross-section (summarised in :data:`AREA_
 8. Metal: a stent where metal (>= ``metal_hu``) rings at least ``stent_ring_fraction`` of the rays
    within 1.5 mm of the lumen boundary (a calcified plaque covers a sector and blooms less, struts
    ring the circumference); metal is not counted as calcium.
-"""
+"""  # noqa: E501
 
 from __future__ import annotations
 

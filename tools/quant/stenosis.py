@@ -84,7 +84,7 @@ class StenosisConfig(BaseModel):
 
     step_mm: float = Field(0.25, gt=0, description="spacing of the measuring planes along the centerline")
     lesion_threshold_percent: float = Field(
-        MILD_PERCENT, ge=0, le=100, description="diameter stenosis from which a stretch counts as a lesion without calcium: "
+        MILD_PERCENT, ge=0, le=100, description="diameter stenosis from which a stretch counts as a lesion without calcium: "  # noqa: E501
         "the CAD-RADS 2 bound; below it a narrowing without calcium is within the reading's spread on healthy "
         "phantom vessels (up to ~24 % where a vessel runs along a bright chamber)")
     extent_threshold_percent: float = Field(

@@ -45,15 +45,15 @@ _UNCERTAIN = {"possible", "possibly", "probable", "probably", "likely", "suspect
 _BREAKERS = {"but", "however", "although", "with", "causing", "resulting", "which", "while", "whereas"}
 
 _RANGE = re.compile(r"(\d+(?:\.\d+)?)\s*%?\s*(?:-|–|to)\s*(\d+(?:\.\d+)?)\s*%")
-_BOUND = re.compile(r"(<=|>=|≤|≥|<|>|less than|more than|greater than|under|below|over|up to)\s*(\d+(?:\.\d+)?)\s*%", re.I)
+_BOUND = re.compile(r"(<=|>=|≤|≥|<|>|less than|more than|greater than|under|below|over|up to)\s*(\d+(?:\.\d+)?)\s*%", re.I)  # noqa: E501
 _PERCENT = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)\s*%")
 _STENT_DIMS = re.compile(r"(\d+(?:\.\d+)?)\s*(?:mm)?\s*[x×]\s*(\d+(?:\.\d+)?)\s*mm", re.I)
 _MM = re.compile(r"(\d+(?:\.\d+)?)\s*mm\b", re.I)
-_DIAMETER = re.compile(r"(?:diameter|calibre|caliber)\D{0,12}?(\d+(?:\.\d+)?)\s*mm|(\d+(?:\.\d+)?)\s*mm\s*(?:diameter|wide)", re.I)
-_AGATSTON = re.compile(r"(?:agatston|calcium score|cac score|cac|coronary calcium)[^0-9.;\n]{0,30}?(\d+(?:[.,]\d+)?)", re.I)
-_CADRADS = re.compile(r"CAD[- ]?RADS(?:\s*2\.0)?[\s:=]*(0|1|2|3|4A|4B|5|N)((?:\s*/\s*(?:P[1-4]|HRP|I[+-]?|S|G|E|N))*)", re.I)
+_DIAMETER = re.compile(r"(?:diameter|calibre|caliber)\D{0,12}?(\d+(?:\.\d+)?)\s*mm|(\d+(?:\.\d+)?)\s*mm\s*(?:diameter|wide)", re.I)  # noqa: E501
+_AGATSTON = re.compile(r"(?:agatston|calcium score|cac score|cac|coronary calcium)[^0-9.;\n]{0,30}?(\d+(?:[.,]\d+)?)", re.I)  # noqa: E501
+_CADRADS = re.compile(r"CAD[- ]?RADS(?:\s*2\.0)?[\s:=]*(0|1|2|3|4A|4B|5|N)((?:\s*/\s*(?:P[1-4]|HRP|I[+-]?|S|G|E|N))*)", re.I)  # noqa: E501
 _DOMINANCE = re.compile(r"\b(right|left|co|co-|balanced)[\s-]*(dominan(?:t|ce))|\b(codominan(?:t|ce))", re.I)
-_SERIAL = re.compile(r"\b(proximal|mid|middle|distal)((?:\s*(?:,|and|to|through|-)\s*(?:proximal|mid|middle|distal))+)\s+"
+_SERIAL = re.compile(r"\b(proximal|mid|middle|distal)((?:\s*(?:,|and|to|through|-)\s*(?:proximal|mid|middle|distal))+)\s+"  # noqa: E501
                      r"(lad|rca|lcx|cx|circumflex|left anterior descending|right coronary(?: artery)?)\b", re.I)
 _SENTENCE = re.compile(r"\.(?=\s|$)|\n|(?<!\d)\.(?!\d)")  # not the point of "2.5 mm"
 
@@ -251,8 +251,8 @@ def _finding(report: str, chunk: _Chunk, mention: _Mention, noun_negated: dict[i
     negated_kinds = kinds - positive
     stenosis_idx = [k for k, w in enumerate(words) if w in _STENOSIS_NOUNS]
     stenosis_negated = bool(stenosis_idx) and all(_negated(toks, k) for k in stenosis_idx)
-    uncertain = any(w in _UNCERTAIN for w in words) or bool(re.search(r"(can ?not|can't|not) be (excluded|ruled out)", lower))
-    post_negation = any(w in _POST_NEGATION for w in words) and not re.search(r"(can ?not|can't|not) be excluded", lower)
+    uncertain = any(w in _UNCERTAIN for w in words) or bool(re.search(r"(can ?not|can't|not) be (excluded|ruled out)", lower))  # noqa: E501
+    post_negation = any(w in _POST_NEGATION for w in words) and not re.search(r"(can ?not|can't|not) be excluded", lower)  # noqa: E501
 
     f: dict = {"segment": mention.segment, "artery": mention.artery, "span": (chunk.start, chunk.end),
                "text": text, "uncertain": uncertain}

@@ -202,7 +202,7 @@ def sample_anatomy(rng: np.random.Generator, dominance: str | None = None, ramus
     asc_dir = _unit([-0.2, -0.15, 1.0])
     root_axis = _unit(asc_dir - 0.6 * u)
     # three sinuses of Valsalva: left (towards the LM), right (anterior), non-coronary (posterior)
-    left_dir = _unit(heart.direction(heart.phi_ant + 25) - (heart.direction(heart.phi_ant + 25) @ root_axis) * root_axis)
+    left_dir = _unit(heart.direction(heart.phi_ant + 25) - (heart.direction(heart.phi_ant + 25) @ root_axis) * root_axis)  # noqa: E501
     right_dir = _unit(heart.direction(345.0) - (heart.direction(345.0) @ root_axis) * root_axis)
     non_dir = _unit(-(left_dir + right_dir))
     sinuses = [(root_c + 0.55 * root_r * d, 0.62 * root_r) for d in (left_dir, right_dir, non_dir)]
@@ -260,7 +260,7 @@ def _add_coronaries(anat: Anatomy, rng: np.random.Generator, ramus: bool) -> Non
     r_lad = _taper(len(lad), 1.9 * k, 0.8 * k)
     d1_o, d2_o = h.surface(s_d1, h.phi_ant, off), h.surface(s_d2, h.phi_ant, off)
     vessels |= _split(lad, r_lad, [d1_o, d2_o], ["pLAD", "mLAD", "dLAD"])
-    for code, s0, o in (("D1", s_d1, d1_o), ("D2", s_d2, d2_o)):
+    for code, s0, o in (("D1", s_d1, d1_o), ("D2", s_d2, d2_o)):  # noqa: B007
         path = _path(h, [(s0, h.phi_ant), (s0 + 0.1, h.phi_ant + 22), (s0 + 0.25, h.phi_ant + 40),
                          (min(s0 + 0.38, 0.95), h.phi_ant + 50)], off, rng, jit, start=vessels[
                              "pLAD" if code == "D1" else "mLAD"].points[-1])
@@ -279,7 +279,7 @@ def _add_coronaries(anat: Anatomy, rng: np.random.Generator, ramus: bool) -> Non
         path = _path(h, [(0.0, phi0), (0.2, phi0 + 6), (0.45, phi0 + 12), (0.7, phi0 + 14)], off, rng, jit, start=o)
         vessels[code] = Vessel(code, path, _taper(len(path), 1.3 * k, 0.75))
     if ramus:
-        path = _path(h, [(-0.04, h.phi_ant + 12), (0.15, h.phi_ant + 45), (0.35, h.phi_ant + 55), (0.55, h.phi_ant + 60)],
+        path = _path(h, [(-0.04, h.phi_ant + 12), (0.15, h.phi_ant + 45), (0.35, h.phi_ant + 55), (0.55, h.phi_ant + 60)],  # noqa: E501
                      off, rng, jit, start=bif)
         vessels["RI"] = Vessel("RI", path, _taper(len(path), 1.4 * k, 0.75))
 

@@ -15,7 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="small: 1 mm voxels, seconds per case; demo: 0.65 mm in-plane, clinical resolution; "
                              "chest: 1.5 mm over the whole thorax (needs --realistic)")
     parser.add_argument("--realistic", action="store_true",
-                        help="generator 2.0 thorax and imaging physics (kernel noise, mixing, streaks, blooming, motion)")
+                        help="generator 2.0 thorax and imaging physics (kernel noise, mixing, streaks, blooming, motion)")  # noqa: E501
     parser.add_argument("--preview", action="store_true", help="also render axial, coronal and MIP PNGs")
     parser.add_argument("--no-dicom", action="store_true", help="write NIfTI only (no DICOM series)")
     parser.add_argument("--no-cac", action="store_true", help="skip the non-contrast calcium-scoring series")
