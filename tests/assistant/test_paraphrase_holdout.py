@@ -17,6 +17,12 @@ current tuning round, ``python tests/assistant/test_paraphrase_holdout.py``:
     all         n=180  intents+slots 80.6 % (145)  intents 83.3 %  slots 95.0 %
     no new request answered with the previous intent (0 of 9)
 
+Measured again at main a9e3189 (3 Dec), after a round of general changes (compound splitting, pronouns
+never a sex, identity phrasings) made by someone who never opened this set:
+
+    single      n=129  intents+slots 88.4 %   compound 80.0 %   comparison 90.0 %   followup 95.2 %
+    all         n=180  intents+slots 88.3 %   intents 88.9 %   slots 97.8 %   (0 previous-intent answers)
+
 The floor is a few points below the measured overall accuracy, so a regression fails and the figure
 stays honest; raise it when the held-out accuracy improves, never lower it to pass.
 """
@@ -41,7 +47,7 @@ LANDMARKS = {"left_coronary_ostium", "right_coronary_ostium", "aortic_annulus_ce
 TROPONIN_UNITS = {"pg/mL", "ng/L", "ng/mL"}
 
 # Overall fraction correct (intents and slots), a few points below the measurement in the docstring.
-OVERALL_FLOOR = 0.77
+OVERALL_FLOOR = 0.85
 
 
 def _load_scoring():
