@@ -115,6 +115,10 @@ def test_a_case_folder_lists_its_ccta_and_calcium_series():
     assert [(s.uid, s.kind, s.n_slices) for s in listing] == [("ccta.nii.gz", "ccta", 120),
                                                              ("cac.nii.gz", "calcium_scoring", 40)]
     assert listing[1].slice_thickness_mm == pytest.approx(3.0)
+    # a NIfTI file has no series number: the table shows a dash and the description says why, never "series ?"
+    assert [s.number for s in listing] == ["—", "—"]
+    assert listing[0].description == "CCTA, NIfTI file ccta.nii.gz (no series number)"
+    assert all("?" not in s.label() and s.label().startswith(("CCTA · ", "calcium scoring · ")) for s in listing)
 
 
 def test_a_calcium_series_of_another_frame_of_reference_is_loaded_with_a_warning(tmp_path):

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 SeriesKind = Literal["ccta", "calcium_scoring", "localizer", "other"]
 NO_SERIES = "none"  # an explicit pick of "no calcium-scoring series"
 KIND_NAMES = {"ccta": "CCTA", "calcium_scoring": "calcium scoring", "localizer": "localizer", "other": "other"}
+NO_NUMBER = "—"  # no SeriesNumber: a NIfTI file has none, and a DICOM header may lack it
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ class SeriesInfo(BaseModel):
     """One series of a study, as listed for the clinician (headers only, no pixels read)."""
 
     uid: str = Field(description="SeriesInstanceUID (for a NIfTI file of a case folder: its file name)")
-    number: str = Field(description="SeriesNumber as the scanner wrote it ('?' when absent)")
+    number: str = Field(description="SeriesNumber as the scanner wrote it ('—' when absent, as for a NIfTI file)")
     description: str = Field(description="SeriesDescription")
     modality: str
     kind: SeriesKind
@@ -66,13 +67,14 @@ class SeriesInfo(BaseModel):
     loadable: bool = Field(description="a 3D image series that can be loaded as a volume")
 
     def label(self) -> str:
-        """A one-line name for a picker: number, kind, description, slices, thickness, kVp."""
+        """A one-line name for a picker: number (when there is one), kind, description, slices, thickness, kVp."""
         parts = [f"{self.n_slices} slice{'s' if self.n_slices != 1 else ''}"]
         if self.slice_thickness_mm is not None:
             parts.append(f"{self.slice_thickness_mm:g} mm")
         if self.kvp is not None:
             parts.append(f"{self.kvp:g} kVp")
-        return (f"series {self.number} · {KIND_NAMES[self.kind]} · '{self.description or 'no description'}' "
+        number = f"series {self.number} · " if self.number != NO_NUMBER else ""
+        return (f"{number}{KIND_NAMES[self.kind]} · '{self.description or 'no description'}' "
                 f"({', '.join(parts)})")
 
 
@@ -108,7 +110,8 @@ def series_info(files: SeriesFiles, rule: CalciumRule = CalciumRule()) -> Series
         kind = "ccta"
         why = ("a contrast agent is named in the header" if agent else
                f"thin axial CT ({thickness:g} mm slices)" if thickness is not None else "an axial CT volume")
-    return SeriesInfo(uid=files.uid, number=files.number, description=description, modality=files.modality,
+    return SeriesInfo(uid=files.uid, number=files.text_of("SeriesNumber") or NO_NUMBER, description=description,
+                      modality=files.modality,
                       kind=kind, kind_reason=why, n_slices=n, slice_thickness_mm=thickness,
                       slice_spacing_mm=round(files.slice_spacing, 3) if files.slice_spacing else None,
                       kvp=kvp, contrast_agent=agent, loadable=volume,
@@ -131,7 +134,7 @@ def _nifti_info(path: Path, kind: SeriesKind, description: str, reason: str) -> 
         raise UnsupportedFormatError(f"{path.name}: not a readable NIfTI file ({type(err).__name__})") from None
     n = int(shape[2]) if len(shape) >= 3 else 1
     step = float(zooms[2]) if len(zooms) >= 3 else None
-    return SeriesInfo(uid=path.name, number="?", description=description, modality="CT", kind=kind,
+    return SeriesInfo(uid=path.name, number=NO_NUMBER, description=description, modality="CT", kind=kind,
                       kind_reason=reason, n_slices=n, slice_thickness_mm=step,
                       slice_spacing_mm=step, loadable=len(shape) == 3 and n >= 2)
 
@@ -150,7 +153,8 @@ def _case_listing(root: Path) -> list[SeriesInfo]:
             for info in list_scan(scan_folder(folder)):
                 out.append(info.model_copy(update={"kind": kind, "kind_reason": f"the case folder's {dicom_dir}/"}))
         elif (root / nifti).is_file():
-            out.append(_nifti_info(root / nifti, kind, f"case {name} (NIfTI)", f"the case folder's {nifti}"))
+            out.append(_nifti_info(root / nifti, kind, f"{name}, NIfTI file {nifti} (no series number)",
+                                   f"the case folder's {nifti}"))
     return out
 
 
