@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tools.core.settings import external_environment
 from training.curriculum.jsonl import read_curriculum
 from training.losses import compute_losses
 from training.run_folder import (
@@ -101,14 +101,15 @@ def _distributed() -> tuple[int, int, int, bool]:
     """(rank, world size, local rank, whether this call initialised the process group)."""
     import torch.distributed as dist
 
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    env = external_environment()  # torchrun's process coordinates
+    world = env.world_size
     if world <= 1:
         return 0, 1, 0, False
     created = False
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
         created = True
-    return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), created
+    return dist.get_rank(), dist.get_world_size(), env.local_rank, created
 
 
 def train(dataset, out_dir: str | Path, *, model_config: CardioVLMConfig, train_config: TrainConfig,

@@ -10,7 +10,6 @@ stopped servers (uploads, outputs, Gradio's cache) are deleted (:mod:`ui.workdir
 from __future__ import annotations
 
 import ipaddress
-import os
 from pathlib import Path
 
 LOOPBACK_NAMES = {"localhost"}
@@ -62,7 +61,9 @@ def launch(host: str = "127.0.0.1", port: int = 7860, *, users_file: str | None 
     ``limiter``: a :class:`ui.access.LoginLimiter`; default from the settings (``CARDIOVLM_UI_LOGIN_*``:
     5 failures per user name, or 20 per client address, in 15 minutes lock it for 15 minutes).
     """
-    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    from tools.core.settings import NO_TELEMETRY, set_library_environment
+
+    set_library_environment(NO_TELEMETRY, override=True)
     users = read_users(users_file)
     if not is_loopback(host) and not users and not insecure:
         raise InsecureBindError(f"refusing to serve on {host} without authentication: give --users FILE (or "
@@ -90,4 +91,7 @@ if __name__ == "__main__":  # Hugging Face Spaces runs this file directly (READM
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    launch(host="0.0.0.0" if os.environ.get("SPACE_ID") else "127.0.0.1", insecure=bool(os.environ.get("SPACE_ID")))
+    from tools.core.settings import external_environment
+
+    on_space = bool(external_environment().space_id)  # the Space serves behind its own login
+    launch(host="0.0.0.0" if on_space else "127.0.0.1", insecure=on_space)

@@ -20,7 +20,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import os
 
     from training.train import train_from_files
     from ui.cli.logs import configure_cli_logging
@@ -29,7 +28,9 @@ def _run(args: argparse.Namespace) -> int:
 
     result = train_from_files(args.curriculum, args.config, args.out, data_root=args.data, resume=args.resume,
                               device=args.device)
-    if int(os.environ.get("RANK", "0")) == 0:
+    from tools.core.settings import external_environment
+
+    if external_environment().rank == 0:  # under torchrun only the first process reports
         last = result.history[-1] if result.history else {}
         print(f"trained {result.steps} steps; last loss {last.get('loss', float('nan')):.4f}; "
               f"checkpoint in {args.out}/checkpoint")
