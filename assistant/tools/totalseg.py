@@ -2,15 +2,13 @@
 
 TotalSegmentator (``task="total"``, open weights) labels the heart chambers' surroundings, aorta,
 pulmonary artery, lungs, sternum and spine of any CT; its class names are mapped to the anatomy
-registry by :data:`training.curriculum.real_data.TOTALSEG_TO_REGISTRY`. It cannot segment the
+registry by :data:`tools.segmentation.totalseg.TOTALSEG_TO_REGISTRY`. It cannot segment the
 coronary segments (the licensed ``coronary_arteries`` task gives all coronaries as one label), so
 the coronary tools still need the VLM or a supplied label map. The label map is computed once per
 study and kept for the session.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 from langchain_core.runnables import RunnableConfig
@@ -22,6 +20,13 @@ from tools.core.anatomy import STRUCTURES_BY_NAME, resolve_structure_or_segment
 from tools.ingest.study import StudyError
 from tools.quant.context import StudyContext, context_from_config
 from tools.segmentation.masks import save_mask_nifti
+from tools.segmentation.totalseg import (  # noqa: F401  (weights_*: the registry and tests ask this tool)
+    TOTALSEG_TO_REGISTRY,
+    label_with_totalsegmentator,
+    unavailable_reason,
+    weights_dir,
+    weights_installed,
+)
 
 TOTALSEG_TASKS = ("total",)  # open weights; heartchambers_highres needs a licence
 _LABELS_KEY = "totalsegmentator_labels"
@@ -45,45 +50,15 @@ class TotalSegmentatorTargetUnsupported(TotalSegmentatorError):
     code = "totalsegmentator.target_unsupported"
 
 
-def weights_dir() -> Path:
-    """TotalSegmentator's weights folder, found as TotalSegmentator itself finds it (one rule, kept with
-    the pseudo-labelling that runs it: :func:`training.curriculum.real_data.totalseg_weights_dir`)."""
-    from training.curriculum.real_data import totalseg_weights_dir
-
-    return totalseg_weights_dir()
-
-
-def weights_installed() -> bool:
-    folder = weights_dir()
-    return folder.is_dir() and any(folder.iterdir())
-
-
-def unavailable_reason() -> str | None:
-    """Why the tool is not registered, or None when it can run."""
-    try:
-        import importlib.util
-
-        if importlib.util.find_spec("totalsegmentator") is None:
-            return "TotalSegmentator is not installed (pip install totalsegmentator)"
-    except ValueError:
-        return "TotalSegmentator is not installed (pip install totalsegmentator)"
-    if not weights_installed():
-        return (f"TotalSegmentator weights are not installed in {weights_dir()}; copy them from a machine with "
-                "internet (totalseg_download_weights -t total) or set TOTALSEG_HOME_DIR")
-    return None
-
-
 def _label_map(ctx: StudyContext) -> np.ndarray:
     cached = ctx.extra_masks.get(_LABELS_KEY)
     if cached is not None:
         return cached
     from tools.ingest.study import load_nifti, save_nifti
-    from training.curriculum.real_data import pseudo_label
-
     folder = ctx.outputs()
     image = save_nifti(ctx.study, folder / "totalsegmentator_input.nii.gz")
     out = folder / "totalsegmentator_labels.nii.gz"
-    pseudo_label(image, out, tasks=TOTALSEG_TASKS, device="cpu")
+    label_with_totalsegmentator(image, out, tasks=TOTALSEG_TASKS, device="cpu")
     labels = load_nifti(out, labels=True).hu
     ctx.extra_masks[_LABELS_KEY] = labels
     return labels
@@ -98,8 +73,6 @@ class TotalSegmentatorInput(BaseModel):
 def totalsegmentator_tool(target: str, *, config: RunnableConfig) -> tuple[dict, SegmentationResult]:
     """Segment a non-coronary structure (aorta, pulmonary trunk, heart chambers, lungs, sternum, spine)
     of any CT with TotalSegmentator; returns its volume and the mask file. Not for coronary arteries."""
-    from training.curriculum.real_data import TOTALSEG_TO_REGISTRY
-
     ctx = context_from_config(config)
     if ctx.study.modality != "CT":
         raise TotalSegmentatorNotCT(f"this is a {ctx.study.modality} study: TotalSegmentator's 'total' task needs CT")
