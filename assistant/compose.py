@@ -73,9 +73,25 @@ def _lead(verdict: str | None) -> str:
     return {"yes": "Yes. ", "no": "No. ", "unknown": "Undetermined. "}.get(verdict or "", "")
 
 
+def _source_name(labels_source: str) -> str:
+    """'image-derived coronary tree (half-maximum lumen threshold …)' -> the name before the method."""
+    return labels_source.split(" (")[0]
+
+
 def _source_note(results: list) -> str:
-    sources = sorted({r.labels_source for r in results if getattr(r, "labels_source", None)})
-    return f" Masks used: {', '.join(sources)}." if sources else ""
+    """One short sentence naming the masks an answer rests on: which vessels, from which source.
+
+    The source's method and per-segment tracing confidence stay in the tool step: appended to every
+    answer they pushed its verdict out of the chat's view."""
+    with_source = [r for r in results if getattr(r, "labels_source", None)]
+    sources = sorted({_source_name(r.labels_source) for r in with_source})
+    if not sources:
+        return ""
+    vessels = list(dict.fromkeys(name for r in with_source
+                                 if (name := getattr(r, "vessel", None) or getattr(r, "target", None))))
+    if not vessels:
+        return f" Masks: {', '.join(sources)}."
+    return f" Masks: {', '.join(display(v) for v in vessels)} ({', '.join(sources)})."
 
 
 # ------------------------------------------------------------------------------------- per intent
@@ -376,10 +392,10 @@ def _segment(q: ParsedQuestion, done: list[ToolOutcome]) -> str:
             parts.append(f"The VLM segmented the {r.target}: {facts[r.target + ' volume (VLM)']} "
                          f"(mask confidence {facts['VLM mask confidence']}{measured}). {r.note}")
         elif not r.present:
-            parts.append(f"There is no {display(r.target)} in this study's label map ({r.labels_source}).")
+            parts.append(f"No {display(r.target)} was found in this study's masks ({_source_name(r.labels_source)}).")
         else:
             parts.append(f"Segmented the {display(r.target)}: {facts[r.target + ' volume']} "
-                         f"(masks: {r.labels_source}); mask file: {r.mask_path}.")
+                         f"(masks: {_source_name(r.labels_source)}); mask file: {r.mask_path}.")
     return prefix + " ".join(parts) + "".join(" " + n for n in _failure_notes(done))
 
 
