@@ -16,6 +16,7 @@ from typing import Literal
 
 from tools.core.anatomy import ARTERIES, LANDMARKS, SEGMENTS_BY_CODE, STRUCTURES_BY_NAME, SYNONYM_INDEX, find_anatomy
 from tools.core.errors import CardioVLMError
+from tools.quant.troponin import TroponinMarkerError, check_marker
 
 Sex = Literal["male", "female"]
 Device = Literal["DES", "BMS", "scaffold"]
@@ -46,6 +47,7 @@ _BARE_DIAMETER = re.compile(r"(?<![\w.,])(\d[.,]\d{1,2})\s*(?=(?:des|bms|stents?
 _DIAMETER_WORD = re.compile(r"\b(diameter|wide|calibre|caliber|across)\b", re.I)
 
 _TROPONIN_WORD = re.compile(r"\b(?:hs[- ]?)?(?:c?tn[- ]?[it]|troponin(?:[- ]?[it])?|trop)\b", re.I)
+_TROPONIN_T = re.compile(r"\b(?:hs[- ]?)?(?:c?tn[- ]?t|troponin[- ]?t)\b", re.I)
 _TROPONIN_UNIT = (r"(pg\s*/\s*ml|ng\s*/\s*l|ng\s*/\s*ml|pg\s+per\s+ml|ng\s+per\s+l(?:it(?:er|re))?|"
                   r"ng\s+per\s+ml|nanograms?\s+per\s+lit(?:er|re)|picograms?\s+per\s+millilit(?:er|re))")
 _TROPONIN_VALUE = re.compile(_NUM + r"\s*" + _TROPONIN_UNIT, re.I)
@@ -233,6 +235,10 @@ def numbers_in(text: str) -> Numbers:
     out.device = next((name for name, pattern in _DEVICE if pattern.search(text)), None)
     troponin = _troponin(text)
     if troponin:
+        try:
+            check_marker(_troponin_marker(text))
+        except TroponinMarkerError as err:
+            raise QuestionValueError(str(err)) from err
         out.troponin_value, out.troponin_unit = troponin
     rest = _TROPONIN_VALUE.sub(" ", text)
     lengths: list[tuple[float, int, int]] = []
@@ -284,6 +290,11 @@ def _troponin(text: str) -> tuple[float, str | None] | None:
     if m := _BARE_NUMBER.search(head):
         return to_number(m.group(1)), None
     return None
+
+
+def _troponin_marker(text: str) -> str:
+    """"T" when the troponin named is troponin T ("TnT", "hs-cTnT", "troponin T"), else "I"."""
+    return "T" if _TROPONIN_T.search(text) else "I"
 
 
 def _unit(text: str) -> str:

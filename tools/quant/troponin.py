@@ -34,6 +34,27 @@ class TroponinAssayError(TroponinError):
     code = "troponin.assay_unknown"
 
 
+class TroponinMarkerError(TroponinError):
+    """A troponin T result: only troponin I limits are stored, and I and T limits are not interchangeable."""
+
+    code = "troponin.marker_unknown"
+
+
+Marker = Literal["I", "T"]
+# Troponin I and T are different proteins measured by different assays with different 99th percentiles
+# (hs-cTnT sits near 14 ng/L, Abbott hs-cTnI at 15.6 / 34.2 ng/L), so a T value is never read against I limits.
+KNOWN_MARKERS: tuple[Marker, ...] = ("I",)
+
+
+def check_marker(marker: str) -> None:
+    """Raise :class:`TroponinMarkerError` for a troponin whose limits are not stored (troponin T)."""
+    if marker.upper() not in KNOWN_MARKERS:
+        raise TroponinMarkerError(
+            f"only high-sensitivity troponin I limits are stored ({DEFAULT_ASSAY.name}); a troponin {marker.upper()} "
+            "result is not read against them. Interpret it against its own assay's 99th-percentile URL, or give a "
+            "troponin I value.")
+
+
 @dataclass(frozen=True)
 class TroponinAssay:
     name: str
@@ -92,8 +113,11 @@ class TroponinInterpretation(BaseModel):
 
 
 def interpret_troponin(value: float, unit: str, sex: Literal["male", "female"],
-                       assay: str | None = None) -> TroponinInterpretation:
+                       assay: str | None = None, marker: Marker = "I") -> TroponinInterpretation:
     """Compare an hs-cTnI result with the assay's sex-specific 99th-percentile URL.
+
+    Raises:
+        TroponinMarkerError: ``marker`` is "T": no troponin T limits are stored.
 
     Example::
 
@@ -101,6 +125,7 @@ def interpret_troponin(value: float, unit: str, sex: Literal["male", "female"],
     """
     if sex not in ("male", "female"):
         raise TroponinError(f"sex must be 'male' or 'female' for sex-specific troponin limits, got {sex!r}")
+    check_marker(marker)
     ng_l = to_ng_per_l(value, unit)
     chosen = find_assay(assay)
     url = chosen.female_url_ng_l if sex == "female" else chosen.male_url_ng_l

@@ -1,0 +1,25 @@
+"""Questions a clinician tester saw misrouted, asked here in other words of the same kind."""
+
+import pytest
+
+from assistant.question import parse_question, understand
+
+
+@pytest.mark.parametrize("text", [
+    "hs-cTnT is 45 ng/L; how likely is a cardiac event within a year?",
+    "Her troponin-T came back at 0.03 ng/mL, what is her risk?",
+    "With a TnT of 22 pg/mL, is he at high risk of MACE?",
+])
+def test_a_troponin_t_value_is_refused_not_graded_as_troponin_i(text):
+    plan = understand(text)
+    assert plan.problem and "troponin T" in plan.problem
+    assert all(p.slots.troponin_value is None for p in plan.parts)
+
+
+@pytest.mark.parametrize("text", [
+    "hs-cTnI is 45 ng/L; how likely is a cardiac event within a year?",
+    "Her troponin 30 ng/L, what is her MACE risk?",
+])
+def test_a_troponin_i_or_unnamed_troponin_is_still_read(text):
+    plan = understand(text)
+    assert plan.problem is None and plan.parts[0].slots.troponin_value in (45.0, 30.0)
