@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Literal
 
-from tools.core.anatomy import ARTERIES, LANDMARKS, SEGMENTS_BY_CODE, STRUCTURES_BY_NAME, SYNONYM_INDEX, find_anatomy
+from tools.core.anatomy import ARTERIES, LANDMARKS, MAIN_VESSEL_PATHS, SEGMENT_PARENT, SEGMENTS_BY_CODE, STRUCTURES_BY_NAME, SYNONYM_INDEX, find_anatomy
 from tools.core.errors import CardioVLMError
 from tools.quant.troponin import TroponinMarkerError, check_marker
 
@@ -327,6 +327,10 @@ def landmark_in(text: str, lesion_context: bool = False) -> str | None:
     for key, pattern in _LANDMARK_PATTERNS:
         if pattern.search(text):
             return key
+    if _VESSEL_START.search(text) and not _LESION_NOUN.search(text):
+        vessels = anatomy_in(text).vessels
+        if vessels and (key := origin_landmark(vessels[0])):
+            return key
     if lesion_context:
         for key, pattern in _BARE_LESION_END:
             if pattern.search(text):
@@ -336,6 +340,27 @@ def landmark_in(text: str, lesion_context: bool = False) -> str | None:
         if vessels:
             return "right_coronary_ostium" if _artery(vessels[0]) == "RCA" else "left_coronary_ostium"
     return None
+
+
+# "Where does the LAD begin?": a vessel's start is a place, the landmark at its origin.
+_VESSEL_START = re.compile(r"\b(?:begin|begins|beginning|start|starts|starting|arise|arises|arising|originate|"
+                           r"originates|originating|origin|takes? off|take-?off|comes? off|branch(?:es)? off|"
+                           r"springs? from)\b", re.I)
+_LESION_NOUN = re.compile(r"\b(?:lesion|stenos[ie]s|narrowing|plaque|blockage|occlusion|stent|calcif)", re.I)
+# Branches whose origin is a registry landmark; a vessel starting elsewhere (mid LAD, D2) has none.
+_BRANCH_ORIGINS = {"D1": "d1_origin", "OM1": "om1_origin", "R-PDA": "pda_origin", "L-PDA": "pda_origin"}
+
+
+def origin_landmark(vessel: str) -> str | None:
+    """The registry landmark where a vessel starts: its ostium, the left main bifurcation (LAD, LCx,
+    ramus) or a branch origin; None when no landmark marks the vessel's start."""
+    first = MAIN_VESSEL_PATHS[vessel][0] if vessel in MAIN_VESSEL_PATHS else vessel
+    parent = SEGMENT_PARENT.get(first, "")
+    if parent is None:
+        return "right_coronary_ostium" if _artery(first) == "RCA" else "left_coronary_ostium"
+    if parent == "LM":
+        return "lm_bifurcation"
+    return _BRANCH_ORIGINS.get(first)
 
 
 def landmark_display(key: str) -> str:

@@ -23,3 +23,19 @@ def test_a_troponin_t_value_is_refused_not_graded_as_troponin_i(text):
 def test_a_troponin_i_or_unnamed_troponin_is_still_read(text):
     plan = understand(text)
     assert plan.problem is None and plan.parts[0].slots.troponin_value in (45.0, 30.0)
+
+
+@pytest.mark.parametrize(("text", "landmark"), [
+    ("Where does the circumflex start?", "lm_bifurcation"),
+    ("Where does the left anterior descending artery arise?", "lm_bifurcation"),
+    ("Where does the RCA start?", "right_coronary_ostium"),
+    ("where does the first diagonal originate", "d1_origin"),
+])
+def test_where_a_vessel_begins_is_the_landmark_at_its_origin(text, landmark):
+    plan = understand(text)
+    assert plan.intents == ["locate"] and plan.parts[0].slots.landmark == landmark
+
+
+def test_the_start_of_a_lesion_is_still_the_lesion_start():
+    assert understand("Where does the LAD lesion begin?").parts[0].slots.landmark == "lesion_start"
+    assert parse_question("Is there a stenosis at the origin of the LAD?").intent == "stenosis"
