@@ -174,8 +174,12 @@ def outcomes_for(q: ParsedQuestion, done: list[ToolOutcome], available: set[str]
 
 def _plan_stent(q: ParsedQuestion, done: list[ToolOutcome], want: Want) -> None:
     """Stent on the named vessel; without one, on the most severe lesion of the coronary tree."""
-    lengths = q.stent_lengths_mm or ([q.stent_length_mm] if q.stent_length_mm is not None
-                                     else [min(get_settings().stent_lengths_mm)])
+    asked = q.stent_lengths_mm or ([q.stent_length_mm] if q.stent_length_mm is not None else [])
+    catalogue = get_settings().stent_lengths_mm
+    # No length asked: a first call with the shortest catalogue length measures the lesion and finds
+    # the length to recommend; that length is then placed last, so the verdict and the vessel view
+    # (both read the last stent call) show the stent the answer recommends, not the probe.
+    lengths = asked or [min(catalogue)]
     vessels = vessels_of(q)
     if not vessels:
         for artery in MEASURED_ARTERIES:
@@ -190,6 +194,13 @@ def _plan_stent(q: ParsedQuestion, done: list[ToolOutcome], want: Want) -> None:
             if q.stent_diameter_mm is not None:
                 args["stent_diameter_mm"] = q.stent_diameter_mm
             want("stent_coverage", args)
+        if not asked:
+            probe = next((o.value for o in succeeded(done, "stent_coverage") if o.args == args), None)
+            if probe is not None and probe.status != "no_lesion":
+                # None covers: the longest catalogue stent, drawn "does not cover" as the answer says.
+                best = probe.shortest_catalogue_length_mm or max(catalogue)
+                if best != lengths[0]:
+                    want("stent_coverage", {**args, "stent_length_mm": float(best)})
     # Show where: the mask of the lesion's segment, drawn on the images with the answer.
     placed = [o.value.lesion for o in succeeded(done, "stent_coverage")]
     if placed and placed[-1] is not None:

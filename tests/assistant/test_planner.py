@@ -6,8 +6,10 @@ import pytest
 from assistant.outcomes import ToolOutcome
 from assistant.planner import plan_next, worst_lesion
 from assistant.question import parse_question
+from tools.core.settings import get_settings
 from tools.quant.cadrads import STENOSIS_BANDS
 from tools.quant.stenosis import Lesion, LesionMeasurement
+from tools.quant.stent import StentPlan
 
 TOOLS = {"measure_lesion", "stent_coverage", "segment_anatomy", "calcium_score"}
 
@@ -60,3 +62,31 @@ def test_no_lesion_anywhere_places_no_stent():
 def test_the_stenosis_asked_about_is_the_lower_edge_of_its_cad_rads_band(question, grade):
     band = next(b for b in STENOSIS_BANDS if b.grade == grade)
     assert parse_question(question).stenosis_threshold_percent == band.low
+
+
+def test_with_no_length_asked_the_recommended_length_is_placed_last():
+    # The answer recommends the shortest covering length; the verdict and the vessel view read the
+    # last stent call, so that call must be the recommended stent, not the shortest-catalogue probe.
+    q = parse_question("What length of stent would you pick for the RCA lesion?")
+    assert q.stent_length_mm is None
+    shortest = min(get_settings().stent_lengths_mm)
+    first = plan_next(q, TIED, TOOLS)
+    assert [c for c in first if c[0] == "stent_coverage"] == [
+        ("stent_coverage", {"vessel": "RCA", "stent_length_mm": shortest})]
+    probe = ToolOutcome("stent_coverage", {"vessel": "RCA", "stent_length_mm": shortest},
+                        value=StentPlan.model_construct(status="does_not_cover", covers=False,
+                                                        stent_length_mm=shortest, shortest_catalogue_length_mm=20.0,
+                                                        lesion=None))
+    assert ("stent_coverage", {"vessel": "RCA", "stent_length_mm": 20.0}) in plan_next(q, [*TIED, probe], TOOLS)
+    longest = probe.value.model_copy(update={"shortest_catalogue_length_mm": None})
+    none_covers = ToolOutcome("stent_coverage", probe.args, value=longest)
+    assert ("stent_coverage", {"vessel": "RCA", "stent_length_mm": float(max(get_settings().stent_lengths_mm))}) \
+        in plan_next(q, [*TIED, none_covers], TOOLS)
+
+
+def test_a_length_asked_is_the_only_length_placed():
+    q = parse_question("Would a 12 mm stent cover the RCA lesion?")
+    probe = ToolOutcome("stent_coverage", {"vessel": "RCA", "stent_length_mm": 12.0},
+                        value=StentPlan.model_construct(status="does_not_cover", covers=False, stent_length_mm=12.0,
+                                                        shortest_catalogue_length_mm=20.0, lesion=None))
+    assert not [c for c in plan_next(q, [*TIED, probe], TOOLS) if c[0] == "stent_coverage"]

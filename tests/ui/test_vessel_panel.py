@@ -103,3 +103,21 @@ def test_an_uploaded_study_is_not_named_after_its_file(ctx):
                                                               metadata={"study_date": "20240301"}))
     assert case_name(upload) == "study_20240301"
     assert case_name(ctx) == CASE
+
+
+def test_with_no_length_asked_the_view_draws_the_stent_the_answer_recommends(tmp_path):
+    # The answer recommended a 12 mm stent while the view drew the 8 mm shortest-catalogue probe
+    # marked "does not cover": the picture contradicted the answer.
+    from assistant.planner import ClinicalPlanner
+    from assistant.session import Session
+
+    session = Session(model=ClinicalPlanner(), output_dir=tmp_path)
+    session.load_study(get_settings().demo_cases_dir / CASE)
+    answer = session.ask("What length of stent would you pick for this lesion?")
+    recommended = [f.value for f in answer.findings if f.name == "shortest covering catalogue length"]
+    assert recommended, answer.answer
+    length = float(recommended[-1])
+    assert f"The shortest catalogue length that covers it is {length:g} mm" in answer.answer
+    view = vessel_view_for_answer(session, answer)
+    assert view is not None and view.file_name.endswith(f"_stent-{length:g}mm_vessel_view.png")
+    assert f"Proposed stent (blue) {length:g} mm" in view.caption and "both healthy" in view.caption
