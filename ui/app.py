@@ -126,8 +126,12 @@ def _viewer_value(state: UiSession | None, shown: list[str], request: gr.Request
         return gr.update()
     if state is None or state.session.context is None:
         return gr.update()
+    from ui.viewer import answer_point
+
     ctx = state.session.context
-    return state.viewer.payload(ctx.study, state.session.load_id, ctx.extra_masks, list(shown or []))
+    # a landmark answer moves the crosshair to the point it names
+    return state.viewer.payload(ctx.study, state.session.load_id, ctx.extra_masks, list(shown or []),
+                                point=answer_point(current_answer(state)))
 
 
 def _slider_for(state: UiSession | None, plane: str, request: gr.Request = None):

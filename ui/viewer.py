@@ -45,10 +45,11 @@ class ViewerFiles:
         return self.folder
 
     def payload(self, study, load_id: int, masks: dict[str, np.ndarray] | None = None,
-                shown: list[str] | None = None) -> str:
+                shown: list[str] | None = None, point: tuple[str, tuple[float, float, float]] | None = None) -> str:
         """The viewer's value (JSON): file paths of the CT and of the ``shown`` masks, colours, windows.
 
-        The CT is written once per study load; a mask once per name and load.
+        ``point``: a landmark the answer names (name, patient LPS mm); the crosshair goes there rather
+        than into the first mask. The CT is written once per study load; a mask once per name and load.
         """
         from tools.core.anatomy import mask_color
         from tools.ingest.nifti_io import write_nifti
@@ -74,12 +75,47 @@ class ViewerFiles:
         windows = {name: [WINDOWS[name][1] - WINDOWS[name][0] / 2, WINDOWS[name][1] + WINDOWS[name][0] / 2]
                    for name in VIEWER_PRESETS}
         focus = _focus((masks or {})[str(overlays[0]["name"])]) if overlays else None
+        landmark = None
+        if point is not None and (voxel := _voxel_of(study, point[1])) is not None:
+            focus, landmark = voxel, point[0]
         return json.dumps({"volume": str(self.volume), "overlays": overlays, "windows": windows,
-                           "load": load_id, "focus": focus})
+                           "load": load_id, "focus": focus, "landmark": landmark})
 
     def close(self) -> None:
         if self.folder is not None:
             shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _voxel_of(study, xyz: tuple[float, float, float]) -> list[int] | None:
+    """The voxel holding a patient LPS point; None when the point lies outside the study."""
+    ijk = np.rint(study.mm_to_index(np.asarray(xyz, dtype=float))[0]).astype(int)
+    if np.any(ijk < 0) or np.any(ijk >= np.asarray(study.shape[:3])):
+        return None
+    return [int(v) for v in ijk]
+
+
+def answer_point(answer) -> tuple[str, tuple[float, float, float]] | None:
+    """The landmark an answer places in the study: a finding in mm that the text quotes as a patient
+    LPS position ("… is at -21.4, 9.1, 32.5 mm (patient LPS)"): a located ostium or a lesion's start,
+    end or narrowest point. A stenosis answer lists its lesion's points among its findings without
+    naming one in the text, so it moves nothing."""
+    from assistant.findings import show
+
+    if answer is None:
+        return None
+    for finding in answer.findings:
+        if finding.unit != "mm" or not isinstance(finding.value, str):
+            continue
+        if f"{show(finding)} (patient LPS)" not in answer.answer:
+            continue
+        try:
+            xyz = tuple(float(v) for v in finding.value.split(","))
+        except ValueError:
+            continue
+        if len(xyz) == 3:
+            name = finding.name.replace(" (LPS)", "").replace(" position (VLM)", "")
+            return name, (xyz[0], xyz[1], xyz[2])
+    return None
 
 
 def _focus(mask: np.ndarray) -> list[int] | None:
@@ -104,7 +140,7 @@ TEMPLATE = """
     <button type="button" data-zoom="0.8">&minus;</button>
     <button type="button" data-zoom="0">reset</button>
     <label><input type="checkbox" class="cv-3d"> 3D</label>
-    <label>Masks <input type="range" class="cv-opacity" min="0" max="1" step="0.05" value="0.6"></label>
+    <label>Masks <input type="range" class="cv-opacity" min="0" max="1" step="0.05" value="0.9"></label>
   </div>
   <div class="cv-stage"><canvas class="cv-canvas"></canvas></div>
   <div class="cv-readout" aria-live="polite">No study loaded.</div>

@@ -57,6 +57,46 @@ def test_the_viewer_reads_the_loaded_ct_and_the_answer_mask_and_no_answer_shows_
     assert not volume.exists() and not Path(overlay["path"]).exists()
 
 
+@needs_case
+def test_a_landmark_answer_moves_the_crosshair_to_the_point_it_names():
+    from ui.app import UiSession, _answer, _viewer_value
+
+    state = UiSession()
+    try:
+        state.session.load_study(CASE)
+        study = state.session.context.study
+        list(_answer(state, "How severe is the LAD stenosis?", []))
+        # a stenosis answer lists its lesion's points among its findings but names none: no move
+        assert json.loads(_viewer_value(state, []))["focus"] is None
+        list(_answer(state, "Where does the LAD lesion start?", []))
+        text = state.answer.answer
+        start = next(f for f in state.answer.findings if f.name.endswith("lesion start (LPS)"))
+        assert f"{start.value} mm (patient LPS)" in text
+        payload = json.loads(_viewer_value(state, []))
+        xyz = np.array([float(v) for v in start.value.split(",")])
+        assert payload["focus"] == [int(v) for v in np.rint(study.mm_to_index(xyz)[0])]
+        assert payload["landmark"] == start.name.replace(" (LPS)", "")
+    finally:
+        state.close()
+
+
+def test_a_point_outside_the_study_moves_nothing():
+    from types import SimpleNamespace
+
+    from tools.core.answer import AnswerFinding
+    from ui.viewer import _voxel_of, answer_point
+
+    study = SimpleNamespace(shape=(10, 10, 10), mm_to_index=lambda xyz: np.asarray(xyz, float).reshape(-1, 3))
+    assert _voxel_of(study, (2.2, 3.7, 9.0)) == [2, 4, 9]
+    assert _voxel_of(study, (2.0, 3.0, 12.0)) is None
+    said = SimpleNamespace(answer="It is at 1, 2, 3 mm (patient LPS).",
+                           findings=[AnswerFinding(name="RCA ostium position (VLM)", value="1, 2, 3", unit="mm",
+                                                   tool="vlm_locate")])
+    assert answer_point(said) == ("RCA ostium", (1.0, 2.0, 3.0))
+    said.answer = "A lesion was measured."  # listed among the findings, not named in the text
+    assert answer_point(said) is None
+
+
 def test_nothing_to_show_before_a_study_is_loaded():
     from ui.app import UiSession, _viewer_value
 

@@ -105,6 +105,7 @@ async function show() {
   v.createOnLocationChange();
   canvas.dataset.loaded = String(payload.load);
   canvas.dataset.overlays = String(payload.overlays.length);
+  canvas.dataset.focus = payload.focus ? payload.focus.join(",") : "";
   canvas.dataset.volume = fileUrl(payload.volume);
 }
 
