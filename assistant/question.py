@@ -423,11 +423,37 @@ def parse_question(text: str, previous: ParsedQuestion | None = None) -> ParsedQ
         if part.intent == "cadrads_patient" and part.vessels:  # "what's its CAD-RADS?" about a vessel
             part = part.model_copy(update={"intent": "stenosis", "task": "stenosis"})
         resolved.append(part)
+    resolved = [piece for part in resolved for piece in _treatment_split(part)]
     if len(resolved) == 1:
         return resolved[0].model_copy(update={"text": clean, "previous": _trimmed(previous)})
     first = resolved[0]
     return first.model_copy(update={"text": clean, "parts": resolved, "is_yes_no": False,
                                     "previous": _trimmed(previous)})
+
+
+_TREATMENT = r"(?:stent(?:ing)?|pci|intervention|angioplasty|revasculari[sz]ation|bypass|cabg|treatment|surgery)"
+# Whether a lesion should be treated: "does this plaque need stenting?", "is PCI indicated?", "would you stent it?".
+_TREATMENT_CUE = re.compile(
+    r"\b(?:needs?|requires?|warrants?|merits?|qualif(?:y|ies) for|benefits? from|calls? for)\s+(?:a |an |any )?"
+    + _TREATMENT + r"\b|\b" + _TREATMENT + r"\s+(?:is\s+|be\s+)?(?:indicated|needed|necessary|required|warranted|"
+    r"recommended)\b|\b(?:should|would you|do you|shall)\s+(?:i |we |you |they )?(?:stent|treat|intervene|"
+    r"revasculari[sz]e|dilate)\b|\b(?:should|does|do|will|would)\b.{0,40}\bbe\s+(?:stented|treated|dilated|"
+    r"revasculari[sz]ed)\b", re.I)
+
+
+def _treatment_split(part: ParsedQuestion) -> list[ParsedQuestion]:
+    """Whether to treat a lesion is the clinician's decision, but it rests on the lesion's severity:
+    such a question is answered with the measured stenosis and the reason the decision is not the tool's.
+    A stent size in the question makes it a sizing question instead."""
+    if part.intent in ("risk", "reports", "identity", "unknown") or not _TREATMENT_CUE.search(part.text) \
+            or part.stent_length_mm is not None or part.stent_diameter_mm is not None:
+        return [part]
+    severity = part.model_copy(update={"intent": "stenosis", "task": "stenosis", "is_yes_no": False,
+                                       "stent_status": None, "cannot_topic": None,
+                                       "finding": "stenosis" if part.finding in (None, "stent") else part.finding})
+    decision = part.model_copy(update={"intent": "cannot", "task": "cannot", "is_yes_no": False,
+                                       "cannot_topic": "treatment_decision"})
+    return [severity, decision]
 
 
 # How many earlier questions a follow-up may reach back to (the question before first).

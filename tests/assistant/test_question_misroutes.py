@@ -39,3 +39,23 @@ def test_where_a_vessel_begins_is_the_landmark_at_its_origin(text, landmark):
 def test_the_start_of_a_lesion_is_still_the_lesion_start():
     assert understand("Where does the LAD lesion begin?").parts[0].slots.landmark == "lesion_start"
     assert parse_question("Is there a stenosis at the origin of the LAD?").intent == "stenosis"
+
+
+@pytest.mark.parametrize(("text", "vessel"), [
+    ("Does the LAD narrowing need a stent?", "LAD"),
+    ("Is PCI indicated for the RCA lesion?", "RCA"),
+    ("Should this stenosis be stented?", None),
+    ("Does this plaque require intervention?", None),
+])
+def test_whether_to_treat_is_answered_with_the_stenosis_and_the_clinicians_decision(text, vessel):
+    plan = understand(text)
+    assert plan.intents == ["stenosis", "cannot"]
+    assert plan.parts[0].slots.vessel == vessel
+    parts = parse_question(text).all_parts()
+    assert parts[1].cannot_topic == "treatment_decision" and parts[0].task == "stenosis"
+
+
+@pytest.mark.parametrize("text", ["What size stent does this lesion need?", "Does this lesion need a 20 mm stent?",
+                                  "Has the RCA been stented?"])
+def test_stent_sizing_and_presence_are_not_treatment_questions(text):
+    assert understand(text).intents == ["stent"]
