@@ -5,6 +5,7 @@ the reader sees them. Screenshots are saved under test-artifacts/ for review.
 """
 
 import io
+import re
 
 import numpy as np
 import pytest
@@ -122,3 +123,51 @@ def test_an_answer_mask_is_drawn_in_its_registry_colour(viewer_page):
     assert r - b > 150
     tinted = (rgb[..., 0] - rgb[..., 2] > 60) & (rgb[..., 0] > rgb[..., 1] + 30)
     assert tinted.sum() > 50, tinted.sum()
+
+
+def _tinted(page) -> int:
+    """Canvas pixels drawn in the LAD's orange: red well above blue and green (grey CT and the green
+    crosshair are not)."""
+    rgb = _canvas(page, "RGB")
+    return int(((rgb[..., 0] - rgb[..., 2] > 60) & (rgb[..., 0] > rgb[..., 1] + 30)).sum())
+
+
+def test_an_answer_mask_stands_out_enlarged_and_opaque(viewer_page):
+    """After "Segment the LAD" the mask opens enlarged around it and nearly opaque; at the earlier
+    view (whole volume, 0.6 opacity) the same mask covered a few dozen pixels."""
+    page = viewer_page
+    page.locator("#niivue-viewer canvas[data-overlays='1']").wait_for(timeout=180_000)
+    page.wait_for_timeout(300)
+    shown = _tinted(page)
+    assert page.locator("#niivue-viewer .cv-opacity").input_value() == "0.9"
+    page.locator("#niivue-viewer [data-zoom='0']").click()  # the unzoomed view, at the earlier opacity
+    page.locator("#niivue-viewer .cv-opacity").fill("0.6")
+    page.wait_for_timeout(300)
+    before = _tinted(page)
+    print(f"LAD mask pixels: {shown} as opened, {before} unzoomed at opacity 0.6")
+    assert shown >= 3 * before, (shown, before)
+    page.locator("#niivue-viewer .cv-opacity").fill("0.9")
+
+
+def test_a_landmark_answer_moves_the_crosshair_to_the_landmark(viewer_page):
+    page = viewer_page
+    readout = page.locator("#niivue-viewer .cv-readout")
+    before = readout.get_attribute("data-voxel")
+    page.locator("#question textarea").fill("Where does the LAD lesion start?")
+    page.locator("#ask").click()
+    page.get_by_text("(patient LPS)").first.wait_for(timeout=180_000)
+    page.wait_for_function(
+        "() => { const c = document.querySelector('#niivue-viewer canvas');"
+        " const r = document.querySelector('#niivue-viewer .cv-readout');"
+        " return c.dataset.focus && r.dataset.voxel === c.dataset.focus; }", timeout=60_000)
+    focus = page.locator("#niivue-viewer canvas").get_attribute("data-focus")
+    text = page.get_by_text("(patient LPS)").first.inner_text()
+    from tools.core.settings import get_settings
+    from tools.ingest.study import load_study
+
+    said = re.search(r"at (-?[\d.]+, -?[\d.]+, -?[\d.]+) mm \(patient LPS\)", text)
+    xyz = [float(v) for v in said.group(1).split(",")]
+    study = load_study(get_settings().demo_cases_dir / "lad_stenosis")
+    expected = ",".join(str(int(v)) for v in np.rint(study.mm_to_index(np.array(xyz))[0]))
+    assert focus == expected and readout.get_attribute("data-voxel") == expected != before
+    page.screenshot(path=str(ARTIFACTS / "viewer_landmark_1280x720.png"))

@@ -7,6 +7,7 @@ let nv = null;
 let shown = null; // the payload drawn now
 let windows = {};
 let labels = {}; // overlay file name -> mask name
+const FOCUS_ZOOM = 2; // an answer's mask or landmark is shown enlarged this much (the reset button undoes it)
 
 function viewer() {
   if (nv) return nv;
@@ -99,8 +100,13 @@ async function show() {
   const newFocus = payload.focus && (!sameStudy || JSON.stringify(payload.focus) !== JSON.stringify(shown.focus));
   shown = payload;
   shown.raw = raw;
-  if (newFocus) v.scene.crosshairPos = v.vox2frac(swapIndexing(payload.focus, v.volumes[0])); // go to the mask
-  else if (crosshair) v.scene.crosshairPos = crosshair;
+  if (newFocus) {
+    v.scene.crosshairPos = v.vox2frac(swapIndexing(payload.focus, v.volumes[0])); // go to the mask or landmark
+    // A coronary mask is a few pixels wide in a 310 px multiplanar tile: enlarge around the crosshair,
+    // from the unzoomed view so the point stays on screen (NiiVue's own wheel-zoom arithmetic).
+    const c = v.frac2mm(v.scene.crosshairPos);
+    v.scene.pan2Dxyzmm = [(1 - FOCUS_ZOOM) * c[0], (1 - FOCUS_ZOOM) * c[1], (1 - FOCUS_ZOOM) * c[2], FOCUS_ZOOM];
+  } else if (crosshair) v.scene.crosshairPos = crosshair;
   v.drawScene();
   v.createOnLocationChange();
   canvas.dataset.loaded = String(payload.load);
