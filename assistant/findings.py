@@ -117,19 +117,20 @@ def _stent(result: StentPlan) -> list[AnswerFinding]:
     tool = "stent_coverage"
     out = [_f("stent length", result.stent_length_mm, "mm", tool),
            _f("stent coverage", result.status.replace("_", " "), "", tool)]
-    for value, name, unit in ((result.lesion_length_mm, "lesion length", "mm"),
-                              (result.required_length_mm, "required stent length", "mm"),
-                              (result.landing_zone_mm, "landing zone per end", "mm"),
-                              (result.margin_proximal_mm, "proximal margin", "mm"),
-                              (result.margin_distal_mm, "distal margin", "mm"),
-                              (result.shortest_catalogue_length_mm, "shortest covering catalogue length", "mm"),
-                              (result.suggested_diameter_mm, "suggested stent diameter", "mm2"),
-                              (result.diameter_to_reference, "stent / reference diameter", "ratio")):
+    # stent diameters come in 0.25 mm steps: two decimals; every other figure takes its unit's digits
+    for value, name, unit, digits in ((result.lesion_length_mm, "lesion length", "mm", None),
+                                      (result.required_length_mm, "required stent length", "mm", None),
+                                      (result.landing_zone_mm, "landing zone per end", "mm", None),
+                                      (result.margin_proximal_mm, "proximal margin", "mm", None),
+                                      (result.margin_distal_mm, "distal margin", "mm", None),
+                                      (result.shortest_catalogue_length_mm, "shortest covering catalogue length",
+                                       "mm", None),
+                                      (result.suggested_diameter_mm, "suggested stent diameter", "mm", 2),
+                                      (result.diameter_to_reference, "stent / reference diameter", "ratio", None)):
         if value is not None:
-            # stent diameters come in 0.25 mm steps: two decimals
-            out.append(_f(name, value, "mm", tool, digits=2) if unit == "mm2" else _f(name, value, unit, tool))
+            out.append(_f(name, value, unit, tool, digits=digits))
     if result.lesion:
-        out.append(_f("lesion diameter stenosis", result.lesion.stenosis_percent, "%", tool))
+        out.append(_f("lesion diameter stenosis", shown_percent(result.lesion.stenosis_percent), "%", tool))
         out.append(_f("reference diameter", result.lesion.reference_diameter_mm, "mm", tool))
     return out
 
