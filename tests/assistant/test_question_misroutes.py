@@ -59,3 +59,17 @@ def test_whether_to_treat_is_answered_with_the_stenosis_and_the_clinicians_decis
                                   "Has the RCA been stented?"])
 def test_stent_sizing_and_presence_are_not_treatment_questions(text):
     assert understand(text).intents == ["stent"]
+
+
+@pytest.mark.parametrize("text", ["Is the heart right-dominant?", "What's the dominance here?",
+                                  "Is the circulation codominant?"])
+def test_coronary_dominance_is_declined_with_its_reason(text):
+    q = parse_question(text)
+    assert (q.intent, q.cannot_topic) == ("cannot", "dominance")
+
+
+def test_the_dominance_reason_names_what_would_answer_it():
+    from assistant.intents import default_matcher
+
+    topic = default_matcher().bank.cannot_topics["dominance"]
+    assert "posterior descending" in topic.what and "report" in topic.instead
