@@ -3,7 +3,8 @@
 Masks come from the session's label map, whose source is always stated: the trained VLM, the
 phantom's ground truth, TotalSegmentator or a supplied label map. Calcium that the label map does
 not outline (a map traced from the image has vessels, not calcium) is the calcium score's own lesions
-(:func:`tools.quant.calcium.calcium_mask`). Without any label map the tool says so instead of guessing.
+(:func:`tools.quant.calcium.calcium_mask`); a stent it does not outline is the stent metal along the
+traced vessels (:func:`tools.quant.stent.stent_metal_mask`). Without any label map the tool says so instead of guessing.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from tools.core.anatomy import STRUCTURES_BY_NAME, resolve_structure_or_segment
 from tools.ingest.study import StudyError
 from tools.quant.calcium import calcium_mask
 from tools.quant.context import context_from_config
+from tools.quant.stent import StentMetalConfig, stent_metal_mask
 from tools.segmentation.masks import label_ids_for, mask_from_labels, save_mask_nifti
 
 FINDING_TARGETS = {
@@ -72,6 +74,12 @@ def segment(ctx, target: str, on_artery: str | None = None) -> tuple[Segmentatio
         mask, score = calcium_mask(ctx, near[0] if near else None)
         source = (f"the lesions the calcium score counts ({score.scored_series or score.series_kind}), "
                   f"assigned to arteries along the {source}")
+    elif finding == "stent" and not np.any(ctx.labels == STRUCTURES_BY_NAME[finding].label_id):
+        # Nor does it outline a stent: the stent is then its metal, found along the traced vessels.
+        name, config = finding, StentMetalConfig()
+        mask = stent_metal_mask(ctx.study.hu, ctx.study.spacing, ctx.labels, near[0] if near else None, config)
+        source = (f"stent metal (>= {config.metal_hu:g} HU over >= {config.min_extent_mm:g} mm) from the CT "
+                  f"intensities along the {source}")
     else:
         if finding:
             name, ids = finding, [STRUCTURES_BY_NAME[finding].label_id]

@@ -8,16 +8,22 @@ the largest smallest margin. The suggested diameter is the reference (healthy) d
 lesion rounded to the nearest 0.25 mm (the usual catalogue step). A lesion below 50 % diameter
 stenosis (CAD-RADS 0-2, non-obstructive by CT) is answered "no stent needed" with the geometry
 still given: the decision to treat rests with the clinician.
+
+A stent already in place is found from the image (:func:`stent_metal_mask`): metal struts bloom
+above ``metal_hu`` along a traced coronary segment over a long core, which neither contrast lumen,
+bone (centimetres from the vessels) nor a compact calcium nodule does.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
+from scipy import ndimage
 
-from tools.core.anatomy import SEGMENT_PARENT, SEGMENTS_BY_CODE
+from tools.core.anatomy import SEGMENT_PARENT, SEGMENTS_BY_CODE, resolve_structure_or_segment, segments_of_artery
 from tools.core.errors import CardioVLMError
 from tools.core.settings import Settings, get_settings
 from tools.quant.cadrads import OBSTRUCTIVE_PERCENT, shown_percent
@@ -230,3 +236,49 @@ def stent_coverage(ctx, vessel: str, stent_length_mm: float, *, stent_diameter_m
                       stent_diameter_mm=stent_diameter_mm)
     return plan.model_copy(update={"lesion": found.lesion,
                                    "centerline_source": found.measurement.centerline_source})
+
+
+@dataclass(frozen=True)
+class StentMetalConfig:
+    """How stent metal is told from contrast, calcium and bone on a CCTA."""
+
+    metal_hu: float = 1000.0  # struts bloom to 1200-1800 HU at CCTA resolution; contrast lumen stays below 600
+    gap_mm: float = 2.0  # blurred struts of one stent break into fragments this far apart: joined across it
+    near_vessel_mm: float = 3.0  # metal this close to a traced coronary segment (spine and sternum lie >= 3 cm away)
+    min_extent_mm: float = 6.0  # a stent core is long (8-38 mm stents), a dense calcium nodule compact
+
+
+def stent_metal_mask(hu: np.ndarray, spacing, labels: np.ndarray, on: str | None = None,
+                     config: StentMetalConfig | None = None) -> np.ndarray:
+    """Voxels of coronary stent metal, from the Hounsfield units and a coronary label map.
+
+    Metal (>= ``metal_hu``) is grouped across gaps of ``gap_mm``; a group is a stent when part of it
+    lies within ``near_vessel_mm`` of a coronary segment's lumen (of ``on``, an artery or segment,
+    when given) and its metal spans at least ``min_extent_mm``. Returns a bool mask on the study grid.
+
+    Raises:
+        ValueError: ``on`` is not a coronary artery or segment.
+    """
+    config = config or StentMetalConfig()
+    spacing = np.asarray(spacing, float)
+    if on is None:
+        codes = list(SEGMENTS_BY_CODE)
+    else:
+        kind, key = resolve_structure_or_segment(on)
+        if kind not in ("artery", "segment"):
+            raise ValueError(f"{on!r} is not a coronary artery or segment")
+        codes = [key] if kind == "segment" else [s.code for s in segments_of_artery(key)]
+    metal = hu >= config.metal_hu
+    lumen = np.isin(labels, [SEGMENTS_BY_CODE[c].label_id for c in codes])
+    out = np.zeros(hu.shape, bool)
+    if not metal.any() or not lumen.any():
+        return out
+    steps = max(int(np.ceil(config.gap_mm / float(spacing.min()))), 1)
+    groups, _ = ndimage.label(ndimage.binary_dilation(metal, iterations=steps))
+    near = ndimage.distance_transform_edt(~lumen, sampling=spacing) <= config.near_vessel_mm
+    for i in np.unique(groups[metal & near]):
+        part = metal & (groups == i)
+        pts = np.argwhere(part) * spacing
+        if np.linalg.norm(pts.max(0) - pts.min(0)) >= config.min_extent_mm:
+            out |= part
+    return out
