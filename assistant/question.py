@@ -431,6 +431,14 @@ def parse_question(text: str, previous: ParsedQuestion | None = None) -> ParsedQ
                                     "previous": _trimmed(previous)})
 
 
+# "How long is the stent in the RCA?", "the diameter of her LAD stent": a stent in place, asked about.
+_STENT_IN_PLACE = re.compile(
+    r"\b(?:is|was|are|were)\s+(?:the|this|that|her|his|its|their)\s+(?:[\w-]+\s+)?stents?\b|"
+    r"\b(?:length|diameter|size|dimensions?)\s+of\s+(?:the|this|that|her|his|its|their)\s+(?:[\w-]+\s+)?stents?\b|"
+    r"\bstent'?s\s+(?:length|diameter|size)\b", re.I)
+# A stent to be chosen or placed is a sizing question.
+_SIZING_CUE = re.compile(r"\b(?:should|would|could|must|need|needs|needed|pick|choose|use|recommend|suggest|plan|"
+                         r"cover|covers|span|for (?:the|this|that|a|an) (?:lesion|stenosis|narrowing|plaque))\b", re.I)
 _TREATMENT = r"(?:stent(?:ing)?|pci|intervention|angioplasty|revasculari[sz]ation|bypass|cabg|treatment|surgery)"
 # Whether a lesion should be treated: "does this plaque need stenting?", "is PCI indicated?", "would you stent it?".
 _TREATMENT_CUE = re.compile(
@@ -539,6 +547,11 @@ def _parse_part(text: str, match: IntentMatch, lesion_context: bool = False, bef
     task = _task(intent, text, finding, stent_status, numbers.stent_length_mm, is_yes_no, bool(vessels), superlative)
     if intent == "stenosis" and task == "presence" and finding is None:
         finding = "stenosis"
+    if (task == "stent_coverage" and numbers.stent_length_mm is None and numbers.stent_diameter_mm is None
+            and _STENT_IN_PLACE.search(text) and not _SIZING_CUE.search(text)):
+        # The size of a stent already there is its state: found on the images and measured through,
+        # not a stent to choose for a lesion.
+        task, finding = "stenosis", "stent"
     return ParsedQuestion(
         text=text, intent=intent, task=task, segment=segment, artery=artery, vessels=vessels, structure=structure,
         structures=structures,

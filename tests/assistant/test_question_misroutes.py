@@ -73,3 +73,20 @@ def test_the_dominance_reason_names_what_would_answer_it():
 
     topic = default_matcher().bank.cannot_topics["dominance"]
     assert "posterior descending" in topic.what and "report" in topic.instead
+
+
+@pytest.mark.parametrize(("text", "vessel"), [
+    ("What diameter is the stent?", None),
+    ("How wide is the stent in the circumflex?", "LCx"),
+    ("How long was the stent in the LAD?", "LAD"),
+])
+def test_the_size_of_a_stent_in_place_is_its_state_not_a_sizing(text, vessel):
+    q = parse_question(text)
+    assert (q.task, q.finding, q.segment or q.artery) == ("stenosis", "stent", vessel)
+
+
+@pytest.mark.parametrize("text", ["How long should the stent be for the LAD?",
+                                  "What length of stent would you pick for this lesion?",
+                                  "What size stent for the pLAD lesion?"])
+def test_a_stent_to_choose_is_still_sized(text):
+    assert parse_question(text).task == "stent_coverage"
