@@ -23,6 +23,8 @@ Method (stated in every result):
   30 HU to it, low-attenuation -30 to 30 HU; :data:`tools.quant.lumen_profile.WALL_METHOD`), and the
   remodeling index: outer vessel area at the minimal lumen diameter over the mean outer area of the
   healthy cross-sections within ``reference_window_mm`` on either side.
+- Blood pool (sets the lumen level, its noise ceiling and the calcium threshold): the aorta of the label
+  map, else the aortic root found in the CT at the coronary ostia (:func:`blood_at_ostia`).
 - Stents: metal attenuation ringing the lumen (:mod:`tools.quant.lumen_profile`); CAD-RADS 2.0 from the
   measured maximal stenosis per segment (:func:`tools.quant.cadrads.cad_rads`), with S for a stent seen.
 """
@@ -79,6 +81,16 @@ class NoLumenError(StenosisError):
     code = "stenosis.no_lumen"
 
 
+class BloodPoolConfig(BaseModel):
+    """How the blood pool is found in the CT next to the coronary ostia when no aorta label exists."""
+
+    window_mm: float = Field(15.0, gt=0, description="half-width of the cube around each ostium searched")
+    depth_mm: float = Field(4.0, gt=0, description="a voxel this deep inside a bright region is blood pool: "
+                            "deeper than any coronary lumen's radius (at most ~2.5 mm)")
+    min_voxels: int = Field(50, ge=1, description="fewer deep voxels than this give no estimate")
+    fat_hu: float = Field(-100.0, description="the darkest soft tissue the bright-region level is set against")
+
+
 class StenosisConfig(BaseModel):
     """Measurement conventions (documented choices, not guideline values)."""
 
@@ -111,6 +123,8 @@ class StenosisConfig(BaseModel):
                                        "the remodeling index's reference outer area")
     cross_section: CrossSectionConfig = Field(default_factory=CrossSectionConfig,
                                               description="how each cross-section is read from the CT")
+    blood_pool: BloodPoolConfig = Field(default_factory=BloodPoolConfig,
+                                        description="how the blood pool is found in the CT without an aorta label")
 
 
 class VesselProfile(BaseModel):
@@ -266,7 +280,8 @@ def measure_vessel(hu: np.ndarray, affine: np.ndarray, segments: Sequence[str], 
     name = vessel or "+".join(segments)
     try:
         sections = read_cross_sections(hu, affine, points, path.tangents(), config.step_mm, config.cross_section,
-                                       blood_hu=blood_attenuation(hu, labels, boxes))
+                                       blood_hu=blood_attenuation(hu, labels, boxes, affine=affine,
+                                                                  centerlines=centerlines, config=config.blood_pool))
     except NoLumenFound as err:
         raise NoLumenError(f"{name}: {err}") from err
 
@@ -343,20 +358,65 @@ def measure_vessel(hu: np.ndarray, affine: np.ndarray, segments: Sequence[str], 
         lesion_threshold_percent=config.lesion_threshold_percent, profile=profile)
 
 
-def blood_attenuation(hu: np.ndarray, labels: np.ndarray | None, boxes: LabelBoxes | None = None) -> float | None:
-    """Median HU of the aorta (or aortic root) where the label map has it, else None."""
-    if labels is None:
-        return None
-    boxes = label_boxes(labels) if boxes is None else boxes
-    for name in ("aorta", "aortic_root"):
-        lid = STRUCTURES_BY_NAME[name].label_id
-        if lid in boxes:
-            lo, hi = boxes[lid]
-            sub = (slice(lo[0], hi[0]), slice(lo[1], hi[1]), slice(lo[2], hi[2]))
-            inside = ndimage.binary_erosion(labels[sub] == lid, iterations=2)
-            if inside.sum() >= 20:
-                return float(np.median(hu[sub][inside]))
+def blood_attenuation(hu: np.ndarray, labels: np.ndarray | None, boxes: LabelBoxes | None = None, *,
+                      affine: np.ndarray | None = None, centerlines: cf.Centerlines | None = None,
+                      config: BloodPoolConfig | None = None) -> float | None:
+    """Median HU of the blood pool: the aorta (or aortic root) where the label map has it, else the aortic
+    root found in the CT at the coronary ostia (:func:`blood_at_ostia`), else None."""
+    if labels is not None:
+        boxes = label_boxes(labels) if boxes is None else boxes
+        for name in ("aorta", "aortic_root"):
+            lid = STRUCTURES_BY_NAME[name].label_id
+            if lid in boxes:
+                lo, hi = boxes[lid]
+                sub = (slice(lo[0], hi[0]), slice(lo[1], hi[1]), slice(lo[2], hi[2]))
+                inside = ndimage.binary_erosion(labels[sub] == lid, iterations=2)
+                if inside.sum() >= 20:
+                    return float(np.median(hu[sub][inside]))
+    if affine is not None and centerlines is not None:
+        return blood_at_ostia(hu, affine, centerlines, config)
     return None
+
+
+def blood_at_ostia(hu: np.ndarray, affine: np.ndarray, centerlines: cf.Centerlines,
+                   config: BloodPoolConfig | None = None) -> float | None:
+    """Blood pool attenuation read in the CT around the coronary ostia (first points of LM and pRCA).
+
+    An image-derived tree has no aorta label, yet a coronary's lumen has the blood's attenuation: without
+    it a vessel's lumen level is read from its own, distally dimmer and blurred peaks, and the brighter
+    lumen next to its origin lies above that level's ceiling and is read as calcium (an area of 0 on a
+    healthy vessel). The aortic root is the large bright region at an ostium: the median of the voxels at
+    least ``depth_mm`` inside the region brighter than half-way between fat and the brightest tissue there
+    (the deep region nearest the ostium).
+    """
+    config = config or BloodPoolConfig()
+    spacing = np.linalg.norm(np.asarray(affine)[:3, :3], axis=0)
+    inv = np.linalg.inv(np.asarray(affine))
+    values = []
+    for code in ("LM", "pRCA"):
+        points = centerlines.segments.get(code)
+        if not points:
+            continue
+        ijk = np.round(inv[:3, :3] @ np.asarray(points[0].xyz) + inv[:3, 3]).astype(int)
+        half = np.ceil(config.window_mm / spacing).astype(int)
+        lo, hi = np.maximum(ijk - half, 0), np.minimum(ijk + half + 1, hu.shape)
+        if np.any(hi <= lo):
+            continue
+        crop = np.asarray(hu[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]], np.float32)
+        # half-way between the brightest tissue and the darkest soft tissue there (fat; lung and air below it)
+        level = (np.percentile(crop, 99) + float(np.clip(np.percentile(crop, 5), config.fat_hu, 0.0))) / 2
+        depth = ndimage.distance_transform_edt(crop > level, sampling=spacing)
+        # the deep region nearest the ostium: its aortic root, not a chamber (the right heart is dimmer)
+        pieces, count = ndimage.label(depth >= config.depth_mm)
+        if count == 0:
+            continue
+        seed = tuple(np.clip(ijk - lo, 0, hi - lo - 1))
+        _, nearest = ndimage.distance_transform_edt(pieces == 0, sampling=spacing, return_indices=True)
+        piece = pieces[tuple(nearest[(slice(None), *seed)])]
+        deep = crop[pieces == piece]
+        if deep.size >= config.min_voxels:
+            values.append(float(np.median(deep)))
+    return float(np.median(values)) if values else None
 
 
 def _long_runs(flag: np.ndarray, arc: np.ndarray, min_mm: float) -> np.ndarray:
