@@ -14,7 +14,16 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Literal
 
-from tools.core.anatomy import ARTERIES, LANDMARKS, MAIN_VESSEL_PATHS, SEGMENT_PARENT, SEGMENTS_BY_CODE, STRUCTURES_BY_NAME, SYNONYM_INDEX, find_anatomy
+from tools.core.anatomy import (
+    ARTERIES,
+    LANDMARKS,
+    MAIN_VESSEL_PATHS,
+    SEGMENT_PARENT,
+    SEGMENTS_BY_CODE,
+    STRUCTURES_BY_NAME,
+    SYNONYM_INDEX,
+    find_anatomy,
+)
 from tools.core.errors import CardioVLMError
 from tools.quant.troponin import TroponinMarkerError, check_marker
 
