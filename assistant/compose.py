@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from pathlib import Path
 
 from assistant.findings import findings_of, show
 from assistant.outcomes import ToolOutcome, failed, succeeded
@@ -395,7 +396,7 @@ def _segment(q: ParsedQuestion, done: list[ToolOutcome]) -> str:
             parts.append(f"No {display(r.target)} was found in this study's masks ({_source_name(r.labels_source)}).")
         else:
             parts.append(f"Segmented the {display(r.target)}: {facts[r.target + ' volume']} "
-                         f"(masks: {_source_name(r.labels_source)}); mask file: {r.mask_path}.")
+                         f"(masks: {_source_name(r.labels_source)}); mask file: {Path(r.mask_path).name}.")
     return prefix + " ".join(parts) + "".join(" " + n for n in _failure_notes(done))
 
 

@@ -49,3 +49,17 @@ def test_a_survey_of_every_artery_stays_short(session):
 def test_a_calcium_answer_names_only_the_source(session):
     answer = session.ask("What is the calcium score?").answer
     assert _masks_sentence(answer) == "Masks: image-derived coronary tree.", answer
+
+
+
+def test_a_segmentation_answer_names_its_mask_file_not_the_server_folder():
+    from assistant.planner import ClinicalPlanner
+    from assistant.session import Session
+    from tests.assistant.conftest import make_patient_context
+
+    session = Session(model=ClinicalPlanner())
+    session.use_context(make_patient_context())
+    answer = session.ask("Segment the LAD")
+    assert "mask file: " in answer.answer, answer.answer
+    named = answer.answer.split("mask file: ")[1].split()[0].rstrip(".")
+    assert "/" not in named and named.endswith(".nii.gz"), answer.answer
