@@ -16,7 +16,6 @@ thread; several clauses of a compound question go in one batch).
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -43,7 +42,7 @@ class MatcherConfig:
     # one decisive word ("DOB please") matches its own phrasing only, and nothing else at all.
     clear_similarity: float = 0.3
     clear_margin: float = 0.1
-    cache_dir: Path | None = None  # where bank embeddings are kept; None: $CARDIOVLM_CACHE or ~/.cache/cardiovlm
+    cache_dir: Path | None = None  # where bank embeddings are kept; None: the settings' cache_dir (CARDIOVLM_CACHE_DIR)
 
 
 @dataclass(frozen=True)
@@ -123,7 +122,9 @@ class IntentMatcher:
         self.bank_words = self.tfidf.fit_transform([mask_for_embedding(p.text) for p in self.bank.phrasings])
 
     def _cache_file(self) -> Path:
-        root = self.config.cache_dir or Path(os.environ.get("CARDIOVLM_CACHE", Path.home() / ".cache" / "cardiovlm"))
+        from tools.core.settings import get_settings
+
+        root = self.config.cache_dir or get_settings().cache_dir
         from tools.core.embeddings import MODEL_NAME
 
         # The key covers the masking too: a change to it changes what the bank's phrasings embed as.

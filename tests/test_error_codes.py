@@ -35,9 +35,6 @@ CODE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")  # snake_case words,
 PENDING: dict[str, str] = {
     # ui/server.py
     "ui.server.InsecureBindError": 'root: class InsecureBindError(CardioVLMError); code = "server.insecure_bind"',
-    # ui/session_state.py: stays a PermissionError as well
-    "ui.session_state.SessionOwnerError":
-        'root: class SessionOwnerError(CardioVLMError, PermissionError); code = "session.not_owner"',
     # the lead (files no helper owns this session; the vlm/ ones were named H1's in the brief)
 }
 

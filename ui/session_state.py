@@ -15,11 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
+from tools.core.errors import CardioVLMError
+
 log = logging.getLogger("cardiovlm.ui")
 
 
-class SessionOwnerError(PermissionError):
+class SessionOwnerError(CardioVLMError, PermissionError):
     """A request of one login named a browser session that another login opened."""
+
+    code = "session.not_owner"
 
 
 class UiSession:
