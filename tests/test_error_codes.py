@@ -32,11 +32,7 @@ CODE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")  # snake_case words,
 
 # Qualified class name -> the change its owner still has to make. Only shrinks (see the module docstring).
 # "root" = derive from tools.core.errors.CardioVLMError (``from tools.core.errors import CardioVLMError``).
-PENDING: dict[str, str] = {
-    # ui/server.py
-    "ui.server.InsecureBindError": 'root: class InsecureBindError(CardioVLMError); code = "server.insecure_bind"',
-    # the lead (files no helper owns this session; the vlm/ ones were named H1's in the brief)
-}
+PENDING: dict[str, str] = {}
 
 
 @dataclass(frozen=True)

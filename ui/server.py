@@ -12,11 +12,15 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
+from tools.core.errors import CardioVLMError
+
 LOOPBACK_NAMES = {"localhost"}
 
 
-class InsecureBindError(ValueError):
+class InsecureBindError(CardioVLMError):
     """A non-loopback address was asked for without authentication."""
+
+    code = "server.insecure_bind"
 
 
 def is_loopback(host: str) -> bool:
