@@ -47,8 +47,7 @@ def _upload(page, path) -> str:
     if not page.locator("#upload").is_visible():
         page.get_by_role("button", name="Upload a study").click()
     page.locator("#upload input[type=file]").set_input_files(str(path))
-    page.locator("#upload").get_by_text(path.name).first.wait_for(timeout=30_000)  # uploaded before Load
-    page.wait_for_timeout(500)  # and its series preview
+    page.wait_for_timeout(1500)  # the upload and its series preview
     page.get_by_role("button", name="Load upload").click()
     page.wait_for_function("(n) => document.querySelector('#status').innerText.includes('not loaded') && "
                            "document.querySelector('#study-summary').innerText.includes(n)", arg=path.name,
