@@ -526,7 +526,7 @@ def _load_upload(state: UiSession, files, max_upload_mb: int, **series):
     NIfTI is loaded as is, several files as one folder) and deleted once ingested or refused; the
     session keeps the de-identified study in memory and, for DICOM, the series headers an export needs.
     """
-    from tools.ingest.study import StudyError
+    from tools.ingest.study import SeriesNotFoundError, StudyError
 
     if not files:
         raise StudyError("choose a file to upload first")
@@ -547,7 +547,15 @@ def _load_upload(state: UiSession, files, max_upload_mb: int, **series):
         target.mkdir(parents=True)
         for i, p in enumerate(paths):
             shutil.move(p, target / (p.name if len(paths) == 1 else f"{i:05d}_{p.name}"))
-        return state.session.load_study(target / paths[0].name if single else target, **series)
+        study = target / paths[0].name if single else target
+        try:
+            return state.session.load_study(study, **series)
+        except SeriesNotFoundError:
+            if not series:
+                raise
+            # The series dropdowns list only this upload's series once its preview is shown, so a pick
+            # not in it is the previous study's, sent by a Load pressed before the preview: by kind.
+            return state.session.load_study(study)
     finally:
         shutil.rmtree(target, ignore_errors=True)
         _forget_uploads(paths)

@@ -67,9 +67,13 @@ def build_series_panel(*, open: bool = False) -> SeriesPanel:
         table = gr.Dataframe(headers=COLUMNS, value=[], label="Series of this study", interactive=False,
                              elem_id="series-table")
         with gr.Row():
-            ccta = gr.Dropdown([], value=None, label="Load as the CCTA", elem_id="series-ccta")
+            # A custom value is let through: "Load upload" pressed before the new upload's preview has
+            # replaced the choices sends the previous study's pick, which Gradio would otherwise refuse
+            # with an error toast instead of loading (the loader drops a pick that is not in the study).
+            ccta = gr.Dropdown([], value=None, label="Load as the CCTA", elem_id="series-ccta",
+                               allow_custom_value=True)
             calcium = gr.Dropdown([(NONE_LABEL, NO_SERIES)], value=None, label="Calcium-scoring series",
-                                  elem_id="series-calcium")
+                                  elem_id="series-calcium", allow_custom_value=True)
         apply = gr.Button("Load this pick", size="sm", elem_id="series-apply")
         message = gr.Markdown("", elem_id="series-message")
     return SeriesPanel(box=box, table=table, ccta=ccta, calcium=calcium, apply=apply, message=message)

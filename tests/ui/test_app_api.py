@@ -1,11 +1,15 @@
 """The app's API endpoints through gradio_client on loopback, as a browser session would use them."""
 
+import shutil
 import socket
 
 import pytest
 from gradio_client import Client, handle_file
 
+from tools.core.settings import get_settings
 from ui.server import launch
+
+DEMO_CASES = get_settings().demo_cases_dir
 
 
 def _free_port() -> int:
@@ -51,6 +55,23 @@ def test_corrupt_zip_gives_a_readable_message_and_keeps_the_study(client, tmp_pa
     assert summary.startswith("⚠️") and "Traceback" not in summary
     chat, *_ = client.predict("What is the calcium score?", [], api_name="/ask")
     assert "Agatston" in _texts(chat)[-1]
+
+
+def test_load_pressed_before_the_upload_preview_loads_the_upload(client, tmp_path):
+    # The demo's series pick is still in the dropdowns when Load is pressed before the new upload's
+    # preview replaced them: the upload is loaded by kind, the corrupt one refused in words.
+    client.predict("healthy", "axial", "cardiac", api_name="/load_demo")
+    bad = tmp_path / "study.zip"
+    bad.write_bytes(b"PK\x03\x04 this is not really a zip")
+    summary, *_ = client.predict([handle_file(str(bad))], "axial", "cardiac", "ccta.nii.gz", "calcium.nii.gz",
+                                 api_name="/load_upload")
+    assert summary.startswith("⚠️") and "not in the list of choices" not in summary
+    upload = tmp_path / "upload" / "study.nii.gz"
+    upload.parent.mkdir()
+    shutil.copy(DEMO_CASES / "lad_stenosis" / "ccta.nii.gz", upload)
+    summary, *_ = client.predict([handle_file(str(upload))], "axial", "cardiac", "1.2.826.0.1.999", "1.2.826.0.1.998",
+                                 api_name="/load_upload")
+    assert "Modality** CT" in summary and not summary.startswith("⚠️")
 
 
 def test_nonsense_question_is_answered_with_what_the_assistant_can_do(client):
