@@ -166,7 +166,7 @@ class IntentMatcher:
 
     def decide(self, scores: dict[str, float]) -> str:
         """The intent of the highest score if it is understood (see :class:`MatcherConfig`), else "unknown"."""
-        best = max(scores, key=scores.get)
+        best = max(scores, key=scores.__getitem__)
         if scores[best] >= self.config.min_similarity:
             return best
         runner_up = max((v for k, v in scores.items() if k != best), default=-1.0)
@@ -180,7 +180,7 @@ class IntentMatcher:
             own = sims[self.labels == intent]
             k = min(self.config.top_k, own.size)
             scores[intent] = float(np.sort(own)[-k:].mean())
-        best = max(scores, key=scores.get)
+        best = max(scores, key=scores.__getitem__)
         order = np.argsort(-sims)
         nearest = next(i for i in order if self.labels[i] == best)
         intent = self.decide(scores)

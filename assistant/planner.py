@@ -85,7 +85,8 @@ def vessel_of(q: ParsedQuestion) -> str | None:
 
 def vessels_of(q: ParsedQuestion) -> list[str]:
     """Every vessel a part names (a comparison names several), else the one of segment / artery."""
-    return list(q.vessels) or ([vessel_of(q)] if vessel_of(q) else [])
+    vessel = vessel_of(q)
+    return list(q.vessels) or ([vessel] if vessel else [])
 
 
 def _no_label_map(done: list[ToolOutcome]) -> bool:
@@ -285,4 +286,4 @@ def most_calcified_artery(calcium: CalciumScore) -> str | None:
               for artery, value in calcium.per_artery.items()}
     if not scores or max(scores.values()) <= 0:
         return None
-    return max(scores, key=scores.get)
+    return max(scores, key=scores.__getitem__)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -135,7 +135,7 @@ def understand(question: str, prior: Sequence[str] = ()) -> QuestionPlan:
             previous = None
     q = parse_question(question, previous)
     parts = [PlanPart(intent=p.intent, text=p.text, slots=PlanSlots(
-        vessel=p.segment or p.artery, vessels=list(p.vessels), structure=(_shown(p) or [None])[0],
+        vessel=p.segment or p.artery, vessels=list(p.vessels), structure=next(iter(_shown(p)), None),
         structures=_shown(p),
         stent_length_mm=p.stent_length_mm, stent_diameter_mm=p.stent_diameter_mm,
         troponin_value=p.troponin_value, troponin_unit=p.troponin_unit, sex=p.sex, landmark=p.landmark))
@@ -482,13 +482,14 @@ def _trimmed(previous: ParsedQuestion | None) -> ParsedQuestion | None:
     """The chain of earlier questions cut at HISTORY_DEPTH, so a long session stays small."""
     if previous is None:
         return None
-    chain, q = [], previous
+    chain: list[ParsedQuestion] = []
+    q: ParsedQuestion | None = previous
     while q is not None and len(chain) < HISTORY_DEPTH:
         chain.append(q)
         q = q.previous
-    out = None
-    for q in reversed(chain):
-        out = q.model_copy(update={"previous": out})
+    out: ParsedQuestion | None = None
+    for earlier in reversed(chain):
+        out = earlier.model_copy(update={"previous": out})
     return out
 
 
@@ -701,7 +702,7 @@ def _resolve_follow_up(q: ParsedQuestion, context: list[ParsedQuestion], previou
             base = next((p for p in reversed(context) if p.landmark), None)
             if base is None:
                 return q
-        update = {"follow_up": True}
+        update: dict[str, Any] = {"follow_up": True}
         if q.intent in ANATOMY_INTENTS or (q.intent == "cadrads_patient" and refers_back):
             update.update(_anatomy_of(base))  # "what's its CAD-RADS?": the grade of that vessel
         if q.intent == "stent" and base.intent == "stent":
@@ -717,7 +718,7 @@ def _resolve_follow_up(q: ParsedQuestion, context: list[ParsedQuestion], previou
     base = _continuable(q, context) or _continuable(q, previous_all)
     if base is None:
         return q
-    update: dict = {"follow_up": True, "intent": base.intent, "task": base.task, "is_yes_no": base.is_yes_no,
+    update = {"follow_up": True, "intent": base.intent, "task": base.task, "is_yes_no": base.is_yes_no,
                     "finding": q.finding or base.finding, "superlative": q.superlative or base.superlative,
                     "stent_status": q.stent_status or base.stent_status,
                     "stenosis_threshold_percent": q.stenosis_threshold_percent or base.stenosis_threshold_percent,
@@ -737,15 +738,16 @@ def _resolve_follow_up(q: ParsedQuestion, context: list[ParsedQuestion], previou
             if side:  # "and the right one?" after the left main ostium
                 update["landmark"] = f"{side.group(1).lower()}_coronary_ostium"
     bare = _BARE_NUMBER.search(q.text)
-    no_unit_number = bare and q.stent_length_mm is None and q.stent_diameter_mm is None and q.troponin_value is None
-    if no_unit_number and base.intent == "stent":
-        value = float(bare.group(1).replace(",", "."))
+    no_unit_number = (float(bare.group(1).replace(",", ".")) if bare and q.stent_length_mm is None
+                      and q.stent_diameter_mm is None and q.troponin_value is None else None)
+    if no_unit_number is not None and base.intent == "stent":
+        value = no_unit_number
         if value >= MAX_STENT_DIAMETER_MM:
             update.update(stent_length_mm=value, stent_lengths_mm=[value])
         else:
             update["stent_diameter_mm"] = value
-    if no_unit_number and base.intent == "risk" and base.troponin_unit:
-        update.update(troponin_value=float(bare.group(1).replace(",", ".")), troponin_unit=base.troponin_unit)
+    if no_unit_number is not None and base.intent == "risk" and base.troponin_unit:
+        update.update(troponin_value=no_unit_number, troponin_unit=base.troponin_unit)
     if base.intent == "stent":
         for name, value in _stent_numbers(q, base).items():
             update.setdefault(name, value)

@@ -62,7 +62,7 @@ _TROPONIN_UNIT = (r"(pg\s*/\s*ml|ng\s*/\s*l|ng\s*/\s*ml|pg\s+per\s+ml|ng\s+per\s
 _TROPONIN_VALUE = re.compile(_NUM + r"\s*" + _TROPONIN_UNIT, re.I)
 _BARE_NUMBER = re.compile(r"(?<![\w.])" + _NUM + r"(?![\w.]*\s*(?:%|mm|cm|years?|y/?o|yo|au|hu))", re.I)
 
-_DEVICE = [("DES", re.compile(r"\bdes\b|\bdrug[- ]?eluting\b", re.I)),
+_DEVICE: list[tuple[Device, re.Pattern]] = [("DES", re.compile(r"\bdes\b|\bdrug[- ]?eluting\b", re.I)),
            ("BMS", re.compile(r"\bbms\b|\bbare[- ]?metal\b", re.I)),
            ("scaffold", re.compile(r"\b(?:bioresorbable\s+)?scaffold\b|\bbvs\b", re.I))]
 
@@ -338,8 +338,9 @@ def landmark_in(text: str, lesion_context: bool = False) -> str | None:
             return key
     if _VESSEL_START.search(text) and not _LESION_NOUN.search(text):
         vessels = anatomy_in(text).vessels
-        if vessels and (key := origin_landmark(vessels[0])):
-            return key
+        origin = origin_landmark(vessels[0]) if vessels else None
+        if origin:
+            return origin
     if lesion_context:
         for key, pattern in _BARE_LESION_END:
             if pattern.search(text):
