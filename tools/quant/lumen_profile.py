@@ -325,7 +325,7 @@ def read_cross_sections(hu: np.ndarray, affine: np.ndarray, points_mm: np.ndarra
     # lumen peak and the calcium's top, so the blooming's outer half is not read as lumen and its inner
     # half (the lumen's own blurred edge) is not read as calcium. A side branch of the same attenuation
     # does not stop a ray.
-    climbs = over.any(2)
+    climbs = np.asarray(over.any(2), bool)
     first_over = np.where(climbs, over.argmax(2), len(rho))
     before = idx[None, None, :] < first_over[..., None]
     valley = np.where(before, smooth - 1e-3 * idx[None, None, :], np.inf).argmin(2)

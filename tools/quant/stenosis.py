@@ -410,9 +410,9 @@ def blood_at_ostia(hu: np.ndarray, affine: np.ndarray, centerlines: cf.Centerlin
         pieces, count = ndimage.label(depth >= config.depth_mm)
         if count == 0:
             continue
-        seed = tuple(np.clip(ijk - lo, 0, hi - lo - 1))
+        seed = tuple(int(c) for c in np.clip(ijk - lo, 0, hi - lo - 1))
         _, nearest = ndimage.distance_transform_edt(pieces == 0, sampling=spacing, return_indices=True)
-        piece = pieces[tuple(nearest[(slice(None), *seed)])]
+        piece = pieces[tuple(nearest[(slice(None),) + seed])]
         deep = crop[pieces == piece]
         if deep.size >= config.min_voxels:
             values.append(float(np.median(deep)))
@@ -555,7 +555,8 @@ def _lesion(p: VesselProfile, run: tuple[int, int], config: StenosisConfig) -> L
 
 
 def _point_at(path: VesselPath, arc_mm: float) -> tuple[float, float, float]:
-    return tuple(round(float(np.interp(arc_mm, path.arc_mm, path.points_mm[:, d])), 2) for d in range(3))
+    x, y, z = (round(float(np.interp(arc_mm, path.arc_mm, path.points_mm[:, d])), 2) for d in range(3))
+    return x, y, z
 
 
 class StudyStenosis(BaseModel):
