@@ -28,6 +28,7 @@ Cores and one LangChain tool (``calcium_score``):
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -171,7 +172,8 @@ def label_in_slice(mask: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 # --------------------------------------------------------------------------------------------- checks
-def _check_image(hu: np.ndarray, spacing, *, modality: str, hu_calibrated: bool) -> tuple[float, float, float]:
+def _check_image(hu: np.ndarray, spacing: Iterable[float], *, modality: str,
+                 hu_calibrated: bool) -> tuple[float, float, float]:
     """Validated spacing, or a CalciumError saying what is wrong with the image."""
     if modality.upper() != "CT" or not hu_calibrated:
         raise NotHounsfieldError(
@@ -179,10 +181,10 @@ def _check_image(hu: np.ndarray, spacing, *, modality: str, hu_calibrated: bool)
             f"{'' if hu_calibrated else ' without Hounsfield calibration'}. Load a CT series.")
     if hu.ndim != 3 or hu.size == 0:
         raise EmptySeriesError(f"the series holds no volume (shape {tuple(hu.shape)}); load a complete CT series")
-    spacing = tuple(float(s) for s in spacing)
-    if len(spacing) != 3 or min(spacing) <= 0:
-        raise CalciumError(f"voxel spacing must be three positive mm values, got {spacing}")
-    return spacing  # type: ignore[return-value]
+    values = tuple(float(s) for s in spacing)
+    if len(values) != 3 or min(values) <= 0:
+        raise CalciumError(f"voxel spacing must be three positive mm values, got {values}")
+    return values[0], values[1], values[2]
 
 
 def _check_labels(hu: np.ndarray, labels: np.ndarray | None) -> np.ndarray | None:
@@ -289,10 +291,12 @@ def agatston_score(hu: np.ndarray, spacing, labels: np.ndarray | None = None, *,
     """
     spacing = _check_image(hu, spacing, modality=modality, hu_calibrated=hu_calibrated)
     labels = _check_labels(hu, labels)
-    has_tree = labels is not None and bool(coronary_mask(labels).any())
+    # The label map when it holds coronary segments: the tree that per-artery scores need.
+    tree = labels if labels is not None and bool(coronary_mask(labels).any()) else None
+    has_tree = tree is not None
     voxel_volume = float(np.prod(spacing))
     calibrated = calibration is not None
-    factor = calibration if calibrated else REFERENCE_MASS_FACTOR
+    factor = REFERENCE_MASS_FACTOR if calibration is None else calibration
 
     found = find_noncoronary(hu, spacing, labels, anatomy)
     candidates = hu >= AGATSTON_THRESHOLD_HU
@@ -301,41 +305,36 @@ def agatston_score(hu: np.ndarray, spacing, labels: np.ndarray | None = None, *,
     dropped = score_mask(hu, candidates & (found.reason > 0), spacing, min_area_mm2)
 
     coords = np.stack(np.unravel_index(kept.vox, hu.shape), axis=1)
-    territories = (assign_territories(kept.lab, coords, kept.n, labels, spacing, max_distance_mm, territory_max_mm)
-                   if has_tree else {})
+    territories = (assign_territories(kept.lab, coords, kept.n, tree, spacing, max_distance_mm, territory_max_mm)
+                   if tree is not None else {})
     affine = np.eye(4) if affine is None else np.asarray(affine, dtype=np.float64)
     centroids = _centroids(coords, kept.lab, kept.n)
     lesions = []
-    per_artery = {a: ArteryCalcium(agatston=0.0, volume_mm3=0.0, mass_mg=0.0, lesions=0) for a in ARTERIES}
-    unassigned = 0.0
+    counted, unassigned = _Tally(), _Tally()
+    by_artery = {a: _Tally() for a in ARTERIES}
     for i in range(1, kept.n + 1):
         t = territories.get(i)
-        seg = SEGMENTS_BY_CODE.get(t.segment) if t and t.segment else None
-        lesion = _lesion(i, kept, factor, centroids[i - 1], affine,
-                         artery=t.artery if t else None, segment=seg.code if seg and t.artery else None,
-                         distance=t.distance_mm if t else None,
-                         location=(seg.code if seg and t.artery else "heart region, no coronary label nearby")
+        artery = t.artery if t is not None else None
+        seg = SEGMENTS_BY_CODE.get(t.segment) if t is not None and t.segment else None
+        on_segment = seg.code if seg is not None and artery is not None else None
+        lesion = _lesion(i, kept, factor, centroids[i - 1], affine, artery=artery, segment=on_segment,
+                         distance=t.distance_mm if t is not None else None,
+                         location=(on_segment or "heart region, no coronary label nearby")
                          if has_tree else "heart region (no coronary tree given)",
-                         assignment=t.note if t else None)
+                         assignment=t.note if t is not None else None)
         lesions.append(lesion)
-        if lesion.artery is None:
-            unassigned += lesion.agatston
-            continue
-        art = per_artery[lesion.artery]
-        art.lesions += 1
-        art.volume_mm3 += lesion.volume_mm3
-        art.agatston += lesion.agatston
-        art.mass_mg += lesion.mass_mg
+        amounts = _amounts(kept, i, factor)
+        counted.add(*amounts)
+        (unassigned if artery is None else by_artery[artery]).add(*amounts)
     excluded = _excluded(hu, dropped, found, labels, factor, affine)
 
-    total = round(float(sum(l.agatston for l in lesions)), 3)  # noqa: E741
+    total = round(counted.agatston, 3)
+    per_artery: dict[str, ArteryCalcium] = {}
     if has_tree:
-        for art in per_artery.values():
-            art.agatston, art.volume_mm3, art.mass_mg = (round(art.agatston, 3), round(art.volume_mm3, 3),
-                                                         round(art.mass_mg, 3))
-        drs = cac_drs(total, {a: v.agatston for a, v in per_artery.items()}).text
+        per_artery = {a: ArteryCalcium(agatston=round(v.agatston, 3), volume_mm3=round(v.volume_mm3, 3),
+                                       mass_mg=round(v.mass_mg, 3), lesions=v.lesions) for a, v in by_artery.items()}
+        drs = cac_drs(total, {a: round(v.agatston, 3) for a, v in by_artery.items()}).text
     else:
-        per_artery = {}
         drs = cac_drs(total).category
     slice_factor = spacing[2] / AGATSTON_SLICE_MM
     slice_method = ("3 mm slices: Agatston as defined" if abs(slice_factor - 1) < 1e-6 else
@@ -360,15 +359,35 @@ def agatston_score(hu: np.ndarray, spacing, labels: np.ndarray | None = None, *,
         warnings.append("the heart was not found in the image: calcium was searched in the whole field of view")
     score = CalciumScore(
         kind="agatston", label="Agatston calcium score (non-contrast calcium-scoring series)", agatston=total,
-        volume_mm3=round(float(sum(l.volume_mm3 for l in lesions)), 3),  # noqa: E741
-        mass_mg=round(float(sum(l.mass_mg for l in lesions)), 3), mass_calibrated=calibrated,  # noqa: E741
+        volume_mm3=round(counted.volume_mm3, 3), mass_mg=round(counted.mass_mg, 3), mass_calibrated=calibrated,
         per_artery=per_artery, per_artery_note=None if has_tree else NO_TREE_NOTE,
-        unassigned_agatston=round(unassigned, 3) if has_tree else None, cac_drs=drs,
+        unassigned_agatston=round(unassigned.agatston, 3) if has_tree else None, cac_drs=drs,
         plaque_burden=plaque_burden_from_cac(total), lesions=lesions, excluded=excluded,
         slice_spacing_mm=spacing[2], series_kind="non_contrast", method=method, labels_source=labels_source,
         warnings=warnings)
     score._voxels = LesionVoxels(shape=hu.shape, affine=affine, roi=(slice(None),) * 3, vox=kept.vox, lab=kept.lab)
     return score
+
+
+@dataclass
+class _Tally:
+    """Running sums of the reported (rounded) lesion amounts, so totals equal the sum of the listed lesions."""
+
+    agatston: float = 0.0
+    volume_mm3: float = 0.0
+    mass_mg: float = 0.0
+    lesions: int = 0
+
+    def add(self, agatston: float, volume_mm3: float, mass_mg: float) -> None:
+        self.agatston += agatston
+        self.volume_mm3 += volume_mm3
+        self.mass_mg += mass_mg
+        self.lesions += 1
+
+
+def _amounts(s: ScoredMask, i: int, factor: float) -> tuple[float, float, float]:
+    """Agatston, volume (mm^3) and mass (mg) of lesion ``i``, rounded as a lesion reports them."""
+    return round(float(s.agatston[i]), 3), round(float(s.volume[i]), 3), round(float(factor * s.hu_sum[i]), 3)
 
 
 def _centroids(coords: np.ndarray, lab: np.ndarray, n: int) -> np.ndarray:
@@ -380,11 +399,10 @@ def _centroids(coords: np.ndarray, lab: np.ndarray, n: int) -> np.ndarray:
 def _lesion(i: int, s: ScoredMask, factor: float | None, centroid, affine, *, artery, segment, distance, location,
             assignment=None, reason=None, agatston=True) -> CalciumLesion:
     xyz = affine[:3, :3] @ np.asarray(centroid) + affine[:3, 3]
+    agatston_i, volume_i, mass_i = _amounts(s, i, 0.0 if factor is None else factor)
     return CalciumLesion(
-        lesion_id=i, artery=artery, segment=segment,
-        agatston=round(float(s.agatston[i]), 3) if agatston else None,
-        volume_mm3=round(float(s.volume[i]), 3),
-        mass_mg=round(float(factor * s.hu_sum[i]), 3) if factor is not None else None,
+        lesion_id=i, artery=artery, segment=segment, agatston=agatston_i if agatston else None,
+        volume_mm3=volume_i, mass_mg=None if factor is None else mass_i,
         peak_hu=float(s.peak[i]), centroid_mm=tuple(round(float(c), 2) for c in xyz),
         distance_to_coronary_mm=None if distance is None else round(float(distance), 2), location=location,
         assignment=assignment, excluded_reason=reason)
@@ -456,7 +474,7 @@ def _find_contrast_calcium(hu: np.ndarray, spacing, labels: np.ndarray | None, *
     spacing = _check_image(hu, spacing, modality=modality, hu_calibrated=hu_calibrated)
     labels = _check_labels(hu, labels)
     coronary = coronary_mask(labels) if labels is not None else None
-    if coronary is None or not coronary.any():
+    if labels is None or coronary is None or not coronary.any():
         raise NoCoronaryLabelsError(
             "this is a contrast CCTA, where the Agatston score is not defined, and no coronary tree is available "
             "to measure calcium volume along the lumen: load the non-contrast calcium-scoring series for an "

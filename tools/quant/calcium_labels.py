@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from tools.core.anatomy import CORONARY_LABELS, SEGMENTS_BY_LABEL
+from tools.core.anatomy import CORONARY_LABELS, SEGMENTS_BY_LABEL, Artery
 
 
 def coronary_mask(labels: np.ndarray) -> np.ndarray:
@@ -44,25 +44,26 @@ def labels_on_grid(labels: np.ndarray, src_affine: np.ndarray, dst_shape, dst_af
     if labels.shape == tuple(dst_shape) and np.allclose(src_affine, dst_affine, atol=1e-3):
         return labels
     to_src = np.linalg.inv(src_affine) @ dst_affine
-    out = None
-    for dz in (0.0, -1 / 3, 1 / 3):  # slab centre first, then its upper and lower thirds
+
+    def sample(dz: float) -> np.ndarray:
         shift = np.eye(4)
         shift[2, 3] = dz
         m = to_src @ shift
-        sampled = ndimage.affine_transform(labels, m[:3, :3], offset=m[:3, 3], output_shape=tuple(dst_shape),
-                                           order=0, mode="constant", cval=0)
-        if out is None:
-            out = sampled
-        else:
-            take = coronary_mask(sampled) & ~coronary_mask(out)
-            out[take] = sampled[take]
+        return ndimage.affine_transform(labels, m[:3, :3], offset=m[:3, 3], output_shape=tuple(dst_shape),
+                                        order=0, mode="constant", cval=0)
+
+    out = sample(0.0)  # slab centre first, then its upper and lower thirds
+    for dz in (-1 / 3, 1 / 3):
+        sampled = sample(dz)
+        take = coronary_mask(sampled) & ~coronary_mask(out)
+        out[take] = sampled[take]
     return out
 
 
 @dataclass
 class Territory:
     segment: str | None  # nearest SCCT segment code, None when no coronary label within reach
-    artery: str | None  # its artery, None when unassigned
+    artery: Artery | None  # its artery, None when unassigned
     distance_mm: float | None
     note: str  # how it was assigned, in words
 

@@ -44,11 +44,13 @@ def reference_agatston(hu: np.ndarray, spacing, labels: np.ndarray, *, bloom_mm:
     mask = (hu >= AGATSTON_THRESHOLD_HU) & (to_plaque <= bloom_mm) & (to_plaque <= to_other)
     s = score_mask(hu, mask, spacing, min_area_mm2)
     total = round(float(s.agatston[1:].sum()), 3)
-    per_artery = dict.fromkeys(ARTERIES, 0.0)
+    per_artery: dict[str, float] = dict.fromkeys(ARTERIES, 0.0)
     if s.n and coronary_mask(labels).any():
         coords = np.stack(np.unravel_index(s.vox, hu.shape), axis=1)
+        # Unlimited reach: every lesion gets the artery of its nearest coronary label.
         for i, t in assign_territories(s.lab, coords, s.n, labels, spacing, 1e9, 1e9).items():
-            per_artery[t.artery] += float(s.agatston[i])
+            if t.artery is not None:
+                per_artery[t.artery] += float(s.agatston[i])
     method = (f"reference: voxels >= 130 HU within {bloom_mm:g} mm of a labelled calcified plaque and nearer to it "
               "than to any labelled stent, extracoronary calcification or bone; scored as the Agatston definition")
     return ReferenceScore(agatston=total, per_artery=per_artery, cac_drs=cac_drs(total, per_artery).text, method=method)
