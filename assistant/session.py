@@ -109,7 +109,7 @@ class Session:
             SeriesSourceGoneError: the study's files were deleted once loaded (an upload); load it again.
             StudyError: the pick cannot be loaded; the current study stays.
         """
-        from tools.ingest.study import SeriesSourceGoneError
+        from tools.ingest.study_errors import SeriesSourceGoneError
         from tools.quant.context import NoStudyLoaded
 
         if self.context is None or self.study_path is None:

@@ -57,7 +57,9 @@ from pydicom.dataelem import RawDataElement
 from pydicom.tag import Tag
 
 from tools.dicom.dicom_write import write_ct_series
-from tools.ingest.study import LIMITS, StudyError, load_study
+from tools.ingest.study import load_study
+from tools.ingest.study_errors import StudyError
+from tools.ingest.study_value import LIMITS
 
 REPO = Path(__file__).resolve().parents[1]
 SHAPE = (16, 12, 6)

@@ -40,7 +40,7 @@ from pathlib import Path
 import gradio as gr
 
 from tools.ingest.series import KIND_NAMES, NO_SERIES, SeriesInfo, SeriesPick, list_series, pick_series
-from tools.ingest.study import StudyError
+from tools.ingest.study_errors import StudyError
 
 COLUMNS = ["series", "kind", "description", "slices", "thickness (mm)", "kVp", "loaded as"]
 NONE_LABEL = "none (no calcium-scoring series)"

@@ -36,7 +36,8 @@ from typing import ClassVar
 import numpy as np
 from scipy import ndimage
 
-from tools.ingest.study import Study, StudyError
+from tools.ingest.study_errors import StudyError
+from tools.ingest.study_value import Study
 
 _REFUSAL = "the VLM gives no mask or answer for it"
 
@@ -141,7 +142,7 @@ def check_input(study: Study, config: InputCheckConfig | None = None) -> InputCh
     """Refuse a study the VLM was not trained for; return what was measured on one it was.
 
     Args:
-        study: a ``tools.ingest.study.Study`` (LPS ``[i, j, k]``, k along the patient axis).
+        study: a ``tools.ingest.study_value.Study`` (LPS ``[i, j, k]``, k along the patient axis).
         config: the limits (default :class:`InputCheckConfig`).
 
     Raises:

@@ -17,7 +17,7 @@ from langchain_core.tools import tool
 from pydantic import BaseModel, Field
 
 from tools.core.anatomy import STRUCTURES_BY_NAME, resolve_structure_or_segment
-from tools.ingest.study import StudyError
+from tools.ingest.study_errors import StudyError
 from tools.quant.calcium import calcium_mask
 from tools.quant.context import context_from_config
 from tools.quant.stent import StentMetalConfig, stent_metal_mask

@@ -20,7 +20,7 @@ HeaderValue = str | int | float | bool
 
 
 class StudySummary(BaseModel):
-    """The loaded volume as the answer describes it (the fields of :meth:`tools.ingest.study.Study.summary`)."""
+    """The loaded volume as the answer describes it (the fields of :meth:`tools.ingest.study_value.Study.summary`)."""
 
     modality: str = Field(description="DICOM modality, e.g. CT")
     hu_calibrated: bool = Field(description="intensities are Hounsfield units (CT)")

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 
 from assistant.tools.segment_anatomy import SegmentationResult
 from tools.core.anatomy import STRUCTURES_BY_NAME, resolve_structure_or_segment
-from tools.ingest.study import StudyError
+from tools.ingest.study_errors import StudyError
 from tools.quant.context import StudyContext, context_from_config
 from tools.segmentation.masks import save_mask_nifti
 from tools.segmentation.totalseg import (  # noqa: F401  (weights_*: the registry and tests ask this tool)

@@ -29,7 +29,7 @@ from langchain_core.tools import tool
 from pydantic import BaseModel, Field
 
 from tools.core.settings import get_settings
-from tools.ingest.study import StudyError
+from tools.ingest.study_errors import StudyError
 from tools.quant.context import StudyContext, context_from_config
 from tools.segmentation.masks import save_mask_nifti
 

@@ -16,7 +16,7 @@ import pytest
 
 from tools.core.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
 from tools.core.case_format import ClinicalContext
-from tools.ingest.study import Study
+from tools.ingest.study_value import Study
 from tools.quant.context import StudyContext
 from training.phantoms.tubes import TubeImage, ct_from_labels
 

@@ -14,7 +14,7 @@ from assistant.planner import ClinicalPlanner
 from assistant.session import Session
 from tests.assistant.conftest import make_patient_context
 from tools.core.settings import get_settings
-from tools.ingest.study import StudyError
+from tools.ingest.study_errors import StudyError
 from tools.quant.context import StudyContext
 
 

@@ -13,7 +13,7 @@ from assistant.planner import ClinicalPlanner
 from assistant.session import Session
 from tests.tools.series_data import demo_exam, zip_folder
 from tools.ingest.series import NO_SERIES
-from tools.ingest.study import SeriesPickError, SeriesSourceGoneError, StudyError
+from tools.ingest.study_errors import SeriesPickError, SeriesSourceGoneError, StudyError
 from tools.quant.calcium import agatston_score
 
 VALUES = dict(race="white", systolic_bp_mmhg=150, total_cholesterol_mg_dl=220, hdl_cholesterol_mg_dl=45,

@@ -136,7 +136,7 @@ def test_the_reports_panel_takes_the_report_texts_from_the_typed_hits():
 def test_the_errors_the_assistant_routes_on_derive_from_the_one_root():
     from assistant.tools.totalseg import TotalSegmentatorError
     from assistant.tools.vlm import VLMUnavailable
-    from tools.ingest.study import StudyError
+    from tools.ingest.study_errors import StudyError
     from tools.quant.calcium import CalciumError
 
     for error in (StudyError, NoSegmentationAvailable, CalciumError, VLMUnavailable, TotalSegmentatorError):

@@ -7,7 +7,7 @@ import pytest
 
 from assistant.tools.calcium_score import calcium_score_tool
 from tools.core.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
-from tools.ingest.study import Study
+from tools.ingest.study_value import Study
 from tools.quant.calcium import (
     CONTRAST_LABEL,
     NoCoronaryLabelsError,

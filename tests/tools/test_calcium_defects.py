@@ -5,7 +5,7 @@ import pytest
 
 from assistant.tools.calcium_score import calcium_score_tool
 from tools.core.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
-from tools.ingest.study import Study
+from tools.ingest.study_value import Study
 from tools.quant.calcium import agatston_score, contrast_calcium_volume, score_context
 from tools.quant.calcium_labels import labels_on_grid
 from tools.quant.context import StudyContext

@@ -9,7 +9,8 @@ import pytest
 
 from tools.core import case_format as cf
 from tools.core.anatomy import SEGMENTS_BY_CODE, segments_of_artery
-from tools.ingest.study import Study, load_nifti, load_study
+from tools.ingest.study import load_nifti, load_study
+from tools.ingest.study_value import Study
 from tools.quant.coronary_tree import CoronaryTreeError, extract_coronary_tree
 
 DEMO = Path(__file__).resolve().parents[2] / "tools" / "demo_cases"

@@ -7,7 +7,8 @@ import pydicom
 import pytest
 
 from tools.dicom.dicom_write import write_ct_series
-from tools.ingest.study import MissingPositionError, load_study
+from tools.ingest.study import load_study
+from tools.ingest.study_errors import MissingPositionError
 
 AXIAL = np.diag([0.5, 0.5, 1.0, 1.0])
 

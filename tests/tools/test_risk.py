@@ -7,7 +7,7 @@ import pytest
 
 from assistant.tools.risk_context import risk_context_tool
 from tools.core.case_format import ClinicalContext
-from tools.ingest.study import Study
+from tools.ingest.study_value import Study
 from tools.quant.context import StudyContext
 from tools.quant.risk import MesaOutOfRangeError, mesa_chd_risk, risk_context
 from tools.quant.troponin import TroponinError, interpret_troponin, to_ng_per_l

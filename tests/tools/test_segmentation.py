@@ -6,7 +6,7 @@ import pytest
 
 from assistant.tools.segment_anatomy import segment_anatomy_tool
 from tools.core.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
-from tools.ingest.study import Study
+from tools.ingest.study_value import Study
 from tools.quant.context import StudyContext
 from tools.segmentation.masks import label_ids_for, mask_from_labels
 

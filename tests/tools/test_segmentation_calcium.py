@@ -9,7 +9,7 @@ import pytest
 from assistant.tools.calcium_score import calcium_score_tool
 from assistant.tools.segment_anatomy import segment_anatomy_tool
 from tools.core.anatomy import SEGMENTS_BY_CODE
-from tools.ingest.study import Study
+from tools.ingest.study_value import Study
 from tools.quant.context import StudyContext
 
 PLAD = SEGMENTS_BY_CODE["pLAD"].label_id

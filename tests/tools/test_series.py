@@ -8,7 +8,8 @@ import pytest
 
 from tests.tools.series_data import write_exam, zip_folder
 from tools.ingest.series import NO_SERIES, list_series, load_series, pick_series
-from tools.ingest.study import SeriesNotFoundError, SeriesPickError, StudyNotFoundError, load_study
+from tools.ingest.study import load_study
+from tools.ingest.study_errors import SeriesNotFoundError, SeriesPickError, StudyNotFoundError
 
 SHAPE = (24, 20, 30)
 
@@ -154,7 +155,7 @@ def test_a_phantom_case_folder_with_dicom_series_loads_both(tmp_path):
 def test_an_empty_zip_is_named_by_its_own_name(tmp_path):
     import zipfile
 
-    from tools.ingest.study import EmptyFolderError
+    from tools.ingest.study_errors import EmptyFolderError
 
     with zipfile.ZipFile(tmp_path / "nothing.zip", "w"):
         pass

@@ -8,7 +8,7 @@ import stat
 import pytest
 
 from tools.core.settings import PUBLIC_SALT, SALT_FILE, Settings
-from tools.ingest.study import hash_patient_id
+from tools.ingest.study_value import hash_patient_id
 
 
 def test_the_patient_hash_salt_is_random_per_install_and_kept(tmp_path, monkeypatch):

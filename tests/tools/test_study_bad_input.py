@@ -18,9 +18,10 @@ from pydicom.tag import Tag
 
 from tools.core.settings import Settings
 from tools.dicom.dicom_write import write_ct_series
-from tools.ingest import study as study_module
+from tools.ingest import study_errors
 from tools.ingest.safe_zip import check_zip
-from tools.ingest.study import (
+from tools.ingest.study import load_study
+from tools.ingest.study_errors import (
     CorruptDicomError,
     EmptyFolderError,
     GantryTiltError,
@@ -45,7 +46,6 @@ from tools.ingest.study import (
     UnsafeZipError,
     UnsupportedPixelFormatError,
     ZipTooLargeError,
-    load_study,
 )
 
 SHAPE = (32, 24, 16)
@@ -90,7 +90,7 @@ def test_all_errors_are_value_errors_for_the_cli():
 
 
 def test_every_error_has_its_own_stable_code():
-    classes = [c for c in vars(study_module).values() if isinstance(c, type) and issubclass(c, StudyError)]
+    classes = [c for c in vars(study_errors).values() if isinstance(c, type) and issubclass(c, StudyError)]
     codes = [c.code for c in classes]
     assert len(classes) >= 25 and len(set(codes)) == len(codes)
     assert all(c.code != StudyError.code for c in classes if c is not StudyError)

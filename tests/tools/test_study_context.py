@@ -9,7 +9,8 @@ from tools.core import case_format as cf
 from tools.core.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME, label_table
 from tools.dicom.dicom_write import write_ct_series
 from tools.ingest.nifti_io import write_nifti
-from tools.ingest.study import UnsupportedFormatError, load_study
+from tools.ingest.study import load_study
+from tools.ingest.study_errors import UnsupportedFormatError
 from tools.quant.context import load_context
 
 SHAPE = (32, 24, 16)

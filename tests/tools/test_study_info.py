@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from assistant.tools.study_info import StudySummary, study_info, study_info_tool
-from tools.ingest.study import Study
+from tools.ingest.study_value import Study
 from tools.quant.context import StudyContext
 
 

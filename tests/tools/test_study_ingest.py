@@ -13,14 +13,8 @@ import pytest
 
 from tools.core.settings import Settings
 from tools.dicom.dicom_write import write_ct_series
-from tools.ingest.study import (
-    NotAVolumeError,
-    StudyNotFoundError,
-    UnsupportedFormatError,
-    load_nifti,
-    load_study,
-    save_nifti,
-)
+from tools.ingest.study import load_nifti, load_study, save_nifti
+from tools.ingest.study_errors import NotAVolumeError, StudyNotFoundError, UnsupportedFormatError
 from ui.cli import main
 
 SHAPE = (32, 24, 16)

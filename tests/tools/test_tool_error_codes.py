@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from assistant.tool_errors import read_tool_error, tool_error_text
-from tools.ingest.study import Study, StudyError
+from tools.ingest.study_errors import StudyError
+from tools.ingest.study_value import Study
 from tools.quant.context import StudyContext
 
 

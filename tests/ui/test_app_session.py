@@ -138,7 +138,7 @@ def test_an_upload_is_deleted_once_ingested_and_exports_under_its_own_identifier
 
 
 def test_a_failed_upload_is_deleted_too(state, tmp_path):
-    from tools.ingest.study import StudyError
+    from tools.ingest.study_errors import StudyError
     from ui.app import _load_upload
 
     bad = tmp_path / "cache" / "ff00" / "broken.zip"

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from tools.core.settings import PACKAGE_ROOT
-from tools.ingest.study import StudyError, load_nifti, load_study
+from tools.ingest.study import load_nifti, load_study
+from tools.ingest.study_errors import StudyError
 from vlm.input_check import (
     BlankVolumeError,
     FieldOfViewError,

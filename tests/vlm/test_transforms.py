@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from tools.ingest.study import Study
+from tools.ingest.study_value import Study
 from vlm import CardioVLMConfig
 from vlm.transforms import HeartRoi, HeartRoid, RoiGrid, blood_pool_centre
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import vlm
-from tools.ingest.study import Study
+from tools.ingest.study_value import Study
 from vlm import CardioVLM, CardioVLMConfig, CheckpointError, ConfigError, VLMOutput
 
 torch.set_num_threads(1)

@@ -22,7 +22,7 @@ Layout of a case folder (``<root>/<case_id>/``)::
     report.txt           free-text CCTA report written from the findings
     preview/             PNG views (axial, coronal, MIP), when asked for
 
-Orientation convention (shared with ``tools.ingest.study.Study``): arrays are indexed ``[i, j, k]`` with
+Orientation convention (shared with ``tools.ingest.study_value.Study``): arrays are indexed ``[i, j, k]`` with
 i towards the patient's Left, j towards Posterior, k towards Superior (DICOM LPS axes); the affine
 maps a voxel index to patient LPS millimetres. NIfTI files store the same data with the RAS affine
 ``diag(-1, -1, 1, 1) @ affine_lps`` as the NIfTI standard requires.

@@ -35,7 +35,7 @@ import numpy as np
 
 from tools.core.anatomy import ARTERIES, SEGMENTS_BY_CODE, find_anatomy
 from tools.core.errors import CardioVLMError
-from tools.ingest.study import Study
+from tools.ingest.study_value import Study
 
 if TYPE_CHECKING:
     from tools.core.answer import GroundedAnswer

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from pydicom.dataset import Dataset
 
     from tools.core.settings import Settings
-    from tools.ingest.study import Study
+    from tools.ingest.study_value import Study
 
 log = logging.getLogger(__name__)
 

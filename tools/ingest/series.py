@@ -30,7 +30,15 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, Field
 
 from tools.core import case_format as cf
-from tools.ingest.study import SeriesNotFoundError, SeriesPickError, Study, StudyNotFoundError, UnsupportedFormatError
+from tools.ingest.study_errors import (
+    EmptyFolderError,
+    NotAVolumeError,
+    SeriesNotFoundError,
+    SeriesPickError,
+    StudyNotFoundError,
+    UnsupportedFormatError,
+)
+from tools.ingest.study_value import Study
 from tools.quant.calcium_series import CALCIUM_WORDS
 
 if TYPE_CHECKING:
@@ -228,8 +236,6 @@ def pick_series(listing: list[SeriesInfo], *, ccta_series: str | None = None,
     by_uid = {s.uid: s for s in listing}
     loadable = [s for s in listing if s.loadable]
     if not loadable:
-        from tools.ingest.study import NotAVolumeError
-
         raise NotAVolumeError("no 3D image series in this study, only: "
                               + ("; ".join(s.label() for s in listing) or "nothing"))
 
@@ -283,7 +289,6 @@ class LoadedSeries:
 def _scan(path: Path, folder: Path) -> FolderScan:
     """The headers of a folder (or of a zip extracted into ``folder``), named after what the user gave."""
     from tools.ingest.dicom_read import scan_folder
-    from tools.ingest.study import EmptyFolderError
 
     try:
         return scan_folder(folder)

@@ -1,7 +1,7 @@
 """Loading a study: the one front door from a path (DICOM folder, zip, NIfTI, case folder) to a ``Study``.
 
 The value itself, its LPS ``[i, j, k]`` convention and the ingest limits are in ``tools.ingest.study_value``;
-the typed errors in ``tools.ingest.study_errors``. Both are re-exported here, the names callers import.
+the typed errors in ``tools.ingest.study_errors``: import them from there, their one home.
 """
 
 from __future__ import annotations
@@ -14,51 +14,19 @@ from typing import TYPE_CHECKING
 from tools.ingest.dicom_read import read_dicom_folder
 from tools.ingest.nifti_io import read_nifti, write_nifti
 from tools.ingest.safe_zip import extract_zip
-
-# The value and the errors live in their own modules (the readers share them); callers import them from here.
-from tools.ingest.study_errors import (  # noqa: F401
-    CorruptDicomError,
-    DamagedZipError,
+from tools.ingest.study_errors import (
     EmptyFolderError,
-    GantryTiltError,
-    ImageTooLargeError,
-    ImplausibleValuesError,
-    InconsistentSeriesError,
-    InvalidGeometryError,
-    InvalidNiftiAffineError,
-    InvalidNiftiError,
-    InvalidOrientationError,
-    InvalidPixelSpacingError,
-    InvalidPositionError,
-    InvalidRescaleError,
-    MissingPositionError,
-    MixedAcquisitionsError,
-    NestedArchiveError,
-    NoDicomImagesError,
-    NonImageObjectsOnlyError,
     NotARegularFileError,
-    NotAVolumeError,
-    SeriesNotFoundError,
-    SeriesPickError,
-    SeriesSourceGoneError,
-    StudyError,
+    SeriesNotFoundError,  # noqa: F401  re-export, see below
+    StudyError,  # noqa: F401  re-export, see below
     StudyNotFoundError,
-    UndecodableCompressionError,
-    UnevenSpacingError,
-    UnsafeZipError,
     UnsupportedFormatError,
-    UnsupportedPixelFormatError,
-    ZipTooLargeError,
 )
-from tools.ingest.study_value import (  # noqa: F401
-    LIMITS,
-    IngestLimits,
-    Study,
-    check_hu_range,
-    check_voxel_size,
-    hash_patient_id,
-    reorient_to_lps,
-)
+from tools.ingest.study_value import Study
+
+# Import the errors from ``tools.ingest.study_errors`` and the value from ``tools.ingest.study_value``.
+# StudyError, SeriesNotFoundError and Study are still importable from here only for the modules listed in
+# tests/tools/test_one_home.py (PENDING), which are being edited by others; the list only shrinks.
 
 if TYPE_CHECKING:
     from tools.core.settings import Settings

@@ -19,7 +19,7 @@ from tools.core.anatomy import (
     resolve_structure_or_segment,
     segments_of_artery,
 )
-from tools.ingest.study import Study
+from tools.ingest.study_value import Study
 
 
 def label_ids_for(name: str) -> list[int]:
