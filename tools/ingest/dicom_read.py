@@ -19,12 +19,13 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import overload
 
 import numpy as np
 import pydicom
 from pydicom.errors import InvalidDicomError
 
-from tools.core.settings import Settings, get_settings
+from tools.core.settings import Settings, get_settings, install_salt
 from tools.ingest.study_errors import (
     CorruptDicomError,
     EmptyFolderError,
@@ -98,6 +99,10 @@ def _numbers(ds: pydicom.Dataset, keyword: str) -> tuple[float, ...] | None:
         raise _BadValue(f"{keyword} '{shown}' is not a number") from None
 
 
+@overload
+def _int(ds: pydicom.Dataset, keyword: str, default: int) -> int: ...
+@overload
+def _int(ds: pydicom.Dataset, keyword: str, default: None = None) -> int | None: ...
 def _int(ds: pydicom.Dataset, keyword: str, default: int | None = None) -> int | None:
     """A single integer attribute, ``default`` when absent; raises _BadValue when malformed."""
     values = _numbers(ds, keyword)
@@ -477,11 +482,14 @@ def _slice_geometry(ds: pydicom.Dataset, modality: str, limits: IngestLimits) ->
         rescale = _rescale_problem(slope, intercept, modality, limits)
         if rescale:
             return rescale
+        n_rows, n_columns = _int(ds, "Rows"), _int(ds, "Columns")
     except _BadValue as err:
         cls = InvalidRescaleError if str(err).startswith("Rescale") else CorruptDicomError
         return cls(f"{err}; the header is damaged")
-    return SliceGeometry(_int(ds, "Rows"), _int(ds, "Columns"), rows, np.asarray(ipp, float),
-                         tuple(spacing) if spacing else None, slope[0], intercept[0])
+    if n_rows is None or n_columns is None:  # _pixel_format_problem refuses these first; kept for the types
+        return CorruptDicomError("the header gives no image size: it is damaged")
+    return SliceGeometry(n_rows, n_columns, rows, np.asarray(ipp, float),
+                         (spacing[0], spacing[1]) if spacing else None, slope[0], intercept[0])
 
 
 def _rescale_problem(slope: tuple[float, ...], intercept: tuple[float, ...], modality: str,
@@ -554,14 +562,14 @@ def check_slices(series: SeriesFiles, *, warnings: list[str], limits: IngestLimi
     results = [_slice_geometry(ds, modality, limits) for ds in series.headers]
     bad = [i for i, r in enumerate(results) if isinstance(r, StudyError)]
     if bad:
-        first = _most_common([results[i] for i in bad])
+        first = _most_common([r for r in results if isinstance(r, StudyError)])
         if not _sound(len(series.headers) - len(bad), len(series.headers)):
             raise type(first)(
                 f"{series.label()}: {first} ({len(bad)} of {len(series.headers)} slices, e.g. "
                 f"{series.paths[bad[0]].name})")
         warnings.append(_left_out(series, bad, str(first), "damaged slice(s)"))
     good = [i for i in range(len(results)) if i not in set(bad)]
-    series, geoms = series.subset(good), [results[i] for i in good]
+    series, geoms = series.subset(good), [r for r in results if isinstance(r, SliceGeometry)]
 
     for what, key in (("image sizes", lambda g: (g.rows, g.columns)),
                       ("slice orientations", lambda g: tuple(np.round(g.orientation.ravel(), 3) + 0.0)),
@@ -716,7 +724,8 @@ def build_study(series: SeriesFiles, *, settings: Settings, warnings: list[str],
     affine[:3, 2] = normal * spacing_k
     affine[:3, 3] = positions[0]
     hu, affine = reorient_to_lps(stack, affine)
-    return Study(hu=hu, spacing=tuple(float(s) for s in np.linalg.norm(affine[:3, :3], axis=0)), affine=affine)
+    di, dj, dk = (float(s) for s in np.linalg.norm(affine[:3, :3], axis=0))
+    return Study(hu=hu, spacing=(di, dj, dk), affine=affine)
 
 
 def _syntax(ds: pydicom.Dataset | None) -> tuple[pydicom.uid.UID | None, bool | None]:
@@ -780,11 +789,11 @@ def _read_pixels(series: SeriesFiles, geoms: list[SliceGeometry], order: np.ndar
             if syntax is not None and compressed is None:
                 skipped[int(i)] = CorruptDicomError(
                     f"the file declares '{str(syntax)[:64]}' as its transfer syntax, which is none: it is damaged")
-            elif compressed and not _decodable(syntax):
+            elif syntax is not None and compressed and not _decodable(syntax):
                 skipped[int(i)] = UndecodableCompressionError(
                     f"stored compressed as {syntax.name} ({syntax}), which this installation cannot decode; "
                     "export the series uncompressed or install a decoder (pylibjpeg, gdcm)")
-            elif compressed:
+            elif syntax is not None and compressed:
                 skipped[int(i)] = CorruptDicomError(
                     f"the {syntax.name} compressed pixel data is damaged: the installed decoder cannot read it")
             else:
@@ -850,10 +859,10 @@ def _metadata(ds: pydicom.Dataset) -> dict:
         return values[0] if values and len(values) == 1 and np.isfinite(values[0]) else None
 
     try:
-        kernel = _values(ds, "ConvolutionKernel")
+        kernel_values = _values(ds, "ConvolutionKernel")
     except _BadValue:
-        kernel = None
-    kernel = "\\".join(str(k) for k in kernel) if kernel else None
+        kernel_values = None
+    kernel = "\\".join(str(k) for k in kernel_values) if kernel_values else None
     meta = {
         "format": "DICOM",
         "study_date": text("StudyDate"),
@@ -930,7 +939,9 @@ def read_dicom_folder(folder: Path, *, settings: Settings | None = None, series_
                         "HU-based measurements (calcium, plaque) do not apply")
     study.modality = series.modality
     study.hu_calibrated = hu_calibrated
-    study.patient_hash = hash_patient_id(_text(series.first, "PatientID"), settings.patient_hash_salt)
+    # Settings fills the salt when it is built; one cleared afterwards falls back to the install's salt as well.
+    salt = settings.patient_hash_salt or install_salt(settings.data_dir)
+    study.patient_hash = hash_patient_id(_text(series.first, "PatientID"), salt)
     study.metadata = _metadata(series.first)
     study.source = str(folder)
     study.series_choice = reason
