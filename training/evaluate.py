@@ -282,7 +282,7 @@ def score_record(model, record, study, labels: np.ndarray, landmarks: dict, scor
         if record.intent in REFERRING_INTENTS:
             overlap = {a: dice(result.mask, np.isin(labels, list(ids))) for a, ids in ARTERY_IDS.items()}
             wanted = structure_group(target.mask.label_ids)
-            scores.referring.append(wanted is not None and max(overlap, key=overlap.get) == wanted
+            scores.referring.append(wanted is not None and max(overlap, key=lambda a: overlap[a]) == wanted
                                     and overlap[wanted] > 0)
             return
         group = structure_group(target.mask.label_ids)
@@ -388,7 +388,9 @@ def evaluate_folder(checkpoint: str | Path, data_dir: str | Path, *, curriculum:
             score_record(model, record, study, labels, landmarks, held_out if record.held_out_phrasing else seen)
         model.clear_cache()
         for control, scores in controlled.items():
-            other = _load_image(data_dir / case_ids[shuffle[index]]) if control == "shuffled" else None
+            other = None
+            if control == "shuffled" and shuffle is not None:  # the derangement is drawn exactly for this control
+                other = _load_image(data_dir / case_ids[shuffle[index]])
             image = control_study(control, study, other=other, seed=control_seed * 100_003 + index)
             for record in case_records:
                 if not record.held_out_phrasing:  # the records of the ``name`` column, nothing else

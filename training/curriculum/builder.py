@@ -38,7 +38,7 @@ from tools.core.anatomy import (
     STRUCTURES_BY_NAME,
     segments_of_artery,
 )
-from tools.core.case_format import Case, Finding
+from tools.core.case_format import Case, Finding, Findings
 from tools.reports.findings import ReportFindings, SegmentFinding
 from training.curriculum.schema import InstructionRecord, MaskTarget, Provenance, Target
 from training.curriculum.templates import format_choices
@@ -131,7 +131,7 @@ def _present_segments(case: Case) -> list[str]:
 
 
 def _stage1(b: _Builder, case: Case, segments: list[str]) -> None:
-    structures = ("aorta", "aortic_root", "pulmonary_artery", "lv_myocardium", *HEART_CHAMBERS)
+    structures: tuple[str, ...] = ("aorta", "aortic_root", "pulmonary_artery", "lv_myocardium", *HEART_CHAMBERS)
     if case.has("label_table.json"):
         present = set(case.label_table().values())
         structures = tuple(s for s in structures if s in present)
@@ -285,10 +285,10 @@ def calcium_by_artery(case: Case, *, measure: bool) -> tuple[dict[str, float], P
     return volumes, Provenance(source="ground_truth", text="findings.json calcium diameters (sphere volumes)")
 
 
-def _stage3_ground_truth(b: _Builder, case: Case, segments: list[str], report: ReportFindings,
+def _stage3_ground_truth(b: _Builder, truth: Findings, segments: list[str], report: ReportFindings,
                          stent_lengths: tuple[float, ...], landing_zone_mm: float,
                          measured: dict[str, _Measured], calcium: tuple[dict[str, float], Provenance]) -> None:
-    findings = case.findings.findings  # type: ignore[union-attr]
+    findings = truth.findings
     volumes, calcium_provenance = calcium
     ranked = sorted(volumes.items(), key=lambda kv: -kv[1])
     if ranked and ranked[0][1] > 0 and (len(ranked) == 1 or ranked[0][1] > ranked[1][1]):
@@ -346,9 +346,9 @@ def _stage3_ground_truth(b: _Builder, case: Case, segments: list[str], report: R
                 b.add("segment_finding", 3, "segment", Target(answer="not present"),
                       Provenance(source="ground_truth", text=f"findings.json: no {word} in the {artery}"),
                       negative=True, finding=word, name=ARTERY_NAMES[artery], short=artery)
-    cad = case.findings.cad_rads.split("/")[0]  # type: ignore[union-attr]
+    cad = truth.cad_rads.split("/")[0]
     b.choice("cad_rads", 3, cad, ["0", "1", "2", "3", "4A", "4B", "5"],
-             Provenance(source="ground_truth", text=f"findings.json cad_rads {case.findings.cad_rads}"))
+             Provenance(source="ground_truth", text=f"findings.json cad_rads {truth.cad_rads}"))
 
 
 def _report_kind(f: SegmentFinding) -> str | None:
@@ -399,7 +399,7 @@ def build_case_instructions(case: Case, report: ReportFindings, *, rng: random.R
     _stage2(b, case, segments, report)
     if case.findings is not None:
         measured = measure_findings(case) if measure else {}
-        _stage3_ground_truth(b, case, segments, report, stent_lengths, landing_zone_mm, measured,
+        _stage3_ground_truth(b, case.findings, segments, report, stent_lengths, landing_zone_mm, measured,
                              calcium_by_artery(case, measure=measure))
     else:
         _stage3_report_only(b, report)

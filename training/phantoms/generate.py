@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 
@@ -24,7 +25,7 @@ from training.phantoms.lesions import Calcification, FindingRequest, apply_findi
 from training.phantoms.noise import NoiseModel
 from training.phantoms.physics import sample_physics
 from training.phantoms.raster import Contrast, Grid, form_image, rasterise
-from training.phantoms.thorax import sample_thorax
+from training.phantoms.thorax import Thorax, sample_thorax
 
 GENERATOR_VERSION = "2.0"
 
@@ -62,10 +63,10 @@ def _contrast(rng: np.random.Generator) -> Contrast:
                     cancellous=float(rng.uniform(200, 300)), plaque=float(rng.uniform(40, 90)))
 
 
-def _thorax_contrast(contrast: Contrast, anat: Anatomy, rng: np.random.Generator) -> Contrast:
+def _thorax_contrast(contrast: Contrast, thorax: Thorax, rng: np.random.Generator) -> Contrast:
     """Venous inflow and other thoracic tissues, from the thorax's own stream (the seed's main draws stay)."""
     # lung, fat and myocardium re-drawn around the real chest CT's values (-801, -88, 124 HU)
-    return replace(contrast, svc=float(anat.thorax.contrast_inflow_hu), ivc=float(rng.uniform(80, 180)),
+    return replace(contrast, svc=float(thorax.contrast_inflow_hu), ivc=float(rng.uniform(80, 180)),
                    cartilage=float(rng.uniform(100, 200)), stomach=float(rng.uniform(10, 40)),
                    lung=float(rng.uniform(-850, -790)), fat=float(rng.uniform(-100, -82)),
                    myocardium=float(rng.uniform(110, 135)))
@@ -133,8 +134,11 @@ def build(seed: int, *, findings: list[FindingRequest] | None = None, dominance:
     trng = np.random.default_rng([seed, 2])
     sex = "male" if trng.random() < 0.6 else "female"
     habitus = float(np.clip(trng.normal(), -2.0, 2.0))  # body size in SDs of the population
-    spread = _population_sizes(np.random.default_rng([seed, 4]), sex, habitus) if thorax else {}
-    anat = sample_anatomy(rng, dominance, heart_scale=_heart_scale(sex, habitus) if thorax else 1.0, **spread)
+    if thorax:
+        sizes = _population_sizes(np.random.default_rng([seed, 4]), sex, habitus)
+        anat = sample_anatomy(rng, dominance, heart_scale=_heart_scale(sex, habitus), **sizes)
+    else:
+        anat = sample_anatomy(rng, dominance)
     requests = sample_requests(rng, anat) if findings is None else list(findings)
     lumens, calcs, gt = apply_findings(anat, requests)
     extra, where = _extracoronary(anat, rng)
@@ -154,7 +158,14 @@ def _heart_scale(sex: str, habitus: float) -> float:
     return (1.26 if sex == "male" else 1.16) * (1.0 + 0.035 * habitus)
 
 
-def _population_sizes(rng: np.random.Generator, sex: str, habitus: float) -> dict[str, float]:
+class PopulationSizes(TypedDict):
+    """One body's drawn sizes, named as :func:`sample_anatomy`'s keyword arguments."""
+
+    lv_wall_mm: float
+    aortic_root_mm: float
+
+
+def _population_sizes(rng: np.random.Generator, sex: str, habitus: float) -> PopulationSizes:
     """LV wall and aortic root drawn over the adult population's spread (mean +/- 2 SD per sex).
 
     LV wall (septum, CT): 10.8 +/- 1.8 mm in men, 9.0 +/- 1.7 mm in women (Kang et al. 2017, tabulated in
@@ -165,8 +176,8 @@ def _population_sizes(rng: np.random.Generator, sex: str, habitus: float) -> dic
     wall_mean, wall_sd = (10.8, 1.8) if male else (9.0, 1.7)
     z_wall = float(np.clip(rng.normal(), -2.0, 2.0))
     z_root = float(np.clip(0.5 * habitus + np.sqrt(0.75) * rng.normal(), -2.0, 2.0))
-    return {"lv_wall_mm": max(wall_mean + wall_sd * z_wall, 6.5),
-            "aortic_root_mm": (34.0 if male else 30.0) + 3.0 * z_root}
+    return PopulationSizes(lv_wall_mm=max(wall_mean + wall_sd * z_wall, 6.5),
+                           aortic_root_mm=(34.0 if male else 30.0) + 3.0 * z_root)
 
 
 def _fit_body(anat: Anatomy, sex: str, habitus: float) -> None:
@@ -263,7 +274,7 @@ def generate_case(out_dir: Path, *, seed: int, size: str = "small", findings: li
         # dose and kernel: the draw scales the reference noise of a body this size at this slice thickness
         noise_sd = NoiseModel().sd_at(preset.spacing_mm[2], anat.thorax.body_diameter_mm, noise_sd / 22.5)
         phys_rng = np.random.default_rng([seed, 3])
-        contrast = _thorax_contrast(contrast, anat, phys_rng)
+        contrast = _thorax_contrast(contrast, anat.thorax, phys_rng)
         physics = sample_physics(anat, phys_rng)
     # Overrides replace the draws after they are made, so the rest of the seed's stream is unchanged.
     if blood_hu is not None:

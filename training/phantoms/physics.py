@@ -53,7 +53,8 @@ def sample_physics(anat, rng: np.random.Generator, heart_rate_bpm: float | None 
     svc_in = t.svc.p0[0] if t is not None and len(t.svc) else None
     ivc_in = t.ivc.p0[0] if t is not None and len(t.ivc) else None
     angles = tuple(float(a) for a in rng.uniform(0, np.pi, int(rng.integers(5, 9))))
-    return Physics(heart_rate_bpm=hr, motion_mm=motion, motion_dir=tuple(float(c) for c in direction),
+    motion_dir = (float(direction[0]), float(direction[1]), float(direction[2]))
+    return Physics(heart_rate_bpm=hr, motion_mm=motion, motion_dir=motion_dir,
                    rca_path=anat.vessels["mRCA"].points, svc_inflow=svc_in, ivc_inflow=ivc_in, streak_angles=angles)
 
 
