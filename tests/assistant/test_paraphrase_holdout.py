@@ -1,8 +1,8 @@
-"""The held-out paraphrase set (``paraphrase_holdout.yaml``): the control for the tuned set.
+"""The held-out paraphrase sets (``paraphrase_holdout.yaml``, ``paraphrase_holdout_b.yaml``): the control.
 
-``paraphrase_set.yaml`` is the set the matcher is tuned on; this one was written by someone who had not
-read the matcher's phrase lists, that set's questions or the question suite, and nobody tunes on it.
-Its accuracy says whether tuning generalises. Items are scored exactly as ``test_paraphrase_set.py``
+``paraphrase_set.yaml`` is the set the matcher is tuned on; these two were written by people who had not
+read the matcher's phrase lists, that set's questions or the question suite, and nobody tunes on them.
+Their accuracy says whether tuning generalises. Items are scored exactly as ``test_paraphrase_set.py``
 scores them (its ``score`` is imported, not copied): an item is right when its set of intents and every
 slot it states are what ``understand`` plans, and the plan states no other slot.
 
@@ -23,8 +23,20 @@ never a sex, identity phrasings) made by someone who never opened this set:
     single      n=129  intents+slots 88.4 %   compound 80.0 %   comparison 90.0 %   followup 95.2 %
     all         n=180  intents+slots 88.3 %   intents 88.9 %   slots 97.8 %   (0 previous-intent answers)
 
-The floor is a few points below the measured overall accuracy, so a regression fails and the figure
-stays honest; raise it when the held-out accuracy improves, never lower it to pass.
+Set B (``paraphrase_holdout_b.yaml``, 190 items: 130 single, 22 compound, 12 comparison, 26 follow-up,
+7 of them new requests) was written on 3 Dec by another engineer, equally blind to the matcher, and
+frozen (commit d6ebde2) before the matcher was run on it. Measured at main d6ebde2, whose matcher files
+were last changed in 21cbea9, ``python tests/assistant/test_paraphrase_holdout.py``:
+
+    set B       single n=130 87.7 %   compound n=22 86.4 %   comparison n=12 83.3 %   followup n=26 84.6 %
+                all n=190  intents+slots 86.8 %   intents 88.9 %   slots 96.3 %   (0 of 7 previous-intent)
+    set A+B     single n=259 88.0 %   compound n=42 83.3 %   comparison n=22 90.9 %   followup n=47 89.4 %
+                all n=370  intents+slots 87.8 %   intents 89.2 %   slots 97.0 %   (0 previous-intent answers)
+
+(Set A measured 88.9 % at the same commit; measured on a copy of that commit, since the working tree
+then held another engineer's uncommitted matcher edits, under which B read 89.5 % and A+B 90.5 %.)
+The floors are a few points below the measured accuracies, so a regression fails and the figures
+stay honest; raise them when the held-out accuracy improves, never lower them to pass.
 """
 
 from __future__ import annotations
@@ -32,22 +44,31 @@ from __future__ import annotations
 import importlib.util
 import sys
 from collections import Counter
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
+import pytest
 import yaml
 
 from assistant.intents import INTENTS
 from tools.core.anatomy import ARTERY_NAMES, SEGMENTS_BY_CODE
+from tools.core.anatomy import LANDMARKS as ANATOMY_LANDMARKS
 
 HOLDOUT_PATH = Path(__file__).with_name("paraphrase_holdout.yaml")
+HOLDOUT_B_PATH = Path(__file__).with_name("paraphrase_holdout_b.yaml")
+# Set A, set B (written later by another engineer, equally blind to the matcher) and their union.
+SETS = {"A": (HOLDOUT_PATH,), "B": (HOLDOUT_B_PATH,), "A+B": (HOLDOUT_PATH, HOLDOUT_B_PATH)}
 KINDS = ("single", "compound", "comparison", "followup")
-LANDMARKS = {"left_coronary_ostium", "right_coronary_ostium", "aortic_annulus_centre", "lv_apex", "lm_bifurcation",
-             "crux", "lesion_start", "lesion_end"}
+# The registry's landmarks (ostia, annulus, apex, crux, branch origins) and the ends of a lesion.
+LANDMARKS = set(ANATOMY_LANDMARKS) | {"lesion_start", "lesion_end"}
 TROPONIN_UNITS = {"pg/mL", "ng/L", "ng/mL"}
 
-# Overall fraction correct (intents and slots), a few points below the measurement in the docstring.
+# Overall fraction correct (intents and slots), a few points below the measurements in the docstring.
 OVERALL_FLOOR = 0.85
+OVERALL_FLOOR_B = 0.83
+OVERALL_FLOOR_UNION = 0.84
+# Per kind on the union (both sets together, n >= 22 per kind), a few points below the measurement.
+UNION_KIND_FLOORS = {"single": 0.85, "compound": 0.78, "comparison": 0.86, "followup": 0.85}
 
 
 def _load_scoring():
@@ -62,18 +83,23 @@ def _load_scoring():
 scoring = _load_scoring()
 
 
-@lru_cache(maxsize=1)
-def items() -> list[dict]:
-    return yaml.safe_load(HOLDOUT_PATH.read_text())
+@cache
+def items(name: str = "A") -> list[dict]:
+    return [item for path in SETS[name] for item in yaml.safe_load(path.read_text())]
 
 
-@lru_cache(maxsize=1)
-def scores() -> tuple[dict, ...]:
-    return tuple(scoring.score(item) for item in items())
+@cache
+def _scored(path: Path) -> tuple[dict, ...]:
+    return tuple(scoring.score(item) for item in yaml.safe_load(path.read_text()))
 
 
-def accuracy(kind: str | None = None, key: str = "ok") -> float:
-    rows = [r for r in scores() if kind is None or r["kind"] == kind]
+def scores(name: str = "A") -> tuple[dict, ...]:
+    """Each set is scored once; the union reuses its parts' scores."""
+    return tuple(row for path in SETS[name] for row in _scored(path))
+
+
+def accuracy(kind: str | None = None, key: str = "ok", name: str = "A") -> float:
+    rows = [r for r in scores(name) if kind is None or r["kind"] == kind]
     return sum(r[key] for r in rows) / len(rows)
 
 
@@ -116,44 +142,65 @@ def _label_problems(item: dict) -> list[str]:
     return problems
 
 
-def test_the_labels_follow_the_schema():
-    bad = {item.get("id"): problems for item in items() if (problems := _label_problems(item))}
+@pytest.mark.parametrize("name", ["A", "B"])
+def test_the_labels_follow_the_schema(name):
+    bad = {item.get("id"): problems for item in items(name) if (problems := _label_problems(item))}
     assert not bad, bad
-    ids = [item["id"] for item in items()]
+
+
+def test_ids_are_unique_across_both_sets():
+    ids = [item["id"] for item in items("A+B")]
     assert len(ids) == len(set(ids)), [i for i, n in Counter(ids).items() if n > 1]
 
 
-def test_the_set_is_large_and_covers_every_intent_and_kind():
-    assert len(items()) >= 150
-    assert {i for item in items() for i in item["intents"]} == set(INTENTS)
-    assert Counter(item["kind"] for item in items()).keys() == set(KINDS)
-    assert sum(bool(item.get("new_request")) for item in items()) >= 5
+@pytest.mark.parametrize("name", ["A", "B"])
+def test_the_set_is_large_and_covers_every_intent_and_kind(name):
+    assert len(items(name)) >= 150
+    assert {i for item in items(name) for i in item["intents"]} == set(INTENTS)
+    assert Counter(item["kind"] for item in items(name)).keys() == set(KINDS)
+    assert sum(bool(item.get("new_request")) for item in items(name)) >= 5
+
+
+def test_the_held_out_sets_together_reach_the_target_size():
+    assert len(items("A+B")) >= 300
 
 
 def test_held_out_accuracy_does_not_fall_below_the_measured_floor():
     assert accuracy() >= OVERALL_FLOOR, report()
 
 
-def test_no_new_request_is_answered_with_the_previous_intent():
-    carried = [r["id"] for r in scores() if r["carried_previous"]]
+def test_set_b_accuracy_does_not_fall_below_its_measured_floor():
+    assert accuracy(name="B") >= OVERALL_FLOOR_B, report("B")
+
+
+@pytest.mark.parametrize("kind", [None, *KINDS])
+def test_union_accuracy_per_kind_does_not_fall_below_the_measured_floor(kind):
+    floor = OVERALL_FLOOR_UNION if kind is None else UNION_KIND_FLOORS[kind]
+    assert accuracy(kind, name="A+B") >= floor, report("A+B")
+
+
+@pytest.mark.parametrize("name", ["A", "B"])
+def test_no_new_request_is_answered_with_the_previous_intent(name):
+    carried = [r["id"] for r in scores(name) if r["carried_previous"]]
     assert not carried, carried
 
 
-def report() -> str:
+def report(name: str = "A") -> str:
     """Accuracy per kind and the failure classes, by count only (the wordings stay in the set)."""
-    lines = []
+    lines = [f"set {name}"]
     for kind in (*KINDS, None):
-        rows = [r for r in scores() if kind is None or r["kind"] == kind]
-        lines.append(f"{kind or 'all':<11} n={len(rows):<4} intents+slots {accuracy(kind):6.1%}   intents "
-                     f"{accuracy(kind, 'intent_ok'):6.1%}   slots {accuracy(kind, 'slots_ok'):6.1%}")
-    failed = [r for r in scores() if not r["ok"]]
+        rows = [r for r in scores(name) if kind is None or r["kind"] == kind]
+        lines.append(f"{kind or 'all':<11} n={len(rows):<4} intents+slots {accuracy(kind, name=name):6.1%}   "
+                     f"intents {accuracy(kind, 'intent_ok', name):6.1%}   "
+                     f"slots {accuracy(kind, 'slots_ok', name):6.1%}")
+    failed = [r for r in scores(name) if not r["ok"]]
     lines.append(f"failures: {sum(not r['intent_ok'] for r in failed)} intent, "
                  f"{sum(r['intent_ok'] and not r['slots_ok'] for r in failed)} slots only; "
-                 f"new requests answered with the previous intent: {sum(r['carried_previous'] for r in scores())}")
+                 f"new requests answered with the previous intent: {sum(r['carried_previous'] for r in scores(name))}")
     confusions = Counter((tuple(r["want"][0]), tuple(r["got"][0])) for r in failed if not r["intent_ok"])
     lines.append("intent confusions (want -> got): " + ", ".join(f"{w}->{g} x{n}" for (w, g), n in
                                                                    confusions.most_common(12)))
-    slot_misses = Counter(name for r in failed if r["intent_ok"] for name in
+    slot_misses = Counter(slot for r in failed if r["intent_ok"] for slot in
                           set(r["want"][1]) ^ set(r["got"][1]) | {n for n in r["want"][1]
                                                                   if r["got"][1].get(n) != r["want"][1][n]})
     lines.append("slots wrong, by slot (intent right): " + ", ".join(f"{n} x{c}" for n, c in slot_misses.most_common()))
@@ -161,9 +208,10 @@ def report() -> str:
 
 
 if __name__ == "__main__":
-    print(report())
+    for set_name in SETS:
+        print(report(set_name), end="\n\n")
     # Item wordings only on request: the lead's eyes, not the tuner's.
     if "-v" in sys.argv:
-        for r in scores():
+        for r in scores("A+B"):
             if not r["ok"]:
                 print(f"{r['id']:5} {r['question'][:70]:70} want {r['want']} got {r['got']}")
