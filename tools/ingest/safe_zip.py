@@ -13,6 +13,7 @@ import stat
 import struct
 import zipfile
 import zlib
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 from tools.ingest.study_errors import DamagedZipError, UnsafeZipError, ZipTooLargeError
@@ -67,6 +68,27 @@ def check_zip(path: Path, *, max_bytes: int, max_members: int) -> list[zipfile.Z
     return files
 
 
+def _entry_chunks(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> Iterator[bytes]:
+    """The decompressed bytes of one entry, chunk by chunk.
+
+    Opening an entry and reading it fail alike on a damaged archive (a bad local header, data that
+    does not decompress, a wrong checksum), so both give the one DamagedZipError; writing the chunks
+    is the caller's and its errors (a full disk) are not blamed on the zip.
+    """
+    try:
+        with zf.open(info) as src:
+            while chunk := src.read(_CHUNK):
+                yield chunk
+    except NotImplementedError as err:  # before _READ_ERRORS: it is a RuntimeError
+        raise DamagedZipError(
+            f"{path.name}: entry {info.filename!r} uses a compression method this installation cannot "
+            "read; re-create the zip with ordinary (deflate) compression") from err
+    except _READ_ERRORS as err:
+        raise DamagedZipError(
+            f"{path.name}: entry {info.filename!r} is damaged (its data cannot be read or does not "
+            "decompress); nothing was loaded") from err
+
+
 def extract_zip(path: Path, dest: Path, *, max_bytes: int, max_members: int) -> list[Path]:
     """Extract the files of zip ``path`` under ``dest`` after :func:`check_zip`; return their paths.
 
@@ -90,32 +112,15 @@ def extract_zip(path: Path, dest: Path, *, max_bytes: int, max_members: int) -> 
                     f"{path.name}: entry {info.filename!r} cannot be written (its name clashes with another "
                     "entry or is too long); nothing was loaded") from err
             with dst:
-                try:
-                    src = zf.open(info)
-                except NotImplementedError as err:
-                    raise DamagedZipError(
-                        f"{path.name}: entry {info.filename!r} uses a compression method this installation cannot "
-                        "read; re-create the zip with ordinary (deflate) compression") from err
-                except _READ_ERRORS as err:
-                    raise DamagedZipError(f"{path.name}: entry {info.filename!r} is damaged") from err
                 size = 0
-                with src:
-                    while True:
-                        try:
-                            chunk = src.read(_CHUNK)
-                        except _READ_ERRORS as err:
-                            raise DamagedZipError(
-                                f"{path.name}: entry {info.filename!r} is damaged (its data does not "
-                                "decompress)") from err
-                        if not chunk:
-                            break
-                        size += len(chunk)
-                        total += len(chunk)
-                        if size > info.file_size or total > max_bytes:
-                            raise ZipTooLargeError(
-                                f"{path.name}: entry {info.filename!r} expands beyond its declared size "
-                                "or the size limit; extraction stopped")
-                        dst.write(chunk)
+                for chunk in _entry_chunks(zf, info, path):
+                    size += len(chunk)
+                    total += len(chunk)
+                    if size > info.file_size or total > max_bytes:
+                        raise ZipTooLargeError(
+                            f"{path.name}: entry {info.filename!r} expands beyond its declared size "
+                            "or the size limit; extraction stopped")
+                    dst.write(chunk)
             written.append(target)
     return written
 
