@@ -242,9 +242,10 @@ class CardioVLM(nn.Module):
         landmark_mm = study.index_to_mm(roi.model_to_study(model_index[None]))[0]
         landmark_confidence = float(max(0.0, 1.0 - float(out.landmark_spread[0]) / 0.5))
         answer_prob = out.answer_logits[0].float().softmax(-1).cpu().numpy()
-        choice_prob = None
-        if choices:
+        choice_probabilities: dict[str, float] | None = None
+        if choices and out.choice_logits is not None:  # decode scores the options whenever there are any
             choice_prob = out.choice_logits[0].softmax(-1).cpu().numpy()
+            choice_probabilities = {c: float(p) for c, p in zip(choices, choice_prob)}
             best = int(choice_prob.argmax())
             # The [ANS] head can still say the asked-about thing is absent.
             if answer_prob[2] > 0.5:
@@ -254,13 +255,13 @@ class CardioVLM(nn.Module):
         else:
             best = int(answer_prob.argmax())
             answer, answer_confidence = ANSWER_CLASSES[best], float(answer_prob[best])
+        x, y, z = (float(v) for v in landmark_mm)
         return VLMResult(
             instruction=instruction, mask=mask.cpu().numpy(), mask_confidence=mask_confidence,
-            landmark_mm=tuple(float(v) for v in landmark_mm), landmark_confidence=landmark_confidence,
+            landmark_mm=(x, y, z), landmark_confidence=landmark_confidence,
             answer=answer, answer_confidence=answer_confidence,
             answer_probabilities={name: float(p) for name, p in zip(ANSWER_CLASSES, answer_prob)},
-            choice_probabilities=(None if choice_prob is None
-                                  else {c: float(p) for c, p in zip(choices, choice_prob)}),
+            choice_probabilities=choice_probabilities,
             value=float(torch.expm1(out.value[0].float())),
         )
 

@@ -124,8 +124,8 @@ def read_nifti(path: Path, *, labels: bool = False, limits: IngestLimits = LIMIT
         raise InvalidNiftiError(f"{path.name}: {bad} voxels are NaN or infinite; the image cannot be measured")
     data = _as_compact(data, labels=labels, name=path.name, limits=limits)
     data, affine = reorient_to_lps(data, LPS_FROM_RAS @ img.affine)
-    spacing = tuple(float(s) for s in np.linalg.norm(affine[:3, :3], axis=0))
-    return Study(hu=data, spacing=spacing, affine=affine, modality="CT", hu_calibrated=not labels,
+    di, dj, dk = (float(s) for s in np.linalg.norm(affine[:3, :3], axis=0))
+    return Study(hu=data, spacing=(di, dj, dk), affine=affine, modality="CT", hu_calibrated=not labels,
                  metadata={"format": "NIfTI"}, source=str(path))
 
 

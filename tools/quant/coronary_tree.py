@@ -270,7 +270,8 @@ def _skeleton_graph(pieces: np.ndarray, keep: list[int], study: Study, config: T
     teasar = {"scale": config.teasar_scale, "const": config.teasar_const_mm}
     skels = kimimaro.skeletonize(volume, teasar_params=teasar, anisotropy=tuple(spacing), dust_threshold=0,
                                  progress=False, fix_branching=True, fix_borders=True, parallel=1)
-    xyz, radius, edges, piece = [], [], [], []
+    xyz, radius, piece = [], [], []
+    edges: list[tuple[int, int]] = []
     offset = 0
     for label, skel in skels.items():
         if len(skel.vertices) < 2:
@@ -629,6 +630,12 @@ def _attach_left_branches(graph: _Graph, sides: dict[str, int], contact: np.ndar
     return _with_paths(graph, paths), joined, {b for _, b, _ in paths}
 
 
+def _point(xyz: np.ndarray) -> tuple[float, float, float]:
+    """A (3,) position in mm as plain floats, for the result models."""
+    x, y, z = (float(v) for v in xyz)
+    return x, y, z
+
+
 def _length(points: np.ndarray) -> float:
     return float(np.linalg.norm(np.diff(points, axis=0), axis=1).sum())
 
@@ -887,7 +894,7 @@ def _assemble(study, pieces, graph, trees, labelled, joined, lumen, dominance, w
         _, j = kd.query(study.index_to_mm(vox))
         ids = np.array([SEGMENTS_BY_CODE[owner[int(v)]].label_id for v in owned], np.int16)
         labels[tuple(vox.T)] = ids[j]
-    ostia = {side: tuple(map(float, tree.xyz(tree.root))) for side, tree in trees.items()}
+    ostia = {side: _point(tree.xyz(tree.root)) for side, tree in trees.items()}
     if not centerlines:
         raise CoronaryTreeError("coronary vessels were found but could not be organised into a tree from the "
                                 "aortic root")

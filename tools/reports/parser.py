@@ -396,7 +396,7 @@ def parse_report(report: str) -> ReportFindings:
         result.cad_rads = (m.group(1).upper() + re.sub(r"\s+", "", m.group(2) or "").upper())
     if m := _DOMINANCE.search(report):
         word = (m.group(1) or "co").lower()
-        result.dominance = "codominant" if word.startswith("co") or word == "balanced" else word
+        result.dominance = "right" if word == "right" else "left" if word == "left" else "codominant"
     if m := _AGATSTON.search(report):
         result.calcium_score = float(m.group(1).replace(",", ""))
     return result
