@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tools.core.settings import NO_TELEMETRY, get_settings, set_library_environment
 
@@ -43,6 +44,9 @@ from ui.session_state import (  # noqa: E402
     owned,
     session_for,
 )
+
+if TYPE_CHECKING:  # the renderer loads with the first view, not with the app
+    from tools.views.render import Plane
 
 log = logging.getLogger("cardiovlm.ui")
 
@@ -91,7 +95,7 @@ def _summary_markdown(summary: dict, n_series: int = 0) -> str:
     return "  \n".join(lines)
 
 
-def _render(state: UiSession | None, plane: str, index: int, preset: str, shown: list[str],
+def _render(state: UiSession | None, plane: Plane, index: int, preset: str, shown: list[str],
             request: gr.Request = None):
     from tools.core.anatomy import mask_color
     from tools.views.render import render
@@ -134,7 +138,7 @@ def _viewer_value(state: UiSession | None, shown: list[str], request: gr.Request
                                 point=answer_point(current_answer(state)))
 
 
-def _slider_for(state: UiSession | None, plane: str, request: gr.Request = None):
+def _slider_for(state: UiSession | None, plane: Plane, request: gr.Request = None):
     from tools.views.render import plane_size
 
     try:
@@ -307,7 +311,7 @@ def build_app(max_upload_mb: int = 2048) -> gr.Blocks:
 
 
 # --- loading a study, with its stages on the status line ---
-def _load(state, source: str, what, plane: str, preset: str, request, max_upload_mb: int,
+def _load(state, source: str, what, plane: Plane, preset: str, request, max_upload_mb: int,
           pick: dict | None = None):
     """Load a demo case, an upload, a PACS study or another pick of the series; yields the load outputs.
 
@@ -653,7 +657,7 @@ def _answer(state: UiSession | None, text: str, history: list, request=None):
                        reports_html(item.question, item.citations, report_texts(turn)))
     except StudyChangedError as err:  # expected when the reader switches study: no traceback in the log
         log.info("a question was dropped by a study switch")
-        history.append(gr.ChatMessage(role="assistant", content=f"⚠️ {inert(err)}"))
+        history.append(gr.ChatMessage(role="assistant", content=f"⚠️ {inert(str(err))}"))
         yield state, history, "", *_UNCHANGED, clock.summary("✗ dropped"), gr.update()
     except Exception as err:  # the session continues; the clinician sees a readable message
         log.exception("question failed")

@@ -85,7 +85,7 @@ def show_vessel_view(state: UiSession | None, downloads, status: str, request: g
         yield unchanged
         return
     answer = current_answer(state)
-    if answer is None:
+    if state is None or answer is None:  # no session yet has no answer either
         yield unchanged
         return
     if not any(c.ok and c.name in VESSEL_TOOLS for c in answer.tool_calls):
@@ -97,7 +97,7 @@ def show_vessel_view(state: UiSession | None, downloads, status: str, request: g
     try:
         view = vessel_view_for_answer(state.session, answer)
     except VesselViewError as err:
-        yield (gr.update(), f"⚠️ The vessel view could not be drawn: {inert(err)}", gr.update(), gr.update(),
+        yield (gr.update(), f"⚠️ The vessel view could not be drawn: {inert(str(err))}", gr.update(), gr.update(),
                status)
         return
     except Exception as err:  # the answer stands; the reader sees why its picture is missing

@@ -12,10 +12,14 @@ import logging
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from tools.core.errors import CardioVLMError
+
+if TYPE_CHECKING:
+    from tools.views.render import Plane
 
 log = logging.getLogger("cardiovlm.ui")
 
@@ -43,7 +47,8 @@ class UiSession:
         self.answer = None  # the last GroundedAnswer, for "Save as DICOM" / "Send to PACS"
         self.answer_load = -1  # the study load that answer belongs to
         self.exported = None  # (answer, tools.dicom.dicom_export.AnswerExport) of the last DICOM export
-        self.plane, self.preset = "axial", "cardiac"  # the viewer's last plane and window, for answer views
+        self.plane: Plane = "axial"  # the viewer's last plane and window, for answer views
+        self.preset = "cardiac"
         self.epoch = 0  # bumped by Clear: a question still running from before it stops and is not shown
         self.questions = 0  # questions answered on the study now loaded (names the downloads)
         from ui.viewer import ViewerFiles

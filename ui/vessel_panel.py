@@ -107,6 +107,7 @@ def _where(vessel: str) -> str:
 def _check_same(answer: GroundedAnswer, measured: LesionMeasurement, plan: StentPlan | None) -> None:
     """The re-measured vessel must carry the answer's numbers, else the study changed meanwhile."""
     where = measured.segment or measured.vessel
+    now: str | int  # a stent status or "none found" in words, else the shown whole percent
     if plan is not None:  # one finding per stent length asked about
         said, now = _findings(answer, "stent coverage", "stent_coverage"), plan.status.replace("_", " ")
     elif measured.lesion is None:
@@ -220,11 +221,11 @@ def vessel_view_for_answer(session_or_ctx, answer: GroundedAnswer, *,
                              f"in the {lesion.segment}")
              + ("" if plan is None else f"; {plan.stent_length_mm:g} mm stent: {plan.status.replace('_', ' ')}"))
     sections = lesion_sections(ctx.study.hu, ctx.study.affine, view, drawing)
-    rendered = render_vessel_view(view, drawing, out_path=ctx.outputs() / file_name, title=title, sections=sections,
-                                  config=config)
+    png = ctx.outputs() / file_name
+    render_vessel_view(view, drawing, out_path=png, title=title, sections=sections, config=config)
     caption = caption_for(measured, plan, source)
     if sections:
         caption += (" Right: cross-sections at the MLD" + (" and at the healthiest plane nearby" if len(sections) > 1
                                                             else "") + ", dashed circles the diameters read there.")
-    return VesselViewImage(path=rendered.path, file_name=file_name, caption=caption,
+    return VesselViewImage(path=png, file_name=file_name, caption=caption,
                            vessel=where, seconds=round(time.perf_counter() - started, 2))
