@@ -8,6 +8,7 @@ then a Gaussian point-spread blur and spatially correlated noise are applied.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,8 +22,8 @@ from training.phantoms.geometry import Anatomy, Tube
 from training.phantoms.lesions import Calcification, SegmentLumen
 from training.phantoms.noise import kernel_noise
 from training.phantoms.physics import Physics
-from training.phantoms.thorax import APEX_WALL_FRACTION
-from training.phantoms.thorax_raster import abdomen, paint_segments, vessels_and_airways
+from training.phantoms.thorax import APEX_WALL_FRACTION, Thorax
+from training.phantoms.thorax_raster import abdomen, paint_heart_detail, paint_segments, vessels_and_airways
 from training.phantoms.vertebrae import paint_spine
 
 LABEL = {name: s.label_id for name, s in STRUCTURES_BY_NAME.items()}
@@ -40,9 +41,9 @@ class Grid:
 
     @classmethod
     def centred(cls, centre, fov_mm: tuple[float, float, float], spacing: tuple[float, float, float]) -> Grid:
-        shape = tuple(int(round(f / s)) for f, s in zip(fov_mm, spacing))
-        origin = tuple(round(float(c - (n - 1) * s / 2), 3) for c, n, s in zip(centre, shape, spacing))
-        return cls(shape, tuple(float(s) for s in spacing), origin)
+        n = [int(round(f / s)) for f, s in zip(fov_mm, spacing)]
+        o = [round(float(c - (k - 1) * s / 2), 3) for c, k, s in zip(centre, n, spacing)]
+        return cls((n[0], n[1], n[2]), (float(spacing[0]), float(spacing[1]), float(spacing[2])), (o[0], o[1], o[2]))
 
     @property
     def affine(self) -> np.ndarray:
@@ -52,9 +53,10 @@ class Grid:
 
     def axes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Broadcastable LPS coordinates (I,1,1), (1,J,1), (1,1,K) in mm (float32)."""
-        return tuple(
+        x, y, z = (
             (o + s * np.arange(n, dtype=np.float32)).reshape([-1 if a == b else 1 for b in range(3)])
             for a, (o, s, n) in enumerate(zip(self.origin, self.spacing, self.shape)))
+        return x, y, z
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,7 @@ def _tissues(anat: Anatomy, grid: Grid) -> tuple[np.ndarray, np.ndarray, dict]:
     lab = np.zeros(grid.shape, np.uint8)
     bx, by = (float(v) for v in anat.body_centre)
     ax_, ay = (float(v) for v in anat.body_axes)
-    thorax = anat.thorax
+    thorax = anat.thorax if isinstance(anat.thorax, Thorax) else None
     extras: dict = {}
     if thorax is not None:
         cavity, rib_cortex, extras = paint_body_wall(lab, grid, anat, thorax.body, thorax.wall, thorax.ribs,
@@ -182,8 +184,9 @@ def _tissues(anat: Anatomy, grid: Grid) -> tuple[np.ndarray, np.ndarray, dict]:
     if thorax is not None:
         for c, r in thorax.extra.get("trabeculae", ()):
             _paint_ball(lab, grid, c, r, LABEL["lv_myocardium"], LABEL["lv_blood"])
-    # two papillary muscles: filling defects in the LV blood pool, part of the myocardium label
-    for dphi in (-55.0, 55.0):
+    # two papillary muscles: filling defects in the LV blood pool, part of the myocardium label (generator
+    # 2.0 draws them anatomically, attached to the wall: heart_detail)
+    for dphi in (-55.0, 55.0) if thorax is None else ():
         p_dir = h.direction(anat.phi_lv + dphi)
         pc1 = 0.55 * (lv_rad - w) * float(p_dir @ h.e1)
         pc2 = 0.55 * (lv_rad - w) * float(p_dir @ h.e2)
@@ -195,6 +198,8 @@ def _tissues(anat: Anatomy, grid: Grid) -> tuple[np.ndarray, np.ndarray, dict]:
     for c, r in anat.sinuses:
         root |= _ball(x, y, z, c, r)
     lab[root] = LABEL["aortic_root"]
+    if thorax is not None and thorax.heart_detail is not None:
+        paint_heart_detail(lab, grid, anat, thorax.heart_detail)
     # bones: sternum; vertebral bodies with discs and the spinal canal behind them
     (stx, sty), (hw, hd) = (float(v) for v in anat.sternum[0]), anat.sternum[1]
     sternum = np.broadcast_to(((x - stx) / hw) ** 2 + ((y - sty) / hd) ** 2 <= 1, grid.shape)
@@ -291,7 +296,7 @@ def _healthy_radius(anat: Anatomy, codes, nn) -> np.ndarray:
 
 
 def rasterise(anat: Anatomy, lumens: dict[str, SegmentLumen], calcs: list[Calcification], grid: Grid,
-              extra_calcium: list[Calcification] = ()) -> tuple[np.ndarray, dict]:
+              extra_calcium: Sequence[Calcification] = ()) -> tuple[np.ndarray, dict]:
     """The label map (uint8, ``grid.shape``) and what image formation needs (band, occupancy...)."""
     lab, cortex, extras = _tissues(anat, grid)
     flat, occ, ca_hu, struts = _coronaries(anat, lumens, calcs, grid, lab)
@@ -321,7 +326,7 @@ def form_image(lab: np.ndarray, parts: dict, grid: Grid, contrast: Contrast, noi
     """
     c = contrast
     lut = np.full(256, c.air, np.float32)
-    for name, hu in (("soft_tissue", c.muscle), ("subcutaneous_fat", c.fat), ("lung_left", c.lung),
+    for name, tissue_hu in (("soft_tissue", c.muscle), ("subcutaneous_fat", c.fat), ("lung_left", c.lung),
                      ("lung_right", c.lung), ("spine", c.cancellous), ("sternum", c.cancellous),
                      ("epicardial_fat", c.fat), ("liver", c.liver), ("lv_blood", c.blood_left),
                      ("rv_blood", c.blood_right), ("la_blood", c.blood_left), ("ra_blood", c.blood_right),
@@ -335,7 +340,7 @@ def form_image(lab: np.ndarray, parts: dict, grid: Grid, contrast: Contrast, noi
                      ("pulmonary_arteries", c.blood_right), ("pulmonary_veins", c.blood_left),
                      ("trachea", c.air), ("main_bronchi", c.air), ("oesophagus", c.muscle - 5),
                      ("ribs", c.cancellous), ("costal_cartilage", c.cartilage), ("stomach", c.stomach)):
-        lut[LABEL[name]] = hu
+        lut[LABEL[name]] = tissue_hu
     for seg in SEGMENTS_BY_CODE.values():
         lut[seg.label_id] = c.fat  # lumen HU is mixed in below from the analytic occupancy
     hu = lut[lab]

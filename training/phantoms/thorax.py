@@ -18,6 +18,7 @@ import numpy as np
 
 from training.phantoms.body import Body, ChestWall, Ribs, cavity_depth, sample_body, wall_depths
 from training.phantoms.geometry import APEX_WALL_FRACTION, Anatomy, Tube, _spline, _unit
+from training.phantoms.heart_detail import HeartDetail, sample_heart_detail
 from training.phantoms.segments import Segments
 from training.phantoms.vertebrae import Spine, sample_spine
 
@@ -52,6 +53,7 @@ class Thorax:
     aorta: Segments  # ascending and descending aorta (curved, calibre and section varying)
     contrast_inflow_hu: float = 0.0  # undiluted contrast arriving by the SVC (drawn per case)
     extra: dict = field(default_factory=dict)
+    heart_detail: HeartDetail | None = None  # papillary muscles, trabeculae, appendages, RV outflow tract
 
 
 def _rotate(v: np.ndarray, axis: np.ndarray, angle: float) -> np.ndarray:
@@ -86,8 +88,8 @@ def _tree(rng, start, direction, radius, length, inside) -> Segments:
             stack.append((end, child, child_r, max(ln * rng.uniform(0.72, 0.88), 4.0), depth + 1))
     if not p0:
         return Segments.empty()
-    r0 = np.asarray(r0)
-    return Segments(np.asarray(p0), np.asarray(p1), r0, 0.95 * r0)
+    radii = np.asarray(r0)
+    return Segments(np.asarray(p0), np.asarray(p1), radii, 0.95 * radii)
 
 
 def sample_thorax(rng: np.random.Generator, anat: Anatomy, sex: str | None = None) -> Thorax:
@@ -278,8 +280,11 @@ def sample_thorax(rng: np.random.Generator, anat: Anatomy, sex: str | None = Non
 
     stomach_c = np.array([bx + 70, by - 5, dome_l[2] - 60])
     stomach = (stomach_c, (float(rng.uniform(40, 55)), float(rng.uniform(35, 45)), float(rng.uniform(45, 60))))
+    inflow = float(rng.uniform(700, 1600))
+    # the heart's detail draws from a child stream taken last, so it moves no earlier draw of the thorax
+    detail = sample_heart_detail(np.random.default_rng(int(rng.integers(2 ** 63))), anat)
     return Thorax(sex=sex, body_diameter_mm=float(2 * np.sqrt(ax_ * ay)), wall=wall, ribs=ribs, svc=svc, ivc=ivc,
                   brachiocephalic_veins=bcv, arch=arch, arch_branches=branches, pulmonary_arteries=arteries,
                   pulmonary_veins=veins, trachea=trachea, bronchi=bronchi, oesophagus=oesophagus, azygos=azy,
                   stomach=stomach, diaphragm=(dome_r, dome_l, dome_curv), body=body, spine=spine, aorta=aorta,
-                  contrast_inflow_hu=float(rng.uniform(700, 1600)), extra={"trabeculae": trabeculae})
+                  contrast_inflow_hu=inflow, extra={"trabeculae": trabeculae}, heart_detail=detail)

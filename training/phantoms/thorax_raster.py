@@ -1,6 +1,8 @@
 """Paint the thorax of :mod:`training.phantoms.thorax` into a label map (abdomen, mediastinum, airways, lung trees).
 
 The chest wall is painted by :mod:`training.phantoms.body`, the spine by :mod:`training.phantoms.vertebrae`.
+The heart's papillary muscles, trabeculae,
+appendages and outflow tract (:mod:`training.phantoms.heart_detail`) are painted here too.
 Every structure is a registry label (``tools.core.anatomy``). Tubes are painted segment by segment inside
 each segment's bounding box, so a lung tree of thousands of branches costs well under a second. New
 structures never paint within ``KEEP_OUT_MM`` of a coronary lumen: the coronaries run in their own fat.
@@ -12,6 +14,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from tools.core.anatomy import STRUCTURES_BY_NAME
+from training.phantoms.heart_detail import HeartDetail
 from training.phantoms.thorax import Segments, Thorax
 
 LABEL = {name: s.label_id for name, s in STRUCTURES_BY_NAME.items()}
@@ -168,3 +171,30 @@ def vessels_and_airways(lab: np.ndarray, grid, anat, thorax: Thorax) -> np.ndarr
                    min_radius=thin)
     air &= np.isin(lab, [LABEL["trachea"], LABEL["main_bronchi"]])
     return air
+
+
+def _coronary_keep_out(anat) -> tuple[cKDTree, np.ndarray]:
+    codes = list(anat.vessels)
+    pts = np.concatenate([anat.vessels[c].points for c in codes])
+    radii = np.concatenate([anat.vessels[c].radius for c in codes]) + 1.5  # plaque and wall
+    return cKDTree(pts), radii
+
+
+def paint_heart_detail(lab: np.ndarray, grid, anat, detail: HeartDetail) -> None:
+    """Papillary muscles and LV trabeculae as LV myocardium inside the LV cavity, RV trabeculae as RV wall
+    inside the RV cavity, then the appendages (their atrium's blood label, no registry label of their own)
+    and the RV outflow tract (RV blood) with a muscular wall and a fat sheath where they leave the heart."""
+    lv_blood, rv_blood = {LABEL["lv_blood"]}, {LABEL["rv_blood"]}
+    for segs in detail.papillary.values():
+        paint_segments(lab, grid, segs, LABEL["lv_myocardium"], lv_blood | {LABEL["lv_myocardium"]})
+    paint_segments(lab, grid, detail.lv_trabeculae, LABEL["lv_myocardium"], lv_blood)
+    paint_segments(lab, grid, detail.rv_trabeculae, LABEL["cardiac_wall"], rv_blood)
+    keep = _coronary_keep_out(anat)
+    lungs = {LABEL["lung_left"], LABEL["lung_right"]}
+    outside = lungs | {LABEL["epicardial_fat"], LABEL["soft_tissue"]}
+    # atrial appendage wall ~1.5 mm, RV outflow tract wall the RV's own (3 mm)
+    for segs, blood, wall in ((detail.laa, "la_blood", 1.5), (detail.raa, "ra_blood", 1.5),
+                              (detail.rvot, "rv_blood", float(anat.rv_wall_mm))):
+        paint_segments(lab, grid, segs, LABEL["epicardial_fat"], lungs, grow=wall + 3.0)
+        paint_segments(lab, grid, segs, LABEL["cardiac_wall"], outside, grow=wall, keep_out=keep)
+        paint_segments(lab, grid, segs, LABEL[blood], outside | {LABEL["cardiac_wall"], LABEL[blood]}, keep_out=keep)
