@@ -16,7 +16,7 @@ from pathlib import Path
 
 from assistant.findings import findings_of, show
 from assistant.outcomes import ToolOutcome, failed, succeeded
-from assistant.question import ParsedQuestion
+from assistant.question import PROVENANCE_CUE, ParsedQuestion
 from assistant.slots import LESION_LANDMARKS, landmark_display
 from assistant.verdicts import in_stent_graded, verdict_for
 from tools.core.anatomy import ARTERIES, SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
@@ -118,6 +118,12 @@ def _study_info(q: ParsedQuestion, done: list[ToolOutcome]) -> str:
         " No clinical context (risk factors, labs) is known."
     for warning in summary.warnings:
         text += f" Warning: {_sentence(warning)}"
+    if q is not None and PROVENANCE_CUE.search(q.text):
+        # The study tool does not record whether a scan is a real patient's: say where it came from instead.
+        where = f" (case {r.case_id})" if r.case_id else ""
+        source = f" It was loaded from {summary.source}{where}." if summary.source else ""
+        text += (f"{source} Whether these are a real patient's images is not recorded with the study; the bundled "
+                 "demo studies are synthetic phantoms, and no answer here is for clinical use.")
     return text
 
 
@@ -508,6 +514,14 @@ def _patient_identity() -> str:
             "in the PACS or the hospital information system.")
 
 
+ABOUT_ASSISTANT = (
+    "I am the CardioVLM assistant, open-source research software for coronary CT angiography, not a doctor "
+    "and not for clinical use. I answer by running measurement tools on the loaded study (calcium score, "
+    "stenosis, stent sizing, segmentation, landmarks, risk scores, prior reports) and state only numbers those "
+    "tools measured; the trained vision-language model is asked only where no tool measures, and says so. "
+)
+
+
 def _unknown(q: ParsedQuestion | None, done: list[ToolOutcome]) -> str:
     named = q and (q.segment or q.artery or q.structure)
     if named:
@@ -569,6 +583,7 @@ WRITERS: dict[str, Callable[..., str]] = {
     "risk": _risk,
     "reports": lambda q, done, verdict: _reports(q, done),
     "patient_identity": lambda q, done, verdict: _patient_identity(),
+    "about_assistant": lambda q, done, verdict: ABOUT_ASSISTANT + CAPABILITIES,
 }
 
 

@@ -30,6 +30,9 @@ Intent = Literal["study_info", "segment", "calcium", "stenosis", "cadrads_patien
                  "locate", "identity", "cannot", "unknown"]
 INTENTS: tuple[str, ...] = Intent.__args__  # type: ignore[attr-defined]
 
+# Intents whose bank phrasings are grouped by topic: the nearest phrasing's topic is part of the reading.
+TOPIC_INTENTS = ("cannot", "identity")
+
 BANK_PATH = Path(__file__).with_name("phrasing_bank.yaml")
 
 
@@ -49,7 +52,7 @@ class MatcherConfig:
 class Phrasing:
     text: str
     intent: str
-    topic: str | None  # for "cannot": which unmeasurable quantity (keys of cannot_topics)
+    topic: str | None  # "cannot": which unmeasurable quantity (keys of cannot_topics); "identity": whose
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,7 @@ class IntentMatch:
     score: float  # mean similarity of the intent's nearest phrasings (cosine, -1..1)
     scores: dict[str, float]  # every intent's score
     nearest: str  # nearest bank phrasing of the chosen intent
-    topic: str | None = None  # "cannot" topic of the nearest phrasing
+    topic: str | None = None  # topic of the nearest phrasing ("cannot": the quantity; "identity": patient or assistant)
 
     def ranked(self) -> list[tuple[str, float]]:
         return sorted(self.scores.items(), key=lambda kv: -kv[1])
@@ -97,7 +100,7 @@ def load_bank(path: Path = BANK_PATH) -> PhrasingBank:
     missing = set(INTENTS) - {p.intent for p in phrasings}
     if missing:
         raise ValueError(f"phrasing bank {path}: no phrasings for {sorted(missing)}")
-    unexplained = {p.topic for p in phrasings if p.topic} - set(topics)
+    unexplained = {p.topic for p in phrasings if p.topic and p.intent == "cannot"} - set(topics)
     if unexplained:
         raise ValueError(f"phrasing bank {path}: cannot topics without a reason: {sorted(unexplained)}")
     return PhrasingBank(tuple(phrasings), topics, hashlib.sha256(raw).hexdigest()[:16])
@@ -186,7 +189,7 @@ class IntentMatcher:
         intent = self.decide(scores)
         phrasing = self.bank.phrasings[nearest]
         return IntentMatch(intent=intent, score=scores[best], scores=scores, nearest=phrasing.text,
-                           topic=phrasing.topic if intent == "cannot" else None)
+                           topic=phrasing.topic if best in TOPIC_INTENTS else None)
 
 
 @lru_cache(maxsize=1)

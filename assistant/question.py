@@ -35,7 +35,7 @@ from tools.quant.cadrads import OBSTRUCTIVE_PERCENT, SEVERE_PERCENT
 # presence check, "stent" a coverage check or a presence / patency check.
 Task = Literal[
     "study_info", "calcium_score", "stenosis", "cadrads", "stent_coverage", "presence", "segment", "risk",
-    "reports", "locate", "patient_identity", "cannot", "unknown",
+    "reports", "locate", "patient_identity", "about_assistant", "cannot", "unknown",
 ]
 FindingWord = Literal["calcification", "plaque", "stent", "occlusion", "stenosis", "lesion"]
 
@@ -546,6 +546,10 @@ def _parse_part(text: str, match: IntentMatch, lesion_context: bool = False, bef
     lengths = list(numbers.stent_length_range_mm or ([numbers.stent_length_mm] if numbers.stent_length_mm else []))
     is_yes_no = bool(_YES_NO_START.match(text))
     task = _task(intent, text, finding, stent_status, numbers.stent_length_mm, is_yes_no, bool(vessels), superlative)
+    about_self = match.topic == "assistant" or bool(_SELF_CUE.search(text))
+    if intent == "identity" and about_self and not _PATIENT_WORD.search(text):
+        # "who made you", "what can you do": a question about the assistant, not about whose study this is.
+        task = "about_assistant"
     if intent == "stenosis" and task == "presence" and finding is None:
         finding = "stenosis"
     if (task == "stent_coverage" and numbers.stent_length_mm is None and numbers.stent_diameter_mm is None
@@ -584,12 +588,24 @@ _REPORTED_SHOW = re.compile(r"\b(?:did|does|do|has|have)\s+(?!you\b|u\b|i\b|we\b
 # "who" and "whose" ask for a person, and the person a study is about is its patient.
 _PERSON_CUE = re.compile(r"^\s*(?:who|whose)\b|\bwhose\b|\b(?:which|what) (?:patient|person)\b|\bname\b(?!\s+(?:of\s+)?(?:the\s+)?(?:vessel|artery|arteries|"  # noqa: E501
                          r"segment|branch|series|protocol|kernel|scanner|structure))", re.I)
+# A question naming the patient (or a person's identifiers) is about the patient, never about the assistant.
+_PATIENT_WORD = re.compile(r"\b(?:patient|pt|name|mrn|dob|birth|born|address|he|she|his|her|mr|mrs|ms)\b", re.I)
 # Disease of the patient as a whole, not of a vessel: "obstructive disease anywhere", "overall".
 _PATIENT_LEVEL = re.compile(r"\b(?:overall|anywhere|in (?:any|all) (?:of (?:the|his|her) )?(?:vessels?|arteries)|"
                             r"obstructive (?:coronary )?(?:artery )?disease|obstructive cad|multi-?vessel disease)\b", re.I)  # noqa: E501
 # A series, an acquisition or its header is what a study question is about, whatever else it names
 # ("is there a calcium score series?").
 _STUDY_CUE = re.compile(r"\bseries\b|\bacquisition|\bacquired\b|\bprotocol\b|\bdicom\b|\bheader\b|\bmodality\b", re.I)
+# Whether the images are real or made is the study's provenance, not whose identity it carries.
+PROVENANCE_CUE = re.compile(r"\b(?:real|synthetic|phantoms?|simulat\w*|artificial|genuine|fake|fictional|made[- ]up|"
+                             r"generated|computer[- ]generated|actual (?:patient|person|human))\b", re.I)
+# "are you a real doctor" asks about the assistant, not about the images.
+_SECOND_PERSON = re.compile(r"\b(?:you|your|yourself|u)\b", re.I)
+# A question on the assistant's own nature ("are you a doctor", "who built you", "your limitations").
+_SELF_CUE = re.compile(r"^\s*(?:are|were) (?:you|u)\b|\b(?:who|what) (?:are|made|built|created|trained|designed|wrote|"
+                       r"developed|programmed) (?:you|u)\b|\babout (?:you|yourself)\b|\byour (?:name|purpose|"
+                       r"limitations?|capabilit\w+|abilit\w+|features?|functions?|makers?|creators?|developers?)\b",
+                       re.I)
 # A calcium question names calcium (or its score); a question naming calcium and no narrowing leans to calcium.
 _CALCIUM_EVIDENCE = re.compile(r"\bcalci|\bca\b|\bcacs?\b|\bcac-?drs|\bagatston|\bscor|\bburden|\bhounsfield", re.I)
 _NARROWING_EVIDENCE = re.compile(r"\bstenos|\bnarrow|\blesion|\bobstruct|\bblock|\btight|\boccl|\bsignifican|\bsevere|"
@@ -630,9 +646,9 @@ def _choose_intent(match: IntentMatch, numbers, landmark: str | None, text: str,
         scores["segment"] += 1.5 * SLOT_PULL
     elif _REPORTED_SHOW.search(text):
         scores["segment"] -= 2 * SLOT_PULL
-    if _PERSON_CUE.search(text):
+    if _PERSON_CUE.search(text) or _SELF_CUE.search(text):
         scores["identity"] += SLOT_PULL
-    if _STUDY_CUE.search(text):
+    if _STUDY_CUE.search(text) or (PROVENANCE_CUE.search(text) and not _SECOND_PERSON.search(text)):
         scores["study_info"] += SLOT_PULL
     if match.intent == "unknown" and max(scores.values()) < match.score + SLOT_PULL:
         return "unknown"

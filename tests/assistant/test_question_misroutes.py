@@ -90,3 +90,35 @@ def test_the_size_of_a_stent_in_place_is_its_state_not_a_sizing(text, vessel):
                                   "What size stent for the pLAD lesion?"])
 def test_a_stent_to_choose_is_still_sized(text):
     assert parse_question(text).task == "stent_coverage"
+
+
+@pytest.mark.parametrize("text", [
+    "what are you good for?",
+    "who put you together",
+    "which questions can I put to you",
+    "are you a real cardiologist",
+])
+def test_questions_about_the_assistant_are_answered_as_such(text):
+    from assistant.compose import compose_answer
+
+    q = parse_question(text)
+    assert (q.intent, q.task) == ("identity", "about_assistant")
+    answer = compose_answer(q, [])
+    assert "CardioVLM assistant" in answer and "not for clinical use" in answer
+    assert "de-identified" not in answer  # not the patient-identity refusal
+
+
+@pytest.mark.parametrize("text", ["what's the patient called?", "who is this scan of", "his MRN please"])
+def test_questions_about_the_patient_stay_patient_identity(text):
+    q = parse_question(text)
+    assert (q.intent, q.task) == ("identity", "patient_identity")
+
+
+@pytest.mark.parametrize("text", [
+    "was a real human scanned here",
+    "are these pictures synthetic?",
+    "is this study from a phantom or a person",
+    "what exactly are these images",
+])
+def test_what_the_loaded_images_are_is_a_study_question(text):
+    assert understand(text).intents == ["study_info"]
