@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import argparse
 import random
-import socket
+import sys
 import tempfile
 import threading
 import time
@@ -42,6 +42,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root, for tests/
+from tests.loopback import chat_texts, free_port
 
 STUDY_A, STUDY_B = "lad_calcified", "lad_stenosis"
 # An answer with a mask and a number: its export is a SEG and an SR, and the LAD volume differs between
@@ -55,20 +58,6 @@ HTTPX = {"timeout": 120.0}
 SLOW_QUESTION, SLOW_FINDING = "What is the calcium score?", "Agatston score"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _texts(chat) -> list[str]:
-    out = []
-    for message in chat:
-        content = message["content"]
-        for part in content if isinstance(content, list) else [content]:
-            if isinstance(part, dict) and part.get("type") == "text":
-                out.append(part["text"])
-    return out
 
 
 def _fetch(url: str, cookies):
@@ -137,7 +126,7 @@ class _Timed:
         job = submitted or client.submit(QUESTION, [], api_name="/ask")
         chat, _, findings, *_ = job.result()
         self.timings.append(time.perf_counter() - t0)
-        texts = _texts(chat)
+        texts = chat_texts(chat)
         if any("Traceback" in t for t in texts):
             self.counts["errors"] += 1
         self.counts["answers"] += _value(findings, finding) is not None
@@ -292,7 +281,7 @@ def main() -> None:
     users = {f"user{i}": f"pw-{i}-benchmark" for i in range(args.users)}
     users_file = Path(tempfile.mkdtemp()) / "users.txt"
     users_file.write_text("".join(f"{u}:{p}\n" for u, p in users.items()))
-    app, url = launch("127.0.0.1", _free_port(), users_file=str(users_file), block=False)
+    app, url = launch("127.0.0.1", free_port(), users_file=str(users_file), block=False)
     counts: Counter = Counter()
     timings: list[float] = []
     peers: dict = {}

@@ -8,20 +8,19 @@ table shows both the median and the slowest answer. Run: ``python benchmarks/app
 
 from __future__ import annotations
 
-import socket
 import statistics
+import sys
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root, for tests/
+from tests.loopback import free_port
 
 QUESTION = "Will a 20 mm stent fully cover the proximal LAD lesion?"
 CASE = "lad_stenosis"
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _one_user(url: str) -> tuple[float, float, bool]:
@@ -41,7 +40,7 @@ def main() -> None:
     t0 = time.perf_counter()
     from ui.server import launch
 
-    app, url = launch("127.0.0.1", _free_port(), block=False)
+    app, url = launch("127.0.0.1", free_port(), block=False)
     urllib.request.urlopen(url, timeout=60).read()
     ready = time.perf_counter() - t0
     rows = [("launch to ready (imports, app build, first page)", f"{ready:.1f} s", "")]

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
 
+from tests.loopback import free_port
 from tools.core.errors import CardioVLMError
 
 ORTHANC_BINARY = "Orthanc"
@@ -31,11 +31,6 @@ class OrthancUnavailable(CardioVLMError, RuntimeError):
 
     code = "orthanc.unavailable"
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def dicomweb_plugin() -> Path:

@@ -50,7 +50,7 @@ def test_wrong_password_gives_a_clear_message(pacs):
 
 
 def test_unreachable_server_gives_a_clear_message():
-    from tests.orthanc_local import free_port
+    from tests.loopback import free_port
 
     client = PacsClient(f"http://127.0.0.1:{free_port()}/dicom-web", timeout_s=5)
     with pytest.raises(PacsUnreachableError, match="cannot be reached \\(connection refused\\)"):

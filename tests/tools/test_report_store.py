@@ -17,6 +17,7 @@ import chromadb
 import pytest
 from chromadb.config import Settings as ChromaSettings
 
+from tests.loopback import free_port
 from tools.core.settings import Settings
 from tools.reports import api as rs
 from tools.reports.phi import scrub_phi
@@ -272,17 +273,12 @@ def test_reindex_reads_a_store_written_before_findings_were_read(tmp_path):
     assert old.search("moderate calcified plaque in the proximal LAD", k=1)[0].report_id == "p1-2021"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("chroma", path=str(Path(sys.executable).parent)) is None,
                     reason="the chroma CLI is not installed in this environment")
 def test_real_chroma_server_on_loopback(tmp_path):
-    port = _free_port()
+    port = free_port()
     chroma = shutil.which("chroma", path=str(Path(sys.executable).parent))
     server = subprocess.Popen([chroma, "run", "--path", str(tmp_path / "srv"), "--host", "127.0.0.1",
                                "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from gradio_client import Client
 
-from tests.ui.test_app_api import _free_port, _texts
+from tests.loopback import chat_texts, free_port
 from tools.core.settings import get_settings
 from ui.access import LoginLimiter
 from ui.server import launch
@@ -23,7 +23,7 @@ USERS = {"alice": "alice-pw", "bob": "bob-pw", "carol": "carol-pw"}
 def server(tmp_path_factory):
     users = tmp_path_factory.mktemp("users") / "users.txt"
     users.write_text("".join(f"{u}:{p}\n" for u, p in USERS.items()))
-    app, url = launch("127.0.0.1", _free_port(), users_file=str(users), block=False,
+    app, url = launch("127.0.0.1", free_port(), users_file=str(users), block=False,
                       limiter=LoginLimiter(max_failures=5, max_failures_per_client=50))
     yield url.rstrip("/")
     app.close()
@@ -54,7 +54,7 @@ def test_another_login_cannot_read_a_session_or_its_files(server, tmp_path):
     summary, *_ = alice.predict("healthy", "axial", "cardiac", api_name="/load_demo")
     assert "Modality** CT" in summary
     chat, _, findings, downloads, *_ = alice.predict("What is the calcium score?", [], api_name="/ask")
-    assert "Agatston" in _texts(chat)[-1] and downloads
+    assert "Agatston" in chat_texts(chat)[-1] and downloads
     bob = Client(server, auth=("bob", USERS["bob"]), verbose=False, download_files=False)
     bob.session_hash = alice.session_hash  # bob names alice's session
     with pytest.raises(Exception):  # noqa: B017 (the client raises its own error for a refused request)
@@ -64,7 +64,7 @@ def test_another_login_cannot_read_a_session_or_its_files(server, tmp_path):
     refused = httpx.get(url, cookies=bob.cookies)
     assert refused.status_code == 403 and "another user" in refused.text
     chat, *_ = alice.predict("What is the calcium score?", [], api_name="/ask")  # alice's session is intact
-    assert "Agatston" in _texts(chat)[-1]
+    assert "Agatston" in chat_texts(chat)[-1]
 
 
 def test_the_server_keeps_uploads_and_temporary_files_in_its_own_folder(server):

@@ -1,38 +1,24 @@
 """The app's API endpoints through gradio_client on loopback, as a browser session would use them."""
 
 import shutil
-import socket
 
 import pytest
 from gradio_client import Client, handle_file
 
+from tests.loopback import chat_texts, free_port
 from tools.core.settings import get_settings
 from ui.server import launch
 
 DEMO_CASES = get_settings().demo_cases_dir
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
-    app, url = launch("127.0.0.1", _free_port(), block=False)
+    app, url = launch("127.0.0.1", free_port(), block=False)
     yield Client(url, verbose=False, download_files=str(tmp_path_factory.mktemp("downloads")))
     app.close()
 
-
-def _texts(chat) -> list[str]:
-    out = []
-    for message in chat:
-        content = message["content"]
-        for part in content if isinstance(content, list) else [content]:
-            if isinstance(part, dict) and part.get("type") == "text":
-                out.append(part["text"])
-    return out
 
 
 def test_stent_question_on_the_lad_stenosis_demo(client):
@@ -40,7 +26,7 @@ def test_stent_question_on_the_lad_stenosis_demo(client):
     assert "Modality** CT" in summary
     chat, _, findings, downloads, *_ = client.predict(
         "Will a 20 mm stent fully cover the proximal LAD lesion?", [], api_name="/ask")
-    answer = _texts(chat)[-1]
+    answer = chat_texts(chat)[-1]
     assert answer.startswith("Yes") and "pLAD" in answer
     assert any(row[0] == "lesion length" and row[2] == "mm" for row in findings["data"])
     assert any(str(p).endswith(".json") for p in downloads) and any(str(p).endswith(".html") for p in downloads)
@@ -54,7 +40,7 @@ def test_corrupt_zip_gives_a_readable_message_and_keeps_the_study(client, tmp_pa
                                  api_name="/load_upload")
     assert summary.startswith("⚠️") and "Traceback" not in summary
     chat, *_ = client.predict("What is the calcium score?", [], api_name="/ask")
-    assert "Agatston" in _texts(chat)[-1]
+    assert "Agatston" in chat_texts(chat)[-1]
 
 
 def test_load_pressed_before_the_upload_preview_loads_the_upload(client, tmp_path):
@@ -77,4 +63,4 @@ def test_load_pressed_before_the_upload_preview_loads_the_upload(client, tmp_pat
 def test_nonsense_question_is_answered_with_what_the_assistant_can_do(client):
     client.predict("healthy", "axial", "cardiac", api_name="/load_demo")
     chat, *_ = client.predict("banana rocket?", [], api_name="/ask")
-    assert "Traceback" not in _texts(chat)[-1] and len(_texts(chat)[-1]) > 20
+    assert "Traceback" not in chat_texts(chat)[-1] and len(chat_texts(chat)[-1]) > 20

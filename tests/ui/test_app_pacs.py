@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 from gradio_client import Client
 
+from tests.loopback import chat_texts, free_port
 from tests.tools.conftest import pacs, pacs_env  # noqa: F401 (fixtures: Orthanc with two demo phantoms)
-from tests.ui.test_app_api import _free_port, _texts
 from ui.server import launch
 
 
 @pytest.fixture
 def client(pacs_env, tmp_path):  # noqa: F811 (pacs_env is the imported fixture)
-    app, url = launch("127.0.0.1", _free_port(), block=False)  # built while CARDIOVLM_PACS_URL is set
+    app, url = launch("127.0.0.1", free_port(), block=False)  # built while CARDIOVLM_PACS_URL is set
     yield Client(url, verbose=False, download_files=str(tmp_path))
     app.close()
 
@@ -35,7 +35,7 @@ def test_an_answer_with_masks_is_sent_to_the_pacs_with_its_ct_series(client):
     # A demo case brings its label map, so the answer has a mask; being NIfTI, its CT goes along.
     client.predict("lad_stenosis", "axial", "cardiac", api_name="/load_demo")
     chat, *_ = client.predict("Segment the proximal LAD", [], api_name="/ask")
-    assert "pLAD" in _texts(chat)[-1]
+    assert "pLAD" in chat_texts(chat)[-1]
     saved, status = client.predict(None, api_name="/save_dicom")
     assert status.startswith("Saved lad_stenosis_answer01_") and "_seg.dcm" in status and "_sr.dcm" in status
     downloads, status = client.predict(None, api_name="/send_pacs")  # the same files, not a second export

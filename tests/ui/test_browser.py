@@ -6,10 +6,11 @@ browser. Screenshots are saved under test-artifacts/ for review.
 """
 
 import re
-import socket
 from pathlib import Path
 
 import pytest
+
+from tests.loopback import free_port
 
 pytestmark = pytest.mark.browser
 
@@ -25,11 +26,6 @@ def _ensure_chromium() -> None:
         pytest.skip(f"Debian chromium is not installed ({CHROMIUM} missing): run "
                     "`bash scripts/install_test_services.sh` first (the README's test command does)")
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +43,7 @@ def browser():
 def page(browser):
     from ui.server import launch
 
-    app, url = launch("127.0.0.1", _free_port(), block=False)
+    app, url = launch("127.0.0.1", free_port(), block=False)
     page = browser.new_page(viewport={"width": 1440, "height": 1000})
     # Gradio pages never reach network idle: wait for load, then for elements.
     page.goto(url, wait_until="load")
@@ -105,7 +101,7 @@ def test_login_page_then_the_app(browser, tmp_path):
 
     users = tmp_path / "users.txt"
     users.write_text("alice:alice-pw\n")
-    app, url = launch("127.0.0.1", _free_port(), users_file=str(users), block=False)
+    app, url = launch("127.0.0.1", free_port(), users_file=str(users), block=False)
     page = browser.new_page()
     try:
         page.goto(url, wait_until="load")
@@ -129,7 +125,7 @@ def test_viewer_files_are_served_only_to_the_login_that_loaded_them(browser, tmp
 
     users = tmp_path / "users.txt"
     users.write_text("alice:alice-pw\nbob:bob-pw\n")
-    app, url = launch("127.0.0.1", _free_port(), users_file=str(users), block=False)
+    app, url = launch("127.0.0.1", free_port(), users_file=str(users), block=False)
     contexts = []
 
     def login(user):

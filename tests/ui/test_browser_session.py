@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.ui.test_browser import ARTIFACTS, CHROMIUM, FLAGS, _ensure_chromium, _free_port
+from tests.loopback import free_port
+from tests.ui.test_browser import ARTIFACTS, CHROMIUM, FLAGS, _ensure_chromium
 from tools.core.settings import get_settings
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(
@@ -71,7 +72,7 @@ def page(tmp_path_factory):
             rs.ReportRecord(report_id="prior-8", patient_hash="patient-c", study_date=date(2021, 1, 5),
                             text="Mild plaque in the mid RCA. No LAD stenosis."),
         ])
-        app, url = launch("127.0.0.1", _free_port(), block=False)
+        app, url = launch("127.0.0.1", free_port(), block=False)
         try:
             with sync_api.sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)

@@ -10,7 +10,8 @@ import re
 import numpy as np
 import pytest
 
-from tests.ui.test_browser import ARTIFACTS, CHROMIUM, FLAGS, _ensure_chromium, _free_port
+from tests.loopback import free_port
+from tests.ui.test_browser import ARTIFACTS, CHROMIUM, FLAGS, _ensure_chromium
 
 pytestmark = pytest.mark.browser
 
@@ -28,7 +29,7 @@ def viewer_page():
     sync_api = pytest.importorskip("playwright.sync_api")
     from ui.server import launch
 
-    app, url = launch("127.0.0.1", _free_port(), block=False)
+    app, url = launch("127.0.0.1", free_port(), block=False)
     ARTIFACTS.mkdir(exist_ok=True)
     try:
         with sync_api.sync_playwright() as pw:

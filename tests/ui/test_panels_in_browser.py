@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.ui.test_browser import ARTIFACTS, CHROMIUM, FLAGS, _ensure_chromium, _free_port
+from tests.loopback import free_port
+from tests.ui.test_browser import ARTIFACTS, CHROMIUM, FLAGS, _ensure_chromium
 
 pytestmark = pytest.mark.browser
 
@@ -57,7 +58,7 @@ def page_and_session(tmp_path_factory):
             lambda: context_view(session), None, clinical.outputs)
         series.apply.click(lambda c, k: apply_pick(session, c, k), [series.ccta, series.calcium], series.outputs)
         clinical.save.click(lambda *v: save_context(session, *v), clinical.fields, clinical.outputs)
-    port = _free_port()
+    port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     ARTIFACTS.mkdir(exist_ok=True)
     try:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.ui.test_browser import CHROMIUM, FLAGS, _ensure_chromium, _free_port
+from tests.loopback import free_port
+from tests.ui.test_browser import CHROMIUM, FLAGS, _ensure_chromium
 from tools.core.settings import get_settings
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(
@@ -25,7 +26,7 @@ def page():
     sync_api = pytest.importorskip("playwright.sync_api")
     from ui.server import launch
 
-    app, url = launch("127.0.0.1", _free_port(), block=False)
+    app, url = launch("127.0.0.1", free_port(), block=False)
     try:
         with sync_api.sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
