@@ -11,7 +11,8 @@ study grid and scored against the case's ground truth:
   false positive; on a "not present" record every predicted component is one, unless the model
   answered "not present");
 * referring records ("segment the most calcified artery", "segment the diseased artery") -> correct
-  when the predicted mask overlaps the named artery more (Dice) than any other artery;
+  when the predicted mask overlaps each artery the target names more (Dice) than any artery it does not
+  name (a target names several when e.g. two arteries carry calcium);
 * ``segment`` records of absent findings -> whether the model answers "not present";
 * ``yes_no`` / ``choice`` records -> accuracy; ``landmark`` records -> error in mm (LPS).
 
@@ -80,6 +81,17 @@ def dice(pred: np.ndarray, truth: np.ndarray) -> float:
     """Dice of two boolean masks; 1.0 when both are empty."""
     total = int(pred.sum()) + int(truth.sum())
     return 1.0 if total == 0 else 2.0 * int(np.logical_and(pred, truth).sum()) / total
+
+
+def referring_correct(pred: np.ndarray, labels: np.ndarray, target_ids: list[int]) -> bool:
+    """Whether ``pred`` picks out the arteries a referring target names: each named artery overlaps it
+    (Dice) more than any artery not named. A target with ids outside the coronary arteries names none."""
+    ids = set(target_ids)
+    named = {artery for artery, artery_ids in ARTERY_IDS.items() if ids & artery_ids}
+    if not named or not ids <= set().union(*ARTERY_IDS.values()):
+        return False
+    overlap = {artery: dice(pred, np.isin(labels, list(artery_ids))) for artery, artery_ids in ARTERY_IDS.items()}
+    return min(overlap[a] for a in named) > max((v for a, v in overlap.items() if a not in named), default=0.0)
 
 
 def lesion_counts(pred: np.ndarray, truth: np.ndarray) -> tuple[int, int, int]:
@@ -280,10 +292,7 @@ def score_record(model, record, study, labels: np.ndarray, landmarks: dict, scor
         truth = mask_from_labels(labels, target.mask.label_ids, spacing=study.spacing,
                                  near_segments=target.mask.near_segments or None, near_mm=target.mask.near_mm)
         if record.intent in REFERRING_INTENTS:
-            overlap = {a: dice(result.mask, np.isin(labels, list(ids))) for a, ids in ARTERY_IDS.items()}
-            wanted = structure_group(target.mask.label_ids)
-            scores.referring.append(wanted is not None and max(overlap, key=lambda a: overlap[a]) == wanted
-                                    and overlap[wanted] > 0)
+            scores.referring.append(referring_correct(result.mask, labels, target.mask.label_ids))
             return
         group = structure_group(target.mask.label_ids)
         value = dice(result.mask, truth)
