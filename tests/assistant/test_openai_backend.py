@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -20,15 +22,51 @@ from assistant.backends import chat_model, parse_llm_spec
 from assistant.session import Session
 
 
-class FakeChatCompletions(BaseHTTPRequestHandler):
-    requests: list[dict] = []
+class ChatCompletionsServer(BaseHTTPRequestHandler):
+    """POST /v1/chat/completions as the OpenAI protocol has it; a subclass says what the model replies."""
+
+    requests: list[dict] = []  # each request as {"path", "body"}, in order; reset by ``serving``
 
     def log_message(self, *args) -> None:  # keep pytest output clean
         pass
 
+    def reply(self, body: dict) -> tuple[dict, str]:
+        """The assistant message and its finish_reason for the request ``body``."""
+        raise NotImplementedError
+
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        type(self).requests.append({"path": self.path, "body": body})
+        cls = type(self)
+        cls.requests.append({"path": self.path, "body": body})
+        message, finish = self.reply(body)
+        payload = json.dumps({
+            "id": f"chatcmpl-{len(cls.requests)}", "object": "chat.completion", "created": 0,
+            "model": body["model"], "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+@contextmanager
+def serving(handler: type[ChatCompletionsServer]) -> Iterator[str]:
+    """Run ``handler`` on a free loopback port; yield its OpenAI base URL."""
+    handler.requests = []
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+class FakeChatCompletions(ChatCompletionsServer):
+    """Asks for measure_lesion on the vessel of the question, then answers from the tool's result."""
+
+    def reply(self, body: dict) -> tuple[dict, str]:
         last_user = max(i for i, m in enumerate(body["messages"]) if m["role"] == "user")
         question = body["messages"][last_user]["content"]
         tool_messages = [m for m in body["messages"][last_user:] if m["role"] == "tool"]  # this turn's
@@ -47,26 +85,13 @@ class FakeChatCompletions(BaseHTTPRequestHandler):
             message = {"role": "assistant",
                        "content": f"The proximal LAD has a {percent:.0f}% diameter stenosis (measure_lesion)."}
             finish = "stop"
-        payload = json.dumps({
-            "id": f"chatcmpl-{len(type(self).requests)}", "object": "chat.completion", "created": 0,
-            "model": body["model"], "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-            "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
+        return message, finish
 
 
 @pytest.fixture
 def server():
-    FakeChatCompletions.requests = []
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), FakeChatCompletions)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
-    httpd.shutdown()
-    httpd.server_close()
+    with serving(FakeChatCompletions) as url:
+        yield url
 
 
 def test_openai_backend_plans_with_tool_calls_and_answers_from_the_result(server, patient):
@@ -126,55 +151,33 @@ def test_an_unreachable_endpoint_is_a_message_and_the_session_is_kept(patient):
     assert session.context is patient and len(session.history) == 2  # the question and the message
 
 
-class ScriptedChatCompletions(BaseHTTPRequestHandler):
+class ScriptedChatCompletions(ChatCompletionsServer):
     """A chat-completions server that plays a script: each reply is a list of tool calls (name, args)
     or, once the tools have answered, a final text. It knows nothing of the study, like a hosted LLM."""
 
     script: list = []
-    requests: list[dict] = []
 
-    def log_message(self, *args) -> None:
-        pass
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        cls = type(self)
-        cls.requests.append(body)
-        step = cls.script[len(cls.requests) - 1]
+    def reply(self, body: dict) -> tuple[dict, str]:
+        n = len(type(self).requests)
+        step = type(self).script[n - 1]
         if isinstance(step, list):
-            message = {"role": "assistant", "content": None, "tool_calls": [
-                {"id": f"call_{len(cls.requests)}_{i}", "type": "function",
-                 "function": {"name": name, "arguments": json.dumps(args)}} for i, (name, args) in enumerate(step)]}
-            finish = "tool_calls"
-        else:
-            message, finish = {"role": "assistant", "content": step}, "stop"
-        payload = json.dumps({"id": f"chatcmpl-{len(cls.requests)}", "object": "chat.completion", "created": 0,
-                              "model": body["model"], "choices": [{"index": 0, "message": message,
-                                                                   "finish_reason": finish}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
+            calls = [{"id": f"call_{n}_{i}", "type": "function",
+                      "function": {"name": name, "arguments": json.dumps(args)}} for i, (name, args) in enumerate(step)]
+            return {"role": "assistant", "content": None, "tool_calls": calls}, "tool_calls"
+        return {"role": "assistant", "content": step}, "stop"
 
 
 @pytest.fixture
 def scripted():
-    ScriptedChatCompletions.requests = []
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), ScriptedChatCompletions)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
+    with serving(ScriptedChatCompletions) as url:
+        def session_with(script: list, patient) -> Session:
+            ScriptedChatCompletions.script = script
+            spec = f"openai:scripted@{url}"
+            s = Session(model=chat_model(spec), backend=spec)
+            s.use_context(patient)
+            return s
 
-    def session_with(script: list, patient) -> Session:
-        ScriptedChatCompletions.script = script
-        spec = f"openai:scripted@http://127.0.0.1:{httpd.server_address[1]}/v1"
-        s = Session(model=chat_model(spec), backend=spec)
-        s.use_context(patient)
-        return s
-
-    yield session_with
-    httpd.shutdown()
-    httpd.server_close()
+        yield session_with
 
 
 @pytest.mark.parametrize(("length", "verdict"), [(20, "yes"), (12, "no")])
@@ -185,7 +188,7 @@ def test_the_verdict_comes_from_the_tool_result_whatever_the_model_writes(script
                         "Hard to say from here; see the tool output."], patient)
     answer = session.ask(f"Will a {length} mm stent fully cover the proximal LAD lesion?")
     assert [(c.name, c.ok) for c in answer.tool_calls] == [("stent_coverage", True)]
-    sent = json.loads(next(m for m in ScriptedChatCompletions.requests[1]["messages"]
+    sent = json.loads(next(m for m in ScriptedChatCompletions.requests[1]["body"]["messages"]
                            if m["role"] == "tool")["content"])
     assert sent["covers"] is (verdict == "yes")
     assert answer.verdict == verdict
@@ -198,7 +201,7 @@ def test_several_tool_calls_in_one_reply_each_run_and_give_findings(scripted, pa
     answer = session.ask("What is the calcium score and how severe is the LAD stenosis?")
     assert [(c.name, c.args, c.ok) for c in answer.tool_calls] == [
         ("calcium_score", {}, True), ("measure_lesion", {"vessel": "LAD"}, True)]
-    tool_messages = [m for m in ScriptedChatCompletions.requests[1]["messages"] if m["role"] == "tool"]
+    tool_messages = [m for m in ScriptedChatCompletions.requests[1]["body"]["messages"] if m["role"] == "tool"]
     assert [m["tool_call_id"] for m in tool_messages] == ["call_1_0", "call_1_1"]
     names = {f.name for f in answer.findings}
     assert "Agatston score" in names and any("diameter stenosis" in n for n in names), names
@@ -210,7 +213,7 @@ def test_a_follow_up_goes_to_the_model_with_the_conversation(scripted, patient):
                         [("measure_lesion", {"vessel": "RCA"})], "Measured the RCA."], patient)
     session.ask("Is there a significant stenosis in the proximal LAD?")
     answer = session.ask("and in the RCA?")
-    third = ScriptedChatCompletions.requests[2]["messages"]
+    third = ScriptedChatCompletions.requests[2]["body"]["messages"]
     assert [m["content"] for m in third if m["role"] == "user"] == [
         "Is there a significant stenosis in the proximal LAD?", "and in the RCA?"]
     assert [(c.name, c.args) for c in answer.tool_calls] == [("measure_lesion", {"vessel": "RCA"})]
