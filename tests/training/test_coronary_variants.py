@@ -179,3 +179,14 @@ def test_tree_without_its_segments_is_refused():
     del anat.vessels["mLAD"]
     with pytest.raises(ValueError, match="mLAD"):
         sample_coronary_detail(anat, np.random.default_rng(0))
+
+
+def test_variant_landmarks_name_the_bridge_ends_and_the_ostium(variant_case):
+    anat, detail, *_ = variant_case
+    marks = detail.variant_landmarks(anat)
+    assert set(marks) == {"myocardial_bridge_start", "myocardial_bridge_end", "rca_high_takeoff_ostium"}
+    gap = np.linalg.norm(np.subtract(marks["myocardial_bridge_end"], marks["myocardial_bridge_start"]))
+    assert 0.7 * detail.bridge.length_mm <= gap <= detail.bridge.length_mm + 0.5  # a chord of the stretch
+    assert np.allclose(marks["rca_high_takeoff_ostium"], anat.landmarks["right_coronary_ostium"], atol=0.01)
+    assert sample_coronary_detail(copy.deepcopy(anat), np.random.default_rng([SEED, 5]), bridge=False,
+                                  high_takeoff=False).variant_landmarks(anat) == {}

@@ -106,6 +106,19 @@ class CoronaryDetail:
                 {**asdict(self.bridge), "length_mm": round(self.bridge.length_mm, 1)},
                 "rca_high_takeoff": None if self.high_takeoff is None else asdict(self.high_takeoff)}
 
+    def variant_landmarks(self, anat: Anatomy) -> dict[str, list[float]]:
+        """The variants as named points for the case's landmarks file (mm, LPS, two decimals)."""
+        out: dict[str, list[float]] = {}
+        if self.bridge is not None:
+            v = anat.vessels[self.bridge.segment]
+            arc = np.r_[0.0, np.cumsum(np.linalg.norm(np.diff(v.points, axis=0), axis=1))]
+            for end, mm in (("start", self.bridge.start_mm), ("end", self.bridge.end_mm)):
+                at = min(int(np.searchsorted(arc, mm)), len(arc) - 1)
+                out[f"myocardial_bridge_{end}"] = [round(float(c), 2) for c in v.points[at]]
+        if self.high_takeoff is not None:
+            out["rca_high_takeoff_ostium"] = list(self.high_takeoff.ostium)
+        return out
+
 
 def sample_coronary_detail(anat: Anatomy, rng: np.random.Generator, *, bridge: bool | None = None,
                            high_takeoff: bool | None = None) -> CoronaryDetail:
