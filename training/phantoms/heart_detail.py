@@ -22,7 +22,7 @@ paints it. Sizes, with their sources:
   ~780 mm2 (an equivalent radius of ~16 mm), volume 11.7-13.3 +/- 4 mL (256-slice CT of 200 normal hearts,
   Li et al., Surg Radiol Anat 2017;39:393).
 * RV outflow tract: a muscular tube from the anterior RV to the pulmonary valve; diameter 21-35 mm
-  proximally, 17-27 mm at the valve (ASE RV guideline, Rudski et al., JASE 2010;23:685).
+  proximally, 17-27 mm at the valve (ASE/EACVI chamber quantification, Lang et al. 2015).
 """
 
 from __future__ import annotations
