@@ -226,6 +226,12 @@ def _is_clause(text: str) -> bool:
 
 
 _ASKS_ABOUT_IT = re.compile(r"(?:^|[:,]\s*)(?:is|does|will|would|can|could|did|has|was)\s+it\b", re.I)
+# "segment the LAD, which looks calcified", "draw the RCA, it seems heavily diseased": a description of what
+# was just named, no request of its own.
+_DESCRIBING = (r"(?:which|that|as it|since it|because it|it|they|this|as they)\s+(?:really\s+|also\s+)?"
+               r"(?:looks?|seems?|appears?|is|are|was|were|has|have|had)\b")
+_DESCRIPTION = re.compile(r"^\s*" + _DESCRIBING + r"(?!.*\?\s*$)", re.I)
+_TRAILING_DESCRIPTION = re.compile(r",\s*" + _DESCRIBING + r"[^?]*$", re.I)
 _CONDITION = re.compile(r"^\s*(?:if|when|once|assuming|supposing|suppose|given|provided)\b", re.I)
 # A connective after a semicolon or a sentence's end ("; also draw it", "? And the RCA") belongs to the
 # separator, so the piece after it starts with its own verb.
@@ -367,7 +373,8 @@ def _split(text: str, lesion_context: bool) -> list[tuple[str, IntentMatch]]:
                       and bool(_request_words(piece)) and bool(_content_words(prev_text)))
             listing = (bool(_LISTING.match(separator)) and _names_at(prev_text, end=True) and _names_at(piece, end=False)  # noqa: E501
                        and not _own_topics(prev_text, piece))
-            statement = bool(_STATEMENT.match(prev_text))
+            statement = bool(_STATEMENT.match(prev_text)) or (
+                bool(_DESCRIPTION.match(piece)) and separator.strip() == ",")
             # "... with a single 20 mm stent, or will I need two?": an alternative that asks nothing
             # known of its own is the other answer to the same question ("narrowed or calcified?" asks two).
             alternative = bool(re.search(r"\bor\b", separator, re.I)) and "unknown" in (intent, prev_intent)
@@ -522,7 +529,9 @@ def _parse_part(text: str, match: IntentMatch, lesion_context: bool = False, bef
         structure = anatomy.structures[0]
     structures = list(anatomy.structures)
 
-    finding = next((name for name, pattern in _FINDING_PATTERNS if pattern.search(text)), None)
+    # "segment the LAD, which looks calcified": what the request names is drawn, not the description after it.
+    named = _TRAILING_DESCRIPTION.sub("", text) if intent == "segment" and (vessels or structures) else text
+    finding = next((name for name, pattern in _FINDING_PATTERNS if pattern.search(named)), None)
     superlative = _superlative(text)
     if intent == "segment" and superlative and not _DISPLAY_WORD.search(text):
         # "the worst stenosis in that vessel": a superlative is measured unless it is to be shown.
@@ -572,6 +581,10 @@ def _parse_part(text: str, match: IntentMatch, lesion_context: bool = False, bef
 _DISPLAY = re.compile(r"^\s*(?:(?:can|could|would|will) (?:you|i)\s+(?:please\s+)?(?:see\s+)?|please\s+|i(?:'d| would) "
                       r"like (?:to see\s+)?|let me see\s+)?(?:show|highlight|draw|outline|paint|mask|segment|display|"
                       r"visuali[sz]e|overlay|contour|delineate|colou?r|trace|make a mask|give me a mask|pull up)\b", re.I)  # noqa: E501
+# "can I see the plaque in the LM?", "I want to look at the calcium": to see a finding is to have it drawn.
+_SEE_REQUEST = re.compile(r"^\s*(?:(?:please\s+)?(?:can|could|may) (?:i|we)|(?:i|we)(?:'d| would)? (?:like|want|wanna|"
+                          r"need)(?: to)?|let me|let'?s)\s+(?:(?:please|quickly|just)\s+)?(?:see|view|look at|"
+                          r"have a look at|visuali[sz]e)\b", re.I)
 _DISPLAY_WORD = re.compile(r"\b(?:show|highlight|draw|outline|paint|mask|segment|display|visuali[sz]e|overlay|contour|"
                            r"delineate|colou?r|trace|see|pull up|view)", re.I)
 _STENT_EVIDENCE = re.compile(r"\bstent|\bdes\b|\bbms\b|\bscaffold|\bpci\b|\bdevice|\brestenos|\bisr\b|\bcover|\bspan",
@@ -606,8 +619,12 @@ _SELF_CUE = re.compile(r"^\s*(?:are|were) (?:you|u)\b|\b(?:who|what) (?:are|made
                        r"developed|programmed) (?:you|u)\b|\babout (?:you|yourself)\b|\byour (?:name|purpose|"
                        r"limitations?|capabilit\w+|abilit\w+|features?|functions?|makers?|creators?|developers?)\b",
                        re.I)
+# Words that ask for a number: a display request naming one also wants the measurement.
+_MEASURE_WORDS = re.compile(r"\bscor|\bagatston|\bcac-?drs|\bcad-?rads|\bvolume|\bmass\b|\bhow (?:much|many|tight|"
+                            r"severe|bad|narrow)|\bpercent|%|\bgrade|\bdegree|\bseverity|\bmeasure|\bquantif", re.I)
 # A calcium question names calcium (or its score); a question naming calcium and no narrowing leans to calcium.
-_CALCIUM_EVIDENCE = re.compile(r"\bcalci|\bca\b|\bcacs?\b|\bcac-?drs|\bagatston|\bscor|\bburden|\bhounsfield", re.I)
+_CALCIUM_EVIDENCE = re.compile(r"(?<!non-)(?<!non )\bcalci|\bca\b|\bcacs?\b|\bcac-?drs|\bagatston|\bscor|\bburden|"
+                               r"\bhounsfield", re.I)
 _NARROWING_EVIDENCE = re.compile(r"\bstenos|\bnarrow|\blesion|\bobstruct|\bblock|\btight|\boccl|\bsignifican|\bsevere|"
                                  r"\bcad-?rads|\blumen|\bmld\b|\bmla\b|\bpercent|%|\bdiameter|\bflow|\bcritical|\bpatent|"
                                  r"\bdiseas|\bplaque|\bworse|\bbad|\bgrade", re.I)
@@ -642,8 +659,15 @@ def _choose_intent(match: IntentMatch, numbers, landmark: str | None, text: str,
         scores["locate"] += 2 * SLOT_PULL if landmark in ("lesion_start", "lesion_end") else SLOT_PULL
     if _RETRIEVAL_CUE.search(text):
         scores["reports"] += 3 * SLOT_PULL
-    if _DISPLAY.match(text):
+    display = bool(_DISPLAY.match(text) or _SEE_REQUEST.match(text))
+    if display and not _MEASURE_WORDS.search(text):
+        # "show the calcified plaque": the finding word names what to draw; no measurement is asked.
         scores["segment"] += 1.5 * SLOT_PULL
+        scores["calcium"] -= SLOT_PULL
+        scores["stenosis"] -= SLOT_PULL
+    elif display:
+        # "display the Agatston per vessel": the display verb asks to be shown a number, not a mask.
+        scores["segment"] -= 2 * SLOT_PULL
     elif _REPORTED_SHOW.search(text):
         scores["segment"] -= 2 * SLOT_PULL
     if _PERSON_CUE.search(text) or _SELF_CUE.search(text):

@@ -122,3 +122,25 @@ def test_questions_about_the_patient_stay_patient_identity(text):
 ])
 def test_what_the_loaded_images_are_is_a_study_question(text):
     assert understand(text).intents == ["study_info"]
+
+
+@pytest.mark.parametrize(("text", "vessel", "structure"), [
+    ("can we look at the non-calcified plaque in the circumflex?", "LCx", "plaque"),
+    ("I'd like to view the calcium in the mid RCA", "mRCA", "calcification"),
+    ("paint the calcified plaques in red", None, "calcification"),
+    ("outline the RCA, which seems calcified", "RCA", None),
+    ("draw the LAD, it is full of plaque", "LAD", None),
+])
+def test_a_display_request_naming_a_finding_is_a_segmentation(text, vessel, structure):
+    plan = understand(text)
+    assert plan.intents == ["segment"]
+    assert (plan.parts[0].slots.vessel, plan.parts[0].slots.structure) == (vessel, structure)
+
+
+@pytest.mark.parametrize(("text", "intent"), [
+    ("show me the calcium score of the LAD", "calcium"),
+    ("display the Agatston per vessel", "calcium"),
+    ("show me how tight the RCA is", "stenosis"),
+])
+def test_a_display_request_for_a_number_still_measures(text, intent):
+    assert understand(text).intents == [intent]
