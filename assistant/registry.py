@@ -77,7 +77,7 @@ def typed_tool(tool: BaseTool, result: TypeAdapter) -> BaseTool:
 
 
 def available_tools() -> list[BaseTool]:
-    from assistant.tools.totalseg import unavailable_reason
+    from tools.segmentation.totalseg import unavailable_reason
 
     chosen = list(TOOL_LOCATIONS) + ([OPTIONAL_TOOL] if unavailable_reason() is None else [])
     adapters = _adapters()
@@ -87,7 +87,7 @@ def available_tools() -> list[BaseTool]:
 
 def unavailable_tools() -> dict[str, str]:
     """Tools left out of :func:`available_tools`, with why (stated once, e.g. by the CLI and the UI)."""
-    from assistant.tools.totalseg import unavailable_reason
+    from tools.segmentation.totalseg import unavailable_reason
 
     reason = unavailable_reason()
     return {"totalsegmentator_anatomy": reason} if reason else {}

@@ -1,6 +1,6 @@
 """The anatomically aware vision-language model: ``vlm.load(checkpoint_dir).run(study, instruction)``."""
 
-from vlm.checkpoint_io import CheckpointError
+from vlm.checkpoint_format import CheckpointError
 from vlm.checkpoint_io import load_checkpoint as load
 from vlm.config import ANSWER_CLASSES, CardioVLMConfig, ConfigError
 from vlm.model import CardioVLM, VLMOutput

@@ -8,16 +8,7 @@ from pathlib import Path
 
 import torch
 
-# The format's names, re-exported: callers read the file names and errors from here.
-from vlm.checkpoint_format import (  # noqa: F401
-    CHECKPOINT_FORMAT,
-    CHECKPOINT_FORMAT_VERSION,
-    CONFIG_FILE,
-    WEIGHTS_FILE,
-    CheckpointError,
-    read_config,
-    save_checkpoint,
-)
+from vlm.checkpoint_format import CHECKPOINT_FORMAT_VERSION, CONFIG_FILE, WEIGHTS_FILE, CheckpointError, read_config
 from vlm.model import CardioVLM
 
 log = logging.getLogger(__name__)

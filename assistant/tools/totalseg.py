@@ -20,13 +20,7 @@ from tools.core.anatomy import STRUCTURES_BY_NAME, resolve_structure_or_segment
 from tools.ingest.study_errors import StudyError
 from tools.quant.context import StudyContext, context_from_config
 from tools.segmentation.masks import save_mask_nifti
-from tools.segmentation.totalseg import (  # noqa: F401  (weights_*: the registry and tests ask this tool)
-    TOTALSEG_TO_REGISTRY,
-    label_with_totalsegmentator,
-    unavailable_reason,
-    weights_dir,
-    weights_installed,
-)
+from tools.segmentation.totalseg import TOTALSEG_TO_REGISTRY, label_with_totalsegmentator
 
 TOTALSEG_TASKS = ("total",)  # open weights; heartchambers_highres needs a licence
 _LABELS_KEY = "totalsegmentator_labels"

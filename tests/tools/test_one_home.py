@@ -40,9 +40,6 @@ FACADES: dict[str, str] = {
 # file no longer does, so this list only shrinks; when a (module, name) has no file left, drop its re-export.
 PENDING: dict[tuple[str, str], frozenset[str]] = {
     ("assistant.evidence", "ToolOutcome"): frozenset({"assistant/planner.py"}),
-    ("assistant.tools.totalseg", "unavailable_reason"): frozenset({"assistant/registry.py"}),
-    ("assistant.tools.totalseg", "weights_dir"): frozenset({"tests/tools/test_tool_error_codes.py"}),
-    ("assistant.tools.totalseg", "weights_installed"): frozenset({"tests/tools/test_tool_error_codes.py"}),
     ("tools.ingest.study", "SeriesNotFoundError"): frozenset({"ui/app.py"}),
     ("tools.ingest.study", "Study"): frozenset({
         "tests/tools/test_stenosis.py", "tests/tools/test_stent.py", "tools/quant/context.py",
@@ -50,27 +47,14 @@ PENDING: dict[tuple[str, str], frozenset[str]] = {
     ("tools.ingest.study", "StudyError"): frozenset({
         "tools/quant/calcium.py", "tools/quant/context.py", "tools/quant/coronary_tree.py", "tools/quant/risk.py",
         "ui/app.py"}),
-    ("training.curriculum.real_data", "PseudoLabelError"): frozenset({"tests/training/test_curriculum_real_data.py"}),
-    ("training.curriculum.real_data", "check_totalsegmentator"): frozenset({
-        "tests/training/test_curriculum_real_data.py"}),
     ("training.curriculum.real_data", "totalseg_weights_dir"): frozenset({"tests/tools/test_totalseg.py"}),
-    ("training.evaluate", "DICE_ROWS"): frozenset({"tests/training/test_evaluate.py"}),
-    ("training.evaluate", "structure_group"): frozenset({"tests/training/test_evaluate.py"}),
     ("training.phantoms.thorax", "APEX_WALL_FRACTION"): frozenset({"training/phantoms/raster.py"}),
     ("training.phantoms.thorax", "Segments"): frozenset({"training/phantoms/thorax_raster.py"}),
-    ("training.train", "CurriculumSamples"): frozenset({"tests/training/test_case_reading.py"}),
-    ("training.train", "TrainConfig"): frozenset({"tests/training/test_train_loop.py"}),
-    ("training.train", "TrainError"): frozenset({"tests/training/test_train_loop.py"}),
     ("ui.app", "UiSession"): frozenset({
         "tests/ui/test_app_hygiene.py", "tests/ui/test_app_panels.py", "tests/ui/test_app_session.py",
         "tests/ui/test_app_views.py", "tests/ui/test_qa_answers.py", "tests/ui/test_viewer.py"}),
-    ("vlm.checkpoint_io", "CONFIG_FILE"): frozenset({
-        "tests/vlm/test_shipped_checkpoint.py", "tests/vlm/test_vlm_tools.py"}),
-    ("vlm.checkpoint_io", "CheckpointError"): frozenset({"tests/training/test_train_loop.py", "vlm/__init__.py"}),
-    ("vlm.checkpoint_io", "WEIGHTS_FILE"): frozenset({
-        "tests/vlm/test_shipped_checkpoint.py", "tests/vlm/test_vlm_tools.py", "training/run_folder.py"}),
+    ("vlm.checkpoint_io", "WEIGHTS_FILE"): frozenset({"training/run_folder.py"}),
     ("vlm.checkpoint_io", "read_config"): frozenset({"training/run_folder.py"}),
-    ("vlm.model", "CardioVLMConfig"): frozenset({"tests/training/test_case_reading.py"}),
 }
 
 # Names a module marks for re-export (in ``__all__``, or imported unused with F401 silenced), whether or not
@@ -79,8 +63,6 @@ MARKED_PENDING: frozenset[tuple[str, str]] = frozenset({
     ("assistant.evidence", "ToolOutcome"), ("assistant.evidence", "outcomes"),
     ("assistant.tools.calcium_score", "CalciumScore"), ("assistant.tools.measure_lesion", "LesionMeasurement"),
     ("assistant.tools.risk_context", "RiskContext"), ("assistant.tools.stent_coverage", "StentPlan"),
-    ("assistant.tools.totalseg", "unavailable_reason"), ("assistant.tools.totalseg", "weights_dir"),
-    ("assistant.tools.totalseg", "weights_installed"),
     ("tools.ingest.study", "SeriesNotFoundError"), ("tools.ingest.study", "StudyError"),
     ("training.curriculum.real_data", "PseudoLabelError"), ("training.curriculum.real_data", "TOTALSEG_TO_REGISTRY"),
     ("training.curriculum.real_data", "check_totalsegmentator"),
@@ -89,7 +71,6 @@ MARKED_PENDING: frozenset[tuple[str, str]] = frozenset({
     ("training.phantoms.generate", "FindingRequest"),
     ("training.train", "CurriculumSamples"), ("training.train", "TrainConfig"), ("training.train", "TrainError"),
     ("training.train", "load_config_file"),
-    ("vlm.checkpoint_io", "CHECKPOINT_FORMAT"), ("vlm.checkpoint_io", "save_checkpoint"),
 })
 
 

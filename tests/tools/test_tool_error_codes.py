@@ -80,7 +80,7 @@ def test_every_tool_error_class_has_a_specific_code():
 
 
 def test_totalsegmentator_weights_are_looked_for_where_it_looks(tmp_path, monkeypatch):
-    from assistant.tools.totalseg import weights_dir, weights_installed
+    from tools.segmentation.totalseg import weights_dir, weights_installed
 
     monkeypatch.delenv("TOTALSEG_WEIGHTS_PATH", raising=False)
     monkeypatch.setenv("TOTALSEG_HOME_DIR", str(tmp_path / "home"))

@@ -9,8 +9,8 @@ import numpy as np
 
 from tools.core import case_format as cf
 from tools.core.anatomy import STRUCTURES_BY_NAME
-from training.train import CurriculumSamples
-from vlm.model import CardioVLMConfig
+from training.samples import CurriculumSamples
+from vlm.config import CardioVLMConfig
 
 AORTA = STRUCTURES_BY_NAME["aorta"].label_id
 

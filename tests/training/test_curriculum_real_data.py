@@ -12,14 +12,8 @@ import pytest
 from tools.core.anatomy import STRUCTURES_BY_NAME
 from tools.core.case_format import LABELS_NIFTI, load_case
 from tools.ingest.nifti_io import write_nifti
-from training.curriculum.real_data import (
-    ManifestError,
-    PseudoLabelError,
-    check_totalsegmentator,
-    import_manifest,
-    load_manifest,
-    pseudo_label,
-)
+from tools.segmentation.totalseg import TotalSegmentatorUnavailable, require_totalsegmentator
+from training.curriculum.real_data import ManifestError, import_manifest, load_manifest, pseudo_label
 
 
 def _image(path: Path) -> Path:
@@ -66,8 +60,8 @@ def test_a_missing_manifest_is_a_manifest_error_not_a_traceback(tmp_path):
 def test_missing_totalsegmentator_package(monkeypatch):
     monkeypatch.setitem(sys.modules, "totalsegmentator", None)
     monkeypatch.setitem(sys.modules, "totalsegmentator.python_api", None)
-    with pytest.raises(PseudoLabelError, match="pip install"):
-        check_totalsegmentator()
+    with pytest.raises(TotalSegmentatorUnavailable, match="pip install"):
+        require_totalsegmentator()
 
 
 def _fake_totalsegmentator(monkeypatch, calls):
@@ -96,7 +90,7 @@ def test_missing_weights_names_the_download_command(monkeypatch, tmp_path):
     _fake_totalsegmentator(monkeypatch, [])
     monkeypatch.delenv("TOTALSEG_WEIGHTS_PATH", raising=False)
     monkeypatch.setenv("TOTALSEG_HOME_DIR", str(tmp_path / "empty"))
-    with pytest.raises(PseudoLabelError, match="totalseg_download_weights"):
+    with pytest.raises(TotalSegmentatorUnavailable, match="totalseg_download_weights"):
         pseudo_label(_image(tmp_path / "ct.nii.gz"), tmp_path / "labels.nii.gz")
 
 

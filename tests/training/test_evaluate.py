@@ -12,7 +12,6 @@ import torch
 
 from tools.core.anatomy import STRUCTURES_BY_NAME, segments_of_artery
 from training.evaluate import (
-    DICE_ROWS,
     TARGETS,
     EvaluationError,
     balanced_accuracy,
@@ -24,11 +23,10 @@ from training.evaluate import (
     format_table,
     lesion_counts,
     referring_correct,
-    structure_group,
     target_gaps,
 )
 from vlm import CardioVLM, CardioVLMConfig
-from vlm.validation import ARTERY_IDS
+from vlm.validation import ARTERY_IDS, DICE_ROWS, structure_group
 
 torch.set_num_threads(1)
 

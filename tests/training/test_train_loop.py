@@ -18,7 +18,8 @@ import pytest
 import torch
 
 import vlm
-from training.train import TrainConfig, TrainError, stage_plan, train
+from training.train import stage_plan, train
+from training.train_config import TrainConfig, TrainError
 from vlm import CardioVLM, CardioVLMConfig
 
 torch.set_num_threads(1)
@@ -301,7 +302,7 @@ def test_init_from_copies_matching_weights_and_keeps_new_ones(tmp_path):
     init_from(grown, tmp_path / "old")
     assert torch.equal(grown.answer_head.weight, old.answer_head.weight)
     assert torch.equal(grown.anatomy_head.weight, head_before)  # not in the old checkpoint: left as initialised
-    from vlm.checkpoint_io import CheckpointError
+    from vlm.checkpoint_format import CheckpointError
 
     with pytest.raises(CheckpointError, match="does not exist"):
         init_from(grown, tmp_path / "missing")

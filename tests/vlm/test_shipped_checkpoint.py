@@ -11,7 +11,7 @@ import pytest
 import vlm
 from tools.core.anatomy import STRUCTURES_BY_NAME
 from tools.core.settings import PACKAGE_ROOT, get_settings
-from vlm.checkpoint_io import CONFIG_FILE, WEIGHTS_FILE
+from vlm.checkpoint_format import CONFIG_FILE, WEIGHTS_FILE
 from vlm.validation import EVALUATION_FILE, measured_scores
 
 SHIPPED = PACKAGE_ROOT / "vlm" / "checkpoint"

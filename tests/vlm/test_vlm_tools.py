@@ -141,7 +141,7 @@ def test_the_input_check_runs_before_any_vlm_output(bad, tiny_checkpoint, demo_s
 def test_masks_follow_the_measured_dice_and_answers_carry_their_evidence(tiny_checkpoint, demo_study, tmp_path,
                                                                          monkeypatch):
     import assistant.tools.vlm as vt
-    from vlm.checkpoint_io import CONFIG_FILE, WEIGHTS_FILE
+    from vlm.checkpoint_format import CONFIG_FILE, WEIGHTS_FILE
 
     assert (vt.CONFIG_FILE, vt.WEIGHTS_FILE) == (CONFIG_FILE, WEIGHTS_FILE)  # checked without importing torch
     ctx = StudyContext(study=demo_study, output_dir=tmp_path / "out")
