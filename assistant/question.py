@@ -27,7 +27,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from assistant.intents import Intent, IntentMatch, match_cached, match_texts
-from assistant.slots import MAX_STENT_DIAMETER_MM, QuestionValueError, anatomy_in, landmark_in, numbers_in, sex_in
+from assistant.slots import (
+    MAX_STENT_DIAMETER_MM,
+    QuestionValueError,
+    anatomy_in,
+    landmark_in,
+    numbers_in,
+    sex_in,
+    vessel_end_in,
+)
 from tools.core.anatomy import SEGMENTS_BY_CODE
 from tools.quant.cadrads import OBSTRUCTIVE_PERCENT, SEVERE_PERCENT
 
@@ -511,6 +519,14 @@ def _parse_part(text: str, match: IntentMatch, lesion_context: bool = False, bef
         numbers, problem = Numbers(), str(err)
     landmark = landmark_in(text, lesion_context=lesion_context)
     intent = _choose_intent(match, numbers, landmark, text, before)
+    vessel_end = vessel_end_in(text) if landmark is None and _WHERE.search(text) else None
+    if vessel_end and intent in ("stenosis", "segment", "locate", "unknown"):
+        # "Where does the RCA end?": no landmark marks it; the vessel's last segment is drawn instead.
+        intent, anatomy.vessels = "segment", [vessel_end]
+    dominance = bool(_DOMINANCE_CUE.search(text)) or (intent == "cannot" and match.topic == "dominance")
+    if dominance:
+        # "Which vessel gives off the PDA?" is the dominance question: the PDA names it, it is not asked about.
+        intent, anatomy.vessels = "cannot", []
     if intent == "cadrads_patient" and anatomy.vessels:
         intent = "stenosis"  # the CAD-RADS grade of a named vessel is that vessel's stenosis
     if intent == "locate" and landmark and not landmark.startswith("lesion_"):
@@ -573,7 +589,7 @@ def _parse_part(text: str, match: IntentMatch, lesion_context: bool = False, bef
         stent_lengths_mm=lengths, device=numbers.device, troponin_value=numbers.troponin_value,
         troponin_unit=numbers.troponin_unit, sex=sex_in(text), landmark=landmark if intent == "locate" else None,
         superlative=superlative, stenosis_threshold_percent=threshold, stent_status=stent_status,
-        cannot_topic=match.topic if intent == "cannot" else None, problem=problem,
+        cannot_topic=("dominance" if dominance else match.topic) if intent == "cannot" else None, problem=problem,
         is_yes_no=is_yes_no and task in YES_NO_TASKS, confidence=round(match.score, 3),
     )
 
@@ -622,6 +638,12 @@ _SELF_CUE = re.compile(r"^\s*(?:are|were) (?:you|u)\b|\b(?:who|what) (?:are|made
 # Words that ask for a number: a display request naming one also wants the measurement.
 _MEASURE_WORDS = re.compile(r"\bscor|\bagatston|\bcac-?drs|\bcad-?rads|\bvolume|\bmass\b|\bhow (?:much|many|tight|"
                             r"severe|bad|narrow)|\bpercent|%|\bgrade|\bdegree|\bseverity|\bmeasure|\bquantif", re.I)
+_WHERE = re.compile(r"\bwhere\b|\bhow far\b|\bpoint\b|\blocate\b|\bshow\b", re.I)
+# Which artery gives the posterior descending (or posterolateral) branch is the heart's dominance.
+_DOMINANCE_CUE = re.compile(r"\b(?:which|what|whose)\b[^?]{0,40}\b(?:gives?|giving|gave|supplies|supplying|feeds?|"
+                            r"provides?)\b[^?]{0,20}\b(?:pda|r-pda|l-pda|posterior descending|plb|posterolateral)|"
+                            r"\b(?:pda|posterior descending(?: artery)?)\b[^?]{0,30}\b(?:comes? from|arises? from|"
+                            r"supplied by|given off by|fed by)\s+(?:which|what)\b", re.I)
 # A calcium question names calcium (or its score); a question naming calcium and no narrowing leans to calcium.
 _CALCIUM_EVIDENCE = re.compile(r"(?<!non-)(?<!non )\bcalci|\bca\b|\bcacs?\b|\bcac-?drs|\bagatston|\bscor|\bburden|"
                                r"\bhounsfield", re.I)

@@ -355,8 +355,27 @@ def landmark_in(text: str, lesion_context: bool = False) -> str | None:
 # "Where does the LAD begin?": a vessel's start is a place, the landmark at its origin.
 _VESSEL_START = re.compile(r"\b(?:begin|begins|beginning|start|starts|starting|arise|arises|arising|originate|"
                            r"originates|originating|origin|takes? off|take-?off|comes? off|branch(?:es)? off|"
-                           r"springs? from)\b", re.I)
+                           r"springs? from|leaves?|leaving|splits? off|departs?|separates? from|diverges?|"
+                           r"(?:is )?given off)\b", re.I)
 _LESION_NOUN = re.compile(r"\b(?:lesion|stenos[ie]s|narrowing|plaque|blockage|occlusion|stent|calcif)", re.I)
+# "Where does the LAD end?": no landmark marks a vessel's end; its last segment, drawn, shows where it runs out.
+_VESSEL_END = re.compile(r"\b(?:end|ends|ending|terminat\w*|stop|stops|finish|finishes|run out|runs out|peter out|"
+                         r"peters out|last part|distal end|distal extent|how far does)\b", re.I)
+
+
+def vessel_end_in(text: str) -> str | None:
+    """The last segment of the vessel whose end a text asks about ('where does the RCA end?' -> 'dRCA'),
+    or None when it asks about no vessel's end (a lesion's end is a lesion landmark)."""
+    text = normalise_clinical(text)
+    if not _VESSEL_END.search(text) or _LESION_NOUN.search(text):
+        return None
+    vessels = anatomy_in(text).vessels
+    if not vessels:
+        return None
+    vessel = vessels[0]
+    return MAIN_VESSEL_PATHS[vessel][-1] if vessel in MAIN_VESSEL_PATHS else vessel
+
+
 # Branches whose origin is a registry landmark; a vessel starting elsewhere (mid LAD, D2) has none.
 _BRANCH_ORIGINS = {"D1": "d1_origin", "OM1": "om1_origin", "R-PDA": "pda_origin", "L-PDA": "pda_origin"}
 

@@ -144,3 +144,37 @@ def test_a_display_request_naming_a_finding_is_a_segmentation(text, vessel, stru
 ])
 def test_a_display_request_for_a_number_still_measures(text, intent):
     assert understand(text).intents == [intent]
+
+
+@pytest.mark.parametrize(("text", "vessel"), [
+    ("where does the left anterior descending run out?", "dLAD"),
+    ("show me where the right coronary terminates", "dRCA"),
+])
+def test_where_a_vessel_ends_draws_its_last_segment(text, vessel):
+    plan = understand(text)
+    assert plan.intents == ["segment"] and plan.parts[0].slots.vessel == vessel
+
+
+def test_the_end_of_a_lesion_is_still_the_lesion_end():
+    plan = understand("where does the plaque in the RCA stop?")
+    assert plan.intents == ["locate"] and plan.parts[0].slots.landmark == "lesion_end"
+
+
+@pytest.mark.parametrize("text", [
+    "what artery supplies the posterior descending?",
+    "the PDA comes from which vessel here",
+])
+def test_which_artery_gives_the_pda_is_the_reasoned_dominance_answer(text):
+    q = parse_question(text)
+    assert (q.intent, q.cannot_topic, q.vessels) == ("cannot", "dominance", [])
+
+
+@pytest.mark.parametrize(("text", "landmark"), [
+    ("at what point does the first diagonal leave the LAD?", "d1_origin"),
+    ("mark the centre of the aortic valve annulus", "aortic_annulus_centre"),
+    ("can you pinpoint the heart's crux", "crux"),
+    ("point at the apex of the heart", "lv_apex"),
+])
+def test_landmark_wordings_locate_the_landmark(text, landmark):
+    plan = understand(text)
+    assert plan.intents == ["locate"] and plan.parts[0].slots.landmark == landmark
