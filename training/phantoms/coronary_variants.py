@@ -9,7 +9,9 @@ bridge over the mid LAD or a high take-off of the RCA above the sinotubular junc
 The anatomy registry has no label for side branches, and a parent label on them would add branches
 to the parent segment's label skeleton and volume (which evaluation measures). So branch voxels keep
 their tissue label (fat or myocardium) and get lumen HU through the rasteriser's partial-volume band,
-as every coronary lumen does. A bridge relabels the fat round the bridged stretch as LV myocardium.
+as every coronary lumen does. A bridge relabels the fat round the bridged stretch as cardiac wall
+(myocardium HU): the phantom's LAD runs over the RV wall, and an LV-myocardium label there would add a
+detached island to the LV mass that realism checks measure.
 
 All draws come from the caller's generator (the case uses its own stream), so the seed's other draws
 do not move. Order of use for one case::
@@ -55,10 +57,11 @@ DISTAL_FRACTION = 0.55  # a branch's distal calibre relative to its origin (they
 
 _FAT = STRUCTURES_BY_NAME["epicardial_fat"].label_id
 _MYO = STRUCTURES_BY_NAME["lv_myocardium"].label_id
+_WALL = STRUCTURES_BY_NAME["cardiac_wall"].label_id
 # branch lumen is painted in fat and muscle only: where a drawn course crosses a blood pool or lung it
 # stays unpainted (in contrast blood it would not show; in lung it would look like a lung vessel)
 _TISSUE_AROUND_BRANCHES = {_FAT, _MYO} | {STRUCTURES_BY_NAME[n].label_id for n in ("cardiac_wall", "soft_tissue")}
-_BRIDGEABLE = {_FAT} | {STRUCTURES_BY_NAME[n].label_id for n in ("cardiac_wall", "soft_tissue")}
+_BRIDGEABLE = {_FAT, STRUCTURES_BY_NAME["soft_tissue"].label_id}
 
 
 @dataclass
@@ -171,7 +174,7 @@ def _septals(anat: Anatomy, rng: np.random.Generator, k: float) -> list[Branch]:
     at = np.sort(np.r_[rng.uniform(0.7, 1.0) * (n_p - 1), rng.uniform(n_p, len(lad) - 1, n - 1)]).astype(int)
     lv_len, lv_rad = anat.lv_outer
     w = anat.lv_wall_mm
-    apex_w = APEX_WALL_FRACTION * w if anat.thorax is not None else w
+    apex_w = APEX_WALL_FRACTION * w  # the realistic heart's thinner apex (its thorax is drawn after the tree)
     lvc = anat.lv_shift * np.array([np.cos(np.deg2rad(anat.phi_lv)), np.sin(np.deg2rad(anat.phi_lv))])
     septum_mid = anat.phi_lv + 180.0  # the LV wall that faces the RV
     out = []
@@ -308,7 +311,7 @@ def _merge_band(parts: dict, idx: np.ndarray, occ: np.ndarray) -> None:
 
 
 def _tunnel(labf: np.ndarray, grid, anat: Anatomy, bridge: Bridge) -> None:
-    """Fat and RV wall round the bridged stretch become LV myocardium: the artery runs inside the muscle."""
+    """Fat round the bridged stretch becomes muscle (cardiac wall): the artery runs inside the myocardium."""
     v = anat.vessels[bridge.segment]
     arc = np.r_[0.0, np.cumsum(np.linalg.norm(np.diff(v.points, axis=0), axis=1))]
     inside = (arc >= bridge.start_mm) & (arc <= bridge.end_mm)
@@ -317,4 +320,4 @@ def _tunnel(labf: np.ndarray, grid, anat: Anatomy, bridge: Bridge) -> None:
     xyz = org + np.stack(np.unravel_index(flat, grid.shape), -1) * sp
     dist = np.linalg.norm(xyz - v.points[nn], axis=1)
     sleeve = inside[nn] & (dist <= v.radius[nn] + BRIDGE_MUSCLE_MM) & np.isin(labf[flat], list(_BRIDGEABLE))
-    labf[flat[sleeve]] = _MYO
+    labf[flat[sleeve]] = _WALL
