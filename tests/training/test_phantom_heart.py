@@ -164,3 +164,15 @@ def test_rv_outflow_tract_leads_into_the_pulmonary_trunk(realistic, plain):
     assert lab[idx] == L["rv_blood"]
     # ASE: 21-35 mm proximal, 17-27 mm at the valve
     assert 21.0 <= 2 * rvot.r0[0] <= 35.0 and 17.0 <= 2 * rvot.r1[-1] <= 27.0
+
+
+def test_left_atrial_appendage_keeps_a_wall_from_the_pulmonary_trunk():
+    # seed 1's appendage runs against the trunk: without the wall the lumens touched over 156 voxels
+    anat, lumens, calcs, extra, *_ = build(1, findings=[], thorax=True)
+    grid = case_grid(anat, SIZES["chest"])
+    lab, _ = rasterise(anat, lumens, calcs, grid, extra)
+    (centre, radius), (x, y, z) = anat.la, grid.axes()
+    outside = np.sqrt(sum((ax - float(c)) ** 2 for ax, c in zip((x, y, z), centre))) > radius + 1.0
+    laa = ndimage.binary_dilation((lab == L["la_blood"]) & outside, BALL)
+    assert laa.sum() > 500
+    assert not (laa & np.isin(lab, [L["pulmonary_artery"], L["aorta"], L["aortic_root"]])).any()

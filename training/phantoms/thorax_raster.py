@@ -11,6 +11,7 @@ structures never paint within ``KEEP_OUT_MM`` of a coronary lumen: the coronarie
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from tools.core.anatomy import STRUCTURES_BY_NAME
@@ -193,8 +194,28 @@ def paint_heart_detail(lab: np.ndarray, grid, anat, detail: HeartDetail) -> None
     lungs = {LABEL["lung_left"], LABEL["lung_right"]}
     outside = lungs | {LABEL["epicardial_fat"], LABEL["soft_tissue"]}
     # atrial appendage wall ~1.5 mm, RV outflow tract wall the RV's own (3 mm)
-    for segs, blood, wall in ((detail.laa, "la_blood", 1.5), (detail.raa, "ra_blood", 1.5),
-                              (detail.rvot, "rv_blood", float(anat.rv_wall_mm))):
+    for segs, blood, wall, opens_into in ((detail.laa, "la_blood", 1.5, ""), (detail.raa, "ra_blood", 1.5, ""),
+                                          (detail.rvot, "rv_blood", float(anat.rv_wall_mm), "pulmonary_artery")):
         paint_segments(lab, grid, segs, LABEL["epicardial_fat"], lungs, grow=wall + 3.0)
         paint_segments(lab, grid, segs, LABEL["cardiac_wall"], outside, grow=wall, keep_out=keep)
         paint_segments(lab, grid, segs, LABEL[blood], outside | {LABEL["cardiac_wall"], LABEL[blood]}, keep_out=keep)
+        _wall_off(lab, grid, segs, LABEL[blood], wall, opens_into)
+
+
+OTHER_LUMENS = ("lv_blood", "rv_blood", "la_blood", "ra_blood", "aorta", "aortic_root", "pulmonary_artery",
+                "superior_vena_cava", "pulmonary_veins", "pulmonary_arteries")
+
+
+def _wall_off(lab: np.ndarray, grid, segs: Segments, label: int, reach: float, opens_into: str = "") -> None:
+    """Where a pouch's lumen (``label``, within its segments' box) touches another chamber's or vessel's lumen,
+    the touching voxels become wall: two blood pools are never seen without a wall between them (except
+    ``opens_into``, the vessel the pouch drains into: the outflow tract's pulmonary trunk)."""
+    org, sp = np.asarray(grid.origin), np.asarray(grid.spacing)
+    rmax = float(max(segs.r0.max(), segs.r1.max())) + reach + 2 * float(sp.max())
+    lo = np.clip(np.floor((np.minimum(segs.p0.min(0), segs.p1.min(0)) - rmax - org) / sp).astype(int), 0, grid.shape)
+    hi = np.clip(np.ceil((np.maximum(segs.p0.max(0), segs.p1.max(0)) + rmax - org) / sp).astype(int) + 1, 0,
+                 grid.shape)
+    box = lab[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+    other = np.isin(box, [LABEL[n] for n in OTHER_LUMENS if LABEL[n] != label and n != opens_into])
+    touching = (box == label) & ndimage.binary_dilation(other, np.ones((3, 3, 3), bool))
+    box[touching] = LABEL["cardiac_wall"]
