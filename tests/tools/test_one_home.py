@@ -50,9 +50,6 @@ PENDING: dict[tuple[str, str], frozenset[str]] = {
     ("training.curriculum.real_data", "totalseg_weights_dir"): frozenset({"tests/tools/test_totalseg.py"}),
     ("training.phantoms.thorax", "APEX_WALL_FRACTION"): frozenset({"training/phantoms/raster.py"}),
     ("training.phantoms.thorax", "Segments"): frozenset({"training/phantoms/thorax_raster.py"}),
-    ("ui.app", "UiSession"): frozenset({
-        "tests/ui/test_app_hygiene.py", "tests/ui/test_app_panels.py", "tests/ui/test_app_session.py",
-        "tests/ui/test_app_views.py", "tests/ui/test_qa_answers.py", "tests/ui/test_viewer.py"}),
     ("vlm.checkpoint_io", "WEIGHTS_FILE"): frozenset({"training/run_folder.py"}),
     ("vlm.checkpoint_io", "read_config"): frozenset({"training/run_folder.py"}),
 }

@@ -38,7 +38,7 @@ def healthy():
 
 @pytest.fixture
 def state():
-    from ui.app import UiSession
+    from ui.session_state import UiSession
 
     s = UiSession(owner="alice")
     yield s

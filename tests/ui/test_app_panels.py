@@ -16,8 +16,9 @@ ALICE = SimpleNamespace(username="alice")
 
 @pytest.mark.skipif(not (CASE / "case.json").is_file(), reason="the lad_stenosis demo case is not bundled")
 def test_a_stent_answer_opens_its_vessel_view_and_a_calcium_answer_does_not():
-    from ui.app import UiSession, _answer
+    from ui.app import _answer
     from ui.panels import show_vessel_view
+    from ui.session_state import UiSession
 
     state = UiSession(owner="alice")
     try:

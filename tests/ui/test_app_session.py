@@ -20,7 +20,7 @@ pytestmark = pytest.mark.skipif(not (DEMOS / "healthy" / "case.json").is_file() 
 
 @pytest.fixture
 def state():
-    from ui.app import UiSession
+    from ui.session_state import UiSession
 
     s = UiSession(owner="alice")
     yield s

@@ -13,7 +13,8 @@ CASE = get_settings().demo_cases_dir / "lad_stenosis"
 
 @pytest.mark.skipif(not (CASE / "case.json").is_file(), reason="the lad_stenosis demo case is not bundled")
 def test_an_answer_mask_is_shown_in_the_plane_being_read():
-    from ui.app import UiSession, _answer, _render
+    from ui.app import _answer, _render
+    from ui.session_state import UiSession
 
     state = UiSession()
     try:

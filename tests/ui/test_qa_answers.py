@@ -14,7 +14,7 @@ USER = SimpleNamespace(username=None)  # the app served without logins, as on a 
 
 @pytest.fixture(scope="module")
 def state():
-    from ui.app import UiSession
+    from ui.session_state import UiSession
 
     s = UiSession(owner=None)
     yield s

@@ -24,7 +24,8 @@ needs_case = pytest.mark.skipif(not (CASE / "case.json").is_file(), reason="the 
 @needs_case
 def test_the_viewer_reads_the_loaded_ct_and_the_answer_mask_and_no_answer_shows_a_server_path():
     from tools.core.anatomy import mask_color
-    from ui.app import UiSession, _answer, _viewer_value
+    from ui.app import _answer, _viewer_value
+    from ui.session_state import UiSession
     from ui.workdir import gradio_dir
 
     state = UiSession()
@@ -59,7 +60,8 @@ def test_the_viewer_reads_the_loaded_ct_and_the_answer_mask_and_no_answer_shows_
 
 @needs_case
 def test_a_landmark_answer_moves_the_crosshair_to_the_point_it_names():
-    from ui.app import UiSession, _answer, _viewer_value
+    from ui.app import _answer, _viewer_value
+    from ui.session_state import UiSession
 
     state = UiSession()
     try:
@@ -98,7 +100,8 @@ def test_a_point_outside_the_study_moves_nothing():
 
 
 def test_nothing_to_show_before_a_study_is_loaded():
-    from ui.app import UiSession, _viewer_value
+    from ui.app import _viewer_value
+    from ui.session_state import UiSession
 
     state = UiSession()
     try:
