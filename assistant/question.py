@@ -240,6 +240,8 @@ _DESCRIBING = (r"(?:which|that|as it|since it|because it|it|they|this|as they)\s
                r"(?:looks?|seems?|appears?|is|are|was|were|has|have|had)\b")
 _DESCRIPTION = re.compile(r"^\s*" + _DESCRIBING + r"(?!.*\?\s*$)", re.I)
 _TRAILING_DESCRIPTION = re.compile(r",\s*" + _DESCRIBING + r"[^?]*$", re.I)
+_ASKS_WHERE = re.compile(r"^\s*(?:where(?:'s|\s+(?:is|are|does|do|did|was|exactly))|locate|find|show|point|mark|"
+                         r"pinpoint|indicate)\b", re.I)
 _CONDITION = re.compile(r"^\s*(?:if|when|once|assuming|supposing|suppose|given|provided)\b", re.I)
 # A connective after a semicolon or a sentence's end ("; also draw it", "? And the RCA") belongs to the
 # separator, so the piece after it starts with its own verb.
@@ -377,8 +379,10 @@ def _split(text: str, lesion_context: bool) -> list[tuple[str, IntentMatch]]:
             about_it = bool(_ASKS_ABOUT_IT.search(piece)) and not (
                 _NARROWING_EVIDENCE.search(piece) or any(p.search(piece) for _, p in _FINDING_PATTERNS))
             separator = separators[i - 1] if i - 1 < len(separators) else " "
+            # After "also", "plus" or a new sentence even a bare noun ("... and also the stenosis of the RCA")
+            # is a request of its own: a list of names reads "A and B", not "A, also B".
             adding = (bool(_ADDING.search(separator)) and "unknown" not in (intent, prev_intent)
-                      and bool(_request_words(piece)) and bool(_content_words(prev_text)))
+                      and bool(_content_words(piece)) and bool(_content_words(prev_text)))
             listing = (bool(_LISTING.match(separator)) and _names_at(prev_text, end=True) and _names_at(piece, end=False)  # noqa: E501
                        and not _own_topics(prev_text, piece))
             statement = bool(_STATEMENT.match(prev_text)) or (
@@ -386,7 +390,12 @@ def _split(text: str, lesion_context: bool) -> list[tuple[str, IntentMatch]]:
             # "... with a single 20 mm stent, or will I need two?": an alternative that asks nothing
             # known of its own is the other answer to the same question ("narrowed or calcified?" asks two).
             alternative = bool(re.search(r"\bor\b", separator, re.I)) and "unknown" in (intent, prev_intent)
-            if (intent == prev_intent or conditional or about_it or listing or statement or alternative
+            # "where is the crux and where is the apex": one intent, but two places, each pointed to.
+            # ("where's the crux, where the PDA comes off?" names one place twice).
+            two_places = (intent == prev_intent == "locate" and bool(_ASKS_WHERE.match(piece)) and len(
+                {landmark_in(prev_text, lesion_context), landmark_in(piece, lesion_context)} - {None}) == 2)
+            same = intent == prev_intent and not two_places
+            if (same or conditional or about_it or listing or statement or alternative
                     or not (clauses or confident or slot_backed or adding)):
                 joined = prev_text + separators[i - 1] + piece if i - 1 < len(separators) else prev_text + " " + piece
                 joined_match = match_cached(joined) if joined != text else whole

@@ -178,3 +178,26 @@ def test_which_artery_gives_the_pda_is_the_reasoned_dominance_answer(text):
 def test_landmark_wordings_locate_the_landmark(text, landmark):
     plan = understand(text)
     assert plan.intents == ["locate"] and plan.parts[0].slots.landmark == landmark
+
+
+@pytest.mark.parametrize(("text", "intents"), [
+    ("is FFR-CT possible, and also the narrowing of the LAD?", ["cannot", "stenosis"]),
+    ("CAC score; plus the D1 lesion severity", ["calcium", "stenosis"]),
+    ("where's the annulus and where is the LM bifurcation", ["locate", "locate"]),
+    ("Who built you? What does the RCA look like on stenosis?", ["identity", "stenosis"]),
+    ("segment the aorta, then mark the apex, then give me the study details",
+     ["segment", "locate", "study_info"]),
+])
+def test_every_part_of_a_compound_question_is_planned(text, intents):
+    plan = understand(text)
+    assert plan.intents == intents
+    if intents == ["locate", "locate"]:
+        assert [p.slots.landmark for p in plan.parts] == ["aortic_annulus_centre", "lm_bifurcation"]
+
+
+def test_two_places_are_both_located_by_the_planner():
+    from assistant.planner import plan_next
+
+    q = parse_question("where is the crux and where is the apex?")
+    calls = plan_next(q, [], {"vlm_locate"})
+    assert [args["target"] for _, args in calls] == ["crux cordis", "left ventricular apex"]
