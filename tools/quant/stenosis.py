@@ -102,6 +102,11 @@ class StenosisConfig(BaseModel):
         "phantom vessels (up to ~24 % where a vessel runs along a bright chamber)")
     extent_threshold_percent: float = Field(
         10.0, ge=0, le=100, description="a lesion extends along the path while its stenosis stays at or above this")
+    full_depth_points: float = Field(4.0, gt=0, description="a lesion's full depth starts within this many "
+                                     "points of its maximal stenosis (the noise of a plateau)")
+    min_plateau_share: float = Field(0.35, ge=0, le=1, description="a lesion whose plateau (within "
+                                     "``full_depth_points`` of its maximum) is shorter than this share of its length "
+                                     "at half depth has no flat bottom (a cosine-like narrowing)")
     unresolved_narrowing_percent: float = Field(
         10.0, ge=0, lt=100, description="a lesion's mild shoulder reads about this many points shallower than it "
         "is (its plaque, thinner than the CT's blur, is read as lumen): measured on a cos^2 tube taper at 1 mm "
@@ -558,9 +563,22 @@ def _edge(p: VesselProfile, a: int, b: int, config: StenosisConfig) -> tuple[flo
         # Beside an occluded stretch the residual lumen is too small to resolve and reads deeper than it
         # is (the blurred-disk reading saturates), not shallower: the ends are the lower level's crossings.
         inside = [0.0, 0.0]
-    start = float(np.clip(lowers[0] - inside[0], arc[0], arc[-1]))
-    end = float(np.clip(lowers[1] + inside[1], arc[0], arc[-1]))
-    return start, end
+    ends = [lowers[0] - inside[0], lowers[1] + inside[1]]
+    # A narrowing without a flat bottom (a cosine) has no plateau for the shoulder model: its shoulders
+    # meet at the deepest point and are taken as symmetric about their half-depth points on the steadier
+    # profile, each end as far outside that point as the lesion's full depth lies inside it.
+    steady = p.stenosis_percent
+    deep = float(steady[a:b + 1].max())
+    full = np.flatnonzero(steady[a:b + 1] >= deep - config.full_depth_points) + a
+    mirrored = []
+    for first_full, direction in ((int(full[0]), -1), (int(full[-1]), 1)):
+        half, read = _crossing(arc, steady, p.ungraded, first_full, direction, deep / 2)
+        mirrored.append((half, 2 * half - float(arc[first_full]), read))
+    plateau = float(arc[full[-1]] - arc[full[0]])
+    if (top < 100.0 and all(r for _, _, r in mirrored)
+            and plateau < config.min_plateau_share * (mirrored[1][0] - mirrored[0][0])):
+        ends = [mirrored[0][1], mirrored[1][1]]
+    return float(np.clip(ends[0], arc[0], arc[-1])), float(np.clip(ends[1], arc[0], arc[-1]))
 
 
 def _composition(p: VesselProfile, window: slice, step: float) -> PlaqueComposition:
