@@ -598,7 +598,8 @@ def _parse_part(text: str, match: IntentMatch, lesion_context: bool = False, bef
         stent_lengths_mm=lengths, device=numbers.device, troponin_value=numbers.troponin_value,
         troponin_unit=numbers.troponin_unit, sex=sex_in(text), landmark=landmark if intent == "locate" else None,
         superlative=superlative, stenosis_threshold_percent=threshold, stent_status=stent_status,
-        cannot_topic=("dominance" if dominance else match.topic) if intent == "cannot" else None, problem=problem,
+        cannot_topic=(("dominance" if dominance else unmeasurable_topic(text) or match.topic) if intent == "cannot"
+                      else None), problem=problem,
         is_yes_no=is_yes_no and task in YES_NO_TASKS, confidence=round(match.score, 3),
     )
 
@@ -653,6 +654,22 @@ _DOMINANCE_CUE = re.compile(r"\b(?:which|what|whose)\b[^?]{0,40}\b(?:gives?|givi
                             r"provides?)\b[^?]{0,20}\b(?:pda|r-pda|l-pda|posterior descending|plb|posterolateral)|"
                             r"\b(?:pda|posterior descending(?: artery)?)\b[^?]{0,30}\b(?:comes? from|arises? from|"
                             r"supplied by|given off by|fed by)\s+(?:which|what)\b", re.I)
+# Quantities no tool measures, named outright: the question gets the reasoned "cannot" of that topic.
+_UNMEASURABLE: list[tuple[str, re.Pattern]] = [
+    ("ejection_fraction", re.compile(r"\bejection fraction\b|\blv ?ef\b|\bef\b|\bstroke volume\b|\bcardiac output\b",
+                                     re.I)),
+    ("ffr", re.compile(r"\b(?:ct-?)?ffr(?:-?ct)?\b|\bifr\b|\bfractional flow\b|\bisch(?:a)?emi|\bperfusion\b", re.I)),
+    ("plaque_vulnerability", re.compile(r"\bruptur|\bvulnerab|\bhigh[- ]risk (?:plaque|features?)\b|\bnapkin[- ]ring\b|"
+                                        r"\bpositive(?:ly)? remodel|\bunstable plaque\b|\blow[- ]attenuation plaque\b|"
+                                        r"\bspotty calcif", re.I)),
+]
+
+
+def unmeasurable_topic(text: str) -> str | None:
+    """The "cannot" topic a question names outright (ejection fraction, FFR, plaque vulnerability), else None."""
+    return next((topic for topic, pattern in _UNMEASURABLE if pattern.search(text)), None)
+
+
 # A calcium question names calcium (or its score); a question naming calcium and no narrowing leans to calcium.
 _CALCIUM_EVIDENCE = re.compile(r"(?<!non-)(?<!non )\bcalci|\bca\b|\bcacs?\b|\bcac-?drs|\bagatston|\bscor|\bburden|"
                                r"\bhounsfield", re.I)
@@ -690,6 +707,8 @@ def _choose_intent(match: IntentMatch, numbers, landmark: str | None, text: str,
         scores["locate"] += 2 * SLOT_PULL if landmark in ("lesion_start", "lesion_end") else SLOT_PULL
     if _RETRIEVAL_CUE.search(text):
         scores["reports"] += 3 * SLOT_PULL
+    if unmeasurable_topic(text):
+        scores["cannot"] += 2 * SLOT_PULL  # "will the LAD plaque rupture" names what no tool measures
     display = bool(_DISPLAY.match(text) or _SEE_REQUEST.match(text))
     if display and not _MEASURE_WORDS.search(text):
         # "show the calcified plaque": the finding word names what to draw; no measurement is asked.

@@ -201,3 +201,18 @@ def test_two_places_are_both_located_by_the_planner():
     q = parse_question("where is the crux and where is the apex?")
     calls = plan_next(q, [], {"vlm_locate"})
     assert [args["target"] for _, args in calls] == ["crux cordis", "left ventricular apex"]
+
+
+@pytest.mark.parametrize(("text", "topic"), [
+    ("could the RCA plaque rupture soon?", "plaque_vulnerability"),
+    ("any napkin-ring sign in the LAD plaque", "plaque_vulnerability"),
+    ("give me the CT-FFR distal to the mLAD lesion", "ffr"),
+    ("what's the LV EF from these images", "ejection_fraction"),
+])
+def test_an_unmeasurable_quantity_is_a_reasoned_cannot(text, topic):
+    from assistant.compose import compose_answer
+
+    q = parse_question(text)
+    assert (q.intent, q.cannot_topic) == ("cannot", topic)
+    answer = compose_answer(q, [])
+    assert answer.startswith("I cannot tell you") and "What would answer it" in answer
