@@ -1,4 +1,4 @@
-"""Evaluation of a CardioVLM checkpoint on curriculum records of phantom cases (issue 5, items 4-5).
+"""Evaluation of a CardioVLM checkpoint on curriculum records of phantom cases, with its controls.
 
 Every record of a case folder's curriculum is run through ``model.run(study, instruction)`` on the
 study grid and scored against the case's ground truth:
@@ -59,7 +59,7 @@ from vlm.validation import (
     structure_group,
 )
 
-# Issue 5 targets on held-out seeds: (row, minimum).
+# The project's targets on held-out seeds: (row, minimum); a checkpoint below one is not ready to ship.
 TARGETS: dict[str, float] = {"chambers": 0.90, "aorta": 0.90, "LM": 0.80, "LAD": 0.80, "LCx": 0.80, "RCA": 0.80,
                              "calcification F1": 0.90, "yes/no accuracy": 0.95, "yes/no balanced accuracy": 0.95}
 # The shuffled-image control must fall to about chance for the yes/no figures to be readings of the image.

@@ -1,6 +1,6 @@
 """Report-understanding templates (data in ``templates.yaml``) and the answers they ask for.
 
-A template is an initial instruction to a language model about one report (patent [0029]). This
+A template is an initial instruction to a language model about one report, asking for one kind of fact. This
 module loads the templates, renders them into chat messages (the same messages for every backend),
 names the pydantic answer model of each form, and answers a template deterministically from
 :class:`ReportFindings` (what the embedded backend does).
