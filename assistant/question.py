@@ -317,6 +317,8 @@ def _piece_intent(piece: str, match: IntentMatch, lesion_context: bool) -> str:
         superlative = _superlative(piece)
         if superlative:  # measured unless it is to be shown (as in _parse_part)
             return "calcium" if superlative == "most_calcified" else "stenosis"
+    if intent == "stenosis" and not anatomy_in(piece).vessels and _PATIENT_LEVEL.search(piece):
+        return "cadrads_patient"  # as in _parse_part: the patient's disease as a whole
     return intent
 
 
@@ -381,7 +383,9 @@ def _split(text: str, lesion_context: bool) -> list[tuple[str, IntentMatch]]:
             separator = separators[i - 1] if i - 1 < len(separators) else " "
             # After "also", "plus" or a new sentence even a bare noun ("... and also the stenosis of the RCA")
             # is a request of its own: a list of names reads "A and B", not "A, also B".
-            adding = (bool(_ADDING.search(separator)) and "unknown" not in (intent, prev_intent)
+            # A piece that ends its own question ("EF? and how narrow ...") is followed by a new request.
+            ends_question = prev_text.rstrip().endswith(("?", "!"))
+            adding = ((bool(_ADDING.search(separator)) or ends_question) and "unknown" not in (intent, prev_intent)
                       and bool(_content_words(piece)) and bool(_content_words(prev_text)))
             listing = (bool(_LISTING.match(separator)) and _names_at(prev_text, end=True) and _names_at(piece, end=False)  # noqa: E501
                        and not _own_topics(prev_text, piece))
@@ -631,7 +635,8 @@ _PERSON_CUE = re.compile(r"^\s*(?:who|whose)\b|\bwhose\b|\b(?:which|what) (?:pat
 _PATIENT_WORD = re.compile(r"\b(?:patient|pt|name|mrn|dob|birth|born|address|he|she|his|her|mr|mrs|ms)\b", re.I)
 # Disease of the patient as a whole, not of a vessel: "obstructive disease anywhere", "overall".
 _PATIENT_LEVEL = re.compile(r"\b(?:overall|anywhere|in (?:any|all) (?:of (?:the|his|her) )?(?:vessels?|arteries)|"
-                            r"obstructive (?:coronary )?(?:artery )?disease|obstructive cad|multi-?vessel disease)\b", re.I)  # noqa: E501
+                            r"obstructive (?:coronary )?(?:artery )?disease|obstructive cad|"
+                            r"(?:multi|two|three|single|one|[123])[- ]?vessel (?:coronary )?disease)\b", re.I)
 # A series, an acquisition or its header is what a study question is about, whatever else it names
 # ("is there a calcium score series?").
 _STUDY_CUE = re.compile(r"\bseries\b|\bacquisition|\bacquired\b|\bprotocol\b|\bdicom\b|\bheader\b|\bmodality\b", re.I)
@@ -641,10 +646,17 @@ PROVENANCE_CUE = re.compile(r"\b(?:real|synthetic|phantoms?|simulat\w*|artificia
 # "are you a real doctor" asks about the assistant, not about the images.
 _SECOND_PERSON = re.compile(r"\b(?:you|your|yourself|u)\b", re.I)
 # A question on the assistant's own nature ("are you a doctor", "who built you", "your limitations").
-_SELF_CUE = re.compile(r"^\s*(?:are|were) (?:you|u)\b|\b(?:who|what) (?:are|made|built|created|trained|designed|wrote|"
-                       r"developed|programmed) (?:you|u)\b|\babout (?:you|yourself)\b|\byour (?:name|purpose|"
-                       r"limitations?|capabilit\w+|abilit\w+|features?|functions?|makers?|creators?|developers?)\b",
-                       re.I)
+_SELF_CUE = re.compile(
+    r"^\s*(?:are|were) (?:you|u)\b"
+    # "what can you do (for me)?" ends the question; "what can you do about this lesion" asks about the lesion
+    r"|\bwhat\b[^?]{0,30}\b(?:can|could) (?:you|u)\s+(?:do|handle|help|offer|manage|answer)"
+    r"(?:\s+(?:me|us))?(?:\s+(?:with|for (?:me|us)))?\s*[?.!]*\s*$"
+    r"|\b(?:am i|are we) (?:chatting|talking|speaking|writing) (?:with|to)\b"
+    r"|\b(?:who|what) (?:are|made|built|created|trained|designed|wrote|developed|programmed) (?:you|u)\b"
+    r"|\babout (?:you|yourself)\b"
+    r"|\byour (?:name|purpose|limitations?|capabilit\w+|abilit\w+|features?|functions?|makers?|creators?"
+    r"|developers?)\b",
+    re.I)
 # Words that ask for a number: a display request naming one also wants the measurement.
 _MEASURE_WORDS = re.compile(r"\bscor|\bagatston|\bcac-?drs|\bcad-?rads|\bvolume|\bmass\b|\bhow (?:much|many|tight|"
                             r"severe|bad|narrow)|\bpercent|%|\bgrade|\bdegree|\bseverity|\bmeasure|\bquantif", re.I)
@@ -720,8 +732,10 @@ def _choose_intent(match: IntentMatch, numbers, landmark: str | None, text: str,
         scores["segment"] -= 2 * SLOT_PULL
     elif _REPORTED_SHOW.search(text):
         scores["segment"] -= 2 * SLOT_PULL
-    if _PERSON_CUE.search(text) or _SELF_CUE.search(text):
+    if _PERSON_CUE.search(text):
         scores["identity"] += SLOT_PULL
+    if _SELF_CUE.search(text):
+        scores["identity"] += 2 * SLOT_PULL  # a question put to the assistant about itself
     if _STUDY_CUE.search(text) or (PROVENANCE_CUE.search(text) and not _SECOND_PERSON.search(text)):
         scores["study_info"] += SLOT_PULL
     if match.intent == "unknown" and max(scores.values()) < match.score + SLOT_PULL:
@@ -761,7 +775,7 @@ def _brings(q: ParsedQuestion) -> bool:
 
 def _has_own_request(q: ParsedQuestion) -> bool:
     """The part asks for something itself (not only anatomy or a number after 'and ...')."""
-    return q.intent != "unknown" and bool(_content_words(q.text))
+    return q.intent != "unknown" and (bool(_content_words(q.text)) or q.task == "about_assistant")
 
 
 def _resolve_follow_up(q: ParsedQuestion, context: list[ParsedQuestion], previous_all: list[ParsedQuestion]) \
