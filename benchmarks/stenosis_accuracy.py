@@ -17,42 +17,22 @@ benchmark only (the label map is not read for the lumen). Targets: mean absolute
 for 25-90 % lesions, no 90 % lesion called an occlusion, healthy vessels CAD-RADS 0, lesion length
 within 2 mm.
 
-* lesion length (``--lengths``): straight tubes with a 50 % lesion 5-25 mm long, tapered (the phantoms'
-  cos^2 shoulders) or step-edged, at 1 mm voxels, and the demo findings: true against measured length
-  and stenosis, by the lesion-end rule before this change (ends mirrored about the half-depth points,
-  a lumen beside a bright neighbour merged) and after it, in the same run.
-
 Usage::
 
     python benchmarks/stenosis_accuracy.py
-    python benchmarks/stenosis_accuracy.py --lengths
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from tools.core import case_format as cf
-from tools.quant import stenosis
 from tools.quant.cadrads import cad_rads
-from tools.quant.lumen_profile import CrossSectionConfig
 from tools.quant.stenosis import StenosisConfig, measure_lesion, measure_study, measure_vessel
-from training.phantoms.tubes import (
-    OBLIQUE,
-    PLAQUE,
-    SEGMENTS,
-    Tube,
-    TubeImage,
-    healthy_radius,
-    lesion_weight,
-    straight_tube,
-    tube_image,
-)
+from training.phantoms.tubes import OBLIQUE, TubeImage, straight_tube
 
 DEMO_DIR = Path(__file__).resolve().parents[1] / "tools" / "demo_cases"
 PERCENTS = (25.0, 50.0, 70.0, 90.0)
@@ -168,132 +148,10 @@ def summary(rows: list[Row]) -> list[str]:
     return out
 
 
-LENGTHS = (5.0, 10.0, 15.0, 20.0, 25.0)
-EDGES = ("tapered", "step")
-
-
-def edge_tube(length: float, edge: str, seed: int, percent: float = 50.0, start: float = 12.0) -> Tube:
-    """A straight tube (1 mm voxels) with one lesion: 'tapered' (cos^2 shoulders) or 'step' edged."""
-    voxel, total = 1.0, start + length + 25.0  # healthy vessel beyond the lesion for the reference fit
-    d = np.asarray(OBLIQUE, float) / np.linalg.norm(OBLIQUE)
-    origin = np.asarray((0.37, 0.21, 0.0)) * voxel + 6.0
-    size = np.ceil((np.maximum(origin, origin + d * total) + 6.0) / voxel).astype(int) + 1
-    grid = np.stack(np.meshgrid(*[np.arange(n) * voxel for n in size], indexing="ij"), -1)
-    rel = grid - origin
-    s = rel @ d
-    dist = np.linalg.norm(rel - s[..., None] * d, axis=-1)
-    w = (lesion_weight(s, start, length, "flat") if edge == "tapered"
-         else ((s >= start) & (s <= start + length)).astype(float))
-    valid = (s >= 0) & (s <= total)
-    r0 = healthy_radius(s)
-    r = np.where(valid, r0 * (1 - percent / 100 * w), 0.0)
-    plaque = valid & (w > 0) & (dist < r0 + 0.5) & (dist > r)
-    hu = tube_image(dist, r, voxel, plaque=plaque, image=TubeImage(seed=seed))
-    arc = np.arange(0, total + 1e-9, 0.25)
-    points = origin + arc[:, None] * d
-    bounds = [s0 for _, s0 in SEGMENTS] + [total + 1]
-    centerlines = cf.Centerlines(segments={
-        code: [cf.CenterlinePoint(xyz=tuple(p), radius_mm=float(healthy_radius(a)))
-               for p, a in zip(points, arc) if bounds[n] <= a < bounds[n + 1]]
-        for n, (code, _) in enumerate(SEGMENTS)})
-    labels = np.zeros(s.shape, np.uint8)
-    labels[plaque] = PLAQUE
-    return Tube(hu=hu, labels=labels, affine=np.diag([voxel, voxel, voxel, 1.0]), centerlines=centerlines)
-
-
-def _mirrored_edge(p, a, b, config):
-    """The lesion-end rule before this change: each end as far outside the half-depth crossing as the
-    full depth (within ``full_depth_points`` of the maximum) lies inside it."""
-    arc, pct = p.path.arc_mm, p.stenosis_percent
-    window = pct[a:b + 1]
-    top = float(window.max())
-    if top < config.lesion_threshold_percent:
-        return float(arc[a]), float(arc[b])
-    full = np.flatnonzero(window >= top - config.full_depth_points) + a
-
-    def end(first_full: int, direction: int) -> float:
-        i = first_full
-        while 0 <= i - direction < len(arc) and pct[i - direction] >= top / 2:
-            i -= direction
-        j = i - direction
-        if not 0 <= j < len(arc):
-            return float(arc[i])
-        frac = (pct[i] - top / 2) / max(pct[i] - pct[j], 1e-9)
-        half = arc[i] + frac * (arc[j] - arc[i])
-        return float(np.clip(2 * half - arc[first_full], arc[0], arc[-1]))
-
-    return end(int(full[0]), 1), end(int(full[-1]), -1)
-
-
-@contextlib.contextmanager
-def rule(before: bool):
-    """Measure with the previous lesion-end rule (``before``) or the current one."""
-    saved = stenosis._edge
-    if before:
-        stenosis._edge = _mirrored_edge
-    try:
-        yield StenosisConfig(cross_section=CrossSectionConfig(merged_from_contrast=0.0)) if before else StenosisConfig()
-    finally:
-        stenosis._edge = saved
-
-
-def length_rows() -> list[tuple[str, float, float, list[tuple[float | None, float | None]]]]:
-    """(case, true length, true %, [(length, %) before, after])."""
-    from tools.quant.context import load_context
-
-    rows = []
-    seed = 200
-    for edge in EDGES:
-        for length in LENGTHS:
-            seed += 1
-            tube = edge_tube(length, edge, seed)
-            reads = []
-            for before in (True, False):
-                with rule(before) as config:
-                    les = measure_vessel(tube.hu, tube.affine, ("pLAD", "mLAD"), centerlines=tube.centerlines,
-                                         config=config).worst_lesion()
-                reads.append((les.length_mm, les.stenosis_percent) if les else (None, None))
-            rows.append((f"tube {edge} {length:g} mm", length, 50.0, reads))
-    for case in sorted(p for p in DEMO_DIR.iterdir() if (p / "case.json").exists()):
-        ctx = load_context(case, anatomy="case_labels")
-        for f in ctx.reference.findings.findings:
-            if f.kind == "stent":
-                continue
-            reads = []
-            for before in (True, False):
-                with rule(before) as config:
-                    les = measure_lesion(ctx, f.segment, config).lesion
-                reads.append((les.length_mm, les.stenosis_percent) if les else (None, None))
-            rows.append((f"demo {case.name} {f.segment}", f.length_mm, f.stenosis_percent, reads))
-    return rows
-
-
-def print_lengths() -> None:
-    rows = length_rows()
-    width = max(len(r[0]) for r in rows)
-    print(f"{'case':<{width}}  {'len true':>8}  {'before':>7}  {'after':>7}  {'% true':>6}  {'before':>6}  "
-          f"{'after':>6}")
-    for name, length, pct, ((lb, pb), (la, pa)) in rows:
-        print(f"{name:<{width}}  {length:8.1f}  {_fmt(lb):>7}  {_fmt(la):>7}  {pct:6.0f}  {_fmt(pb):>6}  {_fmt(pa):>6}")
-    for label, k in (("before", 0), ("after", 1)):
-        for kind in ("tube tapered", "tube step", "demo"):
-            sub = [(r[1], r[2], r[3][k]) for r in rows if r[0].startswith(kind)]
-            err = [abs(m[0] - t) for t, _, m in sub if m[0] is not None]
-            pe = [abs(m[1] - p) for _, p, m in sub if m[1] is not None]
-            if err:
-                print(f"{label:>6} {kind:<12}: length error mean {np.mean(err):.1f} mm, max {np.max(err):.1f} mm, "
-                      f"{sum(e <= 2 for e in err)} of {len(sub)} within 2 mm; stenosis error mean {np.mean(pe):.1f} "
-                      "points")
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-demo", action="store_true", help="synthetic tubes only")
-    parser.add_argument("--lengths", action="store_true", help="the lesion-length table, before and after")
     args = parser.parse_args(argv)
-    if args.lengths:
-        print_lengths()
-        return
     config = StenosisConfig()
     rows = synthetic_rows(config) + ([] if args.no_demo else demo_rows(config))
     width = max(len(r.name) for r in rows)

@@ -111,7 +111,7 @@ def test_known_narrowing_gives_known_stenosis_and_length(curved, source):
     assert les.reference_diameter_mm == pytest.approx(ref, rel=0.08)
     assert les.stenosis_percent == pytest.approx(60.0, abs=8)
     assert les.category == "3"
-    # A cosine narrowing (no plateau): its ends mirror its deepest point about the half-depth points.
+    # A cosine narrowing's ends, by the symmetric-taper rule, within about a millimetre.
     assert axis_position(les.start_point_mm, curved) == pytest.approx(14.0, abs=1.5)
     assert axis_position(les.end_point_mm, curved) == pytest.approx(22.0, abs=1.5)
     assert les.length_mm == pytest.approx(8.0, abs=2.0)
@@ -311,19 +311,9 @@ def test_70_percent_at_1mm_voxels_on_several_axes_and_offsets():
             les = measure_vessel(t.hu, t.affine, ("pLAD", "mLAD"), centerlines=t.centerlines).worst_lesion()
             assert les is not None and not les.occluded, (direction, offset)
             assert les.stenosis_percent == pytest.approx(70.0, abs=10), (direction, offset)
-            assert 8.0 <= les.length_mm <= 15.0, (direction, offset)
+            assert les.length_mm == pytest.approx(12.0, abs=2.5), (direction, offset)
             readings.append(les.stenosis_percent)
     assert np.mean(readings) == pytest.approx(70.0, abs=6)
-
-
-@pytest.mark.xfail(strict=True, reason="known gap: at 1 mm voxels the 12 mm tapered lesion reads 9.4-14.3 mm over "
-                   "six axes and offsets: the shoulder width is read from a 25-70 % rise only 1-2 planes wide")
-def test_tapered_lesion_length_at_1mm_within_2_5_mm_on_every_axis():
-    for direction in (OBLIQUE, (0.6, 0.1, 0.8)):
-        for n, offset in enumerate(((0.37, 0.21, 0.0), (0.1, 0.6, 0.3), (0.5, 0.5, 0.5))):
-            t = straight_tube(70.0, 1.0, direction=direction, offset=offset, image=TubeImage(seed=10 + n))
-            les = measure_vessel(t.hu, t.affine, ("pLAD", "mLAD"), centerlines=t.centerlines).worst_lesion()
-            assert les.length_mm == pytest.approx(12.0, abs=2.5), (direction, offset)
 
 
 def test_healthy_tubes_at_1mm_have_no_lesion():

@@ -113,11 +113,6 @@ class CrossSectionConfig(BaseModel):
                                     "attenuation plus this (noise); brighter is calcium blooming or another structure")
     merged_ray_fraction: float = Field(0.25, gt=0, le=1, description="share of rays that never reach half "
                                        "maximum from which the lumen is merged with a larger bright structure")
-    merged_from_contrast: float = Field(0.75, ge=0, le=1, description="peak contrast from which rays that never "
-                                        "reach half maximum make the lumen merged: a dimmer lumen is sized from its "
-                                        "peak alone (``resolved_from``), so a bright neighbour its rays run on into "
-                                        "does not hide it (a tight stenosis beside a chamber or the pulmonary "
-                                        "artery); 0: every lumen")
     occlusion_sigma_mm: float = Field(1.0, ge=0, description="the centre contrast is averaged along the path "
                                       "(Gaussian sigma) before it is compared with occluded_below")
     occluded_below: float = Field(0.06, ge=0, lt=1, description="contrast of the lumen centre above tissue (the "
@@ -348,6 +343,9 @@ def read_cross_sections(hu: np.ndarray, affine: np.ndarray, points_mm: np.ndarra
     edge = ndimage.median_filter(rho[first], size=(1, cfg.edge_median_rays), mode="wrap")
     # A lumen that never falls to half maximum on many rays runs into a larger bright structure
     # (aorta at an ostium, a parent vessel, a chamber): no lumen area of its own can be read there.
+    merged = (first >= len(rho) - 1).mean(1) >= cfg.merged_ray_fraction
+    with np.errstate(invalid="ignore"):
+        merged |= np.median(wall, 1) > (lumen_hu + surroundings) / 2  # walled by blood, not tissue
     outer = rho[last]
     wall_plane = np.median(wall, 1)
     # Contrast dims along a vessel (the transluminal gradient): the lumen a plane's peak is compared
@@ -361,12 +359,6 @@ def read_cross_sections(hu: np.ndarray, affine: np.ndarray, points_mm: np.ndarra
                                                           mode="nearest"), lumen_hu)
     contrast = np.clip((np.minimum(peak, near_lumen) - wall_plane) / np.maximum(near_lumen - wall_plane, 1.0),
                        0.0, None)
-    # Rays that run on into a bright neighbour only hide a lumen whose area is read from its rays: an
-    # unresolved lumen (the residual lumen of a tight stenosis) is sized from its peak contrast alone.
-    merged = (((first >= len(rho) - 1).mean(1) >= cfg.merged_ray_fraction)
-              & (contrast >= cfg.merged_from_contrast))
-    with np.errstate(invalid="ignore"):
-        merged |= np.median(wall, 1) > (lumen_hu + surroundings) / 2  # walled by blood, not tissue
     sigma = _blur_sigma(smooth, rho, peak, wall, first, contrast, cfg, affine)
     # Resolved lumen: the half-maximum radius, corrected for the blur's pull on a curved edge.
     radius = sigma * _radius_from_half_max(edge / sigma)

@@ -31,7 +31,6 @@ Method (stated in every result):
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -104,13 +103,6 @@ class StenosisConfig(BaseModel):
         10.0, ge=0, le=100, description="a lesion extends along the path while its stenosis stays at or above this")
     full_depth_points: float = Field(4.0, gt=0, description="a lesion's full depth starts within this many "
                                      "points of its maximal stenosis (the noise of a plateau)")
-    min_plateau_share: float = Field(0.35, ge=0, le=1, description="a lesion whose plateau (within "
-                                     "``full_depth_points`` of its maximum) is shorter than this share of its length "
-                                     "at half depth has no flat bottom (a cosine-like narrowing)")
-    unresolved_narrowing_percent: float = Field(
-        10.0, ge=0, lt=100, description="a lesion's mild shoulder reads about this many points shallower than it "
-        "is (its plaque, thinner than the CT's blur, is read as lumen): measured on a cos^2 tube taper at 1 mm "
-        "voxels, a 10-19 % narrowing reads 9-13 points shallower")
     min_lesion_mm: float = Field(1.0, ge=0, description="shorter diseased stretches are ignored as noise")
     merge_gap_mm: float = Field(1.0, ge=0, description="diseased stretches closer than this are one lesion")
     min_occlusion_mm: float = Field(1.5, ge=0, description="a lumen absent over at least this length is an occlusion")
@@ -149,7 +141,6 @@ class VesselProfile(BaseModel):
     mld_stenosis_percent: np.ndarray
     plaque: np.ndarray  # bool: calcified plaque in the wall of this plane
     stent: np.ndarray  # bool: stent metal rings the lumen in this plane
-    ungraded: np.ndarray  # bool: no stenosis read here (merged lumen, stent, vessel too small); reads 0 %
     sections: CrossSections
 
 
@@ -315,11 +306,6 @@ def measure_vessel(hu: np.ndarray, affine: np.ndarray, segments: Sequence[str], 
         plaque &= ~origin
         merged |= origin
 
-    short = merged & ~_long_runs(merged, arc, config.max_merge_fill_mm + config.step_mm)
-    filled = np.zeros_like(merged)
-    if short.any() and not merged.all():
-        filled = short & (arc > arc[~merged][0]) & (arc < arc[~merged][-1])
-
     def smoothed(sigma_mm: float) -> np.ndarray:
         d = raw_diameter
         if sigma_mm > 0 and len(d) > 1:
@@ -332,9 +318,12 @@ def measure_vessel(hu: np.ndarray, affine: np.ndarray, segments: Sequence[str], 
         # planes, or none at the path's ends), nor inside a stent where metal blooming at this
         # resolution hides the in-stent lumen.
         percent[ungraded_stent | merged | (reference < config.min_reference_mm)] = 0.0
-        if filled.any():
+        short = merged & ~_long_runs(merged, arc, config.max_merge_fill_mm + config.step_mm)
+        if short.any() and not merged.all():
             # A short merge inside a narrowing (a chamber touching the plaque) takes its neighbours' reading.
-            percent[filled] = np.interp(arc[filled], arc[~merged], percent[~merged])
+            ok = ~merged
+            inner = short & (arc > arc[ok][0]) & (arc < arc[ok][-1])
+            percent[inner] = np.interp(arc[inner], arc[ok], percent[ok])
         percent = np.where(closed, 100.0, np.minimum(percent, 99.0))
         return _ignore_end_gaps(percent, closed, arc, config.min_lesion_mm)
 
@@ -348,9 +337,7 @@ def measure_vessel(hu: np.ndarray, affine: np.ndarray, segments: Sequence[str], 
     mld_percent = grade(mld_diameter, reference)
     profile = VesselProfile(path=path, area_mm2=area, diameter_mm=diameter, reference_mm=reference,
                             stenosis_percent=percent, mld_diameter_mm=mld_diameter, mld_stenosis_percent=mld_percent,
-                            plaque=plaque, stent=stent, sections=sections,
-                            ungraded=((ungraded_stent | merged | (reference < config.min_reference_mm))
-                                      & ~filled & ~closed))
+                            plaque=plaque, stent=stent, sections=sections)
     lesions = [_lesion(profile, run, config) for run in _lesion_runs(profile, config)]
     seg_max: dict[str, float] = {}
     for les in lesions:
@@ -477,108 +464,37 @@ def _lesion_runs(p: VesselProfile, config: StenosisConfig) -> list[tuple[int, in
     return out
 
 
-SHOULDER_STEP_MM = 0.01
-SHOULDER_LEVELS = (0.25, 0.7)  # share of a lesion's depth between which its shoulder's rise is read
-
-
-@functools.lru_cache(maxsize=128)
-def _shoulder_model(sigma_mm: float, depth_percent: float, unresolved_percent: float
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(rise between SHOULDER_LEVELS, shoulder width, its lower level's distance inside the lesion end), mm,
-    of a cos^2 shoulder as the stenosis profile reads it, one row per width.
-
-    The shoulder is the phantoms' taper (cos^2, smooth like QCA's lesion shoulders) of ``depth_percent``,
-    blurred by a Gaussian of ``sigma_mm`` (the along-path smoothing and the CT's blur, which soften every
-    shoulder, a step's too), its narrowing read ``unresolved_percent`` points shallower (plaque thinner
-    than the blur is read as lumen), then as a share of its read depth.
-    """
-    x = np.arange(-20.0, 20.0, SHOULDER_STEP_MM)
-    widths = np.linspace(0.0, 12.0, 241)
-    read_depth = max(depth_percent - unresolved_percent, 1.0)
-    spans, insides = [], []
-    for w in widths:
-        u = np.clip(x / w + 0.5, 0.0, 1.0) if w > 0 else (x >= 0).astype(float)
-        rise = np.sin(0.5 * np.pi * u) ** 2
-        if sigma_mm > 0:
-            rise = ndimage.gaussian_filter1d(rise, sigma_mm / SHOULDER_STEP_MM, mode="nearest")
-        rise = np.clip(rise * depth_percent - unresolved_percent, 0.0, None) / read_depth
-        lower = x[np.argmax(rise >= SHOULDER_LEVELS[0])]
-        spans.append(x[np.argmax(rise >= SHOULDER_LEVELS[1])] - lower)
-        insides.append(lower + w / 2)
-    return np.maximum.accumulate(np.asarray(spans)), widths, np.asarray(insides)
-
-
-def _crossing(arc: np.ndarray, pct: np.ndarray, ungraded: np.ndarray, i: int, direction: int,
-              level: float) -> tuple[float, bool]:
-    """Arc length (mm) where ``pct`` first falls below ``level`` walking from plane ``i`` in ``direction``,
-    and whether it was read (False: an ungraded plane or the path's end came first)."""
-    while True:
-        j = i + direction
-        if not 0 <= j < len(arc) or ungraded[j]:
-            return float(arc[i]), False
-        if pct[j] < level:
-            frac = (pct[i] - level) / max(pct[i] - pct[j], 1e-9)
-            return float(arc[i] + frac * (arc[j] - arc[i])), True
-        i = j
-
-
 def _edge(p: VesselProfile, a: int, b: int, config: StenosisConfig) -> tuple[float, float]:
-    """Lesion start and end (mm of centerline arc length).
+    """Lesion start and end (mm) along the path.
 
-    Each end is read on its shoulder of the stenosis profile (the less smoothed one, ``mld_sigma_mm``),
-    walking out from the lesion's deepest point: the rise between 25 % and 70 % of the lesion's depth
-    gives the width of the shoulder (:func:`_shoulder_model`: a cos^2 taper, as QCA's lesion
-    shoulders, where the lumen leaves the reference, blurred by the profile's own blur, its mild part
-    read ``unresolved_narrowing_percent`` shallower), and the lesion ends where that shoulder starts.
-    So a step edge ends at its edge and a tapered one where its taper starts, and the blur's own taper
-    is added to neither. A shoulder that runs into a stretch that is not graded (a lumen merged with a
-    bright neighbour, a stent) or off the path is taken as wide as the other one. Calcium alone, or a
-    stretch without a narrowing, ends midway to the neighbouring sample.
+    A narrowing's taper is taken as symmetric about its half-depth point (true of linear, cosine and
+    the phantoms' cos^2 tapers): each end lies as far before the half-depth crossing as the full
+    depth (within ``full_depth_points`` of the lesion's maximum) lies after it. Calcium alone, or a stretch without a
+    narrowing, ends midway to the neighbouring sample.
     """
-    arc, pct = p.path.arc_mm, p.mld_stenosis_percent
+    arc, pct = p.path.arc_mm, p.stenosis_percent
     window = pct[a:b + 1]
     top = float(window.max())
 
     def midway(inner: int, outer: int) -> float:
         return float(arc[inner]) if outer < 0 or outer >= len(arc) else float((arc[inner] + arc[outer]) / 2)
 
-    if float(p.stenosis_percent[a:b + 1].max()) < config.lesion_threshold_percent or top <= 0:
+    if top < config.lesion_threshold_percent:
         return midway(a, a - 1), midway(b, b + 1)
-    deepest = a + int(np.argmax(window))
-    sigma = round(float(np.hypot(config.mld_sigma_mm, p.sections.blur_sigma_mm)), 2)
-    # The read depth stands for the true one (rounded, so the model is computed once per depth band).
-    unresolved = config.unresolved_narrowing_percent
-    spans, widths, insides = _shoulder_model(sigma, float(5 * round((top + unresolved) / 5)), unresolved)
-    lowers: list[float] = []
-    found: list[float | None] = []
-    for direction in (-1, 1):
-        lower, read = _crossing(arc, pct, p.ungraded, deepest, direction, SHOULDER_LEVELS[0] * top)
-        upper, _ = _crossing(arc, pct, p.ungraded, deepest, direction, SHOULDER_LEVELS[1] * top)
-        lowers.append(lower)
-        found.append(float(np.interp(abs(lower - upper), spans, widths)) if read else None)
-    known = [w for w in found if w is not None]
-    width = [w if w is not None else (known[0] if known else 0.0) for w in found]
-    inside = [float(np.interp(w, widths, insides)) for w in width]
-    if top >= 100.0:
-        # Beside an occluded stretch the residual lumen is too small to resolve and reads deeper than it
-        # is (the blurred-disk reading saturates), not shallower: the ends are the lower level's crossings.
-        inside = [0.0, 0.0]
-    ends = [lowers[0] - inside[0], lowers[1] + inside[1]]
-    # A narrowing without a flat bottom (a cosine) has no plateau for the shoulder model: its shoulders
-    # meet at the deepest point and are taken as symmetric about their half-depth points on the steadier
-    # profile, each end as far outside that point as the lesion's full depth lies inside it.
-    steady = p.stenosis_percent
-    deep = float(steady[a:b + 1].max())
-    full = np.flatnonzero(steady[a:b + 1] >= deep - config.full_depth_points) + a
-    mirrored = []
-    for first_full, direction in ((int(full[0]), -1), (int(full[-1]), 1)):
-        half, read = _crossing(arc, steady, p.ungraded, first_full, direction, deep / 2)
-        mirrored.append((half, 2 * half - float(arc[first_full]), read))
-    plateau = float(arc[full[-1]] - arc[full[0]])
-    if (top < 100.0 and all(r for _, _, r in mirrored)
-            and plateau < config.min_plateau_share * (mirrored[1][0] - mirrored[0][0])):
-        ends = [mirrored[0][1], mirrored[1][1]]
-    return float(np.clip(ends[0], arc[0], arc[-1])), float(np.clip(ends[1], arc[0], arc[-1]))
+    full = np.flatnonzero(window >= top - config.full_depth_points) + a
+
+    def end(first_full: int, direction: int) -> float:
+        i = first_full
+        while 0 <= i - direction < len(arc) and pct[i - direction] >= top / 2:
+            i -= direction
+        j = i - direction  # first sample below half depth (or off the path)
+        if not 0 <= j < len(arc):
+            return float(arc[i])
+        frac = (pct[i] - top / 2) / max(pct[i] - pct[j], 1e-9)
+        half = arc[i] + frac * (arc[j] - arc[i])
+        return float(np.clip(2 * half - arc[first_full], arc[0], arc[-1]))
+
+    return end(int(full[0]), 1), end(int(full[-1]), -1)
 
 
 def _composition(p: VesselProfile, window: slice, step: float) -> PlaqueComposition:
