@@ -17,9 +17,14 @@ benchmark only (the label map is not read for the lumen). Targets: mean absolute
 for 25-90 % lesions, no 90 % lesion called an occlusion, healthy vessels CAD-RADS 0, lesion length
 within 2 mm.
 
+* lesion length (``--lengths``): straight tubes with a 50 % lesion 5-25 mm long, tapered (the phantoms'
+  cos^2 shoulders) or step-edged, at 1 mm voxels, and the demo findings: true against measured length
+  and stenosis.
+
 Usage::
 
     python benchmarks/stenosis_accuracy.py
+    python benchmarks/stenosis_accuracy.py --lengths
 """
 
 from __future__ import annotations
@@ -30,9 +35,20 @@ from pathlib import Path
 
 import numpy as np
 
+from tools.core import case_format as cf
 from tools.quant.cadrads import cad_rads
 from tools.quant.stenosis import StenosisConfig, measure_lesion, measure_study, measure_vessel
-from training.phantoms.tubes import OBLIQUE, TubeImage, straight_tube
+from training.phantoms.tubes import (
+    OBLIQUE,
+    PLAQUE,
+    SEGMENTS,
+    Tube,
+    TubeImage,
+    healthy_radius,
+    lesion_weight,
+    straight_tube,
+    tube_image,
+)
 
 DEMO_DIR = Path(__file__).resolve().parents[1] / "tools" / "demo_cases"
 PERCENTS = (25.0, 50.0, 70.0, 90.0)
@@ -148,10 +164,87 @@ def summary(rows: list[Row]) -> list[str]:
     return out
 
 
+LENGTHS = (5.0, 10.0, 15.0, 20.0, 25.0)
+EDGES = ("tapered", "step")
+
+
+def edge_tube(length: float, edge: str, seed: int, percent: float = 50.0, start: float = 12.0) -> Tube:
+    """A straight tube (1 mm voxels) with one lesion: 'tapered' (cos^2 shoulders) or 'step' edged."""
+    voxel, total = 1.0, start + length + 25.0  # healthy vessel beyond the lesion for the reference fit
+    d = np.asarray(OBLIQUE, float) / np.linalg.norm(OBLIQUE)
+    origin = np.asarray((0.37, 0.21, 0.0)) * voxel + 6.0
+    size = np.ceil((np.maximum(origin, origin + d * total) + 6.0) / voxel).astype(int) + 1
+    grid = np.stack(np.meshgrid(*[np.arange(n) * voxel for n in size], indexing="ij"), -1)
+    rel = grid - origin
+    s = rel @ d
+    dist = np.linalg.norm(rel - s[..., None] * d, axis=-1)
+    w = (lesion_weight(s, start, length, "flat") if edge == "tapered"
+         else ((s >= start) & (s <= start + length)).astype(float))
+    valid = (s >= 0) & (s <= total)
+    r0 = healthy_radius(s)
+    r = np.where(valid, r0 * (1 - percent / 100 * w), 0.0)
+    plaque = valid & (w > 0) & (dist < r0 + 0.5) & (dist > r)
+    hu = tube_image(dist, r, voxel, plaque=plaque, image=TubeImage(seed=seed))
+    arc = np.arange(0, total + 1e-9, 0.25)
+    points = origin + arc[:, None] * d
+    bounds = [s0 for _, s0 in SEGMENTS] + [total + 1]
+    centerlines = cf.Centerlines(segments={
+        code: [cf.CenterlinePoint(xyz=tuple(p), radius_mm=float(healthy_radius(a)))
+               for p, a in zip(points, arc) if bounds[n] <= a < bounds[n + 1]]
+        for n, (code, _) in enumerate(SEGMENTS)})
+    labels = np.zeros(s.shape, np.uint8)
+    labels[plaque] = PLAQUE
+    return Tube(hu=hu, labels=labels, affine=np.diag([voxel, voxel, voxel, 1.0]), centerlines=centerlines)
+
+
+def length_rows() -> list[tuple[str, float, float, tuple[float | None, float | None]]]:
+    """(case, true length, true %, (measured length, measured %))."""
+    from tools.quant.context import load_context
+
+    rows = []
+    seed = 200
+    for edge in EDGES:
+        for length in LENGTHS:
+            seed += 1
+            tube = edge_tube(length, edge, seed)
+            les = measure_vessel(tube.hu, tube.affine, ("pLAD", "mLAD"), centerlines=tube.centerlines).worst_lesion()
+            rows.append((f"tube {edge} {length:g} mm", length, 50.0,
+                         (les.length_mm, les.stenosis_percent) if les else (None, None)))
+    for case in sorted(p for p in DEMO_DIR.iterdir() if (p / "case.json").exists()):
+        ctx = load_context(case, anatomy="case_labels")
+        for f in ctx.reference.findings.findings:
+            if f.kind == "stent":
+                continue
+            les = measure_lesion(ctx, f.segment).lesion
+            rows.append((f"demo {case.name} {f.segment}", f.length_mm, f.stenosis_percent,
+                         (les.length_mm, les.stenosis_percent) if les else (None, None)))
+    return rows
+
+
+def print_lengths() -> None:
+    rows = length_rows()
+    width = max(len(r[0]) for r in rows)
+    print(f"{'case':<{width}}  {'len true':>8}  {'len read':>8}  {'% true':>6}  {'% read':>6}")
+    for name, length, pct, (lr, pr) in rows:
+        print(f"{name:<{width}}  {length:8.1f}  {_fmt(lr):>8}  {pct:6.0f}  {_fmt(pr):>6}")
+    for kind in ("tube tapered", "tube step", "demo"):
+        sub = [(r[1], r[2], r[3]) for r in rows if r[0].startswith(kind)]
+        err = [abs(m[0] - t) for t, _, m in sub if m[0] is not None]
+        pe = [abs(m[1] - p) for _, p, m in sub if m[1] is not None]
+        if err:
+            print(f"{kind:<12}: length error mean {np.mean(err):.1f} mm, max {np.max(err):.1f} mm, "
+                  f"{sum(e <= 2 for e in err)} of {len(sub)} within 2 mm (target all); stenosis error mean "
+                  f"{np.mean(pe):.1f} points")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-demo", action="store_true", help="synthetic tubes only")
+    parser.add_argument("--lengths", action="store_true", help="the lesion-length table only")
     args = parser.parse_args(argv)
+    if args.lengths:
+        print_lengths()
+        return
     config = StenosisConfig()
     rows = synthetic_rows(config) + ([] if args.no_demo else demo_rows(config))
     width = max(len(r.name) for r in rows)
