@@ -10,6 +10,11 @@
   names, a statement of context or an "or" alternative stays with its request.
 - Sex is a slot only where the question states it ("female", "a man", "54F"): "his" and "her"
   refer to the patient and say nothing the tools may take as the sex.
+- Slots and cues a rule reads exactly steer a close call: a request to show or see a finding is a
+  segmentation unless it asks for a number; a question about the assistant itself ("who built you")
+  is identity answered about the assistant, whether the images are real is a study question; a
+  named unmeasurable quantity (EF, FFR, plaque rupture) is a "cannot" of that topic; "which artery
+  gives the PDA" is dominance; "where does the RCA end" draws its last segment.
 - A follow-up ("and in the RCA?", "what about a 24 mm one?") takes what it leaves out from the
   previous question; a request with an intent of its own never inherits the previous intent, and
   anatomy alone never carries an intent that does not take anatomy (a MACE question).
