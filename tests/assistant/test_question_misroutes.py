@@ -216,3 +216,16 @@ def test_an_unmeasurable_quantity_is_a_reasoned_cannot(text, topic):
     assert (q.intent, q.cannot_topic) == ("cannot", topic)
     answer = compose_answer(q, [])
     assert answer.startswith("I cannot tell you") and "What would answer it" in answer
+
+
+def test_the_assistant_and_the_images_are_answered_in_a_session(patient):
+    from assistant.planner import ClinicalPlanner
+    from assistant.session import Session
+
+    session = Session(model=ClinicalPlanner())
+    session.use_context(patient)
+    about = session.ask("who made you, and what can you do?")
+    assert about.tool_calls == [] and "CardioVLM assistant" in about.answer and "I can answer" in about.answer
+    real = session.ask("is this scan from a real patient?")
+    assert [c.name for c in real.tool_calls] == ["study_info"]
+    assert "not recorded with the study" in real.answer and "synthetic phantoms" in real.answer
