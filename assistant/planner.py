@@ -20,8 +20,8 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
 from assistant.compose import compose_answer, compose_parts
-from assistant.evidence import ToolOutcome, current_turn
-from assistant.outcomes import succeeded
+from assistant.evidence import current_turn
+from assistant.outcomes import ToolOutcome, succeeded
 from assistant.question import ParsedQuestion
 from assistant.slots import LESION_LANDMARKS, landmark_display
 from assistant.tool_errors import read_tool_error

@@ -31,7 +31,7 @@ def init_from(model: CardioVLM, folder: Path) -> None:
     """Copy the tensors of checkpoint ``folder`` whose names and shapes match (fine-tuning a grown model)."""
     from safetensors.torch import load_file
 
-    from vlm.checkpoint_io import WEIGHTS_FILE, read_config
+    from vlm.checkpoint_format import WEIGHTS_FILE, read_config
 
     read_config(folder)  # a clear CheckpointError for a folder that is no checkpoint
     state = load_file(str(folder / WEIGHTS_FILE))

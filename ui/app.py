@@ -322,7 +322,7 @@ def _load(state, source: str, what, plane: Plane, preset: str, request, max_uplo
     to it); on failure everything stays as it was and the summary says why.
     """
     from tools.ingest.pacs import PacsError
-    from tools.ingest.study import StudyError
+    from tools.ingest.study_errors import StudyError
 
     keep = (gr.update(),) * 8  # viewer, index, overlays, chat, [status], findings, downloads, reports
     try:
@@ -460,7 +460,7 @@ def _load_from_pacs(state: UiSession, study_uid: str | None, progress):
     (nothing changes when it fails). ``progress(n, total)`` is called as images arrive.
     """
     from tools.ingest.pacs import PacsClient
-    from tools.ingest.study import StudyError
+    from tools.ingest.study_errors import StudyError
 
     if not study_uid:
         raise StudyError("search the PACS and choose a study first")
@@ -530,7 +530,7 @@ def _load_upload(state: UiSession, files, max_upload_mb: int, **series):
     NIfTI is loaded as is, several files as one folder) and deleted once ingested or refused; the
     session keeps the de-identified study in memory and, for DICOM, the series headers an export needs.
     """
-    from tools.ingest.study import SeriesNotFoundError, StudyError
+    from tools.ingest.study_errors import SeriesNotFoundError, StudyError
 
     if not files:
         raise StudyError("choose a file to upload first")

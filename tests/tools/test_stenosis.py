@@ -9,7 +9,7 @@ import pytest
 from assistant.tools.measure_lesion import measure_lesion_tool
 from tools.core import case_format as cf
 from tools.core.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
-from tools.ingest.study import Study
+from tools.ingest.study_value import Study
 from tools.quant.context import StudyContext
 from tools.quant.stenosis import NoLumenError, StenosisError, measure_lesion, measure_study, measure_vessel
 from training.phantoms.tubes import OBLIQUE, TubeImage, healthy_radius, straight_tube, tube_image

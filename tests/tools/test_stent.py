@@ -7,7 +7,7 @@ import pytest
 
 from assistant.tools.stent_coverage import stent_coverage_tool
 from tools.core.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
-from tools.ingest.study import Study
+from tools.ingest.study_value import Study
 from tools.quant.context import StudyContext
 from tools.quant.stenosis import StenosisError
 from tools.quant.stent import LesionSite, StentError, plan_stent, stent_coverage

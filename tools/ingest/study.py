@@ -17,16 +17,10 @@ from tools.ingest.safe_zip import extract_zip
 from tools.ingest.study_errors import (
     EmptyFolderError,
     NotARegularFileError,
-    SeriesNotFoundError,  # noqa: F401  re-export, see below
-    StudyError,  # noqa: F401  re-export, see below
     StudyNotFoundError,
     UnsupportedFormatError,
 )
 from tools.ingest.study_value import Study
-
-# Import the errors from ``tools.ingest.study_errors`` and the value from ``tools.ingest.study_value``.
-# StudyError, SeriesNotFoundError and Study are still importable from here only for the modules listed in
-# tests/tools/test_one_home.py (PENDING), which are being edited by others; the list only shrinks.
 
 if TYPE_CHECKING:
     from tools.core.settings import Settings

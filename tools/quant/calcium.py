@@ -45,7 +45,7 @@ from tools.core.anatomy import (
     STRUCTURES_BY_NAME,
     resolve_structure_or_segment,
 )
-from tools.ingest.study import StudyError
+from tools.ingest.study_errors import StudyError
 from tools.quant.cadrads import cac_drs, plaque_burden_from_cac
 from tools.quant.calcium_anatomy import REASONS, AnatomyConfig, find_noncoronary
 from tools.quant.calcium_labels import assign_territories, coronary_mask, labels_on_grid

@@ -16,7 +16,8 @@ import numpy as np
 from langchain_core.runnables import RunnableConfig
 
 from tools.core import case_format as cf
-from tools.ingest.study import Study, StudyError
+from tools.ingest.study_errors import StudyError
+from tools.ingest.study_value import Study
 
 CONFIG_KEY = "study_context"
 # Where a study's anatomy comes from: the image itself (the default for every answer), or the label

@@ -51,7 +51,8 @@ from skimage.morphology import convex_hull_image
 
 from tools.core import case_format as cf
 from tools.core.anatomy import SEGMENTS_BY_CODE
-from tools.ingest.study import Study, StudyError
+from tools.ingest.study_errors import StudyError
+from tools.ingest.study_value import Study
 from tools.quant.centerline import resample_polyline
 
 METHOD = ("coronary tree from CT intensities: half-maximum lumen threshold, opened blood pool removed, "

@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 
 from tools.core import case_format as cf
 from tools.core.errors import CardioVLMError
-from tools.ingest.study import StudyError
+from tools.ingest.study_errors import StudyError
 from tools.quant.cadrads import cac_drs, plaque_burden_from_cac
 from tools.quant.clinical_context import FIELD_NAMES, MESA_FIELDS, ClinicalContext, Race
 from tools.quant.context import StudyContext

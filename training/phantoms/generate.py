@@ -20,7 +20,7 @@ from tools.core.anatomy import CORONARY_SEGMENTS, label_table
 from tools.core.errors import CardioVLMError
 from tools.ingest.nifti_io import write_nifti
 from tools.quant.cadrads import cad_rads
-from training.phantoms.coronary_variants import paint_coronary_detail, sample_coronary_detail
+from training.phantoms.coronary_variants import CoronaryDetail, paint_coronary_detail, sample_coronary_detail
 from training.phantoms.geometry import Anatomy, sample_anatomy
 from training.phantoms.lesions import Calcification, FindingRequest, apply_findings, sample_requests
 from training.phantoms.noise import NoiseModel
@@ -208,7 +208,7 @@ def _cac_series(anat, lumens, calcs, extra, grid: Grid, contrast: Contrast, rng)
                 grid.origin[:2] + (grid.origin[2] + 0.5 * (grid.shape[2] - 1) * grid.spacing[2]
                                    - 0.5 * (int(grid.shape[2] * grid.spacing[2] // 3) * 3 - 1),))
     lab, parts = rasterise(anat, lumens, calcs, fine, extra)
-    if anat.coronary_detail is not None:
+    if isinstance(anat.coronary_detail, CoronaryDetail):
         paint_coronary_detail(lab, parts, fine, anat, anat.coronary_detail)
     plain = Contrast(blood_left=40.0, blood_right=40.0, myocardium=40.0, fat=contrast.fat, lung=contrast.lung,
                      muscle=contrast.muscle, cortical=contrast.cortical, cancellous=contrast.cancellous,
@@ -291,7 +291,7 @@ def generate_case(out_dir: Path, *, seed: int, size: str = "small", findings: li
         raise PhantomError(f"size {size!r} shows the whole thorax: use it with realistic=True (--realistic)")
     grid = case_grid(anat, preset)
     lab, parts = rasterise(anat, lumens, calcs, grid, extra)
-    if anat.coronary_detail is not None:
+    if isinstance(anat.coronary_detail, CoronaryDetail):
         paint_coronary_detail(lab, parts, grid, anat, anat.coronary_detail)
     hu = form_image(lab, parts, grid, contrast, noise_sd, rng, physics)
 
@@ -334,7 +334,7 @@ def generate_case(out_dir: Path, *, seed: int, size: str = "small", findings: li
         step = np.linalg.norm(np.diff(pts, axis=0), axis=1).mean()
         landmarks[f"{f.id}_start"] = [round(float(c), 2) for c in pts[min(int(f.start_mm / step), len(pts) - 1)]]
         landmarks[f"{f.id}_end"] = [round(float(c), 2) for c in pts[min(int(f.end_mm / step), len(pts) - 1)]]
-    if anat.coronary_detail is not None:  # normal variants: ground truth for grading, as the dominance
+    if isinstance(anat.coronary_detail, CoronaryDetail):  # normal variants: ground truth for grading, as the dominance
         landmarks |= anat.coronary_detail.variant_landmarks(anat)
     cf.write_json(root / cf.LANDMARKS_FILE, landmarks)
     result = cf.Findings(findings=gt, segments=_summaries(anat, gt), cad_rads=_cadrads_text(gt),

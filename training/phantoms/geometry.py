@@ -14,15 +14,11 @@ epicardial surface is addressed by ``(s, phi)``: ``s`` in [0, 1] from the AV pla
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.interpolate import CubicSpline
 
 from tools.core.anatomy import SEGMENT_PARENT
-
-if TYPE_CHECKING:
-    from training.phantoms.coronary_variants import CoronaryDetail
 
 CENTERLINE_STEP_MM = 0.25  # centerline sampling; well under any voxel size we rasterise at
 # sinus-to-opposite-sinus diameter / root radius: sinuses sit 0.55 r out and have radius 0.62 r
@@ -117,7 +113,8 @@ class Anatomy:
     vessels: dict[str, Vessel] = field(default_factory=dict)
     landmarks: dict[str, np.ndarray] = field(default_factory=dict)
     thorax: object | None = None  # training.phantoms.thorax.Thorax, drawn from its own stream (generator 2.0)
-    coronary_detail: CoronaryDetail | None = None  # side branches and variants (generator 2.0)
+    # training.phantoms.coronary_variants.CoronaryDetail: side branches and variants (generator 2.0)
+    coronary_detail: object | None = None
 
     def segment_codes(self) -> list[str]:
         return list(self.vessels)

@@ -18,11 +18,11 @@ from scipy.spatial import cKDTree
 from tools.core.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
 from training.phantoms import physics as phys
 from training.phantoms.body import HUMERUS_LABEL, paint_body_wall
-from training.phantoms.geometry import Anatomy, Tube
+from training.phantoms.geometry import APEX_WALL_FRACTION, Anatomy, Tube
 from training.phantoms.lesions import Calcification, SegmentLumen
 from training.phantoms.noise import kernel_noise
 from training.phantoms.physics import Physics
-from training.phantoms.thorax import APEX_WALL_FRACTION, Thorax
+from training.phantoms.thorax import Thorax
 from training.phantoms.thorax_raster import abdomen, paint_heart_detail, paint_segments, vessels_and_airways
 from training.phantoms.vertebrae import paint_spine
 

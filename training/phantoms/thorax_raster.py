@@ -16,7 +16,8 @@ from scipy.spatial import cKDTree
 
 from tools.core.anatomy import STRUCTURES_BY_NAME
 from training.phantoms.heart_detail import HeartDetail
-from training.phantoms.thorax import Segments, Thorax
+from training.phantoms.segments import Segments
+from training.phantoms.thorax import Thorax
 
 LABEL = {name: s.label_id for name, s in STRUCTURES_BY_NAME.items()}
 KEEP_OUT_MM = 3.0  # fat kept between a coronary lumen and any other vessel or airway
