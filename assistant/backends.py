@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from langchain_core.language_models import BaseChatModel
 
-from tools.core.settings import Settings, get_settings
+from cardiovlm.tools.core.settings import Settings, get_settings
 
 
 def parse_llm_spec(spec: str) -> tuple[str, str | None, str | None]:
@@ -30,7 +30,7 @@ def chat_model(spec: str | None = None, settings: Settings | None = None) -> Bas
     settings = settings or get_settings()
     kind, model, url = parse_llm_spec(spec or settings.llm)
     if kind == "default":
-        from assistant.planner import ClinicalPlanner
+        from cardiovlm.assistant.planner import ClinicalPlanner
 
         return ClinicalPlanner()
     from langchain_openai import ChatOpenAI

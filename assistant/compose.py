@@ -1,11 +1,11 @@
 """The embedded planner's final answer: clinical text written from this turn's tool results only.
 
-Every number in the text is rendered from an :class:`~tools.core.answer.AnswerFinding` produced by
-:mod:`assistant.findings` (same value, same rounding, same unit), or quoted from a tool's own
+Every number in the text is rendered from an :class:`~cardiovlm.tools.core.answer.AnswerFinding` produced by
+:mod:`cardiovlm.assistant.findings` (same value, same rounding, same unit), or quoted from a tool's own
 message, so the text never holds a number that no tool returned. Refusals and uncertainty are
 stated: a tool's failure message is passed on, a missing input is named, and a MACE question is
 answered with the established scores and their limits, never with an invented probability.
-Yes/no answers start with the verdict of :mod:`assistant.verdicts`, so text and verdict agree.
+Yes/no answers start with the verdict of :mod:`cardiovlm.assistant.verdicts`, so text and verdict agree.
 """
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from assistant.findings import findings_of, show
-from assistant.outcomes import ToolOutcome, failed, succeeded
-from assistant.question import PROVENANCE_CUE, ParsedQuestion
-from assistant.slots import LESION_LANDMARKS, landmark_display
-from assistant.verdicts import in_stent_graded, verdict_for
-from tools.core.anatomy import ARTERIES, SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
-from tools.quant.cadrads import cad_rads, shown_percent, worst_lesion
-from tools.quant.calcium import CalciumScore
+from cardiovlm.assistant.findings import findings_of, show
+from cardiovlm.assistant.outcomes import ToolOutcome, failed, succeeded
+from cardiovlm.assistant.question import PROVENANCE_CUE, ParsedQuestion
+from cardiovlm.assistant.slots import LESION_LANDMARKS, landmark_display
+from cardiovlm.assistant.verdicts import in_stent_graded, verdict_for
+from cardiovlm.tools.core.anatomy import ARTERIES, SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
+from cardiovlm.tools.quant.cadrads import cad_rads, shown_percent, worst_lesion
+from cardiovlm.tools.quant.calcium import CalciumScore
 
 CAPABILITIES = (
     "I can answer questions about the loaded coronary CT study, for example: "
@@ -215,7 +215,7 @@ def _lesion_line(outcome: ToolOutcome) -> str:
 
 
 def _worst_outcome(measured: list[ToolOutcome]) -> ToolOutcome | None:
-    """The measurement holding the most severe lesion (:func:`tools.quant.cadrads.worst_lesion`)."""
+    """The measurement holding the most severe lesion (:func:`cardiovlm.tools.quant.cadrads.worst_lesion`)."""
     lesion = worst_lesion(o.value.lesion for o in measured if o.value.lesion)
     return None if lesion is None else next(o for o in measured if o.value.lesion is lesion)
 
@@ -259,7 +259,7 @@ def _stenosis(q: ParsedQuestion, done: list[ToolOutcome], verdict: str | None) -
 
 def _patient_cad_rads(measured: list[ToolOutcome]) -> str:
     """The patient-level CAD-RADS 2.0 category over the measured arteries' worst lesions, by the
-    guideline's rules in :func:`tools.quant.cadrads.cad_rads` (left main and three-vessel 4B included)."""
+    guideline's rules in :func:`cardiovlm.tools.quant.cadrads.cad_rads` (left main and three-vessel 4B included)."""
     per_segment: dict[str, float] = {}
     for les in (o.value.lesion for o in measured if o.value.lesion):
         per_segment[les.segment] = max(per_segment.get(les.segment, 0.0), les.stenosis_percent)
@@ -561,7 +561,7 @@ def _locate(q: ParsedQuestion, done: list[ToolOutcome], verdict: str | None) -> 
 
 def _cannot(q: ParsedQuestion) -> str:
     """Why a question outside what the tools measure cannot be answered, and what would answer it."""
-    from assistant.intents import default_matcher
+    from cardiovlm.assistant.intents import default_matcher
 
     topic = default_matcher().bank.cannot_topics.get(q.cannot_topic or "")
     if topic is None:

@@ -1,7 +1,7 @@
 """From one turn's messages to the evidence of the answer: outcomes, findings, citations, masks.
 
 Each tool's typed result travels as the ``artifact`` of its ``ToolMessage`` (see
-:mod:`assistant.outcomes`); this module reads those results, never the JSON the chat model saw. The
+:mod:`cardiovlm.assistant.outcomes`); this module reads those results, never the JSON the chat model saw. The
 numbers shown in an answer are taken from here, so every number carries the unit and the tool it
 came from.
 """
@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
-from assistant import findings as extract
-from assistant.outcomes import ToolOutcome, outcomes
-from assistant.question import ParsedQuestion, parse_question
-from assistant.verdicts import verdict_for
-from tools.core.answer import AnswerFinding, Citation, GroundedAnswer, MaskFile, PlannedPart, ToolCallRecord
+from cardiovlm.assistant import findings as extract
+from cardiovlm.assistant.outcomes import ToolOutcome, outcomes
+from cardiovlm.assistant.question import ParsedQuestion, parse_question
+from cardiovlm.assistant.verdicts import verdict_for
+from cardiovlm.tools.core.answer import AnswerFinding, Citation, GroundedAnswer, MaskFile, PlannedPart, ToolCallRecord
 
 __all__ = ["ToolOutcome", "assemble_answer", "current_turn", "outcomes"]
 
@@ -75,10 +75,10 @@ def assemble_answer(messages: list[BaseMessage], new_messages: list[BaseMessage]
 
 
 def _dicom_seg_files(masks: list[MaskFile], context) -> list[MaskFile]:
-    """A DICOM SEG beside each NIfTI mask of the answer (see :mod:`tools.dicom.dicom_export`)."""
+    """A DICOM SEG beside each NIfTI mask of the answer (see :mod:`cardiovlm.tools.dicom.dicom_export`)."""
     from pathlib import Path
 
-    from tools.dicom.dicom_export import save_mask_dicom_seg
+    from cardiovlm.tools.dicom.dicom_export import save_mask_dicom_seg
 
     out = []
     for m in masks:

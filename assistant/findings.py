@@ -13,16 +13,16 @@ from typing import Any
 
 import numpy as np
 
-from assistant.tools.segment_anatomy import SegmentationResult
-from assistant.tools.study_info import StudyInfo
-from assistant.tools.vlm import VLMAskResult, VLMLocateResult, VLMSegmentResult
-from tools.core.anatomy import mask_color
-from tools.core.answer import AnswerFinding, Citation, MaskFile
-from tools.quant.cadrads import shown_percent
-from tools.quant.calcium import CalciumScore
-from tools.quant.risk import RiskContext
-from tools.quant.stenosis import Lesion, LesionMeasurement
-from tools.quant.stent import StentPlan
+from cardiovlm.assistant.tools.segment_anatomy import SegmentationResult
+from cardiovlm.assistant.tools.study_info import StudyInfo
+from cardiovlm.assistant.tools.vlm import VLMAskResult, VLMLocateResult, VLMSegmentResult
+from cardiovlm.tools.core.anatomy import mask_color
+from cardiovlm.tools.core.answer import AnswerFinding, Citation, MaskFile
+from cardiovlm.tools.quant.cadrads import shown_percent
+from cardiovlm.tools.quant.calcium import CalciumScore
+from cardiovlm.tools.quant.risk import RiskContext
+from cardiovlm.tools.quant.stenosis import Lesion, LesionMeasurement
+from cardiovlm.tools.quant.stent import StentPlan
 
 # Decimals shown per unit: stenosis in whole percent as reports give it, lengths to 0.1 mm.
 DIGITS_BY_UNIT = {"%": 0, "AU": 1, "mm^3": 1, "mg": 1, "mm": 1, "ng/L": 1, "ratio": 2, "": 2}
@@ -217,7 +217,7 @@ def findings_of(tool: str, result: Any) -> list[AnswerFinding]:
     if reader is None:
         return []
     if isinstance(result, dict):
-        from assistant.registry import result_adapter
+        from cardiovlm.assistant.registry import result_adapter
 
         adapter = result_adapter(tool)
         result = adapter.validate_python(result) if adapter is not None else result
@@ -272,7 +272,7 @@ def overlay_for(masks: list[MaskFile], context, points=()) -> str | None:
     nifti = [m for m in masks if m.format == "nifti"]
     if not (nifti or points) or context is None:
         return None
-    from tools.views.render import best_slice, render, save_png
+    from cardiovlm.tools.views.render import best_slice, render, save_png
 
     drawn = []
     for m in nifti:

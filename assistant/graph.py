@@ -1,7 +1,7 @@
 """The LangGraph loop: the chat model plans tool calls, the tools run, the model writes the answer.
 
 The same graph serves every chat-model backend (the embedded clinical planner, an OpenAI-compatible
-endpoint). Tools read the session's study from the ``RunnableConfig`` (see ``tools.quant.context``), so
+endpoint). Tools read the session's study from the ``RunnableConfig`` (see ``cardiovlm.tools.quant.context``), so
 the graph itself holds no study and two sessions never share one. The number of model steps is
 bounded; tool failures come back to the model as error messages instead of stopping the session. Each
 ToolMessage carries the typed result of its call (or its typed failure) as its ``artifact``.
@@ -20,7 +20,7 @@ from langgraph.errors import GraphBubbleUp, GraphRecursionError
 from langgraph.graph import START, MessagesState, StateGraph
 from langgraph.prebuilt import ToolNode, tools_condition
 
-from assistant.tool_errors import ToolFailure
+from cardiovlm.assistant.tool_errors import ToolFailure
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
 """Intent by meaning: a question's nearest phrasings in a bank, embedded with the offline MiniLM.
 
 The phrasing bank (``phrasing_bank.yaml`` beside this module) lists varied ways to ask for each
-intent. Bank and question are masked the same way (:func:`assistant.slots.mask_for_embedding`)
-and embedded with the bundled ``all-MiniLM-L6-v2`` (:mod:`tools.core.embeddings`, never downloaded).
+intent. Bank and question are masked the same way (:func:`cardiovlm.assistant.slots.mask_for_embedding`)
+and embedded with the bundled ``all-MiniLM-L6-v2`` (:mod:`cardiovlm.tools.core.embeddings`, never downloaded).
 A phrasing's similarity to the question mixes the embeddings' cosine with a word TF-IDF cosine
 (weight ``1 - embedding_weight``), so a rare domain word the small sentence model blurs ("reports",
 "FFR", "MRN") still counts. An intent's score is the mean similarity of its ``top_k`` nearest
@@ -24,7 +24,7 @@ from typing import Literal
 import numpy as np
 import yaml
 
-from assistant.slots import mask_for_embedding
+from cardiovlm.assistant.slots import mask_for_embedding
 
 Intent = Literal["study_info", "segment", "calcium", "stenosis", "cadrads_patient", "stent", "risk", "reports",
                  "locate", "identity", "cannot", "unknown"]
@@ -113,7 +113,7 @@ class IntentMatcher:
         self.bank = bank or load_bank()
         self.config = config or MatcherConfig()
         if model is None:
-            from tools.core.embeddings import load_model
+            from cardiovlm.tools.core.embeddings import load_model
 
             model = load_model()
         self.model = model
@@ -125,10 +125,10 @@ class IntentMatcher:
         self.bank_words = self.tfidf.fit_transform([mask_for_embedding(p.text) for p in self.bank.phrasings])
 
     def _cache_file(self) -> Path:
-        from tools.core.settings import get_settings
+        from cardiovlm.tools.core.settings import get_settings
 
         root = self.config.cache_dir or get_settings().cache_dir
-        from tools.core.embeddings import MODEL_NAME
+        from cardiovlm.tools.core.embeddings import MODEL_NAME
 
         # The key covers the masking too: a change to it changes what the bank's phrasings embed as.
         masked = "\n".join(mask_for_embedding(p.text) for p in self.bank.phrasings)

@@ -3,7 +3,7 @@
 Every assistant tool returns its typed result (a pydantic model from ``tools/`` or
 ``assistant/vlm_tools``, a list of them for report hits) as the ``artifact`` of its ``ToolMessage``;
 the JSON in the message's content is what the chat model reads and is never parsed back here. A
-failed call carries a :class:`~assistant.tool_errors.ToolFailure`. Only a message that lost its
+failed call carries a :class:`~cardiovlm.assistant.tool_errors.ToolFailure`. Only a message that lost its
 artifact (a conversation restored from a file, a message written by hand) is read from its text,
 validated against the tool's declared result type.
 """
@@ -16,7 +16,7 @@ from typing import Any
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from pydantic import BaseModel, ValidationError
 
-from assistant.tool_errors import ToolFailure, read_tool_error
+from cardiovlm.assistant.tool_errors import ToolFailure, read_tool_error
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ def outcome_of(name: str, args: dict, message: ToolMessage) -> ToolOutcome:
         return ToolOutcome(name, args, failure=failure)
     if message.artifact is not None:
         return ToolOutcome(name, args, value=message.artifact)
-    from assistant.registry import result_adapter
+    from cardiovlm.assistant.registry import result_adapter
 
     adapter = result_adapter(name)
     if adapter is None:

@@ -2,9 +2,9 @@
 
 It is a LangChain chat model like any other backend: given the conversation it either emits tool
 calls or, once the tools have answered, writes the final answer from their results. It reads the
-question with :mod:`assistant.question` (intents by meaning, numbers with units, follow-ups,
+question with :mod:`cardiovlm.assistant.question` (intents by meaning, numbers with units, follow-ups,
 several requests per question) and plans each part with :func:`part_calls`; the wording of answers lives in
-:mod:`assistant.compose`. It never states a number that is not in a tool result.
+:mod:`cardiovlm.assistant.compose`. It never states a number that is not in a tool result.
 """
 
 from __future__ import annotations
@@ -19,19 +19,19 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
-from assistant.compose import compose_answer, compose_parts
-from assistant.evidence import current_turn
-from assistant.outcomes import ToolOutcome, succeeded
-from assistant.question import ParsedQuestion
-from assistant.slots import LESION_LANDMARKS, landmark_display
-from assistant.tool_errors import read_tool_error
-from tools.core.anatomy import ARTERIES, SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
-from tools.core.settings import get_settings
-from tools.quant.cadrads import worst_lesion as most_severe
+from cardiovlm.assistant.compose import compose_answer, compose_parts
+from cardiovlm.assistant.evidence import current_turn
+from cardiovlm.assistant.outcomes import ToolOutcome, succeeded
+from cardiovlm.assistant.question import ParsedQuestion
+from cardiovlm.assistant.slots import LESION_LANDMARKS, landmark_display
+from cardiovlm.assistant.tool_errors import read_tool_error
+from cardiovlm.tools.core.anatomy import ARTERIES, SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
+from cardiovlm.tools.core.settings import get_settings
+from cardiovlm.tools.quant.cadrads import worst_lesion as most_severe
 
 if TYPE_CHECKING:
-    from tools.quant.calcium import CalciumScore
-    from tools.quant.stenosis import Lesion
+    from cardiovlm.tools.quant.calcium import CalciumScore
+    from cardiovlm.tools.quant.stenosis import Lesion
 
 log = logging.getLogger(__name__)
 
@@ -275,7 +275,7 @@ def _segment_target_text(q: ParsedQuestion) -> str:
 
 def worst_lesion(done: list[ToolOutcome]) -> Lesion | None:
     """The most severe lesion among this turn's measure_lesion results (None when there is none), by
-    the one rule the answer also names it by (:func:`tools.quant.cadrads.worst_lesion`)."""
+    the one rule the answer also names it by (:func:`cardiovlm.tools.quant.cadrads.worst_lesion`)."""
     return most_severe(o.value.lesion for o in succeeded(done, "measure_lesion") if o.value.lesion is not None)
 
 

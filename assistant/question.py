@@ -1,8 +1,8 @@
 """Understanding a clinician's question: intents by meaning, slots by rule, follow-ups by context.
 
-- Intent: the nearest phrasings of a bank, by MiniLM sentence embeddings (:mod:`assistant.intents`).
+- Intent: the nearest phrasings of a bank, by MiniLM sentence embeddings (:mod:`cardiovlm.assistant.intents`).
 - Slots: numbers with their units, devices, troponin, sex and landmarks by rule
-  (:mod:`assistant.slots`); anatomy from the registry (:mod:`tools.core.anatomy`).
+  (:mod:`cardiovlm.assistant.slots`); anatomy from the registry (:mod:`cardiovlm.tools.core.anatomy`).
 - Several requests in one question ("What is the calcium score and how severe is the LAD
   stenosis?") become several parts, each planned and answered, or named as not answered; a
   comparison of vessels is one part over every vessel named. Pieces split at conjunctions, commas,
@@ -31,8 +31,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from assistant.intents import Intent, IntentMatch, match_cached, match_texts
-from assistant.slots import (
+from cardiovlm.assistant.intents import Intent, IntentMatch, match_cached, match_texts
+from cardiovlm.assistant.slots import (
     MAX_STENT_DIAMETER_MM,
     QuestionValueError,
     anatomy_in,
@@ -41,8 +41,8 @@ from assistant.slots import (
     sex_in,
     vessel_end_in,
 )
-from tools.core.anatomy import SEGMENTS_BY_CODE
-from tools.quant.cadrads import OBSTRUCTIVE_PERCENT, SEVERE_PERCENT
+from cardiovlm.tools.core.anatomy import SEGMENTS_BY_CODE
+from cardiovlm.tools.quant.cadrads import OBSTRUCTIVE_PERCENT, SEVERE_PERCENT
 
 # What the planner does for a part. The public intent is coarser: "calcium" is a score or a
 # presence check, "stent" a coverage check or a presence / patency check.
@@ -219,7 +219,7 @@ _SEGMENT_NOUN = re.compile(r"\b(proximal|prox|mid|middle|distal|dist|the|that|th
 
 
 def _content_words(text: str) -> list[str]:
-    from assistant.slots import mask_for_embedding
+    from cardiovlm.assistant.slots import mask_for_embedding
 
     words = re.findall(r"[a-z][a-z'-]*", mask_for_embedding(_SEGMENT_NOUN.sub(r"\1", text)))
     return [w for w in words if w not in _FILLER and w not in ("vessel", "structure")]
@@ -300,7 +300,7 @@ def _piece_numbers(piece: str):
     try:
         return numbers_in(piece)
     except QuestionValueError:
-        from assistant.slots import Numbers
+        from cardiovlm.assistant.slots import Numbers
 
         return Numbers()
 
@@ -348,7 +348,7 @@ def _own_topics(first: str, second: str) -> bool:
 
 def _names_at(piece: str, end: bool) -> bool:
     """The piece ends (or starts, after an article) with the name of a vessel or structure."""
-    from assistant.slots import mask_for_embedding
+    from cardiovlm.assistant.slots import mask_for_embedding
 
     words = [w for w in mask_for_embedding(piece).split() if w != "?"]
     if not end:
@@ -532,7 +532,7 @@ def _parse_part(text: str, match: IntentMatch, lesion_context: bool = False, bef
     try:
         numbers = numbers_in(text)
     except QuestionValueError as err:
-        from assistant.slots import Numbers
+        from cardiovlm.assistant.slots import Numbers
 
         numbers, problem = Numbers(), str(err)
     landmark = landmark_in(text, lesion_context=lesion_context)
@@ -745,7 +745,7 @@ def _choose_intent(match: IntentMatch, numbers, landmark: str | None, text: str,
         scores["study_info"] += SLOT_PULL
     if match.intent == "unknown" and max(scores.values()) < match.score + SLOT_PULL:
         return "unknown"
-    from assistant.intents import default_matcher
+    from cardiovlm.assistant.intents import default_matcher
 
     return default_matcher().decide(scores)
 
@@ -884,7 +884,7 @@ def _continuable(q: ParsedQuestion, context: list[ParsedQuestion]) -> ParsedQues
 
 def _same_position_segment(position: str, vessel: str) -> str | None:
     """'distal' + the LAD (or any LAD segment) -> 'dLAD'; None when that artery has no such segment."""
-    from tools.core.anatomy import MAIN_VESSEL_PATHS
+    from cardiovlm.tools.core.anatomy import MAIN_VESSEL_PATHS
 
     artery = vessel if vessel in MAIN_VESSEL_PATHS else SEGMENTS_BY_CODE[vessel].artery
     path = MAIN_VESSEL_PATHS.get(artery, ())

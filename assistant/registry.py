@@ -26,18 +26,18 @@ from pydantic import TypeAdapter
 # (module, tool attribute, result type attribute, whether the tool returns a list of results) of every
 # tool the assistant may call, in the order a clinician would expect.
 TOOL_LOCATIONS: tuple[tuple[str, str, str, bool], ...] = (
-    ("assistant.tools.study_info", "study_info_tool", "StudyInfo", False),
-    ("assistant.tools.segment_anatomy", "segment_anatomy_tool", "SegmentationResult", False),
-    ("assistant.tools.calcium_score", "calcium_score_tool", "CalciumScore", False),
-    ("assistant.tools.measure_lesion", "measure_lesion_tool", "LesionMeasurement", False),
-    ("assistant.tools.stent_coverage", "stent_coverage_tool", "StentPlan", False),
-    ("assistant.tools.risk_context", "risk_context_tool", "RiskContext", False),
-    ("tools.reports.api", "retrieve_reports_tool", "ReportHit", True),
-    ("assistant.tools.vlm", "vlm_segment_tool", "VLMSegmentResult", False),
-    ("assistant.tools.vlm", "vlm_locate_tool", "VLMLocateResult", False),
-    ("assistant.tools.vlm", "vlm_ask_tool", "VLMAskResult", False),
+    ("cardiovlm.assistant.tools.study_info", "study_info_tool", "StudyInfo", False),
+    ("cardiovlm.assistant.tools.segment_anatomy", "segment_anatomy_tool", "SegmentationResult", False),
+    ("cardiovlm.assistant.tools.calcium_score", "calcium_score_tool", "CalciumScore", False),
+    ("cardiovlm.assistant.tools.measure_lesion", "measure_lesion_tool", "LesionMeasurement", False),
+    ("cardiovlm.assistant.tools.stent_coverage", "stent_coverage_tool", "StentPlan", False),
+    ("cardiovlm.assistant.tools.risk_context", "risk_context_tool", "RiskContext", False),
+    ("cardiovlm.tools.reports.api", "retrieve_reports_tool", "ReportHit", True),
+    ("cardiovlm.assistant.tools.vlm", "vlm_segment_tool", "VLMSegmentResult", False),
+    ("cardiovlm.assistant.tools.vlm", "vlm_locate_tool", "VLMLocateResult", False),
+    ("cardiovlm.assistant.tools.vlm", "vlm_ask_tool", "VLMAskResult", False),
 )
-OPTIONAL_TOOL = ("assistant.tools.totalseg", "totalsegmentator_tool", "SegmentationResult", False)
+OPTIONAL_TOOL = ("cardiovlm.assistant.tools.totalseg", "totalsegmentator_tool", "SegmentationResult", False)
 
 
 def _result_type(module: str, attribute: str, many: bool) -> Any:
@@ -77,7 +77,7 @@ def typed_tool(tool: BaseTool, result: TypeAdapter) -> BaseTool:
 
 
 def available_tools() -> list[BaseTool]:
-    from tools.segmentation.totalseg import unavailable_reason
+    from cardiovlm.tools.segmentation.totalseg import unavailable_reason
 
     chosen = list(TOOL_LOCATIONS) + ([OPTIONAL_TOOL] if unavailable_reason() is None else [])
     adapters = _adapters()
@@ -87,7 +87,7 @@ def available_tools() -> list[BaseTool]:
 
 def unavailable_tools() -> dict[str, str]:
     """Tools left out of :func:`available_tools`, with why (stated once, e.g. by the CLI and the UI)."""
-    from tools.segmentation.totalseg import unavailable_reason
+    from cardiovlm.tools.segmentation.totalseg import unavailable_reason
 
     reason = unavailable_reason()
     return {"totalsegmentator_anatomy": reason} if reason else {}

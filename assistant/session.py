@@ -1,6 +1,6 @@
 """One clinician's conversation: the study it belongs to, the history, and asking a question.
 
-A ``Session`` owns its :class:`~tools.quant.context.StudyContext`; tools receive it through the run
+A ``Session`` owns its :class:`~cardiovlm.tools.quant.context.StudyContext`; tools receive it through the run
 config of that session only, so two sessions never see each other's study or history. A session
 can be saved to a small JSON file (the study path and the message history) and resumed, which is
 how ``cardiovlm ask --session FILE`` keeps follow-ups across calls.
@@ -31,14 +31,14 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage, messages_from_dict, messages_to_dict
 
-from assistant.evidence import assemble_answer
-from assistant.graph import build_graph, run_turn
-from assistant.registry import available_tools
-from tools.core.answer import GroundedAnswer
-from tools.core.errors import CardioVLMError
-from tools.ingest.series import NO_SERIES, SeriesInfo, SeriesPick, load_series_context
-from tools.quant.clinical_context import ClinicalContext
-from tools.quant.context import AnatomySource, StudyContext
+from cardiovlm.assistant.evidence import assemble_answer
+from cardiovlm.assistant.graph import build_graph, run_turn
+from cardiovlm.assistant.registry import available_tools
+from cardiovlm.tools.core.answer import GroundedAnswer
+from cardiovlm.tools.core.errors import CardioVLMError
+from cardiovlm.tools.ingest.series import NO_SERIES, SeriesInfo, SeriesPick, load_series_context
+from cardiovlm.tools.quant.clinical_context import ClinicalContext
+from cardiovlm.tools.quant.context import AnatomySource, StudyContext
 
 MAX_HISTORY_MESSAGES = 60  # older turns are dropped: follow-ups only need the recent ones
 
@@ -57,7 +57,7 @@ class Session:
     study_path: str | None = None
     history: list[BaseMessage] = field(default_factory=list)
     output_dir: Path | None = None
-    report_store: object | None = None  # a tools.reports.api.ReportStore; None: the settings' store
+    report_store: object | None = None  # a cardiovlm.tools.reports.api.ReportStore; None: the settings' store
     dicom_seg: bool = False  # also write answer masks as DICOM SEG (highdicom)
     study_folders: bool = False  # each study load writes into its own subfolder of output_dir
     keep_retrieved: bool = True  # keep PACS series on disk once loaded; the app deletes them (patient details)
@@ -67,7 +67,7 @@ class Session:
         self._pacs_tmp: Path | None = None  # where PACS series go when the session has no output folder
         self.graph = build_graph(self.model, self.tools)
         self.load_id = 0  # counts study loads; a question is fenced to the load it was asked on
-        self.reference = None  # tools.dicom.dicom_export.ReferenceSeries of a DICOM study, held in memory
+        self.reference = None  # cardiovlm.tools.dicom.dicom_export.ReferenceSeries of a DICOM study, held in memory
         self.series: list[SeriesInfo] = []  # every series of the loaded study, with its kind
         self.series_pick: SeriesPick | None = None  # which were loaded as the CCTA and the calcium series
         self.clinical = ClinicalContext()  # the patient's risk factors and labs, as edited
@@ -80,8 +80,9 @@ class Session:
         """Load a study into this session; on failure the previous study and history stay as they were.
 
         A study of several series loads its CCTA and its calcium-scoring series together, chosen by
-        kind unless ``ccta_series`` / ``calcium_series`` (SeriesInstanceUIDs, ``tools.ingest.series.NO_SERIES``
-        for no calcium series) say otherwise; see :func:`tools.ingest.series.pick_series`.
+        kind unless ``ccta_series`` / ``calcium_series`` (SeriesInstanceUIDs,
+        ``cardiovlm.tools.ingest.series.NO_SERIES``
+        for no calcium series) say otherwise; see :func:`cardiovlm.tools.ingest.series.pick_series`.
 
         The anatomy the tools measure on comes from the image; ``anatomy="case_labels"`` uses a case
         folder's own label map instead, for a caller that asks for it by name (label-map mode).
@@ -89,7 +90,7 @@ class Session:
         Raises:
             StudyError: the study or the pick cannot be loaded (a clinician-readable message, a stable code).
         """
-        from tools.dicom.dicom_export import capture_reference
+        from cardiovlm.tools.dicom.dicom_export import capture_reference
 
         context, listing, pick = load_series_context(path, anatomy=anatomy, ccta_series=ccta_series,
                                                      calcium_series=calcium_series)
@@ -109,8 +110,8 @@ class Session:
             SeriesSourceGoneError: the study's files were deleted once loaded (an upload); load it again.
             StudyError: the pick cannot be loaded; the current study stays.
         """
-        from tools.ingest.study_errors import SeriesSourceGoneError
-        from tools.quant.context import NoStudyLoaded
+        from cardiovlm.tools.ingest.study_errors import SeriesSourceGoneError
+        from cardiovlm.tools.quant.context import NoStudyLoaded
 
         if self.context is None or self.study_path is None:
             raise NoStudyLoaded("no study is loaded: load a CT study first, then pick its series")
@@ -145,7 +146,8 @@ class Session:
     def load_from_pacs(self, client, study_uid: str, series_uid: str | None = None, *,
                        ccta_series: str | None = None, calcium_series: str | None = None,
                        progress=None) -> StudyContext:
-        """Retrieve a study (or one series of it) with ``client`` (a :class:`tools.ingest.pacs.PacsClient`) and
+        """Retrieve a study (or one series of it) with ``client`` (a :class:`cardiovlm.tools.ingest.pacs.PacsClient`)
+        and
         make it this session's study.
 
         Without ``series_uid`` every CT series of the study is retrieved, so its series are listed
@@ -159,7 +161,7 @@ class Session:
         """
         import shutil
 
-        from tools.ingest.pacs import PacsNotFoundError
+        from cardiovlm.tools.ingest.pacs import PacsNotFoundError
 
         if series_uid is not None:
             folder = client.retrieve_series(study_uid, series_uid, self._pacs_dir(), progress=progress)
@@ -215,12 +217,12 @@ class Session:
 
     def config(self) -> dict:
         """The run config of this session's turns: its study and report store, nobody else's."""
-        from tools.quant.risk import CLINICAL_CONFIG_KEY
+        from cardiovlm.tools.quant.risk import CLINICAL_CONFIG_KEY
 
         configurable: dict = dict(self.context.as_config()["configurable"]) if self.context else {}
         configurable[CLINICAL_CONFIG_KEY] = self.clinical
         if self.report_store is not None:
-            from tools.reports.api import STORE_CONFIG_KEY
+            from cardiovlm.tools.reports.api import STORE_CONFIG_KEY
 
             configurable[STORE_CONFIG_KEY] = self.report_store
         return {"configurable": configurable}

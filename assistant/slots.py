@@ -1,10 +1,10 @@
 """Rule-based slot extractors: numbers with units, devices, troponin, sex, landmarks, anatomy.
 
-Intent is read by meaning (:mod:`assistant.intents`); the values a tool needs are read here by
+Intent is read by meaning (:mod:`cardiovlm.assistant.intents`); the values a tool needs are read here by
 rules, because a number and its unit must be exact: "2 cm", "20 millimetres" and "20mm" are all
 20 mm, "3.0 x 20" is a diameter and a length, "18-22 mm" is a range, and a negative length is
 refused with :class:`QuestionValueError` instead of being passed to a tool. Anatomy comes from the
-registry (:func:`tools.core.anatomy.find_anatomy`), never from a list of our own.
+registry (:func:`cardiovlm.tools.core.anatomy.find_anatomy`), never from a list of our own.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Literal
 
-from tools.core.anatomy import (
+from cardiovlm.tools.core.anatomy import (
     ARTERIES,
     LANDMARKS,
     MAIN_VESSEL_PATHS,
@@ -24,8 +24,8 @@ from tools.core.anatomy import (
     SYNONYM_INDEX,
     find_anatomy,
 )
-from tools.core.errors import CardioVLMError
-from tools.quant.troponin import TroponinMarkerError, check_marker
+from cardiovlm.tools.core.errors import CardioVLMError
+from cardiovlm.tools.quant.troponin import TroponinMarkerError, check_marker
 
 Sex = Literal["male", "female"]
 Device = Literal["DES", "BMS", "scaffold"]

@@ -3,7 +3,7 @@
 When a tool raises, the graph turns the exception into a :class:`ToolFailure` (message, code,
 class) and hands it on as the ``artifact`` of the error ``ToolMessage``; the model sees the text of
 :meth:`ToolFailure.text`: the clinician-readable message followed by a tag ``[code: CODE; class:
-CLASS]``. ``CODE`` is the exception's ``code`` (every :class:`tools.core.errors.CardioVLMError` carries
+CLASS]``. ``CODE`` is the exception's ``code`` (every :class:`cardiovlm.tools.core.errors.CardioVLMError` carries
 one) or, failing that, its class name. The planner and the answer read the ``ToolFailure``; the tag
 is read back only for a message that lost its artifact (a conversation restored from a file).
 """
@@ -13,8 +13,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from assistant.tools.segment_anatomy import NoSegmentationAvailable
-from tools.core.errors import error_code
+from cardiovlm.assistant.tools.segment_anatomy import NoSegmentationAvailable
+from cardiovlm.tools.core.errors import error_code
 
 _TAG = re.compile(r"\s*\[code: (?P<code>[\w.\-]+); class: (?P<cls>\w+)\]\s*$")
 

@@ -1,7 +1,7 @@
 """Yes / no verdicts decided from tool results, never from the wording of an answer.
 
-One rule per task of a question (:data:`assistant.question.Task`). A rule reads the typed results of
-this turn's tools (:class:`assistant.outcomes.ToolOutcome`) and returns "yes",
+One rule per task of a question (:data:`cardiovlm.assistant.question.Task`). A rule reads the typed results of
+this turn's tools (:class:`cardiovlm.assistant.outcomes.ToolOutcome`) and returns "yes",
 "no" or "unknown" (the tools did not run, failed, or do not decide the question). Because the
 verdict never looks at the answer text, it is the same whichever chat model wrote that text, and a
 benchmark can score it without parsing prose.
@@ -12,17 +12,17 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from assistant.outcomes import ToolOutcome, succeeded
-from assistant.question import ParsedQuestion
-from tools.quant.cadrads import MILD_PERCENT, OBSTRUCTIVE_PERCENT
-from tools.quant.stenosis import Lesion
+from cardiovlm.assistant.outcomes import ToolOutcome, succeeded
+from cardiovlm.assistant.question import ParsedQuestion
+from cardiovlm.tools.quant.cadrads import MILD_PERCENT, OBSTRUCTIVE_PERCENT
+from cardiovlm.tools.quant.stenosis import Lesion
 
 Verdict = str  # "yes" | "no" | "unknown"
 
 # Without a qualifier a stenosis is >= 25 % (CAD-RADS >= 2): plaque narrowing the lumen by 1-24 %
 # is "minimal" and reported as plaque, not as a stenosis. "Significant" (50 %, obstructive by CT)
 # and "severe" (70 %) are read by the question parser and kept by follow-ups. The bands live in
-# tools.quant.cadrads.
+# cardiovlm.tools.quant.cadrads.
 ANY_STENOSIS_PERCENT = MILD_PERCENT
 _CALCIUM_THRESHOLD = re.compile(r"\b(?:above|over|greater than|more than|exceed(?:s|ing)?|>)\s*(\d+(?:\.\d+)?)", re.I)
 _CALCIUM_ZERO = re.compile(r"\b(zero|0)\b", re.I)

@@ -276,7 +276,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.users < 2:
         parser.error("--users must be at least 2 (each user probes another's session and files)")
-    from ui.server import launch
+    from cardiovlm.ui.server import launch
 
     users = {f"user{i}": f"pw-{i}-benchmark" for i in range(args.users)}
     users_file = Path(tempfile.mkdtemp()) / "users.txt"

@@ -38,7 +38,7 @@ def _one_user(url: str) -> tuple[float, float, bool]:
 
 def main() -> None:
     t0 = time.perf_counter()
-    from ui.server import launch
+    from cardiovlm.ui.server import launch
 
     app, url = launch("127.0.0.1", free_port(), block=False)
     urllib.request.urlopen(url, timeout=60).read()

@@ -1,7 +1,7 @@
 """Assistant question suite on the bundled demo studies: answer correctness and end-to-end latency.
 
 For every demo case (``tools/demo_cases``: lad_calcified, lad_stenosis, rca_stent, healthy) a
-clinician's questions in varied wording are asked through a real :class:`assistant.session.Session`
+clinician's questions in varied wording are asked through a real :class:`cardiovlm.assistant.session.Session`
 with the embedded planner (the same LangGraph loop as every backend), including follow-ups in the
 same session. The expected answer of each question is derived from the case's phantom ground truth
 (``findings.json``, ``clinical.json`` and the label map), never from the tools:
@@ -42,15 +42,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from assistant.planner import ClinicalPlanner
-from assistant.session import Session
-from tools.core import case_format as cf
-from tools.core.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME, segments_of_artery
-from tools.core.answer import GroundedAnswer
-from tools.core.settings import get_settings
-from tools.quant.cadrads import MILD_PERCENT, OBSTRUCTIVE_PERCENT, worst_lesion
-from tools.quant.risk import mesa_chd_risk
-from tools.quant.troponin import find_assay
+from cardiovlm.assistant.planner import ClinicalPlanner
+from cardiovlm.assistant.session import Session
+from cardiovlm.tools.core import case_format as cf
+from cardiovlm.tools.core.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME, segments_of_artery
+from cardiovlm.tools.core.answer import GroundedAnswer
+from cardiovlm.tools.core.settings import get_settings
+from cardiovlm.tools.quant.cadrads import MILD_PERCENT, OBSTRUCTIVE_PERCENT, worst_lesion
+from cardiovlm.tools.quant.risk import mesa_chd_risk
+from cardiovlm.tools.quant.troponin import find_assay
 
 LANDING_MM = 2.5
 STENOSIS_TOLERANCE = 15.0  # percentage points between measured and ground-truth stenosis
@@ -228,7 +228,7 @@ def questions_for(truth: Truth) -> list[Question]:
                  (lambda a: (a.verdict == "no" and "No stent is present in this study" in a.answer, a.answer[:60]))),
     ]
     stent_findings = [f for f in truth.findings if f.kind == "stent"]
-    # The in-stent lumen is not graded from the CT (metal blooming, tools.quant.stenosis): with a stent, the
+    # The in-stent lumen is not graded from the CT (metal blooming, cardiovlm.tools.quant.stenosis): with a stent, the
     # right answer is "undetermined" with that reason, whatever the ground-truth patency.
     def not_graded(a: GroundedAnswer) -> tuple[bool, str]:
         return a.verdict == "unknown" and "cannot be graded from this CT" in a.answer, f"verdict {a.verdict}"

@@ -2,12 +2,12 @@
 
 For phantoms of seeds never used in training (dataset seed 915, checked against the training and
 held-out dataset seeds 1 and 2), two thirds with calcified or mixed plaque forced (one in three of
-those with a stent too), the image-only score (``tools.quant.calcium.agatston_score`` with no label map)
-is compared with the reference (``tools.quant.calcium_reference``: the definition on the same series,
+those with a stent too), the image-only score (``cardiovlm.tools.quant.calcium.agatston_score`` with no label map)
+is compared with the reference (``cardiovlm.tools.quant.calcium_reference``: the definition on the same series,
 with the phantom's labels saying which calcium is coronary). Prints CAC-DRS A-category agreement,
 the share of totals within 5 % (or 1 AU at zero), the mean absolute error, and every disagreement,
 for all phantoms and split by whether the phantom has aortic-valve or mitral-annulus calcium (which
-the image-only method can count: see ``tools.quant.calcium_anatomy``).
+the image-only method can count: see ``cardiovlm.tools.quant.calcium_anatomy``).
 
     OMP_NUM_THREADS=1 python benchmarks/calcium_accuracy.py --n 24
 """
@@ -24,8 +24,8 @@ TRAINING_DATASET_SEEDS = (1, 2)  # vlm/checkpoint: training set seed 1, held-out
 
 
 def _requests(seed: int, mode: int):
-    from training.phantoms import FindingRequest
-    from training.phantoms.generate import build
+    from cardiovlm.training.phantoms import FindingRequest
+    from cardiovlm.training.phantoms.generate import build
 
     if mode == 0:
         return None  # the generator's own draw (about a third healthy)
@@ -65,12 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", type=Path, default=None, help="write the phantoms here and keep them")
     args = parser.parse_args(argv)
 
-    from tools.ingest.study import load_nifti
-    from tools.quant.cadrads import cac_drs
-    from tools.quant.calcium import agatston_score
-    from tools.quant.calcium_reference import reference_agatston
-    from training.phantoms import generate_case
-    from training.phantoms.generate import case_seed
+    from cardiovlm.tools.ingest.study import load_nifti
+    from cardiovlm.tools.quant.cadrads import cac_drs
+    from cardiovlm.tools.quant.calcium import agatston_score
+    from cardiovlm.tools.quant.calcium_reference import reference_agatston
+    from cardiovlm.training.phantoms import generate_case
+    from cardiovlm.training.phantoms.generate import case_seed
 
     used = {case_seed(s, i) for s in TRAINING_DATASET_SEEDS for i in range(10000)}
     rows = []

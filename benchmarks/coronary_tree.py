@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial import cKDTree
 
-from tools.core import case_format as cf
-from tools.core.anatomy import ARTERIES, SEGMENTS_BY_CODE, segments_of_artery
-from tools.ingest.study import load_nifti, load_study
-from tools.ingest.study_value import Study
-from tools.quant.coronary_tree import CoronaryTreeError, extract_coronary_tree
+from cardiovlm.tools.core import case_format as cf
+from cardiovlm.tools.core.anatomy import ARTERIES, SEGMENTS_BY_CODE, segments_of_artery
+from cardiovlm.tools.ingest.study import load_nifti, load_study
+from cardiovlm.tools.ingest.study_value import Study
+from cardiovlm.tools.quant.coronary_tree import CoronaryTreeError, extract_coronary_tree
 
 
 def segment_codes(artery: str) -> list[str]:
@@ -87,7 +87,7 @@ def main() -> None:
     args = parser.parse_args()
     cases = list(args.cases)
     if args.phantoms:
-        from training.phantoms.generate import generate_case
+        from cardiovlm.training.phantoms.generate import generate_case
 
         root = Path(tempfile.mkdtemp(prefix="tree-bench-"))
         for k in range(args.phantoms):

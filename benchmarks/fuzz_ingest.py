@@ -1,8 +1,8 @@
 """Mutation fuzz of study ingest: every hostile input must end as a load or a typed ``StudyError``.
 
-A small valid CT series (6 slices of 16 x 12 int16 pixels, written by ``tools.dicom.dicom_write``), the same
+A small valid CT series (6 slices of 16 x 12 int16 pixels, written by ``cardiovlm.tools.dicom.dicom_write``), the same
 volume as NIfTI and the series as a zip are mutated at random, one case per run, and given to
-``tools.ingest.study.load_study``:
+``cardiovlm.tools.ingest.study.load_study``:
 
 * DICOM (70 % of runs): flipped bytes anywhere or in the header of one slice, a tag of one slice or of
   every slice set to a hostile raw value (text that is no number, NaN, 1e30, wrong value counts, zero,
@@ -56,10 +56,10 @@ from pydicom import config as pydicom_config
 from pydicom.dataelem import RawDataElement
 from pydicom.tag import Tag
 
-from tools.dicom.dicom_write import write_ct_series
-from tools.ingest.study import load_study
-from tools.ingest.study_errors import StudyError
-from tools.ingest.study_value import LIMITS
+from cardiovlm.tools.dicom.dicom_write import write_ct_series
+from cardiovlm.tools.ingest.study import load_study
+from cardiovlm.tools.ingest.study_errors import StudyError
+from cardiovlm.tools.ingest.study_value import LIMITS
 
 REPO = Path(__file__).resolve().parents[1]
 SHAPE = (16, 12, 6)

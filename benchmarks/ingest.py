@@ -1,4 +1,4 @@
-"""Benchmark: loading a DICOM series with ``tools.ingest.study.load_study`` against reading its raw bytes.
+"""Benchmark: loading a DICOM series with ``cardiovlm.tools.ingest.study.load_study`` against reading its raw bytes.
 
 Writes a 512 x 512 x 300 CT series (int16, ~157 MB) to a temporary folder, then measures
 
@@ -9,7 +9,7 @@ Writes a 512 x 512 x 300 CT series (int16, ~157 MB) to a temporary folder, then 
 Time is the best of ``--repeat`` runs (``time.perf_counter``), without tracing. Peak memory is
 measured in a separate run with ``tracemalloc`` (Python and NumPy allocations, which NumPy reports
 to tracemalloc; not the resident set size), because tracing slows Python code down. The last row
-times ``training.phantoms.generate_case(tmp, seed=0, size="demo")`` when that generator exists.
+times ``cardiovlm.training.phantoms.generate_case(tmp, seed=0, size="demo")`` when that generator exists.
 
 Usage::
 
@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tools.dicom.dicom_write import write_ct_series
-from tools.ingest.study import load_study
+from cardiovlm.tools.dicom.dicom_write import write_ct_series
+from cardiovlm.tools.ingest.study import load_study
 
 
 def raw_read(folder: Path, n_pixels: int) -> list[np.ndarray]:
@@ -87,9 +87,9 @@ def main(argv: list[str] | None = None) -> None:
         ]
 
         try:
-            from training.phantoms import generate_case
+            from cardiovlm.training.phantoms import generate_case
         except ImportError:
-            phantom = "training.phantoms.generate_case is not available yet"
+            phantom = "cardiovlm.training.phantoms.generate_case is not available yet"
         else:
             start = time.perf_counter()
             generate_case(Path(tmp) / "phantom", seed=0, size="demo")

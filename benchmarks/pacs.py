@@ -25,10 +25,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from tools.core.settings import get_settings
-from tools.dicom.dicom_write import write_ct_series
-from tools.ingest.pacs import PacsClient
-from tools.ingest.study import load_study
+from cardiovlm.tools.core.settings import get_settings
+from cardiovlm.tools.dicom.dicom_write import write_ct_series
+from cardiovlm.tools.ingest.pacs import PacsClient
+from cardiovlm.tools.ingest.study import load_study
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root
 from tests.orthanc_local import LocalOrthanc

@@ -38,12 +38,12 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from tools.core import case_format as cf
-from tools.core.anatomy import CORONARY_LABELS, STRUCTURES_BY_NAME
-from tools.ingest.nifti_io import read_nifti
-from training.phantoms.generate import build, case_seed, generate_case
-from training.phantoms.geometry import ROOT_DIAMETER_PER_RADIUS
-from training.phantoms.noise import NoiseModel, local_sd, radial_nps_peak
+from cardiovlm.tools.core import case_format as cf
+from cardiovlm.tools.core.anatomy import CORONARY_LABELS, STRUCTURES_BY_NAME
+from cardiovlm.tools.ingest.nifti_io import read_nifti
+from cardiovlm.training.phantoms.generate import build, case_seed, generate_case
+from cardiovlm.training.phantoms.geometry import ROOT_DIAMETER_PER_RADIUS
+from cardiovlm.training.phantoms.noise import NoiseModel, local_sd, radial_nps_peak
 
 L = {n: s.label_id for n, s in STRUCTURES_BY_NAME.items()}
 

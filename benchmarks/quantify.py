@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from tools.core.anatomy import CORONARY_LABELS, SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
+from cardiovlm.tools.core.anatomy import CORONARY_LABELS, SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
 
 TARGET_S = 1.0
 
@@ -97,7 +97,7 @@ def calcium_series(shape=(512, 512, 300), spacing=(0.4, 0.4, 0.5), n_lesions=36,
 
 
 def run_agatston(inputs):
-    from tools.quant.calcium import agatston_score
+    from cardiovlm.tools.quant.calcium import agatston_score
 
     hu, labels, spacing = inputs
     return agatston_score(hu, spacing, labels)
@@ -117,7 +117,7 @@ def contrast_series():
 
 
 def run_contrast(inputs):
-    from tools.quant.calcium import contrast_calcium_volume
+    from cardiovlm.tools.quant.calcium import contrast_calcium_volume
 
     hu, labels, spacing = inputs
     return contrast_calcium_volume(hu, spacing, labels)
@@ -133,7 +133,8 @@ CASES: list[BenchCase] = [
 ]
 
 
-# ------------------------------------------------------------------------------ stenosis (tools.quant.stenosis)
+# ------------------------------------------------------------------------------ stenosis
+# (cardiovlm.tools.quant.stenosis)
 def coronary_tree(shape=(512, 512, 300), spacing=(0.4, 0.4, 0.5)):
     """(labels uint8, affine, centerlines, CT): LM -> LAD, LCx and RCA as curved tubes on a demo-size grid.
 
@@ -142,7 +143,7 @@ def coronary_tree(shape=(512, 512, 300), spacing=(0.4, 0.4, 0.5)):
     """
     from scipy.spatial import cKDTree
 
-    from tools.core import case_format as cf
+    from cardiovlm.tools.core import case_format as cf
 
     labels = np.zeros(shape, np.uint8)
     affine = np.diag([*spacing, 1.0])
@@ -183,14 +184,14 @@ def coronary_tree(shape=(512, 512, 300), spacing=(0.4, 0.4, 0.5)):
             segments[code] = [cf.CenterlinePoint(xyz=tuple(p), radius_mm=float(rr))
                               for p, rr in zip(axis[keep], r0[keep])]
     # The CT the stenosis is read from: lumen, plaque and fat painted from the labels, blurred, noisy.
-    from training.phantoms.tubes import ct_from_labels
+    from cardiovlm.training.phantoms.tubes import ct_from_labels
 
     hu = ct_from_labels(labels, float(min(spacing)))
     return labels, affine, cf.Centerlines(segments=segments), hu
 
 
 def run_stenosis(inputs, use_centerlines: bool):
-    from tools.quant.stenosis import measure_study
+    from cardiovlm.tools.quant.stenosis import measure_study
 
     labels, affine, centerlines, hu = inputs
     return measure_study(hu, affine, labels=labels, centerlines=centerlines if use_centerlines else None,

@@ -2,10 +2,10 @@
 
 For each seed (default 10_000-10_199, never used while developing the parser) the phantom
 findings sampler draws ground-truth findings, the phantom report writer turns them into a varied
-free-text report, and ``tools.reports.parser.parse_report`` reads it back. No images
+free-text report, and ``cardiovlm.tools.reports.parser.parse_report`` reads it back. No images
 are generated. Compared per SCCT segment, as sets of (study, segment, value):
 
-* stenosis category: CAD-RADS category of the segment's maximal stenosis (``tools.quant.cadrads``), for
+* stenosis category: CAD-RADS category of the segment's maximal stenosis (``cardiovlm.tools.quant.cadrads``), for
   segments with plaque or occlusion (a stent's segment counts only with in-stent restenosis);
 * plaque type: calcified / noncalcified / mixed;
 * calcium presence: segments with calcium;
@@ -31,11 +31,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tools.core.anatomy import SEGMENTS_BY_CODE
-from tools.core.case_format import Findings
-from tools.quant.cadrads import stenosis_category
-from tools.reports.findings import ReportFindings
-from tools.reports.parser import parse_report
+from cardiovlm.tools.core.anatomy import SEGMENTS_BY_CODE
+from cardiovlm.tools.core.case_format import Findings
+from cardiovlm.tools.quant.cadrads import stenosis_category
+from cardiovlm.tools.reports.findings import ReportFindings
+from cardiovlm.tools.reports.parser import parse_report
 
 TYPES = ("stenosis category", "plaque type", "calcium presence", "stent")
 
@@ -87,9 +87,9 @@ def phantom_report(seed: int) -> tuple[Findings, str]:
     import numpy as np
 
     try:
-        from training.phantoms.clinical import sample_clinical
-        from training.phantoms.generate import _cadrads_text, _summaries, build
-        from training.phantoms.report import write_report
+        from cardiovlm.training.phantoms.clinical import sample_clinical
+        from cardiovlm.training.phantoms.generate import _cadrads_text, _summaries, build
+        from cardiovlm.training.phantoms.report import write_report
     except ImportError as err:
         raise SystemExit(f"the phantom generator and report writer are needed ({err})") from err
     anatomy, _, _, _, truth, where, _ = build(seed)

@@ -1,7 +1,7 @@
 """Report retrieval benchmark: recall@5 on paraphrased queries over phantom reports, and query latency.
 
-Corpus: phantom CCTA reports written by the project's report writer (``training.phantoms.report``,
-``report_grammar.yaml``) from phantom ground truth (``training.phantoms.generate.build``: anatomy and
+Corpus: phantom CCTA reports written by the project's report writer (``cardiovlm.training.phantoms.report``,
+``report_grammar.yaml``) from phantom ground truth (``cardiovlm.training.phantoms.generate.build``: anatomy and
 findings, no voxels), grouped into patients with 1-4 studies each. A patient keeps one anatomy; between
 studies plaques progress, some severe ones are stented, stents may restenose and new plaques appear.
 
@@ -51,16 +51,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np
 import torch
 
-from tools.core.anatomy import SEGMENTS_BY_CODE
-from tools.core.case_format import Finding, Findings
-from tools.reports.records import ReportFilter, ReportRecord
-from tools.reports.store import ReportStore
-from training.phantoms.clinical import sample_clinical
-from training.phantoms.generate import _cadrads_text, _summaries, build, case_seed
-from training.phantoms.geometry import sample_anatomy
-from training.phantoms.lesions import FindingRequest, sample_requests
-from training.phantoms.report import write_report
-from training.phantoms.report_phrasing import grade_of
+from cardiovlm.tools.core.anatomy import SEGMENTS_BY_CODE
+from cardiovlm.tools.core.case_format import Finding, Findings
+from cardiovlm.tools.reports.records import ReportFilter, ReportRecord
+from cardiovlm.tools.reports.store import ReportStore
+from cardiovlm.training.phantoms.clinical import sample_clinical
+from cardiovlm.training.phantoms.generate import _cadrads_text, _summaries, build, case_seed
+from cardiovlm.training.phantoms.geometry import sample_anatomy
+from cardiovlm.training.phantoms.lesions import FindingRequest, sample_requests
+from cardiovlm.training.phantoms.report import write_report
+from cardiovlm.training.phantoms.report_phrasing import grade_of
 
 PLAQUES = ("calcified_plaque", "noncalcified_plaque", "mixed_plaque")
 # Clinician words for the query, by CAD-RADS grade and plaque kind (the writer's own words differ).

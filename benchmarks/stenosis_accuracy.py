@@ -2,7 +2,7 @@
 
 Rows:
 
-* synthetic tubes (:func:`training.phantoms.tubes.straight_tube`: healthy radius 1.8 mm tapering
+* synthetic tubes (:func:`cardiovlm.training.phantoms.tubes.straight_tube`: healthy radius 1.8 mm tapering
   0.006 mm/mm, lumen 430 HU, non-calcified plaque 60 HU out to 0.5 mm beyond the healthy radius, fat
   -100 HU, 0.5 mm Gaussian PSF, 20 HU correlated noise) with a 25, 50, 70 or 90 % diameter narrowing
   at 1.0 and 0.5 mm voxels, on two oblique axes (a: 12 mm phantom-style lesion, flat over its middle
@@ -35,10 +35,10 @@ from pathlib import Path
 
 import numpy as np
 
-from tools.core import case_format as cf
-from tools.quant.cadrads import cad_rads
-from tools.quant.stenosis import StenosisConfig, measure_lesion, measure_study, measure_vessel
-from training.phantoms.tubes import (
+from cardiovlm.tools.core import case_format as cf
+from cardiovlm.tools.quant.cadrads import cad_rads
+from cardiovlm.tools.quant.stenosis import StenosisConfig, measure_lesion, measure_study, measure_vessel
+from cardiovlm.training.phantoms.tubes import (
     OBLIQUE,
     PLAQUE,
     SEGMENTS,
@@ -112,7 +112,7 @@ def synthetic_rows(config: StenosisConfig) -> list[Row]:
 
 def demo_rows(config: StenosisConfig) -> list[Row]:
     """One row per demo finding, and one per case for its CAD-RADS."""
-    from tools.quant.context import load_context
+    from cardiovlm.tools.quant.context import load_context
 
     rows = []
     for case in sorted(p for p in DEMO_DIR.iterdir() if (p / "case.json").exists()):
@@ -199,7 +199,7 @@ def edge_tube(length: float, edge: str, seed: int, percent: float = 50.0, start:
 
 def length_rows() -> list[tuple[str, float, float, tuple[float | None, float | None]]]:
     """(case, true length, true %, (measured length, measured %))."""
-    from tools.quant.context import load_context
+    from cardiovlm.tools.quant.context import load_context
 
     rows = []
     seed = 200

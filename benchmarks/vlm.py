@@ -6,7 +6,7 @@ in the model's LRU cache and only runs the fusion transformer and the heads, the
 from the cube back to the study grid. The issue asks for
 the second to be at least 5x faster than the first.
 
-Study: ``tools/demo_cases/lad_stenosis`` loaded with ``tools.ingest.study.load_study`` (demo size,
+Study: ``tools/demo_cases/lad_stenosis`` loaded with ``cardiovlm.tools.ingest.study.load_study`` (demo size,
 0.65 x 0.65 x 1.0 mm). Checkpoint: the shipped one (settings ``checkpoint_dir``) unless
 ``--checkpoint``. Loading the checkpoint and the study is not timed. Each repeat clears the cache
 first, so every "first" is a cold embedding. Times are the median of ``--repeat`` runs
@@ -44,9 +44,9 @@ def run_benchmark(checkpoint: str | Path | None = None, *, device: str = "cpu", 
     """Time a cold first instruction and a cached second one; returns the figures as a dict."""
     import torch
 
-    import vlm
-    from tools.core.settings import get_settings
-    from tools.ingest.study import load_study
+    from cardiovlm import vlm
+    from cardiovlm.tools.core.settings import get_settings
+    from cardiovlm.tools.ingest.study import load_study
 
     settings = get_settings()
     checkpoint = Path(checkpoint or settings.checkpoint_dir)

@@ -55,7 +55,7 @@ class PhantomCache:
     """
 
     def __init__(self, root: Path) -> None:
-        from training.phantoms.generate import generate_case
+        from cardiovlm.training.phantoms.generate import generate_case
 
         self._generate = generate_case
         self._signature = inspect.signature(generate_case)
@@ -104,7 +104,7 @@ class PhantomCache:
 def phantom_case(tmp_path_factory, request) -> Iterator[PhantomCache]:
     """``phantom_case(seed=..., size="small", findings=[...], ...)`` -> the case folder, generated once.
 
-    Takes ``training.phantoms.generate.generate_case``'s keyword arguments with the same defaults
+    Takes ``cardiovlm.training.phantoms.generate.generate_case``'s keyword arguments with the same defaults
     (mind ``with_dicom=True``). The folder is shared: copy it before changing anything in it.
     """
     base = tmp_path_factory.getbasetemp()

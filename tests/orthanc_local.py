@@ -19,8 +19,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from cardiovlm.tools.core.errors import CardioVLMError
 from tests.loopback import free_port
-from tools.core.errors import CardioVLMError
 
 ORTHANC_BINARY = "Orthanc"
 DICOMWEB_PACKAGE = "orthanc-dicomweb"

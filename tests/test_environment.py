@@ -7,14 +7,13 @@ with two defaults in two places.
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("assistant", "tools", "vlm", "training", "ui")
+from tests.source_tree import ROOT, source_files
+
 SETTINGS = "tools/core/settings.py"
 
 # Modules still reading the environment themselves, written by engineers editing them while this check
-# landed; each has its replacement in tools.core.settings (get_settings().cache_dir, external_environment(),
+# landed; each has its replacement in cardiovlm.tools.core.settings (get_settings().cache_dir, external_environment(),
 # set_library_environment). The test fails on any other module, and when a listed one is clean, so
 # this set only shrinks.
 PENDING: frozenset[str] = frozenset()
@@ -36,15 +35,14 @@ def environment_uses(source: str) -> list[int]:
 
 
 def _modules() -> dict[str, str]:
-    return {p.relative_to(ROOT).as_posix(): p.read_text(encoding="utf-8")
-            for package in PACKAGES for p in (ROOT / package).rglob("*.py")}
+    return {p.relative_to(ROOT).as_posix(): p.read_text(encoding="utf-8") for p in source_files()}
 
 
 def test_only_settings_reads_the_environment():
     uses = {path: lines for path, source in _modules().items() if (lines := environment_uses(source))}
     assert SETTINGS in uses  # the control: the scanner sees settings' own reads
     others = {path: lines for path, lines in uses.items() if path != SETTINGS and path not in PENDING}
-    assert not others, f"read or write the environment through tools.core.settings instead: {others}"
+    assert not others, f"read or write the environment through cardiovlm.tools.core.settings instead: {others}"
     clean = sorted(PENDING - set(uses))
     assert not clean, f"no longer reads the environment, remove from PENDING: {clean}"
 

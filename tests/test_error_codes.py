@@ -23,15 +23,16 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("assistant", "tools", "vlm", "training", "ui")
-ROOT_ERROR = "tools.core.errors.CardioVLMError"
+from tests.source_tree import NAMESPACE, ROOT, module_name, source_files
+
+ROOT_ERROR = "cardiovlm.tools.core.errors.CardioVLMError"
 # Libraries whose import costs seconds (torch alone about 8 s here); their bases are judged by name.
 HEAVY = frozenset({"torch", "gradio", "monai", "transformers", "sentence_transformers"})
 CODE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")  # snake_case words, dotted "area.reason"
 
 # Qualified class name -> the change its owner still has to make. Only shrinks (see the module docstring).
-# "root" = derive from tools.core.errors.CardioVLMError (``from tools.core.errors import CardioVLMError``).
+# "root" = derive from cardiovlm.tools.core.errors.CardioVLMError (``from cardiovlm.tools.core.errors import
+# CardioVLMError``).
 PENDING: dict[str, str] = {}
 
 
@@ -43,15 +44,9 @@ class ErrorClass:
     code: object  # the literal assigned to ``code`` in the class body, None when it has none
 
 
-def _module_name(path: Path) -> str:
-    parts = path.relative_to(ROOT).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
 @cache
 def _modules() -> dict[str, tuple[Path, ast.Module]]:
-    return {_module_name(p): (p, ast.parse(p.read_text(encoding="utf-8"), filename=str(p)))
-            for package in PACKAGES for p in sorted((ROOT / package).rglob("*.py"))}
+    return {module_name(p): (p, ast.parse(p.read_text(encoding="utf-8"), filename=str(p))) for p in source_files()}
 
 
 def _absolute(module: str, is_package: bool, node: ast.ImportFrom) -> str:
@@ -83,7 +78,8 @@ def _names(module: str) -> dict[str, str]:
 
 
 def _canonical(qualname: str, depth: int = 0) -> str:
-    """Follow re-exports (``from tools.ingest.study import StudyError`` -> ``tools.ingest.study_errors.StudyError``)."""
+    """Follow re-exports (``from cardiovlm.tools.ingest.study import StudyError`` ->
+    ``cardiovlm.tools.ingest.study_errors.StudyError``)."""
     module, _, name = qualname.rpartition(".")
     if module not in _modules() or depth > 10:
         return qualname
@@ -145,7 +141,7 @@ def _is_exception(qualname: str) -> bool:
         elif module.split(".")[0] in HEAVY:  # torch.nn.Module etc.: named as exceptions are, or not one
             if name.endswith(("Error", "Exception", "Warning")):
                 return True
-        elif module.split(".")[0] not in PACKAGES and ancestor not in _classes():
+        elif module.split(".")[0] != NAMESPACE and ancestor not in _classes():
             try:  # a third-party base (e.g. an HTTP library's error): ask the library itself
                 kind = getattr(importlib.import_module(module), name, None)
             except ImportError:
@@ -166,7 +162,7 @@ def problems(err: ErrorClass, codes: dict[object, list[str]]) -> list[str]:
     out = []
     ancestors = set(err.bases).union(*(_ancestors(b) for b in err.bases))
     if err.qualname != ROOT_ERROR and ROOT_ERROR not in ancestors:
-        out.append("not derived from tools.core.errors.CardioVLMError")
+        out.append("not derived from cardiovlm.tools.core.errors.CardioVLMError")
     if err.code is None:
         out.append("no code of its own")
     elif not isinstance(err.code, str) or not CODE.match(err.code):
@@ -202,20 +198,22 @@ def test_the_pending_list_only_shrinks():
 def test_codes_are_unique_across_the_project():
     # Also true of the pending errors: two classes with one code route as one.
     shared = {q: p for q, ps in all_problems().items() for p in ps if "shared with" in p}
-    expected = {"tools.quant.stenosis.NoLumenError", "tools.quant.lumen_profile.NoLumenFound"}  # pending: see PENDING
+    expected = {"cardiovlm.tools.quant.stenosis.NoLumenError",
+                "cardiovlm.tools.quant.lumen_profile.NoLumenFound"}  # pending: see PENDING
     assert set(shared) <= expected, shared
 
 
 # --- controls: the reading above against what Python itself says ---
-LIGHT_MODULES = ("tools.core.errors", "tools.ingest.study_errors", "tools.quant.troponin",
-                 "tools.quant.clinical_context", "tools.quant.risk",
-                 "tools.ingest.pacs", "tools.quant.stenosis", "tools.quant.lumen_profile", "assistant.session",
-                 "assistant.slots")
+LIGHT_MODULES = ("cardiovlm.tools.core.errors", "cardiovlm.tools.ingest.study_errors", "cardiovlm.tools.quant.troponin",
+                 "cardiovlm.tools.quant.clinical_context", "cardiovlm.tools.quant.risk",
+                 "cardiovlm.tools.ingest.pacs", "cardiovlm.tools.quant.stenosis", "cardiovlm.tools.quant.lumen_profile",
+                 "cardiovlm.assistant.session",
+                 "cardiovlm.assistant.slots")
 
 
 @pytest.mark.parametrize("module", LIGHT_MODULES)
 def test_the_source_reading_matches_the_imported_classes(module):
-    from tools.core.errors import CardioVLMError
+    from cardiovlm.tools.core.errors import CardioVLMError
 
     imported = importlib.import_module(module)
     live = {f"{module}.{name}": c for name, c in inspect.getmembers(imported, inspect.isclass)
@@ -231,7 +229,7 @@ def test_the_check_catches_an_error_outside_the_root_and_a_shared_code():
     # The control of the main test: the same rules on errors that break them.
     codes = {"a.b": ["x.Good", "x.Twin"], "c.d": ["x.Outside"]}
     assert problems(ErrorClass("x.Good", "", (ROOT_ERROR,), "a.b"), codes) == ["code 'a.b' shared with x.Twin"]
-    assert "not derived from tools.core.errors.CardioVLMError" in problems(
+    assert "not derived from cardiovlm.tools.core.errors.CardioVLMError" in problems(
         ErrorClass("x.Outside", "", ("builtins.ValueError",), "c.d"), codes)
     assert problems(ErrorClass("x.NoCode", "", (ROOT_ERROR,), None), codes) == ["no code of its own"]
     assert "is not dotted snake_case" in problems(ErrorClass("x.Bad", "", (ROOT_ERROR,), "Bad Code"), codes)[0]

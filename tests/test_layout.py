@@ -11,8 +11,7 @@ from pathlib import Path
 
 import networkx as nx
 
-ROOT = Path(__file__).resolve().parents[1]
-LAYERS = ("tools", "vlm", "training", "assistant", "ui")
+from tests.source_tree import NAMESPACE, PACKAGES, ROOT, module_name
 
 # Cycles still being untangled, each as the set of modules involved. The test fails when a new cycle
 # appears, and also when a listed one is gone, so this list only shrinks.
@@ -22,8 +21,7 @@ KNOWN_UPWARD: set[tuple[str, str]] = set()
 
 def import_graph(root: Path = ROOT) -> nx.DiGraph:
     """Edges from each project module to the project modules it imports, at any depth of the file."""
-    modules = {".".join(p.relative_to(root).with_suffix("").parts).removesuffix(".__init__"): p
-               for layer in LAYERS for p in (root / layer).rglob("*.py")}
+    modules = {module_name(p, root): p for layer in PACKAGES for p in (root / layer).rglob("*.py")}
 
     def resolve(name: str) -> str | None:
         while name and name not in modules:
@@ -49,7 +47,7 @@ def import_graph(root: Path = ROOT) -> nx.DiGraph:
 
 
 def _layer(module: str) -> int:
-    return LAYERS.index(module.split(".")[0])
+    return PACKAGES.index(module.split(".")[1])
 
 
 def test_no_lower_layer_imports_a_higher_one():
@@ -66,10 +64,36 @@ def test_no_new_import_cycle():
 
 
 def test_the_checker_finds_a_cycle_hidden_in_a_function(tmp_path):
-    for layer in LAYERS:
+    for layer in PACKAGES:
         (tmp_path / layer).mkdir()
-    (tmp_path / "tools" / "measure.py").write_text("def run():\n    from training.fit import fit\n")
-    (tmp_path / "training" / "fit.py").write_text("from tools import measure\n")
+    (tmp_path / "tools" / "measure.py").write_text("def run():\n    from cardiovlm.training.fit import fit\n")
+    (tmp_path / "training" / "fit.py").write_text("from cardiovlm.tools import measure\n")
     graph = import_graph(tmp_path)
-    assert graph.has_edge("tools.measure", "training.fit")  # upward, and only inside a function
-    assert {"tools.measure", "training.fit"} in [set(c) for c in nx.strongly_connected_components(graph)]
+    assert graph.has_edge("cardiovlm.tools.measure", "cardiovlm.training.fit")  # upward, only inside a function
+    assert {"cardiovlm.tools.measure", "cardiovlm.training.fit"} in [
+        set(c) for c in nx.strongly_connected_components(graph)]
+
+
+def bare_imports(source: str) -> list[int]:
+    """Lines importing a project package by its folder name (``import tools``, ``from ui.app import``)."""
+    lines = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        else:
+            continue
+        if any(name.split(".")[0] in PACKAGES for name in names):
+            lines.append(node.lineno)
+    return lines
+
+
+def test_every_import_goes_through_the_installed_namespace():
+    # The checkout's root is on sys.path when tests run, so "import tools.x" would still work here and
+    # load a second copy of the module beside cardiovlm.tools.x (two registries, two settings objects).
+    folders = [*PACKAGES, "tests", "benchmarks", "scripts"]
+    found = {f"{path.relative_to(ROOT)}:{line}" for folder in folders for path in (ROOT / folder).rglob("*.py")
+             for line in bare_imports(path.read_text(encoding="utf-8"))}
+    assert not found, f"import these through {NAMESPACE}.: {sorted(found)}"
+    assert bare_imports("import tools.quant\nfrom ui import app\nfrom cardiovlm.ui import app\n") == [1, 2]

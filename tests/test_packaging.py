@@ -16,8 +16,8 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("assistant", "tools", "vlm", "training", "ui")
+from tests.source_tree import NAMESPACE, PACKAGES, ROOT
+
 _SKIP = shutil.ignore_patterns("__pycache__", "*.pyc")
 
 
@@ -27,7 +27,7 @@ def wheel_files(tmp_path_factory) -> set[str]:
     if importlib.util.find_spec("setuptools") is None:
         pytest.skip("setuptools is not installed in this environment: pip install setuptools to build the wheel")
     src = tmp_path_factory.mktemp("src")
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "setup.py", "README.md"):
         shutil.copy2(ROOT / name, src / name)
     for package in PACKAGES:  # a copy, so the build leaves no build/ folder in the checkout
         shutil.copytree(ROOT / package, src / package, ignore=_SKIP)
@@ -41,7 +41,8 @@ def wheel_files(tmp_path_factory) -> set[str]:
 
 
 def _shipped(folder: Path) -> set[str]:
-    return {p.relative_to(ROOT).as_posix() for p in folder.rglob("*")
+    """The files of ``folder`` as the wheel names them: under the namespace, each package its folder."""
+    return {f"{NAMESPACE}/{p.relative_to(ROOT).as_posix()}" for p in folder.rglob("*")
             if p.is_file() and "__pycache__" not in p.parts}
 
 
@@ -50,10 +51,16 @@ def test_the_wheel_ships_every_module(wheel_files):
     assert modules and modules - wheel_files == set()
 
 
+def test_the_wheel_installs_one_namespace(wheel_files):
+    # Top-level names as common as tools or ui would collide with another distribution's packages.
+    tops = {name.split("/")[0] for name in wheel_files}
+    assert {top for top in tops if not top.endswith(".dist-info")} == {NAMESPACE}
+
+
 def test_the_wheel_ships_the_demo_data(wheel_files):
-    from assistant.intents import BANK_PATH
-    from tools.core.settings import Settings
-    from ui.viewer import NIIVUE_JS, STATIC_DIR
+    from cardiovlm.assistant.intents import BANK_PATH
+    from cardiovlm.tools.core.settings import Settings
+    from cardiovlm.ui.viewer import NIIVUE_JS, STATIC_DIR
 
     fields = Settings.model_fields
     demo_cases, checkpoint = Path(fields["demo_cases_dir"].default), Path(fields["checkpoint_dir"].default)
@@ -64,7 +71,7 @@ def test_the_wheel_ships_the_demo_data(wheel_files):
     # Every file of the data folders, whatever its type, reaches the wheel: a new kind of file in a demo
     # case fails here instead of missing from an install.
     wanted = _shipped(demo_cases) | _shipped(checkpoint) | _shipped(STATIC_DIR) | {
-        BANK_PATH.relative_to(ROOT).as_posix()}
+        f"{NAMESPACE}/{BANK_PATH.relative_to(ROOT).as_posix()}"}
     assert wanted - wheel_files == set()
 
 

@@ -22,7 +22,7 @@ with held-out phrasings. A second folder (e.g. a shifted generator setting) give
 
 Yes/no questions are scored by raw accuracy and by balanced accuracy (the mean of the recalls of
 "yes" and "no", so always answering the commoner one scores 0.5), overall and per kind of question
-(``vlm.validation.question_kind``), with the expected calibration error of the answer confidence.
+(``cardiovlm.vlm.validation.question_kind``), with the expected calibration error of the answer confidence.
 
 Controls that can fail (``controls``): the same records, scored against the same ground truth, with
 the image replaced by another case's (``shuffled``: a derangement, no case keeps its own image), by a
@@ -32,7 +32,7 @@ the gap between a column and its controls says so.
 
 Example::
 
-    from training.evaluate import evaluate_folder
+    from cardiovlm.training.evaluate import evaluate_folder
     report = evaluate_folder("vlm/checkpoint", "data/heldout")
     print(format_table([report]))
 """
@@ -47,8 +47,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tools.core.errors import CardioVLMError
-from vlm.validation import (
+from cardiovlm.tools.core.errors import CardioVLMError
+from cardiovlm.vlm.validation import (
     ARTERY_IDS,
     CHAMBER_ROWS,
     CONTROL_SPLITS,
@@ -252,8 +252,8 @@ class EvaluationReport:
 
 
 def _case_arrays(folder: Path):
-    from tools.core import case_format as cf
-    from tools.ingest.study import load_study
+    from cardiovlm.tools.core import case_format as cf
+    from cardiovlm.tools.ingest.study import load_study
 
     study = load_study(folder)
     if not (folder / cf.LABELS_NIFTI).is_file():
@@ -267,7 +267,7 @@ def _case_arrays(folder: Path):
 
 
 def _load_image(folder: Path):
-    from tools.ingest.study import load_study
+    from cardiovlm.tools.ingest.study import load_study
 
     return load_study(folder)
 
@@ -276,7 +276,7 @@ def score_record(model, record, study, labels: np.ndarray, landmarks: dict, scor
                  image=None) -> None:
     """Run one curriculum record on its study (or on ``image``, a control shown in its place, scored
     against the same ground truth) and add its scores to ``scores``."""
-    from tools.segmentation.masks import mask_from_labels
+    from cardiovlm.tools.segmentation.masks import mask_from_labels
 
     target = record.target
     choices = list(target.choices) or None
@@ -323,15 +323,15 @@ def score_record(model, record, study, labels: np.ndarray, landmarks: dict, scor
 def load_records(data_dir: Path, curriculum: str | Path | None = None, seed: int = 0) -> list:
     """Curriculum records of the cases in ``data_dir``: from ``curriculum`` (or ``data_dir/curriculum.jsonl``
     when present), else built now with the embedded (offline) report reader."""
-    from training.curriculum.jsonl import read_curriculum
+    from cardiovlm.training.curriculum.jsonl import read_curriculum
 
     path = Path(curriculum) if curriculum is not None else data_dir / "curriculum.jsonl"
     if path.is_file():
         return read_curriculum(path, include_held_out=True)
     if curriculum is not None:
         raise EvaluationError(f"curriculum file {path} does not exist")
-    from tools.core.case_format import iter_cases
-    from training.curriculum.builder import build_curriculum
+    from cardiovlm.tools.core.case_format import iter_cases
+    from cardiovlm.training.curriculum.builder import build_curriculum
 
     cases = iter_cases(data_dir)
     if not cases:
@@ -353,7 +353,7 @@ def evaluate_folder(checkpoint: str | Path, data_dir: str | Path, *, curriculum:
             ``"<name>, held-out phrasings"``.
         max_records_per_case: evaluate only the first N records of each case (quick runs).
         model: an already loaded ``CardioVLM`` (or any object with its ``run`` and ``clear_cache``).
-        controls: any of ``vlm.validation.CONTROL_SPLITS`` ("shuffled", "blank", "noise"); each scores the
+        controls: any of ``cardiovlm.vlm.validation.CONTROL_SPLITS`` ("shuffled", "blank", "noise"); each scores the
             records of the ``name`` column again with that image in place of the case's own, as the
             column ``"<name>, <control>"`` (e.g. "held-out seeds, shuffled images").
         control_seed: seed of the shuffle (a derangement of the cases) and of the noise volumes.
@@ -366,7 +366,7 @@ def evaluate_folder(checkpoint: str | Path, data_dir: str | Path, *, curriculum:
     """
     import torch
 
-    import vlm
+    from cardiovlm import vlm
 
     data_dir = Path(data_dir)
     if not data_dir.is_dir():

@@ -13,7 +13,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from training.train_config import TrainConfig
+from cardiovlm.training.train_config import TrainConfig
 
 
 def mask_loss(logits: torch.Tensor, target: torch.Tensor, pos_weight: float) -> torch.Tensor:

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-from training.train_config import TrainConfig, TrainError
-from vlm.model import CardioVLM
+from cardiovlm.training.train_config import TrainConfig, TrainError
+from cardiovlm.vlm.model import CardioVLM
 
 CHECKPOINT_SUBDIR = "checkpoint"
 STATE_FILE = "train_state.pt"
@@ -31,7 +31,7 @@ def init_from(model: CardioVLM, folder: Path) -> None:
     """Copy the tensors of checkpoint ``folder`` whose names and shapes match (fine-tuning a grown model)."""
     from safetensors.torch import load_file
 
-    from vlm.checkpoint_format import WEIGHTS_FILE, read_config
+    from cardiovlm.vlm.checkpoint_format import WEIGHTS_FILE, read_config
 
     read_config(folder)  # a clear CheckpointError for a folder that is no checkpoint
     state = load_file(str(folder / WEIGHTS_FILE))

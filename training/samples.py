@@ -1,7 +1,7 @@
 """Training samples: a curriculum record and its case on the model grid, as tensors; and batches of them.
 
 Training and inference see a study through the same preprocessing: the case is read with the tools'
-NIfTI reader (reoriented to LPS) and cut to the model's heart-centred cube with ``vlm.transforms.HeartRoi``
+NIfTI reader (reoriented to LPS) and cut to the model's heart-centred cube with ``cardiovlm.vlm.transforms.HeartRoi``
 (the model config's HU window and input shape), so the model trains on what it is later shown.
 
 A training sample is a dict::
@@ -24,15 +24,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from training.train_config import TrainError
-from vlm.config import ANSWER_CLASSES, CardioVLMConfig
-from vlm.transforms import RoiGrid
+from cardiovlm.training.train_config import TrainError
+from cardiovlm.vlm.config import ANSWER_CLASSES, CardioVLMConfig
+from cardiovlm.vlm.transforms import RoiGrid
 
 
 def sample_from_record(record, case: PreparedCase, config: CardioVLMConfig) -> dict:
     """Turn one ``InstructionRecord`` and its prepared case (see :func:`prepare_case`) into a sample."""
-    from tools.segmentation.masks import mask_from_labels
-    from vlm.transforms import index_to_fraction
+    from cardiovlm.tools.segmentation.masks import mask_from_labels
+    from cardiovlm.vlm.transforms import index_to_fraction
 
     target = record.target
     mask = None
@@ -79,14 +79,14 @@ class PreparedCase:
     landmarks_mm: dict[str, list[float]]  # named landmarks in LPS mm
     model_spacing: tuple[float, float, float]  # mm per model voxel (roi_mm / input_shape)
     anatomy: torch.Tensor | None = None  # (*input_shape) int64 class of each voxel for the dense anatomy
-    #                                      head (index into vlm.model.ANATOMY_LABEL_IDS; -100 = unknown id)
+    #                                      head (index into cardiovlm.vlm.model.ANATOMY_LABEL_IDS; -100 = unknown id)
 
 
 def prepare_case(image: np.ndarray, labels: np.ndarray | None, affine: np.ndarray,
                  landmarks_mm: dict[str, list[float]], config: CardioVLMConfig) -> PreparedCase:
     """Study-grid HU image, label map, LPS affine and landmarks -> :class:`PreparedCase` through the same
-    heart-centred ROI (``vlm.transforms.HeartRoi``) that inference uses."""
-    from vlm.transforms import HeartRoi
+    heart-centred ROI (``cardiovlm.vlm.transforms.HeartRoi``) that inference uses."""
+    from cardiovlm.vlm.transforms import HeartRoi
 
     spacing = tuple(float(v) for v in np.linalg.norm(affine[:3, :3], axis=0))
     cube, roi = HeartRoi(config)(image, spacing)
@@ -105,7 +105,7 @@ def _triple(values) -> tuple[float, float, float]:
 
 def anatomy_classes(labels: np.ndarray) -> np.ndarray:
     """Label ids -> int64 class indices of the dense anatomy head; ids outside the registry -> -100 (ignored)."""
-    from vlm.model import ANATOMY_LABEL_IDS
+    from cardiovlm.vlm.model import ANATOMY_LABEL_IDS
 
     lookup = np.full(max(int(labels.max(initial=0)), max(ANATOMY_LABEL_IDS)) + 1, -100, dtype=np.int64)
     lookup[list(ANATOMY_LABEL_IDS)] = np.arange(len(ANATOMY_LABEL_IDS))
@@ -113,7 +113,7 @@ def anatomy_classes(labels: np.ndarray) -> np.ndarray:
 
 
 class CurriculumSamples(torch.utils.data.Dataset):
-    """Curriculum records paired with their case folders (``tools.core.case_format`` layout), as samples.
+    """Curriculum records paired with their case folders (``cardiovlm.tools.core.case_format`` layout), as samples.
 
     Cases are read lazily with nibabel, prepared once on the model grid (:func:`prepare_case`, about
     2 MB each) and the last ``cache_cases`` are kept in memory.
@@ -135,8 +135,8 @@ class CurriculumSamples(torch.utils.data.Dataset):
 
     def _case(self, case_id: str) -> PreparedCase:
         if case_id not in self._cases:
-            from tools.core import case_format as cf
-            from tools.ingest.nifti_io import read_nifti
+            from cardiovlm.tools.core import case_format as cf
+            from cardiovlm.tools.ingest.nifti_io import read_nifti
 
             folder = self.data_root / case_id
             ccta = read_nifti(folder / cf.CCTA_NIFTI)
@@ -160,9 +160,9 @@ class CurriculumSamples(torch.utils.data.Dataset):
 
 
 def target_kind(record) -> str:
-    """What a record trains, coarsely: its task, and for masks the structure group (``vlm.validation``)
+    """What a record trains, coarsely: its task, and for masks the structure group (``cardiovlm.vlm.validation``)
     or "other"; balanced draws (``TrainConfig.balance_targets``) weigh each kind equally."""
-    from vlm.validation import structure_group
+    from cardiovlm.vlm.validation import structure_group
 
     if record.target.mask is not None:
         return f"{record.task}:{structure_group(list(record.target.mask.label_ids)) or 'other'}"

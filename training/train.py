@@ -8,9 +8,9 @@ Schedule: ``steps_per_stage`` steps on each curriculum stage present (1 anatomy 
 2 anatomy -> anatomy, 3 findings), in that order, then ``mixed_steps`` steps drawing from all stages.
 A resumed run draws exactly the samples the uninterrupted run would have drawn.
 
-The parts: the run's configuration (:mod:`training.train_config`), samples and batches
-(:mod:`training.samples`), losses (:mod:`training.losses`) and the output folder
-(:mod:`training.run_folder`); this module holds the schedule and the loop.
+The parts: the run's configuration (:mod:`cardiovlm.training.train_config`), samples and batches
+(:mod:`cardiovlm.training.samples`), losses (:mod:`cardiovlm.training.losses`) and the output folder
+(:mod:`cardiovlm.training.run_folder`); this module holds the schedule and the loop.
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tools.core.settings import external_environment
-from training.curriculum.jsonl import read_curriculum
-from training.losses import compute_losses
-from training.run_folder import (
+from cardiovlm.tools.core.settings import external_environment
+from cardiovlm.training.curriculum.jsonl import read_curriculum
+from cardiovlm.training.losses import compute_losses
+from cardiovlm.training.run_folder import (
     CHECKPOINT_SUBDIR,
     STATE_FILE,
     init_from,
@@ -37,10 +37,10 @@ from training.run_folder import (
     save_state,
     tensorboard_writer,
 )
-from training.samples import CurriculumSamples, collate
-from training.train_config import TrainConfig, TrainError, load_config_file
-from vlm.config import CardioVLMConfig
-from vlm.model import CardioVLM
+from cardiovlm.training.samples import CurriculumSamples, collate
+from cardiovlm.training.train_config import TrainConfig, TrainError, load_config_file
+from cardiovlm.vlm.config import CardioVLMConfig
+from cardiovlm.vlm.model import CardioVLM
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ def train(dataset, out_dir: str | Path, *, model_config: CardioVLMConfig, train_
     """
     from torch.nn.parallel import DistributedDataParallel
 
-    from vlm.checkpoint_io import load_checkpoint
+    from cardiovlm.vlm.checkpoint_io import load_checkpoint
 
     out_dir = Path(out_dir)
     if len(dataset) == 0:

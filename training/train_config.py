@@ -7,8 +7,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from tools.core.errors import CardioVLMError
-from vlm.config import CardioVLMConfig, ConfigError
+from cardiovlm.tools.core.errors import CardioVLMError
+from cardiovlm.vlm.config import CardioVLMConfig, ConfigError
 
 
 class TrainError(CardioVLMError):

@@ -56,8 +56,9 @@ class LoginLimiter:
 
     @classmethod
     def from_settings(cls, settings=None) -> LoginLimiter:
-        """The limits of ``settings`` (default :func:`tools.core.settings.get_settings`), ``CARDIOVLM_UI_LOGIN_*``."""
-        from tools.core.settings import get_settings
+        """The limits of ``settings`` (default :func:`cardiovlm.tools.core.settings.get_settings`),
+        ``CARDIOVLM_UI_LOGIN_*``."""
+        from cardiovlm.tools.core.settings import get_settings
 
         s = settings or get_settings()
         return cls(max_failures=s.ui_login_max_failures, max_failures_per_client=s.ui_login_max_failures_per_client,

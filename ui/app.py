@@ -1,6 +1,6 @@
 """The CardioVLM browser app: a study panel with a slice viewer, and a grounded chat.
 
-Each browser session holds its own :class:`assistant.session.Session` in a ``gr.State``; its study,
+Each browser session holds its own :class:`cardiovlm.assistant.session.Session` in a ``gr.State``; its study,
 history and files belong to it alone and are deleted when the session ends or times out. A session
 belongs to the login that opened it: another login naming its session hash is refused. Every
 answer is tied to the study load it was asked on: a study switch drops a running question, and an
@@ -9,7 +9,7 @@ deleted as soon as they are ingested. Text quoted from stored reports is shown i
 images or links). Errors are shown as readable chat messages, never as stack traces.
 
 Long work (a study load, a question) runs in a worker thread while a status line names the stage
-and the seconds elapsed (:mod:`ui.progress`). "Clear" makes the assistant forget the conversation
+and the seconds elapsed (:mod:`cardiovlm.ui.progress`). "Clear" makes the assistant forget the conversation
 (the study stays loaded); a reloaded page is a new session and says so. Nothing the app shows is
 kept in the browser's run history.
 """
@@ -21,7 +21,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tools.core.settings import NO_TELEMETRY, get_settings, set_library_environment
+from cardiovlm.tools.core.settings import NO_TELEMETRY, get_settings, set_library_environment
 
 set_library_environment(NO_TELEMETRY)
 # Gradio's run history would keep every answer (CT slices with masks, findings) in the browser's storage,
@@ -31,11 +31,19 @@ set_library_environment({"GRADIO_RUN_HISTORY": "False"}, override=True)
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ui import progress  # noqa: E402
-from ui.panels import answer_tab, no_vessel, save_clinical, series_preview, show_context, show_series, show_vessel_view  # noqa: E402
-from ui.redact import hide_server_paths, inert  # noqa: E402
-from ui.reports_panel import EMPTY as NO_REPORTS  # noqa: E402
-from ui.session_state import (  # noqa: E402
+from cardiovlm.ui import progress  # noqa: E402
+from cardiovlm.ui.panels import (  # noqa: E402
+    answer_tab,
+    no_vessel,
+    save_clinical,
+    series_preview,
+    show_context,
+    show_series,
+    show_vessel_view,
+)
+from cardiovlm.ui.redact import hide_server_paths, inert  # noqa: E402
+from cardiovlm.ui.reports_panel import EMPTY as NO_REPORTS  # noqa: E402
+from cardiovlm.ui.session_state import (  # noqa: E402
     SessionOwnerError,
     UiSession,
     answer_masks,
@@ -46,7 +54,7 @@ from ui.session_state import (  # noqa: E402
 )
 
 if TYPE_CHECKING:  # the renderer loads with the first view, not with the app
-    from tools.views.render import Plane
+    from cardiovlm.tools.views.render import Plane
 
 log = logging.getLogger("cardiovlm.ui")
 
@@ -97,8 +105,8 @@ def _summary_markdown(summary: dict, n_series: int = 0) -> str:
 
 def _render(state: UiSession | None, plane: Plane, index: int, preset: str, shown: list[str],
             request: gr.Request = None):
-    from tools.core.anatomy import mask_color
-    from tools.views.render import render
+    from cardiovlm.tools.core.anatomy import mask_color
+    from cardiovlm.tools.views.render import render
 
     try:
         state = owned(state, request)
@@ -130,7 +138,7 @@ def _viewer_value(state: UiSession | None, shown: list[str], request: gr.Request
         return gr.update()
     if state is None or state.session.context is None:
         return gr.update()
-    from ui.viewer import answer_point
+    from cardiovlm.ui.viewer import answer_point
 
     ctx = state.session.context
     # a landmark answer moves the crosshair to the point it names
@@ -139,7 +147,7 @@ def _viewer_value(state: UiSession | None, shown: list[str], request: gr.Request
 
 
 def _slider_for(state: UiSession | None, plane: Plane, request: gr.Request = None):
-    from tools.views.render import plane_size
+    from cardiovlm.tools.views.render import plane_size
 
     try:
         state = owned(state, request)
@@ -152,7 +160,7 @@ def _slider_for(state: UiSession | None, plane: Plane, request: gr.Request = Non
 
 
 def build_app(max_upload_mb: int = 2048) -> gr.Blocks:
-    from ui.reports_panel import CSS as REPORTS_CSS
+    from cardiovlm.ui.reports_panel import CSS as REPORTS_CSS
 
     with gr.Blocks(title="CardioVLM", analytics_enabled=False, delete_cache=(3600, SESSION_TTL_S)) as app:
         state = gr.State(None, time_to_live=SESSION_TTL_S, delete_callback=close_session)
@@ -170,9 +178,9 @@ def build_app(max_upload_mb: int = 2048) -> gr.Blocks:
                     load_upload = gr.Button("Load upload")
                 pacs = _pacs_panel() if get_settings().pacs_url else None
                 summary = gr.Markdown("No study loaded.", elem_id="study-summary")
-                from ui.context_panel import build_context_panel
-                from ui.series_panel import build_series_panel, unfold_for_several
-                from ui.viewer import viewer_panel
+                from cardiovlm.ui.context_panel import build_context_panel
+                from cardiovlm.ui.series_panel import build_series_panel, unfold_for_several
+                from cardiovlm.ui.viewer import viewer_panel
 
                 # The vessel view takes the viewer's place when an answer measured a vessel, so the picture,
                 # the controls and the answer stay on one 720 px screen.
@@ -229,7 +237,7 @@ def build_app(max_upload_mb: int = 2048) -> gr.Blocks:
         def load_uploaded(state, files, plane, preset, ccta, calcium, request: gr.Request):
             # The upload box is emptied: its files were deleted once ingested (or refused). The series
             # picked in the preview are loaded (none picked: chosen by kind).
-            from ui.series_panel import load_kwargs
+            from cardiovlm.ui.series_panel import load_kwargs
 
             for out in _load(state, "upload", files, plane, preset, request, max_upload_mb,
                              load_kwargs(ccta, calcium)):
@@ -321,8 +329,8 @@ def _load(state, source: str, what, plane: Plane, preset: str, request, max_uplo
     success the chat, findings, downloads and reports of the previous study are cleared (they belong
     to it); on failure everything stays as it was and the summary says why.
     """
-    from tools.ingest.pacs import PacsError
-    from tools.ingest.study_errors import StudyError
+    from cardiovlm.tools.ingest.pacs import PacsError
+    from cardiovlm.tools.ingest.study_errors import StudyError
 
     keep = (gr.update(),) * 8  # viewer, index, overlays, chat, [status], findings, downloads, reports
     try:
@@ -344,7 +352,7 @@ def _load(state, source: str, what, plane: Plane, preset: str, request, max_uplo
                 raise StudyError("choose a demo case first")
             return state.session.load_study(get_settings().demo_cases_dir / what)
         if source == "pick":  # the loaded study again, with the series picked in the series panel
-            from ui.series_panel import load_kwargs
+            from cardiovlm.ui.series_panel import load_kwargs
 
             if state.session.context is None:
                 raise StudyError("no study is loaded: load a study first, then pick its series")
@@ -371,7 +379,7 @@ def _load(state, source: str, what, plane: Plane, preset: str, request, max_uplo
                clock.summary("✗ not loaded"), *keep[5:])
         return
     state.answer, state.exported, state.questions = None, None, 0  # answers of the previous study stay with it
-    from tools.views.render import plane_size
+    from cardiovlm.tools.views.render import plane_size
 
     n = plane_size(ctx.study.shape, plane)  # a new study opens in the plane being read
     image = _render(state, plane, n // 2, preset, [], request)
@@ -439,7 +447,7 @@ def _pacs_panel() -> dict:
 
 
 def _pacs_search(patient_id: str, accession: str, date: str, modality: str):
-    from tools.ingest.pacs import PacsClient, PacsError
+    from cardiovlm.tools.ingest.pacs import PacsClient, PacsError
 
     try:
         hits = PacsClient.from_settings().search_studies(
@@ -459,8 +467,8 @@ def _load_from_pacs(state: UiSession, study_uid: str | None, progress):
     """Retrieve the study's CT series into the session, CCTA and calcium series picked by kind
     (nothing changes when it fails). ``progress(n, total)`` is called as images arrive.
     """
-    from tools.ingest.pacs import PacsClient
-    from tools.ingest.study_errors import StudyError
+    from cardiovlm.tools.ingest.pacs import PacsClient
+    from cardiovlm.tools.ingest.study_errors import StudyError
 
     if not study_uid:
         raise StudyError("search the PACS and choose a study first")
@@ -484,9 +492,9 @@ def _export_dicom(state: UiSession | None, downloads, *, send: bool, request=Non
 
     The answer is exported only against the study it was made on, with that load's DICOM headers.
     """
-    from tools.dicom.dicom_export import DicomExportError, export_answer
-    from tools.ingest.pacs import PacsClient, PacsError
-    from ui.downloads import answer_stem
+    from cardiovlm.tools.dicom.dicom_export import DicomExportError, export_answer
+    from cardiovlm.tools.ingest.pacs import PacsClient, PacsError
+    from cardiovlm.ui.downloads import answer_stem
 
     try:
         state = owned(state, request)
@@ -530,7 +538,7 @@ def _load_upload(state: UiSession, files, max_upload_mb: int, **series):
     NIfTI is loaded as is, several files as one folder) and deleted once ingested or refused; the
     session keeps the de-identified study in memory and, for DICOM, the series headers an export needs.
     """
-    from tools.ingest.study_errors import SeriesNotFoundError, StudyError
+    from cardiovlm.tools.ingest.study_errors import SeriesNotFoundError, StudyError
 
     if not files:
         raise StudyError("choose a file to upload first")
@@ -541,7 +549,7 @@ def _load_upload(state: UiSession, files, max_upload_mb: int, **series):
         if missing:
             raise StudyError(f"{missing[0]} is no longer on the server (uploads are deleted once loaded): "
                              "upload it again")
-        from ui.series_panel import read_alone
+        from cardiovlm.ui.series_panel import read_alone
 
         single = len(paths) == 1 and read_alone(paths[0])
         total = sum(p.stat().st_size for p in paths)
@@ -588,9 +596,9 @@ def _answer(state: UiSession | None, text: str, history: list, request=None):
     """
     from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 
-    from assistant.session import StudyChangedError
-    from tools.core.answer import GroundedAnswer
-    from ui.reports_panel import report_texts, reports_html
+    from cardiovlm.assistant.session import StudyChangedError
+    from cardiovlm.tools.core.answer import GroundedAnswer
+    from cardiovlm.ui.reports_panel import report_texts, reports_html
 
     text = (text or "").strip()
     try:
@@ -603,7 +611,7 @@ def _answer(state: UiSession | None, text: str, history: list, request=None):
         yield state, history, "", *_UNCHANGED, gr.update(), gr.update()
         return
     load_id, epoch = state.session.load_id, state.epoch  # the study load and conversation asked in
-    from assistant.intents import default_matcher
+    from cardiovlm.assistant.intents import default_matcher
 
     # Every question is read by the intent model; loading it makes the first question of the process slow.
     first = default_matcher.cache_info().currsize == 0
@@ -669,7 +677,7 @@ def _answer(state: UiSession | None, text: str, history: list, request=None):
 
 def _show_answer(state: UiSession, history: list, answer, load_id: int):
     """The chat, findings, downloads and viewer updates of an answer (the outputs after the question box)."""
-    from ui.downloads import write_answer_files
+    from cardiovlm.ui.downloads import write_answer_files
 
     # The answer may quote stored reports, and citations are report text: all shown inert.
     content = inert(hide_server_paths(answer.answer))
@@ -694,8 +702,8 @@ def _show_answer(state: UiSession, history: list, answer, load_id: int):
     shown = [m.name for m in answer.masks if m.name in names]
     index, viewer = gr.update(), gr.update()
     if shown and ctx is not None:
-        from tools.core.anatomy import mask_color
-        from tools.views.render import best_slice, plane_size, render
+        from cardiovlm.tools.core.anatomy import mask_color
+        from cardiovlm.tools.views.render import best_slice, plane_size, render
 
         # Show the slice that holds most of the answer's mask, in the plane and window being read.
         best = best_slice(ctx.extra_masks[shown[0]], state.plane)

@@ -2,9 +2,9 @@
 header, editable, and used by the risk answers (which name the values they used and the ones missing).
 
 How to wire it into ``ui/app.py`` (inside the ``gr.Blocks``; ``state`` is the app's ``UiSession``,
-whose ``.session`` is the :class:`assistant.session.Session`)::
+whose ``.session`` is the :class:`cardiovlm.assistant.session.Session`)::
 
-    from ui.context_panel import build_context_panel, context_view, save_context
+    from cardiovlm.ui.context_panel import build_context_panel, context_view, save_context
 
     clinical = build_context_panel()          # an Accordion "Clinical context": fields, "Save", a note
     outs = clinical.outputs                   # [*clinical.fields, clinical.message]
@@ -19,7 +19,7 @@ whose ``.session`` is the :class:`assistant.session.Session`)::
 Both handlers return one update per field (in ``FIELDS`` order) and the message: where each known
 value came from ("case clinical file", "DICOM header", "entered by the user") and which values the
 MESA score still lacks. A value out of range comes back as a ``⚠️`` message naming it and nothing is
-changed (``tools.quant.clinical_context.ClinicalContextError`` underneath), never a traceback. An empty
+changed (``cardiovlm.tools.quant.clinical_context.ClinicalContextError`` underneath), never a traceback. An empty
 field means "not known"; yes/no fields have "unknown" too. Clearing the chat does not clear these
 values; loading another study replaces them with that study's.
 """
@@ -30,8 +30,8 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from tools.quant.clinical_context import FIELD_NAMES, ClinicalContext, ClinicalContextError
-from tools.quant.troponin import ASSAYS
+from cardiovlm.tools.quant.clinical_context import FIELD_NAMES, ClinicalContext, ClinicalContextError
+from cardiovlm.tools.quant.troponin import ASSAYS
 
 # The form's fields, in order: (ClinicalContext field, label, kind).
 FIELDS: tuple[tuple[str, str, str], ...] = (
@@ -134,7 +134,7 @@ def _view(clinical: ClinicalContext, message: str) -> tuple:
 
 
 def context_view(session) -> tuple:
-    """The session's clinical context in the form (``session``: an ``assistant.session.Session``)."""
+    """The session's clinical context in the form (``session``: an ``cardiovlm.assistant.session.Session``)."""
     clinical = session.clinical if session is not None else ClinicalContext()
     return _view(clinical, summary(clinical))
 

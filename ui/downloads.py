@@ -13,7 +13,7 @@ import shutil
 from html import escape
 from pathlib import Path
 
-from ui.redact import hide_server_paths
+from cardiovlm.ui.redact import hide_server_paths
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 

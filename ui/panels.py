@@ -1,7 +1,7 @@
 """The app's handlers for the panels built by other modules: series picker, clinical context, vessel view.
 
 Each handler checks that the request's login owns the session, then calls the panel module
-(:mod:`ui.series_panel`, :mod:`ui.context_panel`, :mod:`ui.vessel_panel`) as its docstring
+(:mod:`cardiovlm.ui.series_panel`, :mod:`cardiovlm.ui.context_panel`, :mod:`cardiovlm.ui.vessel_panel`) as its docstring
 describes, and returns the panel's updates; a failure is a readable message, never a traceback.
 """
 
@@ -11,20 +11,20 @@ import logging
 
 import gradio as gr
 
-from ui.redact import inert
-from ui.session_state import SessionOwnerError, UiSession, current_answer, owned
+from cardiovlm.ui.redact import inert
+from cardiovlm.ui.session_state import SessionOwnerError, UiSession, current_answer, owned
 
 log = logging.getLogger("cardiovlm.ui")
 
 
 def series_preview(files):
-    from ui.series_panel import preview_upload
+    from cardiovlm.ui.series_panel import preview_upload
 
     return preview_upload(files)
 
 
 def show_series(state: UiSession | None, request: gr.Request = None):
-    from ui.series_panel import series_view
+    from cardiovlm.ui.series_panel import series_view
 
     try:
         state = owned(state, request)
@@ -34,7 +34,7 @@ def show_series(state: UiSession | None, request: gr.Request = None):
 
 
 def show_context(state: UiSession | None, request: gr.Request = None):
-    from ui.context_panel import FIELDS, context_view
+    from cardiovlm.ui.context_panel import FIELDS, context_view
 
     try:
         state = owned(state, request)
@@ -44,7 +44,7 @@ def show_context(state: UiSession | None, request: gr.Request = None):
 
 
 def save_clinical(request: gr.Request, state: UiSession | None, *values):  # request first: any number of values
-    from ui.context_panel import FIELDS, save_context
+    from cardiovlm.ui.context_panel import FIELDS, save_context
 
     try:
         state = owned(state, request)
@@ -75,8 +75,8 @@ def show_vessel_view(state: UiSession | None, downloads, status: str, request: g
     The picture is also offered as a download. An answer that measured no vessel changes nothing
     here (an answer with a mask brings the viewer back to the front, where the mask is drawn).
     """
-    from tools.views.vessel_view import VesselViewError
-    from ui.vessel_panel import VESSEL_TOOLS, vessel_view_for_answer
+    from cardiovlm.tools.views.vessel_view import VesselViewError
+    from cardiovlm.ui.vessel_panel import VESSEL_TOOLS, vessel_view_for_answer
 
     unchanged = (gr.update(),) * 5
     try:

@@ -12,7 +12,7 @@ import re
 import tempfile
 from pathlib import Path
 
-from tools.core.settings import get_settings
+from cardiovlm.tools.core.settings import get_settings
 
 _MARKDOWN_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")  # every ASCII punctuation mark
 

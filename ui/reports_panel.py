@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from html import escape
 
-from assistant.outcomes import outcomes, succeeded
-from tools.core.answer import Citation
+from cardiovlm.assistant.outcomes import outcomes, succeeded
+from cardiovlm.tools.core.answer import Citation
 
 EMPTY = "<p class='cv-reports-empty'>No prior reports were retrieved for the last answer.</p>"
 MAX_REPORT_CHARS = 2000  # a long report is cut: the cited sentences are what the answer rests on

@@ -2,9 +2,9 @@
 calcium-scoring series.
 
 How to wire it into ``ui/app.py`` (inside the ``gr.Blocks``; ``state`` is the app's ``UiSession``,
-whose ``.session`` is the :class:`assistant.session.Session`)::
+whose ``.session`` is the :class:`cardiovlm.assistant.session.Session`)::
 
-    from ui.series_panel import build_series_panel, series_view, apply_pick, preview_upload, load_kwargs
+    from cardiovlm.ui.series_panel import build_series_panel, series_view, apply_pick, preview_upload, load_kwargs
 
     series = build_series_panel()            # an Accordion "Series" with a table, two dropdowns, a button
     outs = series.outputs                    # [table, ccta, calcium, message]
@@ -27,7 +27,7 @@ Every handler returns ``(rows, ccta_update, calcium_update, message)``; errors c
 ``⚠️`` message (a typed ``StudyError`` underneath), never a traceback. ``apply_pick`` works for a
 case or a DICOM folder on the server and for a PACS study (retrieved again); for an upload already
 deleted it says to load the study again and pick first. The dropdown values are SeriesInstanceUIDs
-(``tools.ingest.series.NO_SERIES`` = no calcium series).
+(``cardiovlm.tools.ingest.series.NO_SERIES`` = no calcium series).
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ from pathlib import Path
 
 import gradio as gr
 
-from tools.ingest.series import KIND_NAMES, NO_SERIES, SeriesInfo, SeriesPick, list_series, pick_series
-from tools.ingest.study_errors import StudyError
+from cardiovlm.tools.ingest.series import KIND_NAMES, NO_SERIES, SeriesInfo, SeriesPick, list_series, pick_series
+from cardiovlm.tools.ingest.study_errors import StudyError
 
 COLUMNS = ["series", "kind", "description", "slices", "thickness (mm)", "kVp", "loaded as"]
 NONE_LABEL = "none (no calcium-scoring series)"
@@ -111,7 +111,7 @@ def _error(err: Exception):
 
 
 def series_view(session) -> tuple:
-    """The loaded study's series and the pick (``session``: an ``assistant.session.Session``)."""
+    """The loaded study's series and the pick (``session``: an ``cardiovlm.assistant.session.Session``)."""
     if session is None or session.context is None:
         return [], gr.update(choices=[], value=None), gr.update(choices=[(NONE_LABEL, NO_SERIES)], value=None), \
             "No study is loaded."

@@ -2,9 +2,9 @@
 
 Users come from a file of ``user:password`` lines or from ``CARDIOVLM_UI_USERS`` (``user:pw,user2:pw2``).
 Binding a non-loopback address without users is refused unless ``insecure`` is set explicitly.
-Analytics are off and no share link is ever created. With users, :class:`ui.access.AccessGuard`
+Analytics are off and no share link is ever created. With users, :class:`cardiovlm.ui.access.AccessGuard`
 limits login attempts and binds sessions and files to the login. At start-up the working files of
-stopped servers (uploads, outputs, Gradio's cache) are deleted (:mod:`ui.workdir`).
+stopped servers (uploads, outputs, Gradio's cache) are deleted (:mod:`cardiovlm.ui.workdir`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
-from tools.core.errors import CardioVLMError
+from cardiovlm.tools.core.errors import CardioVLMError
 
 LOOPBACK_NAMES = {"localhost"}
 
@@ -35,7 +35,7 @@ def is_loopback(host: str) -> bool:
 def read_users(path: str | Path | None = None, settings=None) -> list[tuple[str, str]]:
     """(user, password) pairs from a file and/or the ``ui_users`` setting (``CARDIOVLM_UI_USERS``, a secret
     string); blank lines and # comments skipped. ``settings``: default, read from the environment now."""
-    from tools.core.settings import Settings
+    from cardiovlm.tools.core.settings import Settings
 
     lines: list[str] = []
     if path:
@@ -62,10 +62,10 @@ def launch(host: str = "127.0.0.1", port: int = 7860, *, users_file: str | None 
            limiter=None):
     """Build and start the app; returns (app, url) when ``block`` is False.
 
-    ``limiter``: a :class:`ui.access.LoginLimiter`; default from the settings (``CARDIOVLM_UI_LOGIN_*``:
+    ``limiter``: a :class:`cardiovlm.ui.access.LoginLimiter`; default from the settings (``CARDIOVLM_UI_LOGIN_*``:
     5 failures per user name, or 20 per client address, in 15 minutes lock it for 15 minutes).
     """
-    from tools.core.settings import NO_TELEMETRY, set_library_environment
+    from cardiovlm.tools.core.settings import NO_TELEMETRY, set_library_environment
 
     set_library_environment(NO_TELEMETRY, override=True)
     users = read_users(users_file)
@@ -74,9 +74,9 @@ def launch(host: str = "127.0.0.1", port: int = 7860, *, users_file: str | None 
                                 "CARDIOVLM_UI_USERS), or --insecure if this network is trusted")
     from starlette.middleware import Middleware
 
-    from ui import workdir
-    from ui.access import AccessGuard, LoginLimiter
-    from ui.app import build_app
+    from cardiovlm.ui import workdir
+    from cardiovlm.ui.access import AccessGuard, LoginLimiter
+    from cardiovlm.ui.app import build_app
 
     workdir.clean_stale()
     files = workdir.use_for_gradio()
@@ -95,7 +95,7 @@ if __name__ == "__main__":  # Hugging Face Spaces runs this file directly (READM
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from tools.core.settings import external_environment
+    from cardiovlm.tools.core.settings import external_environment
 
     on_space = bool(external_environment().space_id)  # the Space serves behind its own login
     launch(host="0.0.0.0" if on_space else "127.0.0.1", insecure=on_space)

@@ -1,6 +1,6 @@
 """What one browser session of the app owns, and who may use it.
 
-A :class:`UiSession` holds the session's :class:`assistant.session.Session` (study, conversation),
+A :class:`UiSession` holds the session's :class:`cardiovlm.assistant.session.Session` (study, conversation),
 its private file folder, its viewer files and the login that opened it; a request of another login
 naming it is refused (:func:`owned`). The last answer counts only for the study load it was made on
 (:func:`current_answer`): it is never shown, drawn or exported against another study.
@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tools.core.errors import CardioVLMError
+from cardiovlm.tools.core.errors import CardioVLMError
 
 if TYPE_CHECKING:
-    from tools.views.render import Plane
+    from cardiovlm.tools.views.render import Plane
 
 log = logging.getLogger("cardiovlm.ui")
 
@@ -34,9 +34,9 @@ class UiSession:
     """What one browser session owns: its assistant session, its private file folder and its login."""
 
     def __init__(self, owner: str | None = None) -> None:
-        from assistant.backends import chat_model
-        from assistant.session import Session
-        from ui.workdir import sessions_dir
+        from cardiovlm.assistant.backends import chat_model
+        from cardiovlm.assistant.session import Session
+        from cardiovlm.ui.workdir import sessions_dir
 
         self.owner = owner  # the login that opened this session (None when the app runs without users)
         self.folder = Path(tempfile.mkdtemp(prefix="session-", dir=sessions_dir()))
@@ -46,12 +46,12 @@ class UiSession:
                                keep_retrieved=False)
         self.answer = None  # the last GroundedAnswer, for "Save as DICOM" / "Send to PACS"
         self.answer_load = -1  # the study load that answer belongs to
-        self.exported = None  # (answer, tools.dicom.dicom_export.AnswerExport) of the last DICOM export
+        self.exported = None  # (answer, cardiovlm.tools.dicom.dicom_export.AnswerExport) of the last DICOM export
         self.plane: Plane = "axial"  # the viewer's last plane and window, for answer views
         self.preset = "cardiac"
         self.epoch = 0  # bumped by Clear: a question still running from before it stops and is not shown
         self.questions = 0  # questions answered on the study now loaded (names the downloads)
-        from ui.viewer import ViewerFiles
+        from cardiovlm.ui.viewer import ViewerFiles
 
         self.viewer = ViewerFiles()  # the CT and masks the interactive viewer reads
 

@@ -2,18 +2,18 @@
 
 How the app calls it (after each answer, with the session the answer was asked in)::
 
-    from ui.vessel_panel import vessel_view_for_answer
-    from tools.views.vessel_view import VesselViewError
+    from cardiovlm.ui.vessel_panel import vessel_view_for_answer
+    from cardiovlm.tools.views.vessel_view import VesselViewError
 
     try:
-        view = vessel_view_for_answer(session, answer)   # session: assistant.session.Session
+        view = vessel_view_for_answer(session, answer)   # session: cardiovlm.assistant.session.Session
     except VesselViewError as err:                         # err.code == "vessel_view.unavailable"
         view, note = None, str(err)                        # a clinician-readable reason, no traceback
     if view is not None:
         image_path, caption = view.path, view.caption      # e.g. gr.Image(value=str(view.path), label=caption)
 
-``session`` may also be a :class:`tools.quant.context.StudyContext`. ``answer`` is the
-:class:`tools.core.answer.GroundedAnswer` just returned. The result is ``None`` when the answer
+``session`` may also be a :class:`cardiovlm.tools.quant.context.StudyContext`. ``answer`` is the
+:class:`cardiovlm.tools.core.answer.GroundedAnswer` just returned. The result is ``None`` when the answer
 holds no successful ``measure_lesion`` or ``stent_coverage`` call (nothing about a vessel to
 draw). The PNG is written into the session's output folder (``StudyContext.outputs()``), named
 after the case folder (else ``study_<date>``, never an upload's file name) and the vessel or
@@ -25,7 +25,7 @@ it from their own threads.
 
 What is drawn is measured again from the CT with the same tool and arguments as the answer, so
 the picture carries the answer's numbers; if they differ (another study was loaded since the
-answer), :class:`~tools.views.vessel_view.VesselViewError` says so instead of drawing another study.
+answer), :class:`~cardiovlm.tools.views.vessel_view.VesselViewError` says so instead of drawing another study.
 """
 
 from __future__ import annotations
@@ -35,17 +35,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tools.core.answer import GroundedAnswer
-from tools.quant.cadrads import shown_percent, worst_lesion
-from tools.quant.context import StudyContext
-from tools.quant.stenosis import (
+from cardiovlm.tools.core.answer import GroundedAnswer
+from cardiovlm.tools.quant.cadrads import shown_percent, worst_lesion
+from cardiovlm.tools.quant.context import StudyContext
+from cardiovlm.tools.quant.stenosis import (
     LesionMeasurement,
     StenosisError,
     measure_lesion,
     segments_for,
 )
-from tools.quant.stent import StentError, StentPlan, stent_coverage
-from tools.views.vessel_view import (
+from cardiovlm.tools.quant.stent import StentError, StentPlan, stent_coverage
+from cardiovlm.tools.views.vessel_view import (
     VesselViewConfig,
     VesselViewError,
     drawing_from_measurement,
@@ -133,7 +133,8 @@ def _most_stenosed_said(answer: GroundedAnswer, vessels: list[str]) -> list[str]
 
 
 def _holding_worst(measured: list[LesionMeasurement]) -> LesionMeasurement:
-    """The measurement holding the most severe lesion by the answer's rule (:func:`tools.quant.cadrads.worst_lesion`:
+    """The measurement holding the most severe lesion by the answer's rule
+    (:func:`cardiovlm.tools.quant.cadrads.worst_lesion`:
     highest stenosis, then longer, then more proximal), so the picture shows the lesion the answer names."""
     worst = worst_lesion(m.lesion for m in measured if m.lesion is not None)
     return next((m for m in measured if worst is not None and m.lesion is worst), measured[0])

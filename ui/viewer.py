@@ -2,7 +2,7 @@
 
 The browser reads the study as NIfTI files that this module writes into Gradio's file cache, each
 session in a folder with an unguessable name. Gradio serves files only from that cache, and with
-logins :class:`ui.access.AccessGuard` serves each file only to the login whose API response named
+logins :class:`cardiovlm.ui.access.AccessGuard` serves each file only to the login whose API response named
 it, so a viewer file is bound to its session and login like every other download. The files are
 deleted with the session (:meth:`ViewerFiles.close`).
 
@@ -36,7 +36,7 @@ class ViewerFiles:
 
     def _dir(self) -> Path:
         if self.folder is None:
-            from ui.workdir import gradio_dir
+            from cardiovlm.ui.workdir import gradio_dir
 
             # Gradio's upload folder (GRADIO_TEMP_DIR): Gradio serves it, and AccessGuard binds its files
             # to logins. Unguessable: without logins the name is what keeps other browsers off these files.
@@ -51,9 +51,9 @@ class ViewerFiles:
         ``point``: a landmark the answer names (name, patient LPS mm); the crosshair goes there rather
         than into the first mask. The CT is written once per study load; a mask once per name and load.
         """
-        from tools.core.anatomy import mask_color
-        from tools.ingest.nifti_io import write_nifti
-        from tools.views.render import WINDOWS
+        from cardiovlm.tools.core.anatomy import mask_color
+        from cardiovlm.tools.ingest.nifti_io import write_nifti
+        from cardiovlm.tools.views.render import WINDOWS
 
         folder = self._dir()
         if load_id != self.load_id or self.volume is None:
@@ -99,7 +99,7 @@ def answer_point(answer) -> tuple[str, tuple[float, float, float]] | None:
     LPS position ("… is at -21.4, 9.1, 32.5 mm (patient LPS)"): a located ostium or a lesion's start,
     end or narrowest point. A stenosis answer lists its lesion's points among its findings without
     naming one in the text, so it moves nothing."""
-    from assistant.findings import show
+    from cardiovlm.assistant.findings import show
 
     if answer is None:
         return None

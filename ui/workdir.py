@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import IO
 
-from tools.core.settings import get_settings, set_library_environment
+from cardiovlm.tools.core.settings import get_settings, set_library_environment
 
 _LOCK_NAME = ".owner.lock"
 # this process's folder and its open lock file (kept open: the lock lives with it)

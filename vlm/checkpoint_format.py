@@ -1,7 +1,7 @@
 """The checkpoint folder format: ``config.json`` (format tag + model config) and ``model.safetensors``.
 
 Writing a folder and reading its configuration need no model class, so the model saves itself through
-this module while :mod:`vlm.checkpoint_io` builds a model from a folder.
+this module while :mod:`cardiovlm.vlm.checkpoint_io` builds a model from a folder.
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tools.core.errors import CardioVLMError
-from vlm.config import CardioVLMConfig, ConfigError
+from cardiovlm.tools.core.errors import CardioVLMError
+from cardiovlm.vlm.config import CardioVLMConfig, ConfigError
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -25,7 +25,7 @@ class CheckpointError(CardioVLMError):
 
 
 def save_checkpoint(model, checkpoint_dir: str | Path) -> Path:
-    """Write ``model`` (a :class:`vlm.model.CardioVLM`) to ``checkpoint_dir``; returns the folder."""
+    """Write ``model`` (a :class:`cardiovlm.vlm.model.CardioVLM`) to ``checkpoint_dir``; returns the folder."""
     from safetensors.torch import save_file
 
     folder = Path(checkpoint_dir)

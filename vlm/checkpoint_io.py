@@ -1,4 +1,5 @@
-"""Loading a checkpoint folder into a :class:`vlm.model.CardioVLM`; the format is :mod:`vlm.checkpoint_format`."""
+"""Loading a checkpoint folder into a :class:`cardiovlm.vlm.model.CardioVLM`; the format is
+:mod:`cardiovlm.vlm.checkpoint_format`."""
 
 from __future__ import annotations
 
@@ -8,19 +9,25 @@ from pathlib import Path
 
 import torch
 
-from vlm.checkpoint_format import CHECKPOINT_FORMAT_VERSION, CONFIG_FILE, WEIGHTS_FILE, CheckpointError, read_config
-from vlm.model import CardioVLM
+from cardiovlm.vlm.checkpoint_format import (
+    CHECKPOINT_FORMAT_VERSION,
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    CheckpointError,
+    read_config,
+)
+from cardiovlm.vlm.model import CardioVLM
 
 log = logging.getLogger(__name__)
 
 
 def load_checkpoint(checkpoint_dir: str | Path, *, device: str | torch.device | None = None):
-    """Build a :class:`vlm.model.CardioVLM` from a checkpoint folder, in eval mode.
+    """Build a :class:`cardiovlm.vlm.model.CardioVLM` from a checkpoint folder, in eval mode.
 
     Raises:
         CheckpointError: missing folder or files, unreadable JSON or weights, or weights that do not
             fit the configured network (the message lists the offending tensors).
-        vlm.text_encoder.TextEncoderUnavailable: a MiniLM checkpoint on a machine without the model.
+        cardiovlm.vlm.text_encoder.TextEncoderUnavailable: a MiniLM checkpoint on a machine without the model.
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file

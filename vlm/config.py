@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from tools.core.errors import CardioVLMError
+from cardiovlm.tools.core.errors import CardioVLMError
 
 # Answer classes of the yes/no head; index order is part of the checkpoint format.
 ANSWER_CLASSES: tuple[str, ...] = ("yes", "no", "not present")

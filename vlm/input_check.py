@@ -22,7 +22,7 @@ itself, on a ~2 mm subsampled grid so it stays fast on a 512 x 512 x 300 study:
 
 Example::
 
-    from vlm.input_check import check_input
+    from cardiovlm.vlm.input_check import check_input
     report = check_input(study)          # raises UnsupportedInputError (with .code) when refused
     print(report.blood_pool_hu)
 """
@@ -36,8 +36,8 @@ from typing import ClassVar
 import numpy as np
 from scipy import ndimage
 
-from tools.ingest.study_errors import StudyError
-from tools.ingest.study_value import Study
+from cardiovlm.tools.ingest.study_errors import StudyError
+from cardiovlm.tools.ingest.study_value import Study
 
 _REFUSAL = "the VLM gives no mask or answer for it"
 
@@ -142,7 +142,7 @@ def check_input(study: Study, config: InputCheckConfig | None = None) -> InputCh
     """Refuse a study the VLM was not trained for; return what was measured on one it was.
 
     Args:
-        study: a ``tools.ingest.study_value.Study`` (LPS ``[i, j, k]``, k along the patient axis).
+        study: a ``cardiovlm.tools.ingest.study_value.Study`` (LPS ``[i, j, k]``, k along the patient axis).
         config: the limits (default :class:`InputCheckConfig`).
 
     Raises:

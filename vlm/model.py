@@ -15,14 +15,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from tools.core.anatomy import label_table
-from vlm.checkpoint_format import save_checkpoint
-from vlm.config import ANSWER_CLASSES, CardioVLMConfig
-from vlm.image_encoder import ImageEncoder
-from vlm.input_check import require_ct
-from vlm.result import VLMResult, study_fingerprint
-from vlm.text_encoder import InstructionEncoder
-from vlm.transforms import HeartRoi, RoiGrid, fraction_to_index
+from cardiovlm.tools.core.anatomy import label_table
+from cardiovlm.vlm.checkpoint_format import save_checkpoint
+from cardiovlm.vlm.config import ANSWER_CLASSES, CardioVLMConfig
+from cardiovlm.vlm.image_encoder import ImageEncoder
+from cardiovlm.vlm.input_check import require_ct
+from cardiovlm.vlm.result import VLMResult, study_fingerprint
+from cardiovlm.vlm.text_encoder import InstructionEncoder
+from cardiovlm.vlm.transforms import HeartRoi, RoiGrid, fraction_to_index
 
 NUM_QUERIES = 3  # [SEG], [LMK], [ANS]
 # Classes of the dense anatomy head: background then the registry labels the shipped checkpoint was trained
@@ -101,7 +101,7 @@ class CardioVLM(nn.Module):
         """(B, 1, I, J, K) -> image tokens (B, N, W), voxel features (B, C, I, J, K)."""
         if tuple(image.shape[2:]) != self.config.input_shape:
             raise ValueError(f"image grid {tuple(image.shape[2:])} differs from the model input shape "
-                             f"{self.config.input_shape}; preprocess with vlm.transforms.HeartRoi")
+                             f"{self.config.input_shape}; preprocess with cardiovlm.vlm.transforms.HeartRoi")
         return self.image_encoder(image)
 
     def _pool_texts(self, texts: list[str]) -> torch.Tensor:
@@ -203,18 +203,18 @@ class CardioVLM(nn.Module):
         """Answer one instruction about a study.
 
         Args:
-            study: a ``tools.ingest.study.Study`` (any shape, spacing and affine).
+            study: a ``cardiovlm.tools.ingest.study.Study`` (any shape, spacing and affine).
             instruction: free text, e.g. "segment the left anterior descending artery".
             choices: options of a multiple-choice question, if it is one.
 
         Returns:
             :class:`VLMResult` with the mask on the study grid (background outside the heart-centred
-            cube the model sees, ``vlm.transforms``), the landmark in patient LPS mm,
+            cube the model sees, ``cardiovlm.vlm.transforms``), the landmark in patient LPS mm,
             the answer and a confidence for each.
 
         Raises:
-            vlm.input_check.NotCTError: the study is not CT in Hounsfield units (the rest of
-                ``vlm.input_check.check_input`` is for callers facing users: the assistant's VLM tools).
+            cardiovlm.vlm.input_check.NotCTError: the study is not CT in Hounsfield units (the rest of
+                ``cardiovlm.vlm.input_check.check_input`` is for callers facing users: the assistant's VLM tools).
             ValueError: an empty instruction or empty choices.
         """
         require_ct(study)

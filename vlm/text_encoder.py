@@ -10,8 +10,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from tools.core.errors import CardioVLMError
-from tools.core.settings import OFFLINE_HUB, set_library_environment
+from cardiovlm.tools.core.errors import CardioVLMError
+from cardiovlm.tools.core.settings import OFFLINE_HUB, set_library_environment
 
 MINILM_WIDTH = 384  # hidden size of all-MiniLM-L6-v2
 TEXT_CACHE_ENTRIES = 8192  # frozen-MiniLM states kept per distinct text (a curriculum has a few thousand)
@@ -24,8 +24,8 @@ class TextEncoderUnavailable(CardioVLMError):
 
 
 def minilm_path() -> Path:
-    """Folder of the offline all-MiniLM-L6-v2 model (``tools.core.embeddings.model_dir``)."""
-    from tools.core.embeddings import EmbeddingModelMissing, model_dir
+    """Folder of the offline all-MiniLM-L6-v2 model (``cardiovlm.tools.core.embeddings.model_dir``)."""
+    from cardiovlm.tools.core.embeddings import EmbeddingModelMissing, model_dir
 
     try:
         return model_dir()

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from vlm.config import CardioVLMConfig
+from cardiovlm.vlm.config import CardioVLMConfig
 
 # Fraction of the field of view, per axis, searched for the blood pool: the heart sits near the centre
 # of a cardiac reconstruction, bright bone and contrast in the subclavian veins near its edges.

@@ -1,6 +1,6 @@
 """What a checkpoint's own evaluation says, for the places that quote it next to a model output.
 
-The evaluation table (``training.evaluate``) scores masks per structure group; this module holds that
+The evaluation table (``cardiovlm.training.evaluate``) scores masks per structure group; this module holds that
 vocabulary (the Dice rows and which label ids fall in each), reads the ``evaluation.json`` shipped
 beside the weights (``cardiovlm evaluate --json``) and names the group a free-text target belongs to,
 so an answer from the VLM can carry the Dice it measured on held-out phantoms for that kind of structure.
@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from tools.core.anatomy import (
+from cardiovlm.tools.core.anatomy import (
     ARTERIES,
     HEART_CHAMBERS,
     SEGMENTS_BY_CODE,

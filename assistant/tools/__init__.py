@@ -1,1 +1,1 @@
-"""The assistant's LangChain tools, one file each; :mod:`assistant.registry` lists them."""
+"""The assistant's LangChain tools, one file each; :mod:`cardiovlm.assistant.registry` lists them."""

@@ -1,4 +1,4 @@
-"""The ``calcium_score`` LangChain tool: the assistant's way to :mod:`tools.quant.calcium`."""
+"""The ``calcium_score`` LangChain tool: the assistant's way to :mod:`cardiovlm.tools.quant.calcium`."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import tool
 from pydantic import BaseModel, Field
 
-from tools.core.anatomy import resolve_structure_or_segment
-from tools.quant import calcium
-from tools.quant.calcium import CalciumScore
-from tools.quant.context import context_from_config
+from cardiovlm.tools.core.anatomy import resolve_structure_or_segment
+from cardiovlm.tools.quant import calcium
+from cardiovlm.tools.quant.calcium import CalciumScore
+from cardiovlm.tools.quant.context import context_from_config
 
 
 class CalciumScoreInput(BaseModel):

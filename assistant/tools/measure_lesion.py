@@ -1,4 +1,4 @@
-"""The ``measure_lesion`` LangChain tool: the assistant's way to :mod:`tools.quant.stenosis`."""
+"""The ``measure_lesion`` LangChain tool: the assistant's way to :mod:`cardiovlm.tools.quant.stenosis`."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import tool
 from pydantic import BaseModel, Field
 
-from tools.quant import stenosis
-from tools.quant.stenosis import LesionMeasurement
+from cardiovlm.tools.quant import stenosis
+from cardiovlm.tools.quant.stenosis import LesionMeasurement
 
 
 class MeasureLesionInput(BaseModel):
@@ -21,7 +21,7 @@ def measure_lesion_tool(vessel: str, *, config: RunnableConfig) -> dict:
     diameter stenosis, lesion start, end and length (mm), minimal lumen diameter, reference diameter,
     plaque composition, remodeling index and the CAD-RADS 2.0 category, with the centerline and masks
     used to locate the vessel as evidence."""
-    from tools.quant.context import context_from_config
+    from cardiovlm.tools.quant.context import context_from_config
 
     return stenosis.measure_lesion(context_from_config(config), vessel).model_dump()
 

@@ -1,4 +1,4 @@
-"""The ``risk_context`` LangChain tool: the assistant's way to :mod:`tools.quant.risk`."""
+"""The ``risk_context`` LangChain tool: the assistant's way to :mod:`cardiovlm.tools.quant.risk`."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import tool
 from pydantic import BaseModel, Field
 
-from tools.quant import risk
-from tools.quant.clinical_context import ClinicalContext
-from tools.quant.context import context_from_config
-from tools.quant.risk import RiskContext
+from cardiovlm.tools.quant import risk
+from cardiovlm.tools.quant.clinical_context import ClinicalContext
+from cardiovlm.tools.quant.context import context_from_config
+from cardiovlm.tools.quant.risk import RiskContext
 
 
 class RiskContextInput(BaseModel):

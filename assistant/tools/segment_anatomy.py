@@ -3,8 +3,9 @@
 Masks come from the session's label map, whose source is always stated: the trained VLM, the
 phantom's ground truth, TotalSegmentator or a supplied label map. Calcium that the label map does
 not outline (a map traced from the image has vessels, not calcium) is the calcium score's own lesions
-(:func:`tools.quant.calcium.calcium_mask`); a stent it does not outline is the stent metal along the
-traced vessels (:func:`tools.quant.stent.stent_metal_mask`). Without any label map the tool says so instead of guessing.
+(:func:`cardiovlm.tools.quant.calcium.calcium_mask`); a stent it does not outline is the stent metal along the
+traced vessels (:func:`cardiovlm.tools.quant.stent.stent_metal_mask`). Without any label map the tool says so instead
+of guessing.
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import tool
 from pydantic import BaseModel, Field
 
-from tools.core.anatomy import STRUCTURES_BY_NAME, resolve_structure_or_segment
-from tools.ingest.study_errors import StudyError
-from tools.quant.calcium import calcium_mask
-from tools.quant.context import context_from_config
-from tools.quant.stent import StentMetalConfig, stent_metal_mask
-from tools.segmentation.masks import label_ids_for, mask_from_labels, save_mask_nifti
+from cardiovlm.tools.core.anatomy import STRUCTURES_BY_NAME, resolve_structure_or_segment
+from cardiovlm.tools.ingest.study_errors import StudyError
+from cardiovlm.tools.quant.calcium import calcium_mask
+from cardiovlm.tools.quant.context import context_from_config
+from cardiovlm.tools.quant.stent import StentMetalConfig, stent_metal_mask
+from cardiovlm.tools.segmentation.masks import label_ids_for, mask_from_labels, save_mask_nifti
 
 FINDING_TARGETS = {
     "calcification": "calcified_plaque",

@@ -1,4 +1,4 @@
-"""The ``stent_coverage`` LangChain tool: the assistant's way to :mod:`tools.quant.stent`."""
+"""The ``stent_coverage`` LangChain tool: the assistant's way to :mod:`cardiovlm.tools.quant.stent`."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import tool
 from pydantic import BaseModel, Field
 
-from tools.quant import stent
-from tools.quant.stent import StentPlan
+from cardiovlm.tools.quant import stent
+from cardiovlm.tools.quant.stent import StentPlan
 
 
 class StentCoverageInput(BaseModel):
@@ -25,7 +25,7 @@ def stent_coverage_tool(vessel: str, stent_length_mm: float, stent_diameter_mm: 
     """Check whether a stent of a given length covers a coronary lesion from normal vessel to normal
     vessel with a healthy landing zone at each end; gives the margins, the shortest catalogue length
     that would, a diameter from the reference vessel, and flags ostial or bifurcation lesions."""
-    from tools.quant.context import context_from_config
+    from cardiovlm.tools.quant.context import context_from_config
 
     return stent.stent_coverage(context_from_config(config), vessel, stent_length_mm,
                                 stent_diameter_mm=stent_diameter_mm,

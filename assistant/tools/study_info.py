@@ -6,10 +6,10 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import tool
 from pydantic import BaseModel, Field
 
-from tools.ingest.study_value import Study
-from tools.quant.clinical_context import ClinicalContext
-from tools.quant.context import StudyContext, context_from_config
-from tools.quant.risk import session_clinical
+from cardiovlm.tools.ingest.study_value import Study
+from cardiovlm.tools.quant.clinical_context import ClinicalContext
+from cardiovlm.tools.quant.context import StudyContext, context_from_config
+from cardiovlm.tools.quant.risk import session_clinical
 
 
 class StudyInfoInput(BaseModel):
@@ -20,7 +20,8 @@ HeaderValue = str | int | float | bool
 
 
 class StudySummary(BaseModel):
-    """The loaded volume as the answer describes it (the fields of :meth:`tools.ingest.study_value.Study.summary`)."""
+    """The loaded volume as the answer describes it (the fields of
+    :meth:`cardiovlm.tools.ingest.study_value.Study.summary`)."""
 
     modality: str = Field(description="DICOM modality, e.g. CT")
     hu_calibrated: bool = Field(description="intensities are Hounsfield units (CT)")

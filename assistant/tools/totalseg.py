@@ -2,7 +2,7 @@
 
 TotalSegmentator (``task="total"``, open weights) labels the heart chambers' surroundings, aorta,
 pulmonary artery, lungs, sternum and spine of any CT; its class names are mapped to the anatomy
-registry by :data:`tools.segmentation.totalseg.TOTALSEG_TO_REGISTRY`. It cannot segment the
+registry by :data:`cardiovlm.tools.segmentation.totalseg.TOTALSEG_TO_REGISTRY`. It cannot segment the
 coronary segments (the licensed ``coronary_arteries`` task gives all coronaries as one label), so
 the coronary tools still need the VLM or a supplied label map. The label map is computed once per
 study and kept for the session.
@@ -15,12 +15,12 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import tool
 from pydantic import BaseModel, Field
 
-from assistant.tools.segment_anatomy import SegmentationResult
-from tools.core.anatomy import STRUCTURES_BY_NAME, resolve_structure_or_segment
-from tools.ingest.study_errors import StudyError
-from tools.quant.context import StudyContext, context_from_config
-from tools.segmentation.masks import save_mask_nifti
-from tools.segmentation.totalseg import TOTALSEG_TO_REGISTRY, label_with_totalsegmentator
+from cardiovlm.assistant.tools.segment_anatomy import SegmentationResult
+from cardiovlm.tools.core.anatomy import STRUCTURES_BY_NAME, resolve_structure_or_segment
+from cardiovlm.tools.ingest.study_errors import StudyError
+from cardiovlm.tools.quant.context import StudyContext, context_from_config
+from cardiovlm.tools.segmentation.masks import save_mask_nifti
+from cardiovlm.tools.segmentation.totalseg import TOTALSEG_TO_REGISTRY, label_with_totalsegmentator
 
 TOTALSEG_TASKS = ("total",)  # open weights; heartchambers_highres needs a licence
 _LABELS_KEY = "totalsegmentator_labels"
@@ -48,7 +48,7 @@ def _label_map(ctx: StudyContext) -> np.ndarray:
     cached = ctx.extra_masks.get(_LABELS_KEY)
     if cached is not None:
         return cached
-    from tools.ingest.study import load_nifti, save_nifti
+    from cardiovlm.tools.ingest.study import load_nifti, save_nifti
     folder = ctx.outputs()
     image = save_nifti(ctx.study, folder / "totalsegmentator_input.nii.gz")
     out = folder / "totalsegmentator_labels.nii.gz"

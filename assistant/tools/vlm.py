@@ -6,9 +6,9 @@ checkpoint is installed the tools fail with "no trained VLM checkpoint is instal
 was looked for; they never return a made-up answer. Masks are written as NIfTI into the session's
 output folder and kept in the context for overlays, like those of ``segment_anatomy``. Every result
 carries the note that the weights are synthetic-trained and not for clinical use; masks also carry
-the Dice the checkpoint measured for that kind of structure on held-out phantoms (``vlm.validation``).
+the Dice the checkpoint measured for that kind of structure on held-out phantoms (``cardiovlm.vlm.validation``).
 
-Before any mask, landmark or answer the study passes the input check (``vlm.input_check``): a study
+Before any mask, landmark or answer the study passes the input check (``cardiovlm.vlm.input_check``): a study
 the model was not trained for (not CT, a localizer, thick slices, no contrast, a blank or noise
 volume, not a cardiac field of view) gets its typed refusal and no output. A yes/no or multiple-choice
 answer is quoted only when the checkpoint's evaluation shows that answers of that kind depend on the
@@ -28,10 +28,10 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import tool
 from pydantic import BaseModel, Field
 
-from tools.core.settings import get_settings
-from tools.ingest.study_errors import StudyError
-from tools.quant.context import StudyContext, context_from_config
-from tools.segmentation.masks import save_mask_nifti
+from cardiovlm.tools.core.settings import get_settings
+from cardiovlm.tools.ingest.study_errors import StudyError
+from cardiovlm.tools.quant.context import StudyContext, context_from_config
+from cardiovlm.tools.segmentation.masks import save_mask_nifti
 
 
 class VLMUnavailable(StudyError):
@@ -57,7 +57,7 @@ _lock = threading.Lock()
 _loaded: dict[str, tuple[float, object]] = {}  # checkpoint folder -> (weights mtime, model)
 
 
-# The file names of vlm.checkpoint_io, repeated so that checking for a checkpoint does not import
+# The file names of cardiovlm.vlm.checkpoint_io, repeated so that checking for a checkpoint does not import
 # torch and MONAI (seconds) when none is installed; test_session checks they agree.
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
 
@@ -78,7 +78,7 @@ def load_vlm(checkpoint_dir: Path | None = None):
         raise VLMUnavailable(
             f"no trained VLM checkpoint is installed (looked in {folder}); train one with `cardiovlm train` "
             "or set CARDIOVLM_CHECKPOINT_DIR to a checkpoint folder")
-    import vlm
+    from cardiovlm import vlm
     mtime = (folder / WEIGHTS_FILE).stat().st_mtime
     with _lock:
         cached = _loaded.get(str(folder))
@@ -93,9 +93,9 @@ def load_vlm(checkpoint_dir: Path | None = None):
 
 
 def _checked_model(ctx: StudyContext):
-    """The installed model, once the study passed the input check (``vlm.input_check.UnsupportedInputError``
+    """The installed model, once the study passed the input check (``cardiovlm.vlm.input_check.UnsupportedInputError``
     otherwise: the model gives nothing for a study it was not trained for)."""
-    from vlm.input_check import check_input
+    from cardiovlm.vlm.input_check import check_input
 
     model = load_vlm()  # "no checkpoint installed" comes first
     check_input(ctx.study)
@@ -106,7 +106,7 @@ def _check_answer_evidence(question: str, choices: list[str] | None):
     """The evidence that answers of ``question``'s kind read the image; raises :class:`VLMAnswerWithheld`
     without it. An answer the model gives just as well on another patient's image is its prior, not a
     reading of this one."""
-    from vlm.validation import answer_evidence
+    from cardiovlm.vlm.validation import answer_evidence
 
     margin = get_settings().vlm_min_answer_margin
     evidence = answer_evidence(get_settings().checkpoint_dir, question, choices=choices, margin=margin)
@@ -124,7 +124,7 @@ def _check_answer_evidence(question: str, choices: list[str] | None):
 
 def _measured_dice(target: str) -> float | None:
     """Held-out phantom Dice of the installed checkpoint for ``target``'s structure group (its evaluation.json)."""
-    from vlm.validation import measured_dice
+    from cardiovlm.vlm.validation import measured_dice
 
     value = measured_dice(get_settings().checkpoint_dir, target)
     return None if value is None else round(value, 3)
@@ -132,7 +132,7 @@ def _measured_dice(target: str) -> float | None:
 
 def _measured_accuracy(choices: list[str] | None) -> float | None:
     """Held-out phantom accuracy of the installed checkpoint on yes/no (or multiple-choice) questions."""
-    from vlm.validation import measured_scores
+    from cardiovlm.vlm.validation import measured_scores
 
     scores = measured_scores(get_settings().checkpoint_dir) or {}
     value = scores.get("multiple-choice accuracy" if choices else "yes/no accuracy")
@@ -145,7 +145,7 @@ def _check_mask_quality(target: str) -> float | None:
     A mask drawn on a patient's images reads as a finding, so one the model cannot draw reliably (on
     its own held-out phantoms) is not drawn at all.
     """
-    from vlm.validation import scored_row
+    from cardiovlm.vlm.validation import scored_row
 
     measured, bar = _measured_dice(target), get_settings().vlm_min_dice
     if bar <= 0 or (measured is not None and measured >= bar):
@@ -161,7 +161,7 @@ def _check_mask_quality(target: str) -> float | None:
 
 
 def _note() -> str:
-    from vlm.validation import SYNTHETIC_NOTE
+    from cardiovlm.vlm.validation import SYNTHETIC_NOTE
 
     return SYNTHETIC_NOTE
 

@@ -14,11 +14,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tools.core.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
-from tools.core.case_format import ClinicalContext
-from tools.ingest.study_value import Study
-from tools.quant.context import StudyContext
-from training.phantoms.tubes import TubeImage, ct_from_labels
+from cardiovlm.tools.core.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
+from cardiovlm.tools.core.case_format import ClinicalContext
+from cardiovlm.tools.ingest.study_value import Study
+from cardiovlm.tools.quant.context import StudyContext
+from cardiovlm.training.phantoms.tubes import TubeImage, ct_from_labels
 
 VOXEL = 0.4
 SHAPE = (60, 24, 130)

@@ -6,11 +6,11 @@ import re
 
 import pytest
 
-from assistant.planner import ClinicalPlanner
-from assistant.session import Session
-from tools.quant.context import StudyContext
+from cardiovlm.assistant.planner import ClinicalPlanner
+from cardiovlm.assistant.session import Session
+from cardiovlm.tools.quant.context import StudyContext
 
-# as tools.quant.context writes it for a tree traced from the CT: the method and a per-segment caveat
+# as cardiovlm.tools.quant.context writes it for a tree traced from the CT: the method and a per-segment caveat
 LONG_SOURCE = ("image-derived coronary tree (coronary tree from CT intensities: half-maximum lumen threshold, "
                "vesselness, TEASAR centerlines (kimimaro), segments by the anatomy registry's course; traced "
                "with low confidence: LM, pLAD, mLAD, dLAD, D1, D2, pCx, dLCx, OM1, pRCA, mRCA, dRCA (a lesion "
@@ -53,8 +53,8 @@ def test_a_calcium_answer_names_only_the_source(session):
 
 
 def test_a_segmentation_answer_names_its_mask_file_not_the_server_folder():
-    from assistant.planner import ClinicalPlanner
-    from assistant.session import Session
+    from cardiovlm.assistant.planner import ClinicalPlanner
+    from cardiovlm.assistant.session import Session
     from tests.assistant.conftest import make_patient_context
 
     session = Session(model=ClinicalPlanner())

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tools.core.settings import get_settings
+from cardiovlm.tools.core.settings import get_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 CASE = get_settings().demo_cases_dir / "lad_stenosis"
@@ -41,8 +41,8 @@ def test_lad_stenosis_questions_are_answered_as_the_ground_truth_says():
 
 @pytest.mark.skipif(not (CASE / "case.json").is_file(), reason="the lad_stenosis demo case is not bundled")
 def test_by_default_answers_take_the_anatomy_from_the_image_not_the_ground_truth(tmp_path):
-    from assistant.planner import ClinicalPlanner
-    from assistant.session import Session
+    from cardiovlm.assistant.planner import ClinicalPlanner
+    from cardiovlm.assistant.session import Session
 
     session = Session(model=ClinicalPlanner(), output_dir=tmp_path)
     session.load_study(CASE)

@@ -18,8 +18,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from assistant.backends import chat_model, parse_llm_spec
-from assistant.session import Session
+from cardiovlm.assistant.backends import chat_model, parse_llm_spec
+from cardiovlm.assistant.session import Session
 
 
 class ChatCompletionsServer(BaseHTTPRequestHandler):
@@ -226,13 +226,13 @@ def test_the_openai_path_reads_the_typed_results_never_the_json_it_sent(scripted
     ToolMessage artifacts): reading a result back from its JSON text is made to fail here."""
     from langchain_core.messages import ToolMessage
 
-    import assistant.registry
-    from tools.quant.stent import StentPlan
+    import cardiovlm.assistant.registry
+    from cardiovlm.tools.quant.stent import StentPlan
 
     def parsed_back(name):
         raise AssertionError(f"the JSON sent to the model for {name} was parsed back")
 
-    monkeypatch.setattr(assistant.registry, "result_adapter", parsed_back)
+    monkeypatch.setattr(cardiovlm.assistant.registry, "result_adapter", parsed_back)
     session = scripted([[("stent_coverage", {"vessel": "pLAD", "stent_length_mm": 12})], "Yes, it fits nicely."],
                        patient)
     answer = session.ask("Will a 12 mm stent fully cover the proximal LAD lesion?")

@@ -50,9 +50,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from assistant.intents import INTENTS
-from tools.core.anatomy import ARTERY_NAMES, SEGMENTS_BY_CODE
-from tools.core.anatomy import LANDMARKS as ANATOMY_LANDMARKS
+from cardiovlm.assistant.intents import INTENTS
+from cardiovlm.tools.core.anatomy import ARTERY_NAMES, SEGMENTS_BY_CODE
+from cardiovlm.tools.core.anatomy import LANDMARKS as ANATOMY_LANDMARKS
 
 HOLDOUT_PATH = Path(__file__).with_name("paraphrase_holdout.yaml")
 HOLDOUT_B_PATH = Path(__file__).with_name("paraphrase_holdout_b.yaml")

@@ -95,7 +95,7 @@ def test_no_new_request_carries_the_previous_intent(name):
 @pytest.mark.parametrize("name", sorted(PROBES))
 def test_every_part_of_a_compound_question_is_planned(name):
     """No request of a compound question dropped: each intent asked for has a part of its own."""
-    from assistant.question import understand
+    from cardiovlm.assistant.question import understand
 
     short = [item["id"] for item in items(name) if item["kind"] == "compound"
              and not set(item["intents"]) <= set(understand(item["question"]).intents)]
@@ -110,9 +110,9 @@ def test_planning_takes_under_50_ms_per_question():
 
     import torch
 
-    from assistant import intents
-    from assistant.question import understand
-    from assistant.slots import normalise_clinical
+    from cardiovlm.assistant import intents
+    from cardiovlm.assistant.question import understand
+    from cardiovlm.assistant.slots import normalise_clinical
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

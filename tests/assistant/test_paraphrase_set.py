@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from assistant.question import QuestionPlan, understand
-from tools.core.anatomy import resolve_structure_or_segment
+from cardiovlm.assistant.question import QuestionPlan, understand
+from cardiovlm.tools.core.anatomy import resolve_structure_or_segment
 
 SET_PATH = Path(__file__).with_name("paraphrase_set.yaml")
 SLOTS = ("vessel", "structure", "stent_length_mm", "stent_diameter_mm", "troponin_value", "troponin_unit", "sex",
@@ -105,7 +105,7 @@ def accuracy(kind: str | None = None, key: str = "ok") -> float:
 
 
 def test_the_set_is_large_and_covers_every_intent():
-    from assistant.intents import INTENTS
+    from cardiovlm.assistant.intents import INTENTS
 
     assert len(items()) >= 300
     assert {i for item in items() for i in item["intents"]} == set(INTENTS)
@@ -152,8 +152,8 @@ def planning_times() -> dict[str, tuple[float, float]]:
 
     torch.set_num_threads(1)
 
-    from assistant import intents
-    from assistant.slots import normalise_clinical
+    from cardiovlm.assistant import intents
+    from cardiovlm.assistant.slots import normalise_clinical
 
     understand("warm up")
     wall, cpu = [], []

@@ -3,13 +3,13 @@ most calcified artery, and the stenosis a yes/no question asks about."""
 
 import pytest
 
-from assistant.outcomes import ToolOutcome
-from assistant.planner import plan_next, worst_lesion
-from assistant.question import parse_question
-from tools.core.settings import get_settings
-from tools.quant.cadrads import STENOSIS_BANDS
-from tools.quant.stenosis import Lesion, LesionMeasurement
-from tools.quant.stent import StentPlan
+from cardiovlm.assistant.outcomes import ToolOutcome
+from cardiovlm.assistant.planner import plan_next, worst_lesion
+from cardiovlm.assistant.question import parse_question
+from cardiovlm.tools.core.settings import get_settings
+from cardiovlm.tools.quant.cadrads import STENOSIS_BANDS
+from cardiovlm.tools.quant.stenosis import Lesion, LesionMeasurement
+from cardiovlm.tools.quant.stent import StentPlan
 
 TOOLS = {"measure_lesion", "stent_coverage", "segment_anatomy", "calcium_score"}
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from assistant.question import parse_question
+from cardiovlm.assistant.question import parse_question
 
 
 @pytest.mark.parametrize(

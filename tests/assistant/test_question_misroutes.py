@@ -2,7 +2,7 @@
 
 import pytest
 
-from assistant.question import parse_question, understand
+from cardiovlm.assistant.question import parse_question, understand
 
 
 @pytest.mark.parametrize("text", [
@@ -69,7 +69,7 @@ def test_coronary_dominance_is_declined_with_its_reason(text):
 
 
 def test_the_dominance_reason_names_what_would_answer_it():
-    from assistant.intents import default_matcher
+    from cardiovlm.assistant.intents import default_matcher
 
     topic = default_matcher().bank.cannot_topics["dominance"]
     assert "posterior descending" in topic.what and "report" in topic.instead
@@ -99,7 +99,7 @@ def test_a_stent_to_choose_is_still_sized(text):
     "are you a real cardiologist",
 ])
 def test_questions_about_the_assistant_are_answered_as_such(text):
-    from assistant.compose import compose_answer
+    from cardiovlm.assistant.compose import compose_answer
 
     q = parse_question(text)
     assert (q.intent, q.task) == ("identity", "about_assistant")
@@ -196,7 +196,7 @@ def test_every_part_of_a_compound_question_is_planned(text, intents):
 
 
 def test_two_places_are_both_located_by_the_planner():
-    from assistant.planner import plan_next
+    from cardiovlm.assistant.planner import plan_next
 
     q = parse_question("where is the crux and where is the apex?")
     calls = plan_next(q, [], {"vlm_locate"})
@@ -210,7 +210,7 @@ def test_two_places_are_both_located_by_the_planner():
     ("what's the LV EF from these images", "ejection_fraction"),
 ])
 def test_an_unmeasurable_quantity_is_a_reasoned_cannot(text, topic):
-    from assistant.compose import compose_answer
+    from cardiovlm.assistant.compose import compose_answer
 
     q = parse_question(text)
     assert (q.intent, q.cannot_topic) == ("cannot", topic)
@@ -219,8 +219,8 @@ def test_an_unmeasurable_quantity_is_a_reasoned_cannot(text, topic):
 
 
 def test_the_assistant_and_the_images_are_answered_in_a_session(patient):
-    from assistant.planner import ClinicalPlanner
-    from assistant.session import Session
+    from cardiovlm.assistant.planner import ClinicalPlanner
+    from cardiovlm.assistant.session import Session
 
     session = Session(model=ClinicalPlanner())
     session.use_context(patient)

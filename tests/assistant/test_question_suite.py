@@ -13,11 +13,11 @@ import re
 import numpy as np
 import pytest
 
-from assistant.planner import ClinicalPlanner
-from assistant.session import Session
+from cardiovlm.assistant.planner import ClinicalPlanner
+from cardiovlm.assistant.session import Session
+from cardiovlm.tools.core.anatomy import STRUCTURES_BY_NAME, segments_of_artery
+from cardiovlm.tools.quant.risk import mesa_chd_risk
 from tests.assistant.conftest import VOXEL, make_patient_context
-from tools.core.anatomy import STRUCTURES_BY_NAME, segments_of_artery
-from tools.quant.risk import mesa_chd_risk
 
 
 @pytest.fixture
@@ -178,7 +178,7 @@ def test_every_number_in_an_answer_comes_from_a_tool(session):
 
 @pytest.mark.parametrize("restenosis", [None, 80.0])
 def test_stent_patency_is_not_claimed_where_the_in_stent_lumen_is_not_graded(tmp_path, restenosis):
-    # Metal blooming hides the lumen inside a stent at CCTA resolution (tools.quant.stenosis does not grade
+    # Metal blooming hides the lumen inside a stent at CCTA resolution (cardiovlm.tools.quant.stenosis does not grade
     # it): a patent stent and an 80 % restenosis both get "cannot be graded", never "patent on CT".
     s = Session(model=ClinicalPlanner(), output_dir=tmp_path)
     s.use_context(make_patient_context(in_stent_restenosis=restenosis))
@@ -216,12 +216,12 @@ def test_a_follow_up_keeps_the_severity_asked_about(tmp_path):
 
 
 def test_a_bug_in_the_wording_still_returns_the_results(session, monkeypatch):
-    import assistant.planner
+    import cardiovlm.assistant.planner
 
     def broken(q, done):
         raise KeyError("missing fact")
 
-    monkeypatch.setattr(assistant.planner, "compose_answer", broken)
+    monkeypatch.setattr(cardiovlm.assistant.planner, "compose_answer", broken)
     answer = session.ask("What is the calcium score?")
     assert answer.answer.startswith("I could not write the answer (KeyError)")
     assert "calcium_score: ok" in answer.answer and any(f.name == "Agatston score" for f in answer.findings)

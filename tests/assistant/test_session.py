@@ -10,12 +10,12 @@ from datetime import date
 import numpy as np
 import pytest
 
-from assistant.planner import ClinicalPlanner
-from assistant.session import Session
+from cardiovlm.assistant.planner import ClinicalPlanner
+from cardiovlm.assistant.session import Session
+from cardiovlm.tools.core.settings import get_settings
+from cardiovlm.tools.ingest.study_errors import StudyError
+from cardiovlm.tools.quant.context import StudyContext
 from tests.assistant.conftest import make_patient_context
-from tools.core.settings import get_settings
-from tools.ingest.study_errors import StudyError
-from tools.quant.context import StudyContext
 
 
 def session_for(context: StudyContext | None, **kw) -> Session:
@@ -45,12 +45,12 @@ def test_an_mr_study_gets_a_refusal_and_the_session_continues(tmp_path):
 
 
 def test_an_unexpected_tool_crash_is_reported_and_the_next_question_works(patient, monkeypatch):
-    import tools.quant.calcium
+    import cardiovlm.tools.quant.calcium
 
     def broken(ctx, **kw):
         raise RuntimeError("disk quota exceeded")
 
-    monkeypatch.setattr(tools.quant.calcium, "score_context", broken)
+    monkeypatch.setattr(cardiovlm.tools.quant.calcium, "score_context", broken)
     s = session_for(patient)
     answer = s.ask("What is the calcium score?")
     assert "could not measure coronary calcium" in answer.answer and "disk quota exceeded" in answer.answer
@@ -105,8 +105,8 @@ def test_a_failed_load_keeps_the_previous_study(patient, tmp_path):
 
 
 def test_a_report_with_instructions_is_quoted_as_data(patient, tmp_path):
-    from tools.core.settings import Settings
-    from tools.reports import api as rs
+    from cardiovlm.tools.core.settings import Settings
+    from cardiovlm.tools.reports import api as rs
 
     os.environ["HF_HUB_OFFLINE"] = "1"
     store = rs.ReportStore.open(Settings(data_dir=tmp_path), path=tmp_path / "reports")
@@ -131,9 +131,9 @@ def test_vlm_tools_refuse_a_study_they_were_not_trained_for(tmp_path, monkeypatc
     """The hand-made tube study (24 x 10 x 52 mm, no heart) is nothing the VLM was trained on: its tools
     refuse it with the input check's message, even with every score gate open. The tools on a demo CCTA are
     tested in tests/vlm/test_vlm_tools.py."""
-    from assistant.tools.vlm import vlm_ask_tool, vlm_segment_tool
-    from vlm import CardioVLM, CardioVLMConfig
-    from vlm.input_check import UnsupportedInputError
+    from cardiovlm.assistant.tools.vlm import vlm_ask_tool, vlm_segment_tool
+    from cardiovlm.vlm import CardioVLM, CardioVLMConfig
+    from cardiovlm.vlm.input_check import UnsupportedInputError
 
     CardioVLM(CardioVLMConfig.tiny()).save(tmp_path / "ckpt")
     monkeypatch.setenv("CARDIOVLM_CHECKPOINT_DIR", str(tmp_path / "ckpt"))
@@ -151,8 +151,8 @@ def test_vlm_tools_refuse_a_study_they_were_not_trained_for(tmp_path, monkeypatc
 
 
 def _case_folder(root, context: StudyContext):
-    from tools.core import case_format as cf
-    from tools.ingest.nifti_io import write_nifti
+    from cardiovlm.tools.core import case_format as cf
+    from cardiovlm.tools.ingest.nifti_io import write_nifti
 
     case = root / "tube_case"
     case.mkdir()
@@ -166,7 +166,7 @@ def _case_folder(root, context: StudyContext):
 
 
 def test_cli_ask_json_and_a_follow_up_through_the_session_file(tmp_path, capsys, patient):
-    from ui.cli import main
+    from cardiovlm.ui.cli import main
 
     case = _case_folder(tmp_path, patient)
     session_file = tmp_path / "session.json"
@@ -207,7 +207,7 @@ def test_dicom_seg_of_an_answer_mask_references_a_written_ct_series(patient, tmp
     referenced = {item.ReferencedSOPInstanceUID for item in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence}
     assert referenced <= {ds.SOPInstanceUID for ds in ct}
     # The frames hold the pLAD voxels: as many as the label map has (pixels are voxels on this grid).
-    from tools.core.anatomy import SEGMENTS_BY_CODE
+    from cardiovlm.tools.core.anatomy import SEGMENTS_BY_CODE
 
     assert int(seg.pixel_array.astype(bool).sum()) == int((patient.labels == SEGMENTS_BY_CODE["pLAD"].label_id).sum())
 
@@ -215,7 +215,7 @@ def test_dicom_seg_of_an_answer_mask_references_a_written_ct_series(patient, tmp
 def test_totalsegmentator_is_registered_only_with_its_weights(tmp_path, monkeypatch):
     import importlib.util
 
-    from assistant.registry import available_tools, unavailable_tools
+    from cardiovlm.assistant.registry import available_tools, unavailable_tools
 
     monkeypatch.setenv("TOTALSEG_WEIGHTS_PATH", str(tmp_path / "empty"))
     reasons = unavailable_tools()
@@ -230,7 +230,7 @@ def test_totalsegmentator_is_registered_only_with_its_weights(tmp_path, monkeypa
 
 
 def test_a_study_switch_during_a_question_drops_its_answer(patient, tmp_path):
-    from assistant.session import StudyChangedError
+    from cardiovlm.assistant.session import StudyChangedError
 
     s = session_for(patient, output_dir=tmp_path)
     other = make_patient_context(stent=False)
@@ -261,9 +261,9 @@ def test_a_vlm_mask_keeps_its_overlay_and_dicom_seg(tmp_path, monkeypatch):
 
     import pydicom
 
-    import assistant.tools.vlm as vt
-    from assistant.evidence import _dicom_seg_files
-    from assistant.findings import masks_of, overlay_for
+    import cardiovlm.assistant.tools.vlm as vt
+    from cardiovlm.assistant.evidence import _dicom_seg_files
+    from cardiovlm.assistant.findings import masks_of, overlay_for
 
     context = make_patient_context()
     ctx = StudyContext(study=context.study, output_dir=tmp_path)  # no label map: the VLM draws the mask

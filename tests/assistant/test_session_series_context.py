@@ -9,12 +9,12 @@ import shutil
 
 import pytest
 
-from assistant.planner import ClinicalPlanner
-from assistant.session import Session
+from cardiovlm.assistant.planner import ClinicalPlanner
+from cardiovlm.assistant.session import Session
+from cardiovlm.tools.ingest.series import NO_SERIES
+from cardiovlm.tools.ingest.study_errors import SeriesPickError, SeriesSourceGoneError, StudyError
+from cardiovlm.tools.quant.calcium import agatston_score
 from tests.tools.series_data import demo_exam, zip_folder
-from tools.ingest.series import NO_SERIES
-from tools.ingest.study_errors import SeriesPickError, SeriesSourceGoneError, StudyError
-from tools.quant.calcium import agatston_score
 
 VALUES = dict(race="white", systolic_bp_mmhg=150, total_cholesterol_mg_dl=220, hdl_cholesterol_mg_dl=45,
               smoker=True, diabetes=False, hypertension_treatment=True, lipid_lowering=False,

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from assistant.findings import findings_of
-from tools.quant.cadrads import shown_percent
-from tools.quant.stenosis import Lesion
-from tools.quant.stent import StentPlan
+from cardiovlm.assistant.findings import findings_of
+from cardiovlm.tools.quant.cadrads import shown_percent
+from cardiovlm.tools.quant.stenosis import Lesion
+from cardiovlm.tools.quant.stent import StentPlan
 
 
 def _plan(stenosis_percent: float) -> StentPlan:

@@ -9,17 +9,17 @@ from types import SimpleNamespace
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
-from assistant.compose import compose_answer
-from assistant.evidence import assemble_answer
-from assistant.graph import _typed_failures
-from assistant.outcomes import ToolOutcome, outcomes
-from assistant.planner import plan_next
-from assistant.question import parse_question
-from assistant.registry import available_tools, result_adapter
-from assistant.tool_errors import ToolFailure
-from assistant.tools.segment_anatomy import NoSegmentationAvailable
-from tools.core.errors import CardioVLMError, error_code
-from tools.quant.calcium import ArteryCalcium, CalciumScore
+from cardiovlm.assistant.compose import compose_answer
+from cardiovlm.assistant.evidence import assemble_answer
+from cardiovlm.assistant.graph import _typed_failures
+from cardiovlm.assistant.outcomes import ToolOutcome, outcomes
+from cardiovlm.assistant.planner import plan_next
+from cardiovlm.assistant.question import parse_question
+from cardiovlm.assistant.registry import available_tools, result_adapter
+from cardiovlm.assistant.tool_errors import ToolFailure
+from cardiovlm.assistant.tools.segment_anatomy import NoSegmentationAvailable
+from cardiovlm.tools.core.errors import CardioVLMError, error_code
+from cardiovlm.tools.quant.calcium import ArteryCalcium, CalciumScore
 
 
 def _call(name: str, args: dict, call_id: str = "c1") -> dict:
@@ -94,7 +94,7 @@ def test_the_vlm_fallback_follows_the_code_never_the_word_segmentation():
 
 
 def test_the_project_errors_share_one_root_with_a_stable_code():
-    from assistant.session import StudyChangedError
+    from cardiovlm.assistant.session import StudyChangedError
 
     assert issubclass(StudyChangedError, CardioVLMError)
     assert error_code(StudyChangedError("x")) == "session.study_changed"
@@ -121,8 +121,8 @@ def test_the_calcium_answer_names_the_series_that_was_scored(scored, said):
 def test_the_reports_panel_takes_the_report_texts_from_the_typed_hits():
     import datetime
 
-    from tools.reports.api import ReportHit
-    from ui.reports_panel import report_texts
+    from cardiovlm.tools.reports.api import ReportHit
+    from cardiovlm.ui.reports_panel import report_texts
 
     hit = ReportHit(report_id="r1", study_date=datetime.date(2023, 1, 2), score=0.9, similarity=0.8,
                     snippet="50% pLAD", text="Prior CCTA: 50% pLAD stenosis.", metadata={})
@@ -134,10 +134,10 @@ def test_the_reports_panel_takes_the_report_texts_from_the_typed_hits():
 
 
 def test_the_errors_the_assistant_routes_on_derive_from_the_one_root():
-    from assistant.tools.totalseg import TotalSegmentatorError
-    from assistant.tools.vlm import VLMUnavailable
-    from tools.ingest.study_errors import StudyError
-    from tools.quant.calcium import CalciumError
+    from cardiovlm.assistant.tools.totalseg import TotalSegmentatorError
+    from cardiovlm.assistant.tools.vlm import VLMUnavailable
+    from cardiovlm.tools.ingest.study_errors import StudyError
+    from cardiovlm.tools.quant.calcium import CalciumError
 
     for error in (StudyError, NoSegmentationAvailable, CalciumError, VLMUnavailable, TotalSegmentatorError):
         assert issubclass(error, CardioVLMError) and "." in error.code, error

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from assistant.intents import load_bank
-from assistant.question import understand
-from assistant.slots import QuestionValueError, numbers_in
+from cardiovlm.assistant.intents import load_bank
+from cardiovlm.assistant.question import understand
+from cardiovlm.assistant.slots import QuestionValueError, numbers_in
 
 
 @pytest.mark.parametrize(("text", "length", "diameter"), [
@@ -94,7 +94,7 @@ QUESTIONS = ["What is the calcium score and how severe is the LAD stenosis?", "C
 def test_a_question_is_embedded_once(monkeypatch):
     # The bank's embeddings are cached; planning a question costs one batch through the model, even
     # with two requests in it, and nothing for a question seen before (earlier turns of a session).
-    from assistant.intents import default_matcher
+    from cardiovlm.assistant.intents import default_matcher
 
     model = default_matcher().model
     calls = []
@@ -135,13 +135,13 @@ def test_planning_takes_at_most_50_ms_per_question():
     ("and the mid-distal circ?", ["dLCx"]),
 ])
 def test_clinical_shorthand_and_typos_name_the_vessel(text, vessels):
-    from assistant.slots import anatomy_in
+    from cardiovlm.assistant.slots import anatomy_in
 
     assert anatomy_in(text).vessels == vessels
 
 
 def test_spelled_numbers_ratios_and_sex_shorthand():
-    from assistant.slots import sex_in
+    from cardiovlm.assistant.slots import sex_in
 
     assert numbers_in("Does a twelve millimeter stent cover it?").stent_length_mm == 12.0
     assert (numbers_in("3.5/15 DES into the left main").stent_length_mm,
@@ -164,12 +164,12 @@ def test_a_landmark_consumes_the_anatomy_that_names_it():
 
 
 def test_the_vlm_fallback_routes_on_the_error_class_not_its_words():
-    from assistant.outcomes import ToolOutcome
-    from assistant.planner import plan_next
-    from assistant.question import parse_question
-    from assistant.tool_errors import ToolFailure
-    from assistant.tools.segment_anatomy import NoSegmentationAvailable
-    from tools.quant.stenosis import StenosisError
+    from cardiovlm.assistant.outcomes import ToolOutcome
+    from cardiovlm.assistant.planner import plan_next
+    from cardiovlm.assistant.question import parse_question
+    from cardiovlm.assistant.tool_errors import ToolFailure
+    from cardiovlm.assistant.tools.segment_anatomy import NoSegmentationAvailable
+    from cardiovlm.tools.quant.stenosis import StenosisError
 
     q = parse_question("How tight is the L-PDA?")
     tools = {"measure_lesion", "vlm_ask"}
@@ -182,7 +182,7 @@ def test_the_vlm_fallback_routes_on_the_error_class_not_its_words():
 
 
 def test_a_weak_but_clear_winner_is_understood_and_a_close_call_is_not():
-    from assistant.intents import default_matcher
+    from cardiovlm.assistant.intents import default_matcher
 
     decide = default_matcher().decide
     assert decide({"identity": 0.36, "unknown": 0.25, "reports": 0.2}) == "identity"
@@ -217,7 +217,7 @@ def test_header_identity_archive_and_function_questions(text, intent):
 
 
 def test_a_pressure_is_a_reasoned_cannot():
-    from assistant.question import parse_question
+    from cardiovlm.assistant.question import parse_question
 
     q = parse_question("how high is the pressure in the pulmonary artery")
     assert q.intent == "cannot" and q.cannot_topic == "pressures"

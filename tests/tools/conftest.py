@@ -2,7 +2,7 @@
 
 Debian's orthanc and orthanc-dicomweb are installed by ``scripts/install_test_services.sh`` (the README's
 test command runs it before pytest); test code never installs anything, so when they are missing the PACS
-tests skip and name that script. The phantoms are written as CT series (``tools.dicom.dicom_write``) and
+tests skip and name that script. The phantoms are written as CT series (``cardiovlm.tools.dicom.dicom_write``) and
 uploaded over STOW-RS.
 """
 
@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from cardiovlm.tools.core.settings import get_settings
+from cardiovlm.tools.dicom.dicom_write import write_ct_series
+from cardiovlm.tools.ingest.pacs import PacsClient
+from cardiovlm.tools.ingest.study import load_study
 from tests.orthanc_local import LocalOrthanc, OrthancUnavailable
-from tools.core.settings import get_settings
-from tools.dicom.dicom_write import write_ct_series
-from tools.ingest.pacs import PacsClient
-from tools.ingest.study import load_study
 
 USER, PASSWORD = "cardio", "s3cret"
 # case -> (patient ID, accession number, study date) of the uploaded series

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pydicom
 
-from tools.dicom.dicom_write import write_ct_series
-from tools.ingest.study import load_study
+from cardiovlm.tools.dicom.dicom_write import write_ct_series
+from cardiovlm.tools.ingest.study import load_study
 
 STUDY_UID = "1.2.826.0.1.3680043.8.498.1"
 FRAME_UID = "1.2.826.0.1.3680043.8.498.2"  # one table position: the series share patient coordinates
@@ -67,7 +67,7 @@ def zip_folder(folder: Path, target: Path) -> Path:
 
 def demo_exam(folder: Path, case: str = "lad_calcified", **kw) -> dict[str, str]:
     """A demo phantom's CCTA and its non-contrast calcium-scoring rendering as one DICOM examination."""
-    from tools.core.settings import get_settings
+    from cardiovlm.tools.core.settings import get_settings
 
     root = get_settings().demo_cases_dir / case
     ccta, cac = load_study(root / "ccta.nii.gz"), load_study(root / "cac.nii.gz")

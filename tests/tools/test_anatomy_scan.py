@@ -3,8 +3,8 @@ the report parser reads vessels through the same rule as every other scanner."""
 
 from __future__ import annotations
 
-from tools.core.anatomy import anatomy_at, find_anatomy
-from tools.reports.parser import parse_report
+from cardiovlm.tools.core.anatomy import anatomy_at, find_anatomy
+from cardiovlm.tools.reports.parser import parse_report
 
 
 def test_the_longest_phrase_wins_at_a_position():

@@ -1,11 +1,18 @@
-"""CAD-RADS 2.0 stenosis bands from their one home (tools.quant.cadrads): band edges, fractional readings
+"""CAD-RADS 2.0 stenosis bands from their one home (cardiovlm.tools.quant.cadrads): band edges, fractional readings
 between the whole-percent bands, what an answer shows, and the one choice of the worst lesion."""
 
 from __future__ import annotations
 
 import pytest
 
-from tools.quant.cadrads import STENOSIS_BANDS, cad_rads, shown_percent, stenosis_band, stenosis_category, worst_lesion
+from cardiovlm.tools.quant.cadrads import (
+    STENOSIS_BANDS,
+    cad_rads,
+    shown_percent,
+    stenosis_band,
+    stenosis_category,
+    worst_lesion,
+)
 
 
 @pytest.mark.parametrize(("percent", "category", "grade", "shown"), [

@@ -5,17 +5,17 @@ import re
 import numpy as np
 import pytest
 
-from assistant.tools.calcium_score import calcium_score_tool
-from tools.core.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
-from tools.ingest.study_value import Study
-from tools.quant.calcium import (
+from cardiovlm.assistant.tools.calcium_score import calcium_score_tool
+from cardiovlm.tools.core.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
+from cardiovlm.tools.ingest.study_value import Study
+from cardiovlm.tools.quant.calcium import (
     CONTRAST_LABEL,
     NoCoronaryLabelsError,
     NotHounsfieldError,
     agatston_score,
     contrast_calcium_volume,
 )
-from tools.quant.context import StudyContext
+from cardiovlm.tools.quant.context import StudyContext
 
 PLAD = SEGMENTS_BY_CODE["pLAD"].label_id
 PRCA = SEGMENTS_BY_CODE["pRCA"].label_id
@@ -152,8 +152,8 @@ def test_tool_uses_the_calcium_scoring_series_of_the_session():
 
 def _case_with_calcium_series(root, *, with_labels=True):
     """A case folder with a contrast CCTA, a 3 mm calcium-scoring series and their label maps."""
-    from tools.core import case_format as cf
-    from tools.ingest.nifti_io import write_nifti
+    from cardiovlm.tools.core import case_format as cf
+    from cardiovlm.tools.ingest.nifti_io import write_nifti
 
     hu, labels, spacing = grid()
     hu[12:16, 15:19, 2] = 420  # LAD, 4 mm^2 x 4
@@ -175,7 +175,7 @@ def _case_with_calcium_series(root, *, with_labels=True):
 def test_cli_scores_a_case_folder_from_the_image(tmp_path, capsys):
     import json
 
-    from ui.cli import main
+    from cardiovlm.ui.cli import main
 
     assert main(["calcium", str(_case_with_calcium_series(tmp_path)), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
@@ -185,7 +185,7 @@ def test_cli_scores_a_case_folder_from_the_image(tmp_path, capsys):
 def test_cli_without_labels_gives_the_total_and_says_why_no_split(tmp_path, capsys):
     import json
 
-    from ui.cli import main
+    from cardiovlm.ui.cli import main
 
     assert main(["calcium", str(_case_with_calcium_series(tmp_path, with_labels=False)), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
@@ -196,7 +196,7 @@ def test_cli_without_labels_gives_the_total_and_says_why_no_split(tmp_path, caps
 @pytest.fixture(scope="module")
 def phantom_cases(phantom_case):
     """Two small phantoms: calcified pLAD + mixed mRCA plaque, and a non-calcified mLAD plaque."""
-    from training.phantoms import FindingRequest
+    from cardiovlm.training.phantoms import FindingRequest
 
     requests = {3: [FindingRequest("pLAD", "calcified_plaque", stenosis_percent=40)],
                 7: [FindingRequest("mLAD", "noncalcified_plaque", stenosis_percent=50)]}
@@ -204,9 +204,9 @@ def phantom_cases(phantom_case):
 
 
 def test_phantom_calcium_image_only_and_per_artery_with_the_case_labels(phantom_cases):
-    from tools.quant.calcium import score_context
-    from tools.quant.calcium_reference import reference_agatston
-    from tools.quant.context import load_context
+    from cardiovlm.tools.quant.calcium import score_context
+    from cardiovlm.tools.quant.calcium_reference import reference_agatston
+    from cardiovlm.tools.quant.context import load_context
 
     for case, calcified in zip(phantom_cases, ({"LAD"}, set())):
         labelled = load_context(case, anatomy="case_labels")

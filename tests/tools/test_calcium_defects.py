@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
-from assistant.tools.calcium_score import calcium_score_tool
-from tools.core.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
-from tools.ingest.study_value import Study
-from tools.quant.calcium import agatston_score, contrast_calcium_volume, score_context
-from tools.quant.calcium_labels import labels_on_grid
-from tools.quant.context import StudyContext
+from cardiovlm.assistant.tools.calcium_score import calcium_score_tool
+from cardiovlm.tools.core.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
+from cardiovlm.tools.ingest.study_value import Study
+from cardiovlm.tools.quant.calcium import agatston_score, contrast_calcium_volume, score_context
+from cardiovlm.tools.quant.calcium_labels import labels_on_grid
+from cardiovlm.tools.quant.context import StudyContext
 
 PLAD = SEGMENTS_BY_CODE["pLAD"].label_id
 AORTIC_ROOT = STRUCTURES_BY_NAME["aortic_root"].label_id

@@ -9,10 +9,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from tools.core import case_format as cf
-from tools.core.anatomy import STRUCTURES_BY_NAME
-from tools.ingest.study import load_study
-from tools.quant.context import load_context
+from cardiovlm.tools.core import case_format as cf
+from cardiovlm.tools.core.anatomy import STRUCTURES_BY_NAME
+from cardiovlm.tools.ingest.study import load_study
+from cardiovlm.tools.quant.context import load_context
 
 AORTA = STRUCTURES_BY_NAME["aorta"].label_id
 
@@ -49,7 +49,7 @@ def test_case_format_reads_labels_in_the_images_voxel_order(tmp_path, ras_order)
 
 
 def test_evaluation_reads_the_label_map_aligned_with_the_image(tmp_path):
-    from training.evaluate import _case_arrays
+    from cardiovlm.training.evaluate import _case_arrays
 
     study, labels, _ = _case_arrays(_case(tmp_path, ras_order=True))
     assert (labels == AORTA).any() and _aligned(study.hu, labels)

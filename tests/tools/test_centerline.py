@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tools.core import case_format as cf
-from tools.core.anatomy import SEGMENTS_BY_CODE
-from tools.quant.centerline import (
+from cardiovlm.tools.core import case_format as cf
+from cardiovlm.tools.core.anatomy import SEGMENTS_BY_CODE
+from cardiovlm.tools.quant.centerline import (
     PHANTOM_SOURCE,
     SKELETON_SOURCE,
     CenterlineError,

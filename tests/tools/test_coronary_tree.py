@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tools.core import case_format as cf
-from tools.core.anatomy import SEGMENTS_BY_CODE, segments_of_artery
-from tools.ingest.study import load_nifti, load_study
-from tools.ingest.study_value import Study
-from tools.quant.coronary_tree import CoronaryTreeError, extract_coronary_tree
+from cardiovlm.tools.core import case_format as cf
+from cardiovlm.tools.core.anatomy import SEGMENTS_BY_CODE, segments_of_artery
+from cardiovlm.tools.ingest.study import load_nifti, load_study
+from cardiovlm.tools.ingest.study_value import Study
+from cardiovlm.tools.quant.coronary_tree import CoronaryTreeError, extract_coronary_tree
 
 DEMO = Path(__file__).resolve().parents[2] / "tools" / "demo_cases"
 
@@ -82,7 +82,7 @@ def test_a_long_curved_great_vessel_rim_is_not_taken_for_a_coronary_system(tmp_p
     # phantom seed 9300: a 40+ mm curved rim touching the great vessels along its length was taken for a
     # coronary system and the left tree was lost; measured on this generation: LAD Dice 0.00 -> 0.53,
     # RCA 0.63 -> 0.69
-    from training.phantoms.generate import generate_case
+    from cardiovlm.training.phantoms.generate import generate_case
 
     case = cf.load_case(generate_case(tmp_path, seed=9300, size="small", with_cac=False, with_dicom=False))
     truth = load_nifti(case.path(cf.LABELS_NIFTI), labels=True).hu
@@ -137,7 +137,7 @@ def test_the_tree_is_found_on_a_realistic_thorax(tmp_path):
     # generator 2.0's thorax (seed 9803): the dense SVC made aorta, atria and vena cava "bone", pulmonary
     # veins passed for coronaries, and the skeleton kept one path per piece (kimimaro's nanometre default),
     # losing the left main; measured Dice LM 0.00 -> 0.71, LAD 0.29 -> 0.43, LCx 0.00 -> 0.61, RCA 0.72 -> 0.69
-    from training.phantoms.generate import generate_case
+    from cardiovlm.training.phantoms.generate import generate_case
 
     case = cf.load_case(generate_case(tmp_path, seed=9803, size="small", with_cac=False, with_dicom=False,
                                       realistic=True))
@@ -152,7 +152,7 @@ def test_centerlines_run_on_the_lumen_core_not_the_edge_of_the_tube_piece(lad_st
     # the skeleton of a tube piece the opening cut at the aortic root ran 1.5-2.5 mm off the left main's
     # axis, at its edge, where a cross-section read the healthy left main as a 55-56 % narrowing (healthy
     # and lad_stenosis); moved onto the lumen core it lies within 1.1 mm (healthy) and reads no LM lesion
-    from tools.quant.stenosis import measure_vessel
+    from cardiovlm.tools.quant.stenosis import measure_vessel
 
     study, truth, tree = lad_stenosis
     lm = measure_vessel(study.hu, study.affine, ("LM",), labels=tree.labels, vessel="LM",

@@ -3,14 +3,14 @@ mode, asked for by name), agrees with its ground truth."""
 
 import pytest
 
-from tools.core.anatomy import ARTERIES, SEGMENTS_BY_CODE
-from tools.core.settings import get_settings
-from tools.quant.calcium import score_context
-from tools.quant.context import load_context
-from tools.quant.stenosis import measure_study
+from cardiovlm.tools.core.anatomy import ARTERIES, SEGMENTS_BY_CODE
+from cardiovlm.tools.core.settings import get_settings
+from cardiovlm.tools.quant.calcium import score_context
+from cardiovlm.tools.quant.context import load_context
+from cardiovlm.tools.quant.stenosis import measure_study
 
 DEMO = get_settings().demo_cases_dir
-# Findings the CT reading (tools.quant.stenosis) does not yet get within tolerance at these 1 mm voxels,
+# Findings the CT reading (cardiovlm.tools.quant.stenosis) does not yet get within tolerance at these 1 mm voxels,
 # with the measured reading and why (benchmarks/stenosis_accuracy.py prints them).
 KNOWN_CT_LIMITS = {
     ("lad_calcified", "f1"): "30 % beside a 4 mm 950 HU nodule is not read within 10 points (0-73 % as settings "

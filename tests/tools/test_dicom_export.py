@@ -10,10 +10,9 @@ import numpy as np
 import pydicom
 import pytest
 
-from tests.assistant.conftest import make_patient_context
-from tools.core.anatomy import SEGMENTS_BY_CODE, segments_of_artery
-from tools.core.answer import AnswerFinding, GroundedAnswer
-from tools.dicom.dicom_export import (
+from cardiovlm.tools.core.anatomy import SEGMENTS_BY_CODE, segments_of_artery
+from cardiovlm.tools.core.answer import AnswerFinding, GroundedAnswer
+from cardiovlm.tools.dicom.dicom_export import (
     DicomExportError,
     anatomy_codes,
     capture_reference,
@@ -21,7 +20,8 @@ from tools.dicom.dicom_export import (
     reference_series,
     save_mask_dicom_seg,
 )
-from tools.ingest.study import load_study
+from cardiovlm.tools.ingest.study import load_study
+from tests.assistant.conftest import make_patient_context
 
 FINDINGS = [
     AnswerFinding(name="pLAD diameter stenosis", value=74.0, unit="%", tool="measure_stenosis"),
@@ -103,7 +103,7 @@ def _walk(sequence):
 
 
 def test_a_study_loaded_from_dicom_is_referenced_as_it_is(patient, tmp_path):
-    from tools.dicom.dicom_write import write_ct_series
+    from cardiovlm.tools.dicom.dicom_write import write_ct_series
 
     write_ct_series(patient.study.hu, patient.study.affine, tmp_path / "ct", series_description="CCTA", uid_seed="x")
     study = load_study(tmp_path / "ct")
@@ -128,7 +128,7 @@ def test_nothing_to_export_and_empty_masks_are_refused(patient, tmp_path):
 def test_an_uploaded_dicom_zip_exports_under_its_own_patient_and_study_after_the_zip_is_gone(patient, tmp_path):
     import zipfile
 
-    from tools.dicom.dicom_write import write_ct_series
+    from cardiovlm.tools.dicom.dicom_write import write_ct_series
 
     files = write_ct_series(patient.study.hu, patient.study.affine, tmp_path / "ct", series_description="CCTA",
                             uid_seed="site", patient_id="MRN-4711", patient_name="Doe^Jane")

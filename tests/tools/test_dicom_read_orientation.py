@@ -6,9 +6,9 @@ import numpy as np
 import pydicom
 import pytest
 
-from tools.dicom.dicom_write import write_ct_series
-from tools.ingest.study import load_study
-from tools.ingest.study_errors import MissingPositionError
+from cardiovlm.tools.dicom.dicom_write import write_ct_series
+from cardiovlm.tools.ingest.study import load_study
+from cardiovlm.tools.ingest.study_errors import MissingPositionError
 
 AXIAL = np.diag([0.5, 0.5, 1.0, 1.0])
 

@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("highdicom")
 
-from tools.dicom.dicom_export import _unit
+from cardiovlm.tools.dicom.dicom_export import _unit
 
 
 @pytest.mark.parametrize(("unit", "code", "meaning"), [("mm", "mm", "millimeter"), ("mm^2", "mm2", "square millimeter"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tools.core import embeddings
+from cardiovlm.tools.core import embeddings
 
 
 def test_model_dir_is_the_bundled_package_folder():

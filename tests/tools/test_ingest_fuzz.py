@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tools.ingest.study import load_study
-from tools.ingest.study_errors import StudyError
+from cardiovlm.tools.ingest.study import load_study
+from cardiovlm.tools.ingest.study_errors import StudyError
 
 _PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "fuzz_ingest.py"
 
@@ -86,7 +86,7 @@ def test_the_fuzz_counts_a_hang_that_swallows_the_alarm(monkeypatch):
 
 def test_the_fuzz_rejects_an_insane_load(monkeypatch):
     """Control: a 'successful' load with values no CT holds is not counted as loaded."""
-    from tools.ingest.study_value import Study
+    from cardiovlm.tools.ingest.study_value import Study
 
     bad = Study(hu=np.full((4, 4, 3), 1e12, np.float32), spacing=(1.0, 1.0, 1.0), affine=np.eye(4))
     monkeypatch.setattr(fuzz_ingest, "load_study", lambda path: bad)

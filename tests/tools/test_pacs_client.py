@@ -8,8 +8,8 @@ import threading
 
 import pytest
 
-from tools.core.settings import Settings
-from tools.ingest.pacs import PacsClient, PacsNotConfiguredError, PacsTlsError
+from cardiovlm.tools.core.settings import Settings
+from cardiovlm.tools.ingest.pacs import PacsClient, PacsNotConfiguredError, PacsTlsError
 
 
 class _Recorder(http.server.BaseHTTPRequestHandler):
@@ -91,7 +91,7 @@ def test_an_untrusted_certificate_is_refused_and_the_hospital_ca_accepted(tmp_pa
 
 
 def test_a_uid_that_is_not_a_uid_is_refused_before_anything_is_written(tmp_path):
-    from tools.ingest.pacs import PacsError
+    from cardiovlm.tools.ingest.pacs import PacsError
 
     with pytest.raises(PacsError, match="not a DICOM UID"):
         PacsClient("http://pacs/dicom-web").retrieve_series("1.2.3", "../../etc", tmp_path)

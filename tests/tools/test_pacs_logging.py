@@ -11,7 +11,7 @@ import requests
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
-from tools.ingest.pacs import PacsClient, PacsTooLargeError, PacsUnreachableError
+from cardiovlm.tools.ingest.pacs import PacsClient, PacsTooLargeError, PacsUnreachableError
 
 PATIENT_NAME, PATIENT_ID = "DOE^JANE", "PID-4711"
 STUDY_UID, SERIES_UID = "1.2.826.0.1.3680043.8.498.111111111111111", "1.2.826.0.1.3680043.8.498.222222222222222"
@@ -46,7 +46,7 @@ def client(monkeypatch) -> PacsClient:
 
 
 def test_search_retrieve_and_store_are_logged_with_server_and_counts_but_no_patient(client, tmp_path, caplog):
-    with caplog.at_level(logging.INFO, logger="tools.ingest.pacs"):
+    with caplog.at_level(logging.INFO, logger="cardiovlm.tools.ingest.pacs"):
         hits = client.search_studies(patient_name="DOE*", patient_id=PATIENT_ID, modality="CT")
         client.retrieve_series(STUDY_UID, SERIES_UID, tmp_path)
         client.send([_instance(), _instance()])
@@ -64,7 +64,7 @@ def test_search_retrieve_and_store_are_logged_with_server_and_counts_but_no_pati
 
 def test_a_stopped_retrieval_is_logged_as_a_warning(client, tmp_path, caplog):
     client.max_bytes = 1  # the first image is already over the limit
-    with caplog.at_level(logging.INFO, logger="tools.ingest.pacs"), pytest.raises(PacsTooLargeError):
+    with caplog.at_level(logging.INFO, logger="cardiovlm.tools.ingest.pacs"), pytest.raises(PacsTooLargeError):
         client.retrieve_series(STUDY_UID, SERIES_UID, tmp_path)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warnings == ["PACS pacs.hospital.example:8042/dicom-web: retrieval of series ...222222222222 stopped "
@@ -76,7 +76,7 @@ def test_an_unreachable_pacs_is_logged_with_the_error_class(client, monkeypatch,
         raise requests.exceptions.ConnectionError("[Errno 111] Connection refused")
 
     monkeypatch.setattr(client._client, "search_for_studies", refuse)
-    with caplog.at_level(logging.INFO, logger="tools.ingest.pacs"), pytest.raises(PacsUnreachableError):
+    with caplog.at_level(logging.INFO, logger="cardiovlm.tools.ingest.pacs"), pytest.raises(PacsUnreachableError):
         client.search_studies(patient_name="DOE*")
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and warnings[0].startswith(

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from cardiovlm.tools.core.settings import get_settings
+from cardiovlm.tools.ingest.pacs import PacsAuthError, PacsClient, PacsTooLargeError, PacsUnreachableError
+from cardiovlm.tools.ingest.study import load_study
 from tests.tools.conftest import PASSWORD, UPLOADS, USER
-from tools.core.settings import get_settings
-from tools.ingest.pacs import PacsAuthError, PacsClient, PacsTooLargeError, PacsUnreachableError
-from tools.ingest.study import load_study
 
 
 def _study_of(client: PacsClient, case: str):
@@ -70,8 +70,8 @@ def test_a_series_over_the_size_limit_is_refused_and_nothing_is_kept(pacs, tmp_p
 def test_an_interrupted_transfer_leaves_no_half_study_in_the_session(pacs, tmp_path, monkeypatch, keep_retrieved):
     import requests
 
-    from assistant.planner import ClinicalPlanner
-    from assistant.session import Session
+    from cardiovlm.assistant.planner import ClinicalPlanner
+    from cardiovlm.assistant.session import Session
 
     _, client, _ = pacs
     session = Session(model=ClinicalPlanner(), output_dir=tmp_path / "out", keep_retrieved=keep_retrieved)
@@ -102,10 +102,10 @@ def test_seg_and_sr_sent_back_are_stored_and_read_back_equal(pacs, tmp_path):
     import highdicom as hd
     import pydicom
 
-    from tools.core.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
-    from tools.core.answer import AnswerFinding, GroundedAnswer
-    from tools.dicom.dicom_export import export_answer
-    from tools.ingest.study import load_nifti
+    from cardiovlm.tools.core.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
+    from cardiovlm.tools.core.answer import AnswerFinding, GroundedAnswer
+    from cardiovlm.tools.dicom.dicom_export import export_answer
+    from cardiovlm.tools.ingest.study import load_nifti
 
     _, client, _ = pacs
     hit, series = _study_of(client, "lad_stenosis")
@@ -136,7 +136,7 @@ def test_seg_and_sr_sent_back_are_stored_and_read_back_equal(pacs, tmp_path):
 def test_cli_search_load_and_send_an_answer(pacs_env, tmp_path, capsys):
     import json
 
-    from ui.cli import main
+    from cardiovlm.ui.cli import main
 
     assert main(["pacs", "search", "--patient-id", "PAT-LAD", "--json"]) == 0
     (hit,) = json.loads(capsys.readouterr().out)
@@ -156,7 +156,7 @@ def test_cli_search_load_and_send_an_answer(pacs_env, tmp_path, capsys):
 
 
 def test_cli_wrong_password_is_one_clear_line(pacs_env, monkeypatch, capsys):
-    from ui.cli import main
+    from cardiovlm.ui.cli import main
 
     monkeypatch.setenv("CARDIOVLM_PACS_PASSWORD", "wrong")
     get_settings.cache_clear()

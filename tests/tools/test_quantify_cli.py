@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from tools.core.settings import get_settings
-from ui.cli import main
+from cardiovlm.tools.core.settings import get_settings
+from cardiovlm.ui.cli import main
 
 CASE = get_settings().demo_cases_dir / "lad_calcified"
 

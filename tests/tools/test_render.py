@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tools.views.render import best_slice, render, slice_of, window
+from cardiovlm.tools.views.render import best_slice, render, slice_of, window
 
 
 def test_axial_view_puts_patient_left_on_the_image_right_and_anterior_at_the_top():

@@ -17,10 +17,10 @@ import chromadb
 import pytest
 from chromadb.config import Settings as ChromaSettings
 
+from cardiovlm.tools.core.settings import Settings
+from cardiovlm.tools.reports import api as rs
+from cardiovlm.tools.reports.phi import scrub_phi
 from tests.loopback import free_port
-from tools.core.settings import Settings
-from tools.reports import api as rs
-from tools.reports.phi import scrub_phi
 
 PHI_REPORT = """CORONARY CT ANGIOGRAPHY
 Patient: Jonathan Whitfield
@@ -105,7 +105,7 @@ def test_snippet_resolves_anatomy_synonyms():
 
 
 def test_duplicates_are_skipped_but_templated_reports_of_other_patients_are_kept(store, caplog):
-    with caplog.at_level(logging.INFO, logger="tools.reports.store"):
+    with caplog.at_level(logging.INFO, logger="cardiovlm.tools.reports.store"):
         again = store.ingest([_records()[0], _records()[0].model_copy(update={"text": _records()[0].text.upper()})])
     assert (again.added, again.skipped_duplicates) == (0, 2)
     assert "report ingest into cardiovlm_reports: 0 stored, 2 skipped as duplicates; PHI scrubbed: none" in caplog.text
@@ -119,7 +119,7 @@ def test_duplicates_are_skipped_but_templated_reports_of_other_patients_are_kept
 def test_phi_is_scrubbed_from_documents_and_metadata(store, caplog):
     record = rs.ReportRecord.model_validate({"text": PHI_REPORT, "report_id": "phi-1", "patient_hash": "p5",
                                              "study_date": "2024-03-05", "patient_name": "Jonathan Whitfield"})
-    with caplog.at_level(logging.INFO, logger="tools.reports.store"):
+    with caplog.at_level(logging.INFO, logger="cardiovlm.tools.reports.store"):
         result = store.ingest([record])
     assert result.added == 1 and result.redactions["NAME"] >= 2
     # The log counts what was scrubbed, by kind, and holds none of it.
@@ -170,7 +170,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 import huggingface_hub
 def _no(*a, **k): raise SystemExit("tried to download")
 huggingface_hub.hf_hub_download = huggingface_hub.snapshot_download = _no
-from tools.reports.api import ReportStore
+from cardiovlm.tools.reports.api import ReportStore
 store = ReportStore.open(path=sys.argv[1])
 print(store.search("right coronary occlusion", k=1)[0].report_id)
 """
@@ -242,8 +242,8 @@ def test_http_client_is_used_when_a_server_is_configured(monkeypatch):
 
 
 def test_cli_ingest_and_search(tmp_path, monkeypatch, capsys):
-    from tools.reports import store as store_module
-    from ui.cli import main
+    from cardiovlm.tools.reports import store as store_module
+    from cardiovlm.ui.cli import main
 
     monkeypatch.setattr(store_module, "get_settings", lambda: Settings(reports_dir=tmp_path / "store"))
     reports = tmp_path / "in"
@@ -372,7 +372,7 @@ def test_search_path_reuses_the_loaded_model_on_one_thread(phantom_store, monkey
     import sentence_transformers
     import torch
 
-    from tools.core import embeddings
+    from cardiovlm.tools.core import embeddings
 
     _, _, store = phantom_store
     store.search("warm up", k=1)

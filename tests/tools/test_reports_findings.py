@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tools.quant.cadrads import STENOSIS_BANDS, stenosis_band
-from tools.reports.findings import GRADE_CATEGORY, SegmentFinding, grade_of_percent
-from tools.reports.parser import parse_report
+from cardiovlm.tools.quant.cadrads import STENOSIS_BANDS, stenosis_band
+from cardiovlm.tools.reports.findings import GRADE_CATEGORY, SegmentFinding, grade_of_percent
+from cardiovlm.tools.reports.parser import parse_report
 
 
 # The edges where the report grader once disagreed with the measured one: a fraction below a band's

@@ -5,12 +5,12 @@ import re
 import numpy as np
 import pytest
 
-from assistant.tools.risk_context import risk_context_tool
-from tools.core.case_format import ClinicalContext
-from tools.ingest.study_value import Study
-from tools.quant.context import StudyContext
-from tools.quant.risk import MesaOutOfRangeError, mesa_chd_risk, risk_context
-from tools.quant.troponin import TroponinError, interpret_troponin, to_ng_per_l
+from cardiovlm.assistant.tools.risk_context import risk_context_tool
+from cardiovlm.tools.core.case_format import ClinicalContext
+from cardiovlm.tools.ingest.study_value import Study
+from cardiovlm.tools.quant.context import StudyContext
+from cardiovlm.tools.quant.risk import MesaOutOfRangeError, mesa_chd_risk, risk_context
+from cardiovlm.tools.quant.troponin import TroponinError, interpret_troponin, to_ng_per_l
 
 
 def patient(**changes):
@@ -96,7 +96,7 @@ def test_tool_reads_the_session_clinical_context():
 
 
 def test_tool_measures_calcium_when_no_score_is_given():
-    from tools.core.anatomy import SEGMENTS_BY_CODE
+    from cardiovlm.tools.core.anatomy import SEGMENTS_BY_CODE
 
     hu = np.full((40, 40, 6), 40, np.int16)
     labels = np.zeros(hu.shape, np.uint8)
@@ -112,9 +112,9 @@ def test_tool_measures_calcium_when_no_score_is_given():
 
 
 # --- the session's clinical context: partly known, edited, named in the answer ---
-from tools.quant.clinical_context import ClinicalContext as SessionClinical  # noqa: E402
-from tools.quant.clinical_context import ClinicalContextError  # noqa: E402
-from tools.quant.risk import CLINICAL_CONFIG_KEY  # noqa: E402
+from cardiovlm.tools.quant.clinical_context import ClinicalContext as SessionClinical  # noqa: E402
+from cardiovlm.tools.quant.clinical_context import ClinicalContextError  # noqa: E402
+from cardiovlm.tools.quant.risk import CLINICAL_CONFIG_KEY  # noqa: E402
 
 
 def config_with(ctx, clinical):
@@ -218,9 +218,9 @@ def test_a_troponin_of_an_assay_without_stored_limits_is_not_read_and_the_answer
 
 
 # --- typed errors with stable codes, and the typed MESA inputs ---
-from tools.core.errors import CardioVLMError  # noqa: E402
-from tools.quant.risk import AgatstonValueError, MesaInputsMissingError  # noqa: E402
-from tools.quant.troponin import TroponinAssayError, TroponinUnitError  # noqa: E402
+from cardiovlm.tools.core.errors import CardioVLMError  # noqa: E402
+from cardiovlm.tools.quant.risk import AgatstonValueError, MesaInputsMissingError  # noqa: E402
+from cardiovlm.tools.quant.troponin import TroponinAssayError, TroponinUnitError  # noqa: E402
 
 
 def test_the_mesa_inputs_are_the_typed_values_used():
@@ -250,7 +250,7 @@ def test_bad_inputs_raise_project_errors_with_stable_codes(call, kind, code, wor
 
 
 def test_a_troponin_given_without_its_unit_is_a_typed_failure_the_model_reads():
-    from assistant.tool_errors import ToolFailure
+    from cardiovlm.assistant.tool_errors import ToolFailure
 
     study = Study(hu=np.zeros((4, 4, 4), np.int16), spacing=(1.0, 1.0, 1.0), affine=np.eye(4))
     ctx = StudyContext(study=study, clinical=patient())

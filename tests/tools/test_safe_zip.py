@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tools.ingest.safe_zip import extract_zip
-from tools.ingest.study import load_study
-from tools.ingest.study_errors import DamagedZipError
+from cardiovlm.tools.ingest.safe_zip import extract_zip
+from cardiovlm.tools.ingest.study import load_study
+from cardiovlm.tools.ingest.study_errors import DamagedZipError
 
 LIMITS = {"max_bytes": 1 << 24, "max_members": 100}
 PAYLOAD = bytes(range(256)) * 400  # 100 KiB that deflates to a few hundred bytes

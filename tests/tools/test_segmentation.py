@@ -4,11 +4,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from assistant.tools.segment_anatomy import segment_anatomy_tool
-from tools.core.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
-from tools.ingest.study_value import Study
-from tools.quant.context import StudyContext
-from tools.segmentation.masks import label_ids_for, mask_from_labels
+from cardiovlm.assistant.tools.segment_anatomy import segment_anatomy_tool
+from cardiovlm.tools.core.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
+from cardiovlm.tools.ingest.study_value import Study
+from cardiovlm.tools.quant.context import StudyContext
+from cardiovlm.tools.segmentation.masks import label_ids_for, mask_from_labels
 
 PLAD = SEGMENTS_BY_CODE["pLAD"].label_id
 PRCA = SEGMENTS_BY_CODE["pRCA"].label_id

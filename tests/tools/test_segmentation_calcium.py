@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from assistant.tools.calcium_score import calcium_score_tool
-from assistant.tools.segment_anatomy import segment_anatomy_tool
-from tools.core.anatomy import SEGMENTS_BY_CODE
-from tools.ingest.study_value import Study
-from tools.quant.context import StudyContext
+from cardiovlm.assistant.tools.calcium_score import calcium_score_tool
+from cardiovlm.assistant.tools.segment_anatomy import segment_anatomy_tool
+from cardiovlm.tools.core.anatomy import SEGMENTS_BY_CODE
+from cardiovlm.tools.ingest.study_value import Study
+from cardiovlm.tools.quant.context import StudyContext
 
 PLAD = SEGMENTS_BY_CODE["pLAD"].label_id
 PRCA = SEGMENTS_BY_CODE["pRCA"].label_id

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from cardiovlm.tools.ingest.series import NO_SERIES, list_series, load_series, pick_series
+from cardiovlm.tools.ingest.study import load_study
+from cardiovlm.tools.ingest.study_errors import SeriesNotFoundError, SeriesPickError, StudyNotFoundError
 from tests.tools.series_data import write_exam, zip_folder
-from tools.ingest.series import NO_SERIES, list_series, load_series, pick_series
-from tools.ingest.study import load_study
-from tools.ingest.study_errors import SeriesNotFoundError, SeriesPickError, StudyNotFoundError
 
 SHAPE = (24, 20, 30)
 
@@ -110,7 +110,7 @@ def test_a_study_of_one_calcium_series_loads_it_as_the_study(tmp_path):
 
 
 def test_a_case_folder_lists_its_ccta_and_calcium_series():
-    from tools.core.settings import get_settings
+    from cardiovlm.tools.core.settings import get_settings
 
     listing = list_series(get_settings().demo_cases_dir / "lad_calcified")
     assert [(s.uid, s.kind, s.n_slices) for s in listing] == [("ccta.nii.gz", "ccta", 120),
@@ -134,8 +134,8 @@ def test_a_calcium_series_of_another_frame_of_reference_is_loaded_with_a_warning
 
 def test_a_phantom_case_folder_with_dicom_series_loads_both(tmp_path):
     """A case folder as the phantom generator writes it, with ccta_dicom/ and cac_dicom/."""
-    from tools.core import case_format as cf
-    from tools.core.settings import get_settings
+    from cardiovlm.tools.core import case_format as cf
+    from cardiovlm.tools.core.settings import get_settings
 
     demo = get_settings().demo_cases_dir / "lad_calcified"
     case = tmp_path / "case"
@@ -155,7 +155,7 @@ def test_a_phantom_case_folder_with_dicom_series_loads_both(tmp_path):
 def test_an_empty_zip_is_named_by_its_own_name(tmp_path):
     import zipfile
 
-    from tools.ingest.study_errors import EmptyFolderError
+    from cardiovlm.tools.ingest.study_errors import EmptyFolderError
 
     with zipfile.ZipFile(tmp_path / "nothing.zip", "w"):
         pass

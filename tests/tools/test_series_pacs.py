@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from assistant.planner import ClinicalPlanner
-from assistant.session import Session
+from cardiovlm.assistant.planner import ClinicalPlanner
+from cardiovlm.assistant.session import Session
+from cardiovlm.tools.ingest.series import NO_SERIES
 from tests.tools.series_data import STUDY_UID, write_exam
-from tools.ingest.series import NO_SERIES
 
 
 def test_a_pacs_study_loads_its_ccta_and_calcium_series_and_takes_another_pick(pacs, tmp_path):

@@ -7,8 +7,8 @@ import stat
 
 import pytest
 
-from tools.core.settings import PUBLIC_SALT, SALT_FILE, Settings
-from tools.ingest.study_value import hash_patient_id
+from cardiovlm.tools.core.settings import PUBLIC_SALT, SALT_FILE, Settings
+from cardiovlm.tools.ingest.study_value import hash_patient_id
 
 
 def test_the_patient_hash_salt_is_random_per_install_and_kept(tmp_path, monkeypatch):
@@ -46,7 +46,7 @@ def test_api_keys_are_secret_strings(tmp_path, monkeypatch):
 
 
 def test_other_programs_variables_are_read_as_those_programs_read_them(monkeypatch, tmp_path):
-    from tools.core.settings import external_environment
+    from cardiovlm.tools.core.settings import external_environment
 
     for name in ("TOTALSEG_WEIGHTS_PATH", "TOTALSEG_HOME_DIR", "SPACE_ID", "RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(name, raising=False)
@@ -63,7 +63,7 @@ def test_other_programs_variables_are_read_as_those_programs_read_them(monkeypat
 
 
 def test_library_variables_keep_the_users_choice_unless_overridden(monkeypatch):
-    from tools.core.settings import OFFLINE_HUB, set_library_environment
+    from cardiovlm.tools.core.settings import OFFLINE_HUB, set_library_environment
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "0")

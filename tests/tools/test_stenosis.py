@@ -6,13 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from assistant.tools.measure_lesion import measure_lesion_tool
-from tools.core import case_format as cf
-from tools.core.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
-from tools.ingest.study_value import Study
-from tools.quant.context import StudyContext
-from tools.quant.stenosis import NoLumenError, StenosisError, measure_lesion, measure_study, measure_vessel
-from training.phantoms.tubes import OBLIQUE, TubeImage, healthy_radius, straight_tube, tube_image
+from cardiovlm.assistant.tools.measure_lesion import measure_lesion_tool
+from cardiovlm.tools.core import case_format as cf
+from cardiovlm.tools.core.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
+from cardiovlm.tools.ingest.study_value import Study
+from cardiovlm.tools.quant.context import StudyContext
+from cardiovlm.tools.quant.stenosis import NoLumenError, StenosisError, measure_lesion, measure_study, measure_vessel
+from cardiovlm.training.phantoms.tubes import OBLIQUE, TubeImage, healthy_radius, straight_tube, tube_image
 
 VOXEL = 0.5  # mm, isotropic
 PLAQUE = STRUCTURES_BY_NAME["noncalcified_plaque"].label_id
@@ -276,8 +276,8 @@ def test_a_lumen_dimming_along_the_vessel_is_not_read_as_a_narrowing():
     # is compared with its own stretch of lumen, not the whole vessel's.
     from scipy import ndimage
 
-    from tools.quant.lumen_profile import CrossSectionConfig
-    from tools.quant.stenosis import StenosisConfig
+    from cardiovlm.tools.quant.lumen_profile import CrossSectionConfig
+    from cardiovlm.tools.quant.stenosis import StenosisConfig
 
     total = 46.0
     shape = (30, 30, int(total / VOXEL) + 16)
@@ -326,8 +326,8 @@ def test_healthy_tubes_at_1mm_have_no_lesion():
 
 @pytest.fixture(scope="module")
 def phantom_case(tmp_path_factory):
-    from training.phantoms.generate import generate_case
-    from training.phantoms.lesions import FindingRequest
+    from cardiovlm.training.phantoms.generate import generate_case
+    from cardiovlm.training.phantoms.lesions import FindingRequest
 
     findings = [FindingRequest("pLAD", "noncalcified_plaque", stenosis_percent=50, length_mm=12),
                 FindingRequest("pCx", "occlusion", length_mm=6)]
@@ -335,7 +335,7 @@ def phantom_case(tmp_path_factory):
 
 
 def test_phantom_findings_are_measured_from_the_ct(phantom_case):
-    from tools.quant.context import load_context
+    from cardiovlm.tools.quant.context import load_context
 
     # The case's label map and centerlines only say where the vessels run.
     ctx = load_context(phantom_case, anatomy="case_labels")

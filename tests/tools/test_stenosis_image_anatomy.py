@@ -6,12 +6,12 @@ which the tools never read."""
 import numpy as np
 import pytest
 
-import tools.quant.stenosis as stenosis
-from tools.core import case_format as cf
-from tools.core.settings import get_settings
-from tools.ingest.study import load_nifti
-from tools.quant.context import load_context
-from tools.quant.stenosis import blood_at_ostia, blood_attenuation, measure_study
+import cardiovlm.tools.quant.stenosis as stenosis
+from cardiovlm.tools.core import case_format as cf
+from cardiovlm.tools.core.settings import get_settings
+from cardiovlm.tools.ingest.study import load_nifti
+from cardiovlm.tools.quant.context import load_context
+from cardiovlm.tools.quant.stenosis import blood_at_ostia, blood_attenuation, measure_study
 
 DEMO = get_settings().demo_cases_dir
 OBSTRUCTIVE = 50.0

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from assistant.tools.stent_coverage import stent_coverage_tool
-from tools.core.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
-from tools.ingest.study_value import Study
-from tools.quant.context import StudyContext
-from tools.quant.stenosis import StenosisError
-from tools.quant.stent import LesionSite, StentError, plan_stent, stent_coverage
-from training.phantoms.tubes import TubeImage, tube_image
+from cardiovlm.assistant.tools.stent_coverage import stent_coverage_tool
+from cardiovlm.tools.core.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
+from cardiovlm.tools.ingest.study_value import Study
+from cardiovlm.tools.quant.context import StudyContext
+from cardiovlm.tools.quant.stenosis import StenosisError
+from cardiovlm.tools.quant.stent import LesionSite, StentError, plan_stent, stent_coverage
+from cardiovlm.training.phantoms.tubes import TubeImage, tube_image
 
 CATALOGUE = (8, 12, 15, 18, 20, 23, 24, 26, 28, 30, 33, 38)
 
@@ -153,8 +153,8 @@ def test_session_bad_input(vessel, modality, match):
 
 
 def _case_folder(root, ctx: StudyContext):
-    from tools.core import case_format as cf
-    from tools.ingest.nifti_io import write_nifti
+    from cardiovlm.tools.core import case_format as cf
+    from cardiovlm.tools.ingest.nifti_io import write_nifti
 
     case = root / "case_tube"
     case.mkdir()
@@ -169,7 +169,7 @@ def _case_folder(root, ctx: StudyContext):
 def test_cli_measure_and_stent_on_a_case_folder(tmp_path, capsys):
     import json
 
-    from ui.cli import main
+    from cardiovlm.ui.cli import main
 
     case = str(_case_folder(tmp_path, tube_context(percent=75.0)))
     # The folder's label map, used on purpose, says where the tube runs; the lesion is read from its CT.

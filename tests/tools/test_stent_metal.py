@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from tools.core.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
-from tools.core.settings import get_settings
-from tools.quant.context import load_context
-from tools.quant.stent import stent_metal_mask
+from cardiovlm.tools.core.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
+from cardiovlm.tools.core.settings import get_settings
+from cardiovlm.tools.quant.context import load_context
+from cardiovlm.tools.quant.stent import stent_metal_mask
 
 DEMO = get_settings().demo_cases_dir
 TRUE_STENT_MM = 18.0  # rca_stent's findings: a patent pRCA stent, 18 mm x 3.56 mm
@@ -19,8 +19,8 @@ TRUE_STENT_MM = 18.0  # rca_stent's findings: a patent pRCA stent, 18 mm x 3.56 
 
 @pytest.fixture(scope="module")
 def rca_stent(tmp_path_factory):
-    from assistant.planner import ClinicalPlanner
-    from assistant.session import Session
+    from cardiovlm.assistant.planner import ClinicalPlanner
+    from cardiovlm.assistant.session import Session
 
     session = Session(model=ClinicalPlanner(), output_dir=tmp_path_factory.mktemp("session"))
     session.load_study(DEMO / "rca_stent")

@@ -16,12 +16,12 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.tag import Tag
 
-from tools.core.settings import Settings
-from tools.dicom.dicom_write import write_ct_series
-from tools.ingest import study_errors
-from tools.ingest.safe_zip import check_zip
-from tools.ingest.study import load_study
-from tools.ingest.study_errors import (
+from cardiovlm.tools.core.settings import Settings
+from cardiovlm.tools.dicom.dicom_write import write_ct_series
+from cardiovlm.tools.ingest import study_errors
+from cardiovlm.tools.ingest.safe_zip import check_zip
+from cardiovlm.tools.ingest.study import load_study
+from cardiovlm.tools.ingest.study_errors import (
     CorruptDicomError,
     EmptyFolderError,
     GantryTiltError,
@@ -326,21 +326,21 @@ def _jpeg2000_garbage(paths):
 
 
 def test_undecodable_compression_is_named(tmp_path, monkeypatch):
-    import tools.ingest.dicom_read
+    import cardiovlm.tools.ingest.dicom_read
 
     paths, _ = write(tmp_path, shape=(32, 24, 4))
     _jpeg2000_garbage(paths)
-    monkeypatch.setattr(tools.ingest.dicom_read, "_decodable", lambda syntax: False)  # as with no J2K decoder
+    monkeypatch.setattr(cardiovlm.tools.ingest.dicom_read, "_decodable", lambda syntax: False)  # as with no J2K decoder
     with pytest.raises(UndecodableCompressionError, match="JPEG 2000.*cannot decode"):
         load_study(tmp_path)
 
 
 def test_damaged_compressed_frames_are_not_blamed_on_the_decoder(tmp_path, monkeypatch):
-    import tools.ingest.dicom_read
+    import cardiovlm.tools.ingest.dicom_read
 
     paths, _ = write(tmp_path, shape=(32, 24, 4))
     _jpeg2000_garbage(paths)
-    monkeypatch.setattr(tools.ingest.dicom_read, "_decodable", lambda syntax: True)
+    monkeypatch.setattr(cardiovlm.tools.ingest.dicom_read, "_decodable", lambda syntax: True)
     with pytest.raises(CorruptDicomError, match="JPEG 2000 .*compressed pixel data is damaged"):
         load_study(tmp_path)
 

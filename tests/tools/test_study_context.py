@@ -1,17 +1,18 @@
-"""Case folders (tools.core.case_format) load through load_study and tools.quant.context.load_context."""
+"""Case folders (cardiovlm.tools.core.case_format) load through load_study and
+cardiovlm.tools.quant.context.load_context."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from tools.core import case_format as cf
-from tools.core.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME, label_table
-from tools.dicom.dicom_write import write_ct_series
-from tools.ingest.nifti_io import write_nifti
-from tools.ingest.study import load_study
-from tools.ingest.study_errors import UnsupportedFormatError
-from tools.quant.context import load_context
+from cardiovlm.tools.core import case_format as cf
+from cardiovlm.tools.core.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME, label_table
+from cardiovlm.tools.dicom.dicom_write import write_ct_series
+from cardiovlm.tools.ingest.nifti_io import write_nifti
+from cardiovlm.tools.ingest.study import load_study
+from cardiovlm.tools.ingest.study_errors import UnsupportedFormatError
+from cardiovlm.tools.quant.context import load_context
 
 SHAPE = (32, 24, 16)
 SPACING = (0.5, 0.5, 1.0)

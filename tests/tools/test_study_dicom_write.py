@@ -9,7 +9,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from tools.dicom.dicom_write import DicomWriteError, write_ct_series
+from cardiovlm.tools.dicom.dicom_write import DicomWriteError, write_ct_series
 
 
 def _volume(dtype=np.int16, shape=(32, 24, 6)):

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from assistant.tools.study_info import StudySummary, study_info, study_info_tool
-from tools.ingest.study_value import Study
-from tools.quant.context import StudyContext
+from cardiovlm.assistant.tools.study_info import StudySummary, study_info, study_info_tool
+from cardiovlm.tools.ingest.study_value import Study
+from cardiovlm.tools.quant.context import StudyContext
 
 
 def test_describes_the_loaded_study():
@@ -34,8 +34,8 @@ def test_without_a_study_it_says_to_load_one():
 
 
 def test_values_the_clinician_entered_count_as_clinical_context():
-    from tools.quant.clinical_context import ClinicalContext
-    from tools.quant.risk import CLINICAL_CONFIG_KEY
+    from cardiovlm.tools.quant.clinical_context import ClinicalContext
+    from cardiovlm.tools.quant.risk import CLINICAL_CONFIG_KEY
 
     study = Study(hu=np.zeros((8, 6, 4), np.int16), spacing=(0.5, 0.5, 1.0), affine=np.eye(4), modality="CT")
     config = StudyContext(study=study).as_config()
@@ -46,8 +46,8 @@ def test_values_the_clinician_entered_count_as_clinical_context():
 
 
 def test_the_answer_reads_the_typed_summary(tmp_path):
-    from assistant.planner import ClinicalPlanner
-    from assistant.session import Session
+    from cardiovlm.assistant.planner import ClinicalPlanner
+    from cardiovlm.assistant.session import Session
 
     study = Study(hu=np.zeros((8, 6, 4), np.int16), spacing=(0.5, 0.5, 1.0), affine=np.eye(4), modality="CT",
                   series_choice="series 3 (thinnest of 2)", warnings=["slices resampled to an even 1.0 mm grid"])

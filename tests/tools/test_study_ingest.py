@@ -11,11 +11,11 @@ import numpy as np
 import pydicom
 import pytest
 
-from tools.core.settings import Settings
-from tools.dicom.dicom_write import write_ct_series
-from tools.ingest.study import load_nifti, load_study, save_nifti
-from tools.ingest.study_errors import NotAVolumeError, StudyNotFoundError, UnsupportedFormatError
-from ui.cli import main
+from cardiovlm.tools.core.settings import Settings
+from cardiovlm.tools.dicom.dicom_write import write_ct_series
+from cardiovlm.tools.ingest.study import load_nifti, load_study, save_nifti
+from cardiovlm.tools.ingest.study_errors import NotAVolumeError, StudyNotFoundError, UnsupportedFormatError
+from cardiovlm.ui.cli import main
 
 SHAPE = (32, 24, 16)
 

@@ -5,10 +5,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from assistant.tool_errors import read_tool_error, tool_error_text
-from tools.ingest.study_errors import StudyError
-from tools.ingest.study_value import Study
-from tools.quant.context import StudyContext
+from cardiovlm.assistant.tool_errors import read_tool_error, tool_error_text
+from cardiovlm.tools.ingest.study_errors import StudyError
+from cardiovlm.tools.ingest.study_value import Study
+from cardiovlm.tools.quant.context import StudyContext
 
 
 @pytest.fixture
@@ -23,7 +23,7 @@ def _tag(err: BaseException):
 
 
 def test_no_label_map_has_its_code_and_sends_the_question_to_the_vlm(context):
-    from assistant.tools.segment_anatomy import NoSegmentationAvailable, segment_anatomy_tool
+    from cardiovlm.assistant.tools.segment_anatomy import NoSegmentationAvailable, segment_anatomy_tool
 
     with pytest.raises(NoSegmentationAvailable) as err:
         segment_anatomy_tool.invoke({"target": "LAD"}, config=context.as_config())
@@ -33,7 +33,7 @@ def test_no_label_map_has_its_code_and_sends_the_question_to_the_vlm(context):
 
 
 def test_routing_reads_the_code_not_the_class_name():
-    from assistant.tools.segment_anatomy import NoSegmentationAvailable
+    from cardiovlm.assistant.tools.segment_anatomy import NoSegmentationAvailable
 
     class MasksFromNowhere(NoSegmentationAvailable):  # another name, the same meaning: routed the same way
         pass
@@ -46,7 +46,7 @@ def test_routing_reads_the_code_not_the_class_name():
 
 
 def test_totalsegmentator_refusals_say_which(context):
-    from assistant.tools.totalseg import TotalSegmentatorError, totalsegmentator_tool
+    from cardiovlm.assistant.tools.totalseg import TotalSegmentatorError, totalsegmentator_tool
 
     mr = dataclasses.replace(context, study=dataclasses.replace(context.study, modality="MR", hu_calibrated=False))
     with pytest.raises(TotalSegmentatorError, match="needs CT") as not_ct:
@@ -59,7 +59,7 @@ def test_totalsegmentator_refusals_say_which(context):
 
 
 def test_vlm_refusals_carry_their_own_codes(tmp_path):
-    from assistant.tools.vlm import VLMAnswerWithheld, VLMBelowBar, VLMUnavailable, load_vlm
+    from cardiovlm.assistant.tools.vlm import VLMAnswerWithheld, VLMBelowBar, VLMUnavailable, load_vlm
 
     with pytest.raises(VLMUnavailable, match="no trained VLM checkpoint is installed") as missing:
         load_vlm(tmp_path / "no_checkpoint_here")
@@ -69,9 +69,9 @@ def test_vlm_refusals_carry_their_own_codes(tmp_path):
 
 
 def test_every_tool_error_class_has_a_specific_code():
-    from assistant.tools.segment_anatomy import NoSegmentationAvailable
-    from assistant.tools.totalseg import TotalSegmentatorNotCT, TotalSegmentatorTargetUnsupported
-    from assistant.tools.vlm import VLMAnswerWithheld, VLMBelowBar, VLMUnavailable
+    from cardiovlm.assistant.tools.segment_anatomy import NoSegmentationAvailable
+    from cardiovlm.assistant.tools.totalseg import TotalSegmentatorNotCT, TotalSegmentatorTargetUnsupported
+    from cardiovlm.assistant.tools.vlm import VLMAnswerWithheld, VLMBelowBar, VLMUnavailable
 
     classes = [NoSegmentationAvailable, TotalSegmentatorNotCT, TotalSegmentatorTargetUnsupported, VLMUnavailable,
                VLMBelowBar, VLMAnswerWithheld]
@@ -80,7 +80,7 @@ def test_every_tool_error_class_has_a_specific_code():
 
 
 def test_totalsegmentator_weights_are_looked_for_where_it_looks(tmp_path, monkeypatch):
-    from tools.segmentation.totalseg import weights_dir, weights_installed
+    from cardiovlm.tools.segmentation.totalseg import weights_dir, weights_installed
 
     monkeypatch.delenv("TOTALSEG_WEIGHTS_PATH", raising=False)
     monkeypatch.setenv("TOTALSEG_HOME_DIR", str(tmp_path / "home"))

@@ -8,15 +8,15 @@ import types
 
 import pytest
 
-from tools.ingest.study_errors import StudyError
-from tools.segmentation.totalseg import (
+from cardiovlm.tools.ingest.study_errors import StudyError
+from cardiovlm.tools.segmentation.totalseg import (
     TotalSegmentatorUnavailable,
     require_totalsegmentator,
     unavailable_reason,
     weights_dir,
     weights_installed,
 )
-from training.curriculum import real_data
+from cardiovlm.training.curriculum import real_data
 
 
 def test_weights_are_looked_for_where_totalsegmentator_looks(tmp_path, monkeypatch):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tools.quant.troponin import TroponinMarkerError, interpret_troponin
+from cardiovlm.tools.quant.troponin import TroponinMarkerError, interpret_troponin
 
 
 def test_troponin_i_is_read_against_the_abbott_limits():

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from tools.quant.stenosis import measure_vessel
-from tools.quant.stent import lesion_site, plan_stent
-from tools.views.vessel_view import (
+from cardiovlm.tools.quant.stenosis import measure_vessel
+from cardiovlm.tools.quant.stent import lesion_site, plan_stent
+from cardiovlm.tools.views.vessel_view import (
     VesselViewConfig,
     VesselViewError,
     drawing_from_measurement,
@@ -18,7 +18,7 @@ from tools.views.vessel_view import (
     rotation_minimising_frame,
     straighten,
 )
-from training.phantoms.tubes import (
+from cardiovlm.training.phantoms.tubes import (
     OBLIQUE,
     SEGMENTS,
     healthy_radius,

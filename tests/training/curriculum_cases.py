@@ -1,9 +1,9 @@
-"""Small case folders written with tools.core.case_format, for the curriculum tests (no images needed)."""
+"""Small case folders written with cardiovlm.tools.core.case_format, for the curriculum tests (no images needed)."""
 
 from pathlib import Path
 
-from tools.core.anatomy import CORONARY_SEGMENTS, label_table
-from tools.core.case_format import (
+from cardiovlm.tools.core.anatomy import CORONARY_SEGMENTS, label_table
+from cardiovlm.tools.core.case_format import (
     FINDINGS_FILE,
     LABEL_TABLE_FILE,
     LANDMARKS_FILE,
@@ -51,9 +51,9 @@ def write_images(folder: Path) -> None:
     """A 32x32x24 CCTA and label map: a left ventricle, a pLAD with a calcification, an mRCA with a stent."""
     import numpy as np
 
-    from tools.core.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
-    from tools.core.case_format import CCTA_NIFTI, LABELS_NIFTI
-    from tools.ingest.nifti_io import write_nifti
+    from cardiovlm.tools.core.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
+    from cardiovlm.tools.core.case_format import CCTA_NIFTI, LABELS_NIFTI
+    from cardiovlm.tools.ingest.nifti_io import write_nifti
 
     labels = np.zeros((32, 32, 24), dtype=np.uint8)
     labels[8:20, 8:20, 6:18] = STRUCTURES_BY_NAME["lv_blood"].label_id
@@ -74,9 +74,9 @@ def write_tube_labels(folder: Path) -> None:
     """A straight pLAD lumen (radius 1.6 mm) narrowed to half its diameter over 8 mm by calcified plaque."""
     import numpy as np
 
-    from tools.core.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
-    from tools.core.case_format import CCTA_NIFTI, LABELS_NIFTI
-    from tools.ingest.nifti_io import write_nifti
+    from cardiovlm.tools.core.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
+    from cardiovlm.tools.core.case_format import CCTA_NIFTI, LABELS_NIFTI
+    from cardiovlm.tools.ingest.nifti_io import write_nifti
 
     shape = (40, 40, 80)
     i, j, k = np.indices(shape)

@@ -7,10 +7,10 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from tools.core import case_format as cf
-from tools.core.anatomy import STRUCTURES_BY_NAME
-from training.samples import CurriculumSamples
-from vlm.config import CardioVLMConfig
+from cardiovlm.tools.core import case_format as cf
+from cardiovlm.tools.core.anatomy import STRUCTURES_BY_NAME
+from cardiovlm.training.samples import CurriculumSamples
+from cardiovlm.vlm.config import CardioVLMConfig
 
 AORTA = STRUCTURES_BY_NAME["aorta"].label_id
 

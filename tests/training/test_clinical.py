@@ -7,9 +7,9 @@ import random
 import numpy as np
 import pytest
 
-from tools.core.case_format import Finding, Findings
-from tools.quant.troponin import ASSAYS, interpret_troponin, to_ng_per_l
-from training.phantoms.clinical import RACE_SHARES, disease_burden, sample_clinical, sample_troponin
+from cardiovlm.tools.core.case_format import Finding, Findings
+from cardiovlm.tools.quant.troponin import ASSAYS, interpret_troponin, to_ng_per_l
+from cardiovlm.training.phantoms.clinical import RACE_SHARES, disease_burden, sample_clinical, sample_troponin
 
 HEALTHY = Findings(cad_rads="0")
 SEVERE = Findings(cad_rads="4B", findings=[

@@ -11,17 +11,17 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from tools.core.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
-from training.phantoms.coronary_variants import (
+from cardiovlm.tools.core.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
+from cardiovlm.training.phantoms.coronary_variants import (
     P_BRIDGE,
     P_HIGH_TAKEOFF,
     paint_coronary_detail,
     sample_coronary_detail,
 )
-from training.phantoms.generate import SIZES, build, case_grid, generate_case
-from training.phantoms.geometry import sample_anatomy
-from training.phantoms.lesions import apply_findings
-from training.phantoms.raster import Contrast, form_image, rasterise
+from cardiovlm.training.phantoms.generate import SIZES, build, case_grid, generate_case
+from cardiovlm.training.phantoms.geometry import sample_anatomy
+from cardiovlm.training.phantoms.lesions import apply_findings
+from cardiovlm.training.phantoms.raster import Contrast, form_image, rasterise
 
 # sha256 of the small default phantom of seed 5 (CT then label voxels), recorded before side branches existed
 DEFAULT_SEED5_SHA256 = "4a23c3884dc28d28734c444385223b1ffd6241f0e5a9f3fb9a6f4224622c59c1"

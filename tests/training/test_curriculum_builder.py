@@ -10,12 +10,12 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from curriculum_cases import REPORT, write_case, write_tube_labels
 
-from tools.core.anatomy import SEGMENT_PARENT, SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
-from tools.core.case_format import iter_cases, load_case
-from tools.reports.parser import parse_report
-from training.curriculum.builder import build_case_instructions, build_curriculum, load_phrasings
-from training.curriculum.jsonl import CurriculumFileError, read_curriculum, read_header, write_curriculum
-from training.curriculum.schema import CURRICULUM_VERSION
+from cardiovlm.tools.core.anatomy import SEGMENT_PARENT, SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
+from cardiovlm.tools.core.case_format import iter_cases, load_case
+from cardiovlm.tools.reports.parser import parse_report
+from cardiovlm.training.curriculum.builder import build_case_instructions, build_curriculum, load_phrasings
+from cardiovlm.training.curriculum.jsonl import CurriculumFileError, read_curriculum, read_header, write_curriculum
+from cardiovlm.training.curriculum.schema import CURRICULUM_VERSION
 
 CALCIUM = STRUCTURES_BY_NAME["calcified_plaque"].label_id
 STENT = STRUCTURES_BY_NAME["stent"].label_id
@@ -160,11 +160,11 @@ def test_quantitative_targets_are_measured_by_the_stenosis_tool_on_label_maps(tm
     length = next(r for r in records if r.intent == "lesion_length")
     degree = next(r for r in records if r.intent == "stenosis_degree")
     assert length.provenance.source == degree.provenance.source == "measurement"
-    assert "tools.quant.stenosis" in length.provenance.text
+    assert "cardiovlm.tools.quant.stenosis" in length.provenance.text
     # 8 mm of plaque halving a 3.2 mm lumen: the tool's values, not findings.json's 14 mm / 60 %.
     assert abs(length.target.value - 8.0) < 1.0 and 45 <= degree.target.value <= 60
     most = next(r for r in records if r.intent == "segment_most_calcified")
-    assert most.provenance.source == "measurement" and "tools.quant.calcium" in most.provenance.text
+    assert most.provenance.source == "measurement" and "cardiovlm.tools.quant.calcium" in most.provenance.text
     assert most.target.mask.label_ids == [SEGMENTS_BY_CODE[s].label_id for s in ("pLAD", "mLAD", "dLAD", "D1", "D2")]
     unmeasured = build_curriculum(iter_cases(tmp_path), seed=1, measure=False)
     assert next(r for r in unmeasured if r.intent == "lesion_length").provenance.source == "ground_truth"
@@ -174,7 +174,7 @@ def test_quantitative_targets_are_measured_by_the_stenosis_tool_on_label_maps(tm
 
 
 def test_a_tool_reading_far_from_ground_truth_is_not_taught(tmp_path, monkeypatch):
-    import training.curriculum.builder as builder
+    import cardiovlm.training.curriculum.builder as builder
 
     write_tube_labels(write_case(tmp_path))
     monkeypatch.setattr(builder, "MAX_MEASUREMENT_DISAGREEMENT_PERCENT", 1.0)  # tool ~50 % vs truth 60 %

@@ -7,7 +7,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from curriculum_cases import write_case
 
-from ui.cli import main
+from cardiovlm.ui.cli import main
 
 
 def test_curriculum_command_writes_the_file_and_prints_the_table(tmp_path, capsys):

@@ -6,9 +6,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tools.reports.findings import ReportFindings
-from training.curriculum.llm import EmbeddedReportModel, ReportModelError, ask, extract_findings, make_chat_model
-from training.curriculum.templates import load_templates, render_messages
+from cardiovlm.tools.reports.findings import ReportFindings
+from cardiovlm.training.curriculum.llm import (
+    EmbeddedReportModel,
+    ReportModelError,
+    ask,
+    extract_findings,
+    make_chat_model,
+)
+from cardiovlm.training.curriculum.templates import load_templates, render_messages
 
 REPORT = ("Right dominant. Calcified plaque in the first diagonal with mild stenosis. Non-calcified plaque "
           "in the pCx, 50-69% stenosis over 14 mm. No plaque in the RCA. 3.0 x 22 mm stent in the mid LAD "

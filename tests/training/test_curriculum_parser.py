@@ -2,7 +2,7 @@
 
 import pytest
 
-from tools.reports.parser import parse_report
+from cardiovlm.tools.reports.parser import parse_report
 
 REPORT = """FINDINGS: Right-dominant system. Agatston score 245.
 LM: unremarkable.

@@ -9,11 +9,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from tools.core.anatomy import STRUCTURES_BY_NAME
-from tools.core.case_format import LABELS_NIFTI, load_case
-from tools.ingest.nifti_io import write_nifti
-from tools.segmentation.totalseg import TotalSegmentatorUnavailable, require_totalsegmentator
-from training.curriculum.real_data import ManifestError, import_manifest, load_manifest, pseudo_label
+from cardiovlm.tools.core.anatomy import STRUCTURES_BY_NAME
+from cardiovlm.tools.core.case_format import LABELS_NIFTI, load_case
+from cardiovlm.tools.ingest.nifti_io import write_nifti
+from cardiovlm.tools.segmentation.totalseg import TotalSegmentatorUnavailable, require_totalsegmentator
+from cardiovlm.training.curriculum.real_data import ManifestError, import_manifest, load_manifest, pseudo_label
 
 
 def _image(path: Path) -> Path:

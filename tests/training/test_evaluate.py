@@ -1,4 +1,4 @@
-"""``training.evaluate`` and ``cardiovlm evaluate``: scoring helpers; the scoring of one small phantom case
+"""``cardiovlm.training.evaluate`` and ``cardiovlm evaluate``: scoring helpers; the scoring of one small phantom case
 checked with models whose scores are known (an oracle answering from the ground truth scores 1.0, a
 model answering nothing scores 0); the CLI end to end with a tiny untrained checkpoint."""
 
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from tools.core.anatomy import STRUCTURES_BY_NAME, segments_of_artery
-from training.evaluate import (
+from cardiovlm.tools.core.anatomy import STRUCTURES_BY_NAME, segments_of_artery
+from cardiovlm.training.evaluate import (
     TARGETS,
     EvaluationError,
     balanced_accuracy,
@@ -25,8 +25,8 @@ from training.evaluate import (
     referring_correct,
     target_gaps,
 )
-from vlm import CardioVLM, CardioVLMConfig
-from vlm.validation import ARTERY_IDS, DICE_ROWS, structure_group
+from cardiovlm.vlm import CardioVLM, CardioVLMConfig
+from cardiovlm.vlm.validation import ARTERY_IDS, DICE_ROWS, structure_group
 
 torch.set_num_threads(1)
 
@@ -61,7 +61,7 @@ def test_dice_and_lesion_counts():
 def test_format_table_and_gaps():
     summary = {f"Dice {r}": 0.5 for r in DICE_ROWS} | {"calcification F1": None, "yes/no accuracy": 0.97,
                                                        "records": 3}
-    from training.evaluate import EvaluationReport
+    from cardiovlm.training.evaluate import EvaluationReport
 
     report = EvaluationReport(checkpoint="c", data="d", cases=1, splits={"held-out seeds": summary})
     table = format_table([report])
@@ -77,8 +77,8 @@ def tiny_run(tmp_path_factory, phantom_case):
 
     The curriculum is written next to the checkpoint (the shared case folder stays untouched) and handed
     to the evaluations that are not about building it: building it takes longer than scoring it."""
-    from training.curriculum.jsonl import write_curriculum
-    from training.evaluate import load_records
+    from cardiovlm.training.curriculum.jsonl import write_curriculum
+    from cardiovlm.training.evaluate import load_records
 
     root = tmp_path_factory.mktemp("evaluate")
     # the shared case's parent holds that case only: a one-case data folder
@@ -92,15 +92,15 @@ def tiny_run(tmp_path_factory, phantom_case):
 
 class _GroundTruthModel:
     """Answers each record of one case from that case's ground truth, read here independently of the
-    evaluator: the label map through ``tools.core.case_format``, the landmarks from their file.
+    evaluator: the label map through ``cardiovlm.tools.core.case_format``, the landmarks from their file.
 
     ``mode`` "oracle" gives the right answer to everything; "empty" an empty mask, "no", and the origin
     for every request; "aorta" segments the aorta whatever is asked and is otherwise an oracle; "first
     artery" draws, of a target spanning several arteries, the part in the first of them only."""
 
     def __init__(self, case, records, mode: str):
-        from tools.core import case_format as cf
-        from tools.ingest.study import load_study
+        from cardiovlm.tools.core import case_format as cf
+        from cardiovlm.tools.ingest.study import load_study
 
         self.mode = mode
         self.spacing = load_study(case).spacing
@@ -112,7 +112,7 @@ class _GroundTruthModel:
     def run(self, study, instruction, choices=None):
         from types import SimpleNamespace
 
-        from tools.segmentation.masks import mask_from_labels
+        from cardiovlm.tools.segmentation.masks import mask_from_labels
 
         record = self.records[(instruction, tuple(choices or ()))]
         target = record.target
@@ -145,7 +145,7 @@ def _arteries_named(label_ids: list[int]) -> list[str]:
 def _kind(record) -> tuple:
     """What a record exercises in the scoring: its task and intent, its column, the row its mask lands in
     and, for questions, the answer wanted."""
-    from vlm.validation import CHAMBER_ROWS
+    from cardiovlm.vlm.validation import CHAMBER_ROWS
 
     ids = record.target.mask.label_ids if record.target.mask is not None else []
     chamber = CHAMBER_ROWS.get(ids[0]) if len(ids) == 1 else None
@@ -157,7 +157,7 @@ def _kind(record) -> tuple:
 def sample_curriculum(tiny_run):
     """One record of each kind of the case's curriculum: every row of the scoring at a fifth of the cost
     (scoring a mask reads the 3.5 M voxel label map each time)."""
-    from training.curriculum.jsonl import read_curriculum, write_curriculum
+    from cardiovlm.training.curriculum.jsonl import read_curriculum, write_curriculum
 
     _, _, curriculum = tiny_run
     records, kinds = [], set()
@@ -171,7 +171,7 @@ def sample_curriculum(tiny_run):
 
 
 def _scored(tiny_run, curriculum, mode: str) -> dict:
-    from training.curriculum.jsonl import read_curriculum
+    from cardiovlm.training.curriculum.jsonl import read_curriculum
 
     _, data, _ = tiny_run
     model = _GroundTruthModel(next(data.iterdir()), read_curriculum(curriculum), mode)
@@ -187,7 +187,7 @@ def oracle_splits(tiny_run):
 
 
 def test_an_oracle_model_scores_perfectly_in_every_row(oracle_splits):
-    from vlm.validation import CHAMBER_ROWS
+    from cardiovlm.vlm.validation import CHAMBER_ROWS
 
     assert set(oracle_splits) == {"held-out seeds", "held-out seeds, held-out phrasings"}
     assert oracle_splits["held-out seeds, held-out phrasings"]["records"] > 0
@@ -211,8 +211,8 @@ def test_an_oracle_model_is_right_on_every_referring_record(oracle_splits):
 def test_a_referring_mask_missing_one_of_the_named_arteries_is_wrong(tiny_run):
     """The case has calcium in two arteries, so "the artery with a calcification" names both: drawing only
     the first of them fails that record, and only the records naming one artery stay right."""
-    from training.curriculum.jsonl import read_curriculum, write_curriculum
-    from training.evaluate import REFERRING_INTENTS
+    from cardiovlm.training.curriculum.jsonl import read_curriculum, write_curriculum
+    from cardiovlm.training.evaluate import REFERRING_INTENTS
 
     _, _, curriculum = tiny_run
     records = [r for r in read_curriculum(curriculum) if r.intent in REFERRING_INTENTS]
@@ -267,7 +267,7 @@ def test_a_mask_is_scored_in_the_row_of_the_structure_asked_for(tiny_run, sample
 
 
 def test_evaluate_cli_json_and_table(tiny_run, capsys):
-    from ui.cli import main
+    from cardiovlm.ui.cli import main
 
     checkpoint, data, curriculum = tiny_run
     # This call builds the curriculum from the case folder, as a user's first run does; the others reuse it.
@@ -285,7 +285,7 @@ def test_evaluate_cli_json_and_table(tiny_run, capsys):
 
 
 def test_evaluate_errors(tmp_path, tiny_run):
-    from ui.cli import main
+    from cardiovlm.ui.cli import main
 
     checkpoint, _, _ = tiny_run
     with pytest.raises(EvaluationError, match="does not exist"):
@@ -329,9 +329,9 @@ class _WordingReader(_ImageReader):
 
 @pytest.fixture(scope="module")
 def toy_world(tmp_path_factory):
-    from tools.core import case_format as cf
-    from tools.ingest.nifti_io import write_nifti
-    from training.curriculum.schema import InstructionRecord, MaskTarget, Provenance, Target
+    from cardiovlm.tools.core import case_format as cf
+    from cardiovlm.tools.ingest.nifti_io import write_nifti
+    from cardiovlm.training.curriculum.schema import InstructionRecord, MaskTarget, Provenance, Target
 
     root = tmp_path_factory.mktemp("toy")
     rng = np.random.default_rng(3)
@@ -422,7 +422,7 @@ def test_controls_need_two_cases_and_known_names(tiny_run):
 
 
 def test_evaluate_cli_controls(tiny_run, capsys):
-    from ui.cli import main
+    from cardiovlm.ui.cli import main
 
     checkpoint, data, curriculum = tiny_run
     given = ["evaluate", "--checkpoint", str(checkpoint), "--data", str(data), "--curriculum", str(curriculum)]

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from tools.core import case_format as cf
-from tools.ingest.study import load_nifti, load_study
+from cardiovlm.tools.core import case_format as cf
+from cardiovlm.tools.ingest.study import load_nifti, load_study
 
 
 def test_phantom_dicom_ingest_round_trip(phantom_case):

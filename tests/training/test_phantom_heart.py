@@ -12,10 +12,10 @@ import pytest
 from scipy import ndimage
 from scipy.ndimage import map_coordinates
 
-from tools.core.anatomy import STRUCTURES_BY_NAME
-from training.phantoms.generate import SIZES, build, case_grid, generate_case
-from training.phantoms.heart_detail import _LVCavity
-from training.phantoms.raster import Contrast, form_image, rasterise
+from cardiovlm.tools.core.anatomy import STRUCTURES_BY_NAME
+from cardiovlm.training.phantoms.generate import SIZES, build, case_grid, generate_case
+from cardiovlm.training.phantoms.heart_detail import _LVCavity
+from cardiovlm.training.phantoms.raster import Contrast, form_image, rasterise
 
 L = {n: s.label_id for n, s in STRUCTURES_BY_NAME.items()}
 SEED = 10

@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from tools.core import case_format as cf
-from tools.core.anatomy import CORONARY_LABELS, SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
-from tools.ingest.nifti_io import read_nifti
-from training.phantoms import FindingRequest, PhantomError, generate_case
-from training.phantoms.generate import build
-from training.phantoms.noise import NoiseModel, kernel_noise, local_sd, radial_nps_peak
-from training.phantoms.physics import bloom, sample_physics
-from training.phantoms.raster import Contrast, Grid, form_image, rasterise
-from training.phantoms.thorax import sample_thorax
+from cardiovlm.tools.core import case_format as cf
+from cardiovlm.tools.core.anatomy import CORONARY_LABELS, SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
+from cardiovlm.tools.ingest.nifti_io import read_nifti
+from cardiovlm.training.phantoms import FindingRequest, PhantomError, generate_case
+from cardiovlm.training.phantoms.generate import build
+from cardiovlm.training.phantoms.noise import NoiseModel, kernel_noise, local_sd, radial_nps_peak
+from cardiovlm.training.phantoms.physics import bloom, sample_physics
+from cardiovlm.training.phantoms.raster import Contrast, Grid, form_image, rasterise
+from cardiovlm.training.phantoms.thorax import sample_thorax
 
 L = {n: s.label_id for n, s in STRUCTURES_BY_NAME.items()}
 CA = FindingRequest("pLAD", "calcified_plaque", stenosis_percent=30, length_mm=8, calcium_peak_hu=900,
@@ -138,7 +138,7 @@ def test_bad_realism_requests_are_refused(tmp_path):
 def test_cli_writes_a_realistic_case(tmp_path, capsys):
     import argparse
 
-    from ui.cli.phantoms import register
+    from cardiovlm.ui.cli.phantoms import register
 
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers())

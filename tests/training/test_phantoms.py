@@ -11,12 +11,12 @@ import pytest
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from tools.core import case_format as cf
-from tools.core.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
-from tools.ingest.nifti_io import read_nifti
-from training.phantoms import FindingRequest, PhantomError, PhantomFindingError, generate_case
-from training.phantoms.generate import build
-from training.phantoms.raster import Grid, rasterise
+from cardiovlm.tools.core import case_format as cf
+from cardiovlm.tools.core.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
+from cardiovlm.tools.ingest.nifti_io import read_nifti
+from cardiovlm.training.phantoms import FindingRequest, PhantomError, PhantomFindingError, generate_case
+from cardiovlm.training.phantoms.generate import build
+from cardiovlm.training.phantoms.raster import Grid, rasterise
 
 LAD_70 = FindingRequest("pLAD", "noncalcified_plaque", stenosis_percent=70, length_mm=14, position=0.5)
 RCA_CA = FindingRequest("mRCA", "calcified_plaque", stenosis_percent=30, length_mm=8, calcium_peak_hu=900,
@@ -169,6 +169,6 @@ def test_bad_requests_are_refused_with_clear_messages(tmp_path, monkeypatch):
         FindingRequest("LAD7", "occlusion")
     with pytest.raises(PhantomError, match="unknown phantom size"):
         generate_case(tmp_path, seed=1, size="huge")
-    monkeypatch.setitem(sys.modules, "tools.dicom.dicom_write", None)  # writer missing
+    monkeypatch.setitem(sys.modules, "cardiovlm.tools.dicom.dicom_write", None)  # writer missing
     with pytest.raises(PhantomError, match="DICOM"):
         generate_case(tmp_path, seed=1, findings=[], with_cac=False)

@@ -8,13 +8,13 @@ import re
 import numpy as np
 import pytest
 
-from tools.core.anatomy import CORONARY_SEGMENTS, SEGMENTS_BY_CODE, SYNONYM_INDEX, find_anatomy
-from tools.core.case_format import ClinicalContext, Finding, Findings, SegmentSummary
-from tools.quant.cadrads import cad_rads, stenosis_band
-from training.phantoms.report import write_report
-from training.phantoms.report_phrasing import artery_phrasings, grade_of, segment_phrasings
-from training.phantoms.report_template import load_grammar, parse_template
-from training.phantoms.report_variety import distinct_shapes, report_sentences, sentence_shape
+from cardiovlm.tools.core.anatomy import CORONARY_SEGMENTS, SEGMENTS_BY_CODE, SYNONYM_INDEX, find_anatomy
+from cardiovlm.tools.core.case_format import ClinicalContext, Finding, Findings, SegmentSummary
+from cardiovlm.tools.quant.cadrads import cad_rads, stenosis_band
+from cardiovlm.training.phantoms.report import write_report
+from cardiovlm.training.phantoms.report_phrasing import artery_phrasings, grade_of, segment_phrasings
+from cardiovlm.training.phantoms.report_template import load_grammar, parse_template
+from cardiovlm.training.phantoms.report_variety import distinct_shapes, report_sentences, sentence_shape
 
 KINDS = ("calcified_plaque", "noncalcified_plaque", "mixed_plaque", "occlusion", "stent")
 PLAQUE_TYPE = {"calcified_plaque": "calcified", "noncalcified_plaque": "noncalcified", "mixed_plaque": "mixed"}
@@ -200,7 +200,7 @@ def test_impression_gives_the_cad_rads_category_and_management():
 @pytest.mark.parametrize("percent, word", [(24.5, "minimal"), (25.0, "mild"), (49.5, "mild"), (69.5, "moderate"),
                                            (70.0, "severe"), (99.5, "severe")])
 def test_a_stenosis_at_a_band_edge_is_written_in_the_cadrads_band(percent, word):
-    # The writer once kept its own copy of the bands; it now reads tools.quant.cadrads, so a measured 69.5 %
+    # The writer once kept its own copy of the bands; it now reads cardiovlm.tools.quant.cadrads, so a measured 69.5 %
     # is "moderate" with a number of at most 69 % in the report too, never "70%".
     assert grade_of(percent)[0] == word == stenosis_band(percent).grade
     f = Finding(id="f1", segment="pLAD", kind="mixed_plaque", stenosis_percent=percent, length_mm=10, start_mm=1,

@@ -8,12 +8,12 @@ import pytest
 from scipy import ndimage
 from scipy.spatial import ConvexHull
 
-from tools.core.anatomy import STRUCTURES_BY_NAME
-from training.phantoms.body import ARMS_DOWN_SHARE, TABLE_SHARE, sample_body
-from training.phantoms.generate import SIZES, _population_sizes, build, case_grid
-from training.phantoms.geometry import sample_anatomy
-from training.phantoms.raster import Contrast, Grid, form_image, rasterise
-from training.phantoms.vertebrae import level_centres
+from cardiovlm.tools.core.anatomy import STRUCTURES_BY_NAME
+from cardiovlm.training.phantoms.body import ARMS_DOWN_SHARE, TABLE_SHARE, sample_body
+from cardiovlm.training.phantoms.generate import SIZES, _population_sizes, build, case_grid
+from cardiovlm.training.phantoms.geometry import sample_anatomy
+from cardiovlm.training.phantoms.raster import Contrast, Grid, form_image, rasterise
+from cardiovlm.training.phantoms.vertebrae import level_centres
 
 L = {n: s.label_id for n, s in STRUCTURES_BY_NAME.items()}
 SEED = 10  # its thorax draw has the arms down and a table (asserted below, so a changed draw cannot hide)

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 import torch
 
-import vlm
-from training.train import stage_plan, train
-from training.train_config import TrainConfig, TrainError
-from vlm import CardioVLM, CardioVLMConfig
+from cardiovlm import vlm
+from cardiovlm.training.train import stage_plan, train
+from cardiovlm.training.train_config import TrainConfig, TrainError
+from cardiovlm.vlm import CardioVLM, CardioVLMConfig
 
 torch.set_num_threads(1)
 
@@ -139,11 +139,11 @@ def test_resume_continues_from_the_saved_step(tmp_path, caplog):
 
 
 def _write_case(folder: Path) -> None:
-    """A minimal case folder in the tools.core.case_format layout: CCTA, label map, landmarks."""
+    """A minimal case folder in the cardiovlm.tools.core.case_format layout: CCTA, label map, landmarks."""
     import nibabel as nib
 
-    from tools.core import case_format as cf
-    from tools.core.anatomy import STRUCTURES_BY_NAME
+    from cardiovlm.tools.core import case_format as cf
+    from cardiovlm.tools.core.anatomy import STRUCTURES_BY_NAME
 
     folder.mkdir(parents=True)
     hu = np.full((24, 20, 12), -50, dtype=np.int16)
@@ -165,15 +165,15 @@ def _record(i: int, task: str, instruction: str, target: dict, stage: int = 1) -
 
 def _write_curriculum(path: Path, records: list[dict]) -> None:
     """A curriculum file as the builder writes it: versioned header line, then the records."""
-    from training.curriculum.jsonl import write_curriculum
-    from training.curriculum.schema import InstructionRecord
+    from cardiovlm.training.curriculum.jsonl import write_curriculum
+    from cardiovlm.training.curriculum.schema import InstructionRecord
 
     write_curriculum([InstructionRecord.model_validate(r) for r in records], path, llm="test", seed=0)
 
 
 def test_cli_trains_from_a_curriculum_file(tmp_path):
-    from tools.core.anatomy import STRUCTURES_BY_NAME
-    from ui.cli import main
+    from cardiovlm.tools.core.anatomy import STRUCTURES_BY_NAME
+    from cardiovlm.ui.cli import main
 
     _write_case(tmp_path / "data" / "case_000")
     aorta = STRUCTURES_BY_NAME["aorta"].label_id
@@ -200,7 +200,7 @@ def test_cli_trains_from_a_curriculum_file(tmp_path):
 def test_cli_refuses_a_curriculum_of_another_version_before_training(tmp_path, capsys):
     # Training once read curricula with its own reader, which skipped header lines unchecked: a file
     # of another curriculum version trained silently. It now reads through the builder's one reader.
-    from ui.cli import main
+    from cardiovlm.ui.cli import main
 
     _write_case(tmp_path / "data" / "case_000")
     curriculum = tmp_path / "data" / "curriculum.jsonl"
@@ -221,7 +221,7 @@ def test_torchrun_two_cpu_processes_end_with_identical_weights(tmp_path):
         torch.set_num_threads(1)
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from test_train_loop import shapes_samples, tiny_config
-        from training.train import TrainConfig, train
+        from cardiovlm.training.train import TrainConfig, train
         rank = int(os.environ["RANK"])
         samples = shapes_samples(3, seed=5)
         config = TrainConfig(steps_per_stage=2, mixed_steps=2, batch_size=2, log_every=2, checkpoint_every=100)
@@ -245,7 +245,7 @@ def test_torchrun_two_cpu_processes_end_with_identical_weights(tmp_path):
 
 
 def test_balanced_draws_give_rare_target_kinds_as_many_draws_as_common_ones():
-    from training.train import _draw, balanced_weights
+    from cardiovlm.training.train import _draw, balanced_weights
 
     kinds = ["segment:LAD"] * 90 + ["segment:chambers"] * 10
     config = TrainConfig(batch_size=2000)
@@ -258,16 +258,16 @@ def test_balanced_draws_give_rare_target_kinds_as_many_draws_as_common_ones():
 
 
 def test_anatomy_classes_map_registry_ids_and_ignore_unknown_ones():
-    from training.samples import anatomy_classes
-    from vlm.model import ANATOMY_LABEL_IDS
+    from cardiovlm.training.samples import anatomy_classes
+    from cardiovlm.vlm.model import ANATOMY_LABEL_IDS
 
     classes = anatomy_classes(np.array([[[0, 15, 25, 99]]]))
     assert classes.tolist() == [[[0, ANATOMY_LABEL_IDS.index(15), ANATOMY_LABEL_IDS.index(25), -100]]]
 
 
 def test_anatomy_head_and_balanced_targets_train_from_case_folders(tmp_path):
-    from tools.core.anatomy import STRUCTURES_BY_NAME
-    from ui.cli import main
+    from cardiovlm.tools.core.anatomy import STRUCTURES_BY_NAME
+    from cardiovlm.ui.cli import main
 
     _write_case(tmp_path / "data" / "case_000")
     aorta = STRUCTURES_BY_NAME["aorta"].label_id
@@ -291,7 +291,7 @@ def test_anatomy_head_and_balanced_targets_train_from_case_folders(tmp_path):
 
 
 def test_init_from_copies_matching_weights_and_keeps_new_ones(tmp_path):
-    from training.run_folder import init_from
+    from cardiovlm.training.run_folder import init_from
 
     torch.manual_seed(0)
     old = CardioVLM(tiny_config())
@@ -302,7 +302,7 @@ def test_init_from_copies_matching_weights_and_keeps_new_ones(tmp_path):
     init_from(grown, tmp_path / "old")
     assert torch.equal(grown.answer_head.weight, old.answer_head.weight)
     assert torch.equal(grown.anatomy_head.weight, head_before)  # not in the old checkpoint: left as initialised
-    from vlm.checkpoint_format import CheckpointError
+    from cardiovlm.vlm.checkpoint_format import CheckpointError
 
     with pytest.raises(CheckpointError, match="does not exist"):
         init_from(grown, tmp_path / "missing")

@@ -10,15 +10,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from curriculum_cases import write_case, write_images
 
-from tools.core.anatomy import STRUCTURES_BY_NAME
-from tools.core.case_format import iter_cases
-from tools.ingest.study import load_study
-from tools.segmentation.masks import mask_from_labels
-from training.curriculum.builder import build_curriculum
-from training.curriculum.jsonl import read_curriculum, write_curriculum
-from training.samples import CurriculumSamples
-from vlm.config import ANSWER_CLASSES, CardioVLMConfig
-from vlm.transforms import HeartRoi
+from cardiovlm.tools.core.anatomy import STRUCTURES_BY_NAME
+from cardiovlm.tools.core.case_format import iter_cases
+from cardiovlm.tools.ingest.study import load_study
+from cardiovlm.tools.segmentation.masks import mask_from_labels
+from cardiovlm.training.curriculum.builder import build_curriculum
+from cardiovlm.training.curriculum.jsonl import read_curriculum, write_curriculum
+from cardiovlm.training.samples import CurriculumSamples
+from cardiovlm.vlm.config import ANSWER_CLASSES, CardioVLMConfig
+from cardiovlm.vlm.transforms import HeartRoi
 
 LV = STRUCTURES_BY_NAME["lv_blood"].label_id
 # A 26 mm cube on 32 voxels: about the 0.8 mm of the 32 x 32 x 24 test study, so one-voxel calcifications survive.

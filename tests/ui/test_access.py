@@ -11,10 +11,10 @@ import httpx
 import pytest
 from gradio_client import Client
 
+from cardiovlm.tools.core.settings import get_settings
+from cardiovlm.ui.access import LoginLimiter
+from cardiovlm.ui.server import launch
 from tests.loopback import chat_texts, free_port
-from tools.core.settings import get_settings
-from ui.access import LoginLimiter
-from ui.server import launch
 
 USERS = {"alice": "alice-pw", "bob": "bob-pw", "carol": "carol-pw"}
 
@@ -71,14 +71,14 @@ def test_the_server_keeps_uploads_and_temporary_files_in_its_own_folder(server):
     import os
     import tempfile
 
-    from ui import workdir
+    from cardiovlm.ui import workdir
 
     mine = str(workdir.process_dir())
     assert os.environ["GRADIO_TEMP_DIR"].startswith(mine) and tempfile.gettempdir().startswith(mine)
 
 
 def test_a_restart_deletes_the_files_of_stopped_servers_only(tmp_path, monkeypatch):
-    from ui import workdir
+    from cardiovlm.ui import workdir
 
     monkeypatch.setenv("CARDIOVLM_UI_WORK_DIR", str(tmp_path))
     get_settings.cache_clear()
@@ -120,7 +120,7 @@ def test_a_lockout_ends_and_guessing_across_user_names_locks_the_client():
 
 
 def test_the_login_limits_are_settings(monkeypatch):
-    from tools.core.settings import Settings
+    from cardiovlm.tools.core.settings import Settings
 
     defaults = LoginLimiter.from_settings(Settings(_env_file=None))  # the settings' defaults are the class's
     assert (defaults.max_failures, defaults.max_failures_per_client, defaults.window_s, defaults.lockout_s) == (
@@ -139,8 +139,8 @@ def test_the_login_limits_are_settings(monkeypatch):
 
 
 def test_logins_from_the_environment_are_a_secret_string(monkeypatch):
-    from tools.core.settings import Settings
-    from ui.server import read_users
+    from cardiovlm.tools.core.settings import Settings
+    from cardiovlm.ui.server import read_users
 
     monkeypatch.setenv("CARDIOVLM_UI_USERS", "carol:pw-carol,dan:pw-dan")
     settings = Settings()

@@ -5,9 +5,9 @@ import shutil
 import pytest
 from gradio_client import Client, handle_file
 
+from cardiovlm.tools.core.settings import get_settings
+from cardiovlm.ui.server import launch
 from tests.loopback import chat_texts, free_port
-from tools.core.settings import get_settings
-from ui.server import launch
 
 DEMO_CASES = get_settings().demo_cases_dir
 

@@ -18,7 +18,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from tools.core.settings import get_settings
+from cardiovlm.tools.core.settings import get_settings
 
 DEMOS = get_settings().demo_cases_dir
 needs_demo = pytest.mark.skipif(not (DEMOS / "healthy" / "case.json").is_file(),
@@ -29,7 +29,7 @@ ALICE = SimpleNamespace(username="alice")
 @pytest.fixture(scope="module")
 def healthy():
     """The healthy demo, loaded once (tracing its coronary tree takes seconds); each test gets a fresh copy."""
-    from tools.quant.context import load_context
+    from cardiovlm.tools.quant.context import load_context
 
     if not (DEMOS / "healthy" / "case.json").is_file():
         pytest.skip("the healthy demo case is not bundled")
@@ -38,7 +38,7 @@ def healthy():
 
 @pytest.fixture
 def state():
-    from ui.session_state import UiSession
+    from cardiovlm.ui.session_state import UiSession
 
     s = UiSession(owner="alice")
     yield s
@@ -53,7 +53,7 @@ def _use(state, healthy) -> None:
 
 
 def _ask(state, question):
-    from ui.app import _answer
+    from cardiovlm.ui.app import _answer
 
     *_, final = _answer(state, question, [], ALICE)
     return final
@@ -71,7 +71,7 @@ def _workers_done(timeout_s: float = 60) -> None:
 
 @needs_demo
 def test_clear_makes_the_assistant_forget_the_conversation(state, healthy):
-    from ui.app import _clear
+    from cardiovlm.ui.app import _clear
 
     _use(state, healthy)
     _ask(state, "What is the calcium score?")
@@ -88,7 +88,7 @@ def test_clear_makes_the_assistant_forget_the_conversation(state, healthy):
 
 @needs_demo
 def test_a_question_running_when_clear_is_pressed_is_neither_shown_nor_remembered(state, healthy):
-    from ui.app import _answer, _clear
+    from cardiovlm.ui.app import _answer, _clear
 
     _use(state, healthy)
     stream = _answer(state, "What is the calcium score?", [], ALICE)
@@ -120,7 +120,7 @@ def test_downloads_are_named_after_the_case_and_the_answer_and_name_no_server_fo
 
 @needs_demo
 def test_a_load_and_a_question_show_their_stage_and_seconds(state):
-    from ui import app as app_module
+    from cardiovlm.ui import app as app_module
 
     lines = []
     for out in app_module._load(state, "demo", "healthy", "axial", "cardiac", ALICE, 100):
@@ -134,7 +134,7 @@ def test_a_load_and_a_question_show_their_stage_and_seconds(state):
 
 
 def test_run_with_ticks_reports_idle_seconds_and_stops_the_work():
-    from ui.progress import TICK, StageClock, run_with_ticks
+    from cardiovlm.ui.progress import TICK, StageClock, run_with_ticks
 
     ran = []
 
@@ -172,8 +172,8 @@ class _Tags(HTMLParser):
 
 
 def test_the_reports_panel_marks_the_cited_sentences_and_is_inert():
-    from tools.core.answer import Citation
-    from ui.reports_panel import reports_html
+    from cardiovlm.tools.core.answer import Citation
+    from cardiovlm.ui.reports_panel import reports_html
 
     hostile = ('<img src="http://evil.example/i.png"> <script>alert(1)</script> ${alert(2)} '
                '<a href="http://evil.example">x</a>')
@@ -190,9 +190,9 @@ def test_the_reports_panel_marks_the_cited_sentences_and_is_inert():
 
 @needs_demo
 def test_retrieved_reports_reach_the_panel_with_their_cited_sentences(state, healthy, tmp_path):
-    from tools.core.settings import Settings
-    from tools.reports import api as rs
-    from ui.app import _answer
+    from cardiovlm.tools.core.settings import Settings
+    from cardiovlm.tools.reports import api as rs
+    from cardiovlm.ui.app import _answer
 
     store = rs.ReportStore.open(Settings(data_dir=tmp_path), path=tmp_path / "reports")
     store.ingest([

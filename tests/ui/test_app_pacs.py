@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from gradio_client import Client
 
+from cardiovlm.ui.server import launch
 from tests.loopback import chat_texts, free_port
 from tests.tools.conftest import pacs, pacs_env  # noqa: F401 (fixtures: Orthanc with two demo phantoms)
-from ui.server import launch
 
 
 @pytest.fixture
@@ -25,7 +25,7 @@ def test_search_and_load_a_study_from_the_pacs(client):
     study_uid = choice if isinstance(choice, str) else choice["value"]
     summary, *_ = client.predict(study_uid, "axial", "cardiac", api_name="/load_pacs")
     assert "Modality** CT" in summary and "170 x 170 x 120" in summary
-    from ui.workdir import sessions_dir
+    from cardiovlm.ui.workdir import sessions_dir
 
     # The retrieved images carry the patient's details: deleted once loaded (headers stay in memory).
     assert [p for p in sessions_dir().rglob("*") if p.is_file() and "pacs" in p.parts] == []
@@ -45,7 +45,7 @@ def test_an_answer_with_masks_is_sent_to_the_pacs_with_its_ct_series(client):
 
 
 def test_a_pacs_error_is_a_readable_message(client, monkeypatch):
-    from tools.core.settings import get_settings
+    from cardiovlm.tools.core.settings import get_settings
 
     monkeypatch.setenv("CARDIOVLM_PACS_PASSWORD", "wrong")
     get_settings.cache_clear()
@@ -55,8 +55,8 @@ def test_a_pacs_error_is_a_readable_message(client, monkeypatch):
 
 @pytest.mark.parametrize("url", [None, "https://pacs.example.org/dicom-web"])
 def test_the_pacs_panel_is_shown_only_when_a_pacs_is_configured(url, monkeypatch):
-    from tools.core.settings import get_settings
-    from ui.app import build_app
+    from cardiovlm.tools.core.settings import get_settings
+    from cardiovlm.ui.app import build_app
 
     monkeypatch.delenv("CARDIOVLM_PACS_URL", raising=False)
     if url:

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from tools.core.settings import get_settings
+from cardiovlm.tools.core.settings import get_settings
 
 CASE = get_settings().demo_cases_dir / "lad_stenosis"
 ALICE = SimpleNamespace(username="alice")
@@ -16,9 +16,9 @@ ALICE = SimpleNamespace(username="alice")
 
 @pytest.mark.skipif(not (CASE / "case.json").is_file(), reason="the lad_stenosis demo case is not bundled")
 def test_a_stent_answer_opens_its_vessel_view_and_a_calcium_answer_does_not():
-    from ui.app import _answer
-    from ui.panels import show_vessel_view
-    from ui.session_state import UiSession
+    from cardiovlm.ui.app import _answer
+    from cardiovlm.ui.panels import show_vessel_view
+    from cardiovlm.ui.session_state import UiSession
 
     state = UiSession(owner="alice")
     try:

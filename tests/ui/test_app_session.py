@@ -10,7 +10,7 @@ import pydicom
 import pytest
 from markdown_it import MarkdownIt
 
-from tools.core.settings import get_settings
+from cardiovlm.tools.core.settings import get_settings
 
 DEMOS = get_settings().demo_cases_dir
 pytestmark = pytest.mark.skipif(not (DEMOS / "healthy" / "case.json").is_file() or
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.skipif(not (DEMOS / "healthy" / "case.json").is_file() 
 
 @pytest.fixture
 def state():
-    from ui.session_state import UiSession
+    from cardiovlm.ui.session_state import UiSession
 
     s = UiSession(owner="alice")
     yield s
@@ -28,7 +28,7 @@ def state():
 
 
 def _ask(state, question, user="alice"):
-    from ui.app import _answer
+    from cardiovlm.ui.app import _answer
 
     *_, final = _answer(state, question, [], SimpleNamespace(username=user))
     return final
@@ -44,7 +44,7 @@ def _written_series(export) -> set[str]:
 
 
 def test_after_a_study_switch_exports_reference_the_new_study_and_keep_the_old_files(state):
-    from ui.app import _export_dicom
+    from cardiovlm.ui.app import _export_dicom
 
     alice = SimpleNamespace(username="alice")
     state.session.load_study(DEMOS / "healthy")
@@ -65,7 +65,7 @@ def test_after_a_study_switch_exports_reference_the_new_study_and_keep_the_old_f
 
 
 def test_a_study_switch_during_a_question_drops_its_answer(state):
-    from ui.app import _answer
+    from cardiovlm.ui.app import _answer
 
     state.session.load_study(DEMOS / "healthy")
     stream = _answer(state, "What is the calcium score?", [], SimpleNamespace(username="alice"))
@@ -77,7 +77,7 @@ def test_a_study_switch_during_a_question_drops_its_answer(state):
 
 
 def test_another_login_cannot_use_the_session(state):
-    from ui.app import _export_dicom, _render
+    from cardiovlm.ui.app import _export_dicom, _render
 
     state.session.load_study(DEMOS / "healthy")
     bob = SimpleNamespace(username="bob")
@@ -89,8 +89,8 @@ def test_another_login_cannot_use_the_session(state):
 
 
 def test_quoted_report_text_is_inert(state):
-    from tools.core.answer import Citation, GroundedAnswer
-    from ui.app import _show_answer
+    from cardiovlm.tools.core.answer import Citation, GroundedAnswer
+    from cardiovlm.ui.app import _show_answer
 
     state.session.load_study(DEMOS / "healthy")
     hostile = ('Prior CT. ![scan](http://evil.example/pixel.png) <img src="http://evil.example/i.png"> '
@@ -104,7 +104,7 @@ def test_quoted_report_text_is_inert(state):
 
 
 def _dicom_zip(folder, context):
-    from tools.dicom.dicom_write import write_ct_series
+    from cardiovlm.tools.dicom.dicom_write import write_ct_series
 
     files = write_ct_series(context.study.hu, context.study.affine, folder / "ct", series_description="CCTA",
                             uid_seed="site", patient_id="MRN-4711", patient_name="Doe^Jane")
@@ -119,9 +119,9 @@ def _dicom_zip(folder, context):
 
 
 def test_an_upload_is_deleted_once_ingested_and_exports_under_its_own_identifiers(state, tmp_path):
+    from cardiovlm.tools.core.answer import AnswerFinding, GroundedAnswer
+    from cardiovlm.ui.app import _export_dicom, _load_upload
     from tests.assistant.conftest import make_patient_context
-    from tools.core.answer import AnswerFinding, GroundedAnswer
-    from ui.app import _export_dicom, _load_upload
 
     archive, original = _dicom_zip(tmp_path, make_patient_context())
     ctx = _load_upload(state, [str(archive)], max_upload_mb=100)
@@ -138,8 +138,8 @@ def test_an_upload_is_deleted_once_ingested_and_exports_under_its_own_identifier
 
 
 def test_a_failed_upload_is_deleted_too(state, tmp_path):
-    from tools.ingest.study_errors import StudyError
-    from ui.app import _load_upload
+    from cardiovlm.tools.ingest.study_errors import StudyError
+    from cardiovlm.ui.app import _load_upload
 
     bad = tmp_path / "cache" / "ff00" / "broken.zip"
     bad.parent.mkdir(parents=True)

@@ -5,16 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tools.core.settings import get_settings
-from tools.views.render import best_slice, plane_size
+from cardiovlm.tools.core.settings import get_settings
+from cardiovlm.tools.views.render import best_slice, plane_size
 
 CASE = get_settings().demo_cases_dir / "lad_stenosis"
 
 
 @pytest.mark.skipif(not (CASE / "case.json").is_file(), reason="the lad_stenosis demo case is not bundled")
 def test_an_answer_mask_is_shown_in_the_plane_being_read():
-    from ui.app import _answer, _render
-    from ui.session_state import UiSession
+    from cardiovlm.ui.app import _answer, _render
+    from cardiovlm.ui.session_state import UiSession
 
     state = UiSession()
     try:

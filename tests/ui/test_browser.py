@@ -41,7 +41,7 @@ def browser():
 
 @pytest.fixture(scope="module")
 def page(browser):
-    from ui.server import launch
+    from cardiovlm.ui.server import launch
 
     app, url = launch("127.0.0.1", free_port(), block=False)
     page = browser.new_page(viewport={"width": 1440, "height": 1000})
@@ -97,7 +97,7 @@ def test_text_that_looks_like_markup_is_shown_as_text(page):
 
 
 def test_login_page_then_the_app(browser, tmp_path):
-    from ui.server import launch
+    from cardiovlm.ui.server import launch
 
     users = tmp_path / "users.txt"
     users.write_text("alice:alice-pw\n")
@@ -121,7 +121,7 @@ def test_login_page_then_the_app(browser, tmp_path):
 
 
 def test_viewer_files_are_served_only_to_the_login_that_loaded_them(browser, tmp_path):
-    from ui.server import launch
+    from cardiovlm.ui.server import launch
 
     users = tmp_path / "users.txt"
     users.write_text("alice:alice-pw\nbob:bob-pw\n")

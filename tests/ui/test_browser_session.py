@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from cardiovlm.tools.core.settings import get_settings
 from tests.loopback import free_port
 from tests.ui.test_browser import ARTIFACTS, CHROMIUM, FLAGS, _ensure_chromium
-from tools.core.settings import get_settings
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(
     not (get_settings().demo_cases_dir / "lad_stenosis" / "case.json").is_file(),
@@ -58,8 +58,8 @@ def _statuses(page, until: str, timeout_s: float) -> list[str]:
 def page(tmp_path_factory):
     _ensure_chromium()
     sync_api = pytest.importorskip("playwright.sync_api")
-    from tools.reports import api as rs
-    from ui.server import launch
+    from cardiovlm.tools.reports import api as rs
+    from cardiovlm.ui.server import launch
 
     # A report store of other patients' reports (one with markup in it) for the prior reports panel.
     with pytest.MonkeyPatch.context() as mp:

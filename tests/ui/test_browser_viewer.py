@@ -27,7 +27,7 @@ def _canvas(page, mode: str = "L") -> np.ndarray:
 def viewer_page():
     _ensure_chromium()
     sync_api = pytest.importorskip("playwright.sync_api")
-    from ui.server import launch
+    from cardiovlm.ui.server import launch
 
     app, url = launch("127.0.0.1", free_port(), block=False)
     ARTIFACTS.mkdir(exist_ok=True)
@@ -53,8 +53,8 @@ def test_the_viewer_draws_the_ct_scrolls_windows_and_reads_hu(viewer_page):
     page.wait_for_timeout(500)
     readout = page.locator("#niivue-viewer .cv-readout")
     # The readout is the study's own HU at the study's own [i, j, k] (NiiVue indexes RAS internally).
-    from tools.core.settings import get_settings
-    from tools.ingest.study import load_study
+    from cardiovlm.tools.core.settings import get_settings
+    from cardiovlm.tools.ingest.study import load_study
 
     hu = load_study(get_settings().demo_cases_dir / "lad_stenosis").hu
     i, j, k = map(int, readout.get_attribute("data-voxel").split(","))
@@ -108,7 +108,7 @@ def test_the_viewer_draws_the_ct_scrolls_windows_and_reads_hu(viewer_page):
 
 
 def test_an_answer_mask_is_drawn_in_its_registry_colour(viewer_page):
-    from tools.core.anatomy import mask_color
+    from cardiovlm.tools.core.anatomy import mask_color
 
     page = viewer_page
     page.locator("#niivue-viewer [data-preset=cardiac]").click()
@@ -160,8 +160,8 @@ def test_a_landmark_answer_moves_the_crosshair_to_the_landmark(viewer_page):
     page.locator("#ask").click()
     answer = page.get_by_text("(patient LPS)").nth(earlier)
     answer.wait_for(timeout=180_000)
-    from tools.core.settings import get_settings
-    from tools.ingest.study import load_study
+    from cardiovlm.tools.core.settings import get_settings
+    from cardiovlm.tools.ingest.study import load_study
 
     said = re.search(r"at (-?[\d.]+, -?[\d.]+, -?[\d.]+) mm \(patient LPS\)", answer.inner_text())
     xyz = [float(v) for v in said.group(1).split(",")]

@@ -6,10 +6,10 @@ from __future__ import annotations
 import gradio as gr
 import pytest
 
-from assistant.planner import ClinicalPlanner
-from assistant.session import Session
+from cardiovlm.assistant.planner import ClinicalPlanner
+from cardiovlm.assistant.session import Session
+from cardiovlm.ui.context_panel import FIELDS, build_context_panel, context_view, save_context
 from tests.assistant.conftest import make_patient_context
-from ui.context_panel import FIELDS, build_context_panel, context_view, save_context
 
 NAMES = [name for name, _, _ in FIELDS]
 

@@ -1,7 +1,7 @@
 """The series picker and the clinical context panel in a real browser (Debian's chromium via Playwright).
 
-The two panels are mounted in a small Gradio page wired as the docstrings of ``ui.series_panel`` and
-``ui.context_panel`` describe (an upload box, a load button, one session), so they are tested as a
+The two panels are mounted in a small Gradio page wired as the docstrings of ``cardiovlm.ui.series_panel`` and
+``cardiovlm.ui.context_panel`` describe (an upload box, a load button, one session), so they are tested as a
 user drives them whatever the main app does around them. A screenshot is saved under test-artifacts/.
 """
 
@@ -35,10 +35,10 @@ def page_and_session(tmp_path_factory):
     sync_api = pytest.importorskip("playwright.sync_api")
     import gradio as gr
 
-    from assistant.planner import ClinicalPlanner
-    from assistant.session import Session
-    from ui.context_panel import build_context_panel, context_view, save_context
-    from ui.series_panel import apply_pick, build_series_panel, load_kwargs, preview_upload, series_view
+    from cardiovlm.assistant.planner import ClinicalPlanner
+    from cardiovlm.assistant.session import Session
+    from cardiovlm.ui.context_panel import build_context_panel, context_view, save_context
+    from cardiovlm.ui.series_panel import apply_pick, build_series_panel, load_kwargs, preview_upload, series_view
 
     session = Session(model=ClinicalPlanner(), output_dir=tmp_path_factory.mktemp("out"))
 

@@ -14,7 +14,7 @@ USER = SimpleNamespace(username=None)  # the app served without logins, as on a 
 
 @pytest.fixture(scope="module")
 def state():
-    from ui.session_state import UiSession
+    from cardiovlm.ui.session_state import UiSession
 
     s = UiSession(owner=None)
     yield s
@@ -23,7 +23,7 @@ def state():
 
 def _ask(state, question: str):
     """The last update of one question: (state, chat, box, findings, downloads, ..., status, reports)."""
-    from ui.app import _answer
+    from cardiovlm.ui.app import _answer
 
     *_, final = _answer(state, question, [], USER)
     return final

@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from cardiovlm.tools.core.settings import get_settings
 from tests.loopback import free_port
 from tests.ui.test_browser import CHROMIUM, FLAGS, _ensure_chromium
-from tools.core.settings import get_settings
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(
     not (get_settings().demo_cases_dir / "healthy" / "case.json").is_file(),
@@ -24,7 +24,7 @@ W, H = 1280, 720
 def page():
     _ensure_chromium()
     sync_api = pytest.importorskip("playwright.sync_api")
-    from ui.server import launch
+    from cardiovlm.ui.server import launch
 
     app, url = launch("127.0.0.1", free_port(), block=False)
     try:

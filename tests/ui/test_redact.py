@@ -3,8 +3,8 @@
 import tempfile
 from pathlib import Path
 
-from tools.core.settings import get_settings
-from ui.redact import hide_server_paths
+from cardiovlm.tools.core.settings import get_settings
+from cardiovlm.ui.redact import hide_server_paths
 
 
 def test_paths_under_the_work_and_temp_folders_become_file_names():

@@ -7,11 +7,11 @@ import gradio as gr
 import numpy as np
 import pytest
 
-from assistant.planner import ClinicalPlanner
-from assistant.session import Session
+from cardiovlm.assistant.planner import ClinicalPlanner
+from cardiovlm.assistant.session import Session
+from cardiovlm.tools.ingest.series import NO_SERIES
+from cardiovlm.ui.series_panel import COLUMNS, apply_pick, build_series_panel, load_kwargs, preview_upload, series_view
 from tests.tools.series_data import write_exam, zip_folder
-from tools.ingest.series import NO_SERIES
-from ui.series_panel import COLUMNS, apply_pick, build_series_panel, load_kwargs, preview_upload, series_view
 
 
 def _affine(spacing):

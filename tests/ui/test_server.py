@@ -2,7 +2,7 @@
 
 import pytest
 
-from ui.server import InsecureBindError, is_loopback, launch, read_users
+from cardiovlm.ui.server import InsecureBindError, is_loopback, launch, read_users
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "localhost", "::1"])

@@ -9,14 +9,14 @@ from types import SimpleNamespace
 import pytest
 from PIL import Image
 
-from assistant.findings import findings_of
-from assistant.tools.measure_lesion import measure_lesion_tool
-from assistant.tools.stent_coverage import stent_coverage_tool
-from tools.core.answer import AnswerFinding, GroundedAnswer, ToolCallRecord
-from tools.core.settings import get_settings
-from tools.quant.context import load_context
-from tools.views.vessel_view import VesselViewError
-from ui.vessel_panel import case_name, vessel_view_for_answer
+from cardiovlm.assistant.findings import findings_of
+from cardiovlm.assistant.tools.measure_lesion import measure_lesion_tool
+from cardiovlm.assistant.tools.stent_coverage import stent_coverage_tool
+from cardiovlm.tools.core.answer import AnswerFinding, GroundedAnswer, ToolCallRecord
+from cardiovlm.tools.core.settings import get_settings
+from cardiovlm.tools.quant.context import load_context
+from cardiovlm.tools.views.vessel_view import VesselViewError
+from cardiovlm.ui.vessel_panel import case_name, vessel_view_for_answer
 
 CASE = "lad_stenosis"
 
@@ -108,8 +108,8 @@ def test_an_uploaded_study_is_not_named_after_its_file(ctx):
 def test_with_no_length_asked_the_view_draws_the_stent_the_answer_recommends(tmp_path):
     # The answer recommended a 12 mm stent while the view drew the 8 mm shortest-catalogue probe
     # marked "does not cover": the picture contradicted the answer.
-    from assistant.planner import ClinicalPlanner
-    from assistant.session import Session
+    from cardiovlm.assistant.planner import ClinicalPlanner
+    from cardiovlm.assistant.session import Session
 
     session = Session(model=ClinicalPlanner(), output_dir=tmp_path)
     session.load_study(get_settings().demo_cases_dir / CASE)

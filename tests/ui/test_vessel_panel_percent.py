@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.findings import lesion_findings
-from tools.core.answer import GroundedAnswer, ToolCallRecord
-from tools.quant.stenosis import LesionMeasurement, measure_vessel
-from training.phantoms.tubes import OBLIQUE, straight_tube
-from ui.vessel_panel import _check_same, caption_for
+from cardiovlm.assistant.findings import lesion_findings
+from cardiovlm.tools.core.answer import GroundedAnswer, ToolCallRecord
+from cardiovlm.tools.quant.stenosis import LesionMeasurement, measure_vessel
+from cardiovlm.training.phantoms.tubes import OBLIQUE, straight_tube
+from cardiovlm.ui.vessel_panel import _check_same, caption_for
 
 
 def _said(where: str, lesion) -> list:
@@ -41,9 +41,10 @@ def test_a_band_edge_stenosis_is_captioned_and_checked_as_the_answer_shows_it(me
 
 
 def test_the_view_draws_the_lesion_the_answer_names_when_stenoses_tie(measured_lad):
-    """Two vessels at the same stenosis: the answer names the longer lesion (tools.quant.cadrads.worst_lesion);
+    """Two vessels at the same stenosis: the answer names the longer lesion
+    (cardiovlm.tools.quant.cadrads.worst_lesion);
     the picture once took whichever vessel came first."""
-    from ui.vessel_panel import _holding_worst, _most_stenosed_said
+    from cardiovlm.ui.vessel_panel import _holding_worst, _most_stenosed_said
 
     base = measured_lad.worst_lesion()
     short = LesionMeasurement(vessel="RCA", segment=None, measurement=measured_lad, message="", labels_source=None,

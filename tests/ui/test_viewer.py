@@ -15,7 +15,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from tools.core.settings import get_settings
+from cardiovlm.tools.core.settings import get_settings
 
 CASE = get_settings().demo_cases_dir / "lad_stenosis"
 needs_case = pytest.mark.skipif(not (CASE / "case.json").is_file(), reason="the lad_stenosis demo case is not bundled")
@@ -23,10 +23,10 @@ needs_case = pytest.mark.skipif(not (CASE / "case.json").is_file(), reason="the 
 
 @needs_case
 def test_the_viewer_reads_the_loaded_ct_and_the_answer_mask_and_no_answer_shows_a_server_path():
-    from tools.core.anatomy import mask_color
-    from ui.app import _answer, _viewer_value
-    from ui.session_state import UiSession
-    from ui.workdir import gradio_dir
+    from cardiovlm.tools.core.anatomy import mask_color
+    from cardiovlm.ui.app import _answer, _viewer_value
+    from cardiovlm.ui.session_state import UiSession
+    from cardiovlm.ui.workdir import gradio_dir
 
     state = UiSession()
     try:
@@ -60,8 +60,8 @@ def test_the_viewer_reads_the_loaded_ct_and_the_answer_mask_and_no_answer_shows_
 
 @needs_case
 def test_a_landmark_answer_moves_the_crosshair_to_the_point_it_names():
-    from ui.app import _answer, _viewer_value
-    from ui.session_state import UiSession
+    from cardiovlm.ui.app import _answer, _viewer_value
+    from cardiovlm.ui.session_state import UiSession
 
     state = UiSession()
     try:
@@ -85,8 +85,8 @@ def test_a_landmark_answer_moves_the_crosshair_to_the_point_it_names():
 def test_a_point_outside_the_study_moves_nothing():
     from types import SimpleNamespace
 
-    from tools.core.answer import AnswerFinding
-    from ui.viewer import _voxel_of, answer_point
+    from cardiovlm.tools.core.answer import AnswerFinding
+    from cardiovlm.ui.viewer import _voxel_of, answer_point
 
     study = SimpleNamespace(shape=(10, 10, 10), mm_to_index=lambda xyz: np.asarray(xyz, float).reshape(-1, 3))
     assert _voxel_of(study, (2.2, 3.7, 9.0)) == [2, 4, 9]
@@ -100,8 +100,8 @@ def test_a_point_outside_the_study_moves_nothing():
 
 
 def test_nothing_to_show_before_a_study_is_loaded():
-    from ui.app import _viewer_value
-    from ui.session_state import UiSession
+    from cardiovlm.ui.app import _viewer_value
+    from cardiovlm.ui.session_state import UiSession
 
     state = UiSession()
     try:
@@ -111,7 +111,7 @@ def test_nothing_to_show_before_a_study_is_loaded():
 
 
 def test_the_niivue_script_ships_with_its_licence():
-    from ui.viewer import NIIVUE_JS, STATIC_DIR
+    from cardiovlm.ui.viewer import NIIVUE_JS, STATIC_DIR
 
     assert 500_000 < NIIVUE_JS.stat().st_size < 4_000_000
     assert "BSD 2-Clause" in (STATIC_DIR / "niivue" / "LICENSE").read_text()
@@ -125,7 +125,7 @@ def test_cardiovlm_demo_prints_no_share_hint(tmp_path):
     out = tmp_path / "out.txt"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     with open(out, "w") as sink:
-        proc = subprocess.Popen([sys.executable, "-m", "ui.cli", "demo", "--port", str(port)], stdout=sink,
+        proc = subprocess.Popen([sys.executable, "-m", "cardiovlm.ui.cli", "demo", "--port", str(port)], stdout=sink,
                                 stderr=subprocess.STDOUT, env=env, cwd=Path(__file__).resolve().parents[2])
     try:
         deadline = time.monotonic() + 120

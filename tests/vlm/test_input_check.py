@@ -7,10 +7,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from tools.core.settings import PACKAGE_ROOT
-from tools.ingest.study import load_nifti, load_study
-from tools.ingest.study_errors import StudyError
-from vlm.input_check import (
+from cardiovlm.tools.core.settings import PACKAGE_ROOT
+from cardiovlm.tools.ingest.study import load_nifti, load_study
+from cardiovlm.tools.ingest.study_errors import StudyError
+from cardiovlm.vlm.input_check import (
     BlankVolumeError,
     FieldOfViewError,
     LocalizerError,
@@ -88,7 +88,7 @@ def test_a_field_of_view_that_is_not_cardiac_is_refused(demo):
 
 
 def test_a_non_contrast_scan_is_refused(tmp_path):
-    from training.phantoms.generate import generate_case
+    from cardiovlm.training.phantoms.generate import generate_case
 
     # The same phantom anatomy with unenhanced blood (50 HU): only bone is bright.
     case = generate_case(tmp_path, seed=5, size="small", with_cac=False, with_dicom=False, blood_hu=50)

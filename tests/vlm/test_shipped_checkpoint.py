@@ -8,11 +8,11 @@ import json
 import numpy as np
 import pytest
 
-import vlm
-from tools.core.anatomy import STRUCTURES_BY_NAME
-from tools.core.settings import PACKAGE_ROOT, get_settings
-from vlm.checkpoint_format import CONFIG_FILE, WEIGHTS_FILE
-from vlm.validation import EVALUATION_FILE, measured_scores
+from cardiovlm import vlm
+from cardiovlm.tools.core.anatomy import STRUCTURES_BY_NAME
+from cardiovlm.tools.core.settings import PACKAGE_ROOT, get_settings
+from cardiovlm.vlm.checkpoint_format import CONFIG_FILE, WEIGHTS_FILE
+from cardiovlm.vlm.validation import EVALUATION_FILE, measured_scores
 
 SHIPPED = PACKAGE_ROOT / "vlm" / "checkpoint"
 CARD = "README.md"
@@ -29,7 +29,7 @@ def shipped_model():
 
 @pytest.fixture(scope="module")
 def demo_study():
-    from tools.ingest.study import load_study
+    from cardiovlm.tools.ingest.study import load_study
 
     return load_study(DEMO)
 
@@ -68,9 +68,9 @@ def test_shipped_checkpoint_segments_on_a_demo_study_what_its_evaluation_claims(
 
 
 def test_assistant_draws_only_the_masks_the_shipped_checkpoint_can_draw(tmp_path, demo_study, monkeypatch):
-    from assistant.planner import ClinicalPlanner
-    from assistant.session import Session
-    from tools.quant.context import StudyContext
+    from cardiovlm.assistant.planner import ClinicalPlanner
+    from cardiovlm.assistant.session import Session
+    from cardiovlm.tools.quant.context import StudyContext
 
     monkeypatch.delenv("CARDIOVLM_CHECKPOINT_DIR", raising=False)
     monkeypatch.delenv("CARDIOVLM_VLM_MIN_DICE", raising=False)
@@ -101,7 +101,7 @@ def test_evaluation_json_is_what_cardiovlm_evaluate_writes():
 
 
 def test_the_shipped_evaluation_has_image_controls_and_the_card_quotes_them():
-    from vlm.validation import CONTROL_SPLITS, measured_controls
+    from cardiovlm.vlm.validation import CONTROL_SPLITS, measured_controls
 
     scores, controls = measured_scores(SHIPPED), measured_controls(SHIPPED)
     assert set(controls) == set(CONTROL_SPLITS.values())
@@ -112,9 +112,9 @@ def test_the_shipped_evaluation_has_image_controls_and_the_card_quotes_them():
 
 
 def test_the_assistant_quotes_a_shipped_answer_only_as_far_as_its_controls_allow(tmp_path, demo_study, monkeypatch):
-    from assistant.tools.vlm import VLMAnswerWithheld, vlm_ask
-    from tools.quant.context import StudyContext
-    from vlm.validation import answer_evidence
+    from cardiovlm.assistant.tools.vlm import VLMAnswerWithheld, vlm_ask
+    from cardiovlm.tools.quant.context import StudyContext
+    from cardiovlm.vlm.validation import answer_evidence
 
     monkeypatch.delenv("CARDIOVLM_CHECKPOINT_DIR", raising=False)
     monkeypatch.delenv("CARDIOVLM_VLM_MIN_ANSWER_MARGIN", raising=False)

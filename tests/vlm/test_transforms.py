@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from tools.ingest.study_value import Study
-from vlm import CardioVLMConfig
-from vlm.transforms import HeartRoi, HeartRoid, RoiGrid, blood_pool_centre
+from cardiovlm.tools.ingest.study_value import Study
+from cardiovlm.vlm import CardioVLMConfig
+from cardiovlm.vlm.transforms import HeartRoi, HeartRoid, RoiGrid, blood_pool_centre
 
 
 def off_centre_study() -> Study:

@@ -6,7 +6,13 @@ import json
 
 import pytest
 
-from vlm.validation import EVALUATION_FILE, HELD_OUT_SPLIT, measured_dice, measured_scores, structure_group_of_text
+from cardiovlm.vlm.validation import (
+    EVALUATION_FILE,
+    HELD_OUT_SPLIT,
+    measured_dice,
+    measured_scores,
+    structure_group_of_text,
+)
 
 
 @pytest.mark.parametrize("text,group", [("LAD", "LAD"), ("proximal RCA", "RCA"), ("circumflex", "LCx"),
@@ -48,13 +54,13 @@ def test_a_chamber_is_judged_by_its_own_row_when_the_evaluation_has_one(tmp_path
     ("Will a 26 mm stent fully cover the proximal LAD lesion?", "stent sizing"),
     ("24 mm stent covers pCx lesion?", "stent sizing")])
 def test_question_kind(question, kind):
-    from vlm.validation import question_kind
+    from cardiovlm.vlm.validation import question_kind
 
     assert question_kind(question) == kind
 
 
 def test_answer_evidence_compares_the_kind_with_its_closest_control(tmp_path):
-    from vlm.validation import answer_evidence
+    from cardiovlm.vlm.validation import answer_evidence
 
     row = "yes/no balanced accuracy (findings)"
     assert not answer_evidence(tmp_path, "is there a stent?").depends_on_image  # no evaluation: no evidence

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-import vlm
-from tools.ingest.study_value import Study
-from vlm import CardioVLM, CardioVLMConfig, CheckpointError, ConfigError, VLMOutput
+from cardiovlm import vlm
+from cardiovlm.tools.ingest.study_value import Study
+from cardiovlm.vlm import CardioVLM, CardioVLMConfig, CheckpointError, ConfigError, VLMOutput
 
 torch.set_num_threads(1)
 
@@ -69,7 +69,7 @@ def test_run_refuses_a_study_that_is_not_ct_in_hu(modality, calibrated):
     """Every use of the model, not only the assistant's tools, refuses an image that is not CT in HU."""
     import dataclasses
 
-    from vlm.input_check import NotCTError
+    from cardiovlm.vlm.input_check import NotCTError
 
     model = CardioVLM(tiny())
     study = dataclasses.replace(block_study(), modality=modality, hu_calibrated=calibrated)

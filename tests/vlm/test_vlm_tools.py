@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from tools.core.settings import PACKAGE_ROOT, get_settings
-from tools.ingest.nifti_io import read_nifti
-from tools.quant.context import StudyContext
-from vlm.validation import EVALUATION_FILE, HELD_OUT_SPLIT
+from cardiovlm.tools.core.settings import PACKAGE_ROOT, get_settings
+from cardiovlm.tools.ingest.nifti_io import read_nifti
+from cardiovlm.tools.quant.context import StudyContext
+from cardiovlm.vlm.validation import EVALUATION_FILE, HELD_OUT_SPLIT
 
 DEMO = PACKAGE_ROOT / "tools" / "demo_cases" / "lad_stenosis"
 FINDINGS = "yes/no balanced accuracy (findings)"
@@ -24,14 +24,14 @@ ANATOMY = "yes/no balanced accuracy (anatomy)"
 
 @pytest.fixture(scope="module")
 def demo_study():
-    from tools.ingest.study import load_study
+    from cardiovlm.tools.ingest.study import load_study
 
     return load_study(DEMO)
 
 
 @pytest.fixture
 def tiny_checkpoint(tmp_path, monkeypatch):
-    from vlm import CardioVLM, CardioVLMConfig
+    from cardiovlm.vlm import CardioVLM, CardioVLMConfig
 
     torch.manual_seed(0)
     folder = CardioVLM(CardioVLMConfig.tiny()).save(tmp_path / "ckpt")
@@ -49,13 +49,13 @@ def _evaluation(folder, own: dict, controls: dict[str, dict] | None = None) -> N
 
 
 def _ask(ctx, question, choices=None):
-    from assistant.tools.vlm import vlm_ask_tool
+    from cardiovlm.assistant.tools.vlm import vlm_ask_tool
 
     return vlm_ask_tool.invoke({"question": question, "choices": choices}, config=ctx.as_config())
 
 
 def test_an_answer_is_quoted_only_when_it_beats_the_image_controls(tiny_checkpoint, demo_study, tmp_path):
-    from assistant.tools.vlm import VLMAnswerWithheld
+    from cardiovlm.assistant.tools.vlm import VLMAnswerWithheld
 
     ctx = StudyContext(study=demo_study, output_dir=tmp_path / "out")
     question = "Is there a calcification in the LAD?"
@@ -89,8 +89,8 @@ def test_an_answer_is_quoted_only_when_it_beats_the_image_controls(tiny_checkpoi
 
 
 def test_the_margin_is_a_typed_setting(tiny_checkpoint, demo_study, tmp_path, monkeypatch):
-    from assistant.tools.vlm import VLMAnswerWithheld
-    from tools.core.settings import Settings
+    from cardiovlm.assistant.tools.vlm import VLMAnswerWithheld
+    from cardiovlm.tools.core.settings import Settings
 
     ctx = StudyContext(study=demo_study, output_dir=tmp_path / "out")
     _evaluation(tiny_checkpoint, {FINDINGS: 0.75}, {"shuffled images": {FINDINGS: 0.6}})
@@ -108,8 +108,8 @@ def test_the_margin_is_a_typed_setting(tiny_checkpoint, demo_study, tmp_path, mo
 
 @pytest.mark.parametrize("bad", ["blank", "two_slices", "mr"])
 def test_the_input_check_runs_before_any_vlm_output(bad, tiny_checkpoint, demo_study, tmp_path, monkeypatch):
-    from assistant.tools.vlm import vlm_locate_tool, vlm_segment_tool
-    from vlm.input_check import BlankVolumeError, LocalizerError, NotCTError
+    from cardiovlm.assistant.tools.vlm import vlm_locate_tool, vlm_segment_tool
+    from cardiovlm.vlm.input_check import BlankVolumeError, LocalizerError, NotCTError
 
     monkeypatch.setenv("CARDIOVLM_VLM_MIN_DICE", "0")  # every gate of the checkpoint's scores open...
     monkeypatch.setenv("CARDIOVLM_VLM_MIN_ANSWER_MARGIN", "0")
@@ -140,8 +140,8 @@ def test_the_input_check_runs_before_any_vlm_output(bad, tiny_checkpoint, demo_s
 
 def test_masks_follow_the_measured_dice_and_answers_carry_their_evidence(tiny_checkpoint, demo_study, tmp_path,
                                                                          monkeypatch):
-    import assistant.tools.vlm as vt
-    from vlm.checkpoint_format import CONFIG_FILE, WEIGHTS_FILE
+    import cardiovlm.assistant.tools.vlm as vt
+    from cardiovlm.vlm.checkpoint_format import CONFIG_FILE, WEIGHTS_FILE
 
     assert (vt.CONFIG_FILE, vt.WEIGHTS_FILE) == (CONFIG_FILE, WEIGHTS_FILE)  # checked without importing torch
     ctx = StudyContext(study=demo_study, output_dir=tmp_path / "out")

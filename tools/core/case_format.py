@@ -9,20 +9,20 @@ Layout of a case folder (``<root>/<case_id>/``)::
     case.json            CaseManifest: id, generator version and seed, grids, dominance, files present
     ccta.nii.gz          contrast CCTA, HU as int16, NIfTI (RAS affine, as NIfTI requires)
     ccta_dicom/          the same CCTA as a DICOM CT series (one file per slice, CT Image Storage)
-    labels.nii.gz        uint8 label map on the CCTA grid; ids from ``tools.core.anatomy``
+    labels.nii.gz        uint8 label map on the CCTA grid; ids from ``cardiovlm.tools.core.anatomy``
     label_table.json     {label id: registry key}, background included
     cac.nii.gz           optional paired non-contrast calcium-scoring series (3 mm slices)
     cac_labels.nii.gz    label map on the calcium-scoring grid
     cac_dicom/           the calcium-scoring series as DICOM
     centerlines.json     Centerlines: per SCCT segment, points (LPS mm) with lumen radius (mm)
-    landmarks.json       {landmark name: [x, y, z] in LPS mm}; names from ``tools.core.anatomy.LANDMARKS``
+    landmarks.json       {landmark name: [x, y, z] in LPS mm}; names from ``cardiovlm.tools.core.anatomy.LANDMARKS``
                          plus ``<finding id>_start`` / ``<finding id>_end`` per finding
     findings.json        Findings: per finding and per segment ground truth
     clinical.json        ClinicalContext: risk factors, labs
     report.txt           free-text CCTA report written from the findings
     preview/             PNG views (axial, coronal, MIP), when asked for
 
-Orientation convention (shared with ``tools.ingest.study_value.Study``): arrays are indexed ``[i, j, k]`` with
+Orientation convention (shared with ``cardiovlm.tools.ingest.study_value.Study``): arrays are indexed ``[i, j, k]`` with
 i towards the patient's Left, j towards Posterior, k towards Superior (DICOM LPS axes); the affine
 maps a voxel index to patient LPS millimetres. NIfTI files store the same data with the RAS affine
 ``diag(-1, -1, 1, 1) @ affine_lps`` as the NIfTI standard requires.
@@ -37,9 +37,9 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from tools.core.anatomy import FINDING_KINDS, SEGMENTS_BY_CODE
-from tools.core.errors import CardioVLMError
-from tools.ingest.nifti_io import read_nifti
+from cardiovlm.tools.core.anatomy import FINDING_KINDS, SEGMENTS_BY_CODE
+from cardiovlm.tools.core.errors import CardioVLMError
+from cardiovlm.tools.ingest.nifti_io import read_nifti
 
 CASE_FORMAT_VERSION = "1.0"
 
@@ -89,7 +89,7 @@ class Finding(BaseModel):
     """One ground-truth finding on one coronary segment."""
 
     id: str = Field(description="unique within the case, e.g. 'f1'; lesion landmarks use it")
-    segment: str = Field(description="SCCT segment code from tools.core.anatomy, e.g. 'pLAD'")
+    segment: str = Field(description="SCCT segment code from cardiovlm.tools.core.anatomy, e.g. 'pLAD'")
     kind: FindingKind
     stenosis_percent: float = Field(
         ge=0, le=100, description="lumen diameter stenosis vs the healthy reference; 100 = occlusion; "
@@ -166,7 +166,7 @@ class ClinicalContext(BaseModel):
 
 
 class Case(BaseModel):
-    """Paths and parsed JSON of a case folder (images are loaded on demand by ``tools.ingest.study``)."""
+    """Paths and parsed JSON of a case folder (images are loaded on demand by ``cardiovlm.tools.ingest.study``)."""
 
     root: Path
     manifest: CaseManifest
@@ -228,7 +228,7 @@ def read_labels(root: str | Path, name: str = LABELS_NIFTI) -> np.ndarray:
 
     Raises:
         CaseFormatError: the case has no such label map.
-        tools.ingest.study_errors.StudyError: the file is not a readable label map.
+        cardiovlm.tools.ingest.study_errors.StudyError: the file is not a readable label map.
     """
     path = Path(root) / name
     if not path.is_file():

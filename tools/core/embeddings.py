@@ -8,7 +8,7 @@ weights are loaded once per process and the lookup lives in one place.
 
 Examples::
 
-    >>> from tools.core.embeddings import load_model
+    >>> from cardiovlm.tools.core.embeddings import load_model
     >>> model = load_model()
     >>> model.encode(["severe proximal LAD stenosis"], normalize_embeddings=True).shape
     (1, 384)
@@ -20,8 +20,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tools.core.errors import CardioVLMError
-from tools.core.settings import OFFLINE_HUB, set_library_environment
+from cardiovlm.tools.core.errors import CardioVLMError
+from cardiovlm.tools.core.settings import OFFLINE_HUB, set_library_environment
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer

@@ -5,14 +5,14 @@ DICOM (a folder, a zip, or retrieved from the PACS) is referenced as it is: its 
 read with :func:`capture_reference` when the study is loaded (the app deletes the uploaded files
 right after), so the SEG and SR keep the study's patient and study identifiers and UIDs. A study
 loaded from NIfTI or a case folder has no DICOM series, so one is written first with
-:func:`tools.dicom.dicom_write.write_ct_series` into the study load's output folder (once per folder)
+:func:`cardiovlm.tools.dicom.dicom_write.write_ct_series` into the study load's output folder (once per folder)
 and the SEG references that series; the note says so, because a PACS must receive that
 series together with the SEG. One segment per structure, coded with SNOMED CT: coronary segments
 with their CID 3014 codes from the anatomy registry, whole arteries, aorta, left ventricle, stents
 and plaque with pydicom's ``codes.SCT`` concepts.
 
 **Structured report: a DICOM SR, not an Encapsulated PDF.** Every finding of a
-:class:`~tools.core.answer.GroundedAnswer` is a name, a value, a unit and the tool that measured it:
+:class:`~cardiovlm.tools.core.answer.GroundedAnswer` is a name, a value, a unit and the tool that measured it:
 exactly what TID 1500 (Measurement Report) holds, as numeric measurements with UCUM units and
 coded qualitative evaluations, so a PACS, a viewer or a registry can read the numbers back without
 parsing text. A PDF would only be pictures of those numbers. The free-text answer is not part of
@@ -33,18 +33,18 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tools.core.anatomy import ARTERIES, SEGMENTS_BY_CODE, find_anatomy
-from tools.core.errors import CardioVLMError
-from tools.ingest.study_value import Study
+from cardiovlm.tools.core.anatomy import ARTERIES, SEGMENTS_BY_CODE, find_anatomy
+from cardiovlm.tools.core.errors import CardioVLMError
+from cardiovlm.tools.ingest.study_value import Study
 
 if TYPE_CHECKING:
-    from tools.core.answer import GroundedAnswer
+    from cardiovlm.tools.core.answer import GroundedAnswer
 
 REFERENCE_SERIES_DIR = "ct_series_for_seg"
 PRIVATE_SCHEME = "99CVLM"  # DICOM private coding scheme designators start with "99"
 SEG_SERIES_NUMBER, SR_SERIES_NUMBER = 900, 901
-VLM_MASK_PREFIX = "vlm_"  # assistant.tools.vlm keeps VLM masks apart from label-map masks of the same name
-# Findings' units (assistant.findings) as UCUM; anything else becomes a UCUM annotation "{unit}". Powers
+VLM_MASK_PREFIX = "vlm_"  # cardiovlm.assistant.tools.vlm keeps VLM masks apart from label-map masks of the same name
+# Findings' units (cardiovlm.assistant.findings) as UCUM; anything else becomes a UCUM annotation "{unit}". Powers
 # are written with a caret as the findings write them ("mm^2", "mm^3"), never "mm2".
 UCUM = {"mm": ("mm", "millimeter"), "mm^2": ("mm2", "square millimeter"), "mm^3": ("mm3", "cubic millimeter"),
         "%": ("%", "percent"), "mg": ("mg", "milligram"), "ng/L": ("ng/L", "nanogram per liter"),
@@ -118,8 +118,8 @@ def _zip_series_datasets(path: Path, series_uid: str | None) -> list:
 
     import pydicom
 
-    from tools.core.settings import get_settings
-    from tools.ingest.safe_zip import check_zip
+    from cardiovlm.tools.core.settings import get_settings
+    from cardiovlm.tools.ingest.safe_zip import check_zip
 
     settings = get_settings()
     datasets = []
@@ -170,7 +170,7 @@ def reference_series(study: Study, out_dir: Path, captured: ReferenceSeries | No
         return found
     folder = out_dir / REFERENCE_SERIES_DIR
     if not folder.is_dir() or not any(folder.iterdir()):
-        from tools.dicom.dicom_write import write_ct_series
+        from cardiovlm.tools.dicom.dicom_write import write_ct_series
 
         # Fresh series UIDs (no seed): this series is new to any PACS; it is written once per output
         # folder. A study that came from DICOM keeps its StudyInstanceUID, so it stays one study there.
@@ -372,7 +372,7 @@ def masks_of_answer(answer: GroundedAnswer, study: Study) -> dict[str, np.ndarra
     Raises:
         DicomExportError: a mask file is not on the grid of ``study``.
     """
-    from tools.ingest.study import load_nifti
+    from cardiovlm.tools.ingest.study import load_nifti
 
     masks = {}
     for m in answer.masks:

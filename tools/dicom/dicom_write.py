@@ -1,6 +1,6 @@
 """Write a volume as a DICOM CT Image Storage series (one file per slice).
 
-The volume follows the ``tools.ingest.study`` convention: ``hu[i, j, k]`` with an ``affine`` mapping voxel
+The volume follows the ``cardiovlm.tools.ingest.study`` convention: ``hu[i, j, k]`` with an ``affine`` mapping voxel
 indices to patient LPS millimetres. Slice ``k`` becomes one file whose pixel rows run along j and
 columns along i (DICOM stores ``pixel_array[row, column]``, so the slice is ``hu[:, :, k].T``).
 
@@ -18,7 +18,7 @@ import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
-from tools.core.errors import CardioVLMError
+from cardiovlm.tools.core.errors import CardioVLMError
 
 
 class DicomWriteError(CardioVLMError):

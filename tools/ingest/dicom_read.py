@@ -1,4 +1,4 @@
-"""Read a folder of DICOM files into one :class:`tools.ingest.study.Study`.
+"""Read a folder of DICOM files into one :class:`cardiovlm.tools.ingest.study.Study`.
 
 Three steps, each with its own function:
 
@@ -25,8 +25,8 @@ import numpy as np
 import pydicom
 from pydicom.errors import InvalidDicomError
 
-from tools.core.settings import Settings, get_settings, install_salt
-from tools.ingest.study_errors import (
+from cardiovlm.tools.core.settings import Settings, get_settings, install_salt
+from cardiovlm.tools.ingest.study_errors import (
     CorruptDicomError,
     EmptyFolderError,
     GantryTiltError,
@@ -49,7 +49,7 @@ from tools.ingest.study_errors import (
     UnevenSpacingError,
     UnsupportedPixelFormatError,
 )
-from tools.ingest.study_value import (
+from cardiovlm.tools.ingest.study_value import (
     LIMITS,
     IngestLimits,
     Study,
@@ -898,7 +898,8 @@ def _patient_age(ds: pydicom.Dataset) -> int | None:
 
 def read_dicom_folder(folder: Path, *, settings: Settings | None = None, series_uid: str | None = None,
                       scan: FolderScan | None = None) -> Study:
-    """Load the best series under ``folder``, or the series ``series_uid``; see :func:`tools.ingest.study.load_study`.
+    """Load the best series under ``folder``, or the series ``series_uid``; see
+    :func:`cardiovlm.tools.ingest.study.load_study`.
 
     Args:
         scan: the folder's :func:`scan_folder` result when already read (several series of one folder
@@ -906,7 +907,7 @@ def read_dicom_folder(folder: Path, *, settings: Settings | None = None, series_
 
     Raises:
         SeriesNotFoundError: ``series_uid`` is not a series of the folder.
-        StudyError: the series (or the folder) cannot be loaded; see :func:`tools.ingest.study.load_study`.
+        StudyError: the series (or the folder) cannot be loaded; see :func:`cardiovlm.tools.ingest.study.load_study`.
     """
     settings = settings or get_settings()
     scan = scan or scan_folder(folder)

@@ -1,9 +1,9 @@
-"""NIfTI reading and writing in the ``tools.ingest.study`` LPS convention.
+"""NIfTI reading and writing in the ``cardiovlm.tools.ingest.study`` LPS convention.
 
 NIfTI stores a RAS affine (+x towards the patient's Right, +y Anterior); the LPS affine of
-``tools.ingest.study`` differs from it by ``diag(-1, -1, 1, 1)``. Reading reorients any voxel order to LPS
+``cardiovlm.tools.ingest.study`` differs from it by ``diag(-1, -1, 1, 1)``. Reading reorients any voxel order to LPS
 ``[i, j, k]`` with ``nibabel.orientations``; writing stores the LPS-ordered array with the RAS affine
-``diag(-1, -1, 1, 1) @ affine_lps`` as ``tools.core.case_format`` documents.
+``diag(-1, -1, 1, 1) @ affine_lps`` as ``cardiovlm.tools.core.case_format`` documents.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import nibabel as nib
 import numpy as np
 from nibabel.openers import ImageOpener
 
-from tools.ingest.study_errors import (
+from cardiovlm.tools.ingest.study_errors import (
     ImageTooLargeError,
     InvalidGeometryError,
     InvalidNiftiAffineError,
@@ -22,7 +22,7 @@ from tools.ingest.study_errors import (
     NotAVolumeError,
     StudyNotFoundError,
 )
-from tools.ingest.study_value import (
+from cardiovlm.tools.ingest.study_value import (
     LIMITS,
     IngestLimits,
     Study,
@@ -95,7 +95,7 @@ def _check_header(img, path: Path, name: str, limits: IngestLimits) -> None:
 
 
 def read_nifti(path: Path, *, labels: bool = False, limits: IngestLimits = LIMITS) -> Study:
-    """Read a 3D NIfTI image or label map; see :func:`tools.ingest.study.load_nifti`."""
+    """Read a 3D NIfTI image or label map; see :func:`cardiovlm.tools.ingest.study.load_nifti`."""
     if not path.is_file():
         raise StudyNotFoundError(f"{path}: no such file")
     try:

@@ -2,7 +2,7 @@
 
 :class:`PacsClient` wraps ``dicomweb-client``: QIDO-RS searches (patient, accession number, date,
 modality), WADO-RS retrieval of one series streamed instance by instance into a folder, and STOW-RS
-sending. A retrieved series is loaded with the same :func:`tools.ingest.study.load_study` as files on
+sending. A retrieved series is loaded with the same :func:`cardiovlm.tools.ingest.study.load_study` as files on
 disk, so ingest rules (series choice, HU rescale, LPS orientation, de-identification) are the same.
 
 Retrieval writes into a hidden ``.partial-*`` folder that becomes the series folder only when every
@@ -33,13 +33,13 @@ from typing import TYPE_CHECKING
 
 import requests
 
-from tools.core.errors import CardioVLMError
+from cardiovlm.tools.core.errors import CardioVLMError
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
 
-    from tools.core.settings import Settings
-    from tools.ingest.study_value import Study
+    from cardiovlm.tools.core.settings import Settings
+    from cardiovlm.tools.ingest.study_value import Study
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +199,7 @@ class PacsClient:
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> PacsClient:
-        from tools.core.settings import get_settings
+        from cardiovlm.tools.core.settings import get_settings
 
         s = settings or get_settings()
         secret = lambda v: v.get_secret_value() if v is not None else None  # noqa: E731
@@ -316,7 +316,7 @@ class PacsClient:
 
         The files stay in ``dest/<series_uid>/`` (a DICOM SEG must reference them later).
         """
-        from tools.ingest.study import load_study
+        from cardiovlm.tools.ingest.study import load_study
 
         folder = self.retrieve_series(study_uid, series_uid, dest, progress=progress, show_bar=show_bar)
         study = load_study(folder, settings=settings)

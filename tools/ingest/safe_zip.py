@@ -16,7 +16,7 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
-from tools.ingest.study_errors import DamagedZipError, UnsafeZipError, ZipTooLargeError
+from cardiovlm.tools.ingest.study_errors import DamagedZipError, UnsafeZipError, ZipTooLargeError
 
 _CHUNK = 1 << 20
 # What reading a damaged archive raises, from the directory parser and the three decompressors.

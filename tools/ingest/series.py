@@ -4,10 +4,10 @@ A CCTA examination usually holds several series: a localizer (scout), a non-cont
 calcium-scoring series (3 mm slices, 120 kVp) and the contrast CCTA (thin slices), sometimes more
 phases or reformats. :func:`list_series` reads only the headers and gives each series a kind;
 :func:`pick_series` chooses the CCTA and the calcium series (or checks an explicit pick);
-:func:`load_series_context` loads both into one :class:`tools.quant.context.StudyContext`, so calcium
+:func:`load_series_context` loads both into one :class:`cardiovlm.tools.quant.context.StudyContext`, so calcium
 answers use the calcium series and stenosis answers the CCTA.
 
-Kinds are read from the headers (the image decides later: ``tools.quant.calcium_series`` reads the blood
+Kinds are read from the headers (the image decides later: ``cardiovlm.tools.quant.calcium_series`` reads the blood
 pool of the series it scores, and a "calcium" series whose blood is enhanced is not scored):
 
 * localizer: ImageType says LOCALIZER (a scout or topogram);
@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field
 
-from tools.core import case_format as cf
-from tools.ingest.study_errors import (
+from cardiovlm.tools.core import case_format as cf
+from cardiovlm.tools.ingest.study_errors import (
     EmptyFolderError,
     NotAVolumeError,
     SeriesNotFoundError,
@@ -38,13 +38,13 @@ from tools.ingest.study_errors import (
     StudyNotFoundError,
     UnsupportedFormatError,
 )
-from tools.ingest.study_value import Study
-from tools.quant.calcium_series import CALCIUM_WORDS
+from cardiovlm.tools.ingest.study_value import Study
+from cardiovlm.tools.quant.calcium_series import CALCIUM_WORDS
 
 if TYPE_CHECKING:
-    from tools.core.settings import Settings
-    from tools.ingest.dicom_read import FolderScan, SeriesFiles
-    from tools.quant.context import AnatomySource, StudyContext
+    from cardiovlm.tools.core.settings import Settings
+    from cardiovlm.tools.ingest.dicom_read import FolderScan, SeriesFiles
+    from cardiovlm.tools.quant.context import AnatomySource, StudyContext
 
 SeriesKind = Literal["ccta", "calcium_scoring", "localizer", "other"]
 NO_SERIES = "none"  # an explicit pick of "no calcium-scoring series"
@@ -149,7 +149,7 @@ def _nifti_info(path: Path, kind: SeriesKind, description: str, reason: str) -> 
 
 def _case_listing(root: Path) -> list[SeriesInfo]:
     """A case folder: its CCTA and its calcium-scoring series, as DICOM when present, else NIfTI."""
-    from tools.ingest.dicom_read import scan_folder
+    from cardiovlm.tools.ingest.dicom_read import scan_folder
 
     out = []
     series: tuple[tuple[str, str, SeriesKind, str], ...] = (
@@ -172,7 +172,7 @@ def _dicom_folder(path: Path, settings: Settings):
     if path.is_dir():
         yield path
         return
-    from tools.ingest.safe_zip import extract_zip
+    from cardiovlm.tools.ingest.safe_zip import extract_zip
 
     with tempfile.TemporaryDirectory(prefix="cardiovlm-series-") as tmp:
         extract_zip(path, Path(tmp), max_bytes=settings.max_zip_bytes, max_members=settings.max_zip_members)
@@ -199,7 +199,7 @@ def list_series(path: str | Path, *, settings: Settings | None = None) -> list[S
     Raises:
         StudyError: the path does not exist or holds no DICOM (the same typed errors as loading).
     """
-    from tools.core.settings import get_settings
+    from cardiovlm.tools.core.settings import get_settings
 
     settings = settings or get_settings()
     path = Path(path)
@@ -288,7 +288,7 @@ class LoadedSeries:
 
 def _scan(path: Path, folder: Path) -> FolderScan:
     """The headers of a folder (or of a zip extracted into ``folder``), named after what the user gave."""
-    from tools.ingest.dicom_read import scan_folder
+    from cardiovlm.tools.ingest.dicom_read import scan_folder
 
     try:
         return scan_folder(folder)
@@ -300,8 +300,8 @@ def _scan(path: Path, folder: Path) -> FolderScan:
 
 def _load_case_series(root: Path, uid: str, settings: Settings) -> Study:
     """One series of a case folder: a NIfTI file by name, else the DICOM folder that holds the uid."""
-    from tools.ingest.dicom_read import read_dicom_folder, scan_folder
-    from tools.ingest.study import load_nifti
+    from cardiovlm.tools.ingest.dicom_read import read_dicom_folder, scan_folder
+    from cardiovlm.tools.ingest.study import load_nifti
 
     if (root / uid).is_file():
         return load_nifti(root / uid)
@@ -336,9 +336,9 @@ def load_series(path: str | Path, *, ccta_series: str | None = None, calcium_ser
     Raises:
         StudyError: the typed ingest errors, SeriesNotFoundError / SeriesPickError for a bad pick.
     """
-    from tools.core.settings import get_settings
-    from tools.ingest.dicom_read import read_dicom_folder
-    from tools.ingest.study import load_nifti
+    from cardiovlm.tools.core.settings import get_settings
+    from cardiovlm.tools.ingest.dicom_read import read_dicom_folder
+    from cardiovlm.tools.ingest.study import load_nifti
 
     settings = settings or get_settings()
     path = Path(path)
@@ -374,10 +374,10 @@ def load_series_context(path: str | Path, *, anatomy: AnatomySource = "image", c
                         calcium_series: str | None = None) -> tuple[StudyContext, list[SeriesInfo], SeriesPick]:
     """A session's study context with the picked CCTA and calcium-scoring series, and the listing.
 
-    A case folder is loaded by :func:`tools.quant.context.load_context` (its clinical data and reference
+    A case folder is loaded by :func:`cardiovlm.tools.quant.context.load_context` (its clinical data and reference
     come with it); there the pick can only drop its calcium series (``calcium_series=NO_SERIES``).
     """
-    from tools.quant.context import StudyContext, load_context, with_image_anatomy
+    from cardiovlm.tools.quant.context import StudyContext, load_context, with_image_anatomy
 
     path = Path(path)
     if path.is_dir() and cf.is_case_dir(path):

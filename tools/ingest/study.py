@@ -1,7 +1,7 @@
 """Loading a study: the one front door from a path (DICOM folder, zip, NIfTI, case folder) to a ``Study``.
 
-The value itself, its LPS ``[i, j, k]`` convention and the ingest limits are in ``tools.ingest.study_value``;
-the typed errors in ``tools.ingest.study_errors``: import them from there, their one home.
+The value itself, its LPS ``[i, j, k]`` convention and the ingest limits are in ``cardiovlm.tools.ingest.study_value``;
+the typed errors in ``cardiovlm.tools.ingest.study_errors``: import them from there, their one home.
 """
 
 from __future__ import annotations
@@ -11,19 +11,19 @@ import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tools.ingest.dicom_read import read_dicom_folder
-from tools.ingest.nifti_io import read_nifti, write_nifti
-from tools.ingest.safe_zip import extract_zip
-from tools.ingest.study_errors import (
+from cardiovlm.tools.ingest.dicom_read import read_dicom_folder
+from cardiovlm.tools.ingest.nifti_io import read_nifti, write_nifti
+from cardiovlm.tools.ingest.safe_zip import extract_zip
+from cardiovlm.tools.ingest.study_errors import (
     EmptyFolderError,
     NotARegularFileError,
     StudyNotFoundError,
     UnsupportedFormatError,
 )
-from tools.ingest.study_value import Study
+from cardiovlm.tools.ingest.study_value import Study
 
 if TYPE_CHECKING:
-    from tools.core.settings import Settings
+    from cardiovlm.tools.core.settings import Settings
 
 
 def load_nifti(path: str | Path, *, labels: bool = False, settings: Settings | None = None) -> Study:
@@ -49,7 +49,7 @@ def load_study(path: str | Path, *, settings: Settings | None = None) -> Study:
     """Load a CT study from a DICOM folder, a zip of DICOM, a NIfTI file or a CardioVLM case folder.
 
     A DICOM folder is searched recursively; when it holds several series the axial CT series with
-    the most slices is chosen and ``Study.series_choice`` says which and why (``tools.ingest.series`` lists
+    the most slices is chosen and ``Study.series_choice`` says which and why (``cardiovlm.tools.ingest.series`` lists
     the series by kind and loads the CCTA together with the calcium-scoring series). Pixels are rescaled
     (RescaleSlope/Intercept) to Hounsfield units and reoriented to LPS ``[i, j, k]``. A case folder
     loads ``ccta_dicom/`` when present, else ``ccta.nii.gz``. Patient name, ID and birth date are
@@ -75,8 +75,8 @@ def load_study(path: str | Path, *, settings: Settings | None = None) -> Study:
         study = load_study("patient_ccta.zip")
         print(study.summary())
     """
-    from tools.core import case_format as cf
-    from tools.core.settings import get_settings
+    from cardiovlm.tools.core import case_format as cf
+    from cardiovlm.tools.core.settings import get_settings
 
     settings = settings or get_settings()
     path = Path(path)
@@ -102,7 +102,7 @@ def load_study(path: str | Path, *, settings: Settings | None = None) -> Study:
 
 
 def _load_case_image(path: Path, settings: Settings) -> Study:
-    from tools.core import case_format as cf
+    from cardiovlm.tools.core import case_format as cf
 
     dicom_dir = path / cf.CCTA_DICOM_DIR
     if dicom_dir.is_dir() and any(dicom_dir.iterdir()):

@@ -1,6 +1,6 @@
 """The typed errors of ingest: each a :class:`StudyError` whose message a clinician understands.
 
-Kept apart from the loaders so that the readers (DICOM, NIfTI, zip) and the ``tools.ingest.study`` front door
+Kept apart from the loaders so that the readers (DICOM, NIfTI, zip) and the ``cardiovlm.tools.ingest.study`` front door
 share them without importing each other.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from tools.core.errors import CardioVLMError
+from cardiovlm.tools.core.errors import CardioVLMError
 
 
 class StudyError(CardioVLMError):

@@ -1,6 +1,6 @@
 """The ``Study`` value, the limits a loadable CT respects, and the reorientation every loader applies.
 
-Orientation convention (shared with ``tools.core.case_format``): ``hu`` is indexed ``[i, j, k]`` with i
+Orientation convention (shared with ``cardiovlm.tools.core.case_format``): ``hu`` is indexed ``[i, j, k]`` with i
 towards the patient's Left, j towards Posterior and k towards Superior (DICOM LPS axes). ``affine``
 maps a voxel index ``(i, j, k, 1)`` to patient LPS millimetres; for an axial, untilted series it is
 diagonal in its 3x3 part with ``spacing`` on the diagonal. Loaders reorient every input to this
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tools.ingest.study_errors import ImplausibleValuesError, InvalidGeometryError
+from cardiovlm.tools.ingest.study_errors import ImplausibleValuesError, InvalidGeometryError
 
 
 class IngestLimits:
@@ -66,7 +66,8 @@ def check_voxel_size(spacing, *, what: str, limits: IngestLimits = LIMITS) -> No
 
 @dataclass
 class Study:
-    """One de-identified volume in the LPS ``[i, j, k]`` convention above; see :func:`tools.ingest.study.load_study`."""
+    """One de-identified volume in the LPS ``[i, j, k]`` convention above; see
+    :func:`cardiovlm.tools.ingest.study.load_study`."""
 
     hu: np.ndarray  # (I, J, K) int16 or float32; Hounsfield units when ``hu_calibrated``
     spacing: tuple[float, float, float]  # mm along i, j, k

@@ -14,7 +14,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, Field
 
-from tools.core.anatomy import ARTERIES, SEGMENTS_BY_CODE
+from cardiovlm.tools.core.anatomy import ARTERIES, SEGMENTS_BY_CODE
 
 L = TypeVar("L")
 

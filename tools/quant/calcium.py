@@ -12,18 +12,18 @@ Cores and one LangChain tool (``calcium_score``):
   (the "thickness/3 factor" method, stated in every result, with a warning). Volume score =
   volume of the scored voxels (mm^3); mass score = ``c x sum(volume x mean HU)`` (mg) with ``c``
   from a calcium calibration phantom; without one the result says the mass uses an uncalibrated
-  reference factor. Which calcium is coronary is decided from the image (``tools.quant.calcium_anatomy``:
+  reference factor. Which calcium is coronary is decided from the image (``cardiovlm.tools.quant.calcium_anatomy``:
   heart region, bone, stent metal, depth inside the heart) and, when a label map is given, its
   aorta, aortic root and chambers. A lone voxel within ``noise_sd_limit`` (6) noise SDs of the
   heart's soft tissue is a noise speck, not a lesion (with ~10^6 voxels, 5-SD specks occur).
 * Per artery, when a label map with coronary segments is given (an image-derived tree carried
-  from the CCTA in patient coordinates, ``tools.quant.calcium_labels``): nearest segment within 3 mm,
+  from the CCTA in patient coordinates, ``cardiovlm.tools.quant.calcium_labels``): nearest segment within 3 mm,
   else the nearest artery territory up to 15 mm, else unassigned with the distance; every lesion
   stays in the total.
 * :func:`contrast_calcium_volume` on a contrast CCTA, where Agatston is not defined: voxels above
   the local lumen attenuation near the coronary lumen labels, reported as a **volume only**.
 * :func:`score_context` picks the series by its kind read from the image and headers
-  (``tools.quant.calcium_series``), never by how many series are loaded.
+  (``cardiovlm.tools.quant.calcium_series``), never by how many series are loaded.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import numpy as np
 from pydantic import BaseModel, Field, PrivateAttr
 from scipy.spatial import cKDTree
 
-from tools.core.anatomy import (
+from cardiovlm.tools.core.anatomy import (
     ARTERIES,
     CORONARY_LABELS,
     SEGMENTS_BY_CODE,
@@ -45,11 +45,11 @@ from tools.core.anatomy import (
     STRUCTURES_BY_NAME,
     resolve_structure_or_segment,
 )
-from tools.ingest.study_errors import StudyError
-from tools.quant.cadrads import cac_drs, plaque_burden_from_cac
-from tools.quant.calcium_anatomy import REASONS, AnatomyConfig, find_noncoronary
-from tools.quant.calcium_labels import assign_territories, coronary_mask, labels_on_grid
-from tools.quant.calcium_series import acquisition_warnings, series_kind
+from cardiovlm.tools.ingest.study_errors import StudyError
+from cardiovlm.tools.quant.cadrads import cac_drs, plaque_burden_from_cac
+from cardiovlm.tools.quant.calcium_anatomy import REASONS, AnatomyConfig, find_noncoronary
+from cardiovlm.tools.quant.calcium_labels import assign_territories, coronary_mask, labels_on_grid
+from cardiovlm.tools.quant.calcium_series import acquisition_warnings, series_kind
 
 AGATSTON_THRESHOLD_HU = 130.0
 WEIGHT_BAND_EDGES_HU = (200.0, 300.0, 400.0)  # peak >= edge adds 1 to the base weight of 1
@@ -193,7 +193,7 @@ def _check_labels(hu: np.ndarray, labels: np.ndarray | None) -> np.ndarray | Non
         return None
     if labels.shape != hu.shape:
         raise CalciumError(f"label map shape {labels.shape} differs from the image shape {hu.shape}: "
-                           "carry it to the scored series first (tools.quant.calcium_labels.labels_on_grid)")
+                           "carry it to the scored series first (cardiovlm.tools.quant.calcium_labels.labels_on_grid)")
     return labels
 
 
@@ -266,9 +266,9 @@ def agatston_score(hu: np.ndarray, spacing, labels: np.ndarray | None = None, *,
     """Agatston, volume and mass scores of a non-contrast calcium-scoring series, from the image.
 
     Args:
-        hu: (I, J, K) Hounsfield units, axial slices along k (``tools.ingest.study`` LPS convention).
+        hu: (I, J, K) Hounsfield units, axial slices along k (``cardiovlm.tools.ingest.study`` LPS convention).
         spacing: (di, dj, dk) mm; dk is the slice spacing.
-        labels: optional (I, J, K) label map on the same grid (``tools.core.anatomy`` ids), e.g. the
+        labels: optional (I, J, K) label map on the same grid (``cardiovlm.tools.core.anatomy`` ids), e.g. the
             image-derived tree carried from the CCTA: gives per-artery scores and outlines the aorta,
             aortic root and chambers. None: total only, from the image alone.
         affine: (4, 4) voxel index -> patient mm, for lesion positions (identity when None).
@@ -279,7 +279,7 @@ def agatston_score(hu: np.ndarray, spacing, labels: np.ndarray | None = None, *,
         modality, hu_calibrated, labels_source, metadata: from the ``Study``, for checks, warnings
             (slice thickness, kVp) and the evidence.
         noise_sd_limit: lone voxels below soft tissue + this many noise SDs are noise.
-        anatomy: thresholds of the non-coronary exclusions (``tools.quant.calcium_anatomy``).
+        anatomy: thresholds of the non-coronary exclusions (``cardiovlm.tools.quant.calcium_anatomy``).
 
     Raises:
         NotHounsfieldError, EmptySeriesError, CalciumError.
@@ -616,7 +616,7 @@ def contrast_calcium_volume(hu: np.ndarray, spacing, labels: np.ndarray | None, 
 # ------------------------------------------------------------------------------------------- session
 def _mass_calibration() -> float | None:
     """The site's mass calibration when one was set (environment or settings file), else None."""
-    from tools.core.settings import get_settings
+    from cardiovlm.tools.core.settings import get_settings
 
     settings = get_settings()
     return settings.calcium_mass_calibration if "calcium_mass_calibration" in settings.model_fields_set else None
@@ -625,7 +625,7 @@ def _mass_calibration() -> float | None:
 def score_context(ctx, *, calibration: float | None = None) -> CalciumScore:
     """Calcium of a session: Agatston on a non-contrast series, else calcium volume on the contrast CCTA.
 
-    Each loaded series' kind is read from its image and headers (``tools.quant.calcium_series``); a
+    Each loaded series' kind is read from its image and headers (``cardiovlm.tools.quant.calcium_series``); a
     non-contrast series loaded alone is scored as one. Labels: the calcium series' own label map
     when the session has one, else the CCTA's label map carried in patient coordinates.
     """

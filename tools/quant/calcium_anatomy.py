@@ -52,7 +52,7 @@ import cc3d
 import numpy as np
 from scipy import ndimage
 
-from tools.core.anatomy import STRUCTURES_BY_NAME
+from cardiovlm.tools.core.anatomy import STRUCTURES_BY_NAME
 
 REASONS = {
     1: "bone (a large calcified structure: spine, sternum or rib)",

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from tools.core.anatomy import CORONARY_LABELS, SEGMENTS_BY_LABEL, Artery
+from cardiovlm.tools.core.anatomy import CORONARY_LABELS, SEGMENTS_BY_LABEL, Artery
 
 
 def coronary_mask(labels: np.ndarray) -> np.ndarray:
-    """(I, J, K) bool: voxels with a coronary segment lumen label (ids from ``tools.core.anatomy``)."""
+    """(I, J, K) bool: voxels with a coronary segment lumen label (ids from ``cardiovlm.tools.core.anatomy``)."""
     lo, hi = min(CORONARY_LABELS), max(CORONARY_LABELS)
     if CORONARY_LABELS == tuple(range(lo, hi + 1)):  # a contiguous id range: two compares, not isin
         return (labels >= lo) & (labels <= hi)

@@ -5,7 +5,7 @@ A voxel >= 130 HU is coronary calcium when a labelled calcified plaque lies with
 (3 mm) of it and no other calcified or metal object (stent, extracoronary calcification, spine,
 sternum) lies nearer: the blur of the scanner spreads each object's attenuation over its
 neighbours, so a bright voxel belongs to the object that made it. Those voxels are then scored
-exactly as :func:`tools.quant.calcium.agatston_score` scores (in-slice 8-connected lesions, >= 1 mm^2,
+exactly as :func:`cardiovlm.tools.quant.calcium.agatston_score` scores (in-slice 8-connected lesions, >= 1 mm^2,
 peak-HU weights, thickness/3 factor), and each lesion goes to the artery of the nearest coronary
 segment label.
 """
@@ -17,10 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from tools.core.anatomy import ARTERIES, STRUCTURES_BY_NAME
-from tools.quant.cadrads import cac_drs
-from tools.quant.calcium import AGATSTON_THRESHOLD_HU, score_mask
-from tools.quant.calcium_labels import assign_territories, coronary_mask
+from cardiovlm.tools.core.anatomy import ARTERIES, STRUCTURES_BY_NAME
+from cardiovlm.tools.quant.cadrads import cac_drs
+from cardiovlm.tools.quant.calcium import AGATSTON_THRESHOLD_HU, score_mask
+from cardiovlm.tools.quant.calcium_labels import assign_territories, coronary_mask
 
 OTHER_SOURCES = ("stent", "extracoronary_calcification", "spine", "sternum")
 

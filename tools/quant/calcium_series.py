@@ -11,7 +11,7 @@ The kind is read from the image and the DICOM headers, never from how many serie
   while a vertebral body's cancellous bone, the largest unenhanced structure in that band, holds
   15-40 mL and calcified plaque far less) the series is contrast enhanced. Cortical bone above
   600 HU is outside the band, so the spine does not join into one long region.
-* headers: ContrastBolusAgent (kept as ``metadata["contrast"]`` by ``tools.ingest.dicom_read``) and the
+* headers: ContrastBolusAgent (kept as ``metadata["contrast"]`` by ``cardiovlm.tools.ingest.dicom_read``) and the
   series description ("calcium", "CaSc", "score"). They are reported beside the image finding;
   when they disagree the image decides and a warning says so.
 """

@@ -2,7 +2,7 @@
 
 A :class:`VesselPath` runs from proximal (ostium or parent vessel side) to distal in patient LPS
 millimetres and knows which segment each of its points lies in. It is built either from a case's
-ground-truth :class:`tools.core.case_format.Centerlines` (the phantom's, exact) or from the lumen mask by
+ground-truth :class:`cardiovlm.tools.core.case_format.Centerlines` (the phantom's, exact) or from the lumen mask by
 TEASAR skeletonisation (kimimaro); ``source`` says which, so every measurement can state it.
 """
 
@@ -16,9 +16,9 @@ from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import dijkstra
 
-from tools.core import case_format as cf
-from tools.core.anatomy import SEGMENT_PARENT, SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
-from tools.core.errors import CardioVLMError
+from cardiovlm.tools.core import case_format as cf
+from cardiovlm.tools.core.anatomy import SEGMENT_PARENT, SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
+from cardiovlm.tools.core.errors import CardioVLMError
 
 DEFAULT_STEP_MM = 0.5
 PHANTOM_SOURCE = "phantom centerline"
@@ -113,7 +113,7 @@ def path_from_mask(labels: np.ndarray, affine: np.ndarray, segments: Sequence[st
     """Centerline of the lumen of ``segments`` (proximal to distal) by TEASAR skeletonisation.
 
     Args:
-        labels: (I, J, K) label map with ids from ``tools.core.anatomy``, LPS ``[i, j, k]`` convention.
+        labels: (I, J, K) label map with ids from ``cardiovlm.tools.core.anatomy``, LPS ``[i, j, k]`` convention.
         affine: (4, 4) voxel index -> LPS mm (axis-aligned grids; the 3x3 part's column norms are
             taken as the voxel spacing).
         segments: SCCT codes along the vessel, proximal first.

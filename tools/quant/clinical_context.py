@@ -1,6 +1,6 @@
 """The patient's clinical context as a session holds it: every value optional, editable, with its source.
 
-A case folder's ``clinical.json`` (``tools.core.case_format.ClinicalContext``) is complete by schema;
+A case folder's ``clinical.json`` (``cardiovlm.tools.core.case_format.ClinicalContext``) is complete by schema;
 a real study brings at most the patient's age and sex in its DICOM header, and the clinician types
 the rest. :class:`ClinicalContext` therefore allows every value to be unknown, records where each
 known value came from ("case clinical file", "DICOM header", "entered by the user"), and says which
@@ -14,8 +14,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from tools.core import case_format as cf
-from tools.core.errors import CardioVLMError
+from cardiovlm.tools.core import case_format as cf
+from cardiovlm.tools.core.errors import CardioVLMError
 
 Race = Literal["white", "chinese", "african_american", "hispanic"]
 TroponinUnit = Literal["pg/mL", "ng/L", "ng/mL"]

@@ -15,9 +15,9 @@ from typing import Literal
 import numpy as np
 from langchain_core.runnables import RunnableConfig
 
-from tools.core import case_format as cf
-from tools.ingest.study_errors import StudyError
-from tools.ingest.study_value import Study
+from cardiovlm.tools.core import case_format as cf
+from cardiovlm.tools.ingest.study_errors import StudyError
+from cardiovlm.tools.ingest.study_value import Study
 
 CONFIG_KEY = "study_context"
 # Where a study's anatomy comes from: the image itself (the default for every answer), or the label
@@ -49,7 +49,7 @@ class NoStudyLoaded(StudyError):
 class StudyContext:
     """Everything the quantification tools may use for one loaded study.
 
-    ``labels`` is a label map on the grid of ``study`` with ids from ``tools.core.anatomy`` and
+    ``labels`` is a label map on the grid of ``study`` with ids from ``cardiovlm.tools.core.anatomy`` and
     ``labels_source`` says where it came from ("phantom ground truth", "VLM", "TotalSegmentator",
     "supplied"), so every measurement can state the masks it was made on.
     """
@@ -96,7 +96,7 @@ def load_context(path: str | Path, *, anatomy: AnatomySource = "image") -> Study
     map, centerlines and findings are kept aside as :class:`ReferenceTruth` and become the working
     label map only when ``anatomy="case_labels"`` (stated as such in every result).
     """
-    from tools.ingest.study import load_nifti, load_study
+    from cardiovlm.tools.ingest.study import load_nifti, load_study
 
     path = Path(path)
     study = load_study(path)
@@ -123,8 +123,9 @@ def load_context(path: str | Path, *, anatomy: AnatomySource = "image") -> Study
 
 
 def with_image_anatomy(ctx: StudyContext) -> StudyContext:
-    """Give ``ctx`` the coronary tree found in its CT (``tools.quant.coronary_tree``), or say why there is none."""
-    from tools.quant.coronary_tree import SOURCE, CoronaryTreeError, extract_coronary_tree
+    """Give ``ctx`` the coronary tree found in its CT (``cardiovlm.tools.quant.coronary_tree``), or say why there is
+    none."""
+    from cardiovlm.tools.quant.coronary_tree import SOURCE, CoronaryTreeError, extract_coronary_tree
 
     try:
         tree = extract_coronary_tree(ctx.study)

@@ -49,11 +49,11 @@ from scipy.sparse.csgraph import dijkstra
 from scipy.spatial import cKDTree
 from skimage.morphology import convex_hull_image
 
-from tools.core import case_format as cf
-from tools.core.anatomy import SEGMENTS_BY_CODE
-from tools.ingest.study_errors import StudyError
-from tools.ingest.study_value import Study
-from tools.quant.centerline import resample_polyline
+from cardiovlm.tools.core import case_format as cf
+from cardiovlm.tools.core.anatomy import SEGMENTS_BY_CODE
+from cardiovlm.tools.ingest.study_errors import StudyError
+from cardiovlm.tools.ingest.study_value import Study
+from cardiovlm.tools.quant.centerline import resample_polyline
 
 METHOD = ("coronary tree from CT intensities: half-maximum lumen threshold, opened blood pool removed, "
           "watershed-split tubes in the epicardial fat touching the aortic root, TEASAR centerlines (kimimaro), "
@@ -117,7 +117,7 @@ class TreeConfig:
 class CoronaryTree:
     """An image-derived coronary tree on the grid of its study.
 
-    ``labels`` holds SCCT segment ids of ``tools.core.anatomy`` (0 elsewhere); ``centerlines`` per segment,
+    ``labels`` holds SCCT segment ids of ``cardiovlm.tools.core.anatomy`` (0 elsewhere); ``centerlines`` per segment,
     proximal to distal, in patient LPS mm, the type phantoms ship their ground truth in.
     """
 
@@ -748,7 +748,7 @@ def extract_coronary_tree(study: Study, config: TreeConfig | None = None) -> Cor
     """The labelled coronary tree of a contrast CT angiography, from its intensities alone.
 
     Args:
-        study: a contrast-enhanced CT in the LPS ``[i, j, k]`` convention of :mod:`tools.ingest.study`.
+        study: a contrast-enhanced CT in the LPS ``[i, j, k]`` convention of :mod:`cardiovlm.tools.ingest.study`.
         config: thresholds and lengths (:class:`TreeConfig`).
 
     Returns:

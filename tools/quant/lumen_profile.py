@@ -50,7 +50,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 from scipy import ndimage
 
-from tools.core.errors import CardioVLMError
+from cardiovlm.tools.core.errors import CardioVLMError
 
 AREA_METHOD = ("CT resampled on cross-sections perpendicular to the centerline (48 rays, 0.1 mm steps); lumen "
                "boundary along each ray at half maximum between the local lumen peak and the surrounding wall "

@@ -20,13 +20,13 @@ from typing import Literal, overload
 from langchain_core.runnables import RunnableConfig
 from pydantic import BaseModel, Field
 
-from tools.core import case_format as cf
-from tools.core.errors import CardioVLMError
-from tools.ingest.study_errors import StudyError
-from tools.quant.cadrads import cac_drs, plaque_burden_from_cac
-from tools.quant.clinical_context import FIELD_NAMES, MESA_FIELDS, ClinicalContext, Race
-from tools.quant.context import StudyContext
-from tools.quant.troponin import TroponinError, TroponinInterpretation, interpret_troponin
+from cardiovlm.tools.core import case_format as cf
+from cardiovlm.tools.core.errors import CardioVLMError
+from cardiovlm.tools.ingest.study_errors import StudyError
+from cardiovlm.tools.quant.cadrads import cac_drs, plaque_burden_from_cac
+from cardiovlm.tools.quant.clinical_context import FIELD_NAMES, MESA_FIELDS, ClinicalContext, Race
+from cardiovlm.tools.quant.context import StudyContext
+from cardiovlm.tools.quant.troponin import TroponinError, TroponinInterpretation, interpret_troponin
 
 MESA_BASELINE_SURVIVAL = 0.99833
 MESA_AGE_RANGE = (45, 85)  # derivation cohort 45-84 years; the published calculator accepts 45-85
@@ -284,10 +284,10 @@ MeasuredCalcium = tuple[float | None, str | None, dict[str, float] | None]
 def measured_calcium(ctx: StudyContext) -> MeasuredCalcium:
     """(Agatston, where it was measured, per artery) from the loaded CT alone, or (None, why not, None).
 
-    The image decides which loaded series is non-contrast (``tools.quant.calcium.score_context``); a phantom's
+    The image decides which loaded series is non-contrast (``cardiovlm.tools.quant.calcium.score_context``); a phantom's
     findings are never read. A session's score is measured once and reused.
     """
-    from tools.quant.calcium import score_context
+    from cardiovlm.tools.quant.calcium import score_context
 
     key = (id(ctx.study), id(ctx.cac), id(ctx.labels), id(ctx.cac_labels))
     cached = _MEASURED.get(id(ctx))

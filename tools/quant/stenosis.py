@@ -2,13 +2,13 @@
 
 The label map and centerline only say where to look (which path, which segment); they may be
 image-derived and imperfect. Every lumen, plaque and stent reading comes from the Hounsfield units
-(:mod:`tools.quant.lumen_profile`), so a label map that disagrees with the CT is measured by the CT, and a
+(:mod:`cardiovlm.tools.quant.lumen_profile`), so a label map that disagrees with the CT is measured by the CT, and a
 CT without a contrast-filled lumen is said to be unmeasurable rather than given a number.
 
 Method (stated in every result):
 - Path: the given centerline when it covers the segments, else traced from the label map
-  (:mod:`tools.quant.centerline`), evaluated every ``step_mm``.
-- Lumen area per cross-section from the CT (:data:`tools.quant.lumen_profile.AREA_METHOD`), smoothed along
+  (:mod:`cardiovlm.tools.quant.centerline`), evaluated every ``step_mm``.
+- Lumen area per cross-section from the CT (:data:`cardiovlm.tools.quant.lumen_profile.AREA_METHOD`), smoothed along
   equivalent diameter ``2 sqrt(area / pi)`` smoothed along the path (Gaussian, ``path_sigma_mm``:
   image noise, not anatomy, varies over a fraction of a mm).
 - Reference diameter: a straight line (normal taper) fitted to diameter against arc length over the
@@ -20,13 +20,13 @@ Method (stated in every result):
   falls below ``extent_threshold_percent`` (linearly interpolated), and stretches closer than
   ``merge_gap_mm`` are one lesion.
 - Plaque composition in the lesion's wall by HU (calcified >= the calcium threshold, non-calcified
-  30 HU to it, low-attenuation -30 to 30 HU; :data:`tools.quant.lumen_profile.WALL_METHOD`), and the
+  30 HU to it, low-attenuation -30 to 30 HU; :data:`cardiovlm.tools.quant.lumen_profile.WALL_METHOD`), and the
   remodeling index: outer vessel area at the minimal lumen diameter over the mean outer area of the
   healthy cross-sections within ``reference_window_mm`` on either side.
 - Blood pool (sets the lumen level, its noise ceiling and the calcium threshold): the aorta of the label
   map, else the aortic root found in the CT at the coronary ostia (:func:`blood_at_ostia`).
-- Stents: metal attenuation ringing the lumen (:mod:`tools.quant.lumen_profile`); CAD-RADS 2.0 from the
-  measured maximal stenosis per segment (:func:`tools.quant.cadrads.cad_rads`), with S for a stent seen.
+- Stents: metal attenuation ringing the lumen (:mod:`cardiovlm.tools.quant.lumen_profile`); CAD-RADS 2.0 from the
+  measured maximal stenosis per segment (:func:`cardiovlm.tools.quant.cadrads.cad_rads`), with S for a stent seen.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import ndimage
 
-from tools.core import case_format as cf
-from tools.core.anatomy import (
+from cardiovlm.tools.core import case_format as cf
+from cardiovlm.tools.core.anatomy import (
     ARTERIES,
     CORONARY_LABELS,
     MAIN_VESSEL_PATHS,
@@ -47,10 +47,17 @@ from tools.core.anatomy import (
     STRUCTURES_BY_NAME,
     resolve_structure_or_segment,
 )
-from tools.core.errors import CardioVLMError
-from tools.quant.cadrads import MILD_PERCENT, CadRads, cad_rads, shown_percent, stenosis_category, worst_lesion
-from tools.quant.centerline import LabelBoxes, VesselPath, label_boxes, resample_polyline, vessel_path
-from tools.quant.lumen_profile import (
+from cardiovlm.tools.core.errors import CardioVLMError
+from cardiovlm.tools.quant.cadrads import (
+    MILD_PERCENT,
+    CadRads,
+    cad_rads,
+    shown_percent,
+    stenosis_category,
+    worst_lesion,
+)
+from cardiovlm.tools.quant.centerline import LabelBoxes, VesselPath, label_boxes, resample_polyline, vessel_path
+from cardiovlm.tools.quant.lumen_profile import (
     AREA_METHOD,
     WALL_METHOD,
     CrossSectionConfig,
@@ -208,7 +215,7 @@ class VesselMeasurement(BaseModel):
     profile: VesselProfile | None = Field(None, exclude=True, description="per-plane arrays (not serialised)")
 
     def worst_lesion(self, segment: str | None = None) -> Lesion | None:
-        """The most severe lesion (:func:`tools.quant.cadrads.worst_lesion`), optionally only those touching
+        """The most severe lesion (:func:`cardiovlm.tools.quant.cadrads.worst_lesion`), optionally only those touching
         ``segment``."""
         return worst_lesion(les for les in self.lesions if segment is None or segment in les.segments)
 
@@ -255,11 +262,11 @@ def measure_vessel(hu: np.ndarray, affine: np.ndarray, segments: Sequence[str], 
         hu: (I, J, K) contrast CT in Hounsfield units.
         affine: (4, 4) voxel index -> LPS mm.
         segments: SCCT codes proximal to distal, e.g. ``MAIN_VESSEL_PATHS["LAD"]``.
-        labels: label map on the CT grid (ids from ``tools.core.anatomy``): only where the vessel runs,
+        labels: label map on the CT grid (ids from ``cardiovlm.tools.core.anatomy``): only where the vessel runs,
             used when ``centerlines`` do not cover the segments.
         vessel: name reported (defaults to the joined segment codes).
         centerlines: centerlines to follow (image-derived, or a phantom's as a stand-in).
-        boxes: :func:`tools.quant.centerline.label_boxes` of ``labels`` when already computed.
+        boxes: :func:`cardiovlm.tools.quant.centerline.label_boxes` of ``labels`` when already computed.
 
     Raises:
         NoLumenError: the CT holds no contrast-filled lumen along the path.

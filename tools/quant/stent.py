@@ -23,12 +23,17 @@ import numpy as np
 from pydantic import BaseModel, Field
 from scipy import ndimage
 
-from tools.core.anatomy import SEGMENT_PARENT, SEGMENTS_BY_CODE, resolve_structure_or_segment, segments_of_artery
-from tools.core.errors import CardioVLMError
-from tools.core.settings import Settings, get_settings
-from tools.quant.cadrads import OBSTRUCTIVE_PERCENT, shown_percent
-from tools.quant.centerline import label_boxes
-from tools.quant.stenosis import Lesion, VesselMeasurement, measure_lesion
+from cardiovlm.tools.core.anatomy import (
+    SEGMENT_PARENT,
+    SEGMENTS_BY_CODE,
+    resolve_structure_or_segment,
+    segments_of_artery,
+)
+from cardiovlm.tools.core.errors import CardioVLMError
+from cardiovlm.tools.core.settings import Settings, get_settings
+from cardiovlm.tools.quant.cadrads import OBSTRUCTIVE_PERCENT, shown_percent
+from cardiovlm.tools.quant.centerline import label_boxes
+from cardiovlm.tools.quant.stenosis import Lesion, VesselMeasurement, measure_lesion
 
 TOLERANCE_MM = 1e-6  # a margin exactly equal to the landing zone counts as enough
 DIAMETER_STEP_MM = 0.25

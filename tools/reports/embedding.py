@@ -3,7 +3,7 @@
 chromadb records a collection's embedding function by *name* and rebuilds it from its stored config
 when the collection is reopened; that lookup only finds classes registered in the running process.
 :class:`ReportEmbeddingFunction` is registered when this module is imported, which
-:mod:`tools.reports.store` does.
+:mod:`cardiovlm.tools.reports.store` does.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import numpy as np
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
 from chromadb.utils.embedding_functions import register_embedding_function
 
-from tools.core.embeddings import load_model
-from tools.reports.terms import embedding_text
+from cardiovlm.tools.core.embeddings import load_model
+from cardiovlm.tools.reports.terms import embedding_text
 
 # A query (a few short texts) is encoded on one torch thread. Intra-op parallelism buys little on ~40
 # tokens, and on a shared machine it costs a lot: on 2 cores busy with other jobs, encoding one query

@@ -7,8 +7,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from tools.core import case_format as cf
-from tools.reports.records import ReportRecord, ReportStoreError
+from cardiovlm.tools.core import case_format as cf
+from cardiovlm.tools.reports.records import ReportRecord, ReportStoreError
 
 
 def read_reports(directory: str | Path) -> list[ReportRecord]:

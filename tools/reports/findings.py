@@ -11,20 +11,20 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from tools.core.anatomy import ARTERIES, SEGMENTS_BY_CODE
-from tools.quant.cadrads import STENOSIS_BANDS, stenosis_band
+from cardiovlm.tools.core.anatomy import ARTERIES, SEGMENTS_BY_CODE
+from cardiovlm.tools.quant.cadrads import STENOSIS_BANDS, stenosis_band
 
 StenosisGrade = Literal["none", "minimal", "mild", "moderate", "severe", "occluded"]
 PlaqueType = Literal["calcified", "noncalcified", "mixed"]
 
-# The grading words and their CAD-RADS categories come from the one table of bands in tools.quant.cadrads;
+# The grading words and their CAD-RADS categories come from the one table of bands in cardiovlm.tools.quant.cadrads;
 # "none" is the report's own word for a stated absence of stenosis.
 GRADE_CATEGORY: dict[str, str] = {"none": "0", **{b.grade: b.category for b in STENOSIS_BANDS}}
 
 
 def grade_of_percent(percent: float) -> StenosisGrade:
     """The grading word of a stenosis a report gives as a number: "none" for a stated 0 %, else the
-    word of the CAD-RADS band holding it (:func:`tools.quant.cadrads.stenosis_band`, so 24.5 % is minimal,
+    word of the CAD-RADS band holding it (:func:`cardiovlm.tools.quant.cadrads.stenosis_band`, so 24.5 % is minimal,
     69.5 % moderate and 99.5 % severe, as the measured answers grade them)."""
     if percent == 0:
         return "none"

@@ -1,6 +1,6 @@
 """What ingest stores of a report: the PHI-scrubbed text, its duplicate key and its metadata.
 
-Reports are PHI-scrubbed (:mod:`tools.reports.phi`) before anything is embedded or stored, and deduplicated by
+Reports are PHI-scrubbed (:mod:`cardiovlm.tools.reports.phi`) before anything is embedded or stored, and deduplicated by
 the SHA-256 of the scrubbed, whitespace-normalised, case-folded text qualified by patient hash and
 study date (the chromadb id, see :func:`record_key`).
 """
@@ -11,9 +11,9 @@ import hashlib
 import re
 from collections.abc import Iterable
 
-from tools.reports.phi import scrub_phi
-from tools.reports.records import IngestResult, ReportRecord, day_number
-from tools.reports.terms import anatomy_keys, finding_terms
+from cardiovlm.tools.reports.phi import scrub_phi
+from cardiovlm.tools.reports.records import IngestResult, ReportRecord, day_number
+from cardiovlm.tools.reports.terms import anatomy_keys, finding_terms
 
 # One report ready to store: (document, metadata), keyed by its chromadb id.
 Pending = dict[str, tuple[str, dict]]

@@ -2,7 +2,7 @@
 
 The report is cut into sentences, each sentence into *chunks*: one plaque/stent/occlusion noun with
 the anatomy it is attached to ("calcified plaque in the pRCA with mild stenosis and soft plaque in
-the mid LAD" gives two chunks). Anatomy comes from ``tools.core.anatomy.SYNONYM_INDEX`` (never re-typed
+the mid LAD" gives two chunks). Anatomy comes from ``cardiovlm.tools.core.anatomy.SYNONYM_INDEX`` (never re-typed
 here). Negation cues ("no", "without", "free of", "no evidence of", "unremarkable", "patent") and
 uncertainty cues ("possible", "probable", "cannot be excluded") are scoped to their chunk.
 
@@ -18,8 +18,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from tools.core.anatomy import MAIN_VESSEL_PATHS, SEGMENTS_BY_CODE, SYNONYM_INDEX, anatomy_at
-from tools.reports.findings import ReportFindings, SegmentFinding, grade_of_percent
+from cardiovlm.tools.core.anatomy import MAIN_VESSEL_PATHS, SEGMENTS_BY_CODE, SYNONYM_INDEX, anatomy_at
+from cardiovlm.tools.reports.findings import ReportFindings, SegmentFinding, grade_of_percent
 
 _TOKEN = re.compile(r"[A-Za-z0-9]+(?:[-/][A-Za-z0-9]+)*(?:\.\d+)?%?|[;,:()]")
 

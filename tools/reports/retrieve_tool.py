@@ -10,9 +10,9 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import tool
 from pydantic import BaseModel, Field
 
-from tools.quant.context import CONFIG_KEY as STUDY_CONFIG_KEY
-from tools.reports.records import ReportFilter, ReportHit, ReportStoreError
-from tools.reports.store import ReportStore
+from cardiovlm.tools.quant.context import CONFIG_KEY as STUDY_CONFIG_KEY
+from cardiovlm.tools.reports.records import ReportFilter, ReportHit, ReportStoreError
+from cardiovlm.tools.reports.store import ReportStore
 
 # Keys of ``config["configurable"]`` read by the ``retrieve_reports`` tool.
 STORE_CONFIG_KEY = "report_store"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from tools.core.anatomy import find_anatomy
-from tools.reports.terms import CORONARY_WORDS, SENTENCE_SPLIT
+from cardiovlm.tools.core.anatomy import find_anatomy
+from cardiovlm.tools.reports.terms import CORONARY_WORDS, SENTENCE_SPLIT
 
 SNIPPET_SENTENCES = 2  # sentences quoted per hit: enough for a finding and its qualifier
 

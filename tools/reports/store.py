@@ -1,15 +1,15 @@
 """The report store: prior CCTA reports in chromadb, searched by meaning with metadata filters.
 
 Search is hybrid: the coronary findings each report states are read at ingest by the embedded report
-parser (:func:`~tools.reports.terms.finding_terms`, e.g. ``pLAD:severe``, ``OM1:stent``) and kept in
+parser (:func:`~cardiovlm.tools.reports.terms.finding_terms`, e.g. ``pLAD:severe``, ``OM1:stent``) and kept in
 its metadata; a query's findings are read the same way, the reports stating all of them are ranked by
 embedding similarity, and the stated-findings agreement decides the order before meaning does
 (:meth:`ReportStore.search`). Reports stored before the ``findings`` metadata existed are found by
 meaning only until :meth:`ReportStore.reindex` (``cardiovlm reports reindex``) reads and embeds them again.
 
-Reports are PHI-scrubbed and deduplicated on ingest (:mod:`tools.reports.ingest`) and embedded with
-the offline sentence-transformers model of :mod:`tools.core.embeddings`
-(:mod:`tools.reports.embedding`), never with chromadb's downloading default.
+Reports are PHI-scrubbed and deduplicated on ingest (:mod:`cardiovlm.tools.reports.ingest`) and embedded with
+the offline sentence-transformers model of :mod:`cardiovlm.tools.core.embeddings`
+(:mod:`cardiovlm.tools.reports.embedding`), never with chromadb's downloading default.
 
 Storage: an embedded ``chromadb.PersistentClient`` under ``settings.reports_dir`` (default
 ``<data_dir>/reports``), or ``chromadb.HttpClient`` to a Chroma server when ``settings.chroma_host`` is
@@ -41,13 +41,13 @@ import chromadb
 from chromadb.api import ClientAPI
 from chromadb.config import Settings as ChromaSettings
 
-from tools.core.settings import Settings, get_settings
-from tools.reports.embedding import ReportEmbeddingFunction
-from tools.reports.files import read_reports
-from tools.reports.ingest import read_metadata, scrub_records, stored_set
-from tools.reports.records import IngestResult, ReportFilter, ReportHit, ReportRecord, ReportStoreError
-from tools.reports.snippets import best_snippet
-from tools.reports.terms import anatomy_keys, finding_agreement, query_finding_terms
+from cardiovlm.tools.core.settings import Settings, get_settings
+from cardiovlm.tools.reports.embedding import ReportEmbeddingFunction
+from cardiovlm.tools.reports.files import read_reports
+from cardiovlm.tools.reports.ingest import read_metadata, scrub_records, stored_set
+from cardiovlm.tools.reports.records import IngestResult, ReportFilter, ReportHit, ReportRecord, ReportStoreError
+from cardiovlm.tools.reports.snippets import best_snippet
+from cardiovlm.tools.reports.terms import anatomy_keys, finding_agreement, query_finding_terms
 
 log = logging.getLogger(__name__)
 

@@ -1,9 +1,9 @@
 """What the report store reads from report and query text: anatomy, stated findings, embedded text.
 
 Severity synonyms are rewritten to CAD-RADS words and coronary mentions to their registry names
-(:mod:`tools.core.anatomy`), so a report and a question naming one vessel or grade in different words are
+(:mod:`cardiovlm.tools.core.anatomy`), so a report and a question naming one vessel or grade in different words are
 read, and embedded, alike. The findings a text states are read by the report parser
-(:mod:`tools.reports.parser`) as canonical terms such as ``pLAD:severe``.
+(:mod:`cardiovlm.tools.reports.parser`) as canonical terms such as ``pLAD:severe``.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from tools.core.anatomy import ARTERY_NAMES, SEGMENTS_BY_CODE, find_anatomy
-from tools.reports.parser import parse_report
+from cardiovlm.tools.core.anatomy import ARTERY_NAMES, SEGMENTS_BY_CODE, find_anatomy
+from cardiovlm.tools.reports.parser import parse_report
 
 # A sentence ends at . ! ? followed by space, or at a line break.
 SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+|\n+")

@@ -12,14 +12,14 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from tools.core.anatomy import (
+from cardiovlm.tools.core.anatomy import (
     ARTERIES,
     SEGMENTS_BY_CODE,
     STRUCTURES_BY_NAME,
     resolve_structure_or_segment,
     segments_of_artery,
 )
-from tools.ingest.study_value import Study
+from cardiovlm.tools.ingest.study_value import Study
 
 
 def label_ids_for(name: str) -> list[int]:
@@ -63,7 +63,7 @@ def mask_from_labels(labels: np.ndarray, label_ids: list[int], *, spacing: tuple
 
 def save_mask_nifti(mask: np.ndarray, study: Study, path: str | Path) -> Path:
     """Write a mask on the study grid as NIfTI (uint8, RAS affine per the NIfTI standard)."""
-    from tools.ingest.nifti_io import write_nifti
+    from cardiovlm.tools.ingest.nifti_io import write_nifti
 
     if mask.shape != study.shape:
         raise ValueError(f"mask shape {mask.shape} does not match the study shape {study.shape}")

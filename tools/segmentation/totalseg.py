@@ -1,7 +1,7 @@
 """TotalSegmentator, run one way: where its weights are, whether it can run offline, and its label
-map in ``tools.core.anatomy`` ids.
+map in ``cardiovlm.tools.core.anatomy`` ids.
 
-Real-data pseudo-labelling (``training.curriculum.real_data``) and the assistant's
+Real-data pseudo-labelling (``cardiovlm.training.curriculum.real_data``) and the assistant's
 ``totalsegmentator_anatomy`` tool both run it through here, so they look for the weights in the same
 place and give the same reason when it cannot run. Nothing here downloads weights: TotalSegmentator
 fetches missing weights from the internet by itself, so it is only started once they are present.
@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from tools.core.anatomy import STRUCTURES_BY_NAME
-from tools.core.settings import external_environment, set_library_environment
-from tools.ingest.study_errors import StudyError
+from cardiovlm.tools.core.anatomy import STRUCTURES_BY_NAME
+from cardiovlm.tools.core.settings import external_environment, set_library_environment
+from cardiovlm.tools.ingest.study_errors import StudyError
 
-# TotalSegmentator class names -> tools.core.anatomy structure names.
+# TotalSegmentator class names -> cardiovlm.tools.core.anatomy structure names.
 TOTALSEG_TO_REGISTRY: dict[str, str] = {
     "heart_myocardium": "lv_myocardium", "heart_atrium_left": "la_blood", "heart_ventricle_left": "lv_blood",
     "heart_atrium_right": "ra_blood", "heart_ventricle_right": "rv_blood", "aorta": "aorta",
@@ -40,7 +40,7 @@ class TotalSegmentatorUnavailable(StudyError):
 
 def weights_dir() -> Path:
     """Where TotalSegmentator itself looks for its weights: ``TOTALSEG_WEIGHTS_PATH``, else
-    ``TOTALSEG_HOME_DIR/nnunet/results`` (home ``~/.totalsegmentator``), read by tools.core.settings as
+    ``TOTALSEG_HOME_DIR/nnunet/results`` (home ``~/.totalsegmentator``), read by cardiovlm.tools.core.settings as
     TotalSegmentator reads them, so the check and the run agree."""
     return external_environment().totalseg_weights_dir
 
@@ -81,7 +81,7 @@ def require_totalsegmentator() -> None:
 
 def label_with_totalsegmentator(image: str | Path, out_path: str | Path, *, tasks: tuple[str, ...],
                                 device: str = "cpu") -> dict[str, int]:
-    """Label a CT NIfTI with TotalSegmentator, mapped to ``tools.core.anatomy`` ids, and write the label map
+    """Label a CT NIfTI with TotalSegmentator, mapped to ``cardiovlm.tools.core.anatomy`` ids, and write the label map
     on the image's own grid and affine. Later tasks overwrite earlier ones where they overlap.
 
     Returns:

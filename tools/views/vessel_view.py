@@ -7,8 +7,8 @@ it the cross-sections at the MLD and at a healthy plane nearby; below it the lum
 reference (healthy) diameter along the same millimetre axis.
 
 Everything drawn comes from the image: the CT, the centerline the measurement followed (an
-image-derived tree, or a user's on request) and the numbers :mod:`tools.quant.stenosis` and
-:mod:`tools.quant.stent` read from the Hounsfield units. Nothing here reads a phantom's ground truth.
+image-derived tree, or a user's on request) and the numbers :mod:`cardiovlm.tools.quant.stenosis` and
+:mod:`cardiovlm.tools.quant.stent` read from the Hounsfield units. Nothing here reads a phantom's ground truth.
 
 Method of the reformat (:func:`straighten`):
 - The path is resampled every ``step_mm`` (the measurement's own plane spacing, so the two share
@@ -36,10 +36,10 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from tools.core.anatomy import SEGMENT_PARENT
-from tools.core.errors import CardioVLMError
-from tools.quant.cadrads import shown_percent
-from tools.quant.centerline import resample_polyline
+from cardiovlm.tools.core.anatomy import SEGMENT_PARENT
+from cardiovlm.tools.core.errors import CardioVLMError
+from cardiovlm.tools.quant.cadrads import shown_percent
+from cardiovlm.tools.quant.centerline import resample_polyline
 
 
 class VesselViewError(CardioVLMError):
@@ -202,7 +202,7 @@ class LesionMark:
 
 @dataclass(frozen=True)
 class StentMark:
-    start_mm: float  # proximal stent end, best placement of :func:`tools.quant.stent.plan_stent`
+    start_mm: float  # proximal stent end, best placement of :func:`cardiovlm.tools.quant.stent.plan_stent`
     end_mm: float
     diameter_mm: float  # the proposed (or suggested) diameter
     landing_zone_mm: float  # required healthy margin per lesion end
@@ -237,8 +237,8 @@ def _mark(lesion) -> LesionMark:
 
 
 def drawing_from_measurement(measurement, lesion=None, plan=None) -> VesselDrawing:
-    """The :class:`VesselDrawing` of a :class:`tools.quant.stenosis.VesselMeasurement` (with its profile),
-    the lesion an answer is about and, for a stent answer, its :class:`tools.quant.stent.StentPlan`."""
+    """The :class:`VesselDrawing` of a :class:`cardiovlm.tools.quant.stenosis.VesselMeasurement` (with its profile),
+    the lesion an answer is about and, for a stent answer, its :class:`cardiovlm.tools.quant.stent.StentPlan`."""
     p = measurement.profile
     if p is None:
         raise VesselViewError("the vessel measurement carries no per-plane profile to draw")

@@ -2,15 +2,15 @@
 
 Stage 1, anatomy -> descriptors: segment a named structure or artery, locate a landmark.
 Stage 2, anatomy -> anatomy: most anterior chamber, which vessel a segment arises from
-(``tools.core.anatomy.SEGMENT_PARENT``), segment membership, dominance.
+(``cardiovlm.tools.core.anatomy.SEGMENT_PARENT``), segment membership, dominance.
 Stage 3, anatomy -> findings: segment calcifications, plaques, occlusions and stents on named
 segments; yes/no presence per artery; multiple choice with distractors; lesion length, stenosis,
 stent coverage and CAD-RADS. Negatives ask for what is absent and teach "not present".
 
-The report is read by the chosen language model (:mod:`training.curriculum.llm`) through the
+The report is read by the chosen language model (:mod:`cardiovlm.training.curriculum.llm`) through the
 ``extract_findings`` template; a stage-3 instruction cites the report span that states it. Targets
 of phantom cases come from their ground truth (``findings.json``). Quantitative targets (lesion
-length, stenosis, stent coverage) are measured by ``tools.quant.stenosis.measure_study`` on the
+length, stenosis, stent coverage) are measured by ``cardiovlm.tools.quant.stenosis.measure_study`` on the
 ground-truth label map when the case has one (provenance "measurement"); without a label map, or
 when the tool finds no lesion on the finding's segment, they are the ground-truth values and the
 provenance says so. Real cases without ground truth get stage-3 instructions from the report alone.
@@ -27,7 +27,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel
 
-from tools.core.anatomy import (
+from cardiovlm.tools.core.anatomy import (
     ARTERIES,
     ARTERY_NAMES,
     CORONARY_SEGMENTS,
@@ -38,10 +38,10 @@ from tools.core.anatomy import (
     STRUCTURES_BY_NAME,
     segments_of_artery,
 )
-from tools.core.case_format import Case, Finding, Findings
-from tools.reports.findings import ReportFindings, SegmentFinding
-from training.curriculum.schema import InstructionRecord, MaskTarget, Provenance, Target
-from training.curriculum.templates import format_choices
+from cardiovlm.tools.core.case_format import Case, Finding, Findings
+from cardiovlm.tools.reports.findings import ReportFindings, SegmentFinding
+from cardiovlm.training.curriculum.schema import InstructionRecord, MaskTarget, Provenance, Target
+from cardiovlm.training.curriculum.templates import format_choices
 
 PHRASINGS_FILE = Path(__file__).with_name("phrasings.yaml")
 
@@ -118,7 +118,7 @@ class _Builder:
                  choices=options, **slots)
 
 
-_ANATOMY = Provenance(source="anatomy", text="tools.core.anatomy registry")
+_ANATOMY = Provenance(source="anatomy", text="cardiovlm.tools.core.anatomy registry")
 
 
 def _present_segments(case: Case) -> list[str]:
@@ -220,9 +220,9 @@ def measure_findings(case: Case) -> dict[str, _Measured]:
     a case without a label map or coronary labels gives an empty dict. Where the tool's stenosis is
     more than ``MAX_MEASUREMENT_DISAGREEMENT_PERCENT`` off the ground truth, the ground truth is kept.
     """
-    from tools.core.case_format import CCTA_NIFTI, CENTERLINES_FILE, LABELS_NIFTI, read_labels
-    from tools.ingest.study import load_nifti
-    from tools.quant.stenosis import StenosisError, measure_study
+    from cardiovlm.tools.core.case_format import CCTA_NIFTI, CENTERLINES_FILE, LABELS_NIFTI, read_labels
+    from cardiovlm.tools.ingest.study import load_nifti
+    from cardiovlm.tools.quant.stenosis import StenosisError, measure_study
 
     if case.findings is None or not case.has(LABELS_NIFTI) or not case.has(CCTA_NIFTI):
         return {}
@@ -247,25 +247,26 @@ def measure_findings(case: Case) -> dict[str, _Measured]:
             # The phantom's stenosis is exact by construction: a tool reading far off it would teach
             # a wrong target, so the finding keeps its ground truth (and the provenance says why).
             out[f.id] = _Measured(f.length_mm, f.stenosis_percent, Provenance(
-                source="ground_truth", text=f"findings.json {f.id}: tools.quant.stenosis measured "
+                source="ground_truth", text=f"findings.json {f.id}: cardiovlm.tools.quant.stenosis measured "
                 f"{lesion.stenosis_percent:.0f}% against {f.stenosis_percent:.0f}% ground truth, ground truth kept"))
             continue
         out[f.id] = _Measured(lesion.length_mm, lesion.stenosis_percent, Provenance(
-            source="measurement", text=f"tools.quant.stenosis.measure_study on {CCTA_NIFTI} along {LABELS_NIFTI}: "
+            source="measurement", text=f"cardiovlm.tools.quant.stenosis.measure_study on {CCTA_NIFTI} along "
+                                       f"{LABELS_NIFTI}: "
                                        "lesion "
             f"{lesion.segment} {lesion.length_mm:.1f} mm, {lesion.stenosis_percent:.0f}%"))
     return out
 
 
 def calcium_by_artery(case: Case, *, measure: bool) -> tuple[dict[str, float], Provenance]:
-    """Calcium volume (mm^3) per artery: measured by ``tools.quant.calcium.contrast_calcium_volume`` on the
+    """Calcium volume (mm^3) per artery: measured by ``cardiovlm.tools.quant.calcium.contrast_calcium_volume`` on the
     CCTA and its ground-truth label map when ``measure`` and both exist, else a sphere-volume
     estimate from the ground-truth calcium diameters."""
-    from tools.core.case_format import CCTA_NIFTI, LABELS_NIFTI, read_labels
+    from cardiovlm.tools.core.case_format import CCTA_NIFTI, LABELS_NIFTI, read_labels
 
     if measure and case.has(CCTA_NIFTI) and case.has(LABELS_NIFTI):
-        from tools.ingest.study import load_nifti
-        from tools.quant.calcium import CalciumError, contrast_calcium_volume
+        from cardiovlm.tools.ingest.study import load_nifti
+        from cardiovlm.tools.quant.calcium import CalciumError, contrast_calcium_volume
 
         image = load_nifti(case.path(CCTA_NIFTI))
         labels = read_labels(case.root)
@@ -276,7 +277,8 @@ def calcium_by_artery(case: Case, *, measure: bool) -> tuple[dict[str, float], P
         if score is not None:
             volumes = {a: c.volume_mm3 for a, c in score.per_artery.items()}
             text = ", ".join(f"{a} {v:.1f} mm3" for a, v in volumes.items())
-            return volumes, Provenance(source="measurement", text="tools.quant.calcium.contrast_calcium_volume: "
+            return volumes, Provenance(source="measurement",
+                                       text="cardiovlm.tools.quant.calcium.contrast_calcium_volume: "
                                                                   f"{text}")
     volumes = {a: 0.0 for a in ARTERIES}
     for f in case.findings.findings if case.findings else []:
@@ -391,7 +393,7 @@ def build_case_instructions(case: Case, report: ReportFindings, *, rng: random.R
     """All instructions of one case, stages 1 to 3, given the findings read from its report.
 
     Args:
-        measure: measure lesions on the ground-truth label map with ``tools.quant.stenosis`` (slower).
+        measure: measure lesions on the ground-truth label map with ``cardiovlm.tools.quant.stenosis`` (slower).
     """
     b = _Builder(case.manifest.case_id, rng)
     segments = _present_segments(case)
@@ -416,8 +418,8 @@ def build_curriculum(cases: list[Case], *, llm: str = "default", seed: int = 0, 
     Raises:
         ValueError: no cases, or an unknown LLM spec.
     """
-    from tools.core.settings import get_settings
-    from training.curriculum.llm import extract_findings, make_chat_model
+    from cardiovlm.tools.core.settings import get_settings
+    from cardiovlm.training.curriculum.llm import extract_findings, make_chat_model
 
     if not cases:
         raise ValueError("no cases to build a curriculum from")

@@ -5,7 +5,7 @@ through the one reader here, with one set of rules:
 
 - the header line ``{"header": {...}}`` comes first; a file without one (records written by hand)
   is read, but a header of another curriculum version is refused;
-- every other non-blank line is an :class:`~training.curriculum.schema.InstructionRecord`; any line
+- every other non-blank line is an :class:`~cardiovlm.training.curriculum.schema.InstructionRecord`; any line
   that is neither (not JSON, not a record, a header out of place) is refused with its line number;
 - records with a held-out phrasing are left out unless asked for, and a file left with no record
   is refused.
@@ -19,8 +19,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from tools.core.errors import CardioVLMError
-from training.curriculum.schema import CURRICULUM_VERSION, InstructionRecord
+from cardiovlm.tools.core.errors import CardioVLMError
+from cardiovlm.training.curriculum.schema import CURRICULUM_VERSION, InstructionRecord
 
 
 class CurriculumFileError(CardioVLMError):

@@ -25,9 +25,9 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
 from pydantic import BaseModel
 
-from tools.core.errors import CardioVLMError
-from tools.reports.parser import parse_report
-from training.curriculum.templates import ANSWER_MODELS, answer_from_findings, get_template, render_messages
+from cardiovlm.tools.core.errors import CardioVLMError
+from cardiovlm.tools.reports.parser import parse_report
+from cardiovlm.training.curriculum.templates import ANSWER_MODELS, answer_from_findings, get_template, render_messages
 
 
 class ReportModelError(CardioVLMError):
@@ -86,7 +86,7 @@ def make_chat_model(spec: str | None = None, *, api_key: str | None = None, time
     Raises:
         ValueError: an unknown or malformed spec.
     """
-    from tools.core.settings import get_settings
+    from cardiovlm.tools.core.settings import get_settings
 
     settings = get_settings()
     spec = spec or settings.llm

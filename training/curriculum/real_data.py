@@ -6,10 +6,10 @@ Manifest format (the one definition): a JSONL file, one study per line::
      "report": "free text ...", "study_date": "2024-05-02"}
     {"study_id": "site1_0002", "image": "dicom/0002/", "report_path": "reports/0002.txt"}
 
-``image`` is anything ``tools.ingest.study.load_study`` reads (DICOM folder or zip, NIfTI); ``labels`` an
-optional label map with ``tools.core.anatomy`` ids on the same grid; the report is given inline
+``image`` is anything ``cardiovlm.tools.ingest.study.load_study`` reads (DICOM folder or zip, NIfTI); ``labels`` an
+optional label map with ``cardiovlm.tools.core.anatomy`` ids on the same grid; the report is given inline
 (``report``) or as a text file (``report_path``). Relative paths are relative to the manifest file.
-:func:`import_manifest` turns each entry into a case folder (``tools.core.case_format`` layout, source
+:func:`import_manifest` turns each entry into a case folder (``cardiovlm.tools.core.case_format`` layout, source
 "real"), so the curriculum builder and the Dataset read real and phantom studies the same way.
 
 Unlabelled studies can get stage-1/2 targets from TotalSegmentator (:func:`pseudo_label`), an
@@ -26,8 +26,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, model_validator
 
-from tools.core.anatomy import label_table
-from tools.core.case_format import (
+from cardiovlm.tools.core.anatomy import label_table
+from cardiovlm.tools.core.case_format import (
     CCTA_NIFTI,
     LABEL_TABLE_FILE,
     LABELS_NIFTI,
@@ -37,18 +37,19 @@ from tools.core.case_format import (
     GridInfo,
     write_json,
 )
-from tools.core.errors import CardioVLMError
+from cardiovlm.tools.core.errors import CardioVLMError
 
-# TotalSegmentator is run, and its weights looked for, by tools.segmentation.totalseg alone; these names stay for
+# TotalSegmentator is run, and its weights looked for, by cardiovlm.tools.segmentation.totalseg alone; these names stay
+# for
 # the curriculum's callers.
-from tools.segmentation.totalseg import (
+from cardiovlm.tools.segmentation.totalseg import (
     TOTALSEG_TO_REGISTRY,  # noqa: F401
     label_with_totalsegmentator,
 )
-from tools.segmentation.totalseg import TotalSegmentatorUnavailable as PseudoLabelError  # noqa: F401
-from tools.segmentation.totalseg import require_totalsegmentator as check_totalsegmentator  # noqa: F401
-from tools.segmentation.totalseg import weights_dir as totalseg_weights_dir  # noqa: F401
-from training.curriculum.jsonl import json_lines
+from cardiovlm.tools.segmentation.totalseg import TotalSegmentatorUnavailable as PseudoLabelError  # noqa: F401
+from cardiovlm.tools.segmentation.totalseg import require_totalsegmentator as check_totalsegmentator  # noqa: F401
+from cardiovlm.tools.segmentation.totalseg import weights_dir as totalseg_weights_dir  # noqa: F401
+from cardiovlm.training.curriculum.jsonl import json_lines
 
 
 class ManifestError(CardioVLMError):
@@ -62,7 +63,7 @@ class ManifestEntry(BaseModel):
 
     study_id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="becomes the case folder name")
     image: Path = Field(description="DICOM folder or zip, or NIfTI, of the CCTA")
-    labels: Path | None = Field(None, description="label map with tools.core.anatomy ids on the image grid")
+    labels: Path | None = Field(None, description="label map with cardiovlm.tools.core.anatomy ids on the image grid")
     report: str | None = Field(None, description="report text")
     report_path: Path | None = Field(None, description="or a text file holding it")
     study_date: date | None = None
@@ -112,7 +113,7 @@ def import_manifest(manifest: str | Path, out_dir: str | Path, *, pseudo_labels:
     Args:
         pseudo_labels: label unlabelled studies with TotalSegmentator (see :func:`pseudo_label`).
     """
-    from tools.ingest.study import load_nifti, load_study, save_nifti
+    from cardiovlm.tools.ingest.study import load_nifti, load_study, save_nifti
 
     out = []
     for entry in load_manifest(manifest):
@@ -148,8 +149,9 @@ DEFAULT_TASKS = ("total", "heartchambers_highres")
 
 def pseudo_label(image: str | Path, out_path: str | Path, *, tasks: tuple[str, ...] = DEFAULT_TASKS,
                  device: str = "cpu") -> dict[str, int]:
-    """Label a CT with TotalSegmentator (:func:`tools.segmentation.totalseg.label_with_totalsegmentator`), mapped to
-    ``tools.core.anatomy`` ids; returns voxels per structure.
+    """Label a CT with TotalSegmentator (:func:`cardiovlm.tools.segmentation.totalseg.label_with_totalsegmentator`),
+    mapped to
+    ``cardiovlm.tools.core.anatomy`` ids; returns voxels per structure.
 
     Raises:
         PseudoLabelError: TotalSegmentator or its weights missing (message says how to install them).

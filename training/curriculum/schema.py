@@ -1,7 +1,7 @@
 """The curriculum record: one instruction with its target, study and provenance.
 
 Written by the curriculum builder (JSONL, one record per line, with a header record giving the
-curriculum version, :mod:`training.curriculum.jsonl`) and read by training and evaluation. Stages go
+curriculum version, :mod:`cardiovlm.training.curriculum.jsonl`) and read by training and evaluation. Stages go
 from simple to hard: 1 anatomy -> descriptors, 2 anatomy -> anatomy, 3 anatomy -> findings.
 """
 

@@ -16,8 +16,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, Field
 
-from tools.core.anatomy import ARTERIES, ARTERY_NAMES, SEGMENTS_BY_CODE, resolve_structure_or_segment
-from tools.reports.findings import ReportFindings, SegmentFinding
+from cardiovlm.tools.core.anatomy import ARTERIES, ARTERY_NAMES, SEGMENTS_BY_CODE, resolve_structure_or_segment
+from cardiovlm.tools.reports.findings import ReportFindings, SegmentFinding
 
 TEMPLATES_FILE = Path(__file__).with_name("templates.yaml")
 

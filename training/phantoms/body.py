@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tools.core.anatomy import STRUCTURES_BY_NAME
+from cardiovlm.tools.core.anatomy import STRUCTURES_BY_NAME
 
 LABEL = {name: s.label_id for name, s in STRUCTURES_BY_NAME.items()}
 # the humerus has no registry label yet: it takes the soft-tissue label, its HU comes from its own masks

@@ -7,14 +7,14 @@ with older, more often male patients carrying more risk factors, and with an hs-
 assay's 99th-percentile URL more often (myocardial injury is more likely with severe disease, never
 certain, and possible without it).
 
-The troponin assay and its sex-specific URLs come from ``tools.quant.troponin`` (the one place that stores
-them), so ``tools.quant.troponin.interpret_troponin`` reads every sampled value back to the intended
+The troponin assay and its sex-specific URLs come from ``cardiovlm.tools.quant.troponin`` (the one place that stores
+them), so ``cardiovlm.tools.quant.troponin.interpret_troponin`` reads every sampled value back to the intended
 side of the URL. Units are consistent by construction: pg/mL equals ng/L, ng/mL is 1000 ng/L.
 
 Example::
 
     >>> import numpy as np
-    >>> from tools.core.case_format import Findings
+    >>> from cardiovlm.tools.core.case_format import Findings
     >>> ctx = sample_clinical(np.random.default_rng(0), Findings(cad_rads="0"))
     >>> 18 <= ctx.age <= 100
     True
@@ -27,9 +27,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tools.core.anatomy import SEGMENTS_BY_CODE
-from tools.core.case_format import ClinicalContext, Findings
-from tools.quant.troponin import ASSAYS, TroponinAssay
+from cardiovlm.tools.core.anatomy import SEGMENTS_BY_CODE
+from cardiovlm.tools.core.case_format import ClinicalContext, Findings
+from cardiovlm.tools.quant.troponin import ASSAYS, TroponinAssay
 
 # MESA enrolment shares (about 38% white, 12% Chinese, 28% African American, 22% Hispanic).
 RACE_SHARES: dict[str, float] = {"white": 0.38, "chinese": 0.12, "african_american": 0.28, "hispanic": 0.22}
@@ -103,7 +103,7 @@ def sample_clinical(rng: np.random.Generator | random.Random, findings: Findings
     """
     rng = as_generator(rng)
     if not isinstance(findings, Findings):
-        raise ValueError(f"findings must be a tools.core.case_format.Findings, got {type(findings).__name__}")
+        raise ValueError(f"findings must be a cardiovlm.tools.core.case_format.Findings, got {type(findings).__name__}")
     b = disease_burden(findings)
 
     def chance(p: tuple[float, float]) -> bool:

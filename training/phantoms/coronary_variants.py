@@ -1,6 +1,6 @@
 """Coronary side branches and normal variants of the realistic (generator 2.0) phantom.
 
-The SCCT segments of :mod:`training.phantoms.geometry` are the measured tree. This module adds what a
+The SCCT segments of :mod:`cardiovlm.training.phantoms.geometry` are the measured tree. This module adds what a
 real CCTA shows besides them and what no tool measures: septal perforators diving from the LAD into
 the interventricular septum, a conus branch from the proximal RCA over the right ventricular outflow
 tract, and acute marginals from the mid RCA down the RV free wall; and, in a few cases, a myocardial
@@ -30,8 +30,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from scipy.spatial import cKDTree
 
-from tools.core.anatomy import STRUCTURES_BY_NAME
-from training.phantoms.geometry import APEX_WALL_FRACTION, Anatomy, Vessel, _spline, _unit
+from cardiovlm.tools.core.anatomy import STRUCTURES_BY_NAME
+from cardiovlm.training.phantoms.geometry import APEX_WALL_FRACTION, Anatomy, Vessel, _spline, _unit
 
 # Share of patients with each variant. Myocardial bridging is seen on CCTA in roughly 5-25 % of
 # patients, most of them short and superficial (Konen et al., Radiology 2007;242:123); the phantoms
@@ -276,7 +276,7 @@ def _tube_occupancy(points: np.ndarray, radius: np.ndarray, grid, margin: float 
 def paint_coronary_detail(lab: np.ndarray, parts: dict, grid, anat: Anatomy, detail: CoronaryDetail) -> None:
     """Add the branches' lumen to the rasteriser's partial-volume band and tunnel a bridge (in place).
 
-    ``lab`` and ``parts`` are :func:`training.phantoms.raster.rasterise`'s output for ``anat``; the
+    ``lab`` and ``parts`` are :func:`cardiovlm.training.phantoms.raster.rasterise`'s output for ``anat``; the
     segment lumens and labels already painted are never reduced.
     """
     labf = lab.reshape(-1)

@@ -1,6 +1,6 @@
 """(Re)build the demo cases bundled in ``tools/demo_cases/`` from fixed seeds and explicit findings.
 
-Run ``python -m training.phantoms.demo_cases``. Cases are NIfTI only (no DICOM folders) to keep the
+Run ``python -m cardiovlm.training.phantoms.demo_cases``. Cases are NIfTI only (no DICOM folders) to keep the
 bundle small; ``preview.png`` (for the README) is the coronary MIP of ``lad_stenosis``.
 """
 
@@ -11,8 +11,8 @@ import shutil
 import time
 from pathlib import Path
 
-from training.phantoms.generate import generate_case
-from training.phantoms.lesions import FindingRequest
+from cardiovlm.training.phantoms.generate import generate_case
+from cardiovlm.training.phantoms.lesions import FindingRequest
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "tools" / "demo_cases"
 DEMO_SIZE = "small"  # 1 mm voxels: four cases fit the 30 MB budget; "demo" size is ~3x larger per case

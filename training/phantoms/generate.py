@@ -1,8 +1,8 @@
-"""Write synthetic CCTA cases (images, labels and ground truth) in the ``tools.core.case_format`` layout.
+"""Write synthetic CCTA cases (images, labels and ground truth) in the ``cardiovlm.tools.core.case_format`` layout.
 
 Example::
 
-    from training.phantoms import FindingRequest, generate_case
+    from cardiovlm.training.phantoms import FindingRequest, generate_case
     case = generate_case(Path("out"), seed=3, findings=[FindingRequest("pLAD", "noncalcified_plaque",
                          stenosis_percent=70, length_mm=14)], with_dicom=False)
 """
@@ -15,18 +15,18 @@ from typing import TypedDict
 
 import numpy as np
 
-from tools.core import case_format as cf
-from tools.core.anatomy import CORONARY_SEGMENTS, label_table
-from tools.core.errors import CardioVLMError
-from tools.ingest.nifti_io import write_nifti
-from tools.quant.cadrads import cad_rads
-from training.phantoms.coronary_variants import CoronaryDetail, paint_coronary_detail, sample_coronary_detail
-from training.phantoms.geometry import Anatomy, sample_anatomy
-from training.phantoms.lesions import Calcification, FindingRequest, apply_findings, sample_requests
-from training.phantoms.noise import NoiseModel
-from training.phantoms.physics import sample_physics
-from training.phantoms.raster import Contrast, Grid, form_image, rasterise
-from training.phantoms.thorax import Thorax, sample_thorax
+from cardiovlm.tools.core import case_format as cf
+from cardiovlm.tools.core.anatomy import CORONARY_SEGMENTS, label_table
+from cardiovlm.tools.core.errors import CardioVLMError
+from cardiovlm.tools.ingest.nifti_io import write_nifti
+from cardiovlm.tools.quant.cadrads import cad_rads
+from cardiovlm.training.phantoms.coronary_variants import CoronaryDetail, paint_coronary_detail, sample_coronary_detail
+from cardiovlm.training.phantoms.geometry import Anatomy, sample_anatomy
+from cardiovlm.training.phantoms.lesions import Calcification, FindingRequest, apply_findings, sample_requests
+from cardiovlm.training.phantoms.noise import NoiseModel
+from cardiovlm.training.phantoms.physics import sample_physics
+from cardiovlm.training.phantoms.raster import Contrast, Grid, form_image, rasterise
+from cardiovlm.training.phantoms.thorax import Thorax, sample_thorax
 
 GENERATOR_VERSION = "2.0"
 
@@ -240,7 +240,7 @@ def generate_case(out_dir: Path, *, seed: int, size: str = "small", findings: li
         findings: exactly these findings; None draws 0-3 from the seed (healthy cases included).
         dominance: "right" or "left"; drawn from the seed when None.
         with_cac: also write the paired non-contrast 3 mm calcium-scoring series.
-        with_dicom: also write DICOM series (needs ``tools.dicom.dicom_write``).
+        with_dicom: also write DICOM series (needs ``cardiovlm.tools.dicom.dicom_write``).
         preview: render axial, coronal and MIP PNGs into ``preview/``.
         case_id: folder name; ``phantom_<seed>`` by default.
         noise_sd_hu: quantum noise SD in HU at this size's voxels; when None it follows the real reference
@@ -251,7 +251,7 @@ def generate_case(out_dir: Path, *, seed: int, size: str = "small", findings: li
         realistic: generator 2.0's thorax and imaging physics (kernel-textured noise scaled to the real
             reference and body size, blood inhomogeneity, right-atrial mixing, SVC streaks, blooming,
             mid-RCA motion blur). Off by default: the image-derived coronary tree
-            (``tools.quant.coronary_tree``) does not yet find the left tree under kernel-textured noise, nor
+            (``cardiovlm.tools.quant.coronary_tree``) does not yet find the left tree under kernel-textured noise, nor
             the RCA beside pulmonary veins, and the tools' tests run on default phantoms.
 
     Raises:
@@ -266,9 +266,9 @@ def generate_case(out_dir: Path, *, seed: int, size: str = "small", findings: li
     preset = SIZES[size]
     if with_dicom:  # fail before minutes of work, not after
         try:
-            from tools.dicom.dicom_write import write_ct_series
+            from cardiovlm.tools.dicom.dicom_write import write_ct_series
         except ImportError as err:
-            raise PhantomError("DICOM output needs tools.dicom.dicom_write, which is not installed; "
+            raise PhantomError("DICOM output needs cardiovlm.tools.dicom.dicom_write, which is not installed; "
                                "use with_dicom=False (--no-dicom)") from err
     anat, lumens, calcs, extra, gt, where, rng = build(seed, findings=findings, dominance=dominance,
                                                        thorax=realistic)
@@ -343,7 +343,7 @@ def generate_case(out_dir: Path, *, seed: int, size: str = "small", findings: li
     files += [cf.CENTERLINES_FILE, cf.LANDMARKS_FILE, cf.FINDINGS_FILE]
     files += _clinical_and_report(root, result, anat.dominance, np.random.default_rng([seed, 1]))
     if preview:
-        from training.phantoms.preview import write_previews
+        from cardiovlm.training.phantoms.preview import write_previews
         write_previews(hu, lab, grid, root / cf.PREVIEW_DIR)
         files.append(cf.PREVIEW_DIR)
     manifest = cf.CaseManifest(
@@ -357,8 +357,8 @@ def generate_case(out_dir: Path, *, seed: int, size: str = "small", findings: li
 def _clinical_and_report(root: Path, findings: cf.Findings, dominance: str, rng: np.random.Generator) -> list[str]:
     """clinical.json and report.txt, once the teammates' modules are on main (skipped until then)."""
     try:
-        from training.phantoms.clinical import sample_clinical
-        from training.phantoms.report import write_report
+        from cardiovlm.training.phantoms.clinical import sample_clinical
+        from cardiovlm.training.phantoms.report import write_report
     except ImportError:
         return []
     clinical = sample_clinical(rng, findings)

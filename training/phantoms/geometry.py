@@ -1,7 +1,7 @@
 """The geometric model of a phantom: thorax, heart and coronary tree in patient LPS millimetres.
 
 Nothing here knows about voxels. :func:`sample_anatomy` draws one anatomy from a random generator;
-:mod:`training.phantoms.raster` turns it into label maps and HU at any spacing.
+:mod:`cardiovlm.training.phantoms.raster` turns it into label maps and HU at any spacing.
 
 Heart frame: ``u`` is the ventricular long axis (base -> apex, pointing anterior-left-inferior),
 ``e1`` the anterior direction perpendicular to it and ``e2`` the leftward one. A point on the
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.interpolate import CubicSpline
 
-from tools.core.anatomy import SEGMENT_PARENT
+from cardiovlm.tools.core.anatomy import SEGMENT_PARENT
 
 CENTERLINE_STEP_MM = 0.25  # centerline sampling; well under any voxel size we rasterise at
 # sinus-to-opposite-sinus diameter / root radius: sinuses sit 0.55 r out and have radius 0.62 r
@@ -112,8 +112,8 @@ class Anatomy:
     liver_axes: tuple[float, float, float]
     vessels: dict[str, Vessel] = field(default_factory=dict)
     landmarks: dict[str, np.ndarray] = field(default_factory=dict)
-    thorax: object | None = None  # training.phantoms.thorax.Thorax, drawn from its own stream (generator 2.0)
-    # training.phantoms.coronary_variants.CoronaryDetail: side branches and variants (generator 2.0)
+    thorax: object | None = None  # cardiovlm.training.phantoms.thorax.Thorax, drawn from its own stream (generator 2.0)
+    # cardiovlm.training.phantoms.coronary_variants.CoronaryDetail: side branches and variants (generator 2.0)
     coronary_detail: object | None = None
 
     def segment_codes(self) -> list[str]:

@@ -31,8 +31,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from training.phantoms.geometry import APEX_WALL_FRACTION, Anatomy, _unit
-from training.phantoms.segments import Segments
+from cardiovlm.training.phantoms.geometry import APEX_WALL_FRACTION, Anatomy, _unit
+from cardiovlm.training.phantoms.segments import Segments
 
 PAPILLARY_LENGTH_MM = {"anterolateral": (32.2, 4.8), "posteromedial": (29.9, 4.9)}  # mean, SD (autopsy)
 PAPILLARY_ANGLE_DEG = {"anterolateral": -50.0, "posteromedial": 65.0}  # from the LV's lateral axis (phi_lv)

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tools.core.anatomy import FINDING_KINDS, SEGMENTS_BY_CODE
-from tools.core.case_format import Finding
-from tools.core.errors import CardioVLMError
-from training.phantoms.geometry import CENTERLINE_STEP_MM, Anatomy
+from cardiovlm.tools.core.anatomy import FINDING_KINDS, SEGMENTS_BY_CODE
+from cardiovlm.tools.core.case_format import Finding
+from cardiovlm.tools.core.errors import CardioVLMError
+from cardiovlm.training.phantoms.geometry import CENTERLINE_STEP_MM, Anatomy
 
 END_MARGIN_MM = 3.0  # lesions stay this far from segment ends, where neighbouring tubes overlap
 
@@ -31,8 +31,8 @@ class FindingRequest:
     """One finding to place. Sizes in mm, attenuation in HU.
 
     Args:
-        segment: SCCT segment code from ``tools.core.anatomy`` (e.g. "pLAD").
-        kind: one of ``tools.core.anatomy.FINDING_KINDS``.
+        segment: SCCT segment code from ``cardiovlm.tools.core.anatomy`` (e.g. "pLAD").
+        kind: one of ``cardiovlm.tools.core.anatomy.FINDING_KINDS``.
         stenosis_percent: diameter stenosis of the plaque (ignored for stents and occlusions).
         length_mm: lesion length along the centerline (for a stent, the stent length, 8-38 mm).
         position: centre of the lesion as a fraction of the segment's length.

@@ -1,6 +1,7 @@
 """Image formation effects beyond tissue HU: contrast mixing, blooming, cardiac motion, streaks from dense contrast.
 
-Each effect is a small array transform on the HU volume, applied by :func:`training.phantoms.raster.form_image`
+Each effect is a small array transform on the HU volume, applied by
+:func:`cardiovlm.training.phantoms.raster.form_image`
 in acquisition order (object first, then scanner): contrast inhomogeneity in the blood pool, mixing of
 dense and unopacified inflow in the right atrium, calcium/stent blooming, motion blur around the mid
 RCA, the scanner's point-spread function, streaks next to the dense superior vena cava, kernel noise.
@@ -19,7 +20,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from training.phantoms.noise import smooth_field
+from cardiovlm.training.phantoms.noise import smooth_field
 
 
 @dataclass(frozen=True)

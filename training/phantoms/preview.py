@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tools.core.anatomy import CORONARY_LABELS
+from cardiovlm.tools.core.anatomy import CORONARY_LABELS
 
 WINDOW = (150.0, 600.0)  # cardiac window: level, width (HU)
 

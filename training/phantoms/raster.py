@@ -15,16 +15,16 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from tools.core.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
-from training.phantoms import physics as phys
-from training.phantoms.body import HUMERUS_LABEL, paint_body_wall
-from training.phantoms.geometry import APEX_WALL_FRACTION, Anatomy, Tube
-from training.phantoms.lesions import Calcification, SegmentLumen
-from training.phantoms.noise import kernel_noise
-from training.phantoms.physics import Physics
-from training.phantoms.thorax import Thorax
-from training.phantoms.thorax_raster import abdomen, paint_heart_detail, paint_segments, vessels_and_airways
-from training.phantoms.vertebrae import paint_spine
+from cardiovlm.tools.core.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
+from cardiovlm.training.phantoms import physics as phys
+from cardiovlm.training.phantoms.body import HUMERUS_LABEL, paint_body_wall
+from cardiovlm.training.phantoms.geometry import APEX_WALL_FRACTION, Anatomy, Tube
+from cardiovlm.training.phantoms.lesions import Calcification, SegmentLumen
+from cardiovlm.training.phantoms.noise import kernel_noise
+from cardiovlm.training.phantoms.physics import Physics
+from cardiovlm.training.phantoms.thorax import Thorax
+from cardiovlm.training.phantoms.thorax_raster import abdomen, paint_heart_detail, paint_segments, vessels_and_airways
+from cardiovlm.training.phantoms.vertebrae import paint_spine
 
 LABEL = {name: s.label_id for name, s in STRUCTURES_BY_NAME.items()}
 PSF_SIGMA_MM = 0.5  # scanner point-spread function, Gaussian sigma
@@ -322,7 +322,7 @@ def form_image(lab: np.ndarray, parts: dict, grid: Grid, contrast: Contrast, noi
 
     With ``physics`` (generator 2.0) also: blood inhomogeneity and right-atrial mixing, calcium and
     stent blooming, motion blur round the mid RCA, streaks from the dense SVC, and noise with a
-    reconstruction kernel's texture (:mod:`training.phantoms.noise`) instead of blurred white noise.
+    reconstruction kernel's texture (:mod:`cardiovlm.training.phantoms.noise`) instead of blurred white noise.
     """
     c = contrast
     lut = np.full(256, c.air, np.float32)

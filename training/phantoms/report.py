@@ -1,20 +1,20 @@
 """Free-text CCTA reports for the synthetic phantoms, written from their ground truth by a grammar.
 
-:func:`write_report` turns a :class:`~tools.core.case_format.Findings` and a
-:class:`~tools.core.case_format.ClinicalContext` into a report in varied radiologist style. The wording is
+:func:`write_report` turns a :class:`~cardiovlm.tools.core.case_format.Findings` and a
+:class:`~cardiovlm.tools.core.case_format.ClinicalContext` into a report in varied radiologist style. The wording is
 data (``report_grammar.yaml`` beside this module); this module only chooses, fills and orders it.
 Every finding is described in one sentence that names its segment; vessels and segments are negated
 only when nothing was placed on them; hedges appear only where they cannot contradict the truth
 (blooming, strut artefact, collaterals, functional significance). The report holds no patient
 identifiers: age and sex only.
 
-The parts: the grammar's template language (:mod:`training.phantoms.report_template`), anatomy
-phrasings and one sentence per finding (:mod:`training.phantoms.report_phrasing`), the sections and
-their order (this module), and the variety measure (:mod:`training.phantoms.report_variety`).
+The parts: the grammar's template language (:mod:`cardiovlm.training.phantoms.report_template`), anatomy
+phrasings and one sentence per finding (:mod:`cardiovlm.training.phantoms.report_phrasing`), the sections and
+their order (this module), and the variety measure (:mod:`cardiovlm.training.phantoms.report_variety`).
 
 Vocabulary, for the report parser's coverage (``tools/reports/parser.py``):
 
-* Segment phrasings (from ``tools.core.anatomy``, never re-typed): the full name ("the proximal left
+* Segment phrasings (from ``cardiovlm.tools.core.anatomy``, never re-typed): the full name ("the proximal left
   anterior descending artery"), the code ("the pLAD", "the OM1", "the R-PDA"), the registry synonyms
   with abbreviations upper-cased ("the proximal LAD", "the mid RCA", "the first obtuse marginal",
   "the ramus intermedius"), "segment 6", a code with its number ("the proximal LAD (segment 6)"), and
@@ -48,7 +48,7 @@ Vocabulary, for the report parser's coverage (``tools/reports/parser.py``):
 Example::
 
     >>> import numpy as np
-    >>> from tools.core.case_format import ClinicalContext, Finding, Findings
+    >>> from cardiovlm.tools.core.case_format import ClinicalContext, Finding, Findings
     >>> f = Findings(cad_rads="3", findings=[Finding(id="f1", segment="pLAD", kind="mixed_plaque",
     ...     stenosis_percent=60, length_mm=12, start_mm=2, calcium_peak_hu=600)])
     >>> c = ClinicalContext(age=61, sex="male", race="white", systolic_bp_mmhg=130,
@@ -65,12 +65,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tools.core.anatomy import ARTERIES, CORONARY_SEGMENTS, MAIN_VESSEL_PATHS, SEGMENTS_BY_CODE, segments_of_artery
-from tools.core.case_format import ClinicalContext, Finding, Findings
-from tools.quant.cadrads import OBSTRUCTIVE_PERCENT, cac_drs
-from tools.quant.troponin import interpret_troponin
-from training.phantoms.clinical import as_generator
-from training.phantoms.report_phrasing import (
+from cardiovlm.tools.core.anatomy import (
+    ARTERIES,
+    CORONARY_SEGMENTS,
+    MAIN_VESSEL_PATHS,
+    SEGMENTS_BY_CODE,
+    segments_of_artery,
+)
+from cardiovlm.tools.core.case_format import ClinicalContext, Finding, Findings
+from cardiovlm.tools.quant.cadrads import OBSTRUCTIVE_PERCENT, cac_drs
+from cardiovlm.tools.quant.troponin import interpret_troponin
+from cardiovlm.training.phantoms.clinical import as_generator
+from cardiovlm.training.phantoms.report_phrasing import (
     artery_phrasings,
     finding_sentences,
     join_list,
@@ -79,7 +85,7 @@ from training.phantoms.report_phrasing import (
     short_artery,
     stenosis_slots,
 )
-from training.phantoms.report_template import TemplateWriter, capitalise, load_grammar
+from cardiovlm.training.phantoms.report_template import TemplateWriter, capitalise, load_grammar
 
 DOMINANCES = ("right", "left", "codominant")
 
@@ -308,9 +314,10 @@ def write_report(findings: Findings, clinical: ClinicalContext, *, dominance: st
         ValueError: on an unknown dominance, a negative calcium score, or arguments of the wrong type.
     """
     if not isinstance(findings, Findings):
-        raise ValueError(f"findings must be a tools.core.case_format.Findings, got {type(findings).__name__}")
+        raise ValueError(f"findings must be a cardiovlm.tools.core.case_format.Findings, got {type(findings).__name__}")
     if not isinstance(clinical, ClinicalContext):
-        raise ValueError(f"clinical must be a tools.core.case_format.ClinicalContext, got {type(clinical).__name__}")
+        raise ValueError("clinical must be a cardiovlm.tools.core.case_format.ClinicalContext, got "
+                         f"{type(clinical).__name__}")
     if dominance not in DOMINANCES:
         raise ValueError(f"dominance must be one of {', '.join(DOMINANCES)}, got {dominance!r}")
     if calcium_score is not None and not calcium_score >= 0:

@@ -1,8 +1,8 @@
 """Phantom report phrases: anatomy named as radiologists write it, and one sentence per finding.
 
-Segment and artery phrasings come from the anatomy registry (:mod:`tools.core.anatomy`), never re-typed,
+Segment and artery phrasings come from the anatomy registry (:mod:`cardiovlm.tools.core.anatomy`), never re-typed,
 and each is checked to read back to its segment or artery. Grading words and their written bands
-come from the CAD-RADS table of :mod:`tools.quant.cadrads`, so the report and the measuring tools put a
+come from the CAD-RADS table of :mod:`cardiovlm.tools.quant.cadrads`, so the report and the measuring tools put a
 stenosis in the same band.
 """
 
@@ -12,10 +12,10 @@ import re
 from collections.abc import Sequence
 from functools import cache
 
-from tools.core.anatomy import ARTERY_NAMES, ARTERY_SYNONYMS, SEGMENTS_BY_CODE, SYNONYM_INDEX, CoronarySegment
-from tools.core.case_format import Finding, Findings
-from tools.quant.cadrads import OBSTRUCTIVE_PERCENT, SEVERE_PERCENT, stenosis_band
-from training.phantoms.report_template import TemplateWriter, capitalise
+from cardiovlm.tools.core.anatomy import ARTERY_NAMES, ARTERY_SYNONYMS, SEGMENTS_BY_CODE, SYNONYM_INDEX, CoronarySegment
+from cardiovlm.tools.core.case_format import Finding, Findings
+from cardiovlm.tools.quant.cadrads import OBSTRUCTIVE_PERCENT, SEVERE_PERCENT, stenosis_band
+from cardiovlm.training.phantoms.report_template import TemplateWriter, capitalise
 
 # Abbreviations as radiologists write them; every other word of a registry synonym stays lower case.
 _CASING = {"lad": "LAD", "rca": "RCA", "lcx": "LCx", "cx": "Cx", "pda": "PDA", "plb": "PLB", "om": "OM",
@@ -83,7 +83,7 @@ def join_list(items: Sequence[str]) -> str:
 
 def grade_of(percent: float) -> tuple[str, int, int]:
     """Grading word and written band (lowest %, highest %) of a stenosis in (0, 100), from the one
-    CAD-RADS table (:data:`tools.quant.cadrads.STENOSIS_BANDS`): 24.5 % is minimal, 69.5 % moderate and 99.5 %
+    CAD-RADS table (:data:`cardiovlm.tools.quant.cadrads.STENOSIS_BANDS`): 24.5 % is minimal, 69.5 % moderate and 99.5 %
     severe. A stated stenosis is at least 1 %, so the minimal band is written "1-24%" (0 % is a plaque
     without narrowing, described with no number).
 

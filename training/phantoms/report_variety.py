@@ -10,8 +10,8 @@ import re
 from collections.abc import Sequence
 from functools import lru_cache
 
-from tools.core.anatomy import ARTERY_NAMES, ARTERY_SYNONYMS, CORONARY_SEGMENTS
-from training.phantoms.report_template import Alt, Opt, load_grammar, parse_template
+from cardiovlm.tools.core.anatomy import ARTERY_NAMES, ARTERY_SYNONYMS, CORONARY_SEGMENTS
+from cardiovlm.training.phantoms.report_template import Alt, Opt, load_grammar, parse_template
 
 
 def _anatomy_pattern() -> re.Pattern:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from training.phantoms.geometry import _spline
+from cardiovlm.training.phantoms.geometry import _spline
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 Geometry only, in patient LPS millimetres (x to the patient's left, y posterior, z superior), drawn from
 the case's own random stream so that adding or changing a thoracic structure never moves the heart or
-the coronary tree of a seed. :mod:`training.phantoms.raster` paints it.
+the coronary tree of a seed. :mod:`cardiovlm.training.phantoms.raster` paints it.
 
 Vessels and airways are chains of tapered capsules (:class:`Segments`). The intrapulmonary arteries
 and veins are recursive binary trees: each child is about 0.79 times its parent's radius (Murray's
@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from training.phantoms.body import Body, ChestWall, Ribs, cavity_depth, sample_body, wall_depths
-from training.phantoms.geometry import APEX_WALL_FRACTION, Anatomy, Tube, _spline, _unit
-from training.phantoms.heart_detail import HeartDetail, sample_heart_detail
-from training.phantoms.segments import Segments
-from training.phantoms.vertebrae import Spine, sample_spine
+from cardiovlm.training.phantoms.body import Body, ChestWall, Ribs, cavity_depth, sample_body, wall_depths
+from cardiovlm.training.phantoms.geometry import APEX_WALL_FRACTION, Anatomy, Tube, _spline, _unit
+from cardiovlm.training.phantoms.heart_detail import HeartDetail, sample_heart_detail
+from cardiovlm.training.phantoms.segments import Segments
+from cardiovlm.training.phantoms.vertebrae import Spine, sample_spine
 
 MURRAY = 2.0 ** (-1.0 / 3.0)  # child / parent radius at a symmetric bifurcation
 MIN_TREE_RADIUS_MM = 0.45  # stop branching below this calibre (under half a small-size voxel)

@@ -1,9 +1,11 @@
-"""Paint the thorax of :mod:`training.phantoms.thorax` into a label map (abdomen, mediastinum, airways, lung trees).
+"""Paint the thorax of :mod:`cardiovlm.training.phantoms.thorax` into a label map (abdomen, mediastinum, airways, lung
+trees).
 
-The chest wall is painted by :mod:`training.phantoms.body`, the spine by :mod:`training.phantoms.vertebrae`.
+The chest wall is painted by :mod:`cardiovlm.training.phantoms.body`, the spine by
+:mod:`cardiovlm.training.phantoms.vertebrae`.
 The heart's papillary muscles, trabeculae,
-appendages and outflow tract (:mod:`training.phantoms.heart_detail`) are painted here too.
-Every structure is a registry label (``tools.core.anatomy``). Tubes are painted segment by segment inside
+appendages and outflow tract (:mod:`cardiovlm.training.phantoms.heart_detail`) are painted here too.
+Every structure is a registry label (``cardiovlm.tools.core.anatomy``). Tubes are painted segment by segment inside
 each segment's bounding box, so a lung tree of thousands of branches costs well under a second. New
 structures never paint within ``KEEP_OUT_MM`` of a coronary lumen: the coronaries run in their own fat.
 """
@@ -14,10 +16,10 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from tools.core.anatomy import STRUCTURES_BY_NAME
-from training.phantoms.heart_detail import HeartDetail
-from training.phantoms.segments import Segments
-from training.phantoms.thorax import Thorax
+from cardiovlm.tools.core.anatomy import STRUCTURES_BY_NAME
+from cardiovlm.training.phantoms.heart_detail import HeartDetail
+from cardiovlm.training.phantoms.segments import Segments
+from cardiovlm.training.phantoms.thorax import Thorax
 
 LABEL = {name: s.label_id for name, s in STRUCTURES_BY_NAME.items()}
 KEEP_OUT_MM = 3.0  # fat kept between a coronary lumen and any other vessel or airway

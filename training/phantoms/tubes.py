@@ -1,6 +1,6 @@
 """Straight coronary tubes with one narrowing of known degree: a CT and a label map for checking measurements.
 
-The CT is formed the way the phantom generator forms it (:mod:`training.phantoms.raster`): lumen at
+The CT is formed the way the phantom generator forms it (:mod:`cardiovlm.training.phantoms.raster`): lumen at
 ``lumen_hu`` with analytic partial volume from the signed distance to the lumen circle (linear over
 one voxel), non-calcified plaque around the narrowing, epicardial fat elsewhere, optional calcium
 and stent metal, a Gaussian point-spread blur (``PSF_SIGMA_MM``) and spatially correlated noise.
@@ -19,10 +19,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from tools.core import case_format as cf
-from tools.core.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
-from training.phantoms.lesions import profile
-from training.phantoms.raster import NOISE_CORRELATION_MM, PSF_SIGMA_MM
+from cardiovlm.tools.core import case_format as cf
+from cardiovlm.tools.core.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
+from cardiovlm.training.phantoms.lesions import profile
+from cardiovlm.training.phantoms.raster import NOISE_CORRELATION_MM, PSF_SIGMA_MM
 
 PLAQUE = STRUCTURES_BY_NAME["noncalcified_plaque"].label_id
 CALCIUM = STRUCTURES_BY_NAME["calcified_plaque"].label_id

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tools.core.anatomy import STRUCTURES_BY_NAME
-from training.phantoms.segments import Segments
+from cardiovlm.tools.core.anatomy import STRUCTURES_BY_NAME
+from cardiovlm.training.phantoms.segments import Segments
 
 LABEL = {name: s.label_id for name, s in STRUCTURES_BY_NAME.items()}
 LEVEL_MM = 27.0  # vertebral level height (body + disc), as in generator 1.0

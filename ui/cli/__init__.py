@@ -12,22 +12,22 @@ import argparse
 import importlib
 import sys
 
-from tools.core.settings import NO_TELEMETRY, OFFLINE_HUB, set_library_environment
+from cardiovlm.tools.core.settings import NO_TELEMETRY, OFFLINE_HUB, set_library_environment
 
 # Keep third-party telemetry off before anything imports gradio, chromadb or TotalSegmentator.
 set_library_environment(NO_TELEMETRY | OFFLINE_HUB)
 
 SUBCOMMAND_MODULES = (
-    "ui.cli.phantoms",  # phantoms
-    "ui.cli.ingest",  # ingest
-    "ui.cli.demo",  # demo
-    "ui.cli.quantify",  # calcium, measure, stent
-    "ui.cli.train",  # train
-    "ui.cli.evaluate",  # evaluate
-    "ui.cli.reports",  # reports
-    "ui.cli.curriculum",  # curriculum
-    "ui.cli.ask",  # ask
-    "ui.cli.pacs",  # pacs search|load|send
+    "cardiovlm.ui.cli.phantoms",  # phantoms
+    "cardiovlm.ui.cli.ingest",  # ingest
+    "cardiovlm.ui.cli.demo",  # demo
+    "cardiovlm.ui.cli.quantify",  # calcium, measure, stent
+    "cardiovlm.ui.cli.train",  # train
+    "cardiovlm.ui.cli.evaluate",  # evaluate
+    "cardiovlm.ui.cli.reports",  # reports
+    "cardiovlm.ui.cli.curriculum",  # curriculum
+    "cardiovlm.ui.cli.ask",  # ask
+    "cardiovlm.ui.cli.pacs",  # pacs search|load|send
 )
 
 

@@ -1,7 +1,7 @@
-"""``python -m ui.cli``: the ``cardiovlm`` command."""
+"""``python -m cardiovlm.ui.cli``: the ``cardiovlm`` command."""
 
 import sys
 
-from ui.cli import main
+from cardiovlm.ui.cli import main
 
 sys.exit(main())

@@ -25,9 +25,9 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from assistant.backends import chat_model
-    from assistant.registry import unavailable_tools
-    from assistant.session import Session
+    from cardiovlm.assistant.backends import chat_model
+    from cardiovlm.assistant.registry import unavailable_tools
+    from cardiovlm.assistant.session import Session
 
     session = Session(model=chat_model(args.llm), backend=args.llm or "default",
                       output_dir=Path(args.out) if args.out else None, dicom_seg=args.dicom_seg)

@@ -4,7 +4,7 @@
     cardiovlm curriculum --manifest studies.jsonl --data DIR --out FILE [--pseudo-labels]
 
 With ``--manifest`` the real studies it lists are first imported as case folders into DIR
-(``training.curriculum.real_data`` defines the manifest format).
+(``cardiovlm.training.curriculum.real_data`` defines the manifest format).
 """
 
 from __future__ import annotations
@@ -30,13 +30,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from tools.core.case_format import iter_cases
-    from tools.core.settings import get_settings
-    from training.curriculum.builder import build_curriculum
-    from training.curriculum.jsonl import write_curriculum
+    from cardiovlm.tools.core.case_format import iter_cases
+    from cardiovlm.tools.core.settings import get_settings
+    from cardiovlm.training.curriculum.builder import build_curriculum
+    from cardiovlm.training.curriculum.jsonl import write_curriculum
 
     if args.manifest:
-        from training.curriculum.real_data import import_manifest
+        from cardiovlm.training.curriculum.real_data import import_manifest
 
         import_manifest(args.manifest, args.data, pseudo_labels=args.pseudo_labels)
     elif args.pseudo_labels:

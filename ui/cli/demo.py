@@ -20,7 +20,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ui.server import launch
+    from cardiovlm.ui.server import launch
 
     print(f"CardioVLM: research software, not for clinical use. Open http://{args.host}:{args.port}")
     launch(args.host, args.port, users_file=args.users, insecure=args.insecure, max_upload_mb=args.max_upload_mb,

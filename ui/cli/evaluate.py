@@ -1,4 +1,5 @@
-"""``cardiovlm evaluate``: score a VLM checkpoint on phantom cases (thin: parse, call training.evaluate, print)."""
+"""``cardiovlm evaluate``: score a VLM checkpoint on phantom cases (thin: parse, call cardiovlm.training.evaluate,
+print)."""
 
 from __future__ import annotations
 
@@ -38,9 +39,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     import json
 
-    from tools.core.settings import get_settings
-    from training.evaluate import SHUFFLED_CONTROL_MAX, control_gaps, evaluate_folder, format_table, target_gaps
-    from vlm.validation import CONTROL_SPLITS
+    from cardiovlm.tools.core.settings import get_settings
+    from cardiovlm.training.evaluate import (
+        SHUFFLED_CONTROL_MAX,
+        control_gaps,
+        evaluate_folder,
+        format_table,
+        target_gaps,
+    )
+    from cardiovlm.vlm.validation import CONTROL_SPLITS
 
     checkpoint = args.checkpoint or get_settings().checkpoint_dir
     controls = () if args.controls is None else tuple(args.controls or CONTROL_SPLITS)

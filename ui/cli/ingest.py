@@ -18,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     import json
 
-    from tools.ingest.study import load_study
+    from cardiovlm.tools.ingest.study import load_study
 
     summary = load_study(args.path).summary()
     if args.json:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 
-# This project's top-level packages: their INFO lines are shown, other libraries' only from WARNING on.
-PROJECT_PACKAGES = ("assistant", "tools", "training", "ui", "vlm")
+# This project's one namespace: its INFO lines are shown, other libraries' only from WARNING on.
+PROJECT_LOGGER = "cardiovlm"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -21,5 +21,4 @@ def configure_cli_logging(level: int = logging.INFO) -> None:
     if logging.getLogger().handlers:
         return
     logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT)
-    for name in PROJECT_PACKAGES:
-        logging.getLogger(name).setLevel(level)
+    logging.getLogger(PROJECT_LOGGER).setLevel(level)

@@ -48,9 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _client(args: argparse.Namespace):
-    from tools.core.settings import get_settings
-    from tools.ingest.pacs import PacsClient
-    from ui.cli.logs import configure_cli_logging
+    from cardiovlm.tools.core.settings import get_settings
+    from cardiovlm.tools.ingest.pacs import PacsClient
+    from cardiovlm.ui.cli.logs import configure_cli_logging
 
     configure_cli_logging()  # each exchange with the PACS on stderr, for the hospital's IT
 
@@ -87,7 +87,7 @@ def _load(args: argparse.Namespace) -> int:
     import tempfile
     from pathlib import Path
 
-    from tools.ingest.pacs import PacsNotFoundError
+    from cardiovlm.tools.ingest.pacs import PacsNotFoundError
 
     client = _client(args)
     series = args.series
@@ -113,9 +113,9 @@ def _send(args: argparse.Namespace) -> int:
     client = _client(args)
     paths = [Path(p) for p in args.paths]
     if args.answer:
-        from tools.core.answer import GroundedAnswer
-        from tools.dicom.dicom_export import export_answer, masks_of_answer
-        from tools.ingest.study import load_study
+        from cardiovlm.tools.core.answer import GroundedAnswer
+        from cardiovlm.tools.dicom.dicom_export import export_answer, masks_of_answer
+        from cardiovlm.tools.ingest.study import load_study
 
         if not args.study:
             raise ValueError("--answer needs --study, the study the answer is about")

@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from training.phantoms.generate import generate_dataset
+    from cardiovlm.training.phantoms.generate import generate_dataset
 
     paths = generate_dataset(args.out, n=args.n, seed=args.seed, size=args.size, progress=True,
                              preview=args.preview, with_dicom=not args.no_dicom, with_cac=not args.no_cac,

@@ -23,7 +23,7 @@ def _add_anatomy_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _load(args: argparse.Namespace):
-    from tools.quant.context import load_context
+    from cardiovlm.tools.quant.context import load_context
 
     return load_context(args.path, anatomy=args.anatomy)
 
@@ -32,8 +32,8 @@ def _print_reference(args: argparse.Namespace, ctx, measure) -> None:
     """The same measurement on the case's own label map, and the Dice of the masks, beside the result."""
     import numpy as np
 
-    from tools.core.anatomy import CORONARY_LABELS
-    from tools.quant.context import load_context
+    from cardiovlm.tools.core.anatomy import CORONARY_LABELS
+    from cardiovlm.tools.quant.context import load_context
 
     if ctx.reference is None or ctx.reference.labels is None:
         print("reference: none (not a case folder with a label map)")
@@ -66,7 +66,7 @@ def _register_calcium(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_calcium(args: argparse.Namespace) -> int:
-    from tools.quant.calcium import score_context
+    from cardiovlm.tools.quant.calcium import score_context
 
     ctx = _load(args)
     result = score_context(ctx)
@@ -133,7 +133,7 @@ def _register_lesion_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_measure(args: argparse.Namespace) -> int:
-    from tools.quant.stenosis import measure_lesion
+    from cardiovlm.tools.quant.stenosis import measure_lesion
 
     ctx = _load(args)
     result = measure_lesion(ctx, args.segment)
@@ -156,7 +156,7 @@ def _run_measure(args: argparse.Namespace) -> int:
 
 def _print_true_findings(ctx, target: str) -> None:
     """The case's own findings on the asked vessel (phantoms know their lesions exactly)."""
-    from tools.core.anatomy import SEGMENTS_BY_CODE, resolve_structure_or_segment
+    from cardiovlm.tools.core.anatomy import SEGMENTS_BY_CODE, resolve_structure_or_segment
 
     findings = ctx.reference.findings if ctx.reference else None
     if findings is None:
@@ -171,7 +171,7 @@ def _print_true_findings(ctx, target: str) -> None:
 
 
 def _run_stent(args: argparse.Namespace) -> int:
-    from tools.quant.stent import stent_coverage
+    from cardiovlm.tools.quant.stent import stent_coverage
 
     ctx = _load(args)
 

@@ -41,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _ingest(args: argparse.Namespace) -> int:
-    from tools.reports.store import ReportStore
+    from cardiovlm.tools.reports.store import ReportStore
 
     store = ReportStore.open()
     result = store.ingest_dir(args.directory)
@@ -56,7 +56,7 @@ def _ingest(args: argparse.Namespace) -> int:
 
 
 def _reindex(args: argparse.Namespace) -> int:
-    from tools.reports.store import ReportStore
+    from cardiovlm.tools.reports.store import ReportStore
 
     n = ReportStore.open().reindex()
     print(json.dumps({"reindexed": n}) if args.json else f"read and embedded {n} stored report(s) again")
@@ -64,8 +64,8 @@ def _reindex(args: argparse.Namespace) -> int:
 
 
 def _search(args: argparse.Namespace) -> int:
-    from tools.reports.records import ReportFilter
-    from tools.reports.store import ReportStore
+    from cardiovlm.tools.reports.records import ReportFilter
+    from cardiovlm.tools.reports.store import ReportStore
 
     filters = ReportFilter(patient_hash=args.patient, modality=args.modality,
                            date_from=args.since, date_to=args.until)

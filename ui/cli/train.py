@@ -1,4 +1,4 @@
-"""``cardiovlm train``: curriculum training of the VLM (thin: parse, call training.train, print)."""
+"""``cardiovlm train``: curriculum training of the VLM (thin: parse, call cardiovlm.training.train, print)."""
 
 from __future__ import annotations
 
@@ -21,14 +21,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
 
-    from training.train import train_from_files
-    from ui.cli.logs import configure_cli_logging
+    from cardiovlm.training.train import train_from_files
+    from cardiovlm.ui.cli.logs import configure_cli_logging
 
     configure_cli_logging()  # the steps, losses and checkpoints as the run goes (the same rows as log.csv)
 
     result = train_from_files(args.curriculum, args.config, args.out, data_root=args.data, resume=args.resume,
                               device=args.device)
-    from tools.core.settings import external_environment
+    from cardiovlm.tools.core.settings import external_environment
 
     if external_environment().rank == 0:  # under torchrun only the first process reports
         last = result.history[-1] if result.history else {}
