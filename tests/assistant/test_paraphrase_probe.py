@@ -35,7 +35,9 @@ class Probe:
 PROBES = {
     # Frozen before tuning. Before: single 63.3 %, compound 78.6 %, comparison 83.3 %, follow-up 90 %.
     # After: 60 / 60, but three items (p05, p29, p59) came right only after the phrasing bank was widened
-    # with phrasings of their kind, so its last points are not independent of the tuning.
+    # with phrasings of their kind, so its last points are not independent of the tuning. A fourth, p03
+    # (a question about the exam), fell to identity when questions about the assistant were added to the
+    # bank and came back after phrasings of its kind ("what is this study") were added: not independent.
     "a": Probe(Path(__file__).with_name("paraphrase_probe.yaml"), before=44 / 60, floor=59 / 60),
     # Written after that tuning and frozen before any further change: never tuned on. The code before
     # the tuning scored 22 / 30 on it, the tuned code 29 / 30.
