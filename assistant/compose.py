@@ -18,6 +18,7 @@ from cardiovlm.assistant.findings import findings_of, show
 from cardiovlm.assistant.outcomes import ToolOutcome, failed, succeeded
 from cardiovlm.assistant.question import PROVENANCE_CUE, ParsedQuestion
 from cardiovlm.assistant.slots import LESION_LANDMARKS, landmark_display
+from cardiovlm.assistant.tools.study_info import StudyInfo
 from cardiovlm.assistant.verdicts import in_stent_graded, verdict_for
 from cardiovlm.tools.core.anatomy import ARTERIES, SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
 from cardiovlm.tools.quant.cadrads import cad_rads, shown_percent, worst_lesion
@@ -119,12 +120,26 @@ def _study_info(q: ParsedQuestion, done: list[ToolOutcome]) -> str:
     for warning in summary.warnings:
         text += f" Warning: {_sentence(warning)}"
     if q is not None and PROVENANCE_CUE.search(q.text):
-        # The study tool does not record whether a scan is a real patient's: say where it came from instead.
-        where = f" (case {r.case_id})" if r.case_id else ""
-        source = f" It was loaded from {summary.source}{where}." if summary.source else ""
-        text += (f"{source} Whether these are a real patient's images is not recorded with the study; the bundled "
-                 "demo studies are synthetic phantoms, and no answer here is for clinical use.")
+        # the question asked is answered first; the description of the study follows
+        return _provenance(r) + " " + text
     return text
+
+
+def _provenance(r: StudyInfo) -> str:
+    """Whether the images are a patient's, as the study records it (a case folder's manifest, the file format)."""
+    p = r.provenance
+    where = f" (case {r.case_id})" if r.case_id else ""
+    if p.synthetic:
+        made_by = (f"the CardioVLM generator {p.generator_version}" if p.generator_version
+                   else "the CardioVLM generator (version not recorded)")
+        return f"These images are a synthetic phantom made by {made_by}{where}, not a patient."
+    if p.synthetic is False:
+        return (f"These images are a real scan: the case folder{where} records real data, not a phantom. "
+                "No answer here is for clinical use.")
+    loaded = "" if p.kind == "not_recorded" else f"These images were loaded as {p.description}. "
+    return (f"{loaded}Whether they are a real patient's images or a synthetic phantom is not recorded with the "
+            "study (provenance: not recorded); the bundled demo studies are synthetic phantoms, and no answer "
+            "here is for clinical use.")
 
 
 def _calcium(q: ParsedQuestion, done: list[ToolOutcome], verdict: str | None) -> str:
