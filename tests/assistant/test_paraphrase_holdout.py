@@ -35,6 +35,16 @@ were last changed in 21cbea9, ``python tests/assistant/test_paraphrase_holdout.p
 
 (Set A measured 88.9 % at the same commit; measured on a copy of that commit, since the working tree
 then held another engineer's uncommitted matcher edits, under which B read 89.5 % and A+B 90.5 %.)
+Measured again at main 5adba54 (3 Dec, 07:55), after a round of general changes (questions about the
+assistant and the images' provenance, show/see requests as segmentation, compound splitting after
+"also"/"plus", branch take-off and vessel-end questions, reasoned "cannot" topics) made by an engineer
+who opened neither set:
+
+    set A       all n=180  intents+slots 92.2 %   (single 92.2 %, compound 80.0 %, comparison 100 %, followup 100 %)
+    set B       all n=190  intents+slots 90.5 %   (single 91.5 %, compound 90.9 %, comparison 83.3 %, followup 88.5 %)
+    set A+B     single n=259 91.9 %   compound n=42 85.7 %   comparison n=22 90.9 %   followup n=47 93.6 %
+                all n=370  intents+slots 91.4 %   intents 92.7 %   slots 97.3 %   (0 previous-intent answers)
+
 The floors are a few points below the measured accuracies, so a regression fails and the figures
 stay honest; raise them when the held-out accuracy improves, never lower them to pass.
 """
@@ -64,11 +74,11 @@ LANDMARKS = set(ANATOMY_LANDMARKS) | {"lesion_start", "lesion_end"}
 TROPONIN_UNITS = {"pg/mL", "ng/L", "ng/mL"}
 
 # Overall fraction correct (intents and slots), a few points below the measurements in the docstring.
-OVERALL_FLOOR = 0.85
-OVERALL_FLOOR_B = 0.83
-OVERALL_FLOOR_UNION = 0.84
+OVERALL_FLOOR = 0.89
+OVERALL_FLOOR_B = 0.87
+OVERALL_FLOOR_UNION = 0.88
 # Per kind on the union (both sets together, n >= 22 per kind), a few points below the measurement.
-UNION_KIND_FLOORS = {"single": 0.85, "compound": 0.78, "comparison": 0.86, "followup": 0.85}
+UNION_KIND_FLOORS = {"single": 0.88, "compound": 0.80, "comparison": 0.86, "followup": 0.89}
 
 
 def _load_scoring():
