@@ -122,7 +122,8 @@ def _study_info(q: ParsedQuestion, done: list[ToolOutcome]) -> str:
     if q is not None and PROVENANCE_CUE.search(q.text):
         # the question asked is answered first; the description of the study follows
         return _provenance(r) + " " + text
-    return text
+    # a synthetic study is said so whenever the study is described, asked or not
+    return text + f" Provenance: {r.provenance.description}."
 
 
 def _provenance(r: StudyInfo) -> str:

@@ -35,7 +35,7 @@ were last changed in 21cbea9, ``python tests/assistant/test_paraphrase_holdout.p
 
 (Set A measured 88.9 % at the same commit; measured on a copy of that commit, since the working tree
 then held another engineer's uncommitted matcher edits, under which B read 89.5 % and A+B 90.5 %.)
-Measured again at main 5adba54 (3 Dec, 07:55), after a round of general changes (questions about the
+Measured again at main 5adba54 (3 Dec, 07:45), after a round of general changes (questions about the
 assistant and the images' provenance, show/see requests as segmentation, compound splitting after
 "also"/"plus", branch take-off and vessel-end questions, reasoned "cannot" topics) made by an engineer
 who opened neither set:

@@ -23,6 +23,9 @@ from cardiovlm.training.phantoms.thorax import Thorax
 
 LABEL = {name: s.label_id for name, s in STRUCTURES_BY_NAME.items()}
 KEEP_OUT_MM = 3.0  # fat kept between a coronary lumen and any other vessel or airway
+# blood of an atrium kept from another chamber's or vessel's blood: the atrial wall and the interatrial septum
+# are 2-5 mm (the septum 3-5 mm at its limbus, 1-2 mm at the fossa ovalis)
+ATRIAL_WALL_MM = 3.0
 
 
 def paint_segments(lab: np.ndarray, grid, segs: Segments, label: int, allowed: set[int] | None = None,
@@ -197,28 +200,48 @@ def paint_heart_detail(lab: np.ndarray, grid, anat, detail: HeartDetail) -> None
     lungs = {LABEL["lung_left"], LABEL["lung_right"]}
     outside = lungs | {LABEL["epicardial_fat"], LABEL["soft_tissue"]}
     # atrial appendage wall ~1.5 mm, RV outflow tract wall the RV's own (3 mm)
-    for segs, blood, wall, opens_into in ((detail.laa, "la_blood", 1.5, ""), (detail.raa, "ra_blood", 1.5, ""),
-                                          (detail.rvot, "rv_blood", float(anat.rv_wall_mm), "pulmonary_artery")):
+    for segs, blood, wall, opens_into in ((detail.laa, "la_blood", 1.5, ()), (detail.raa, "ra_blood", 1.5, ()),
+                                          (detail.rvot, "rv_blood", float(anat.rv_wall_mm), ("pulmonary_artery",))):
         paint_segments(lab, grid, segs, LABEL["epicardial_fat"], lungs, grow=wall + 3.0)
         paint_segments(lab, grid, segs, LABEL["cardiac_wall"], outside, grow=wall, keep_out=keep)
         paint_segments(lab, grid, segs, LABEL[blood], outside | {LABEL["cardiac_wall"], LABEL[blood]}, keep_out=keep)
         _wall_off(lab, grid, segs, LABEL[blood], wall, opens_into)
+    # the atria's bodies: the aortic root sits between them and cuts into both spheres, and the two spheres
+    # overlap where the interatrial septum is; each atrium keeps a wall against every other lumen except the
+    # veins and ventricle it opens into. The right atrium goes first, so the septum is carved from its side
+    # only and the left atrium's pass finds it already thick enough.
+    for (centre, radius), blood, opens_into in ((anat.ra, "ra_blood", ("superior_vena_cava", "rv_blood")),
+                                                (anat.la, "la_blood", ("pulmonary_veins", "lv_blood"))):
+        body = Segments(np.asarray([centre], float), np.asarray([centre], float), np.array([float(radius)]),
+                        np.array([float(radius)]))
+        _wall_off(lab, grid, body, LABEL[blood], 0.0, opens_into, thickness=ATRIAL_WALL_MM)
 
 
 OTHER_LUMENS = ("lv_blood", "rv_blood", "la_blood", "ra_blood", "aorta", "aortic_root", "pulmonary_artery",
                 "superior_vena_cava", "pulmonary_veins", "pulmonary_arteries")
 
 
-def _wall_off(lab: np.ndarray, grid, segs: Segments, label: int, reach: float, opens_into: str = "") -> None:
-    """Where a pouch's lumen (``label``, within its segments' box) touches another chamber's or vessel's lumen,
-    the touching voxels become wall: two blood pools are never seen without a wall between them (except
-    ``opens_into``, the vessel the pouch drains into: the outflow tract's pulmonary trunk)."""
+def _wall_off(lab: np.ndarray, grid, segs: Segments, label: int, reach: float, opens_into: tuple[str, ...] = (),
+              thickness: float | None = None) -> None:
+    """Where a lumen (``label``, within its segments' box grown by ``reach``) touches another chamber's or
+    vessel's lumen, the touching voxels become wall: two blood pools are never seen without a wall between them
+    (except ``opens_into``, the vessels or chambers the lumen drains into, e.g. the outflow tract's pulmonary
+    trunk). The wall is one voxel of ``label`` (a 26-neighbourhood) or, with ``thickness``, every voxel of
+    ``label`` within ``thickness`` mm of the other lumen (at least one voxel, so the pools never touch even
+    corner to corner)."""
     org, sp = np.asarray(grid.origin), np.asarray(grid.spacing)
     rmax = float(max(segs.r0.max(), segs.r1.max())) + reach + 2 * float(sp.max())
     lo = np.clip(np.floor((np.minimum(segs.p0.min(0), segs.p1.min(0)) - rmax - org) / sp).astype(int), 0, grid.shape)
     hi = np.clip(np.ceil((np.maximum(segs.p0.max(0), segs.p1.max(0)) + rmax - org) / sp).astype(int) + 1, 0,
                  grid.shape)
     box = lab[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
-    other = np.isin(box, [LABEL[n] for n in OTHER_LUMENS if LABEL[n] != label and n != opens_into])
-    touching = (box == label) & ndimage.binary_dilation(other, np.ones((3, 3, 3), bool))
-    box[touching] = LABEL["cardiac_wall"]
+    other = np.isin(box, [LABEL[n] for n in OTHER_LUMENS if LABEL[n] != label and n not in opens_into])
+    if thickness is None:
+        near = ndimage.binary_dilation(other, np.ones((3, 3, 3), bool))
+    else:
+        if not other.any():
+            return
+        # a voxel's corner neighbour lies sqrt(sum sp^2) away: a thinner wall would leave pools touching
+        reach_mm = max(thickness, float(np.sqrt((sp ** 2).sum()))) + 1e-3
+        near = ndimage.distance_transform_edt(~other, sampling=sp) <= reach_mm
+    box[(box == label) & near] = LABEL["cardiac_wall"]
