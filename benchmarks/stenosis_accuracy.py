@@ -35,19 +35,13 @@ from pathlib import Path
 
 import numpy as np
 
-from cardiovlm.tools.core import case_format as cf
 from cardiovlm.tools.quant.cadrads import cad_rads
 from cardiovlm.tools.quant.stenosis import StenosisConfig, measure_lesion, measure_study, measure_vessel
 from cardiovlm.training.phantoms.tubes import (
     OBLIQUE,
-    PLAQUE,
-    SEGMENTS,
     Tube,
     TubeImage,
-    healthy_radius,
-    lesion_weight,
     straight_tube,
-    tube_image,
 )
 
 DEMO_DIR = Path(__file__).resolve().parents[1] / "tools" / "demo_cases"
@@ -169,32 +163,10 @@ EDGES = ("tapered", "step")
 
 
 def edge_tube(length: float, edge: str, seed: int, percent: float = 50.0, start: float = 12.0) -> Tube:
-    """A straight tube (1 mm voxels) with one lesion: 'tapered' (cos^2 shoulders) or 'step' edged."""
-    voxel, total = 1.0, start + length + 25.0  # healthy vessel beyond the lesion for the reference fit
-    d = np.asarray(OBLIQUE, float) / np.linalg.norm(OBLIQUE)
-    origin = np.asarray((0.37, 0.21, 0.0)) * voxel + 6.0
-    size = np.ceil((np.maximum(origin, origin + d * total) + 6.0) / voxel).astype(int) + 1
-    grid = np.stack(np.meshgrid(*[np.arange(n) * voxel for n in size], indexing="ij"), -1)
-    rel = grid - origin
-    s = rel @ d
-    dist = np.linalg.norm(rel - s[..., None] * d, axis=-1)
-    w = (lesion_weight(s, start, length, "flat") if edge == "tapered"
-         else ((s >= start) & (s <= start + length)).astype(float))
-    valid = (s >= 0) & (s <= total)
-    r0 = healthy_radius(s)
-    r = np.where(valid, r0 * (1 - percent / 100 * w), 0.0)
-    plaque = valid & (w > 0) & (dist < r0 + 0.5) & (dist > r)
-    hu = tube_image(dist, r, voxel, plaque=plaque, image=TubeImage(seed=seed))
-    arc = np.arange(0, total + 1e-9, 0.25)
-    points = origin + arc[:, None] * d
-    bounds = [s0 for _, s0 in SEGMENTS] + [total + 1]
-    centerlines = cf.Centerlines(segments={
-        code: [cf.CenterlinePoint(xyz=tuple(p), radius_mm=float(healthy_radius(a)))
-               for p, a in zip(points, arc) if bounds[n] <= a < bounds[n + 1]]
-        for n, (code, _) in enumerate(SEGMENTS)})
-    labels = np.zeros(s.shape, np.uint8)
-    labels[plaque] = PLAQUE
-    return Tube(hu=hu, labels=labels, affine=np.diag([voxel, voxel, voxel, 1.0]), centerlines=centerlines)
+    """A straight tube (1 mm voxels) with one lesion: 'tapered' (the phantoms' shoulders) or 'step' edged."""
+    # healthy vessel beyond the lesion for the reference fit
+    return straight_tube(percent, 1.0, shape="flat" if edge == "tapered" else "step", start=start, length=length,
+                         total=start + length + 25.0, image=TubeImage(seed=seed))
 
 
 def length_rows() -> list[tuple[str, float, float, tuple[float | None, float | None]]]:

@@ -347,3 +347,16 @@ def test_phantom_findings_are_measured_from_the_ct(phantom_case):
         assert les.occluded == (truth.kind == "occlusion")
     study = measure_study(ctx.study.hu, ctx.study.affine, labels=ctx.labels, centerlines=ctx.centerlines)
     assert study.cad_rads.category == "5"
+
+
+def test_a_step_edged_lesion_is_full_depth_over_its_whole_length_and_a_tapered_one_is_not():
+    # The benchmark's step lesions: what a lesion-end rule meets at an abrupt plaque edge.
+    from cardiovlm.training.phantoms.tubes import lesion_weight
+
+    s = np.arange(0.0, 40.0, 0.5)
+    step, flat = lesion_weight(s, 10.0, 12.0, "step"), lesion_weight(s, 10.0, 12.0, "flat")
+    inside = (s >= 10.0) & (s <= 22.0)
+    assert np.all(step[inside] == 1.0) and np.all(step[~inside] == 0.0)
+    assert flat[inside].min() < 0.5  # the phantoms' shoulders taper
+    with pytest.raises(ValueError, match="unknown lesion shape"):
+        lesion_weight(s, 10.0, 12.0, "jagged")

@@ -59,13 +59,16 @@ def healthy_radius(s):
 
 
 def lesion_weight(s: np.ndarray, start: float, length: float, shape: str = "flat") -> np.ndarray:
-    """Narrowing 0..1 along ``s``: 'flat' (the phantoms' lesion, full over its middle half) or 'cosine'."""
+    """Narrowing 0..1 along ``s``: 'flat' (the phantoms' lesion, full over its middle half), 'cosine', or
+    'step' (full over the whole length, abrupt ends: the hardest case for a lesion-end rule)."""
     if shape == "flat":
         return profile(s, start, length)
     if shape == "cosine":
         x = (s - start) / length
         return np.where((x >= 0) & (x <= 1), (1 - np.cos(2 * np.pi * x)) / 2, 0.0)
-    raise ValueError(f"unknown lesion shape {shape!r}: use 'flat' or 'cosine'")
+    if shape == "step":
+        return ((s >= start) & (s <= start + length)).astype(float)
+    raise ValueError(f"unknown lesion shape {shape!r}: use 'flat', 'cosine' or 'step'")
 
 
 def tube_image(dist: np.ndarray, radius: np.ndarray, voxel: float, *, plaque: np.ndarray | None = None,
