@@ -190,7 +190,8 @@ def _coronary_keep_out(anat) -> tuple[cKDTree, np.ndarray]:
 def paint_heart_detail(lab: np.ndarray, grid, anat, detail: HeartDetail) -> None:
     """Papillary muscles and LV trabeculae as LV myocardium inside the LV cavity, RV trabeculae as RV wall
     inside the RV cavity, then the appendages (their atrium's blood label, no registry label of their own)
-    and the RV outflow tract (RV blood) with a muscular wall and a fat sheath where they leave the heart."""
+    and the RV outflow tract (RV blood) with a muscular wall and a fat sheath where they leave the heart; last,
+    a wall (``ATRIAL_WALL_MM``) between each atrium's blood and the aortic root's and the other atrium's."""
     lv_blood, rv_blood = {LABEL["lv_blood"]}, {LABEL["rv_blood"]}
     for segs in detail.papillary.values():
         paint_segments(lab, grid, segs, LABEL["lv_myocardium"], lv_blood | {LABEL["lv_myocardium"]})
@@ -210,11 +211,11 @@ def paint_heart_detail(lab: np.ndarray, grid, anat, detail: HeartDetail) -> None
     # overlap where the interatrial septum is; each atrium keeps a wall against every other lumen except the
     # veins and ventricle it opens into. The right atrium goes first, so the septum is carved from its side
     # only and the left atrium's pass finds it already thick enough.
-    for (centre, radius), blood, opens_into in ((anat.ra, "ra_blood", ("superior_vena_cava", "rv_blood")),
-                                                (anat.la, "la_blood", ("pulmonary_veins", "lv_blood"))):
+    for (centre, radius), blood, opens in ((anat.ra, "ra_blood", ("superior_vena_cava", "rv_blood")),
+                                           (anat.la, "la_blood", ("pulmonary_veins", "lv_blood"))):
         body = Segments(np.asarray([centre], float), np.asarray([centre], float), np.array([float(radius)]),
                         np.array([float(radius)]))
-        _wall_off(lab, grid, body, LABEL[blood], 0.0, opens_into, thickness=ATRIAL_WALL_MM)
+        _wall_off(lab, grid, body, LABEL[blood], 0.0, opens, thickness=ATRIAL_WALL_MM)
 
 
 OTHER_LUMENS = ("lv_blood", "rv_blood", "la_blood", "ra_blood", "aorta", "aortic_root", "pulmonary_artery",
