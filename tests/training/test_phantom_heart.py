@@ -12,7 +12,7 @@ import pytest
 from scipy import ndimage
 from scipy.ndimage import map_coordinates
 
-from cardiovlm.tools.core.anatomy import STRUCTURES_BY_NAME
+from cardiovlm.tools.core.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
 from cardiovlm.training.phantoms.generate import SIZES, build, case_grid, generate_case
 from cardiovlm.training.phantoms.heart_detail import _LVCavity
 from cardiovlm.training.phantoms.raster import Contrast, form_image, rasterise
@@ -169,13 +169,63 @@ def test_rv_outflow_tract_leads_into_the_pulmonary_trunk(realistic, plain):
     assert 21.0 <= 2 * rvot.r0[0] <= 35.0 and 17.0 <= 2 * rvot.r1[-1] <= 27.0
 
 
-def test_left_atrial_appendage_keeps_a_wall_from_the_pulmonary_trunk():
-    # seed 1's appendage runs against the trunk: without the wall the lumens touched over 156 voxels
+@pytest.fixture(scope="module")
+def seed1():
     anat, lumens, calcs, extra, *_ = build(1, findings=[], thorax=True)
     grid = case_grid(anat, SIZES["chest"])
     lab, _ = rasterise(anat, lumens, calcs, grid, extra)
+    return anat, grid, lab
+
+
+def test_left_atrial_appendage_keeps_a_wall_from_the_pulmonary_trunk(seed1):
+    # seed 1's appendage runs against the trunk: without the wall the lumens touched over 156 voxels
+    anat, grid, lab = seed1
     (centre, radius), (x, y, z) = anat.la, grid.axes()
     outside = np.sqrt(sum((ax - float(c)) ** 2 for ax, c in zip((x, y, z), centre))) > radius + 1.0
     laa = ndimage.binary_dilation((lab == L["la_blood"]) & outside, BALL)
     assert laa.sum() > 500
     assert not (laa & np.isin(lab, [L["pulmonary_artery"], L["aorta"], L["aortic_root"]])).any()
+
+
+SIX = ndimage.generate_binary_structure(3, 1)
+WALLED = [("ra_blood", "aortic_root"), ("ra_blood", "la_blood"), ("la_blood", "aortic_root")]
+CORONARY = sorted({s.label_id for s in SEGMENTS_BY_CODE.values()})
+
+
+def _touching(lab, a: str, b: str, structure) -> int:
+    """Voxels of ``a``'s blood with a neighbour (6- or 26-connected) in ``b``'s blood."""
+    return int(((lab == L[a]) & ndimage.binary_dilation(lab == L[b], structure)).sum())
+
+
+@pytest.mark.parametrize("a,b", WALLED)
+def test_atria_keep_a_wall_from_the_aortic_root_and_from_each_other(realistic, plain, seed1, a, b):
+    # control: the bare spheres and the root cut into each other (seed 10: the RA touched the root over 96
+    # voxels face to face, the LA corner to corner over 88)
+    assert _touching(plain[2], a, b, BALL) > 20
+    for lab in (realistic[2], seed1[2]):
+        assert _touching(lab, a, b, SIX) == 0
+        assert _touching(lab, a, b, BALL) == 0  # not even corner to corner
+
+
+@pytest.mark.parametrize("a,b", WALLED)
+def test_wall_between_two_blood_pools_is_as_thick_as_a_real_one(realistic, plain, a, b):
+    """Where the pools touched, the wall now between them: atrial wall and interatrial septum 2-5 mm (the
+    septum ~1-2 mm at the fossa ovalis, 3-5 mm at its limbus), at 1.5 mm voxels."""
+    anat, grid, lab, _ = realistic
+    sp = np.asarray(grid.spacing)
+    touched = (plain[2] == L[b]) & ndimage.binary_dilation(plain[2] == L[a], BALL) & (lab == L[b])
+    assert touched.sum() > 20
+    # centre to centre minus one voxel: the wall crossed on the straight line to the nearest blood of ``a``
+    wall = ndimage.distance_transform_edt(lab != L[a], sampling=sp)[touched] - float(sp[0])
+    assert wall.min() >= 1.0 and wall.max() <= 5.0, (wall.min(), wall.max())
+    assert 1.5 <= float(np.median(wall)) <= 3.5, float(np.median(wall))
+    # the wall is atrial wall (myocardial HU), not fat or a new label
+    between = ndimage.binary_dilation(touched, BALL) & ~np.isin(lab, [L[a], L[b]])
+    assert (lab[between] == L["cardiac_wall"]).mean() > 0.9
+
+
+def test_heart_detail_leaves_the_coronary_lumens_alone(realistic, plain):
+    real, ctrl = realistic[2], plain[2]
+    for label in CORONARY:
+        assert np.array_equal(real == label, ctrl == label), label
+    assert np.isin(real, CORONARY).sum() > 500  # control: the coronaries are there to be compared
