@@ -93,3 +93,24 @@ def test_a_file_without_a_manifest_never_claims_real_or_synthetic(metadata, kind
     p = StudyProvenance.of(_tiny(metadata), None)
     assert (p.kind, p.transfer, p.synthetic) == (kind, transfer, None)
     assert words in p.description
+
+
+@pytest.mark.parametrize("manifest_source, metadata, says, never", [
+    ("real", {}, "These images are a real scan", "synthetic phantom made by"),
+    (None, {"format": "DICOM", "pacs_study_uid": "1.2.3"}, "loaded as DICOM from PACS", "not a patient"),
+    (None, {}, "not recorded with the study", "loaded as"),
+])
+def test_a_provenance_question_is_answered_first_with_what_is_recorded(manifest_source, metadata, says, never):
+    from cardiovlm.assistant.compose import compose_answer
+    from cardiovlm.assistant.outcomes import ToolOutcome
+    from cardiovlm.assistant.question import parse_question
+
+    manifest = (cf.load_case(HEALTHY).manifest.model_copy(update={"source": manifest_source, "generator_version": None})
+                if manifest_source else None)
+    study = _tiny(metadata)
+    case = cf.Case(root=HEALTHY, manifest=manifest) if manifest else None
+    info = study_info(StudyContext(study=study, case=case))
+    answer = compose_answer(parse_question("are these images of a real person?"),
+                            [ToolOutcome(name="study_info", args={}, value=info)])
+    provenance, _, description = answer.partition(" The loaded study is")
+    assert says in provenance and description and never not in answer
