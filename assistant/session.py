@@ -146,9 +146,8 @@ class Session:
     def load_from_pacs(self, client, study_uid: str, series_uid: str | None = None, *,
                        ccta_series: str | None = None, calcium_series: str | None = None,
                        progress=None) -> StudyContext:
-        """Retrieve a study (or one series of it) with ``client`` (a :class:`cardiovlm.tools.ingest.pacs.PacsClient`)
-        and
-        make it this session's study.
+        """Retrieve a study (or one series of it) with ``client`` (a
+        :class:`cardiovlm.tools.ingest.pacs.PacsClient`) and make it this session's study.
 
         Without ``series_uid`` every CT series of the study is retrieved, so its series are listed
         and the CCTA and the calcium-scoring series loaded together (``ccta_series`` /
@@ -180,6 +179,7 @@ class Session:
         loaded = False
         try:
             context = self.load_study(folder, ccta_series=ccta_series, calcium_series=calcium_series)
+            context.study.metadata["pacs_study_uid"] = study_uid  # where it came from, for the study's provenance
             loaded = True
             if series_uid is None:
                 self._pacs_source = (client, study_uid)

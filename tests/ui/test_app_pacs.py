@@ -29,6 +29,8 @@ def test_search_and_load_a_study_from_the_pacs(client):
 
     # The retrieved images carry the patient's details: deleted once loaded (headers stay in memory).
     assert [p for p in sessions_dir().rglob("*") if p.is_file() and "pacs" in p.parts] == []
+    chat, *_ = client.predict("Is this a real patient?", [], api_name="/ask")
+    assert "PACS" in chat_texts(chat)[-1]  # the answer says where the study came from
 
 
 def test_an_answer_with_masks_is_sent_to_the_pacs_with_its_ct_series(client):

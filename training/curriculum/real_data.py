@@ -150,8 +150,7 @@ DEFAULT_TASKS = ("total", "heartchambers_highres")
 def pseudo_label(image: str | Path, out_path: str | Path, *, tasks: tuple[str, ...] = DEFAULT_TASKS,
                  device: str = "cpu") -> dict[str, int]:
     """Label a CT with TotalSegmentator (:func:`cardiovlm.tools.segmentation.totalseg.label_with_totalsegmentator`),
-    mapped to
-    ``cardiovlm.tools.core.anatomy`` ids; returns voxels per structure.
+    mapped to ``cardiovlm.tools.core.anatomy`` ids; returns voxels per structure.
 
     Raises:
         PseudoLabelError: TotalSegmentator or its weights missing (message says how to install them).
