@@ -36,6 +36,7 @@ from cardiovlm.assistant.slots import (
     MAX_STENT_DIAMETER_MM,
     QuestionValueError,
     anatomy_in,
+    correct_domain_spelling,
     landmark_in,
     numbers_in,
     sex_in,
@@ -194,7 +195,7 @@ _FILLER = set("""a an the and or of in on at for to about what how is are was we
 then also same now ok okay please one ones what's where's how's it's that's there's there with same as well vs versus do does did i we you me my our your
 any also too again instead rather either both proximal mid middle distal patient patients sex female male
 woman man lady gentleman per total each all mm millimetre millimeter millimetres millimeters cm if so just
-he she him his her hers they them their theirs
+he she him his her hers they them their theirs he's she's
 """.split())  # a pronoun refers to the patient or to a vessel named before: it asks nothing itself  # noqa: E501
 _CLAUSE_START = re.compile(r"^\s*(what|which|whose|where|how|is|are|does|do|will|would|can|could|should|has|have|was|were|"  # noqa: E501
                            r"did|any|show|segment|outline|draw|highlight|give|tell|measure|grade|quantify|locate|mark|"
@@ -209,6 +210,7 @@ _LIST_MARK = re.compile(r"^\s*\(?\d{1,2}[.)]\s+|(?<=\s)\(?\d{1,2}\)\s+(?=[A-Za-z
 
 
 def _clean(text: str) -> str:
+    text = correct_domain_spelling(text)
     text = _LIST_MARK.sub("; ", _LINE_BREAK.sub("; ", text.strip()))
     return " ".join(text.split()).strip(" ;")
 
@@ -586,6 +588,10 @@ def _parse_part(text: str, match: IntentMatch, lesion_context: bool = False, bef
                                           text, re.I):
         stent_status = "patency"
 
+    if stent_status == "restenosis" and intent == "stent" and numbers.stent_length_mm is None \
+            and numbers.stent_diameter_mm is None:
+        # In-stent restenosis is a narrowing of the stented segment, measured through the stent; no stent is sized.
+        intent = "stenosis"
     lengths = list(numbers.stent_length_range_mm or ([numbers.stent_length_mm] if numbers.stent_length_mm else []))
     is_yes_no = bool(_YES_NO_START.match(text))
     task = _task(intent, text, finding, stent_status, numbers.stent_length_mm, is_yes_no, bool(vessels), superlative)
@@ -675,7 +681,10 @@ _DOMINANCE_CUE = re.compile(r"\b(?:which|what|whose)\b[^?]{0,40}\b(?:gives?|givi
 _UNMEASURABLE: list[tuple[str, re.Pattern]] = [
     ("ejection_fraction", re.compile(r"\bejection fraction\b|\blv ?ef\b|\bef\b|\bstroke volume\b|\bcardiac output\b",
                                      re.I)),
-    ("ffr", re.compile(r"\b(?:ct-?)?ffr(?:-?ct)?\b|\bifr\b|\bfractional flow\b|\bisch(?:a)?emi|\bperfusion\b", re.I)),
+    # Whether a narrowing limits flow is a question of pressure, not of the lumen's diameter.
+    ("ffr", re.compile(r"\b(?:ct-?)?ffr(?:-?ct)?\b|\bifr\b|\bfractional flow\b|\bisch(?:a)?emi|\bperfusion\b|"
+                       r"\bflow[- ]?limit|\bha?emodynamic(?:al(?:ly)?)?\b|\bfunctional(?:ly)? significan", re.I)),
+    ("pulmonary_embolism", re.compile(r"\bpulmonary embol|\bpe\b|\bctpa\b|\bclots? in the lungs?\b", re.I)),
     ("plaque_vulnerability", re.compile(r"\bruptur|\bvulnerab|\bhigh[- ]risk (?:plaque|features?)\b|\bnapkin[- ]ring\b|"
                                         r"\bpositive(?:ly)? remodel|\bunstable plaque\b|\blow[- ]attenuation plaque\b|"
                                         r"\bspotty calcif", re.I)),
@@ -725,7 +734,9 @@ def _choose_intent(match: IntentMatch, numbers, landmark: str | None, text: str,
     if _RETRIEVAL_CUE.search(text):
         scores["reports"] += 3 * SLOT_PULL
     if unmeasurable_topic(text):
-        scores["cannot"] += 2 * SLOT_PULL  # "will the LAD plaque rupture" names what no tool measures
+        # "will the LAD plaque rupture", "is the RCA stenosis flow-limiting" name what no tool measures: the
+        # narrowing named with it is the subject, not the question, so the reading of a narrowing yields.
+        scores["cannot"] = max(scores["cannot"] + 2 * SLOT_PULL, scores["stenosis"] + SLOT_PULL)
     display = bool(_DISPLAY.match(text) or _SEE_REQUEST.match(text))
     if display and not _MEASURE_WORDS.search(text):
         # "show the calcified plaque": the finding word names what to draw; no measurement is asked.
@@ -757,7 +768,7 @@ def _task(intent: str, text: str, finding, stent_status, stent_length, is_yes_no
             return "presence"
         return "calcium_score"
     if intent == "stenosis":
-        if finding == "plaque" and is_yes_no:
+        if stent_status == "restenosis" or (finding == "plaque" and is_yes_no):
             return "presence"
         return "stenosis"
     if intent == "stent":

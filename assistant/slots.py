@@ -173,7 +173,45 @@ _SHORTHAND: list[tuple[re.Pattern, str]] = [
     (re.compile(r"\bventricles\b", re.I), "ventricle"),
     (re.compile(r"\batria\b", re.I), "atrium"),
     (re.compile(r"\barteries\b", re.I), "artery"),
+    # A CCTA is no study for pulmonary embolism; the letters must still reach the reasoned "cannot".
+    (re.compile(r"\bpe\b", re.I), "pulmonary embolism"),
 ]
+# "diag", "diag 1", "first diag", "the diagonal": the first diagonal unless a second one is named; "OM"
+# alone is the first obtuse marginal (the registry lists only numbered ones).
+_BRANCH_SHORTHAND = re.compile(r"\b(?:(first|1st|second|2nd)\s+)?(diag(?:onal)?|om|obtuse marginal)(?:\s*([12])\b)?"
+                               r"(?=[^\w-]|$)(?!\s+[12]\b)", re.I)
+
+
+def _branch(m: re.Match) -> str:
+    second = (m.group(1) or "").lower() in ("second", "2nd") or m.group(3) == "2"
+    noun = "diagonal" if m.group(2).lower().startswith("diag") else "obtuse marginal"
+    return f"{'second' if second else 'first'} {noun}"
+
+
+# Domain words clinicians misspell or clip; corrected before any rule or the matcher reads the question.
+_DOMAIN_WORDS = ("agatston", "calcium", "calcified", "calcification", "stenosis", "stenoses", "restenosis",
+                 "troponin", "ejection", "embolism")
+_CLIPPED = [(re.compile(r"\bcalcs?\b", re.I), "calcium")]
+
+
+@lru_cache(maxsize=4096)
+def correct_domain_spelling(text: str) -> str:
+    """Misspelt or clipped domain words written out: 'agatson' -> 'agatston', 'calcuim' -> 'calcium',
+    'calc score' -> 'calcium score'. Only a short list of domain words is corrected, so an ordinary
+    word is never turned into one of them."""
+    import difflib
+
+    for pattern, replacement in _CLIPPED:
+        text = pattern.sub(replacement, text)
+
+    def fix(m: re.Match) -> str:
+        word = m.group(0)
+        if any(known in word.lower() for known in _DOMAIN_WORDS):  # the word, or a compound of it ("noncalcified")
+            return word
+        close = difflib.get_close_matches(word.lower(), _DOMAIN_WORDS, n=1, cutoff=0.85)
+        return close[0] if close else word
+
+    return re.sub(r"[A-Za-z]{6,}", fix, text)
 # "mid and distal LAD", "left and right ventricles": the shared noun belongs to both modifiers.
 _ELLIPSIS = re.compile(r"\b(proximal|mid|distal|left|right)\s+(and|or|vs\.?|versus)\s+(proximal|mid|distal|left|right)\s+"  # noqa: E501
                        r"([a-z][\w-]*)", re.I)
@@ -198,6 +236,7 @@ def normalise_clinical(text: str) -> str:
 
     for pattern, replacement in _SHORTHAND:
         text = pattern.sub(replacement, text)
+    text = _BRANCH_SHORTHAND.sub(_branch, text)
     text = _ELLIPSIS.sub(lambda m: f"{m.group(1)} {m.group(4)} {m.group(2)} {m.group(3)} {m.group(4)}", text)
     vocabulary = _vocabulary()
 
