@@ -339,8 +339,12 @@ def _carries_own_slot(piece: str, intent: str, lesion_context: bool) -> bool:
 
 def _own_topics(first: str, second: str) -> bool:
     """One piece names calcium and no narrowing, the other narrowing and no calcium ("Agatston per
-    vessel, then the worst stenosis"): two requests, however short."""
+    vessel, then the worst stenosis"), or one names a quantity no tool measures and the other does not
+    ("LVEF and the LAD stenosis"): two requests, however short."""
     def topic(piece: str) -> str | None:
+        unmeasurable = unmeasurable_topic(piece)
+        if unmeasurable:
+            return unmeasurable
         calcium, narrowing = bool(_CALCIUM_EVIDENCE.search(piece)), bool(_NARROWING_EVIDENCE.search(piece))
         return None if calcium == narrowing else ("calcium" if calcium else "narrowing")
 

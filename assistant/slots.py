@@ -479,8 +479,9 @@ def mask_for_embedding(text: str) -> str:
     return " ".join(out)
 
 
-_WORD = re.compile(r"[a-z0-9]+(?:[-'.][a-z0-9]+)*|[?]")
+_WORD = re.compile(r"[a-z0-9]+(?:[-'.][a-z0-9]+)*|[?%]")
 _MAX_WORDS = max(len(p.split()) for p in SYNONYM_INDEX)
 # One- or two-letter registry synonyms that are also ordinary English words in a question.
 _AMBIGUOUS_SHORT = {"pa", "ra", "la", "ri"}
-_DEVICE_WORDS = {"des": "stent", "bms": "stent", "scaffold": "stent", "pci": "stenting"}
+# "%" asks for a percentage as "percent" does ("what % is it?").
+_DEVICE_WORDS = {"des": "stent", "bms": "stent", "scaffold": "stent", "pci": "stenting", "%": "percent"}
