@@ -229,3 +229,141 @@ def test_the_assistant_and_the_images_are_answered_in_a_session(patient):
     real = session.ask("is this scan from a real patient?")
     assert [c.name for c in real.tool_calls] == ["study_info"]
     assert "not recorded with the study" in real.answer and "synthetic phantoms" in real.answer
+
+
+# ------------------------------------------------- calcium shorthand and misspellings are calcium questions
+@pytest.mark.parametrize(("text", "vessel"), [
+    ("calc score please", None),
+    ("Ca score in the LAD?", "LAD"),
+    ("CAC for the circ", "LCx"),
+    ("what is the agatson", None),
+    ("calcuim score total", None),
+    ("how much calc is there in the left main", "LM"),
+    ("cac-drs?", None),
+    ("overall coronary calcium burden", None),
+])
+def test_calcium_in_shorthand_or_misspelt_is_a_calcium_question(text, vessel):
+    plan = understand(text)
+    assert plan.intents == ["calcium"], plan
+    assert plan.parts[0].slots.vessel == vessel
+
+
+def test_a_word_that_contains_a_domain_word_is_not_corrected():
+    # "noncalcified" is a word of its own, not a misspelt "calcified": the soft plaque is drawn.
+    plan = understand("can I see the noncalcified plaque in the mid LAD")
+    assert plan.intents == ["segment"] and plan.parts[0].slots.structure == "plaque"
+
+
+# ------------------------------------------------------- "cannot" topics asked the way clinicians ask them
+@pytest.mark.parametrize(("text", "topic"), [
+    ("is the proximal LAD lesion flow-limiting?", "ffr"),
+    ("is the RCA narrowing haemodynamically significant", "ffr"),
+    ("is the circ stenosis hemodynamically relevant?", "ffr"),
+    ("what's the risk this LAD plaque ruptures", "plaque_vulnerability"),
+    ("PE?", "pulmonary_embolism"),
+    ("can you rule out a pulmonary embolus", "pulmonary_embolism"),
+    ("LVEF?", "ejection_fraction"),
+    ("EF please", "ejection_fraction"),
+])
+def test_cannot_topics_in_clinical_words(text, topic):
+    from cardiovlm.assistant.compose import compose_answer
+
+    q = parse_question(text)
+    assert (q.intent, q.cannot_topic) == ("cannot", topic), q
+    assert compose_answer(q, []).startswith("I cannot tell you")
+
+
+@pytest.mark.parametrize(("text", "vessel"), [
+    ("is the mid LAD lesion flow limiting, and how tight is it?", "mLAD"),
+    ("LVEF and the RCA stenosis", "RCA"),
+    ("any PE? and how narrow is the circ", "LCx"),
+    ("rupture risk of the RCA plaque, plus its percent stenosis", "RCA"),
+])
+def test_a_cannot_beside_a_stenosis_question_plans_both_parts(text, vessel):
+    from cardiovlm.assistant.planner import plan_next
+
+    q = parse_question(text)
+    assert sorted(p.intent for p in q.all_parts()) == ["cannot", "stenosis"], q.all_parts()
+    stenosis = next(p for p in q.all_parts() if p.intent == "stenosis")
+    assert (stenosis.segment or stenosis.artery) == vessel
+    assert plan_next(q, [], {"measure_lesion", "stent_coverage"}) == [("measure_lesion", {"vessel": vessel})]
+
+
+def test_a_plain_stenosis_question_is_not_a_cannot():
+    # The control: only the flow words make the cannot; "significant" alone is a CT stenosis grade.
+    assert understand("is the mid LAD stenosis significant?").intents == ["stenosis"]
+
+
+# ------------------------------------------------------ in-stent restenosis and percent wordings are stenosis
+@pytest.mark.parametrize(("text", "vessel"), [
+    ("any ISR in the LAD stent?", "LAD"),
+    ("is there in-stent restenosis of the pRCA stent", "pRCA"),
+    ("has the circumflex stent restenosed?", "LCx"),
+])
+def test_in_stent_restenosis_is_a_stenosis_of_the_stented_segment(text, vessel):
+    from cardiovlm.assistant.planner import plan_next
+
+    q = parse_question(text)
+    assert q.intent == "stenosis" and (q.segment or q.artery) == vessel
+    calls = plan_next(q, [], {"segment_anatomy", "measure_lesion", "stent_coverage"})
+    assert ("measure_lesion", {"vessel": vessel}) in calls
+    assert ("segment_anatomy", {"target": "stent", "on_artery": vessel}) in calls
+    assert not any(name == "stent_coverage" for name, _ in calls)  # nothing is sized
+
+
+@pytest.mark.parametrize("text", ["quantify the narrowing in the mid RCA", "what percent is the mid RCA narrowed",
+                                  "what % stenosis does the mid RCA have"])
+def test_quantifying_a_narrowing_is_stenosis_not_segmentation(text):
+    plan = understand(text)
+    assert plan.intents == ["stenosis"] and plan.parts[0].slots.vessel == "mRCA"
+
+
+# ------------------------------------------------------------------------ slots in clinical shorthand
+@pytest.mark.parametrize("text", ["would a 3.0 by 18 cover the pLAD lesion", "18 mm x 3 mm stent for the pLAD?",
+                                  "3x18mm stent in the pLAD ok?"])
+def test_a_stent_size_pair_is_diameter_and_length(text):
+    from cardiovlm.assistant.planner import plan_next
+
+    q = parse_question(text)
+    assert (q.intent, q.stent_diameter_mm, q.stent_length_mm) == ("stent", 3.0, 18.0)
+    assert plan_next(q, [], {"stent_coverage"}) == [
+        ("stent_coverage", {"vessel": "pLAD", "stent_length_mm": 18.0, "stent_diameter_mm": 3.0})]
+
+
+@pytest.mark.parametrize(("text", "value", "unit", "sex"), [
+    ("TnI 40 ng/L 67M, MACE risk?", 40.0, "ng/L", "male"),
+    ("trop 40 ng/L, 58F: risk?", 40.0, "ng/L", "female"),
+    ("hs-TnI 52ng/L 71F what's her risk", 52.0, "ng/L", "female"),
+])
+def test_a_troponin_before_age_and_sex_shorthand_keeps_value_unit_and_sex(text, value, unit, sex):
+    slots = understand(text).parts[0].slots
+    assert (slots.troponin_value, slots.troponin_unit, slots.sex) == (value, unit, sex)
+
+
+@pytest.mark.parametrize(("text", "vessel"), [
+    ("narrowing in the diag?", "D1"), ("is diag 1 stenosed", "D1"), ("how bad is the first diag", "D1"),
+    ("stenosis of the second diag", "D2"), ("is the OM narrowed", "OM1"), ("plaque in OM 2?", "OM2"),
+])
+def test_branch_shorthand_names_the_branch(text, vessel):
+    assert understand(text).parts[0].slots.vessel == vessel
+
+
+def test_a_word_starting_like_a_branch_is_no_branch():
+    assert understand("what is the diagnosis for the RCA lesion").parts[0].slots.vessel == "RCA"
+
+
+# --------------------------------------------------------------------------------------- follow-ups
+@pytest.mark.parametrize("reply", ["she's female", "male", "the patient is female", "it's a man"])
+def test_a_reply_giving_only_the_sex_continues_the_troponin_question(reply):
+    plan = understand(reply, prior=["hs-troponin I 45 ng/L, what is the MACE risk?"])
+    assert plan.intents == ["risk"] and plan.follow_up
+    slots = plan.parts[0].slots
+    assert (slots.troponin_value, slots.troponin_unit) == (45.0, "ng/L") and slots.sex in ("male", "female")
+
+
+@pytest.mark.parametrize("reply", ["what about a 24?", "and a 24?", "how about 24 mm"])
+def test_a_new_length_after_a_stent_question_keeps_the_stent_question(reply):
+    plan = understand(reply, prior=["will a 3.0 x 18 mm stent cover the mid LAD lesion?"])
+    assert plan.intents == ["stent"]
+    slots = plan.parts[0].slots
+    assert (slots.vessel, slots.stent_length_mm, slots.stent_diameter_mm) == ("mLAD", 24.0, 3.0)
