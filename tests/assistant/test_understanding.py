@@ -301,3 +301,31 @@ def test_origins_and_questions_on_a_vessel_state(text, intent, slots):
 def test_short_requests_on_calcium_and_narrowing_are_split(text, intents, vessels):
     plan = understand(text)
     assert plan.intents == intents and [p.slots.vessel for p in plan.parts] == vessels
+
+
+@pytest.mark.parametrize(("text", "fixed"), [
+    ("agatson score", "agatston score"),
+    ("total calcuim", "total calcium"),
+    ("calc in the LAD", "calcium in the LAD"),
+    ("in-stent restenossis", "in-stent restenosis"),
+    # Controls: a compound of a domain word and ordinary words are left as written.
+    ("noncalcified plaque", "noncalcified plaque"),
+    ("calculate the stenosis", "calculate the stenosis"),
+    ("the patient's calculator", "the patient's calculator"),
+])
+def test_misspelt_or_clipped_domain_words_are_corrected_and_nothing_else(text, fixed):
+    from cardiovlm.assistant.slots import correct_domain_spelling
+
+    assert correct_domain_spelling(text) == fixed
+
+
+def test_a_cannot_and_a_stenosis_in_one_question_are_both_answered(patient):
+    from cardiovlm.assistant.planner import ClinicalPlanner
+    from cardiovlm.assistant.session import Session
+
+    session = Session(model=ClinicalPlanner())
+    session.use_context(patient)
+    answer = session.ask("any PE? and how tight is the LAD")
+    assert [(c.name, c.args) for c in answer.tool_calls] == [("measure_lesion", {"vessel": "LAD"})]
+    assert "pulmonary embolism" in answer.answer and "CTPA" in answer.answer
+    assert "LAD" in answer.answer and "%" in answer.answer
