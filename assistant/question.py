@@ -793,9 +793,18 @@ def _brings(q: ParsedQuestion) -> bool:
                 q.sex, _POSITION.search(q.text), _BARE_NUMBER.search(q.text)))
 
 
+# The words of an age ("a 70 year old man", "aged 58"): beside a stated sex they describe the patient.
+_AGE_WORDS = {"year", "years", "yr", "yrs", "old", "aged", "age", "yo", "y"}
+_AGE_NUMBER = re.compile(r"\d+\s*(?:-?\s*years?|yrs?|y/?o)\b|\baged?\s+\d+", re.I)
+
+
 def _has_own_request(q: ParsedQuestion) -> bool:
-    """The part asks for something itself (not only anatomy or a number after 'and ...')."""
-    return q.intent != "unknown" and (bool(_content_words(q.text)) or q.task == "about_assistant")
+    """The part asks for something itself (not only anatomy or a number after 'and ...'). A statement
+    of the patient's sex and age ("the patient is a 70 year old man") asks nothing."""
+    words = _content_words(q.text)
+    if q.sex and set(words) <= _AGE_WORDS:
+        words = []
+    return q.intent != "unknown" and (bool(words) or q.task == "about_assistant")
 
 
 def _resolve_follow_up(q: ParsedQuestion, context: list[ParsedQuestion], previous_all: list[ParsedQuestion]) \
@@ -870,7 +879,9 @@ def _resolve_follow_up(q: ParsedQuestion, context: list[ParsedQuestion], previou
             update.update(stent_length_mm=value, stent_lengths_mm=[value])
         else:
             update["stent_diameter_mm"] = value
-    if no_unit_number is not None and base.intent == "risk" and base.troponin_unit:
+    # A number beside a stated sex or an age word ("female, 58", "58 years") is the patient's age, not a new value.
+    if no_unit_number is not None and base.intent == "risk" and base.troponin_unit and q.sex is None \
+            and not _AGE_NUMBER.search(q.text):
         update.update(troponin_value=no_unit_number, troponin_unit=base.troponin_unit)
     if base.intent == "stent":
         for name, value in _stent_numbers(q, base).items():

@@ -367,3 +367,15 @@ def test_a_new_length_after_a_stent_question_keeps_the_stent_question(reply):
     assert plan.intents == ["stent"]
     slots = plan.parts[0].slots
     assert (slots.vessel, slots.stent_length_mm, slots.stent_diameter_mm) == ("mLAD", 24.0, 3.0)
+
+
+@pytest.mark.parametrize("reply", ["female, 58", "58F", "the patient is a 70 year old man"])
+def test_an_age_beside_the_sex_is_not_a_new_troponin(reply):
+    plan = understand(reply, prior=["trop 55 ng/L, what's the risk?"])
+    assert plan.intents == ["risk"]
+    assert plan.parts[0].slots.troponin_value == 55.0 and plan.parts[0].slots.sex is not None
+
+
+def test_a_bare_number_alone_is_still_a_new_troponin():
+    # The control: without a sex or an age word the number replaces the troponin value.
+    assert understand("what about 80?", prior=["trop 55 ng/L, what's the risk?"]).parts[0].slots.troponin_value == 80.0
