@@ -687,7 +687,8 @@ _UNMEASURABLE: list[tuple[str, re.Pattern]] = [
                                      re.I)),
     # Whether a narrowing limits flow is a question of pressure, not of the lumen's diameter.
     ("ffr", re.compile(r"\b(?:ct-?)?ffr(?:-?ct)?\b|\bifr\b|\bfractional flow\b|\bisch(?:a)?emi|\bperfusion\b|"
-                       r"\bflow[- ]?limit|\bha?emodynamic(?:al(?:ly)?)?\b|\bfunctional(?:ly)? significan", re.I)),
+                       r"\bflow[- ]?limit|\bha?emodynamic(?:al(?:ly)?)?\b|\bfunctional(?:ly)? significan|"
+                       r"\b(?:limit|reduc|restrict|impair|compromis)\w*\s+(?:the\s+)?(?:blood\s+)?flow\b", re.I)),
     ("pulmonary_embolism", re.compile(r"\bpulmonary embol|\bpe\b|\bctpa\b|\bclots? in the lungs?\b", re.I)),
     ("plaque_vulnerability", re.compile(r"\bruptur|\bvulnerab|\bhigh[- ]risk (?:plaque|features?)\b|\bnapkin[- ]ring\b|"
                                         r"\bpositive(?:ly)? remodel|\bunstable plaque\b|\blow[- ]attenuation plaque\b|"

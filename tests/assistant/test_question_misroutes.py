@@ -259,6 +259,7 @@ def test_a_word_that_contains_a_domain_word_is_not_corrected():
     ("is the proximal LAD lesion flow-limiting?", "ffr"),
     ("is the RCA narrowing haemodynamically significant", "ffr"),
     ("is the circ stenosis hemodynamically relevant?", "ffr"),
+    ("does the LAD lesion reduce blood flow", "ffr"),
     ("what's the risk this LAD plaque ruptures", "plaque_vulnerability"),
     ("PE?", "pulmonary_embolism"),
     ("can you rule out a pulmonary embolus", "pulmonary_embolism"),
