@@ -117,13 +117,13 @@ def _study_info(q: ParsedQuestion, done: list[ToolOutcome]) -> str:
              else " No segmentation is available for this study.")
     text += " Clinical context (risk factors, labs) is known." if r.has_clinical_context else \
         " No clinical context (risk factors, labs) is known."
-    for warning in summary.warnings:
+    asked = q is not None and PROVENANCE_CUE.search(q.text)
+    if not asked:  # a synthetic study is said so whenever the study is described, asked or not
+        text += f" Provenance: {r.provenance.description}."
+    for warning in summary.warnings:  # warnings close the description, where they are seen
         text += f" Warning: {_sentence(warning)}"
-    if q is not None and PROVENANCE_CUE.search(q.text):
-        # the question asked is answered first; the description of the study follows
-        return _provenance(r) + " " + text
-    # a synthetic study is said so whenever the study is described, asked or not
-    return text + f" Provenance: {r.provenance.description}."
+    # the question asked is answered first; the description of the study follows
+    return _provenance(r) + " " + text if asked else text
 
 
 def _provenance(r: StudyInfo) -> str:
