@@ -45,6 +45,17 @@ who opened neither set:
     set A+B     single n=259 91.9 %   compound n=42 85.7 %   comparison n=22 90.9 %   followup n=47 93.6 %
                 all n=370  intents+slots 91.4 %   intents 92.7 %   slots 97.3 %   (0 previous-intent answers)
 
+Measured again at main c93bc3d (3 Dec, 08:08), after a second round (misspelt and clipped calcium words,
+branch shorthand, cannot topics phrased clinically and joined to a measurable request, in-stent
+restenosis, stent sizes written as pairs, sex-only follow-ups). Its engineer opened neither set, but
+was given the failure CLASSES of set B (no wordings), and the first round those of set A: both sets
+now also judge tuning guided by their own error analysis, so these figures are optimistic, B's most.
+
+    set A       all n=180  intents+slots 93.3 %   (single 93.0 %, compound 85.0 %, comparison 100 %, followup 100 %)
+    set B       all n=190  intents+slots 95.8 %   (single 96.2 %, compound 95.5 %, comparison 100 %, followup 92.3 %)
+    set A+B     single n=259 94.6 %   compound n=42 90.5 %   comparison n=22 100 %   followup n=47 95.7 %
+                all n=370  intents+slots 94.6 %   intents 95.4 %   slots 98.1 %   (0 previous-intent answers)
+
 The floors are a few points below the measured accuracies, so a regression fails and the figures
 stay honest; raise them when the held-out accuracy improves, never lower them to pass.
 """
@@ -74,11 +85,11 @@ LANDMARKS = set(ANATOMY_LANDMARKS) | {"lesion_start", "lesion_end"}
 TROPONIN_UNITS = {"pg/mL", "ng/L", "ng/mL"}
 
 # Overall fraction correct (intents and slots), a few points below the measurements in the docstring.
-OVERALL_FLOOR = 0.89
-OVERALL_FLOOR_B = 0.87
-OVERALL_FLOOR_UNION = 0.88
+OVERALL_FLOOR = 0.90
+OVERALL_FLOOR_B = 0.92
+OVERALL_FLOOR_UNION = 0.91
 # Per kind on the union (both sets together, n >= 22 per kind), a few points below the measurement.
-UNION_KIND_FLOORS = {"single": 0.88, "compound": 0.80, "comparison": 0.86, "followup": 0.89}
+UNION_KIND_FLOORS = {"single": 0.91, "compound": 0.85, "comparison": 0.95, "followup": 0.92}
 
 
 def _load_scoring():
