@@ -1,6 +1,6 @@
-"""The held-out paraphrase sets (``paraphrase_holdout.yaml``, ``paraphrase_holdout_b.yaml``): the control.
+"""The held-out paraphrase sets (``paraphrase_holdout.yaml``, ``_b.yaml``, ``_c.yaml``): the control.
 
-``paraphrase_set.yaml`` is the set the matcher is tuned on; these two were written by people who had not
+``paraphrase_set.yaml`` is the set the matcher is tuned on; these three were written by people who had not
 read the matcher's phrase lists, that set's questions or the question suite, and nobody tunes on them.
 Their accuracy says whether tuning generalises. Items are scored exactly as ``test_paraphrase_set.py``
 scores them (its ``score`` is imported, not copied): an item is right when its set of intents and every
@@ -56,6 +56,20 @@ now also judge tuning guided by their own error analysis, so these figures are o
     set A+B     single n=259 94.6 %   compound n=42 90.5 %   comparison n=22 100 %   followup n=47 95.7 %
                 all n=370  intents+slots 94.6 %   intents 95.4 %   slots 98.1 %   (0 previous-intent answers)
 
+Set C (``paraphrase_holdout_c.yaml``, 133 items: 93 single, 15 compound, 10 comparison, 15 follow-up,
+5 of them new requests) was written on 3 Dec by a third engineer, blind to the matcher and to the items
+of sets A and B, and frozen (commit f3103fb) before the matcher was run on it. It has never been
+analysed or tuned on: only its per-kind accuracy is printed, never its failures or their classes.
+Measured once, at main f3103fb, whose matcher files were last changed in c93bc3d (no uncommitted
+matcher edits in the tree), ``python tests/assistant/test_paraphrase_holdout.py``:
+
+    set C       single      n=93   intents+slots  98.9 %   intents  98.9 %   slots 100  %
+                compound    n=15   intents+slots 100  %    intents 100  %    slots 100  %
+                comparison  n=10   intents+slots  90.0 %   intents  90.0 %   slots  90.0 %
+                followup    n=15   intents+slots  86.7 %   intents 100  %    slots  86.7 %
+                all         n=133  intents+slots  97.0 %   intents  98.5 %   slots  97.7 %
+                (0 of 5 new requests answered with the previous intent)
+
 The floors are a few points below the measured accuracies, so a regression fails and the figures
 stay honest; raise them when the held-out accuracy improves, never lower them to pass.
 """
@@ -77,8 +91,13 @@ from cardiovlm.tools.core.anatomy import LANDMARKS as ANATOMY_LANDMARKS
 
 HOLDOUT_PATH = Path(__file__).with_name("paraphrase_holdout.yaml")
 HOLDOUT_B_PATH = Path(__file__).with_name("paraphrase_holdout_b.yaml")
-# Set A, set B (written later by another engineer, equally blind to the matcher) and their union.
-SETS = {"A": (HOLDOUT_PATH,), "B": (HOLDOUT_B_PATH,), "A+B": (HOLDOUT_PATH, HOLDOUT_B_PATH)}
+HOLDOUT_C_PATH = Path(__file__).with_name("paraphrase_holdout_c.yaml")
+# Set A, set B (written later by another engineer, equally blind to the matcher), their union, and set C
+# (written later still, never analysed or tuned on: only its per-kind accuracy is ever printed).
+SETS = {"A": (HOLDOUT_PATH,), "B": (HOLDOUT_B_PATH,), "A+B": (HOLDOUT_PATH, HOLDOUT_B_PATH),
+        "C": (HOLDOUT_C_PATH,)}
+# Sets whose failure classes may be printed; set C's stay unseen so that nobody can tune on them.
+ANALYSED = ("A", "B", "A+B")
 KINDS = ("single", "compound", "comparison", "followup")
 # The registry's landmarks (ostia, annulus, apex, crux, branch origins) and the ends of a lesion.
 LANDMARKS = set(ANATOMY_LANDMARKS) | {"lesion_start", "lesion_end"}
@@ -88,6 +107,7 @@ TROPONIN_UNITS = {"pg/mL", "ng/L", "ng/mL"}
 OVERALL_FLOOR = 0.90
 OVERALL_FLOOR_B = 0.92
 OVERALL_FLOOR_UNION = 0.91
+OVERALL_FLOOR_C = 0.94
 # Per kind on the union (both sets together, n >= 22 per kind), a few points below the measurement.
 UNION_KIND_FLOORS = {"single": 0.91, "compound": 0.85, "comparison": 0.95, "followup": 0.92}
 
@@ -163,14 +183,14 @@ def _label_problems(item: dict) -> list[str]:
     return problems
 
 
-@pytest.mark.parametrize("name", ["A", "B"])
+@pytest.mark.parametrize("name", ["A", "B", "C"])
 def test_the_labels_follow_the_schema(name):
     bad = {item.get("id"): problems for item in items(name) if (problems := _label_problems(item))}
     assert not bad, bad
 
 
-def test_ids_are_unique_across_both_sets():
-    ids = [item["id"] for item in items("A+B")]
+def test_ids_are_unique_across_the_three_sets():
+    ids = [item["id"] for name in ("A+B", "C") for item in items(name)]
     assert len(ids) == len(set(ids)), [i for i, n in Counter(ids).items() if n > 1]
 
 
@@ -180,6 +200,13 @@ def test_the_set_is_large_and_covers_every_intent_and_kind(name):
     assert {i for item in items(name) for i in item["intents"]} == set(INTENTS)
     assert Counter(item["kind"] for item in items(name)).keys() == set(KINDS)
     assert sum(bool(item.get("new_request")) for item in items(name)) >= 5
+
+
+def test_set_c_is_large_and_covers_every_intent_and_kind():
+    assert len(items("C")) >= 120
+    assert {i for item in items("C") for i in item["intents"]} == set(INTENTS)
+    assert Counter(item["kind"] for item in items("C")).keys() == set(KINDS)
+    assert sum(bool(item.get("new_request")) for item in items("C")) >= 5
 
 
 def test_the_held_out_sets_together_reach_the_target_size():
@@ -194,26 +221,35 @@ def test_set_b_accuracy_does_not_fall_below_its_measured_floor():
     assert accuracy(name="B") >= OVERALL_FLOOR_B, report("B")
 
 
+def test_set_c_accuracy_does_not_fall_below_its_measured_floor():
+    assert accuracy(name="C") >= OVERALL_FLOOR_C, report("C")
+
+
 @pytest.mark.parametrize("kind", [None, *KINDS])
 def test_union_accuracy_per_kind_does_not_fall_below_the_measured_floor(kind):
     floor = OVERALL_FLOOR_UNION if kind is None else UNION_KIND_FLOORS[kind]
     assert accuracy(kind, name="A+B") >= floor, report("A+B")
 
 
-@pytest.mark.parametrize("name", ["A", "B"])
+@pytest.mark.parametrize("name", ["A", "B", "C"])
 def test_no_new_request_is_answered_with_the_previous_intent(name):
     carried = [r["id"] for r in scores(name) if r["carried_previous"]]
-    assert not carried, carried
+    # Set C's failures stay unnamed: a count, never the items.
+    assert not carried, carried if name in ANALYSED else f"{len(carried)} new requests carried the previous intent"
 
 
 def report(name: str = "A") -> str:
-    """Accuracy per kind and the failure classes, by count only (the wordings stay in the set)."""
+    """Accuracy per kind and, for an analysed set, the failure classes by count (the wordings stay in the set)."""
     lines = [f"set {name}"]
     for kind in (*KINDS, None):
         rows = [r for r in scores(name) if kind is None or r["kind"] == kind]
         lines.append(f"{kind or 'all':<11} n={len(rows):<4} intents+slots {accuracy(kind, name=name):6.1%}   "
                      f"intents {accuracy(kind, 'intent_ok', name):6.1%}   "
                      f"slots {accuracy(kind, 'slots_ok', name):6.1%}")
+    if name not in ANALYSED:
+        lines.append(f"new requests answered with the previous intent: "
+                     f"{sum(r['carried_previous'] for r in scores(name))}")
+        return "\n".join(lines)
     failed = [r for r in scores(name) if not r["ok"]]
     lines.append(f"failures: {sum(not r['intent_ok'] for r in failed)} intent, "
                  f"{sum(r['intent_ok'] and not r['slots_ok'] for r in failed)} slots only; "
