@@ -677,6 +677,11 @@ def _drop_rims(graph: _Graph, contact: np.ndarray, config: TreeConfig) -> tuple[
     keep = ~np.isin(graph.piece, list(drop))
     if not keep.any():
         raise CoronaryTreeError("no coronary artery was found in the image (only rims of large vessels)")
+    return _kept(graph, contact, keep)
+
+
+def _kept(graph: _Graph, contact: np.ndarray, keep: np.ndarray) -> tuple[_Graph, np.ndarray]:
+    """The graph and its contact flags on the nodes ``keep`` marks, edges renumbered."""
     new = -np.ones(len(keep), int)
     new[keep] = np.arange(keep.sum())
     edges = [(int(new[a]), int(new[b])) for a, b in graph.edges if keep[a] and keep[b]]
@@ -702,10 +707,7 @@ def _drop_buried(graph: _Graph, contact: np.ndarray, fat_near: np.ndarray, lung_
         return graph, contact
     if not keep.any():
         raise CoronaryTreeError("no coronary artery was found in the image (no thin vessel in the epicardial fat)")
-    new = -np.ones(len(keep), int)
-    new[keep] = np.arange(keep.sum())
-    edges = [(int(new[a]), int(new[b])) for a, b in graph.edges if keep[a] and keep[b]]
-    return _Graph(graph.xyz[keep], graph.radius[keep], edges, graph.piece[keep]), contact[keep]
+    return _kept(graph, contact, keep)
 
 
 def _find_ostia(graph: _Graph, contact: np.ndarray) -> tuple[dict[str, int], list[str]]:
