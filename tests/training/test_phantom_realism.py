@@ -148,3 +148,33 @@ def test_cli_writes_a_realistic_case(tmp_path, capsys):
     lab = read_nifti(tmp_path / "phantom_00000" / cf.LABELS_NIFTI, labels=True).hu
     assert L["superior_vena_cava"] in np.unique(lab)
     assert "wrote 1 case" in capsys.readouterr().out
+
+
+def test_arterial_phase_draws_stay_in_the_documented_range_and_cover_both_real_scans():
+    from cardiovlm.training.phantoms.acquisition import RANGES
+
+    phase = RANGES.arterial_phase
+    draws = np.array([phase.draw(np.random.default_rng(i)) for i in range(2000)])
+    assert draws.min() >= 250.0 and draws.max() <= 552.0  # adequate opacification up to the denser real scan + 2 SD
+    assert 0.7 <= np.mean((draws >= 300) & (draws <= 450)) <= 0.9  # most inside the protocols' aim
+    # both real references (CCTA 285 HU, chest CT 474 HU) are drawn now and then, neither is the rule
+    assert 0.02 <= np.mean(draws <= 285) <= 0.15 and 0.02 <= np.mean(draws >= 474) <= 0.15
+
+
+def test_realistic_phantom_blood_is_the_drawn_arterial_phase(realistic):
+    root, hu, lab = realistic
+    nominal = cf.load_case(root).manifest.contrast_blood_hu
+    assert 250.0 <= nominal <= 552.0
+    lv = ndimage.binary_erosion(lab == L["lv_blood"], iterations=3)
+    assert hu[lv].mean() == pytest.approx(nominal, abs=0.1 * nominal)  # what a reader measures is what was drawn
+
+
+def test_acquisition_knobs_refuse_values_the_generator_cannot_make():
+    from cardiovlm.training.phantoms.acquisition import Acquisition, AcquisitionError
+
+    for bad, says in (({"sex": "other"}, "sex"), ({"body_size_sd": 3.0}, "body size"),
+                      ({"heart_rate_bpm": 20.0}, "heart rate"), ({"kernel": "bone"}, "kernel")):
+        with pytest.raises(AcquisitionError, match=says) as err:
+            Acquisition(**bad)
+        assert err.value.code == "phantom.acquisition_invalid"
+    assert not Acquisition().any and Acquisition(kernel="soft").any

@@ -70,6 +70,17 @@ class GridInfo(BaseModel):
     origin_mm: tuple[float, float, float] = Field(description="centre of voxel (0,0,0) in patient LPS mm")
 
 
+class PhantomAcquisition(BaseModel):
+    """How a realistic phantom was acquired: the patient and scanner knobs it was drawn or set with."""
+
+    sex: Literal["male", "female"] = Field(description="the phantom's sex; heart, aortic root and body follow it")
+    body_diameter_mm: float = Field(description="effective body diameter (sqrt of 4 x the body ellipse's semi-axes)")
+    heart_rate_bpm: float = Field(description="heart rate; motion blur at the mid RCA grows with it")
+    motion_mm: float = Field(description="blur length at the mid RCA")
+    kernel: str = Field(description="reconstruction kernel name, e.g. 'standard'")
+    nps_peak_per_mm: float = Field(description="peak frequency of the kernel's noise power spectrum (1/mm)")
+
+
 class CaseManifest(BaseModel):
     case_id: str
     format_version: str = CASE_FORMAT_VERSION
@@ -83,6 +94,8 @@ class CaseManifest(BaseModel):
     cac: GridInfo | None = None
     contrast_blood_hu: float | None = Field(None, description="nominal left-heart blood pool HU")
     noise_sd_hu: float | None = None
+    acquisition: PhantomAcquisition | None = Field(None, description="realistic phantoms: sex, body size, heart "
+                                                                     "rate and kernel of the acquisition")
     files: list[str] = Field(default_factory=list, description="files and folders present, relative")
 
 

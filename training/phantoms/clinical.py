@@ -89,7 +89,7 @@ def severe_disease(findings: Findings) -> bool:
 
 
 def sample_clinical(rng: np.random.Generator | random.Random, findings: Findings,
-                    priors: ClinicalPriors = DEFAULT_PRIORS) -> ClinicalContext:
+                    priors: ClinicalPriors = DEFAULT_PRIORS, sex: str | None = None) -> ClinicalContext:
     """Draw a patient whose risk factors and troponin fit ``findings``.
 
     Args:
@@ -97,11 +97,16 @@ def sample_clinical(rng: np.random.Generator | random.Random, findings: Findings
             the same seed gives the same patient.
         findings: the phantom's ground-truth findings (only read).
         priors: population parameters, see :class:`ClinicalPriors`.
+        sex: the patient's sex when the images already have one (a realistic phantom); it replaces the
+            drawn sex after the draw, so the rest of the patient stays the seed's.
 
     Raises:
-        ValueError: when ``rng`` is neither kind of generator or ``findings`` is not a ``Findings``.
+        ValueError: when ``rng`` is neither kind of generator, ``findings`` is not a ``Findings`` or ``sex``
+            is neither "male" nor "female".
     """
     rng = as_generator(rng)
+    if sex not in (None, "male", "female"):
+        raise ValueError(f"sex must be 'male' or 'female', got {sex!r}")
     if not isinstance(findings, Findings):
         raise ValueError(f"findings must be a cardiovlm.tools.core.case_format.Findings, got {type(findings).__name__}")
     b = disease_burden(findings)
@@ -111,7 +116,8 @@ def sample_clinical(rng: np.random.Generator | random.Random, findings: Findings
 
     age = int(np.clip(round(rng.normal(priors.age_mean + priors.age_slope * b, priors.age_sd)),
                       *priors.age_range))
-    sex = "male" if chance(priors.male) else "female"
+    drawn_sex = "male" if chance(priors.male) else "female"
+    sex = drawn_sex if sex is None else sex
     race = str(rng.choice(list(RACE_SHARES), p=list(RACE_SHARES.values())))
     sbp = float(np.clip(rng.normal(priors.sbp_mean[0] + priors.sbp_mean[1] * b + 0.3 * (age - 57),
                                    priors.sbp_sd), 95, 200))

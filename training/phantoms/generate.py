@@ -9,7 +9,7 @@ Example::
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypedDict
 
@@ -20,13 +20,14 @@ from cardiovlm.tools.core.anatomy import CORONARY_SEGMENTS, label_table
 from cardiovlm.tools.core.errors import CardioVLMError
 from cardiovlm.tools.ingest.nifti_io import write_nifti
 from cardiovlm.tools.quant.cadrads import cad_rads
+from cardiovlm.training.phantoms import acquisition as acq
 from cardiovlm.training.phantoms.coronary_variants import CoronaryDetail, paint_coronary_detail, sample_coronary_detail
 from cardiovlm.training.phantoms.geometry import Anatomy, sample_anatomy
 from cardiovlm.training.phantoms.lesions import Calcification, FindingRequest, apply_findings, sample_requests
 from cardiovlm.training.phantoms.noise import NoiseModel
 from cardiovlm.training.phantoms.physics import sample_physics
 from cardiovlm.training.phantoms.raster import Contrast, Grid, form_image, rasterise
-from cardiovlm.training.phantoms.thorax import Thorax, sample_thorax
+from cardiovlm.training.phantoms.thorax import sample_thorax
 
 GENERATOR_VERSION = "2.0"
 
@@ -53,24 +54,6 @@ class PhantomError(CardioVLMError):
     """The phantom cannot be written as asked."""
 
     code = "phantom.invalid"
-
-
-def _contrast(rng: np.random.Generator) -> Contrast:
-    left = float(rng.uniform(280, 520))
-    right = left * float(rng.choice([rng.uniform(0.55, 0.85), rng.uniform(0.9, 1.05)]))  # late or even RV filling
-    return Contrast(blood_left=left, blood_right=right, myocardium=float(rng.uniform(100, 120)),
-                    fat=float(rng.uniform(-105, -90)), lung=float(rng.uniform(-900, -850)),
-                    muscle=float(rng.uniform(40, 60)), cortical=float(rng.uniform(750, 1100)),
-                    cancellous=float(rng.uniform(200, 300)), plaque=float(rng.uniform(40, 90)))
-
-
-def _thorax_contrast(contrast: Contrast, thorax: Thorax, rng: np.random.Generator) -> Contrast:
-    """Venous inflow and other thoracic tissues, from the thorax's own stream (the seed's main draws stay)."""
-    # lung, fat and myocardium re-drawn around the real chest CT's values (-801, -88, 124 HU)
-    return replace(contrast, svc=float(thorax.contrast_inflow_hu), ivc=float(rng.uniform(80, 180)),
-                   cartilage=float(rng.uniform(100, 200)), stomach=float(rng.uniform(10, 40)),
-                   lung=float(rng.uniform(-850, -790)), fat=float(rng.uniform(-100, -82)),
-                   myocardium=float(rng.uniform(110, 135)))
 
 
 def _extracoronary(anat: Anatomy, rng: np.random.Generator) -> tuple[list[Calcification], list[str]]:
@@ -126,15 +109,15 @@ def _cadrads_text(findings: list[cf.Finding]) -> str:
 
 
 def build(seed: int, *, findings: list[FindingRequest] | None = None, dominance: str | None = None,
-          thorax: bool = False):
+          thorax: bool = False, acquisition: acq.Acquisition | None = None):
     """Geometry and ground truth for one seed (no voxels yet): (anatomy, lumens, calcs, extra, findings, where, rng).
 
-    ``thorax`` adds the generator-2.0 thorax (great vessels, pulmonary trees, airways, ribs, abdomen)."""
+    ``thorax`` adds the generator-2.0 thorax (great vessels, pulmonary trees, airways, ribs, abdomen);
+    ``acquisition`` may set its sex and body size."""
     rng = np.random.default_rng(seed)
     # the thorax has its own stream, so the main stream's draws (findings, lesions) keep their order
     trng = np.random.default_rng([seed, 2])
-    sex = "male" if trng.random() < 0.6 else "female"
-    habitus = float(np.clip(trng.normal(), -2.0, 2.0))  # body size in SDs of the population
+    sex, habitus = acq.draw_patient(trng, acquisition)  # habitus: body size in SDs of the population
     if thorax:
         sizes = _population_sizes(np.random.default_rng([seed, 4]), sex, habitus)
         anat = sample_anatomy(rng, dominance, heart_scale=_heart_scale(sex, habitus), **sizes)
@@ -229,7 +212,8 @@ def _cac_series(anat, lumens, calcs, extra, grid: Grid, contrast: Contrast, rng)
 def generate_case(out_dir: Path, *, seed: int, size: str = "small", findings: list[FindingRequest] | None = None,
                   dominance: str | None = None, with_cac: bool = True, with_dicom: bool = True,
                   preview: bool = False, case_id: str | None = None, noise_sd_hu: float | None = None,
-                  blood_hu: float | None = None, realistic: bool = False) -> Path:
+                  blood_hu: float | None = None, realistic: bool = False,
+                  acquisition: acq.Acquisition | None = None) -> Path:
     """Generate one phantom case folder under ``out_dir`` and return its path.
 
     Args:
@@ -248,6 +232,8 @@ def generate_case(out_dir: Path, *, seed: int, size: str = "small", findings: li
         blood_hu: left-heart blood pool HU (contrast timing: ~150-250 early or late bolus, 280-520 good
             arterial phase); drawn from 280-520 when None. The right heart keeps its drawn ratio.
             Both knobs exist for shifted evaluation sets; the seed's other draws stay the same.
+        acquisition: sex, body size, heart rate and kernel overrides of a realistic phantom
+            (:class:`cardiovlm.training.phantoms.acquisition.Acquisition`); None keeps the seed's draws.
         realistic: generator 2.0's thorax and imaging physics (kernel-textured noise scaled to the real
             reference and body size, blood inhomogeneity, right-atrial mixing, SVC streaks, blooming,
             mid-RCA motion blur). Off by default: the image-derived coronary tree
@@ -270,21 +256,25 @@ def generate_case(out_dir: Path, *, seed: int, size: str = "small", findings: li
         except ImportError as err:
             raise PhantomError("DICOM output needs cardiovlm.tools.dicom.dicom_write, which is not installed; "
                                "use with_dicom=False (--no-dicom)") from err
+    if acquisition is not None and acquisition.any and not realistic:
+        raise PhantomError("sex, body size, heart rate and kernel are knobs of realistic phantoms: add realistic=True "
+                           "(--realistic)")
     anat, lumens, calcs, extra, gt, where, rng = build(seed, findings=findings, dominance=dominance,
-                                                       thorax=realistic)
-    contrast = _contrast(rng)
-    noise_sd = float(rng.uniform(15, 30))
+                                                       thorax=realistic, acquisition=acquisition)
+    contrast = acq.draw_contrast(rng)
+    noise_sd = acq.draw_noise_sd(rng)
     physics = None
     if realistic:
         # dose and kernel: the draw scales the reference noise of a body this size at this slice thickness
-        noise_sd = NoiseModel().sd_at(preset.spacing_mm[2], anat.thorax.body_diameter_mm, noise_sd / 22.5)
+        noise_sd = NoiseModel().sd_at(preset.spacing_mm[2], anat.thorax.body_diameter_mm,
+                                      noise_sd / acq.RANGES.noise_mid_hu)
         phys_rng = np.random.default_rng([seed, 3])
-        contrast = _thorax_contrast(contrast, anat.thorax, phys_rng)
-        physics = sample_physics(anat, phys_rng)
+        contrast = acq.thorax_contrast(contrast, anat.thorax, phys_rng, np.random.default_rng([seed, 6]))
+        physics = sample_physics(anat, phys_rng, heart_rate_bpm=acq.draw_heart_rate(phys_rng, acquisition))
+        physics = acq.with_kernel(physics, acquisition)
     # Overrides replace the draws after they are made, so the rest of the seed's stream is unchanged.
     if blood_hu is not None:
-        contrast = replace(contrast, blood_left=float(blood_hu),
-                           blood_right=float(blood_hu) * contrast.blood_right / contrast.blood_left)
+        contrast = acq.with_blood(contrast, blood_hu)
     if noise_sd_hu is not None:
         noise_sd = float(noise_sd_hu)
     if preset.centre_on == "chest" and not realistic:
@@ -341,7 +331,8 @@ def generate_case(out_dir: Path, *, seed: int, size: str = "small", findings: li
                          extracoronary_calcium=where)
     cf.write_json(root / cf.FINDINGS_FILE, result)
     files += [cf.CENTERLINES_FILE, cf.LANDMARKS_FILE, cf.FINDINGS_FILE]
-    files += _clinical_and_report(root, result, anat.dominance, np.random.default_rng([seed, 1]))
+    files += _clinical_and_report(root, result, anat.dominance, np.random.default_rng([seed, 1]),
+                                  sex=None if anat.thorax is None else anat.thorax.sex)
     if preview:
         from cardiovlm.training.phantoms.preview import write_previews
         write_previews(hu, lab, grid, root / cf.PREVIEW_DIR)
@@ -349,19 +340,21 @@ def generate_case(out_dir: Path, *, seed: int, size: str = "small", findings: li
     manifest = cf.CaseManifest(
         case_id=case_id, generator_version=GENERATOR_VERSION, seed=seed, size=size, dominance=anat.dominance,
         ccta=cf.GridInfo(shape=grid.shape, spacing_mm=grid.spacing, origin_mm=grid.origin), cac=cac_info,
-        contrast_blood_hu=round(contrast.blood_left, 1), noise_sd_hu=round(noise_sd, 1), files=files)
+        contrast_blood_hu=round(contrast.blood_left, 1), noise_sd_hu=round(noise_sd, 1), files=files,
+        acquisition=None if physics is None else acq.record(anat.thorax, physics, acquisition))
     cf.write_json(root / cf.MANIFEST_FILE, manifest)
     return root
 
 
-def _clinical_and_report(root: Path, findings: cf.Findings, dominance: str, rng: np.random.Generator) -> list[str]:
+def _clinical_and_report(root: Path, findings: cf.Findings, dominance: str, rng: np.random.Generator,
+                         sex: str | None = None) -> list[str]:
     """clinical.json and report.txt, once the teammates' modules are on main (skipped until then)."""
     try:
         from cardiovlm.training.phantoms.clinical import sample_clinical
         from cardiovlm.training.phantoms.report import write_report
     except ImportError:
         return []
-    clinical = sample_clinical(rng, findings)
+    clinical = sample_clinical(rng, findings, sex=sex)  # a realistic phantom's anatomy has a sex
     cf.write_json(root / cf.CLINICAL_FILE, clinical)
     (root / cf.REPORT_FILE).write_text(write_report(findings, clinical, dominance=dominance, rng=rng))
     return [cf.CLINICAL_FILE, cf.REPORT_FILE]

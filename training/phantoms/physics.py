@@ -20,7 +20,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from cardiovlm.training.phantoms.noise import smooth_field
+from cardiovlm.training.phantoms.noise import NoiseModel, smooth_field
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,7 @@ class Physics:
     ivc_inflow: np.ndarray | None = None  # (3,) where unopacified IVC blood enters
     streak_scale: float = 0.06  # streak amplitude per HU of SVC contrast above 300 HU
     streak_angles: tuple[float, ...] = ()  # directions of the streaks through the SVC (radians)
+    nps_peak_per_mm: float = NoiseModel.peak_per_mm  # reconstruction kernel (acquisition.KERNELS)
 
 
 def sample_physics(anat, rng: np.random.Generator, heart_rate_bpm: float | None = None) -> Physics:

@@ -374,5 +374,5 @@ def form_image(lab: np.ndarray, parts: dict, grid: Grid, contrast: Contrast, noi
     hu = ndimage.gaussian_filter(hu, PSF_SIGMA_MM / sp, mode="nearest")
     svc = lab == LABEL["superior_vena_cava"]
     phys.svc_streaks(hu, svc, lab != 0, grid, physics, c.svc)
-    hu += kernel_noise(grid.shape, grid.spacing, noise_sd, rng)
+    hu += kernel_noise(grid.shape, grid.spacing, noise_sd, rng, physics.nps_peak_per_mm)
     return np.clip(np.rint(hu), -1024, 3071).astype(np.int16)
