@@ -178,3 +178,31 @@ def test_acquisition_knobs_refuse_values_the_generator_cannot_make():
             Acquisition(**bad)
         assert err.value.code == "phantom.acquisition_invalid"
     assert not Acquisition().any and Acquisition(kernel="soft").any
+
+
+def _realism_benchmark():
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "phantom_realism.py"
+    spec = importlib.util.spec_from_file_location("phantom_realism", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_realism_report_counts_phantoms_inside_a_range_and_flags_a_narrow_spread():
+    bench = _realism_benchmark()
+    wall = bench.ANATOMY["LV wall, drawn septum (mm)"]
+    covering = np.linspace(5.0, 15.0, 40)  # SD 2.9: covers the population; the tails lie outside the range
+    s = bench.summarise(covering, wall)
+    assert s.inside == int(((covering >= 6) & (covering <= 14)).sum()) and 0.75 <= s.share < 0.95
+    said = bench.misses("wall", s, wall)
+    assert any("inside 6-14" in m for m in said) and not any("spread" in m for m in said)
+    # control: every phantom at the population mean is inside the range but does not cover its spread
+    narrow = bench.summarise(np.full(40, 10.0) + np.linspace(-0.1, 0.1, 40), wall)
+    assert narrow.share == 1.0 and any("spread" in m for m in bench.misses("wall", narrow, wall))
+    # a failed measurement (NaN) counts as outside
+    assert bench.summarise([0.25, float("nan")], bench.IMAGE["NPS peak (1/mm)"]).inside == 1
