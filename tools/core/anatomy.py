@@ -198,6 +198,7 @@ STRUCTURES: tuple[Structure, ...] = (
     Structure(57, "brachiocephalic_veins", "brachiocephalic veins", "vessel", (80, 120, 210),
               ("brachiocephalic vein", "brachiocephalic veins", "innominate vein")),
     Structure(58, "azygos_vein", "azygos vein", "vessel", (90, 100, 190), ("azygos", "azygos vein")),
+    Structure(59, "humerus", "humerus", "body", (225, 225, 200), ("humerus", "upper arm bone")),
 )
 
 STRUCTURES_BY_NAME: dict[str, Structure] = {s.name: s for s in STRUCTURES}

@@ -15,10 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from cardiovlm.tools.core.anatomy import STRUCTURES_BY_NAME
+from cardiovlm.training.phantoms.vertebrae import Spine
 
 LABEL = {name: s.label_id for name, s in STRUCTURES_BY_NAME.items()}
-# the humerus has no registry label yet: it takes the soft-tissue label, its HU comes from its own masks
-HUMERUS_LABEL = LABEL.get("humerus", LABEL["soft_tissue"])
+# the humerus's HU comes from its own masks (cortex and fatty marrow), not from its label
+HUMERUS_LABEL = LABEL["humerus"]
 RIB_CORTEX_MM = 1.2  # rib cortical shell; marrow inside takes the cancellous HU
 ARMS_DOWN_SHARE = 0.3  # most cardiac and chest CTs are taken with the arms raised out of the field
 TABLE_SHARE = 0.6  # a cardiac reconstruction often crops the table; the whole-chest field often shows it
@@ -47,7 +48,8 @@ class ChestWall:
 @dataclass
 class Ribs:
     """Twelve pairs of ribs: rib n's upper edge at the spine sits at ``z_spine[n]``; ribs descend by
-    ``drop_mm`` from the spine to the sternum; the anterior ``cartilage_deg`` are costal cartilage."""
+    ``drop_mm`` from the spine to the sternum; the anterior ``cartilage_deg`` are costal cartilage.
+    (Their heads and necks, at the vertebral discs, are painted with the vertebrae.)"""
 
     z_spine: np.ndarray
     height_mm: float
@@ -101,14 +103,62 @@ class Outline:
 
 
 @dataclass
+class Muscles:
+    """The chest wall's muscle bellies, separated by thin fat planes.
+
+    The muscle layer (between the subcutaneous fat and the ribs) is divided by the angle ``phi`` from the
+    anterior midline (0) to the posterior midline (pi), the same on both sides, and by the relative depth
+    ``s`` in the layer (0 under the fat, 1 on the ribs): pectoralis major in front, with pectoralis minor
+    deep to it in the upper chest; serratus anterior on the lateral ribs; latissimus dorsi over the
+    posterolateral wall with the deep back muscles under it; trapezius over the back, with the erector spinae
+    under it either side of the spinous processes."""
+
+    pec_lateral: float  # phi of pectoralis major's lateral border (the anterior axillary fold)
+    pec_minor: tuple[float, float]  # phi range of pectoralis minor
+    pec_split: float  # s of the fat plane between pectoralis major and minor
+    pec_minor_floor: float  # z below which pectoralis minor is gone (it inserts on ribs 3-5)
+    lat_anterior: float  # phi of latissimus dorsi's anterior border
+    lat_split: float  # s of the plane under latissimus dorsi
+    trap_lateral: float  # phi of trapezius's lateral border
+    trap_split: float  # s of the plane under trapezius
+    plane_mm: float  # thickness of an intermuscular fat plane
+    wobble: tuple[float, float]  # the planes' wander with height: amplitude (rad) and phase
+    marbling: float  # share of a belly's voxels that are intramuscular fat streaks
+    waves: np.ndarray  # (n, 4) wave vector (rad/mm) and phase of the marbling's texture
+
+
+def sample_muscles(rng: np.random.Generator, z0: float) -> Muscles:
+    k = rng.normal(size=(8, 3))
+    # streaks 1-2 cm apart, longer along the fibres (mostly across the chest, so flatter in z)
+    k = k / np.linalg.norm(k, axis=1, keepdims=True) * rng.uniform(0.3, 0.6, (8, 1)) * np.array([1.0, 1.0, 0.5])
+    return Muscles(pec_lateral=float(rng.uniform(0.95, 1.2)),
+                   pec_minor=(float(rng.uniform(0.45, 0.6)), float(rng.uniform(0.85, 1.0))),
+                   pec_split=float(rng.uniform(0.45, 0.6)), pec_minor_floor=z0 + float(rng.uniform(-20, 20)),
+                   lat_anterior=float(rng.uniform(1.7, 1.95)), lat_split=float(rng.uniform(0.35, 0.5)),
+                   trap_lateral=float(rng.uniform(2.35, 2.6)), trap_split=float(rng.uniform(0.2, 0.3)),
+                   plane_mm=float(rng.uniform(1.5, 2.5)),
+                   wobble=(float(rng.uniform(0.02, 0.06)), float(rng.uniform(0, 2 * np.pi))),
+                   marbling=float(rng.uniform(0.015, 0.05)),
+                   waves=np.c_[k, rng.uniform(0, 2 * np.pi, 8)])
+
+
+@dataclass
 class Arm:
-    """One upper arm beside the chest, running along z: soft tissue round a humerus."""
+    """One upper arm beside the chest, running along z: skin and fat round the arm muscles (biceps and
+    brachialis in front, triceps behind, split by intermuscular septa) round a humerus; the arm narrows
+    from the shoulder towards the elbow."""
 
     centre: tuple[float, float]
-    axes: tuple[float, float]  # semi-axes of the arm's cross-section
+    axes: tuple[float, float]  # semi-axes of the arm's cross-section at ``z0``
     fat_mm: float
     humerus: tuple[float, float, float]  # x, y offset from the arm's centre, radius
     cortex_mm: float
+    taper: float = 0.0  # relative growth of the section per 100 mm towards the shoulder
+    z0: float = 0.0
+
+    def scale(self, z):
+        """Size of the arm's soft-tissue section at height ``z`` relative to ``z0`` (the humerus keeps its own)."""
+        return np.clip(1 + self.taper * (z - self.z0) / 100.0, 0.6, 1.4)
 
 
 @dataclass
@@ -129,10 +179,13 @@ class Body:
     paraspinal: tuple[float, float, float, float]  # x offset, y offset from the canal, semi-axes x and y
     arms: tuple[Arm, Arm] | None
     table: Table | None
+    muscles: Muscles | None = None
 
 
 def sample_body(rng: np.random.Generator, anat, wall: ChestWall, sex: str) -> Body:
-    """Draw the skin contour, paraspinal muscles, arms (arms-down scans) and table around ``anat``."""
+    """Draw the skin contour, muscle bellies, arms (arms-down scans) and table around ``anat``."""
+    # a child stream for the muscle bellies and the arms' taper: the draws below keep their values
+    own = rng.spawn(1)[0]
     cx, cy = (float(v) for v in anat.body_centre)
     a, b = (float(v) for v in anat.body_axes)
     breast = None
@@ -145,6 +198,7 @@ def sample_body(rng: np.random.Generator, anat, wall: ChestWall, sex: str) -> Bo
                               float(rng.uniform(0, 0.015)), float(rng.uniform(0, 2 * np.pi))),
                       groove_mm=float(rng.uniform(2, 6)), taper=float(rng.uniform(-0.02, 0.03)),
                       z0=float(anat.heart.base[2]), breast=breast)
+    muscles = sample_muscles(own, outline.z0)
     paraspinal = (float(rng.uniform(22, 28)), float(rng.uniform(18, 24)), float(rng.uniform(17, 22)),
                   float(rng.uniform(13, 18)))
     arms = None
@@ -157,7 +211,8 @@ def sample_body(rng: np.random.Generator, anat, wall: ChestWall, sex: str) -> Bo
             hum = (side * float(rng.uniform(-8, 4)), float(rng.uniform(-6, 6)), float(rng.uniform(10, 13)))
             sides.append(Arm(centre=(edge + side * (gap + ar), cy + float(rng.uniform(5, 25))),
                              axes=(ar, ar * float(rng.uniform(1.0, 1.2))), fat_mm=float(rng.uniform(4, 14)),
-                             humerus=hum, cortex_mm=float(rng.uniform(2.5, 4))))
+                             humerus=hum, cortex_mm=float(rng.uniform(2.5, 4)),
+                             taper=float(own.uniform(0.06, 0.14)), z0=outline.z0))
         arms = (sides[0], sides[1])
     table = None
     if rng.random() < TABLE_SHARE:
@@ -165,7 +220,7 @@ def sample_body(rng: np.random.Generator, anat, wall: ChestWall, sex: str) -> Bo
         table = Table(top_y=back + float(rng.uniform(0.5, 6)), curvature_mm=float(rng.uniform(450, 800)),
                       shell_mm=float(rng.uniform(1.5, 2.5)), core_mm=float(rng.uniform(25, 45)),
                       half_width=float(rng.uniform(200, 240)), centre_x=cx + float(rng.normal(0, 4)))
-    return Body(outline=outline, paraspinal=paraspinal, arms=arms, table=table)
+    return Body(outline=outline, paraspinal=paraspinal, arms=arms, table=table, muscles=muscles)
 
 
 def wall_depths(body: Body, wall: ChestWall, theta, z):
@@ -194,13 +249,18 @@ def paint_body_wall(lab: np.ndarray, grid, anat, body: Body, wall: ChestWall, ri
     fat, rib_top = wall_depths(body, wall, theta, z)
     lab[depth >= 0] = LABEL["subcutaneous_fat"]
     lab[depth >= fat] = LABEL["soft_tissue"]
-    # erector spinae: two oval muscle masses either side of the spinous processes, under the back's fat
+    # erector spinae: two oval muscle masses either side of the spinous processes, under the back's fat;
+    # they follow the kyphotic column, so the back's muscles bow with it
     ox, oy, sa, sb = body.paraspinal
     sx, canal_y = spine_canal
+    spine = getattr(anat.thorax, "spine", None)
+    canal_yz = canal_y + (spine.shift(z).astype(np.float32) if isinstance(spine, Spine) else 0.0)
+    erector = np.zeros(full, bool)
     for side in (-1.0, 1.0):
-        mass = ((x - sx - side * ox) / sa) ** 2 + ((y - canal_y - oy) / sb) ** 2 <= 1
-        lab[np.broadcast_to(mass, full) & (lab == LABEL["subcutaneous_fat"]) & (depth >= 0.4 * fat)] = \
-            LABEL["soft_tissue"]
+        erector |= ((x - sx - side * ox) / sa) ** 2 + ((y - canal_yz - oy) / sb) ** 2 <= 1
+    lab[erector & (lab == LABEL["subcutaneous_fat"]) & (depth >= 0.4 * fat)] = LABEL["soft_tissue"]
+    if body.muscles is not None:
+        _paint_muscles(lab, grid, body.muscles, theta, rho, depth, fat, rib_top, erector, sx, ox)
     cavity = depth >= rib_top + wall.rib_layer_mm
     bx = float(anat.body_centre[0])
     lab[cavity & (x >= bx)] = LABEL["lung_left"]
@@ -237,17 +297,74 @@ def paint_body_wall(lab: np.ndarray, grid, anat, body: Body, wall: ChestWall, ri
     return cavity, np.broadcast_to(cortex, full), masks
 
 
-def _paint_arm(lab: np.ndarray, grid, arm: Arm) -> tuple[np.ndarray, np.ndarray]:
-    """Fat, muscle and humerus of one arm where the image is still air; returns (cortex, marrow)."""
-    x, y, _ = grid.axes()
+def _paint_muscles(lab: np.ndarray, grid, m: Muscles, theta, rho, depth, fat, rib_top, erector: np.ndarray,
+                   erector_x: float, erector_ox: float) -> None:
+    """Split the muscle layer into its named bellies by thin fat planes, and marble them with fat streaks.
+
+    Works on the muscle voxels only (a tenth of the field), so it adds little to a phantom's time."""
     full = grid.shape
+    muscle = (lab == LABEL["soft_tissue"]) & ((depth < rib_top) | erector)
+    idx = np.nonzero(muscle)
+    pick = lambda a: np.broadcast_to(a, full)[idx]  # noqa: E731
+    d, f, r, th, rh = pick(depth), pick(fat), pick(rib_top), pick(theta), pick(rho)
+    zk = np.asarray(grid.origin[2] + grid.spacing[2] * idx[2], np.float32)
+    phi = np.pi - np.abs(np.angle(np.exp(1j * (th - np.pi / 2))))  # 0 at the sternum, pi at the spine
+    phi = phi + m.wobble[0] * np.sin(zk / 45.0 + m.wobble[1])  # planes wander a little with height
+    s = (d - f) / np.maximum(r - f, 1e-3)  # 0 under the subcutaneous fat, 1 on the ribs
+    # a plane one voxel wide at least, or it breaks into dots at the voxel scale
+    half = 0.5 * max(m.plane_mm, 1.05 * float(max(grid.spacing[:2])))
+    thick = np.maximum(r - f, 1e-3)
+    across = lambda phi_b: np.abs(phi - phi_b) * rh < half  # noqa: E731
+    along = lambda s_b: np.abs(s - s_b) * thick < half  # noqa: E731
+    layer = d < r
+    plane = layer & (across(m.pec_lateral) | across(m.lat_anterior) | across(m.trap_lateral) | across(np.pi))
+    lo, hi = m.pec_minor
+    plane |= layer & along(m.pec_split) & (phi > lo) & (phi < hi) & (zk > m.pec_minor_floor)  # pec major / minor
+    plane |= layer & (across(lo) | across(hi)) & (s > m.pec_split) & (zk > m.pec_minor_floor)
+    plane |= layer & along(m.lat_split) & (phi > m.lat_anterior) & (phi < m.trap_lateral)  # under latissimus
+    plane |= layer & along(m.trap_split) & (phi > m.trap_lateral)  # under trapezius
+    plane |= layer & (np.abs(d - r) < half) & (phi < m.trap_lateral)  # on the ribs (the erectors attach there)
+    # the erector spinae: a fat plane along each one's lateral border, under the trapezius
+    lateral = np.abs(np.asarray(grid.origin[0] + grid.spacing[0] * idx[0], np.float32) - erector_x) > erector_ox
+    plane |= ~erector[idx] & _grown(erector)[idx] & lateral & (s > m.trap_split)
+    # intramuscular fat: thin streaks where a smooth random field crosses zero (more in older, heavier bodies)
+    xyz = np.stack([np.asarray(grid.origin[a] + grid.spacing[a] * idx[a], np.float32) for a in range(3)], axis=1)
+    field = np.cos(xyz @ m.waves[:, :3].T.astype(np.float32) + m.waves[:, 3].astype(np.float32)).sum(axis=1)
+    field /= np.sqrt(0.5 * len(m.waves))
+    streak = np.abs(field) < float(np.quantile(np.abs(field), m.marbling)) if len(field) else field > 0
+    new = np.where(plane | streak, LABEL["subcutaneous_fat"], LABEL["soft_tissue"]).astype(lab.dtype)
+    lab[idx] = new
+
+
+def _grown(mask: np.ndarray) -> np.ndarray:
+    """``mask`` grown by one voxel in plane: a rim as wide as the fat planes at the phantoms' voxel sizes."""
+    grown = mask.copy()
+    grown[1:] |= mask[:-1]
+    grown[:-1] |= mask[1:]
+    grown[:, 1:] |= mask[:, :-1]
+    grown[:, :-1] |= mask[:, 1:]
+    return grown
+
+
+def _paint_arm(lab: np.ndarray, grid, arm: Arm) -> tuple[np.ndarray, np.ndarray]:
+    """Fat, muscle and humerus of one arm where the image is still air; returns (cortex, marrow).
+
+    The section narrows towards the elbow; the medial and lateral intermuscular septa (fat planes from the
+    humerus to the subcutaneous fat) split the flexors in front from the triceps behind."""
+    x, y, z = grid.axes()
+    full = grid.shape
+    f = arm.scale(z).astype(np.float32)  # (1, 1, K)
     ax_, ay = arm.axes
-    ell = lambda grow: ((x - arm.centre[0]) / (ax_ - grow)) ** 2 + ((y - arm.centre[1]) / (ay - grow)) ** 2 <= 1  # noqa: E731
+    dx, dy = x - arm.centre[0], y - arm.centre[1]
+    ell = lambda grow: (dx / (ax_ * f - grow)) ** 2 + (dy / (ay * f - grow)) ** 2 <= 1  # noqa: E731
     outside = lab == 0
-    lab[np.broadcast_to(ell(0.0), full) & outside] = LABEL["subcutaneous_fat"]
-    lab[np.broadcast_to(ell(arm.fat_mm), full) & outside] = LABEL["soft_tissue"]
+    lab[ell(0.0) & outside] = LABEL["subcutaneous_fat"]
+    muscle = ell(arm.fat_mm) & outside
+    lab[muscle] = LABEL["soft_tissue"]
     hx, hy, hr = arm.humerus
-    d = np.sqrt((x - arm.centre[0] - hx) ** 2 + (y - arm.centre[1] - hy) ** 2)
+    septa = np.broadcast_to((np.abs(dy - hy) < 1.0) & (np.abs(dx - hx) > hr), full) & muscle
+    lab[septa] = LABEL["subcutaneous_fat"]
+    d = np.sqrt((dx - hx) ** 2 + (dy - hy) ** 2)
     bone = np.broadcast_to(d <= hr, full) & outside
     lab[bone] = HUMERUS_LABEL
     marrow = bone & np.broadcast_to(d <= hr - arm.cortex_mm, full)
