@@ -159,6 +159,38 @@ def paint_spine(lab: np.ndarray, grid, spine: Spine, paint_segments) -> tuple[np
     sx, sy = spine.centre
     cx, cy = spine.canal_centre
     shift = spine.shift(z).astype(np.float32)
+    # the bodies and canal lie in a narrow box round the column: work there (a few per cent of the field)
+    reach = 1.6 * spine.radius * (1 + 0.0015 * max(spine.z_ref - float(z.min()), 0.0))
+    ix = np.nonzero(np.abs(x.ravel() - sx) <= reach)[0]
+    jy = np.nonzero((y.ravel() >= sy + float(shift.min()) - reach)
+                    & (y.ravel() <= cy + float(shift.max()) + spine.canal_r + 2))[0]
+    cortex_full = np.zeros(full, bool)
+    if len(ix) and len(jy):
+        box = (slice(ix[0], ix[-1] + 1), slice(jy[0], jy[-1] + 1))
+        cortex_full[box] = _paint_bodies(lab[box], x[box[0]], y[:, box[1]], z, spine, shift)
+    zs = grid.origin[2] + grid.spacing[2] * np.arange(grid.shape[2])
+    arch, heads = Segments.empty(), Segments.empty()
+    for zc in level_centres(float(zs.min()), float(zs.max())):
+        arch = arch + arch_segments(spine, float(zc))
+        heads = heads + rib_head_segments(spine, float(zc))
+    canal = np.zeros(full, bool)
+    if len(ix) and len(jy):
+        canal[box] = (x[box[0]] - cx) ** 2 + (y[:, box[1]] - cy - shift) ** 2 <= spine.canal_r ** 2
+    before = lab == LABEL["spine"]
+    allowed = {LABEL[n] for n in ("soft_tissue", "subcutaneous_fat", "epicardial_fat", "lung_left", "lung_right")}
+    paint_segments(lab, grid, arch, LABEL["spine"], allowed)
+    lab[canal & ~before & (lab == LABEL["spine"])] = LABEL["soft_tissue"]  # the arch rings the canal
+    processes = (lab == LABEL["spine"]) & ~before
+    ribs_before = lab == LABEL["ribs"]
+    paint_segments(lab, grid, heads, LABEL["ribs"], allowed)
+    processes |= (lab == LABEL["ribs"]) & ~ribs_before
+    return cortex_full, processes
+
+
+def _paint_bodies(lab: np.ndarray, x, y, z, spine: Spine, shift) -> np.ndarray:
+    """Vertebral bodies, discs and canal in ``lab`` (a box round the column); returns the bodies' cortex."""
+    sx, sy = spine.centre
+    cx, cy = spine.canal_centre
     slope = spine.slope(z).astype(np.float32)
     dyb = y - (sy + shift)  # (1, J, K): posterior distance from the body's axis at this height
     # level coordinate along the arc: discs and endplates lie across the tilted column, not in axial planes
@@ -180,19 +212,5 @@ def paint_spine(lab: np.ndarray, grid, spine: Spine, paint_segments) -> tuple[np
     lab[body2d & disc] = LABEL["soft_tissue"]
     shell2d = body2d & ((rho >= 1 - BODY_CORTEX_MM / size) | (d_canal <= spine.canal_r + 1.5 + BODY_CORTEX_MM))
     cortex = body & (shell2d | (to_disc < DISC_HALF_MM + 1.2))
-    canal = np.broadcast_to(d_canal <= spine.canal_r, full)
-    lab[canal] = LABEL["soft_tissue"]  # cord and CSF
-    zs = grid.origin[2] + grid.spacing[2] * np.arange(grid.shape[2])
-    arch, heads = Segments.empty(), Segments.empty()
-    for zc in level_centres(float(zs.min()), float(zs.max())):
-        arch = arch + arch_segments(spine, float(zc))
-        heads = heads + rib_head_segments(spine, float(zc))
-    before = lab == LABEL["spine"]
-    allowed = {LABEL[n] for n in ("soft_tissue", "subcutaneous_fat", "epicardial_fat", "lung_left", "lung_right")}
-    paint_segments(lab, grid, arch, LABEL["spine"], allowed)
-    lab[canal & ~before & (lab == LABEL["spine"])] = LABEL["soft_tissue"]  # the arch rings the canal
-    processes = (lab == LABEL["spine"]) & ~before
-    ribs_before = lab == LABEL["ribs"]
-    paint_segments(lab, grid, heads, LABEL["ribs"], allowed)
-    processes |= (lab == LABEL["ribs"]) & ~ribs_before
-    return np.broadcast_to(cortex, full), processes
+    lab[np.broadcast_to(d_canal <= spine.canal_r, lab.shape)] = LABEL["soft_tissue"]  # cord and CSF
+    return np.broadcast_to(cortex, lab.shape)
