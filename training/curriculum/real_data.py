@@ -39,16 +39,8 @@ from cardiovlm.tools.core.case_format import (
 )
 from cardiovlm.tools.core.errors import CardioVLMError
 
-# TotalSegmentator is run, and its weights looked for, by cardiovlm.tools.segmentation.totalseg alone; these names stay
-# for
-# the curriculum's callers.
-from cardiovlm.tools.segmentation.totalseg import (
-    TOTALSEG_TO_REGISTRY,  # noqa: F401
-    label_with_totalsegmentator,
-)
-from cardiovlm.tools.segmentation.totalseg import TotalSegmentatorUnavailable as PseudoLabelError  # noqa: F401
-from cardiovlm.tools.segmentation.totalseg import require_totalsegmentator as check_totalsegmentator  # noqa: F401
-from cardiovlm.tools.segmentation.totalseg import weights_dir as totalseg_weights_dir  # noqa: F401
+# TotalSegmentator is run, and its weights looked for, by cardiovlm.tools.segmentation.totalseg alone.
+from cardiovlm.tools.segmentation.totalseg import label_with_totalsegmentator
 from cardiovlm.training.curriculum.jsonl import json_lines
 
 
@@ -153,6 +145,6 @@ def pseudo_label(image: str | Path, out_path: str | Path, *, tasks: tuple[str, .
     mapped to ``cardiovlm.tools.core.anatomy`` ids; returns voxels per structure.
 
     Raises:
-        PseudoLabelError: TotalSegmentator or its weights missing (message says how to install them).
+        TotalSegmentatorUnavailable: TotalSegmentator or its weights missing (message says how to install them).
     """
     return label_with_totalsegmentator(image, out_path, tasks=tasks, device=device)
