@@ -1,17 +1,19 @@
-"""Generator 2.0's chest looks like anatomy: outline, ribs, vertebrae, oval veins, lung vessels, arms, table,
-and the LV wall and aortic root spread over the population's range."""
+"""Generator 2.0's chest looks like anatomy: outline, ribs, vertebrae, oval veins, veins that open into their
+atria, lung vessels branching to the pleura of every lobe, fissures, arms, table, and the LV wall and aortic
+root spread over the population's range."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from scipy import ndimage
-from scipy.spatial import ConvexHull
+from scipy.spatial import ConvexHull, cKDTree
 
 from cardiovlm.tools.core.anatomy import STRUCTURES_BY_NAME
 from cardiovlm.training.phantoms.body import ARMS_DOWN_SHARE, TABLE_SHARE, sample_body
 from cardiovlm.training.phantoms.generate import SIZES, _population_sizes, build, case_grid
 from cardiovlm.training.phantoms.geometry import sample_anatomy
+from cardiovlm.training.phantoms.lungs import beside, grow_tree
 from cardiovlm.training.phantoms.raster import Contrast, Grid, form_image, rasterise
 from cardiovlm.training.phantoms.vertebrae import level_centres
 
@@ -89,7 +91,10 @@ def test_vertebra_has_a_rounded_body_a_canal_ringed_by_its_arch_and_a_spinous_pr
     sx, sy = spine.centre
     cx, cy = spine.canal_centre
     rc = spine.canal_r
-    zc = [c for c in level_centres(float(z.min()), float(z.max())) if z.min() + 30 < c < z.max() - 30][0]
+    # the column is kyphotic: take the level at its apex, where the vertebra stands upright, and its place there
+    zc = min((c for c in level_centres(float(z.min()), float(z.max())) if z.min() + 30 < c < z.max() - 30),
+             key=lambda c: abs(c - spine.apex_z))
+    sy, cy = sy + float(spine.shift(zc)), cy + float(spine.shift(zc))
     org = np.array(grid.origin)
 
     def at(xmm, ymm, k):
@@ -193,3 +198,115 @@ def test_lv_wall_and_aortic_root_cover_the_population_spread():
     thick = sample_anatomy(np.random.default_rng(3), lv_wall_mm=13.0, aortic_root_mm=38.0)
     assert thin.lv_outer[1] - 7.0 == pytest.approx(thick.lv_outer[1] - 13.0)
     assert thick.aortic_root[2] / thin.aortic_root[2] == pytest.approx(38.0 / 28.0)
+
+
+def _component_of(mask: np.ndarray, seed_mask: np.ndarray) -> np.ndarray:
+    """The voxels of ``mask`` 26-connected to any voxel of ``seed_mask``."""
+    cc, _ = ndimage.label(mask, np.ones((3, 3, 3), bool))
+    ids = np.unique(cc[seed_mask & mask])
+    return np.isin(cc, ids[ids > 0])
+
+
+def test_venae_cavae_and_pulmonary_veins_open_into_their_atria(chest):
+    anat, grid, lab, _, z = chest
+    org = np.array(grid.origin)
+    ra, la = lab == L["ra_blood"], lab == L["la_blood"]
+    for vein, atrium, above in (("superior_vena_cava", ra, True), ("inferior_vena_cava", ra, False)):
+        v = lab == L[vein]
+        joined = _component_of(v | atrium, atrium)
+        assert (joined & v).sum() > 0.9 * v.sum(), vein
+        # the SVC comes in from above, the IVC from below the atrium's centre
+        contact = ndimage.binary_dilation(v, np.ones((3, 3, 3), bool)) & atrium
+        assert contact.sum() >= 20, vein
+        zc = z[np.nonzero(contact)[2]].mean()
+        assert (zc > anat.ra[0][2]) == above, (vein, zc, anat.ra[0][2])
+    # each of the four pulmonary veins, from its stem out in the lung, runs into the left atrium's blood
+    pv = lab == L["pulmonary_veins"]
+    joined = _component_of(pv | la, la)
+    stems = anat.thorax.pulmonary_vein_stems
+    assert len(stems) == 4
+    for stem in stems:
+        i, j, k = np.round((np.asarray(stem) - org) / SP).astype(int)
+        near = np.zeros_like(pv)
+        near[i - 1:i + 2, j - 1:j + 2, k - 1:k + 2] = True
+        assert (joined & near).any(), stem
+    # control: the other blood pools stay walled off from the veins that do not drain into them
+    for other in ("lv_blood", "rv_blood", "aortic_root"):
+        assert not (ndimage.binary_dilation(pv, np.ones((3, 3, 3), bool)) & (lab == L[other])).any(), other
+
+
+def test_lung_vessels_branch_from_the_hila_to_within_15_mm_of_the_pleura_of_every_lobe(chest):
+    anat, grid, lab, _, _ = chest
+    fis = anat.thorax.fissures
+    vessels = np.isin(lab, [L["pulmonary_arteries"], L["pulmonary_veins"]])
+    # the lung as the chest wall bounds it: fissure sheets (one voxel) closed over
+    lung = ndimage.binary_closing(np.isin(lab, [L["lung_left"], L["lung_right"]]) | vessels, iterations=1)
+    surface = lung & ~ndimage.binary_erosion(lung)
+    to_vessel = ndimage.distance_transform_edt(~vessels, sampling=SP)
+    idx = np.nonzero(surface)
+    xyz = np.array(grid.origin) + np.stack(idx, axis=1) * SP
+    bx = float(anat.body_centre[0])
+    for side, lobes in ((-1.0, (0, 1, 2)), (1.0, (0, 2))):
+        here = (np.sign(xyz[:, 0] - bx) == side) & (np.abs(xyz[:, 0] - bx) > 50)  # the costal pleura
+        lobe = fis.lobe(xyz, side)
+        for k in lobes:
+            sel = here & (lobe == k)
+            assert sel.sum() > 500, (side, k)
+            reached = to_vessel[tuple(i[sel] for i in idx)] <= 15.0
+            assert reached.mean() > 0.9, (side, k, reached.mean())
+
+
+def test_tree_fills_its_cloud_with_murray_calibres_over_many_generations():
+    rng = np.random.default_rng(0)
+    cloud = rng.uniform([-60, -40, -80], [60, 40, 80], (800, 3))
+    tree = grow_tree(np.array([0.0, 0.0, 120.0]), np.array([0.0, 0.0, -1.0]), cloud, 6.0, 0.0)
+    # it reaches every point of its territory: the periphery, not just the centre
+    d, _ = cKDTree(tree.nodes).query(cloud)
+    assert np.percentile(d, 95) < 6.0
+    assert tree.generation.max() >= 12 and np.median(tree.generation[_leaves(tree)]) >= 8
+    # Murray's law at every bifurcation: r_parent^3 = sum of r_child^3; each child thinner than its parent
+    for p in np.unique(tree.parent[tree.parent >= 0]):
+        kids = tree.radius[tree.parent == p]
+        if len(kids) == 2:
+            assert tree.radius[p] ** 3 == pytest.approx((kids ** 3).sum(), rel=1e-6)
+        assert (kids <= tree.radius[p] + 1e-9).all()
+    # the smallest branches are 1-2 mm across, the root 12 mm
+    assert 0.8 < 2 * tree.radius.min() < 2.0
+
+
+def _leaves(tree) -> np.ndarray:
+    has_child = np.zeros(len(tree.nodes), bool)
+    has_child[tree.parent[tree.parent >= 0]] = True
+    return ~has_child
+
+
+def test_arteries_run_beside_their_bronchi_and_veins_between_them():
+    rng = np.random.default_rng(1)
+    cloud = rng.uniform([-50, -50, -50], [50, 50, 50], (400, 3))
+    airway = grow_tree(np.array([0.0, 0.0, 80.0]), np.array([0.0, 0.0, -1.0]), cloud, 5.0, 0.45)
+    artery = beside(rng, airway, np.array([10.0, 0.0, 80.0]), 6.0, 0.45)
+    gap = np.linalg.norm(artery.nodes - airway.nodes, axis=1)
+    assert np.allclose(gap, airway.radius + artery.radius + 0.5)
+    # veins grown from an independent cloud of the same territory lie between the bundles, not on them
+    vein = grow_tree(np.array([-10.0, 0.0, 80.0]), np.array([0.0, 0.0, -1.0]),
+                     rng.uniform([-50, -50, -50], [50, 50, 50], (400, 3)), 5.0, 0.45)
+    to_bundle, _ = cKDTree(artery.nodes).query(vein.nodes)
+    assert np.median(to_bundle) > 2.0
+
+
+def test_fissures_split_the_right_lung_into_three_lobes_and_the_left_into_two(chest):
+    anat, grid, lab, hu, _ = chest
+    for name, lobes in (("lung_right", 3), ("lung_left", 2)):
+        cc, n = ndimage.label(lab == L[name])  # 6-connected: a one-voxel fissure sheet divides
+        sizes = np.sort(ndimage.sum(np.ones_like(cc), cc, range(1, n + 1)))[::-1]
+        assert (sizes > 0.05 * sizes.sum()).sum() == lobes, (name, sizes[:4] / sizes.sum())
+    # the fissure is a thin line denser than the lung beside it on a lung window, yet not solid tissue
+    fis = anat.thorax.fissures
+    idx = np.nonzero(lab == L["soft_tissue"])
+    xyz = np.array(grid.origin) + np.stack(idx, axis=1) * SP
+    on = np.abs(fis.right_oblique.value(xyz)) < 0.5 * SP
+    on &= xyz[:, 0] < float(anat.body_centre[0]) - 40
+    sheet = tuple(i[on] for i in idx)
+    assert len(sheet[0]) > 500
+    lung = np.isin(lab, [L["lung_right"]]) & (ndimage.distance_transform_edt(lab != L["soft_tissue"]) == 3)
+    assert np.median(hu[sheet]) > np.median(hu[lung]) + 300

@@ -4,10 +4,9 @@ Geometry only, in patient LPS millimetres (x to the patient's left, y posterior,
 the case's own random stream so that adding or changing a thoracic structure never moves the heart or
 the coronary tree of a seed. :mod:`cardiovlm.training.phantoms.raster` paints it.
 
-Vessels and airways are chains of tapered capsules (:class:`Segments`). The intrapulmonary arteries
-and veins are recursive binary trees: each child is about 0.79 times its parent's radius (Murray's
-law for two equal children, r_child = r / 2**(1/3)) and turns 20-40 degrees away from it, until the
-calibre reaches the voxel scale.
+Vessels and airways are chains of tapered capsules (:class:`Segments`). Inside the lungs, the bronchi,
+the pulmonary arteries beside them and the pulmonary veins between them are volume-filling trees, one per
+lobe, that reach the pleura with a calibre shrinking by Murray's law (:mod:`cardiovlm.training.phantoms.lungs`).
 """
 
 from __future__ import annotations
@@ -19,13 +18,12 @@ import numpy as np
 from cardiovlm.training.phantoms.body import Body, ChestWall, Ribs, cavity_depth, sample_body, wall_depths
 from cardiovlm.training.phantoms.geometry import APEX_WALL_FRACTION, Anatomy, Tube, _spline, _unit
 from cardiovlm.training.phantoms.heart_detail import HeartDetail, sample_heart_detail
+from cardiovlm.training.phantoms.lungs import Fissures, Tree, beside, grow_tree, lobe_clouds, sample_fissures
 from cardiovlm.training.phantoms.segments import Segments
 from cardiovlm.training.phantoms.vertebrae import Spine, sample_spine
 
-MURRAY = 2.0 ** (-1.0 / 3.0)  # child / parent radius at a symmetric bifurcation
-MIN_TREE_RADIUS_MM = 0.45  # stop branching below this calibre (under half a small-size voxel)
-MAX_TREE_DEPTH = 11  # generations below a lobar stem: enough to reach the pleura
-PLEURA_GAP_MM = 3.0  # vessels we draw end this far inside the pleura
+MIN_TREE_RADIUS_MM = 0.45  # no lung vessel or airway is drawn thinner (under half a small-size voxel)
+PLEURA_GAP_MM = 3.0  # the trees' territories end this far inside the pleura
 LUNG_LOOKUP_MM = 3.0  # grid on which the tree generator looks up whether a point is in the lung
 
 
@@ -40,8 +38,8 @@ class Thorax:
     brachiocephalic_veins: Segments
     arch: Segments  # ascending top to descending aorta (labelled as aorta)
     arch_branches: dict[str, Segments]  # brachiocephalic trunk, left common carotid, left subclavian
-    pulmonary_arteries: Segments  # right and left PA and their intrapulmonary trees
-    pulmonary_veins: Segments  # LA inflows and their intrapulmonary trees
+    pulmonary_arteries: Segments  # right and left pulmonary arteries, trunk to hilum
+    pulmonary_veins: Segments  # the four pulmonary veins' stems into the left atrium
     trachea: Segments
     bronchi: Segments
     oesophagus: Segments
@@ -54,42 +52,11 @@ class Thorax:
     contrast_inflow_hu: float = 0.0  # undiluted contrast arriving by the SVC (drawn per case)
     extra: dict = field(default_factory=dict)
     heart_detail: HeartDetail | None = None  # papillary muscles, trabeculae, appendages, RV outflow tract
-
-
-def _rotate(v: np.ndarray, axis: np.ndarray, angle: float) -> np.ndarray:
-    """Rodrigues rotation of ``v`` about the unit ``axis``."""
-    c, s = np.cos(angle), np.sin(angle)
-    cross = np.cross(axis, v)
-    return v * c + cross * s + axis * float(axis @ v) * (1 - c)
-
-
-def _tree(rng, start, direction, radius, length, inside) -> Segments:
-    """A recursive binary tree from ``start``; ``inside(p)`` says whether a point is in the lung."""
-    p0, p1, r0 = [], [], []
-    stack = [(np.asarray(start, float), np.asarray(direction, float), float(radius), float(length), 0)]
-    while stack:
-        s, d, r, ln, depth = stack.pop()
-        end = s + ln * d
-        if not inside(end):
-            # shorten once towards the lung boundary, then give up on this branch
-            end = s + 0.5 * ln * d
-            if not inside(end):
-                continue
-        p0.append(s)
-        p1.append(end)
-        r0.append(r)
-        child_r = r * MURRAY
-        if child_r < MIN_TREE_RADIUS_MM or depth >= MAX_TREE_DEPTH:
-            continue
-        perp = _unit(np.cross(d, rng.normal(size=3)))
-        for sign in (-1.0, 1.0):
-            angle = sign * np.deg2rad(rng.uniform(20, 40))
-            child = _unit(_rotate(d, perp, angle) + rng.normal(0, 0.08, 3))
-            stack.append((end, child, child_r, max(ln * rng.uniform(0.72, 0.88), 4.0), depth + 1))
-    if not p0:
-        return Segments.empty()
-    radii = np.asarray(r0)
-    return Segments(np.asarray(p0), np.asarray(p1), radii, 0.95 * radii)
+    fissures: Fissures | None = None  # the lungs' major fissures and the right minor fissure
+    # each lobe's arterial tree (from its hilum) and venous trees (from their vein's stem), with their label
+    lung_trees: list[tuple[str, Tree]] = field(default_factory=list)
+    airways: Segments = field(default_factory=Segments.empty)  # intrapulmonary bronchi (their lumen is lung)
+    pulmonary_vein_stems: list[np.ndarray] = field(default_factory=list)  # outer end of each vein's stem
 
 
 def sample_thorax(rng: np.random.Generator, anat: Anatomy, sex: str | None = None) -> Thorax:
@@ -233,37 +200,51 @@ def sample_thorax(rng: np.random.Generator, anat: Anatomy, sex: str | None = Non
     dome = np.maximum(*(d[2] - ((gx - d[0]) ** 2 + (gy - d[1]) ** 2) / (2 * dome_curv) for d in (dome_r, dome_l)))
     lung = (cavity_depth(body, wall, gx, gy, gz) >= PLEURA_GAP_MM) & (gz >= dome + 4) & (gz <= carina_z + 120)
 
-    def inside(p):
-        i = np.round((p - lo) / step).astype(int)
-        if np.any(i < 0) or np.any(i >= n) or not lung[i[0], i[1], i[2]]:
-            return False
-        if abs(p[0] - bx) < 28 and p[1] > by - 40:
-            return False  # mediastinum
-        return np.linalg.norm(p - heart_c) > 0.62 * anat.heart.length + 8
-
-    def grow(hilum, side, r0, n_stems):
-        out = Segments.empty()
-        for k in range(n_stems):
-            el = np.deg2rad(-60 + 120 * (k + rng.uniform(0.2, 0.8)) / n_stems)
-            az = np.deg2rad(rng.uniform(-65, 65))  # forwards and backwards too: the lobes wrap the heart
-            d = _unit([side * np.cos(el) * np.cos(az), np.cos(el) * np.sin(az) + 0.05, np.sin(el)])
-            out = out + _tree(rng, hilum, d, r0, rng.uniform(22, 32), inside)
-        return out
-
-    arteries = (rpa + lpa).varied(rng, 0.04, (0.85, 1.0)) + grow(hil_r, -1.0, 0.55 * r_main, 9) \
-        + grow(hil_l, 1.0, 0.55 * r_main, 8)
-    # four pulmonary veins into the back of the left atrium, each the trunk of a venous tree
+    # the lung's lookup cells, off the mediastinum and the heart, each in its lobe; the trees fill the lobes
+    cells = np.stack([np.broadcast_to(g, lung.shape)[lung] for g in (gx, gy, gz)], axis=1)
+    keep = ~((np.abs(cells[:, 0] - bx) < 28) & (cells[:, 1] > by - 40))  # mediastinum
+    keep &= np.linalg.norm(cells - heart_c, axis=1) > 0.62 * anat.heart.length + 8
+    cells = cells[keep]
+    # the lung trees draw from a stream of their own: redrawing them moves no other structure of the case
+    lrng = np.random.default_rng(int(rng.integers(2 ** 63)))
+    fissures = sample_fissures(lrng, hil_r, hil_l)
+    arteries = (rpa + lpa).varied(rng, 0.04, (0.85, 1.0))
+    airways = Segments.empty()
     veins = Segments.empty()
-    for side in (-1.0, 1.0):
-        for up in (1.0, -1.0):
+    lung_trees: list[tuple[str, Tree]] = []
+    vein_stems = []
+    for side, hilum, bronchus_r, artery_r in ((-1.0, hil_r, 0.8 * rmb, 0.8 * r_main),
+                                              (1.0, hil_l, 0.8 * lmb, 0.75 * r_main)):
+        here = cells[np.sign(cells[:, 0] - bx) == side]
+        lobes = fissures.lobe(here, side)
+        n_lobes = 3
+        a_clouds = lobe_clouds(lrng, here, step, lobes, n_lobes)
+        v_clouds = lobe_clouds(lrng, here, step, lobes, n_lobes)
+        n_side = max(sum(len(c) for c in a_clouds), 1)
+        b_root = hilum + np.array([0.0, 12.0, 0.0])  # the main bronchus ends behind the hilar artery
+        for cloud in a_clouds:
+            if len(cloud) == 0:
+                continue
+            share = (len(cloud) / n_side) ** (1.0 / 3.0)
+            airway = grow_tree(b_root, _unit(cloud.mean(0) - b_root), cloud, share * bronchus_r,
+                               MIN_TREE_RADIUS_MM)
+            airways = airways + airway.segments() + airway.segments(False)
+            lung_trees.append(("pulmonary_arteries", beside(lrng, airway, hilum, share * artery_r, MIN_TREE_RADIUS_MM)))
+        # two pulmonary veins a side into the back of the left atrium: the superior one drains the upper (and
+        # on the right the middle) lobe, the inferior one the lower lobe
+        for up, drained in ((1.0, (0, 1)), (-1.0, (2,))):
             d = _unit([side * 0.8, 0.45, 0.35 * up])
             o = la_c + 0.8 * la_r * d
-            stem_end = o + rng.uniform(14, 22) * _unit(d + np.array([0.3 * side, 0, 0.1 * up]))
-            r = float(rng.uniform(5, 7))
+            stem_end = o + lrng.uniform(14, 22) * _unit(d + np.array([0.3 * side, 0, 0.1 * up]))
+            r = float(lrng.uniform(5, 7))
             veins = veins + Segments.polyline([o, 0.5 * (o + stem_end) + np.array([0, 2.0, 0]), stem_end], r, 0.85 * r)
-            for spread in (-0.5, 0.5):
-                veins = veins + _tree(rng, stem_end, _unit(d + np.array([0.4 * side, spread, 0.4 * up])),
-                                      0.6 * r, rng.uniform(20, 28), inside)
+            vein_stems.append(stem_end)
+            clouds = [v_clouds[k] for k in drained if len(v_clouds[k])]
+            n_vein = max(sum(len(c) for c in clouds), 1)
+            for cloud in clouds:
+                share = (len(cloud) / n_vein) ** (1.0 / 3.0)
+                lung_trees.append(("pulmonary_veins", grow_tree(stem_end, _unit(stem_end - o), cloud,
+                                                                share * 0.85 * r, MIN_TREE_RADIUS_MM)))
 
     # LV trabeculae: small muscle ridges on the endocardium of the free wall and apex (not the septum)
     h = anat.heart
@@ -287,4 +268,5 @@ def sample_thorax(rng: np.random.Generator, anat: Anatomy, sex: str | None = Non
                   brachiocephalic_veins=bcv, arch=arch, arch_branches=branches, pulmonary_arteries=arteries,
                   pulmonary_veins=veins, trachea=trachea, bronchi=bronchi, oesophagus=oesophagus, azygos=azy,
                   stomach=stomach, diaphragm=(dome_r, dome_l, dome_curv), body=body, spine=spine, aorta=aorta,
-                  contrast_inflow_hu=inflow, extra={"trabeculae": trabeculae}, heart_detail=detail)
+                  contrast_inflow_hu=inflow, extra={"trabeculae": trabeculae}, heart_detail=detail,
+                  fissures=fissures, airways=airways, pulmonary_vein_stems=vein_stems, lung_trees=lung_trees)
