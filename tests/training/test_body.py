@@ -1,6 +1,7 @@
 """Generator 2.0's body wall and spine as a reader sees them: a kyphotic thoracic column with its canal,
 posterior elements and rib heads; chest-wall muscles as separate bellies split by thin fat planes and
-marbled with fat; arms that narrow towards the elbow with muscle round a labelled humerus. Each measure
+marbled with fat; subcutaneous fat thicker in women and larger bodies; arms that narrow towards the elbow
+with muscle round a labelled humerus. Each measure
 has a control drawn without the feature (a straight column, an undivided muscle layer) that it fails."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import pytest
 from scipy import ndimage
 
 from cardiovlm.tools.core.anatomy import STRUCTURES_BY_NAME, label_table
-from cardiovlm.training.phantoms.body import wall_depths
+from cardiovlm.training.phantoms.body import sample_body, wall_depths
 from cardiovlm.training.phantoms.generate import build
 from cardiovlm.training.phantoms.raster import Grid, rasterise
 from cardiovlm.training.phantoms.vertebrae import KYPHOSIS_DEG, LEVEL_MM, THORACIC_LEVELS, level_centres, sample_spine
@@ -233,3 +234,34 @@ def test_arms_taper_towards_the_elbow_with_muscle_round_a_labelled_humerus(case)
         assert (lab[:, :, k][ring] == L["soft_tissue"]).mean() > 0.6
         assert ((lab[:, :, k] == L["subcutaneous_fat"]) & ndimage.binary_dilation(hum, iterations=3)).any()
     assert areas[0] < areas[1] < areas[2], areas  # narrower towards the elbow (feet), wider at the shoulder
+
+
+def test_subcutaneous_fat_is_thicker_in_women_and_in_larger_bodies_around_the_same_lungs(case):
+    anat = case[0]
+    wall = anat.thorax.wall
+    axes = anat.body_axes
+    z0 = float(anat.heart.base[2])
+
+    theta = np.array(0.0)  # the left flank, clear of the breast
+
+    def body(sex: str, scale: float):
+        anat.body_axes = (axes[0] * scale, axes[1] * scale)
+        try:
+            return sample_body(np.random.default_rng(1), anat, wall, sex)
+        finally:
+            anat.body_axes = axes
+
+    def fat_and_cavity(b) -> tuple[float, float, float]:
+        fat, rib_top = (float(v) for v in wall_depths(b, wall, theta, z0))
+        skin = float(b.outline.radius(theta, z0))
+        return fat, skin, skin - rib_top  # fat, the skin, and where the pleural cavity begins
+
+    man, woman = fat_and_cavity(body("male", 1.0)), fat_and_cavity(body("female", 1.0))
+    small, large = fat_and_cavity(body("male", 0.92)), fat_and_cavity(body("male", 1.08))
+    assert woman[0] > 1.15 * man[0] and large[0] > 1.2 * small[0]
+    # the gained fat lies outside the drawn wall: the skin moves out, the lungs keep their size
+    b = body("female", 1.0)
+    gained = fat_and_cavity(b)
+    b.outline.fat_gain = (0.0, b.outline.fat_gain[1])
+    plain = fat_and_cavity(b)
+    assert gained[1] > plain[1] + 1.0 and abs(gained[2] - plain[2]) < 1e-6

@@ -71,6 +71,9 @@ class Outline:
     taper: float  # relative growth of the contour per 100 mm towards the feet
     z0: float
     breast: tuple[float, float, float, float] | None  # projection (mm), angle off the midline (rad), z, half-height
+    # subcutaneous fat added outside the drawn wall (mm at the wall's mean, and the wall's harmonics), so the
+    # pleural cavity keeps its size: women and larger bodies carry more
+    fat_gain: tuple[float, tuple[float, float, float, float]] = (0.0, (0.0, 0.0, 0.0, 0.0))
 
     def radius(self, theta, z) -> np.ndarray:
         a, b = self.axes
@@ -82,7 +85,12 @@ class Outline:
         from_back = np.abs(np.angle(np.exp(1j * (theta - np.pi / 2))))
         r = r - self.groove_mm * np.exp(-(from_back / 0.07) ** 2)
         r = r * (1 + self.taper * (self.z0 - z) / 100.0)
-        return r + self.breast_mm(theta, z)
+        return r + self.breast_mm(theta, z) + self.gained_fat_mm(theta, z)
+
+    def gained_fat_mm(self, theta, z) -> np.ndarray:
+        mm, (a1, p1, a2, p2) = self.fat_gain
+        around = np.clip(1 + a1 * np.cos(theta - p1) + a2 * np.cos(2 * theta - p2), 0.25, None)
+        return mm * around * (1 + 0.15 * np.sin((z - self.z0) / 60.0))
 
     def breast_mm(self, theta, z) -> np.ndarray:
         if self.breast is None:
@@ -182,6 +190,13 @@ class Body:
     muscles: Muscles | None = None
 
 
+def fat_factor(sex: str, half_width: float, half_depth: float) -> float:
+    """Subcutaneous fat relative to the drawn wall's: about a quarter more in women (who store more fat
+    subcutaneously), and growing with the square of the trunk's size (its girth rises with fat mass)."""
+    size = np.sqrt(half_width * half_depth) / np.sqrt(167.0 * 130.0)  # the mean 2.0 man's trunk
+    return float(np.clip((1.25 if sex == "female" else 1.0) * size ** 2, 0.6, 1.8))
+
+
 def sample_body(rng: np.random.Generator, anat, wall: ChestWall, sex: str) -> Body:
     """Draw the skin contour, muscle bellies, arms (arms-down scans) and table around ``anat``."""
     # a child stream for the muscle bellies and the arms' taper: the draws below keep their values
@@ -197,7 +212,8 @@ def sample_body(rng: np.random.Generator, anat, wall: ChestWall, sex: str) -> Bo
                       ripple=(float(rng.uniform(0, 0.02)), float(rng.uniform(0, 2 * np.pi)),
                               float(rng.uniform(0, 0.015)), float(rng.uniform(0, 2 * np.pi))),
                       groove_mm=float(rng.uniform(2, 6)), taper=float(rng.uniform(-0.02, 0.03)),
-                      z0=float(anat.heart.base[2]), breast=breast)
+                      z0=float(anat.heart.base[2]), breast=breast,
+                      fat_gain=(wall.fat_mm * (fat_factor(sex, a, b) - 1.0), wall.fat_harmonics))
     muscles = sample_muscles(own, outline.z0)
     paraspinal = (float(rng.uniform(22, 28)), float(rng.uniform(18, 24)), float(rng.uniform(17, 22)),
                   float(rng.uniform(13, 18)))
@@ -225,7 +241,8 @@ def sample_body(rng: np.random.Generator, anat, wall: ChestWall, sex: str) -> Bo
 
 def wall_depths(body: Body, wall: ChestWall, theta, z):
     """Depth (mm below the skin) where the muscle starts and where the rib layer starts."""
-    fat = wall.fat(theta) * (1 + 0.15 * np.sin((z - body.outline.z0) / 60.0)) + body.outline.breast_mm(theta, z)
+    fat = (wall.fat(theta) * (1 + 0.15 * np.sin((z - body.outline.z0) / 60.0)) + body.outline.breast_mm(theta, z)
+           + body.outline.gained_fat_mm(theta, z))
     return fat, fat + wall.muscle(theta)
 
 
@@ -260,7 +277,7 @@ def paint_body_wall(lab: np.ndarray, grid, anat, body: Body, wall: ChestWall, ri
         erector |= ((x - sx - side * ox) / sa) ** 2 + ((y - canal_yz - oy) / sb) ** 2 <= 1
     lab[erector & (lab == LABEL["subcutaneous_fat"]) & (depth >= 0.4 * fat)] = LABEL["soft_tissue"]
     if body.muscles is not None:
-        _paint_muscles(lab, grid, body.muscles, theta, rho, depth, fat, rib_top, erector, sx, ox)
+        _paint_muscles(lab, grid, body.muscles, theta, rho, depth, fat, rib_top, erector, sx, ox + 0.8 * sa)
     cavity = depth >= rib_top + wall.rib_layer_mm
     bx = float(anat.body_centre[0])
     lab[cavity & (x >= bx)] = LABEL["lung_left"]
@@ -298,7 +315,7 @@ def paint_body_wall(lab: np.ndarray, grid, anat, body: Body, wall: ChestWall, ri
 
 
 def _paint_muscles(lab: np.ndarray, grid, m: Muscles, theta, rho, depth, fat, rib_top, erector: np.ndarray,
-                   erector_x: float, erector_ox: float) -> None:
+                   erector_x: float, erector_reach: float) -> None:
     """Split the muscle layer into its named bellies by thin fat planes, and marble them with fat streaks.
 
     Works on the muscle voxels only (a tenth of the field), so it adds little to a phantom's time."""
@@ -323,10 +340,10 @@ def _paint_muscles(lab: np.ndarray, grid, m: Muscles, theta, rho, depth, fat, ri
     plane |= layer & (across(lo) | across(hi)) & (s > m.pec_split) & (zk > m.pec_minor_floor)
     plane |= layer & along(m.lat_split) & (phi > m.lat_anterior) & (phi < m.trap_lateral)  # under latissimus
     plane |= layer & along(m.trap_split) & (phi > m.trap_lateral)  # under trapezius
-    plane |= layer & (np.abs(d - r) < half) & (phi < m.trap_lateral)  # on the ribs (the erectors attach there)
-    # the erector spinae: a fat plane along each one's lateral border, under the trapezius
-    lateral = np.abs(np.asarray(grid.origin[0] + grid.spacing[0] * idx[0], np.float32) - erector_x) > erector_ox
-    plane |= ~erector[idx] & _grown(erector)[idx] & lateral & (s > m.trap_split)
+    plane |= layer & (np.abs(d - r) < half) & (phi < m.pec_lateral)  # the retropectoral fat on the ribs
+    # the erector spinae: a fat plane along each one's lateral border, from the trapezius down to the ribs
+    off = np.abs(np.asarray(grid.origin[0] + grid.spacing[0] * idx[0], np.float32) - erector_x)
+    plane |= (np.abs(off - erector_reach) < half) & (s > m.trap_split) & (phi > m.trap_lateral)
     # intramuscular fat: thin streaks where a smooth random field crosses zero (more in older, heavier bodies)
     xyz = np.stack([np.asarray(grid.origin[a] + grid.spacing[a] * idx[a], np.float32) for a in range(3)], axis=1)
     field = np.cos(xyz @ m.waves[:, :3].T.astype(np.float32) + m.waves[:, 3].astype(np.float32)).sum(axis=1)
@@ -334,16 +351,6 @@ def _paint_muscles(lab: np.ndarray, grid, m: Muscles, theta, rho, depth, fat, ri
     streak = np.abs(field) < float(np.quantile(np.abs(field), m.marbling)) if len(field) else field > 0
     new = np.where(plane | streak, LABEL["subcutaneous_fat"], LABEL["soft_tissue"]).astype(lab.dtype)
     lab[idx] = new
-
-
-def _grown(mask: np.ndarray) -> np.ndarray:
-    """``mask`` grown by one voxel in plane: a rim as wide as the fat planes at the phantoms' voxel sizes."""
-    grown = mask.copy()
-    grown[1:] |= mask[:-1]
-    grown[:-1] |= mask[1:]
-    grown[:, 1:] |= mask[:, :-1]
-    grown[:, :-1] |= mask[:, 1:]
-    return grown
 
 
 def _paint_arm(lab: np.ndarray, grid, arm: Arm) -> tuple[np.ndarray, np.ndarray]:
