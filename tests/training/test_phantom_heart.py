@@ -112,14 +112,14 @@ def _endocardial_relief(anat, grid, lab):
     t = (su - 4) / lv.a
     apical = (t > 0.8) & (t ** 2 + rr / lv.b ** 2 <= 1)
     lv_relief = float((apical & (lab == L["lv_myocardium"])).sum() * vml)
+    # the RV cavity as the crescent RV draws it (geometry.VentricleShape), 2 mm clear of the septum
     b = [x - float(h.base[0]), y - float(h.base[1]), z - float(h.base[2])]
     su0 = sum(b[a] * float(h.u[a]) for a in range(3))
-    rr0 = sum(b[a] ** 2 for a in range(3)) - su0 ** 2
-    rv_cav = (su0 > 3) & ((su0 / (h.length - anat.rv_wall_mm)) ** 2 + rr0 / (h.radius - anat.rv_wall_mm) ** 2 <= 1)
-    lv_len, lv_rad = anat.lv_outer
-    q = [b[a] - su0 * float(h.u[a]) - anat.lv_shift * float(h.direction(anat.phi_lv)[a]) for a in range(3)]
-    outside_lv = (su0 / lv_len) ** 2 + sum(v ** 2 for v in q) / (lv_rad + 2) ** 2 > 1
-    rv_relief = float((rv_cav & outside_lv & (lab == L["cardiac_wall"])).sum() * vml)
+    rho, psi = h.shape.polar(sum(b[a] * float(h.e1[a]) for a in range(3)), sum(b[a] * float(h.e2[a]) for a in range(3)))
+    septum = h.shape.lv_radius(su0)
+    rv_cav = ((su0 > 3) & (rho <= septum + h.shape.rv_reach(su0, psi) - h.shape.rv_wall(psi, anat.rv_wall_mm))
+              & (rho > septum + 2.0))
+    rv_relief = float((rv_cav & (lab == L["cardiac_wall"])).sum() * vml)
     return lv_relief, rv_relief
 
 

@@ -18,7 +18,7 @@ from scipy.spatial import cKDTree
 from cardiovlm.tools.core.anatomy import SEGMENTS_BY_CODE, STRUCTURES_BY_NAME
 from cardiovlm.training.phantoms import physics as phys
 from cardiovlm.training.phantoms.body import HUMERUS_LABEL, paint_body_wall
-from cardiovlm.training.phantoms.geometry import APEX_WALL_FRACTION, Anatomy, Tube
+from cardiovlm.training.phantoms.geometry import APEX_WALL_FRACTION, AV_GROOVE_MM, Anatomy, Tube
 from cardiovlm.training.phantoms.lesions import Calcification, SegmentLumen
 from cardiovlm.training.phantoms.noise import kernel_noise
 from cardiovlm.training.phantoms.physics import Physics
@@ -29,6 +29,7 @@ from cardiovlm.training.phantoms.vertebrae import paint_spine
 LABEL = {name: s.label_id for name, s in STRUCTURES_BY_NAME.items()}
 PSF_SIGMA_MM = 0.5  # scanner point-spread function, Gaussian sigma
 NOISE_CORRELATION_MM = 0.6  # noise grain
+CORONARY_CLEARANCE_MM = 2.5  # fat kept between a coronary lumen and a great vessel it passes (generator 2.0)
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,20 @@ def _paint_ball(lab: np.ndarray, grid: Grid, centre, radius: float, label: int, 
     box[ball & (box == only)] = label
 
 
+def _near_coronaries(anat: Anatomy, grid: Grid, mask: np.ndarray, clearance: float) -> np.ndarray:
+    """Voxels of ``mask`` within a coronary's radius plus ``clearance`` mm of its centerline."""
+    near = np.zeros(grid.shape, bool)
+    idx = np.argwhere(mask)
+    if len(idx) == 0 or not anat.vessels:
+        return near
+    pts = np.concatenate([v.points for v in anat.vessels.values()])
+    radius = np.concatenate([v.radius for v in anat.vessels.values()])
+    dist, nn = cKDTree(pts).query(np.asarray(grid.origin) + idx * np.asarray(grid.spacing))
+    hit = idx[dist <= radius[nn] + clearance]
+    near[tuple(hit.T)] = True
+    return near
+
+
 def _tissues(anat: Anatomy, grid: Grid) -> tuple[np.ndarray, np.ndarray, dict]:
     """Label map of everything but the coronaries, a bone-cortex mask (HU differs, label does not) and
     the masks image formation needs besides labels (airway and stomach air)."""
@@ -150,6 +165,19 @@ def _tissues(anat: Anatomy, grid: Grid) -> tuple[np.ndarray, np.ndarray, dict]:
     strip = ((np.abs(x - bx) < 22) & (y > by - ay + 10) & (y < anat.spine_centre[1]) if thorax is None
              else (np.abs(x - bx) < 10) & (y > by - ay + 10) & (y < float(h.base[1])))
     fat_zone = half(h.length, h.radius, 7.0) | strip
+    shape = h.shape
+    if shape is not None:  # generator 2.0: distance and angle round the LV axis
+        rho, psi = shape.polar(q1, q2)
+        lv_epi = shape.lv_radius(su)
+        epicardium = lv_epi + np.where(lv_epi > 0, shape.rv_reach(su, psi), 0.0)
+        # the atrioventricular groove: within AV_GROOVE_MM of the ventricles' (unrounded) rim the atria rise at
+        # 45 degrees, so fat fills the sulcus over the rounded base where the RCA and the LCx run
+        rim = shape.lv_rad + shape.rv_reach(0.0, psi)
+        lift = np.clip(rho - (rim - AV_GROOVE_MM), 0.0, None)
+        lift_blood = 2.0 + np.clip(rho + 2.0 - (rim - AV_GROOVE_MM), 0.0, None)
+        # pericardial fat round the ventricles as they are drawn (the LV's free wall reaches past the half-ellipsoid)
+        # and up the AV groove, where the proximal RCA runs
+        fat_zone |= (su >= -14.0) & (rho <= shape.lv_radius(np.maximum(su, 0.0)) + shape.rv_reach(su, psi) + 7.0)
     for c, r in (anat.la, anat.ra):
         fat_zone |= _ball(x, y, z, c, r + 6)
     lab[fat_zone & cavity] = LABEL["epicardial_fat"]
@@ -162,20 +190,34 @@ def _tissues(anat: Anatomy, grid: Grid) -> tuple[np.ndarray, np.ndarray, dict]:
             lab[_capsule_dist(x, y, z, tube) <= tube.radius] = LABEL["aorta"]
     else:
         paint_segments(lab, grid, thorax.aorta, LABEL["aorta"])
-    lab[_capsule_dist(x, y, z, anat.pulmonary) <= anat.pulmonary.radius] = LABEL["pulmonary_artery"]
-    # atria, with a thin wall
+    trunk = _capsule_dist(x, y, z, anat.pulmonary) <= anat.pulmonary.radius
+    if shape is not None:  # the left main and LAD pass behind the trunk, in fat, not through it
+        trunk &= ~_near_coronaries(anat, grid, trunk, CORONARY_CLEARANCE_MM)
+    lab[trunk] = LABEL["pulmonary_artery"]
+    # atria, with a thin wall (generator 2.0: above the base and clear of the AV groove)
     for (c, r), name in ((anat.la, "la_blood"), (anat.ra, "ra_blood")):
-        lab[_ball(x, y, z, c, r + 2)] = LABEL["cardiac_wall"]
-        lab[_ball(x, y, z, c, r)] = LABEL[name]
-    # ventricles: RV fills the epicardial half-ellipsoid outside the LV; septum belongs to the LV
-    lab[half(h.length, h.radius)] = LABEL["cardiac_wall"]
-    lab[half(h.length - anat.rv_wall_mm, h.radius - anat.rv_wall_mm) & (su > 3)] = LABEL["rv_blood"]
-    lv_dir = h.direction(anat.phi_lv)
-    shift = float(anat.lv_shift)
-    q1l, q2l = q1 - float(shift * (lv_dir @ h.e1)), q2 - float(shift * (lv_dir @ h.e2))
-    rrl = q1l ** 2 + q2l ** 2
+        if shape is None:
+            lab[_ball(x, y, z, c, r + 2)] = LABEL["cardiac_wall"]
+            lab[_ball(x, y, z, c, r)] = LABEL[name]
+        else:
+            lab[_ball(x, y, z, c, r + 2) & (su < -lift)] = LABEL["cardiac_wall"]
+            lab[_ball(x, y, z, c, r) & (su < -lift_blood)] = LABEL[name]
     lv_len, lv_rad = (float(v) for v in anat.lv_outer)
-    lv_outer = (su >= 0) & ((su / lv_len) ** 2 + rrl / lv_rad ** 2 <= 1)
+    if shape is None:
+        # ventricles: RV fills the epicardial half-ellipsoid outside the LV; septum belongs to the LV
+        lab[half(h.length, h.radius)] = LABEL["cardiac_wall"]
+        lab[half(h.length - anat.rv_wall_mm, h.radius - anat.rv_wall_mm) & (su > 3)] = LABEL["rv_blood"]
+        lv_dir = h.direction(anat.phi_lv)
+        shift = float(anat.lv_shift)
+        q1l, q2l = q1 - float(shift * (lv_dir @ h.e1)), q2 - float(shift * (lv_dir @ h.e2))
+        rrl = q1l ** 2 + q2l ** 2
+        lv_outer = (su >= 0) & ((su / lv_len) ** 2 + rrl / lv_rad ** 2 <= 1)
+    else:
+        # the RV crescent on the septal side of the LV, its free wall RV_WALL_MM thick; septum belongs to the LV
+        lab[(su >= 0) & (rho <= epicardium)] = LABEL["cardiac_wall"]
+        lab[(su > 3) & (rho <= epicardium - shape.rv_wall(psi, float(anat.rv_wall_mm)))] = LABEL["rv_blood"]
+        rrl = rho ** 2
+        lv_outer = (su >= 0) & (rho <= lv_epi)
     w = float(anat.lv_wall_mm)
     apex_wall = w if thorax is None else APEX_WALL_FRACTION * w  # 2.0: a thinner apex
     lv_inner = (su >= 4) & (((su - 4) / (lv_len - apex_wall - 4)) ** 2 + rrl / (lv_rad - w) ** 2 <= 1)
@@ -186,7 +228,7 @@ def _tissues(anat: Anatomy, grid: Grid) -> tuple[np.ndarray, np.ndarray, dict]:
             _paint_ball(lab, grid, c, r, LABEL["lv_myocardium"], LABEL["lv_blood"])
     # two papillary muscles: filling defects in the LV blood pool, part of the myocardium label (generator
     # 2.0 draws them anatomically, attached to the wall: heart_detail)
-    for dphi in (-55.0, 55.0) if thorax is None else ():
+    for dphi in (-55.0, 55.0) if thorax is None and shape is None else ():
         p_dir = h.direction(anat.phi_lv + dphi)
         pc1 = 0.55 * (lv_rad - w) * float(p_dir @ h.e1)
         pc2 = 0.55 * (lv_rad - w) * float(p_dir @ h.e2)
