@@ -14,19 +14,19 @@ the phantoms cover the population rather than its mean only):
   compared with its own reference. The drawn phantoms are compared with the range, not with one scan:
   the two real scans are 190 HU apart, and blood HU is a timing knob, not a tissue constant.
 
-Normal ranges (adult, both sexes pooled; mean +/- 2 SD unless stated):
+Normal ranges (adult; mean +/- 2 SD; per sex where the source gives it, else both sexes pooled):
 
 * LV end-diastolic volume by CT: study means of 98-146 mL with SDs of 21-40 mL (CT reference studies
   tabulated in Cardiovasc Diagn Ther 2020;10:1918, table 3: Kang 2017, Stolzmann 2008, ...) -> 60-220 mL;
   published SD taken as 30 mL, the middle of the studies' SDs.
 * LV wall thickness by CT: septum 10.8 +/- 1.8 mm (men), 9.0 +/- 1.7 mm (women) (Kang et al. 2017, same
-  table) -> 6-14 mm; pooled SD 2.0 mm (60 % men). Two rows: the drawn septum (the spread is judged on
-  it) and the median wall measured on the label map, which moves in 1.5 mm voxel steps and is a little
-  thinner (the apex is thinner).
+  table) -> men 7.2-14.4 mm, women 5.6-12.4 mm; pooled SD 2.0 mm (60 % men). Two rows: the drawn septum
+  (the spread is judged on it) and the median wall measured on the label map, which moves in 1.5 mm
+  voxel steps and is a little thinner (the apex is thinner).
 * LA volume by 320-detector CCTA: upper limit (97.5th percentile) 57-60 mL/m^2 (Fuchs et al., Eur Heart J
   Cardiovasc Imaging 2016;17:1009); with a body surface area of 1.6-2.2 m^2 -> 35-130 mL. No SD quoted.
 * Aortic root at the sinuses: 3.4 +/- 0.3 cm (men), 3.0 +/- 0.3 cm (women) (Lang et al., ASE/EACVI
-  chamber quantification 2015) -> 24-40 mm; pooled SD 3.6 mm (60 % men).
+  chamber quantification 2015) -> men 28-40 mm, women 24-36 mm; pooled SD 3.6 mm (60 % men).
 * Coronary lumen diameter per segment, angiographic (Dodge et al., Circulation 1992;86:232), as recalled
   here, to be checked against the paper: LM 4-5.5 mm, pLAD 3-4.5, mLAD 2.2-3.5, dLAD 1.3-2.5,
   pRCA 3.2-4.8, mRCA 2.8-4.2, dRCA 2.4-3.8, pCx 2.8-4.2, dLCx 1.6-3.2. No SD quoted.
@@ -75,6 +75,12 @@ class Target:
     high: float | None
     source: str
     published_sd: float | None = None
+    by_sex: dict[str, tuple[float, float]] | None = None  # each phantom judged on its own sex's range
+
+    def bounds(self, sex: str | None) -> tuple[float | None, float | None]:
+        if self.by_sex is not None and sex in self.by_sex:
+            return self.by_sex[sex]
+        return self.low, self.high
 
 
 @dataclass(frozen=True)
@@ -98,10 +104,13 @@ MIN_SPREAD = 0.8  # SD across phantoms / published SD: the phantoms cover the po
 
 ANATOMY = {
     "LV EDV (mL)": Target(60, 220, "CT studies, CDT 2020 table 3", 30.0),
-    "LV wall, drawn septum (mm)": Target(6, 14, "Kang 2017 / CDT 2020 table 3", 2.0),
-    "LV wall, label map (mm)": Target(6, 14, "same; median over the wall, 1.5 mm steps"),
+    "LV wall, drawn septum (mm)": Target(5.6, 14.4, "Kang 2017 / CDT 2020 table 3, per sex", 2.0,
+                                         by_sex={"male": (7.2, 14.4), "female": (5.6, 12.4)}),
+    "LV wall, label map (mm)": Target(5.6, 14.4, "same, per sex; median over the wall, 1.5 mm steps",
+                                      by_sex={"male": (7.2, 14.4), "female": (5.6, 12.4)}),
     "LA volume (mL)": Target(35, 130, "Fuchs 2016 (EHJ-CVI)"),
-    "aortic root (mm)": Target(24, 40, "Lang 2015 ASE/EACVI", 3.6),
+    "aortic root (mm)": Target(24, 40, "Lang 2015 ASE/EACVI, per sex", 3.6,
+                               by_sex={"male": (28.0, 40.0), "female": (24.0, 36.0)}),
     "heart volume (mL)": Target(None, None, "real reference 669 mL, no range"),
 }
 DODGE = {"LM": (4.0, 5.5), "pLAD": (3.0, 4.5), "mLAD": (2.2, 3.5), "dLAD": (1.3, 2.5), "pRCA": (3.2, 4.8),
@@ -110,7 +119,8 @@ SOFT_NOISE = 22.0  # the real scan's local soft-tissue noise SD, the tolerance w
 PHASE = RANGES.arterial_phase
 IMAGE = {  # shared/REFERENCE.md, real arterial-phase chest CT at 1.5 mm
     "blood HU": Target(PHASE.low, PHASE.high, "arterial phase 250-552 (SCCT 2016; 474 + 2 x 39)"),
-    "blood SD (HU)": Target(39.0 * 0.8, 39.0 * 1.2, "real 39 HU +/- 20 %"),
+    # within-scan blood SD grows with the enhancement: judged at the chest CT's 474 HU in the timing control
+    "blood SD (HU)": Target(None, None, "real 39 HU at 474 HU: see the timing control"),
     "myocardium HU": Target(124.0 - SOFT_NOISE, 124.0 + SOFT_NOISE, "real 124 +/- 22 HU"),
     "fat peak HU": Target(-88.0 - SOFT_NOISE, -88.0 + SOFT_NOISE, "real -88 +/- 22 HU"),
     "lung median HU": Target(-801.0 - SOFT_NOISE, -801.0 + SOFT_NOISE, "real -801 +/- 22 HU"),
@@ -122,13 +132,15 @@ IMAGE = {  # shared/REFERENCE.md, real arterial-phase chest CT at 1.5 mm
 TIMING_CONTROLS = {"real CCTA": (285.0, 33.0), "real chest CT": (474.0, 39.0)}  # blood HU (SD), REFERENCE.md
 
 
-def summarise(values, target: Target) -> Summary:
-    """Share of ``values`` inside ``target`` (NaNs count as outside) and their spread."""
+def summarise(values, target: Target, sexes: list[str] | None = None) -> Summary:
+    """Share of ``values`` inside ``target`` (NaNs count as outside; per-sex ranges need ``sexes``) and their spread."""
     v = np.asarray(values, dtype=float)
     ok = np.isfinite(v)
     inside = 0
-    if target.low is not None and target.high is not None:
-        inside = int(((v >= target.low) & (v <= target.high) & ok).sum())
+    if target.low is not None:
+        for x, sex in zip(v, sexes or [None] * len(v)):
+            lo, hi = target.bounds(sex)
+            inside += bool(lo is not None and hi is not None and np.isfinite(x) and lo <= x <= hi)
     if not ok.any():
         return Summary(len(v), 0, float("nan"), float("nan"), float("nan"), float("nan"))
     return Summary(len(v), inside, float(np.median(v[ok])), float(v[ok].min()), float(v[ok].max()),
@@ -139,7 +151,8 @@ def misses(name: str, s: Summary, target: Target) -> list[str]:
     """The targets this row misses, in words."""
     out = []
     if target.low is not None and s.share < MIN_SHARE:
-        out.append(f"{name}: {s.inside}/{s.n} inside {target.low:g}-{target.high:g} (target {MIN_SHARE:.0%})")
+        where = "its sex's range" if target.by_sex else f"{target.low:g}-{target.high:g}"
+        out.append(f"{name}: {s.inside}/{s.n} inside {where} (target {MIN_SHARE:.0%})")
     if target.published_sd and s.sd < MIN_SPREAD * target.published_sd:
         out.append(f"{name}: spread SD {s.sd:.2f} < {MIN_SPREAD} x published SD {target.published_sd:g}")
     return out
@@ -147,6 +160,7 @@ def misses(name: str, s: Summary, target: Target) -> list[str]:
 
 @dataclass
 class CaseStats:
+    sex: str
     anatomy: dict[str, float]
     coronary_mm: dict[str, float]
     image: dict[str, float]
@@ -200,7 +214,9 @@ def measure(root: Path, seed: int) -> dict:
                     rois.append(hu[i:i + 24, j:j + 24, k])
     image["NPS peak (1/mm)"] = radial_nps_peak(np.stack(rois), (sp, sp)) if len(rois) >= 8 else float("nan")
     image["liver ROIs"] = float(len(rois))
-    return {"anatomy": anatomy, "coronary": coronary, "image": image}
+    manifest = cf.load_case(root).manifest
+    sex = manifest.acquisition.sex if manifest.acquisition is not None else "unknown"
+    return {"sex": sex, "anatomy": anatomy, "coronary": coronary, "image": image}
 
 
 # What the real arterial-phase chest CT shows in each view (shared/REFERENCE.md), beside the phantom's view
@@ -250,15 +266,16 @@ def _figure(root: Path, out: Path) -> Path:
     return path
 
 
-def _table(title: str, rows: dict[str, tuple[list[float], Target]], fmt: str = ".1f") -> list[str]:
+def _table(title: str, rows: dict[str, tuple[list[float], Target]], fmt: str = ".1f",
+           sexes: list[str] | None = None) -> list[str]:
     """Print one table of rows (values over phantoms, target); return the targets missed."""
     print(f"\n{title}")
     print(f"{'measure':<26}{'min':>8}{'median':>8}{'max':>8}  {'range':<14}{'inside':>8}{'share':>7}"
           f"{'SD phantoms':>12}{'SD published':>13}  source")
     missed: list[str] = []
     for name, (values, target) in rows.items():
-        s = summarise(values, target)
-        rng = "-" if target.low is None else f"{target.low:{fmt}}-{target.high:{fmt}}"
+        s = summarise(values, target, sexes)
+        rng = "-" if target.low is None else f"{target.low:{fmt}}-{target.high:{fmt}}" + ("*" if target.by_sex else "")
         inside = "-" if target.low is None else f"{s.inside}/{s.n}"
         share = "-" if target.low is None else f"{s.share:.0%}"
         pub = "-" if target.published_sd is None else f"{target.published_sd:g}"
@@ -286,14 +303,14 @@ def main(argv=None) -> int:
                              case_id=f"realism_{n:02d}")
         seconds = time.perf_counter() - t0
         m = measure(root, seed)
-        stats.append(CaseStats(m["anatomy"], m["coronary"], m["image"], seconds))
+        stats.append(CaseStats(m["sex"], m["anatomy"], m["coronary"], m["image"], seconds))
         roots.append(root)
     controls = {}
     for name, (blood, _) in TIMING_CONTROLS.items():  # the first seed, blood set to the real scan's level
         seed = case_seed(args.seed, 0)
         root = generate_case(args.out, seed=seed, size="chest", realistic=True, with_dicom=False, with_cac=False,
                              case_id=f"timing_{int(blood)}", blood_hu=blood)
-        controls[name] = measure(root, seed)["image"]["blood HU"]
+        controls[name] = measure(root, seed)["image"]
     t0 = time.perf_counter()
     generate_case(args.out, seed=case_seed(args.seed, 0), size="small", realistic=True, with_dicom=False,
                   case_id="timing_small")
@@ -301,7 +318,10 @@ def main(argv=None) -> int:
 
     missed = _table(f"Anatomy of {args.n} phantoms vs published normal ranges (target: >= {MIN_SHARE:.0%} inside; "
                     f"SD across phantoms >= {MIN_SPREAD} x published SD)",
-                    {name: ([s.anatomy[name] for s in stats], t) for name, t in ANATOMY.items()})
+                    {name: ([s.anatomy[name] for s in stats], t) for name, t in ANATOMY.items()},
+                    sexes=[s.sex for s in stats])
+    print(f"  * judged on each phantom's own sex (mean +/- 2 SD per sex); {sum(s.sex == 'male' for s in stats)} "
+          f"men, {sum(s.sex == 'female' for s in stats)} women")
     missed += _table("Coronary lumen diameter, proximal third of each segment (mm), vs Dodge 1992 "
                      "(RCA rows: right-dominant phantoms only)",
                      {code: ([s.coronary_mm[code] for s in stats if code in s.coronary_mm],
@@ -312,10 +332,18 @@ def main(argv=None) -> int:
     print("\nContrast timing controls: first seed, blood set to each real scan's level, measured as above")
     print(f"{'reference':<16}{'set':>8}{'measured':>10}{'real (SD)':>12}  within 1 SD")
     for name, (blood, sd) in TIMING_CONTROLS.items():
-        ok = abs(controls[name] - blood) <= sd
-        print(f"{name:<16}{blood:8.0f}{controls[name]:10.1f}{f'{blood:.0f} ({sd:.0f})':>12}  {'yes' if ok else 'NO'}")
+        got = controls[name]["blood HU"]
+        ok = abs(got - blood) <= sd
+        print(f"{name:<16}{blood:8.0f}{got:10.1f}{f'{blood:.0f} ({sd:.0f})':>12}  {'yes' if ok else 'NO'}")
         if not ok:
-            missed.append(f"timing control {name}: {controls[name]:.0f} HU set to {blood:.0f} (SD {sd:.0f})")
+            missed.append(f"timing control {name}: {got:.0f} HU set to {blood:.0f} (SD {sd:.0f})")
+    # the blood's within-scan SD grows with its enhancement: like for like only at the chest CT's 474 HU
+    chest = controls["real chest CT"]
+    ok = 0.8 * 39.0 <= chest["blood SD (HU)"] <= 1.2 * 39.0
+    print(f"blood SD at 474 HU: {chest['blood SD (HU)']:.1f} HU vs the chest CT's 39 HU (+/- 20 %): "
+          f"{'yes' if ok else 'NO'}; local noise SD in blood {chest['noise SD blood (HU)']:.1f} vs 32 HU")
+    if not ok:
+        missed.append(f"blood SD at the chest CT's 474 HU: {chest['blood SD (HU)']:.1f} HU vs 39 HU +/- 20 %")
     print(f"\ngeneration: chest 1.5 mm {np.median([s.seconds for s in stats]):.1f} s per case (median); "
           f"small {small_s:.1f} s (one core, incl. CAC series)")
     print(f"figure: {_figure(roots[0], args.out)}")

@@ -198,9 +198,11 @@ def test_realism_report_counts_phantoms_inside_a_range_and_flags_a_narrow_spread
     wall = bench.ANATOMY["LV wall, drawn septum (mm)"]
     covering = np.linspace(5.0, 15.0, 40)  # SD 2.9: covers the population; the tails lie outside the range
     s = bench.summarise(covering, wall)
-    assert s.inside == int(((covering >= 6) & (covering <= 14)).sum()) and 0.75 <= s.share < 0.95
+    assert s.inside == int(((covering >= wall.low) & (covering <= wall.high)).sum()) and 0.75 <= s.share < 0.95
     said = bench.misses("wall", s, wall)
-    assert any("inside 6-14" in m for m in said) and not any("spread" in m for m in said)
+    assert any("inside" in m for m in said) and not any("spread" in m for m in said)
+    # each phantom is judged on its own sex's range: a 13 mm wall is normal for a man, thick for a woman
+    assert bench.summarise([13.0, 13.0], wall, ["male", "female"]).inside == 1
     # control: every phantom at the population mean is inside the range but does not cover its spread
     narrow = bench.summarise(np.full(40, 10.0) + np.linspace(-0.1, 0.1, 40), wall)
     assert narrow.share == 1.0 and any("spread" in m for m in bench.misses("wall", narrow, wall))

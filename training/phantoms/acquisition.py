@@ -10,7 +10,8 @@ Two knobs are drawn elsewhere and only documented here: coronary dominance (abou
 :func:`cardiovlm.training.phantoms.geometry.sample_anatomy`; the widely quoted angiographic figure is
 85-90 % right dominant, no single source checked here) and the findings (0-3 per
 case, :func:`cardiovlm.training.phantoms.lesions.sample_requests`); both are set with ``dominance=`` and
-``findings=``.
+``findings=``. The undiluted contrast arriving by the SVC (700-1600 HU) is drawn with the thorax
+(:func:`cardiovlm.training.phantoms.thorax.sample_thorax`).
 
 Example::
 
@@ -119,7 +120,9 @@ class AcquisitionRanges:
     ivc_hu: Range = Range(80, 180, "unopacified or barely opacified venous return from below")
     cartilage_hu: Range = Range(100, 200, "costal cartilage, partly calcified")
     stomach_hu: Range = Range(10, 40, "gastric contents")
-    chest_lung_hu: Range = Range(-850, -790, "real chest CT lung median -801 HU")
+    # centred so that the measured lung median (about 10 HU above the drawn value: partial volume of the lung
+    # vessels) lands on the real chest CT's -801 HU; +/- 20 HU between patients is a modelling choice
+    chest_lung_hu: Range = Range(-832, -792, "real chest CT lung median -801 HU")
     chest_fat_hu: Range = Range(-100, -82, "real chest CT fat peak -88 HU")
     chest_myocardium_hu: Range = Range(110, 135, "real chest CT myocardium 124 HU")
     # noise: generator 1.0's SD; in realistic mode its ratio to the midpoint is the dose factor
