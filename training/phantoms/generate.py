@@ -22,6 +22,7 @@ from cardiovlm.tools.ingest.nifti_io import write_nifti
 from cardiovlm.tools.quant.cadrads import cad_rads
 from cardiovlm.training.phantoms import acquisition as acq
 from cardiovlm.training.phantoms.coronary_variants import CoronaryDetail, paint_coronary_detail, sample_coronary_detail
+from cardiovlm.training.phantoms.framing import cardiac_field
 from cardiovlm.training.phantoms.geometry import Anatomy, sample_anatomy
 from cardiovlm.training.phantoms.lesions import Calcification, FindingRequest, apply_findings, sample_requests
 from cardiovlm.training.phantoms.noise import NoiseModel
@@ -126,7 +127,7 @@ def build(seed: int, *, findings: list[FindingRequest] | None = None, dominance:
     else:
         anat = sample_anatomy(rng, dominance)
     requests = sample_requests(rng, anat) if findings is None else list(findings)
-    lumens, calcs, gt = apply_findings(anat, requests)
+    lumens, calcs, gt = apply_findings(anat, requests, nodule_in_wall=thorax)
     extra, where = _extracoronary(anat, rng)
     if thorax:
         _fit_body(anat, sex, habitus)
@@ -180,9 +181,12 @@ def _fit_body(anat: Anatomy, sex: str, habitus: float) -> None:
 def case_grid(anat: Anatomy, preset: SizePreset) -> Grid:
     """The CCTA grid of a size preset: centred on the heart, or on the chest for a whole-thorax field."""
     centre = anat.heart.base + 0.3 * anat.heart.length * anat.heart.u
+    fov = preset.fov_mm
+    if anat.thorax is not None and preset.centre_on == "heart":  # 2.0: the whole coronary tree in the field
+        centre, fov = cardiac_field(anat, centre, fov)
     if preset.centre_on == "chest":
         centre = np.array([anat.body_centre[0], anat.body_centre[1], centre[2] + 30.0])
-    return Grid.centred(np.round(centre, 1), preset.fov_mm, preset.spacing_mm)
+    return Grid.centred(np.round(centre, 1), fov, preset.spacing_mm)
 
 
 def _cac_series(anat, lumens, calcs, extra, grid: Grid, contrast: Contrast, rng) -> tuple[np.ndarray, np.ndarray, Grid]:

@@ -127,9 +127,13 @@ def profile(arc: np.ndarray, start: float, length: float) -> np.ndarray:
     return np.where((x >= 0) & (x <= 1), np.sin(0.5 * np.pi * ramp) ** 2, 0.0)
 
 
-def apply_findings(anatomy: Anatomy, requests: list[FindingRequest]
+def apply_findings(anatomy: Anatomy, requests: list[FindingRequest], *, nodule_in_wall: bool = False
                    ) -> tuple[dict[str, SegmentLumen], list[Calcification], list[Finding]]:
     """Lumen and wall per segment, calcium nodules and the ground-truth :class:`Finding` list.
+
+    ``nodule_in_wall`` (generator 2.0) puts a calcium nodule in the wall beside the lumen, the wall
+    remodelled round it; generator 1.0 centres it near the centreline, where a nodule wider than the
+    artery rings the lumen, and scanner blooming from all sides then fills the lumen of a mild stenosis.
 
     Raises:
         PhantomFindingError: a requested segment is absent in this anatomy (e.g. L-PDA in a
@@ -179,7 +183,12 @@ def apply_findings(anatomy: Anatomy, requests: list[FindingRequest]
             if calcified:
                 size = req.calcium_size_mm or 3.0
                 i = int(np.argmin(np.abs(arc - (start + length / 2))))
-                centre = v.points[i] + lum.normal[i] * (lum.outer_radius[i] - 0.35 * size)
+                depth = lum.outer_radius[i] - 0.35 * size
+                if nodule_in_wall:
+                    # against the lumen's epicardial edge (the lumen is shifted away from the plaque)
+                    depth = lum.lumen_shift[i] + lum.lumen_radius[i] + 0.5 * size
+                    lum.outer_radius = np.maximum(lum.outer_radius, np.where(w > 0, depth + 0.5 * size, 0.0))
+                centre = v.points[i] + lum.normal[i] * depth
                 calcs.append(Calcification(centre, size / 2, req.calcium_peak_hu or 700.0))
         findings.append(Finding(
             id=f"f{idx}", segment=req.segment, kind=req.kind, stenosis_percent=round(float(stenosis), 1),
