@@ -310,3 +310,21 @@ def test_fissures_split_the_right_lung_into_three_lobes_and_the_left_into_two(ch
     assert len(sheet[0]) > 500
     lung = np.isin(lab, [L["lung_right"]]) & (ndimage.distance_transform_edt(lab != L["soft_tissue"]) == 3)
     assert np.median(hu[sheet]) > np.median(hu[lung]) + 300
+
+
+@pytest.mark.parametrize("seed", [1, 4, 21])
+def test_every_pulmonary_vein_reaches_the_left_atrium_past_the_aorta_and_coronaries(seed):
+    """Seed 4's left veins once ran into the descending aorta, seeds 1 and 10's inferior ones into the LCx's
+    fat or the LV: the stems now turn until they are clear of them."""
+    anat, lumens, calcs, extra, *_ = build(seed, findings=[], thorax=True)
+    grid = case_grid(anat, SIZES["small"])
+    lab, _ = rasterise(anat, lumens, calcs, grid, extra)
+    org, sp = np.array(grid.origin), np.array(grid.spacing)
+    pv, la = lab == L["pulmonary_veins"], lab == L["la_blood"]
+    joined = _component_of(pv | la, la)
+    for stem in anat.thorax.pulmonary_vein_stems:
+        i, j, k = np.round((np.asarray(stem) - org) / sp).astype(int)
+        assert joined[i - 1:i + 2, j - 1:j + 2, k - 1:k + 2].any(), (seed, stem)
+    near_pv = ndimage.binary_dilation(pv, np.ones((3, 3, 3), bool))
+    for other in ("lv_blood", "rv_blood", "aortic_root", "ra_blood"):
+        assert not (near_pv & (lab == L[other])).any(), (seed, other)

@@ -59,6 +59,34 @@ class Thorax:
     pulmonary_vein_stems: list[np.ndarray] = field(default_factory=list)  # outer end of each vein's stem
 
 
+def _clearance(a: Segments, b: Segments) -> float:
+    """Smallest gap (mm) between the surfaces of two chains of capsules, measured at their segments' ends
+    and midpoints (the chains are sampled every ~2 mm)."""
+    pa = np.concatenate([a.p0, 0.5 * (a.p0 + a.p1), a.p1])
+    ra = np.concatenate([a.r0, 0.5 * (a.r0 + a.r1), a.r1])
+    ab = b.p1 - b.p0
+    t = np.clip(np.einsum("ijk,jk->ij", pa[:, None, :] - b.p0[None], ab) / np.maximum((ab ** 2).sum(1), 1e-9), 0, 1)
+    dist = np.linalg.norm(pa[:, None, :] - (b.p0[None] + t[..., None] * ab[None]), axis=2)
+    gap = dist - (b.r0[None] + t * (b.r1 - b.r0)[None]) - ra[:, None]
+    return float(gap.min())
+
+
+def _ventricle_clearance(anat: Anatomy, a: Segments) -> float:
+    """Smallest gap (mm, roughly: measured along the heart's axes) between a chain of capsules and the
+    ventricles' half-ellipsoid; negative where they overlap."""
+    h = anat.heart
+    pts = np.concatenate([a.p0, a.p1])
+    rad = np.concatenate([a.r0, a.r1])
+    q = pts - h.base
+    su = q @ h.u
+    rr = np.sqrt(np.maximum((q ** 2).sum(1) - su ** 2, 0.0))
+    # distance outside the ellipse (length, radius) in the (su, rr) half-plane, to first order
+    k = np.sqrt(np.maximum(su, 0.0) ** 2 / h.length ** 2 + rr ** 2 / h.radius ** 2)
+    outside = (k - 1.0) * min(h.length, h.radius)
+    outside = np.where(su < 0, np.maximum(-su, outside), outside)  # above the base plane: the atria's side
+    return float((outside - rad).min())
+
+
 def sample_thorax(rng: np.random.Generator, anat: Anatomy, sex: str | None = None) -> Thorax:
     """Draw the thorax of one patient around an already sampled heart (``anat`` is updated: the
     ascending aorta ends at the arch and the descending aorta sits beside the spine)."""
@@ -213,6 +241,11 @@ def sample_thorax(rng: np.random.Generator, anat: Anatomy, sex: str | None = Non
     veins = Segments.empty()
     lung_trees: list[tuple[str, Tree]] = []
     vein_stems = []
+    # the coronaries as short capsules, for the vein stems to keep clear of
+    coronaries = Segments.empty()
+    for v in anat.vessels.values():
+        pts, rad = v.points[::4], v.radius[::4]
+        coronaries = coronaries + Segments(pts[:-1], pts[1:], rad[:-1], rad[1:])
     for side, hilum, bronchus_r, artery_r in ((-1.0, hil_r, 0.8 * rmb, 0.8 * r_main),
                                               (1.0, hil_l, 0.8 * lmb, 0.75 * r_main)):
         here = cells[np.sign(cells[:, 0] - bx) == side]
@@ -233,11 +266,24 @@ def sample_thorax(rng: np.random.Generator, anat: Anatomy, sex: str | None = Non
         # two pulmonary veins a side into the back of the left atrium: the superior one drains the upper (and
         # on the right the middle) lobe, the inferior one the lower lobe
         for up, drained in ((1.0, (0, 1)), (-1.0, (2,))):
-            d = _unit([side * 0.8, 0.45, 0.35 * up])
-            o = la_c + 0.8 * la_r * d
-            stem_end = o + lrng.uniform(14, 22) * _unit(d + np.array([0.3 * side, 0, 0.1 * up]))
-            r = float(lrng.uniform(5, 7))
-            veins = veins + Segments.polyline([o, 0.5 * (o + stem_end) + np.array([0, 2.0, 0]), stem_end], r, 0.85 * r)
+            length, r = float(lrng.uniform(14, 22)), float(lrng.uniform(5, 7))
+            # backwards and outwards from the atrium; turned (first backwards, then forwards) until it keeps
+            # 3 mm of fat from the descending aorta and 4.5 mm from any coronary (its 3 mm plus plaque)
+            best = (-np.inf, Segments.empty(), np.zeros(3))
+            for back, rise in ((0.45, 0.35), (0.6, 0.3), (0.3, 0.35), (0.75, 0.25), (0.45, 0.2), (0.15, 0.35),
+                               (0.9, 0.15), (0.0, 0.35), (-0.15, 0.35)):
+                d = _unit([side * 0.8, back, rise * up])
+                o = la_c + 0.8 * la_r * d
+                end = o + length * _unit(d + np.array([0.3 * side, 0, 0.1 * up]))
+                stem = Segments.polyline([o, 0.5 * (o + end) + np.array([0, 2.0, 0]), end], r, 0.85 * r)
+                margin = min(_clearance(stem, aorta + arch) - 3.0, _clearance(stem, coronaries) - 4.5,
+                             _ventricle_clearance(anat, stem) - 3.0)
+                if margin > best[0]:
+                    best = (margin, stem, end)
+                if margin >= 0:
+                    break
+            _, stem, stem_end = best
+            veins = veins + stem
             vein_stems.append(stem_end)
             clouds = [v_clouds[k] for k in drained if len(v_clouds[k])]
             n_vein = max(sum(len(c) for c in clouds), 1)
