@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from cardiovlm.training.phantoms.abdomen import AbdomenShape, sample_abdomen
 from cardiovlm.training.phantoms.body import Body, ChestWall, Ribs, cavity_depth, sample_body, wall_depths
 from cardiovlm.training.phantoms.geometry import APEX_WALL_FRACTION, Anatomy, Tube, _spline, _unit
 from cardiovlm.training.phantoms.heart_detail import HeartDetail, sample_heart_detail
@@ -57,6 +58,7 @@ class Thorax:
     lung_trees: list[tuple[str, Tree]] = field(default_factory=list)
     airways: Segments = field(default_factory=Segments.empty)  # intrapulmonary bronchi (their lumen is lung)
     pulmonary_vein_stems: list[np.ndarray] = field(default_factory=list)  # outer end of each vein's stem
+    abdomen: AbdomenShape | None = None  # liver dome and left lobe, gastric fundus, folds and gas
 
 
 def _clearance(a: Segments, b: Segments) -> float:
@@ -310,9 +312,12 @@ def sample_thorax(rng: np.random.Generator, anat: Anatomy, sex: str | None = Non
     inflow = float(rng.uniform(700, 1600))
     # the heart's detail draws from a child stream taken last, so it moves no earlier draw of the thorax
     detail = sample_heart_detail(np.random.default_rng(int(rng.integers(2 ** 63))), anat)
+    # the abdomen's shape likewise, after it
+    abdomen = sample_abdomen(np.random.default_rng(int(rng.integers(2 ** 63))))
     return Thorax(sex=sex, body_diameter_mm=float(2 * np.sqrt(ax_ * ay)), wall=wall, ribs=ribs, svc=svc, ivc=ivc,
                   brachiocephalic_veins=bcv, arch=arch, arch_branches=branches, pulmonary_arteries=arteries,
                   pulmonary_veins=veins, trachea=trachea, bronchi=bronchi, oesophagus=oesophagus, azygos=azy,
                   stomach=stomach, diaphragm=(dome_r, dome_l, dome_curv), body=body, spine=spine, aorta=aorta,
                   contrast_inflow_hu=inflow, extra={"trabeculae": trabeculae}, heart_detail=detail,
-                  fissures=fissures, airways=airways, pulmonary_vein_stems=vein_stems, lung_trees=lung_trees)
+                  fissures=fissures, airways=airways, pulmonary_vein_stems=vein_stems, lung_trees=lung_trees,
+                  abdomen=abdomen)

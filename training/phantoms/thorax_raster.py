@@ -17,6 +17,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from cardiovlm.tools.core.anatomy import STRUCTURES_BY_NAME
+from cardiovlm.training.phantoms.abdomen import paint_abdomen
 from cardiovlm.training.phantoms.heart_detail import HeartDetail
 from cardiovlm.training.phantoms.lungs import Fissures
 from cardiovlm.training.phantoms.segments import Segments
@@ -187,23 +188,11 @@ def _paint_lines(lab: np.ndarray, grid, p0: np.ndarray, p1: np.ndarray, label: i
 
 
 def abdomen(lab: np.ndarray, grid, anat, thorax: Thorax, cavity: np.ndarray, heart_zone: np.ndarray) -> np.ndarray:
-    """Below the diaphragm domes: liver (right), stomach with its air cap (left), other soft tissue.
-    Returns the stomach's air mask (it shares the stomach label)."""
-    x, y, z = grid.axes()
-    dome_r, dome_l, curv = thorax.diaphragm
-    dome = np.maximum(*(float(d[2]) - ((x - float(d[0])) ** 2 + (y - float(d[1])) ** 2) / (2 * curv)
-                        for d in (dome_r, dome_l)))
-    below = cavity & (z < dome) & ~heart_zone
-    lab[below] = LABEL["soft_tissue"]
-    lc, (la_, lb, lc_) = [float(v) for v in anat.liver_centre], anat.liver_axes
-    liver = ((x - lc[0]) / la_) ** 2 + ((y - lc[1]) / lb) ** 2 + ((z - lc[2]) / lc_) ** 2 <= 1
-    lab[below & (liver | ((x < float(anat.body_centre[0])) & (z > dome - 60)))] = LABEL["liver"]
-    sc, (sa, sb, sc_) = thorax.stomach
-    stomach = ((x - sc[0]) / sa) ** 2 + ((y - sc[1]) / sb) ** 2 + ((z - sc[2]) / sc_) ** 2 <= 1
-    stomach &= below & (x > float(anat.body_centre[0]) + 10)
-    lab[stomach] = LABEL["stomach"]
-    air = stomach & (z > float(sc[2]) + 0.45 * sc_)
-    return air
+    """Below the diaphragm domes: liver, stomach with its gas, other soft tissue. Returns the stomach's gas mask
+    (the gas shares the stomach label; its HU is air)."""
+    if thorax.abdomen is None:
+        raise ValueError("the thorax was drawn without its abdomen")
+    return paint_abdomen(lab, grid, anat, thorax, thorax.abdomen, cavity, heart_zone)
 
 
 def vessels_and_airways(lab: np.ndarray, grid, anat, thorax: Thorax) -> np.ndarray:
