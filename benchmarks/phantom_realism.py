@@ -62,6 +62,7 @@ from cardiovlm.tools.ingest.nifti_io import read_nifti
 from cardiovlm.training.phantoms.acquisition import RANGES
 from cardiovlm.training.phantoms.generate import build, case_seed, generate_case
 from cardiovlm.training.phantoms.geometry import ROOT_DIAMETER_PER_RADIUS
+from cardiovlm.training.phantoms.heart_measures import rv_volume_ml, septum_thickness_mm
 from cardiovlm.training.phantoms.noise import NoiseModel, local_sd, radial_nps_peak
 
 L = {n: s.label_id for n, s in STRUCTURES_BY_NAME.items()}
@@ -108,6 +109,9 @@ ANATOMY = {
                                          by_sex={"male": (7.2, 14.4), "female": (5.6, 12.4)}),
     "LV wall, label map (mm)": Target(5.6, 14.4, "same, per sex; median over the wall, 1.5 mm steps",
                                       by_sex={"male": (7.2, 14.4), "female": (5.6, 12.4)}),
+    "RV EDV (mL)": Target(85, 230, "Lin 2008 CT / Maceira 2006 CMR, as recalled; heart_measures"),
+    "septum, label map (mm)": Target(5.6, 14.4, "Kang 2017 / CDT 2020 table 3, per sex; heart_measures",
+                                     by_sex={"male": (7.2, 14.4), "female": (5.6, 12.4)}),
     "LA volume (mL)": Target(35, 130, "Fuchs 2016 (EHJ-CVI)"),
     "aortic root (mm)": Target(24, 40, "Lang 2015 ASE/EACVI, per sex", 3.6,
                                by_sex={"male": (28.0, 40.0), "female": (24.0, 36.0)}),
@@ -187,6 +191,8 @@ def measure(root: Path, seed: int) -> dict:
     anatomy = {"LV EDV (mL)": float((lab == L["lv_blood"]).sum() * voxel_ml),
                "LV wall, drawn septum (mm)": float(anat.lv_wall_mm),
                "LV wall, label map (mm)": _wall_thickness(lab == L["lv_myocardium"], sp),
+               "RV EDV (mL)": rv_volume_ml(lab, (sp, sp, sp)),
+               "septum, label map (mm)": septum_thickness_mm(lab, (sp, sp, sp)),
                "LA volume (mL)": float((lab == L["la_blood"]).sum() * voxel_ml),
                "aortic root (mm)": float(sinus),
                "heart volume (mL)": float(heart.sum() * voxel_ml)}

@@ -9,6 +9,7 @@ import functools
 
 import numpy as np
 import pytest
+from scipy import ndimage
 from scipy.ndimage import map_coordinates
 
 from cardiovlm.tools.core.anatomy import STRUCTURES_BY_NAME
@@ -271,3 +272,23 @@ def test_every_coronary_runs_in_fat_not_through_a_chamber_or_the_myocardium(left
     # control: the half-ellipsoid heart had the OMs in the LV wall and the distal RCA/LCx in an atrium
     bad = {c: bm for c, bm in _misplaced(*ring).items() if bm[0] > 0.05 or bm[1] > 0.05}
     assert len(bad) >= 2, bad
+
+
+def _contact_mm2(grid, lab, a: str, b: str) -> float:
+    """Area (mm2, voxel faces) where ``a``'s blood borders ``b``'s face to face."""
+    six = ndimage.generate_binary_structure(3, 1)
+    faces = (lab == L[a]) & ndimage.binary_dilation(lab == L[b], six)
+    return float(faces.sum() * grid.spacing[0] * grid.spacing[1])
+
+
+def test_atria_open_into_their_ventricles_through_the_av_valves(left_dominant, right_dominant, ring):
+    for _, grid, lab in (left_dominant, right_dominant):
+        # diastole: open mitral and tricuspid orifices, not a plate of muscle under the atria
+        assert _contact_mm2(grid, lab, "la_blood", "lv_blood") >= 150.0
+        assert _contact_mm2(grid, lab, "ra_blood", "rv_blood") >= 150.0
+        # ... each atrium into its own ventricle only
+        assert _contact_mm2(grid, lab, "la_blood", "rv_blood") == 0.0
+        assert _contact_mm2(grid, lab, "ra_blood", "lv_blood") == 0.0
+    # control: the half-ellipsoid's atria sit on a shelf of muscle
+    _, grid, lab = ring
+    assert _contact_mm2(grid, lab, "la_blood", "lv_blood") == 0.0 == _contact_mm2(grid, lab, "ra_blood", "rv_blood")

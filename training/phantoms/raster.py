@@ -29,6 +29,8 @@ from cardiovlm.training.phantoms.vertebrae import paint_spine
 LABEL = {name: s.label_id for name, s in STRUCTURES_BY_NAME.items()}
 PSF_SIGMA_MM = 0.5  # scanner point-spread function, Gaussian sigma
 NOISE_CORRELATION_MM = 0.6  # noise grain
+VALVE_GAP_MM = 4.5  # generator 2.0: the atria's blood stops this far above the base plane (their floor)
+ORIFICE_SHARE = 1.0  # an AV valve orifice's radius as a share of its atrium's cross-section at the floor
 CORONARY_CLEARANCE_MM = 2.5  # fat kept between a coronary lumen and a great vessel it passes (generator 2.0)
 
 
@@ -123,6 +125,32 @@ def _near_coronaries(anat: Anatomy, grid: Grid, mask: np.ndarray, clearance: flo
     hit = idx[dist <= radius[nn] + clearance]
     near[tuple(hit.T)] = True
     return near
+
+
+def _open_valves(lab: np.ndarray, anat: Anatomy, su, q1, q2, rho, psi, lv_epi, epicardium) -> None:
+    """Generator 2.0: the mitral and tricuspid orifices, open as in diastole (the leaflets are too thin to
+    show), so the atria's blood runs into the ventricles' through the base instead of stopping on a plate of
+    muscle. An orifice is the atrium's footprint on the base, ORIFICE_SHARE of it, inside its ventricle's cavity;
+    it fills the muscle between the atrium's floor and the cavity's roof (atrium's label above the base plane,
+    ventricle's below). The annulus and the AV groove round it stay."""
+    h, shape = anat.heart, anat.heart.shape
+    assert shape is not None  # internal: called for generator 2.0's ventricles only
+    w = float(anat.lv_wall_mm)
+    plate = (su > -VALVE_GAP_MM) & (su < 4.0) & np.isin(lab, [LABEL["cardiac_wall"], LABEL["lv_myocardium"]])
+    for (c, r), atrium, ventricle in ((anat.la, "la_blood", "lv_blood"), (anat.ra, "ra_blood", "rv_blood")):
+        d = np.asarray(c) - h.base
+        c_su, c1, c2 = float(d @ h.u), float(d @ h.e1), float(d @ h.e2)
+        foot = float(r) ** 2 - (VALVE_GAP_MM + c_su) ** 2  # the atrium's cross-section at its floor
+        if foot <= 0:
+            continue
+        inside = (q1 - c1) ** 2 + (q2 - c2) ** 2 <= ORIFICE_SHARE ** 2 * foot
+        if ventricle == "lv_blood":
+            cavity = rho <= float(shape.lv_rad) - w - 1.0
+        else:
+            cavity = (rho > lv_epi + 1.5) & (rho <= epicardium - shape.rv_wall(psi, float(anat.rv_wall_mm)))
+        orifice = plate & inside & cavity
+        lab[orifice & (su < 0)] = LABEL[atrium]
+        lab[orifice & (su >= 0)] = LABEL[ventricle]
 
 
 def _tissues(anat: Anatomy, grid: Grid) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -223,6 +251,8 @@ def _tissues(anat: Anatomy, grid: Grid) -> tuple[np.ndarray, np.ndarray, dict]:
     lv_inner = (su >= 4) & (((su - 4) / (lv_len - apex_wall - 4)) ** 2 + rrl / (lv_rad - w) ** 2 <= 1)
     lab[lv_outer] = LABEL["lv_myocardium"]
     lab[lv_inner] = LABEL["lv_blood"]
+    if shape is not None:
+        _open_valves(lab, anat, su, q1, q2, rho, psi, lv_epi, epicardium)
     if thorax is not None:
         for c, r in thorax.extra.get("trabeculae", ()):
             _paint_ball(lab, grid, c, r, LABEL["lv_myocardium"], LABEL["lv_blood"])
