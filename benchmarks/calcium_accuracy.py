@@ -10,6 +10,10 @@ for all phantoms and split by whether the phantom has aortic-valve or mitral-ann
 the image-only method can count: see ``cardiovlm.tools.quant.calcium_anatomy``).
 
     OMP_NUM_THREADS=1 python benchmarks/calcium_accuracy.py --n 24
+    OMP_NUM_THREADS=1 python benchmarks/calcium_accuracy.py --n 8 --realistic   # generator 2.0 phantoms
+
+``--realistic`` draws the same requests on realistic phantoms, where the heart touches the chest
+wall, the aorta and the spine as on real CT.
 """
 
 from __future__ import annotations
@@ -23,14 +27,14 @@ import numpy as np
 TRAINING_DATASET_SEEDS = (1, 2)  # vlm/checkpoint: training set seed 1, held-out seed 2
 
 
-def _requests(seed: int, mode: int):
+def _requests(seed: int, mode: int, realistic: bool = False):
     from cardiovlm.training.phantoms import FindingRequest
     from cardiovlm.training.phantoms.generate import build
 
     if mode == 0:
         return None  # the generator's own draw (about a third healthy)
     rng = np.random.default_rng([seed, 7])
-    anat = build(seed)[0]
+    anat = build(seed, thorax=realistic)[0]
     big = [c for c, v in anat.vessels.items() if v.length_mm > 20 and v.radius.mean() > 1.0]
     out = []
     for j, seg in enumerate(rng.choice(big, size=min(len(big), int(rng.integers(1, 4))), replace=False)):
@@ -62,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=24, help="number of phantoms (default 24)")
     parser.add_argument("--seed", type=int, default=915, help="dataset seed (default 915)")
+    parser.add_argument("--realistic", action="store_true", help="realistic (generator 2.0) phantoms")
     parser.add_argument("--keep", type=Path, default=None, help="write the phantoms here and keep them")
     args = parser.parse_args(argv)
 
@@ -82,8 +87,8 @@ def main(argv: list[str] | None = None) -> int:
             seed = case_seed(args.seed, i)
             if seed in used:
                 raise SystemExit(f"seed {seed} was used in training; choose another --seed")
-            case = generate_case(out, seed=seed, size="small", findings=_requests(seed, i % 3),
-                                 with_dicom=False, case_id=f"c{i:03d}")
+            case = generate_case(out, seed=seed, size="small", findings=_requests(seed, i % 3, args.realistic),
+                                 realistic=args.realistic, with_dicom=False, case_id=f"c{i:03d}")
             cac = load_nifti(case / "cac.nii.gz")
             labels = load_nifti(case / "cac_labels.nii.gz", labels=True).hu
             measured = agatston_score(cac.hu, cac.spacing, None, affine=cac.affine).agatston
