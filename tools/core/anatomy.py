@@ -199,6 +199,8 @@ STRUCTURES: tuple[Structure, ...] = (
               ("brachiocephalic vein", "brachiocephalic veins", "innominate vein")),
     Structure(58, "azygos_vein", "azygos vein", "vessel", (90, 100, 190), ("azygos", "azygos vein")),
     Structure(59, "humerus", "humerus", "body", (225, 225, 200), ("humerus", "upper arm bone")),
+    Structure(60, "lung_fissure", "lung fissure", "body", (150, 190, 230),
+              ("fissure", "lung fissure", "major fissure", "oblique fissure", "minor fissure", "horizontal fissure")),
 )
 
 STRUCTURES_BY_NAME: dict[str, Structure] = {s.name: s for s in STRUCTURES}

@@ -32,6 +32,7 @@ NOISE_CORRELATION_MM = 0.6  # noise grain
 VALVE_GAP_MM = 4.5  # generator 2.0: the atria's blood stops this far above the base plane (their floor)
 ORIFICE_SHARE = 1.0  # an AV valve orifice's radius as a share of its atrium's cross-section at the floor
 CORONARY_CLEARANCE_MM = 2.5  # fat kept between a coronary lumen and a great vessel it passes (generator 2.0)
+FISSURE_TISSUE_FRACTION = 0.25  # share of a fissure's voxel that is pleura: about -600 HU, dark on a soft-tissue window
 
 
 @dataclass(frozen=True)
@@ -411,7 +412,9 @@ def form_image(lab: np.ndarray, parts: dict, grid: Grid, contrast: Contrast, noi
                      ("left_common_carotid_artery", c.blood_left), ("left_subclavian_artery", c.blood_left),
                      ("pulmonary_arteries", c.blood_right), ("pulmonary_veins", c.blood_left),
                      ("trachea", c.air), ("main_bronchi", c.air), ("oesophagus", c.muscle - 5),
-                     ("ribs", c.cancellous), ("costal_cartilage", c.cartilage), ("stomach", c.stomach)):
+                     ("ribs", c.cancellous), ("costal_cartilage", c.cartilage), ("stomach", c.stomach),
+                     # two pleural layers, a fraction of a millimetre, averaged into a voxel of lung
+                     ("lung_fissure", c.lung + FISSURE_TISSUE_FRACTION * (c.muscle - c.lung))):
         lut[LABEL[name]] = tissue_hu
     for seg in SEGMENTS_BY_CODE.values():
         lut[seg.label_id] = c.fat  # lumen HU is mixed in below from the analytic occupancy

@@ -249,7 +249,7 @@ def vessels_and_airways(lab: np.ndarray, grid, anat, thorax: Thorax) -> np.ndarr
 
 
 def paint_fissures(lab: np.ndarray, grid, fissures: Fissures, midline_x: float) -> int:
-    """The major fissures and the right minor fissure as a sheet of pleura (soft tissue) one voxel thick
+    """The major fissures and the right minor fissure as a sheet of pleura (its own label) one voxel thick
     through the lung: the thinnest sheet that leaves no face-to-face contact between the lobes
     (:meth:`Fissure.sheet`). Returns the voxel count."""
     lungs = np.isin(lab, [LABEL["lung_left"], LABEL["lung_right"]])
@@ -265,7 +265,7 @@ def paint_fissures(lab: np.ndarray, grid, fissures: Fissures, midline_x: float) 
     front = np.nonzero(right)[0]
     front = front[fissures.right_oblique.value(p[front]) < 0]  # the minor fissure runs only in front of the major
     sheet[front] |= fissures.right_horizontal.sheet(p[front], sp)
-    lab[tuple(i[sheet] for i in idx)] = LABEL["soft_tissue"]
+    lab[tuple(i[sheet] for i in idx)] = LABEL["lung_fissure"]
     return int(sheet.sum())
 
 
