@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from cardiovlm.tools.core import case_format as cf
 from cardiovlm.tools.core.anatomy import SEGMENTS_BY_CODE, segments_of_artery
+from cardiovlm.tools.core.settings import get_settings
 from cardiovlm.tools.ingest.study import load_nifti, load_study
 from cardiovlm.tools.ingest.study_value import Study
 from cardiovlm.tools.quant.coronary_tree import CoronaryTreeError, extract_coronary_tree
 
-DEMO = Path(__file__).resolve().parents[2] / "tools" / "demo_cases"
+DEMO = get_settings().demo_cases_dir  # CARDIOVLM_DEMO_CASES_DIR: the same tests on rebuilt demo cases
 
 
 @pytest.fixture(scope="module")
@@ -163,3 +162,29 @@ def test_centerlines_run_on_the_lumen_core_not_the_edge_of_the_tube_piece(lad_st
     true = np.array([p.xyz for pts in case.centerlines().segments.values() for p in pts])
     off = np.linalg.norm(np.array([p.xyz for p in found])[:, None] - true[None], axis=2).min(axis=1)
     assert off.max() < 1.5, off.max()
+
+
+
+def test_the_lumen_level_comes_from_the_bright_left_heart_not_the_largest_or_a_mixing_chamber():
+    # realistic phantom 9107 (generator of 3 Dec, 09:05): the right heart (230 HU, 161 mL) was the largest
+    # enhanced structure; its level put the lumen edge at 84 HU, inside the myocardium, and the tree was
+    # lost (Dice LM 0.70, RCA 0.73 once the left heart set the level). Here: fat, a large dim "right heart",
+    # a smaller bright "left heart" and a "right atrium" where dense contrast mixes in (brightest 80th
+    # percentile, uneven).
+    from cardiovlm.tools.quant.coronary_tree import TreeConfig, _levels
+
+    rng = np.random.default_rng(0)
+    grid = np.mgrid[:110, :110, :110].astype(np.float32)
+    hu = np.full(grid.shape[1:], -90.0, np.float32)
+
+    def ball(centre, radius):
+        return sum((g - c) ** 2 for g, c in zip(grid, centre)) <= radius ** 2
+
+    hu[ball((35, 35, 55), 33)] = 230.0  # 150 mL
+    hu[ball((80, 80, 40), 25)] = 365.0  # 65 mL
+    atrium = ball((82, 30, 80), 24)
+    hu[atrium] = np.where(rng.random(atrium.sum()) < 0.3, 800.0, 260.0)
+    hu += rng.normal(0, 20, hu.shape).astype(np.float32)
+    _, _, lumen, fat = _levels(hu, np.ones(3), TreeConfig())
+    assert 365 <= lumen <= 400, lumen
+    assert -100 <= fat <= -80

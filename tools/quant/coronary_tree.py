@@ -8,7 +8,9 @@ analysis, stated in every result (:data:`METHOD`):
    (a solid lake of dense contrast, as in the superior vena cava, is not bone); the cardiac blood
    pool is the largest bright structure that is not bone (an opening removes everything thinner
    than ``opening_radius_mm``); the lumen level is a
-   high percentile of its attenuation and the fat level the histogram peak between -200 and 0 HU.
+   high percentile of the brightest large structure of even attenuation (the left heart and aorta,
+   whose blood fills the coronaries; not a larger, dimmer right heart, nor a right atrium where
+   dense contrast mixes in) and the fat level the histogram peak between -200 and 0 HU.
 2. **Bright tubes**: voxels above the half-maximum between fat and lumen (the usual CT lumen edge),
    minus the opened blood pool and bone, within ``heart_margin_mm`` of the blood pool. A watershed
    from the voxels above a stricter level splits tubes from the thin rims of chambers they touch
@@ -19,9 +21,11 @@ analysis, stated in every result (:data:`METHOD`):
    partial-volume rim and is dropped; so is a piece with no fat beside most of its skeleton: coronaries
    run in the epicardial fat, a chamber's bright inner rim against myocardium; and one with lung beside
    most of it, a pulmonary vessel). The two longest
-   touching pieces are the left and right trees (left by patient position); pieces cut off by a tight stenosis or an
+   touching pieces whose contact points lie mostly left-right of each other are the left and right trees
+   (left by patient position); pieces cut off by a tight stenosis or an
    occlusion are joined to the nearest tree end within ``max_gap_mm`` when the CT along the gap stays
-   above fat with fat beside it (plaque in the epicardial fat, not a way through the myocardium).
+   above fat with fat beside it (plaque in the epicardial fat, not a way through the myocardium), and
+   never through aortic blood from one vessel's entry into the root to another's.
    A system coming within ``attach_mm`` of the left ostium is a branch whose origin the left main's
    opening hid (and maybe a proximal lesion cut off): it joins the left tree along the CT's
    least-cost path (skimage ``MCP_Geometric``) when that path is no long detour.
@@ -60,6 +64,11 @@ METHOD = ("coronary tree from CT intensities: half-maximum lumen threshold, open
           "SCCT segments by anatomical branching rules")
 SOURCE = "image-derived coronary tree"
 OSTIA_SPAN_MM = (8.0, 60.0)  # left and right coronary ostia on one aortic root (root diameter 25-40 mm)
+# the right ostium faces the patient's right, the left one the left: most of the way between them is
+# left-right (0.88-0.95 of it between the 16 phantom ostia measured); the proximal ends of the
+# circumflex and of a LAD the opening cut off lie one above the other (0.45 on realistic phantom 9100,
+# where that pair outweighed the true one)
+OSTIA_LATERAL = 0.6
 CENTERLINE_SOURCE = "image-derived centerline (TEASAR skeleton of the tubes found in the CT)"
 
 
@@ -93,6 +102,9 @@ class TreeConfig:
     # pulmonary vessels 0.75-1.0 on realistic phantoms)
     max_gap_mm: float = 20.0  # a piece this far ahead of a vessel end is the vessel beyond a stenosis
     touch_gap_mm: float = 3.0  # pieces this close are joined whatever the direction
+    ostia_bridge_mm: float = OSTIA_SPAN_MM[0]  # no bridge this long between two ends touching big structures
+    blood_fraction: float = 0.9  # ... through blood this bright (fat 0, lumen 1): across the aortic root
+    # (0.91-0.96), never along a lesion, nor a left main the opening hid (bridges there measured <= 0.81)
     attach_mm: float = 40.0  # a vessel this close to the left ostium may be a branch the left main hid (LM 5-15 mm
     # + a proximal segment + a lesion)
     attach_contact_fraction: float = 0.5  # ... touching big structures along at most this share (hidden
@@ -111,6 +123,9 @@ class TreeConfig:
     cortex_reach_mm: float = 2.0  # bone: this close to its cortex (partial volume and smoothing blur it)
     bone_min_mm3: float = 1000.0  # smallest bone cortex (a long stent ~200 mm3, a large calcium nodule ~500)
     bone_share: float = 0.2  # a bright region this much within 2 x cortex_reach_mm of a cortex is marrow
+    chamber_ml: float = 50.0  # an enhanced structure this large is a chamber or the aorta (a sternum
+    # the bone test missed measured 34 mL)
+    mixing_hu: float = 60.0  # 80th percentile minus median of a chamber's blood above this: contrast mixing
 
 
 @dataclass
@@ -188,7 +203,19 @@ def _levels(smooth: np.ndarray, spacing: np.ndarray, config: TreeConfig):
     if not blood or sizes[blood[0]] * np.prod(spacing) < 20_000:  # < 20 mL: no enhanced heart in view
         raise CoronaryTreeError("no contrast-enhanced cardiac blood pool was found: the coronary tree needs a "
                                 "contrast CT angiography of the heart")
-    lumen = float(np.percentile(smooth[comps == blood[0]], 80))
+    # coronaries carry the left heart's blood: of the large enhanced structures with even attenuation
+    # the brightest, not simply the largest: with a realistic thorax the right heart (230 HU) can be
+    # larger than the left (365 HU), and a lumen level taken there put the lumen edge at 84 HU, inside
+    # the myocardium (phantom 9107); a right atrium where dense contrast mixes in is uneven (80th
+    # percentile 90-180 HU above its median, a chamber 20-35 HU) and never sets the level
+    levels = {}
+    for label in blood:
+        if sizes[label] * np.prod(spacing) >= config.chamber_ml * 1000:
+            p50, p80 = np.percentile(smooth[comps == label], [50, 80])
+            if p80 - p50 <= config.mixing_hu:
+                levels[label] = float(p80)
+    left = max(levels, key=levels.__getitem__, default=blood[0])
+    lumen = float(np.percentile(smooth[comps == left], 80))
     # every enhanced chamber and great vessel (>= 5 mL), not only the largest: the LAD runs over the RV
     pool = np.isin(comps, [label for label in blood if sizes[label] * np.prod(spacing) >= 5_000])
     fat_values = smooth[(smooth > -200) & (smooth < 0)]
@@ -488,6 +515,12 @@ def _label_right(tree: _Tree, apex, config: TreeConfig, out: _Labelled) -> tuple
     return terminal is not None, float(tree.dist[trunk[-1]] - tree.dist[trunk[0]])
 
 
+def _along(smooth: np.ndarray, study: Study, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The smoothed CT at 10 points strictly between ``a`` and ``b``."""
+    ijk = study.mm_to_index(a + np.linspace(0.0, 1.0, 12)[1:-1, None] * (b - a))
+    return ndimage.map_coordinates(smooth, ijk.T, order=1, mode="nearest")
+
+
 def _bridge_supported(smooth: np.ndarray, study: Study, a: np.ndarray, b: np.ndarray, floor: float,
                       fat_near: np.ndarray) -> bool:
     """True when the CT between two points never drops to fat, with fat beside it all along: a
@@ -500,13 +533,18 @@ def _bridge_supported(smooth: np.ndarray, study: Study, a: np.ndarray, b: np.nda
     return bool(values.min() >= floor and beside.all())
 
 
-def _join_gaps(graph: _Graph, config: TreeConfig, supported) -> set[int]:
+def _join_gaps(graph: _Graph, contact: np.ndarray, config: TreeConfig, supported, crosses_blood) -> set[int]:
     """Bridge gaps from a piece's free end to another piece ahead of it, up to ``max_gap_mm``.
 
     A tight stenosis or an occlusion, and the watershed itself, cut one vessel into pieces; a free
     end (a skeleton vertex with one neighbour) facing another piece is the same vessel going on.
     Beyond ``touch_gap_mm`` the other piece must lie ahead, within ``max_bridge_angle_deg`` of the
-    end's direction. Returns the pieces reached through such a bridge.
+    end's direction. A bridge of ``ostia_bridge_mm`` or more between two points that both touch a
+    large bright structure (``contact``), through blood as bright as the aorta's (``crosses_blood``),
+    runs from one vessel's entry into the aortic root to another's, never along a lesion: allowed, the
+    right ostium was joined across the aortic root to the left one, 15-20 mm away, into one system
+    (realistic phantoms 9100, 9107).
+    Returns the pieces reached through such a bridge.
     """
     edges = np.array(graph.edges)
     degree = np.bincount(edges.ravel(), minlength=len(graph.xyz))
@@ -533,6 +571,9 @@ def _join_gaps(graph: _Graph, config: TreeConfig, supported) -> set[int]:
             step = graph.xyz[u] - graph.xyz[v]
             dist = float(np.linalg.norm(step))
             if dist > config.touch_gap_mm and step @ heading < cos_max * dist:
+                continue
+            if (dist >= config.ostia_bridge_mm and contact[v] and contact[u]
+                    and crosses_blood(graph.xyz[v], graph.xyz[u])):
                 continue
             if dist > config.checked_gap_mm and not supported(graph.xyz[v], graph.xyz[u]):
                 continue
@@ -725,7 +766,7 @@ def _find_ostia(graph: _Graph, contact: np.ndarray) -> tuple[dict[str, int], lis
     if not systems:
         raise CoronaryTreeError("no coronary artery leaving the aortic root was found in the image")
     # both ostia sit on the one aortic root: of the longest systems, the pair whose contact points
-    # lie OSTIA_SPAN_MM apart with the most vessel between them
+    # lie OSTIA_SPAN_MM apart, mostly left-right, with the most vessel between them
 
     best = None
     for i, first_system in enumerate(systems):
@@ -734,7 +775,8 @@ def _find_ostia(graph: _Graph, contact: np.ndarray) -> tuple[dict[str, int], lis
             second = np.flatnonzero((components == second_system) & contact)
             dist, j = cKDTree(graph.xyz[second]).query(graph.xyz[first])
             k = int(np.argmin(dist))
-            if OSTIA_SPAN_MM[0] <= dist[k] <= OSTIA_SPAN_MM[1]:
+            across = abs(graph.xyz[first[k]][0] - graph.xyz[second[j[k]]][0])
+            if OSTIA_SPAN_MM[0] <= dist[k] <= OSTIA_SPAN_MM[1] and across >= OSTIA_LATERAL * dist[k]:
                 total = length[first_system] + length[second_system]
                 if best is None or total > best[0]:
                     best = (total, int(first[k]), int(second[j[k]]))
@@ -783,7 +825,10 @@ def extract_coronary_tree(study: Study, config: TreeConfig | None = None) -> Cor
     contact = cKDTree(study.index_to_mm(np.argwhere(touching))).query(graph.xyz)[0] <= 1.5
     graph, contact = _drop_rims(graph, contact, config)
     graph, contact = _drop_buried(graph, contact, fat_near, lung_near, study, config)
-    joined = _join_gaps(graph, config, lambda a, b: _bridge_supported(smooth, study, a, b, gap_floor, fat_near))
+    blood = fat + config.blood_fraction * (lumen - fat)
+    joined = _join_gaps(graph, contact, config,
+                        lambda a, b: _bridge_supported(smooth, study, a, b, gap_floor, fat_near),
+                        lambda a, b: _along(smooth, study, a, b).max() >= blood)
     sides, warnings = _find_ostia(graph, contact)
     landed: set[int] = set()
     if "left" in sides and "right" in sides:
