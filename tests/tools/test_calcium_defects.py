@@ -165,3 +165,30 @@ def test_aortic_valve_calcium_at_the_root_traced_in_the_image_is_excluded():
     out = agatston_score(hu, spacing, None)
     assert out.agatston == pytest.approx(96)  # the coronary calcification only
     assert [l.location for l in out.excluded] == ["aortic root"] and "ascending aorta traced" in out.method  # noqa: E741
+
+
+def test_heart_pressed_against_a_chest_wall_that_leaves_the_field_is_still_found():
+    hu, spacing = chest()
+    hu[:, 10:33] = 40  # a 23 mm chest wall leaving the field at both sides, the heart's front pressed into it
+    hu[20:24, 14:18, 14:16] = 300  # a calcified costal cartilage in the chest wall, far from the heart
+    out = agatston_score(hu, spacing, None)
+    assert not any("not found" in w for w in out.warnings)
+    assert out.agatston == pytest.approx(96)  # the coronary calcification only, not the cartilage
+
+
+def test_realistic_phantom_image_only_score_matches_its_reference(tmp_path):
+    """On a generator-2.0 phantom the field cuts the spine to the front of each vertebral body
+    (small pieces >= 130 HU at the image edge, next to the heart): they are bone, not coronary."""
+    from cardiovlm.tools.ingest.study import load_nifti
+    from cardiovlm.tools.quant.calcium_reference import reference_agatston
+    from cardiovlm.training.phantoms.generate import generate_case
+    from cardiovlm.training.phantoms.lesions import FindingRequest
+
+    case = generate_case(tmp_path, seed=851908846, size="small", realistic=True, with_dicom=False,
+                         findings=[FindingRequest("mLAD", "calcified_plaque", stenosis_percent=30, length_mm=8,
+                                                  calcium_peak_hu=900, calcium_size_mm=3.0)])
+    cac = load_nifti(case / "cac.nii.gz")
+    truth = reference_agatston(cac.hu, cac.spacing, load_nifti(case / "cac_labels.nii.gz", labels=True).hu)
+    out = agatston_score(cac.hu, cac.spacing, None, affine=cac.affine)
+    assert truth.agatston > 0 and out.agatston == pytest.approx(truth.agatston)
+    assert not any("not found" in w for w in out.warnings)

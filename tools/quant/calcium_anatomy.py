@@ -5,12 +5,18 @@ Rules, in order (a later rule never clears an earlier one):
 
 1. **Bone.** 3D connected (26-neighbour) regions >= 130 HU of at least ``bone_min_volume_mm3``
    (2,000 mm^3): vertebral bodies and sternum are tens of millilitres, a coronary calcification a
-   few hundred mm^3 at most. Bone voxels and a ``bone_margin_mm`` shell around them (the cortex
-   blur) are excluded.
+   few hundred mm^3 at most. Where a heart is found (rule 2), a region cut by the in-plane edge of
+   the field of view is bone too: it goes on outside the field, so its volume is unknown, and the
+   field is centred on that heart (on realistic phantoms, as on real CT, only the front of each
+   vertebral body is in the field, 10-250 mm^3 a piece). Bone voxels and a ``bone_margin_mm`` shell around them (the
+   cortex blur) are excluded.
 2. **Heart region.** Soft tissue (1 mm Gaussian > -40 HU) without bone is eroded by
    ``heart_erosion_mm`` (6 mm, a Euclidean distance transform, so thin chest-wall and vessel
    bridges break); the largest piece not touching the in-plane edge of the image (the chest wall
-   does) is the heart with its great vessels. It is dilated back by the same distance (an opening),
+   does) is the heart with its great vessels. Where the heart touches the chest wall, the aorta
+   or the spine over a broad front (real CT, realistic phantoms), every piece reaches the edge:
+   the erosion then deepens in ``heart_erosion_step_mm`` steps up to ``heart_erosion_max_mm``, as
+   the heart is thicker than any bridge to the chest wall. It is dilated back by the same distance (an opening),
    its holes filled slice by slice, and grown by ``heart_margin_mm`` (10 mm) to take in the
    epicardial fat where the coronaries run. A lesion with less than half its voxels in this region
    (ribs, chest wall, descending aorta beside the spine, lung) is excluded.
@@ -73,6 +79,8 @@ class AnatomyConfig:
     bone_margin_mm: float = 2.0  # cortex blur around bone
     soft_tissue_hu: float = -40.0  # above: soft tissue, blood, bone (1 mm Gaussian); below: fat, lung, air
     heart_erosion_mm: float = 6.0  # breaks the heart from the chest wall and thin bridges
+    heart_erosion_step_mm: float = 3.0  # deeper erosion while every piece still reaches the image edge
+    heart_erosion_max_mm: float = 18.0  # no deeper: a heart's half-thickness is 40+ mm, the chest wall's bridges less
     heart_margin_mm: float = 10.0  # epicardial fat band where the coronaries run
     metal_core_hu: float = 1000.0  # stent metal at 3 mm slices; calcium does not reach it over a long core
     metal_core_extent_mm: float = 6.0  # a stent core is long (8-38 mm stents), a calcium core compact
@@ -106,18 +114,28 @@ def heart_region(hu: np.ndarray, spacing, bone: np.ndarray, config: AnatomyConfi
     """(region, heart soft tissue, found): the heart found from HU, see rule 2 of the module doc."""
     smooth = ndimage.gaussian_filter(hu.astype(np.float32), [1.0 / s for s in spacing])
     soft = (smooth > config.soft_tissue_hu) & ~bone
-    core = _edt(soft, spacing) > config.heart_erosion_mm
-    labels, n = cc3d.connected_components(core, connectivity=6, return_N=True)
-    if n == 0:
-        return np.ones(hu.shape, bool), np.zeros(hu.shape, bool), False
-    inner = np.bincount(labels.ravel(), minlength=n + 1)
-    inner[0] = 0
-    edge = np.unique(np.concatenate([labels[[0, -1]].ravel(), labels[:, [0, -1]].ravel()]))
-    inner[edge] = 0
-    if inner.max() == 0:  # every piece reaches the image edge: no heart to outline
-        return np.ones(hu.shape, bool), np.zeros(hu.shape, bool), False
+    depth = _edt(soft, spacing)
+    # in-plane distance to just outside the field: tissue leaving the field (chest wall, back) is no
+    # deeper than its distance to the edge, or its core would run along the edge at any erosion
+    ii = np.minimum(np.arange(hu.shape[0]) + 1, hu.shape[0] - np.arange(hu.shape[0])) * spacing[0]
+    jj = np.minimum(np.arange(hu.shape[1]) + 1, hu.shape[1] - np.arange(hu.shape[1])) * spacing[1]
+    border = np.minimum(ii[:, None], jj[None, :])[:, :, None]
+    erosion, deeper = config.heart_erosion_mm, False
+    while True:
+        core = (np.minimum(depth, border) if deeper else depth) > erosion
+        labels, n = cc3d.connected_components(core, connectivity=6, return_N=True)
+        inner = np.bincount(labels.ravel(), minlength=n + 1)
+        inner[0] = 0
+        rim = np.broadcast_to(border <= (erosion if deeper else 0.0) + 1.01 * max(spacing[:2]), labels.shape)
+        inner[np.unique(labels[rim])] = 0  # pieces reaching the field's edge: chest wall, back
+        deeper = True
+        if n and inner.max() > 0:
+            break
+        erosion += config.heart_erosion_step_mm
+        if n == 0 or erosion > config.heart_erosion_max_mm:  # every piece reaches the image edge: no heart
+            return np.ones(hu.shape, bool), np.zeros(hu.shape, bool), False
     best = int(np.argmax(inner))
-    heart = (_edt(labels != best, spacing) <= config.heart_erosion_mm) & soft
+    heart = (_edt(labels != best, spacing) <= erosion) & soft
     heart = np.stack([ndimage.binary_fill_holes(heart[:, :, k]) for k in range(heart.shape[2])], axis=2)
     region = _edt(~heart, spacing) <= config.heart_margin_mm
     return region, heart, True
@@ -247,6 +265,9 @@ def find_noncoronary(hu: np.ndarray, spacing, labels: np.ndarray | None = None,
             continue
         comp = comps[box] == i
         r = reason[box]
+        if found and any(b.start == 0 or b.stop == size for b, size in zip(box[:2], hu.shape[:2])):
+            r[comp & (r == 0)] = 1  # cut by the field's edge, in a field centred on the heart: bone
+            continue
         if (region[box][comp]).mean() < 0.5:
             r[comp & (r == 0)] = 2
             continue
@@ -279,8 +300,10 @@ def find_noncoronary(hu: np.ndarray, spacing, labels: np.ndarray | None = None,
             names[STRUCTURES_BY_NAME[s].label_id] = STRUCTURES_BY_NAME[s].display
 
     method = (f"non-coronary calcium excluded from the image: bone = 3D regions >= {config.threshold_hu:g} HU of "
-              f">= {config.bone_min_volume_mm3:g} mm^3 (+{config.bone_margin_mm:g} mm); heart region = the soft "
-              f"tissue (> {config.soft_tissue_hu:g} HU) piece left by a {config.heart_erosion_mm:g} mm erosion, "
+              f">= {config.bone_min_volume_mm3:g} mm^3 or (heart found) cut by the in-plane edge of the field "
+              f"(+{config.bone_margin_mm:g} mm); heart region = the soft tissue (> {config.soft_tissue_hu:g} HU) "
+              f"piece left by a {config.heart_erosion_mm:g} mm erosion (deepened up to "
+              f"{config.heart_erosion_max_mm:g} mm while every piece reached the image edge), "
               f"opened, hole-filled and grown {config.heart_margin_mm:g} mm"
               f"{'' if found else ' (NOT FOUND: the whole image was searched)'}, lesions with less than half their "
               f"voxels inside excluded; stent = peak >= {config.metal_core_hu:g} HU over a core >= "
