@@ -176,6 +176,7 @@ def test_heart_pressed_against_a_chest_wall_that_leaves_the_field_is_still_found
     assert out.agatston == pytest.approx(96)  # the coronary calcification only, not the cartilage
 
 
+@pytest.mark.slow
 def test_realistic_phantom_image_only_score_matches_its_reference(tmp_path):
     """On a generator-2.0 phantom the field cuts the spine to the front of each vertebral body
     (small pieces >= 130 HU at the image edge, next to the heart): they are bone, not coronary."""
