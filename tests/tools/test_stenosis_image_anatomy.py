@@ -5,13 +5,15 @@ which the tools never read."""
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 import cardiovlm.tools.quant.stenosis as stenosis
 from cardiovlm.tools.core import case_format as cf
+from cardiovlm.tools.core.anatomy import MAIN_VESSEL_PATHS, SEGMENTS_BY_CODE
 from cardiovlm.tools.core.settings import get_settings
 from cardiovlm.tools.ingest.study import load_nifti
 from cardiovlm.tools.quant.context import load_context
-from cardiovlm.tools.quant.stenosis import blood_at_ostia, blood_attenuation, measure_study
+from cardiovlm.tools.quant.stenosis import NoLumenError, blood_at_ostia, blood_attenuation, measure_study
 
 DEMO = get_settings().demo_cases_dir
 OBSTRUCTIVE = 50.0
@@ -60,3 +62,22 @@ def test_a_real_stenosis_is_still_read_from_the_image_alone():
     truth = {f.segment: f.stenosis_percent for f in ctx.reference.findings.findings}
     segment, percent = _worst(ctx)
     assert segment == "pLAD" and percent == pytest.approx(truth["pLAD"], abs=15)
+
+
+def test_a_side_branch_without_lumen_is_listed_and_the_study_is_still_graded():
+    ctx = load_context(DEMO / "healthy", anatomy="case_labels")
+    d1 = np.asarray(ctx.labels) == SEGMENTS_BY_CODE["D1"].label_id
+    hu = np.where(ndimage.binary_dilation(d1, iterations=3) & ~np.isin(ctx.labels, _main_lumen_ids()),
+                  -90, ctx.study.hu).astype(np.int16)  # the branch's lumen and its rim turned to fat
+    study = measure_study(hu, ctx.study.affine, labels=ctx.labels, centerlines=ctx.centerlines)
+    assert set(study.unmeasured) == {"D1"} and "no contrast-filled lumen" in study.unmeasured["D1"]
+    assert {"LAD", "LCx", "RCA"} <= {v.vessel for v in study.vessels}
+    # control: a main artery without lumen is not skipped, its disease would go unreported
+    lad = np.isin(ctx.labels, [SEGMENTS_BY_CODE[c].label_id for c in ("pLAD", "mLAD", "dLAD")])
+    hu[ndimage.binary_dilation(lad, iterations=3)] = -90
+    with pytest.raises(NoLumenError):
+        measure_study(hu, ctx.study.affine, labels=ctx.labels, centerlines=ctx.centerlines)
+
+
+def _main_lumen_ids() -> list[int]:
+    return [SEGMENTS_BY_CODE[c].label_id for segs in MAIN_VESSEL_PATHS.values() for c in segs]

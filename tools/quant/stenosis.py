@@ -572,6 +572,8 @@ class StudyStenosis(BaseModel):
     cad_rads: CadRads
     stent_present: bool
     labels_source: str | None = None
+    unmeasured: dict[str, str] = Field(default_factory=dict, description="side branch -> why it was not graded "
+                                       "(no contrast-filled lumen along it)")
 
 
 def vessels_present(labels: np.ndarray, ids: set[int] | None = None) -> dict[str, tuple[str, ...]]:
@@ -596,22 +598,32 @@ def measure_study(hu: np.ndarray, affine: np.ndarray, *, labels: np.ndarray,
         vessels: names from :func:`vessels_present` (e.g. ``["LAD", "LCx", "RCA"]``); default all.
 
     Raises:
-        StenosisError: no coronary labels; NoLumenError: a vessel holds no contrast-filled lumen.
+        StenosisError: no coronary labels; NoLumenError: a main artery holds no contrast-filled lumen (a side
+            branch without one is listed in ``unmeasured``).
     """
     boxes = label_boxes(labels)
     available = vessels_present(labels, set(boxes))
     if not available:
         raise StenosisError("the label map has no coronary artery labels: segment the coronaries first")
     names = list(vessels) if vessels is not None else list(available)
-    measured = [measure_vessel(hu, affine, available[n], labels=labels, vessel=n, centerlines=centerlines,
-                               config=config, boxes=boxes) for n in names if n in available]
+    measured, unmeasured = [], {}
+    for n in (n for n in names if n in available):
+        try:
+            measured.append(measure_vessel(hu, affine, available[n], labels=labels, vessel=n,
+                                           centerlines=centerlines, config=config, boxes=boxes))
+        except NoLumenError as err:
+            # A side branch traced into fat or muscle holds no lumen to grade; the study's grading goes on
+            # without it. A main artery without one stops it: its disease would go unreported.
+            if n in MAIN_VESSEL_PATHS:
+                raise
+            unmeasured[n] = str(err)
     seg_max: dict[str, float] = {}
     for m in measured:
         for seg, value in m.segment_max_stenosis.items():
             seg_max[seg] = max(seg_max.get(seg, 0.0), value)
     stent = any(m.stent_present for m in measured)
     return StudyStenosis(vessels=measured, segment_max_stenosis=seg_max, cad_rads=cad_rads(seg_max, stent=stent),
-                         stent_present=stent, labels_source=labels_source)
+                         stent_present=stent, labels_source=labels_source, unmeasured=unmeasured)
 
 
 def segments_for(name: str) -> tuple[str, str | None]:
