@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 import threading
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 from langchain_core.runnables import RunnableConfig
@@ -32,6 +32,9 @@ from cardiovlm.tools.core.settings import get_settings
 from cardiovlm.tools.ingest.study_errors import StudyError
 from cardiovlm.tools.quant.context import StudyContext, context_from_config
 from cardiovlm.tools.segmentation.masks import save_mask_nifti
+
+if TYPE_CHECKING:
+    from cardiovlm.vlm.validation import MeasuredDice
 
 
 class VLMUnavailable(StudyError):
@@ -122,12 +125,12 @@ def _check_answer_evidence(question: str, choices: list[str] | None):
                             "CARDIOVLM_VLM_MIN_ANSWER_MARGIN); the measuring tools or a label map answer it instead")
 
 
-def _measured_dice(target: str) -> float | None:
-    """Held-out phantom Dice of the installed checkpoint for ``target``'s structure group (its evaluation.json)."""
-    from cardiovlm.vlm.validation import measured_dice
+def _measured_dice(target: str) -> MeasuredDice | None:
+    """The Dice a VLM mask of ``target`` is gated on and quoted with: the lowest of the installed checkpoint's
+    held-out and realistic-phantom figures (``cardiovlm.vlm.validation.gating_dice``), None when not evaluated."""
+    from cardiovlm.vlm.validation import gating_dice
 
-    value = measured_dice(get_settings().checkpoint_dir, target)
-    return None if value is None else round(value, 3)
+    return gating_dice(get_settings().checkpoint_dir, target)
 
 
 def _measured_accuracy(choices: list[str] | None) -> float | None:
@@ -140,21 +143,21 @@ def _measured_accuracy(choices: list[str] | None) -> float | None:
 
 
 def _check_mask_quality(target: str) -> float | None:
-    """The checkpoint's held-out Dice for ``target``; raises :class:`VLMBelowBar` when it is below the bar.
+    """The checkpoint's gating Dice for ``target``; raises :class:`VLMBelowBar` when it is below the bar.
 
     A mask drawn on a patient's images reads as a finding, so one the model cannot draw reliably (on
-    its own held-out phantoms) is not drawn at all.
+    its own held-out phantoms, schematic or realistic) is not drawn at all.
     """
-    from cardiovlm.vlm.validation import scored_row
+    from cardiovlm.vlm.validation import SPLIT_WORDS, scored_row
 
     measured, bar = _measured_dice(target), get_settings().vlm_min_dice
-    if bar <= 0 or (measured is not None and measured >= bar):
-        return measured
+    if bar <= 0 or (measured is not None and round(measured.value, 3) >= bar):
+        return None if measured is None else round(measured.value, 3)
     group = scored_row(target) or target
     if measured is None:
         reason = f"has no held-out evaluation for '{group}' (no score in its evaluation.json)"
     else:
-        reason = f"reached Dice {measured:.2f} for '{group}' on held-out synthetic phantoms"
+        reason = f"reached Dice {measured.value:.2f} for '{group}' on {SPLIT_WORDS.get(measured.split, measured.split)}"
     raise VLMBelowBar(f"no VLM mask of the {target} is drawn: the installed checkpoint {reason}, below the "
                       f"{bar:.2f} required (CARDIOVLM_VLM_MIN_DICE); a label map or TotalSegmentator can "
                       "segment it instead")
@@ -197,7 +200,8 @@ class VLMSegmentResult(BaseModel):
                                   "DICOM SEG segment); 'vlm_' + target, apart from label-map masks; None when empty")
     labels_source: str = "VLM"
     measured_dice: float | None = Field(None, description="Dice this checkpoint reached for this kind of structure "
-                                        "on held-out synthetic phantoms (its model card); None when not evaluated")
+                                        "on held-out synthetic phantoms (its model card): the lowest of the "
+                                        "schematic and realistic ones; None when not evaluated")
     note: str = Field(description="where the weights come from and what they are not for")
 
 
