@@ -12,11 +12,11 @@ from cardiovlm import vlm
 from cardiovlm.tools.core.anatomy import STRUCTURES_BY_NAME
 from cardiovlm.tools.core.settings import PACKAGE_ROOT, get_settings
 from cardiovlm.vlm.checkpoint_format import CONFIG_FILE, WEIGHTS_FILE
-from cardiovlm.vlm.validation import EVALUATION_FILE, measured_scores
+from cardiovlm.vlm.validation import EVALUATION_FILE, REALISTIC_SPLIT, measured_scores
 
 SHIPPED = PACKAGE_ROOT / "vlm" / "checkpoint"
 CARD = "README.md"
-DEMO = PACKAGE_ROOT / "tools" / "demo_cases" / "lad_stenosis"
+DEMO = PACKAGE_ROOT / "tools" / "demo_cases" / "lad_stenosis"  # a realistic (generator 2.0) phantom
 # Instruction, label ids of its truth, Dice row of the evaluation table.
 STRUCTURES = [("aorta", ["aorta"], "aorta"), ("left ventricle", ["lv_blood"], "chambers"),
               ("left ventricular myocardium", ["lv_myocardium"], "myocardium")]
@@ -46,13 +46,20 @@ def test_shipped_checkpoint_is_complete_small_and_says_what_it_is():
     # The card's table is the evaluation.json's: every held-out Dice it quotes is the measured one.
     for row in ("chambers", "aorta", "LAD"):
         assert f"{scores[f'Dice {row}']:.3f}" in card
+    # The demo studies are realistic phantoms: the checkpoint is scored on such phantoms too, and the card says so.
+    realistic = measured_scores(SHIPPED, REALISTIC_SPLIT)
+    assert realistic is not None and realistic["records"] > 100
+    assert REALISTIC_SPLIT in card and "generator 1.0" in card and "pending" in card
+    for row in ("chambers", "myocardium", "aorta"):
+        assert f"{realistic[f'Dice {row}']:.3f}" in card
 
 
 def test_shipped_checkpoint_segments_on_a_demo_study_what_its_evaluation_claims(shipped_model, demo_study):
     import nibabel as nib
 
     labels = np.asarray(nib.load(str(DEMO / "labels.nii.gz")).dataobj)
-    scores, bar = measured_scores(SHIPPED), get_settings().vlm_min_dice
+    # The demo study is a realistic phantom, so the claim it is held to is the realistic split's.
+    scores, bar = measured_scores(SHIPPED, REALISTIC_SPLIT), get_settings().vlm_min_dice
     checked = 0
     for words, names, row in STRUCTURES:
         claimed = scores[f"Dice {row}"]
@@ -61,7 +68,7 @@ def test_shipped_checkpoint_segments_on_a_demo_study_what_its_evaluation_claims(
         truth = np.isin(labels, [STRUCTURES_BY_NAME[n].label_id for n in names])
         mask = shipped_model.run(demo_study, f"segment the {words}").mask
         dice = 2 * (mask & truth).sum() / (mask.sum() + truth.sum())
-        # The demo study is a shifted setting (0.65 mm, another FOV): allow 0.2 below the held-out figure.
+        # One case against the mean of 8 of its kind: allow 0.2 below the claimed figure.
         assert dice > claimed - 0.2, (words, dice, claimed)
         checked += 1
     assert checked, "the shipped checkpoint draws none of the large structures reliably; do not ship it"
@@ -76,16 +83,26 @@ def test_assistant_draws_only_the_masks_the_shipped_checkpoint_can_draw(tmp_path
     monkeypatch.delenv("CARDIOVLM_VLM_MIN_DICE", raising=False)
     get_settings.cache_clear()
     try:
-        scores = measured_scores(get_settings().checkpoint_dir)
-        assert scores["Dice LAD"] < 0.5 <= scores["Dice myocardium"]
+        folder = get_settings().checkpoint_dir
+        held_out, realistic = measured_scores(folder), measured_scores(folder, REALISTIC_SPLIT)
+        # The figure each mask is gated on and quoted with: the lowest of the held-out and realistic ones.
+        dice = {t: min(held_out[f"Dice {t}"], realistic[f"Dice {t}"])
+                for t in ("LAD", "myocardium", "aorta", "left atrium")}
+        assert dice["aorta"] < 0.5 <= held_out["Dice aorta"]  # what the held-out figure alone would let through
+        assert dice["LAD"] < 0.5 <= dice["myocardium"]
         session = Session(model=ClinicalPlanner())
         session.use_context(StudyContext(study=demo_study, output_dir=tmp_path))  # no label map
         drawn = session.ask("Segment the left ventricular myocardium")
         assert [(c.name, c.ok) for c in drawn.tool_calls][-1] == ("vlm_segment", True)
-        assert drawn.masks and f"{scores['Dice myocardium']:.3f}"[:4] in drawn.answer
-        # A chamber is judged by its own held-out row, not the pooled chambers figure.
+        assert drawn.masks and f"{dice['myocardium']:.3f}"[:4] in drawn.answer
+        # The aorta reached 0.92 on schematic held-out phantoms but is drawn only if the realistic figure allows.
+        aorta = session.ask("Segment the aorta")
+        assert [(c.name, c.ok) for c in aorta.tool_calls][-1] == ("vlm_segment", dice["aorta"] >= 0.5)
+        if dice["aorta"] < 0.5:
+            assert f"Dice {dice['aorta']:.2f} for 'aorta' on realistic" in aorta.answer and aorta.masks == []
+        # A chamber is judged by its own row, not the pooled chambers figure.
         atrium = session.ask("Segment the left atrium")
-        assert [(c.name, c.ok) for c in atrium.tool_calls][-1] == ("vlm_segment", scores["Dice left atrium"] >= 0.5)
+        assert [(c.name, c.ok) for c in atrium.tool_calls][-1] == ("vlm_segment", dice["left atrium"] >= 0.5)
         assert "la_blood" not in atrium.answer
         refused = session.ask("Segment the LAD")
         assert [(c.name, c.ok) for c in refused.tool_calls][-1] == ("vlm_segment", False)
