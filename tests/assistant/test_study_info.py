@@ -38,12 +38,12 @@ def test_the_healthy_demo_case_is_answered_as_a_synthetic_phantom():
     answer = session.ask("is this a real patient?")
     assert [c.name for c in answer.tool_calls] == ["study_info"]
     provenance = answer.tool_calls[0].result.provenance
-    assert (provenance.kind, provenance.synthetic, provenance.generator_version) == ("synthetic_phantom", True, "2.0")
-    assert answer.answer.startswith("These images are a synthetic phantom made by the CardioVLM generator 2.0")
+    assert (provenance.kind, provenance.synthetic, provenance.generator_version) == ("synthetic_phantom", True, "1.0")
+    assert answer.answer.startswith("These images are a synthetic phantom made by the CardioVLM generator 1.0")
     assert "not a patient" in answer.answer and "not recorded" not in answer.answer
     described = session.ask("what study is this?")
     assert [c.name for c in described.tool_calls] == ["study_info"]
-    assert "Provenance: synthetic phantom (CardioVLM generator 2.0)." in described.answer
+    assert "Provenance: synthetic phantom (CardioVLM generator 1.0)." in described.answer
 
 
 def test_a_nifti_copied_out_of_the_case_says_its_provenance_is_not_recorded(tmp_path):

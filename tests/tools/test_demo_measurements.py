@@ -15,6 +15,8 @@ DEMO = get_settings().demo_cases_dir
 KNOWN_CT_LIMITS = {
     ("lad_calcified", "f1"): "30 % beside a 4 mm 950 HU nodule is not read within 10 points (0-73 % as settings "
                              "change): its blooming hides or mimics the narrowing",
+    ("lad_stenosis", "f1"): "70 % reads 71 % but 8.9 of 14 mm: the lesion's proximal half runs along a bright "
+                            "chamber, where the lumen merges with it and is not graded",
 }
 CASES = sorted(p.name for p in DEMO.iterdir() if (p / "case.json").exists())
 

@@ -26,6 +26,4 @@ def test_measure_names_the_image_derived_anatomy_and_lists_the_true_findings(cap
 
 def test_without_reference_nothing_of_the_truth_is_printed(capsys):
     assert main(["measure", str(CASE), "--segment", "RCA"]) == 0
-    out = capsys.readouterr().out.lower()
-    # "reference" alone may be the vessel's reference diameter; the truth is printed under these headings
-    assert not any(words in out for words in ("reference finding", "reference (", "ground truth", "dice"))
+    assert "reference" not in capsys.readouterr().out.lower()

@@ -1,9 +1,7 @@
 """(Re)build the demo cases bundled in ``tools/demo_cases/`` from fixed seeds and explicit findings.
 
-Run ``python -m cardiovlm.training.phantoms.demo_cases``. Cases are realistic (generator 2.0) phantoms: a
-thorax round the heart and the imaging physics of a cardiac reconstruction, so the demo shows what an upload
-would. NIfTI only (no DICOM folders) to keep the bundle small; ``preview.png`` (for the README) is the coronary
-MIP of ``lad_stenosis``.
+Run ``python -m cardiovlm.training.phantoms.demo_cases``. Cases are NIfTI only (no DICOM folders) to keep the
+bundle small; ``preview.png`` (for the README) is the coronary MIP of ``lad_stenosis``.
 """
 
 from __future__ import annotations
@@ -39,8 +37,7 @@ def build_demo_cases(out_dir: Path = DEMO_DIR, size: str = DEMO_SIZE) -> list[Pa
         if (out_dir / name).exists():
             shutil.rmtree(out_dir / name)
         t0 = time.perf_counter()
-        path = generate_case(out_dir, case_id=name, size=size, with_dicom=False, preview=True, realistic=True,
-                             **spec)
+        path = generate_case(out_dir, case_id=name, size=size, with_dicom=False, preview=True, **spec)
         print(f"{name}: {time.perf_counter() - t0:.1f} s")
         paths.append(path)
     shutil.copyfile(out_dir / "lad_stenosis" / "preview" / "mip.png", out_dir / "preview.png")
