@@ -216,7 +216,7 @@ def test_arms_taper_towards_the_elbow_with_muscle_round_a_labelled_humerus(case)
     anat = case[0]
     arms = anat.thorax.body.arms
     assert arms is not None
-    assert "humerus" in label_table().values() and L["humerus"] == max(label_table())  # a new id after the last
+    assert "humerus" in label_table().values() and L["humerus"] > 43  # a new id, after generator 1.0's (0-43)
     arm = arms[1]
     ax_, ay = arm.axes
     grid = Grid((int(3 * ax_ / SP), int(3 * ay / SP), 3), (SP, SP, 80.0),
